@@ -1,0 +1,31 @@
+# Set-up and main entry points. Everything installs into ./.venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-all bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)            ## simulate → train → sample → evaluate → report (≈ 12 min on 2 cores)
+	$(BIN)/hepgen demo -o hepgen-demo
+
+test: $(STAMP)            ## the CI test suite (slow tests excluded; fast tests cover their code paths)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_simulator.py
+	$(BIN)/python benchmarks/bench_sampling.py
+
+clean:
+	rm -rf $(VENV) hepgen-demo .pytest_cache

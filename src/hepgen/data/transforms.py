@@ -1,0 +1,204 @@
+"""Fitted, invertible preprocessing of showers and conditions for generative models.
+
+:class:`ShowerPreprocessor` maps showers (MeV voxels) to an unbounded feature vector in
+which density models train well, and back.  It follows the CaloFlow recipe:
+
+1. *Dequantisation*: uniform noise in ``[0, noise_level)`` MeV is added to every voxel so
+   that empty voxels are not a delta function (the inverse removes everything below
+   ``threshold`` MeV, which restores the sparsity).
+2. *Energy fractions* (``n_layers`` numbers in [0, 1]):
+   ``u_0 = E_tot / (scale · E_inc)`` and ``u_l = E_{l-1} / Σ_{j ≥ l-1} E_j`` for
+   ``l = 1 … n_layers-1`` — each layer's share of the energy not yet placed, so any
+   vector in the unit cube maps back to valid, non-negative layer energies.
+3. *Shapes*: every voxel divided by its layer energy (each layer sums to one).
+4. Both parts go through ``logit(α + (1-2α) x)`` and are standardised with the fitted
+   mean and standard deviation.
+
+Conditions are ``log(E_inc)`` and any extra conditions (angle, impact position),
+standardised with fitted statistics.
+
+The state is a dict of plain lists (``state_dict`` / ``from_state``) so that it is
+saved inside checkpoints loadable with ``torch.load(weights_only=True)``.
+
+References:
+    C. Krause, D. Shih, "CaloFlow: Fast and Accurate Generation of Calorimeter Showers
+    with Normalizing Flows", arXiv:2106.05285.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["ShowerPreprocessor"]
+
+
+def _logit(x: np.ndarray, alpha: float) -> np.ndarray:
+    x = alpha + (1.0 - 2.0 * alpha) * x
+    return np.log(x) - np.log1p(-x)
+
+
+def _expit(y: np.ndarray, alpha: float) -> np.ndarray:
+    x = 0.5 * (1.0 + np.tanh(0.5 * y))  # overflow-free sigmoid
+    return np.clip((x - alpha) / (1.0 - 2.0 * alpha), 0.0, 1.0)
+
+
+@dataclass
+class ShowerPreprocessor:
+    """Invertible map showers (MeV) ↔ standardised logit features.
+
+    Arguments:
+        layer_sizes: number of voxels in each active layer, in depth order.
+        condition_names: extra condition datasets used besides the incident energy.
+        noise_level: width (MeV) of the dequantisation noise added to every voxel.
+        threshold: voxels below this energy (MeV) are set to zero after the inverse.
+        alpha: logit regulariser.
+
+    Example:
+        >>> pre = ShowerPreprocessor(layer_sizes=[4, 4]).fit(showers, energies)
+        >>> x = pre.transform(showers, energies, rng)        # (N, 2 + 8)
+        >>> back = pre.inverse(x, energies)                  # (N, 8) MeV
+    """
+
+    layer_sizes: Sequence[int]
+    condition_names: Sequence[str] = ()
+    noise_level: float = 1e-3
+    threshold: float = 1e-2
+    alpha: float = 1e-6
+    # fitted state
+    scale: float = 1.0
+    feat_mean: np.ndarray | None = field(default=None, repr=False)
+    feat_std: np.ndarray | None = field(default=None, repr=False)
+    cond_mean: np.ndarray | None = field(default=None, repr=False)
+    cond_std: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.layer_sizes = [int(s) for s in self.layer_sizes]
+        self.condition_names = list(self.condition_names)
+        if self.threshold < self.noise_level:
+            raise ValueError(
+                f"threshold ({self.threshold} MeV) must be >= noise_level ({self.noise_level} MeV)"
+            )
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_sizes)
+
+    @property
+    def n_voxels(self) -> int:
+        return int(sum(self.layer_sizes))
+
+    @property
+    def n_features(self) -> int:
+        return self.n_layers + self.n_voxels
+
+    @property
+    def fitted(self) -> bool:
+        return self.feat_mean is not None
+
+    # --- conditions ---------------------------------------------------------------------
+    def raw_conditions(self, incident_energies: np.ndarray, conditions: dict | None = None) -> np.ndarray:
+        """(N, 1 + k) float64: log(E_inc/MeV) followed by the extra conditions in order."""
+        e = np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
+        cols = [np.log(e)]
+        conditions = conditions or {}
+        for name in self.condition_names:
+            if name not in conditions:
+                raise ValueError(f"condition {name!r} is required by this model, found {sorted(conditions)}")
+            cols.append(np.asarray(conditions[name], dtype=np.float64).reshape(len(e), -1))
+        return np.concatenate(cols, axis=1)
+
+    def transform_conditions(self, incident_energies, conditions=None) -> np.ndarray:
+        c = self.raw_conditions(incident_energies, conditions)
+        return ((c - self.cond_mean) / self.cond_std).astype(np.float32)
+
+    # --- showers ------------------------------------------------------------------------
+    def _split(self, showers: np.ndarray) -> list[np.ndarray]:
+        bounds = np.cumsum([0, *self.layer_sizes])
+        return [showers[:, bounds[i] : bounds[i + 1]] for i in range(self.n_layers)]
+
+    def _unit_features(self, showers, incident_energies, rng) -> np.ndarray:
+        showers = np.asarray(showers, dtype=np.float64)
+        if showers.ndim != 2 or showers.shape[1] != self.n_voxels:
+            raise ValueError(f"showers: expected shape (N, {self.n_voxels}), found {showers.shape}")
+        showers = showers + rng.uniform(0.0, self.noise_level, size=showers.shape)
+        layers = self._split(showers)
+        e_layer = np.stack([l.sum(axis=1) for l in layers], axis=1)  # (N, L)
+        e_tot = e_layer.sum(axis=1)
+        e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+        u = np.empty_like(e_layer)
+        u[:, 0] = e_tot / (self.scale * e_inc)
+        remaining = e_tot[:, None] - np.cumsum(e_layer, axis=1) + e_layer  # Σ_{j ≥ l} E_j
+        u[:, 1:] = e_layer[:, :-1] / remaining[:, :-1]
+        shapes = np.concatenate([l / l.sum(axis=1, keepdims=True) for l in layers], axis=1)
+        return np.clip(np.concatenate([u, shapes], axis=1), 0.0, 1.0)
+
+    def fit(self, showers, incident_energies, conditions=None, seed: int = 0) -> "ShowerPreprocessor":
+        """Fit energy scale and standardisation on training showers (MeV)."""
+        e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+        ratio = np.asarray(showers, dtype=np.float64).sum(axis=1) / e_inc
+        # headroom so that generated showers can exceed the largest training response
+        self.scale = float(1.5 * max(ratio.max(), 1e-6))
+        rng = np.random.default_rng(seed)
+        z = _logit(self._unit_features(showers, incident_energies, rng), self.alpha)
+        self.feat_mean = z.mean(axis=0)
+        self.feat_std = np.maximum(z.std(axis=0), 1e-3)
+        c = self.raw_conditions(incident_energies, conditions)
+        self.cond_mean = c.mean(axis=0)
+        self.cond_std = np.maximum(c.std(axis=0), 1e-6)
+        return self
+
+    def transform(self, showers, incident_energies, rng: np.random.Generator) -> np.ndarray:
+        """(N, n_voxels) MeV → (N, n_layers + n_voxels) float32 standardised features."""
+        self._check_fitted()
+        z = _logit(self._unit_features(showers, incident_energies, rng), self.alpha)
+        return ((z - self.feat_mean) / self.feat_std).astype(np.float32)
+
+    def inverse(self, features: np.ndarray, incident_energies: np.ndarray) -> np.ndarray:
+        """(N, n_layers + n_voxels) features → (N, n_voxels) float32 showers in MeV (≥ 0)."""
+        self._check_fitted()
+        z = np.asarray(features, dtype=np.float64) * self.feat_std + self.feat_mean
+        x = _expit(z, self.alpha)
+        u, shapes = x[:, : self.n_layers], x[:, self.n_layers :]
+        e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+        remaining = u[:, 0] * self.scale * e_inc
+        e_layer = np.empty_like(u)
+        for l in range(self.n_layers - 1):
+            e_layer[:, l] = u[:, l + 1] * remaining
+            remaining = remaining - e_layer[:, l]
+        e_layer[:, -1] = remaining
+        out = []
+        for l, s in enumerate(self._split(shapes)):
+            norm = s.sum(axis=1, keepdims=True)
+            out.append(np.divide(s, norm, out=np.zeros_like(s), where=norm > 0) * e_layer[:, l : l + 1])
+        showers = np.concatenate(out, axis=1)
+        showers[showers < self.threshold] = 0.0
+        return showers.astype(np.float32)
+
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise RuntimeError("ShowerPreprocessor is not fitted: call fit() first")
+
+    # --- persistence ----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        self._check_fitted()
+        return {
+            "layer_sizes": list(self.layer_sizes),
+            "condition_names": list(self.condition_names),
+            "noise_level": self.noise_level,
+            "threshold": self.threshold,
+            "alpha": self.alpha,
+            "scale": self.scale,
+            "feat_mean": self.feat_mean.tolist(),
+            "feat_std": self.feat_std.tolist(),
+            "cond_mean": self.cond_mean.tolist(),
+            "cond_std": self.cond_std.tolist(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ShowerPreprocessor":
+        arrays = {k: np.asarray(state[k], dtype=np.float64) for k in ("feat_mean", "feat_std", "cond_mean", "cond_std")}
+        scalars = {k: state[k] for k in ("layer_sizes", "condition_names", "noise_level", "threshold", "alpha", "scale")}
+        return cls(**scalars, **arrays)
