@@ -1,0 +1,193 @@
+"""Read, write and validate calorimeter showers in the CaloChallenge HDF5 layout.
+
+Layout (as the CaloChallenge data sets use it):
+
+* ``incident_energies`` — ``(N, 1)`` float, MeV;
+* ``showers`` — ``(N, n_voxels)`` float, MeV, voxel order radial-fastest, then angular,
+  then layer (the order of :mod:`hepgen.data.geometry`);
+* optional extra conditions, each ``(N, k)``: ``incident_theta`` (rad),
+  ``incident_phi`` (rad), ``impact_position`` (mm, x and y);
+* file attributes: ``hepgen_geometry`` (the geometry as JSON) and provenance strings.
+
+Every read is validated; bad input raises ``ValueError`` (``FileNotFoundError`` for a
+missing file) with a message naming the file, the key, what was expected and what was
+found.  Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+import h5py
+import numpy as np
+
+from hepgen._io import atomic_path
+from hepgen.data.geometry import Geometry, geometry_from_dict, load_geometry
+
+__all__ = ["ShowerData", "read_showers", "write_showers", "validate_showers", "CONDITION_KEYS"]
+
+CONDITION_KEYS = ("incident_theta", "incident_phi", "impact_position")
+GEOMETRY_ATTR = "hepgen_geometry"
+
+
+@dataclass
+class ShowerData:
+    """Showers with their conditions.
+
+    Arguments:
+        showers: ``(N, n_voxels)`` float32 voxel energies, MeV.
+        incident_energies: ``(N, 1)`` incident energies, MeV.
+        conditions: extra conditions, each ``(N, k)`` (keys from ``CONDITION_KEYS``).
+        geometry: the voxel geometry, if known.
+        attrs: file attributes (provenance): JSON-able scalars and strings.
+    """
+
+    showers: np.ndarray
+    incident_energies: np.ndarray
+    conditions: dict = field(default_factory=dict)
+    geometry: Geometry | None = None
+    attrs: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.showers.shape[0])
+
+    def subset(self, idx) -> "ShowerData":
+        """The showers selected by an index array, slice or boolean mask."""
+        return ShowerData(
+            self.showers[idx],
+            self.incident_energies[idx],
+            {k: np.asarray(v)[idx] for k, v in self.conditions.items()},
+            self.geometry,
+            dict(self.attrs),
+        )
+
+    def condition_matrix(self, names: Sequence[str] | None = None) -> np.ndarray:
+        """``(N, 1 + k)`` float64: incident energy (MeV) then the named conditions, raw."""
+        names = list(self.conditions) if names is None else list(names)
+        cols = [np.asarray(self.incident_energies, dtype=np.float64).reshape(len(self), 1)]
+        cols += [np.asarray(self.conditions[n], dtype=np.float64).reshape(len(self), -1) for n in names]
+        return np.concatenate(cols, axis=1)
+
+
+def _first_bad_row(bad_rows: np.ndarray) -> str:
+    rows = np.flatnonzero(bad_rows)
+    return f"{rows.size} row(s), first at row {rows[0]}"
+
+
+def validate_showers(data: ShowerData, source: str = "<memory>", geometry: Geometry | None = None,
+                     geometry_source: str | None = None) -> None:
+    """Check shapes, counts and values of ``data``; raise ``ValueError`` naming ``source`` and the key."""
+    s, e = data.showers, data.incident_energies
+    if s.ndim != 2:
+        raise ValueError(f"{source}: key 'showers': expected a 2-d array (N, n_voxels), found shape {s.shape}")
+    if e.ndim != 2 or e.shape[1] != 1:
+        raise ValueError(f"{source}: key 'incident_energies': expected shape (N, 1), found {e.shape}")
+    if s.shape[0] != e.shape[0]:
+        raise ValueError(
+            f"{source}: key 'showers' has {s.shape[0]} showers but key 'incident_energies' has "
+            f"{e.shape[0]} energies; expected equal counts"
+        )
+    geometry = geometry if geometry is not None else data.geometry
+    if geometry is not None and s.shape[1] != geometry.n_voxels:
+        where = f" to match binning {geometry_source!r}" if geometry_source else " to match the geometry"
+        raise ValueError(
+            f"{source}: key 'showers': expected shape (N, {geometry.n_voxels}){where}, found {s.shape}"
+        )
+    for key, arr in (("showers", s), ("incident_energies", e)):
+        finite = np.isfinite(arr).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"{source}: key {key!r}: expected finite values, found NaN/Inf in {_first_bad_row(~finite)}")
+    if s.size and s.min() < 0:
+        neg = (s < 0).any(axis=1)
+        raise ValueError(
+            f"{source}: key 'showers': expected energies >= 0 MeV, found minimum {s.min():.6g} MeV "
+            f"in {_first_bad_row(neg)}"
+        )
+    if e.size and e.min() <= 0:
+        raise ValueError(
+            f"{source}: key 'incident_energies': expected energies > 0 MeV, found minimum {e.min():.6g} "
+            f"in {_first_bad_row(e[:, 0] <= 0)}"
+        )
+    for key, arr in data.conditions.items():
+        arr = np.asarray(arr)
+        if arr.ndim == 0 or arr.shape[0] != s.shape[0]:
+            raise ValueError(f"{source}: key {key!r}: expected first dimension {s.shape[0]} (one row per shower), found shape {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{source}: key {key!r}: expected finite values, found NaN/Inf")
+
+
+def _resolve_geometry(geometry, particle) -> tuple[Geometry | None, str | None]:
+    if geometry is None:
+        return None, None
+    if isinstance(geometry, (str, os.PathLike)):
+        return load_geometry(geometry, particle), Path(geometry).name
+    return geometry, None
+
+
+def read_showers(path: Union[str, os.PathLike], geometry=None, particle: str | None = None) -> ShowerData:
+    """Read and validate a CaloChallenge HDF5 file.
+
+    Arguments:
+        path: the HDF5 file.
+        geometry: a geometry object, or the path of a binning XML / geometry JSON; by default
+            the geometry stored in the file by hepgen (``None`` if it has none).
+        particle: the ``<Bin name>`` to use from a binning XML with several.
+    """
+    path = Path(path)
+    geometry, geometry_source = _resolve_geometry(geometry, particle)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{path}: expected an HDF5 file (CaloChallenge layout), found something else")
+    try:
+        with h5py.File(path, "r") as f:
+            keys = sorted(f.keys())
+            for key in ("showers", "incident_energies"):
+                if key not in f or not isinstance(f[key], h5py.Dataset):
+                    raise ValueError(f"{path}: missing dataset {key!r}; expected 'showers' and 'incident_energies', found keys {keys}")
+            showers = np.asarray(f["showers"][()], dtype=np.float32)
+            energies = np.asarray(f["incident_energies"][()], dtype=np.float64)
+            conditions = {k: np.asarray(f[k][()], dtype=np.float64) for k in CONDITION_KEYS if k in f}
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
+                     for k, v in f.attrs.items()}
+    except OSError as err:
+        raise ValueError(f"{path}: could not read HDF5 file ({err})") from None
+    if energies.ndim == 1:
+        energies = energies.reshape(-1, 1)
+    for key, arr in list(conditions.items()):
+        if arr.ndim == 1:
+            conditions[key] = arr.reshape(-1, 1)
+    stored = attrs.pop(GEOMETRY_ATTR, None)
+    if geometry is None and stored is not None:
+        try:
+            geometry = geometry_from_dict(json.loads(stored))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: attribute {GEOMETRY_ATTR!r}: expected a hepgen geometry JSON ({err})") from None
+        geometry_source = f"{path.name}:{GEOMETRY_ATTR}"
+    data = ShowerData(showers, energies, conditions, geometry, attrs)
+    validate_showers(data, str(path), geometry, geometry_source)
+    return data
+
+
+def write_showers(path: Union[str, os.PathLike], data: ShowerData, compression: str | None = "gzip") -> None:
+    """Validate ``data`` and write it in the CaloChallenge layout, atomically."""
+    path = Path(path)
+    validate_showers(data, str(path))
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            n, v = data.showers.shape
+            chunks = (max(1, min(n, 1024)), v) if n else None
+            f.create_dataset("showers", data=np.asarray(data.showers, dtype=np.float32),
+                             compression=compression if n else None, chunks=chunks)
+            f.create_dataset("incident_energies", data=np.asarray(data.incident_energies, dtype=np.float64))
+            for key, arr in data.conditions.items():
+                f.create_dataset(key, data=np.asarray(arr, dtype=np.float64))
+            if data.geometry is not None:
+                f.attrs[GEOMETRY_ATTR] = json.dumps(data.geometry.to_dict())
+            for key, value in data.attrs.items():
+                if value is not None and key != GEOMETRY_ATTR:
+                    f.attrs[key] = value if isinstance(value, (int, float, str, bool, np.number)) else json.dumps(value)
