@@ -51,11 +51,11 @@ class TrainConfig:
 class DemoConfig:
     """The ``hepgen demo`` job: simulate → train → sample → evaluate → report."""
 
-    n_train: int = 30_000
+    n_train: int = 60_000
     n_test: int = 10_000
     energy_range: tuple[float, float] = (1_000.0, 100_000.0)
     seed: int = 1
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, max_minutes=8.0))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, max_minutes=8.0))
 
 
 def _from_dict(cls, data: dict, source: str):

@@ -66,7 +66,7 @@ class LayerBinning:
         edges = np.asarray(self.r_edges, dtype=float)
         if edges.size >= 2 and np.any(np.diff(edges) <= 0):
             raise ValueError(
-                f"layer {self.layer_id}: r_edges must be strictly increasing, found {list(edges)}"
+                f"layer {self.layer_id}: r_edges must be strictly increasing, found {edges.tolist()}"
             )
         if self.n_alpha < 1:
             raise ValueError(f"layer {self.layer_id}: n_bin_alpha must be >= 1, found {self.n_alpha}")
@@ -163,7 +163,10 @@ class CylindricalBinning:
                 ) from None
             if len(edges) < 2:
                 edges = ()
-            layers.append(LayerBinning(layer_id, edges, n_alpha))
+            try:
+                layers.append(LayerBinning(layer_id, edges, n_alpha))
+            except ValueError as err:
+                raise ValueError(f"{path}: {err}") from None
         if not layers:
             raise ValueError(f"{path}: <Bin> has no <Layer> elements")
         pid = int(node.attrib.get("pid", 0))

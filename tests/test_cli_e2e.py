@@ -1,0 +1,99 @@
+"""End-to-end: the ``hepgen`` command on a tiny dataset, asserting on files and metric ranges."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from hepgen.cli import main
+from hepgen.data.formats import read_showers, write_showers
+from hepgen.data.geometry import load_geometry
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("e2e")
+    common = ["--energy-range", "2000", "50000", "-q"]
+    assert main(["simulate", "showers", "-o", str(d / "train.h5"), "--n", "1500", "--seed", "1",
+                 "--write-binning", str(d / "binning.xml"), *common]) == 0
+    assert main(["simulate", "showers", "-o", str(d / "test.h5"), "--n", "1500", "--seed", "2", *common]) == 0
+    assert main(["simulate", "showers", "-o", str(d / "test2.h5"), "--n", "1500", "--seed", "3", *common]) == 0
+    return d
+
+
+def test_simulate_writes_calochallenge_layout(workdir):
+    with h5py.File(workdir / "train.h5", "r") as f:
+        assert f["showers"].shape == (1500, 384)
+        assert f["incident_energies"].shape == (1500, 1)
+        e = f["incident_energies"][:, 0]
+    assert 2000 <= e.min() and e.max() <= 50000
+    assert load_geometry(workdir / "binning.xml").n_voxels == 384
+
+
+def test_train_resume_sample_evaluate(workdir, capsys):
+    run = workdir / "run"
+    assert main(["train", str(workdir / "train.h5"), "-o", str(run), "--epochs", "1", "--seed", "0", "-q"]) == 0
+    assert main(["train", str(workdir / "train.h5"), "-o", str(run), "--epochs", "3", "--resume", "-q"]) == 0
+    log = (run / "train_log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3"]  # resumed, not restarted
+    for name in ("best.pt", "last.pt", "config.yaml"):
+        assert (run / name).is_file()
+
+    gen_path = workdir / "gen.h5"
+    assert main(["sample", str(run / "best.pt"), "-o", str(gen_path),
+                 "--conditions-from", str(workdir / "test.h5"), "-q"]) == 0
+    real, gen = read_showers(workdir / "test.h5"), read_showers(gen_path)
+    assert gen.showers.shape == real.showers.shape
+    np.testing.assert_array_equal(gen.incident_energies, real.incident_energies)
+    assert (gen.showers >= 0).all()
+    # sampled totals stay in the physical range of the training data's response
+    ratio = gen.showers.sum(axis=1) / gen.incident_energies[:, 0]
+    assert np.median(ratio) == pytest.approx(np.median(real.showers.sum(1) / real.incident_energies[:, 0]), rel=0.3)
+
+    assert main(["sample", str(run / "best.pt"), "-o", str(workdir / "gen_n.h5"), "--n", "50",
+                 "--energies", "5000,20000", "-q"]) == 0
+    assert set(np.unique(read_showers(workdir / "gen_n.h5").incident_energies)) <= {5000.0, 20000.0}
+
+    out = workdir / "eval"
+    capsys.readouterr()
+    assert main(["evaluate", str(workdir / "test.h5"), str(gen_path), "-o", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for level in ("low_level", "high_level"):
+        assert 0.0 <= metrics["classifier"][level]["auc"] <= 1.0
+    assert 0.0 <= metrics["separation_power_mean"] <= 1.0
+    assert "E_tot_over_E_inc" in metrics["separation_power"]
+    html = (out / "report.html").read_text()
+    assert "separation" in html.lower()
+    assert "report.html" in capsys.readouterr().out
+
+
+def test_auc_real_vs_itself_is_half_and_broken_is_one(workdir):
+    out = workdir / "eval_same"
+    assert main(["evaluate", str(workdir / "test.h5"), str(workdir / "test2.h5"), "-o", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["classifier"]["high_level"]["auc"] == pytest.approx(0.5, abs=0.06)
+    assert m["classifier"]["low_level"]["auc"] == pytest.approx(0.5, abs=0.06)
+    assert m["separation_power_mean"] < 0.05
+
+    broken = read_showers(workdir / "test2.h5")
+    layers = broken.geometry.layer_slices
+    moved = broken.showers.copy()
+    moved[:, layers[-1]] += moved[:, layers[0]]  # first layer's energy dumped into the last one
+    moved[:, layers[0]] = 0.0
+    broken.showers = moved
+    write_showers(workdir / "broken.h5", broken)
+    out = workdir / "eval_broken"
+    assert main(["evaluate", str(workdir / "test.h5"), str(workdir / "broken.h5"), "-o", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["classifier"]["high_level"]["auc"] > 0.95
+    assert m["classifier"]["low_level"]["auc"] > 0.95
+
+
+def test_cli_reports_bad_input_without_traceback(workdir, capsys):
+    assert main(["evaluate", str(workdir / "nope.h5"), str(workdir / "test.h5"), "-o", str(workdir / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.h5" in err and "Traceback" not in err
+    (workdir / "bad.h5").write_bytes(b"not hdf5 at all")
+    assert main(["train", str(workdir / "bad.h5"), "-o", str(workdir / "r2"), "-q"]) == 2
+    assert "bad.h5" in capsys.readouterr().err
