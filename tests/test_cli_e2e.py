@@ -97,3 +97,20 @@ def test_cli_reports_bad_input_without_traceback(workdir, capsys):
     (workdir / "bad.h5").write_bytes(b"not hdf5 at all")
     assert main(["train", str(workdir / "bad.h5"), "-o", str(workdir / "r2"), "-q"]) == 2
     assert "bad.h5" in capsys.readouterr().err
+
+
+def test_angle_conditioned_training_and_sampling(tmp_path):
+    data = tmp_path / "theta.h5"
+    assert main(["simulate", "showers", "-o", str(data), "--n", "400", "--theta-range", "0.0", "0.4",
+                 "--energy-range", "5000", "20000", "-q"]) == 0
+    assert read_showers(data).conditions["incident_theta"].shape == (400, 1)
+    run = tmp_path / "run"
+    assert main(["train", str(data), "-o", str(run), "--epochs", "1", "--conditions", "incident_theta", "-q"]) == 0
+    out = tmp_path / "gen.h5"
+    assert main(["sample", str(run / "best.pt"), "-o", str(out), "--n", "64", "-q"]) == 0
+    gen = read_showers(out)
+    theta = gen.conditions["incident_theta"][:, 0]
+    assert theta.shape == (64,) and 0.0 <= theta.min() and theta.max() <= 0.4
+    e = gen.incident_energies[:, 0]
+    assert 5000 * 0.999 <= e.min() and e.max() <= 20000 * 1.001  # the training range, from the checkpoint
+    assert gen.attrs["seed"] == 0 and str(run / "best.pt") in gen.attrs["checkpoint"]
