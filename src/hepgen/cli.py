@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--energy-range", type=float, nargs=2, metavar=("LO", "HI"), help="log-uniform, MeV")
     sm.add_argument("--conditions-from", help="take incident energies and conditions from this HDF5 file")
     sm.add_argument("--seed", type=int, default=0)
-    sm.add_argument("--batch-size", type=int, default=10_000)
+    sm.add_argument("--batch-size", type=int, default=1_000)
     sm.add_argument("-q", "--quiet", action="store_true")
     sm.set_defaults(func=cmd_sample)
 

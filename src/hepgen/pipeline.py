@@ -44,7 +44,7 @@ class ShowerGenerator:
         incident_energies: np.ndarray,
         conditions: dict | None = None,
         seed: int = 0,
-        batch_size: int = 10_000,
+        batch_size: int = 1_000,
         progress: bool = False,
     ) -> np.ndarray:
         """(N,) or (N, 1) incident energies in MeV → (N, n_voxels) float32 showers in MeV."""

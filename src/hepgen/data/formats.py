@@ -68,6 +68,9 @@ class ShowerData:
     def condition_matrix(self, names: Sequence[str] | None = None) -> np.ndarray:
         """``(N, 1 + k)`` float64: incident energy (MeV) then the named conditions, raw."""
         names = list(self.conditions) if names is None else list(names)
+        missing = [n for n in names if n not in self.conditions]
+        if missing:
+            raise ValueError(f"conditions {missing} requested, found only {sorted(self.conditions)}")
         cols = [np.asarray(self.incident_energies, dtype=np.float64).reshape(len(self), 1)]
         cols += [np.asarray(self.conditions[n], dtype=np.float64).reshape(len(self), -1) for n in names]
         return np.concatenate(cols, axis=1)
@@ -81,7 +84,7 @@ def _first_bad_row(bad_rows: np.ndarray) -> str:
 def validate_showers(data: ShowerData, source: str = "<memory>", geometry: Geometry | None = None,
                      geometry_source: str | None = None) -> None:
     """Check shapes, counts and values of ``data``; raise ``ValueError`` naming ``source`` and the key."""
-    s, e = data.showers, data.incident_energies
+    s, e = np.asarray(data.showers), np.asarray(data.incident_energies)
     if s.ndim != 2:
         raise ValueError(f"{source}: key 'showers': expected a 2-d array (N, n_voxels), found shape {s.shape}")
     if e.ndim != 2 or e.shape[1] != 1:
@@ -98,6 +101,8 @@ def validate_showers(data: ShowerData, source: str = "<memory>", geometry: Geome
             f"{source}: key 'showers': expected shape (N, {geometry.n_voxels}){where}, found {s.shape}"
         )
     for key, arr in (("showers", s), ("incident_energies", e)):
+        if not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"{source}: key {key!r}: expected numbers, found dtype {arr.dtype}")
         finite = np.isfinite(arr).all(axis=1)
         if not finite.all():
             raise ValueError(f"{source}: key {key!r}: expected finite values, found NaN/Inf in {_first_bad_row(~finite)}")
@@ -115,9 +120,31 @@ def validate_showers(data: ShowerData, source: str = "<memory>", geometry: Geome
     for key, arr in data.conditions.items():
         arr = np.asarray(arr)
         if arr.ndim == 0 or arr.shape[0] != s.shape[0]:
-            raise ValueError(f"{source}: key {key!r}: expected first dimension {s.shape[0]} (one row per shower), found shape {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{source}: key {key!r}: expected finite values, found NaN/Inf")
+            raise ValueError(f"{source}: key {key!r}: expected first dimension {s.shape[0]} "
+                             f"(one row per shower), found shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"{source}: key {key!r}: expected numbers, found dtype {arr.dtype}")
+        bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+        if bad.any():
+            raise ValueError(f"{source}: key {key!r}: expected finite values, found NaN/Inf in {_first_bad_row(bad)}")
+
+
+def _read_array(f: h5py.File, path: Path, key: str, dtype) -> np.ndarray:
+    """Read dataset ``key`` as ``dtype``; a group or non-numeric data is a ``ValueError``."""
+    obj = f[key]
+    if not isinstance(obj, h5py.Dataset):
+        raise ValueError(f"{path}: key {key!r}: expected a dataset, found a {type(obj).__name__}")
+    if obj.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: key {key!r}: expected a numeric dataset, found dtype {obj.dtype}")
+    return np.asarray(obj[()], dtype=dtype)
+
+
+def _attr_value(v):
+    if isinstance(v, bytes):
+        return v.decode(errors="replace")
+    if isinstance(v, np.ndarray):
+        return v.tolist() if v.size != 1 else _attr_value(v.reshape(()).item())
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _resolve_geometry(geometry, particle) -> tuple[Geometry | None, str | None]:
@@ -147,13 +174,13 @@ def read_showers(path: Union[str, os.PathLike], geometry=None, particle: str | N
         with h5py.File(path, "r") as f:
             keys = sorted(f.keys())
             for key in ("showers", "incident_energies"):
-                if key not in f or not isinstance(f[key], h5py.Dataset):
-                    raise ValueError(f"{path}: missing dataset {key!r}; expected 'showers' and 'incident_energies', found keys {keys}")
-            showers = np.asarray(f["showers"][()], dtype=np.float32)
-            energies = np.asarray(f["incident_energies"][()], dtype=np.float64)
-            conditions = {k: np.asarray(f[k][()], dtype=np.float64) for k in CONDITION_KEYS if k in f}
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
-                     for k, v in f.attrs.items()}
+                if key not in f:
+                    raise ValueError(f"{path}: missing dataset {key!r}; expected 'showers' and "
+                                     f"'incident_energies', found keys {keys}")
+            showers = _read_array(f, path, "showers", np.float32)
+            energies = _read_array(f, path, "incident_energies", np.float64)
+            conditions = {k: _read_array(f, path, k, np.float64) for k in CONDITION_KEYS if k in f}
+            attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
     except OSError as err:
         raise ValueError(f"{path}: could not read HDF5 file ({err})") from None
     if energies.ndim == 1:
@@ -177,6 +204,23 @@ def write_showers(path: Union[str, os.PathLike], data: ShowerData, compression: 
     """Validate ``data`` and write it in the CaloChallenge layout, atomically."""
     path = Path(path)
     validate_showers(data, str(path))
+    unknown = [k for k in data.conditions if k not in CONDITION_KEYS]
+    if unknown:
+        raise ValueError(f"{path}: conditions {unknown}: expected names from {CONDITION_KEYS} "
+                         "(other datasets are not read back)")
+    attrs = {}
+    for key, value in data.attrs.items():
+        if value is None or key == GEOMETRY_ATTR:
+            continue
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if not isinstance(value, (int, float, str, bool, np.number)):
+            try:
+                value = json.dumps(value)
+            except TypeError:
+                raise ValueError(f"{path}: attribute {key!r}: expected a JSON-able value, "
+                                 f"found {type(value).__name__}") from None
+        attrs[key] = value
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             n, v = data.showers.shape
@@ -188,6 +232,4 @@ def write_showers(path: Union[str, os.PathLike], data: ShowerData, compression: 
                 f.create_dataset(key, data=np.asarray(arr, dtype=np.float64))
             if data.geometry is not None:
                 f.attrs[GEOMETRY_ATTR] = json.dumps(data.geometry.to_dict())
-            for key, value in data.attrs.items():
-                if value is not None and key != GEOMETRY_ATTR:
-                    f.attrs[key] = value if isinstance(value, (int, float, str, bool, np.number)) else json.dumps(value)
+            f.attrs.update(attrs)
