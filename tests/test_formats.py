@@ -69,6 +69,9 @@ def test_xml_round_trip(xml_path, tmp_path):
         ("<Bins><Bin name='photon'><Layer id='0' r_edges='0,a' n_bin_alpha='1'/></Bin></Bins>", "comma-separated numbers"),
         ("<Bins><Bin name='photon'><Layer id='0' r_edges='0,5,3'/></Bin></Bins>", "strictly increasing"),
         ("<Bins><Bin", "not a valid XML"),
+        ("<Bins><Bin name='photon'/></Bins>", "no <Layer> elements"),
+        ("<Bins><Bin name='photon'><Layer id='0' r_edges='0,1' n_bin_alpha='x'/></Bin></Bins>", "non-integer"),
+        ("<Bins><Bin name='photon'><Layer id='0' r_edges='0'/></Bin></Bins>", "no active layer"),
     ],
 )
 def test_bad_xml(tmp_path, text, match):
@@ -125,7 +128,10 @@ GOOD_E = np.full((4, 1), 1000.0)
     "datasets, match",
     [
         (dict(showers=GOOD_S), r"missing dataset 'incident_energies'.*found keys \['showers'\]"),
-        (dict(incident_energies=GOOD_E), r"missing dataset 'showers'"),
+        (dict(incident_energies=GOOD_E), r"missing dataset 'showers'.*found keys \['incident_energies'\]"),
+        (dict(showers=np.array([b"a"] * 4), incident_energies=GOOD_E), r"key 'showers': expected a numeric dataset, found dtype \|S1"),
+        (dict(showers=GOOD_S, incident_energies=GOOD_E, impact_position=np.array([[b"x"]] * 4)), r"key 'impact_position': expected a numeric dataset"),
+        (dict(showers=GOOD_S, incident_energies=GOOD_E, incident_theta=np.full((4, 1), np.nan)), r"key 'incident_theta': expected finite values, found NaN/Inf in 4 row\(s\)"),
         (dict(showers=np.ones(4), incident_energies=GOOD_E), r"key 'showers': expected a 2-d array.*found shape \(4,\)"),
         (dict(showers=GOOD_S, incident_energies=np.ones((4, 2))), r"key 'incident_energies': expected shape \(N, 1\), found \(4, 2\)"),
         (dict(showers=GOOD_S, incident_energies=GOOD_E[:3]), r"4 showers but key 'incident_energies' has 3"),
@@ -176,3 +182,94 @@ def test_write_refuses_invalid_data(tmp_path):
     with pytest.raises(ValueError, match="out.h5: key 'showers': expected energies >= 0"):
         write_showers(tmp_path / "out.h5", d)
     assert not Path(tmp_path / "out.h5").exists()
+
+
+def test_unknown_particle_and_grid_as_xml(xml_path, tmp_path):
+    with pytest.raises(ValueError, match=r"binning.xml: no <Bin name='pion'>, found names \['photon', 'electron'\]"):
+        CylindricalBinning.from_xml(xml_path, particle="pion")
+    with pytest.raises(ValueError, match="grid.xml: only cylindrical"):
+        save_geometry(CartesianGrid(2, 2, 2), tmp_path / "grid.xml")
+    with pytest.raises(FileNotFoundError, match="absent.xml"):
+        load_geometry(tmp_path / "absent.xml")
+
+
+def test_group_instead_of_dataset(tmp_path):
+    with h5py.File(tmp_path / "grp.h5", "w") as f:
+        f.create_group("showers")
+        f["incident_energies"] = GOOD_E
+    with pytest.raises(ValueError, match="grp.h5: key 'showers': expected a dataset, found a Group"):
+        read_showers(tmp_path / "grp.h5")
+
+
+def test_truncated_hdf5(tmp_path):
+    path = tmp_path / "cut.h5"
+    write_showers(path, _data(CartesianGrid(8, 8, 8), n=50))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="cut.h5"):
+        read_showers(path)
+
+
+def test_one_dim_energies_geometry_precedence_and_json_geometry(tmp_path):
+    grid = CartesianGrid(2, 2, 1)
+    _write_raw(tmp_path / "e1.h5", showers=np.ones((3, 4)), incident_energies=np.full(3, 500.0))
+    d = read_showers(tmp_path / "e1.h5", geometry=grid)
+    assert d.incident_energies.shape == (3, 1) and d.geometry == grid
+    save_geometry(grid, tmp_path / "grid.json")
+    assert read_showers(tmp_path / "e1.h5", geometry=tmp_path / "grid.json").geometry == grid
+    # the argument wins over the geometry stored in the file, and is checked against the data
+    write_showers(tmp_path / "g.h5", _data(grid, n=3))
+    other = CylindricalBinning.regular(1, [0, 1, 2], 2)
+    assert read_showers(tmp_path / "g.h5", geometry=other).geometry == other
+    with pytest.raises(ValueError, match=r"g.h5: key 'showers': expected shape \(N, 8\).*found \(3, 4\)"):
+        read_showers(tmp_path / "g.h5", geometry=CartesianGrid(2, 2, 2))
+
+
+def test_attrs_arrays_and_bytes(tmp_path):
+    grid = CartesianGrid(2, 2, 1)
+    d = _data(grid, n=3)
+    d.attrs = {"edges": np.arange(3), "note": None, "cfg": {"a": 1}}
+    write_showers(tmp_path / "a.h5", d)
+    with h5py.File(tmp_path / "a.h5", "a") as f:
+        f.attrs["raw"] = np.array([1.5, 2.5])
+        f.attrs["blob"] = np.bytes_(b"geant4")
+    attrs = read_showers(tmp_path / "a.h5").attrs
+    assert attrs == {"edges": "[0, 1, 2]", "cfg": '{"a": 1}', "raw": [1.5, 2.5], "blob": "geant4"}
+    d.attrs = {"bad": object()}
+    with pytest.raises(ValueError, match="attribute 'bad': expected a JSON-able value, found object"):
+        write_showers(tmp_path / "b.h5", d)
+
+
+def test_write_refuses_unknown_condition(tmp_path):
+    d = _data(CartesianGrid(2, 2, 1), n=3)
+    d.conditions["showers"] = np.ones((3, 1))
+    with pytest.raises(ValueError, match=r"out.h5: conditions \['showers'\]: expected names from"):
+        write_showers(tmp_path / "out.h5", d)
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_in_memory_validation_and_condition_matrix(tmp_path):
+    from hepgen.data.formats import CONDITION_KEYS, validate_showers
+
+    assert CONDITION_KEYS == ("incident_theta", "incident_phi", "impact_position")
+    d = ShowerData([[1.0, 2.0]], [[10.0]], {"impact_position": [[1.0, -2.0]], "incident_theta": [[0.1]]})
+    validate_showers(d)
+    np.testing.assert_array_equal(d.condition_matrix(), [[10.0, 1.0, -2.0, 0.1]])
+    np.testing.assert_array_equal(d.condition_matrix(["incident_theta"]), [[10.0, 0.1]])
+    assert d.condition_matrix().dtype == np.float64
+    with pytest.raises(ValueError, match=r"\['incident_phi'\] requested, found only"):
+        d.condition_matrix(["incident_phi"])
+    with pytest.raises(ValueError, match=r"<memory>: key 'showers': expected shape \(N, 3\)"):
+        validate_showers(d, geometry=CartesianGrid(3, 1, 1))
+    mask = np.array([True, False, True])
+    full = _data(CartesianGrid(2, 2, 1), n=3)
+    sub = full.subset(mask)
+    np.testing.assert_array_equal(sub.showers, full.showers[mask])
+    np.testing.assert_array_equal(sub.conditions["incident_theta"], full.conditions["incident_theta"][mask])
+    assert len(full.subset(slice(1, None))) == 2
+
+
+def test_empty_file_round_trip(tmp_path):
+    grid = CartesianGrid(2, 2, 1)
+    write_showers(tmp_path / "e.h5", ShowerData(np.zeros((0, 4), np.float32), np.zeros((0, 1)), geometry=grid))
+    back = read_showers(tmp_path / "e.h5")
+    assert len(back) == 0 and back.showers.shape == (0, 4) and back.geometry == grid

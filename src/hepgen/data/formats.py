@@ -52,6 +52,11 @@ class ShowerData:
     geometry: Geometry | None = None
     attrs: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.showers = np.asarray(self.showers)
+        self.incident_energies = np.asarray(self.incident_energies)
+        self.conditions = {k: np.asarray(v) for k, v in self.conditions.items()}
+
     def __len__(self) -> int:
         return int(self.showers.shape[0])
 
@@ -60,7 +65,7 @@ class ShowerData:
         return ShowerData(
             self.showers[idx],
             self.incident_energies[idx],
-            {k: np.asarray(v)[idx] for k, v in self.conditions.items()},
+            {k: v[idx] for k, v in self.conditions.items()},
             self.geometry,
             dict(self.attrs),
         )

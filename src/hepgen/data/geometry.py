@@ -169,8 +169,11 @@ class CylindricalBinning:
                 raise ValueError(f"{path}: {err}") from None
         if not layers:
             raise ValueError(f"{path}: <Bin> has no <Layer> elements")
-        pid = int(node.attrib.get("pid", 0))
-        return cls(tuple(layers), node.attrib.get("name", "unknown"), pid)
+        try:
+            pid = int(node.attrib.get("pid", 0))
+            return cls(tuple(layers), node.attrib.get("name", "unknown"), pid)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
     def to_xml(self, path: Union[str, os.PathLike]) -> None:
         """Write the binning as CaloChallenge XML (atomically)."""
