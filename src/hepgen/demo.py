@@ -64,7 +64,7 @@ def run_demo(out_dir, config: DemoConfig | None = None, progress: bool = True) -
 
     print("[4/5] evaluating generated vs test showers")
     real = read_showers(out / "data" / "test.h5")
-    metrics = evaluate(real, generated, geometry, seed=config.seed)
+    metrics, details = evaluate(real, generated, geometry, seed=config.seed, return_details=True)
     metrics["timing"] = {
         "simulator_showers_per_s": len(test_data) / t_sim,
         "generator_showers_per_s": len(test_data) / t_gen,
@@ -72,7 +72,7 @@ def run_demo(out_dir, config: DemoConfig | None = None, progress: bool = True) -
         "training_minutes": t_train / 60,
     }
     print("[5/5] writing metrics and report")
-    write_outputs(metrics, real, generated, out / "report")
+    write_outputs(metrics, real, generated, out / "report", details=details)
 
     clf = metrics.get("classifier", {})
     summary = {
