@@ -114,3 +114,19 @@ def test_angle_conditioned_training_and_sampling(tmp_path):
     e = gen.incident_energies[:, 0]
     assert 5000 * 0.999 <= e.min() and e.max() <= 20000 * 1.001  # the training range, from the checkpoint
     assert gen.attrs["seed"] == 0 and str(run / "best.pt") in gen.attrs["checkpoint"]
+
+
+def test_init_from_fine_tunes_and_rejects_a_mismatched_checkpoint(workdir, tmp_path, capsys):
+    base = tmp_path / "base"
+    assert main(["train", str(workdir / "train.h5"), "-o", str(base), "--epochs", "1", "-q"]) == 0
+    tuned = tmp_path / "tuned"
+    assert main(["train", str(workdir / "train.h5"), "-o", str(tuned), "--epochs", "1",
+                 "--init-from", str(base / "best.pt"), "-q"]) == 0
+    # a checkpoint of another architecture: a clear error naming the file, not a traceback
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("model: {transforms: 2, hidden_features: 32}\nepochs: 1\n")
+    capsys.readouterr()
+    assert main(["train", str(workdir / "train.h5"), "-o", str(tmp_path / "bad"), "--config", str(cfg),
+                 "--init-from", str(base / "best.pt"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "best.pt: key 'model': expected weights of a flow model" in err and "Traceback" not in err

@@ -79,7 +79,15 @@ def train(
         n_cond = 1 + sum(np.asarray(train_data.conditions[k]).reshape(len(train_data), -1).shape[1] for k in config.conditions)
         model = build_model(config.family, n_features=pre.n_features, n_conditions=n_cond, **config.model)
         if init_from is not None:  # transfer learning: start from another run's weights
-            model.load_state_dict(load_checkpoint(init_from)["model"])
+            source = load_checkpoint(init_from)
+            try:
+                model.load_state_dict(source["model"])
+            except RuntimeError as err:
+                raise ValueError(
+                    f"{init_from}: key 'model': expected weights of a {config.family} model with "
+                    f"{model.hparams}, found family {source['family']!r} with {source['hparams']} "
+                    f"({str(err).splitlines()[0]})"
+                ) from None
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
