@@ -1,14 +1,14 @@
-"""Self-contained HTML validation report from a metrics dict and the two samples."""
+"""Self-contained HTML validation report from a metrics dict and a list of figures; no computation."""
 
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 from hepgen._io import atomic_path
-from hepgen.metrics.observables import high_level_features
 
-__all__ = ["write_report"]
+__all__ = ["flagged_features", "write_report"]
 
 _CSS = """
 body { font-family: -apple-system, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
@@ -22,75 +22,100 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.3em 0 1em 0; }
 """
 
 
-def _fmt(x, digits=4):
+def _fmt(x, digits: int = 4) -> str:
     if x is None:
         return "–"
+    if isinstance(x, bool):
+        return str(x)
     if isinstance(x, float):
-        return f"{x:.{digits}g}"
+        if not math.isfinite(x):
+            return "–"
+        return f"{x:.0f}" if 1e3 <= abs(x) < 1e12 else f"{x:.{digits}g}"
     return html.escape(str(x))
 
 
-def write_report(metrics: dict, real, generated, out_dir, details=None, sep_threshold: float = 0.1,
-                 p_threshold: float = 0.01) -> Path:
-    """Write ``out_dir/report.html`` and its figures; rows failing a threshold are flagged.
+def flagged_features(metrics: dict, sep_threshold: float = 0.1, p_threshold: float = 0.01) -> list[str]:
+    """Features whose separation power exceeds ``sep_threshold`` or whose KS p-value is below ``p_threshold``."""
+    out = []
+    for name, sep in metrics["separation_power"].items():
+        p = (metrics.get("ks", {}).get(name) or {}).get("pvalue")
+        if (sep is not None and sep > sep_threshold) or (p is not None and p < p_threshold):
+            out.append(name)
+    return out
+
+
+def write_report(metrics: dict, out_dir, figures=(), sep_threshold: float = 0.1, p_threshold: float = 0.01,
+                 title: str = "hepgen validation report") -> Path:
+    """Write ``out_dir/report.html`` (atomically) and return its path.
 
     Arguments:
-        metrics: the dict from :func:`hepgen.evaluate.evaluate`.
-        real, generated: the two :class:`~hepgen.data.formats.ShowerData` samples (for the plots).
-        details: ``(features_real, features_generated, roc_curves)`` from ``evaluate(return_details=True)``;
-            recomputed (without ROC curves) when absent.
+        metrics: the dict of :func:`hepgen.evaluate.evaluate` (keys in docs/metrics.md);
+            an optional ``timing`` dict (name → number) is shown as a "Speed" section.
+        out_dir: folder of the report; figures are referenced relative to it.
+        figures: ``[(title, relative path)]``, e.g. from :func:`hepgen.report.plots.save_all`.
         sep_threshold: flag features whose separation power exceeds this.
         p_threshold: flag features whose KS p-value is below this.
+        title: page title.
     """
-    from hepgen.evaluate import feature_edges
-    from hepgen.report.plots import save_all
-
     out = Path(out_dir)
-    geometry = real.geometry or generated.geometry
-    if details is None:
-        details = (high_level_features(real.showers, real.incident_energies, geometry),
-                   high_level_features(generated.showers, generated.incident_energies, geometry), {})
-    fr, fg, rocs = details
     seps = metrics["separation_power"]
-    edges = {k: feature_edges(k, fr[k], fg[k], 30) for k in fr}
-    clf = metrics.get("classifier", {})
-    aucs = {k: v["auc"] for k, v in clf.items()}
-    figures = save_all(out, real, generated, geometry, fr, fg, edges, seps, rocs, aucs)
-
+    ks = metrics.get("ks", {})
+    clf = metrics.get("classifier") or {}
+    flagged = set(flagged_features(metrics, sep_threshold, p_threshold))
     worst = metrics["separation_power_max"]
-    head = [("reference showers", metrics["n_real"]), ("generated showers", metrics["n_generated"])]
+
+    head: list[tuple[str, str]] = [("reference showers", _fmt(metrics["n_real"])),
+                                   ("generated showers", _fmt(metrics["n_generated"]))]
     for level, res in clf.items():
-        head.append((f"classifier AUC, {level.replace('_', '-')}", f"{res['auc']:.4f} ± {res['auc_err']:.4f}"))
-        head.append((f"classifier JSD, {level.replace('_', '-')}", _fmt(res["jsd"])))
-    head += [("mean separation power", _fmt(metrics["separation_power_mean"])),
-             ("worst feature", f"{worst['feature']} (S = {worst['value']:.4f})"),
-             ("E_tot/E_inc, reference", f"{metrics['energy_response']['real_mean']:.4f} ± {metrics['energy_response']['real_std']:.4f}"),
-             ("E_tot/E_inc, generated", f"{metrics['energy_response']['generated_mean']:.4f} ± {metrics['energy_response']['generated_std']:.4f}")]
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>hepgen validation report</title><style>{_CSS}</style></head><body>",
-             "<h1>hepgen validation report</h1>",
-             f"<p class='note'>hepgen {html.escape(str(metrics.get('hepgen_version', '')))} · metrics schema {html.escape(metrics['schema'])}"
-             + (f" · reference: {html.escape(metrics['inputs']['real'])} · generated: {html.escape(metrics['inputs']['generated'])}" if "inputs" in metrics else "")
-             + "</p>", "<h2>Summary</h2><table>"]
-    parts += [f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in head]
+        name = level.replace("_", "-")
+        head.append((f"classifier AUC, {name}", f"{res['auc']:.4f} ± {res['auc_err']:.4f}"))
+        head.append((f"classifier JSD, {name} [bits]", _fmt(res["jsd"])))
+    head.append(("mean separation power", _fmt(metrics["separation_power_mean"])))
+    head.append(("worst feature", f"{html.escape(worst['feature'])} (S = {_fmt(worst['value'])})"))
+    resp = metrics.get("energy_response")
+    if resp:
+        head.append(("E_tot/E_inc, reference", f"{_fmt(resp['real_mean'])} ± {_fmt(resp.get('real_std'))} (std)"))
+        head.append(("E_tot/E_inc, generated",
+                     f"{_fmt(resp['generated_mean'])} ± {_fmt(resp.get('generated_std'))} (std)"))
+    head.append(("features flagged", f"{len(flagged)} of {len(seps)}"))
+
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        (f"<p class='note'>hepgen {e(str(metrics.get('hepgen_version', '')))} · metrics schema "
+         f"{e(str(metrics.get('schema', '')))} · geometry: {e(str(metrics.get('geometry', {}).get('kind', '?')))}"),
+    ]
+    if "inputs" in metrics:
+        parts.append(f" · reference: <code>{e(str(metrics['inputs']['real']))}</code> · generated: "
+                     f"<code>{e(str(metrics['inputs']['generated']))}</code>")
+    parts.append("</p><h2>Summary</h2><table>")
+    parts += [f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in head]
     parts.append("</table>")
-    if "timing" in metrics:
+    parts.append("<p class='note'>AUC 0.5: the classifier cannot tell generated from reference showers; "
+                 "1: it always can. Separation power S: 0 identical histograms, 1 disjoint.</p>")
+    if metrics.get("timing"):
         parts.append("<h2>Speed</h2><table>")
-        parts += [f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in metrics["timing"].items()]
+        parts += [f"<tr><th>{e(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in metrics["timing"].items()]
         parts.append("</table>")
-    parts.append("<h2>Figures</h2>")
-    for title, rel in figures:
-        parts.append(f"<h3>{html.escape(title)}</h3><img src='{html.escape(rel)}' alt='{html.escape(title)}'>")
-    n_flag = sum(1 for k in seps if seps[k] > sep_threshold or metrics["ks"][k]["pvalue"] < p_threshold)
-    parts.append(f"<h2>Every feature</h2><p>{n_flag} of {len(seps)} features flagged "
-                 f"(separation power &gt; {sep_threshold} or KS p-value &lt; {p_threshold}).</p>")
-    parts.append("<table><tr><th>feature</th><th>separation power</th><th>KS statistic</th><th>KS p-value</th><th>status</th></tr>")
-    for k in seps:
-        ks = metrics["ks"][k]
-        bad = seps[k] > sep_threshold or ks["pvalue"] < p_threshold
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        for fig_title, rel in figures:
+            parts.append(f"<h3>{e(fig_title)}</h3><img src='{e(str(rel))}' alt='{e(fig_title)}'>")
+    parts.append(f"<h2>Every feature</h2><p>{len(flagged)} of {len(seps)} features flagged "
+                 f"(separation power &gt; {sep_threshold:g} or KS p-value &lt; {p_threshold:g}).</p>")
+    parts.append("<table><tr><th>feature</th><th>separation power</th><th>KS statistic</th>"
+                 "<th>KS p-value</th><th>status</th></tr>")
+    for name, sep in seps.items():
+        k = ks.get(name) or {}
+        bad = name in flagged
         status = "<span class='bad'>flagged</span>" if bad else "<span class='ok'>ok</span>"
-        parts.append(f"<tr class='{'flag' if bad else ''}'><td>{html.escape(k)}</td><td>{seps[k]:.4f}</td>"
-                     f"<td>{ks['statistic']:.4f}</td><td>{ks['pvalue']:.3g}</td><td>{status}</td></tr>")
-    parts.append("</table><p class='note'>Definitions: docs/metrics.md in the hepgen repository.</p></body></html>")
+        parts.append(f"<tr class='{'flag' if bad else 'pass'}'><td>{e(name)}</td><td>{_fmt(sep)}</td>"
+                     f"<td>{_fmt(k.get('statistic'))}</td><td>{_fmt(k.get('pvalue'), 3)}</td><td>{status}</td></tr>")
+    parts.append("</table><p class='note'>Definitions of every number: docs/metrics.md in the hepgen "
+                 "repository.</p></body></html>")
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "report.html"
     with atomic_path(path) as tmp:
         Path(tmp).write_text("\n".join(parts), encoding="utf-8")
