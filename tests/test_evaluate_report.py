@@ -6,9 +6,19 @@ import re
 import numpy as np
 import pytest
 
+from hepgen.cli import main
 from hepgen.data.formats import ShowerData, write_showers
 from hepgen.data.geometry import CartesianGrid, CylindricalBinning
-from hepgen.evaluate import METRICS_SCHEMA, evaluate, evaluate_files, write_outputs
+from hepgen.evaluate import (
+    FAST_GROUPS,
+    METRIC_GROUPS,
+    METRICS_SCHEMA,
+    evaluate,
+    evaluate_files,
+    resolve_groups,
+    write_outputs,
+)
+from hepgen.metrics.observables import DEPTH_OBSERVABLES
 from hepgen.report import flagged_features, write_report
 
 GEO = CylindricalBinning.regular(n_layers=3, r_edges=[0, 2, 5, 10, 20], n_alpha=4)
@@ -37,8 +47,20 @@ def real():
     return synthetic_showers(1000, seed=1)
 
 
+def _leaves(obj, prefix=""):
+    """Every (dotted key, leaf value) of a nested dict/list."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, obj
+
+
 def test_identical_samples_have_zero_separation(real):
-    m = evaluate(real, real, classifier=False)
+    m = evaluate(real, real, classifier=False, train=synthetic_showers(400, seed=9))
     assert m["schema"] == METRICS_SCHEMA
     assert all(v == pytest.approx(0.0, abs=1e-12) for v in m["separation_power"].values())
     assert m["separation_power_mean"] == pytest.approx(0.0, abs=1e-12)
@@ -46,6 +68,54 @@ def test_identical_samples_have_zero_separation(real):
     assert "classifier" not in m
     n_features = 1 + GEO.n_layers * 8
     assert len(m["separation_power"]) == n_features
+    assert m["metric_groups"] == [g for g in METRIC_GROUPS if g != "classifier"]
+    # the extended per-feature table: CaloChallenge features + depth observables, all null
+    assert set(m["features"]) == set(m["separation_power"]) | set(DEPTH_OBSERVABLES)
+    for row in m["features"].values():
+        assert row["separation_power"] == 0 and row["jsd"] == 0 and row["wasserstein"] == 0
+        assert row["ks_statistic"] == 0 and row["ks_pvalue"] == pytest.approx(1.0)
+    # physics: the same bins and fits for both samples
+    rr = m["response_resolution"]
+    assert rr["real"] == rr["generated"] and np.isfinite(rr["real"]["fit"]["a"])
+    assert m["cell_energy"]["separation_power"] == 0 and m["cell_energy"]["jsd"] == 0
+    assert m["layer_correlation"]["max_abs_diff"] == 0 and m["layer_correlation"]["constant_layers"]["real"] == []
+    # Fisher z: every z is 0, χ² = 0, p = 1 (both the χ² and the permutation p-value)
+    fz = m["correlation"]["fisher_z"]
+    assert fz["chi2"] == 0 and fz["max_abs_z"] == 0 and fz["p_value"] == 1 and fz["p_value_permutation"] == 1
+    assert fz["ndof"] == fz["n_features"] * (fz["n_features"] - 1) // 2
+    # multivariate: generated = reference half → FPD 0, MMD ≈ 0, PRDC 1 (density ≈ 1)
+    mv = m["multivariate"]
+    assert mv["fpd"]["value"] == pytest.approx(0.0, abs=1e-9)
+    assert mv["fpd"]["reference"] > 3 * mv["fpd_err"]["reference"]  # two finite halves do differ
+    assert abs(mv["kpd"]["value"]) < 3 * mv["kpd_err"]["value"] + 1e-12
+    assert abs(mv["mmd_gaussian"]["value"]) < 2.0 / mv["n_subsample"]  # unbiased MMD² of a set with itself
+    assert mv["precision"]["value"] == mv["recall"]["value"] == mv["coverage"]["value"] == 1.0
+    assert mv["density"]["value"] == pytest.approx(1.0, abs=0.15)
+    # diversity: the same pairs and subsamples for both
+    dv = m["diversity"]
+    assert dv["ssim"]["real"] == dv["ssim"]["generated"]
+    assert dv["birthday"]["real"] == dv["birthday"]["generated"]
+    assert dv["mode_collapse"]["std_ratio"] == pytest.approx(1.0) and dv["mode_collapse"]["pairwise_distance_ratio"] == 1
+    assert dv["memorisation"]["ratio"] == 1.0 and not dv["memorisation"]["flagged"]
+    reg = m["condition_regression"]["log_E_inc"]
+    assert abs(reg["bias_gen"] - reg["bias_real"]) < 3 * (reg["bias_real_err"] + reg["bias_gen_err"])
+
+
+def test_metric_groups_select_what_is_computed(real):
+    assert resolve_groups(None) == list(METRIC_GROUPS)
+    assert resolve_groups("fast") == list(FAST_GROUPS)
+    assert resolve_groups("classifier, physics") == ["physics", "classifier"]
+    assert resolve_groups("all", classifier=False) == [g for g in METRIC_GROUPS if g != "classifier"]
+    with pytest.raises(ValueError, match="unknown metric group 'fpd'.*multivariate"):
+        resolve_groups("features,fpd")
+    m = evaluate(real, synthetic_showers(300, seed=5), groups="fast")
+    assert m["metric_groups"] == list(FAST_GROUPS)
+    assert "features" in m and "response_resolution" in m and "cell_energy" in m
+    for key in ("classifier", "multivariate", "correlation", "diversity", "condition_regression"):
+        assert key not in m, key
+    base = evaluate(real, synthetic_showers(300, seed=5), groups=[])
+    # the CaloChallenge keys never depend on the groups
+    assert base["separation_power"] == m["separation_power"] and base["ks"] == m["ks"]
 
 
 def test_evaluate_files_writes_metrics_and_report(real, tmp_path):
@@ -70,20 +140,50 @@ def test_evaluate_files_writes_metrics_and_report(real, tmp_path):
     images = re.findall(r"<img src='([^']+)'", html)
     assert "figures/roc.png" in images and "figures/average_showers.png" in images
     assert "figures/E_layer.png" in images
+    for name in ("response_resolution", "cell_spectrum", "layer_correlation", "feature_correlations", "depth"):
+        assert f"figures/{name}.png" in images, name
     for rel in images:
         assert (out / rel).is_file() and (out / rel).stat().st_size > 1000, rel
+    # the HTML references every figure written, and nothing else
+    assert sorted(images) == sorted(f"figures/{p.name}" for p in (out / "figures").iterdir())
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+    # every metric group ran, and its numbers are finite (null only where documented)
+    assert loaded["metric_groups"] == list(METRIC_GROUPS)
+    for key in ("features", "response_resolution", "cell_energy", "layer_correlation", "correlation",
+                "multivariate", "diversity", "condition_regression"):
+        leaves = dict(_leaves(loaded[key]))
+        assert leaves, key
+        bad = [k for k, v in leaves.items() if v is None or (isinstance(v, float) and not np.isfinite(v))]
+        # these showers' resolution does not fall with energy: the fit puts a at 0, where the
+        # parametrisation √(a²/E + b²) has no finite error on a or b (documented: null)
+        allowed = {f"{s}.fit.{p}_err" for s in ("real", "generated") for p in "ab"} if key == "response_resolution" \
+            else set()
+        assert not set(bad) - allowed, (key, bad)
+    for section in ("Physics observables", "Correlations (Fisher z)", "Multivariate metrics",
+                    "Conditions regressed from the showers", "Diversity and memorisation"):
+        assert section in html, section
+    assert "<th>W1</th><th>JSD [bits]</th>" in html and "<td>shower_depth</td>" in html
 
 
 def test_broken_showers_are_flagged(real, tmp_path):
     broken = synthetic_showers(1000, seed=3, broken=True)
-    m, details = evaluate(real, broken, classifier=True, return_details=True)
+    m, details = evaluate(real, broken, classifier=True, return_details=True,
+                          groups="features,physics,correlation,multivariate,classifier")
     assert m["separation_power"]["E_layer_0"] > 0.9  # broken layer 0 is always empty
     assert m["separation_power"]["E_layer_2"] > 0.1
     assert m["separation_power_max"]["value"] > 0.5
     assert m["classifier"]["high_level"]["auc"] > 0.95 and m["classifier"]["low_level"]["auc"] > 0.95
     flagged = flagged_features(m)
     assert "E_layer_0" in flagged and "E_layer_2" in flagged
+    # all energy in the last layer: depth 2, width 0
+    assert "shower_depth" in flagged and "depth_width" in flagged
+    assert m["features"]["shower_depth"]["wasserstein"] == pytest.approx(1.0, abs=0.05)  # ⟨k⟩ 1 → 2
+    assert m["correlation"]["fisher_z"]["p_value_permutation"] == pytest.approx(0.01)  # the smallest possible
+    mv = m["multivariate"]
+    assert mv["fpd"]["value"] > 10 * mv["fpd"]["reference"] and mv["precision"]["value"] < 0.05
+    # only the last layer has energy, the same in each of its voxels: no pair of layers is defined in both
+    assert m["layer_correlation"]["max_abs_diff"] is None
+    assert m["layer_correlation"]["constant_layers"] == {"real": [], "generated": [0, 1]}
     m["timing"] = {"generator_showers_per_s": 12345.0}
     report = write_outputs(m, real, broken, tmp_path, details=details)
     html = report.read_text()
@@ -120,3 +220,46 @@ def test_evaluate_rejects_wrong_voxel_count(real):
     bad = ShowerData(np.ones((10, 7), np.float32), np.ones((10, 1)), {}, None, {})
     with pytest.raises(ValueError, match="7 voxels, expected 48"):
         evaluate(real, bad, classifier=False)
+
+
+def test_same_inputs_give_identical_metrics_json(tmp_path):
+    a, b = synthetic_showers(400, seed=11), synthetic_showers(300, seed=12)
+    write_showers(tmp_path / "a.h5", a)
+    write_showers(tmp_path / "b.h5", b)
+    texts = []
+    for run in ("one", "two"):
+        evaluate_files(tmp_path / "a.h5", tmp_path / "b.h5", out_dir=tmp_path / run, report=False,
+                       train_path=tmp_path / "a.h5")
+        texts.append((tmp_path / run / "metrics.json").read_text())
+    assert texts[0] == texts[1]
+    assert json.loads(texts[0])["inputs"]["train"].endswith("a.h5")
+
+
+def test_cli_evaluate_fast_metrics_and_thresholds(real, tmp_path, capsys):
+    write_showers(tmp_path / "real.h5", real)
+    write_showers(tmp_path / "gen.h5", synthetic_showers(300, seed=13))
+    out = tmp_path / "fast"
+    assert main(["evaluate", str(tmp_path / "real.h5"), str(tmp_path / "gen.h5"), "-o", str(out), "--fast",
+                 "--sep-threshold", "2", "--p-threshold", "0"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["metric_groups"] == list(FAST_GROUPS) and "classifier" not in m
+    html = (out / "report.html").read_text()
+    assert "class='flag'" not in html and "separation power &gt; 2 or KS p-value &lt; 0" in html
+    capsys.readouterr()
+    for bad, message in ((["--metrics", "nonsense"], "unknown metric group 'nonsense'"),
+                         (["--metrics", "physics", "--fast"], "either --fast or --metrics")):
+        assert main(["evaluate", str(tmp_path / "real.h5"), str(tmp_path / "gen.h5"), "-o", str(tmp_path / "x"),
+                     *bad]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x" / "metrics.json").exists()
+
+
+def test_copied_training_showers_are_flagged_as_memorised(real):
+    train = synthetic_showers(600, seed=14)
+    copied = train.subset(np.arange(400))  # a "generator" that replays its training set
+    m = evaluate(real, copied, groups="diversity", train=train)
+    mem = m["diversity"]["memorisation"]
+    assert mem["flagged"] and mem["fraction_below"] == 1.0 and mem["ratio"] == 0.0
+    honest = evaluate(real, synthetic_showers(400, seed=15), groups="diversity", train=train)
+    assert not honest["diversity"]["memorisation"]["flagged"]
+    assert honest["diversity"]["memorisation"]["ratio"] == pytest.approx(1.0, abs=0.2)

@@ -1,7 +1,14 @@
-"""Physics observables of calorimeter showers (CaloChallenge high-level features).
+"""Physics observables of calorimeter showers (CaloChallenge high-level features and more).
 
 All functions are pure numpy on ``showers: (N, n_voxels)`` in MeV and a geometry from
 :mod:`hepgen.data.geometry`; they score a Geant4 file and a model's output alike.
+
+* :func:`high_level_features` — the CaloChallenge per-layer features;
+* :func:`depth_observables` — depth-weighted energy, shower depth and depth width (CaloFlow);
+* :func:`response_resolution` — energy response and resolution in bins of the incident
+  energy, with a fit of σ/E = a/√E ⊕ b;
+* :func:`cell_energies`, :func:`layer_correlation` — single-cell energy spectrum and the
+  layer-to-layer energy correlation matrix.
 
 Definitions follow the CaloChallenge evaluation code: per layer, the energy, the
 energy-weighted centre of the transverse coordinates x = r cos α ("η" direction) and
@@ -14,15 +21,23 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "DEPTH_OBSERVABLES",
     "FEATURE_LABELS",
     "FEATURE_TITLES",
+    "cell_energies",
+    "depth_observables",
     "feature_label",
+    "feature_matrix",
     "feature_stem",
     "feature_title",
     "high_level_features",
+    "incident_energy_edges",
+    "layer_correlation",
     "layer_energies",
     "longitudinal_profile",
     "radial_profile",
+    "resolution_model",
+    "response_resolution",
 ]
 
 
@@ -119,6 +134,250 @@ def high_level_features(showers: np.ndarray, incident_energies: np.ndarray, geom
     return feats
 
 
+LOG_FEATURES = ("E_layer_", "depth_weighted_energy")  # energies: log10(E/MeV + 1e-3) in feature_matrix
+
+
+def feature_matrix(features: dict[str, np.ndarray], incident_energies: np.ndarray | None = None,
+                   exclude: tuple[str, ...] = ("E_tot_over_E_inc",)) -> tuple[np.ndarray, list[str]]:
+    """Stack per-shower features into one (N, d) float64 matrix for multivariate metrics.
+
+    Every feature in sorted key order except those in ``exclude``; energies
+    (``E_layer_*``, ``depth_weighted_energy``) enter as log10(E/MeV + 10⁻³) so that their
+    decades weigh alike and empty layers stay near −3 instead of −∞; then ``log10_E_tot``
+    (log10 of the sum of ``E_layer_*`` + 10⁻³) when layer energies are present, and
+    ``log10_E_inc`` when ``incident_energies`` is given.
+
+    Arguments:
+        features: name → (N,) per-shower values (e.g. :func:`high_level_features`).
+        incident_energies: optional (N,) or (N, 1) MeV.
+        exclude: feature names left out (default: the response, which contains E_inc).
+
+    Returns:
+        ``(X, names)``: X (N, d) and the d column names.
+    """
+    names = sorted(k for k in features if k not in exclude)
+    cols, out_names = [], []
+    for k in names:
+        v = np.asarray(features[k], dtype=np.float64).ravel()
+        if k.startswith(LOG_FEATURES):
+            v = np.log10(np.clip(v, 0.0, None) + 1e-3)
+            out_names.append(f"log10_{k}")
+        else:
+            out_names.append(k)
+        cols.append(v)
+    layers = [k for k in names if k.startswith("E_layer_")]
+    if layers:
+        tot = np.sum([np.asarray(features[k], dtype=np.float64).ravel() for k in layers], axis=0)
+        cols.append(np.log10(np.clip(tot, 0.0, None) + 1e-3))
+        out_names.append("log10_E_tot")
+    if incident_energies is not None:
+        e = np.asarray(incident_energies, dtype=np.float64).ravel()
+        cols.append(np.log10(e))
+        out_names.append("log10_E_inc")
+    if not cols:
+        raise ValueError("feature_matrix: no features left after excluding " + ", ".join(exclude))
+    return np.stack(cols, axis=1), out_names
+
+
+DEPTH_OBSERVABLES = ("depth_weighted_energy", "shower_depth", "depth_width")
+
+
+def depth_observables(showers: np.ndarray, geometry) -> dict[str, np.ndarray]:
+    """Longitudinal shower observables of CaloFlow, each ``(N,)``.
+
+    With ``E_k`` the energy of active layer ``k = 0 … n_layers-1`` (front to back):
+
+    * ``depth_weighted_energy`` — ``l_d = Σ_k k E_k`` (MeV);
+    * ``shower_depth`` — ``s_d = l_d / Σ_k E_k``, the energy-weighted mean layer index;
+    * ``depth_width`` — ``σ_d = √(Σ_k k² E_k / Σ_k E_k − s_d²)``, the energy-weighted
+      standard deviation of the layer index.
+
+    A shower without energy has depth and width 0.
+
+    Arguments:
+        showers: (N, n_voxels) MeV.
+        geometry: a geometry of :mod:`hepgen.data.geometry`.
+
+    Example:
+        Two layers, 1 MeV in layer 0 and 3 MeV in layer 1: ``l_d = 3``, ``s_d = 0.75``,
+        ``σ_d = √(0.75 − 0.5625) = 0.433``.
+
+    References:
+        C. Krause, D. Shih, "CaloFlow: Fast and Accurate Generation of Calorimeter Showers
+        with Normalizing Flows", arXiv:2106.05285 (sec. 4, depth-weighted total energy,
+        shower depth and depth width).
+    """
+    e = layer_energies(showers, geometry)
+    k = np.arange(e.shape[1], dtype=np.float64)
+    l_d = e @ k
+    mean, width = _weighted_moments(e, k)
+    return {"depth_weighted_energy": l_d, "shower_depth": mean, "depth_width": width}
+
+
+def cell_energies(showers: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    """Single-cell energy spectrum: every voxel energy above ``threshold`` (MeV), flattened.
+
+    Arguments:
+        showers: (N, n_voxels) MeV.
+        threshold: keep voxels with energy strictly above this (default: non-zero voxels).
+
+    Returns:
+        (M,) float64 energies, MeV, in the order of ``showers.ravel()``.
+    """
+    x = np.asarray(showers, dtype=np.float64).ravel()
+    return x[x > threshold]
+
+
+def layer_correlation(showers: np.ndarray, geometry) -> np.ndarray:
+    """(n_layers, n_layers) Pearson correlation matrix of the layer energies over showers.
+
+    Rows and columns of a layer whose energy is the same in every shower (e.g. always
+    empty) are NaN: its correlation is undefined.  Needs at least two showers.
+    """
+    e = layer_energies(showers, geometry)
+    if e.shape[0] < 2:
+        raise ValueError(f"layer_correlation: need at least 2 showers, found {e.shape[0]}")
+    centred = e - e.mean(axis=0)
+    norm = np.sqrt((centred**2).sum(axis=0))
+    ok = norm > 1e-12 * np.maximum(np.abs(e).max(axis=0), 1e-300)
+    unit = np.divide(centred, norm, out=np.zeros_like(centred), where=ok)
+    corr = np.clip(unit.T @ unit, -1.0, 1.0)
+    corr[~ok, :] = np.nan
+    corr[:, ~ok] = np.nan
+    return corr
+
+
+def incident_energy_edges(incident_energies: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """Bin edges (MeV) in incident energy for :func:`response_resolution`.
+
+    A discrete spectrum with at most ``n_bins`` distinct energies (CaloChallenge data set 1)
+    gets one bin per energy, with edges at the geometric means of neighbouring energies;
+    otherwise ``n_bins`` log-spaced bins span [min, max].
+
+    Arguments:
+        incident_energies: (N,) or (N, 1) MeV, > 0.
+        n_bins: number of bins (at most).
+
+    Returns:
+        (n_edges,) increasing edges, MeV.
+    """
+    e = np.asarray(incident_energies, dtype=np.float64).ravel()
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins must be >= 1, found {n_bins}")
+    if e.size == 0 or np.any(~(e > 0)) or not np.all(np.isfinite(e)):
+        raise ValueError("incident_energies must be a non-empty array of positive finite energies (MeV)")
+    values = np.unique(e)
+    if values.size == 1:
+        return np.array([values[0] / 1.1, values[0] * 1.1])
+    if values.size <= int(n_bins):
+        mids = np.sqrt(values[1:] * values[:-1])
+        return np.concatenate([[values[0] ** 2 / mids[0]], mids, [values[-1] ** 2 / mids[-1]]])
+    return np.geomspace(values[0], values[-1], int(n_bins) + 1)
+
+
+def resolution_model(e_gev, a, b):
+    """σ/E = a/√(E/GeV) ⊕ b = √(a²/E + b²) (stochastic term ``a``, constant term ``b``)."""
+    return np.sqrt(a**2 / np.asarray(e_gev, dtype=np.float64) + b**2)
+
+
+def response_resolution(showers: np.ndarray, incident_energies: np.ndarray, n_bins: int = 10,
+                        edges: np.ndarray | None = None, min_count: int = 20) -> dict:
+    """Energy response and resolution in bins of incident energy, with a resolution fit.
+
+    In each bin of E_inc, with ``R = E_vis / E_inc`` per shower (``E_vis`` = sum of voxels):
+    the response is the mean of R (error std/√n) and the resolution the relative spread
+    ``r = s / m`` (sample std over mean), with the delta-method error from the sample moments
+    ``var(r)/r² = var(s²)/(4 s⁴) + s²/(n m²) − μ3/(n s² m)``, ``var(s²) = (μ4 − s⁴ (n−3)/(n−1))/n``
+    (for Gaussian R this is ``1/(2(n−1)) + r²/n``; heavier tails give larger errors).  The resolutions of bins with at least ``min_count`` showers are fitted
+    (``scipy.optimize.curve_fit``, weighted by their errors, ``absolute_sigma=True``) with
+    ``σ/E = a/√(E/GeV) ⊕ b`` at the bins' mean incident energy.  The standard deviation is
+    not robust: a few outlying showers widen it, as they should count for a surrogate model.
+
+    Arguments:
+        showers: (N, n_voxels) MeV.
+        incident_energies: (N,) or (N, 1) MeV.
+        n_bins: number of bins when ``edges`` is not given (:func:`incident_energy_edges`).
+        edges: bin edges in MeV (pass the reference sample's edges to compare two samples
+            bin by bin); showers outside them are ignored.
+        min_count: bins with fewer showers get NaN response and resolution.
+
+    Returns:
+        dict of ``edges`` (n_bins+1,) MeV; per bin (n_bins,): ``n``, ``e_mean`` (mean E_inc,
+        MeV), ``response``, ``response_err``, ``resolution``, ``resolution_err``; and ``fit``:
+        ``{"a", "a_err", "b", "b_err", "chi2", "ndof"}`` with ``a`` in √GeV (NaN when fewer
+        than 2 bins are usable or the fit fails).
+
+    Example:
+        >>> r = response_resolution(showers, e_inc, n_bins=8)        # doctest: +SKIP
+        >>> r["fit"]["a"], r["fit"]["a_err"]                           # doctest: +SKIP
+    """
+    showers = np.asarray(showers, dtype=np.float64)
+    e = np.asarray(incident_energies, dtype=np.float64).ravel()
+    if showers.ndim != 2 or showers.shape[0] != e.size:
+        raise ValueError(f"response_resolution: expected showers (N, n_voxels) and N incident energies, "
+                         f"found {showers.shape} and {e.size}")
+    if int(min_count) < 2:
+        raise ValueError(f"min_count must be >= 2, found {min_count}")
+    edges = incident_energy_edges(e, n_bins) if edges is None else np.asarray(edges, dtype=np.float64)
+    if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"edges must be increasing (at least 2), found {np.asarray(edges).tolist()}")
+    ratio = showers.sum(axis=1) / e
+    idx = np.searchsorted(edges, e, side="right") - 1
+    idx[e == edges[-1]] = edges.size - 2  # the last edge belongs to the last bin
+    nb = edges.size - 1
+    out = {k: np.full(nb, np.nan) for k in ("e_mean", "response", "response_err", "resolution", "resolution_err")}
+    out["n"] = np.bincount(idx[(idx >= 0) & (idx < nb)], minlength=nb).astype(np.int64)
+    for i in range(nb):
+        sel = idx == i
+        n = int(sel.sum())
+        if n < min_count:
+            continue
+        r = ratio[sel]
+        m, s = r.mean(), r.std(ddof=1)
+        out["e_mean"][i] = e[sel].mean()
+        out["response"][i], out["response_err"][i] = m, s / np.sqrt(n)
+        if m > 0 and s > 0:
+            res = s / m
+            out["resolution"][i] = res
+            # delta method for r = s/m from the sample moments (no Gaussian assumption: tails from
+            # leakage widen the error of s): var(s²) = (μ4 − s⁴ (n−3)/(n−1)) / n,
+            # var(s) = var(s²)/(4 s²), var(m) = s²/n, cov(m, s) = μ3 / (2 s n)
+            d = r - m
+            mu3, mu4 = np.mean(d**3), np.mean(d**4)
+            var_s2 = max((mu4 - s**4 * (n - 3) / (n - 1)) / n, 0.0)
+            rel2 = var_s2 / (4 * s**4) + res**2 / n - mu3 / (n * s**2 * m)
+            out["resolution_err"][i] = res * np.sqrt(max(rel2, 0.0))
+    out["edges"] = edges
+    out["fit"] = _fit_resolution(out["e_mean"] / 1e3, out["resolution"], out["resolution_err"])
+    return out
+
+
+def _fit_resolution(e_gev: np.ndarray, res: np.ndarray, err: np.ndarray) -> dict:
+    import warnings
+
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    nan = {"a": np.nan, "a_err": np.nan, "b": np.nan, "b_err": np.nan, "chi2": np.nan, "ndof": 0}
+    ok = np.isfinite(res) & np.isfinite(err) & (err > 0) & np.isfinite(e_gev)
+    if ok.sum() < 2:
+        return nan
+    x, y, s = e_gev[ok], res[ok], err[ok]
+    # start: all of the resolution in the stochastic term, a small constant term (b = 0 is a
+    # stationary point of √(a²/E + b²) in b, from which the fit could not move)
+    p0 = (float(np.median(y * np.sqrt(x))), float(0.1 * y.min()))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            popt, pcov = curve_fit(resolution_model, x, y, p0=p0, sigma=s, absolute_sigma=True, maxfev=10_000)
+    except (RuntimeError, ValueError):
+        return nan
+    a, b = np.abs(popt)
+    errs = np.sqrt(np.clip(np.diag(pcov), 0.0, None)) if np.all(np.isfinite(pcov)) else (np.nan, np.nan)
+    chi2 = float(np.sum(((y - resolution_model(x, *popt)) / s) ** 2))
+    return {"a": float(a), "a_err": float(errs[0]), "b": float(b), "b_err": float(errs[1]),
+            "chi2": chi2, "ndof": int(ok.sum() - 2)}
+
+
 FEATURE_LABELS = {
     "E_tot_over_E_inc": r"$E_\mathrm{tot}/E_\mathrm{inc}$",
     "E_layer": "energy in layer {i} [MeV]",
@@ -129,6 +388,9 @@ FEATURE_LABELS = {
     "width_phi": r"width in $\phi$ (y), layer {i} [mm]",
     "width_r": "width in r, layer {i} [mm]",
     "sparsity": "sparsity (fraction of hit voxels), layer {i}",
+    "depth_weighted_energy": "depth-weighted energy Σ k·E_k [MeV]",
+    "shower_depth": "shower depth (energy-weighted mean layer index)",
+    "depth_width": "depth width (energy-weighted std of layer index)",
 }
 
 FEATURE_TITLES = {
@@ -141,6 +403,9 @@ FEATURE_TITLES = {
     "width_phi": "Shower width in φ (y) per layer",
     "width_r": "Shower width in r per layer",
     "sparsity": "Sparsity (fraction of voxels with energy) per layer",
+    "depth_weighted_energy": "Depth-weighted energy",
+    "shower_depth": "Shower depth",
+    "depth_width": "Shower depth width",
 }
 
 

@@ -34,14 +34,133 @@ def _fmt(x, digits: int = 4) -> str:
     return html.escape(str(x))
 
 
-def flagged_features(metrics: dict, sep_threshold: float = 0.1, p_threshold: float = 0.01) -> list[str]:
-    """Features whose separation power exceeds ``sep_threshold`` or whose KS p-value is below ``p_threshold``."""
-    out = []
+def _feature_rows(metrics: dict) -> dict[str, dict]:
+    """name → {separation_power, ks_statistic, ks_pvalue, wasserstein?, jsd?} for every feature in metrics."""
+    rows = {}
     for name, sep in metrics["separation_power"].items():
-        p = (metrics.get("ks", {}).get(name) or {}).get("pvalue")
+        k = metrics.get("ks", {}).get(name) or {}
+        rows[name] = {"separation_power": sep, "ks_statistic": k.get("statistic"), "ks_pvalue": k.get("pvalue")}
+    for name, row in (metrics.get("features") or {}).items():
+        rows[name] = {**rows.get(name, {}), **row}
+    return rows
+
+
+def flagged_features(metrics: dict, sep_threshold: float = 0.1, p_threshold: float = 0.01) -> list[str]:
+    """Features whose separation power exceeds ``sep_threshold`` or whose KS p-value is below ``p_threshold``.
+
+    Every feature of ``separation_power``/``ks`` and, when present, of the ``features`` table
+    (which adds the depth observables).
+    """
+    out = []
+    for name, row in _feature_rows(metrics).items():
+        sep, p = row.get("separation_power"), row.get("ks_pvalue")
         if (sep is not None and sep > sep_threshold) or (p is not None and p < p_threshold):
             out.append(name)
     return out
+
+
+def _pm(value, err, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    return _fmt(value, digits) + ("" if err is None else f" ± {_fmt(err, 2)}")
+
+
+def _extended_sections(metrics: dict) -> list[str]:
+    """HTML tables of the optional metric groups present in ``metrics`` (physics, correlation, …)."""
+    e = html.escape
+    parts: list[str] = []
+    rr = metrics.get("response_resolution")
+    cell = metrics.get("cell_energy")
+    lc = metrics.get("layer_correlation")
+    if rr or cell or lc:
+        parts.append("<h2>Physics observables</h2><table><tr><th>quantity</th><th>reference</th>"
+                     "<th>generated</th></tr>")
+        if rr:
+            fr, fg = rr["real"]["fit"], rr["generated"]["fit"]
+            parts.append(f"<tr><td>stochastic term a [√GeV] (σ/E = a/√E ⊕ b)</td><td>{_pm(fr['a'], fr['a_err'])}</td>"
+                         f"<td>{_pm(fg['a'], fg['a_err'])}</td></tr>")
+            parts.append(f"<tr><td>constant term b</td><td>{_pm(fr['b'], fr['b_err'])}</td>"
+                         f"<td>{_pm(fg['b'], fg['b_err'])}</td></tr>")
+            parts.append(f"<tr><td>fit χ² / ndof</td><td>{_fmt(fr['chi2'], 3)} / {fr['ndof']}</td>"
+                         f"<td>{_fmt(fg['chi2'], 3)} / {fg['ndof']}</td></tr>")
+        if cell and "separation_power" in cell:
+            parts.append(f"<tr><td>mean cell energy (non-zero voxels) [MeV]</td><td>{_fmt(cell['real_mean'])}</td>"
+                         f"<td>{_fmt(cell['generated_mean'])}</td></tr>")
+            parts.append(f"<tr><td>cell-energy spectrum: separation power / JSD [bits]</td>"
+                         f"<td colspan='2'>{_fmt(cell['separation_power'])} / {_fmt(cell['jsd'])}</td></tr>")
+        if lc:
+            parts.append(f"<tr><td>layer-energy correlations: max |Δr|</td>"
+                         f"<td colspan='2'>{_fmt(lc.get('max_abs_diff'), 3)}</td></tr>")
+        parts.append("</table>")
+    fz = (metrics.get("correlation") or {}).get("fisher_z")
+    if fz:
+        parts.append("<h2>Correlations (Fisher z)</h2><table><tr><th>quantity</th><th>value</th></tr>")
+        parts.append(f"<tr><td>χ² / ndof (generated vs reference)</td><td>{_fmt(fz['chi2'], 5)} / {fz['ndof']} = "
+                     f"{_fmt(fz['chi2_per_ndof'], 3)}</td></tr>")
+        parts.append(f"<tr><td>p-value, permutation ({fz['n_permutations']} permutations)</td>"
+                     f"<td>{_fmt(fz['p_value_permutation'], 3)}</td></tr>")
+        parts.append(f"<tr><td>p-value, χ²(ndof) approximation</td><td>{_fmt(fz['p_value'], 3)}</td></tr>")
+        parts.append(f"<tr><td>χ² / ndof, reference vs reference (two halves)</td>"
+                     f"<td>{_fmt(fz.get('reference_chi2_per_ndof'), 3)}</td></tr>")
+        parts.append(f"<tr><td>max |z|</td><td>{_fmt(fz['max_abs_z'], 3)}</td></tr></table>")
+        parts.append("<p class='note'>The pairwise z share features and are correlated, so χ² does not follow "
+                     "χ²(ndof): trust the permutation p-value; compare χ²/ndof with the reference-vs-reference "
+                     "value.</p>")
+    mv = metrics.get("multivariate")
+    if mv:
+        parts.append("<h2>Multivariate metrics</h2><table><tr><th>metric</th><th>generated vs reference</th>"
+                     "<th>reference vs reference</th></tr>")
+        rows = (("FPD", "fpd", "fpd_err"), ("KPD", "kpd", "kpd_err"), ("MMD² (Gaussian kernel)", "mmd_gaussian", None),
+                ("precision", "precision", None), ("recall", "recall", None), ("density", "density", None),
+                ("coverage", "coverage", None))
+        for label, key, err in rows:
+            v = mv[key]
+            ev = mv[err] if err else {"value": None, "reference": None}
+            parts.append(f"<tr><td>{e(label)}</td><td>{_pm(v['value'], ev['value'])}</td>"
+                         f"<td>{_pm(v['reference'], ev['reference'])}</td></tr>")
+        parts.append(f"</table><p class='note'>{mv['n_features']} features, standardised by the reference. One "
+                     f"half of the reference ({mv['n_compared']} showers) is compared with {mv['n_compared']} "
+                     "generated showers (middle column) and with the other half (right column: what a perfect "
+                     f"generator would score); PRDC (k = {mv['prdc_k']}) and MMD on {mv['n_subsample']} showers "
+                     "each.</p>")
+    cr = metrics.get("condition_regression")
+    if cr:
+        parts.append("<h2>Conditions regressed from the showers</h2><table><tr><th>condition</th>"
+                     "<th>bias, reference</th><th>bias, generated</th><th>resolution, reference</th>"
+                     "<th>resolution, generated</th></tr>")
+        for name, r in cr.items():
+            parts.append(f"<tr><td>{e(name)}</td><td>{_pm(r['bias_real'], r['bias_real_err'])}</td>"
+                         f"<td>{_pm(r['bias_gen'], r['bias_gen_err'])}</td><td>{_fmt(r['res_real'])}</td>"
+                         f"<td>{_fmt(r['res_gen'])}</td></tr>")
+        parts.append("</table><p class='note'>A regressor trained on reference showers predicts each condition "
+                     "(log_E_inc = ln E_inc/MeV); bias = mean(predicted − label), resolution = its std.</p>")
+    dv = metrics.get("diversity")
+    if dv:
+        parts.append("<h2>Diversity and memorisation</h2><table><tr><th>quantity</th><th>reference</th>"
+                     "<th>generated</th></tr>")
+        ssim = dv.get("ssim")
+        if ssim:
+            for key in ssim["real"]:
+                r, g = ssim["real"][key], ssim["generated"][key]
+                parts.append(f"<tr><td>mean SSIM of random pairs, intensity^{e(key[3:])}</td>"
+                             f"<td>{_pm(r['mean'], r['error'])}</td><td>{_pm(g['mean'], g['error'])}</td></tr>")
+        bd = dv.get("birthday")
+        if bd:
+            parts.append(f"<tr><td>birthday support estimate (s²)</td><td>{_fmt(bd['real']['support'])}</td>"
+                         f"<td>{_fmt(bd['generated']['support'])}</td></tr>")
+        mc = dv.get("mode_collapse")
+        if mc:
+            parts.append(f"<tr><td>exact duplicate fraction</td><td>{_fmt(mc['duplicate_fraction_real'])}</td>"
+                         f"<td>{_fmt(mc['duplicate_fraction_gen'])}</td></tr>")
+            parts.append(f"<tr><td>spread ratio gen/ref: std, mean pairwise distance</td>"
+                         f"<td colspan='2'>{_fmt(mc['std_ratio'], 3)}, {_fmt(mc['pairwise_distance_ratio'], 3)}</td></tr>")
+        mem = dv.get("memorisation")
+        if mem:
+            parts.append(f"<tr><td>memorisation: median NN distance to training set, ratio gen/ref</td>"
+                         f"<td colspan='2'>{_fmt(mem['ratio'], 3)} (p = {_fmt(mem['p_value'], 3)}"
+                         f"{', flagged' if mem['flagged'] else ''})</td></tr>")
+        parts.append("</table>")
+    return parts
 
 
 def write_report(metrics: dict, out_dir, figures=(), sep_threshold: float = 0.1, p_threshold: float = 0.01,
@@ -58,8 +177,6 @@ def write_report(metrics: dict, out_dir, figures=(), sep_threshold: float = 0.1,
         title: page title.
     """
     out = Path(out_dir)
-    seps = metrics["separation_power"]
-    ks = metrics.get("ks", {})
     clf = metrics.get("classifier") or {}
     flagged = set(flagged_features(metrics, sep_threshold, p_threshold))
     worst = metrics["separation_power_max"]
@@ -77,7 +194,21 @@ def write_report(metrics: dict, out_dir, figures=(), sep_threshold: float = 0.1,
         head.append(("E_tot/E_inc, reference", f"{_fmt(resp['real_mean'])} ± {_fmt(resp.get('real_std'))} (std)"))
         head.append(("E_tot/E_inc, generated",
                      f"{_fmt(resp['generated_mean'])} ± {_fmt(resp.get('generated_std'))} (std)"))
-    head.append(("features flagged", f"{len(flagged)} of {len(seps)}"))
+    fz = (metrics.get("correlation") or {}).get("fisher_z")
+    if fz:
+        text = (f"{_fmt(fz['chi2_per_ndof'], 3)} ({_fmt(fz.get('reference_chi2_per_ndof'), 3)}), "
+                f"p = {_fmt(fz['p_value_permutation'], 2)}")
+        head.append(("correlations: Fisher-z χ²/ndof (reference halves), permutation p", text))
+    mv = metrics.get("multivariate")
+    if mv:
+        text = (f"{_pm(mv['fpd']['value'], mv['fpd_err']['value'])} "
+                f"({_pm(mv['fpd']['reference'], mv['fpd_err']['reference'])})")
+        head.append(("FPD (reference vs reference)", text))
+    reg = (metrics.get("condition_regression") or {}).get("log_E_inc")
+    if reg:
+        head.append(("ln E_inc regressed from showers: bias generated (reference)",
+                     f"{_pm(reg['bias_gen'], reg['bias_gen_err'])} ({_pm(reg['bias_real'], reg['bias_real_err'])})"))
+    head.append(("features flagged", f"{len(flagged)} of {len(_feature_rows(metrics))}"))
 
     e = html.escape
     parts = [
@@ -103,16 +234,21 @@ def write_report(metrics: dict, out_dir, figures=(), sep_threshold: float = 0.1,
         parts.append("<h2>Figures</h2>")
         for fig_title, rel in figures:
             parts.append(f"<h3>{e(fig_title)}</h3><img src='{e(str(rel))}' alt='{e(fig_title)}'>")
-    parts.append(f"<h2>Every feature</h2><p>{len(flagged)} of {len(seps)} features flagged "
+    parts += _extended_sections(metrics)
+    rows = _feature_rows(metrics)
+    extended = "features" in metrics
+    parts.append(f"<h2>Every feature</h2><p>{len(flagged)} of {len(rows)} features flagged "
                  f"(separation power &gt; {sep_threshold:g} or KS p-value &lt; {p_threshold:g}).</p>")
     parts.append("<table><tr><th>feature</th><th>separation power</th><th>KS statistic</th>"
-                 "<th>KS p-value</th><th>status</th></tr>")
-    for name, sep in seps.items():
-        k = ks.get(name) or {}
+                 "<th>KS p-value</th>" + ("<th>W1</th><th>JSD [bits]</th>" if extended else "")
+                 + "<th>status</th></tr>")
+    for name, row in rows.items():
         bad = name in flagged
         status = "<span class='bad'>flagged</span>" if bad else "<span class='ok'>ok</span>"
-        parts.append(f"<tr class='{'flag' if bad else 'pass'}'><td>{e(name)}</td><td>{_fmt(sep)}</td>"
-                     f"<td>{_fmt(k.get('statistic'))}</td><td>{_fmt(k.get('pvalue'), 3)}</td><td>{status}</td></tr>")
+        more = f"<td>{_fmt(row.get('wasserstein'))}</td><td>{_fmt(row.get('jsd'))}</td>" if extended else ""
+        parts.append(f"<tr class='{'flag' if bad else 'pass'}'><td>{e(name)}</td>"
+                     f"<td>{_fmt(row.get('separation_power'))}</td><td>{_fmt(row.get('ks_statistic'))}</td>"
+                     f"<td>{_fmt(row.get('ks_pvalue'), 3)}</td>{more}<td>{status}</td></tr>")
     parts.append("</table><p class='note'>Definitions of every number: docs/metrics.md in the hepgen "
                  "repository.</p></body></html>")
     out.mkdir(parents=True, exist_ok=True)

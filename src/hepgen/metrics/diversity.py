@@ -1,0 +1,394 @@
+"""Image similarity and diversity checks: SSIM, memorisation, birthday-paradox support, mode collapse.
+
+* :func:`ssim_matrix`, :func:`mean_pairwise_ssim` — structural similarity of shower images
+  (``skimage.metrics.structural_similarity``) at several intensity scales.  The mean SSIM of
+  random pairs *within* one set measures its diversity: a generator whose pairs are more
+  alike than the reference's pairs (GAN-vs-GAN above Geant4-vs-Geant4) has collapsed.  Raising
+  the intensities to powers < 1 brings out the low-energy deposits that barely register at
+  linear scale (in the spirit of the 3DGAN validation, Khattak et al.);
+* :func:`nearest_neighbour_memorisation` — are generated samples closer to the training
+  set than independent real samples are?
+* :func:`birthday_support_size` — birthday-paradox estimate of the support size
+  (Arora & Zhang);
+* :func:`mode_collapse_indicators` — spread ratios and duplicate fractions.
+
+References:
+    Z. Wang et al., "Image quality assessment: from error visibility to structural
+    similarity", IEEE Trans. Image Process. 13 (2004) 600 (SSIM);
+    G. R. Khattak et al., "Fast simulation of a high granularity calorimeter by generative
+    adversarial networks", Eur. Phys. J. C 82 (2022) 386, arXiv:2109.07388 (3DGAN);
+    S. Arora and Y. Zhang, "Do GANs actually learn the distribution? An empirical study",
+    arXiv:1706.08224 (birthday paradox test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+from scipy.spatial.distance import pdist
+from skimage.metrics import structural_similarity
+from sklearn.neighbors import NearestNeighbors
+
+__all__ = [
+    "birthday_support_size",
+    "mean_pairwise_ssim",
+    "mode_collapse_indicators",
+    "nearest_neighbour_memorisation",
+    "ssim_matrix",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# SSIM
+
+def _images(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 3:
+        raise ValueError(f"{name} must be (n, H, W) or (n, D, H, W) images, found shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return x
+
+
+def _win_size(shape: tuple[int, ...], win_size: int | None) -> int:
+    """skimage's default window (7), shrunk to the largest odd size that fits the image."""
+    side = min(shape)
+    if win_size is None:
+        win_size = min(7, side if side % 2 else side - 1)
+    if win_size < 3 or win_size % 2 == 0 or win_size > side:
+        raise ValueError(f"SSIM window must be odd, >= 3 and <= the smallest image side {side}, "
+                         f"found {win_size} (image shape {shape})")
+    return int(win_size)
+
+
+def _transform(x: np.ndarray, power: float) -> np.ndarray:
+    if power == 1.0:
+        return x
+    if np.any(x < 0):
+        raise ValueError(f"intensity power {power} needs non-negative images, found min {x.min()}")
+    return x ** power
+
+
+def _range_for(data_range: float | None, power: float, *arrays: np.ndarray) -> float:
+    """``data_range ** power``, or the max − min of the transformed images when None."""
+    if data_range is not None:
+        if not float(data_range) > 0:
+            raise ValueError(f"data_range must be positive, found {data_range}")
+        return float(data_range) ** power
+    lo = min(float(a.min()) for a in arrays)
+    hi = max(float(a.max()) for a in arrays)
+    return hi - lo if hi > lo else 1.0
+
+
+def ssim_matrix(images: np.ndarray, others: np.ndarray | None = None, data_range: float | None = None,
+                power: float = 1.0, win_size: int | None = None) -> np.ndarray:
+    """SSIM between every image of ``images`` and every image of ``others`` (or of ``images``).
+
+    Arguments:
+        images: (n, H, W) or (n, D, H, W) images, e.g. showers reshaped to (layers, r, α).
+        others: (m, ...) images of the same shape; None compares ``images`` with itself
+            (symmetric matrix, diagonal 1).
+        data_range: max − min possible intensity of the *linear* images; with ``power`` p the
+            range used is ``data_range ** p``.  None: max − min of the transformed images.
+            Pass the same value for every set that is to be compared.
+        power: intensities are raised to this power first (needs non-negative images if ≠ 1).
+        win_size: odd sliding-window side; None: 7, or the largest odd size that fits.
+
+    Returns:
+        (n, m) matrix of ``skimage.metrics.structural_similarity`` values (≤ 1).
+    """
+    a = _transform(_images(images, "images"), float(power))
+    b = a if others is None else _transform(_images(others, "others"), float(power))
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"images and others must have the same image shape, found {a.shape[1:]} and {b.shape[1:]}")
+    rng_ = _range_for(data_range, float(power), a, b)
+    win = _win_size(a.shape[1:], win_size)
+    out = np.empty((len(a), len(b)))
+    for i in range(len(a)):
+        for j in range(len(b)):
+            if others is None and j < i:
+                out[i, j] = out[j, i]
+            elif others is None and i == j:
+                out[i, j] = 1.0
+            else:
+                out[i, j] = structural_similarity(a[i], b[j], data_range=rng_, win_size=win)
+    return out
+
+
+def mean_pairwise_ssim(images: np.ndarray, data_range: float | None = None, n_pairs: int = 500,
+                       seed: int = 0, powers: Sequence[float] = (1.0, 0.5, 0.25),
+                       others: np.ndarray | None = None, win_size: int | None = None) -> dict:
+    """Mean SSIM of random image pairs at several intensity scales.
+
+    Draws ``n_pairs`` pairs (i, j), i ≠ j, of ``images`` (or i from ``images`` and j from
+    ``others``) with ``numpy.random.default_rng(seed)``; the same pairs are used for every
+    power.  Compare ``mean_pairwise_ssim(geant4)`` with ``mean_pairwise_ssim(generated)`` at the
+    same ``data_range``: a generated set whose pairs are clearly more similar than the
+    reference's lacks diversity.
+
+    Arguments:
+        images: (n, H, W) or (n, D, H, W) images (n ≥ 2).
+        data_range: max − min intensity of the linear images, shared by the sets to compare
+            (see :func:`ssim_matrix`); None: taken from the transformed images themselves.
+        n_pairs: number of random pairs.
+        seed: seeds the choice of pairs.
+        powers: intensity powers; 1 is linear, 0.5 and 0.25 emphasise low-energy deposits.
+        others: optional second set (cross-set similarity).
+        win_size: SSIM window (see :func:`ssim_matrix`).
+
+    Returns:
+        ``{f"pow{p:g}": {"mean": float, "error": float}}`` — mean SSIM and its standard error
+        (std / sqrt(n_pairs)) per power, plus ``"n_pairs"``.
+    """
+    a = _images(images, "images")
+    b = a if others is None else _images(others, "others")
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"images and others must have the same image shape, found {a.shape[1:]} and {b.shape[1:]}")
+    if int(n_pairs) < 1:
+        raise ValueError(f"n_pairs must be >= 1, found {n_pairs}")
+    if others is None and len(a) < 2:
+        raise ValueError(f"mean_pairwise_ssim needs at least 2 images, found {len(a)}")
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(a), int(n_pairs))
+    if others is None:  # j uniform over the other n − 1 images
+        j = (i + rng.integers(1, len(a), int(n_pairs))) % len(a)
+    else:
+        j = rng.integers(0, len(b), int(n_pairs))
+    win = _win_size(a.shape[1:], win_size)
+    out: dict = {}
+    for p in powers:
+        ta, tb = _transform(a, float(p)), _transform(b, float(p))
+        rng_ = _range_for(data_range, float(p), ta, tb)
+        vals = np.array([structural_similarity(ta[u], tb[v], data_range=rng_, win_size=win)
+                         for u, v in zip(i, j)])
+        err = float(vals.std(ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else float("nan")
+        out[f"pow{float(p):g}"] = {"mean": float(vals.mean()), "error": err}
+    out["n_pairs"] = int(n_pairs)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# memorisation, support size, mode collapse
+
+def _rows(x: np.ndarray, name: str, min_rows: int = 1) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        x = x.reshape(len(x), -1)
+    if len(x) < min_rows:
+        raise ValueError(f"{name} needs at least {min_rows} samples, found {len(x)}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or inf in {int((~np.isfinite(x)).any(axis=1).sum())} rows")
+    return x
+
+
+def _same_width(**arrays: np.ndarray) -> None:
+    widths = {k: v.shape[1] for k, v in arrays.items()}
+    if len(set(widths.values())) > 1:
+        raise ValueError(f"all samples must have the same number of features, found {widths}")
+
+
+def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    return mu, np.where(sd > 0, sd, 1.0)
+
+
+def nearest_neighbour_memorisation(train: np.ndarray, generated: np.ndarray, reference: np.ndarray,
+                                   quantile: float = 0.01, standardise: bool = True,
+                                   alpha: float = 1e-3) -> dict:
+    """Has the generator memorised its training set?  Nearest-neighbour distances to ``train``.
+
+    For every generated sample, ``d_gen`` is the Euclidean distance to its nearest training
+    sample; ``d_ref`` is the same for an independent real ``reference`` sample (not used in
+    training).  A generator that samples the distribution rather than its training points gives
+    ``d_gen`` distributed like ``d_ref``; one that copies training points gives ``d_gen ≈ 0``.
+
+    * ``ratio`` = median(d_gen) / median(d_ref)  (≈ 1 honest, ≪ 1 memorising);
+    * ``threshold`` = the ``quantile`` quantile of d_ref (default: 1st percentile);
+    * ``fraction_below`` = fraction of generated samples with d_gen < threshold
+      (≈ ``quantile`` honest, → 1 memorising);
+    * ``p_value`` = binomial P(X ≥ observed count | n_gen, ``quantile``) (``scipy.stats.binomtest``,
+      one-sided; approximate, since the threshold is itself estimated from ``reference``);
+    * ``flagged`` = ``p_value < alpha``.
+
+    Arguments:
+        train: (N_t, d) the generator's training sample (images are flattened).
+        generated: (N_g, d) generated samples.
+        reference: (N_r, d) independent real samples, ideally N_r ≳ 100 / quantile.
+        quantile: reference quantile defining "suspiciously close".
+        standardise: scale every feature by the training sample's mean and std first.
+        alpha: significance level of the flag.
+
+    Returns:
+        dict with ``ratio``, ``threshold``, ``fraction_below``, ``expected_fraction``,
+        ``p_value``, ``flagged``, ``median_gen``, ``median_ref``.
+    """
+    train, gen, ref = _rows(train, "train"), _rows(generated, "generated"), _rows(reference, "reference")
+    _same_width(train=train, generated=gen, reference=ref)
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in (0, 1), found {quantile}")
+    if standardise:
+        mu, sd = _standardiser(train)
+        train, gen, ref = (train - mu) / sd, (gen - mu) / sd, (ref - mu) / sd
+    nn = NearestNeighbors(n_neighbors=1).fit(train)
+    d_gen = nn.kneighbors(gen)[0][:, 0]
+    d_ref = nn.kneighbors(ref)[0][:, 0]
+    threshold = float(np.quantile(d_ref, quantile))
+    below = int(np.sum(d_gen < threshold))
+    p_value = float(stats.binomtest(below, len(d_gen), quantile, alternative="greater").pvalue)
+    med_gen, med_ref = float(np.median(d_gen)), float(np.median(d_ref))
+    return {
+        "ratio": med_gen / med_ref if med_ref > 0 else float("nan"),
+        "threshold": threshold,
+        "fraction_below": below / len(d_gen),
+        "expected_fraction": float(quantile),
+        "p_value": p_value,
+        "flagged": bool(p_value < alpha),
+        "median_gen": med_gen,
+        "median_ref": med_ref,
+    }
+
+
+def birthday_support_size(samples: np.ndarray, threshold: float | None = None, *,
+                          quantile: float | None = None, reference: np.ndarray | None = None,
+                          batch_sizes: Sequence[int] | None = None, n_trials: int = 50,
+                          seed: int = 0) -> dict:
+    """Birthday-paradox estimate of the number of distinct samples a generator can produce.
+
+    If a distribution has support of size K (uniform), a batch of s draws contains a
+    duplicate pair with probability ≈ 1 − exp(−s² / 2K), i.e. > ½ for s ≳ sqrt(2 ln2 · K).
+    Following Arora & Zhang, the smallest batch size ``s`` at which a near-duplicate pair
+    (Euclidean distance ≤ ``threshold``) appears with probability > ½ gives a support of
+    about ``s²`` (for a uniform K-point distribution ``s² ≈ 1.39 K``; non-uniform
+    distributions collide earlier, so s² is rather a lower bound).
+
+    The collision probability is estimated at each batch size from ``n_trials`` batches drawn
+    without replacement from ``samples``; the batch size where it crosses ½ is interpolated
+    linearly between the two neighbouring batch sizes.
+
+    Arguments:
+        samples: (N, d) generated samples (images are flattened); N should be ≫ the batch sizes.
+        threshold: distance at or below which two samples are near-duplicates (0: exact
+            duplicates only).  Give either this or ``quantile``.
+        quantile: take the threshold as this quantile of the distances between random pairs
+            of ``reference`` (required with ``quantile``: the threshold must not come from the
+            samples under test, or the estimate is circular).
+        reference: (N_r, d) real samples defining the distance scale.
+        batch_sizes: increasing batch sizes to try; default: about 60 sizes spaced
+            geometrically from 2 to min(N, 4096).
+        n_trials: batches per batch size.
+        seed: seeds the batch draws (and the reference pairs).
+
+    Returns:
+        dict with ``support`` (s², NaN if no batch size reached probability ½), ``batch_size``
+        (s), ``resolved`` (bool), ``threshold``, ``batch_sizes`` and ``collision_probability``
+        (lists, up to the first size past ½).
+
+    References:
+        S. Arora and Y. Zhang, arXiv:1706.08224, sec. 2.
+    """
+    x = _rows(samples, "samples", min_rows=2)
+    if (threshold is None) == (quantile is None):
+        raise ValueError("birthday_support_size: give exactly one of threshold and quantile, "
+                         f"found threshold={threshold}, quantile={quantile}")
+    rng = np.random.default_rng(seed)
+    if quantile is not None:
+        if reference is None:
+            raise ValueError("birthday_support_size: quantile needs a reference sample to define the "
+                             "distance scale, found reference=None")
+        if not 0 < quantile < 1:
+            raise ValueError(f"quantile must be in (0, 1), found {quantile}")
+        ref = _rows(reference, "reference", min_rows=2)
+        _same_width(samples=x, reference=ref)
+        n_pairs = 200_000
+        i = rng.integers(0, len(ref), n_pairs)
+        j = (i + rng.integers(1, len(ref), n_pairs)) % len(ref)
+        threshold = float(np.quantile(np.linalg.norm(ref[i] - ref[j], axis=1), quantile))
+    threshold = float(threshold)
+    if not threshold >= 0:
+        raise ValueError(f"threshold must be >= 0, found {threshold}")
+    if batch_sizes is None:
+        top = min(len(x), 4096)
+        sizes = np.unique(np.round(np.geomspace(2, max(top, 2), 60)).astype(int))
+    else:
+        sizes = np.asarray(batch_sizes, dtype=int)
+        if sizes.ndim != 1 or sizes.size == 0 or np.any(np.diff(sizes) <= 0) or sizes[0] < 2 or sizes[-1] > len(x):
+            raise ValueError(f"batch_sizes must be increasing integers in [2, {len(x)}], found {sizes.tolist()}")
+    if int(n_trials) < 1:
+        raise ValueError(f"n_trials must be >= 1, found {n_trials}")
+    probs: list[float] = []
+    used: list[int] = []
+    for s in sizes:
+        hits = 0
+        for _ in range(int(n_trials)):
+            batch = x[rng.choice(len(x), int(s), replace=False)]
+            hits += bool(pdist(batch).min() <= threshold)
+        used.append(int(s))
+        probs.append(hits / int(n_trials))
+        if probs[-1] > 0.5:
+            break
+    resolved = probs[-1] > 0.5
+    if not resolved:
+        s_half = float("nan")
+    elif len(probs) == 1:
+        s_half = float(used[0])
+    else:  # linear interpolation to probability ½ between the last two sizes
+        s0, s1, p0, p1 = used[-2], used[-1], probs[-2], probs[-1]
+        s_half = s0 + (0.5 - p0) * (s1 - s0) / (p1 - p0)
+    return {
+        "support": s_half**2,
+        "batch_size": s_half,
+        "resolved": bool(resolved),
+        "threshold": threshold,
+        "batch_sizes": used,
+        "collision_probability": probs,
+    }
+
+
+def mode_collapse_indicators(real: np.ndarray, gen: np.ndarray, seed: int = 0,
+                             max_samples: int = 2000) -> dict:
+    """Simple signs of mode collapse: shrunken spread and duplicated samples.
+
+    Features are standardised with the real sample's mean and std (constant features: std 1).
+
+    * ``std_ratio`` = mean over features of std(gen) / mean over features of std(real)
+      (≈ 1 healthy, < 1 collapsed);
+    * ``pairwise_distance_ratio`` = mean Euclidean distance between distinct generated pairs /
+      the same for real pairs, each on at most ``max_samples`` rows chosen with ``seed``
+      (≈ 1 healthy, < 1 collapsed);
+    * ``duplicate_fraction_real``, ``duplicate_fraction_gen`` = 1 − (distinct rows / rows),
+      exact duplicates on the raw inputs (0 for continuous data).
+
+    Arguments:
+        real: (N_r, d) real samples; gen: (N_g, d) generated samples (images are flattened).
+        seed: seeds the subsampling for the pairwise distances.
+        max_samples: rows used for the pairwise distances (cost ∝ max_samples²).
+
+    Returns:
+        dict with the four numbers above.
+    """
+    real, gen = _rows(real, "real", 2), _rows(gen, "gen", 2)
+    _same_width(real=real, gen=gen)
+    if int(max_samples) < 2:
+        raise ValueError(f"max_samples must be >= 2, found {max_samples}")
+    mu, sd = _standardiser(real)
+    zr, zg = (real - mu) / sd, (gen - mu) / sd
+    rng = np.random.default_rng(seed)
+
+    def mean_dist(z: np.ndarray) -> float:
+        if len(z) > max_samples:
+            z = z[rng.choice(len(z), int(max_samples), replace=False)]
+        return float(pdist(z).mean())
+
+    dr = mean_dist(zr)
+    dg = mean_dist(zg)
+    sr = float(zr.std(axis=0).mean())
+    return {
+        "std_ratio": float(zg.std(axis=0).mean()) / sr if sr > 0 else float("nan"),
+        "pairwise_distance_ratio": dg / dr if dr > 0 else float("nan"),
+        "duplicate_fraction_real": 1.0 - len(np.unique(real, axis=0)) / len(real),
+        "duplicate_fraction_gen": 1.0 - len(np.unique(gen, axis=0)) / len(gen),
+    }
