@@ -13,6 +13,10 @@ from hepgen.train.checkpoint import load_checkpoint
 FAMILIES = sorted(MODEL_FAMILIES)
 
 
+def _build(family, **kw):
+    return build_model(family, **{**MODEL_FAMILIES[family].tiny_hparams(), **kw})
+
+
 def _toy(n=512, d=6, seed=0):
     g = torch.Generator().manual_seed(seed)
     c = torch.randn(n, 1, generator=g)
@@ -23,7 +27,7 @@ def _toy(n=512, d=6, seed=0):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_loss_decreases_and_sample_shape(family):
     torch.manual_seed(0)
-    model = build_model(family, n_features=6, n_conditions=1)
+    model = _build(family, n_features=6, n_conditions=1)
     x, c = _toy()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     with torch.no_grad():
@@ -42,7 +46,7 @@ def test_loss_decreases_and_sample_shape(family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_seeded_sampling_is_reproducible_and_leaves_global_rng_alone(family):
-    model = build_model(family, n_features=4, n_conditions=1)
+    model = _build(family, n_features=4, n_conditions=1)
     c = torch.zeros(5, 1)
     state = torch.get_rng_state()
     a = model.sample(c, generator=torch.Generator().manual_seed(3))
@@ -74,7 +78,7 @@ def _generator(family="flow"):
     x = rng.exponential(size=(64, 8)).astype(np.float32)
     e = rng.uniform(1e3, 2e3, size=(64, 1))
     pre = ShowerPreprocessor([4, 4]).fit(x, e)
-    model = build_model(family, n_features=pre.n_features, n_conditions=1)
+    model = _build(family, n_features=pre.n_features, n_conditions=1)
     return ShowerGenerator(model, pre, geometry, {"energy_range": [1e3, 2e3]})
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from hepgen._io import atomic_path
 
-__all__ = ["TrainConfig", "DemoConfig", "load_config", "dump_config"]
+__all__ = ["TrainConfig", "DemoConfig", "load_config", "dump_config", "preset"]
 
 
 @dataclass
@@ -29,6 +29,24 @@ class TrainConfig:
         val_fraction: held-out fraction for the validation loss and best-checkpoint choice.
         seed: seeds the split, initialisation, dequantisation noise and batch order.
         threads: torch CPU threads (None: torch default).
+        noise_level, threshold: dequantisation noise width and zero-suppression threshold (MeV)
+            of the :class:`~hepgen.data.transforms.ShowerPreprocessor`.
+        ema: decay of an exponential moving average of the weights (e.g. 0.999); the averaged
+            weights are the ones validated, selected and written to ``best.pt``.  None: off.
+        amp: mixed precision — bf16 autocast on CPU, fp16 autocast with a gradient scaler on
+            CUDA.  Off by default: on CPUs without native bf16 it is slower, not faster.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
+        select_by: checkpoint selection — ``"val_loss"`` (validation loss, lower is better),
+            ``"physics"`` (mean separation power of the CaloChallenge high-level features of
+            ``n_eval`` showers generated at the validation conditions against the validation
+            showers), or ``"auto"``: val_loss for families with a likelihood, physics otherwise.
+        eval_every: compute the physics metric every this many epochs (and at the last one).
+        n_eval: showers generated for the physics metric.
+        patience: stop after this many evaluations without improvement (None: never).
+        max_steps: stop after this many optimiser steps (None: no limit).
+        lr_scaling: learning-rate rule for data-parallel training with W processes:
+            ``"none"``, ``"linear"`` (lr × W) or ``"sqrt"`` (lr × √W).
+        tensorboard: also write the per-epoch numbers as TensorBoard events (``out_dir/tb``).
     """
 
     family: str = "flow"
@@ -45,6 +63,46 @@ class TrainConfig:
     threads: int | None = None
     noise_level: float = 1e-3
     threshold: float = 1e-2
+    ema: float | None = None
+    amp: bool = False
+    device: str = "cpu"
+    select_by: str = "auto"
+    eval_every: int = 1
+    n_eval: int = 2000
+    patience: int | None = None
+    max_steps: int | None = None
+    lr_scaling: str = "none"
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        choices = {"select_by": ("auto", "val_loss", "physics"), "device": ("cpu", "cuda", "auto"),
+                   "lr_scaling": ("none", "linear", "sqrt")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"TrainConfig: key {key!r}: expected one of {allowed}, found {getattr(self, key)!r}")
+        if self.ema is not None and not 0.0 < float(self.ema) < 1.0:
+            raise ValueError(f"TrainConfig: key 'ema': expected a decay in (0, 1) or None, found {self.ema!r}")
+        for key in ("eval_every", "n_eval", "batch_size"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"TrainConfig: key {key!r}: expected an integer >= 1, found {getattr(self, key)!r}")
+
+
+def preset(name: str) -> "TrainConfig":
+    """A packaged training preset, ``src/hepgen/configs/<name>.yaml`` (e.g. ``"caloflow"``, ``"gan"``)."""
+    from importlib.resources import files
+
+    res = files("hepgen") / "configs" / f"{name}.yaml"
+    if not res.is_file():
+        known = sorted(p.name[:-5] for p in (files("hepgen") / "configs").iterdir() if p.name.endswith(".yaml"))
+        raise ValueError(f"unknown preset {name!r}; known: {known}")
+    return _from_dict(TrainConfig, yaml.safe_load(res.read_text()) or {}, f"preset {name}.yaml")
+
+
+def _demo_train() -> "TrainConfig":
+    # The CaloFlow two-stage flow with a spline shape flow: at equal CPU budget it beat every
+    # other family of the zoo by far (benchmarks/bench_zoo.py; README "Model zoo").  Four
+    # epochs of 54k showers take ~7 min on 2 cores; max_minutes is the safety stop.
+    return dataclasses.replace(preset("caloflow"), epochs=4, max_minutes=9.0)
 
 
 @dataclass
@@ -55,7 +113,7 @@ class DemoConfig:
     n_test: int = 10_000
     energy_range: tuple[float, float] = (1_000.0, 100_000.0)
     seed: int = 1
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, max_minutes=8.0))
+    train: TrainConfig = field(default_factory=_demo_train)
 
 
 def _from_dict(cls, data: dict, source: str):

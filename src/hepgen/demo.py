@@ -1,6 +1,6 @@
 """``hepgen demo``: the main job on built-in defaults.
 
-simulate (reference simulator) → train (conditional flow) → sample (at the test set's
+simulate (reference simulator) → train (CaloFlow preset) → sample (at the test set's
 conditions) → evaluate (high-level features, separation power, classifier AUC) →
 report (HTML), then print where the report is and the headline numbers.
 """
@@ -64,7 +64,8 @@ def run_demo(out_dir, config: DemoConfig | None = None, progress: bool = True) -
 
     print("[4/5] evaluating generated vs test showers")
     real = read_showers(out / "data" / "test.h5")
-    metrics, details = evaluate(real, generated, geometry, seed=config.seed, return_details=True)
+    metrics, details = evaluate(real, generated, geometry, seed=config.seed, return_details=True,
+                                train=train_data)
     metrics["timing"] = {
         "simulator_showers_per_s": len(test_data) / t_sim,
         "generator_showers_per_s": len(test_data) / t_gen,

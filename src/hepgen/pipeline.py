@@ -15,7 +15,7 @@ from hepgen.data.transforms import ShowerPreprocessor
 from hepgen.models import GenerativeModel, build_model
 from hepgen.train.checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["ShowerGenerator"]
+__all__ = ["ShowerGenerator", "sample_to_file"]
 
 
 class ShowerGenerator:
@@ -52,13 +52,14 @@ class ShowerGenerator:
         if e.size and (not np.all(np.isfinite(e)) or np.any(e <= 0)):
             raise ValueError("incident energies must be finite and > 0 MeV")
         c = self.preprocessor.transform_conditions(e, conditions)
-        gen = torch.Generator().manual_seed(int(seed))
+        device = next(self.model.parameters()).device
+        gen = torch.Generator(device=device).manual_seed(int(seed))
         self.model.eval()
         out = np.empty((len(e), self.preprocessor.n_voxels), dtype=np.float32)
         starts = range(0, len(e), batch_size)
         for s in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
-            ct = torch.from_numpy(c[s : s + batch_size])
-            x = self.model.sample(ct, generator=gen).numpy()
+            ct = torch.from_numpy(c[s : s + batch_size]).to(device)
+            x = self.model.sample(ct, generator=gen).float().cpu().numpy()
             out[s : s + batch_size] = self.preprocessor.inverse(x, e[s : s + batch_size])
         return out
 
@@ -93,3 +94,94 @@ class ShowerGenerator:
             raise ValueError(f"{source}: inconsistent checkpoint ({type(err).__name__}: {err})") from None
         model.eval()
         return cls(model, pre, geometry, payload.get("meta"))
+
+
+def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool = True):
+    """``(energies, conditions, chunk_index) → showers``, deterministic in ``(seed, chunk_index)``.
+
+    Families with a noise → sample map draw the chunk's noise at once from a generator
+    seeded with :func:`~hepgen.data.stream.chunk_seed` and run the
+    :class:`~hepgen.inference.ShowerSampler` batch by batch (the showers depend on
+    ``batch_size`` and the thread count only through float rounding: BLAS kernels are not
+    batch-invariant); other families fall back to :meth:`ShowerGenerator.sample` with the
+    chunk's seed (the showers then depend on ``batch_size`` too).
+    """
+    from hepgen.data.stream import chunk_seed
+
+    if gen.model.noise_dim is None:
+        def sample_chunk(energies, conditions, index):
+            return gen.sample(energies, conditions, seed=chunk_seed(seed, index), batch_size=batch_size)
+
+        return sample_chunk, {"sampler": "model.sample", "batch_size": int(batch_size)}
+
+    from hepgen.inference import ShowerSampler
+
+    sampler = ShowerSampler.from_generator(gen, fast=fast)
+
+    @torch.no_grad()
+    def sample_chunk(energies, conditions, index):
+        m = len(energies)
+        g = torch.Generator().manual_seed(chunk_seed(seed, index))
+        z = torch.randn(m, sampler.noise_dim, generator=g)
+        e = torch.as_tensor(np.asarray(energies, dtype=np.float32).reshape(m, 1))
+        extra = sampler.condition_matrix(conditions, m)
+        extra = None if extra is None else torch.as_tensor(extra)
+        out = np.empty((m, sampler.n_voxels), dtype=np.float32)
+        for s in range(0, m, batch_size):
+            sl = slice(s, s + batch_size)
+            out[sl] = sampler(e[sl], z[sl], None if extra is None else extra[sl]).numpy()
+        return out
+
+    return sample_chunk, {"sampler": type(sampler.sampler).__name__}
+
+
+def sample_to_file(
+    gen: ShowerGenerator,
+    path: str | os.PathLike,
+    n: int,
+    conditions,
+    seed: int = 0,
+    chunk_size: int = 10_000,
+    batch_size: int = 1_000,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    compression: str | None = "gzip",
+    fast: bool = True,
+) -> dict:
+    """Sample ``n`` showers into a CaloChallenge HDF5 file in chunks, resumably, with provenance.
+
+    Arguments:
+        gen: the trained generator.
+        path: the output file (``<path>.partial`` until complete; see :mod:`hepgen.data.stream`).
+        n: number of showers.
+        conditions: a :class:`~hepgen.data.stream.ConditionSource`.
+        seed: the job's seed; chunk ``i`` uses seeds derived from ``(seed, i)``.
+        chunk_size: showers per chunk written (and held in memory).
+        batch_size: showers per network call.
+        checkpoint: the checkpoint file, hashed into ``hepgen_checkpoint_sha256``.
+        resume: continue an interrupted job (same arguments) from ``<path>.partial``.
+        progress: show a progress bar.
+        compression: HDF5 compression of the showers.
+        fast: use the pruned flow sampler where available (see :mod:`hepgen.inference`).
+
+    Returns:
+        the summary dict of :func:`~hepgen.data.stream.stream_showers`.
+    """
+    from hepgen.data.stream import file_sha256, stream_showers
+
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
+    digest = file_sha256(checkpoint) if checkpoint is not None else None
+    sample_chunk, sampler_job = _chunk_sampler(gen, int(seed), int(batch_size), fast=fast)
+    attrs = {
+        "generator": f"hepgen {gen.model.family}",
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "seed": int(seed),
+        "hepgen_checkpoint_sha256": digest,
+        "hepgen_family": gen.model.family,
+    }
+    job = {"checkpoint_sha256": digest, "family": gen.model.family, **sampler_job}
+    return stream_showers(path, n, sample_chunk, conditions, n_voxels=gen.preprocessor.n_voxels, seed=seed,
+                          chunk_size=chunk_size, geometry=gen.geometry, job=job, attrs=attrs, resume=resume,
+                          progress=progress, compression=compression)

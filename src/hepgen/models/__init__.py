@@ -1,6 +1,9 @@
 """Generative model families behind one interface (see :mod:`hepgen.models.base`)."""
 
 from hepgen.models.base import MODEL_FAMILIES, GenerativeModel, build_model, register
-from hepgen.models.flow import ConditionalFlow
+from hepgen.models.diffusion import ConditionalFlowMatching
+from hepgen.models.flow import CaloFlow, ConditionalFlow
+from hepgen.models.gan import GAN
+from hepgen.models.vae import ConditionalVAE
 
-__all__ = ["GenerativeModel", "ConditionalFlow", "MODEL_FAMILIES", "build_model", "register"]
+__all__ = ["GenerativeModel", "ConditionalFlow", "CaloFlow", "ConditionalFlowMatching", "ConditionalVAE", "GAN", "MODEL_FAMILIES", "build_model", "register"]

@@ -12,6 +12,13 @@ A family subclasses :class:`GenerativeModel`, registers itself with
   conditions ``c: (B, C)``); adversarial families override ``training_step`` instead;
 * ``sample(c, generator)`` — one sample per row of ``c``: ``(B, D)``;
 * ``log_prob(x, c)`` — exact log-density ``(B,)`` where the family has one.
+* ``noise_dim`` and ``sample_from_noise(c, z)`` — the sample as a deterministic function
+  of standard-normal noise ``z: (B, noise_dim)``, where the family has one; needed by
+  ONNX export and the fast sampling paths (:mod:`hepgen.inference`, docs/inference.md).
+
+The trainer (:mod:`hepgen.train.trainer`) talks to a model only through
+``configure_optimizers``, ``training_step``, ``validation_loss`` and, for data-parallel
+training, ``ddp_modules`` / ``wrapped``; ``docs/training.md`` describes the contract.
 
 Constructor arguments must be JSON-able (``hparams``) so that a checkpoint can rebuild
 the model with ``build_model(family, **hparams)`` without unpickling code.
@@ -19,6 +26,7 @@ the model with ``build_model(family, **hparams)`` without unpickling code.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -36,6 +44,11 @@ def register(cls: type["GenerativeModel"]) -> type["GenerativeModel"]:
 
 
 def build_model(family: str, **hparams) -> "GenerativeModel":
+    """Instantiate the registered family ``family`` with constructor arguments ``hparams``.
+
+    Raises:
+        ValueError: ``family`` is not registered (the message lists the known ones).
+    """
     if family not in MODEL_FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: {sorted(MODEL_FAMILIES)}")
     return MODEL_FAMILIES[family](**hparams)
@@ -66,3 +79,145 @@ class GenerativeModel(nn.Module):
 
     def log_prob(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"model family {self.family!r} has no exact log-likelihood")
+
+    # --- training interface (used by hepgen.train.trainer) -----------------------------
+    #: passed to DistributedDataParallel: set True in a family whose training step leaves
+    #: some parameters of a wrapped module without gradient (costs an extra graph traversal).
+    ddp_find_unused_parameters: ClassVar[bool] = False
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The training loss; going through ``forward`` lets DistributedDataParallel wrap the model."""
+        return self.loss(x, c)
+
+    def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
+        """Optimisers by name; the trainer gives each its own cosine LR schedule and checkpoints them.
+
+        Default: one AdamW over all parameters.  Adversarial families return e.g.
+        ``{"generator": ..., "critic": ...}``.
+        """
+        return {"model": torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay)}
+
+    def training_step(self, x: torch.Tensor, c: torch.Tensor, optimizers: dict, step: int,
+                      grad_clip: float | None, scaler: "torch.amp.GradScaler | None" = None) -> dict[str, float]:
+        """One optimisation step on a batch; returns the numbers to log (at least ``"loss"``).
+
+        Default: ``loss = self.wrapped("model")(x, c)`` (i.e. :meth:`forward`, through the
+        DistributedDataParallel wrapper when training data-parallel) → backward →
+        gradient-norm clipping → step.  Families with several optimisers (GANs) override it
+        and call the modules of :meth:`ddp_modules` through :meth:`wrapped`.
+
+        Arguments:
+            x: ``(B, D)`` preprocessed features; c: ``(B, C)`` preprocessed conditions.
+            optimizers: the dict of :meth:`configure_optimizers`.
+            step: global optimiser-step counter (0-based; resuming at ``step`` repeats it).
+            grad_clip: maximum gradient norm (None / 0: no clipping).
+            scaler: a ``torch.amp.GradScaler`` when the trainer runs fp16 mixed precision
+                (CUDA without bf16); the loss is scaled before backward and the gradients
+                unscaled before clipping.  An override that does not accept ``scaler`` simply
+                cannot be trained in fp16 (the trainer says so).
+        """
+        (opt,) = optimizers.values()
+        loss = self.wrapped("model")(x, c)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {step}: training loss became {loss.item()}; lower the lr")
+        opt.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.parameters(), grad_clip)
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.parameters(), grad_clip)
+            scaler.step(opt)  # skips the step if the unscaled gradients are not finite
+            scaler.update()
+        return {"loss": float(loss.detach())}
+
+    def validation_loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Scalar loss on held-out data for checkpoint selection; NaN where a family has none."""
+        return self.loss(x, c)
+
+    @torch.no_grad()
+    def sanity_metric(self, x: torch.Tensor, c: torch.Tensor, generator: torch.Generator) -> float:
+        """A number that a few steps of training on data like ``(x, c)`` should lower.
+
+        Used by the parametrised zoo test to check that every family learns.  Default: the
+        validation loss where it is finite; otherwise (adversarial families) the squared
+        distance between the feature means of samples drawn at ``c`` and of ``x``, per
+        feature.  Families with a better notion of progress override it.
+
+        Arguments:
+            x: ``(B, D)`` preprocessed features; c: ``(B, C)`` their conditions.
+            generator: source of the samples' noise.
+        """
+        value = float(self.validation_loss(x, c))
+        if math.isfinite(value):
+            return value
+        fake = self.sample(c, generator)
+        return float((fake.mean(0) - x.mean(0)).square().mean())
+
+    @classmethod
+    def tiny_hparams(cls) -> dict:
+        """Small hyper-parameters for the parametrised zoo test (``tests/test_zoo.py``)."""
+        return {}
+
+    # --- data-parallel training (hepgen.train.trainer under torchrun) -------------------
+    def ddp_modules(self) -> dict[str, nn.Module]:
+        """The submodules data-parallel training wraps in ``DistributedDataParallel``, by name.
+
+        DDP averages gradients across processes only for computations that go through the
+        *wrapper's* ``forward``; so every module listed here must be called in
+        :meth:`training_step` as ``self.wrapped(name)(...)``, never directly.  Default:
+        ``{"model": self}`` — the whole model, called through :meth:`forward` (the loss),
+        which is what the default :meth:`training_step` does.  A GAN returns e.g.
+        ``{"generator": self.generator, "critic": self.critic}`` and calls
+        ``self.wrapped("critic")(x, c)`` and ``self.wrapped("generator")(z, c)`` wherever
+        gradients are needed.  The listed modules must together hold every trained
+        parameter, and no two may share parameters.
+        """
+        return {"model": self}
+
+    def wrapped(self, name: str) -> nn.Module:
+        """Module ``name`` of :meth:`ddp_modules` as :meth:`training_step` must call it: its
+        ``DistributedDataParallel`` wrapper during data-parallel training, else the module."""
+        wrappers = self.__dict__.get("_ddp_wrappers") or {}
+        if name in wrappers:
+            return wrappers[name]
+        modules = self.ddp_modules()
+        if name not in modules:
+            raise KeyError(f"{self.family}: no module {name!r} in ddp_modules(); known: {sorted(modules)}")
+        return modules[name]
+
+    def set_ddp_wrappers(self, wrappers: dict[str, nn.Module] | None) -> None:
+        """Install (or with None remove) the DDP wrappers :meth:`wrapped` returns; the trainer's job.
+
+        Kept outside the module tree (plain attribute), so ``state_dict`` and
+        ``parameters`` are unchanged and checkpoints keep their keys.
+        """
+        object.__setattr__(self, "_ddp_wrappers", dict(wrappers) if wrappers else {})
+
+    # --- deterministic sampling from explicit noise (ONNX export, streamed sampling) -----
+    @property
+    def noise_dim(self) -> int | None:
+        """Length of the standard-normal noise vector that :meth:`sample_from_noise` maps to
+        one sample, or ``None`` if the family has no such map (export and the fast sampling
+        paths of :mod:`hepgen.inference` then refuse it).  Families override both."""
+        return None
+
+    def sample_from_noise(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """A sample as a deterministic function of conditions and noise.
+
+        Arguments:
+            c: ``(B, C)`` preprocessed conditions.
+            z: ``(B, noise_dim)`` standard-normal noise.
+
+        Returns:
+            ``(B, D)`` features; ``sample(c, g)`` should equal
+            ``sample_from_noise(c, torch.randn(B, noise_dim, generator=g))``.
+        """
+        raise NotImplementedError(
+            f"model family {self.family!r} does not implement sample_from_noise (noise → sample map); "
+            "ONNX export and hepgen.inference need it"
+        )

@@ -1,0 +1,510 @@
+"""Fast, exportable inference: a trained shower generator as one torch module.
+
+:class:`ShowerSampler` maps *physical* inputs to showers with no numpy or Python state
+in between, so the same module is benchmarked (:mod:`hepgen.bench`), exported to ONNX
+(:mod:`hepgen.export`) and used for streamed sampling (``hepgen sample``)::
+
+    incident_energy (B, 1) MeV ─► ConditionEncoder ─► c (B, C) ─┐
+    [conditions (B, K) raw]  ──┘                                 ├► sampler(c, z) ─► features (B, D)
+    noise (B, noise_dim) ~ N(0, 1) ─────────────────────────────┘           │
+                                                      FeatureDecoder ◄───────┘
+                                                            └─► showers (B, n_voxels) MeV
+
+* :class:`ConditionEncoder` and :class:`FeatureDecoder` re-implement
+  :class:`~hepgen.data.transforms.ShowerPreprocessor`'s condition transform and inverse in
+  float32 torch ops (tested against the numpy originals).
+* The sampler is the model's deterministic ``sample_from_noise(c, z)``.  For the ``flow``
+  family with affine transforms, :class:`PrunedAffineFlow` computes the same function
+  faster: the masks of zuko's MADE conditioners are folded into plain ``nn.Linear``
+  weights, and each of the ``passes`` sequential inverse passes only evaluates the hidden
+  units and outputs that the features solved in that pass depend on.  For a coupling flow
+  (``passes=2``) with two hidden layers of 256 on 392 features this removes ~60 % of the
+  multiply-adds, exactly (same function up to float rounding; see ``tests/test_inference.py``).
+
+Sampling paths (:func:`prepare_path`): ``fp32``; ``bf16`` / ``fp16`` (autocast around the
+network, the decoder stays float32); ``int8`` (dynamic int8 quantisation of the
+network's ``nn.Linear`` layers, CPU only); ``compile`` (``torch.compile``).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from hepgen.data.transforms import ShowerPreprocessor
+from hepgen.models import GenerativeModel
+
+__all__ = [
+    "SAMPLING_PATHS",
+    "ConditionEncoder",
+    "FeatureDecoder",
+    "ModelSampler",
+    "NoiseSampler",
+    "PrunedAffineFlow",
+    "ShowerSampler",
+    "build_sampler",
+    "fold_masked_linear",
+    "prepare_path",
+    "quantize_int8",
+]
+
+SAMPLING_PATHS = ("fp32", "bf16", "fp16", "int8", "compile")
+
+
+# --- pre- and post-processing in torch ---------------------------------------------------------
+class ConditionEncoder(nn.Module):
+    """Physical conditions → standardised model conditions (as ``ShowerPreprocessor.transform_conditions``).
+
+    Arguments:
+        preprocessor: the fitted preprocessor of the checkpoint.
+
+    Shapes: ``incident_energy (B, 1)`` MeV and ``conditions (B, K)`` (the extra conditions
+    in ``preprocessor.condition_names`` order, concatenated) → ``(B, 1 + K)`` float32.
+    """
+
+    def __init__(self, preprocessor: ShowerPreprocessor) -> None:
+        super().__init__()
+        self.n_extra = len(preprocessor.cond_mean) - 1
+        self.register_buffer("mean", torch.as_tensor(preprocessor.cond_mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(preprocessor.cond_std, dtype=torch.float32))
+
+    def forward(self, incident_energy: torch.Tensor, conditions: torch.Tensor | None = None) -> torch.Tensor:
+        cols = torch.log(incident_energy)
+        if self.n_extra:
+            cols = torch.cat([cols, conditions], dim=1)
+        return (cols - self.mean) / self.std
+
+
+class FeatureDecoder(nn.Module):
+    """Standardised logit features → showers in MeV (as ``ShowerPreprocessor.inverse``, float32).
+
+    The layer energies ``E_l = u_{l+1} R_l`` with the remaining energy
+    ``R_l = u_0 · scale · E_inc · Π_{j=1..l} (1 − u_j)`` are computed with a cumulative sum
+    of ``log(1 − u_j)`` instead of numpy's sequential subtraction (one vectorised op instead
+    of a loop over layers; ``u_j = 1`` gives ``log 0 = −inf`` and ``exp(−inf) = 0`` as it
+    should).
+
+    Arguments:
+        preprocessor: the fitted preprocessor of the checkpoint.
+
+    Shapes: ``features (B, n_layers + n_voxels)``, ``incident_energy (B, 1)`` MeV →
+    ``(B, n_voxels)`` float32 MeV.
+    """
+
+    def __init__(self, preprocessor: ShowerPreprocessor) -> None:
+        super().__init__()
+        pre = preprocessor
+        self.n_layers = pre.n_layers
+        self.layer_sizes = list(pre.layer_sizes)
+        self.equal_layers = len(set(self.layer_sizes)) == 1
+        self.alpha = float(pre.alpha)
+        self.scale = float(pre.scale)
+        self.threshold = float(pre.threshold)
+        self.register_buffer("feat_mean", torch.as_tensor(pre.feat_mean, dtype=torch.float32))
+        self.register_buffer("feat_std", torch.as_tensor(pre.feat_std, dtype=torch.float32))
+        layer_of_voxel = np.repeat(np.arange(self.n_layers), self.layer_sizes)
+        self.register_buffer("layer_of_voxel", torch.as_tensor(layer_of_voxel, dtype=torch.long))
+        one_hot = np.zeros((pre.n_voxels, self.n_layers), dtype=np.float32)
+        one_hot[np.arange(pre.n_voxels), layer_of_voxel] = 1.0
+        self.register_buffer("one_hot", torch.as_tensor(one_hot))
+
+    def forward(self, features: torch.Tensor, incident_energy: torch.Tensor) -> torch.Tensor:
+        z = features * self.feat_std + self.feat_mean
+        x = ((torch.sigmoid(z) - self.alpha) / (1.0 - 2.0 * self.alpha)).clamp(0.0, 1.0)
+        u, shapes = x[:, : self.n_layers], x[:, self.n_layers :]
+        total = u[:, :1] * (self.scale * incident_energy)  # (B, 1)
+        if self.n_layers > 1:
+            log_keep = torch.log1p(-u[:, 1:])
+            cum = torch.cumsum(torch.cat([torch.zeros_like(total), log_keep], dim=1), dim=1)
+            share = torch.cat([u[:, 1:], torch.ones_like(total)], dim=1)
+            e_layer = total * torch.exp(cum) * share  # (B, L)
+        else:
+            e_layer = total
+        if self.equal_layers:
+            s = shapes.reshape(shapes.shape[0], self.n_layers, self.layer_sizes[0])
+            norm = s.sum(dim=2, keepdim=True)
+            showers = s / torch.where(norm > 0, norm, torch.ones_like(norm)) * e_layer.unsqueeze(2)
+            showers = showers.reshape(shapes.shape[0], -1)
+        else:
+            norm = (shapes @ self.one_hot).index_select(1, self.layer_of_voxel)
+            showers = shapes / torch.where(norm > 0, norm, torch.ones_like(norm))
+            showers = showers * e_layer.index_select(1, self.layer_of_voxel)
+        return torch.where(showers < self.threshold, torch.zeros_like(showers), showers)
+
+
+# --- the network part -----------------------------------------------------------------------
+class NoiseSampler(nn.Module):
+    """``(c, z) → model.sample_from_noise(c, z)``: any family with a noise → sample map.
+
+    Arguments:
+        model: a :class:`~hepgen.models.GenerativeModel` whose ``noise_dim`` is not None.
+    """
+
+    def __init__(self, model: GenerativeModel) -> None:
+        super().__init__()
+        if model.noise_dim is None:
+            raise ValueError(f"model family {model.family!r} has no noise → sample map (noise_dim is None); "
+                             "it cannot be exported or sampled through hepgen.inference")
+        self.model = model
+        self.noise_dim = int(model.noise_dim)
+
+    def forward(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.model.sample_from_noise(c, z)
+
+
+class ModelSampler(nn.Module):
+    """``(c, generator) → model.sample(c, generator)``: families without a noise → sample map.
+
+    Such a sampler cannot be exported; it serves benchmarks and streamed sampling only.
+
+    Arguments:
+        model: any :class:`~hepgen.models.GenerativeModel`.
+    """
+
+    noise_dim = None
+
+    def __init__(self, model: GenerativeModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.model.sample(c, generator=generator)
+
+
+class _Pass(nn.Module):
+    """One inverse pass of a MADE transform: solves the features of one order group."""
+
+    def __init__(self, net: nn.Sequential, x_inputs: torch.Tensor, start: int, stop: int) -> None:
+        super().__init__()
+        self.net = net
+        # positions of the needed inputs in the solved-so-far vector; a prefix 0..m-1 is a slice
+        self.prefix = int(x_inputs.numel()) if torch.equal(x_inputs, torch.arange(x_inputs.numel())) else -1
+        self.register_buffer("x_inputs", x_inputs)
+        self.start, self.stop = int(start), int(stop)  # this pass's features in the block order
+        self.n = self.stop - self.start
+
+
+class _PrunedMADE(nn.Module):
+    """Inverse of one zuko ``MaskedAutoregressiveTransform`` with affine univariate maps.
+
+    Works in *block order*: the features sorted by the pass that solves them, so that each
+    pass reads its part of the input and writes its output as contiguous slices.
+    """
+
+    def __init__(self, transform, n_features: int, n_conditions: int, slope: float) -> None:
+        super().__init__()
+        from zuko.nn import MaskedLinear
+
+        hyper = list(transform.hyper)
+        linears, acts = hyper[0::2], hyper[1::2]
+        if not all(isinstance(m, MaskedLinear) for m in linears) or any(isinstance(m, MaskedLinear) for m in acts):
+            raise TypeError("expected a MaskedMLP of alternating MaskedLinear and activation layers")
+        total = int(transform.total)
+        weights = [(m.mask * m.weight).detach() for m in linears]
+        biases = [m.bias.detach() for m in linears]
+        masks = [m.mask.bool() for m in linears]
+        order = transform.order
+        self.inv_log_slope = 1.0 / abs(float(np.log(slope)))
+        passes, solved = [], []  # solved: the block order
+        for k in range(int(order.max()) + 1):
+            feats = torch.nonzero(order == k).squeeze(1)
+            if feats.numel() == 0:
+                continue
+            rows = torch.cat([feats * total, feats * total + 1])  # shift block, then log-scale block
+            keep = [None] * len(linears)
+            keep[-1] = rows
+            for l in range(len(linears) - 1, 0, -1):
+                keep[l - 1] = torch.nonzero(masks[l][keep[l]].any(dim=0)).squeeze(1)
+            in_cols = torch.nonzero(masks[0][keep[0]].any(dim=0)).squeeze(1)
+            x_cols = in_cols[in_cols < n_features]
+            if x_cols.numel() and int(order[x_cols].max()) >= k:
+                raise RuntimeError("MADE masks let a pass depend on unsolved features")
+            position = {int(d): i for i, d in enumerate(solved)}
+            x_cols = x_cols[torch.argsort(torch.tensor([position[int(d)] for d in x_cols], dtype=torch.long))]
+            x_inputs = torch.tensor([position[int(d)] for d in x_cols], dtype=torch.long)
+            ctx_cols = torch.arange(n_features, n_features + n_conditions)
+            layers: list[nn.Module] = []
+            prev = torch.cat([x_cols, ctx_cols])
+            for l, (w, b) in enumerate(zip(weights, biases)):
+                lin = nn.Linear(len(prev), len(keep[l]))
+                with torch.no_grad():
+                    lin.weight.copy_(w[keep[l]][:, prev])
+                    lin.bias.copy_(b[keep[l]])
+                layers.append(lin)
+                if l < len(acts):
+                    act = copy.deepcopy(acts[l])
+                    if isinstance(act, nn.ReLU):
+                        act.inplace = True  # the pre-activation is not needed again
+                    layers.append(act)
+                prev = keep[l]
+            passes.append(_Pass(nn.Sequential(*layers), x_inputs, len(solved), len(solved) + len(feats)))
+            solved.extend(int(d) for d in feats)
+        self.passes = nn.ModuleList(passes)
+        self.order_list = solved  # block position -> feature index
+
+    def forward(self, c: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``c (B, C)``, ``y (B, D)`` in block order → ``x (B, D)`` in block order."""
+        solved = None
+        for p in self.passes:
+            if p.prefix == 0:
+                inp = c
+            elif p.prefix > 0:
+                inp = torch.cat([solved[:, : p.prefix], c], dim=1)
+            else:
+                inp = torch.cat([solved.index_select(1, p.x_inputs), c], dim=1)
+            phi = p.net(inp)
+            shift, a = phi[:, : p.n], phi[:, p.n :]
+            log_scale = a / (1.0 + a.abs() * self.inv_log_slope)
+            x = (y[:, p.start : p.stop] - shift) * torch.exp(-log_scale)
+            solved = x if solved is None else torch.cat([solved, x], dim=1)
+        return solved
+
+
+class PrunedAffineFlow(nn.Module):
+    """The inverse (sampling direction) of a zuko affine MAF, with pruned dense layers.
+
+    Equal to ``flow.transform(c).inv(z)`` up to float rounding.  A pass that solves the
+    features of order group ``k`` only needs (by the MADE construction) the hidden units
+    connected to those features' outputs and the inputs of groups ``< k``; all others are
+    dropped from the weight matrices once, at construction.  The masks are multiplied into
+    the weights, so every layer is a plain ``nn.Linear`` (quantisable, exportable).
+
+    Arguments:
+        flow: a ``zuko.flows.MAF`` whose transforms use ``MonotonicAffineTransform``.
+        n_features: D.
+        n_conditions: C (>= 1).
+
+    Shapes: ``c (B, C)``, ``z (B, D)`` standard normal → ``(B, D)``.
+    """
+
+    def __init__(self, flow, n_features: int, n_conditions: int) -> None:
+        super().__init__()
+        from zuko.transforms import MonotonicAffineTransform
+
+        if n_conditions < 1:
+            raise TypeError("PrunedAffineFlow needs at least one condition")
+        slope = inspect.signature(MonotonicAffineTransform.__init__).parameters["slope"].default
+        blocks = []
+        for t in flow.transform.transforms:
+            if getattr(t, "univariate", None) is not MonotonicAffineTransform or getattr(t, "order", None) is None:
+                raise TypeError("PrunedAffineFlow supports MAF transforms with affine univariate maps only")
+            blocks.append(_PrunedMADE(t, n_features, n_conditions, slope))
+        base = flow.base()
+        loc = getattr(base, "base_dist", base).loc
+        scale = getattr(base, "base_dist", base).scale
+        if not (torch.all(loc == 0) and torch.all(scale == 1)):
+            raise TypeError("PrunedAffineFlow expects a standard-normal base distribution")
+        # zuko's ComposedTransform inverts the last transform first
+        blocks = blocks[::-1]
+        self.blocks = nn.ModuleList(blocks)
+        self.noise_dim = int(n_features)
+        # one gather per block takes the previous block's order to this block's order
+        prev = list(range(n_features))
+        for i, block in enumerate(blocks):
+            where = {d: j for j, d in enumerate(prev)}
+            self.register_buffer(f"gather_{i}", torch.tensor([where[d] for d in block.order_list], dtype=torch.long))
+            prev = block.order_list
+        final = torch.empty(n_features, dtype=torch.long)
+        final[torch.tensor(prev)] = torch.arange(n_features)
+        self.register_buffer("gather_out", final)
+
+    def forward(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        y = z
+        for i, block in enumerate(self.blocks):
+            y = block(c, y.index_select(1, getattr(self, f"gather_{i}")))
+        return y.index_select(1, self.gather_out)
+
+
+def build_sampler(model: GenerativeModel, fast: bool = True) -> nn.Module:
+    """The fastest ``(c, z) → features`` module available for ``model``.
+
+    Arguments:
+        model: a trained model (the fast path copies its weights, the others share them).
+        fast: allow :class:`PrunedAffineFlow` for affine ``flow`` models and the affine
+            stages of ``caloflow`` models.
+
+    Returns:
+        :class:`PrunedAffineFlow` (or a two-stage module of such for ``caloflow``), else
+        :class:`NoiseSampler` (families with
+        ``sample_from_noise``), else :class:`ModelSampler` (``noise_dim = None``: takes a
+        generator instead of noise; not exportable).
+    """
+    if model.noise_dim is None:
+        return ModelSampler(model).eval()
+    if fast and model.family == "flow":
+        stage = _flow_stage(model)
+        if isinstance(stage, PrunedAffineFlow):
+            return stage
+    if fast and model.family == "caloflow":
+        return _TwoStageFlow(model).eval()
+    return NoiseSampler(model).eval()
+
+
+def _flow_stage(flow_model) -> nn.Module:
+    """PrunedAffineFlow for an affine ConditionalFlow, else ``(c, z) → sample_from_noise``."""
+    if not flow_model.hparams.get("spline_bins"):
+        try:
+            return PrunedAffineFlow(flow_model.flow, flow_model.n_features, flow_model.n_conditions).eval()
+        except TypeError:  # an unusual structure: the generic path is always correct
+            pass
+    return NoiseSampler(flow_model).eval()
+
+
+class _TwoStageFlow(nn.Module):
+    """``caloflow``'s two stages, each through :func:`_flow_stage` (the shape flow, the big
+    one, is an affine coupling flow by default and gets pruned)."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.n_layers = int(model.n_layers)
+        self.energy = _flow_stage(model.energy_flow)
+        self.shape = _flow_stage(model.shape_flow)
+        self.noise_dim = int(model.noise_dim)
+
+    def forward(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        e = self.energy(c, z[:, : self.n_layers])
+        s = self.shape(torch.cat([c, e], dim=1), z[:, self.n_layers :])
+        return torch.cat([e, s], dim=1)
+
+
+class ShowerSampler(nn.Module):
+    """A whole shower generator as one module: physical inputs + noise → showers in MeV.
+
+    Arguments:
+        sampler: ``(c, z) → features`` or, if its ``noise_dim`` is None, ``(c, generator) →
+            features`` (see :func:`build_sampler`).
+        preprocessor: the fitted preprocessor of the checkpoint.
+
+    Shapes: ``incident_energy (B, 1)`` MeV, ``noise (B, noise_dim)`` standard normal,
+    ``conditions (B, K)`` raw extra conditions (only for models trained with some, in
+    ``condition_names`` order) → ``(B, n_voxels)`` float32 MeV.
+
+    Example:
+        >>> s = ShowerSampler.from_generator(ShowerGenerator.load("best.pt"))
+        >>> e = torch.full((4, 1), 1e4)
+        >>> showers = s(e, torch.randn(4, s.noise_dim))       # (4, n_voxels)
+    """
+
+    def __init__(self, sampler: nn.Module, preprocessor: ShowerPreprocessor) -> None:
+        super().__init__()
+        self.encoder = ConditionEncoder(preprocessor)
+        self.sampler = sampler
+        self.decoder = FeatureDecoder(preprocessor)
+        self.noise_dim = None if sampler.noise_dim is None else int(sampler.noise_dim)
+        self.n_extra_conditions = self.encoder.n_extra
+        self.condition_names = list(preprocessor.condition_names)
+        self.n_voxels = int(preprocessor.n_voxels)
+
+    @classmethod
+    def from_generator(cls, generator, fast: bool = True) -> ShowerSampler:
+        """Build from a :class:`~hepgen.pipeline.ShowerGenerator` (see :func:`build_sampler`)."""
+        return cls(build_sampler(generator.model, fast=fast), generator.preprocessor).eval()
+
+    def forward(self, incident_energy: torch.Tensor, noise: torch.Tensor | None,
+                conditions: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """See the class docstring; ``noise`` is None (and ``generator`` used) iff ``noise_dim`` is None."""
+        c = self.encoder(incident_energy, conditions)
+        x = self.sampler(c, generator) if self.noise_dim is None else self.sampler(c, noise)
+        return self.decoder(x.float(), incident_energy)
+
+    def condition_matrix(self, conditions: dict | None, n: int) -> np.ndarray | None:
+        """Extra conditions dict → ``(n, K)`` float32 in ``condition_names`` order (None if K = 0)."""
+        if not self.condition_names:
+            return None
+        conditions = conditions or {}
+        missing = [k for k in self.condition_names if k not in conditions]
+        if missing:
+            raise ValueError(f"conditions {missing} are required by this model, found {sorted(conditions)}")
+        cols = [np.asarray(conditions[k], dtype=np.float32).reshape(n, -1) for k in self.condition_names]
+        return np.concatenate(cols, axis=1)
+
+
+# --- sampling paths -------------------------------------------------------------------------
+def fold_masked_linear(module: nn.Module) -> nn.Module:
+    """Replace every ``zuko.nn.MaskedLinear`` in ``module`` (in place) by an ``nn.Linear``
+    with the mask multiplied into the weight; returns ``module``.
+
+    Needed before dynamic quantisation: ``quantize_dynamic`` matches modules by exact type,
+    and a swapped ``MaskedLinear`` would lose its mask (its ``weight`` is the unmasked one).
+    """
+    from zuko.nn import MaskedLinear
+
+    for name, child in list(module.named_children()):
+        if isinstance(child, MaskedLinear):
+            lin = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+            with torch.no_grad():
+                lin.weight.copy_(child.mask * child.weight)
+                if child.bias is not None:
+                    lin.bias.copy_(child.bias)
+            setattr(module, name, lin)
+        else:
+            fold_masked_linear(child)
+    return module
+
+
+def quantize_int8(sampler: nn.Module) -> nn.Module:
+    """A copy of ``sampler`` with its ``nn.Linear`` layers dynamically quantised to int8 (CPU).
+
+    Weights are int8 per tensor; activations are quantised per batch on the fly
+    (``torch.ao.quantization.quantize_dynamic``).  Masked zuko layers are folded first
+    (:func:`fold_masked_linear`).  The input and output stay float32.
+    """
+    model = fold_masked_linear(copy.deepcopy(sampler).cpu().float())
+    with warnings.catch_warnings():
+        # torch announces the move of eager quantisation to torchao; the API still works in
+        # the pinned torch and torchao is not a dependency
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+
+
+class _Autocast(nn.Module):
+    """Runs the wrapped ``(c, z)`` sampler under ``torch.autocast``; returns float32."""
+
+    def __init__(self, sampler: nn.Module, dtype: torch.dtype, device_type: str) -> None:
+        super().__init__()
+        self.inner = sampler
+        self.dtype = dtype
+        self.device_type = device_type
+        self.noise_dim = sampler.noise_dim
+
+    def forward(self, c: torch.Tensor, z) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.inner(c, z).float()
+
+
+def prepare_path(sampler: ShowerSampler, path: str, device: str | torch.device = "cpu") -> nn.Module:
+    """``sampler`` set up for one sampling path (a new module; ``sampler`` is not modified).
+
+    Arguments:
+        sampler: the float32 :class:`ShowerSampler`.
+        path: one of ``SAMPLING_PATHS``: ``fp32``, ``bf16``, ``fp16`` (autocast of the
+            network part), ``int8`` (dynamic quantisation, CPU only) or ``compile``
+            (``torch.compile`` with inductor; the first call compiles, and so does the first
+            call with a second batch size, which makes the batch dimension dynamic).
+        device: where the module runs.
+
+    Raises:
+        ValueError: unknown path, or int8 requested on a non-CPU device.
+    """
+    device = torch.device(device)
+    if path not in SAMPLING_PATHS:
+        raise ValueError(f"sampling path: expected one of {SAMPLING_PATHS}, found {path!r}")
+    s = copy.deepcopy(sampler).to(device).eval()
+    if path in ("bf16", "fp16"):
+        s.sampler = _Autocast(s.sampler, torch.bfloat16 if path == "bf16" else torch.float16, device.type)
+    elif path == "int8":
+        if device.type != "cpu":
+            raise ValueError(f"sampling path 'int8' (dynamic quantisation) runs on the CPU only, found device {device}")
+        s.sampler = quantize_int8(s.sampler)
+    elif path == "compile":
+        # default dynamic-shape policy: the first new batch size recompiles with a dynamic batch
+        return torch.compile(s)
+    return s
