@@ -9,12 +9,13 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --no-binary wasserstein wasserstein
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)            ## simulate → train → sample → evaluate → report (≈ 12 min on 2 cores)
+demo: $(STAMP)            ## simulate → train → sample → evaluate → report (≈ 15 min on 2 cores)
 	$(BIN)/hepgen demo -o hepgen-demo
 
 test: $(STAMP)            ## the CI test suite (slow tests excluded; fast tests cover their code paths)
@@ -26,6 +27,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulator.py
 	$(BIN)/python benchmarks/bench_sampling.py
+	$(BIN)/python benchmarks/bench_inference.py --checkpoint hepgen-demo/run/best.pt -o hepgen-demo/bench
 
 clean:
 	rm -rf $(VENV) hepgen-demo .pytest_cache

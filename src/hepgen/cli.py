@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 __all__ = ["main"]
 
@@ -68,55 +67,63 @@ def cmd_train(args) -> int:
         config.conditions = args.conditions
     data = read_showers(args.data, geometry=args.binning)
     gen = train(data, config, args.output, resume=args.resume, init_from=args.init_from, progress=not args.quiet)
-    print(f"trained {gen.model.family} on {len(data)} showers; checkpoints in {args.output} (best.pt, last.pt)")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once (rank 0 wrote the files)
+        print(f"trained {gen.model.family} on {len(data)} showers; checkpoints in {args.output} (best.pt, last.pt)")
     return 0
 
 
 def _sample_conditions(args, gen):
-    """Incident energies and extra conditions for ``hepgen sample``."""
-    from hepgen.data.formats import read_showers
+    """The :class:`~hepgen.data.stream.ConditionSource` and N for ``hepgen sample``."""
+    from hepgen.data.stream import EnergyListConditions, EnergyRangeConditions, FileConditions
 
-    rng = np.random.default_rng(args.seed)
     if args.conditions_from:
-        ref = read_showers(args.conditions_from)
-        n = len(ref) if args.n is None else min(args.n, len(ref))
-        return ref.incident_energies[:n, 0], {k: v[:n] for k, v in ref.conditions.items() if k in gen.condition_names}
+        source = FileConditions(args.conditions_from, gen.condition_names)
+        n = source.n_available if args.n is None else min(args.n, source.n_available)
+        return source, n
     if args.n is None:
         raise ValueError("give --n (number of showers) or --conditions-from FILE.h5")
+    ranges = {name: gen.meta["condition_ranges"][name] for name in gen.condition_names}
     if args.energies:
-        e = rng.choice(np.asarray(args.energies, dtype=float), size=args.n)
-    else:
-        lo, hi = args.energy_range or gen.meta.get("energy_range", [1e3, 1e5])
-        if not 0 < lo <= hi:
-            raise ValueError(f"--energy-range: expected 0 < LO <= HI (MeV), found {lo} {hi}")
-        e = np.exp(rng.uniform(np.log(lo), np.log(hi), size=args.n))
-    conds = {}
-    for name in gen.condition_names:
-        lo, hi = (np.asarray(x) for x in gen.meta["condition_ranges"][name])
-        conds[name] = rng.uniform(lo, hi, size=(args.n, lo.size))
-    return e, conds
+        return EnergyListConditions(args.energies, args.seed, ranges), args.n
+    lo, hi = args.energy_range or gen.meta.get("energy_range", [1e3, 1e5])
+    if not 0 < lo <= hi:
+        raise ValueError(f"--energy-range: expected 0 < LO <= HI (MeV), found {lo} {hi}")
+    return EnergyRangeConditions(lo, hi, args.seed, ranges), args.n
 
 
 def cmd_sample(args) -> int:
-    from hepgen.data.formats import ShowerData, write_showers
-    from hepgen.pipeline import ShowerGenerator
+    from hepgen.pipeline import ShowerGenerator, sample_to_file
 
     gen = ShowerGenerator.load(args.checkpoint)
-    energies, conds = _sample_conditions(args, gen)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    source, n = _sample_conditions(args, gen)
     t0 = time.perf_counter()
-    showers = gen.sample(energies, conds, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+    res = sample_to_file(gen, args.output, n, source, seed=args.seed, chunk_size=args.chunk_size,
+                         batch_size=args.batch_size, checkpoint=args.checkpoint, resume=args.resume,
+                         progress=not args.quiet, compression=None if args.compression == "none" else args.compression)
     dt = time.perf_counter() - t0
-    attrs = {"generator": f"hepgen {gen.model.family}", "checkpoint": str(args.checkpoint), "seed": args.seed}
-    write_showers(args.output, ShowerData(showers, energies.reshape(-1, 1), conds, gen.geometry, attrs))
-    print(f"wrote {len(showers)} showers to {args.output} in {dt:.2f} s ({len(showers) / max(dt, 1e-9):.0f} showers/s)")
+    new = res["n"] - res["n_resumed_from"]
+    resumed = f" (resumed at {res['n_resumed_from']})" if res["n_resumed_from"] else ""
+    print(f"wrote {res['n']} showers to {args.output}{resumed}; {new} sampled in {dt:.2f} s "
+          f"({new / max(dt, 1e-9):.0f} showers/s incl. writing)")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from hepgen.evaluate import evaluate_files
 
+    groups = args.metrics
+    if args.fast:
+        if args.metrics is not None:
+            raise ValueError("give either --fast or --metrics, not both")
+        groups = "fast"
     metrics = evaluate_files(args.real, args.generated, geometry=args.binning, out_dir=args.output,
-                             seed=args.seed, classifier=not args.no_classifier)
+                             seed=args.seed, classifier=not args.no_classifier, groups=groups,
+                             train_path=args.train, sep_threshold=args.sep_threshold,
+                             p_threshold=args.p_threshold, max_points=args.max_points)
     out = Path(args.output)
     print(json.dumps(_headline(metrics), indent=2))
     print(f"metrics: {out / 'metrics.json'}\nreport:  {out / 'report.html'}")
@@ -128,6 +135,115 @@ def _headline(metrics: dict) -> dict:
     for level, res in (metrics.get("classifier") or {}).items():
         head[f"auc_{level}"] = res.get("auc")
     return head
+
+
+def cmd_tune(args) -> int:
+    from hepgen.config import TrainConfig, load_config
+    from hepgen.data.formats import read_showers
+    from hepgen.train.tune import load_space, run_study
+
+    if args.quiet:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space(args.space)
+    config = load_config(args.config) if args.config else TrainConfig()
+    data = read_showers(args.data, geometry=args.binning)
+    holdout = read_showers(args.holdout, geometry=args.binning) if args.holdout else None
+    study, best = run_study(
+        data, space, config, args.output, n_trials=args.n_trials, timeout=args.timeout,
+        total_trials=args.total_trials, storage=args.storage, study_name=args.study_name,
+        sampler=args.sampler, sampler_seed=args.sampler_seed, pruner=args.pruner,
+        objective=args.objective, prune_on=args.prune_on, holdout=holdout,
+        holdout_fraction=args.holdout_fraction, seed=args.seed, heartbeat=args.heartbeat,
+    )
+    if best is None:
+        print(f"study {study.study_name!r}: no trial completed yet ({len(study.trials)} trials); no best.json written")
+        return 1
+    print(json.dumps(best, indent=2))
+    print(f"best trial {best['best_trial']}: {best['objective']} = {best['value']:.5g}; "
+          f"checkpoint {best['checkpoint']}\nsummary: {Path(args.output) / 'best.json'}")
+    return 0
+
+
+def cmd_simulate_jets(args) -> int:
+    from hepgen.simulate.pythia import JetGenConfig, simulate_jets
+
+    config = JetGenConfig(n_particles=args.n_particles)
+    t0 = time.perf_counter()
+    data = simulate_jets(args.output, args.type.split(","), args.n, seed=args.seed, config=config,
+                         workers=args.workers, chunk_size=args.chunk_size, resume=not args.no_resume,
+                         progress=not args.quiet)
+    dt = time.perf_counter() - t0
+    print(f"wrote {len(data)} jets ({', '.join(data.types_present)}; {data.n_particles} particles each) to "
+          f"{args.output} in {dt:.1f} s ({len(data) / max(dt, 1e-9):.1f} jets/s with {args.workers} worker(s))")
+    return 0
+
+
+def cmd_evaluate_jets(args) -> int:
+    from hepgen.evaluate_jets import evaluate_jet_files
+
+    metrics = evaluate_jet_files(args.real, args.generated, args.output, real_reference_path=args.real_reference,
+                                 n_particles=args.n_particles, seed=args.seed,
+                                 num_eval_samples=args.num_eval_samples, num_batches=args.num_batches,
+                                 efps=not args.no_efp, n_jobs=args.efp_jobs)
+    head = {jt: {k: {"value": r[k]["value"], "floor": r[k]["floor"]} for k in ("w1m", "w1p", "w1efp", "fpd", "kpd")
+                 if k in r} for jt, r in metrics["types"].items()}
+    print(json.dumps(head, indent=2))
+    out = Path(args.output)
+    print(f"metrics: {out / 'metrics.json'}\nreport:  {out / 'report.html'}")
+    return 0
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, found {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [x for x in text.replace(",", " ").split() if x]
+
+
+def cmd_bench(args) -> int:
+    from hepgen.bench import format_table, run_bench, write_bench
+    from hepgen.data.formats import read_showers
+    from hepgen.pipeline import ShowerGenerator
+
+    gen = ShowerGenerator.load(args.checkpoint)
+    real = read_showers(args.real) if args.real else None
+    result = run_bench(gen, batch_sizes=args.batch_sizes, threads=args.threads, devices=args.device,
+                       paths=args.paths, fidelity_n=args.fidelity, steps=args.steps, simulator_n=args.simulator_n,
+                       min_time=args.min_time, real=real, seed=args.seed, checkpoint=str(args.checkpoint),
+                       progress=not args.quiet)
+    js, png = write_bench(result, args.output)
+    print(format_table(result))
+    for path, row in (result.get("fidelity") or {}).get("paths", {}).items():
+        print(f"fidelity {path:8s}: AUC low {row['auc_low_level']:.3f} ({row['delta_auc_low_level']:+.3f}), "
+              f"high {row['auc_high_level']:.3f} ({row['delta_auc_high_level']:+.3f}), "
+              f"separation {row['separation_power_mean']:.4f}")
+    print(f"results: {js}\nplot:    {png}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from hepgen.data.stream import file_sha256
+    from hepgen.export import check_onnx, export_onnx
+    from hepgen.pipeline import ShowerGenerator
+
+    gen = ShowerGenerator.load(args.checkpoint)
+    info = export_onnx(gen, args.output, checkpoint_sha256=file_sha256(args.checkpoint), fast=not args.no_fast)
+    print(f"wrote {info['path']}: inputs {info['inputs']} (noise_dim {info['noise_dim']}) -> showers "
+          f"(B, {info['n_voxels']}) MeV; export took {info['export_s']:.1f} s")
+    if args.check:
+        res = check_onnx(args.output, gen, n=args.check_n, fast=not args.no_fast)
+        print(json.dumps(res, indent=2))
+        if not res["ok"]:
+            print(f"hepgen: error: onnxruntime output differs from PyTorch beyond rtol={res['rtol']}, "
+                  f"atol={res['atol_mev']} MeV", file=sys.stderr)
+            return 1
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -166,6 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate_showers)
 
+    sj = sim.add_parser("jets", help="JetNet-style jets from Pythia 8 + FastJet (docs/jets.md)")
+    sj.add_argument("-o", "--output", required=True, help="output HDF5 file (JetNet layout)")
+    sj.add_argument("--type", default="g,q,t,w,z", help="comma-separated jet types: g,q,t,w,z (default: all)")
+    sj.add_argument("--n", type=int, default=10_000, help="jets per type")
+    sj.add_argument("--n-particles", type=int, default=30, help="constituents kept per jet (JetNet: 30 or 150)")
+    sj.add_argument("--workers", type=int, default=1, help="worker processes")
+    sj.add_argument("--chunk-size", type=int, default=1000, help="jets per chunk (unit of resumption)")
+    sj.add_argument("--seed", type=int, default=0)
+    sj.add_argument("--no-resume", action="store_true", help="discard finished chunks of an interrupted run")
+    sj.add_argument("-q", "--quiet", action="store_true")
+    sj.set_defaults(func=cmd_simulate_jets)
+
     t = sub.add_parser("train", help="train a conditional generative model on showers")
     t.add_argument("data", help="training showers (CaloChallenge HDF5)")
     t.add_argument("-o", "--output", required=True, help="run folder for checkpoints and logs")
@@ -192,7 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--energy-range", type=float, nargs=2, metavar=("LO", "HI"), help="log-uniform, MeV")
     sm.add_argument("--conditions-from", help="take incident energies and conditions from this HDF5 file")
     sm.add_argument("--seed", type=int, default=0)
-    sm.add_argument("--batch-size", type=int, default=1_000)
+    sm.add_argument("--batch-size", type=int, default=1_000, help="showers per network call")
+    sm.add_argument("--chunk-size", type=int, default=10_000,
+                    help="showers per chunk written to the file (the unit of memory and of resumption)")
+    sm.add_argument("--resume", action="store_true", help="continue an interrupted job from OUTPUT.partial")
+    sm.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip", help="HDF5 compression")
+    sm.add_argument("--threads", type=int, help="torch CPU threads")
     sm.add_argument("-q", "--quiet", action="store_true")
     sm.set_defaults(func=cmd_sample)
 
@@ -203,7 +336,60 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-o", "--output", required=True, help="folder for metrics.json and report.html")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-classifier", action="store_true", help="skip the classifier two-sample test")
+    ev.add_argument("--metrics", metavar="GROUPS",
+                    help="comma-separated metric groups: features, physics, correlation, multivariate, "
+                         "diversity, regression, classifier (or all, fast; default all)")
+    ev.add_argument("--fast", action="store_true",
+                    help="only the cheap groups (features, physics): no classifier, no O(N^2) metrics")
+    ev.add_argument("--train", help="the model's training showers (HDF5), for the memorisation test")
+    ev.add_argument("--sep-threshold", type=float, default=0.1,
+                    help="report: flag features with separation power above this (default 0.1)")
+    ev.add_argument("--p-threshold", type=float, default=0.01,
+                    help="report: flag features with KS p-value below this (default 0.01)")
+    ev.add_argument("--max-points", type=int, default=5000,
+                    help="subsample size (seeded) of the O(N^2) metrics: PRDC, MMD, memorisation (default 5000)")
     ev.set_defaults(func=cmd_evaluate)
+
+    ej = sub.add_parser("evaluate-jets", help="compare generated jets with real ones (JetNet metrics + floor)")
+    ej.add_argument("real", help="reference jets (JetNet-layout HDF5)")
+    ej.add_argument("generated", help="generated jets (JetNet-layout HDF5)")
+    ej.add_argument("-o", "--output", required=True, help="folder for metrics.json and report.html")
+    ej.add_argument("--real-reference", help="independent second reference file for the real-vs-real floor "
+                    "(default: split REAL in two halves)")
+    ej.add_argument("--n-particles", type=int, help="keep the leading N constituents of every file")
+    ej.add_argument("--num-eval-samples", type=int, default=50_000, help="jets per W1 batch (jetnet: 50000)")
+    ej.add_argument("--num-batches", type=int, default=5, help="W1 batches (jetnet: 5)")
+    ej.add_argument("--no-efp", action="store_true", help="skip the EFP metrics (W1efp, FPD, KPD), the slow part")
+    ej.add_argument("--efp-jobs", type=int, default=1, help="processes for the EFP computation")
+    ej.add_argument("--seed", type=int, default=0)
+    ej.set_defaults(func=cmd_evaluate_jets)
+
+    bn = sub.add_parser("bench", help="sampling speed (and fidelity) of a checkpoint vs the reference simulator")
+    bn.add_argument("checkpoint")
+    bn.add_argument("-o", "--output", required=True, help="folder for bench.json and bench.png")
+    bn.add_argument("--batch-sizes", type=_ints, default=[1, 10, 100, 1000, 10000], help="default 1,10,100,1000,10000")
+    bn.add_argument("--threads", type=_ints, help="CPU thread counts (default: 1 and all cores)")
+    bn.add_argument("--device", type=_names, help="cpu,cuda (default: cpu, plus cuda when available)")
+    bn.add_argument("--paths", type=_names, default=["fp32", "int8"],
+                    help="sampling paths: fp32,bf16,fp16,int8,compile,ort,ort-int8 (default fp32,int8)")
+    bn.add_argument("--fidelity", type=int, default=0, metavar="N",
+                    help="also compare each path's showers with reference showers (N per path; 0: skip)")
+    bn.add_argument("--real", help="reference showers for --fidelity (default: the reference simulator)")
+    bn.add_argument("--steps", type=_ints, help="step counts to scan for models with sample_steps")
+    bn.add_argument("--simulator-n", type=int, default=1000, help="showers simulated to time the simulator")
+    bn.add_argument("--min-time", type=float, default=0.5, help="seconds of repeated calls per point")
+    bn.add_argument("--seed", type=int, default=0)
+    bn.add_argument("-q", "--quiet", action="store_true")
+    bn.set_defaults(func=cmd_bench)
+
+    ex = sub.add_parser("export", help="export a checkpoint to ONNX (conditions + noise in, showers in MeV out)")
+    ex.add_argument("checkpoint")
+    ex.add_argument("--format", choices=("onnx",), default="onnx")
+    ex.add_argument("-o", "--output", required=True, help="the .onnx file")
+    ex.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch on random inputs")
+    ex.add_argument("--check-n", type=int, default=1000, help="showers compared by --check")
+    ex.add_argument("--no-fast", action="store_true", help="export the generic sampler, not the pruned flow")
+    ex.set_defaults(func=cmd_export)
 
     d = sub.add_parser("demo", help="simulate → train → sample → evaluate → report on built-in defaults")
     d.add_argument("-o", "--output", default="hepgen-demo", help="output folder (default: hepgen-demo)")
@@ -211,6 +397,32 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="a one-minute smoke run with tiny sizes")
     d.add_argument("-q", "--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    tu = sub.add_parser("tune", help="hyper-parameter search with Optuna (workers may share one study)")
+    tu.add_argument("data", help="training showers (CaloChallenge HDF5)")
+    tu.add_argument("--space", required=True, help="search-space YAML ({key: {type: float|int|categorical, ...}})")
+    tu.add_argument("--config", help="base TrainConfig YAML the sampled values are applied onto")
+    tu.add_argument("-o", "--output", required=True, help="folder for trial_<n>/, best.json (and study.db)")
+    tu.add_argument("--n-trials", type=int, default=10, help="trials run by this worker (default 10)")
+    tu.add_argument("--total-trials", type=int, help="stop once the study holds this many finished trials")
+    tu.add_argument("--timeout", type=float, help="seconds after which this worker starts no new trial")
+    tu.add_argument("--storage", help="SQLAlchemy URL (postgresql://USER@HOST/DB) or journal:PATH "
+                    "(default sqlite:///OUTPUT/study.db)")
+    tu.add_argument("--study-name", default="hepgen", help="workers with the same name and storage share a study")
+    tu.add_argument("--sampler", choices=["tpe", "random"], default="tpe")
+    tu.add_argument("--sampler-seed", type=int, default=0, help="give each worker its own (e.g. the array index)")
+    tu.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    tu.add_argument("--prune-on", choices=["auto", "val_loss", "val_physics"], default="auto",
+                    help="per-epoch value reported to the pruner (auto: val_physics when select_by=physics)")
+    tu.add_argument("--objective", choices=["sep_power", "ks_nll"], default="sep_power",
+                    help="physics score on the held-out sample, minimised")
+    tu.add_argument("--holdout", help="held-out showers for the objective (default: split off --holdout-fraction)")
+    tu.add_argument("--holdout-fraction", type=float, default=0.2)
+    tu.add_argument("--seed", type=int, default=0, help="seeds the held-out split and the scoring samples")
+    tu.add_argument("--heartbeat", type=int, help="seconds; mark trials of dead workers FAIL (RDB storage)")
+    tu.add_argument("--binning", help="binning XML / geometry JSON (default: the file's own)")
+    tu.add_argument("-q", "--quiet", action="store_true", help="no Optuna per-trial log lines")
+    tu.set_defaults(func=cmd_tune)
     return p
 
 
