@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)            ## simulate → train → sample → evaluate → report (≈ 15 min on 2 cores)
+demo: $(STAMP)            ## simulate → train → sample → evaluate → report (≈ 10 min on 2 cores)
 	$(BIN)/hepgen demo -o hepgen-demo
 
 test: $(STAMP)            ## the CI test suite (slow tests excluded; fast tests cover their code paths)
