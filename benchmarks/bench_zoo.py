@@ -20,8 +20,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import csv
-import dataclasses
 import json
 import os
 import resource
@@ -107,12 +105,11 @@ def run_one(family: str, paths: dict, out: Path, minutes: float, threads: int, s
     # time 20 optimiser steps of a fresh model on random batches (after 3 warm-up steps) and
     # leave 15 % of the budget for the per-epoch preprocessing, validation and physics metric.
     from hepgen.models import build_model
-    from hepgen.train.trainer import _geometry_hparams
+    from hepgen.train.trainer import layer_sizes, model_hparams
 
-    layer_sizes = [sl.stop - sl.start for sl in train_data.geometry.layer_slices]
-    n_feat = len(layer_sizes) + train_data.geometry.n_voxels
-    hp = {**_geometry_hparams(config.family, layer_sizes, config.model), **config.model}
-    probe_model = build_model(config.family, n_features=n_feat, n_conditions=1, **hp)
+    n_feat = len(layer_sizes(train_data.geometry)) + train_data.geometry.n_voxels
+    probe_model = build_model(config.family, n_features=n_feat, n_conditions=1,
+                              **model_hparams(config, train_data.geometry))
     opts = probe_model.configure_optimizers(config.lr, config.weight_decay)
     g = torch.Generator().manual_seed(0)
     xb, cb = torch.randn(config.batch_size, n_feat, generator=g), torch.randn(config.batch_size, 1, generator=g)

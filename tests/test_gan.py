@@ -419,10 +419,9 @@ def test_gan_config_preset_builds_for_the_default_binning():
     assert isinstance(config, TrainConfig) and config.family == "gan"
     geometry = default_binning()
     n_features = geometry.n_layers + geometry.n_voxels
-    from hepgen.train.trainer import _geometry_hparams
+    from hepgen.train.trainer import model_hparams
 
-    layer_sizes = [sl.stop - sl.start for sl in geometry.layer_slices]
-    hparams = {**_geometry_hparams(config.family, layer_sizes, config.model), **config.model}
+    hparams = model_hparams(config, geometry)
     assert hparams["layer_sizes"] == [48] * 8  # filled in from the geometry, as the trainer does
     model = build_model(config.family, n_features=n_features, n_conditions=1, **hparams)
     assert model.sample(torch.zeros(3, 1), torch.Generator().manual_seed(0)).shape == (

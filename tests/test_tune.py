@@ -143,8 +143,6 @@ def test_sep_power_hand_worked():
         tune.sep_power_score(real, {"f1": gen["f1"]})
 
 
-# evaluate's ks_statistic passes on scipy's "exact p failed, using asymptotic" warning (sparsity_1 here)
-@pytest.mark.filterwarnings("ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning")
 def test_physics_score_agrees_with_evaluate(showers, geometry):
     other = simulate_dataset(300, geometry=geometry, energy_range=(2000.0, 20000.0), seed=2)
     gen = other.showers * 1.05  # a 5 % miscalibrated "model", at the real incident energies

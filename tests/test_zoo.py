@@ -204,13 +204,13 @@ def test_packaged_presets_build_for_the_default_binning(name):
     from hepgen.config import DemoConfig, preset
     from hepgen.data.geometry import default_binning
     from hepgen.models import build_model
-    from hepgen.train.trainer import _geometry_hparams
+    from hepgen.train.trainer import layer_sizes, model_hparams
 
     config = preset(name)
     geometry = default_binning()
-    sizes = [sl.stop - sl.start for sl in geometry.layer_slices]
+    sizes = layer_sizes(geometry)
     model = build_model(config.family, n_features=len(sizes) + geometry.n_voxels, n_conditions=1,
-                        **{**_geometry_hparams(config.family, sizes, config.model), **config.model})
+                        **model_hparams(config, geometry))
     x = model.sample(torch.zeros(2, 1), generator=torch.Generator().manual_seed(0))
     assert x.shape == (2, len(sizes) + geometry.n_voxels) and torch.isfinite(x).all()
     assert DemoConfig().train.family == "caloflow"

@@ -28,7 +28,7 @@ import numpy as np
 from hepgen._io import atomic_path
 from hepgen.data.geometry import Geometry, geometry_from_dict, load_geometry
 
-__all__ = ["ShowerData", "read_showers", "write_showers", "validate_showers", "CONDITION_KEYS"]
+__all__ = ["ShowerData", "read_showers", "write_showers", "validate_showers", "hdf5_attrs", "hdf5_attr_value", "CONDITION_KEYS"]
 
 CONDITION_KEYS = ("incident_theta", "incident_phi", "impact_position")
 GEOMETRY_ATTR = "hepgen_geometry"
@@ -144,11 +144,13 @@ def _read_array(f: h5py.File, path: Path, key: str, dtype) -> np.ndarray:
     return np.asarray(obj[()], dtype=dtype)
 
 
-def _attr_value(v):
+def hdf5_attr_value(v):
+    """An HDF5 attribute as a plain Python value: bytes decoded, size-1 arrays and numpy
+    scalars unwrapped, other arrays as lists."""
     if isinstance(v, bytes):
         return v.decode(errors="replace")
     if isinstance(v, np.ndarray):
-        return v.tolist() if v.size != 1 else _attr_value(v.reshape(()).item())
+        return v.tolist() if v.size != 1 else hdf5_attr_value(v.reshape(()).item())
     return v.item() if isinstance(v, np.generic) else v
 
 
@@ -185,7 +187,7 @@ def read_showers(path: Union[str, os.PathLike], geometry=None, particle: str | N
             showers = _read_array(f, path, "showers", np.float32)
             energies = _read_array(f, path, "incident_energies", np.float64)
             conditions = {k: _read_array(f, path, k, np.float64) for k in CONDITION_KEYS if k in f}
-            attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
+            attrs = {k: hdf5_attr_value(v) for k, v in f.attrs.items()}
     except OSError as err:
         raise ValueError(f"{path}: could not read HDF5 file ({err})") from None
     if energies.ndim == 1:
@@ -205,17 +207,13 @@ def read_showers(path: Union[str, os.PathLike], geometry=None, particle: str | N
     return data
 
 
-def write_showers(path: Union[str, os.PathLike], data: ShowerData, compression: str | None = "gzip") -> None:
-    """Validate ``data`` and write it in the CaloChallenge layout, atomically."""
-    path = Path(path)
-    validate_showers(data, str(path))
-    unknown = [k for k in data.conditions if k not in CONDITION_KEYS]
-    if unknown:
-        raise ValueError(f"{path}: conditions {unknown}: expected names from {CONDITION_KEYS} "
-                         "(other datasets are not read back)")
-    attrs = {}
-    for key, value in data.attrs.items():
-        if value is None or key == GEOMETRY_ATTR:
+def hdf5_attrs(attrs: dict, path, skip=()) -> dict:
+    """File attributes as HDF5 stores them: scalars and strings as they are, arrays as lists,
+    anything else as JSON.  ``None`` values and the keys in ``skip`` are left out; a value
+    that is not JSON-able is a ValueError naming ``path`` and the key."""
+    out = {}
+    for key, value in attrs.items():
+        if value is None or key in skip:
             continue
         if isinstance(value, np.ndarray):
             value = value.tolist()
@@ -225,7 +223,19 @@ def write_showers(path: Union[str, os.PathLike], data: ShowerData, compression: 
             except TypeError:
                 raise ValueError(f"{path}: attribute {key!r}: expected a JSON-able value, "
                                  f"found {type(value).__name__}") from None
-        attrs[key] = value
+        out[key] = value
+    return out
+
+
+def write_showers(path: Union[str, os.PathLike], data: ShowerData, compression: str | None = "gzip") -> None:
+    """Validate ``data`` and write it in the CaloChallenge layout, atomically."""
+    path = Path(path)
+    validate_showers(data, str(path))
+    unknown = [k for k in data.conditions if k not in CONDITION_KEYS]
+    if unknown:
+        raise ValueError(f"{path}: conditions {unknown}: expected names from {CONDITION_KEYS} "
+                         "(other datasets are not read back)")
+    attrs = hdf5_attrs(data.attrs, path, skip=(GEOMETRY_ATTR,))
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             n, v = data.showers.shape

@@ -33,6 +33,7 @@ import h5py
 import numpy as np
 
 from hepgen._io import atomic_path
+from hepgen.data.formats import hdf5_attr_value, hdf5_attrs
 
 __all__ = [
     "JET_FEATURES",
@@ -217,14 +218,6 @@ def _read_array(f: h5py.File, path: Path, key: str) -> np.ndarray:
     return np.asarray(obj[()])
 
 
-def _attr_value(v):
-    if isinstance(v, bytes):
-        return v.decode(errors="replace")
-    if isinstance(v, np.ndarray):
-        return v.tolist() if v.size != 1 else _attr_value(v.reshape(()).item())
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def read_jets(path: str | os.PathLike, jet_type: str | None = None,
               n_particles: int | None = None) -> JetData:
     """Read and validate a jet file in the JetNet layout (public JetNet files or hepgen's).
@@ -252,7 +245,7 @@ def read_jets(path: str | os.PathLike, jet_type: str | None = None,
             pf = _read_array(f, path, "particle_features").astype(np.float32)
             jf = _read_array(f, path, "jet_features").astype(np.float64) if "jet_features" in f else None
             jt = _read_array(f, path, "jet_type") if "jet_type" in f else None
-            attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
+            attrs = {k: hdf5_attr_value(v) for k, v in f.attrs.items()}
     except OSError as err:
         raise ValueError(f"{path}: could not read HDF5 file ({err})") from None
     if pf.ndim == 3 and pf.shape[2] == 3:  # no mask column: zero padding marks the absent particles
@@ -289,19 +282,7 @@ def write_jets(path: str | os.PathLike, data: JetData, compression: str | None =
     """
     path = Path(path)
     validate_jets(data, str(path))
-    attrs = {}
-    for key, value in data.attrs.items():
-        if value is None:
-            continue
-        if isinstance(value, np.ndarray):
-            value = value.tolist()
-        if not isinstance(value, (int, float, str, bool, np.number)):
-            try:
-                value = json.dumps(value)
-            except TypeError:
-                raise ValueError(f"{path}: attribute {key!r}: expected a JSON-able value, "
-                                 f"found {type(value).__name__}") from None
-        attrs[key] = value
+    attrs = hdf5_attrs(data.attrs, path)
     attrs.update(particle_feature_names=json.dumps(PARTICLE_FEATURES), jet_feature_names=json.dumps(JET_FEATURES),
                  jet_type_names=json.dumps(JET_TYPES), units="GeV")
     with atomic_path(path) as tmp:

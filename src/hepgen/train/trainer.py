@@ -52,7 +52,7 @@ from hepgen.models import build_model
 from hepgen.pipeline import ShowerGenerator
 from hepgen.train.checkpoint import load_checkpoint
 
-__all__ = ["StopTraining", "physics_score", "scaled_lr", "shard_indices", "train"]
+__all__ = ["StopTraining", "layer_sizes", "model_hparams", "physics_score", "scaled_lr", "shard_indices", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -166,24 +166,32 @@ def _destroy_group() -> None:
         torch.distributed.destroy_process_group()
 
 
-def _geometry_hparams(family: str, layer_sizes: list[int], given: dict) -> dict:
-    """Geometry-derived hyper-parameters a family accepts and the user did not set.
+def layer_sizes(geometry) -> list[int]:
+    """Voxels per active layer of ``geometry``, in depth order."""
+    return [s.stop - s.start for s in geometry.layer_slices]
 
-    ``n_layers`` (the number of energy features at the start of the feature vector, e.g.
-    the CaloFlow energy flow) and ``layer_sizes`` (layer-by-layer generators) follow from the
-    data's geometry, so presets stay valid for any binning.
+
+def model_hparams(config: TrainConfig, geometry) -> dict:
+    """The family's constructor arguments (besides ``n_features``/``n_conditions``) for ``geometry``.
+
+    ``config.model`` plus the geometry-derived hyper-parameters the family accepts and the
+    user did not set: ``n_layers`` (the number of energy features at the start of the feature
+    vector, e.g. the CaloFlow energy flow) and ``layer_sizes`` (layer-by-layer generators) follow
+    from the data's geometry, so presets stay valid for any binning.
     """
     from hepgen.models import MODEL_FAMILIES
 
-    if family not in MODEL_FAMILIES:
-        return {}
-    params = inspect.signature(MODEL_FAMILIES[family].__init__).parameters
-    out: dict = {}
+    given = dict(config.model)
+    if config.family not in MODEL_FAMILIES:
+        return given
+    params = inspect.signature(MODEL_FAMILIES[config.family].__init__).parameters
+    derived: dict = {}
+    sizes = layer_sizes(geometry)
     if "n_layers" in params and given.get("n_layers") is None:
-        out["n_layers"] = len(layer_sizes)
+        derived["n_layers"] = len(sizes)
     if "layer_sizes" in params and given.get("layer_sizes") is None:
-        out["layer_sizes"] = list(layer_sizes)
-    return out
+        derived["layer_sizes"] = sizes
+    return {**derived, **given}
 
 
 def physics_score(generator: ShowerGenerator, real: ShowerData, seed: int = 0) -> float:
@@ -299,7 +307,6 @@ def _train(data, config: TrainConfig, out_dir: Path, resume, init_from, progress
         torch.set_num_threads(int(config.threads))
     device = dist.device
     torch.manual_seed(config.seed)
-    layer_sizes = [s.stop - s.start for s in data.geometry.layer_slices]
     tr_idx, va_idx = _split(len(data), config.val_fraction, config.seed)
     train_data, val_data = data.subset(tr_idx), data.subset(va_idx)
 
@@ -316,11 +323,11 @@ def _train(data, config: TrainConfig, out_dir: Path, resume, init_from, progress
             log.info("resuming from %s (epoch %d)", last_path, state["trainer"]["epoch"])
     else:
         pre = ShowerPreprocessor(
-            layer_sizes, config.conditions, noise_level=config.noise_level, threshold=config.threshold
+            layer_sizes(data.geometry), config.conditions, noise_level=config.noise_level, threshold=config.threshold
         ).fit(train_data.showers, train_data.incident_energies, train_data.conditions, seed=config.seed)
         pre = ShowerPreprocessor.from_state(dist.broadcast(pre.state_dict()))
         n_cond = 1 + sum(np.asarray(train_data.conditions[k]).reshape(len(train_data), -1).shape[1] for k in config.conditions)
-        hparams = {**_geometry_hparams(config.family, layer_sizes, config.model), **config.model}
+        hparams = model_hparams(config, data.geometry)
         model = build_model(config.family, n_features=pre.n_features, n_conditions=n_cond, **hparams)
         if init_from is not None and dist.main:  # transfer learning; DDP copies rank 0's weights to the others
             source = load_checkpoint(init_from)
