@@ -54,21 +54,39 @@ def cmd_simulate_showers(args) -> int:
 
 
 def cmd_train(args) -> int:
+    import numpy as np
+
     from hepgen.config import TrainConfig, load_config
     from hepgen.data.formats import read_showers
+    from hepgen.data.jets import is_jet_file, jet_type_index, read_jets
     from hepgen.train.trainer import train
 
-    config = load_config(args.config) if args.config else TrainConfig()
+    jets = is_jet_file(args.data)
+    if args.config:
+        config = load_config(args.config)
+    elif jets:  # the jets default: EPiC flow matching (docs/jets.md)
+        from hepgen.config import preset
+
+        config = preset("epic_fm")
+    else:
+        config = TrainConfig()
     for name in ("family", "epochs", "max_minutes", "batch_size", "lr", "seed", "threads"):
         value = getattr(args, name)
         if value is not None:
             setattr(config, name, value)
     if args.conditions is not None:
         config.conditions = args.conditions
-    data = read_showers(args.data, geometry=args.binning)
+    if jets:
+        data = read_jets(args.data, jet_type=args.jet_type, n_particles=args.n_particles)
+        if args.types:
+            keep = np.isin(data.jet_type, [jet_type_index(t) for t in args.types.split(",")])
+            data = data.subset(keep)
+    else:
+        data = read_showers(args.data, geometry=args.binning)
     gen = train(data, config, args.output, resume=args.resume, init_from=args.init_from, progress=not args.quiet)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, once (rank 0 wrote the files)
-        print(f"trained {gen.model.family} on {len(data)} showers; checkpoints in {args.output} (best.pt, last.pt)")
+        what = "jets" if jets else "showers"
+        print(f"trained {gen.model.family} on {len(data)} {what}; checkpoints in {args.output} (best.pt, last.pt)")
     return 0
 
 
@@ -109,6 +127,45 @@ def cmd_sample(args) -> int:
     resumed = f" (resumed at {res['n_resumed_from']})" if res["n_resumed_from"] else ""
     print(f"wrote {res['n']} showers to {args.output}{resumed}; {new} sampled in {dt:.2f} s "
           f"({new / max(dt, 1e-9):.0f} showers/s incl. writing)")
+    return 0
+
+
+def cmd_sample_jets(args) -> int:
+    import numpy as np
+
+    from hepgen.data.jets import read_jets, write_jets
+    from hepgen.jet_pipeline import JetGenerator
+
+    gen = JetGenerator.load(args.checkpoint)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.steps is not None:
+        if not hasattr(gen.model, "sample_steps"):
+            raise ValueError(f"--steps: the {gen.model.family} model has no solver steps")
+        gen.model.sample_steps = int(args.steps)
+    t0 = time.perf_counter()
+    if args.like:
+        like = read_jets(args.like, n_particles=args.n_particles)
+        if like.n_particles != gen.n_particles:
+            raise ValueError(f"{args.like}: holds {like.n_particles} particles per jet, the model generates "
+                             f"{gen.n_particles}; pass --n-particles {gen.n_particles}")
+        if args.n is not None:
+            like = like.subset(slice(0, args.n))
+        jets = gen.sample_like(like, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+    else:
+        if args.n is None or args.type is None:
+            raise ValueError("give --like FILE.h5 (sample at its jets' conditions), or --type T and --n N")
+        rng = np.random.default_rng(args.seed)
+        lo, hi = gen.meta.get("pt_range", [1000.0, 1000.0])
+        elo, ehi = gen.meta.get("eta_range", [0.0, 0.0])
+        jets = gen.sample(args.type, pt=rng.uniform(lo, hi, args.n), eta=rng.uniform(elo, ehi, args.n),
+                          seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+    dt = time.perf_counter() - t0
+    write_jets(args.output, jets)
+    print(f"wrote {len(jets)} generated jets ({', '.join(jets.types_present)}) to {args.output}; "
+          f"{len(jets) / max(dt, 1e-9):.0f} jets/s incl. preprocessing")
     return 0
 
 
@@ -294,8 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     sj.add_argument("-q", "--quiet", action="store_true")
     sj.set_defaults(func=cmd_simulate_jets)
 
-    t = sub.add_parser("train", help="train a conditional generative model on showers")
-    t.add_argument("data", help="training showers (CaloChallenge HDF5)")
+    t = sub.add_parser("train", help="train a conditional generative model on showers or jets")
+    t.add_argument("data", help="training showers (CaloChallenge HDF5) or jets (JetNet-layout HDF5; "
+                   "default family: the epic_fm preset)")
     t.add_argument("-o", "--output", required=True, help="run folder for checkpoints and logs")
     t.add_argument("--binning", help="binning XML / geometry JSON (default: the file's own)")
     t.add_argument("--config", help="TrainConfig YAML")
@@ -307,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--threads", type=int)
     t.add_argument("--conditions", nargs="*", help="extra condition datasets, e.g. incident_theta")
+    t.add_argument("--jet-type", help="jets: the type of every jet of a public JetNet file without jet_type")
+    t.add_argument("--types", help="jets: train on these types only, e.g. g,t")
+    t.add_argument("--n-particles", type=int, help="jets: keep the leading N constituents")
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
     t.add_argument("--init-from", help="initialise weights from this checkpoint (fine-tuning)")
     t.add_argument("-q", "--quiet", action="store_true")
@@ -328,6 +389,21 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--threads", type=int, help="torch CPU threads")
     sm.add_argument("-q", "--quiet", action="store_true")
     sm.set_defaults(func=cmd_sample)
+
+    sj2 = sub.add_parser("sample-jets", help="sample jets from a trained jets checkpoint (JetNet layout)")
+    sj2.add_argument("checkpoint")
+    sj2.add_argument("-o", "--output", required=True, help="output JetNet-layout HDF5 file")
+    sj2.add_argument("--like", help="sample at the types, kinematics and multiplicities of this file's jets")
+    sj2.add_argument("--n", type=int, help="number of jets (with --like: the first N of the file)")
+    sj2.add_argument("--type", help="jet type (g, q, t, w, z) when not using --like; pT and eta uniform in "
+                     "the training ranges, multiplicity from the training distribution")
+    sj2.add_argument("--n-particles", type=int, help="with --like: keep the leading N constituents of the file")
+    sj2.add_argument("--steps", type=int, help="ODE solver steps (flow-matching models)")
+    sj2.add_argument("--seed", type=int, default=0)
+    sj2.add_argument("--batch-size", type=int, default=1_000)
+    sj2.add_argument("--threads", type=int, help="torch CPU threads")
+    sj2.add_argument("-q", "--quiet", action="store_true")
+    sj2.set_defaults(func=cmd_sample_jets)
 
     ev = sub.add_parser("evaluate", help="compare generated showers with real ones")
     ev.add_argument("real")

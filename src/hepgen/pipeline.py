@@ -85,6 +85,9 @@ class ShowerGenerator:
 
     @classmethod
     def from_payload(cls, payload: dict, source: str = "<checkpoint>") -> "ShowerGenerator":
+        if payload.get("kind", "showers") != "showers":
+            raise ValueError(f"{source}: key 'kind': expected a shower checkpoint, found {payload.get('kind')!r} "
+                             "(jet checkpoints: hepgen.jet_pipeline.JetGenerator, `hepgen sample-jets`)")
         try:
             model = build_model(payload["family"], **payload["hparams"])
             model.load_state_dict(payload["model"])

@@ -40,6 +40,7 @@ __all__ = [
     "JET_TYPES",
     "PARTICLE_FEATURES",
     "JetData",
+    "is_jet_file",
     "jet_type_index",
     "read_jets",
     "validate_jets",
@@ -207,6 +208,15 @@ def validate_jets(data: JetData, source: str = "<memory>") -> None:
     if bad.any():
         raise ValueError(f"{source}: key 'jet_features': expected num_particles (column 3) a whole number "
                          f">= the unmasked constituents, found {k[bad][:3].tolist()} in {_first_bad(bad)}")
+
+
+def is_jet_file(path: str | os.PathLike) -> bool:
+    """True if ``path`` is an HDF5 file with a ``particle_features`` dataset (JetNet layout)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return "particle_features" in f
+    except OSError:
+        return False
 
 
 def _read_array(f: h5py.File, path: Path, key: str) -> np.ndarray:

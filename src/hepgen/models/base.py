@@ -64,6 +64,10 @@ class GenerativeModel(nn.Module):
 
     family: ClassVar[str] = "base"
     has_log_prob: ClassVar[bool] = False
+    #: what the family generates: ``"showers"`` (flat voxel vectors) or ``"jets"`` (flattened
+    #: particle clouds with the multiplicity in condition column 0, :mod:`hepgen.models.epic`);
+    #: the trainer and the zoo tests pick data and preprocessing by it.
+    data_kind: ClassVar[str] = "showers"
 
     def __init__(self, n_features: int, n_conditions: int) -> None:
         super().__init__()

@@ -47,10 +47,10 @@ from tqdm.auto import tqdm
 from hepgen._io import atomic_path
 from hepgen.config import TrainConfig, dump_config
 from hepgen.data.formats import ShowerData
-from hepgen.data.transforms import ShowerPreprocessor
-from hepgen.models import build_model
+from hepgen.data.jets import JetData
 from hepgen.pipeline import ShowerGenerator
 from hepgen.train.checkpoint import load_checkpoint
+from hepgen.train.domains import domain_for
 
 __all__ = ["StopTraining", "layer_sizes", "model_hparams", "physics_score", "scaled_lr", "shard_indices", "train"]
 
@@ -268,7 +268,7 @@ def _check_ddp_modules(model) -> dict[str, torch.nn.Module]:
 
 
 def train(
-    data: ShowerData,
+    data: ShowerData | JetData,
     config: TrainConfig,
     out_dir,
     resume: bool = False,
@@ -279,7 +279,9 @@ def train(
     """Train ``config.family`` on ``data``; returns the generator of the selected checkpoint.
 
     Arguments:
-        data: training showers (a geometry must be attached or given to ``read_showers``).
+        data: training showers (a geometry must be attached or given to ``read_showers``),
+            or training jets (:class:`~hepgen.data.jets.JetData`, for the families with
+            ``data_kind == "jets"``; a :class:`~hepgen.jet_pipeline.JetGenerator` is returned).
         config: the training configuration.
         out_dir: folder for ``last.pt``, ``best.pt``, ``train_log.csv``, ``config.yaml``, ``tb/``.
         resume: continue from ``out_dir/last.pt`` if it exists.
@@ -293,14 +295,13 @@ def train(
     Under ``torchrun`` every process calls ``train`` with the same arguments; see the module
     docstring.
     """
-    if data.geometry is None:
-        raise ValueError("training data has no geometry: pass a binning XML / geometry JSON")
-    if len(data) < 2:
-        raise ValueError(f"need at least 2 training showers, found {len(data)}")
-    return _train(data, config, Path(out_dir), resume, init_from, progress, tuple(callbacks), _Dist(config.device))
+    domain = domain_for(data)
+    domain.check(data, config)
+    return _train(data, config, Path(out_dir), resume, init_from, progress, tuple(callbacks), _Dist(config.device),
+                  domain)
 
 
-def _train(data, config: TrainConfig, out_dir: Path, resume, init_from, progress, callbacks, dist: _Dist):
+def _train(data, config: TrainConfig, out_dir: Path, resume, init_from, progress, callbacks, dist: _Dist, domain):
     if dist.main:
         out_dir.mkdir(parents=True, exist_ok=True)
     if config.threads:
@@ -317,18 +318,14 @@ def _train(data, config: TrainConfig, out_dir: Path, resume, init_from, progress
     if state is not None and state.get("trainer") is None:
         raise ValueError(f"{last_path}: key 'trainer': expected the trainer state of an interrupted run, found none")
     if state is not None:
-        generator = ShowerGenerator.from_payload(state, source=str(last_path))
+        generator = domain.from_payload(state, source=str(last_path))
         pre, model = generator.preprocessor, generator.model
         if dist.main:
             log.info("resuming from %s (epoch %d)", last_path, state["trainer"]["epoch"])
     else:
-        pre = ShowerPreprocessor(
-            layer_sizes(data.geometry), config.conditions, noise_level=config.noise_level, threshold=config.threshold
-        ).fit(train_data.showers, train_data.incident_energies, train_data.conditions, seed=config.seed)
-        pre = ShowerPreprocessor.from_state(dist.broadcast(pre.state_dict()))
-        n_cond = 1 + sum(np.asarray(train_data.conditions[k]).reshape(len(train_data), -1).shape[1] for k in config.conditions)
-        hparams = model_hparams(config, data.geometry)
-        model = build_model(config.family, n_features=pre.n_features, n_conditions=n_cond, **hparams)
+        pre = domain.fit_preprocessor(train_data, config)
+        pre = domain.preprocessor_from_state(dist.broadcast(pre.state_dict()))
+        model = domain.build_model(config, train_data, pre)
         if init_from is not None and dist.main:  # transfer learning; DDP copies rank 0's weights to the others
             source = load_checkpoint(init_from)
             try:
@@ -391,31 +388,23 @@ def _train(data, config: TrainConfig, out_dir: Path, resume, init_from, progress
         if device.type == "cuda" and cuda_rng is not None:
             torch.cuda.set_rng_state(cuda_rng, device)
 
-    e_inc = data.incident_energies.reshape(-1)
     meta = {
-        "energy_range": [float(e_inc.min()), float(e_inc.max())],
-        "condition_ranges": {
-            k: [np.asarray(v).min(axis=0).tolist(), np.asarray(v).max(axis=0).tolist()]
-            for k, v in data.conditions.items()
-            if k in config.conditions
-        },
+        **domain.meta(data, config),
         "train_config": dataclasses.asdict(config),
         "n_train": len(train_data),
         "selected_by": select_by,
         "world_size": dist.world,
         "lr_effective": lr,
     }
-    raw_generator = ShowerGenerator(model, pre, data.geometry, meta)
+    raw_generator = domain.generator(model, pre, data, meta)
     eval_model = ema.module if ema is not None else model
-    eval_generator = ShowerGenerator(eval_model, pre, data.geometry, dict(meta))
+    eval_generator = domain.generator(eval_model, pre, data, dict(meta))
     if dist.main:
         dump_config(config, out_dir / "config.yaml")
 
-    c_train = torch.from_numpy(pre.transform_conditions(train_data.incident_energies, train_data.conditions)).to(device)
-    c_val = torch.from_numpy(pre.transform_conditions(val_data.incident_energies, val_data.conditions)).to(device)
-    x_val = torch.from_numpy(
-        pre.transform(val_data.showers, val_data.incident_energies, np.random.default_rng(config.seed + 1))
-    ).to(device)
+    c_train = torch.from_numpy(domain.conditions(pre, train_data)).to(device)
+    c_val = torch.from_numpy(domain.conditions(pre, val_data)).to(device)
+    x_val = torch.from_numpy(domain.features(pre, val_data, np.random.default_rng(config.seed + 1))).to(device)
     phys_data = val_data.subset(np.arange(min(config.n_eval, len(val_data))))
     log_path = out_dir / "train_log.csv"
     writer = _tensorboard(out_dir, config.tensorboard, start_epoch) if dist.main else None
@@ -438,7 +427,7 @@ def _train(data, config: TrainConfig, out_dir: Path, resume, init_from, progress
         for epoch in bar:
             # fresh dequantisation noise every epoch (CaloFlow), seeded by epoch for resumability
             rng = np.random.default_rng([config.seed, epoch])
-            x_train = torch.from_numpy(pre.transform(train_data.showers, train_data.incident_energies, rng)).to(device)
+            x_train = torch.from_numpy(domain.features(pre, train_data, rng)).to(device)
             perm = torch.from_numpy(shard_indices(rng.permutation(len(x_train)), dist.rank, dist.world)).to(device)
             model.train()
             sums: dict[str, float] = {}  # per logged key: sum and number of steps that reported it
@@ -478,7 +467,7 @@ def _train(data, config: TrainConfig, out_dir: Path, resume, init_from, progress
                 record, local_stop, best_val, since_best, best_epoch = _end_of_epoch(
                     epoch, step, means, stop_reason, config, select_by, eval_model, eval_generator,
                     raw_generator, x_val, c_val, phys_data, optimizers, best_val, since_best, best_epoch, t0,
-                    best_path,
+                    best_path, domain,
                 )
                 if columns is None:
                     columns = list(record) + (["val_physics"] if select_by == "physics" and "val_physics" not in record else [])
@@ -534,7 +523,7 @@ def _train(data, config: TrainConfig, out_dir: Path, resume, init_from, progress
         eval_generator.meta.update(epoch=raw_generator.meta.get("epoch"), step=step)
         eval_generator.save(best_path)
     payload = dist.broadcast(load_checkpoint(best_path) if dist.main else None)
-    return ShowerGenerator.from_payload(payload, source=str(best_path))
+    return domain.from_payload(payload, source=str(best_path))
 
 
 def _check_sync(model, dist: _Dist) -> None:
@@ -549,7 +538,7 @@ def _check_sync(model, dist: _Dist) -> None:
 
 def _end_of_epoch(epoch, step, means, stop_reason, config, select_by, eval_model, eval_generator,
                   raw_generator, x_val, c_val, phys_data, optimizers, best_val, since_best, best_epoch, t0,
-                  best_path):
+                  best_path, domain):
     """Rank 0's part of an epoch's end: validate, select, and decide about stopping early.
 
     Returns ``(record, stop_reason, best_val, since_best, best_epoch)``.
@@ -566,7 +555,7 @@ def _end_of_epoch(epoch, step, means, stop_reason, config, select_by, eval_model
     record["val_loss"] = val
     last_epoch = epoch + 1 == config.epochs or stop_reason is not None
     if select_by == "physics" and ((epoch + 1) % config.eval_every == 0 or last_epoch):
-        record["val_physics"] = physics_score(eval_generator, phys_data, seed=config.seed)
+        record["val_physics"] = domain.physics_score(eval_generator, phys_data, seed=config.seed)
     record["lr"] = next(iter(optimizers.values())).param_groups[0]["lr"]
     elapsed = time.monotonic() - t0
     record["seconds"] = round(elapsed, 1)
