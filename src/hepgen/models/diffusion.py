@@ -161,6 +161,9 @@ class ConditionalFlowMatching(GenerativeModel):
         sigma_min: end width of the conditional OT path (0: rectified flow).
         sampler: default ODE solver, one of ``"euler"``, ``"midpoint"``, ``"rk4"``.
         steps: default number of solver steps.
+        net: for subclasses: a velocity network ``net(x: (B, D), t: (B,), c: (B, C)) → (B, D)``
+            used instead of the residual MLP (``hidden_features``/``n_blocks`` are then unused
+            and not recorded in ``hparams``).
 
     Attributes:
         sample_method, sample_steps: the solver and step count :meth:`sample` uses when
@@ -186,26 +189,23 @@ class ConditionalFlowMatching(GenerativeModel):
         sigma_min: float = 0.0,
         sampler: str = "midpoint",
         steps: int = 25,
+        net: nn.Module | None = None,
     ) -> None:
         super().__init__(n_features, n_conditions)
         if sampler not in SAMPLERS:
-            raise ValueError(f"flow_matching hparam 'sampler': expected one of {list(SAMPLERS)}, found {sampler!r}")
+            raise ValueError(f"{self.family} hparam 'sampler': expected one of {list(SAMPLERS)}, found {sampler!r}")
         if int(steps) < 1:
-            raise ValueError(f"flow_matching hparam 'steps': expected an integer >= 1, found {steps!r}")
+            raise ValueError(f"{self.family} hparam 'steps': expected an integer >= 1, found {steps!r}")
         if not 0.0 <= float(sigma_min) < 1.0:
-            raise ValueError(f"flow_matching hparam 'sigma_min': expected 0 <= sigma_min < 1, found {sigma_min!r}")
-        self.hparams.update(
-            hidden_features=int(hidden_features),
-            n_blocks=int(n_blocks),
-            time_freqs=int(time_freqs),
-            sigma_min=float(sigma_min),
-            sampler=sampler,
-            steps=int(steps),
-        )
+            raise ValueError(f"{self.family} hparam 'sigma_min': expected 0 <= sigma_min < 1, found {sigma_min!r}")
+        if net is None:  # the residual MLP; a subclass passes its own velocity network instead
+            self.hparams.update(hidden_features=int(hidden_features), n_blocks=int(n_blocks))
+            net = _VelocityNet(n_features, n_conditions, int(hidden_features), int(n_blocks), int(time_freqs))
+        self.hparams.update(time_freqs=int(time_freqs), sigma_min=float(sigma_min), sampler=sampler, steps=int(steps))
         self.sigma_min = float(sigma_min)
         self.sample_method = sampler
         self.sample_steps = int(steps)
-        self.net = _VelocityNet(n_features, n_conditions, int(hidden_features), int(n_blocks), int(time_freqs))
+        self.net = net
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor | float, c: torch.Tensor) -> torch.Tensor:
         """``v_θ(x, t, c)``: ``x: (B, D)``, ``t``: scalar or ``(B,)``, ``c: (B, C)`` → ``(B, D)``."""

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from hepgen.models.base import register
-from hepgen.models.diffusion import SAMPLERS, ConditionalFlowMatching
+from hepgen.models.diffusion import ConditionalFlowMatching, ot_path
 
 __all__ = ["EPiCLayer", "EPiCNet", "JetFlowMatching", "jet_mask", "split_conditions"]
 
@@ -207,19 +207,15 @@ class JetFlowMatching(ConditionalFlowMatching):
         if int(n_particles) < 1 or int(n_features) % int(n_particles):
             raise ValueError(f"epic_fm hparam 'n_particles': expected a divisor of n_features={n_features}, "
                              f"found {n_particles!r}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"epic_fm hparam 'sampler': expected one of {list(SAMPLERS)}, found {sampler!r}")
-        # the parent builds a (small, unused) MLP velocity net; replaced below
-        super().__init__(n_features, n_conditions, hidden_features=8, n_blocks=0, time_freqs=int(time_freqs),
-                         sigma_min=sigma_min, sampler=sampler, steps=steps)
-        self.n_particles = int(n_particles)
-        self.n_point_features = int(n_features) // self.n_particles
-        for key in ("hidden_features", "n_blocks"):
-            self.hparams.pop(key, None)
-        self.hparams.update(n_particles=self.n_particles, hidden=int(hidden), global_dim=int(global_dim),
+        n_particles = int(n_particles)
+        net = _EPiCVelocity(n_particles, int(n_features) // n_particles, int(n_conditions), int(hidden),
+                            int(global_dim), int(n_layers), int(time_freqs))
+        super().__init__(n_features, n_conditions, time_freqs=int(time_freqs), sigma_min=sigma_min, sampler=sampler,
+                         steps=steps, net=net)
+        self.n_particles = n_particles
+        self.n_point_features = int(n_features) // n_particles
+        self.hparams.update(n_particles=n_particles, hidden=int(hidden), global_dim=int(global_dim),
                             n_layers=int(n_layers))
-        self.net = _EPiCVelocity(self.n_particles, self.n_point_features, int(n_conditions), int(hidden),
-                                 int(global_dim), int(n_layers), int(time_freqs))
 
     def _flat_mask(self, c: torch.Tensor) -> torch.Tensor:
         m = jet_mask(c, self.n_particles)
@@ -230,8 +226,6 @@ class JetFlowMatching(ConditionalFlowMatching):
         m = self._flat_mask(c).to(x.dtype)
         x0 = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * m
         t = torch.rand(x.shape[0], 1, generator=generator, device=x.device, dtype=x.dtype)
-        from hepgen.models.diffusion import ot_path
-
         xt, ut = ot_path(x0, x * m, t, self.sigma_min)
         err = (self.velocity(xt, t.reshape(-1), c) - ut).square() * m
         return err.sum() / m.sum().clamp_min(1.0)

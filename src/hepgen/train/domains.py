@@ -9,8 +9,6 @@ model for saving and sampling, and the physics metric used to select checkpoints
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from hepgen.config import TrainConfig
@@ -18,12 +16,6 @@ from hepgen.data.formats import ShowerData
 from hepgen.data.jets import JetData
 
 __all__ = ["JetDomain", "ShowerDomain", "domain_for", "generator_from_payload", "jet_physics_score"]
-
-
-def _accepts(family: str, name: str) -> bool:
-    from hepgen.models import MODEL_FAMILIES
-
-    return family in MODEL_FAMILIES and name in inspect.signature(MODEL_FAMILIES[family].__init__).parameters
 
 
 def _check_kind(config: TrainConfig, kind: str) -> None:
@@ -149,16 +141,13 @@ class JetDomain:
 
     def build_model(self, config: TrainConfig, data: JetData, pre):
         from hepgen.models import build_model
+        from hepgen.train.trainer import with_derived_hparams
 
-        hparams = dict(config.model)
-        if _accepts(config.family, "n_particles") and hparams.get("n_particles") is None:
-            hparams["n_particles"] = pre.n_particles
+        hparams = with_derived_hparams(config, {"n_particles": pre.n_particles})
         return build_model(config.family, n_features=pre.n_features, n_conditions=pre.n_conditions, **hparams)
 
     def meta(self, data: JetData, config: TrainConfig) -> dict:
-        from hepgen.data.jets import JET_TYPES
-
-        out: dict = {"jet_types": [JET_TYPES[t] for t in np.unique(data.jet_type) if t >= 0],
+        out: dict = {"jet_types": [t for t in data.types_present if t != "unknown"],
                      "n_particles": data.n_particles}
         if data.jet_features is not None:
             out["pt_range"] = [float(data.jet_features[:, 0].min()), float(data.jet_features[:, 0].max())]

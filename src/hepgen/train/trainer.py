@@ -52,7 +52,8 @@ from hepgen.pipeline import ShowerGenerator
 from hepgen.train.checkpoint import load_checkpoint
 from hepgen.train.domains import domain_for
 
-__all__ = ["StopTraining", "layer_sizes", "model_hparams", "physics_score", "scaled_lr", "shard_indices", "train"]
+__all__ = ["StopTraining", "layer_sizes", "model_hparams", "physics_score", "scaled_lr", "shard_indices", "train",
+           "with_derived_hparams"]
 
 log = logging.getLogger(__name__)
 
@@ -179,19 +180,24 @@ def model_hparams(config: TrainConfig, geometry) -> dict:
     vector, e.g. the CaloFlow energy flow) and ``layer_sizes`` (layer-by-layer generators) follow
     from the data's geometry, so presets stay valid for any binning.
     """
+    sizes = layer_sizes(geometry)
+    return with_derived_hparams(config, {"n_layers": len(sizes), "layer_sizes": sizes})
+
+
+def with_derived_hparams(config: TrainConfig, derived: dict) -> dict:
+    """``config.model`` plus those of the data-derived hyper-parameters ``derived`` that the
+    family's constructor accepts and the user left unset (missing or None).
+
+    Used for the shower geometry (:func:`model_hparams`) and for the jets' ``n_particles``
+    (:class:`hepgen.train.domains.JetDomain`).
+    """
     from hepgen.models import MODEL_FAMILIES
 
     given = dict(config.model)
     if config.family not in MODEL_FAMILIES:
         return given
     params = inspect.signature(MODEL_FAMILIES[config.family].__init__).parameters
-    derived: dict = {}
-    sizes = layer_sizes(geometry)
-    if "n_layers" in params and given.get("n_layers") is None:
-        derived["n_layers"] = len(sizes)
-    if "layer_sizes" in params and given.get("layer_sizes") is None:
-        derived["layer_sizes"] = sizes
-    return {**derived, **given}
+    return {**given, **{k: v for k, v in derived.items() if k in params and given.get(k) is None}}
 
 
 def physics_score(generator: ShowerGenerator, real: ShowerData, seed: int = 0) -> float:
