@@ -1,0 +1,230 @@
+"""The domain layer: everything the trainer, the CLI and evaluation know about a kind of data.
+
+A *kind of data* (calorimeter showers, jet particle clouds, event images, tabular event
+variables, …) is served by one :class:`Domain` object registered under its ``kind`` name.
+The trainer (:mod:`hepgen.train.trainer`), the command line and ``hepgen evaluate`` talk to
+a kind only through this protocol and :class:`hepgen.models.GenerativeModel`: adding a kind
+means adding one sub-package ``hepgen/domains/<kind>/`` that implements :class:`Domain` and
+calls :func:`register_domain`, plus one import line in :mod:`hepgen.domains`.
+
+Every checkpoint and every generated file carries its ``kind``; :func:`domain_of_checkpoint`
+picks the domain from it (shower checkpoints written before kinds existed have none and are
+showers).
+
+This module imports nothing from hepgen: it sits at the bottom of the domain layer.
+
+Example:
+    >>> class Toy:
+    ...     kind = "toy"
+    ...     data_type = list
+    >>> _ = register_domain(Toy())
+    >>> get_domain("toy").kind
+    'toy'
+    >>> register_domain(Toy())
+    Traceback (most recent call last):
+        ...
+    ValueError: domain kind 'toy' is already registered (Toy)
+    >>> unregister_domain("toy")
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "Domain",
+    "TrainedGenerator",
+    "Preprocessor",
+    "register_domain",
+    "unregister_domain",
+    "get_domain",
+    "kinds",
+    "domain_of_data",
+    "domain_of_file",
+    "domain_of_checkpoint",
+    "check_kind",
+]
+
+
+
+@runtime_checkable
+class Preprocessor(Protocol):
+    """A fitted, invertible map between physical data and model features.
+
+    ``state_dict()`` must be JSON-able (lists, numbers, strings) so that a checkpoint can be
+    read with ``torch.load(weights_only=True)``; ``<Class>.from_state(state)`` rebuilds it.
+    """
+
+    n_features: int
+
+    def state_dict(self) -> dict: ...
+
+
+@runtime_checkable
+class TrainedGenerator(Protocol):
+    """A trained model with the preprocessing that maps its samples to physical units.
+
+    Attributes:
+        kind: the domain kind it belongs to (stored in its checkpoint as ``kind``).
+        model: the :class:`hepgen.models.GenerativeModel`.
+        preprocessor: the fitted :class:`Preprocessor`.
+        meta: JSON-able facts about training (ranges, config, epoch, …).
+    """
+
+    kind: str
+    model: Any
+    preprocessor: Any
+    meta: dict
+
+    def save(self, path: str | os.PathLike, trainer_state: dict | None = None) -> None:
+        """Write a weights-only checkpoint with ``kind`` (atomically)."""
+        ...
+
+    def sample_like(self, data: Any, seed: int = 0) -> Any:
+        """A generated sample of the domain's container type at ``data``'s conditions."""
+        ...
+
+
+@runtime_checkable
+class Domain(Protocol):
+    """What a kind of data provides to the trainer, the CLI and evaluation.
+
+    Attributes:
+        kind: short name, e.g. ``"showers"``; stored in checkpoints and generated files.
+        data_type: the in-memory container class (e.g. :class:`hepgen.data.formats.ShowerData`).
+        default_family: the model family ``hepgen train`` uses when none is named.
+        default_conditions: condition names used when the config names none.
+
+    Methods (``data`` is an instance of ``data_type``, ``config`` a
+    :class:`hepgen.config.TrainConfig`, ``pre`` the domain's preprocessor):
+
+    * ``accepts_file(path) -> bool``: does this file hold this kind (a cheap sniff)?
+    * ``read(path, **options) -> data``: read and validate a file of this kind.
+    * ``check(data, config)``: refuse unusable training data or a family of another kind,
+      with a one-line ``ValueError``.
+    * ``fit_preprocessor(data, config) -> pre`` / ``preprocessor_from_state(state) -> pre``.
+    * ``build_model(config, data, pre) -> GenerativeModel``: with data-derived
+      hyper-parameters filled in.
+    * ``meta(data, config) -> dict``: JSON-able training-data facts kept in the checkpoint.
+    * ``features(pre, data, rng) -> (N, D) float32`` and ``conditions(pre, data) -> (N, C)
+      float32``: the model tensors.
+    * ``generator(model, pre, data, meta) -> TrainedGenerator`` and
+      ``from_payload(payload, source) -> TrainedGenerator``.
+    * ``selection_score(generator, data, seed) -> float``: the physics metric used to pick
+      checkpoints (lower is better, 0 = identical samples).
+    * ``evaluate_files(real, generated, out_dir, **options) -> dict``: metrics.json and
+      report.html for a real and a generated file of this kind.
+    """
+
+    kind: str
+    data_type: type
+    default_family: str
+    default_conditions: list
+
+    def accepts_file(self, path: str | os.PathLike) -> bool: ...
+
+    def read(self, path: str | os.PathLike, **options) -> Any: ...
+
+    def check(self, data: Any, config: Any) -> None: ...
+
+    def fit_preprocessor(self, data: Any, config: Any) -> Any: ...
+
+    def preprocessor_from_state(self, state: dict) -> Any: ...
+
+    def build_model(self, config: Any, data: Any, pre: Any) -> Any: ...
+
+    def meta(self, data: Any, config: Any) -> dict: ...
+
+    def features(self, pre: Any, data: Any, rng: Any) -> Any: ...
+
+    def conditions(self, pre: Any, data: Any) -> Any: ...
+
+    def generator(self, model: Any, pre: Any, data: Any, meta: dict) -> TrainedGenerator: ...
+
+    def from_payload(self, payload: dict, source: str) -> TrainedGenerator: ...
+
+    def selection_score(self, generator: TrainedGenerator, data: Any, seed: int) -> float: ...
+
+    def evaluate_files(self, real: str | os.PathLike, generated: str | os.PathLike, out_dir: str | os.PathLike,
+                       **options) -> dict: ...
+
+
+_DOMAINS: dict[str, Any] = {}
+
+
+def register_domain(domain):
+    """Make ``domain`` known under ``domain.kind``; a second domain of the same kind is refused.
+
+    Returns ``domain`` (so that it can be used as ``DOMAIN = register_domain(ShowerDomain())``).
+    """
+    kind = getattr(domain, "kind", None)
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"register_domain: expected an object with a non-empty str 'kind', found {kind!r}")
+    if kind in _DOMAINS:
+        raise ValueError(f"domain kind {kind!r} is already registered ({type(_DOMAINS[kind]).__name__})")
+    _DOMAINS[kind] = domain
+    return domain
+
+
+def unregister_domain(kind: str) -> None:
+    """Forget the domain registered under ``kind`` (for tests and plug-in reloads)."""
+    _DOMAINS.pop(kind, None)
+
+
+def kinds() -> list[str]:
+    """The registered kinds, in registration order."""
+    return list(_DOMAINS)
+
+
+def get_domain(kind: str):
+    """The domain registered under ``kind``; an unknown kind is a ``ValueError`` listing the known ones."""
+    if kind not in _DOMAINS:
+        raise ValueError(f"unknown kind of data {kind!r}; known: {kinds()}")
+    return _DOMAINS[kind]
+
+
+def domain_of_data(data):
+    """The domain whose ``data_type`` ``data`` is an instance of."""
+    for domain in _DOMAINS.values():
+        if isinstance(data, domain.data_type):
+            return domain
+    known = [d.data_type.__name__ for d in _DOMAINS.values()]
+    raise TypeError(f"expected data of a registered kind ({known}), found {type(data).__name__}")
+
+
+def domain_of_file(path: str | os.PathLike, default: str | None = None):
+    """The first registered domain whose ``accepts_file(path)`` is true, else ``default``'s.
+
+    Raises:
+        ValueError: no domain accepts the file and no ``default`` is given.
+    """
+    for domain in _DOMAINS.values():
+        if domain.accepts_file(path):
+            return domain
+    if default is not None:
+        return get_domain(default)
+    raise ValueError(f"{path}: not a file of any known kind of data {kinds()}")
+
+
+def domain_of_checkpoint(payload: dict, source: str = "<checkpoint>"):
+    """The domain of a loaded checkpoint, from its ``kind`` (none: ``"showers"``, the only kind
+    whose checkpoints were written before kinds were recorded)."""
+    kind = payload.get("kind", "showers")
+    try:
+        return get_domain(kind)
+    except ValueError as err:
+        raise ValueError(f"{source}: key 'kind': {err}") from None
+
+
+def check_kind(found: str | None, expected: str, source: str) -> None:
+    """Refuse a checkpoint or file of another kind with a one-line ``ValueError``.
+
+    >>> check_kind("jets", "jets", "a.pt")
+    >>> check_kind("jets", "showers", "a.pt")
+    Traceback (most recent call last):
+        ...
+    ValueError: a.pt: key 'kind': expected 'showers', found 'jets'
+    """
+    if found != expected:
+        raise ValueError(f"{source}: key 'kind': expected {expected!r}, found {found!r}")
