@@ -21,7 +21,7 @@ from hepgen.jet_pipeline import JetGenerator
 from hepgen.models import MODEL_FAMILIES, build_model
 from hepgen.models.epic import jet_mask
 from hepgen.pipeline import ShowerGenerator
-from hepgen.train.checkpoint import load_checkpoint
+from hepgen.checkpoint import load_checkpoint
 from hepgen.train.trainer import StopTraining, train
 
 JET_FAMILIES = sorted(f for f, cls in MODEL_FAMILIES.items() if cls.data_kind == "jets")

@@ -8,7 +8,7 @@ from hepgen.data.geometry import CylindricalBinning
 from hepgen.data.transforms import ShowerPreprocessor
 from hepgen.models import MODEL_FAMILIES, build_model
 from hepgen.pipeline import ShowerGenerator
-from hepgen.train.checkpoint import load_checkpoint
+from hepgen.checkpoint import load_checkpoint
 
 # shower families; the jet families (data_kind "jets") have their own suite, tests/test_jets_models.py
 FAMILIES = sorted(f for f, cls in MODEL_FAMILIES.items() if cls.data_kind == "showers")

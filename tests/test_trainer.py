@@ -24,7 +24,7 @@ from hepgen.data.geometry import CylindricalBinning
 from hepgen.models import build_model
 from hepgen.pipeline import ShowerGenerator
 from hepgen.simulate.calorimeter import simulate_dataset
-from hepgen.train.checkpoint import load_checkpoint
+from hepgen.checkpoint import load_checkpoint
 from hepgen.train.trainer import (
     StopTraining,
     _split,

@@ -27,7 +27,7 @@ from hepgen.data.geometry import CylindricalBinning
 from hepgen.models import MODEL_FAMILIES, build_model
 from hepgen.pipeline import ShowerGenerator
 from hepgen.simulate.calorimeter import simulate_dataset
-from hepgen.train.checkpoint import load_checkpoint
+from hepgen.checkpoint import load_checkpoint
 from hepgen.train.trainer import StopTraining, train
 
 # shower families; the jet families (data_kind "jets") have their own suite, tests/test_jets_models.py

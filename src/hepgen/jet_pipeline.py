@@ -17,7 +17,7 @@ from hepgen.data.jet_transforms import JetPreprocessor
 from hepgen.data.jets import JetData, jet_type_index
 from hepgen.metrics.jets import jet_mass
 from hepgen.models import GenerativeModel, build_model
-from hepgen.train.checkpoint import load_checkpoint, save_checkpoint
+from hepgen.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["JetGenerator"]
 

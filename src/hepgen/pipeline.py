@@ -13,7 +13,7 @@ from hepgen import __version__
 from hepgen.data.geometry import Geometry, geometry_from_dict
 from hepgen.data.transforms import ShowerPreprocessor
 from hepgen.models import GenerativeModel, build_model
-from hepgen.train.checkpoint import load_checkpoint, save_checkpoint
+from hepgen.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["ShowerGenerator", "sample_to_file"]
 

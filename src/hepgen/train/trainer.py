@@ -49,7 +49,7 @@ from hepgen.config import TrainConfig, dump_config
 from hepgen.data.formats import ShowerData
 from hepgen.data.jets import JetData
 from hepgen.pipeline import ShowerGenerator
-from hepgen.train.checkpoint import load_checkpoint
+from hepgen.checkpoint import load_checkpoint
 from hepgen.train.domains import domain_for
 
 __all__ = ["StopTraining", "layer_sizes", "model_hparams", "physics_score", "scaled_lr", "shard_indices", "train",

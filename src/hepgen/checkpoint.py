@@ -1,4 +1,4 @@
-"""Checkpoint files: one ``.pt`` holding weights, config, preprocessing state and geometry.
+"""Checkpoint files: one ``.pt`` holding weights, config, preprocessing state, the kind of data and its extras.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: they contain only tensors,
 numbers, strings, lists and dicts, so a checkpoint from a stranger cannot run code.
@@ -18,7 +18,7 @@ from hepgen._io import atomic_path
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "hepgen.checkpoint/1"
-_REQUIRED = ("format", "family", "hparams", "model", "preprocessing", "geometry")
+_REQUIRED = ("format", "family", "hparams", "model", "preprocessing")
 
 
 def save_checkpoint(path: Union[str, os.PathLike], payload: dict) -> None:
