@@ -51,13 +51,9 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
-import shutil
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -65,6 +61,8 @@ import numpy as np
 
 from hepgen._fastjet import quiet_fastjet
 from hepgen.data.jets import JET_TYPES, JetData, jet_type_index, read_jets, write_jets
+from hepgen.simulate.chunks import chunk_dir_for, finish_chunks, run_chunks
+from hepgen.simulate.chunks import chunk_seed as _chunk_seed
 
 __all__ = [
     "PROCESSES",
@@ -140,8 +138,7 @@ class JetGenConfig:
 
 def chunk_seed(seed: int, type_index: int, chunk_index: int) -> int:
     """Pythia seed (1 … 900 000 000) of one chunk, from ``SeedSequence(seed, spawn_key=(type, chunk))``."""
-    ss = np.random.SeedSequence(int(seed), spawn_key=(int(type_index), int(chunk_index)))
-    return int(ss.generate_state(1, dtype=np.uint32)[0]) % _MAX_PYTHIA_SEED + 1
+    return _chunk_seed(seed, type_index, chunk_index, maximum=_MAX_PYTHIA_SEED)
 
 
 def pythia_settings(jet_type: str, seed: int, config: JetGenConfig = JetGenConfig()) -> list[str]:
@@ -346,20 +343,9 @@ def simulate_jets(output: str | os.PathLike, jet_types: Sequence[str], n_per_typ
     if int(n_per_type) < 1 or int(chunk_size) < 1 or int(workers) < 1:
         raise ValueError(f"n_per_type, chunk_size and workers must be >= 1, found {n_per_type}, {chunk_size}, {workers}")
     n_per_type, chunk_size, workers = int(n_per_type), int(chunk_size), int(workers)
-    chunk_dir = output.with_name(f".{output.name}.chunks")
+    chunk_dir = chunk_dir_for(output)
     manifest = {"jet_types": names, "n_per_type": n_per_type, "seed": int(seed), "chunk_size": chunk_size,
                 "config": config.to_dict()}
-    mpath = chunk_dir / "manifest.json"
-    if chunk_dir.exists() and not resume:
-        shutil.rmtree(chunk_dir)
-    if mpath.exists():
-        old = json.loads(mpath.read_text())
-        if old != manifest:
-            raise ValueError(f"{chunk_dir}: holds chunks of an interrupted run with other settings "
-                             f"({old}); expected {manifest}. Delete the folder or pass the same settings")
-    chunk_dir.mkdir(parents=True, exist_ok=True)
-    mpath.write_text(json.dumps(manifest, indent=1))
-
     tasks = []
     for name in names:
         t = JET_TYPES.index(name)
@@ -367,40 +353,9 @@ def simulate_jets(output: str | os.PathLike, jet_types: Sequence[str], n_per_typ
             n = min(chunk_size, n_per_type - start)
             tasks.append({"type": name, "n": n, "seed": chunk_seed(seed, t, c), "config": config.to_dict(),
                           "path": str(chunk_dir / f"{name}_{c:05d}.h5")})
-    todo = [t for t in tasks if not _chunk_ok(Path(t["path"]), t["n"], config.n_particles)]
-    done_jets = sum(t["n"] for t in tasks) - sum(t["n"] for t in todo)
-    if done_jets:
-        log.info("resuming: %d of %d chunks already done in %s", len(tasks) - len(todo), len(tasks), chunk_dir)
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(names) * n_per_type, initial=done_jets, unit="jet", disable=not progress,
-               desc="pythia+fastjet")
-    try:
-        if workers == 1 or len(todo) <= 1:
-            for task in todo:
-                _run_chunk(task)
-                bar.update(task["n"])
-        else:
-            ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
-                pending = {pool.submit(_run_chunk, t) for t in todo}
-                try:
-                    while pending:
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in finished:
-                            bar.update(fut.result()["n"])
-                except BrokenProcessPool as err:
-                    raise RuntimeError(
-                        "a jet-generation worker process died; the 'spawn' start method re-imports the "
-                        "main module, so call simulate_jets from a file under `if __name__ == "
-                        "'__main__':` (not from stdin), or use workers=1. Finished chunks are kept in "
-                        f"{chunk_dir} and a re-run resumes from them") from err
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)  # running chunks finish and are kept
-                    raise
-    finally:
-        bar.close()
+    run_chunks(chunk_dir, manifest, tasks, _run_chunk,
+               lambda task: _chunk_ok(Path(task["path"]), task["n"], config.n_particles),
+               workers=workers, resume=resume, progress=progress, desc="pythia+fastjet", unit="jet")
 
     parts = [read_jets(t["path"]) for t in tasks]
     attrs = {"generator": "pythia8mc + fastjet (hepgen.simulate.pythia)", "seed": int(seed),
@@ -410,5 +365,5 @@ def simulate_jets(output: str | os.PathLike, jet_types: Sequence[str], n_per_typ
              "cpu_seconds": float(sum(p.attrs.get("seconds", 0.0) for p in parts))}
     data = JetData.concatenate(parts, attrs)
     write_jets(output, data)
-    shutil.rmtree(chunk_dir)
+    finish_chunks(chunk_dir)
     return data
