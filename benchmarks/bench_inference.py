@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from hepgen.bench import format_table, run_bench, write_bench
-from hepgen.pipeline import ShowerGenerator
+from hepgen.domains.showers.generator import ShowerGenerator
 
 _CHILD = """
 import json, sys

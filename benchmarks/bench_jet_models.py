@@ -9,7 +9,7 @@ same batches).  The script
    for at most ``--minutes`` of wall-clock time with ``--threads`` threads and records the
    CPU time the process actually used;
 2. generates one jet per reference jet, at its type, pT, η and multiplicity;
-3. computes W1m, W1p, W1efp, FPD and KPD per jet type (``hepgen.evaluate_jets``) for the
+3. computes W1m, W1p, W1efp, FPD and KPD per jet type (``hepgen.domains.jets.evaluate``) for the
    model and for the floor, and their ratio (targets of issue 6: W1 ratios ≤ 2, FPD ≤ 3);
 4. times generation (jets per CPU-second at batch ``--batch-size``) and Pythia 8 + FastJet
    (``hepgen.simulate.pythia.generate_jets`` in this process, one core) on the same machine,
@@ -40,8 +40,8 @@ import torch
 
 from hepgen.config import preset
 from hepgen.data.jets import JET_TYPES, read_jets
-from hepgen.evaluate_jets import evaluate_jet_files
-from hepgen.jet_pipeline import JetGenerator
+from hepgen.domains.jets.evaluate import evaluate_jet_files
+from hepgen.domains.jets.generator import JetGenerator
 from hepgen.simulate.pythia import JetGenConfig, chunk_seed, generate_jets
 from hepgen.train.trainer import train
 

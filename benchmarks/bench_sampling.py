@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from hepgen.pipeline import ShowerGenerator
+from hepgen.domains.showers.generator import ShowerGenerator
 from hepgen.simulate.calorimeter import ShowerSimulator
 
 

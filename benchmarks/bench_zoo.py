@@ -2,7 +2,7 @@
 
 Each family trains from its preset (``src/hepgen/configs/<family>.yaml``, or the
 TrainConfig defaults) for at most ``--minutes`` of wall-clock time on ``--cores`` CPU
-cores, then samples the test set's conditions and is scored with ``hepgen.evaluate``
+cores, then samples the test set's conditions and is scored with ``hepgen.domains.showers.evaluate``
 against the test showers.  The reference row is the simulator compared with an
 independent sample of itself at the same conditions: that is what "perfect" means.
 
@@ -64,7 +64,7 @@ def _data(out: Path, n_train: int, n_test: int, seed: int):
 
 
 def _score(real, generated, seed: int) -> dict:
-    from hepgen.evaluate import evaluate
+    from hepgen.domains.showers.evaluate import evaluate
 
     m = evaluate(real, generated, real.geometry, seed=seed)
     clf = m.get("classifier", {})
@@ -88,7 +88,7 @@ def run_one(family: str, paths: dict, out: Path, minutes: float, threads: int, s
 
     from hepgen.config import TrainConfig, load_config
     from hepgen.data.formats import ShowerData, read_showers
-    from hepgen.pipeline import ShowerGenerator
+    from hepgen.domains.showers.generator import ShowerGenerator
     from hepgen.simulate.calorimeter import ShowerSimulator
     from hepgen.train.trainer import train
 
@@ -104,8 +104,8 @@ def run_one(family: str, paths: dict, out: Path, minutes: float, threads: int, s
     # Fit the preset's epochs to the budget, so that every family's LR schedule completes:
     # time 20 optimiser steps of a fresh model on random batches (after 3 warm-up steps) and
     # leave 15 % of the budget for the per-epoch preprocessing, validation and physics metric.
+    from hepgen.domains.showers import layer_sizes, model_hparams
     from hepgen.models import build_model
-    from hepgen.train.trainer import layer_sizes, model_hparams
 
     n_feat = len(layer_sizes(train_data.geometry)) + train_data.geometry.n_voxels
     probe_model = build_model(config.family, n_features=n_feat, n_conditions=1,

@@ -5,7 +5,9 @@ import json
 import h5py
 import numpy as np
 import pytest
+import torch
 
+from hepgen.checkpoint import load_checkpoint
 from hepgen.cli import main
 from hepgen.data.formats import read_showers, write_showers
 from hepgen.data.geometry import load_geometry
@@ -59,13 +61,18 @@ def test_train_resume_sample_evaluate(workdir, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(workdir / "test.h5"), str(gen_path), "-o", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    for level in ("low_level", "high_level"):
-        assert 0.0 <= metrics["classifier"][level]["auc"] <= 1.0
-    assert 0.0 <= metrics["separation_power_mean"] <= 1.0
+    printed = capsys.readouterr().out
+    # the headline printed is metrics.json's: both AUCs and the mean separation power
+    head = json.loads(printed[: printed.index("metrics:")])
+    assert head == {"separation_power_mean": metrics["separation_power_mean"],
+                    "auc_low_level": metrics["classifier"]["low_level"]["auc"],
+                    "auc_high_level": metrics["classifier"]["high_level"]["auc"]}
+    sep = metrics["separation_power"]
+    assert metrics["separation_power_mean"] == pytest.approx(np.mean(list(sep.values())), rel=1e-12)
     assert "E_tot_over_E_inc" in metrics["separation_power"]
     html = (out / "report.html").read_text()
     assert "separation" in html.lower()
-    assert "report.html" in capsys.readouterr().out
+    assert "report.html" in printed
 
 
 def test_auc_real_vs_itself_is_half_and_broken_is_one(workdir):
@@ -120,8 +127,16 @@ def test_init_from_fine_tunes_and_rejects_a_mismatched_checkpoint(workdir, tmp_p
     base = tmp_path / "base"
     assert main(["train", str(workdir / "train.h5"), "-o", str(base), "--epochs", "1", "-q"]) == 0
     tuned = tmp_path / "tuned"
-    assert main(["train", str(workdir / "train.h5"), "-o", str(tuned), "--epochs", "1",
+    assert main(["train", str(workdir / "train.h5"), "-o", str(tuned), "--epochs", "1", "--lr", "0",
                  "--init-from", str(base / "best.pt"), "-q"]) == 0
+    # with a zero learning rate the fine-tuned weights are exactly the loaded ones ...
+    start, tuned_w = load_checkpoint(base / "best.pt")["model"], load_checkpoint(tuned / "last.pt")["model"]
+    assert start.keys() == tuned_w.keys() and all(torch.equal(start[k], tuned_w[k]) for k in start)
+    # ... which are not what the same seed initialises without --init-from
+    fresh = tmp_path / "fresh"
+    assert main(["train", str(workdir / "train.h5"), "-o", str(fresh), "--epochs", "1", "--lr", "0", "-q"]) == 0
+    fresh_w = load_checkpoint(fresh / "last.pt")["model"]
+    assert any(not torch.equal(start[k], fresh_w[k]) for k in start)
     # a checkpoint of another architecture: a clear error naming the file, not a traceback
     cfg = tmp_path / "small.yaml"
     cfg.write_text("model: {transforms: 2, hidden_features: 32}\nepochs: 1\n")

@@ -9,7 +9,7 @@ import pytest
 from hepgen.cli import main
 from hepgen.data.formats import ShowerData, write_showers
 from hepgen.data.geometry import CartesianGrid, CylindricalBinning
-from hepgen.evaluate import (
+from hepgen.domains.showers.evaluate import (
     FAST_GROUPS,
     METRIC_GROUPS,
     METRICS_SCHEMA,
@@ -18,8 +18,8 @@ from hepgen.evaluate import (
     resolve_groups,
     write_outputs,
 )
+from hepgen.domains.showers.report import flagged_features, write_report
 from hepgen.metrics.observables import DEPTH_OBSERVABLES
-from hepgen.report import flagged_features, write_report
 
 GEO = CylindricalBinning.regular(n_layers=3, r_edges=[0, 2, 5, 10, 20], n_alpha=4)
 

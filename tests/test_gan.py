@@ -419,7 +419,7 @@ def test_gan_config_preset_builds_for_the_default_binning():
     assert isinstance(config, TrainConfig) and config.family == "gan"
     geometry = default_binning()
     n_features = geometry.n_layers + geometry.n_voxels
-    from hepgen.train.trainer import model_hparams
+    from hepgen.domains.showers import model_hparams
 
     hparams = model_hparams(config, geometry)
     assert hparams["layer_sizes"] == [48] * 8  # filled in from the geometry, as the trainer does
@@ -435,9 +435,9 @@ def test_conv3d_gan_exports_to_onnx_with_a_free_batch_size(tmp_path):
     import numpy as np
 
     from hepgen.data.geometry import CartesianGrid
-    from hepgen.data.transforms import ShowerPreprocessor
+    from hepgen.domains.showers.generator import ShowerGenerator
+    from hepgen.domains.showers.preprocessing import ShowerPreprocessor
     from hepgen.export import check_onnx, export_onnx
-    from hepgen.pipeline import ShowerGenerator
 
     geometry = CartesianGrid(nx=5, ny=4, nz=3)
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hepgen.data.jets import JetData, write_jets
-from hepgen.evaluate_jets import evaluate_jet_files, evaluate_jets
+from hepgen.domains.jets.evaluate import evaluate_jet_files, evaluate_jets
 from hepgen.metrics.jets import (
     FPD_KPD_EFPS,
     W1EFP_EFPS,

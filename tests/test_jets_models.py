@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from _toy_jets import toy_jets
+from hepgen.checkpoint import load_checkpoint
 from hepgen.cli import main
 from hepgen.config import TrainConfig, preset
-from hepgen.data.jet_transforms import JetPreprocessor
 from hepgen.data.jets import read_jets, validate_jets, write_jets
-from hepgen.jet_pipeline import JetGenerator
+from hepgen.domains.jets.generator import JetGenerator
+from hepgen.domains.jets.preprocessing import JetPreprocessor
+from hepgen.domains.showers.generator import ShowerGenerator
 from hepgen.models import MODEL_FAMILIES, build_model
 from hepgen.models.epic import jet_mask
-from hepgen.pipeline import ShowerGenerator
-from hepgen.checkpoint import load_checkpoint
 from hepgen.train.trainer import StopTraining, train
 
 JET_FAMILIES = sorted(f for f, cls in MODEL_FAMILIES.items() if cls.data_kind == "jets")
@@ -256,7 +256,7 @@ def test_cli_train_sample_evaluate_jets(tmp_path, jets, capsys):
 
 
 def test_jet_physics_score_hand_worked(jets):
-    from hepgen.train.domains import jet_physics_score
+    from hepgen.domains.jets.score import jet_w1_score as jet_physics_score
 
     class Stub:  # a "generator" returning given jets
         def __init__(self, out):
@@ -278,7 +278,7 @@ def test_jet_physics_score_hand_worked(jets):
 
 
 def test_generated_jet_features_are_marked_and_skipped_by_evaluation(tmp_path, jets):
-    from hepgen.evaluate_jets import evaluate_jets
+    from hepgen.domains.jets.evaluate import evaluate_jets
 
     gen = train(jets, _config("epic_fm", epochs=1), tmp_path / "run", progress=False)
     fake = gen.sample_like(jets, seed=1)

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from hepgen.data.geometry import CylindricalBinning
-from hepgen.data.transforms import ShowerPreprocessor
-from hepgen.models import MODEL_FAMILIES, build_model
-from hepgen.pipeline import ShowerGenerator
 from hepgen.checkpoint import load_checkpoint
+from hepgen.data.geometry import CylindricalBinning
+from hepgen.domains.showers.generator import ShowerGenerator
+from hepgen.domains.showers.preprocessing import ShowerPreprocessor
+from hepgen.models import MODEL_FAMILIES, build_model
 
 # shower families; the jet families (data_kind "jets") have their own suite, tests/test_jets_models.py
 FAMILIES = sorted(f for f, cls in MODEL_FAMILIES.items() if cls.data_kind == "showers")

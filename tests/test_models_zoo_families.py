@@ -18,7 +18,7 @@ from scipy import stats
 from hepgen.config import TrainConfig, load_config
 from hepgen.data.geometry import CylindricalBinning, default_binning
 from hepgen.models import MODEL_FAMILIES, build_model
-from hepgen.models.diffusion import integrate, ot_path
+from hepgen.models.flow_matching import integrate, ot_path
 from hepgen.models.vae import gaussian_kl
 from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.train.trainer import train

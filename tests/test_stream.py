@@ -20,7 +20,7 @@ from hepgen.data.stream import (
     partial_path,
     stream_showers,
 )
-from hepgen.pipeline import ShowerGenerator, sample_to_file
+from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
 from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.train.trainer import train
 
@@ -183,7 +183,7 @@ def test_sample_to_file_barely_depends_on_batch_size_and_records_the_checkpoint(
 
 
 def test_cli_sample_resumes_an_interrupted_job(run, tmp_path, monkeypatch, capsys):
-    from hepgen import pipeline
+    from hepgen.domains.showers import generator as pipeline
 
     args = ["sample", str(run), "--n", "700", "--chunk-size", "100", "--seed", "9", "-q"]
     assert main([*args, "-o", str(tmp_path / "full.h5")]) == 0

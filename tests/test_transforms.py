@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hepgen.data.transforms import ShowerPreprocessor
+from hepgen.domains.showers.preprocessing import ShowerPreprocessor
 
 
 def _showers(n=400, sizes=(6, 6, 6), seed=0):

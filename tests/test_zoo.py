@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 import torch
 
+from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig
 from hepgen.data.formats import write_showers
 from hepgen.data.geometry import CylindricalBinning
+from hepgen.domains.showers.generator import ShowerGenerator
 from hepgen.models import MODEL_FAMILIES, build_model
-from hepgen.pipeline import ShowerGenerator
 from hepgen.simulate.calorimeter import simulate_dataset
-from hepgen.checkpoint import load_checkpoint
 from hepgen.train.trainer import StopTraining, train
 
 # shower families; the jet families (data_kind "jets") have their own suite, tests/test_jets_models.py
@@ -38,7 +38,6 @@ TESTS = Path(__file__).parent
 
 # families whose training_step does not yet route its networks through self.wrapped(name)
 # (docs/training.md, "Data-parallel training"): data-parallel training refuses them
-NOT_DDP_READY: dict[str, str] = {}  # family → reason, for families whose training_step is not DDP-ready
 
 
 @pytest.fixture(scope="module")
@@ -187,10 +186,7 @@ def ddp_results(tmp_path_factory, data):
     return root
 
 
-@pytest.mark.parametrize("family", [
-    pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=NOT_DDP_READY[f])) if f in NOT_DDP_READY else f
-    for f in FAMILIES
-])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_family_trains_data_parallel(ddp_results, family):
     """Two processes: training succeeds, the weights stay in sync (the trainer checks after
     the first step and every epoch and raises otherwise), and rank 0 wrote the checkpoint."""
@@ -204,8 +200,8 @@ def test_family_trains_data_parallel(ddp_results, family):
 def test_packaged_presets_build_for_the_default_binning(name):
     from hepgen.config import DemoConfig, preset
     from hepgen.data.geometry import default_binning
+    from hepgen.domains.showers import layer_sizes, model_hparams
     from hepgen.models import build_model
-    from hepgen.train.trainer import layer_sizes, model_hparams
 
     config = preset(name)
     geometry = default_binning()

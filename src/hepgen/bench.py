@@ -3,7 +3,7 @@
 :func:`run_bench` measures, for every (device, threads, sampling path, batch size):
 
 * latency of one call (median and best of repeated calls) and throughput in showers/s of
-  the whole :class:`~hepgen.inference.ShowerSampler` (noise draw + condition encoding +
+  the whole :class:`~hepgen.domains.showers.inference.ShowerSampler` (noise draw + condition encoding +
   network + inverse preprocessing, i.e. showers in MeV);
 * the speed-up over the reference simulator (:class:`~hepgen.simulate.calorimeter.ShowerSimulator`)
   producing showers for the same incident energies on the same machine and thread count;
@@ -42,7 +42,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hepgen import __version__
 from hepgen._io import atomic_path
-from hepgen.inference import SAMPLING_PATHS, ShowerSampler, prepare_path
+from hepgen.data.formats import ShowerData
+from hepgen.domains.showers.evaluate import evaluate
+from hepgen.domains.showers.inference import SAMPLING_PATHS, ShowerSampler, prepare_path
+from hepgen.export import export_onnx
+from hepgen.simulate.calorimeter import ShowerSimulator
 
 __all__ = [
     "BENCH_PATHS",
@@ -183,7 +187,7 @@ class _Inputs:
 
 
 class _OrtSampler:
-    """An onnxruntime session with the call signature of :class:`~hepgen.inference.ShowerSampler`."""
+    """An onnxruntime session with the call signature of :class:`~hepgen.domains.showers.inference.ShowerSampler`."""
 
     def __init__(self, onnx_path: str, threads: int, with_conditions: bool) -> None:
         import onnxruntime as ort
@@ -212,8 +216,6 @@ class _OrtModels:
 
     def path(self, name: str) -> str:
         import tempfile
-
-        from hepgen.export import export_onnx
 
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="hepgen-bench-")
@@ -245,8 +247,6 @@ class _OrtModels:
 
 def _simulator_rate(generator, energies: np.ndarray, conds: dict, threads: int, seed: int) -> dict:
     from threadpoolctl import threadpool_limits
-
-    from hepgen.simulate.calorimeter import ShowerSimulator
 
     sim = ShowerSimulator(generator.geometry)
     theta = conds.get("incident_theta")
@@ -281,11 +281,11 @@ def run_bench(
     """Measure sampling speed (and optionally fidelity) of ``generator``; see the module docstring.
 
     Arguments:
-        generator: a :class:`~hepgen.pipeline.ShowerGenerator`.
+        generator: a :class:`~hepgen.domains.showers.generator.ShowerGenerator`.
         batch_sizes: showers per call, scanned for every device, thread count and path.
         threads: CPU thread counts (default ``[1, os.cpu_count()]``).
         devices: ``"cpu"`` and/or ``"cuda"`` (default: cpu, plus cuda when available).
-        paths: sampling paths from :data:`~hepgen.inference.SAMPLING_PATHS`; paths a
+        paths: sampling paths from :data:`~hepgen.domains.showers.inference.SAMPLING_PATHS`; paths a
             device does not support (int8 off the CPU) are skipped with a note.
         fidelity_n: showers per path for the fidelity comparison (0: skip; the classifier
             needs >= 200).
@@ -296,7 +296,7 @@ def run_bench(
         real: a :class:`~hepgen.data.formats.ShowerData` used as the reference of the
             fidelity test (default: the simulator at the same conditions).
         seed: seeds conditions and noise.
-        fast: use the pruned flow sampler (see :mod:`hepgen.inference`).
+        fast: use the pruned flow sampler (see :mod:`hepgen.domains.showers.inference`).
         checkpoint: recorded in the result.
         progress: log each point.
 
@@ -459,9 +459,6 @@ def _sample_with(module, sampler: ShowerSampler, energies, conds, seed: int, bat
 
 def _fidelity(generator, base: ShowerSampler, paths, n: int, real, seed: int, steps, fast: bool,
               progress: bool, ort_models: _OrtModels) -> dict:
-    from hepgen.data.formats import ShowerData
-    from hepgen.evaluate import evaluate
-
     if real is not None:
         ref = real.subset(slice(0, n))
         energies = ref.incident_energies[:, 0]

@@ -54,39 +54,26 @@ def cmd_simulate_showers(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import numpy as np
-
-    from hepgen.config import TrainConfig, load_config
-    from hepgen.data.formats import read_showers
-    from hepgen.data.jets import is_jet_file, jet_type_index, read_jets
+    from hepgen.config import load_config
+    from hepgen.domains import call_with_options, domain_of_file
     from hepgen.train.trainer import train
 
-    jets = is_jet_file(args.data)
-    if args.config:
-        config = load_config(args.config)
-    elif jets:  # the jets default: EPiC flow matching (docs/jets.md)
-        from hepgen.config import preset
-
-        config = preset("epic_fm")
-    else:
-        config = TrainConfig()
+    # the kind of data is the file's: the domain that accepts it (files from elsewhere that none
+    # accepts are read as showers, whose reader says what is missing)
+    domain = domain_of_file(args.data, default="showers")
+    config = load_config(args.config) if args.config else domain.default_config()
     for name in ("family", "epochs", "max_minutes", "batch_size", "lr", "seed", "threads"):
         value = getattr(args, name)
         if value is not None:
             setattr(config, name, value)
     if args.conditions is not None:
         config.conditions = args.conditions
-    if jets:
-        data = read_jets(args.data, jet_type=args.jet_type, n_particles=args.n_particles)
-        if args.types:
-            keep = np.isin(data.jet_type, [jet_type_index(t) for t in args.types.split(",")])
-            data = data.subset(keep)
-    else:
-        data = read_showers(args.data, geometry=args.binning)
+    data = call_with_options(domain.kind, domain.read, args.data, binning=args.binning, jet_type=args.jet_type,
+                             n_particles=args.n_particles, types=args.types)
     gen = train(data, config, args.output, resume=args.resume, init_from=args.init_from, progress=not args.quiet)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, once (rank 0 wrote the files)
-        what = "jets" if jets else "showers"
-        print(f"trained {gen.model.family} on {len(data)} {what}; checkpoints in {args.output} (best.pt, last.pt)")
+        print(f"trained {gen.model.family} on {len(data)} {domain.kind}; checkpoints in {args.output} "
+              "(best.pt, last.pt)")
     return 0
 
 
@@ -110,7 +97,7 @@ def _sample_conditions(args, gen):
 
 
 def cmd_sample(args) -> int:
-    from hepgen.pipeline import ShowerGenerator, sample_to_file
+    from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
 
     gen = ShowerGenerator.load(args.checkpoint)
     if args.threads:
@@ -134,7 +121,7 @@ def cmd_sample_jets(args) -> int:
     import numpy as np
 
     from hepgen.data.jets import read_jets, write_jets
-    from hepgen.jet_pipeline import JetGenerator
+    from hepgen.domains.jets.generator import JetGenerator
 
     gen = JetGenerator.load(args.checkpoint)
     if args.threads:
@@ -169,29 +156,25 @@ def cmd_sample_jets(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
-    from hepgen.evaluate import evaluate_files
+def cmd_evaluate(args, kind: str | None = None) -> int:
+    from hepgen.domains import call_with_options, domain_of_file, get_domain
 
-    groups = args.metrics
-    if args.fast:
-        if args.metrics is not None:
+    domain = get_domain(kind) if kind else domain_of_file(args.real, default="showers")
+    groups = getattr(args, "metrics", None)
+    if getattr(args, "fast", False):
+        if groups is not None:
             raise ValueError("give either --fast or --metrics, not both")
         groups = "fast"
-    metrics = evaluate_files(args.real, args.generated, geometry=args.binning, out_dir=args.output,
-                             seed=args.seed, classifier=not args.no_classifier, groups=groups,
-                             train_path=args.train, sep_threshold=args.sep_threshold,
-                             p_threshold=args.p_threshold, max_points=args.max_points)
+    options = {k: getattr(args, k, None) for k in (
+        "binning", "seed", "train", "sep_threshold", "p_threshold", "max_points", "real_reference", "n_particles",
+        "num_eval_samples", "num_batches", "efp_jobs")}
+    options.update(metrics=groups, no_classifier=getattr(args, "no_classifier", False) or None,
+                   no_efp=args.no_efp or None)
+    metrics = call_with_options(domain.kind, domain.evaluate_files, args.real, args.generated, args.output, **options)
     out = Path(args.output)
-    print(json.dumps(_headline(metrics), indent=2))
+    print(json.dumps(domain.headline(metrics), indent=2))
     print(f"metrics: {out / 'metrics.json'}\nreport:  {out / 'report.html'}")
     return 0
-
-
-def _headline(metrics: dict) -> dict:
-    head = {"separation_power_mean": metrics.get("separation_power_mean")}
-    for level, res in (metrics.get("classifier") or {}).items():
-        head[f"auc_{level}"] = res.get("auc")
-    return head
 
 
 def cmd_tune(args) -> int:
@@ -238,18 +221,7 @@ def cmd_simulate_jets(args) -> int:
 
 
 def cmd_evaluate_jets(args) -> int:
-    from hepgen.evaluate_jets import evaluate_jet_files
-
-    metrics = evaluate_jet_files(args.real, args.generated, args.output, real_reference_path=args.real_reference,
-                                 n_particles=args.n_particles, seed=args.seed,
-                                 num_eval_samples=args.num_eval_samples, num_batches=args.num_batches,
-                                 efps=not args.no_efp, n_jobs=args.efp_jobs)
-    head = {jt: {k: {"value": r[k]["value"], "floor": r[k]["floor"]} for k in ("w1m", "w1p", "w1efp", "fpd", "kpd")
-                 if k in r} for jt, r in metrics["types"].items()}
-    print(json.dumps(head, indent=2))
-    out = Path(args.output)
-    print(f"metrics: {out / 'metrics.json'}\nreport:  {out / 'report.html'}")
-    return 0
+    return cmd_evaluate(args, kind="jets")
 
 
 def _ints(text: str) -> list[int]:
@@ -266,7 +238,7 @@ def _names(text: str) -> list[str]:
 def cmd_bench(args) -> int:
     from hepgen.bench import format_table, run_bench, write_bench
     from hepgen.data.formats import read_showers
-    from hepgen.pipeline import ShowerGenerator
+    from hepgen.domains.showers.generator import ShowerGenerator
 
     gen = ShowerGenerator.load(args.checkpoint)
     real = read_showers(args.real) if args.real else None
@@ -286,8 +258,8 @@ def cmd_bench(args) -> int:
 
 def cmd_export(args) -> int:
     from hepgen.data.stream import file_sha256
+    from hepgen.domains.showers.generator import ShowerGenerator
     from hepgen.export import check_onnx, export_onnx
-    from hepgen.pipeline import ShowerGenerator
 
     gen = ShowerGenerator.load(args.checkpoint)
     info = export_onnx(gen, args.output, checkpoint_sha256=file_sha256(args.checkpoint), fast=not args.no_fast)
@@ -316,6 +288,17 @@ def cmd_demo(args) -> int:
 
 
 # --- parser ---------------------------------------------------------------------------------
+def _add_jet_evaluate_options(group) -> None:
+    group.add_argument("--real-reference", help="jets: independent second reference file for the real-vs-real "
+                       "floor (default: split REAL in two halves)")
+    group.add_argument("--n-particles", type=int, help="jets: keep the leading N constituents of every file")
+    group.add_argument("--num-eval-samples", type=int, help="jets: jets per W1 batch (default and jetnet: 50000)")
+    group.add_argument("--num-batches", type=int, help="jets: W1 batches (default and jetnet: 5)")
+    group.add_argument("--no-efp", action="store_true",
+                       help="jets: skip the EFP metrics (W1efp, FPD, KPD), the slow part")
+    group.add_argument("--efp-jobs", type=int, help="jets: processes for the EFP computation (default 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hepgen import __version__
 
@@ -405,39 +388,37 @@ def build_parser() -> argparse.ArgumentParser:
     sj2.add_argument("-q", "--quiet", action="store_true")
     sj2.set_defaults(func=cmd_sample_jets)
 
-    ev = sub.add_parser("evaluate", help="compare generated showers with real ones")
+    ev = sub.add_parser("evaluate", help="compare generated data with real data (showers, jets, ...: the kind "
+                        "is the real file's) → metrics.json + report.html")
     ev.add_argument("real")
     ev.add_argument("generated")
-    ev.add_argument("--binning", help="binning XML / geometry JSON (default: the files' own)")
     ev.add_argument("-o", "--output", required=True, help="folder for metrics.json and report.html")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--no-classifier", action="store_true", help="skip the classifier two-sample test")
-    ev.add_argument("--metrics", metavar="GROUPS",
+    ev.add_argument("--seed", type=int, help="seeds the classifiers and subsamples (default 0)")
+    sh = ev.add_argument_group("showers")
+    sh.add_argument("--binning", help="binning XML / geometry JSON (default: the files' own)")
+    sh.add_argument("--no-classifier", action="store_true", help="skip the classifier two-sample test")
+    sh.add_argument("--metrics", metavar="GROUPS",
                     help="comma-separated metric groups: features, physics, correlation, multivariate, "
                          "diversity, regression, classifier (or all, fast; default all)")
-    ev.add_argument("--fast", action="store_true",
+    sh.add_argument("--fast", action="store_true",
                     help="only the cheap groups (features, physics): no classifier, no O(N^2) metrics")
-    ev.add_argument("--train", help="the model's training showers (HDF5), for the memorisation test")
-    ev.add_argument("--sep-threshold", type=float, default=0.1,
+    sh.add_argument("--train", help="the model's training showers (HDF5), for the memorisation test")
+    sh.add_argument("--sep-threshold", type=float,
                     help="report: flag features with separation power above this (default 0.1)")
-    ev.add_argument("--p-threshold", type=float, default=0.01,
+    sh.add_argument("--p-threshold", type=float,
                     help="report: flag features with KS p-value below this (default 0.01)")
-    ev.add_argument("--max-points", type=int, default=5000,
+    sh.add_argument("--max-points", type=int,
                     help="subsample size (seeded) of the O(N^2) metrics: PRDC, MMD, memorisation (default 5000)")
+    _add_jet_evaluate_options(ev.add_argument_group("jets"))
     ev.set_defaults(func=cmd_evaluate)
 
-    ej = sub.add_parser("evaluate-jets", help="compare generated jets with real ones (JetNet metrics + floor)")
+    ej = sub.add_parser("evaluate-jets", help="compare generated jets with real ones (JetNet metrics + floor); "
+                        "the same as `evaluate` on jet files")
     ej.add_argument("real", help="reference jets (JetNet-layout HDF5)")
     ej.add_argument("generated", help="generated jets (JetNet-layout HDF5)")
     ej.add_argument("-o", "--output", required=True, help="folder for metrics.json and report.html")
-    ej.add_argument("--real-reference", help="independent second reference file for the real-vs-real floor "
-                    "(default: split REAL in two halves)")
-    ej.add_argument("--n-particles", type=int, help="keep the leading N constituents of every file")
-    ej.add_argument("--num-eval-samples", type=int, default=50_000, help="jets per W1 batch (jetnet: 50000)")
-    ej.add_argument("--num-batches", type=int, default=5, help="W1 batches (jetnet: 5)")
-    ej.add_argument("--no-efp", action="store_true", help="skip the EFP metrics (W1efp, FPD, KPD), the slow part")
-    ej.add_argument("--efp-jobs", type=int, default=1, help="processes for the EFP computation")
-    ej.add_argument("--seed", type=int, default=0)
+    ej.add_argument("--seed", type=int, help="seeds the W1 batches and FPD/KPD (default 0)")
+    _add_jet_evaluate_options(ej)
     ej.set_defaults(func=cmd_evaluate_jets)
 
     bn = sub.add_parser("bench", help="sampling speed (and fidelity) of a checkpoint vs the reference simulator")

@@ -1,4 +1,10 @@
-"""Typed configurations with YAML load/dump: the one home of hepgen's defaults."""
+"""Typed configurations with YAML load/dump: the home of hepgen's defaults.
+
+:class:`TrainConfig` holds the defaults every kind of data shares; what differs by kind (the
+default family and conditions, a preset) comes from that kind's domain
+(``default_family``, ``default_conditions``, ``default_config()`` in ``hepgen.domains``).
+``noise_level`` and ``threshold`` configure the shower preprocessing; other kinds ignore them.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ class TrainConfig:
     """How to train a model.
 
     Arguments:
-        family: model family (see ``hepgen.models.MODEL_FAMILIES``).
+        family: model family (see ``hepgen.models.MODEL_FAMILIES``); must generate the data's kind.
         model: family hyper-parameters (constructor keyword arguments).
         conditions: extra condition datasets to condition on besides the incident energy.
         epochs: number of passes over the training set (the LR schedule spans them).
@@ -30,7 +36,7 @@ class TrainConfig:
         seed: seeds the split, initialisation, dequantisation noise and batch order.
         threads: torch CPU threads (None: torch default).
         noise_level, threshold: dequantisation noise width and zero-suppression threshold (MeV)
-            of the :class:`~hepgen.data.transforms.ShowerPreprocessor`.
+            of the :class:`~hepgen.domains.showers.preprocessing.ShowerPreprocessor`.
         ema: decay of an exponential moving average of the weights (e.g. 0.999); the averaged
             weights are the ones validated, selected and written to ``best.pt``.  None: off.
         amp: mixed precision — bf16 autocast on CPU, fp16 autocast with a gradient scaler on

@@ -15,8 +15,8 @@ from pathlib import Path
 from hepgen.config import DemoConfig, dump_config
 from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.data.geometry import default_binning, save_geometry
-from hepgen.evaluate import evaluate, write_outputs
-from hepgen.pipeline import ShowerGenerator
+from hepgen.domains.showers.evaluate import evaluate, write_outputs
+from hepgen.domains.showers.generator import ShowerGenerator
 from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.train.trainer import train
 

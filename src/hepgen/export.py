@@ -1,6 +1,6 @@
 """Export a trained shower generator to ONNX, and check onnxruntime against PyTorch.
 
-The exported graph is the whole :class:`~hepgen.inference.ShowerSampler`: condition
+The exported graph is the whole :class:`~hepgen.domains.showers.inference.ShowerSampler`: condition
 preprocessing, the network and the inverse preprocessing, so a C++ caller (a Geant4
 fast-simulation model, see docs/inference.md) needs no Python and no hepgen state:
 
@@ -38,7 +38,7 @@ from torch import nn
 
 from hepgen import __version__
 from hepgen._io import atomic_path
-from hepgen.inference import ShowerSampler
+from hepgen.domains.showers.inference import ShowerSampler
 
 __all__ = ["ONNX_ATOL", "ONNX_RTOL", "check_onnx", "export_onnx", "onnx_input_names"]
 
@@ -94,11 +94,11 @@ def export_onnx(generator, path: str | os.PathLike, checkpoint_sha256: str | Non
     """Write ``generator`` as a single-file ONNX model (weights embedded), atomically.
 
     Arguments:
-        generator: a :class:`~hepgen.pipeline.ShowerGenerator` whose family has a noise →
+        generator: a :class:`~hepgen.domains.showers.generator.ShowerGenerator` whose family has a noise →
             sample map (``model.noise_dim`` not None).
         path: the ``.onnx`` file.
         checkpoint_sha256: recorded in the metadata (provenance).
-        fast: export the pruned flow sampler where available (see :mod:`hepgen.inference`).
+        fast: export the pruned flow sampler where available (see :mod:`hepgen.domains.showers.inference`).
         opset: ONNX opset (default: the exporter's).
 
     Returns:
@@ -153,7 +153,7 @@ def check_onnx(path: str | os.PathLike, generator, n: int = 1000, seed: int = 0,
 
     Arguments:
         path: the exported model.
-        generator: the :class:`~hepgen.pipeline.ShowerGenerator` it was exported from.
+        generator: the :class:`~hepgen.domains.showers.generator.ShowerGenerator` it was exported from.
         n: showers compared (energies log-uniform in the training range, extra conditions
             uniform in theirs, one seeded noise draw).
         seed: seeds the inputs.

@@ -28,10 +28,19 @@ import numpy as np
 from hepgen._io import atomic_path
 from hepgen.data.geometry import Geometry, geometry_from_dict, load_geometry
 
-__all__ = ["ShowerData", "read_showers", "write_showers", "validate_showers", "hdf5_attrs", "hdf5_attr_value", "CONDITION_KEYS"]
+__all__ = ["ShowerData", "read_showers", "write_showers", "validate_showers", "hdf5_attrs", "hdf5_attr_value",
+           "check_file_kind", "CONDITION_KEYS", "GEOMETRY_ATTR", "KIND_ATTR"]
 
 CONDITION_KEYS = ("incident_theta", "incident_phi", "impact_position")
 GEOMETRY_ATTR = "hepgen_geometry"
+KIND_ATTR = "kind"  # the kind of data a hepgen file holds ("showers", "jets", ...); files from elsewhere have none
+
+
+def check_file_kind(f: h5py.File, path, expected: str) -> None:
+    """Refuse an open HDF5 file whose ``kind`` attribute names another kind of data (none: accepted)."""
+    found = f.attrs.get(KIND_ATTR)
+    if found is not None and hdf5_attr_value(found) != expected:
+        raise ValueError(f"{path}: attribute {KIND_ATTR!r}: expected {expected!r}, found {hdf5_attr_value(found)!r}")
 
 
 @dataclass
@@ -180,6 +189,7 @@ def read_showers(path: Union[str, os.PathLike], geometry=None, particle: str | N
     try:
         with h5py.File(path, "r") as f:
             keys = sorted(f.keys())
+            check_file_kind(f, path, "showers")
             for key in ("showers", "incident_energies"):
                 if key not in f:
                     raise ValueError(f"{path}: missing dataset {key!r}; expected 'showers' and "
@@ -195,6 +205,7 @@ def read_showers(path: Union[str, os.PathLike], geometry=None, particle: str | N
     for key, arr in list(conditions.items()):
         if arr.ndim == 1:
             conditions[key] = arr.reshape(-1, 1)
+    attrs.pop(KIND_ATTR, None)  # the container type says it
     stored = attrs.pop(GEOMETRY_ATTR, None)
     if geometry is None and stored is not None:
         try:
@@ -248,3 +259,4 @@ def write_showers(path: Union[str, os.PathLike], data: ShowerData, compression: 
             if data.geometry is not None:
                 f.attrs[GEOMETRY_ATTR] = json.dumps(data.geometry.to_dict())
             f.attrs.update(attrs)
+            f.attrs[KIND_ATTR] = "showers"

@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 
 from hepgen._io import atomic_path
-from hepgen.data.formats import hdf5_attr_value, hdf5_attrs
+from hepgen.data.formats import KIND_ATTR, check_file_kind, hdf5_attr_value, hdf5_attrs
 
 __all__ = [
     "JET_FEATURES",
@@ -249,13 +249,14 @@ def read_jets(path: str | os.PathLike, jet_type: str | None = None,
         raise ValueError(f"{path}: expected an HDF5 file (JetNet layout), found something else")
     try:
         with h5py.File(path, "r") as f:
+            check_file_kind(f, path, "jets")
             if "particle_features" not in f:
                 raise ValueError(f"{path}: missing dataset 'particle_features'; expected the JetNet layout "
                                  f"('particle_features', 'jet_features'), found keys {sorted(f.keys())}")
             pf = _read_array(f, path, "particle_features").astype(np.float32)
             jf = _read_array(f, path, "jet_features").astype(np.float64) if "jet_features" in f else None
             jt = _read_array(f, path, "jet_type") if "jet_type" in f else None
-            attrs = {k: hdf5_attr_value(v) for k, v in f.attrs.items()}
+            attrs = {k: hdf5_attr_value(v) for k, v in f.attrs.items() if k != KIND_ATTR}
     except OSError as err:
         raise ValueError(f"{path}: could not read HDF5 file ({err})") from None
     if pf.ndim == 3 and pf.shape[2] == 3:  # no mask column: zero padding marks the absent particles
@@ -294,7 +295,7 @@ def write_jets(path: str | os.PathLike, data: JetData, compression: str | None =
     validate_jets(data, str(path))
     attrs = hdf5_attrs(data.attrs, path)
     attrs.update(particle_feature_names=json.dumps(PARTICLE_FEATURES), jet_feature_names=json.dumps(JET_FEATURES),
-                 jet_type_names=json.dumps(JET_TYPES), units="GeV")
+                 jet_type_names=json.dumps(JET_TYPES), units="GeV", **{KIND_ATTR: "jets"})
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             n = len(data)

@@ -20,7 +20,7 @@ Provenance attributes of the final file: ``hepgen_checkpoint_sha256``, ``hepgen_
 ``hepgen_created`` (UTC, ISO 8601, start of the job), ``hepgen_n_done`` and
 ``hepgen_chunk_size``, plus what the caller passes in ``attrs``.
 
-This module is model-agnostic (pure numpy + h5py); :func:`hepgen.pipeline.sample_to_file`
+This module is model-agnostic (pure numpy + h5py); :func:`hepgen.domains.showers.generator.sample_to_file`
 connects it to a trained generator.
 """
 
@@ -39,7 +39,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hepgen import __version__
-from hepgen.data.formats import CONDITION_KEYS, GEOMETRY_ATTR, ShowerData, validate_showers
+from hepgen.data.formats import (
+    CONDITION_KEYS,
+    GEOMETRY_ATTR,
+    KIND_ATTR,
+    ShowerData,
+    validate_showers,
+)
 
 __all__ = [
     "ConditionSource",
@@ -268,6 +274,7 @@ def _create_partial(tmp: Path, job: dict, n_voxels: int, condition_widths: dict,
         for key, k in condition_widths.items():
             f.create_dataset(key, shape=(0, k), maxshape=(None, k), dtype=np.float64, chunks=(max(rows, 1024), k))
         f.attrs.update({k: _json_attr(v) for k, v in attrs.items() if v is not None})
+        f.attrs[KIND_ATTR] = "showers"
         f.attrs["hepgen_job"] = json.dumps(job, sort_keys=True)
         f.attrs["hepgen_n_done"] = 0
 

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Protocol, runtime_checkable
 
@@ -43,6 +44,7 @@ __all__ = [
     "domain_of_data",
     "domain_of_file",
     "domain_of_checkpoint",
+    "call_with_options",
     "check_kind",
 ]
 
@@ -115,6 +117,12 @@ class Domain(Protocol):
       checkpoints (lower is better, 0 = identical samples).
     * ``evaluate_files(real, generated, out_dir, **options) -> dict``: metrics.json and
       report.html for a real and a generated file of this kind.
+    * ``default_config() -> TrainConfig``: what ``hepgen train`` uses without ``--config``.
+    * ``headline(metrics) -> dict``: the few numbers ``hepgen evaluate`` prints.
+
+    ``read`` and ``evaluate_files`` take keyword options named like the command-line options
+    (``--n-particles`` → ``n_particles``); :func:`call_with_options` refuses one a kind does
+    not take, so the CLI passes what the user gave without knowing the kind.
     """
 
     kind: str
@@ -148,6 +156,10 @@ class Domain(Protocol):
 
     def evaluate_files(self, real: str | os.PathLike, generated: str | os.PathLike, out_dir: str | os.PathLike,
                        **options) -> dict: ...
+
+    def default_config(self) -> Any: ...
+
+    def headline(self, metrics: dict) -> dict: ...
 
 
 _DOMAINS: dict[str, Any] = {}
@@ -228,3 +240,25 @@ def check_kind(found: str | None, expected: str, source: str) -> None:
     """
     if found != expected:
         raise ValueError(f"{source}: key 'kind': expected {expected!r}, found {found!r}")
+
+
+def call_with_options(kind: str, function, *args, **options):
+    """``function(*args, **options)`` without the options that are None; an option the function
+    does not take is a one-line ``ValueError`` naming it as a command-line option.
+
+    >>> def read(path, binning=None):
+    ...     return path, binning
+    >>> call_with_options("showers", read, "a.h5", binning="b.xml", n_particles=None)
+    ('a.h5', 'b.xml')
+    >>> call_with_options("showers", read, "a.h5", n_particles=30)
+    Traceback (most recent call last):
+        ...
+    ValueError: --n-particles does not apply to showers files
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    params = inspect.signature(function).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for name in given:
+        if name not in params and not takes_any:
+            raise ValueError(f"--{name.replace('_', '-')} does not apply to {kind} files")
+    return function(*args, **given)

@@ -137,7 +137,7 @@ def classifier_two_sample_test(real: np.ndarray, generated: np.ndarray, seed: in
     Returns:
         dict with ``auc``, ``auc_err`` (Hanley–McNeil), ``jsd`` (bits, see module docs),
         ``n_train``, ``n_test`` and ``roc`` = ``{"fpr": array, "tpr": array}`` (not JSON;
-        :func:`hepgen.evaluate.evaluate` keeps it out of metrics.json).
+        :func:`hepgen.domains.showers.evaluate.evaluate` keeps it out of metrics.json).
 
     Example:
         >>> rng = np.random.default_rng(0)

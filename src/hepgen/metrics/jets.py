@@ -35,6 +35,7 @@ import numpy as np
 from scipy import stats
 
 from hepgen._fastjet import quiet_fastjet
+from hepgen.metrics.multivariate import fpd, kpd
 
 __all__ = [
     "FPD_KPD_EFPS",
@@ -294,7 +295,7 @@ def w1p(real: np.ndarray, gen: np.ndarray, num_eval_samples: int = 50_000, num_b
 
     Each batch draws ``num_eval_samples`` jets of each sample and pools their unmasked
     particles.  The JetNet papers quote "W1p" as the average over the three features
-    (:func:`hepgen.evaluate_jets.evaluate_jets` reports that, with its spread over batches).
+    (:func:`hepgen.domains.jets.evaluate.evaluate_jets` reports that, with its spread over batches).
 
     Returns:
         ``(means (3,), stds (3,))`` over batches.
@@ -321,8 +322,6 @@ def fpd_efp(real: np.ndarray, gen: np.ndarray, seed: int = 42, n_jobs: int = 1, 
     (``min_samples``, ``max_samples``, ``num_batches``, ``num_points``, ``normalise``).
     Returns ``(value, error)``.
     """
-    from hepgen.metrics.multivariate import fpd
-
     return fpd(efp_features(real, n_jobs=n_jobs), efp_features(gen, n_jobs=n_jobs), seed=seed, **kwargs)
 
 
@@ -332,6 +331,4 @@ def kpd_efp(real: np.ndarray, gen: np.ndarray, seed: int = 42, n_jobs: int = 1, 
     ``kwargs`` go to ``kpd`` (``num_batches``, ``batch_size``, ``normalise``, ``degree``).
     Returns ``(median, error)``.
     """
-    from hepgen.metrics.multivariate import kpd
-
     return kpd(efp_features(real, n_jobs=n_jobs), efp_features(gen, n_jobs=n_jobs), seed=seed, **kwargs)

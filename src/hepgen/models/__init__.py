@@ -1,11 +1,19 @@
 """Generative model families behind one interface (see :mod:`hepgen.models.base`)."""
 
-from hepgen.models.base import MODEL_FAMILIES, GenerativeModel, build_model, register
-from hepgen.models.diffusion import ConditionalFlowMatching
+from hepgen.models.base import (
+           MODEL_FAMILIES,
+           GenerativeModel,
+           build_model,
+           check_family_kind,
+           register,
+           with_derived_hparams,
+)
 from hepgen.models.epic import JetFlowMatching
 from hepgen.models.epic_gan import JetGAN
 from hepgen.models.flow import CaloFlow, ConditionalFlow
+from hepgen.models.flow_matching import ConditionalFlowMatching
 from hepgen.models.gan import GAN
 from hepgen.models.vae import ConditionalVAE
 
-__all__ = ["GenerativeModel", "ConditionalFlow", "CaloFlow", "ConditionalFlowMatching", "JetFlowMatching", "JetGAN", "ConditionalVAE", "GAN", "MODEL_FAMILIES", "build_model", "register"]
+__all__ = ["GenerativeModel", "ConditionalFlow", "CaloFlow", "ConditionalFlowMatching", "JetFlowMatching", "JetGAN", "ConditionalVAE", "GAN", "MODEL_FAMILIES", "build_model",
+           "check_family_kind", "register", "with_derived_hparams"]

@@ -9,7 +9,7 @@ Every network here takes and returns plain tensors so that it can be wrapped in
   ``1:`` the auxiliary regression of the conditions (AC-GAN head, empty if unused);
 * the constrainer: ``forward(x: (B, D)) -> (B, C)``, a regression of the conditions.
 
-Feature layout (see :class:`hepgen.data.transforms.ShowerPreprocessor`):
+Feature layout (see :class:`hepgen.domains.showers.preprocessing.ShowerPreprocessor`):
 ``x[:, :n_layers]`` are the per-layer energy-fraction features, ``x[:, n_layers:]`` the
 voxel shape features in layer order.
 

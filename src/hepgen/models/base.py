@@ -1,9 +1,9 @@
 """The interface every generative model family implements.
 
 A model works in the *preprocessed* feature space (see
-:class:`hepgen.data.transforms.ShowerPreprocessor`): it never sees MeV, files or
+:class:`hepgen.domains.showers.preprocessing.ShowerPreprocessor`): it never sees MeV, files or
 geometries, so one model class serves showers, jets or tabular data alike.  The
-conversion to physical showers is done by :class:`hepgen.pipeline.ShowerGenerator`.
+conversion to physical showers is done by :class:`hepgen.domains.showers.generator.ShowerGenerator`.
 
 A family subclasses :class:`GenerativeModel`, registers itself with
 :func:`register`, and implements
@@ -14,7 +14,7 @@ A family subclasses :class:`GenerativeModel`, registers itself with
 * ``log_prob(x, c)`` — exact log-density ``(B,)`` where the family has one.
 * ``noise_dim`` and ``sample_from_noise(c, z)`` — the sample as a deterministic function
   of standard-normal noise ``z: (B, noise_dim)``, where the family has one; needed by
-  ONNX export and the fast sampling paths (:mod:`hepgen.inference`, docs/inference.md).
+  ONNX export and the fast sampling paths (:mod:`hepgen.domains.showers.inference`, docs/inference.md).
 
 The trainer (:mod:`hepgen.train.trainer`) talks to a model only through
 ``configure_optimizers``, ``training_step``, ``validation_loss`` and, for data-parallel
@@ -26,21 +26,65 @@ the model with ``build_model(family, **hparams)`` without unpickling code.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-__all__ = ["GenerativeModel", "register", "build_model", "MODEL_FAMILIES"]
+__all__ = ["GenerativeModel", "register", "build_model", "check_family_kind", "with_derived_hparams",
+           "MODEL_FAMILIES"]
 
 MODEL_FAMILIES: dict[str, type["GenerativeModel"]] = {}
 
 
 def register(cls: type["GenerativeModel"]) -> type["GenerativeModel"]:
-    """Class decorator: make a family available to ``build_model`` under ``cls.family``."""
+    """Class decorator: make a family available to ``build_model`` under ``cls.family``.
+
+    A second class under a name already taken is refused (a silent overwrite would change
+    what every checkpoint of that family loads as).
+    """
+    if cls.family in MODEL_FAMILIES and MODEL_FAMILIES[cls.family] is not cls:
+        raise ValueError(f"model family {cls.family!r} is already registered by "
+                         f"{MODEL_FAMILIES[cls.family].__module__}.{MODEL_FAMILIES[cls.family].__qualname__}")
     MODEL_FAMILIES[cls.family] = cls
     return cls
+
+
+def check_family_kind(family: str, kind: str) -> None:
+    """Refuse a registered family that generates another kind of data than ``kind`` (unknown
+    names are left to :func:`build_model`, which lists the known ones).
+
+    >>> check_family_kind("epic_fm", "showers")
+    Traceback (most recent call last):
+        ...
+    ValueError: TrainConfig: key 'family': 'epic_fm' generates jets, the data are showers; families for showers: ['caloflow', 'flow', 'flow_matching', 'gan', 'vae']
+    """
+    cls = MODEL_FAMILIES.get(family)
+    if cls is not None and cls.data_kind != kind:
+        fams = sorted(f for f, c in MODEL_FAMILIES.items() if c.data_kind == kind)
+        raise ValueError(f"TrainConfig: key 'family': {family!r} generates {cls.data_kind}, the data are "
+                         f"{kind}; families for {kind}: {fams}")
+
+
+def with_derived_hparams(family: str, given: dict, derived: dict) -> dict:
+    """``given`` hyper-parameters plus those of the data-derived ones ``derived`` that the
+    family's constructor accepts and ``given`` leaves unset (missing or None).
+
+    A kind of data fills in what follows from its data (a shower geometry's ``n_layers`` and
+    ``layer_sizes``, a jet file's ``n_particles``) so that presets stay valid for any data.
+
+    >>> with_derived_hparams("vae", {"latent_dim": 8}, {"n_layers": 5, "n_particles": 30})
+    {'latent_dim': 8}
+    >>> with_derived_hparams("caloflow", {"n_layers": None}, {"n_layers": 5})["n_layers"]
+    5
+    """
+    given = dict(given)
+    if family not in MODEL_FAMILIES:
+        return given
+    params = inspect.signature(MODEL_FAMILIES[family].__init__).parameters
+    return {**given, **{k: v for k, v in derived.items() if k in params and given.get(k) is None}}
 
 
 def build_model(family: str, **hparams) -> "GenerativeModel":
@@ -207,7 +251,7 @@ class GenerativeModel(nn.Module):
     def noise_dim(self) -> int | None:
         """Length of the standard-normal noise vector that :meth:`sample_from_noise` maps to
         one sample, or ``None`` if the family has no such map (export and the fast sampling
-        paths of :mod:`hepgen.inference` then refuse it).  Families override both."""
+        paths of :mod:`hepgen.domains.showers.inference` then refuse it).  Families override both."""
         return None
 
     def sample_from_noise(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -223,5 +267,5 @@ class GenerativeModel(nn.Module):
         """
         raise NotImplementedError(
             f"model family {self.family!r} does not implement sample_from_noise (noise → sample map); "
-            "ONNX export and hepgen.inference need it"
+            "ONNX export and hepgen.domains.showers.inference need it"
         )

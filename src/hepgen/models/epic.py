@@ -2,7 +2,7 @@
 
 Jets reach a model through the same ``(B, D)`` / ``(B, C)`` interface as showers
 (:mod:`hepgen.models.base`), with two conventions set by
-:class:`hepgen.data.jet_transforms.JetPreprocessor`:
+:class:`hepgen.domains.jets.preprocessing.JetPreprocessor`:
 
 * ``x`` is the zero-padded particle cloud flattened: ``D = P · F`` (``P`` particle slots of
   ``F`` preprocessed features, slot-major, i.e. ``x.reshape(B, P, F)``);
@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from hepgen.models.base import register
-from hepgen.models.diffusion import ConditionalFlowMatching, ot_path
+from hepgen.models.flow_matching import ConditionalFlowMatching, ot_path
 
 __all__ = ["EPiCLayer", "EPiCNet", "JetFlowMatching", "jet_mask", "split_conditions"]
 
@@ -181,7 +181,7 @@ class _EPiCVelocity(nn.Module):
 class JetFlowMatching(ConditionalFlowMatching):
     """Conditional flow matching on particle clouds with an EPiC velocity field (EPiC-FM).
 
-    The conditional-OT flow matching of :class:`~hepgen.models.diffusion.ConditionalFlowMatching`
+    The conditional-OT flow matching of :class:`~hepgen.models.flow_matching.ConditionalFlowMatching`
     (loss, solvers, step scans, the exact ODE likelihood) with a permutation-equivariant
     velocity network and the padding masked out everywhere: the noise of padding slots is
     zero, the loss averages over real particle features only, and the likelihood counts only

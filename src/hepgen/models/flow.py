@@ -140,7 +140,7 @@ def _stage_hparams(name: str, given, defaults: dict) -> dict:
 class CaloFlow(GenerativeModel):
     """Two-stage conditional flow: layer energies first, then the voxel shapes given them.
 
-    The feature vector of :class:`~hepgen.data.transforms.ShowerPreprocessor` is split into
+    The feature vector of :class:`~hepgen.domains.showers.preprocessing.ShowerPreprocessor` is split into
     its first ``n_layers`` entries ``e`` (energy fractions) and the remaining ``n_voxels``
     entries ``s`` (per-layer shapes), and the density factorises exactly as
 

@@ -1,5 +1,9 @@
-"""Validation report: figures (matplotlib + mplhep) and a self-contained HTML page from a metrics dict."""
+"""What every report shares: the figure style (:mod:`hepgen.report.style`).
 
-from hepgen.report.html import flagged_features, write_report
+Each kind of data writes its own report section (``hepgen.domains.<kind>.report``); strict
+JSON metrics files are written by :func:`hepgen._io.write_metrics`.
+"""
 
-__all__ = ["flagged_features", "write_report"]
+from hepgen.report.style import DPI, GEN, RATIO_RANGE, REAL, draw_ratio, figure_style, ratio_axes
+
+__all__ = ["DPI", "GEN", "RATIO_RANGE", "REAL", "draw_ratio", "figure_style", "ratio_axes"]

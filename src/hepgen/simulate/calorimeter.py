@@ -80,6 +80,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hepgen.data.formats import ShowerData
+from hepgen.data.geometry import default_binning
+
 if TYPE_CHECKING:  # pragma: no cover
     from hepgen.data.formats import ShowerData
     from hepgen.data.geometry import Geometry
@@ -524,9 +527,6 @@ def simulate_dataset(
         (N, 1) MeV, ``conditions`` holding only the conditions that were varied, and
         ``attrs`` describing the generator.
     """
-    from hepgen.data.formats import ShowerData
-    from hepgen.data.geometry import default_binning
-
     n = _check_count(n)
     geometry = geometry if geometry is not None else default_binning()
     calorimeter = calorimeter if calorimeter is not None else default_calorimeter()

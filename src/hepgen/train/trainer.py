@@ -13,9 +13,17 @@ uninterrupted one) and, when the selection metric improved, ``best.pt`` (the wei
 for sampling: the EMA weights when ``config.ema`` is set).  Per-epoch numbers go to
 ``train_log.csv`` and, if ``config.tensorboard``, to TensorBoard event files in ``tb/``.
 
-Checkpoints are selected by the validation loss for families with a likelihood and by a
-physics metric otherwise (``config.select_by``): the mean separation power of the
-CaloChallenge high-level features of showers generated at the validation conditions.
+The kind of data is known only through the :class:`hepgen.domains.Domain` protocol, picked
+by the data's type: it checks the input, fits the preprocessing, builds the model with
+data-derived hyper-parameters, turns data into tensors and wraps the trained generator.
+Checkpoints are selected by the validation loss for families with a likelihood and by the
+domain's physics score otherwise (``config.select_by``; for showers the mean separation
+power of the CaloChallenge high-level features at the validation conditions).
+
+The run is a sequence of named steps over a :class:`TrainState` (epoch, step, best metric):
+set-up (split, preprocessing, model, optimisers, DDP wrappers, restored state, generators,
+tensors), then per epoch ``_train_epoch`` → ``_end_epoch`` (``_validate``, ``_log``,
+``last.pt``, callbacks).
 
 Data-parallel training: started under ``torchrun`` (environment ``WORLD_SIZE > 1``) or
 inside an initialised ``torch.distributed`` process group, every process trains on its
@@ -42,18 +50,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from hepgen._io import atomic_path
-from hepgen.config import TrainConfig, dump_config
-from hepgen.data.formats import ShowerData
-from hepgen.data.jets import JetData
-from hepgen.pipeline import ShowerGenerator
 from hepgen.checkpoint import load_checkpoint
-from hepgen.train.domains import domain_for
+from hepgen.config import TrainConfig, dump_config
+from hepgen.domains import domain_of_data
 
-__all__ = ["StopTraining", "layer_sizes", "model_hparams", "physics_score", "scaled_lr", "shard_indices", "train",
-           "with_derived_hparams"]
+__all__ = ["StopTraining", "TrainState", "scaled_lr", "shard_indices", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -167,56 +173,6 @@ def _destroy_group() -> None:
         torch.distributed.destroy_process_group()
 
 
-def layer_sizes(geometry) -> list[int]:
-    """Voxels per active layer of ``geometry``, in depth order."""
-    return [s.stop - s.start for s in geometry.layer_slices]
-
-
-def model_hparams(config: TrainConfig, geometry) -> dict:
-    """The family's constructor arguments (besides ``n_features``/``n_conditions``) for ``geometry``.
-
-    ``config.model`` plus the geometry-derived hyper-parameters the family accepts and the
-    user did not set: ``n_layers`` (the number of energy features at the start of the feature
-    vector, e.g. the CaloFlow energy flow) and ``layer_sizes`` (layer-by-layer generators) follow
-    from the data's geometry, so presets stay valid for any binning.
-    """
-    sizes = layer_sizes(geometry)
-    return with_derived_hparams(config, {"n_layers": len(sizes), "layer_sizes": sizes})
-
-
-def with_derived_hparams(config: TrainConfig, derived: dict) -> dict:
-    """``config.model`` plus those of the data-derived hyper-parameters ``derived`` that the
-    family's constructor accepts and the user left unset (missing or None).
-
-    Used for the shower geometry (:func:`model_hparams`) and for the jets' ``n_particles``
-    (:class:`hepgen.train.domains.JetDomain`).
-    """
-    from hepgen.models import MODEL_FAMILIES
-
-    given = dict(config.model)
-    if config.family not in MODEL_FAMILIES:
-        return given
-    params = inspect.signature(MODEL_FAMILIES[config.family].__init__).parameters
-    return {**given, **{k: v for k, v in derived.items() if k in params and given.get(k) is None}}
-
-
-def physics_score(generator: ShowerGenerator, real: ShowerData, seed: int = 0) -> float:
-    """Mean separation power of the high-level features: ``generator`` sampled at ``real``'s
-    conditions against ``real`` (0 = identical histograms, 1 = disjoint).  Lower is better.
-
-    Arguments:
-        generator: the model + preprocessing to sample from.
-        real: reference showers ``(N, n_voxels)`` with their incident energies / conditions.
-        seed: seeds the generated sample (and the metric's own randomness).
-    """
-    from hepgen.evaluate import evaluate  # lazy: evaluate pulls in the metrics stack
-
-    showers = generator.sample(real.incident_energies, real.conditions, seed=seed)
-    fake = ShowerData(showers, real.incident_energies, dict(real.conditions), real.geometry)
-    metrics = evaluate(real, fake, real.geometry, seed=seed, classifier=False, groups="features")
-    return float(metrics["separation_power_mean"])
-
-
 def _tensorboard(out_dir: Path, enabled: bool, start_epoch: int):
     if not enabled:
         return None
@@ -273,21 +229,46 @@ def _check_ddp_modules(model) -> dict[str, torch.nn.Module]:
     return modules
 
 
+@dataclasses.dataclass
+class TrainState:
+    """What changes from epoch to epoch: saved in ``last.pt`` and restored by ``resume``.
+
+    Attributes:
+        epoch: epochs completed.
+        step: optimiser steps taken.
+        best_val: the best selection metric so far (lower is better).
+        best_epoch: the epoch ``best.pt`` holds (None until a finite metric was seen).
+        since_best: evaluations since the metric last improved (for ``patience``).
+    """
+
+    epoch: int = 0
+    step: int = 0
+    best_val: float = math.inf
+    best_epoch: int | None = None
+    since_best: int = 0
+
+    @classmethod
+    def from_checkpoint(cls, tstate: dict) -> TrainState:
+        return cls(epoch=tstate["epoch"], step=tstate["step"], best_val=tstate["best_val"],
+                   best_epoch=tstate.get("best_epoch"), since_best=tstate.get("since_best", 0))
+
+
 def train(
-    data: ShowerData | JetData,
+    data,
     config: TrainConfig,
     out_dir,
     resume: bool = False,
     init_from=None,
     progress: bool = True,
     callbacks: Iterable[Callback] = (),
-) -> ShowerGenerator:
-    """Train ``config.family`` on ``data``; returns the generator of the selected checkpoint.
+):
+    """Train ``config.family`` on ``data``; returns the trained generator of the selected checkpoint.
 
     Arguments:
-        data: training showers (a geometry must be attached or given to ``read_showers``),
-            or training jets (:class:`~hepgen.data.jets.JetData`, for the families with
-            ``data_kind == "jets"``; a :class:`~hepgen.jet_pipeline.JetGenerator` is returned).
+        data: training data of any registered kind (:mod:`hepgen.domains`): showers
+            (:class:`~hepgen.data.formats.ShowerData`, with a geometry attached), jets
+            (:class:`~hepgen.data.jets.JetData`), …; the kind's domain is picked by the data's
+            type and must match the family's ``data_kind``.
         config: the training configuration.
         out_dir: folder for ``last.pt``, ``best.pt``, ``train_log.csv``, ``config.yaml``, ``tb/``.
         resume: continue from ``out_dir/last.pt`` if it exists.
@@ -298,238 +279,329 @@ def train(
             checkpoint, with the epoch's CSV row as a dict; raising :class:`StopTraining`
             ends training cleanly (used by ``hepgen tune`` for pruning).
 
+    Returns:
+        the domain's trained generator (e.g. a
+        :class:`~hepgen.domains.showers.generator.ShowerGenerator`), loaded from ``best.pt``.
+
     Under ``torchrun`` every process calls ``train`` with the same arguments; see the module
     docstring.
     """
-    domain = domain_for(data)
+    domain = domain_of_data(data)
     domain.check(data, config)
-    return _train(data, config, Path(out_dir), resume, init_from, progress, tuple(callbacks), _Dist(config.device),
-                  domain)
+    run = _Run(data, config, domain, Path(out_dir), _Dist(config.device))
+    state = run.setup(resume, init_from)
+    return run.fit(state, progress, tuple(callbacks))
 
 
-def _train(data, config: TrainConfig, out_dir: Path, resume, init_from, progress, callbacks, dist: _Dist, domain):
-    if dist.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
-    device = dist.device
-    torch.manual_seed(config.seed)
-    tr_idx, va_idx = _split(len(data), config.val_fraction, config.seed)
-    train_data, val_data = data.subset(tr_idx), data.subset(va_idx)
+class _Run:
+    """One training run: the fixed parts (data, model, optimisers, generators) and its steps."""
 
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    # rank 0 reads the files and hands their content to the others: out_dir need only exist
-    # on rank 0's machine
-    state = dist.broadcast(load_checkpoint(last_path) if dist.main and resume and last_path.is_file() else None)
-    if state is not None and state.get("trainer") is None:
-        raise ValueError(f"{last_path}: key 'trainer': expected the trainer state of an interrupted run, found none")
-    if state is not None:
-        generator = domain.from_payload(state, source=str(last_path))
-        pre, model = generator.preprocessor, generator.model
+    def __init__(self, data, config: TrainConfig, domain, out_dir: Path, dist: _Dist) -> None:
+        self.data, self.config, self.domain, self.out_dir, self.dist = data, config, domain, out_dir, dist
+        self.device = dist.device
+        self.last_path, self.best_path = out_dir / "last.pt", out_dir / "best.pt"
+        self.log_path = out_dir / "train_log.csv"
+
+    # --- set-up ---------------------------------------------------------------------------
+    def setup(self, resume: bool, init_from) -> TrainState:
+        """Split the data, build (or restore) preprocessing, model, optimisers; returns the state to start from."""
+        config, dist = self.config, self.dist
         if dist.main:
-            log.info("resuming from %s (epoch %d)", last_path, state["trainer"]["epoch"])
-    else:
-        pre = domain.fit_preprocessor(train_data, config)
-        pre = domain.preprocessor_from_state(dist.broadcast(pre.state_dict()))
-        model = domain.build_model(config, train_data, pre)
-        if init_from is not None and dist.main:  # transfer learning; DDP copies rank 0's weights to the others
-            source = load_checkpoint(init_from)
-            try:
-                model.load_state_dict(source["model"])
-            except RuntimeError as err:
-                raise ValueError(
-                    f"{init_from}: key 'model': expected weights of a {config.family} model with "
-                    f"{model.hparams}, found family {source['family']!r} with {source['hparams']} "
-                    f"({str(err).splitlines()[0]})"
-                ) from None
-    model.to(device).train()
-    select_by = config.select_by
-    if select_by == "auto":
-        select_by = "val_loss" if model.has_log_prob else "physics"
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        if config.threads:
+            torch.set_num_threads(int(config.threads))
+        torch.manual_seed(config.seed)
+        tr_idx, va_idx = _split(len(self.data), config.val_fraction, config.seed)
+        self.train_data, self.val_data = self.data.subset(tr_idx), self.data.subset(va_idx)
+        payload = self._resume_payload(resume)
+        self._build(payload, init_from)
+        self._optimisation()
+        self._wrap_ddp()
+        state = TrainState()
+        if payload is not None:
+            state = self._restore(payload["trainer"])
+        self._generators()
+        self._tensors()
+        return state
 
-    lr = scaled_lr(config.lr, config.lr_scaling, dist.world)
-    optimizers = model.configure_optimizers(lr, config.weight_decay)
-    schedulers = {k: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(config.epochs, 1))
-                  for k, o in optimizers.items()}
-    amp_dtype, scaler = _amp_setup(config.amp, device, model)
-    ema = None
-    if config.ema:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    def _resume_payload(self, resume: bool) -> dict | None:
+        # rank 0 reads the files and hands their content to the others: out_dir need only exist
+        # on rank 0's machine
+        dist, path = self.dist, self.last_path
+        payload = dist.broadcast(load_checkpoint(path) if dist.main and resume and path.is_file() else None)
+        if payload is not None and payload.get("trainer") is None:
+            raise ValueError(f"{path}: key 'trainer': expected the trainer state of an interrupted run, found none")
+        return payload
 
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(config.ema)), use_buffers=True)
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+    def _build(self, payload: dict | None, init_from) -> None:
+        domain, config, dist = self.domain, self.config, self.dist
+        if payload is not None:
+            generator = domain.from_payload(payload, source=str(self.last_path))
+            self.pre, self.model = generator.preprocessor, generator.model
+            if dist.main:
+                log.info("resuming from %s (epoch %d)", self.last_path, payload["trainer"]["epoch"])
+        else:
+            pre = domain.fit_preprocessor(self.train_data, config)
+            self.pre = domain.preprocessor_from_state(dist.broadcast(pre.state_dict()))
+            self.model = domain.build_model(config, self.train_data, self.pre)
+            if init_from is not None and dist.main:  # transfer learning; DDP copies rank 0's weights to the others
+                _load_weights(self.model, init_from, config.family)
+        self.model.to(self.device).train()
+        self.select_by = config.select_by
+        if self.select_by == "auto":
+            self.select_by = "val_loss" if self.model.has_log_prob else "physics"
 
+    def _optimisation(self) -> None:
+        config, model = self.config, self.model
+        self.lr = scaled_lr(config.lr, config.lr_scaling, self.dist.world)
+        self.optimizers = model.configure_optimizers(self.lr, config.weight_decay)
+        self.schedulers = {k: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(config.epochs, 1))
+                           for k, o in self.optimizers.items()}
+        self.amp_dtype, self.scaler = _amp_setup(config.amp, self.device, model)
+        self.ema = None
+        if config.ema:
+            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(config.ema)), use_buffers=True)
+
+    def _wrap_ddp(self) -> None:
+        dist, model = self.dist, self.model
+        if dist.world == 1:
+            return
         # after the EMA copy (a deep copy must not see the wrappers); DDP broadcasts rank 0's
         # weights, so all processes start equal
-        ids = [device.index] if device.type == "cuda" else None
+        ids = [self.device.index] if self.device.type == "cuda" else None
         model.set_ddp_wrappers({
             name: DistributedDataParallel(m, device_ids=ids, find_unused_parameters=model.ddp_find_unused_parameters)
             for name, m in _check_ddp_modules(model).items()
         })
         # different noise per process for families that draw from the global RNG
-        torch.manual_seed(int(np.random.SeedSequence([config.seed, dist.rank]).generate_state(1)[0]))
-    start_epoch, best_val, step, since_best, best_epoch = 0, math.inf, 0, 0, None
-    if state is not None:
-        tstate = state["trainer"]
-        for k, o in optimizers.items():
+        torch.manual_seed(int(np.random.SeedSequence([self.config.seed, dist.rank]).generate_state(1)[0]))
+
+    def _restore(self, tstate: dict) -> TrainState:
+        """Optimiser, scheduler, EMA, scaler and RNG states of an interrupted run."""
+        dist, device = self.dist, self.device
+        for k, o in self.optimizers.items():
             o.load_state_dict(tstate["optimizers"][k])
-            schedulers[k].load_state_dict(tstate["schedulers"][k])
-        if ema is not None and tstate.get("ema") is not None:
-            ema.load_state_dict(tstate["ema"])
-        if scaler is not None and tstate.get("scaler"):
-            scaler.load_state_dict(tstate["scaler"])
-        start_epoch, best_val, step = tstate["epoch"], tstate["best_val"], tstate["step"]
-        since_best, best_epoch = tstate.get("since_best", 0), tstate.get("best_epoch")
+            self.schedulers[k].load_state_dict(tstate["schedulers"][k])
+        if self.ema is not None and tstate.get("ema") is not None:
+            self.ema.load_state_dict(tstate["ema"])
+        if self.scaler is not None and tstate.get("scaler"):
+            self.scaler.load_state_dict(tstate["scaler"])
+        state = TrainState.from_checkpoint(tstate)
         by_rank, cuda_by_rank = tstate.get("torch_rng_by_rank"), tstate.get("cuda_rng_by_rank")
         if dist.world == 1:
             cpu_rng, cuda_rng = tstate["torch_rng"], tstate.get("cuda_rng")
         elif by_rank is not None and len(by_rank) == dist.world:
             cpu_rng, cuda_rng = by_rank[dist.rank], (cuda_by_rank or [None] * dist.world)[dist.rank]
         else:  # resumed with another number of processes: a fresh, still reproducible stream
-            torch.manual_seed(int(np.random.SeedSequence([config.seed, dist.rank, start_epoch]).generate_state(1)[0]))
+            torch.manual_seed(int(np.random.SeedSequence([self.config.seed, dist.rank, state.epoch])
+                                  .generate_state(1)[0]))
             cpu_rng = cuda_rng = None
         if cpu_rng is not None:
             torch.set_rng_state(cpu_rng)
         if device.type == "cuda" and cuda_rng is not None:
             torch.cuda.set_rng_state(cuda_rng, device)
+        return state
 
-    meta = {
-        **domain.meta(data, config),
-        "train_config": dataclasses.asdict(config),
-        "n_train": len(train_data),
-        "selected_by": select_by,
-        "world_size": dist.world,
-        "lr_effective": lr,
-    }
-    raw_generator = domain.generator(model, pre, data, meta)
-    eval_model = ema.module if ema is not None else model
-    eval_generator = domain.generator(eval_model, pre, data, dict(meta))
-    if dist.main:
-        dump_config(config, out_dir / "config.yaml")
+    def _generators(self) -> None:
+        meta = {
+            **self.domain.meta(self.data, self.config),
+            "train_config": dataclasses.asdict(self.config),
+            "n_train": len(self.train_data),
+            "selected_by": self.select_by,
+            "world_size": self.dist.world,
+            "lr_effective": self.lr,
+        }
+        self.raw_generator = self.domain.generator(self.model, self.pre, self.data, meta)
+        self.eval_model = self.ema.module if self.ema is not None else self.model
+        self.eval_generator = self.domain.generator(self.eval_model, self.pre, self.data, dict(meta))
+        if self.dist.main:
+            dump_config(self.config, self.out_dir / "config.yaml")
 
-    c_train = torch.from_numpy(domain.conditions(pre, train_data)).to(device)
-    c_val = torch.from_numpy(domain.conditions(pre, val_data)).to(device)
-    x_val = torch.from_numpy(domain.features(pre, val_data, np.random.default_rng(config.seed + 1))).to(device)
-    phys_data = val_data.subset(np.arange(min(config.n_eval, len(val_data))))
-    log_path = out_dir / "train_log.csv"
-    writer = _tensorboard(out_dir, config.tensorboard, start_epoch) if dist.main else None
-    step_kwargs = {"scaler": scaler} if scaler is not None else {}
+    def _tensors(self) -> None:
+        domain, pre, device, config = self.domain, self.pre, self.device, self.config
+        self.c_train = torch.from_numpy(domain.conditions(pre, self.train_data)).to(device)
+        self.c_val = torch.from_numpy(domain.conditions(pre, self.val_data)).to(device)
+        self.x_val = torch.from_numpy(domain.features(pre, self.val_data, np.random.default_rng(config.seed + 1))).to(device)
+        self.phys_data = self.val_data.subset(np.arange(min(config.n_eval, len(self.val_data))))
 
-    def amp():
+    # --- the loop -------------------------------------------------------------------------
+    def fit(self, state: TrainState, progress: bool, callbacks: tuple) -> Any:
+        """Train from ``state`` to ``config.epochs`` (or an earlier stop); returns the selected generator."""
+        config, dist = self.config, self.dist
+        writer = _tensorboard(self.out_dir, config.tensorboard, state.epoch) if dist.main else None
+        self.columns = _truncate_log(self.log_path, state.epoch) \
+            if dist.main and state.epoch > 0 and self.log_path.exists() else None
+        self.t0 = time.monotonic()
+        bar = tqdm(range(state.epoch, config.epochs), desc=f"training {config.family}", unit="epoch",
+                   disable=not (progress and dist.main), initial=state.epoch, total=config.epochs)
+        try:
+            for epoch in bar:
+                means, stop_reason = self._train_epoch(epoch, state)
+                stop_reason = self._end_epoch(epoch, state, means, stop_reason, writer, bar, callbacks)
+                if stop_reason:
+                    if dist.main:
+                        log.info("stopping: %s", stop_reason)
+                    break
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+            self.model.set_ddp_wrappers(None)
+        if dist.main and state.best_epoch is None:
+            # no finite selection metric in this run (e.g. NaN validation loss): keep the last
+            # weights — never a best.pt left in out_dir by an earlier run
+            self.eval_generator.meta.update(epoch=self.raw_generator.meta.get("epoch"), step=state.step)
+            self.eval_generator.save(self.best_path)
+        payload = dist.broadcast(load_checkpoint(self.best_path) if dist.main else None)
+        return self.domain.from_payload(payload, source=str(self.best_path))
+
+    def _train_epoch(self, epoch: int, state: TrainState) -> tuple[dict[str, float], str | None]:
+        """One pass over this process's shard; returns the mean of each logged number and a stop reason."""
+        config, dist, model = self.config, self.dist, self.model
+        # fresh dequantisation noise every epoch (CaloFlow), seeded by epoch for resumability
+        rng = np.random.default_rng([config.seed, epoch])
+        x_train = torch.from_numpy(self.domain.features(self.pre, self.train_data, rng)).to(self.device)
+        perm = torch.from_numpy(shard_indices(rng.permutation(len(x_train)), dist.rank, dist.world)).to(self.device)
+        step_kwargs = {"scaler": self.scaler} if self.scaler is not None else {}
+        model.train()
+        sums: dict[str, float] = {}  # per logged key: sum and number of steps that reported it
+        counts: dict[str, int] = {}
+        stop_reason = None
+        for s in range(0, len(perm), config.batch_size):
+            idx = perm[s : s + config.batch_size]
+            with self._autocast():
+                logs = model.training_step(x_train[idx], self.c_train[idx], self.optimizers, state.step,
+                                           config.grad_clip, **step_kwargs)
+            for k, v in logs.items():
+                if not math.isfinite(v):
+                    raise FloatingPointError(f"epoch {epoch}, step {state.step}: {k} became {v}; lower the lr")
+                sums[k] = sums.get(k, 0.0) + float(v)
+                counts[k] = counts.get(k, 0) + 1
+            state.step += 1
+            if self.ema is not None:
+                self.ema.update_parameters(model)
+            if dist.world > 1 and state.step == 1:
+                _check_sync(model, dist)
+            if config.max_steps is not None and state.step >= config.max_steps:
+                stop_reason = f"max_steps={config.max_steps} reached"
+                break
+        for sched in self.schedulers.values():
+            sched.step()
+        if dist.world > 1:  # the logged training numbers are averages over all processes
+            _check_sync(model, dist)
+            gathered = dist.gather((sums, counts))
+            keys = list(dict.fromkeys(k for g, _ in gathered for k in g))  # rank 0's order first
+            sums = {k: sum(g.get(k, 0.0) for g, _ in gathered) for k in keys}
+            counts = {k: sum(n.get(k, 0) for _, n in gathered) for k in keys}
+        return {k: v / counts[k] for k, v in sums.items()}, stop_reason
+
+    def _autocast(self):
         # the whole step runs under autocast: backward ops take the dtype autocast chose for
         # their forward op anyway, and training_step owns both
-        return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    columns: list[str] | None = None
-    if dist.main and start_epoch > 0 and log_path.exists():
-        columns = _truncate_log(log_path, start_epoch)
+    def _end_epoch(self, epoch: int, state: TrainState, means: dict, stop_reason: str | None, writer, bar,
+                   callbacks: tuple) -> str | None:
+        """Validate, select, log, write ``last.pt`` and run the callbacks (rank 0); returns the stop reason
+        every rank agrees on."""
+        dist, device = self.dist, self.device
+        state.epoch = epoch + 1
+        cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        rng_by_rank = dist.gather((torch.get_rng_state(), cuda_rng)) if dist.world > 1 else None
+        local_stop = None
+        if dist.main:
+            record, local_stop = self._validate(epoch, state, means, stop_reason)
+            self._log(record, writer)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("train_loss", "val_loss", "val_physics")})
+            self.raw_generator.meta.update(epoch=epoch + 1, step=state.step)
+            self.raw_generator.save(self.last_path, trainer_state=self._trainer_state(state, cuda_rng, rng_by_rank))
+            try:
+                for callback in callbacks:
+                    callback(epoch + 1, dict(record))
+            except StopTraining as stop:
+                local_stop = f"stopped by callback ({stop})"
+            local_stop = stop_reason or local_stop
+        return dist.broadcast(local_stop)
 
-    t0 = time.monotonic()
-    bar = tqdm(range(start_epoch, config.epochs), desc=f"training {config.family}", unit="epoch",
-               disable=not (progress and dist.main), initial=start_epoch, total=config.epochs)
-    stop_reason = None
-    try:
-        for epoch in bar:
-            # fresh dequantisation noise every epoch (CaloFlow), seeded by epoch for resumability
-            rng = np.random.default_rng([config.seed, epoch])
-            x_train = torch.from_numpy(domain.features(pre, train_data, rng)).to(device)
-            perm = torch.from_numpy(shard_indices(rng.permutation(len(x_train)), dist.rank, dist.world)).to(device)
-            model.train()
-            sums: dict[str, float] = {}  # per logged key: sum and number of steps that reported it
-            counts: dict[str, int] = {}
-            for s in range(0, len(perm), config.batch_size):
-                idx = perm[s : s + config.batch_size]
-                with amp():
-                    logs = model.training_step(x_train[idx], c_train[idx], optimizers, step, config.grad_clip,
-                                               **step_kwargs)
-                for k, v in logs.items():
-                    if not math.isfinite(v):
-                        raise FloatingPointError(f"epoch {epoch}, step {step}: {k} became {v}; lower the lr")
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                    counts[k] = counts.get(k, 0) + 1
-                step += 1
-                if ema is not None:
-                    ema.update_parameters(model)
-                if dist.world > 1 and step == 1:
-                    _check_sync(model, dist)
-                if config.max_steps is not None and step >= config.max_steps:
-                    stop_reason = f"max_steps={config.max_steps} reached"
-                    break
-            for sched in schedulers.values():
-                sched.step()
-            if dist.world > 1:  # the logged training numbers are averages over all processes
-                _check_sync(model, dist)
-                gathered = dist.gather((sums, counts))
-                keys = list(dict.fromkeys(k for g, _ in gathered for k in g))  # rank 0's order first
-                sums = {k: sum(g.get(k, 0.0) for g, _ in gathered) for k in keys}
-                counts = {k: sum(n.get(k, 0) for _, n in gathered) for k in keys}
-            cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-            rng_by_rank = dist.gather((torch.get_rng_state(), cuda_rng)) if dist.world > 1 else None
+    def _validate(self, epoch: int, state: TrainState, means: dict, stop_reason: str | None) -> tuple[dict, str | None]:
+        """Rank 0's validation: the epoch's record, ``best.pt`` when the metric improved, early stopping."""
+        config, eval_model = self.config, self.eval_model
+        eval_model.eval()
+        with torch.no_grad():
+            vals = [float(eval_model.validation_loss(self.x_val[s : s + 4096], self.c_val[s : s + 4096]))
+                    for s in range(0, len(self.x_val), 4096)]
+        val = float(np.mean(vals)) if vals else float("nan")
+        record: dict = {"epoch": epoch + 1, "step": state.step}
+        # each logged key averaged over the steps that reported it (a GAN's generator loss
+        # exists on every n_critic-th step only)
+        record.update({f"train_{k}": v for k, v in means.items()})
+        record["val_loss"] = val
+        last_epoch = epoch + 1 == config.epochs or stop_reason is not None
+        if self.select_by == "physics" and ((epoch + 1) % config.eval_every == 0 or last_epoch):
+            record["val_physics"] = self.domain.selection_score(self.eval_generator, self.phys_data, seed=config.seed)
+        record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+        elapsed = time.monotonic() - self.t0
+        record["seconds"] = round(elapsed, 1)
 
-            local_stop = None
-            if dist.main:
-                means = {k: v / counts[k] for k, v in sums.items()}
-                record, local_stop, best_val, since_best, best_epoch = _end_of_epoch(
-                    epoch, step, means, stop_reason, config, select_by, eval_model, eval_generator,
-                    raw_generator, x_val, c_val, phys_data, optimizers, best_val, since_best, best_epoch, t0,
-                    best_path, domain,
-                )
-                if columns is None:
-                    columns = list(record) + (["val_physics"] if select_by == "physics" and "val_physics" not in record else [])
-                    with log_path.open("w", newline="") as fh:
-                        csv.writer(fh).writerow(columns)
-                with log_path.open("a", newline="") as fh:
-                    csv.writer(fh).writerow([_fmt(record.get(c, "")) for c in columns])
-                if writer is not None:
-                    for k, v in record.items():
-                        if k not in ("epoch", "seconds") and isinstance(v, float) and math.isfinite(v):
-                            writer.add_scalar(k, v, epoch + 1)
-                    writer.flush()
-                bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("train_loss", "val_loss", "val_physics")})
+        metric = record.get("val_physics") if self.select_by == "physics" else val
+        if metric is not None and math.isfinite(metric) and metric < state.best_val:
+            state.best_val, state.since_best, state.best_epoch = float(metric), 0, epoch + 1
+            self.eval_generator.meta.update(epoch=epoch + 1, step=state.step)
+            self.eval_generator.save(self.best_path)
+        elif metric is not None:
+            state.since_best += 1
+        stop = None
+        if config.patience is not None and state.since_best >= config.patience:
+            stop = f"no improvement of {self.select_by} in {config.patience} evaluations"
+        if config.max_minutes is not None and elapsed > 60 * config.max_minutes:
+            stop = stop or f"max_minutes={config.max_minutes} reached after {elapsed / 60:.1f} min"
+        self.raw_generator.meta.update(best_epoch=state.best_epoch)
+        return record, stop
 
-                tstate = {
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "best_val": best_val,
-                    "best_epoch": best_epoch,
-                    "since_best": since_best,
-                    "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                    "schedulers": {k: sc.state_dict() for k, sc in schedulers.items()},
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "torch_rng": torch.get_rng_state(),
-                    "torch_rng_by_rank": [r[0] for r in rng_by_rank] if rng_by_rank else None,
-                    "cuda_rng": cuda_rng,
-                    "cuda_rng_by_rank": [r[1] for r in rng_by_rank] if rng_by_rank and cuda_rng is not None else None,
-                    "world_size": dist.world,
-                }
-                raw_generator.meta.update(epoch=epoch + 1, step=step)
-                raw_generator.save(last_path, trainer_state=tstate)
-
-                try:
-                    for callback in callbacks:
-                        callback(epoch + 1, dict(record))
-                except StopTraining as stop:
-                    local_stop = f"stopped by callback ({stop})"
-                local_stop = stop_reason or local_stop
-            stop_reason = dist.broadcast(local_stop)
-            if stop_reason:
-                if dist.main:
-                    log.info("stopping: %s", stop_reason)
-                break
-    finally:
-        bar.close()
+    def _log(self, record: dict, writer) -> None:
+        """Append the epoch's row to ``train_log.csv`` (and TensorBoard)."""
+        if self.columns is None:
+            self.columns = list(record) + (["val_physics"] if self.select_by == "physics"
+                                           and "val_physics" not in record else [])
+            with self.log_path.open("w", newline="") as fh:
+                csv.writer(fh).writerow(self.columns)
+        with self.log_path.open("a", newline="") as fh:
+            csv.writer(fh).writerow([_fmt(record.get(c, "")) for c in self.columns])
         if writer is not None:
-            writer.close()
-        model.set_ddp_wrappers(None)
-    if dist.main and best_epoch is None:
-        # no finite selection metric in this run (e.g. NaN validation loss): keep the last
-        # weights — never a best.pt left in out_dir by an earlier run
-        eval_generator.meta.update(epoch=raw_generator.meta.get("epoch"), step=step)
-        eval_generator.save(best_path)
-    payload = dist.broadcast(load_checkpoint(best_path) if dist.main else None)
-    return domain.from_payload(payload, source=str(best_path))
+            for k, v in record.items():
+                if k not in ("epoch", "seconds") and isinstance(v, float) and math.isfinite(v):
+                    writer.add_scalar(k, v, record["epoch"])
+            writer.flush()
+
+    def _trainer_state(self, state: TrainState, cuda_rng, rng_by_rank) -> dict:
+        """The ``trainer`` entry of ``last.pt``: :class:`TrainState` plus optimiser, EMA and RNG states."""
+        return {
+            **dataclasses.asdict(state),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: sc.state_dict() for k, sc in self.schedulers.items()},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "torch_rng": torch.get_rng_state(),
+            "torch_rng_by_rank": [r[0] for r in rng_by_rank] if rng_by_rank else None,
+            "cuda_rng": cuda_rng,
+            "cuda_rng_by_rank": [r[1] for r in rng_by_rank] if rng_by_rank and cuda_rng is not None else None,
+            "world_size": self.dist.world,
+        }
+
+
+def _load_weights(model, init_from, family: str) -> None:
+    """Initialise ``model`` with the weights of the checkpoint ``init_from`` (transfer learning)."""
+    source = load_checkpoint(init_from)
+    try:
+        model.load_state_dict(source["model"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"{init_from}: key 'model': expected weights of a {family} model with "
+            f"{model.hparams}, found family {source['family']!r} with {source['hparams']} "
+            f"({str(err).splitlines()[0]})"
+        ) from None
 
 
 def _check_sync(model, dist: _Dist) -> None:
@@ -540,46 +612,6 @@ def _check_sync(model, dist: _Dist) -> None:
             f"optimiser step ({prints}); its training_step must call every module of ddp_modules() "
             "through self.wrapped(name) so that DistributedDataParallel averages the gradients"
         )
-
-
-def _end_of_epoch(epoch, step, means, stop_reason, config, select_by, eval_model, eval_generator,
-                  raw_generator, x_val, c_val, phys_data, optimizers, best_val, since_best, best_epoch, t0,
-                  best_path, domain):
-    """Rank 0's part of an epoch's end: validate, select, and decide about stopping early.
-
-    Returns ``(record, stop_reason, best_val, since_best, best_epoch)``.
-    """
-    eval_model.eval()
-    with torch.no_grad():
-        vals = [float(eval_model.validation_loss(x_val[s : s + 4096], c_val[s : s + 4096]))
-                for s in range(0, len(x_val), 4096)]
-    val = float(np.mean(vals)) if vals else float("nan")
-    record: dict = {"epoch": epoch + 1, "step": step}
-    # each logged key averaged over the steps that reported it (a GAN's generator loss
-    # exists on every n_critic-th step only)
-    record.update({f"train_{k}": v for k, v in means.items()})
-    record["val_loss"] = val
-    last_epoch = epoch + 1 == config.epochs or stop_reason is not None
-    if select_by == "physics" and ((epoch + 1) % config.eval_every == 0 or last_epoch):
-        record["val_physics"] = domain.physics_score(eval_generator, phys_data, seed=config.seed)
-    record["lr"] = next(iter(optimizers.values())).param_groups[0]["lr"]
-    elapsed = time.monotonic() - t0
-    record["seconds"] = round(elapsed, 1)
-
-    metric = record.get("val_physics") if select_by == "physics" else val
-    if metric is not None and math.isfinite(metric) and metric < best_val:
-        best_val, since_best, best_epoch = float(metric), 0, epoch + 1
-        eval_generator.meta.update(epoch=epoch + 1, step=step)
-        eval_generator.save(best_path)
-    elif metric is not None:
-        since_best += 1
-    stop = None
-    if config.patience is not None and since_best >= config.patience:
-        stop = f"no improvement of {select_by} in {config.patience} evaluations"
-    if config.max_minutes is not None and elapsed > 60 * config.max_minutes:
-        stop = stop or f"max_minutes={config.max_minutes} reached after {elapsed / 60:.1f} min"
-    raw_generator.meta.update(best_epoch=best_epoch)
-    return record, stop, best_val, since_best, best_epoch
 
 
 def _truncate_log(path: Path, epochs: int) -> list[str] | None:

@@ -60,9 +60,11 @@ import yaml
 from hepgen._io import atomic_path
 from hepgen.config import TrainConfig
 from hepgen.data.formats import ShowerData
-from hepgen.evaluate import feature_edges
+from hepgen.domains.showers.evaluate import feature_edges
 from hepgen.metrics.distances import ks_statistic, separation_power
 from hepgen.metrics.observables import high_level_features
+from hepgen.models import MODEL_FAMILIES
+from hepgen.train import trainer
 
 __all__ = [
     "OBJECTIVES",
@@ -80,7 +82,7 @@ __all__ = [
     "make_storage",
     "open_study",
     "parse_space",
-    "physics_score",
+    "holdout_score",
     "run_study",
     "sep_power_score",
     "split_holdout",
@@ -275,8 +277,6 @@ def check_space(space: Mapping[str, ParamSpec], config: TrainConfig) -> None:
     Raises:
         ValueError naming the key and the family's arguments.
     """
-    from hepgen.models import MODEL_FAMILIES  # lazy: keeps torch out of space parsing
-
     families = {config.family}
     if "family" in space and space["family"].type == "categorical":
         families = set(space["family"].choices)
@@ -334,7 +334,7 @@ def sep_power_score(real: Mapping[str, np.ndarray], generated: Mapping[str, np.n
     Arguments:
         real, generated: ``{feature: (N,) values}`` with the same keys (e.g. from
             :func:`hepgen.metrics.high_level_features`).
-        n_bins: bins per histogram (:func:`hepgen.evaluate.feature_edges`).
+        n_bins: bins per histogram (:func:`hepgen.domains.showers.evaluate.feature_edges`).
 
     Returns:
         ``mean_f S_f`` in [0, 1]; equals ``evaluate(...)["separation_power_mean"]``.
@@ -361,7 +361,7 @@ def ks_nll_score(real: Mapping[str, np.ndarray], generated: Mapping[str, np.ndar
     return float(total)
 
 
-def physics_score(real: ShowerData, generated_showers: np.ndarray, objective: str = "sep_power",
+def holdout_score(real: ShowerData, generated_showers: np.ndarray, objective: str = "sep_power",
                   geometry=None, n_bins: int = 30) -> float:
     """Score generated showers against real ones on the CaloChallenge high-level features.
 
@@ -376,10 +376,10 @@ def physics_score(real: ShowerData, generated_showers: np.ndarray, objective: st
         raise ValueError(f"objective: expected one of {list(OBJECTIVES)}, found {objective!r}")
     geometry = geometry or real.geometry
     if geometry is None:
-        raise ValueError("physics_score: the held-out sample has no geometry")
+        raise ValueError("holdout_score: the held-out sample has no geometry")
     generated_showers = np.asarray(generated_showers)
     if len(generated_showers) != len(real):
-        raise ValueError(f"physics_score: expected {len(real)} generated showers (one per held-out "
+        raise ValueError(f"holdout_score: expected {len(real)} generated showers (one per held-out "
                          f"shower), found {len(generated_showers)}")
     fr = high_level_features(real.showers, real.incident_energies, geometry)
     fg = high_level_features(generated_showers, real.incident_energies, geometry)
@@ -557,8 +557,6 @@ class _TrialObjective:
     """The callable handed to ``study.optimize``: train, prune via the trainer callback, score."""
 
     def __init__(self, data, holdout, space, base, out_dir, objective, prune_on, train_fn, n_bins, seed):
-        from hepgen.train import trainer  # lazy: torch is imported only when training
-
         self.train_fn = train_fn or trainer.train
         self.stop = trainer.StopTraining
         self.data, self.holdout, self.space, self.base = data, holdout, space, base
@@ -569,8 +567,6 @@ class _TrialObjective:
         """The record key reported to the pruner: ``auto`` follows the trainer's checkpoint selection."""
         if self.prune_on != "auto":
             return self.prune_on
-        from hepgen.models import MODEL_FAMILIES  # lazy: torch
-
         select_by = config.select_by
         if select_by == "auto":  # as the trainer resolves it
             family = MODEL_FAMILIES.get(config.family)
@@ -609,7 +605,7 @@ class _TrialObjective:
         ho = self.holdout
         conds = {k: ho.conditions[k] for k in generator.condition_names}
         showers = generator.sample(ho.incident_energies[:, 0], conds, seed=self.seed)
-        score = physics_score(ho, showers, self.objective, n_bins=self.n_bins)
+        score = holdout_score(ho, showers, self.objective, n_bins=self.n_bins)
         checkpoint = trial_dir / "best.pt"
         if not checkpoint.is_file():
             checkpoint = trial_dir / "last.pt"

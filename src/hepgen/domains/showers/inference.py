@@ -11,7 +11,7 @@ in between, so the same module is benchmarked (:mod:`hepgen.bench`), exported to
                                                             └─► showers (B, n_voxels) MeV
 
 * :class:`ConditionEncoder` and :class:`FeatureDecoder` re-implement
-  :class:`~hepgen.data.transforms.ShowerPreprocessor`'s condition transform and inverse in
+  :class:`~hepgen.domains.showers.preprocessing.ShowerPreprocessor`'s condition transform and inverse in
   float32 torch ops (tested against the numpy originals).
 * The sampler is the model's deterministic ``sample_from_noise(c, z)``.  For the ``flow``
   family with affine transforms, :class:`PrunedAffineFlow` computes the same function
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hepgen.data.transforms import ShowerPreprocessor
+from hepgen.domains.showers.preprocessing import ShowerPreprocessor
 from hepgen.models import GenerativeModel
 
 __all__ = [
@@ -149,7 +149,7 @@ class NoiseSampler(nn.Module):
         super().__init__()
         if model.noise_dim is None:
             raise ValueError(f"model family {model.family!r} has no noise → sample map (noise_dim is None); "
-                             "it cannot be exported or sampled through hepgen.inference")
+                             "it cannot be exported or sampled through hepgen.domains.showers.inference")
         self.model = model
         self.noise_dim = int(model.noise_dim)
 
@@ -385,9 +385,19 @@ class ShowerSampler(nn.Module):
     ``condition_names`` order) → ``(B, n_voxels)`` float32 MeV.
 
     Example:
-        >>> s = ShowerSampler.from_generator(ShowerGenerator.load("best.pt"))
-        >>> e = torch.full((4, 1), 1e4)
-        >>> showers = s(e, torch.randn(4, s.noise_dim))       # (4, n_voxels)
+        A generator with an untrained 2-transform flow on 6 voxels (a checkpoint's
+        ``ShowerGenerator.load("best.pt")`` goes the same way):
+
+        >>> from hepgen.models import build_model
+        >>> rng = np.random.default_rng(0)
+        >>> e_inc = rng.uniform(1e3, 1e4, (20, 1))
+        >>> pre = ShowerPreprocessor([3, 3]).fit(rng.exponential(1.0, (20, 6)) * e_inc / 12, e_inc)
+        >>> model = build_model("flow", n_features=pre.n_features, n_conditions=1, transforms=2,
+        ...                     hidden_features=8, n_hidden=1)
+        >>> s = ShowerSampler(build_sampler(model), pre)
+        >>> showers = s(torch.full((4, 1), 1e4), torch.randn(4, s.noise_dim))
+        >>> tuple(showers.shape), bool((showers >= 0).all())
+        ((4, 6), True)
     """
 
     def __init__(self, sampler: nn.Module, preprocessor: ShowerPreprocessor) -> None:
@@ -402,7 +412,7 @@ class ShowerSampler(nn.Module):
 
     @classmethod
     def from_generator(cls, generator, fast: bool = True) -> ShowerSampler:
-        """Build from a :class:`~hepgen.pipeline.ShowerGenerator` (see :func:`build_sampler`)."""
+        """Build from a :class:`~hepgen.domains.showers.generator.ShowerGenerator` (see :func:`build_sampler`)."""
         return cls(build_sampler(generator.model, fast=fast), generator.preprocessor).eval()
 
     def forward(self, incident_energy: torch.Tensor, noise: torch.Tensor | None,

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from hepgen import __version__
+from hepgen._io import write_metrics
 from hepgen.data.jets import JetData, read_jets
+from hepgen.domains.jets.report import save_jet_figures, write_jet_report
 from hepgen.metrics.jets import (
     PARTICLE_FEATURE_NAMES,
     W1EFP_EFPS,
@@ -32,6 +34,7 @@ from hepgen.metrics.jets import (
     jet_observables,
     w1_batches,
 )
+from hepgen.metrics.multivariate import fpd, kpd
 
 __all__ = ["JET_METRICS_SCHEMA", "evaluate_jet_files", "evaluate_jets"]
 
@@ -104,7 +107,7 @@ def _evaluate_group(real: JetData, gen: JetData, ref: JetData | None, seed: int,
     samples = {"real": a, "generated": gen, "floor": b}
     obs = {k: jet_observables(v.particle_features) for k, v in samples.items()}
     # jet_features of generated jets hold the generation conditions (pT, η, multiplicity) and
-    # the mass of the stored constituents only (hepgen.jet_pipeline): comparing them with the
+    # the mass of the stored constituents only (hepgen.domains.jets.generator): comparing them with the
     # reference's all-constituent features would show either identity or a definition
     # mismatch, not the model's quality — skip them then
     from_conditions = any(v.attrs.get("jet_features_from") == "conditions" for v in samples.values())
@@ -135,8 +138,6 @@ def _evaluate_group(real: JetData, gen: JetData, ref: JetData | None, seed: int,
         res["w1efp"] = _entry(we.mean(axis=1), we_f.mean(axis=1))
         res["w1efp"]["per_efp"] = [_entry(we[:, k], we_f[:, k]) for k in range(len(cols))]
         if fpd_kpd:
-            from hepgen.metrics.multivariate import fpd, kpd
-
             for name, fn, extra in (("fpd", fpd, fpd_kwargs), ("kpd", kpd, kpd_kwargs)):
                 v, e = fn(efp["real"], efp["generated"], seed=seed, **extra)
                 vf, ef = fn(efp["real"], efp["floor"], seed=seed, **extra)
@@ -216,8 +217,6 @@ def evaluate_jet_files(real_path: str | os.PathLike, generated_path: str | os.Pa
     Returns:
         the metrics dict, with ``inputs`` = the paths.
     """
-    from hepgen.evaluate import write_metrics
-
     real = read_jets(real_path, n_particles=n_particles)
     gen = read_jets(generated_path, n_particles=n_particles)
     ref = None if real_reference_path is None else read_jets(real_reference_path, n_particles=n_particles)
@@ -233,8 +232,6 @@ def evaluate_jet_files(real_path: str | os.PathLike, generated_path: str | os.Pa
         out.mkdir(parents=True, exist_ok=True)
         write_metrics(metrics, out / "metrics.json")
         if report:
-            from hepgen.report.jets import save_jet_figures, write_jet_report
-
             figures = save_jet_figures(out, details)
             write_jet_report(metrics, out, figures)
     return metrics

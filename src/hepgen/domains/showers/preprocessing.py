@@ -57,9 +57,16 @@ class ShowerPreprocessor:
         alpha: logit regulariser.
 
     Example:
+        >>> rng = np.random.default_rng(0)
+        >>> energies = rng.uniform(1e3, 1e4, (50, 1))                    # MeV
+        >>> showers = rng.exponential(1.0, (50, 8)) * energies / 16      # (N, 8) MeV
         >>> pre = ShowerPreprocessor(layer_sizes=[4, 4]).fit(showers, energies)
-        >>> x = pre.transform(showers, energies, rng)        # (N, 2 + 8)
-        >>> back = pre.inverse(x, energies)                  # (N, 8) MeV
+        >>> x = pre.transform(showers, energies, rng)
+        >>> x.shape                                                      # 2 layer energies + 8 voxels
+        (50, 10)
+        >>> back = pre.inverse(x, energies)                              # (N, 8) MeV
+        >>> bool(np.allclose(back, showers, rtol=1e-2, atol=0.05))
+        True
     """
 
     layer_sizes: Sequence[int]

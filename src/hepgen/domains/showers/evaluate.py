@@ -18,8 +18,6 @@ memorisation), ``regression`` (conditions regressed from the showers) and ``clas
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -27,13 +25,17 @@ from typing import NamedTuple
 import numpy as np
 
 from hepgen import __version__
-from hepgen._io import atomic_path
+from hepgen._io import write_metrics
 from hepgen.data.formats import ShowerData, read_showers
+from hepgen.data.geometry import geometry_from_dict, load_geometry
+from hepgen.domains.showers.plots import save_all
+from hepgen.domains.showers.report import write_report
 from hepgen.metrics.classifier import (
     classifier_two_sample_test,
     high_level_inputs,
     low_level_inputs,
 )
+from hepgen.metrics.correlation import fisher_z_test
 from hepgen.metrics.distances import (
     binning_for,
     jensen_shannon,
@@ -41,6 +43,13 @@ from hepgen.metrics.distances import (
     separation_power,
     wasserstein_1d,
 )
+from hepgen.metrics.diversity import (
+    birthday_support_size,
+    mean_pairwise_ssim,
+    mode_collapse_indicators,
+    nearest_neighbour_memorisation,
+)
+from hepgen.metrics.multivariate import fpd, kpd, mmd_gaussian, prdc
 from hepgen.metrics.observables import (
     cell_energies,
     depth_observables,
@@ -50,6 +59,7 @@ from hepgen.metrics.observables import (
     layer_correlation,
     response_resolution,
 )
+from hepgen.metrics.regression import condition_regression, condition_targets, regression_inputs
 
 __all__ = [
     "FAST_GROUPS",
@@ -63,8 +73,7 @@ __all__ = [
     "layer_images",
     "normal_scores",
     "resolve_groups",
-    "write_metrics",
-    "write_outputs",
+        "write_outputs",
 ]
 
 METRICS_SCHEMA = "hepgen.metrics/1"
@@ -322,8 +331,6 @@ def normal_scores(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def _correlation(xr: np.ndarray, xg: np.ndarray, names: list[str], extra: dict, seed: int) -> dict:
     """Fisher-z test of the normal-score correlation matrices, with a real-vs-real reference."""
-    from hepgen.metrics.correlation import fisher_z_test
-
     if min(len(xr), len(xg)) < 4:
         return {"fisher_z": None}
     gr, gg = normal_scores(xr, xg)
@@ -377,8 +384,6 @@ def _multivariate(xr: np.ndarray, xg: np.ndarray, seed: int, max_points: int) ->
     what an ideal generator would score with these sample sizes.  PRDC and MMD use at most
     ``max_points`` rows of each.
     """
-    from hepgen.metrics.multivariate import fpd, kpd, mmd_gaussian, prdc
-
     xr, xg = _standardise(xr, xg)
     if xr.shape[1] == 0 or len(xr) < 40 or len(xg) < 20:
         return None
@@ -425,13 +430,6 @@ def layer_images(showers: np.ndarray, incident_energies: np.ndarray, geometry) -
 
 def _diversity(real, generated, geometry, xr, xg, xt, seed, max_points) -> dict:
     """SSIM of random pairs per layer, birthday support, mode-collapse indicators, memorisation."""
-    from hepgen.metrics.diversity import (
-        birthday_support_size,
-        mean_pairwise_ssim,
-        mode_collapse_indicators,
-        nearest_neighbour_memorisation,
-    )
-
     out: dict = {}
     # SSIM: pairs within each sample, per layer image, same data range for both samples
     ir = layer_images(real.showers, real.incident_energies, geometry)
@@ -482,36 +480,11 @@ def _diversity(real, generated, geometry, xr, xg, xt, seed, max_points) -> dict:
 
 def _regression(real, generated, fr, fg, seed) -> dict:
     """Regress log E_inc and the other conditions from the features: real-trained, applied to both."""
-    from hepgen.metrics.regression import condition_regression, condition_targets, regression_inputs
-
     if len(real) < 40 or len(generated) < 2:
         return {}
     tr = condition_targets(real.incident_energies, real.conditions)
     tg = condition_targets(generated.incident_energies, generated.conditions)
     return condition_regression(regression_inputs(fr), tr, regression_inputs(fg), tg, seed=seed)
-
-
-def _json_safe(obj):
-    """NaN/inf → None and numpy scalars → Python, so that metrics.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
-def write_metrics(metrics: dict, path: str | os.PathLike) -> Path:
-    """Write ``metrics`` as strict JSON (NaN → null), atomically; ROC arrays are never included."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(_json_safe(metrics), indent=2, sort_keys=True, allow_nan=False))
-    return path
 
 
 def write_outputs(metrics: dict, real: ShowerData, generated: ShowerData, out_dir, details=None,
@@ -523,16 +496,11 @@ def write_outputs(metrics: dict, real: ShowerData, generated: ShowerData, out_di
     tuple); without it the features are recomputed and the ROC and feature-correlation
     figures are left out.  ``sep_threshold`` and ``p_threshold`` set the report's flags.
     """
-    from hepgen.report.html import write_report
-    from hepgen.report.plots import save_all
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(metrics, out / "metrics.json")
     geometry = real.geometry or generated.geometry
     if geometry is None or geometry.to_dict() != metrics["geometry"]:
-        from hepgen.data.geometry import geometry_from_dict
-
         geometry = geometry_from_dict(metrics["geometry"])
     if details is None:
         fr = high_level_features(real.showers, real.incident_energies, geometry)
@@ -570,7 +538,7 @@ def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLi
         n_bins: bins per histogram.
         groups: metric groups (see :func:`resolve_groups`; default all).
         train_path: the model's training showers (HDF5), for the memorisation test.
-        sep_threshold, p_threshold: flag thresholds of the report (:func:`hepgen.report.write_report`).
+        sep_threshold, p_threshold: flag thresholds of the report (:func:`hepgen.domains.showers.report.write_report`).
         max_points: subsample size of the O(N²) metrics (see :func:`evaluate`).
 
     Returns:
@@ -581,8 +549,6 @@ def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLi
             holds a geometry and none is given.
     """
     if geometry is not None and not hasattr(geometry, "n_voxels"):
-        from hepgen.data.geometry import load_geometry
-
         geometry = load_geometry(geometry)
     real = read_showers(real_path, geometry)
     generated = read_showers(generated_path, geometry)

@@ -1,4 +1,9 @@
-"""A trained shower generator: model + preprocessing + geometry, saved and loaded together."""
+"""The trained shower generator: model + preprocessing + geometry, saved and loaded together.
+
+:class:`ShowerGenerator` turns a model's samples into showers in MeV; :func:`sample_to_file`
+streams many of them into a CaloChallenge HDF5 file in resumable chunks.  Checkpoints carry
+``kind = "showers"`` (those written before kinds were recorded have none and load too).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,13 @@ import torch
 from tqdm.auto import tqdm
 
 from hepgen import __version__
-from hepgen.data.geometry import Geometry, geometry_from_dict
-from hepgen.data.transforms import ShowerPreprocessor
-from hepgen.models import GenerativeModel, build_model
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
+from hepgen.data.formats import ShowerData
+from hepgen.data.geometry import Geometry, geometry_from_dict
+from hepgen.data.stream import chunk_seed, file_sha256, stream_showers
+from hepgen.domains.showers.inference import ShowerSampler
+from hepgen.domains.showers.preprocessing import ShowerPreprocessor
+from hepgen.models import GenerativeModel, build_model
 
 __all__ = ["ShowerGenerator", "sample_to_file"]
 
@@ -23,10 +31,12 @@ class ShowerGenerator:
 
     Arguments:
         model: a trained :class:`~hepgen.models.GenerativeModel` on preprocessed features.
-        preprocessor: the fitted :class:`~hepgen.data.transforms.ShowerPreprocessor`.
+        preprocessor: the fitted :class:`~hepgen.domains.showers.preprocessing.ShowerPreprocessor`.
         geometry: the voxel geometry of the training data.
         meta: JSON-able facts about training (energy range, condition ranges, config).
     """
+
+    kind = "showers"
 
     def __init__(self, model: GenerativeModel, preprocessor: ShowerPreprocessor, geometry: Geometry, meta=None):
         self.model = model
@@ -63,11 +73,19 @@ class ShowerGenerator:
             out[s : s + batch_size] = self.preprocessor.inverse(x, e[s : s + batch_size])
         return out
 
+    def sample_like(self, data: ShowerData, seed: int = 0, batch_size: int = 1_000,
+                    progress: bool = False) -> ShowerData:
+        """Generated showers at ``data``'s incident energies and conditions (same geometry)."""
+        showers = self.sample(data.incident_energies, data.conditions, seed=seed, batch_size=batch_size,
+                              progress=progress)
+        return ShowerData(showers, data.incident_energies, dict(data.conditions), self.geometry)
+
     def save(self, path: Union[str, os.PathLike], trainer_state: dict | None = None) -> None:
         save_checkpoint(
             path,
             {
                 "hepgen_version": __version__,
+                "kind": self.kind,
                 "family": self.model.family,
                 "hparams": self.model.hparams,
                 "model": self.model.state_dict(),
@@ -87,7 +105,7 @@ class ShowerGenerator:
     def from_payload(cls, payload: dict, source: str = "<checkpoint>") -> "ShowerGenerator":
         if payload.get("kind", "showers") != "showers":
             raise ValueError(f"{source}: key 'kind': expected a shower checkpoint, found {payload.get('kind')!r} "
-                             "(jet checkpoints: hepgen.jet_pipeline.JetGenerator, `hepgen sample-jets`)")
+                             "(jet checkpoints: hepgen.domains.jets.generator.JetGenerator, `hepgen sample-jets`)")
         try:
             model = build_model(payload["family"], **payload["hparams"])
             model.load_state_dict(payload["model"])
@@ -104,20 +122,16 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
 
     Families with a noise → sample map draw the chunk's noise at once from a generator
     seeded with :func:`~hepgen.data.stream.chunk_seed` and run the
-    :class:`~hepgen.inference.ShowerSampler` batch by batch (the showers depend on
+    :class:`~hepgen.domains.showers.inference.ShowerSampler` batch by batch (the showers depend on
     ``batch_size`` and the thread count only through float rounding: BLAS kernels are not
     batch-invariant); other families fall back to :meth:`ShowerGenerator.sample` with the
     chunk's seed (the showers then depend on ``batch_size`` too).
     """
-    from hepgen.data.stream import chunk_seed
-
     if gen.model.noise_dim is None:
         def sample_chunk(energies, conditions, index):
             return gen.sample(energies, conditions, seed=chunk_seed(seed, index), batch_size=batch_size)
 
         return sample_chunk, {"sampler": "model.sample", "batch_size": int(batch_size)}
-
-    from hepgen.inference import ShowerSampler
 
     sampler = ShowerSampler.from_generator(gen, fast=fast)
 
@@ -166,13 +180,11 @@ def sample_to_file(
         resume: continue an interrupted job (same arguments) from ``<path>.partial``.
         progress: show a progress bar.
         compression: HDF5 compression of the showers.
-        fast: use the pruned flow sampler where available (see :mod:`hepgen.inference`).
+        fast: use the pruned flow sampler where available (see :mod:`hepgen.domains.showers.inference`).
 
     Returns:
         the summary dict of :func:`~hepgen.data.stream.stream_showers`.
     """
-    from hepgen.data.stream import file_sha256, stream_showers
-
     if int(batch_size) < 1:
         raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
     digest = file_sha256(checkpoint) if checkpoint is not None else None

@@ -1,6 +1,6 @@
 """A trained jet generator: model + jet preprocessing, saved and loaded together.
 
-The jets counterpart of :class:`hepgen.pipeline.ShowerGenerator`.  Checkpoints have the same
+The jets counterpart of :class:`hepgen.domains.showers.generator.ShowerGenerator`.  Checkpoints have the same
 format (``hepgen.checkpoint/1``) with ``kind = "jets"`` and no geometry.
 """
 
@@ -13,11 +13,11 @@ import torch
 from tqdm.auto import tqdm
 
 from hepgen import __version__
-from hepgen.data.jet_transforms import JetPreprocessor
+from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.data.jets import JetData, jet_type_index
+from hepgen.domains.jets.preprocessing import JetPreprocessor
 from hepgen.metrics.jets import jet_mass
 from hepgen.models import GenerativeModel, build_model
-from hepgen.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["JetGenerator"]
 
@@ -27,7 +27,7 @@ class JetGenerator:
 
     Arguments:
         model: a trained jets family (``data_kind == "jets"``) on preprocessed clouds.
-        preprocessor: the fitted :class:`~hepgen.data.jet_transforms.JetPreprocessor`.
+        preprocessor: the fitted :class:`~hepgen.domains.jets.preprocessing.JetPreprocessor`.
         meta: JSON-able facts about training.
     """
 

@@ -1,4 +1,4 @@
-"""Figures and HTML report of the jet evaluation (:mod:`hepgen.evaluate_jets`); no metric computed here."""
+"""Figures and HTML report of the jet evaluation (:mod:`hepgen.domains.jets.evaluate`); no metric computed here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from hepgen._io import atomic_path
 from hepgen.metrics.distances import binning_for, histogram
-from hepgen.report.plots import DPI, GEN, REAL, _draw_ratio, _ratio_axes, _style
+from hepgen.report.style import DPI, GEN, REAL, draw_ratio, figure_style, ratio_axes
 
 __all__ = ["OBSERVABLE_LABELS", "plot_jet_histograms", "save_jet_figures", "write_jet_report"]
 
@@ -52,7 +52,7 @@ def plot_jet_histograms(path, samples: dict, title: str) -> None:
     names = list(samples)
     ncol = min(4, len(names))
     nrow = int(np.ceil(len(names) / ncol))
-    with _style():
+    with figure_style():
         height = 3.5 * nrow + 0.7
         fig = Figure(figsize=(max(4.0 * ncol, 5.5), height))
         grid = fig.add_gridspec(nrow, ncol, hspace=0.42, wspace=0.32, left=0.06 if ncol > 1 else 0.16,
@@ -62,7 +62,7 @@ def plot_jet_histograms(path, samples: dict, title: str) -> None:
             s = {key: v[np.isfinite(v)] for key, v in s.items()}
             log_x = name in _LOG and all((v > 0).any() for v in s.values())
             edges = binning_for(s["real"], s["generated"], 30, log=log_x)
-            ax, rax = _ratio_axes(fig, grid[k // ncol, k % ncol])
+            ax, rax = ratio_axes(fig, grid[k // ncol, k % ncol])
             centres = np.sqrt(edges[1:] * edges[:-1]) if log_x else 0.5 * (edges[1:] + edges[:-1])
             h_ref, d_ref, _ = _density(s["real"], edges, log_x)
             top = 0.0
@@ -74,7 +74,7 @@ def plot_jet_histograms(path, samples: dict, title: str) -> None:
                 if key != "real":
                     ratio = np.divide(d, d_ref, out=np.full_like(d, np.nan), where=h_ref > 0)
                     rerr = np.divide(e, d_ref, out=np.full_like(d, np.nan), where=h_ref > 0)
-                    _draw_ratio(rax, centres, ratio, rerr, color=style["color"])
+                    draw_ratio(rax, centres, ratio, rerr, color=style["color"])
             ax.set_ylim(0, 1.3 * top if top > 0 else 1.0)
             ax.set_ylabel("density per decade" if log_x else "density (unit area)", fontsize=8)
             if log_x:
@@ -132,7 +132,7 @@ def _ratio(entry: dict) -> str:
 
 
 def write_jet_report(metrics: dict, out_dir, figures=(), title: str = "hepgen jet validation report") -> Path:
-    """Write ``out_dir/report.html`` (atomically) from the metrics of :func:`hepgen.evaluate_jets.evaluate_jets`.
+    """Write ``out_dir/report.html`` (atomically) from the metrics of :func:`hepgen.domains.jets.evaluate.evaluate_jets`.
 
     Every metric is shown beside its real-vs-real floor and the ratio metric / floor
     (≈ 1 or below: the generated jets are as close to the reference as an independent

@@ -7,7 +7,6 @@ global state or the interactive backend of a notebook that imports hepgen.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import matplotlib as mpl
@@ -25,6 +24,7 @@ from hepgen.metrics.observables import (
     radial_profile,
     resolution_model,
 )
+from hepgen.report.style import DPI, GEN, REAL, draw_ratio, figure_style, ratio_axes
 
 __all__ = [
     "plot_average_showers",
@@ -37,72 +37,6 @@ __all__ = [
     "plot_roc",
     "save_all",
 ]
-
-REAL = dict(color="black", label="reference")
-GEN = dict(color="tab:red", label="generated")
-RATIO_RANGE = (0.5, 1.5)
-DPI = 80
-
-_RC = {
-    "font.size": 10,
-    "axes.labelsize": 10,
-    "axes.titlesize": 10,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "legend.fontsize": 8,
-    "legend.frameon": False,
-    "figure.titlesize": 13,
-    "axes.linewidth": 1.0,
-    "xtick.major.size": 5,
-    "ytick.major.size": 5,
-    "xtick.minor.size": 2.5,
-    "ytick.minor.size": 2.5,
-    "savefig.dpi": DPI,
-    # minor ticks on every side of dozens of small panels cost most of the drawing time
-    "xtick.minor.visible": False,
-    "ytick.minor.visible": False,
-}
-
-
-@contextlib.contextmanager
-def _style():
-    """mplhep's CMS look (ticks inside, on all sides) with fonts sized for grids of small panels."""
-    try:
-        import mplhep
-
-        base = mplhep.style.CMS
-    except ImportError:  # pragma: no cover - mplhep is a dependency; degrade to plain matplotlib
-        base = {}
-    with mpl.style.context([base, _RC]):
-        yield
-
-
-def _ratio_axes(fig, spec):
-    sub = spec.subgridspec(2, 1, height_ratios=[3, 1], hspace=0.06)
-    ax = fig.add_subplot(sub[0])
-    rax = fig.add_subplot(sub[1], sharex=ax)
-    ax.tick_params(labelbottom=False)
-    return ax, rax
-
-
-def _draw_ratio(rax, x, ratio, err=None, color=GEN["color"]):
-    """Ratio points in range; points outside drawn as triangles on the panel edge."""
-    lo, hi = RATIO_RANGE
-    ok = np.isfinite(ratio)
-    inside = ok & (ratio >= lo) & (ratio <= hi)
-    if err is None:
-        rax.plot(x[inside], ratio[inside], "o", color=color, ms=2.5)
-    else:
-        rax.errorbar(x[inside], ratio[inside], yerr=err[inside], fmt="o", color=color, ms=2.5, lw=0.8)
-    rax.plot(x[ok & (ratio > hi)], np.full((ok & (ratio > hi)).sum(), hi - 0.02 * (hi - lo)), "^",
-             color=color, ms=4)
-    rax.plot(x[ok & (ratio < lo)], np.full((ok & (ratio < lo)).sum(), lo + 0.02 * (hi - lo)), "v",
-             color=color, ms=4)
-    rax.axhline(1.0, color="black", lw=0.8)
-    rax.set_ylim(lo, hi)
-    rax.set_yticks([0.75, 1.0, 1.25])
-    rax.set_ylabel("gen/ref", fontsize=8)
-
 
 def _hist_with_ratio(ax, rax, a, b, edges, sep=None, log_x=False, legend=False, log_y=False):
     """Normalised step histograms of reference and generated, with the ratio gen/ref below.
@@ -139,7 +73,7 @@ def _counts_with_ratio(ax, rax, ha, hb, var_a, var_b, edges, sep=None, log_x=Fal
     rerr = np.divide(eb, da, out=np.full_like(da, np.nan), where=ha > 0)
     band = np.divide(np.sqrt(var_a), ha, out=np.zeros_like(ha), where=ha > 0)
     rax.stairs(1 + band, edges, baseline=1 - band, fill=True, color="grey", alpha=0.35, lw=0)
-    _draw_ratio(rax, centres, ratio, rerr)
+    draw_ratio(rax, centres, ratio, rerr)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlim(edges[0], edges[-1])
@@ -162,7 +96,7 @@ def plot_feature_group(path, names, feats_real, feats_gen, edges, seps, title):
     n = len(names)
     ncol = min(4, n)
     nrow = int(np.ceil(n / ncol))
-    with _style():
+    with figure_style():
         height = 3.5 * nrow + 0.7
         width = max(4.0 * ncol, 5.5)
         fig = Figure(figsize=(width, height))
@@ -170,7 +104,7 @@ def plot_feature_group(path, names, feats_real, feats_gen, edges, seps, title):
         grid = fig.add_gridspec(nrow, ncol, hspace=0.42, wspace=0.32, left=0.06 if ncol > 1 else 0.16,
                                 right=0.98, bottom=0.55 / height, top=1 - 0.65 / height)
         for k, name in enumerate(names):
-            ax, rax = _ratio_axes(fig, grid[k // ncol, k % ncol])
+            ax, rax = ratio_axes(fig, grid[k // ncol, k % ncol])
             e = np.asarray(edges[name])
             log_x = _is_log_binning(e)
             _hist_with_ratio(ax, rax, feats_real[name], feats_gen[name], e, seps.get(name), log_x, legend=k == 0)
@@ -196,7 +130,7 @@ def plot_average_showers(path, real, generated, geometry):
     cylindrical = geometry.kind == "cylindrical"
     ncol = min(n, 8)
     nrow_per = int(np.ceil(n / ncol))
-    with _style():
+    with figure_style():
         fig = Figure(figsize=(2.2 * ncol + 1.2, 2.5 * 2 * nrow_per + 0.5))
         grid = fig.add_gridspec(2 * nrow_per, ncol, wspace=0.15, hspace=0.3)
         mesh = None
@@ -239,7 +173,7 @@ def plot_average_showers(path, real, generated, geometry):
 def plot_profiles(path, real, generated, geometry):
     """Mean longitudinal (per layer) and radial (per r bin) energy profiles, with ratios and errors of the mean."""
     real, generated = np.asarray(real, dtype=np.float64), np.asarray(generated, dtype=np.float64)
-    with _style():
+    with figure_style():
         fig = Figure(figsize=(11, 4.6))
         grid = fig.add_gridspec(1, 2, wspace=0.28)
         ler, leg = layer_energies(real, geometry), layer_energies(generated, geometry)
@@ -250,7 +184,7 @@ def plot_profiles(path, real, generated, geometry):
             (centres, rr, rg, "radial bin centre [mm]", True),
         )
         for k, (x, a, b, xlabel, radial) in enumerate(panels):
-            ax, rax = _ratio_axes(fig, grid[0, k])
+            ax, rax = ratio_axes(fig, grid[0, k])
             ma, mb = a.mean(0), b.mean(0)
             sa, sb = a.std(0) / np.sqrt(len(a)), b.std(0) / np.sqrt(len(b))
             ax.errorbar(x, ma, yerr=sa, fmt="o-", ms=3, lw=1.2, **REAL)
@@ -260,7 +194,7 @@ def plot_profiles(path, real, generated, geometry):
             ax.set_ylabel("mean energy per shower [MeV]")
             ratio = np.divide(mb, ma, out=np.full_like(ma, np.nan), where=ma > 0)
             rerr = np.divide(np.hypot(sb, ratio * sa), ma, out=np.full_like(ma, np.nan), where=ma > 0)
-            _draw_ratio(rax, np.asarray(x, dtype=float), ratio, rerr)
+            draw_ratio(rax, np.asarray(x, dtype=float), ratio, rerr)
             rax.set_xlabel(xlabel)
             if radial and np.all(x > 0) and x[-1] / x[0] > 10:
                 ax.set_xscale("log")
@@ -271,7 +205,7 @@ def plot_profiles(path, real, generated, geometry):
 
 def plot_roc(path, rocs: dict, aucs: dict):
     """ROC curves of the classifier two-sample tests (diagonal = indistinguishable)."""
-    with _style():
+    with figure_style():
         fig = Figure(figsize=(5.2, 5))
         ax = fig.add_subplot()
         for level, roc in rocs.items():
@@ -305,9 +239,9 @@ def _ticks_125(axis, lo: float, hi: float) -> None:
 def plot_response_resolution(path, rr: dict):
     """Energy response and relative resolution vs incident energy, with the fitted σ/E curves.
 
-    ``rr`` is ``metrics["response_resolution"]`` of :func:`hepgen.evaluate.evaluate`.
+    ``rr`` is ``metrics["response_resolution"]`` of :func:`hepgen.domains.showers.evaluate.evaluate`.
     """
-    with _style():
+    with figure_style():
         fig = Figure(figsize=(11, 4.6))
         grid = fig.add_gridspec(1, 2, wspace=0.28)
         ax_resp, ax_res = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
@@ -423,7 +357,7 @@ def plot_layer_correlation(path, lc: dict):
     labels = [str(i) for i in range(n)]
     diff = g - r
     dmax = max(float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.0, 0.05)
-    with _style():
+    with figure_style():
         fig = Figure(figsize=(15, 4.6))
         grid = fig.add_gridspec(1, 3, wspace=0.3, left=0.04, right=0.97, bottom=0.12, top=0.86)
         panels = ((r, "reference", "RdBu_r", -1, 1, "Pearson r"), (g, "generated", "RdBu_r", -1, 1, "Pearson r"),
@@ -441,7 +375,7 @@ def plot_layer_correlation(path, lc: dict):
 def plot_feature_correlations(path, fz: dict, chi2_text: str = ""):
     """Normal-score correlation matrices of the features (reference, generated) and the Fisher-z map.
 
-    ``fz`` is the ``fisher_z`` entry of :class:`hepgen.evaluate.EvaluationDetails.extra`:
+    ``fz`` is the ``fisher_z`` entry of :class:`hepgen.domains.showers.evaluate.EvaluationDetails.extra`:
     ``corr_a``, ``corr_b``, ``z`` (k × k) and ``names``.  Features of one group (``EC_r_0 …``)
     are labelled as a block.
     """
@@ -449,7 +383,7 @@ def plot_feature_correlations(path, fz: dict, chi2_text: str = ""):
     z = np.asarray(fz["z"], dtype=float)
     zmax = max(5.0, float(np.nanmax(np.abs(z)))) if np.isfinite(z).any() else 5.0
     zmax = min(zmax, 10.0)  # beyond ±10 everything is equally wrong; keep the colour scale readable
-    with _style():
+    with figure_style():
         fig = Figure(figsize=(19, 7.2))
         grid = fig.add_gridspec(1, 3, wspace=0.12, left=0.1, right=0.98, bottom=0.2, top=0.9)
         panels = ((fz["corr_a"], "reference", "RdBu_r", -1, 1, "correlation of normal scores"),
@@ -488,10 +422,10 @@ def plot_cell_spectrum(path, real, generated, edges, sep=None):
     edges = np.asarray(edges, dtype=np.float64)
     ha, va = _cell_counts(real, edges)
     hb, vb = _cell_counts(generated, edges)
-    with _style():
+    with figure_style():
         fig = Figure(figsize=(6.5, 5.2))
         grid = fig.add_gridspec(1, 1)
-        ax, rax = _ratio_axes(fig, grid[0, 0])
+        ax, rax = ratio_axes(fig, grid[0, 0])
         _counts_with_ratio(ax, rax, ha, hb, va, vb, edges, sep, log_x=True, legend=True, log_y=True)
         rax.set_xlabel("cell energy [MeV]")
         ax.set_ylabel("cells per decade (unit area)", fontsize=8)
@@ -511,7 +445,7 @@ def save_all(out_dir, real, generated, geometry, feats_real, feats_gen, edges, s
         rocs: level → ``{"fpr", "tpr"}``; aucs: level → AUC (both optional).
         metrics: the metrics dict; its ``response_resolution`` and ``layer_correlation``
             entries are drawn when present.
-        extra: :attr:`hepgen.evaluate.EvaluationDetails.extra` (``fisher_z``).
+        extra: :attr:`hepgen.domains.showers.evaluate.EvaluationDetails.extra` (``fisher_z``).
     """
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"

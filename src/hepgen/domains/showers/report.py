@@ -168,10 +168,10 @@ def write_report(metrics: dict, out_dir, figures=(), sep_threshold: float = 0.1,
     """Write ``out_dir/report.html`` (atomically) and return its path.
 
     Arguments:
-        metrics: the dict of :func:`hepgen.evaluate.evaluate` (keys in docs/metrics.md);
+        metrics: the dict of :func:`hepgen.domains.showers.evaluate.evaluate` (keys in docs/metrics.md);
             an optional ``timing`` dict (name → number) is shown as a "Speed" section.
         out_dir: folder of the report; figures are referenced relative to it.
-        figures: ``[(title, relative path)]``, e.g. from :func:`hepgen.report.plots.save_all`.
+        figures: ``[(title, relative path)]``, e.g. from :func:`hepgen.domains.showers.plots.save_all`.
         sep_threshold: flag features whose separation power exceeds this.
         p_threshold: flag features whose KS p-value is below this.
         title: page title.

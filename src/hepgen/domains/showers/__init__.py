@@ -1,0 +1,147 @@
+"""Calorimeter showers: CaloChallenge voxel images with their incident energies and conditions.
+
+The container and the file format are :class:`hepgen.data.formats.ShowerData` (in ``data/``
+because the simulators write them); everything else a shower needs lives here:
+
+============================  ======================================================================
+``preprocessing``             :class:`ShowerPreprocessor`, CaloFlow-style invertible features
+``generator``                 :class:`ShowerGenerator` (model + preprocessing + geometry) and
+                              :func:`sample_to_file` (resumable chunked sampling)
+``inference``                 :class:`ShowerSampler`, one torch module from inputs + noise to MeV
+``score``                     :func:`separation_score`, the checkpoint-selection metric
+``evaluate``                  real vs generated → ``metrics.json`` (:func:`evaluate_files`)
+``plots``, ``report``         the figures and the HTML report
+============================  ======================================================================
+
+:data:`DOMAIN` is the registered :class:`ShowerDomain` (``kind = "showers"``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+
+from hepgen.config import TrainConfig
+from hepgen.data.formats import ShowerData, read_showers
+from hepgen.domains.base import register_domain
+from hepgen.domains.showers.evaluate import evaluate_files
+from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
+from hepgen.domains.showers.preprocessing import ShowerPreprocessor
+from hepgen.domains.showers.score import separation_score
+from hepgen.models import build_model, check_family_kind, with_derived_hparams
+
+__all__ = ["DOMAIN", "ShowerDomain", "ShowerGenerator", "ShowerPreprocessor", "layer_sizes", "model_hparams",
+           "sample_to_file", "separation_score"]
+
+
+def layer_sizes(geometry) -> list[int]:
+    """Voxels per active layer of ``geometry``, in depth order.
+
+    >>> from hepgen.data.geometry import CartesianGrid
+    >>> layer_sizes(CartesianGrid(nx=3, ny=2, nz=4))
+    [6, 6, 6, 6]
+    """
+    return [s.stop - s.start for s in geometry.layer_slices]
+
+
+def model_hparams(config, geometry) -> dict:
+    """The family's constructor arguments (besides ``n_features``/``n_conditions``) for ``geometry``.
+
+    ``config.model`` plus the geometry-derived hyper-parameters the family accepts and the
+    user did not set: ``n_layers`` (the number of energy features at the start of the feature
+    vector, e.g. the CaloFlow energy flow) and ``layer_sizes`` (layer-by-layer generators) follow
+    from the data's geometry, so presets stay valid for any binning.
+    """
+    sizes = layer_sizes(geometry)
+    return with_derived_hparams(config.family, config.model, {"n_layers": len(sizes), "layer_sizes": sizes})
+
+
+class ShowerDomain:
+    """Calorimeter showers (:class:`~hepgen.data.formats.ShowerData`); see the module docstring."""
+
+    kind = "showers"
+    data_type = ShowerData
+    default_family = "flow"
+    default_conditions: list = []
+
+    def accepts_file(self, path: str | os.PathLike) -> bool:
+        """An HDF5 file with ``showers`` and ``incident_energies`` datasets (CaloChallenge layout)."""
+        try:
+            with h5py.File(path, "r") as f:
+                return "showers" in f and "incident_energies" in f
+        except (OSError, ValueError):
+            return False
+
+    def read(self, path, binning=None) -> ShowerData:
+        """Read and validate a CaloChallenge file; ``binning``: a geometry or the path of a binning
+        XML / geometry JSON (default: the file's own)."""
+        return read_showers(path, geometry=binning)
+
+    def check(self, data: ShowerData, config) -> None:
+        check_family_kind(config.family, self.kind)
+        if data.geometry is None:
+            raise ValueError("training data has no geometry: pass a binning XML / geometry JSON")
+        if len(data) < 2:
+            raise ValueError(f"need at least 2 training showers, found {len(data)}")
+
+    def fit_preprocessor(self, data: ShowerData, config) -> ShowerPreprocessor:
+        return ShowerPreprocessor(
+            layer_sizes(data.geometry), config.conditions, noise_level=config.noise_level,
+            threshold=config.threshold,
+        ).fit(data.showers, data.incident_energies, data.conditions, seed=config.seed)
+
+    def preprocessor_from_state(self, state: dict) -> ShowerPreprocessor:
+        return ShowerPreprocessor.from_state(state)
+
+    def build_model(self, config, data: ShowerData, pre: ShowerPreprocessor):
+        n_cond = 1 + sum(np.asarray(data.conditions[k]).reshape(len(data), -1).shape[1] for k in config.conditions)
+        return build_model(config.family, n_features=pre.n_features, n_conditions=n_cond,
+                           **model_hparams(config, data.geometry))
+
+    def meta(self, data: ShowerData, config) -> dict:
+        e_inc = data.incident_energies.reshape(-1)
+        return {
+            "energy_range": [float(e_inc.min()), float(e_inc.max())],
+            "condition_ranges": {
+                k: [np.asarray(v).min(axis=0).tolist(), np.asarray(v).max(axis=0).tolist()]
+                for k, v in data.conditions.items() if k in config.conditions
+            },
+        }
+
+    def features(self, pre: ShowerPreprocessor, data: ShowerData, rng: np.random.Generator) -> np.ndarray:
+        return pre.transform(data.showers, data.incident_energies, rng)
+
+    def conditions(self, pre: ShowerPreprocessor, data: ShowerData) -> np.ndarray:
+        return pre.transform_conditions(data.incident_energies, data.conditions)
+
+    def generator(self, model, pre: ShowerPreprocessor, data: ShowerData, meta: dict) -> ShowerGenerator:
+        return ShowerGenerator(model, pre, data.geometry, meta)
+
+    def from_payload(self, payload: dict, source: str) -> ShowerGenerator:
+        return ShowerGenerator.from_payload(payload, source=source)
+
+    def selection_score(self, generator: ShowerGenerator, data: ShowerData, seed: int) -> float:
+        return separation_score(generator, data, seed=seed)
+
+    def evaluate_files(self, real, generated, out_dir, binning=None, seed: int = 0, no_classifier: bool = False,
+                       metrics=None, train=None, sep_threshold: float = 0.1, p_threshold: float = 0.01,
+                       max_points: int = 5000) -> dict:
+        """:func:`~hepgen.domains.showers.evaluate.evaluate_files` with the command line's option names."""
+        return evaluate_files(real, generated, geometry=binning, out_dir=out_dir, seed=seed,
+                              classifier=not no_classifier, groups=metrics, train_path=train,
+                              sep_threshold=sep_threshold, p_threshold=p_threshold, max_points=max_points)
+
+    def default_config(self) -> TrainConfig:
+        return TrainConfig(family=self.default_family)
+
+    def headline(self, metrics: dict) -> dict:
+        """Mean separation power and the classifier AUCs."""
+        head = {"separation_power_mean": metrics.get("separation_power_mean")}
+        for level, res in (metrics.get("classifier") or {}).items():
+            head[f"auc_{level}"] = res.get("auc")
+        return head
+
+
+DOMAIN = register_domain(ShowerDomain())
