@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all lint-imports bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)            ## simulate → train → sample → evaluate → report (≈ 10 min on 2 cores)
 	$(BIN)/hepgen demo -o hepgen-demo
 
-test: $(STAMP)            ## the CI test suite (slow tests excluded; fast tests cover their code paths)
+test: $(STAMP)            ## the CI test suite (slow tests excluded; fast tests cover their code paths) + docstring examples
 	$(BIN)/python -m pytest -m "not slow"
+
+lint-imports: $(STAMP)    ## the layer contracts of pyproject.toml ([tool.importlinter])
+	$(BIN)/lint-imports
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest
