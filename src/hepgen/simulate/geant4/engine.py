@@ -113,6 +113,7 @@ PHYSICS_DEVIATIONS = ("vs G4EmStandardPhysics: no Seltzer-Berger bremsstrahlung 
                       "(photo-/electro-nuclear) physics")
 
 _ABI = 1
+_NUDGE_MM = 1e-3
 _SOURCE = Path(__file__).with_name("_g4processes.cpp")
 
 
@@ -497,8 +498,10 @@ class Geant4Engine:
         direction = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], axis=1)
         d = 1.0  # mm: the primary starts 1 mm in front of the calorimeter, aimed at the impact point
         front = self.det.front_z
-        start = np.stack([xy[:, 0] - d * direction[:, 0] / direction[:, 2],
-                          xy[:, 1] - d * direction[:, 1] / direction[:, 2], np.full(n, front - d)], axis=1)
+        # + 1 µm in x and y: a primary exactly on the axis, where the α segments of the binning
+        # meet in one line, makes Geant4's navigator report stuck tracks (GeomNav1002)
+        start = np.stack([xy[:, 0] + _NUDGE_MM - d * direction[:, 0] / direction[:, 2],
+                          xy[:, 1] + _NUDGE_MM - d * direction[:, 1] / direction[:, 2], np.full(n, front - d)], axis=1)
         self.gun.gun.SetParticleDefinition(g4.G4ParticleTable.GetParticleTable().FindParticle(PARTICLES[particle]))
         self.gun.rows = [(float(e[i]) * g4.MeV, tuple(start[i]), tuple(direction[i])) for i in range(n)]
         out = np.zeros((n, self.size))

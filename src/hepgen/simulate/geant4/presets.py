@@ -160,7 +160,7 @@ def ds1_photon() -> CalorimeterSpec:
 
 def ds2() -> CalorimeterSpec:
     """CaloChallenge data set 2 binning on its W/Si stack (45 × (1.4 mm W + 0.3 mm Si))."""
-    r_edges = [4.65 * i for i in range(10)]
+    r_edges = [round(4.65 * i, 2) for i in range(10)]
     geometry = CylindricalBinning.regular(n_layers=45, r_edges=r_edges, n_alpha=16, particle="electron", pid=11)
     slabs = _periods("G4_W", 1.4, "G4_Si", 0.3, 45, lambda i: i)
     return CalorimeterSpec("ds2", tuple(slabs), geometry, 200.0,
