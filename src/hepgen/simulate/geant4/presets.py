@@ -44,9 +44,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hepgen.data.geometry import CartesianGrid, CylindricalBinning, Geometry, LayerBinning
+import numpy as np
 
-__all__ = ["CalorimeterSpec", "PRESETS", "Slab", "X0_MM", "get_preset", "ds1_photon", "ds2", "gan3d"]
+from hepgen.data.geometry import CartesianGrid, CylindricalBinning, Geometry, LayerBinning
+from hepgen.simulate.calorimeter import LEAD, POLYSTYRENE, Material, SamplingCalorimeter
+
+__all__ = ["CalorimeterSpec", "PRESETS", "Slab", "X0_MM", "get_preset", "ds1_photon", "ds2", "gan3d",
+           "gflash_calorimeter"]
 
 #: Radiation lengths (mm) of the NIST materials used here (PDG "Atomic and nuclear
 #: properties of materials"); only for the depth bookkeeping of :meth:`CalorimeterSpec.depth_x0`
@@ -173,6 +177,48 @@ def gan3d() -> CalorimeterSpec:
     slabs = _periods("G4_W", 2.8, "G4_Si", 0.5, 25, lambda i: i)
     return CalorimeterSpec("3dgan", tuple(slabs), geometry, 200.0,
                            "3DGAN/CLIC-like Cartesian 25x25x25 grid of 5.1 mm cells on 25 x (2.8 mm W + 0.5 mm Si)")
+
+
+#: GFlash materials of the NIST names (PDG "Atomic and nuclear properties of materials": X0,
+#: Molière radius, critical energy for e⁻ (Rossi), Z, density g/cm³, minimum dE/dx MeV cm²/g).
+_GFLASH_MATERIALS = {
+    "G4_Pb": LEAD,
+    "G4_POLYSTYRENE": POLYSTYRENE,
+    "G4_lAr": Material("liquid argon", X0_mm=140.0, moliere_radius_mm=90.43, critical_energy_MeV=32.84,
+                       Z=18.0, density=1.396, mip_dedx=1.519),
+    "G4_W": Material("tungsten", X0_mm=3.504, moliere_radius_mm=9.327, critical_energy_MeV=7.97,
+                     Z=74.0, density=19.3, mip_dedx=1.145),
+    "G4_Si": Material("silicon", X0_mm=93.70, moliere_radius_mm=48.82, critical_energy_MeV=40.19,
+                      Z=14.0, density=2.329, mip_dedx=1.664),
+}
+
+
+def gflash_calorimeter(spec: CalorimeterSpec, sampling_fraction: float | None = None,
+                       sampling_term: float = 0.10) -> SamplingCalorimeter:
+    """The GFlash (:mod:`hepgen.simulate.calorimeter`) counterpart of a preset's main sampling structure.
+
+    GFlash sees one homogeneous absorber/active mixture: that of the stack's most frequent
+    (absorber, active) pair of slabs.  Its readout layers are made contiguous, each ending
+    where the preset's layer ends (depths in PDG X0 from :meth:`CalorimeterSpec.layer_depths_x0`),
+    so the front material and the gaps between readout layers are folded into the layers.
+
+    Example:
+        >>> cal = gflash_calorimeter(get_preset("ds1-photon"))
+        >>> cal.absorber.name, cal.active.name, round(cal.total_depth_x0, 1)
+        ('lead', 'liquid argon', 31.8)
+    """
+    pairs: dict[tuple, int] = {}
+    for a, b in zip(spec.slabs[:-1], spec.slabs[1:]):
+        if a.readout is None and b.readout is not None:
+            key = (a.material, a.thickness_mm, b.material, b.thickness_mm)
+            pairs[key] = pairs.get(key, 0) + 1
+    absorber, d_abs, active, d_act = max(pairs, key=pairs.get)
+    ends = [end for _, end in spec.layer_depths_x0()]
+    thick = tuple(float(x) for x in np.diff([0.0] + ends))
+    return SamplingCalorimeter(absorber=_GFLASH_MATERIALS[absorber], active=_GFLASH_MATERIALS[active],
+                               sampling_fraction=sampling_fraction, sampling_term=sampling_term,
+                               total_depth_x0=ends[-1], layer_thickness_x0=thick,
+                               absorber_thickness_mm=d_abs, active_thickness_mm=d_act)
 
 
 #: Preset name → constructor.
