@@ -161,7 +161,7 @@ RESUMABLE = textwrap.dedent("""
     import sys
     import numpy as np
     from hepgen.simulate.geant4 import engine, simulate_geant4
-    out, fail_after = sys.argv[1], int(sys.argv[2])
+    out, fail_after, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if fail_after >= 0:
         real, done = engine._run_chunk, []
         def flaky(task):
@@ -172,7 +172,7 @@ RESUMABLE = textwrap.dedent("""
         engine._run_chunk = flaky
     try:
         simulate_geant4(out, 7, preset="ds1-photon", particle="e-", energies=[500.0, 1000.0], seed=3,
-                        chunk_size=2, position_range=(-5.0, 5.0), progress=False)
+                        chunk_size=2, position_range=(-5.0, 5.0), progress=False, workers=workers)
     except RuntimeError as err:
         print("interrupted:", err)
 """)
@@ -180,7 +180,7 @@ RESUMABLE = textwrap.dedent("""
 
 def test_interrupted_run_resumes_to_identical_output(tmp_path):
     out, ref = tmp_path / "a.h5", tmp_path / "ref.h5"
-    res = _run(RESUMABLE, out, 2)
+    res = _run(RESUMABLE, out, 2, 1)
     assert "interrupted: simulated crash" in res.stdout
     chunks = sorted(p.name for p in (tmp_path / ".a.h5.chunks").glob("chunk_*.h5"))
     assert chunks == ["chunk_00000.h5", "chunk_00001.h5"] and not out.exists()
@@ -188,8 +188,8 @@ def test_interrupted_run_resumes_to_identical_output(tmp_path):
     with pytest.raises(ValueError, match=r"holds chunks of an interrupted run with other settings"):
         simulate_geant4(out, 7, preset="ds1-photon", particle="e-", energies=[500.0, 1000.0], seed=4,
                         chunk_size=2, position_range=(-5.0, 5.0), progress=False)
-    _run(RESUMABLE, out, -1)
-    _run(RESUMABLE, ref, -1)
+    _run(RESUMABLE, out, -1, 1)
+    _run(RESUMABLE, ref, -1, 2)  # the reference in two worker processes: same file
     a, b = read_showers(out), read_showers(ref)
     assert len(a) == 7 and not (tmp_path / ".a.h5.chunks").exists()
     np.testing.assert_array_equal(a.showers, b.showers)
