@@ -310,6 +310,8 @@ if g4 is not None:
                 self.keep += [s, lv]
                 if slab.readout is None:
                     self.passive_lvs.append(lv)
+                elif self.scoring == "bare":
+                    pass  # plain slabs, no voxel volumes: the cost of Geant4 alone
                 else:
                     self.active_lvs.append(lv)
                     k = slab.readout
@@ -351,7 +353,7 @@ if g4 is not None:
             return world
 
         def ConstructSDandField(self):
-            if self.scoring == "none":
+            if self.scoring in ("none", "bare"):
                 return
             sdm = g4.G4SDManager.GetSDMpointer()
             if self.scoring == "primitive":
@@ -428,15 +430,16 @@ class Geant4Engine:
         spec: the calorimeter (:func:`hepgen.simulate.geant4.presets.get_preset`).
         cut_mm: production cut (range, mm) for γ, e⁻, e⁺.
         scoring: ``"primitive"`` (Geant4 primitive scorer, default), ``"python"`` (a Python
-            sensitive detector called at every step: slow, for comparison) or ``"none"`` (no
-            scoring: bare Geant4 time).
+            sensitive detector called at every step: slow, for comparison), ``"none"`` (voxel
+            volumes but no scoring) or ``"bare"`` (plain slabs, no voxel volumes, no scoring:
+            the time of Geant4 alone); the last two return zeros.
         quiet: send Geant4's banner and tables to the debug log.
     """
 
     def __init__(self, spec: CalorimeterSpec, cut_mm: float = 0.7, scoring: str = "primitive", quiet: bool = True):
         _require_g4()
-        if scoring not in ("primitive", "python", "none"):
-            raise ValueError(f"scoring: expected 'primitive', 'python' or 'none', found {scoring!r}")
+        if scoring not in ("primitive", "python", "none", "bare"):
+            raise ValueError(f"scoring: expected 'primitive', 'python', 'none' or 'bare', found {scoring!r}")
         if not cut_mm > 0:
             raise ValueError(f"cut_mm: expected a production cut > 0 mm, found {cut_mm!r}")
         self.spec, self.cut_mm, self.scoring = spec, float(cut_mm), scoring
