@@ -15,7 +15,8 @@ import pytest
 
 from hepgen.data.formats import read_showers
 from hepgen.data.geometry import CylindricalBinning, load_geometry, save_geometry
-from hepgen.simulate.geant4 import engine as g4engine  # sets Geant4's data-free environment before the import
+# importing hepgen.simulate.geant4 first sets Geant4's data-free environment (see engine.py)
+from hepgen.simulate.geant4 import engine as g4engine
 from hepgen.simulate.geant4 import get_preset, simulate_geant4
 
 pytest.importorskip("geant4_pybind")
@@ -49,7 +50,7 @@ ENERGIES = (1000, 4000, 16000)
 
 
 def _run(code: str, *args, env=None):
-    res = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=False,
                          env={**os.environ, **(env or {})}, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     return res

@@ -92,8 +92,17 @@ from hepgen.data.geometry import CartesianGrid, save_geometry
 from hepgen.simulate.chunks import chunk_dir_for, chunk_seed, finish_chunks, run_chunks
 from hepgen.simulate.geant4.presets import CalorimeterSpec, get_preset
 
-__all__ = ["PARTICLES", "PHYSICS_LIST", "PHYSICS_DEVIATIONS", "Geant4Engine", "build_library", "cache_dir",
-           "geant4_version", "get_engine", "simulate_geant4"]
+__all__ = [
+    "PARTICLES",
+    "PHYSICS_DEVIATIONS",
+    "PHYSICS_LIST",
+    "Geant4Engine",
+    "build_library",
+    "cache_dir",
+    "geant4_version",
+    "get_engine",
+    "simulate_geant4",
+]
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +195,7 @@ def build_library(force: bool = False) -> Path:
         os.close(fd)
         try:
             res = subprocess.run([cxx, "-O2", "-std=c++17", "-shared", "-fPIC", str(_SOURCE), "-o", tmp],
-                                 capture_output=True, text=True)
+                                 capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 last = (res.stderr.strip().splitlines() or ["no message"])[-1]
                 raise RuntimeError(f"compiling {_SOURCE.name} with {cxx} failed: {last}")
@@ -400,7 +409,7 @@ if g4 is not None:
     class _EventAction(g4.G4UserEventAction):
         """Reads the event's hit map (or the Python buffer) into one row of ``self.out``."""
 
-        def __init__(self, det: "_Detector", size: int):
+        def __init__(self, det: _Detector, size: int):
             super().__init__()
             self.det, self.size, self.hc_id = det, size, -1
             self.out = None
@@ -417,7 +426,7 @@ if g4 is not None:
                 self.det.sd.buf[:] = 0.0
 
 
-_ENGINE: "Geant4Engine | None" = None
+_ENGINE: Geant4Engine | None = None
 
 
 class Geant4Engine:
@@ -498,6 +507,8 @@ class Geant4Engine:
         th = np.zeros(n) if theta is None else np.asarray(theta, dtype=float).reshape(n)
         ph = np.zeros(n) if phi is None else np.asarray(phi, dtype=float).reshape(n)
         xy = np.zeros((n, 2)) if impact_position is None else np.asarray(impact_position, dtype=float).reshape(n, 2)
+        if n and not (np.all(np.isfinite(th)) and np.abs(th).max() < np.pi / 2):
+            raise ValueError("theta: expected finite incident angles within (-pi/2, pi/2) rad")
         direction = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], axis=1)
         d = 1.0  # mm: the primary starts 1 mm in front of the calorimeter, aimed at the impact point
         front = self.det.front_z

@@ -49,8 +49,17 @@ import numpy as np
 from hepgen.data.geometry import CartesianGrid, CylindricalBinning, Geometry, LayerBinning
 from hepgen.simulate.calorimeter import LEAD, POLYSTYRENE, Material, SamplingCalorimeter
 
-__all__ = ["CalorimeterSpec", "PRESETS", "Slab", "X0_MM", "get_preset", "ds1_photon", "ds2", "gan3d",
-           "gflash_calorimeter"]
+__all__ = [
+    "PRESETS",
+    "X0_MM",
+    "CalorimeterSpec",
+    "Slab",
+    "ds1_photon",
+    "ds2",
+    "gan3d",
+    "get_preset",
+    "gflash_calorimeter",
+]
 
 #: Radiation lengths (mm) of the NIST materials used here (PDG "Atomic and nuclear
 #: properties of materials"); only for the depth bookkeeping of :meth:`CalorimeterSpec.depth_x0`
