@@ -15,8 +15,7 @@ import pytest
 
 from hepgen.data.formats import read_showers
 from hepgen.data.geometry import CylindricalBinning, load_geometry, save_geometry
-# importing hepgen.simulate.geant4 first sets Geant4's data-free environment (see engine.py)
-from hepgen.simulate.geant4 import engine as g4engine
+from hepgen.simulate.geant4 import engine as g4engine  # first: sets Geant4's data-free env
 from hepgen.simulate.geant4 import get_preset, simulate_geant4
 
 pytest.importorskip("geant4_pybind")
