@@ -74,6 +74,7 @@ import ctypes
 import fcntl
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -134,7 +135,7 @@ def cache_dir() -> Path:
 
 def _prepare_environment() -> None:
     """Let Geant4 start without its data sets, unless the user points ``GEANT4_DATA_DIR`` at real ones."""
-    if "GEANT4_DATA_DIR" in os.environ:
+    if "GEANT4_DATA_DIR" in os.environ or importlib.util.find_spec("geant4_pybind") is None:
         return
     data = cache_dir() / "geant4" / "data"
     try:
