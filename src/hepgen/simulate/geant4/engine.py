@@ -43,13 +43,13 @@ fluorescence, Auger   off                                        off (option 0)
 hadronic (γ/e-nuclear) none                                      in FTFP_BERT etc. via G4EmExtraPhysics
 ====================  =========================================  ==========================================
 
-Measured effect (docs/geant4.md): the relativistic bremsstrahlung model below 1 GeV gives
-a radiative dE/dx of 0.65–0.94 of NIST ESTAR between 1 and 10 MeV and 0.98–1.04 from
-20 MeV to 1 GeV in lead; collision dE/dx agrees with ESTAR within 0.1 %.  The missing
-Rayleigh scattering and fluorescence move only keV-scale energy by millimetres, and the
-missing photo-nuclear processes remove ≈ 0.5 % of the energy of a real shower as
-invisible nuclear binding and neutrons, so the sampling fraction here is slightly higher
-than with a full list.
+Measured effect (issue 13, docs/geant4.md): the relativistic bremsstrahlung model below
+1 GeV gives a radiative dE/dx of 0.65–0.94 of NIST ESTAR between 1 and 10 MeV and
+0.98–1.04 from 20 MeV to 1 GeV in lead; collision dE/dx agrees with ESTAR within 0.1 %.
+Not measured (no reference list runs here without the data sets), expected to be small
+at voxel scale: the missing Rayleigh scattering and fluorescence move keV-scale energy
+by millimetres; without photo-nuclear processes the small fraction of a real shower's
+energy that goes into nuclear binding and neutrons is deposited electromagnetically.
 
 **Scoring** without per-step Python: every voxel of the binning is a Geant4 volume (an
 r–α segment of a cylinder, or a box) whose copy number is its hepgen voxel index, and a
