@@ -1,0 +1,245 @@
+"""Calorimeter presets of the Geant4 engine: a stack of slabs plus a voxel binning.
+
+A preset is a :class:`CalorimeterSpec`: slabs of NIST materials (thicknesses in mm,
+front to back, the beam along +z, the front face at z = 0) and the readout geometry
+(:mod:`hepgen.data.geometry`).  Every active slab belongs to one *readout layer* (the
+position of an active layer of the geometry, 0 … n_layers-1); the energy deposited in
+all active slabs of a readout layer is summed voxel by voxel.  Passive slabs (absorber,
+readout layer ``None``) are not scored.  Slabs are cylinders of radius ``radius_mm`` for
+a cylindrical binning and square plates of side ``2 · radius_mm`` for a Cartesian grid;
+energy outside the binning is lost, as in the CaloChallenge files.
+
+The presets are *like* the data sets they are named after (same voxel binning, similar
+depth in radiation lengths and sampling), not replicas of their detectors:
+
+* ``ds1-photon`` — the binning of CaloChallenge data set 1 (photons), 368 voxels in five
+  active layers (ids 0, 1, 2, 3, 12 of ``binning_dataset_1_photons.xml``), on an
+  ATLAS-barrel-like stack: a 11 mm liquid-argon presampler behind 2 X0 of lead (the
+  material in front of the ATLAS calorimeter is ≈ 2 X0 at η ≈ 0), then lead / liquid-argon
+  sampling (1.5 mm Pb, 4.2 mm LAr, the ATLAS barrel accordion's thicknesses for |η| < 0.8,
+  but flat plates instead of an accordion) in three readout layers of ≈ 4.3, 16 and 2 X0
+  (strips, middle, back, as in ATLAS TDR 1996, CERN/LHCC 96-41), then an iron / scintillator
+  "tile" layer (14 mm Fe, 3 mm polystyrene, the ATLAS TileCal period) read out as layer 12.
+  The ATLAS cell sizes, η dependence, cryostat, electronics and liquid-argon response
+  (charge collection, cross-talk) are not modelled.
+* ``ds2`` — the binning of CaloChallenge data sets 2 (45 layers × 16 α × 9 r = 6,480 voxels,
+  radial bins of 4.65 mm) on its own stack, as described in arXiv:2410.21611 and the
+  Geant4 ``Par04`` example: 45 periods of 1.4 mm tungsten and 0.3 mm silicon, one readout
+  layer per period.
+* ``3dgan`` — a Cartesian 25 × 25 × 25 grid of 5.1 mm cells, like the CLIC electromagnetic
+  calorimeter images of 3DGAN (Khattak et al., arXiv:1912.08398 and the CLIC data set of
+  Pierini & Zhang): 25 periods of 2.8 mm tungsten (≈ 0.8 X0) and 0.5 mm silicon; the
+  thicknesses are an approximation, not the CLIC detector model.
+
+Example:
+    >>> spec = PRESETS["ds1-photon"]()
+    >>> spec.geometry.n_voxels, spec.geometry.n_layers
+    (368, 5)
+    >>> round(spec.depth_x0(), 1)
+    31.8
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from hepgen.data.geometry import CartesianGrid, CylindricalBinning, Geometry, LayerBinning
+from hepgen.simulate.calorimeter import LEAD, POLYSTYRENE, Material, SamplingCalorimeter
+
+__all__ = [
+    "PRESETS",
+    "X0_MM",
+    "CalorimeterSpec",
+    "Slab",
+    "ds1_photon",
+    "ds2",
+    "gan3d",
+    "get_preset",
+    "gflash_calorimeter",
+]
+
+#: Radiation lengths (mm) of the NIST materials used here (PDG "Atomic and nuclear
+#: properties of materials"); only for the depth bookkeeping of :meth:`CalorimeterSpec.depth_x0`
+#: (Geant4 computes its own from the material definitions).
+X0_MM = {"G4_Pb": 5.612, "G4_lAr": 140.0, "G4_Fe": 17.57, "G4_POLYSTYRENE": 413.1,
+         "G4_W": 3.504, "G4_Si": 93.70, "G4_Galactic": float("inf")}
+
+
+@dataclass(frozen=True)
+class Slab:
+    """One flat slab of the stack.
+
+    Arguments:
+        material: a Geant4 NIST material name (``G4_Pb``, ``G4_lAr`` …).
+        thickness_mm: thickness along the beam (mm).
+        readout: the readout layer (position of an active layer of the geometry) whose voxels
+            collect the energy deposited here, or ``None`` for a passive slab.
+    """
+
+    material: str
+    thickness_mm: float
+    readout: int | None = None
+
+
+@dataclass(frozen=True)
+class CalorimeterSpec:
+    """A calorimeter for the Geant4 engine: slabs front to back plus the voxel geometry.
+
+    Arguments:
+        name: preset name (stored in the output's provenance).
+        slabs: the stack, front to back.
+        geometry: the readout binning; every active layer must be read out by some slab.
+        radius_mm: transverse half-size of the slabs (cylinder radius, or half the side of a
+            square plate for a Cartesian grid); must contain the binning.
+        description: one line on what it models and how.
+    """
+
+    name: str
+    slabs: tuple[Slab, ...]
+    geometry: Geometry
+    radius_mm: float
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        n = self.geometry.n_layers
+        read = {s.readout for s in self.slabs if s.readout is not None}
+        if read != set(range(n)):
+            raise ValueError(f"preset {self.name!r}: slabs read out layers {sorted(read)}; expected "
+                             f"every active layer 0 … {n - 1} of the geometry")
+        for s in self.slabs:
+            if not s.thickness_mm > 0:
+                raise ValueError(f"preset {self.name!r}: slab thickness must be > 0 mm, found {s.thickness_mm}")
+        if self.geometry.max_radius > self.radius_mm * (1 + 1e-9):
+            raise ValueError(f"preset {self.name!r}: binning reaches {self.geometry.max_radius} mm, "
+                             f"beyond the slab half-size {self.radius_mm} mm")
+
+    @property
+    def total_thickness_mm(self) -> float:
+        return float(sum(s.thickness_mm for s in self.slabs))
+
+    def depth_x0(self) -> float:
+        """Depth of the whole stack in radiation lengths (PDG values of :data:`X0_MM`)."""
+        return float(sum(s.thickness_mm / X0_MM[s.material] for s in self.slabs))
+
+    def layer_depths_x0(self) -> list[tuple[float, float]]:
+        """(start, end) depth in X0 of each readout layer (its first to its last active slab)."""
+        out: dict[int, list[float]] = {}
+        depth = 0.0
+        for s in self.slabs:
+            end = depth + s.thickness_mm / X0_MM[s.material]
+            if s.readout is not None:
+                lo, hi = out.get(s.readout, [depth, end])
+                out[s.readout] = [min(lo, depth), max(hi, end)]
+            depth = end
+        return [tuple(out[k]) for k in sorted(out)]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "radius_mm": self.radius_mm, "description": self.description,
+                "slabs": [[s.material, s.thickness_mm, s.readout] for s in self.slabs],
+                "geometry": self.geometry.to_dict()}
+
+
+def _periods(absorber: str, d_abs: float, active: str, d_act: float, n: int, readout) -> list[Slab]:
+    """``n`` absorber + active periods; ``readout`` an int (all to one layer) or ``i -> layer``."""
+    out = []
+    for i in range(n):
+        layer = readout(i) if callable(readout) else readout
+        out += [Slab(absorber, d_abs), Slab(active, d_act, layer)]
+    return out
+
+
+def ds1_photon() -> CalorimeterSpec:
+    """CaloChallenge data set 1 (photons) binning on an ATLAS-barrel-like Pb/LAr + Fe/scintillator stack."""
+    edges = {0: "0,5,10,30,50,100,200,400,600", 1: "0,2,4,6,8,10,12,15,20,30,40,50,70,90,120,150,200",
+             2: "0,2,5,10,15,20,25,30,40,50,60,80,100,130,160,200,250,300,350,400", 3: "0,50,100,200,400,600",
+             12: "0,100,200,400,1000,2000"}
+    n_alpha = {1: 10, 2: 10}
+    layers = tuple(LayerBinning(i, tuple(float(x) for x in edges[i].split(",")) if i in edges else (),
+                                n_alpha.get(i, 1)) for i in range(24))
+    geometry = CylindricalBinning(layers, "photon", 22)
+    pb, lar = 1.5, 4.2  # mm: one accordion period of the ATLAS barrel, |eta| < 0.8
+    slabs = [Slab("G4_Pb", 2.0 * X0_MM["G4_Pb"]), Slab("G4_lAr", 11.0, 0)]  # dead material, presampler
+    slabs += _periods("G4_Pb", pb, "G4_lAr", lar, 14, 1)  # strips  ≈ 4.3 X0
+    slabs += _periods("G4_Pb", pb, "G4_lAr", lar, 52, 2)  # middle  ≈ 16 X0
+    slabs += _periods("G4_Pb", pb, "G4_lAr", lar, 7, 3)   # back    ≈ 2.1 X0
+    slabs += _periods("G4_Fe", 14.0, "G4_POLYSTYRENE", 3.0, 10, 4)  # tile-like layer 12
+    return CalorimeterSpec("ds1-photon", tuple(slabs), geometry, 2000.0,
+                           "CaloChallenge DS1-photon binning on an ATLAS-barrel-like Pb/LAr sampling stack "
+                           "(flat plates) with a Fe/scintillator tile layer")
+
+
+def ds2() -> CalorimeterSpec:
+    """CaloChallenge data set 2 binning on its W/Si stack (45 × (1.4 mm W + 0.3 mm Si))."""
+    r_edges = [round(4.65 * i, 2) for i in range(10)]
+    geometry = CylindricalBinning.regular(n_layers=45, r_edges=r_edges, n_alpha=16, particle="electron", pid=11)
+    slabs = _periods("G4_W", 1.4, "G4_Si", 0.3, 45, lambda i: i)
+    return CalorimeterSpec("ds2", tuple(slabs), geometry, 200.0,
+                           "CaloChallenge DS2 binning on a W/Si stack of 45 x (1.4 mm W + 0.3 mm Si)")
+
+
+def gan3d() -> CalorimeterSpec:
+    """A 3DGAN-like Cartesian 25 × 25 × 25 grid of 5.1 mm cells on 25 × (2.8 mm W + 0.5 mm Si)."""
+    geometry = CartesianGrid(nx=25, ny=25, nz=25, cell_size=5.1)
+    slabs = _periods("G4_W", 2.8, "G4_Si", 0.5, 25, lambda i: i)
+    return CalorimeterSpec("3dgan", tuple(slabs), geometry, 200.0,
+                           "3DGAN/CLIC-like Cartesian 25x25x25 grid of 5.1 mm cells on 25 x (2.8 mm W + 0.5 mm Si)")
+
+
+#: GFlash materials of the NIST names (PDG "Atomic and nuclear properties of materials": X0,
+#: Molière radius, critical energy for e⁻ (Rossi), Z, density g/cm³, minimum dE/dx MeV cm²/g).
+_GFLASH_MATERIALS = {
+    "G4_Pb": LEAD,
+    "G4_POLYSTYRENE": POLYSTYRENE,
+    "G4_lAr": Material("liquid argon", X0_mm=140.0, moliere_radius_mm=90.43, critical_energy_MeV=32.84,
+                       Z=18.0, density=1.396, mip_dedx=1.519),
+    "G4_W": Material("tungsten", X0_mm=3.504, moliere_radius_mm=9.327, critical_energy_MeV=7.97,
+                     Z=74.0, density=19.3, mip_dedx=1.145),
+    "G4_Si": Material("silicon", X0_mm=93.70, moliere_radius_mm=48.82, critical_energy_MeV=40.19,
+                      Z=14.0, density=2.329, mip_dedx=1.664),
+}
+
+
+def gflash_calorimeter(spec: CalorimeterSpec, sampling_fraction: float | None = None,
+                       sampling_term: float = 0.10) -> SamplingCalorimeter:
+    """The GFlash (:mod:`hepgen.simulate.calorimeter`) counterpart of a preset's main sampling structure.
+
+    GFlash sees one homogeneous absorber/active mixture: that of the stack's most frequent
+    (absorber, active) pair of slabs.  Its readout layers are made contiguous, each ending
+    where the preset's layer ends (depths in PDG X0 from :meth:`CalorimeterSpec.layer_depths_x0`),
+    so the front material and the gaps between readout layers are folded into the layers.
+
+    Example:
+        >>> cal = gflash_calorimeter(get_preset("ds1-photon"))
+        >>> cal.absorber.name, cal.active.name, round(cal.total_depth_x0, 1)
+        ('lead', 'liquid argon', 31.8)
+    """
+    pairs: dict[tuple, int] = {}
+    for a, b in zip(spec.slabs[:-1], spec.slabs[1:]):
+        if a.readout is None and b.readout is not None:
+            key = (a.material, a.thickness_mm, b.material, b.thickness_mm)
+            pairs[key] = pairs.get(key, 0) + 1
+    absorber, d_abs, active, d_act = max(pairs, key=pairs.get)
+    ends = [end for _, end in spec.layer_depths_x0()]
+    thick = tuple(float(x) for x in np.diff([0.0] + ends))
+    return SamplingCalorimeter(absorber=_GFLASH_MATERIALS[absorber], active=_GFLASH_MATERIALS[active],
+                               sampling_fraction=sampling_fraction, sampling_term=sampling_term,
+                               total_depth_x0=ends[-1], layer_thickness_x0=thick,
+                               absorber_thickness_mm=d_abs, active_thickness_mm=d_act)
+
+
+#: Preset name → constructor.
+PRESETS: dict[str, Callable[[], CalorimeterSpec]] = {"ds1-photon": ds1_photon, "ds2": ds2, "3dgan": gan3d}
+
+
+def get_preset(name: str) -> CalorimeterSpec:
+    """The preset ``name`` (one of :data:`PRESETS`).
+
+    >>> get_preset("ds2").geometry.n_voxels
+    6480
+    """
+    if name not in PRESETS:
+        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, found {name!r}")
+    return PRESETS[name]()
