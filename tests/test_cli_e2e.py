@@ -145,3 +145,10 @@ def test_init_from_fine_tunes_and_rejects_a_mismatched_checkpoint(workdir, tmp_p
                  "--init-from", str(base / "best.pt"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "best.pt: key 'model': expected weights of a flow model" in err and "Traceback" not in err
+
+
+def test_geant4_options_are_refused_by_the_gflash_engine(tmp_path, capsys):
+    rc = main(["simulate", "showers", "-o", str(tmp_path / "a.h5"), "--n", "5", "--preset", "ds2", "--workers", "2"])
+    assert rc == 2 and not (tmp_path / "a.h5").exists()
+    assert "--preset, --workers: options of --engine geant4 (the gflash engine takes none of them)" in \
+        capsys.readouterr().err

@@ -269,3 +269,15 @@ def test_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(g4engine, "g4", None)
     with pytest.raises(ImportError, match=r"^the Geant4 engine needs the optional extra: pip install 'hepgen\[geant4\]'$"):
         simulate_geant4(tmp_path / "x.h5", 3)
+
+
+def test_cli_simulates_geant4_showers(tmp_path):
+    out = tmp_path / "g4.h5"
+    res = _run("import sys; from hepgen.cli import main; sys.exit(main(sys.argv[1:]))",
+               "simulate", "showers", "--engine", "geant4", "--preset", "ds2", "--particle", "e-", "--n", "4",
+               "--energies", "1000", "--chunk-size", "2", "--seed", "2", "-q", "-o", out,
+               "--write-binning", tmp_path / "b.xml")
+    assert f"wrote 4 Geant4 showers ({read_showers(out).geometry.n_voxels} voxels)" in res.stdout
+    data = read_showers(out, tmp_path / "b.xml")  # the written binning reads the file
+    assert len(data) == 4 and data.attrs["engine"] == "geant4" and data.attrs["seed"] == 2
+    assert np.all(data.incident_energies == 1000.0) and np.all(data.showers.sum(1) < 1000.0)

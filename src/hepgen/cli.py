@@ -32,6 +32,14 @@ def cmd_simulate_showers(args) -> int:
     from hepgen.data.geometry import default_binning, save_geometry
     from hepgen.simulate.calorimeter import simulate_dataset
 
+    if args.engine == "geant4":
+        return _simulate_geant4(args)
+    geant4_only = [f"--{k.replace('_', '-')}" for k in ("preset", "particle", "phi_range", "workers", "chunk_size",
+                                                          "cut_mm") if getattr(args, k) is not None]
+    if args.no_resume:
+        geant4_only.append("--no-resume")
+    if geant4_only:
+        raise ValueError(f"{', '.join(geant4_only)}: options of --engine geant4 (the gflash engine takes none of them)")
     geometry = _load_geometry_arg(args.binning) or default_binning()
     t0 = time.perf_counter()
     data = simulate_dataset(
@@ -50,6 +58,25 @@ def cmd_simulate_showers(args) -> int:
         save_geometry(geometry, args.write_binning)
     print(f"wrote {len(data)} showers ({geometry.n_voxels} voxels) to {args.output} "
           f"in {dt:.1f} s ({len(data) / max(dt, 1e-9):.0f} showers/s)")
+    return 0
+
+
+def _simulate_geant4(args) -> int:
+    from hepgen.simulate.geant4 import simulate_geant4
+
+    if args.binning:
+        raise ValueError(f"--binning: the geant4 engine uses its preset's binning (--preset), found {args.binning!r}")
+    t0 = time.perf_counter()
+    data = simulate_geant4(
+        args.output, args.n, preset=args.preset or "ds1-photon", particle=args.particle or "gamma",
+        energy_range=tuple(args.energy_range), energies=args.energies,
+        theta_range=tuple(args.theta_range) if args.theta_range else None,
+        phi_range=tuple(args.phi_range) if args.phi_range else None,
+        position_range=tuple(args.position_range) if args.position_range else None,
+        seed=args.seed, workers=args.workers or 1, chunk_size=args.chunk_size or 100, resume=not args.no_resume,
+        progress=not args.quiet, cut_mm=0.7 if args.cut_mm is None else args.cut_mm, xml=args.write_binning)
+    dt = time.perf_counter() - t0
+    print(f"wrote {len(data)} Geant4 showers ({data.geometry.n_voxels} voxels) to {args.output} in {dt:.1f} s")
     return 0
 
 
@@ -308,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="generate reference data").add_subparsers(dest="what", required=True)
-    s = sim.add_parser("showers", help="EM showers from the GFlash-based reference simulator")
+    s = sim.add_parser("showers", help="EM showers: the GFlash-based reference simulator, or Geant4 (--engine geant4)")
     s.add_argument("-o", "--output", required=True, help="output CaloChallenge HDF5 file")
     s.add_argument("--n", type=int, default=10_000, help="number of showers")
     s.add_argument("--binning", help="CaloChallenge binning XML or geometry JSON (default: built-in 384-voxel binning)")
@@ -319,6 +346,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--position-range", type=float, nargs=2, metavar=("LO", "HI"), help="impact x,y range (mm)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--write-binning", help="also write the binning used (.xml or .json)")
+    s.add_argument("--engine", choices=["gflash", "geant4"], default="gflash",
+                   help="gflash: fast built-in parametrisation (default); geant4: full simulation, needs the "
+                        "extra hepgen[geant4] (docs/geant4.md)")
+    s.add_argument("--preset", choices=["ds1-photon", "ds2", "3dgan"],
+                   help="geant4: calorimeter preset with its own binning (default ds1-photon)")
+    s.add_argument("--particle", choices=["gamma", "e-", "e+"], help="geant4: primary particle (default gamma)")
+    s.add_argument("--phi-range", type=float, nargs=2, metavar=("LO", "HI"), help="geant4: incident azimuth range (rad)")
+    s.add_argument("--workers", type=int, help="geant4: worker processes, one Geant4 run manager each (default 1)")
+    s.add_argument("--chunk-size", type=int, help="geant4: showers per chunk, the unit of resumption (default 100)")
+    s.add_argument("--no-resume", action="store_true", help="geant4: discard finished chunks of an interrupted run")
+    s.add_argument("--cut-mm", type=float, help="geant4: production cut in mm (default 0.7)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate_showers)
 
