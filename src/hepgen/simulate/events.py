@@ -238,7 +238,7 @@ class _Source:
 
     def take(self, n: int) -> list[dict]:
         while len(self.buffer) < n:
-            batch = self.pythia.nextBatch(max(self.per_batch, n - len(self.buffer)))
+            batch = self.pythia.nextBatch(min(self.per_batch, n - len(self.buffer)))
             prt = batch.prt[batch.prt.status > 0]
             counts = ak.to_numpy(ak.num(prt))
             off = np.concatenate([[0], np.cumsum(counts)])
