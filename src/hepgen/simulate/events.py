@@ -74,8 +74,8 @@ try:  # the pythia8mc wheel is a core dependency; guarded so that the module imp
 except ImportError:  # pragma: no cover
     pythia8mc = None
 
-__all__ = ["EVENT_PROCESSES", "EventGenConfig", "check_request", "generate_events", "pythia_settings",
-           "simulate_events", "slha_spectrum"]
+__all__ = ["EVENT_PROCESSES", "EventGenConfig", "check_request", "generate_events", "parse_masses",
+           "pythia_settings", "simulate_events", "slha_spectrum"]
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,30 @@ def check_request(process: str, masses: Sequence | None, mu: float, pileup: str 
             raise ValueError(f"masses: a gluino pair needs 2 m_gluino < ecm={ecm:g} GeV, found m_gluino={mg:g} GeV")
         points.append((mg, mn))
     return points
+
+
+def parse_masses(text: str | Sequence[str] | None) -> list[tuple[float, float]] | None:
+    """Mass points from the command line: ``"1000:300,1400:400"`` (or a list of ``"MG:MN"``).
+
+    >>> parse_masses("1000:300, 1400:400")
+    [(1000.0, 300.0), (1400.0, 400.0)]
+    >>> parse_masses("1000")
+    Traceback (most recent call last):
+        ...
+    ValueError: masses: expected M_GLUINO:M_NEUTRALINO pairs in GeV separated by commas, found '1000'
+    """
+    if text is None:
+        return None
+    items = [t for part in ([text] if isinstance(text, str) else list(text)) for t in part.split(",") if t.strip()]
+    out = []
+    for item in items:
+        try:
+            mg, mn = (float(v) for v in item.split(":"))
+        except ValueError:
+            raise ValueError(f"masses: expected M_GLUINO:M_NEUTRALINO pairs in GeV separated by commas, "
+                             f"found {item.strip()!r}") from None
+        out.append((mg, mn))
+    return out or None
 
 
 def slha_spectrum(m_gluino: float, m_neutralino: float) -> str:
