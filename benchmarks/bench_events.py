@@ -84,7 +84,7 @@ def speed(args):
     timed(1, process="minbias", n_per_point=1, mu=20)
     (t_a, _), (t_b, sig) = (timed(n, process="signal", n_per_point=n, masses=[(1400.0, 400.0)]) for n in (10, 110))
     t_sig = (t_b - t_a) / 100
-    (u_a, _), (u_b, pu) = (timed(n, process="minbias", n_per_point=n, mu=20) for n in (5, 105))
+    (u_a, _), (u_b, _) = (timed(n, process="minbias", n_per_point=n, mu=20) for n in (5, 105))
     t_pu = (u_b - u_a) / 100
     print(f"  Pythia init + 10 signal events: {t_a:.1f} s; min-bias init + 5 pile-up images: {u_a:.1f} s "
           f"(the soft-QCD initialisation alone takes ~10 s and varies by seconds)")

@@ -3,14 +3,21 @@
 import numpy as np
 import pytest
 
-from hepgen.simulate.detector import Calorimeter, DetectorConfig, ecal_resolution, hcal_resolution, overlay
+from hepgen.simulate.detector import (
+    Calorimeter,
+    DetectorConfig,
+    ecal_resolution,
+    hcal_resolution,
+    overlay,
+)
 
 
-def _one(pid, e, eta, phi, n=1, config=DetectorConfig(), seed=0, charged=None):
+def _one(pid, e, eta, phi, n=1, config=None, seed=0, charged=None):
     """n events with one massless particle each."""
+    config = DetectorConfig() if config is None else config
     pt = e / np.cosh(eta)
     k = np.arange(n)
-    arr = lambda v: np.full(n, v, dtype=float)  # noqa: E731
+    arr = lambda v: np.full(n, v, dtype=float)
     return Calorimeter(config).images(np.full(n, pid), arr(pt * np.cos(phi)), arr(pt * np.sin(phi)),
                                       arr(pt * np.sinh(eta)), arr(e), k, n, np.random.default_rng(seed),
                                       charged=None if charged is None else np.full(n, charged))

@@ -8,15 +8,13 @@ import pytest
 import torch
 
 import hepgen.domains.events as events_domain
+from _toy_events import toy_events
 from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig
 from hepgen.data.events import write_events
 from hepgen.domains.base import domain_of_data
 from hepgen.domains.events import DOMAIN, EventPreprocessor
-from hepgen.models import build_model
 from hepgen.models.dcgan import EventDCGAN
-
-from _toy_events import toy_events
 
 TINY = {"noise_dim": 8, "filters": 4}
 

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hepgen.metrics.event_jets import event_observables, image_jets, ks_selection_score, pixel_centers
+from hepgen.metrics.event_jets import (
+    event_observables,
+    image_jets,
+    ks_selection_score,
+    pixel_centers,
+)
 from hepgen.simulate.detector import Calorimeter, DetectorConfig
 
 

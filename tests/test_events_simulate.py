@@ -12,8 +12,8 @@ SMALL = EventGenConfig(events_per_batch=5)
 
 
 @pytest.mark.parametrize("args, message", [
-    (("signal", [(800.0, 900.0)], 0.0), "masses: the neutralino must be lighter than the gluino, found "
-                                        "m_gluino=800 GeV, m_neutralino=900 GeV"),
+    (("signal", [(800.0, 900.0)], 0.0), ("masses: the neutralino must be lighter than the gluino, found "
+                                         "m_gluino=800 GeV, m_neutralino=900 GeV")),
     (("signal", [(800.0, 800.0)], 0.0), "the neutralino must be lighter than the gluino"),
     (("signal", None, 0.0), r"masses: process 'signal' needs at least one \(m_gluino, m_neutralino\) point"),
     (("signal", [(7000.0, 100.0)], 0.0), "a gluino pair needs 2 m_gluino < ecm=13000 GeV, found m_gluino=7000 GeV"),

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 
 import hepgen.train.trainer as trainer_module
+from _toy_events import toy_events
 from hepgen.config import TrainConfig
 from hepgen.domains.events import DOMAIN
-
-from _toy_events import toy_events
 
 if not hasattr(trainer_module, "domain_of_data"):
     pytest.skip("needs the restructured trainer (hepgen.domains.base.domain_of_data); the integrator enables it",

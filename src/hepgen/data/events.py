@@ -96,7 +96,7 @@ class EventImages:
     def eta_max(self) -> float:
         return float(self.attrs["eta_max"])
 
-    def subset(self, indices) -> "EventImages":
+    def subset(self, indices) -> EventImages:
         """The events at ``indices`` (an index array, a boolean mask or a slice)."""
         idx = indices if isinstance(indices, slice) else np.asarray(indices)
         return EventImages(self.images[idx], self.conditions[idx],
@@ -108,7 +108,7 @@ class EventImages:
         return self.images.sum(axis=1)
 
     @staticmethod
-    def concatenate(parts: Sequence["EventImages"], attrs: dict | None = None) -> "EventImages":
+    def concatenate(parts: Sequence[EventImages], attrs: dict | None = None) -> EventImages:
         """One container from several of the same image shape (truth jets padded to the widest)."""
         if not parts:
             raise ValueError("EventImages.concatenate: expected at least one part, found none")
@@ -167,16 +167,15 @@ def write_events(path: str | os.PathLike, data: EventImages, compression: str | 
     path = Path(path)
     attrs = hdf5_attrs({**data.attrs, "kind": KIND, "condition_names": list(CONDITION_NAMES),
                         "process_names": list(PROCESSES)}, path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("images", data=data.images, compression=compression,
-                             chunks=(1, *data.images.shape[1:]) if len(data) else None)
-            f.create_dataset("conditions", data=data.conditions)
-            f.create_dataset("process", data=data.process)
-            if data.truth_jets is not None:
-                f.create_dataset("truth_jets", data=data.truth_jets)
-            for k, v in attrs.items():
-                f.attrs[k] = v
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("images", data=data.images, compression=compression,
+                         chunks=(1, *data.images.shape[1:]) if len(data) else None)
+        f.create_dataset("conditions", data=data.conditions)
+        f.create_dataset("process", data=data.process)
+        if data.truth_jets is not None:
+            f.create_dataset("truth_jets", data=data.truth_jets)
+        for k, v in attrs.items():
+            f.attrs[k] = v
 
 
 def read_events(path: str | os.PathLike) -> EventImages:

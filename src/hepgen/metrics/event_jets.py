@@ -35,8 +35,16 @@ from scipy import stats
 
 from hepgen._fastjet import quiet_fastjet
 
-__all__ = ["EventJets", "OBSERVABLES", "SELECTION_OBSERVABLES", "cluster_particles", "event_observables",
-           "image_jets", "ks_selection_score", "pixel_centers"]
+__all__ = [
+    "OBSERVABLES",
+    "SELECTION_OBSERVABLES",
+    "EventJets",
+    "cluster_particles",
+    "event_observables",
+    "image_jets",
+    "ks_selection_score",
+    "pixel_centers",
+]
 
 #: per-event observables of :func:`event_observables`
 OBSERVABLES = ("n_jets", "leading_pt", "leading_mass", "summed_mass", "ht")

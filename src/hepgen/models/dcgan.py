@@ -41,7 +41,7 @@ __all__ = ["EventDCGAN", "EventWGANGP"]
 
 
 def _n_layers(side: int) -> int:
-    k = int(round(math.log2(side))) if side > 0 else 0
+    k = round(math.log2(side)) if side > 0 else 0
     if side < 8 or 2**k != side:
         raise ValueError(f"image_shape: expected square images of side 2^k >= 8 (64 for the paper), found {side}")
     return k - 1

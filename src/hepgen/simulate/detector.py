@@ -51,8 +51,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["DELPHES_ATLAS", "DetectorConfig", "Calorimeter", "ecal_fraction", "ecal_resolution",
-           "hcal_resolution", "overlay"]
+__all__ = [
+    "DELPHES_ATLAS",
+    "Calorimeter",
+    "DetectorConfig",
+    "ecal_fraction",
+    "ecal_resolution",
+    "hcal_resolution",
+    "overlay",
+]
 
 #: The numbers taken from Delphes' ``cards/delphes_card_ATLAS.tcl`` (see the module docstring).
 DELPHES_ATLAS = {

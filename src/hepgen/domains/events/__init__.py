@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class EventDomain:
     kind = "events"
     data_type = EventImages
     default_family = "dcgan"
-    default_conditions = ["m_gluino", "m_neutralino"]
+    default_conditions: ClassVar[list] = ["m_gluino", "m_neutralino"]
 
     def accepts_file(self, path: str | os.PathLike) -> bool:
         return is_event_file(path)

@@ -62,7 +62,7 @@ class EventGenerator:
         save_checkpoint(path, self.payload(trainer_state))
 
     @classmethod
-    def from_payload(cls, payload: dict, source: str = "<checkpoint>") -> "EventGenerator":
+    def from_payload(cls, payload: dict, source: str = "<checkpoint>") -> EventGenerator:
         check_kind(payload.get("kind"), KIND, source)
         model = build_model(payload["family"], **payload["hparams"])
         model.load_state_dict(payload["model"])

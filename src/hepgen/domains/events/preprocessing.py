@@ -57,7 +57,7 @@ class EventPreprocessor:
     def n_conditions(self) -> int:
         return len(self.condition_names)
 
-    def fit(self, data: EventImages) -> "EventPreprocessor":
+    def fit(self, data: EventImages) -> EventPreprocessor:
         self.image_shape = list(data.shape)
         self.e_max = float(max(data.images.max(), self.scale)) if len(data) else 1.0
         cols = self._columns(data.conditions)
@@ -92,7 +92,7 @@ class EventPreprocessor:
                 "image_shape": list(self.image_shape), "cond_lo": list(self.cond_lo), "cond_hi": list(self.cond_hi)}
 
     @classmethod
-    def from_state(cls, state: dict) -> "EventPreprocessor":
+    def from_state(cls, state: dict) -> EventPreprocessor:
         pre = cls(state["condition_names"], state["scale"])
         pre.e_max = float(state["e_max"])
         pre.image_shape = [int(s) for s in state["image_shape"]]

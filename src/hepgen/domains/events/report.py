@@ -122,11 +122,11 @@ def write_event_report(metrics: dict, figs: list[tuple[str, str]], out_dir, titl
     summary = {k: metrics.get(k) for k in ("n_real", "n_generated", "selection_score", "selection_score_floor",
                                            "classifier_auc", "classifier_auc_err", "fpd", "fpd_err", "fpd_floor")}
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{padding:2px 8px;"
-             "border-bottom:1px solid #ddd;text-align:right}</style></head><body>",
+             ("<style>body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{padding:2px 8px;"
+              "border-bottom:1px solid #ddd;text-align:right}</style></head><body>"),
              f"<h1>{html.escape(title)}</h1><h2>Summary</h2><pre>{html.escape(json.dumps(summary, indent=1))}</pre>",
-             "<h2>Observables (floor: real vs real, half samples)</h2><table><tr><th>observable</th><th>mean real"
-             "</th><th>mean gen</th><th>W1</th><th>W1 floor</th><th>KS</th><th>KS floor</th><th>KS p</th></tr>",
+             ("<h2>Observables (floor: real vs real, half samples)</h2><table><tr><th>observable</th><th>mean real"
+              "</th><th>mean gen</th><th>W1</th><th>W1 floor</th><th>KS</th><th>KS floor</th><th>KS p</th></tr>"),
              _rows(metrics), "</table>"]
     if metrics.get("mass_points"):
         parts.append("<h2>Mass points</h2><pre>" + html.escape(json.dumps(metrics["mass_points"], indent=1)) + "</pre>")
