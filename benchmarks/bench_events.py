@@ -14,6 +14,7 @@ runs before the trainer is wired to the events kind; sizes are small because the
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import json
 import os
@@ -22,11 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from scipy import stats
 
 from hepgen.config import TrainConfig
-from hepgen.data.events import read_events
+from hepgen.data.events import EventImages, read_events
 from hepgen.domains.events import DOMAIN, overlay_shift
+from hepgen.domains.events.evaluate import evaluate_events
+from hepgen.domains.events.report import _png, figures, write_event_report
 from hepgen.metrics.event_jets import event_observables, ks_selection_score
 from hepgen.simulate.events import EventGenConfig, simulate_events
 
@@ -132,6 +136,33 @@ def interpolation(args):
         f = gen.sample_like(sub, seed=6)
         print(f"  trained point {point}: summed-mass mean Pythia {event_observables(sub.images)['summed_mass'].mean():.1f}"
               f", generated {event_observables(f.images)['summed_mass'].mean():.1f} GeV")
+    real = EventImages.concatenate([val, test])
+    fake = gen.sample_like(real, seed=8)
+    metrics, extras = evaluate_events(real, fake, seed=0)
+    out = Path(args.workdir) / f"interp_report_{args.family}"
+    out.mkdir(exist_ok=True)
+    write_event_report(metrics, figures(real, fake, extras, metrics), out, title="interpolation to m_gluino=1200 GeV")
+    print(f"  report: {out / 'report.html'}; classifier AUC {metrics.get('classifier_auc')}, FPD {metrics.get('fpd')}"
+          f" (floor {metrics.get('fpd_floor')})")
+
+
+def _figure5(hard, real_pu, gen_pu, path, mu):
+    """The paper's Figure 5 style: fat-jet multiplicity and summed jet mass, hard scatter alone
+    and with real or generated pile-up overlaid."""
+    n = len(hard)
+    obs = {"no pile-up": event_observables(hard.images),
+           f"+ Pythia pile-up (mu={mu})": event_observables(hard.images + real_pu.images[:n]),
+           f"+ generated pile-up (mu={mu})": event_observables(hard.images + gen_pu.images[:n])}
+    fig = Figure(figsize=(10, 4))
+    for i, (k, label) in enumerate((("n_jets", "fat-jet multiplicity"), ("summed_mass", "summed jet mass [GeV]"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        allv = np.concatenate([o[k] for o in obs.values()])
+        edges = np.arange(-0.5, allv.max() + 1.5) if k == "n_jets" else np.linspace(0, allv.max() + 1, 30)
+        for (name, o), color in zip(obs.items(), ("k", "tab:blue", "tab:red")):
+            ax.hist(o[k], edges, histtype="step", density=True, label=name, color=color)
+        ax.set_xlabel(label)
+        ax.legend(fontsize=7)
+    path.write_bytes(base64.b64decode(_png(fig)))
 
 
 def pileup(args):
@@ -148,6 +179,7 @@ def pileup(args):
                      args.eval_every, 0, {"filters": args.filters})
         fake = gen.sample_like(te, seed=7)
         res[mu] = overlay_shift(hard, te, fake)
+        _figure5(hard, te, fake, Path(args.workdir) / f"pileup_mu{mu}.png", mu)
         for k, v in res[mu].items():
             print(f"  {k:12s} hard {v['mean_hard']:.3g}; shift with real pile-up {v['shift_real']:+.3g}, with "
                   f"generated {v['shift_gen']:+.3g} (shift differs by {100 * (v['shift_rel_diff'] or 0):+.1f} %); "
