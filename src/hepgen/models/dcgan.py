@@ -232,13 +232,19 @@ class EventDCGAN(GenerativeModel):
 
 @register
 class EventWGANGP(EventDCGAN):
-    """:class:`EventDCGAN` trained as a WGAN-GP (critic without batch norm)."""
+    """:class:`EventDCGAN` trained as a WGAN-GP (critic without batch norm; ``flip_rate`` is not
+    used: a Wasserstein critic has no labels to flip)."""
 
     family = "dcgan_wgan_gp"
     loss_type = "wgan_gp"
 
-    def __init__(self, n_features: int, n_conditions: int, beta1: float = 0.0, **kwargs) -> None:
-        super().__init__(n_features, n_conditions, beta1=beta1, **kwargs)
+    def __init__(self, n_features: int, n_conditions: int, image_shape=(1, 64, 64), noise_dim: int = 64,
+                 filters: int = 32, threshold: float = 0.05, flip_rate: float = 0.0, n_critic: int = 5,
+                 gp_lambda: float = 10.0, beta1: float = 0.0) -> None:
+        # explicit signature (hepgen tune reads the constructor's parameters); no label flips by default
+        super().__init__(n_features, n_conditions, image_shape=image_shape, noise_dim=noise_dim, filters=filters,
+                         threshold=threshold, flip_rate=flip_rate, n_critic=n_critic, gp_lambda=gp_lambda,
+                         beta1=beta1)
 
     def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
         betas = (self.beta1, 0.9)  # Gulrajani et al.
