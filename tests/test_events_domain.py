@@ -6,14 +6,16 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 import hepgen.domains.events as events_domain
 from _toy_events import toy_events
 from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig
-from hepgen.data.events import write_events
+from hepgen.data.events import PROCESSES, EventImages, write_events
 from hepgen.domains.base import domain_of_data
 from hepgen.domains.events import DOMAIN, EventPreprocessor
+from hepgen.metrics.event_jets import event_observables
 from hepgen.models.dcgan import EventDCGAN
 
 TINY = {"noise_dim": 8, "filters": 4}
@@ -133,6 +135,20 @@ def test_generator_save_load_sample_and_selection_score(tmp_path):
             return d
 
     assert DOMAIN.selection_score(Identity(), data, 0) == 0.0
+
+    class Darker:  # no jets on either side: for pile-up images the energy terms still see the difference
+        def sample_like(self, d, seed=0):
+            return EventImages(d.images * 0.5, d.conditions, None, d.process, d.attrs)
+
+    soft = toy_events(30, seed=5)
+    soft.images *= 0.02  # no 200 GeV jets left
+    soft.process[:] = PROCESSES.index("pileup")
+    assert event_observables(soft.images)["n_jets"].sum() == 0
+    o_r, o_g = event_observables(soft.images), event_observables(soft.images * 0.5)
+    want = -np.log(stats.ks_2samp(o_r["total_energy"], o_g["total_energy"]).pvalue)  # sparsity is unchanged
+    assert DOMAIN.selection_score(Darker(), soft, 0) == pytest.approx(want, rel=1e-9)
+    soft.process[0] = PROCESSES.index("signal")  # not pure pile-up: the paper's three jet terms only
+    assert DOMAIN.selection_score(Darker(), soft, 0) == 0.0
 
 
 def test_evaluate_files_report_with_floor(tmp_path):

@@ -37,6 +37,7 @@ from hepgen._fastjet import quiet_fastjet
 
 __all__ = [
     "OBSERVABLES",
+    "PILEUP_SELECTION_OBSERVABLES",
     "SELECTION_OBSERVABLES",
     "EventJets",
     "cluster_particles",
@@ -50,6 +51,8 @@ __all__ = [
 OBSERVABLES = ("n_jets", "leading_pt", "leading_mass", "summed_mass", "ht")
 #: the three distributions of the paper's KS selection score
 SELECTION_OBSERVABLES = ("n_jets", "jet_pt", "summed_mass")
+#: added for pile-up images, which rarely hold a 200 GeV jet (the jet terms are then all 0)
+PILEUP_SELECTION_OBSERVABLES = ("total_energy", "sparsity")
 
 
 @dataclass
@@ -150,7 +153,8 @@ def event_observables(images: np.ndarray, eta_max: float = 2.5, radius: float = 
     Returns:
         dict with ``n_jets``, ``leading_pt``, ``leading_mass`` (NaN without a jet),
         ``summed_mass``, ``ht`` — ``(N,)`` each; ``jet_pt`` (all jets, flat); ``pixel_energy``
-        (non-empty pixels, flat, GeV); ``sparsity`` ``(N,)`` (fraction of empty pixels).
+        (non-empty pixels, flat, GeV); ``sparsity`` ``(N,)`` (fraction of empty pixels);
+        ``total_energy`` ``(N,)`` (GeV, sum over the image).
     """
     images = np.asarray(images)
     jets = image_jets(images, eta_max, radius, pt_min) if jets is None else jets
@@ -167,6 +171,7 @@ def event_observables(images: np.ndarray, eta_max: float = 2.5, radius: float = 
         "ht": jets.pt.sum(axis=1) if jets.pt.size else np.zeros(len(tot)),
         "jet_pt": jets.all_pt(),
         "pixel_energy": flat[flat > 0].astype(np.float64),
+        "total_energy": flat.sum(axis=1).astype(np.float64),
         "sparsity": (flat <= 0).mean(axis=1) if flat.shape[1] else np.zeros(len(tot)),
     }
 

@@ -8,7 +8,7 @@ is a slightly pessimistic reference).  Jets are anti-kT R = 1.0 on the pixels, p
 Keys of the metrics dict (strict JSON: NaN/Inf become null):
 
 * ``observables.<name>`` for ``n_jets, leading_pt, leading_mass, summed_mass, ht, sparsity,
-  pixel_energy``: ``mean_real, mean_gen, w1, w1_floor, ks, ks_p, ks_floor``;
+  total_energy, pixel_energy``: ``mean_real, mean_gen, w1, w1_floor, ks, ks_p, ks_floor``;
 * ``selection_score`` / ``selection_score_floor``: Σ −log p of the KS tests on jet multiplicity,
   jet pT and summed jet mass (the paper's epoch-selection objective);
 * ``classifier_auc`` / ``classifier_auc_err``: an MLP real-vs-generated on the per-event jet
@@ -33,8 +33,8 @@ from hepgen.metrics.multivariate import fpd
 __all__ = ["FEATURES", "evaluate_events", "jet_features", "json_safe", "overlay_shift"]
 
 #: per-event observables compared (distributions)
-FEATURES = ("n_jets", "leading_pt", "leading_mass", "summed_mass", "ht", "sparsity", "pixel_energy")
-_VECTOR = ("n_jets", "leading_pt", "leading_mass", "summed_mass", "ht", "sparsity")
+FEATURES = ("n_jets", "leading_pt", "leading_mass", "summed_mass", "ht", "sparsity", "total_energy", "pixel_energy")
+_VECTOR = ("n_jets", "leading_pt", "leading_mass", "summed_mass", "ht", "sparsity", "total_energy")
 
 
 def json_safe(obj):
@@ -53,7 +53,7 @@ def json_safe(obj):
 
 
 def jet_features(obs: dict) -> np.ndarray:
-    """``(N, 6)`` per-event features for the classifier and FPD (no jet: leading pT/mass = 0)."""
+    """``(N, 7)`` per-event features for the classifier and FPD (no jet: leading pT/mass = 0)."""
     return np.nan_to_num(np.stack([np.asarray(obs[k], float) for k in _VECTOR], 1), nan=0.0)
 
 

@@ -26,7 +26,7 @@ __all__ = ["figures", "write_event_report"]
 
 _LABELS = {"n_jets": "fat-jet multiplicity", "leading_pt": "leading-jet pT [GeV]",
            "leading_mass": "leading-jet mass [GeV]", "summed_mass": "summed jet mass [GeV]", "ht": "HT [GeV]",
-           "sparsity": "fraction of empty pixels"}
+           "sparsity": "fraction of empty pixels", "total_energy": "total image energy [GeV]"}
 
 
 def _png(fig: Figure) -> str:
@@ -61,11 +61,11 @@ def figures(real: EventImages, gen: EventImages, extras: dict, metrics: dict) ->
     """``[(title, base64 png), ...]`` for the report."""
     out = []
     o_r, o_g = extras["real"], extras["gen"]
-    fig = Figure(figsize=(12, 6.5))
+    fig = Figure(figsize=(11, 9))
     for i, k in enumerate(_LABELS):
-        _hist(fig.add_subplot(2, 4, i + 1), o_r[k], o_g[k], _LABELS[k])
-    _hist(fig.add_subplot(2, 4, 7), o_r["jet_pt"], o_g["jet_pt"], "jet pT (all jets) [GeV]")
-    _hist(fig.add_subplot(2, 4, 8), o_r["pixel_energy"], o_g["pixel_energy"], "pixel energy [GeV]", log=True)
+        _hist(fig.add_subplot(3, 3, i + 1), o_r[k], o_g[k], _LABELS[k])
+    _hist(fig.add_subplot(3, 3, 8), o_r["jet_pt"], o_g["jet_pt"], "jet pT (all jets) [GeV]")
+    _hist(fig.add_subplot(3, 3, 9), o_r["pixel_energy"], o_g["pixel_energy"], "pixel energy [GeV]", log=True)
     fig.tight_layout()
     out.append(("Jet and image observables (anti-kT R = 1.0 on pixels, pT > 200 GeV)", _png(fig)))
     fig = Figure(figsize=(12, 3.6))
