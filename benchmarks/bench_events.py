@@ -181,8 +181,8 @@ def pileup(args):
         res[mu] = overlay_shift(hard, te, fake)
         _figure5(hard, te, fake, Path(args.workdir) / f"pileup_mu{mu}.png", mu)
         for k, v in res[mu].items():
-            print(f"  {k:12s} hard {v['mean_hard']:.3g}; shift with real pile-up {v['shift_real']:+.3g}, with "
-                  f"generated {v['shift_gen']:+.3g} (shift differs by {100 * (v['shift_rel_diff'] or 0):+.1f} %); "
+            print(f"  {k:12s} hard {v['mean_hard']:.3g}; shift with real pile-up {v['shift_real']:+.3g} ± "
+                  f"{v['shift_real_err']:.2g}, with generated {v['shift_gen']:+.3g} ± {v['shift_gen_err']:.2g} (shift differs by {100 * (v['shift_rel_diff'] or 0):+.1f} %); "
                   f"overlaid means differ by {100 * (v['mean_rel_diff'] or 0):+.1f} %")
     print(json.dumps(res))
 

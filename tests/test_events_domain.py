@@ -182,5 +182,6 @@ def test_overlay_shift_hand_case():
     assert res["n_jets"]["shift_real"] == 0.0 and res["n_jets"]["shift_gen"] == 0.0
     res = events_domain.overlay_shift(hard, hard, empty)  # "pile-up" = the events themselves: masses double
     assert res["summed_mass"]["shift_real"] > 0 and res["summed_mass"]["shift_gen"] == 0.0
+    assert res["summed_mass"]["shift_gen_err"] == 0.0 and res["summed_mass"]["shift_real_err"] > 0
     with pytest.raises(ValueError, match="overlay_shift: need >= 10 pile-up images of each kind, found 3 real"):
         events_domain.overlay_shift(hard, hard.subset([0, 1, 2]), empty)
