@@ -1,13 +1,14 @@
 """Generative model families behind one interface (see :mod:`hepgen.models.base`)."""
 
 from hepgen.models.base import (
-           MODEL_FAMILIES,
-           GenerativeModel,
-           build_model,
-           check_family_kind,
-           register,
-           with_derived_hparams,
+    MODEL_FAMILIES,
+    GenerativeModel,
+    build_model,
+    check_family_kind,
+    register,
+    with_derived_hparams,
 )
+from hepgen.models.dcgan import EventDCGAN, EventWGANGP
 from hepgen.models.epic import JetFlowMatching
 from hepgen.models.epic_gan import JetGAN
 from hepgen.models.flow import CaloFlow, ConditionalFlow
@@ -15,5 +16,20 @@ from hepgen.models.flow_matching import ConditionalFlowMatching
 from hepgen.models.gan import GAN
 from hepgen.models.vae import ConditionalVAE
 
-__all__ = ["GenerativeModel", "ConditionalFlow", "CaloFlow", "ConditionalFlowMatching", "JetFlowMatching", "JetGAN", "ConditionalVAE", "GAN", "MODEL_FAMILIES", "build_model",
-           "check_family_kind", "register", "with_derived_hparams"]
+__all__ = [
+    "MODEL_FAMILIES",
+    "CaloFlow",
+    "ConditionalFlow",
+    "ConditionalFlowMatching",
+    "ConditionalVAE",
+    "EventDCGAN",
+    "EventWGANGP",
+    "GAN",
+    "GenerativeModel",
+    "JetFlowMatching",
+    "JetGAN",
+    "build_model",
+    "check_family_kind",
+    "register",
+    "with_derived_hparams",
+]

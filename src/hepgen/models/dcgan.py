@@ -1,0 +1,267 @@
+"""The conditional DCGAN of the whole-event studies, and its WGAN-GP variant, on calorimeter images.
+
+Generator (Radford et al., arXiv:1511.06434, as used for 64 × 64 event images by Farrell et
+al., EPJ Web Conf. 214 (2019) 09005): the noise ``z`` and the conditions ``c`` (e.g. the
+scaled gluino and neutralino masses) form a ``(noise_dim + C) × 1 × 1`` input; five
+transposed convolutions (kernel 4; the first 1 → 4, then four × 2: 4 → 64) with batch norm and
+ReLU after each but the last; the output is a sigmoid with values below ``threshold`` set to
+0 (sparse images, as the paper's thresholded output).  Images of side ``2^k`` (k ≥ 3) use
+``k − 1`` layers; 64 × 64 gives the paper's five.
+
+Discriminator: the image with the conditions appended as constant channels, five
+convolutions (kernel 4, stride 2, then a last 4 × 4 → 1 × 1 convolution) with leaky ReLU
+(slope 0.2) and batch norm on the inner layers; one logit.
+
+Training: non-saturating BCE with random label flipping (a fraction ``flip_rate`` of the
+discriminator's labels is swapped at every step) and Adam (β₁ = 0.5), as the paper.  The
+``dcgan_wgan_gp`` family is the same pair trained as a Wasserstein GAN with gradient penalty
+(Gulrajani et al., arXiv:1704.00028): no batch norm in the critic, ``n_critic`` critic steps
+per generator step, penalty weight ``gp_lambda``.
+
+Models see flat ``(B, D)`` features, ``D = C·H·W`` (``image_shape``), in [0, 1] (the event
+domain's log scaling), and ``(B, n_conditions)`` conditions.
+
+Example:
+    >>> m = EventDCGAN(n_features=16 * 16, n_conditions=2, image_shape=[1, 16, 16], noise_dim=8, filters=4)
+    >>> x = m.sample(torch.zeros(3, 2), torch.Generator().manual_seed(0))
+    >>> tuple(x.shape), bool(((x == 0) | (x >= m.threshold)).all())
+    ((3, 256), True)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from hepgen.models.base import GenerativeModel, register
+
+__all__ = ["EventDCGAN", "EventWGANGP"]
+
+
+def _n_layers(side: int) -> int:
+    k = round(math.log2(side)) if side > 0 else 0
+    if side < 8 or 2**k != side:
+        raise ValueError(f"image_shape: expected square images of side 2^k >= 8 (64 for the paper), found {side}")
+    return k - 1
+
+
+class _Generator(nn.Module):
+    def __init__(self, noise_dim: int, n_cond: int, channels: int, side: int, filters: int, threshold: float):
+        super().__init__()
+        n = _n_layers(side)
+        widths = [filters * 2 ** (n - 2 - i) for i in range(n - 1)]  # 64×64: 8F, 4F, 2F, F
+        layers: list[nn.Module] = []
+        cin = noise_dim + n_cond
+        for i, w in enumerate(widths):
+            layers += [nn.ConvTranspose2d(cin, w, 4, 1 if i == 0 else 2, 0 if i == 0 else 1, bias=False),
+                       nn.BatchNorm2d(w), nn.ReLU(True)]
+            cin = w
+        layers.append(nn.ConvTranspose2d(cin, channels, 4, 2, 1))
+        self.net = nn.Sequential(*layers)
+        self.threshold = float(threshold)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(self.net(torch.cat([z, c], 1)[:, :, None, None]))
+        return y * (y >= self.threshold)  # thresholded sigmoid: exact zeros, gradient where kept
+
+
+class _Critic(nn.Module):
+    def __init__(self, n_cond: int, channels: int, side: int, filters: int, batch_norm: bool):
+        super().__init__()
+        n = _n_layers(side)
+        layers: list[nn.Module] = []
+        cin = channels + n_cond
+        for i in range(n - 1):
+            w = filters * 2**i
+            layers.append(nn.Conv2d(cin, w, 4, 2, 1, bias=not (batch_norm and i > 0)))
+            if batch_norm and i > 0:
+                layers.append(nn.BatchNorm2d(w))
+            layers.append(nn.LeakyReLU(0.2, True))
+            cin = w
+        layers.append(nn.Conv2d(cin, 1, 4, 1, 0))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        cc = c[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])  # masses as constant channels
+        return self.net(torch.cat([x, cc], 1)).reshape(-1)
+
+
+@register
+class EventDCGAN(GenerativeModel):
+    """Conditional DCGAN on event images (see the module docstring).
+
+    Arguments:
+        n_features: ``C·H·W``.  n_conditions: condition columns.
+        image_shape: ``[C, H, W]`` with H = W = 2^k (default ``[1, 64, 64]``).
+        noise_dim: length of the noise vector.  filters: base filter count F.
+        threshold: output values below it become exactly 0.
+        flip_rate: fraction of discriminator labels swapped at random each step.
+        n_critic, gp_lambda: WGAN-GP only (critic steps per generator step; penalty weight).
+        beta1: Adam β₁ (0.5, the DCGAN choice).
+    """
+
+    family = "dcgan"
+    data_kind = "events"
+    loss_type = "bce"
+    ddp_find_unused_parameters = True
+
+    def __init__(self, n_features: int, n_conditions: int, image_shape=(1, 64, 64), noise_dim: int = 64,
+                 filters: int = 32, threshold: float = 0.05, flip_rate: float = 0.05, n_critic: int = 5,
+                 gp_lambda: float = 10.0, beta1: float = 0.5) -> None:
+        super().__init__(n_features, n_conditions)
+        image_shape = [int(s) for s in image_shape]
+        if len(image_shape) != 3 or image_shape[1] != image_shape[2] or math.prod(image_shape) != self.n_features:
+            raise ValueError(f"{self.family}: key 'image_shape': expected [C, H, W] with H = W and C·H·W = "
+                             f"n_features={self.n_features}, found {image_shape}")
+        if not 0.0 <= float(flip_rate) < 0.5:
+            raise ValueError(f"{self.family}: key 'flip_rate': expected a fraction in [0, 0.5), found {flip_rate}")
+        if not 0.0 <= float(threshold) < 1.0:
+            raise ValueError(f"{self.family}: key 'threshold': expected a value in [0, 1), found {threshold}")
+        if int(noise_dim) < 1 or int(filters) < 1 or int(n_critic) < 1:
+            raise ValueError(f"{self.family}: noise_dim, filters and n_critic must be >= 1, found "
+                             f"{noise_dim}, {filters}, {n_critic}")
+        self.image_shape = image_shape
+        self._noise_dim = int(noise_dim)
+        self.threshold = float(threshold)
+        self.flip_rate = float(flip_rate)
+        self.n_critic = int(n_critic)
+        self.gp_lambda = float(gp_lambda)
+        self.beta1 = float(beta1)
+        c, side = image_shape[0], image_shape[1]
+        self.generator = _Generator(self._noise_dim, self.n_conditions, c, side, int(filters), self.threshold)
+        self.critic = _Critic(self.n_conditions, c, side, int(filters), batch_norm=self.loss_type == "bce")
+        self.hparams.update(image_shape=image_shape, noise_dim=self._noise_dim, filters=int(filters),
+                            threshold=self.threshold, flip_rate=self.flip_rate, n_critic=self.n_critic,
+                            gp_lambda=self.gp_lambda, beta1=self.beta1)
+
+    @classmethod
+    def tiny_hparams(cls) -> dict:
+        return {"image_shape": [1, 16, 16], "noise_dim": 8, "filters": 4}
+
+    # --- sampling -------------------------------------------------------------------------
+    @property
+    def noise_dim(self) -> int:
+        return self._noise_dim
+
+    def sample_from_noise(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        was = self.generator.training
+        self.generator.eval()
+        try:
+            return self.generator(z, c).reshape(len(c), -1)
+        finally:
+            self.generator.train(was)
+
+    @torch.no_grad()
+    def sample(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(len(c), self._noise_dim, generator=generator, device=c.device) if generator is not None \
+            else torch.randn(len(c), self._noise_dim, device=c.device)
+        return self.sample_from_noise(c, z)
+
+    # --- training -------------------------------------------------------------------------
+    def ddp_modules(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "critic": self.critic}
+
+    def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
+        betas = (self.beta1, 0.999)
+        return {"generator": torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay),
+                "critic": torch.optim.Adam(self.critic.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)}
+
+    def _images(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), *self.image_shape)
+
+    def _fake(self, c: torch.Tensor) -> torch.Tensor:
+        z = torch.randn(len(c), self._noise_dim, device=c.device)
+        return self.wrapped("generator")(z, c)
+
+    def critic_loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Discriminator BCE on real ``x`` and generated images, a ``flip_rate`` of labels swapped."""
+        real = self._images(x)
+        with torch.no_grad():
+            fake = self._fake(c)
+        d_real = self.wrapped("critic")(real, c)
+        d_fake = self.wrapped("critic")(fake, c)
+        y_real, y_fake = torch.ones_like(d_real), torch.zeros_like(d_fake)
+        if self.flip_rate > 0:
+            flip_r = torch.rand_like(y_real) < self.flip_rate
+            flip_f = torch.rand_like(y_fake) < self.flip_rate
+            y_real, y_fake = torch.where(flip_r, 1 - y_real, y_real), torch.where(flip_f, 1 - y_fake, y_fake)
+        bce = nn.functional.binary_cross_entropy_with_logits
+        return bce(d_real, y_real) + bce(d_fake, y_fake)
+
+    def generator_loss(self, c: torch.Tensor) -> torch.Tensor:
+        d = self.wrapped("critic")(self._fake(c), c)
+        return nn.functional.binary_cross_entropy_with_logits(d, torch.ones_like(d))
+
+    def training_step(self, x, c, optimizers, step, grad_clip, scaler=None) -> dict[str, float]:
+        """One critic step, and one generator step (every ``n_critic``-th step for WGAN-GP)."""
+        if scaler is not None:
+            raise ValueError(f"{self.family}: fp16 mixed precision (a GradScaler) is not supported; use bf16 or fp32")
+        opt_d, opt_g = optimizers["critic"], optimizers["generator"]
+        loss_d = self.critic_loss(x, c)
+        if not torch.isfinite(loss_d):
+            raise FloatingPointError(f"step {step}: critic loss became {loss_d.item()}; lower the lr")
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), grad_clip)
+        opt_d.step()
+        out = {"loss": float(loss_d.detach()), "loss_critic": float(loss_d.detach())}
+        if self.loss_type == "bce" or step % self.n_critic == 0:
+            loss_g = self.generator_loss(c)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.generator.parameters(), grad_clip)
+            opt_g.step()
+            out["loss_generator"] = float(loss_g.detach())
+        return out
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.critic_loss(x, c)
+
+    def loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.critic_loss(x, c)
+
+    def validation_loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """NaN: adversarial losses do not track sample quality; the event domain selects
+        checkpoints with its KS jet score."""
+        return torch.tensor(float("nan"), device=x.device)
+
+
+@register
+class EventWGANGP(EventDCGAN):
+    """:class:`EventDCGAN` trained as a WGAN-GP (critic without batch norm; ``flip_rate`` is not
+    used: a Wasserstein critic has no labels to flip)."""
+
+    family = "dcgan_wgan_gp"
+    loss_type = "wgan_gp"
+
+    def __init__(self, n_features: int, n_conditions: int, image_shape=(1, 64, 64), noise_dim: int = 64,
+                 filters: int = 32, threshold: float = 0.05, flip_rate: float = 0.0, n_critic: int = 5,
+                 gp_lambda: float = 10.0, beta1: float = 0.0) -> None:
+        # explicit signature (hepgen tune reads the constructor's parameters); no label flips by default
+        super().__init__(n_features, n_conditions, image_shape=image_shape, noise_dim=noise_dim, filters=filters,
+                         threshold=threshold, flip_rate=flip_rate, n_critic=n_critic, gp_lambda=gp_lambda,
+                         beta1=beta1)
+
+    def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
+        betas = (self.beta1, 0.9)  # Gulrajani et al.
+        return {"generator": torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay),
+                "critic": torch.optim.Adam(self.critic.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)}
+
+    def critic_loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``E[D(fake)] − E[D(real)] + λ E[(‖∇D(x̂)‖ − 1)²]`` on random interpolates x̂."""
+        real = self._images(x)
+        with torch.no_grad():
+            fake = self._fake(c)
+        critic = self.wrapped("critic")
+        eps = torch.rand(len(real), 1, 1, 1, device=real.device)
+        mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(mix, c).sum(), mix, create_graph=True)
+        gp = (grad.flatten(1).norm(dim=1) - 1).square().mean()
+        return critic(fake, c).mean() - critic(real, c).mean() + self.gp_lambda * gp
+
+    def generator_loss(self, c: torch.Tensor) -> torch.Tensor:
+        return -self.wrapped("critic")(self._fake(c), c).mean()
