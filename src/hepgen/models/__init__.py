@@ -6,6 +6,7 @@ from hepgen.models.epic import JetFlowMatching
 from hepgen.models.epic_gan import JetGAN
 from hepgen.models.flow import CaloFlow, ConditionalFlow
 from hepgen.models.gan import GAN
+from hepgen.models.tabular import TabularFlow, TabularWGAN
 from hepgen.models.vae import ConditionalVAE
 
-__all__ = ["GenerativeModel", "ConditionalFlow", "CaloFlow", "ConditionalFlowMatching", "JetFlowMatching", "JetGAN", "ConditionalVAE", "GAN", "MODEL_FAMILIES", "build_model", "register"]
+__all__ = ["GenerativeModel", "ConditionalFlow", "CaloFlow", "ConditionalFlowMatching", "JetFlowMatching", "JetGAN", "ConditionalVAE", "GAN", "TabularFlow", "TabularWGAN", "MODEL_FAMILIES", "build_model", "register"]
