@@ -192,7 +192,7 @@ def benchmark_classifier(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
     y_train, y_test = np.asarray(y_train).astype(int), np.asarray(y_test).astype(int)
     for name, y in (("y_train", y_train), ("y_test", y_test)):
         if set(np.unique(y)) != {0, 1}:
-            raise ValueError(f"benchmark_classifier: {name} must hold both labels 0 and 1, found {sorted(set(y))}")
+            raise ValueError(f"benchmark_classifier: {name} must hold both labels 0 and 1, found {sorted(int(v) for v in set(y))}")
     if model == "hgb":
         clf = HistGradientBoostingClassifier(max_iter=200, early_stopping=True, random_state=seed)
         clf.fit(x_train, y_train)

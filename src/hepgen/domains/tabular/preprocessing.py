@@ -11,7 +11,8 @@ The transform of one column, fitted on a sample x₁ … x_N:
 * outside, exponential tails with the slope of the first / last segment:
   ``u = u_0 exp((x − q_0)/s_lo)`` below, ``1 − u = (1 − u_{K−1}) exp(−(x − q_{K−1})/s_hi)``
   above, so that the map is defined, continuous, strictly increasing on all of ℝ;
-* ``z = Φ⁻¹(u)`` (the upper tail through ``−Φ⁻¹(1 − u)`` for precision).
+* ``z = Φ⁻¹(u)`` (the tails through log-probabilities, ``scipy.special.ndtri_exp`` and
+  ``log_ndtr``, so that no finite x maps to ±∞).
 
 It is bijective (ℝ → ℝ) and its inverse is exact up to float rounding.  The Gaussianised sample
 is N(0, 1) per column up to the discreteness of K knots.  Used alone, :meth:`CDFGaussianiser.
@@ -38,7 +39,7 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+from scipy.special import log_ndtr, ndtr, ndtri, ndtri_exp
 
 __all__ = ["CDFGaussianiser"]
 
@@ -118,8 +119,9 @@ class CDFGaussianiser:
             u = np.interp(v, q, p)
             z = np.where(u < 0.5, ndtri(u), -ndtri(1 - u))
             lo, hi = v < q[0], v > q[-1]
-            z[lo] = ndtri(p[0] * np.exp((v[lo] - q[0]) / s_lo))
-            z[hi] = -ndtri((1 - p[-1]) * np.exp(-(v[hi] - q[-1]) / s_hi))
+            # tails in log-probability, so that far-out values neither underflow nor give ±inf
+            z[lo] = ndtri_exp(np.log(p[0]) + (v[lo] - q[0]) / s_lo)
+            z[hi] = -ndtri_exp(np.log1p(-p[-1]) - (v[hi] - q[-1]) / s_hi)
             out[:, i] = z
         return out
 
@@ -130,12 +132,11 @@ class CDFGaussianiser:
         for i, (q, p) in enumerate(zip(self.knots, self.probs)):
             s_lo, s_hi = self._slopes(q, p)
             w = z[:, i]
-            u, ubar = ndtr(w), ndtr(-w)
+            u = ndtr(w)
             v = np.interp(u, p, q)
-            lo, hi = u < p[0], ubar < 1 - p[-1]
-            with np.errstate(divide="ignore"):
-                v[lo] = q[0] + s_lo * np.log(u[lo] / p[0])
-                v[hi] = q[-1] - s_hi * np.log(ubar[hi] / (1 - p[-1]))
+            lo, hi = u < p[0], ndtr(-w) < 1 - p[-1]
+            v[lo] = q[0] + s_lo * (log_ndtr(w[lo]) - np.log(p[0]))
+            v[hi] = q[-1] - s_hi * (log_ndtr(-w[hi]) - np.log1p(-p[-1]))
             out[:, i] = v
         return out
 
