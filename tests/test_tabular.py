@@ -11,6 +11,7 @@ from scipy import stats
 
 from hepgen.config import TrainConfig
 from hepgen.data.tabular import TabularData, is_tabular_file, read_tabular, write_tabular
+from hepgen.domains.base import Domain, TrainedGenerator, get_domain
 from hepgen.domains.tabular import DOMAIN, CDFGaussianiser, TabularGenerator
 from hepgen.domains.tabular.evaluate import evaluate_tabular
 from hepgen.metrics.correlation import fisher_z_test
@@ -171,6 +172,7 @@ def test_domain_contract_and_manual_training_steps(tmp_path):
     torch.manual_seed(0)
     data = _toy(400)
     cfg = TrainConfig(family="tabular_wgan", model={"hidden": 16, "n_hidden": 2, "latent_dim": 4}, seed=0)
+    assert isinstance(DOMAIN, Domain) and get_domain("tabular") is DOMAIN
     DOMAIN.check(data, cfg)
     with pytest.raises(ValueError, match=r"^TrainConfig: key 'family': 'gan' generates showers, the data are "
                                          r"tabular; families for tabular: \['tabular_flow', 'tabular_wgan'\]$"):
@@ -193,6 +195,7 @@ def test_domain_contract_and_manual_training_steps(tmp_path):
     meta = DOMAIN.meta(data, cfg)
     json.dumps(meta)
     gen = DOMAIN.generator(model, pre, data, meta)
+    assert isinstance(gen, TrainedGenerator)
     score = DOMAIN.selection_score(gen, data, seed=0)
     assert math.isfinite(score) and score > 0
     gen.meta.update(epoch=1, step=6)

@@ -227,13 +227,11 @@ def read_tabular(path: str | os.PathLike, columns: Sequence[str] | None = None,
         raise ValueError(f"{path}: could not read HDF5 file ({err})") from None
     if not np.all(np.equal(np.mod(process, 1), 0)):
         raise ValueError(f"{path}: key 'process': expected whole numbers (process index), found fractions")
-    try:
-        data = TabularData.__new__(TabularData)
-        data.values, data.columns, data.units = np.asarray(values, np.float64), cols, units
-        data.process, data.process_names, data.attrs = np.asarray(process).astype(np.int64), names, attrs
-        validate_tabular(data, str(path))
-    except ValueError:
-        raise
+    # built without __post_init__ so that the validation names the file, not "<memory>"
+    data = TabularData.__new__(TabularData)
+    data.values, data.columns, data.units = np.asarray(values, np.float64), cols, units
+    data.process, data.process_names, data.attrs = np.asarray(process).astype(np.int64), names, attrs
+    validate_tabular(data, str(path))
     if columns is not None:
         missing = [c for c in columns if c not in cols]
         if missing:
