@@ -4,8 +4,8 @@
   feed-forward with 6 hidden layers × 288 nodes and ReLU, WGAN-GP loss with the two-sided
   (Gulrajani et al.) or one-sided "GPmax" (Petzka et al.) gradient penalty.  It is the
   :class:`hepgen.models.gan.GAN` family with these defaults and ReLU in place of LeakyReLU.
-* ``tabular_flow`` (:class:`TabularFlow`): the stronger modern baseline, a fully autoregressive
-  rational-quadratic neural spline flow (zuko NSF) — a likelihood model on the same features.
+* ``tabular_flow`` (:class:`TabularFlow`): the stronger modern baseline, a rational-quadratic
+  neural spline coupling flow (zuko NSF) — a likelihood model on the same features.
 
 Both see only ``(B, D)`` Gaussianised features and ``(B, C)`` one-hot process labels
 (:mod:`hepgen.domains.tabular`).
@@ -77,15 +77,17 @@ class TabularWGAN(GAN):
 
 @register
 class TabularFlow(ConditionalFlow):
-    """Autoregressive neural spline flow baseline for tabular data; arguments as
-    :class:`hepgen.models.flow.ConditionalFlow` with tabular defaults (6 transforms, 128 × 2
-    hidden, 8 spline bins, fully autoregressive: D is small)."""
+    """Neural spline flow baseline for tabular data; arguments as
+    :class:`hepgen.models.flow.ConditionalFlow` with tabular defaults: 8 coupling transforms
+    (``passes=2``: one network pass per transform when sampling), 128 × 2 hidden, 8 spline
+    bins.  ``passes=None`` (fully autoregressive) is more expressive per transform but samples
+    D = 26 times slower: measured 5 ms per event on one shared CPU thread."""
 
     family = "tabular_flow"
     data_kind = "tabular"
 
-    def __init__(self, n_features: int, n_conditions: int, transforms: int = 6, hidden_features: int = 128,
-                 n_hidden: int = 2, passes: int | None = None, spline_bins: int = 8) -> None:
+    def __init__(self, n_features: int, n_conditions: int, transforms: int = 8, hidden_features: int = 128,
+                 n_hidden: int = 2, passes: int | None = 2, spline_bins: int = 8) -> None:
         super().__init__(n_features, n_conditions, transforms=transforms, hidden_features=hidden_features,
                          n_hidden=n_hidden, passes=passes, spline_bins=spline_bins)
 

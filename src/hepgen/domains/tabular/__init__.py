@@ -21,7 +21,7 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from hepgen._io import atomic_path
-from hepgen.data.tabular import KIND, TabularData, is_tabular_file, read_tabular
+from hepgen.data.tabular import KIND, TabularData, is_tabular_file, read_tabular, write_tabular
 from hepgen.domains.base import register_domain
 from hepgen.domains.tabular.evaluate import evaluate_tabular, json_safe
 from hepgen.domains.tabular.generator import TabularGenerator
@@ -52,6 +52,10 @@ class TabularDomain:
     def read(self, path: str | os.PathLike, **options) -> TabularData:
         """:func:`hepgen.data.tabular.read_tabular` (options ``columns``, ``processes``)."""
         return read_tabular(path, **options)
+
+    def write(self, path: str | os.PathLike, data: TabularData) -> None:
+        """:func:`hepgen.data.tabular.write_tabular` (atomic; the file carries ``kind``)."""
+        write_tabular(path, data)
 
     def check(self, data: TabularData, config) -> None:
         cls = MODEL_FAMILIES.get(config.family)
