@@ -33,7 +33,8 @@ fewer than two b-tags):
 ``w_had_helicity``          cos θ* of the hadronic W: angle, in the W rest frame, between the
                             light jet of lower energy in the top rest frame (the d-type proxy)
                             and the direction opposite to the b jet (= the W flight direction
-                            in the top rest frame)
+                            in the top rest frame); the softer jet in the top frame is the one
+                            with cos θ* ≤ 0, so this is −|cos θ*| of either light jet
 ``w_lep_helicity``          the same for the leptonic W with the charged lepton
 ==========================  ===================================================================
 

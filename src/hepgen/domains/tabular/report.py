@@ -36,7 +36,7 @@ def _histograms(arrays: dict) -> Figure:
     ncol = 6
     nrow = int(np.ceil(len(cols) / ncol))
     fig = Figure(figsize=(3.0 * ncol, 3.2 * nrow))
-    grid = fig.add_gridspec(2 * nrow, ncol, height_ratios=[3, 1] * nrow, hspace=0.45, wspace=0.35)
+    grid = fig.add_gridspec(2 * nrow, ncol, height_ratios=[3, 1] * nrow, hspace=0.7, wspace=0.35)
     for i, c in enumerate(cols):
         r, k = divmod(i, ncol)
         ax, axr = fig.add_subplot(grid[2 * r, k]), fig.add_subplot(grid[2 * r + 1, k])
