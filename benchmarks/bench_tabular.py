@@ -38,7 +38,7 @@ from hepgen.domains.tabular import DOMAIN
 from hepgen.domains.tabular.evaluate import evaluate_tabular
 from hepgen.domains.tabular.report import write_tabular_report
 
-print = functools.partial(print, flush=True)  # noqa: A001  (progress visible in logs)
+print = functools.partial(print, flush=True)  # progress visible in logs
 
 
 def _load(path: str) -> TabularData:

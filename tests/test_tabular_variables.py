@@ -132,7 +132,7 @@ def _ttH_event():
 
 
 def test_neutrino_pz_recovers_the_w_mass():
-    jets, mask, btag, lep, met, nu, _ = _ttH_event()
+    _, _, _, lep, met, nu, _ = _ttH_event()
     pz = neutrino_pz(lep, met)
     assert min(abs(pz[0] - nu[3])) < 1e-6  # one of the two solutions is the true p_z
     for s in pz[0]:
@@ -147,7 +147,7 @@ def test_chi2_assignment_and_low_level_on_a_constructed_event():
     assert a["index"][0].tolist() == [0, 1, 2, 3, 4, 5]
     np.testing.assert_allclose(a["neutrino"][0], nu, atol=1e-6)
     low = low_level_variables(jets, mask, btag, lep, met, assignment=a)
-    b_had, q_d, q_u, b_lep, h1, h2 = truth
+    b_had, _, _, b_lep, h1, h2 = truth
     np.testing.assert_allclose([low[f"b_had_{c}"][0] for c in ("E", "px", "py", "pz")], b_had, atol=1e-9)
     np.testing.assert_allclose([low[f"b_lep_{c}"][0] for c in ("E", "px", "py", "pz")], b_lep, atol=1e-9)
     np.testing.assert_allclose([low[f"neutrino_{c}"][0] for c in ("E", "px", "py", "pz")], nu, atol=1e-6)
@@ -157,7 +157,7 @@ def test_chi2_assignment_and_low_level_on_a_constructed_event():
 
 
 def test_helicity_angles_on_a_constructed_event():
-    jets, mask, btag, lep, met, nu, truth = _ttH_event()
+    jets, mask, btag, lep, met, _, _ = _ttH_event()
     v = high_level_variables(jets, mask, btag, lep, met)
     assert v["w_had_helicity"][0] == pytest.approx(-0.6, abs=1e-9)
     assert v["w_lep_helicity"][0] == pytest.approx(0.3, abs=1e-6)

@@ -188,7 +188,7 @@ def _json_attr(f: h5py.File, path: Path, key: str) -> list[str]:
     except json.JSONDecodeError:
         out = None
     if not isinstance(out, list):
-        raise ValueError(f"{path}: key {key!r}: expected a JSON list attribute, found {raw!r}")
+        raise ValueError(f"{path}: key {key!r}: expected a JSON list attribute, found {raw!r}")  # noqa: TRY004 (bad file content: ValueError by convention)
     return [str(x) for x in out]
 
 
@@ -249,15 +249,14 @@ def read_tabular(path: str | os.PathLike, columns: Sequence[str] | None = None,
 def write_tabular(path: str | os.PathLike, data: TabularData, compression: str | None = "gzip") -> None:
     """Validate ``data`` and write it (layout in the module docstring) atomically."""
     validate_tabular(data, str(path))
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("values", data=data.values, compression=compression)
-            f.create_dataset("process", data=data.process, compression=compression)
-            f.attrs["kind"] = KIND
-            f.attrs["columns"] = json.dumps(data.columns)
-            f.attrs["units"] = json.dumps(data.units)
-            f.attrs["process_names"] = json.dumps(data.process_names)
-            for k, v in data.attrs.items():
-                if k in ("kind", "columns", "units", "process_names"):
-                    continue
-                f.attrs[k] = v if isinstance(v, (int, float, str, bool, np.integer, np.floating)) else json.dumps(v)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("values", data=data.values, compression=compression)
+        f.create_dataset("process", data=data.process, compression=compression)
+        f.attrs["kind"] = KIND
+        f.attrs["columns"] = json.dumps(data.columns)
+        f.attrs["units"] = json.dumps(data.units)
+        f.attrs["process_names"] = json.dumps(data.process_names)
+        for k, v in data.attrs.items():
+            if k in ("kind", "columns", "units", "process_names"):
+                continue
+            f.attrs[k] = v if isinstance(v, (int, float, str, bool, np.integer, np.floating)) else json.dumps(v)

@@ -75,11 +75,11 @@ def critic_wasserstein(a: np.ndarray, b: np.ndarray, steps: int = 1500, hidden: 
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"critic_wasserstein: test_fraction must be in (0, 1), found {test_fraction}")
     rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    gen = torch.Generator().manual_seed(rng.integers(2**62).item())
 
     def split(x):
         idx = rng.permutation(len(x))
-        k = max(1, int(round(len(x) * test_fraction)))
+        k = max(1, round(len(x) * test_fraction))
         return torch.as_tensor(x[idx[k:]], dtype=torch.float32), torch.as_tensor(x[idx[:k]], dtype=torch.float32)
 
     a_tr, a_te = split(a)

@@ -39,6 +39,7 @@ References:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -211,6 +212,13 @@ def reconstruct_event(pid: np.ndarray, status: np.ndarray, p4: np.ndarray, confi
             "c_hadrons": np.stack([eta[c], phi[c]], 1), "met": p4[nu, 1:3].sum(0)}
 
 
+def _matched(jeta: np.ndarray, jphi: np.ndarray, hadrons: np.ndarray, max_dr: float) -> np.ndarray:
+    """Jets within ΔR < ``max_dr`` of any hadron ``(H, 2)`` (η, φ)."""
+    if len(hadrons) == 0:
+        return np.zeros(len(jeta), bool)
+    return (_dr(jeta[:, None], jphi[:, None], hadrons[None, :, 0], hadrons[None, :, 1]) < max_dr).any(1)
+
+
 def _batch_arrays(batch):
     prt = batch.prt
     n = ak.to_numpy(ak.num(prt.id))
@@ -224,7 +232,7 @@ def _batch_arrays(batch):
 def _select_batch(batch, config: TTHGenConfig, rng: np.random.Generator):
     """Reconstruct one ``nextBatch``; return the selected events' (jets, mask, btag, lepton, met)."""
     off, pid, status, p4 = _batch_arrays(batch)
-    recos = [reconstruct_event(pid[a:b], status[a:b], p4[a:b], config) for a, b in zip(off[:-1], off[1:])]
+    recos = [reconstruct_event(pid[a:b], status[a:b], p4[a:b], config) for a, b in itertools.pairwise(off)]
     good = [r for r in recos if r is not None]
     if not good:
         return []
@@ -246,13 +254,8 @@ def _select_batch(batch, config: TTHGenConfig, rng: np.random.Generator):
         if len(j4) < config.min_jets:
             continue
 
-        def matched(h):
-            if len(h) == 0:
-                return np.zeros(len(j4), bool)
-            return (_dr(jeta[:, None], jphi[:, None], h[None, :, 0], h[None, :, 1]) < config.match_dr).any(1)
-
-        isb = matched(r["b_hadrons"])
-        isc = matched(r["c_hadrons"]) & ~isb
+        isb = _matched(jeta, jphi, r["b_hadrons"], config.match_dr)
+        isc = _matched(jeta, jphi, r["c_hadrons"], config.match_dr) & ~isb
         prob = np.where(isb, config.btag_eff, np.where(isc, config.ctag_eff, config.light_mistag))
         tag = rng.random(len(j4)) < prob
         if tag.sum() < config.min_btags:

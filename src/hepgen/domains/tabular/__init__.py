@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from scipy.stats import wasserstein_distance
@@ -41,7 +42,7 @@ class TabularDomain:
     kind = KIND
     data_type = TabularData
     default_family = "tabular_wgan"
-    default_conditions = ["process"]
+    default_conditions: ClassVar[list[str]] = ["process"]
     #: knots of the CDF transform per column
     n_quantiles = 1000
 

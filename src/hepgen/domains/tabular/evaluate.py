@@ -135,7 +135,7 @@ def evaluate_tabular(real: TabularData, gen: TabularData, seed: int = 0, n_permu
     sig = signal or ("tth" if "tth" in present else (present[0] if present else None))
     gen_names = gen.process_names
     if classifiers and sig is not None and len(present) >= 2 and sig in gen_names and len(set(gen.process)) >= 2:
-        bkg = [n for n in present if n != sig][0]
+        bkg = next(n for n in present if n != sig)
         def xy(d: TabularData):
             keep = (d.process == d.process_names.index(sig)) | (d.process == d.process_names.index(bkg))
             return d.values[keep], (d.process[keep] == d.process_names.index(sig)).astype(int)
