@@ -10,7 +10,13 @@ import torch
 from scipy import stats
 
 from hepgen.config import TrainConfig
-from hepgen.data.tabular import TabularData, is_tabular_file, read_tabular, write_tabular
+from hepgen.data.tabular import (
+    TabularData,
+    is_tabular_file,
+    merge_tabular_files,
+    read_tabular,
+    write_tabular,
+)
 from hepgen.domains.base import Domain, TrainedGenerator, get_domain
 from hepgen.domains.tabular import DOMAIN, CDFGaussianiser, TabularGenerator
 from hepgen.domains.tabular.evaluate import evaluate_tabular
@@ -47,6 +53,17 @@ def test_roundtrip_subset_concatenate(tmp_path):
     other = TabularData(np.zeros((2, 3)), d.columns, d.units, [0, 0], ["ttbb"])
     both = TabularData.concatenate([sub, other])
     assert both.process_names == ["tth", "ttbb"] and both.process[-2:].tolist() == [1, 1]
+
+
+def test_merge_files(tmp_path):
+    a = TabularData(np.ones((2, 1)), ["x"], [""], [0, 0], ["tth", "ttbb"], {"cpu_seconds": 2.0})
+    b = TabularData(np.zeros((3, 1)), ["x"], [""], [0, 0, 0], ["ttbb"], {"cpu_seconds": 1.5})
+    write_tabular(tmp_path / "a.h5", a)
+    write_tabular(tmp_path / "b.h5", b)
+    m = merge_tabular_files([tmp_path / "a.h5", tmp_path / "b.h5"], tmp_path / "ab.h5")
+    back = read_tabular(tmp_path / "ab.h5")
+    assert back.process.tolist() == [0, 0, 1, 1, 1] and back.process_names == ["tth", "ttbb"]
+    assert back.attrs["cpu_seconds"] == 3.5 and len(m) == 5
 
 
 def test_non_tabular_file_is_not_accepted(tmp_path):

@@ -41,7 +41,8 @@ import numpy as np
 
 from hepgen._io import atomic_path
 
-__all__ = ["KIND", "TabularData", "is_tabular_file", "read_tabular", "validate_tabular", "write_tabular"]
+__all__ = ["KIND", "TabularData", "is_tabular_file", "merge_tabular_files", "read_tabular", "validate_tabular",
+           "write_tabular"]
 
 KIND = "tabular"
 """The value of the ``kind`` attribute of tabular files."""
@@ -260,3 +261,18 @@ def write_tabular(path: str | os.PathLike, data: TabularData, compression: str |
             if k in ("kind", "columns", "units", "process_names"):
                 continue
             f.attrs[k] = v if isinstance(v, (int, float, str, bool, np.integer, np.floating)) else json.dumps(v)
+
+
+def merge_tabular_files(paths: Sequence[str | os.PathLike], output: str | os.PathLike) -> TabularData:
+    """Concatenate tabular files with the same columns (e.g. a ttH and a ttbb file) into ``output``.
+
+    Process labels are re-indexed into the union of the process names; ``attrs`` of the output
+    record the inputs and the summed ``cpu_seconds`` / ``n_generated`` (speed-up bookkeeping).
+    """
+    parts = [read_tabular(p) for p in paths]
+    attrs = {"merged_from": json.dumps([str(p) for p in paths]),
+             "cpu_seconds": float(sum(float(p.attrs.get("cpu_seconds", 0.0)) for p in parts)),
+             "n_generated": int(sum(int(p.attrs.get("n_generated", 0)) for p in parts))}
+    data = TabularData.concatenate(parts, attrs)
+    write_tabular(output, data)
+    return data
