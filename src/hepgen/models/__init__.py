@@ -14,6 +14,7 @@ from hepgen.models.epic_gan import JetGAN
 from hepgen.models.flow import CaloFlow, ConditionalFlow
 from hepgen.models.flow_matching import ConditionalFlowMatching
 from hepgen.models.gan import GAN
+from hepgen.models.tabular import TabularFlow, TabularWGAN
 from hepgen.models.vae import ConditionalVAE
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "GenerativeModel",
     "JetFlowMatching",
     "JetGAN",
+    "TabularFlow",
+    "TabularWGAN",
     "build_model",
     "check_family_kind",
     "register",
