@@ -13,7 +13,7 @@ import torch
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.cli import main
 from hepgen.config import TrainConfig
-from hepgen.data.formats import ShowerData, read_showers, write_showers
+from hepgen.data.formats import read_showers, write_showers
 from hepgen.data.geometry import CylindricalBinning
 from hepgen.data.jets import read_jets
 from hepgen.domains import (

@@ -159,7 +159,7 @@ def test_evaluate_files_report_with_floor(tmp_path):
     write_events(tmp_path / "gen.h5", gen)
     write_events(tmp_path / "bad.h5", bad)
     m = DOMAIN.evaluate_files(tmp_path / "real.h5", tmp_path / "gen.h5", tmp_path / "out")
-    mb = DOMAIN.evaluate_files(tmp_path / "real.h5", tmp_path / "bad.h5", tmp_path / "outb", classifier=False)
+    mb = DOMAIN.evaluate_files(tmp_path / "real.h5", tmp_path / "bad.h5", tmp_path / "outb", no_classifier=True)
     stored = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert stored["selection_score"] == pytest.approx(m["selection_score"])
     html = (tmp_path / "out" / "report.html").read_text()

@@ -1,17 +1,12 @@
-"""The trainer on event images (runs once the restructured trainer dispatches through
-hepgen.domains.base; until then it is skipped)."""
+"""The trainer on event images, through the domain registry."""
 
 import numpy as np
 import pytest
 
-import hepgen.train.trainer as trainer_module
 from _toy_events import toy_events
 from hepgen.config import TrainConfig
 from hepgen.domains.events import DOMAIN
-
-if not hasattr(trainer_module, "domain_of_data"):
-    pytest.skip("needs the restructured trainer (hepgen.domains.base.domain_of_data); the integrator enables it",
-                allow_module_level=True)
+from hepgen.train import trainer as trainer_module
 
 
 @pytest.mark.parametrize("family", ["dcgan", "dcgan_wgan_gp"])

@@ -19,9 +19,10 @@ from hepgen.data.tabular import (
 )
 from hepgen.domains.base import Domain, TrainedGenerator, get_domain
 from hepgen.domains.tabular import DOMAIN, CDFGaussianiser, TabularGenerator
+from hepgen.domains.tabular.critic import critic_wasserstein
 from hepgen.domains.tabular.evaluate import evaluate_tabular
 from hepgen.metrics.correlation import fisher_z_test
-from hepgen.metrics.tabular import benchmark_classifier, critic_wasserstein, fisher_z_calibrated
+from hepgen.metrics.tabular import benchmark_classifier, fisher_z_calibrated
 
 
 def _toy(n=600, seed=0, shift=0.0):

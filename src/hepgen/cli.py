@@ -124,9 +124,17 @@ def _sample_conditions(args, gen):
 
 
 def cmd_sample(args) -> int:
+    from hepgen.checkpoint import load_checkpoint
+    from hepgen.domains import domain_of_checkpoint
     from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
 
-    gen = ShowerGenerator.load(args.checkpoint)
+    payload = load_checkpoint(args.checkpoint)
+    domain = domain_of_checkpoint(payload, source=args.checkpoint)
+    if domain.kind != "showers":
+        return _sample_like(args, domain, payload)
+    if args.like:
+        raise ValueError("--like: for showers give --conditions-from FILE.h5 (sampled at its energies and conditions)")
+    gen = ShowerGenerator.from_payload(payload, source=args.checkpoint)
     if args.threads:
         import torch
 
@@ -141,6 +149,28 @@ def cmd_sample(args) -> int:
     resumed = f" (resumed at {res['n_resumed_from']})" if res["n_resumed_from"] else ""
     print(f"wrote {res['n']} showers to {args.output}{resumed}; {new} sampled in {dt:.2f} s "
           f"({new / max(dt, 1e-9):.0f} showers/s incl. writing)")
+    return 0
+
+
+def _sample_like(args, domain, payload) -> int:
+    """``hepgen sample`` for kinds other than showers: one generated entry per entry of ``--like``."""
+    import numpy as np
+    import torch
+
+    if not args.like:
+        raise ValueError(f"{args.checkpoint}: a {domain.kind} checkpoint samples at the conditions of a file of its "
+                         "kind: give --like FILE.h5")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gen = domain.from_payload(payload, source=args.checkpoint)
+    like = domain.read(args.like)
+    if args.n is not None:
+        like = like.subset(np.arange(min(args.n, len(like))))
+    t0 = time.perf_counter()
+    out = gen.sample_like(like, seed=args.seed)
+    dt = time.perf_counter() - t0
+    domain.write(args.output, out)
+    print(f"wrote {len(out)} generated {domain.kind} to {args.output}; {len(out) / max(dt, 1e-9):.0f} per s")
     return 0
 
 
@@ -244,6 +274,32 @@ def cmd_simulate_jets(args) -> int:
     dt = time.perf_counter() - t0
     print(f"wrote {len(data)} jets ({', '.join(data.types_present)}; {data.n_particles} particles each) to "
           f"{args.output} in {dt:.1f} s ({len(data) / max(dt, 1e-9):.1f} jets/s with {args.workers} worker(s))")
+    return 0
+
+
+def cmd_simulate_events(args) -> int:
+    from hepgen.simulate.events import EventGenConfig, parse_masses, simulate_events
+
+    config = EventGenConfig(qcd_pt_hat_min=args.qcd_pt_hat_min, detector={"channels": args.channels})
+    t0 = time.perf_counter()
+    data = simulate_events(args.output, args.process, args.n, masses=parse_masses(args.masses), mu=args.mu,
+                           pileup=args.pileup, seed=args.seed, config=config, workers=args.workers,
+                           chunk_size=args.chunk_size, resume=not args.no_resume, progress=not args.quiet)
+    dt = time.perf_counter() - t0
+    print(f"wrote {len(data)} event images {data.shape} ({args.process}, mu={args.mu:g}) to {args.output} "
+          f"in {dt:.1f} s with {args.workers} worker(s)")
+    return 0
+
+
+def cmd_simulate_tth(args) -> int:
+    from hepgen.simulate.tth import TTHGenConfig, simulate_tth
+
+    config = TTHGenConfig(min_btags=args.min_btags, low_level=args.low_level)
+    t0 = time.perf_counter()
+    data = simulate_tth(args.output, args.process, args.n, seed=args.seed, config=config, workers=args.workers,
+                        chunk_size=args.chunk_size, resume=not args.no_resume, progress=not args.quiet)
+    print(f"wrote {len(data)} {args.process} events ({data.n_columns} variables; {data.attrs['n_generated']} "
+          f"generated) to {args.output} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -372,7 +428,43 @@ def build_parser() -> argparse.ArgumentParser:
     sj.add_argument("-q", "--quiet", action="store_true")
     sj.set_defaults(func=cmd_simulate_jets)
 
-    t = sub.add_parser("train", help="train a conditional generative model on showers or jets")
+    se = sim.add_parser("events", help="whole events as 64x64 calorimeter images from Pythia 8 (docs/events.md)")
+    se.add_argument("-o", "--output", required=True, help="output HDF5 file (kind=events)")
+    se.add_argument("--process", required=True, choices=["signal", "qcd", "minbias"],
+                    help="RPV gluino pairs, QCD multi-jet (pT-hat > --qcd-pt-hat-min) or soft-QCD min-bias")
+    se.add_argument("--masses", help="signal: M_GLUINO:M_NEUTRALINO in GeV, comma-separated, e.g. 1000:400,1400:400")
+    se.add_argument("--mu", type=float, default=0.0,
+                    help="min-bias events overlaid per image (minbias: pile-up images; default 0)")
+    se.add_argument("--pileup", choices=["fixed", "poisson"], default="fixed",
+                    help="N = mu, or N ~ Poisson(mu) (default fixed)")
+    se.add_argument("--n", type=int, default=1000, help="images per mass point (per run for qcd/minbias; default 1000)")
+    se.add_argument("--channels", choices=["total", "ecal_hcal"], default="total", help="image channels (default total)")
+    se.add_argument("--qcd-pt-hat-min", type=float, default=400.0, help="qcd: lower pT-hat cut in GeV (default 400)")
+    se.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    se.add_argument("--chunk-size", type=int, default=200, help="images per chunk, the unit of resumption (default 200)")
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--no-resume", action="store_true", help="discard finished chunks of an interrupted run")
+    se.add_argument("-q", "--quiet", action="store_true")
+    se.set_defaults(func=cmd_simulate_events)
+
+    st = sim.add_parser("tth", help="semi-leptonic ttH(bb) or ttbb events from Pythia 8 + FastJet as a table of the "
+                        "26 high-level variables (docs/tabular.md)")
+    st.add_argument("-o", "--output", required=True, help="output HDF5 file (kind=tabular)")
+    st.add_argument("--process", required=True, choices=["tth", "ttbb"],
+                    help="tth: ttH, H -> bb; ttbb: tt with g -> bb from the shower, selected by b-tags")
+    st.add_argument("--n", type=int, default=10_000, help="selected events (default 10000)")
+    st.add_argument("--min-btags", type=int, default=4, help="b-tagged jets required, >= 6 jets always (default 4)")
+    st.add_argument("--low-level", action="store_true", help="also write the 32 low-level variables of the chi2 "
+                    "assignment")
+    st.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    st.add_argument("--chunk-size", type=int, default=250, help="events per chunk, the unit of resumption (default 250)")
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--no-resume", action="store_true", help="discard finished chunks of an interrupted run")
+    st.add_argument("-q", "--quiet", action="store_true")
+    st.set_defaults(func=cmd_simulate_tth)
+
+    t = sub.add_parser("train", help="train a conditional generative model on any kind of data (showers, jets, event "
+                       "images, tabular events): the kind is the file's")
     t.add_argument("data", help="training showers (CaloChallenge HDF5) or jets (JetNet-layout HDF5; "
                    "default family: the epic_fm preset)")
     t.add_argument("-o", "--output", required=True, help="run folder for checkpoints and logs")
@@ -394,9 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    sm = sub.add_parser("sample", help="sample showers from a trained checkpoint")
+    sm = sub.add_parser("sample", help="sample from a trained checkpoint: showers at given energies or conditions, "
+                        "other kinds at the conditions of a file (--like)")
     sm.add_argument("checkpoint")
-    sm.add_argument("-o", "--output", required=True, help="output CaloChallenge HDF5 file")
+    sm.add_argument("-o", "--output", required=True, help="output HDF5 file of the checkpoint's kind")
+    sm.add_argument("--like", help="event images, tabular events, ...: sample at the conditions of this file's entries "
+                    "(with --n: its first N)")
     sm.add_argument("--n", type=int)
     sm.add_argument("--energies", type=_floats, help="incident energies in MeV to draw from")
     sm.add_argument("--energy-range", type=float, nargs=2, metavar=("LO", "HI"), help="log-uniform, MeV")

@@ -5,7 +5,7 @@ Importing this package registers every built-in kind.  Adding a kind: a new sub-
 and its import line below.
 """
 
-from hepgen.domains import jets, showers
+from hepgen.domains import events, jets, showers, tabular
 from hepgen.domains.base import (
     Domain,
     TrainedGenerator,
@@ -28,8 +28,10 @@ __all__ = [
     "domain_of_data",
     "domain_of_file",
     "get_domain",
+    "events",
     "jets",
     "kinds",
     "register_domain",
     "showers",
+    "tabular",
 ]

@@ -102,7 +102,8 @@ class Domain(Protocol):
     :class:`hepgen.config.TrainConfig`, ``pre`` the domain's preprocessor):
 
     * ``accepts_file(path) -> bool``: does this file hold this kind (a cheap sniff)?
-    * ``read(path, **options) -> data``: read and validate a file of this kind.
+    * ``read(path, **options) -> data``: read and validate a file of this kind;
+      ``write(path, data)``: write one atomically, with the attribute ``kind``.
     * ``check(data, config)``: refuse unusable training data or a family of another kind,
       with a one-line ``ValueError``.
     * ``fit_preprocessor(data, config) -> pre`` / ``preprocessor_from_state(state) -> pre``.
@@ -133,6 +134,8 @@ class Domain(Protocol):
     def accepts_file(self, path: str | os.PathLike) -> bool: ...
 
     def read(self, path: str | os.PathLike, **options) -> Any: ...
+
+    def write(self, path: str | os.PathLike, data: Any) -> None: ...
 
     def check(self, data: Any, config: Any) -> None: ...
 

@@ -13,15 +13,15 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from hepgen._io import atomic_path
-from hepgen.data.events import PROCESSES, EventImages, is_event_file, read_events
+from hepgen._io import write_metrics
+from hepgen.config import TrainConfig
+from hepgen.data.events import PROCESSES, EventImages, is_event_file, read_events, write_events
 from hepgen.domains.base import register_domain
 from hepgen.domains.events.evaluate import evaluate_events, overlay_shift
 from hepgen.domains.events.generator import EventGenerator
@@ -33,7 +33,7 @@ from hepgen.metrics.event_jets import (
     event_observables,
     ks_selection_score,
 )
-from hepgen.models import MODEL_FAMILIES, build_model
+from hepgen.models import MODEL_FAMILIES, build_model, check_family_kind
 
 __all__ = ["DOMAIN", "EventDomain", "EventGenerator", "EventPreprocessor", "evaluate_events", "overlay_shift"]
 
@@ -49,18 +49,17 @@ class EventDomain:
     def accepts_file(self, path: str | os.PathLike) -> bool:
         return is_event_file(path)
 
-    def read(self, path: str | os.PathLike, **options) -> EventImages:
+    def read(self, path: str | os.PathLike) -> EventImages:
         return read_events(path)
 
+    def write(self, path: str | os.PathLike, data: EventImages) -> None:
+        write_events(path, data)
+
     def check(self, data: EventImages, config) -> None:
-        cls = MODEL_FAMILIES.get(config.family)
-        if cls is None:
+        if config.family not in MODEL_FAMILIES:
             raise ValueError(f"TrainConfig: key 'family': unknown model family {config.family!r}; "
                              f"known: {sorted(MODEL_FAMILIES)}")
-        if cls.data_kind != self.kind:
-            fams = sorted(f for f, c in MODEL_FAMILIES.items() if c.data_kind == self.kind)
-            raise ValueError(f"TrainConfig: key 'family': {config.family!r} generates {cls.data_kind}, the data are "
-                             f"{self.kind}; families for {self.kind}: {fams}")
+        check_family_kind(config.family, self.kind)
         if len(data) < 2:
             raise ValueError(f"need at least 2 training events, found {len(data)}")
 
@@ -108,23 +107,29 @@ class EventDomain:
         return ks_selection_score(event_observables(data.images, data.eta_max),
                                   event_observables(fake.images, fake.eta_max), keys)
 
-    physics_score = selection_score  # the name the pre-restructuring trainer calls
 
     def evaluate_files(self, real: str | os.PathLike, generated: str | os.PathLike, out_dir: str | os.PathLike,
-                       seed: int = 0, classifier: bool = True, **options) -> dict:
+                       seed: int = 0, no_classifier: bool = False) -> dict:
         """``metrics.json`` + ``report.html`` in ``out_dir`` for a real and a generated event-image file."""
         r, g = read_events(real), read_events(generated)
         if r.shape != g.shape:
             raise ValueError(f"{generated}: key 'images': expected images of shape {r.shape} as in {real}, "
                              f"found {g.shape}")
-        metrics, extras = evaluate_events(r, g, seed=seed, classifier=classifier)
+        metrics, extras = evaluate_events(r, g, seed=seed, classifier=not no_classifier)
         metrics["real_file"], metrics["generated_file"] = str(real), str(generated)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out_dir / "metrics.json") as tmp:
-            Path(tmp).write_text(json.dumps(metrics, indent=1, allow_nan=False))
+        write_metrics(metrics, out_dir / "metrics.json")
         write_event_report(metrics, figures(r, g, extras, metrics), out_dir)
         return metrics
+
+    def default_config(self) -> TrainConfig:
+        """The paper's conditional DCGAN, conditioned on the two masses."""
+        return TrainConfig(family=self.default_family, conditions=list(self.default_conditions))
+
+    def headline(self, metrics: dict) -> dict:
+        """The KS selection score beside its real-vs-real value, the classifier AUC and FPD."""
+        return {k: metrics.get(k) for k in ("selection_score", "selection_score_floor", "classifier_auc", "fpd")}
 
 
 DOMAIN = register_domain(EventDomain())

@@ -20,36 +20,20 @@ Keys of the metrics dict (strict JSON: NaN/Inf become null):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy import stats
 
+from hepgen._io import json_safe
 from hepgen.data.events import EventImages
 from hepgen.metrics.classifier import classifier_two_sample_test
 from hepgen.metrics.event_jets import SELECTION_OBSERVABLES, event_observables, ks_selection_score
 from hepgen.metrics.multivariate import fpd
 
-__all__ = ["FEATURES", "evaluate_events", "jet_features", "json_safe", "overlay_shift"]
+__all__ = ["FEATURES", "evaluate_events", "jet_features", "overlay_shift"]
 
 #: per-event observables compared (distributions)
 FEATURES = ("n_jets", "leading_pt", "leading_mass", "summed_mass", "ht", "sparsity", "total_energy", "pixel_energy")
 _VECTOR = ("n_jets", "leading_pt", "leading_mass", "summed_mass", "ht", "sparsity", "total_energy")
-
-
-def json_safe(obj):
-    """NaN/Inf → None, numpy scalars/arrays → Python, recursively."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def jet_features(obs: dict) -> np.ndarray:

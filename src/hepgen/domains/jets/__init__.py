@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from hepgen.config import TrainConfig, preset
-from hepgen.data.jets import JetData, is_jet_file, jet_type_index, read_jets
+from hepgen.data.jets import JetData, is_jet_file, jet_type_index, read_jets, write_jets
 from hepgen.domains.base import register_domain
 from hepgen.domains.jets.evaluate import evaluate_jet_files
 from hepgen.domains.jets.generator import JetGenerator
@@ -52,6 +52,9 @@ class JetDomain:
         if types:
             data = data.subset(np.isin(data.jet_type, [jet_type_index(t) for t in types.split(",")]))
         return data
+
+    def write(self, path, data: JetData) -> None:
+        write_jets(path, data)
 
     def check(self, data: JetData, config) -> None:
         check_family_kind(config.family, self.kind)

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from hepgen.config import TrainConfig
-from hepgen.data.formats import ShowerData, read_showers
+from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.domains.base import register_domain
 from hepgen.domains.showers.evaluate import evaluate_files
 from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
@@ -78,6 +78,9 @@ class ShowerDomain:
         """Read and validate a CaloChallenge file; ``binning``: a geometry or the path of a binning
         XML / geometry JSON (default: the file's own)."""
         return read_showers(path, geometry=binning)
+
+    def write(self, path, data: ShowerData) -> None:
+        write_showers(path, data)
 
     def check(self, data: ShowerData, config) -> None:
         check_family_kind(config.family, self.kind)

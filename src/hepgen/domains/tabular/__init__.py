@@ -13,7 +13,6 @@ selection_score`, the mean over columns of W₁(real, generated)/σ_real.  Evalu
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import ClassVar
@@ -21,14 +20,15 @@ from typing import ClassVar
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from hepgen._io import atomic_path
+from hepgen._io import json_safe, write_metrics
+from hepgen.config import TrainConfig
 from hepgen.data.tabular import KIND, TabularData, is_tabular_file, read_tabular, write_tabular
 from hepgen.domains.base import register_domain
-from hepgen.domains.tabular.evaluate import evaluate_tabular, json_safe
+from hepgen.domains.tabular.evaluate import evaluate_tabular
 from hepgen.domains.tabular.generator import TabularGenerator
 from hepgen.domains.tabular.preprocessing import CDFGaussianiser
 from hepgen.domains.tabular.report import write_tabular_report
-from hepgen.models import MODEL_FAMILIES, build_model
+from hepgen.models import build_model, check_family_kind
 
 __all__ = ["DOMAIN", "CDFGaussianiser", "TabularDomain", "TabularGenerator"]
 
@@ -50,20 +50,16 @@ class TabularDomain:
         """An HDF5 file with the attribute ``kind = "tabular"``."""
         return is_tabular_file(path)
 
-    def read(self, path: str | os.PathLike, **options) -> TabularData:
-        """:func:`hepgen.data.tabular.read_tabular` (options ``columns``, ``processes``)."""
-        return read_tabular(path, **options)
+    def read(self, path: str | os.PathLike) -> TabularData:
+        """:func:`hepgen.data.tabular.read_tabular`."""
+        return read_tabular(path)
 
     def write(self, path: str | os.PathLike, data: TabularData) -> None:
         """:func:`hepgen.data.tabular.write_tabular` (atomic; the file carries ``kind``)."""
         write_tabular(path, data)
 
     def check(self, data: TabularData, config) -> None:
-        cls = MODEL_FAMILIES.get(config.family)
-        if cls is not None and getattr(cls, "data_kind", None) != KIND:
-            fams = sorted(f for f, c in MODEL_FAMILIES.items() if getattr(c, "data_kind", None) == KIND)
-            raise ValueError(f"TrainConfig: key 'family': {config.family!r} generates {cls.data_kind}, the data are "
-                             f"{KIND}; families for {KIND}: {fams}")
+        check_family_kind(config.family, KIND)
         bad = [c for c in (config.conditions or []) if c not in _CONDITIONS]
         if bad:
             raise ValueError(f"TrainConfig: key 'conditions': expected a subset of {list(_CONDITIONS)} for tabular "
@@ -119,18 +115,32 @@ class TabularDomain:
         return float(np.mean(terms))
 
     def evaluate_files(self, real: str | os.PathLike, generated: str | os.PathLike, out_dir: str | os.PathLike,
-                       **options) -> dict:
-        """Read both files, run :func:`~hepgen.domains.tabular.evaluate.evaluate_tabular` (``options``
-        are its keyword arguments), write ``metrics.json`` (strict JSON) and ``report.html``."""
+                       seed: int = 0, n_permutations: int = 100, critic_steps: int = 1000,
+                       classifiers: tuple[str, ...] = ("hgb", "mlp")) -> dict:
+        """Read both files, run :func:`~hepgen.domains.tabular.evaluate.evaluate_tabular` (whose
+        arguments the others are), write ``metrics.json`` (strict JSON) and ``report.html``."""
         r, g = read_tabular(real), read_tabular(generated)
-        metrics, arrays = evaluate_tabular(r, g, **options)
+        metrics, arrays = evaluate_tabular(r, g, seed=seed, n_permutations=n_permutations, critic_steps=critic_steps,
+                                           classifiers=classifiers)
         metrics = json_safe({**metrics, "real": str(real), "generated": str(generated)})
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "metrics.json") as tmp:
-            Path(tmp).write_text(json.dumps(metrics, indent=1, allow_nan=False))
+        write_metrics(metrics, out / "metrics.json")
         write_tabular_report(metrics, arrays, out)
         return metrics
+
+    def default_config(self) -> TrainConfig:
+        """The study's WGAN, conditioned on the process label (one model for ttH and ttbb)."""
+        return TrainConfig(family=self.default_family, conditions=list(self.default_conditions))
+
+    def headline(self, metrics: dict) -> dict:
+        """Mean separation and Fisher-z χ²/ndof, each beside its real-vs-real value, and the two-sample AUC."""
+        fz = metrics.get("fisher_z") or {}
+        return {"mean_separation": metrics.get("mean_separation"),
+                "mean_separation_floor": metrics.get("mean_separation_floor"),
+                "fisher_z_chi2_ndof": (fz.get("generated") or {}).get("chi2_ndof"),
+                "fisher_z_chi2_ndof_floor": (fz.get("real_vs_real") or {}).get("chi2_ndof"),
+                "two_sample_auc": metrics.get("two_sample_auc")}
 
 
 DOMAIN = register_domain(TabularDomain())

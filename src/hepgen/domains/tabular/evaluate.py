@@ -7,7 +7,7 @@ subsampled to the size of B, so both sides have the same statistics):
 * per variable: 1-Wasserstein distance (in the variable's unit), KS statistic, separation
   power (30 shared bins), and their means (separation) over the variables;
 * ``critic_w``: Wasserstein estimate of a WGAN-GP critic trained alone (the study's "only train
-  critic" measure, :func:`hepgen.metrics.tabular.critic_wasserstein`) on columns standardised
+  critic" measure, :func:`hepgen.domains.tabular.critic.critic_wasserstein`) on columns standardised
   with A's mean and standard deviation;
 * ``fisher_z``: χ² of the Fisher-z differences of all V(V−1)/2 correlations (325 for the 26
   high-level variables) with a permutation-calibrated p-value
@@ -26,36 +26,17 @@ subsampled to the size of B, so both sides have the same statistics):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from hepgen._io import json_safe
 from hepgen.data.tabular import TabularData
+from hepgen.domains.tabular.critic import critic_wasserstein
 from hepgen.domains.tabular.preprocessing import CDFGaussianiser
 from hepgen.metrics.classifier import classifier_two_sample_test
 from hepgen.metrics.distances import binning_for, ks_statistic, separation_power, wasserstein_1d
-from hepgen.metrics.tabular import benchmark_classifier, critic_wasserstein, fisher_z_calibrated
+from hepgen.metrics.tabular import benchmark_classifier, fisher_z_calibrated
 
-__all__ = ["evaluate_tabular", "json_safe"]
-
-
-def json_safe(obj):
-    """Replace NaN/Inf by None and numpy scalars/arrays by Python numbers/lists (strict JSON).
-
-    >>> json_safe({"a": float("nan"), "b": np.float32(2.0), "c": [np.inf, 1]})
-    {'a': None, 'b': 2.0, 'c': [None, 1]}
-    """
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    return obj
+__all__ = ["evaluate_tabular"]
 
 
 def _per_variable(a: np.ndarray, b: np.ndarray, columns: list[str]) -> dict:
