@@ -1,5 +1,6 @@
 """Generative model families behind one interface (see :mod:`hepgen.models.base`)."""
 
+from hepgen.models.anomaly import DenseAutoencoder, DenseVAE
 from hepgen.models.base import MODEL_FAMILIES, GenerativeModel, build_model, register
 from hepgen.models.diffusion import ConditionalFlowMatching
 from hepgen.models.epic import JetFlowMatching
@@ -8,4 +9,4 @@ from hepgen.models.flow import CaloFlow, ConditionalFlow
 from hepgen.models.gan import GAN
 from hepgen.models.vae import ConditionalVAE
 
-__all__ = ["GenerativeModel", "ConditionalFlow", "CaloFlow", "ConditionalFlowMatching", "JetFlowMatching", "JetGAN", "ConditionalVAE", "GAN", "MODEL_FAMILIES", "build_model", "register"]
+__all__ = ["DenseAutoencoder", "DenseVAE", "GenerativeModel", "ConditionalFlow", "CaloFlow", "ConditionalFlowMatching", "JetFlowMatching", "JetGAN", "ConditionalVAE", "GAN", "MODEL_FAMILIES", "build_model", "register"]
