@@ -10,10 +10,11 @@ of them integer bits including the sign, so the resolution is ``2^-(W-I)`` and t
 overflow (``AP_WRAP``).  :func:`quantize_fixed` reproduces these number formats in numpy and
 :class:`FixedPointScorer` runs the score path with every weight, bias, layer output and
 activation output rounded to ``ap_fixed<W, I>`` (one precision for everything, as hls4ml's
-``default_precision``; accumulation in wider precision, rounding once per layer output, as
-hls4ml's default ``accum_t`` is wide enough for these small layers).  This is a numerical
+``default_precision`` with ``granularity="model"``, including its accumulator: every product
+``a·w`` is cast to the precision and summed in it, as hls4ml's latency dense layer does;
+LeakyReLU's α is stored in the precision too).  This is a numerical
 emulation written here because hls4ml's own bit-accurate C++ emulation
-(:func:`hls4ml_scores`, optional extra ``hepgen[anomaly]``) needs a g++ compile per model and
+(:func:`hls4ml_encode`, optional extra ``hepgen[anomaly]``) needs a g++ compile per model and
 precision (tens of seconds each); the two are compared in ``docs/anomaly.md``.  Without
 Vivado/Vitis HLS there is no synthesis here: no resource or latency report from the FPGA
 tools — only the C++ emulation of the arithmetic.
@@ -58,7 +59,7 @@ __all__ = [
     "FixedPointScorer",
     "count_macs",
     "export_onnx",
-    "hls4ml_scores",
+    "hls4ml_encode",
     "onnx_latency",
     "precision_scan",
     "quantize_fixed",
@@ -161,21 +162,41 @@ class FixedPointScorer:
     def _q(self, a):
         return quantize_fixed(a, self.width, self.integer, self.rounding, self.overflow)
 
+    def _dense(self, h: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        # hls4ml's dense_latency: every product a·w is cast to accum_t, the sum accumulates in
+        # accum_t (here = the layer precision: hls4ml's default with granularity "model"), then
+        # the bias is added and the result cast to result_t.  Chunked over events to bound memory.
+        out = np.empty((len(h), w.shape[0]))
+        for i in range(0, len(h), 1024):
+            prods = self._q(h[i:i + 1024, :, None] * w.T[None])
+            acc = prods[:, 0]
+            for k in range(1, prods.shape[1]):
+                acc = self._q(acc + prods[:, k])
+            out[i:i + 1024] = self._q(acc + b)
+        return out
+
     def _run(self, seq: nn.Sequential, h: np.ndarray) -> np.ndarray:
         for layer in seq:
             if isinstance(layer, nn.Linear):
                 w = self._q(layer.weight.detach().double().numpy())
                 b = self._q(layer.bias.detach().double().numpy())
-                h = self._q(h @ w.T + b)
+                h = self._dense(h, w, b)
+            elif isinstance(layer, nn.LeakyReLU):
+                alpha = float(self._q(layer.negative_slope))  # hls4ml stores α in the layer precision
+                h = np.where(h > 0, h, self._q(alpha * h))
             else:
                 with torch.no_grad():
                     h = self._q(layer(torch.from_numpy(h)).numpy())
         return h
 
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """The fixed-point output of the encoder's dense stack, ``(N, 2K)`` (VAE) or ``(N, K)`` (AE)."""
+        return self._run(self.path.layers, self._q(np.asarray(x, dtype=np.float64)))
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """``x: (N, 57)`` scaled features → ``(N,)`` scores in fixed point (float64 values)."""
         p = self.path
-        h = self._run(p.layers, self._q(np.asarray(x, dtype=np.float64)))
+        h = self.encode(x)
         if p.kind == "mu2":
             return self._q((self._q(h[:, : p.latent_dim] ** 2)).sum(axis=1))
         x_q = self._q(np.asarray(x, dtype=np.float64))
@@ -230,33 +251,32 @@ def precision_scan(path: nn.Module, x_background: np.ndarray, x_signals: Mapping
     return res
 
 
-def hls4ml_scores(path: nn.Module, x: np.ndarray, width: int, integer: int, output_dir: str | os.PathLike,
+def hls4ml_encode(path: nn.Module, x: np.ndarray, width: int, integer: int, output_dir: str | os.PathLike,
                   io_type: str = "io_parallel") -> np.ndarray:
-    """Convert the dense layers of a score path with hls4ml (PyTorch frontend, Vivado backend),
-    compile its bit-accurate C++ emulation with g++ and return the score of ``x``.
+    """Convert the encoder's dense stack of a score path with hls4ml (PyTorch frontend, Vivado
+    backend, ``granularity="model"``, every type ``ap_fixed<width, integer>``), compile its
+    bit-accurate C++ emulation with g++, and run it on ``x`` (quantised to the input type).
 
-    Only the network up to the last dense layer runs in hls4ml (the ``|μ|²`` or MSE at the
-    end is computed here in float64 from its fixed-point outputs).  No synthesis (no Vivado).
+    Returns ``(N, 2K)`` (VAE: μ then log σ²) or ``(N, K)`` (AE code): the same numbers as
+    :meth:`FixedPointScorer.encode` (tests/test_anomaly_hls4ml.py checks they agree bit for
+    bit).  No synthesis (no Vivado/Vitis here): no resource or latency estimate.
 
     Raises:
         ImportError: hls4ml is not installed (``pip install 'hepgen[anomaly]'``).
     """
     if hls4ml is None:
-        raise ImportError("hls4ml_scores needs the optional extra: pip install 'hepgen[anomaly]'")
-    p = path
-    if p.kind != "mu2":
-        raise ValueError("hls4ml_scores: only the encoder → μ² score path (l1_vae, or l1_ae with score='mu2') "
-                         f"is converted, found score {p.kind!r}")
-    seq = nn.Sequential(*p.layers).eval()
+        raise ImportError("hls4ml_encode needs the optional extra: pip install 'hepgen[anomaly]'")
+    seq = nn.Sequential(*path.layers).eval()
     prec = f"ap_fixed<{int(width)},{int(integer)}>"
-    config = hls4ml.utils.config_from_pytorch_model(seq, input_shape=(int(x.shape[1]),), granularity="model",
-                                                    default_precision=prec, backend="Vivado")
-    model = hls4ml.converters.convert_from_pytorch_model(seq, hls_config=config, output_dir=str(output_dir),
-                                                         backend="Vivado", io_type=io_type)
-    model.compile()
-    xq = quantize_fixed(x, width, integer).astype(np.float64)
-    h = np.asarray(model.predict(np.ascontiguousarray(xq)), dtype=np.float64).reshape(len(x), -1)
-    return (h[:, : p.latent_dim] ** 2).sum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        config = hls4ml.utils.config_from_pytorch_model(seq, input_shape=(int(x.shape[1]),), granularity="model",
+                                                        default_precision=prec, backend="Vivado")
+        model = hls4ml.converters.convert_from_pytorch_model(seq, hls_config=config, output_dir=str(output_dir),
+                                                             backend="Vivado", io_type=io_type)
+        model.compile()
+    xq = quantize_fixed(x, width, integer)
+    return np.asarray(model.predict(np.ascontiguousarray(xq)), dtype=np.float64).reshape(len(x), -1)
 
 
 def export_onnx(path: nn.Module, output: str | os.PathLike, n_features: int = 57) -> Path:

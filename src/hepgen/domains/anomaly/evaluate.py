@@ -280,7 +280,7 @@ def write_report(out_dir: str | os.PathLike, metrics: dict, background: Mapping[
 
 def evaluate_detector(detector, background, signals: Mapping, out_dir: str | os.PathLike | None = None,
                       fprs=(1e-5, 1e-4, 1e-3), n_bootstrap: int = 50, seed: int = 0, rates_hz=(1e3, 4e3),
-                      preselection_fraction: float = 1.0) -> dict:
+                      preselection_fraction: float = 1.0, generated: Mapping | None = None) -> dict:
     """Score a background sample and signal samples with a trained detector and evaluate.
 
     Arguments:
@@ -290,6 +290,11 @@ def evaluate_detector(detector, background, signals: Mapping, out_dir: str | os.
         signals: signal name → :class:`~hepgen.data.l1.L1Events`.
         out_dir: where to write ``metrics.json`` and ``report.html`` (None: nothing written).
         fprs, n_bootstrap, seed, rates_hz, preselection_fraction: see :func:`evaluate_scores`.
+        generated: optional name → generated :class:`~hepgen.data.l1.L1Events` (e.g. a
+            generative model's events): the out-of-distribution check, :func:`ood_fraction` of
+            their ``mse`` against the background's at quantiles 0.99 and 0.999, goes to
+            ``metrics["ood"]`` (a ratio ≫ 1: the detector finds the generated events anomalous;
+            ≪ 1: they are more "typical" than real ones, e.g. too smooth).
 
     The ``combined`` score is the equal-weight mean of ``mse`` and ``kl`` (VAE) or ``mse`` and
     ``mu2`` (AE), each divided by its median on ``background``.
@@ -304,6 +309,9 @@ def evaluate_detector(detector, background, signals: Mapping, out_dir: str | os.
     metrics = evaluate_scores(bkg, sig, fprs=fprs, n_bootstrap=n_bootstrap, seed=seed, rates_hz=rates_hz,
                               preselection_fraction=preselection_fraction)
     metrics["combined_references"] = refs
+    if generated:
+        metrics["ood"] = {name: {str(q): ood_fraction(bkg["mse"], detector.scores(d)["mse"], q) for q in (0.99, 0.999)}
+                          for name, d in generated.items()}
     metrics["family"] = getattr(getattr(detector, "model", None), "family", None)
     if out_dir is not None:
         metrics = write_report(out_dir, metrics, bkg, sig, title=f"hepgen anomaly detection ({metrics['family']})")
