@@ -25,7 +25,15 @@ import torch
 from hepgen.config import TrainConfig
 from hepgen.data.l1 import read_l1
 from hepgen.domains.anomaly import DOMAIN
-from hepgen.domains.anomaly.deploy import DEFAULT_PRECISIONS, export_onnx, onnx_latency, precision_scan, score_module
+from hepgen.domains.anomaly.deploy import (
+    DEFAULT_PRECISIONS,
+    FixedPointScorer,
+    export_onnx,
+    hls4ml_encode,
+    onnx_latency,
+    precision_scan,
+    score_module,
+)
 from hepgen.domains.anomaly.evaluate import evaluate_detector, ood_fraction, strict_json
 
 
@@ -72,6 +80,8 @@ def main() -> None:
     p.add_argument("--families", default="l1_ae,l1_vae")
     p.add_argument("--bootstrap", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hls4ml", default="16,6", help="compile the VAE encoder with hls4ml at ap_fixed<W,I> and "
+                   "compare with the numpy emulation ('' to skip; needs hepgen[anomaly] and g++)")
     args = p.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -108,6 +118,25 @@ def main() -> None:
                 aucs = " ".join(f"{n}={r['auc']:.3f}" for n, r in v["signals"].items())
                 print(f"  {key:16s} {aucs}  max AUC loss {v.get('max_auc_loss', 0.0):+.4f}  "
                       f"weights {v['weight_bits'] / 8 / 1024:.1f} KiB")
+        scan_rs = precision_scan(path, xb, xs, precisions=DEFAULT_PRECISIONS, fpr=1e-3, rounding="RND",
+                                 overflow="SAT")
+        print("  with AP_RND + AP_SAT instead of hls4ml's default AP_TRN + AP_WRAP:")
+        for key, v in scan_rs.items():
+            if isinstance(v, dict) and "max_auc_loss" in v:
+                aucs = " ".join(f"{n}={r['auc']:.3f}" for n, r in v["signals"].items())
+                print(f"  {key:16s} {aucs}  max AUC loss {v['max_auc_loss']:+.4f}")
+        scan["rnd_sat"] = scan_rs
+        if args.hls4ml and path.kind == "mu2":
+            w, i = (int(v) for v in args.hls4ml.split(","))
+            t0 = time.perf_counter()
+            hls = hls4ml_encode(path, xb[:2000], w, i, out / f"hls4ml_{family}")
+            emu = FixedPointScorer(path, w, i).encode(xb[:2000])
+            scan["hls4ml_check"] = {"precision": f"ap_fixed<{w},{i}>", "events": len(hls),
+                                    "max_abs_diff": float(np.abs(hls - emu).max()),
+                                    "seconds": time.perf_counter() - t0}
+            print(f"hls4ml C++ emulation vs numpy emulation at ap_fixed<{w},{i}> on {len(hls)} test events: "
+                  f"max |diff| = {scan['hls4ml_check']['max_abs_diff']:g} "
+                  f"(convert + g++ compile + run {scan['hls4ml_check']['seconds']:.0f} s)")
         onnx_path = export_onnx(path, out / f"{family}.onnx")
         lat = onnx_latency(onnx_path, xb[:256], n_runs=3000)
         print(f"ONNX batch-1 latency (onnxruntime, 1 thread): median {lat['median_us']:.1f} µs, "
@@ -120,11 +149,13 @@ def main() -> None:
     if {"l1_ae", "l1_vae"} <= set(gens):
         ae = gens["l1_ae"]
         fake = gens["l1_vae"].sample_like(bkg_test, seed=args.seed)
+        # the file is ordered by process: split it at random into reference and control halves
+        perm = np.random.default_rng(args.seed).permutation(len(bkg_test))
         half = len(bkg_test) // 2
-        ref = ae.scores(bkg_test.subset(np.arange(half)))["mse"]
+        ref = ae.scores(bkg_test.subset(np.sort(perm[:half])))["mse"]
+        control = ae.scores(bkg_test.subset(np.sort(perm[half:])))["mse"]
         ood = {"vae_samples": {q: ood_fraction(ref, ae.scores(fake)["mse"], q) for q in (0.99, 0.999)},
-               "real_control": {q: ood_fraction(ref, ae.scores(bkg_test.subset(np.arange(half, len(bkg_test))))["mse"],
-                                                q) for q in (0.99, 0.999)}}
+               "real_control": {q: ood_fraction(ref, control, q) for q in (0.99, 0.999)}}
         summary["ood_check"] = ood
         print("\nOOD check (AE MSE above the real-background quantile; expected 1 - q for in-distribution):")
         for what, d in ood.items():

@@ -4,11 +4,11 @@ import pytest
 
 hls4ml = pytest.importorskip("hls4ml")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from hepgen.domains.anomaly.deploy import FixedPointScorer, hls4ml_encode, score_module  # noqa: E402
-from hepgen.models import build_model  # noqa: E402
+from hepgen.domains.anomaly.deploy import FixedPointScorer, hls4ml_encode, score_module
+from hepgen.models import build_model
 
 
 def test_hls4ml_matches_numpy_emulation_bit_for_bit(tmp_path):

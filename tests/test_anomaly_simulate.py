@@ -6,12 +6,22 @@ import numpy as np
 import pytest
 
 from hepgen.data.l1 import one_lepton_preselection, read_l1
-from hepgen.simulate.l1 import PROCESSES, SIGNALS, SM_FRACTIONS, generate_l1, l1_pythia_settings, simulate_l1
+from hepgen.simulate.l1 import (
+    PROCESSES,
+    SIGNALS,
+    SM_FRACTIONS,
+    L1ObjectModel,
+    generate_l1,
+    l1_pythia_settings,
+    simulate_l1,
+)
+
+SMALL = L1ObjectModel(events_per_batch=10)  # small Pythia batches: tests generate few events
 
 
 def test_generate_w_events_pass_preselection_and_reproduce():
-    a = generate_l1("W_lnu", 8, seed=5)
-    b = generate_l1("W_lnu", 8, seed=5)
+    a = generate_l1("W_lnu", 8, seed=5, model=SMALL)
+    b = generate_l1("W_lnu", 8, seed=5, model=SMALL)
     np.testing.assert_array_equal(a.objects, b.objects)
     assert len(a) == 8 and a.processes == ("W_lnu",)
     assert np.all(one_lepton_preselection(a.objects))
@@ -23,7 +33,7 @@ def test_generate_w_events_pass_preselection_and_reproduce():
 
 def test_simulate_mix_and_signal_files(tmp_path):
     out = tmp_path / "sig.h5"
-    d = simulate_l1(out, 6, ("A_4l",), seed=1, chunk_size=3, progress=False)  # 2 chunks
+    d = simulate_l1(out, 6, ("A_4l",), seed=1, model=SMALL, chunk_size=3, progress=False)  # 2 chunks
     back = read_l1(out)
     assert len(back) == 6 and back.processes == ("A_4l",)
     eff = json.loads(back.attrs["preselection_efficiency"])

@@ -52,8 +52,8 @@ from hepgen._io import atomic_path
 
 __all__ = [
     "KIND",
-    "N_OBJECTS",
     "N_FEATURES",
+    "N_OBJECTS",
     "OBJECT_SLOTS",
     "OBJECT_TYPES",
     "L1Events",
@@ -294,11 +294,10 @@ def read_l1(path: str | os.PathLike, process: str | None = None) -> L1Events:
 def write_l1(path: str | os.PathLike, data: L1Events, compression: str | None = "gzip") -> None:
     """Validate and write ``data`` atomically (``kind = "l1"``)."""
     validate_l1(data, str(path))
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("objects", data=data.objects, compression=compression)
-            f.create_dataset("process", data=data.process.astype(np.int16), compression=compression)
-            f.attrs["kind"] = KIND
-            f.attrs["processes"] = json.dumps(list(data.processes))
-            for k, v in data.attrs.items():
-                f.attrs[k] = v if isinstance(v, (int, float, str, np.integer, np.floating)) else json.dumps(v)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("objects", data=data.objects, compression=compression)
+        f.create_dataset("process", data=data.process.astype(np.int16), compression=compression)
+        f.attrs["kind"] = KIND
+        f.attrs["processes"] = json.dumps(list(data.processes))
+        for k, v in data.attrs.items():
+            f.attrs[k] = v if isinstance(v, (int, float, str, np.integer, np.floating)) else json.dumps(v)

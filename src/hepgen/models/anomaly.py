@@ -23,6 +23,8 @@ References:
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -34,7 +36,7 @@ __all__ = ["DenseAutoencoder", "DenseVAE"]
 
 def _dense(sizes: list[int], final_activation: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if final_activation or i < len(sizes) - 2:
             layers.append(nn.LeakyReLU(0.3))

@@ -253,7 +253,7 @@ def _events_from_batch(batch, rng: np.random.Generator, model: L1ObjectModel) ->
     vis = prt[(prt.status > 0) & (apid != _INVISIBLE[0]) & (apid != _INVISIBLE[1]) & (apid != _INVISIBLE[2])]
     n = ak.to_numpy(ak.num(vis))
     off = np.concatenate([[0], np.cumsum(n)])
-    px, py, pz, en = (ak.to_numpy(ak.flatten(getattr(vis.p, c))) for c in ("px", "py", "pz", "e"))
+    px, py, pz = (ak.to_numpy(ak.flatten(getattr(vis.p, c))) for c in ("px", "py", "pz"))
     pid = ak.to_numpy(ak.flatten(vis.id))
     pt, eta, phi = _pt_eta_phi(px, py, pz)
     # jets from the particles inside |eta| < met_eta_max (the calorimeter acceptance)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from hepgen.domains.anomaly.preprocessing import L1Scaler
 from hepgen.domains.base import register_domain
 from hepgen.models import MODEL_FAMILIES, build_model
 
-__all__ = ["DOMAIN", "L1Domain", "L1Detector", "L1Scaler", "evaluate_anomaly", "load_detector"]
+__all__ = ["DOMAIN", "L1Detector", "L1Domain", "L1Scaler", "evaluate_anomaly", "load_detector"]
 
 
 def load_detector(path: str | os.PathLike) -> L1Detector:
@@ -65,7 +66,7 @@ class L1Domain:
     kind = KIND
     data_type = L1Events
     default_family = "l1_vae"
-    default_conditions: list = []
+    default_conditions: ClassVar[list] = []
 
     def accepts_file(self, path: str | os.PathLike) -> bool:
         return is_l1_file(path)

@@ -92,7 +92,7 @@ def efficiency_at_fpr(background, signal, fpr: float) -> dict:
     if not 0 < float(fpr) < 1:
         raise ValueError(f"fpr: expected a number in (0, 1), found {fpr!r}")
     b, s = _scores("background", background), _scores("signal", signal)
-    k = int(math.floor(float(fpr) * b.size + 1e-9))
+    k = math.floor(float(fpr) * b.size + 1e-9)
     thr = float(np.sort(b)[::-1][min(k, b.size - 1)])
     nb, ns = int((b > thr).sum()), int((s > thr).sum())
     return {"fpr": float(fpr), "threshold": thr, "efficiency": ns / s.size, "n_background": int(b.size),
@@ -185,8 +185,8 @@ def evaluate_scores(background: Mapping[str, np.ndarray], signals: Mapping[str, 
             for f in fprs:
                 e = efficiency_at_fpr(b, s, f)
                 if n_bootstrap:
-                    e["efficiency_err"] = bootstrap(lambda bb, ss: efficiency_at_fpr(bb, ss, f)["efficiency"],
-                                                    b, s, n_bootstrap, seed)[1]
+                    e["efficiency_err"] = bootstrap(
+                        lambda bb, ss, f=f: efficiency_at_fpr(bb, ss, f)["efficiency"], b, s, n_bootstrap, seed)[1]
                 res[f"eff@{f:g}"] = e
             entry["signals"][sig_name] = res
         out["scores"][sname] = entry
@@ -222,15 +222,17 @@ def _figures(background: Mapping[str, np.ndarray], signals: Mapping[str, Mapping
         hi = max([np.max(b)] + [np.max(v[sname]) for v in signals.values()])
         pos = lo > 0
         bins = np.geomspace(lo, hi, 60) if pos and hi > lo else 60
-        ax1.hist(b, bins=bins, histtype="step", density=True, label="background", color="k")
+        ax1.hist(b, bins=bins, histtype="step", weights=np.full(len(b), 1.0 / len(b)), label="background", color="k")
         for name, v in signals.items():
-            ax1.hist(v[sname], bins=bins, histtype="step", density=True, label=name)
+            ax1.hist(v[sname], bins=bins, histtype="step", weights=np.full(len(v[sname]), 1.0 / len(v[sname])),
+                     label=name)
             fpr, tpr, _ = roc(b, v[sname])
             ax2.plot(fpr, tpr, label=f"{name} (AUC {auc(b, v[sname]):.3f})")
         if pos:
             ax1.set_xscale("log")
         ax1.set_yscale("log")
         ax1.set_xlabel(f"score {sname}")
+        ax1.set_ylabel("fraction of events per bin")
         ax1.legend(fontsize=7)
         ax2.set_xscale("log")
         ax2.set_xlim(max(1.0 / len(b), 1e-6), 1)

@@ -49,9 +49,9 @@ class L1Detector:
         for i in range(0, len(x), int(batch_size)):
             xb = torch.from_numpy(x[i:i + int(batch_size)])
             out = self.model.anomaly_outputs(xb, xb.new_zeros(len(xb), 0))
-            for k in parts:
+            for k, acc in parts.items():
                 if out[k] is not None:
-                    parts[k].append(out[k].cpu().numpy())
+                    acc.append(out[k].cpu().numpy())
         res: dict = {"x": x}
         for k, v in parts.items():
             res[k] = np.concatenate(v) if v else None
@@ -87,7 +87,7 @@ class L1Detector:
                                "meta": dict(self.meta), "trainer": trainer_state})
 
     @classmethod
-    def from_payload(cls, payload: dict, source: str = "<checkpoint>") -> "L1Detector":
+    def from_payload(cls, payload: dict, source: str = "<checkpoint>") -> L1Detector:
         """Rebuild from a loaded checkpoint payload; another kind is refused."""
         check_kind(payload.get("kind"), KIND, source)
         model = build_model(payload["family"], **payload["hparams"])

@@ -51,7 +51,7 @@ class L1Scaler:
         self.log_pt_mean = None if log_pt_mean is None else [float(v) for v in log_pt_mean]
         self.min_pt = float(min_pt)
 
-    def fit(self, objects: np.ndarray) -> "L1Scaler":
+    def fit(self, objects: np.ndarray) -> L1Scaler:
         """Fit ``m_t`` on ``objects: (N, 19, 3)`` (a type never present gets ``m_t = 1``)."""
         obj = self._check(objects)
         types = object_type_of_slot()
@@ -108,7 +108,7 @@ class L1Scaler:
         return {"log_pt_mean": self.log_pt_mean, "min_pt": self.min_pt}
 
     @classmethod
-    def from_state(cls, state: dict) -> "L1Scaler":
+    def from_state(cls, state: dict) -> L1Scaler:
         """Rebuild from :meth:`state_dict`; a malformed state is a one-line ``ValueError``."""
         means = state.get("log_pt_mean") if isinstance(state, dict) else None
         if not isinstance(means, list) or len(means) != len(OBJECT_TYPES):
