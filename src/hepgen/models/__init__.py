@@ -1,5 +1,6 @@
 """Generative model families behind one interface (see :mod:`hepgen.models.base`)."""
 
+from hepgen.models.anomaly import DenseAutoencoder, DenseVAE
 from hepgen.models.base import (
     MODEL_FAMILIES,
     GenerativeModel,
@@ -23,6 +24,8 @@ __all__ = [
     "ConditionalFlow",
     "ConditionalFlowMatching",
     "ConditionalVAE",
+    "DenseAutoencoder",
+    "DenseVAE",
     "EventDCGAN",
     "EventWGANGP",
     "GAN",
