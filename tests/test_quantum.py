@@ -5,18 +5,18 @@ import pytest
 
 pytest.importorskip("pennylane")
 
-import torch  # noqa: E402
-from scipy import stats  # noqa: E402
+import torch
+from scipy import stats
 
-from hepgen.quantum import circuits, qgan, table  # noqa: E402
-from hepgen.quantum.circuits import (  # noqa: E402
+from hepgen.quantum import circuits, table
+from hepgen.quantum.circuits import (
     NoiseModel,
     born_probabilities,
     discretised_normal,
     initial_distribution,
 )
-from hepgen.quantum.profiles import longitudinal_profile, sample_bins  # noqa: E402
-from hepgen.quantum.qgan import kl_divergence, train_qgan  # noqa: E402
+from hepgen.quantum.profiles import longitudinal_profile, sample_bins
+from hepgen.quantum.qgan import kl_divergence, train_qgan
 
 
 def test_probabilities_sum_to_one_batched():

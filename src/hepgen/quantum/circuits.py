@@ -47,16 +47,16 @@ except ImportError:  # pragma: no cover - exercised with the extra missing
     HAVE_PENNYLANE = False
 
 __all__ = [
+    "ENTANGLEMENTS",
     "HAVE_PENNYLANE",
     "INITS",
-    "ENTANGLEMENTS",
-    "NoiseModel",
     "TORINO_NOISE",
-    "require_pennylane",
+    "NoiseModel",
+    "born_probabilities",
     "discretised_normal",
     "initial_distribution",
     "n_parameters",
-    "born_probabilities",
+    "require_pennylane",
 ]
 
 INITS = ("normal", "uniform", "random")
@@ -113,7 +113,7 @@ class NoiseModel:
     def p_2q(self) -> float:
         return 0.625 * self.error_2q
 
-    def scaled(self, factor: float) -> "NoiseModel":
+    def scaled(self, factor: float) -> NoiseModel:
         """The same model with every error multiplied by ``factor``."""
         return NoiseModel(self.error_1q * factor, self.error_2q * factor,
                           min(self.readout * factor, 0.499), f"{self.name} x{factor:g}")

@@ -23,14 +23,14 @@ Example (pure numpy):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from hepgen.data.geometry import default_binning
 from hepgen.simulate.calorimeter import simulate_dataset
 
-__all__ = ["longitudinal_profile", "shower_profile", "shower_image_profile", "sample_bins"]
+__all__ = ["longitudinal_profile", "sample_bins", "shower_image_profile", "shower_profile"]
 
 
 def longitudinal_profile(showers: np.ndarray, layer_slices: Sequence[slice], n_bins: int | None = None

@@ -31,9 +31,10 @@ Example (classical baseline, no extra needed):
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ from hepgen.quantum.circuits import (
     require_pennylane,
 )
 
-__all__ = ["GENERATORS", "Discriminator", "QGANResult", "train_qgan", "kl_divergence"]
+__all__ = ["GENERATORS", "Discriminator", "QGANResult", "kl_divergence", "train_qgan"]
 
 GENERATORS = ("quantum", "softmax", "exponential")
 
@@ -95,7 +96,7 @@ class Discriminator(nn.Module):
         dims = [int(d_in), *map(int, hidden), 1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for a, b in zip(dims[:-1], dims[1:]):
+        for a, b in itertools.pairwise(dims):
             bound = 1.0 / math.sqrt(a)
             ws, bs = [], []
             for s in seeds:
@@ -157,7 +158,7 @@ def _coords(k: int, image: bool) -> torch.Tensor:
     idx = torch.arange(k, dtype=torch.float64)
     if not image:
         return (idx / max(k - 1, 1))[:, None]
-    side = int(round(math.sqrt(k)))
+    side = round(math.sqrt(k))
     return torch.stack([idx // side, idx % side], dim=1) / max(side - 1, 1)
 
 
@@ -204,7 +205,7 @@ def train_qgan(target: np.ndarray, init: str = "normal", depth: int = 1, seeds: 
     if int(steps) < 1 or len(seeds) < 1:
         raise ValueError(f"need steps >= 1 and at least one seed, found steps={steps}, seeds={list(seeds)}")
     k = target.size
-    n_qubits = int(round(math.log2(k)))
+    n_qubits = round(math.log2(k))
     if generator == "quantum":
         require_pennylane()
         if 2 ** n_qubits != k:
@@ -290,9 +291,10 @@ def train_qgan(target: np.ndarray, init: str = "normal", depth: int = 1, seeds: 
         hist["loss_g"][:, step] = loss_g.detach().numpy()
     with torch.no_grad():
         final = _normalise(gen_probs().numpy())
-    cfg = dict(generator=generator, init=init, depth=int(depth), seeds=[int(s) for s in seeds],
-               steps=int(steps), lr_g=lr_g, lr_d=lr_d, batch_size=int(batch_size), n_train=int(n_train),
-               param_scale=param_scale, warmup=int(warmup), hidden=[int(h) for h in hidden], entanglement=entanglement,
-               n_parameters=int(theta[0].numel()), n_qubits=n_qubits)
+    cfg = {"generator": generator, "init": init, "depth": int(depth), "seeds": [int(s) for s in seeds],
+           "steps": int(steps), "lr_g": lr_g, "lr_d": lr_d, "batch_size": int(batch_size),
+           "n_train": int(n_train), "param_scale": param_scale, "warmup": int(warmup),
+           "hidden": [int(h) for h in hidden], "entanglement": entanglement,
+           "n_parameters": int(theta[0].numel()), "n_qubits": n_qubits}
     return QGANResult(params=theta.detach().numpy().copy(), init_probs=init_probs, probs=final,
                       target=target, history=hist, config=cfg)

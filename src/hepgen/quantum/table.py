@@ -33,8 +33,8 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -46,8 +46,16 @@ from hepgen.quantum.circuits import TORINO_NOISE, NoiseModel, n_parameters, requ
 from hepgen.quantum.profiles import sample_bins, shower_image_profile, shower_profile
 from hepgen.quantum.qgan import kl_divergence, train_qgan
 
-__all__ = ["TALK_TABLE", "ks_critical_value", "evaluate_probs", "run_table", "merge_results", "format_table",
-           "run_image_case", "main"]
+__all__ = [
+    "TALK_TABLE",
+    "evaluate_probs",
+    "format_table",
+    "ks_critical_value",
+    "main",
+    "merge_results",
+    "run_image_case",
+    "run_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +220,7 @@ def run_table(out_dir: str | Path, rows: Sequence[tuple[str, int]] = ROWS, seeds
     crit = ks_critical_value(alpha, n_samples, n_samples)
     seed_list = list(range(int(seeds)))
     res: dict = {"target": target.tolist(), "alpha": alpha, "n_samples": n_samples, "ks_critical": crit,
-                 "seeds": len(seed_list), "steps": steps, "noise": None if noise is None else vars(noise),
+                 "seeds": len(seed_list), "steps": steps, "train_kwargs": dict(train_kwargs), "noise": None if noise is None else vars(noise),
                  "rows": {}, "baselines": {}}
     plot_rows: dict = {}
     for init, depth in rows:
@@ -221,7 +229,7 @@ def run_table(out_dir: str | Path, rows: Sequence[tuple[str, int]] = ROWS, seeds
                         **train_kwargs)
         ev = evaluate_probs(tr.probs, target, n_samples, alpha, seed=1)
         row = _summary(ev, crit)
-        row.update(seconds=time.perf_counter() - t0, n_parameters=tr.config["n_parameters"])
+        row.update(seconds=time.perf_counter() - t0, n_parameters=tr.config["n_parameters"], lr_g=tr.config["lr_g"])
         plot = {"probs": tr.probs, "history": tr.history}
         if noise is not None:
             pn = tr.noisy_probs(noise)
@@ -232,7 +240,7 @@ def run_table(out_dir: str | Path, rows: Sequence[tuple[str, int]] = ROWS, seeds
         log.info("row %s depth %d: KL %.3g, KS %.3g (%.0f s)", init, depth, row["kl_mean"], row["ks_mean"],
                  row["seconds"])
     if baselines:
-        for depth in sorted(set(int(d) for d in baselines)):
+        for depth in sorted({int(d) for d in baselines}):
             n_par = n_parameters(3, depth)
             for gen in ("exponential", "softmax"):
                 key = f"{gen}-{n_par if gen == 'exponential' else target.size}"
@@ -240,7 +248,7 @@ def run_table(out_dir: str | Path, rows: Sequence[tuple[str, int]] = ROWS, seeds
                     continue
                 tr = train_qgan(target, generator=gen, depth=depth, seeds=seed_list, steps=steps, **train_kwargs)
                 b = _summary(evaluate_probs(tr.probs, target, n_samples, alpha, seed=1), crit)
-                b["n_parameters"] = tr.config["n_parameters"]
+                b.update(n_parameters=tr.config["n_parameters"], lr_g=tr.config["lr_g"])
                 res["baselines"][key] = b
                 plot_rows[f"classical {key} params"] = {"probs": tr.probs, "history": tr.history}
     _write(out, res)
@@ -293,15 +301,16 @@ def format_table(res: dict) -> str:
     """Markdown table of ``run_table`` results beside the talk's numbers."""
     crit = res["ks_critical"]
     noisy = any("noisy" in r for r in res["rows"].values())
-    head = ("| init | depth | talk D_KL | ours D_KL | talk D_KS | ours D_KS | talk accept | ours accept "
+    head = ("| init | depth | lr_G | talk D_KL | ours D_KL | talk D_KS | ours D_KS | talk accept | ours accept "
             "(mean ≤ crit; seeds) |" + (" noisy D_KL | noisy D_KS | noisy accept |" if noisy else ""))
-    lines = [f"KS critical value {crit:.4f} (alpha = {res['alpha']}, n = m = {res['n_samples']}); "
-             f"{res['seeds']} seeds per row, {res['steps']} steps; mean ± std over seeds.", "", head,
+    first = (f"KS critical value {crit:.4f} (alpha = {res['alpha']}, n = m = {res['n_samples']}); "
+             f"{res['seeds']} seeds per row, {res['steps']} steps; mean ± std over seeds.")
+    lines = [first, "", head,
              "|" + "---|" * (head.count("|") - 1)]
     for key, r in res["rows"].items():
         init, depth = key.rsplit("-", 1)
         t = TALK_TABLE[(init, int(depth))]
-        line = (f"| {init} | {depth} | {_fmt(t[0], t[1])} | {_fmt(r['kl_mean'], r['kl_std'])} | "
+        line = (f"| {init} | {depth} | {r.get('lr_g', 0.002)} | {_fmt(t[0], t[1])} | {_fmt(r['kl_mean'], r['kl_std'])} | "
                 f"{t[2]:.3f} ± {t[3]:.3f} | {r['ks_mean']:.3f} ± {r['ks_std']:.3f} | {'yes' if t[4] else 'no'} | "
                 f"{'yes' if r['accept_mean_ks'] else 'no'}; {r['accept_fraction']:.0%} |")
         if noisy and "noisy" in r:
@@ -310,21 +319,23 @@ def format_table(res: dict) -> str:
                      f"{'yes' if n['accept_mean_ks'] else 'no'}; {n['accept_fraction']:.0%} |")
         lines.append(line)
     if res.get("baselines"):
-        lines += ["", "| classical generator | parameters | D_KL | D_KS | accept (mean; seeds) |", "|---|---|---|---|---|"]
+        lines += ["", "| classical generator | parameters | lr_G | D_KL | D_KS | accept (mean; seeds) |",
+                  "|---|---|---|---|---|---|"]
         for key, b in res["baselines"].items():
-            lines.append(f"| {key.split('-')[0]} | {b['n_parameters']} | {_fmt(b['kl_mean'], b['kl_std'])} | "
+            lines.append(f"| {key.split('-')[0]} | {b['n_parameters']} | {b.get('lr_g', 0.002)} | {_fmt(b['kl_mean'], b['kl_std'])} | "
                          f"{b['ks_mean']:.3f} ± {b['ks_std']:.3f} | {'yes' if b['accept_mean_ks'] else 'no'}; "
                          f"{b['accept_fraction']:.0%} |")
     return "\n".join(lines) + "\n"
 
 
 def run_image_case(out_dir: str | Path, seeds: int = 3, steps: int = 3000, alpha: float = 0.10,
-                   n_samples: int = 1000, progress: bool = False) -> dict:
+                   n_samples: int = 1000, progress: bool = False, **train_kwargs) -> dict:
     """The talk's first 2-D attempt: 6 qubits, an 8×8 (layer × radial bin) image, uniform init, depth 1.
 
     Discriminator with four hidden layers (512, 256, 128, 64) on (layer, radial bin).  KS is
     computed on the flattened bin index (a 1-D proxy; the 2-D KS test has no standard form).
     Writes ``image.json`` and ``image.png`` (target, generated, difference).
+    ``train_kwargs`` go to :func:`hepgen.quantum.qgan.train_qgan` (e.g. ``lr_g``).
     """
     require_pennylane()
     out = Path(out_dir)
@@ -333,11 +344,12 @@ def run_image_case(out_dir: str | Path, seeds: int = 3, steps: int = 3000, alpha
     target = img.ravel()
     t0 = time.perf_counter()
     tr = train_qgan(target, init="uniform", depth=1, seeds=list(range(int(seeds))), steps=steps,
-                    hidden=(512, 256, 128, 64), image=True, progress=progress)
+                    hidden=(512, 256, 128, 64), image=True, progress=progress, **train_kwargs)
     ev = evaluate_probs(tr.probs, target, n_samples, alpha, seed=1)
     crit = ks_critical_value(alpha, n_samples, n_samples)
     res = _summary(ev, crit)
     res.update(seconds=time.perf_counter() - t0, steps=steps, seeds=int(seeds), n_parameters=tr.config["n_parameters"],
+               lr_g=tr.config["lr_g"],
                kl_uniform=float(kl_divergence(np.full(64, 1 / 64), target)),
                kl_start=float(np.median(tr.history["kl"][:, 0])))
     with atomic_path(out / "image.json") as tmp:
@@ -372,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=10, help="seeds per row (default 10)")
     ap.add_argument("--steps", type=int, default=1000, help="training steps per seed (default 1000)")
     ap.add_argument("--rows", default="all", help="comma list like normal-2,uniform-1, 'all' (default) or 'none'")
+    ap.add_argument("--lr-g", type=float, default=0.002,
+                    help="generator AMSGrad learning rate (default 0.002; 0.01 for uniform/random starts)")
     ap.add_argument("--alpha", type=float, default=0.10, help="KS significance (default 0.10 = the talk's 0.0547)")
     ap.add_argument("--noise", choices=["torino", "none"], default="torino",
                     help="re-run trained circuits with ibm_torino median noise (default) or not")
@@ -393,10 +407,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValueError(f"--baselines: expected depths like 1,2,3 or 'none', found {a.baselines!r}") from None
     noise = None if a.noise == "none" else TORINO_NOISE.scaled(a.noise_scale) if a.noise_scale != 1 else TORINO_NOISE
     res = run_table(a.out, rows=rows, seeds=a.seeds, steps=a.steps, alpha=a.alpha, noise=noise,
-                    baselines=base, progress=True)
+                    baselines=base, progress=True, lr_g=a.lr_g)
     print(format_table(res))
     if a.image:
-        r = run_image_case(a.out, steps=a.image_steps, progress=True)
+        r = run_image_case(a.out, steps=a.image_steps, progress=True, lr_g=a.lr_g)
         print(f"8x8, 6 qubits, uniform, depth 1: D_KL {r['kl_mean']:.3g} ± {r['kl_std']:.3g} "
               f"(uniform start {r['kl_uniform']:.3g}), D_KS {r['ks_mean']:.3g}, accepted {r['accept_fraction']:.0%}")
     return 0
