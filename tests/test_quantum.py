@@ -1,5 +1,7 @@
 """hepgen.quantum: circuits against hand-computed cases, loaders, metrics against scipy, training."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -146,3 +148,32 @@ def test_missing_extra_clear_error(monkeypatch):
         table.run_table("unused", seeds=1)
     # the classical baselines do not need the extra
     assert train_qgan(np.full(8, 1 / 8), generator="softmax", steps=2, n_train=50).probs.shape == (1, 8)
+
+
+def test_run_table_and_merge_smoke(tmp_path):
+    target = np.array([0.1, 0.3, 0.28, 0.17, 0.09, 0.04, 0.015, 0.005])
+    target = target / target.sum()
+    res = table.run_table(tmp_path / "a", rows=[("normal", 1)], seeds=2, steps=3, baselines=[1],
+                          noise=NoiseModel(1e-3, 1e-2, 0.02), target=target)
+    row = res["rows"]["normal-1"]
+    assert len(row["kl"]) == 2 and "noisy" in row and row["lr_g"] == 0.002
+    assert set(res["baselines"]) == {"exponential-6", "softmax-8"}
+    assert res["baselines"]["exponential-6"]["n_parameters"] == 6
+    text = (tmp_path / "a" / "table.md").read_text(encoding="utf-8")
+    assert "KS critical value 0.0547" in text and "| normal | 1 | 0.002 | 0.031 ± 0.042 |" in text
+    for name in ("profiles.png", "training_curves.png", "results.json"):
+        assert (tmp_path / "a" / name).stat().st_size > 0
+    res_b = table.run_table(tmp_path / "b", rows=[("random", 2)], seeds=2, steps=3, baselines=[], noise=None,
+                            target=target)
+    merged = table.merge_results([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    assert list(merged["rows"]) == ["normal-1", "random-2"]
+    assert merged["rows"]["random-2"]["kl"] == res_b["rows"]["random-2"]["kl"]
+    other = dict(res_b, steps=5)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "results.json").write_text(json.dumps(other), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"merge: .*results.json has steps=5, the first run has 3"):
+        table.merge_results([tmp_path / "a", tmp_path / "d"], tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match=r"merge: .*c_missing.results.json not found"):
+        table.merge_results([tmp_path / "c_missing"], tmp_path / "m")
+    with pytest.raises(ValueError, match=r"row must be one of .*, found \('normal', 4\)"):
+        table.run_table(tmp_path / "x", rows=[("normal", 4)], seeds=1, target=target)

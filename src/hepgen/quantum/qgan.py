@@ -49,7 +49,12 @@ from hepgen.quantum.circuits import (
     require_pennylane,
 )
 
-__all__ = ["GENERATORS", "Discriminator", "QGANResult", "kl_divergence", "train_qgan"]
+#: Default generator learning rate: a normal start is already close to the target and needs
+#: small steps; uniform and random starts (and the classical baselines, which start uniform)
+#: are far from it and need larger ones (docs/quantum.md, sensitivity table).
+DEFAULT_LR_G = {"normal": 0.002, "uniform": 0.01, "random": 0.01, "classical": 0.01}
+
+__all__ = ["DEFAULT_LR_G", "GENERATORS", "Discriminator", "QGANResult", "kl_divergence", "train_qgan"]
 
 GENERATORS = ("quantum", "softmax", "exponential")
 
@@ -163,7 +168,7 @@ def _coords(k: int, image: bool) -> torch.Tensor:
 
 
 def train_qgan(target: np.ndarray, init: str = "normal", depth: int = 1, seeds: Sequence[int] = (0,),
-               steps: int = 1000, generator: str = "quantum", lr_g: float = 0.002, lr_d: float = 1e-3,
+               steps: int = 1000, generator: str = "quantum", lr_g: float | None = None, lr_d: float = 1e-3,
                batch_size: int = 5000, n_train: int = 20_000, param_scale: float = 0.1,
                hidden: Sequence[int] = (512, 216), entanglement: str = "full", image: bool = False,
                warmup: int = 50, progress: bool = False) -> QGANResult:
@@ -181,7 +186,8 @@ def train_qgan(target: np.ndarray, init: str = "normal", depth: int = 1, seeds: 
             ``"exponential"`` (``log p(k) = Σ_j a_j L_j(x_k)`` over Legendre polynomials
             ``L_1 … L_m`` of the scaled bin index, ``m`` = the circuit's parameter count):
             classical baselines.
-        lr_g, lr_d: AMSGrad learning rates of generator and discriminator.
+        lr_g, lr_d: AMSGrad learning rates of generator and discriminator; ``lr_g=None`` takes
+            :data:`DEFAULT_LR_G` of the init (quantum) or ``"classical"``.
         batch_size: real samples per discriminator step, drawn from a fixed training set of
             ``n_train`` bin indices sampled from ``target``.
         param_scale: initial angles / logits uniform in ``±param_scale``.
@@ -204,6 +210,8 @@ def train_qgan(target: np.ndarray, init: str = "normal", depth: int = 1, seeds: 
         raise ValueError(f"init must be one of {INITS}, found {init!r}")
     if int(steps) < 1 or len(seeds) < 1:
         raise ValueError(f"need steps >= 1 and at least one seed, found steps={steps}, seeds={list(seeds)}")
+    if lr_g is None:
+        lr_g = DEFAULT_LR_G[init if generator == "quantum" else "classical"]
     k = target.size
     n_qubits = round(math.log2(k))
     if generator == "quantum":

@@ -384,8 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=10, help="seeds per row (default 10)")
     ap.add_argument("--steps", type=int, default=1000, help="training steps per seed (default 1000)")
     ap.add_argument("--rows", default="all", help="comma list like normal-2,uniform-1, 'all' (default) or 'none'")
-    ap.add_argument("--lr-g", type=float, default=0.002,
-                    help="generator AMSGrad learning rate (default 0.002; 0.01 for uniform/random starts)")
+    ap.add_argument("--lr-g", type=float, default=None,
+                    help="generator AMSGrad learning rate (default per init: normal 0.002, uniform/random/classical 0.01)")
     ap.add_argument("--alpha", type=float, default=0.10, help="KS significance (default 0.10 = the talk's 0.0547)")
     ap.add_argument("--noise", choices=["torino", "none"], default="torino",
                     help="re-run trained circuits with ibm_torino median noise (default) or not")
