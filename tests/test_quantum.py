@@ -135,6 +135,8 @@ def test_training_bad_input():
         train_qgan(np.full(6, 1 / 6), steps=1)
     with pytest.raises(ValueError, match=r"generator must be one of \('quantum', 'softmax', 'exponential'\), found 'mlp'"):
         train_qgan(np.full(8, 1 / 8), generator="mlp", steps=1)
+    with pytest.raises(ValueError, match=r"noise applies to the quantum generator only, found generator='softmax'"):
+        train_qgan(np.full(8, 1 / 8), generator="softmax", steps=1, noise=NoiseModel(0.0, 0.0, 0.1))
 
 
 def test_missing_extra_clear_error(monkeypatch):

@@ -128,7 +128,7 @@ class QGANResult:
     Attributes:
         params: ``(S, …)`` trained generator parameters (RY angles ``(S, depth+1, n)`` in rad).
         init_probs: ``(S, K)`` loaded initial distributions (quantum generator).
-        probs: ``(S, K)`` final generator distributions (exact, noiseless).
+        probs: ``(S, K)`` final generator distributions (exact; noisy if trained with ``noise``).
         target: ``(K,)``.
         history: ``kl`` ``(S, steps)``, ``loss_d`` and ``loss_g`` ``(S, steps)``.
         config: the arguments of the run.
@@ -171,7 +171,7 @@ def train_qgan(target: np.ndarray, init: str = "normal", depth: int = 1, seeds: 
                steps: int = 1000, generator: str = "quantum", lr_g: float | None = None, lr_d: float = 1e-3,
                batch_size: int = 5000, n_train: int = 20_000, param_scale: float = 0.1,
                hidden: Sequence[int] = (512, 216), entanglement: str = "full", image: bool = False,
-               warmup: int = 50, progress: bool = False) -> QGANResult:
+               warmup: int = 50, noise: NoiseModel | None = None, progress: bool = False) -> QGANResult:
     """Train ``len(seeds)`` independent GANs on a target distribution over ``K`` bins.
 
     Arguments:
@@ -196,6 +196,9 @@ def train_qgan(target: np.ndarray, init: str = "normal", depth: int = 1, seeds: 
         image: ``K`` bins form a square image; the discriminator sees (row, column).
         warmup: discriminator-only steps before the generator starts (an untrained
             discriminator first pushes a well-initialised generator away from the target).
+        noise: train the circuit *on* the noisy simulator (``default.mixed`` with this
+            :class:`~hepgen.quantum.circuits.NoiseModel`): the generator distribution, its
+            gradient, ``history["kl"]`` and ``probs`` are then the noisy ones.
         progress: tqdm bar.
 
     Returns:
@@ -208,6 +211,8 @@ def train_qgan(target: np.ndarray, init: str = "normal", depth: int = 1, seeds: 
         raise ValueError(f"generator must be one of {GENERATORS}, found {generator!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, found {init!r}")
+    if noise is not None and generator != "quantum":
+        raise ValueError(f"noise applies to the quantum generator only, found generator={generator!r}")
     if int(steps) < 1 or len(seeds) < 1:
         raise ValueError(f"need steps >= 1 and at least one seed, found steps={steps}, seeds={list(seeds)}")
     if lr_g is None:
@@ -242,7 +247,7 @@ def train_qgan(target: np.ndarray, init: str = "normal", depth: int = 1, seeds: 
     def gen_probs() -> torch.Tensor:
         if generator == "quantum":
             return born_probabilities(theta, None if init == "uniform" else init_probs, init=init,
-                                      entanglement=entanglement)
+                                      entanglement=entanglement, noise=noise)
         if generator == "softmax":
             return torch.softmax(theta, dim=-1)
         return torch.softmax(theta @ basis, dim=-1)
@@ -303,6 +308,7 @@ def train_qgan(target: np.ndarray, init: str = "normal", depth: int = 1, seeds: 
            "steps": int(steps), "lr_g": lr_g, "lr_d": lr_d, "batch_size": int(batch_size),
            "n_train": int(n_train), "param_scale": param_scale, "warmup": int(warmup),
            "hidden": [int(h) for h in hidden], "entanglement": entanglement,
-           "n_parameters": int(theta[0].numel()), "n_qubits": n_qubits}
+           "n_parameters": int(theta[0].numel()), "n_qubits": n_qubits,
+           "noise": None if noise is None else vars(noise)}
     return QGANResult(params=theta.detach().numpy().copy(), init_probs=init_probs, probs=final,
                       target=target, history=hist, config=cfg)
