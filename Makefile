@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-binary wasserstein wasserstein
-	$(BIN)/pip install --quiet -e '.[test,geant4]'
+	$(BIN)/pip install --quiet -e '.[test,geant4,quantum,anomaly]'
 	touch $(STAMP)
 
 install: $(STAMP)

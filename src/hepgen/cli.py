@@ -303,6 +303,35 @@ def cmd_simulate_tth(args) -> int:
     return 0
 
 
+def cmd_simulate_l1(args) -> int:
+    from hepgen.simulate.l1 import simulate_l1
+
+    t0 = time.perf_counter()
+    data = simulate_l1(args.output, args.n, args.processes.split(","), seed=args.seed, workers=args.workers,
+                       chunk_size=args.chunk_size, resume=not args.no_resume, progress=not args.quiet)
+    print(f"wrote {len(data)} L1 events ({', '.join(data.processes)}) to {args.output} in "
+          f"{time.perf_counter() - t0:.1f} s; pre-selection efficiency {data.attrs['preselection_efficiency']}")
+    return 0
+
+
+def cmd_evaluate_anomaly(args) -> int:
+    from hepgen.domains.anomaly import evaluate_anomaly
+
+    m = evaluate_anomaly(args.checkpoint, args.background, args.signals, args.output,
+                         fprs=tuple(_floats(args.fpr)), n_bootstrap=args.bootstrap, seed=args.seed,
+                         rates_hz=tuple(_floats(args.rate)), preselection_fraction=args.preselection_fraction)
+    print(json.dumps({s: {sig: round(r["auc"], 4) for sig, r in e["signals"].items()}
+                      for s, e in m["scores"].items()}, indent=1))
+    print(f"metrics: {Path(args.output) / 'metrics.json'}\nreport:  {Path(args.output) / 'report.html'}")
+    return 0
+
+
+def cmd_quantum_table(args) -> int:
+    from hepgen.quantum.table import main as table_main
+
+    return table_main(args.table_args)
+
+
 def cmd_evaluate_jets(args) -> int:
     return cmd_evaluate(args, kind="jets")
 
@@ -463,6 +492,20 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("-q", "--quiet", action="store_true")
     st.set_defaults(func=cmd_simulate_tth)
 
+    sl = sim.add_parser("l1", help="trigger-level events (ADC2021 layout) from Pythia 8 + a Level-1 object model "
+                        "(docs/anomaly.md)")
+    sl.add_argument("-o", "--output", required=True, help="output HDF5 file (kind l1)")
+    sl.add_argument("--processes", default="sm", help="comma-separated: sm (the SM mix), signals (all four), or any "
+                    "of W_lnu,QCD,Z_ll,ttbar,A_4l,LQ_btau,h0_tautau,hplus_taunu (default sm)")
+    sl.add_argument("--n", type=int, default=10_000,
+                    help="accepted events per process; for sm in total, split by the SM fractions (default 10000)")
+    sl.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    sl.add_argument("--chunk-size", type=int, default=500, help="events per chunk, the unit of resumption (default 500)")
+    sl.add_argument("--seed", type=int, default=0)
+    sl.add_argument("--no-resume", action="store_true", help="discard finished chunks of an interrupted run")
+    sl.add_argument("-q", "--quiet", action="store_true")
+    sl.set_defaults(func=cmd_simulate_l1)
+
     t = sub.add_parser("train", help="train a conditional generative model on any kind of data (showers, jets, event "
                        "images, tabular events): the kind is the file's")
     t.add_argument("data", help="training showers (CaloChallenge HDF5) or jets (JetNet-layout HDF5; "
@@ -554,6 +597,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_jet_evaluate_options(ej)
     ej.set_defaults(func=cmd_evaluate_jets)
 
+    ea = sub.add_parser("evaluate-anomaly", help="ROC, AUC and efficiency at fixed background rate of an l1 "
+                        "anomaly detector (docs/anomaly.md)")
+    ea.add_argument("checkpoint", help="l1 checkpoint (best.pt of hepgen train on background)")
+    ea.add_argument("background", help="background L1 file (a test sample, not the training one)")
+    ea.add_argument("signals", nargs="+", help="L1 file(s); each process in them is one signal")
+    ea.add_argument("-o", "--output", required=True, help="folder for metrics.json and report.html")
+    ea.add_argument("--fpr", default="1e-5,1e-4,1e-3", help="background efficiencies at which signal efficiency is "
+                    "quoted (default 1e-5,1e-4,1e-3)")
+    ea.add_argument("--rate", default="1000,4000", help="trigger rates in Hz for the threshold table (default 1000,4000)")
+    ea.add_argument("--preselection-fraction", type=float, default=1.0,
+                    help="fraction of the 40 MHz collisions the background sample stands for (default 1)")
+    ea.add_argument("--bootstrap", type=int, default=50, help="bootstrap resamples for the errors (default 50)")
+    ea.add_argument("--seed", type=int, default=0)
+    ea.set_defaults(func=cmd_evaluate_anomaly)
+
+    qu = sub.add_parser("quantum", help="the quantum GAN (needs hepgen[quantum]; docs/quantum.md)")
+    qt = qu.add_subparsers(dest="what", required=True).add_parser(
+        "table", add_help=False, help="rerun the CERN openlab quantum-GAN table (hepgen quantum table --help)")
+    qt.add_argument("table_args", nargs=argparse.REMAINDER, help="the table's options")
+    qt.set_defaults(func=cmd_quantum_table)
+
     bn = sub.add_parser("bench", help="sampling speed (and fidelity) of a checkpoint vs the reference simulator")
     bn.add_argument("checkpoint")
     bn.add_argument("-o", "--output", required=True, help="folder for bench.json and bench.png")
@@ -623,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError, ImportError) as err:  # ImportError: a missing extra
         if args.verbose:
             raise
         print(f"hepgen: error: {err}", file=sys.stderr)

@@ -5,7 +5,7 @@ Importing this package registers every built-in kind.  Adding a kind: a new sub-
 and its import line below.
 """
 
-from hepgen.domains import events, jets, showers, tabular
+from hepgen.domains import anomaly, events, jets, showers, tabular
 from hepgen.domains.base import (
     Domain,
     TrainedGenerator,
@@ -20,6 +20,7 @@ from hepgen.domains.base import (
 )
 
 __all__ = [
+    "anomaly",
     "Domain",
     "TrainedGenerator",
     "call_with_options",

@@ -22,12 +22,13 @@ from typing import ClassVar
 import numpy as np
 
 from hepgen.checkpoint import load_checkpoint
-from hepgen.data.l1 import KIND, N_FEATURES, L1Events, is_l1_file, read_l1
+from hepgen.config import TrainConfig
+from hepgen.data.l1 import KIND, N_FEATURES, L1Events, is_l1_file, read_l1, write_l1
 from hepgen.domains.anomaly.evaluate import evaluate_detector
 from hepgen.domains.anomaly.generator import L1Detector
 from hepgen.domains.anomaly.preprocessing import L1Scaler
 from hepgen.domains.base import register_domain
-from hepgen.models import MODEL_FAMILIES, build_model
+from hepgen.models import MODEL_FAMILIES, build_model, check_family_kind
 
 __all__ = ["DOMAIN", "L1Detector", "L1Domain", "L1Scaler", "evaluate_anomaly", "load_detector"]
 
@@ -71,17 +72,16 @@ class L1Domain:
     def accepts_file(self, path: str | os.PathLike) -> bool:
         return is_l1_file(path)
 
-    def read(self, path: str | os.PathLike, **options) -> L1Events:
-        return read_l1(path, **options)
+    def read(self, path: str | os.PathLike) -> L1Events:
+        return read_l1(path)
+
+    def write(self, path: str | os.PathLike, data: L1Events) -> None:
+        write_l1(path, data)
 
     def check(self, data: L1Events, config) -> None:
-        cls = MODEL_FAMILIES.get(config.family)
-        if cls is None:
+        if config.family not in MODEL_FAMILIES:
             raise ValueError(f"TrainConfig: key 'family': unknown model family {config.family!r}")
-        if cls.data_kind != KIND:
-            fams = sorted(f for f, c in MODEL_FAMILIES.items() if c.data_kind == KIND)
-            raise ValueError(f"TrainConfig: key 'family': {config.family!r} generates {cls.data_kind}, the data "
-                             f"are {KIND}; families for {KIND}: {fams}")
+        check_family_kind(config.family, KIND)
         if len(data) < 2:
             raise ValueError(f"need at least 2 training events, found {len(data)}")
         if getattr(config, "conditions", None):
@@ -128,8 +128,17 @@ class L1Domain:
                        checkpoint: str | os.PathLike | None = None, **options) -> dict:
         """``real`` = background file, ``generated`` = signal file(s); needs ``checkpoint``."""
         if checkpoint is None:
-            raise ValueError("l1 evaluation: option 'checkpoint': expected the trained detector (.pt), found None")
+            raise ValueError("l1 files are evaluated against a trained detector: hepgen evaluate-anomaly CHECKPOINT "
+                             "BACKGROUND.h5 SIGNALS.h5 -o DIR")
         return evaluate_anomaly(checkpoint, real, generated, out_dir, **options)
+
+    def default_config(self) -> TrainConfig:
+        """The dense VAE, unconditional (trained on background only)."""
+        return TrainConfig(family=self.default_family)
+
+    def headline(self, metrics: dict) -> dict:
+        """Per score: the AUC of every signal."""
+        return {s: {sig: r["auc"] for sig, r in e["signals"].items()} for s, e in metrics["scores"].items()}
 
 
 DOMAIN = register_domain(L1Domain())
