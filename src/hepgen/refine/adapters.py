@@ -14,6 +14,7 @@ and provides:
 * ``group_size(state)`` — features per group sharing one refiner network (``None`` = one group);
 * ``keep_mask(data)`` — ``(N, D)`` bool of features the refiner must not change, or ``None``;
 * ``summaries(data)`` — high-level features ``{name: (N,)}`` for per-feature separation power;
+* ``regression_inputs(data, state)`` — ``(N, k)`` inputs of the downstream regression network;
 * ``targets(data)`` — regression targets ``{name: (N,)}`` for the downstream proof;
 * ``write(path, data)``.
 
@@ -193,6 +194,10 @@ class ShowerAdapter:
         f.update(depth_observables(data.showers, data.geometry))
         return {k: np.asarray(v, np.float64) for k, v in f.items()}
 
+    def regression_inputs(self, data: ShowerData, state: dict) -> np.ndarray:
+        """``(N, n_voxels)`` inputs of the downstream regression network: the refiner features."""
+        return self.to_arrays(data, state)[0]
+
     def targets(self, data: ShowerData) -> dict[str, np.ndarray]:
         return {"log_E_inc": np.log(np.asarray(data.incident_energies, np.float64)[:, 0])}
 
@@ -278,6 +283,15 @@ class TraceAdapter:
                 "n_triggered": (station != 0).sum(axis=(1, 2)).astype(np.float64),
                 "risetime_10_50": (t50 - t10).astype(np.float64),
                 "peak_over_signal": peak / np.maximum(big, 1e-9)}
+
+    def regression_inputs(self, data: TraceData, state: dict) -> np.ndarray:
+        """``(N, 2 n_x n_y)`` inputs of the downstream reconstruction network, per station:
+        ``log10(1 + S/VEM)`` of the integrated signal and the share of it in the first 4
+        bins (100 ns; muon-sensitive).  An untriggered station gives (0, 0)."""
+        s = data.traces.astype(np.float64).reshape(len(data), -1, data.n_t)
+        tot = s.sum(axis=-1)
+        early = np.where(tot > 0, s[..., :4].sum(axis=-1) / np.where(tot > 0, tot, 1.0), 0.0)
+        return np.hstack([np.log10(1.0 + np.clip(tot, 0.0, None)), early]).astype(np.float32)
 
     def targets(self, data: TraceData) -> dict[str, np.ndarray]:
         return {"log10_energy": np.log10(data.energy[:, 0]), "zenith": data.zenith[:, 0]}

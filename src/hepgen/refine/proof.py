@@ -26,6 +26,8 @@ import html
 import io
 import json
 import math
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +38,9 @@ from torch import nn
 from hepgen._io import atomic_path
 from hepgen.metrics.classifier import classifier_two_sample_test
 from hepgen.metrics.distances import binning_for, separation_power
+from hepgen.refine.adapters import check_pair, get_adapter
+from hepgen.refine.refiner import RefinerConfig, refine_arrays, train_refiner
+from hepgen.refine.reweight import dctr_weights
 
 __all__ = ["train_regressor", "regression_study", "gap_closed", "two_sample_auc", "separation_table",
            "figure_to_base64", "write_html_report", "strict_json", "table_html", "dump_json", "weighted_separation_power", "demonstrate"]
@@ -81,7 +86,10 @@ def train_regressor(x, t, weights=None, seed: int = 0, epochs: int = 60, batch_s
     perm = rng.permutation(len(x))
     n_val = max(1, int(0.15 * len(x)))
     va, tr = perm[:n_val], perm[n_val:]
-    xm, xsd = x[tr].mean(0), np.maximum(x[tr].std(0), 1e-6)
+    sd = x[tr].std(0)
+    # floor at 10 % of the rms spread: a feature (nearly) constant in training must not blow up
+    # on test events where it varies
+    xm, xsd = x[tr].mean(0), np.maximum(sd, max(1e-6, 0.1 * float(np.sqrt(np.mean(sd**2)))))
     tm, tsd = t[tr].mean(0), np.maximum(t[tr].std(0), 1e-12)
     xn = torch.from_numpy(((x - xm) / xsd).astype(np.float32))
     tn = torch.from_numpy(((t - tm) / tsd).astype(np.float32))
@@ -357,12 +365,6 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
 
     Returns the metrics dict (also written to ``out_dir/metrics.json``, strict JSON).
     """
-    from pathlib import Path
-
-    from hepgen.refine.adapters import check_pair, get_adapter
-    from hepgen.refine.refiner import RefinerConfig, refine_arrays, train_refiner
-    from hepgen.refine.reweight import dctr_weights
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = config or RefinerConfig()
@@ -387,8 +389,6 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
         refined = adapter.from_arrays(xr, sim, state, attrs={"refined": tag})
         xr_phys, _ = adapter.to_arrays(refined, state)  # after the physical clipping of the inverse map
         return hist, refined, xr_phys
-
-    import time
 
     t0 = time.perf_counter()
     hist, refined, xr = run_refiner(config, "main")
@@ -422,8 +422,10 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
                            n: weighted_separation_power(summ["sim"][n], summ["data"][n], w) for n in names}}
     # regression proof
     ts, tt, td = adapter.targets(sim), adapter.targets(data_test), adapter.targets(data_train)
-    sets = {"sim": (xs, ts, None), "refined": (xr, ts, None), "reweighted": (xs, ts, w), "data": (xd, td, None)}
-    reg = regression_study(sets, xt, tt, seeds=reg_seeds)
+    rs, rr = adapter.regression_inputs(sim, state), adapter.regression_inputs(refined, state)
+    rd, rt = adapter.regression_inputs(data_train, state), adapter.regression_inputs(data_test, state)
+    sets = {"sim": (rs, ts, None), "refined": (rr, ts, None), "reweighted": (rs, ts, w), "data": (rd, td, None)}
+    reg = regression_study(sets, rt, tt, seeds=reg_seeds)
     residuals = reg.pop("residuals_first_seed")
     metrics["regression"] = reg
     # closeness scan
@@ -433,8 +435,8 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
         cfg = RefinerConfig(**{**vars(config), "closeness": float(lam)})
         h2, ref2, xr2 = run_refiner(cfg, f"closeness_{lam:g}")
         histories[f"closeness {lam:g}"] = h2
-        r2 = regression_study({"sim": sets["sim"], "refined": (xr2, ts, None), "data": sets["data"]}, xt, tt,
-                              seeds=reg_seeds[:1])
+        r2 = regression_study({"sim": sets["sim"], "refined": (adapter.regression_inputs(ref2, state), ts, None),
+                               "data": sets["data"]}, rt, tt, seeds=reg_seeds[:1])
         r2.pop("residuals_first_seed")
         scan[f"{lam:g}"] = {"auc_low_level": two_sample_auc(np.hstack([xt, yt]), np.hstack([xr2, ys]), seed=0)["auc"],
                             "mean_abs_change": float(np.mean(np.abs(xr2 - xs))),
