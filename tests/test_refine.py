@@ -15,7 +15,7 @@ from hepgen.refine.proof import gap_closed, regression_study
 from hepgen.refine.refiner import (RefinerConfig, ResidualRefiner, apply_file, load_refiner, refine_arrays,
                                    save_refiner, train_files, train_refiner)
 from hepgen.refine.reweight import dctr_weights, effective_sample_size
-from hepgen.simulate.auger_toy import simulate_auger
+from hepgen.simulate.auger_toy import AugerToyConfig, simulate_auger
 from hepgen.simulate.calorimeter import simulate_dataset
 
 torch.set_num_threads(1)
@@ -186,8 +186,6 @@ def test_mismatched_kinds_refused(tmp_path):
 
 
 def test_mismatched_trace_layout_refused(tmp_path):
-    from hepgen.simulate.auger_toy import AugerToyConfig
-
     write_traces(tmp_path / "sim.h5", simulate_auger(3, "sim", seed=1))
     write_traces(tmp_path / "data.h5", simulate_auger(3, config=AugerToyConfig(n_t=60), seed=1))
     with pytest.raises(ValueError, match=r"data\.h5: detector layout differs from .*sim\.h5 in \['n_t'\]: "

@@ -159,6 +159,9 @@ class ResidualRefiner(nn.Module):
         n_emb = _GROUP_EMBEDDING if self.n_groups > 1 else 0
         for name, size in (("x_mean", n_features), ("x_std", n_features), ("y_mean", n_labels), ("y_std", n_labels)):
             self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
+        # range of the training features: a refined value never leaves [min(lo, x), max(hi, x)]
+        self.register_buffer("x_lo", torch.full((n_features,), -torch.inf))
+        self.register_buffer("x_hi", torch.full((n_features,), torch.inf))
         if n_emb:
             self.group_embedding = nn.Parameter(0.1 * torch.randn(self.n_groups, n_emb))
         self.inp = nn.Linear(self.group_size + n_labels + n_emb, hidden)
@@ -181,6 +184,8 @@ class ResidualRefiner(nn.Module):
             floor = max(1e-3, 0.1 * float(np.sqrt(np.mean(sd**2))))
             self.x_mean.copy_(torch.as_tensor(x.mean(axis=0), dtype=torch.float32))
             self.x_std.copy_(torch.as_tensor(np.maximum(sd, floor), dtype=torch.float32))
+            self.x_lo.copy_(torch.as_tensor(x.min(axis=0), dtype=torch.float32))
+            self.x_hi.copy_(torch.as_tensor(x.max(axis=0), dtype=torch.float32))
             if self.n_labels:
                 self.y_mean.copy_(torch.as_tensor(y.mean(axis=0), dtype=torch.float32))
                 self.y_std.copy_(torch.as_tensor(np.maximum(y.std(axis=0), 1e-3), dtype=torch.float32))
@@ -202,9 +207,10 @@ class ResidualRefiner(nn.Module):
         h = torch.nn.functional.silu(h)
         corr = self.out(h)
         if noise is not None and self.stochastic:
-            # σ ≤ e ≈ 2.7 spreads: a bounded amplitude keeps the adversarial game from diverging
-            corr = corr + torch.exp(torch.clamp(self.log_sigma(h), max=1.0)) * noise.view(corr.shape)
+            # σ ≤ 1 spread: a bounded amplitude keeps the adversarial game from diverging
+            corr = corr + torch.exp(torch.clamp(self.log_sigma(h), max=0.0)) * noise.view(corr.shape)
         out = x + self.x_std * corr.reshape(n, -1)
+        out = torch.minimum(torch.maximum(out, torch.minimum(self.x_lo, x)), torch.maximum(self.x_hi, x))
         # the physical range of the features (e.g. energies >= 0), inside training too: the
         # critic must never see values data cannot have
         return out if self.clip_min is None else torch.clamp(out, min=self.clip_min)
