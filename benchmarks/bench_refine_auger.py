@@ -38,6 +38,8 @@ def main() -> None:
     p.add_argument("--scan", default="", help="other closeness weights to measure, comma-separated")
     p.add_argument("--seeds", default="0,1,2", help="regression seeds")
     p.add_argument("--refiner-seed", type=int, default=0)
+    p.add_argument("--deterministic", action="store_true",
+                   help="no learned noise amplitude (the refiner's mean correction only)")
     p.add_argument("-o", "--out", default="bench_out/refine_auger")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -50,7 +52,7 @@ def main() -> None:
              f"generation took {time.perf_counter() - t0:.0f} s"]
     print("\n".join(notes))
     cfg = RefinerConfig(epochs=a.epochs, hidden=a.hidden, critic_hidden=a.hidden, batch_size=64, n_critic=3,
-                        closeness=a.closeness, seed=a.refiner_seed)
+                        closeness=a.closeness, seed=a.refiner_seed, stochastic=not a.deterministic)
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
     m = demonstrate("traces", sim, data, a.out, cfg, reg_seeds=tuple(int(s) for s in a.seeds.split(",")),
                     closeness_scan=scan, notes=notes, title="Refinement on the Auger-like surface-detector toy")
