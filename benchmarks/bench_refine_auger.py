@@ -19,8 +19,8 @@ import argparse
 import time
 
 import torch
-
 from bench_refine_showers import print_headline
+
 from hepgen.data.traces import read_traces
 from hepgen.refine.proof import demonstrate
 from hepgen.refine.refiner import RefinerConfig

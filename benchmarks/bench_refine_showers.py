@@ -28,7 +28,12 @@ import torch
 from hepgen.data.formats import ShowerData, read_showers
 from hepgen.refine.proof import demonstrate
 from hepgen.refine.refiner import RefinerConfig
-from hepgen.simulate.calorimeter import LEAD, SamplingCalorimeter, default_calorimeter, simulate_dataset
+from hepgen.simulate.calorimeter import (
+    LEAD,
+    SamplingCalorimeter,
+    default_calorimeter,
+    simulate_dataset,
+)
 
 
 def stand_in_data(n: int, seed: int, noise_mev: float = 0.3) -> ShowerData:
@@ -94,7 +99,7 @@ def print_headline(m: dict) -> None:
                   f"resolution {r['resolution']:.4f} ± {r['resolution_std']:.4f}")
     for meth, per in m["regression"]["gap_closed"].items():
         for t, g in per.items():
-            fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+            fmt = lambda x: "n/a" if x is None else f"{x:.2f}"
             print(f"gap closed by {meth:10s} {t}: bias {fmt(g['bias'])} ± {fmt(g['bias_std'])}, "
                   f"resolution {fmt(g['resolution'])} ± {fmt(g['resolution_std'])}")
     d = m["dctr"]

@@ -8,18 +8,26 @@ import pytest
 import torch
 
 from hepgen.data.formats import ShowerData, read_showers, write_showers
-from hepgen.data.geometry import CylindricalBinning, default_binning
+from hepgen.data.geometry import CylindricalBinning
 from hepgen.data.traces import read_traces, write_traces
 from hepgen.refine.adapters import check_pair, get_adapter, read_pair
 from hepgen.refine.proof import gap_closed, regression_study
-from hepgen.refine.refiner import (RefinerConfig, ResidualRefiner, apply_file, load_refiner, refine_arrays,
-                                   save_refiner, train_files, train_refiner)
+from hepgen.refine.refiner import (
+    RefinerConfig,
+    ResidualRefiner,
+    apply_file,
+    load_refiner,
+    refine_arrays,
+    save_refiner,
+    train_files,
+    train_refiner,
+)
 from hepgen.refine.reweight import dctr_weights, effective_sample_size
 from hepgen.simulate.auger_toy import AugerToyConfig, simulate_auger
 from hepgen.simulate.calorimeter import simulate_dataset
 
 torch.set_num_threads(1)
-SMALL = dict(hidden=16, critic_hidden=16, epochs=1, batch_size=32, n_critic=1, critic_warmup=2)
+SMALL = {"hidden": 16, "critic_hidden": 16, "epochs": 1, "batch_size": 32, "n_critic": 1, "critic_warmup": 2}
 
 
 @pytest.fixture(scope="module")

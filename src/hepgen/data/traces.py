@@ -31,14 +31,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import h5py
 import numpy as np
 
 from hepgen._io import atomic_path
 
-__all__ = ["kind", "TraceData", "read_traces", "write_traces", "validate_traces", "is_traces_file", "LABEL_KEYS"]
+__all__ = ["LABEL_KEYS", "TraceData", "is_traces_file", "kind", "read_traces", "validate_traces", "write_traces"]
 
 #: the kind of data this module serves (stored as the file attribute ``kind``)
 kind = "traces"
@@ -89,7 +88,7 @@ class TraceData:
         return {"grid": list(self.grid_shape), "n_t": self.n_t, "spacing_m": float(self.spacing_m),
                 "bin_ns": float(self.bin_ns)}
 
-    def subset(self, idx) -> "TraceData":
+    def subset(self, idx) -> TraceData:
         """The events selected by an index array, slice or boolean mask."""
         return TraceData(self.traces[idx], self.energy[idx], self.zenith[idx], self.spacing_m, self.bin_ns,
                          dict(self.attrs))
@@ -120,7 +119,7 @@ def validate_traces(data: TraceData, source: str = "<memory>") -> None:
             raise ValueError(f"{source}: attribute {name!r}: expected a positive number, found {v!r}")
 
 
-def is_traces_file(path: Union[str, os.PathLike]) -> bool:
+def is_traces_file(path: str | os.PathLike) -> bool:
     """A cheap sniff: an HDF5 file with a ``traces`` dataset or the attribute ``kind = "traces"``."""
     path = Path(path)
     if not path.is_file() or not h5py.is_hdf5(path):
@@ -134,7 +133,7 @@ def is_traces_file(path: Union[str, os.PathLike]) -> bool:
         return False
 
 
-def read_traces(path: Union[str, os.PathLike]) -> TraceData:
+def read_traces(path: str | os.PathLike) -> TraceData:
     """Read and validate a traces HDF5 file (layout in the module docstring)."""
     path = Path(path)
     if not path.is_file():
@@ -175,7 +174,7 @@ def read_traces(path: Union[str, os.PathLike]) -> TraceData:
     return data
 
 
-def write_traces(path: Union[str, os.PathLike], data: TraceData, compression: str | None = "gzip") -> None:
+def write_traces(path: str | os.PathLike, data: TraceData, compression: str | None = "gzip") -> None:
     """Validate ``data`` and write it (layout in the module docstring), atomically."""
     path = Path(path)
     validate_traces(data, str(path))

@@ -12,10 +12,29 @@ The refine layer sits above the domains; only the command line imports it.
 """
 
 from hepgen.refine.adapters import get_adapter, kind_of_file, read_pair, register_adapter
-from hepgen.refine.refiner import (RefinerConfig, ResidualRefiner, apply_file, load_refiner, refine_arrays,
-                                   train_files, train_refiner)
+from hepgen.refine.refiner import (
+    RefinerConfig,
+    ResidualRefiner,
+    apply_file,
+    load_refiner,
+    refine_arrays,
+    train_files,
+    train_refiner,
+)
 from hepgen.refine.reweight import dctr_weights, effective_sample_size
 
-__all__ = ["RefinerConfig", "ResidualRefiner", "train_refiner", "refine_arrays", "load_refiner", "train_files",
-           "apply_file", "get_adapter", "kind_of_file", "read_pair", "register_adapter", "dctr_weights",
-           "effective_sample_size"]
+__all__ = [
+    "RefinerConfig",
+    "ResidualRefiner",
+    "apply_file",
+    "dctr_weights",
+    "effective_sample_size",
+    "get_adapter",
+    "kind_of_file",
+    "load_refiner",
+    "read_pair",
+    "refine_arrays",
+    "register_adapter",
+    "train_files",
+    "train_refiner",
+]

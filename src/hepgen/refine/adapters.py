@@ -47,8 +47,16 @@ from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.data.traces import TraceData, is_traces_file, read_traces, write_traces
 from hepgen.metrics.observables import depth_observables, high_level_features
 
-__all__ = ["ShowerAdapter", "TraceAdapter", "register_adapter", "get_adapter", "adapter_kinds",
-           "kind_of_file", "read_pair", "check_pair"]
+__all__ = [
+    "ShowerAdapter",
+    "TraceAdapter",
+    "adapter_kinds",
+    "check_pair",
+    "get_adapter",
+    "kind_of_file",
+    "read_pair",
+    "register_adapter",
+]
 
 _ADAPTERS: dict[str, object] = {}
 
@@ -181,11 +189,11 @@ class ShowerAdapter:
 
     def group_size(self, state: dict) -> None:
         """Voxels are not groups of a shared kind: one network sees the whole shower."""
-        return None
+        return
 
     def keep_mask(self, data: ShowerData) -> None:
         """Features the refiner must leave unchanged: none for showers."""
-        return None
+        return
 
     def summaries(self, data: ShowerData) -> dict[str, np.ndarray]:
         if data.geometry is None:

@@ -42,8 +42,20 @@ from hepgen.refine.adapters import check_pair, get_adapter
 from hepgen.refine.refiner import RefinerConfig, refine_arrays, train_refiner
 from hepgen.refine.reweight import dctr_weights
 
-__all__ = ["train_regressor", "regression_study", "gap_closed", "two_sample_auc", "separation_table",
-           "figure_to_base64", "write_html_report", "strict_json", "table_html", "dump_json", "weighted_separation_power", "demonstrate"]
+__all__ = [
+    "demonstrate",
+    "dump_json",
+    "figure_to_base64",
+    "gap_closed",
+    "regression_study",
+    "separation_table",
+    "strict_json",
+    "table_html",
+    "train_regressor",
+    "two_sample_auc",
+    "weighted_separation_power",
+    "write_html_report",
+]
 
 
 def gap_closed(a: float, b: float, c: float) -> float | None:
@@ -200,9 +212,9 @@ def two_sample_auc(x_a, x_b, seed: int = 0, model: str = "mlp", max_rows: int = 
 def separation_table(a: dict, b: dict, bins: int = 30) -> dict[str, float]:
     """Separation power of every shared feature ``{name: (N,)}`` (:func:`hepgen.metrics.distances.separation_power`)."""
     out = {}
-    for k in a:
+    for k, va in a.items():
         if k in b:
-            out[k] = float(separation_power(np.asarray(a[k], np.float64), np.asarray(b[k], np.float64), bins))
+            out[k] = float(separation_power(np.asarray(va, np.float64), np.asarray(b[k], np.float64), bins))
     return out
 
 
@@ -250,18 +262,17 @@ def strict_json(obj):
 def write_html_report(path, title: str, sections: list[tuple[str, str]], figures: list[tuple[str, Figure]]) -> None:
     """One self-contained HTML page: ``sections`` = [(heading, html body)], figures embedded as base64 PNG."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+             ("<style>body{font-family:Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "th{background:#f2f2f2}img{max-width:100%}</style></head><body>",
+             "th{background:#f2f2f2}img{max-width:100%}</style></head><body>"),
              f"<h1>{html.escape(title)}</h1>"]
     for head, body in sections:
         parts.append(f"<h2>{html.escape(head)}</h2>{body}")
     for caption, fig in figures:
         parts.append(f"<h3>{html.escape(caption)}</h3><img src='data:image/png;base64,{figure_to_base64(fig)}'>")
     parts.append("</body></html>")
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            f.write("\n".join(parts))
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write("\n".join(parts))
 
 
 def table_html(rows: list[list], header: list[str]) -> str:
@@ -280,9 +291,8 @@ def table_html(rows: list[list], header: list[str]) -> str:
 
 def dump_json(path, obj) -> None:
     """Write ``obj`` as strict JSON (NaN/Inf → null), atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(strict_json(obj), f, indent=1, allow_nan=False)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(strict_json(obj), f, indent=1, allow_nan=False)
 
 
 def _hist_figure(summ: dict, names: list[str], weights=None) -> Figure:
@@ -298,9 +308,9 @@ def _hist_figure(summ: dict, names: list[str], weights=None) -> Figure:
         if hi <= lo:
             lo, hi = lo - 0.5, hi + 0.5
         edges = np.linspace(lo, hi, 41)
-        for key, style in (("sim", dict(color="tab:blue", histtype="step", lw=1.5)),
-                           ("refined", dict(color="tab:red", histtype="step", lw=1.5)),
-                           ("data", dict(color="k", histtype="stepfilled", alpha=0.2))):
+        for key, style in (("sim", {"color": "tab:blue", "histtype": "step", "lw": 1.5}),
+                           ("refined", {"color": "tab:red", "histtype": "step", "lw": 1.5}),
+                           ("data", {"color": "k", "histtype": "stepfilled", "alpha": 0.2})):
             ax.hist(np.clip(summ[key][name], lo, hi), edges, density=True, label=key, **style)
         if weights is not None:
             ax.hist(np.clip(summ["sim"][name], lo, hi), edges, density=True, weights=weights, histtype="step",
@@ -372,7 +382,7 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
     check_pair(sim, data, kind)
     rng = np.random.default_rng(split_seed)
     perm = rng.permutation(len(data))
-    n_test = int(round(test_fraction * len(data)))
+    n_test = round(test_fraction * len(data))
     data_test, data_train = data.subset(np.sort(perm[:n_test])), data.subset(np.sort(perm[n_test:]))
     state = adapter.fit(sim)
     xs, ys = adapter.to_arrays(sim, state)
@@ -475,8 +485,8 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
          table_html(rows, ["trained on", "target", "bias", "±", "resolution", "±"])),
         ("Fraction of the sim→data gap closed",
          table_html(gap_rows, ["method", "target", "bias gap closed", "±", "resolution gap closed", "±"])),
-        ("DCTR reweighting", f"<p>ESS {dctr['ess']:.0f} of {len(sim)} ({100 * dctr['ess_fraction']:.1f} %), "
-         f"{dctr['n_clipped']} weights clipped at {dctr['cap']:g}× the mean.</p>"),
+        ("DCTR reweighting", (f"<p>ESS {dctr['ess']:.0f} of {len(sim)} ({100 * dctr['ess_fraction']:.1f} %), "
+         f"{dctr['n_clipped']} weights clipped at {dctr['cap']:g}× the mean.</p>")),
         ("Per-feature separation power against held-out data",
          table_html(sep_rows, ["feature", "sim", "refined"])),
         ("Closeness weight", table_html(scan_rows, ["λ_close", "AUC refined vs data", "mean |x' − x|",

@@ -56,8 +56,19 @@ from tqdm.auto import tqdm
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.refine.adapters import get_adapter, kind_of_file, read_pair
 
-__all__ = ["RefinerConfig", "ResidualRefiner", "Critic", "GroupCritic", "train_refiner", "refine_arrays", "load_refiner",
-           "train_files", "apply_file", "save_refiner", "FAMILY"]
+__all__ = [
+    "FAMILY",
+    "Critic",
+    "GroupCritic",
+    "RefinerConfig",
+    "ResidualRefiner",
+    "apply_file",
+    "load_refiner",
+    "refine_arrays",
+    "save_refiner",
+    "train_files",
+    "train_refiner",
+]
 
 log = logging.getLogger(__name__)
 FAMILY = "refiner"
@@ -126,7 +137,7 @@ class RefinerConfig:
                 raise ValueError(f"refiner config key {name!r}: expected a number >= 0, found {v!r}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RefinerConfig":
+    def from_dict(cls, d: dict) -> RefinerConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -30,15 +30,15 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-__all__ = ["dctr_weights", "effective_sample_size", "DEFAULT_CAP"]
+__all__ = ["DEFAULT_CAP", "dctr_weights", "effective_sample_size"]
 
 #: largest weight kept, in units of the mean weight
 DEFAULT_CAP = 20.0

@@ -87,7 +87,7 @@ class AugerToyConfig:
         self.max_zenith_deg, self.trigger_vem = float(max_zenith_deg), float(trigger_vem)
 
     @classmethod
-    def for_mode(cls, mode: str, **overrides) -> "AugerToyConfig":
+    def for_mode(cls, mode: str, **overrides) -> AugerToyConfig:
         """The configuration of ``mode`` (``"sim"`` or ``"data"``), with ``overrides``."""
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {sorted(MODES)}, found {mode!r}")
