@@ -1,0 +1,64 @@
+"""The refiner study's own experiment on an Auger-like surface-detector toy.
+
+"sim" and "data" come from :mod:`hepgen.simulate.auger_toy` (a toy reproducing the mismatch
+structure of arXiv:1802.03325, not a physics simulation of Auger): 9 × 9 stations × 80-bin
+traces; sim 70 % EM / 30 % muons, data 30 % / 70 % and more noise; labels energy and zenith.
+Files can be passed instead (``--sim``/``--data``, traces layout of :mod:`hepgen.data.traces`).
+
+Writes ``OUT/metrics.json`` and ``OUT/report.html`` (before/after histograms, ROC curves,
+regression residuals, bias/resolution table over seeds, gap closed, DCTR ESS) and prints the
+headline figures.  Runs single-threaded.
+
+Usage:
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_refine_auger.py -o bench_out/refine_auger
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from bench_refine_showers import print_headline
+
+from hepgen.data.traces import read_traces
+from hepgen.refine.proof import demonstrate
+from hepgen.refine.refiner import RefinerConfig
+from hepgen.simulate.auger_toy import simulate_auger
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sim", help="sim traces (HDF5); default: the toy in mode 'sim'")
+    p.add_argument("--data", help="data traces (HDF5); default: the toy in mode 'data'")
+    p.add_argument("-n", type=int, default=3000, help="events per sample when generating (default 3000)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--closeness", type=float, default=0.1)
+    p.add_argument("--scan", default="", help="other closeness weights to measure, comma-separated")
+    p.add_argument("--seeds", default="0,1,2", help="regression seeds")
+    p.add_argument("--refiner-seed", type=int, default=0)
+    p.add_argument("--deterministic", action="store_true",
+                   help="no learned noise amplitude (the refiner's mean correction only)")
+    p.add_argument("-o", "--out", default="bench_out/refine_auger")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    sim = read_traces(a.sim) if a.sim else simulate_auger(a.n, mode="sim", seed=11)
+    data = read_traces(a.data) if a.data else simulate_auger(a.n, mode="data", seed=12)
+    notes = [f"sim = {a.sim or 'Auger-like toy, mode sim (70 % EM / 30 % muons, noise 0.03 VEM)'}",
+             f"data = {a.data or 'Auger-like toy, mode data (30 % EM / 70 % muons, noise 0.08 VEM)'}",
+             "the toy reproduces the mismatch structure of arXiv:1802.03325; it is not an Auger simulation",
+             f"generation took {time.perf_counter() - t0:.0f} s"]
+    print("\n".join(notes))
+    cfg = RefinerConfig(epochs=a.epochs, hidden=a.hidden, critic_hidden=a.hidden, batch_size=64, n_critic=3,
+                        closeness=a.closeness, seed=a.refiner_seed, stochastic=not a.deterministic)
+    scan = [float(v) for v in a.scan.split(",") if v.strip()]
+    m = demonstrate("traces", sim, data, a.out, cfg, reg_seeds=tuple(int(s) for s in a.seeds.split(",")),
+                    closeness_scan=scan, notes=notes, title="Refinement on the Auger-like surface-detector toy")
+    print_headline(m)
+    print(f"report: {a.out}/report.html  ({time.perf_counter() - t0:.0f} s total)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,544 @@
+"""Adversarial refiner: a residual network that moves simulated events towards data.
+
+The refiner ``R`` maps a simulated event ``x`` (``(D,)`` features from an adapter of
+:mod:`hepgen.refine.adapters`) with its labels ``y`` (``(L,)``) to
+
+    x' = x + s ⊙ [Δ(x̂, ŷ) + σ(x̂, ŷ) ⊙ ε],   ε ~ N(0, 1)^D,
+
+where ``x̂, ŷ`` are standardised with the means and spreads ``s`` of the training samples
+(sim and data pooled, stored in the refiner), ``Δ`` is a
+residual MLP whose last layer starts at zero (so the refiner *starts as the identity*), and
+``σ`` an optional learned noise amplitude (``stochastic=True``; it starts at ``noise_init``
+and lets the refiner add the extra noise of data, which a deterministic map cannot).
+Refinement keeps the event's labels: they are inputs, never outputs.
+
+Training (unpaired samples sim and data) follows the Wasserstein GAN with gradient penalty
+(Gulrajani et al., arXiv:1704.00028): a critic ``C(x, y)`` (MLP, labels concatenated when
+``condition_critic``) is trained ``n_critic`` times per refiner step on
+
+    L_C = E[C(x')] − E[C(x_data)] + λ_gp E[(‖∇C(x̃)‖ − 1)²],
+
+and the refiner on ``L_R = −E[C(x')] + λ_close · E|x' − x|/s`` (the *closeness* term,
+mean absolute change in units of the simulation's spread per feature).  The closeness term
+keeps each refined event near its input so that its event-level labels stay valid; its
+weight ``closeness`` (default 0.1) is a hyper-parameter whose effect the benchmarks
+measure (docs/refine.md).
+
+References:
+    M. Erdmann, L. Geiger, J. Glombitza, D. Schmidt, "Generating and refining particle
+    detector simulations using the Wasserstein distance in adversarial networks",
+    arXiv:1802.03325 (refiner + Wasserstein critic on Auger surface-detector traces);
+    A. Shrivastava et al., "Learning from Simulated and Unsupervised Images through
+    Adversarial Training", arXiv:1612.07828 (refiner with a self-regularisation term);
+    CMS FastSim refinement, arXiv:2309.12919, arXiv:2410.15992.
+
+Example:
+    >>> import torch
+    >>> r = ResidualRefiner(n_features=4, n_labels=1, hidden=8)
+    >>> x, y = torch.randn(3, 4), torch.randn(3, 1)
+    >>> bool(torch.equal(r(x, y), x))        # identity at the start
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from hepgen.checkpoint import load_checkpoint, save_checkpoint
+from hepgen.refine.adapters import get_adapter, kind_of_file, read_pair
+
+__all__ = [
+    "FAMILY",
+    "Critic",
+    "GroupCritic",
+    "RefinerConfig",
+    "ResidualRefiner",
+    "apply_file",
+    "load_refiner",
+    "refine_arrays",
+    "save_refiner",
+    "train_files",
+    "train_refiner",
+]
+
+log = logging.getLogger(__name__)
+FAMILY = "refiner"
+_GROUP_EMBEDDING = 8  # size of the learned embedding that tells the shared network which group it sees
+
+
+@dataclass
+class RefinerConfig:
+    """Hyper-parameters of :func:`train_refiner` (defaults are those of the benchmarks).
+
+    Arguments:
+        hidden: width of the refiner's residual MLP.  n_blocks: residual blocks.
+        critic_hidden: width of the critic (two hidden layers).
+        epochs: passes over the simulation (one refiner step per batch).
+        batch_size: events per batch (sim and data).
+        n_critic: critic steps per refiner step.
+        lr, critic_lr: Adam learning rates (β = (0.5, 0.9), as in arXiv:1704.00028).
+        gp_weight: λ_gp of the gradient penalty.
+        closeness: λ_close of the closeness term (0 = pure adversarial).
+        stochastic: learn a noise amplitude σ(x, y).  noise_init: its starting value (in
+            units of the features' spread).  noise_lr_factor: learning-rate multiplier of the
+            σ head (σ = exp(·) must travel several e-folds, e.g. from 0.01 to 1, which at the
+            base rate would take tens of thousands of steps).
+        condition_critic: give the critic the labels too (needs labels on data).
+        ema: decay of the exponential moving average of the refiner's weights that is
+            returned and applied (0 = the last weights); it smooths the adversarial
+            oscillation (standard GAN practice, e.g. arXiv:1806.04498).
+        critic_warmup: critic steps against the untrained (identity) refiner before the
+            first refiner step, so that the refiner's first gradients mean something.
+        seed: seeds weights, batches and noise (torch.Generator; resumable).
+    """
+
+    hidden: int = 256
+    n_blocks: int = 2
+    critic_hidden: int = 256
+    epochs: int = 20
+    batch_size: int = 128
+    n_critic: int = 5
+    lr: float = 2e-4
+    critic_lr: float = 5e-4
+    gp_weight: float = 10.0
+    closeness: float = 0.1
+    stochastic: bool = True
+    noise_init: float = 1e-2
+    noise_lr_factor: float = 50.0
+    condition_critic: bool = True
+    critic_warmup: int = 200
+    ema: float = 0.995
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "n_blocks", "critic_hidden", "epochs", "batch_size", "n_critic", "critic_warmup"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or \
+                    v < (0 if name in ("n_blocks", "critic_warmup") else 1):
+                raise ValueError(f"refiner config key {name!r}: expected a positive integer, found {v!r}")
+        for name in ("lr", "critic_lr", "noise_init", "noise_lr_factor"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"refiner config key {name!r}: expected a number > 0, found {v!r}")
+        if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
+            raise ValueError(f"refiner config key 'ema': expected a number in [0, 1), found {self.ema!r}")
+        for name in ("gp_weight", "closeness"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"refiner config key {name!r}: expected a number >= 0, found {v!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RefinerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"refiner config: unknown keys {unknown}; expected keys from {sorted(known)}")
+        return cls(**d)
+
+
+class ResidualRefiner(nn.Module):
+    """``x' = x + s ⊙ (Δ + σ ⊙ ε)`` (module docstring); the identity until trained.
+
+    Arguments:
+        n_features: D.  n_labels: L (0 allowed).  hidden, n_blocks: the MLP.
+        stochastic, noise_init: the learned noise amplitude.
+        clip_min: lower bound of every feature (the adapter's ``clip_min``; ``None`` = none).
+
+    ``forward(x: (N, D), y: (N, L), noise: (N, D) | None) -> (N, D)``; without ``noise``
+    the refiner is deterministic (its mean correction).
+    """
+
+    def __init__(self, n_features: int, n_labels: int, hidden: int = 256, n_blocks: int = 2,
+                 stochastic: bool = True, noise_init: float = 1e-3, clip_min: float | None = None,
+                 group_size: int | None = None) -> None:
+        super().__init__()
+        self.n_features, self.n_labels, self.stochastic = int(n_features), int(n_labels), bool(stochastic)
+        self.clip_min = None if clip_min is None else float(clip_min)
+        f = int(group_size) if group_size else int(n_features)
+        if f < 1 or n_features % f:
+            raise ValueError(f"group_size: expected a divisor of n_features={n_features}, found {group_size!r}")
+        self.group_size, self.n_groups = f, int(n_features) // f
+        n_emb = _GROUP_EMBEDDING if self.n_groups > 1 else 0
+        for name, size in (("x_mean", n_features), ("x_std", n_features), ("y_mean", n_labels), ("y_std", n_labels)):
+            self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
+        # range of the training features: a refined value never leaves [min(lo, x), max(hi, x)]
+        self.register_buffer("x_lo", torch.full((n_features,), -torch.inf))
+        self.register_buffer("x_hi", torch.full((n_features,), torch.inf))
+        if n_emb:
+            self.group_embedding = nn.Parameter(0.1 * torch.randn(self.n_groups, n_emb))
+        self.inp = nn.Linear(self.group_size + n_labels + n_emb, hidden)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                                  nn.Linear(hidden, hidden)) for _ in range(n_blocks))
+        self.out = nn.Linear(hidden, self.group_size)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        if self.stochastic:
+            self.log_sigma = nn.Linear(hidden, self.group_size)
+            nn.init.zeros_(self.log_sigma.weight)
+            nn.init.constant_(self.log_sigma.bias, math.log(noise_init))
+
+    def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Standardise with per-feature mean and spread of ``x`` (training passes sim and data
+        pooled); spreads are floored at 10 % of their root-mean-square so that a feature
+        (nearly) constant in one sample does not blow up the critic's inputs."""
+        with torch.no_grad():
+            sd = x.std(axis=0)
+            floor = max(1e-3, 0.1 * float(np.sqrt(np.mean(sd**2))))
+            self.x_mean.copy_(torch.as_tensor(x.mean(axis=0), dtype=torch.float32))
+            self.x_std.copy_(torch.as_tensor(np.maximum(sd, floor), dtype=torch.float32))
+            self.x_lo.copy_(torch.as_tensor(x.min(axis=0), dtype=torch.float32))
+            self.x_hi.copy_(torch.as_tensor(x.max(axis=0), dtype=torch.float32))
+            if self.n_labels:
+                self.y_mean.copy_(torch.as_tensor(y.mean(axis=0), dtype=torch.float32))
+                self.y_std.copy_(torch.as_tensor(np.maximum(y.std(axis=0), 1e-3), dtype=torch.float32))
+
+    def normalise(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x - self.x_mean) / self.x_std, (y - self.y_mean) / self.y_std
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        xn, yn = self.normalise(x, y)
+        n, g = x.shape[0], self.n_groups
+        if g > 1:  # the same network on every group (e.g. station trace), told which group it is
+            z = torch.cat([xn.view(n, g, self.group_size), yn[:, None, :].expand(n, g, self.n_labels),
+                           self.group_embedding[None].expand(n, g, -1)], dim=2)
+        else:
+            z = torch.cat([xn, yn], dim=1)
+        h = self.inp(z)
+        for block in self.blocks:
+            h = h + block(h)
+        h = torch.nn.functional.silu(h)
+        corr = self.out(h)
+        if noise is not None and self.stochastic:
+            # σ ≤ 1 spread: a bounded amplitude keeps the adversarial game from diverging
+            corr = corr + torch.exp(torch.clamp(self.log_sigma(h), max=0.0)) * noise.view(corr.shape)
+        out = x + self.x_std * corr.reshape(n, -1)
+        out = torch.minimum(torch.maximum(out, torch.minimum(self.x_lo, x)), torch.maximum(self.x_hi, x))
+        # the physical range of the features (e.g. energies >= 0), inside training too: the
+        # critic must never see values data cannot have
+        return out if self.clip_min is None else torch.clamp(out, min=self.clip_min)
+
+
+class GroupCritic(nn.Module):
+    """Critic for grouped features (e.g. one trace per station): a per-group network φ, its mean
+    over groups (a Deep Sets pooling, arXiv:1703.06114) and a head on the pooled vector and the labels.
+
+    ``forward(z: (N, D + L)) -> (N,)`` with ``z`` = standardised features then labels.
+    """
+
+    def __init__(self, n_features: int, n_labels: int, group_size: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.d, self.f, self.g = int(n_features), int(group_size), int(n_features) // int(group_size)
+        self.group_embedding = nn.Parameter(0.1 * torch.randn(self.g, _GROUP_EMBEDDING))
+        self.phi = nn.Sequential(nn.Linear(self.f + n_labels + _GROUP_EMBEDDING, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2))
+        self.head = nn.Sequential(nn.Linear(hidden + n_labels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n = z.shape[0]
+        x, y = z[:, :self.d].view(n, self.g, self.f), z[:, self.d:]
+        h = self.phi(torch.cat([x, y[:, None, :].expand(n, self.g, y.shape[1]),
+                                self.group_embedding[None].expand(n, self.g, -1)], dim=2))
+        return self.head(torch.cat([h.mean(dim=1), y], dim=1)).squeeze(1)
+
+
+class Critic(nn.Module):
+    """Wasserstein critic ``C(x̂, ŷ) -> (N,)``: an MLP on standardised features (and labels)."""
+
+    def __init__(self, n_inputs: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_inputs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
+                                 nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).squeeze(1)
+
+
+def _check_arrays(x, y, name: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"{name}: expected x (N, D) and labels (N, L) with equal N, found {x.shape} and {y.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least 1 event, found 0")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError(f"{name}: expected finite features and labels, found NaN/Inf")
+    return x, y
+
+
+def _critic_input(model: ResidualRefiner, x, y, use_labels: bool) -> torch.Tensor:
+    xn, yn = model.normalise(x, y)
+    return torch.cat([xn, yn], dim=1) if use_labels and model.n_labels else xn
+
+
+def _gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    eps = torch.rand(real.shape[0], 1, generator=gen)
+    mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    grad, = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)
+    return ((grad.norm(dim=1) - 1.0) ** 2).mean()
+
+
+def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = None,
+                  checkpoint: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
+                  keep_sim: np.ndarray | None = None, payload_extra: dict | None = None,
+                  clip_min: float | None = None, group_size: int | None = None) -> tuple[ResidualRefiner, dict]:
+    """Train a refiner sim → data on arrays; checkpoint (and resume) at every epoch.
+
+    Arguments:
+        x_sim: ``(N_s, D)`` simulation features.  y_sim: ``(N_s, L)`` its labels.
+        x_data: ``(N_d, D)`` data features.  y_data: ``(N_d, L)`` data labels (used only when
+            ``config.condition_critic``).
+        config: :class:`RefinerConfig`.
+        checkpoint: a ``.pt`` path written (atomically) after every epoch; when it exists and
+            ``resume`` is true, training continues from its epoch with the same RNG stream,
+            so an interrupted run ends with the same weights as an uninterrupted one.
+        keep_sim: optional ``(N_s, D)`` bool: features the refiner must not change (e.g.
+            untriggered stations); they are held fixed in training as in application.
+        payload_extra: ``kind``, ``preprocessing`` (adapter state) and ``meta`` entries to
+            store in the checkpoint.
+        clip_min: lower bound of the features (the adapter's ``clip_min``), applied inside
+            the refiner in training and application.
+        group_size: features per group (the adapter's ``group_size``, e.g. the time bins of
+            one station): refiner and critic then share one network over the groups, which
+            learns from every station of every event at once.  ``None``: one group.
+
+    Returns:
+        ``(refiner, history)`` (the refiner with the moving-average weights), history = ``{"epoch": [...], "critic_w": [...],
+        "closeness": [...], "gp": [...]}`` per epoch (``critic_w`` = E[C(data)] − E[C(x')],
+        the critic's Wasserstein estimate).
+    """
+    config = config or RefinerConfig()
+    x_sim, y_sim = _check_arrays(x_sim, y_sim, "sim")
+    x_data, y_data = _check_arrays(x_data, y_data, "data")
+    if x_sim.shape[1] != x_data.shape[1] or y_sim.shape[1] != y_data.shape[1]:
+        raise ValueError(f"data: expected {x_sim.shape[1]} features and {y_sim.shape[1]} labels like sim, "
+                         f"found {x_data.shape[1]} and {y_data.shape[1]}")
+    if keep_sim is not None:
+        keep_sim = np.asarray(keep_sim, bool)
+        if keep_sim.shape != x_sim.shape:
+            raise ValueError(f"keep_sim: expected shape {x_sim.shape}, found {keep_sim.shape}")
+    d, n_lab = x_sim.shape[1], y_sim.shape[1]
+    torch.manual_seed(config.seed)  # weight initialisation only; batches and noise use `gen`
+    model = ResidualRefiner(d, n_lab, config.hidden, config.n_blocks, config.stochastic, config.noise_init, clip_min,
+                            group_size)
+    model.set_normalisation(np.concatenate([x_sim, x_data]), np.concatenate([y_sim, y_data]))
+    use_labels = config.condition_critic and n_lab > 0
+    if model.n_groups > 1:
+        critic = GroupCritic(d, n_lab if use_labels else 0, model.group_size, config.critic_hidden)
+    else:
+        critic = Critic(d + (n_lab if use_labels else 0), config.critic_hidden)
+    sigma_params = list(model.log_sigma.parameters()) if model.stochastic else []
+    other = [p for p in model.parameters() if all(p is not q for q in sigma_params)]
+    groups = [{"params": other}] + ([{"params": sigma_params, "lr": config.lr * config.noise_lr_factor}]
+                                    if sigma_params else [])
+    opt_r = torch.optim.Adam(groups, lr=config.lr, betas=(0.5, 0.9))
+    opt_c = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, betas=(0.5, 0.9))
+    gen = torch.Generator().manual_seed(int(config.seed))
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    history = {"epoch": [], "critic_w": [], "closeness": [], "gp": []}
+    hparams = {**asdict(config), "n_features": d, "n_labels": n_lab, "clip_min": clip_min,
+               "group_size": model.group_size}
+    start = 0
+    if checkpoint is not None and resume and Path(checkpoint).is_file():
+        payload = load_checkpoint(checkpoint)
+        old = {k: v for k, v in payload["hparams"].items() if k != "epochs"}
+        new = {k: v for k, v in hparams.items() if k != "epochs"}
+        if payload.get("family") != FAMILY or old != new:
+            raise ValueError(f"{checkpoint}: key 'hparams': cannot resume a run with other settings; expected "
+                             f"{new}, found {old}. Delete the file or pass the same settings")
+        tr = payload["trainer"]
+        model.load_state_dict(tr["raw_model"])
+        ema = {k: v.clone() for k, v in payload["model"].items()}
+        critic.load_state_dict(tr["critic"])
+        opt_r.load_state_dict(tr["opt_refiner"])
+        opt_c.load_state_dict(tr["opt_critic"])
+        gen.set_state(tr["generator"])
+        history = {k: list(v) for k, v in tr["history"].items()}
+        start = int(tr["epoch"])
+        log.info("resuming refiner training from epoch %d of %s", start, checkpoint)
+
+    xs, ys, xd, yd = (torch.from_numpy(a) for a in (x_sim, y_sim, x_data, y_data))
+    ks = torch.from_numpy(keep_sim) if keep_sim is not None else None
+    n_s, n_d, bs = len(xs), len(xd), min(config.batch_size, len(xs), len(xd))
+    steps = max(1, n_s // bs)
+    def critic_step(xb, yb, kb):
+        jd = torch.randint(n_d, (len(xb),), generator=gen)
+        noise = torch.randn(xb.shape, generator=gen)
+        with torch.no_grad():
+            fake = model(xb, yb, noise)
+            if kb is not None:
+                fake = torch.where(kb, xb, fake)
+        real_in = _critic_input(model, xd[jd], yd[jd], use_labels)
+        fake_in = _critic_input(model, fake, yb, use_labels)
+        w = critic(real_in).mean() - critic(fake_in).mean()
+        gp = _gradient_penalty(critic, real_in, fake_in, gen)
+        loss_c = -w + config.gp_weight * gp
+        opt_c.zero_grad(set_to_none=True)
+        loss_c.backward()
+        opt_c.step()
+        return w, gp
+
+    if start == 0:
+        for _ in range(config.critic_warmup):
+            idx = torch.randint(n_s, (bs,), generator=gen)
+            critic_step(xs[idx], ys[idx], ks[idx] if ks is not None else None)
+    bar = tqdm(total=config.epochs * steps, initial=start * steps, disable=not progress, desc="refiner", unit="step")
+    try:
+        for epoch in range(start, config.epochs):
+            perm = torch.randperm(n_s, generator=gen)
+            sums = np.zeros(3)
+            for step in range(steps):
+                idx = perm[step * bs:(step + 1) * bs]
+                xb, yb = xs[idx], ys[idx]
+                kb = ks[idx] if ks is not None else None
+                for _ in range(config.n_critic):
+                    w, gp = critic_step(xb, yb, kb)
+                noise = torch.randn(xb.shape, generator=gen)
+                fake = model(xb, yb, noise)
+                if kb is not None:
+                    fake = torch.where(kb, xb, fake)
+                close = ((fake - xb).abs() / model.x_std).mean()
+                loss_r = -critic(_critic_input(model, fake, yb, use_labels)).mean() + config.closeness * close
+                opt_r.zero_grad(set_to_none=True)
+                loss_r.backward()
+                opt_r.step()
+                with torch.no_grad():
+                    for k, v in model.state_dict().items():
+                        if v.dtype.is_floating_point:
+                            ema[k].mul_(config.ema).add_(v, alpha=1 - config.ema)
+                sums += (w.item(), close.item(), gp.item())
+                bar.update(1)
+            sums /= steps
+            for key, v in zip(("critic_w", "closeness", "gp"), sums):
+                history[key].append(float(v))
+            history["epoch"].append(epoch + 1)
+            bar.set_postfix(W=f"{sums[0]:.3g}", close=f"{sums[1]:.3g}")
+            log.info("refiner epoch %d/%d: critic W %.4g, closeness %.4g, gp %.3g", epoch + 1, config.epochs, *sums)
+            if checkpoint is not None:
+                _save(checkpoint, model, ema, critic, opt_r, opt_c, gen, history, epoch + 1, hparams, payload_extra)
+    finally:
+        bar.close()
+    model.load_state_dict(ema)
+    model.eval()
+    return model, history
+
+
+def _save(path, model, ema, critic, opt_r, opt_c, gen, history, epoch, hparams, extra) -> None:
+    extra = extra or {}
+    save_checkpoint(path, {
+        "family": FAMILY, "hparams": hparams, "model": ema,
+        "preprocessing": extra.get("preprocessing", {}), "kind": extra.get("kind"),
+        "meta": {**extra.get("meta", {}), "epoch": epoch, "history": history},
+        "trainer": {"raw_model": model.state_dict(), "critic": critic.state_dict(), "opt_refiner": opt_r.state_dict(),
+                    "opt_critic": opt_c.state_dict(), "generator": gen.get_state(), "epoch": epoch,
+                    "history": history},
+    })
+
+
+def save_refiner(path, model: ResidualRefiner, config: RefinerConfig | None = None, kind: str | None = None,
+                 preprocessing: dict | None = None, meta: dict | None = None) -> None:
+    """Write a refiner (e.g. an untrained, identity one) as a checkpoint :func:`apply_file` can use."""
+    config = config or RefinerConfig(hidden=model.inp.out_features, n_blocks=len(model.blocks),
+                                     stochastic=model.stochastic)
+    hparams = {**asdict(config), "n_features": model.n_features, "n_labels": model.n_labels,
+               "clip_min": model.clip_min, "group_size": model.group_size}
+    save_checkpoint(path, {"family": FAMILY, "hparams": hparams, "model": model.state_dict(),
+                           "preprocessing": preprocessing or {}, "kind": kind,
+                           "meta": {"epoch": 0, **(meta or {})}, "trainer": {}})
+
+
+def load_refiner(path: str | os.PathLike) -> tuple[ResidualRefiner, dict]:
+    """A trained refiner and its checkpoint payload (``kind``, ``preprocessing``, ``meta``)."""
+    payload = load_checkpoint(path)
+    if payload.get("family") != FAMILY:
+        raise ValueError(f"{path}: key 'family': expected {FAMILY!r}, found {payload.get('family')!r}")
+    hp = payload["hparams"]
+    model = ResidualRefiner(hp["n_features"], hp["n_labels"], hp["hidden"], hp["n_blocks"], hp["stochastic"],
+                            hp["noise_init"], hp.get("clip_min"), hp.get("group_size"))
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model, payload
+
+
+def refine_arrays(model: ResidualRefiner, x, y, seed: int = 0, keep: np.ndarray | None = None,
+                  stochastic: bool = True, batch_size: int = 4096) -> np.ndarray:
+    """Apply a refiner: ``(N, D)`` features and ``(N, L)`` labels → ``(N, D)`` float32 refined features.
+
+    ``stochastic=False`` applies the mean correction only.  ``keep`` ``(N, D)`` bool marks
+    features returned unchanged.  The output depends on ``seed`` (the noise) and not on
+    ``batch_size``.
+    """
+    x, y = _check_arrays(x, y, "refine input")
+    if x.shape[1] != model.n_features or y.shape[1] != model.n_labels:
+        raise ValueError(f"refine input: expected {model.n_features} features and {model.n_labels} labels "
+                         f"(the refiner's), found {x.shape[1]} and {y.shape[1]}")
+    gen = torch.Generator().manual_seed(int(seed))
+    noise = torch.randn(x.shape, generator=gen) if stochastic and model.stochastic else None
+    out = np.empty_like(x)
+    with torch.no_grad():
+        for s in range(0, len(x), batch_size):
+            sl = slice(s, s + batch_size)
+            out[sl] = model(torch.from_numpy(x[sl]), torch.from_numpy(y[sl]),
+                            None if noise is None else noise[sl]).numpy()
+    if keep is not None:
+        out = np.where(np.asarray(keep, bool), x, out)
+    return out
+
+
+def train_files(sim_path, data_path, out_dir, config: RefinerConfig | None = None, resume: bool = True,
+                progress: bool = True) -> Path:
+    """``hepgen refine train``: train a refiner on two files of one kind; returns ``out_dir/refiner.pt``.
+
+    The kind is sniffed from the files (:func:`hepgen.refine.adapters.read_pair` refuses
+    different kinds, layouts, label sets and empty files).  The checkpoint holds the
+    adapter state (``preprocessing``), the ``kind`` and the source files (``meta``).
+    """
+    config = config or RefinerConfig()
+    kind, sim, data = read_pair(sim_path, data_path)
+    adapter = get_adapter(kind)
+    state = adapter.fit(sim)
+    x_s, y_s = adapter.to_arrays(sim, state)
+    x_d, y_d = adapter.to_arrays(data, state)
+    out = Path(out_dir) / "refiner.pt"
+    extra = {"kind": kind, "preprocessing": state,
+             "meta": {"sim": str(sim_path), "data": str(data_path), "n_sim": len(sim), "n_data": len(data)}}
+    train_refiner(x_s, y_s, x_d, y_d, config, checkpoint=out, resume=resume, progress=progress,
+                  keep_sim=adapter.keep_mask(sim), clip_min=adapter.clip_min,
+                  group_size=adapter.group_size(state), payload_extra=extra)
+    return out
+
+
+def apply_file(checkpoint, sim_path, output, seed: int = 0, stochastic: bool = True):
+    """``hepgen refine apply``: refine every event of ``sim_path`` and write ``output`` atomically.
+
+    Labels and conditions are copied unchanged; provenance attributes ``refined_by``,
+    ``refined_from``, ``refiner_epoch`` and ``refine_seed`` are added.  A file of another
+    kind or detector layout than the refiner was trained on is refused.  Returns the refined data.
+    """
+    model, payload = load_refiner(checkpoint)
+    kind = payload.get("kind")
+    found = kind_of_file(sim_path)
+    if found != kind:
+        raise ValueError(f"{sim_path}: key 'kind': expected {kind!r} (the refiner's), found {found!r}")
+    adapter = get_adapter(kind)
+    sim = adapter.read(sim_path)
+    state = payload["preprocessing"]
+    if adapter.layout(sim) != state["layout"]:
+        raise ValueError(f"{sim_path}: detector layout differs from the refiner's training files: expected "
+                         f"{state['layout']}, found {adapter.layout(sim)}")
+    if adapter.label_names(sim) != state["labels"]:
+        raise ValueError(f"{sim_path}: expected labels {state['labels']} (the refiner's), found {adapter.label_names(sim)}")
+    x, y = adapter.to_arrays(sim, state)
+    refined = refine_arrays(model, x, y, seed=seed, keep=adapter.keep_mask(sim), stochastic=stochastic)
+    out = adapter.from_arrays(refined, sim, state, attrs={
+        "refined_by": str(checkpoint), "refined_from": str(sim_path),
+        "refiner_epoch": int(payload["meta"].get("epoch", 0)), "refine_seed": int(seed)})
+    adapter.write(output, out)
+    return out
