@@ -1,4 +1,4 @@
-"""The ``hepgen`` command: thin sub-commands over the library (nothing imports this module)."""
+"""The ``hepgen`` command line: simulate, train, sample, evaluate and benchmark generative surrogates."""
 
 from __future__ import annotations
 
@@ -332,6 +332,25 @@ def cmd_quantum_table(args) -> int:
     return table_main(args.table_args)
 
 
+def cmd_refine_train(args) -> int:
+    from hepgen.refine import RefinerConfig, train_files
+
+    cfg = RefinerConfig(epochs=args.epochs, batch_size=args.batch_size, closeness=args.closeness, hidden=args.hidden,
+                        critic_hidden=args.critic_hidden, n_critic=args.n_critic, lr=args.lr, critic_lr=args.critic_lr,
+                        stochastic=not args.deterministic, seed=args.seed)
+    path = train_files(args.sim, args.data, args.output, cfg, resume=not args.no_resume, progress=not args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_refine_apply(args) -> int:
+    from hepgen.refine import apply_file
+
+    out = apply_file(args.checkpoint, args.sim, args.output, seed=args.seed, stochastic=not args.deterministic)
+    print(f"wrote {len(out)} refined events to {args.output}")
+    return 0
+
+
 def cmd_evaluate_jets(args) -> int:
     return cmd_evaluate(args, kind="jets")
 
@@ -617,6 +636,35 @@ def build_parser() -> argparse.ArgumentParser:
         "table", add_help=False, help="rerun the CERN openlab quantum-GAN table (hepgen quantum table --help)")
     qt.add_argument("table_args", nargs=argparse.REMAINDER, help="the table's options")
     qt.set_defaults(func=cmd_quantum_table)
+
+    rf = sub.add_parser("refine", help="refine a simulation towards data (docs/refine.md)").add_subparsers(
+        dest="what", required=True)
+    rt = rf.add_parser("train", help="train a refiner on unpaired sim and data files of one kind")
+    rt.add_argument("sim", help="simulated events (HDF5: showers or traces)")
+    rt.add_argument("data", help="data events of the same kind and detector layout")
+    rt.add_argument("-o", "--output", required=True, help="run folder; refiner.pt is written there after every epoch")
+    rt.add_argument("--epochs", type=int, default=20, help="default 20")
+    rt.add_argument("--batch-size", type=int, default=128, help="default 128")
+    rt.add_argument("--closeness", type=float, default=0.1,
+                    help="weight of the term keeping refined events near their input (default 0.1)")
+    rt.add_argument("--hidden", type=int, default=256, help="refiner width (default 256)")
+    rt.add_argument("--critic-hidden", type=int, default=256, help="critic width (default 256)")
+    rt.add_argument("--n-critic", type=int, default=5, help="critic steps per refiner step (default 5)")
+    rt.add_argument("--lr", type=float, default=2e-4, help="refiner learning rate (default 2e-4)")
+    rt.add_argument("--critic-lr", type=float, default=5e-4, help="critic learning rate (default 5e-4)")
+    rt.add_argument("--deterministic", action="store_true", help="no learned noise amplitude")
+    rt.add_argument("--seed", type=int, default=0)
+    rt.add_argument("--no-resume", action="store_true", help="start again even if OUTPUT/refiner.pt exists")
+    rt.add_argument("-q", "--quiet", action="store_true")
+    rt.set_defaults(func=cmd_refine_train)
+    ra = rf.add_parser("apply", help="refine every event of a file with a trained refiner")
+    ra.add_argument("checkpoint", help="refiner.pt from 'hepgen refine train'")
+    ra.add_argument("sim", help="file to refine (same kind and layout as the training files)")
+    ra.add_argument("-o", "--output", required=True,
+                    help="refined HDF5 (labels and conditions copied, provenance attributes added)")
+    ra.add_argument("--seed", type=int, default=0, help="seed of the refiner's noise")
+    ra.add_argument("--deterministic", action="store_true", help="apply the mean correction only")
+    ra.set_defaults(func=cmd_refine_apply)
 
     bn = sub.add_parser("bench", help="sampling speed (and fidelity) of a checkpoint vs the reference simulator")
     bn.add_argument("checkpoint")
