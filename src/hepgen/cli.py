@@ -329,7 +329,7 @@ def cmd_evaluate_anomaly(args) -> int:
 def cmd_quantum_table(args) -> int:
     from hepgen.quantum.table import main as table_main
 
-    return table_main(args.table_args)
+    return table_main(args.extra_options)
 
 
 def cmd_refine_train(args) -> int:
@@ -634,8 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     qu = sub.add_parser("quantum", help="the quantum GAN (needs hepgen[quantum]; docs/quantum.md)")
     qt = qu.add_subparsers(dest="what", required=True).add_parser(
         "table", add_help=False, help="rerun the CERN openlab quantum-GAN table (hepgen quantum table --help)")
-    qt.add_argument("table_args", nargs=argparse.REMAINDER, help="the table's options")
-    qt.set_defaults(func=cmd_quantum_table)
+    qt.set_defaults(func=cmd_quantum_table, passes_options_on=True)  # its own parser reads the rest
 
     rf = sub.add_parser("refine", help="refine a simulation towards data (docs/refine.md)").add_subparsers(
         dest="what", required=True)
@@ -730,7 +729,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passes_options_on", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra_options = extra
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
