@@ -146,7 +146,7 @@ def test_evaluate_files_on_toy(trained, tmp_path):
     assert sig["auc"] == pytest.approx(1.0) and sig["eff@0.001"]["efficiency"] == 1.0
     assert set(m["scores"]) == {"mse", "mu2", "kl", "combined"}
     assert (tmp_path / "out" / "report.html").is_file()
-    with pytest.raises(ValueError, match=r"l1 evaluation: option 'checkpoint': expected the trained detector"):
+    with pytest.raises(ValueError, match=r"l1 files are evaluated against a trained detector: hepgen evaluate-anomaly CHECKPOINT"):
         DOMAIN.evaluate_files(tmp_path / "bkg.h5", tmp_path / "sig.h5", tmp_path / "out")
     # the OOD check: generated events far from the background are flagged, the background itself is not
     m = evaluate_detector(gen, toy_background(1000, seed=6), {"tev": anomalies},
