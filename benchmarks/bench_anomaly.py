@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hepgen._io import json_safe as strict_json
 from hepgen.config import TrainConfig
 from hepgen.data.l1 import read_l1
 from hepgen.domains.anomaly import DOMAIN
@@ -34,7 +35,7 @@ from hepgen.domains.anomaly.deploy import (
     precision_scan,
     score_module,
 )
-from hepgen.domains.anomaly.evaluate import evaluate_detector, ood_fraction, strict_json
+from hepgen.domains.anomaly.evaluate import evaluate_detector, ood_fraction
 
 
 def train(family: str, data, epochs: int, seed: int, lr: float = 3e-3, batch_size: int = 256, **model):

@@ -30,8 +30,9 @@ from hepgen.config import TrainConfig
 from hepgen.data.events import EventImages, read_events
 from hepgen.domains.events import DOMAIN, overlay_shift
 from hepgen.domains.events.evaluate import evaluate_events
-from hepgen.domains.events.report import _png, figures, write_event_report
+from hepgen.domains.events.report import figures, write_event_report
 from hepgen.metrics.event_jets import event_observables, ks_selection_score
+from hepgen.report.style import figure_png_base64
 from hepgen.simulate.events import EventGenConfig, simulate_events
 
 
@@ -162,7 +163,7 @@ def _figure5(hard, real_pu, gen_pu, path, mu):
             ax.hist(o[k], edges, histtype="step", density=True, label=name, color=color)
         ax.set_xlabel(label)
         ax.legend(fontsize=7)
-    path.write_bytes(base64.b64decode(_png(fig)))
+    path.write_bytes(base64.b64decode(figure_png_base64(fig)))
 
 
 def pileup(args):

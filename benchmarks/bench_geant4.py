@@ -7,10 +7,15 @@ and its GFlash counterpart (:func:`hepgen.simulate.geant4.presets.gflash_calorim
 and prints s/shower, showers/s and their ratio.  With ``--scoring-costs`` it also times
 the scoring variants (bare Geant4: plain slabs, no scoring; the voxel volumes without
 scoring; the primitive scorer; a Python sensitive detector called at every step) at ``--scoring-energy``, each in its own process
-(one Geant4 run manager per process).  The last line of stdout is the result as JSON.
+(one Geant4 run manager per process).  With ``--checkpoint CKPT ...`` it also times each
+trained shower generator (a model trained on showers of the same preset, e.g. on Geant4
+files of ``hepgen simulate showers --engine geant4``) at the same energies, batch
+``--model-batch``, on ``--threads`` threads, and prints its speed-up over Geant4.
+The last line of stdout is the result as JSON.
 Usage (one core, ≈ 1 minute at the defaults):
 
     OMP_NUM_THREADS=1 python benchmarks/bench_geant4.py --scoring-costs
+    python benchmarks/bench_geant4.py --checkpoint run_caloflow/best.pt run_vae/best.pt --threads 2
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import sys
 import time
 
 import numpy as np
+import torch
 
+from hepgen.domains.showers.generator import ShowerGenerator
 from hepgen.simulate.calorimeter import ShowerSimulator
 from hepgen.simulate.geant4 import geant4_version, get_engine, get_preset
 from hepgen.simulate.geant4.presets import gflash_calorimeter
@@ -40,6 +47,21 @@ def geant4_times(preset: str, particle: str, energies_gev, counts, scoring: str)
     return out
 
 
+def model_rates(path: str, energies_gev, n: int, batch: int, n_voxels: int) -> dict:
+    """Showers per second of a trained generator at each energy (after one warm-up call)."""
+    gen = ShowerGenerator.load(path)
+    if gen.geometry.n_voxels != n_voxels:
+        raise ValueError(f"{path}: key 'geometry': expected a model of the preset's {n_voxels} voxels, "
+                         f"found {gen.geometry.n_voxels}")
+    gen.sample(np.full(batch, energies_gev[0] * 1000.0), seed=0, batch_size=batch)
+    rates = {}
+    for e in energies_gev:
+        t0 = time.perf_counter()
+        gen.sample(np.full(n, e * 1000.0), seed=1, batch_size=batch)
+        rates[e] = n / (time.perf_counter() - t0)
+    return {"checkpoint": path, "family": gen.model.family, "showers_per_s": rates}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="ds1-photon")
@@ -51,6 +73,10 @@ def main() -> None:
     p.add_argument("--scoring-costs", action="store_true", help="also time none / primitive / python scoring")
     p.add_argument("--scoring-energy", type=float, default=10.0, help="GeV, for --scoring-costs")
     p.add_argument("--scoring-n", type=int, default=10)
+    p.add_argument("--checkpoint", nargs="*", default=[], help="trained shower generators of this preset to time")
+    p.add_argument("--model-n", type=int, default=5000, help="showers sampled per energy and model")
+    p.add_argument("--model-batch", type=int, default=1000, help="showers per network call")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the models")
     p.add_argument("--geant4-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if len(args.counts) != len(args.energies):
@@ -76,6 +102,20 @@ def main() -> None:
     for r in rows:
         print(f"{r['energy_gev']:7g} {r['n']:5d} {r['s_per_shower']:12.4f} {r['gflash_showers_per_s']:17.1f} "
               f"{r['gflash_speedup']:19.0f}")
+    if args.checkpoint:
+        torch.set_num_threads(args.threads)
+        models = [model_rates(c, args.energies, args.model_n, args.model_batch, spec.geometry.n_voxels)
+                  for c in args.checkpoint]
+        print(f"models ({args.threads} thread(s), batch {args.model_batch}, {args.model_n} showers per energy) vs "
+              "Geant4 (one core):")
+        print(f"{'E/GeV':>7} " + " ".join(f"{m['family'] + ' showers/s':>22} {'x Geant4':>10}" for m in models))
+        for r in rows:
+            e = r["energy_gev"]
+            print(f"{e:7g} " + " ".join(f"{m['showers_per_s'][e]:22.0f} {m['showers_per_s'][e] * r['s_per_shower']:10.0f}"
+                                      for m in models))
+            r["models"] = {m["checkpoint"]: {"family": m["family"], "showers_per_s": m["showers_per_s"][e],
+                                             "speedup_vs_geant4": m["showers_per_s"][e] * r["s_per_shower"]}
+                           for m in models}
     result = {"benchmark": "geant4", "preset": args.preset, "particle": args.particle, "geant4": geant4_version(),
               "scoring": args.scoring, "gflash_n": args.gflash_n, "rows": rows, "cpu_count": os.cpu_count(),
               "python": platform.python_version()}

@@ -29,10 +29,10 @@ from sklearn.preprocessing import StandardScaler
 
 from hepgen.metrics.correlation import fisher_z_test
 
-__all__ = ["benchmark_classifier", "fisher_z_calibrated", "significance_improvement"]
+__all__ = ["benchmark_classifier", "finite_rows", "fisher_z_calibrated", "significance_improvement"]
 
 
-def _rows(x: np.ndarray, name: str, fn: str, min_rows: int = 4) -> np.ndarray:
+def finite_rows(x: np.ndarray, name: str, fn: str, min_rows: int = 4) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
@@ -67,7 +67,7 @@ def fisher_z_calibrated(a: np.ndarray, b: np.ndarray, n_permutations: int = 200,
         >>> r["ndof"], bool(r["p_calibrated"] > 0.01)
         (3, True)
     """
-    a, b = _rows(a, "a", "fisher_z_calibrated"), _rows(b, "b", "fisher_z_calibrated")
+    a, b = finite_rows(a, "a", "fisher_z_calibrated"), finite_rows(b, "b", "fisher_z_calibrated")
     res = fisher_z_test(a, b)
     pooled = np.concatenate([a, b])
     rng = np.random.default_rng(seed)
@@ -114,8 +114,8 @@ def benchmark_classifier(x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
     Returns:
         dict ``auc``, ``significance_improvement`` and ``roc`` = ``{"fpr", "tpr"}`` arrays.
     """
-    x_train = _rows(x_train, "x_train", "benchmark_classifier")
-    x_test = _rows(x_test, "x_test", "benchmark_classifier")
+    x_train = finite_rows(x_train, "x_train", "benchmark_classifier")
+    x_test = finite_rows(x_test, "x_test", "benchmark_classifier")
     y_train, y_test = np.asarray(y_train).astype(int), np.asarray(y_test).astype(int)
     for name, y in (("y_train", y_train), ("y_test", y_test)):
         if set(np.unique(y)) != {0, 1}:

@@ -21,9 +21,7 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 import time
@@ -31,25 +29,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
-from hepgen._io import atomic_path
+from hepgen._io import atomic_path, json_safe
 from hepgen.metrics.classifier import classifier_two_sample_test
 from hepgen.metrics.distances import binning_for, separation_power
 from hepgen.refine.adapters import check_pair, get_adapter
 from hepgen.refine.refiner import RefinerConfig, refine_arrays, train_refiner
 from hepgen.refine.reweight import dctr_weights
+from hepgen.report.style import figure_png_base64
 
 __all__ = [
     "demonstrate",
     "dump_json",
-    "figure_to_base64",
     "gap_closed",
     "regression_study",
     "separation_table",
-    "strict_json",
     "table_html",
     "train_regressor",
     "two_sample_auc",
@@ -236,29 +232,6 @@ def weighted_separation_power(a, b, weights_a, bins: int = 30) -> float:
     return float(0.5 * np.sum(np.divide((p - q) ** 2, den, out=np.zeros_like(den), where=den > 0)))
 
 
-def figure_to_base64(fig: Figure) -> str:
-    """PNG of a matplotlib ``Figure`` (rendered with the Agg canvas, no global backend change), base64."""
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def strict_json(obj):
-    """``obj`` with NaN/Inf replaced by ``None`` and numpy scalars/arrays as Python values (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return strict_json(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def write_html_report(path, title: str, sections: list[tuple[str, str]], figures: list[tuple[str, Figure]]) -> None:
     """One self-contained HTML page: ``sections`` = [(heading, html body)], figures embedded as base64 PNG."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -269,7 +242,7 @@ def write_html_report(path, title: str, sections: list[tuple[str, str]], figures
     for head, body in sections:
         parts.append(f"<h2>{html.escape(head)}</h2>{body}")
     for caption, fig in figures:
-        parts.append(f"<h3>{html.escape(caption)}</h3><img src='data:image/png;base64,{figure_to_base64(fig)}'>")
+        parts.append(f"<h3>{html.escape(caption)}</h3><img src='data:image/png;base64,{figure_png_base64(fig, dpi=90)}'>")
     parts.append("</body></html>")
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write("\n".join(parts))
@@ -292,7 +265,7 @@ def table_html(rows: list[list], header: list[str]) -> str:
 def dump_json(path, obj) -> None:
     """Write ``obj`` as strict JSON (NaN/Inf → null), atomically."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(strict_json(obj), f, indent=1, allow_nan=False)
+        json.dump(json_safe(obj), f, indent=1, allow_nan=False)
 
 
 def _hist_figure(summ: dict, names: list[str], weights=None) -> Figure:

@@ -4,6 +4,15 @@ Each kind of data writes its own report section (``hepgen.domains.<kind>.report`
 JSON metrics files are written by :func:`hepgen._io.write_metrics`.
 """
 
-from hepgen.report.style import DPI, GEN, RATIO_RANGE, REAL, draw_ratio, figure_style, ratio_axes
+from hepgen.report.style import (
+    DPI,
+    GEN,
+    RATIO_RANGE,
+    REAL,
+    draw_ratio,
+    figure_png_base64,
+    figure_style,
+    ratio_axes,
+)
 
-__all__ = ["DPI", "GEN", "RATIO_RANGE", "REAL", "draw_ratio", "figure_style", "ratio_axes"]
+__all__ = ["DPI", "GEN", "RATIO_RANGE", "REAL", "draw_ratio", "figure_png_base64", "figure_style", "ratio_axes"]

@@ -7,12 +7,16 @@ pyplot's global state or the interactive backend of a notebook that imports hepg
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-__all__ = ["DPI", "GEN", "RATIO_RANGE", "REAL", "draw_ratio", "figure_style", "ratio_axes"]
+__all__ = ["DPI", "GEN", "RATIO_RANGE", "REAL", "draw_ratio", "figure_png_base64", "figure_style", "ratio_axes"]
 
 REAL = dict(color="black", label="reference")
 GEN = dict(color="tab:red", label="generated")
@@ -79,3 +83,18 @@ def draw_ratio(rax, x, ratio, err=None, color=GEN["color"]):
     rax.set_ylim(lo, hi)
     rax.set_yticks([0.75, 1.0, 1.25])
     rax.set_ylabel("gen/ref", fontsize=8)
+
+
+def figure_png_base64(fig: Figure, dpi: int = DPI) -> str:
+    """The figure as a base64 PNG, for ``<img src="data:image/png;base64,...">`` in a self-contained
+    report (rendered with the Agg canvas: no global backend change).
+
+    >>> fig = Figure(figsize=(1, 1))
+    >>> _ = fig.add_subplot().plot([0, 1])
+    >>> figure_png_base64(fig)[:8]      # the PNG signature, base64-encoded
+    'iVBORw0K'
+    """
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return base64.b64encode(buf.getvalue()).decode()

@@ -26,9 +26,7 @@ Example (a hand-worked ROC):
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 import os
@@ -36,11 +34,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from hepgen._io import atomic_path
+from hepgen._io import atomic_path, json_safe
+from hepgen.report.style import figure_png_base64
 
 __all__ = [
     "COLLISION_RATE_HZ",
@@ -51,7 +49,6 @@ __all__ = [
     "evaluate_scores",
     "ood_fraction",
     "roc",
-    "strict_json",
     "threshold_for_rate",
     "write_report",
 ]
@@ -193,26 +190,6 @@ def evaluate_scores(background: Mapping[str, np.ndarray], signals: Mapping[str, 
     return out
 
 
-def strict_json(obj):
-    """``obj`` with NaN/Inf replaced by None and numpy scalars by Python numbers (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    if isinstance(obj, (np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    return obj
-
-
-def _png(fig: Figure) -> str:
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def _figures(background: Mapping[str, np.ndarray], signals: Mapping[str, Mapping[str, np.ndarray]]) -> list[tuple[str, str]]:
     figs = []
     for sname, b in background.items():
@@ -241,7 +218,7 @@ def _figures(background: Mapping[str, np.ndarray], signals: Mapping[str, Mapping
         ax2.set_xlabel("background efficiency (FPR)")
         ax2.set_ylabel("signal efficiency (TPR)")
         ax2.legend(fontsize=7)
-        figs.append((f"score {sname}: distributions and ROC", _png(fig)))
+        figs.append((f"score {sname}: distributions and ROC", figure_png_base64(fig, dpi=90)))
     return figs
 
 
@@ -250,7 +227,7 @@ def write_report(out_dir: str | os.PathLike, metrics: dict, background: Mapping[
     """Write ``metrics.json`` (strict JSON) and a self-contained ``report.html`` (base64 PNGs) to ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = strict_json(metrics)
+    metrics = json_safe(metrics)
     with atomic_path(out_dir / "metrics.json") as tmp:
         Path(tmp).write_text(json.dumps(metrics, indent=1, allow_nan=False))
     rows = []
@@ -317,4 +294,4 @@ def evaluate_detector(detector, background, signals: Mapping, out_dir: str | os.
     metrics["family"] = getattr(getattr(detector, "model", None), "family", None)
     if out_dir is not None:
         metrics = write_report(out_dir, metrics, bkg, sig, title=f"hepgen anomaly detection ({metrics['family']})")
-    return strict_json(metrics)
+    return json_safe(metrics)

@@ -9,31 +9,22 @@ generated (the paper's Figure 3 style).  Matplotlib is used through ``Figure`` +
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hepgen._io import atomic_path
 from hepgen.data.events import EventImages
+from hepgen.report.style import figure_png_base64
 
 __all__ = ["figures", "write_event_report"]
 
 _LABELS = {"n_jets": "fat-jet multiplicity", "leading_pt": "leading-jet pT [GeV]",
            "leading_mass": "leading-jet mass [GeV]", "summed_mass": "summed jet mass [GeV]", "ht": "HT [GeV]",
            "sparsity": "fraction of empty pixels", "total_energy": "total image energy [GeV]"}
-
-
-def _png(fig: Figure) -> str:
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def _hist(ax, a, b, label, log=False):
@@ -67,7 +58,7 @@ def figures(real: EventImages, gen: EventImages, extras: dict, metrics: dict) ->
     _hist(fig.add_subplot(3, 3, 8), o_r["jet_pt"], o_g["jet_pt"], "jet pT (all jets) [GeV]")
     _hist(fig.add_subplot(3, 3, 9), o_r["pixel_energy"], o_g["pixel_energy"], "pixel energy [GeV]", log=True)
     fig.tight_layout()
-    out.append(("Jet and image observables (anti-kT R = 1.0 on pixels, pT > 200 GeV)", _png(fig)))
+    out.append(("Jet and image observables (anti-kT R = 1.0 on pixels, pT > 200 GeV)", figure_png_base64(fig, dpi=80)))
     fig = Figure(figsize=(12, 3.6))
     avg_r, avg_g = real.total().mean(0), gen.total().mean(0)
     ext = [-np.pi, np.pi, -real.eta_max, real.eta_max]
@@ -86,7 +77,7 @@ def figures(real: EventImages, gen: EventImages, extras: dict, metrics: dict) ->
     ax.set_title("generated − real [GeV]")
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    out.append(("Average images", _png(fig)))
+    out.append(("Average images", figure_png_base64(fig, dpi=80)))
     points = metrics.get("mass_points") or []
     if len(points) > 1:
         fig = Figure(figsize=(6, 4))
@@ -103,7 +94,7 @@ def figures(real: EventImages, gen: EventImages, extras: dict, metrics: dict) ->
         ax.set_ylabel("mean summed jet mass [GeV]")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        out.append(("Summed jet mass against the masses (Figure 3 style)", _png(fig)))
+        out.append(("Summed jet mass against the masses (Figure 3 style)", figure_png_base64(fig, dpi=80)))
     return out
 
 

@@ -10,18 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from hepgen.metrics.tabular import finite_rows
+
 __all__ = ["critic_wasserstein"]
-
-
-def _rows(x: np.ndarray, name: str, fn: str, min_rows: int = 4) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2 or x.shape[0] < min_rows:
-        raise ValueError(f"{fn}: {name} must be (N >= {min_rows}, D), found shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{fn}: {name} contains NaN or inf")
-    return x
 
 
 def critic_wasserstein(a: np.ndarray, b: np.ndarray, steps: int = 1500, hidden: int = 64, n_hidden: int = 3,
@@ -48,7 +39,7 @@ def critic_wasserstein(a: np.ndarray, b: np.ndarray, steps: int = 1500, hidden: 
         >>> bool(abs(r["w"] - 2.0) < 0.3)
         True
     """
-    a, b = _rows(a, "a", "critic_wasserstein"), _rows(b, "b", "critic_wasserstein")
+    a, b = finite_rows(a, "a", "critic_wasserstein"), finite_rows(b, "b", "critic_wasserstein")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"critic_wasserstein: a and b must have the same width, found {a.shape[1]} and {b.shape[1]}")
     if not 0.0 < test_fraction < 1.0:

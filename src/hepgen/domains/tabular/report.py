@@ -7,27 +7,18 @@ never changed) and embedded as base64 PNG, so ``report.html`` is one file.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import os
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hepgen._io import atomic_path
 from hepgen.metrics.distances import binning_for
+from hepgen.report.style import figure_png_base64
 
 __all__ = ["figures", "write_tabular_report"]
-
-
-def _png(fig: Figure) -> str:
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def _histograms(arrays: dict) -> Figure:
@@ -94,11 +85,11 @@ def _rocs(arrays: dict) -> Figure | None:
 
 def figures(arrays: dict) -> list[tuple[str, str]]:
     """``[(title, base64 PNG)]`` of the report's figures."""
-    out = [("Per-variable distributions (ratio generated / real)", _png(_histograms(arrays))),
-           ("Correlation matrices and Fisher-z map", _png(_correlations(arrays)))]
+    out = [("Per-variable distributions (ratio generated / real)", figure_png_base64(_histograms(arrays), dpi=80)),
+           ("Correlation matrices and Fisher-z map", figure_png_base64(_correlations(arrays), dpi=80))]
     roc = _rocs(arrays)
     if roc is not None:
-        out.append(("ROC curves of the benchmark classifier (tested on real events)", _png(roc)))
+        out.append(("ROC curves of the benchmark classifier (tested on real events)", figure_png_base64(roc, dpi=80)))
     return out
 
 
