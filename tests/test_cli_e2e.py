@@ -11,6 +11,8 @@ from hepgen.checkpoint import load_checkpoint
 from hepgen.cli import main
 from hepgen.data.formats import read_showers, write_showers
 from hepgen.data.geometry import load_geometry
+from hepgen.data.stream import file_sha256
+from hepgen.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +154,48 @@ def test_geant4_options_are_refused_by_the_gflash_engine(tmp_path, capsys):
     assert rc == 2 and not (tmp_path / "a.h5").exists()
     assert "--preset, --workers: options of --engine geant4 (the gflash engine takes none of them)" in \
         capsys.readouterr().err
+
+
+def test_preset_set_overrides_and_the_model_card(workdir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(workdir / "train.h5"), "-o", str(run), "--preset", "vae", "--set", "epochs=1",
+                 "--set", "model.latent_dim=4", "--set", "threads=1", "--set", "tensorboard=false", "-q"]) == 0
+    payload = load_checkpoint(run / "best.pt")
+    assert payload["family"] == "vae" and payload["hparams"]["latent_dim"] == 4
+    assert payload["meta"]["train_config"]["epochs"] == 1
+    capsys.readouterr()
+    assert main(["info", str(run / "best.pt")]) == 0
+    card = json.loads(capsys.readouterr().out)
+    model = build_model(payload["family"], **payload["hparams"])
+    assert card["kind"] == "showers" and card["family"] == "vae" and card["hparams"]["latent_dim"] == 4
+    assert card["parameters"] == sum(p.numel() for p in model.parameters())
+    assert card["training_data"]["train_file"] == str(workdir / "train.h5")
+    assert card["training_data"]["train_file_sha256"] == file_sha256(workdir / "train.h5")
+    assert card["training_data"]["energy_range"] == [float(read_showers(workdir / "train.h5").incident_energies.min()),
+                                                     float(read_showers(workdir / "train.h5").incident_energies.max())]
+    # bad overrides are one-line usage errors
+    assert main(["train", str(workdir / "train.h5"), "-o", str(tmp_path / "x"), "--set", "epoch=1"]) == 2
+    assert "--set epoch=1: unknown TrainConfig key 'epoch'" in capsys.readouterr().err
+    assert main(["train", str(workdir / "train.h5"), "-o", str(tmp_path / "x"), "--preset", "nope"]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+
+
+def test_exit_codes_for_interrupt_and_unexpected_errors(workdir, tmp_path, monkeypatch, capsys):
+    import hepgen.simulate.calorimeter as calorimeter
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(calorimeter, "simulate_dataset", interrupted)
+    assert main(["simulate", "showers", "-o", str(tmp_path / "a.h5"), "--n", "5"]) == 130
+    assert capsys.readouterr().err == "hepgen: interrupted\n" and not (tmp_path / "a.h5").exists()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("kaputt\nsecond line")
+
+    monkeypatch.setattr(calorimeter, "simulate_dataset", broken)
+    assert main(["simulate", "showers", "-o", str(tmp_path / "a.h5"), "--n", "5"]) == 1
+    assert capsys.readouterr().err == ("hepgen: unexpected error: RuntimeError: kaputt "
+                                       "(rerun with -v for the traceback)\n")
+    with pytest.raises(RuntimeError, match="kaputt"):
+        main(["-v", "simulate", "showers", "-o", str(tmp_path / "a.h5"), "--n", "5"])

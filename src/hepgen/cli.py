@@ -81,14 +81,19 @@ def _simulate_geant4(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from hepgen.config import load_config
+    from hepgen.config import apply_overrides, load_config, preset
+    from hepgen.data.stream import file_sha256
     from hepgen.domains import call_with_options, domain_of_file
     from hepgen.train.trainer import train
 
     # the kind of data is the file's: the domain that accepts it (files from elsewhere that none
     # accepts are read as showers, whose reader says what is missing)
     domain = domain_of_file(args.data, default="showers")
-    config = load_config(args.config) if args.config else domain.default_config()
+    if args.config and args.preset:
+        raise ValueError("give either --config FILE.yaml or --preset NAME, not both")
+    config = load_config(args.config) if args.config else preset(args.preset) if args.preset \
+        else domain.default_config()
+    config = apply_overrides(config, args.set or [])
     for name in ("family", "epochs", "max_minutes", "batch_size", "lr", "seed", "threads"):
         value = getattr(args, name)
         if value is not None:
@@ -97,7 +102,9 @@ def cmd_train(args) -> int:
         config.conditions = args.conditions
     data = call_with_options(domain.kind, domain.read, args.data, binning=args.binning, jet_type=args.jet_type,
                              n_particles=args.n_particles, types=args.types)
-    gen = train(data, config, args.output, resume=args.resume, init_from=args.init_from, progress=not args.quiet)
+    source = {"train_file": str(args.data), "train_file_sha256": file_sha256(args.data)}
+    gen = train(data, config, args.output, resume=args.resume, init_from=args.init_from, progress=not args.quiet,
+                data_source=source)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, once (rank 0 wrote the files)
         print(f"trained {gen.model.family} on {len(data)} {domain.kind}; checkpoints in {args.output} "
               "(best.pt, last.pt)")
@@ -351,6 +358,39 @@ def cmd_refine_apply(args) -> int:
     return 0
 
 
+def cmd_info(args) -> int:
+    from hepgen import __version__
+    from hepgen.checkpoint import load_checkpoint
+    from hepgen.data.stream import file_sha256
+    from hepgen.domains import domain_of_checkpoint
+
+    payload = load_checkpoint(args.checkpoint)
+    domain = domain_of_checkpoint(payload, source=args.checkpoint)
+    meta = payload.get("meta") or {}
+    model = domain.from_payload(payload, source=args.checkpoint).model
+    n_params = sum(p.numel() for p in model.parameters())
+    card = {
+        "checkpoint": str(args.checkpoint),
+        "sha256": file_sha256(args.checkpoint),
+        "kind": domain.kind,
+        "family": payload["family"],
+        "parameters": n_params,
+        "hparams": payload["hparams"],
+        "written_by_hepgen": payload.get("hepgen_version"),
+        "this_hepgen": __version__,
+        "epoch": meta.get("epoch"),
+        "best_epoch": meta.get("best_epoch"),
+        "selected_by": meta.get("selected_by"),
+        "n_train": meta.get("n_train"),
+        "training_data": {k: v for k, v in meta.items()
+                          if k not in ("train_config", "epoch", "best_epoch", "step", "selected_by", "n_train")},
+        "train_config": meta.get("train_config"),
+        "interrupted_run_state": payload.get("trainer") is not None,
+    }
+    print(json.dumps(card, indent=2, default=str))
+    return 0
+
+
 def cmd_evaluate_jets(args) -> int:
     return cmd_evaluate(args, kind="jets")
 
@@ -532,6 +572,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, help="run folder for checkpoints and logs")
     t.add_argument("--binning", help="binning XML / geometry JSON (default: the file's own)")
     t.add_argument("--config", help="TrainConfig YAML")
+    t.add_argument("--preset", help="a packaged preset by name (src/hepgen/configs/NAME.yaml: caloflow, flow_matching, "
+                   "gan, vae, epic_fm, epic_gan); default: the kind's default")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set model.hidden_features=128 --set epochs=5 (VALUE is YAML; "
+                        "repeatable)")
     t.add_argument("--family")
     t.add_argument("--epochs", type=int)
     t.add_argument("--max-minutes", type=float)
@@ -630,6 +675,11 @@ def build_parser() -> argparse.ArgumentParser:
     ea.add_argument("--bootstrap", type=int, default=50, help="bootstrap resamples for the errors (default 50)")
     ea.add_argument("--seed", type=int, default=0)
     ea.set_defaults(func=cmd_evaluate_anomaly)
+
+    inf = sub.add_parser("info", help="the model card of a checkpoint: kind, family, parameters, training data, "
+                         "selection, versions")
+    inf.add_argument("checkpoint")
+    inf.set_defaults(func=cmd_info)
 
     qu = sub.add_parser("quantum", help="the quantum GAN (needs hepgen[quantum]; docs/quantum.md)")
     qt = qu.add_subparsers(dest="what", required=True).add_parser(
@@ -737,11 +787,22 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        # writers are atomic or chunked: nothing half-written is left under a final name
+        print("hepgen: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, FloatingPointError, ImportError) as err:  # ImportError: a missing extra
         if args.verbose:
             raise
         print(f"hepgen: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - the CLI's last line of defence: one line, not a traceback
+        if args.verbose:
+            raise
+        first = str(err).splitlines()[0] if str(err) else ""
+        print(f"hepgen: unexpected error: {type(err).__name__}: {first} (rerun with -v for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

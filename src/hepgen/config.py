@@ -18,7 +18,7 @@ import yaml
 
 from hepgen._io import atomic_path
 
-__all__ = ["TrainConfig", "DemoConfig", "load_config", "dump_config", "preset"]
+__all__ = ["TrainConfig", "DemoConfig", "apply_overrides", "load_config", "dump_config", "preset"]
 
 
 @dataclass
@@ -133,6 +133,39 @@ def _from_dict(cls, data: dict, source: str):
     if "energy_range" in kwargs:
         kwargs["energy_range"] = tuple(float(x) for x in kwargs["energy_range"])
     return cls(**kwargs)
+
+
+def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
+    """``config`` with ``KEY=VALUE`` overrides applied (``VALUE`` read as YAML); ``model.X`` sets a
+    family hyper-parameter.  An unknown key is a ``ValueError`` naming it.
+
+    >>> c = apply_overrides(TrainConfig(), ["epochs=5", "model.hidden_features=128", "conditions=[incident_theta]"])
+    >>> c.epochs, c.model, c.conditions
+    (5, {'hidden_features': 128}, ['incident_theta'])
+    >>> apply_overrides(TrainConfig(), ["epoch=5"])
+    Traceback (most recent call last):
+        ...
+    ValueError: --set epoch=5: unknown TrainConfig key 'epoch'
+    """
+    data = dataclasses.asdict(config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {item}: VALUE is not valid YAML ({err})") from None
+        head, _, sub = key.partition(".")
+        if head not in data:
+            raise ValueError(f"--set {item}: unknown TrainConfig key {head!r}")
+        if sub:
+            if head != "model":
+                raise ValueError(f"--set {item}: only model.* takes a sub-key, found {head!r}")
+            data["model"] = {**data["model"], sub: value}
+        else:
+            data[head] = value
+    return _from_dict(TrainConfig, data, "--set")
 
 
 def load_config(path: Union[str, os.PathLike], cls=TrainConfig):

@@ -261,6 +261,7 @@ def train(
     init_from=None,
     progress: bool = True,
     callbacks: Iterable[Callback] = (),
+    data_source: dict | None = None,
 ):
     """Train ``config.family`` on ``data``; returns the trained generator of the selected checkpoint.
 
@@ -278,6 +279,8 @@ def train(
         callbacks: callables ``f(epoch, record)`` run (on rank 0) after every epoch's
             checkpoint, with the epoch's CSV row as a dict; raising :class:`StopTraining`
             ends training cleanly (used by ``hepgen tune`` for pruning).
+        data_source: JSON-able facts about where ``data`` came from (``hepgen train`` gives the
+            file and its SHA-256), kept in the checkpoint's ``meta`` (``hepgen info``).
 
     Returns:
         the domain's trained generator (e.g. a
@@ -288,7 +291,7 @@ def train(
     """
     domain = domain_of_data(data)
     domain.check(data, config)
-    run = _Run(data, config, domain, Path(out_dir), _Dist(config.device))
+    run = _Run(data, config, domain, Path(out_dir), _Dist(config.device), dict(data_source or {}))
     state = run.setup(resume, init_from)
     return run.fit(state, progress, tuple(callbacks))
 
@@ -296,8 +299,9 @@ def train(
 class _Run:
     """One training run: the fixed parts (data, model, optimisers, generators) and its steps."""
 
-    def __init__(self, data, config: TrainConfig, domain, out_dir: Path, dist: _Dist) -> None:
+    def __init__(self, data, config: TrainConfig, domain, out_dir: Path, dist: _Dist, data_source: dict) -> None:
         self.data, self.config, self.domain, self.out_dir, self.dist = data, config, domain, out_dir, dist
+        self.data_source = data_source
         self.device = dist.device
         self.last_path, self.best_path = out_dir / "last.pt", out_dir / "best.pt"
         self.log_path = out_dir / "train_log.csv"
@@ -404,6 +408,7 @@ class _Run:
 
     def _generators(self) -> None:
         meta = {
+            **self.data_source,
             **self.domain.meta(self.data, self.config),
             "train_config": dataclasses.asdict(self.config),
             "n_train": len(self.train_data),
