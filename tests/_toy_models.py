@@ -141,3 +141,13 @@ def _worker(spec_path: str) -> None:
 
 if __name__ == "__main__":
     _worker(sys.argv[1])
+    # Every job's files are written (the tests judge them).  Leave without the interpreter's
+    # final teardown: there, 2-process gloo runs of this script aborted in ~10 % of runs with
+    # "terminate called without an active exception" and no Python frame on the stack, after
+    # all work was done (a torch/gloo teardown race seen since hepgen.domains loads more
+    # modules; not reproduced by a bare init/all_reduce/exit script; see the stop note).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    os._exit(0)

@@ -11,6 +11,11 @@ Every checkpoint and every generated file carries its ``kind``; :func:`domain_of
 picks the domain from it (shower checkpoints written before kinds existed have none and are
 showers).
 
+Built-in kinds are *declared* (:func:`declare_domain`: kind, package, container class) and
+their package is imported the first time the kind is needed, in the manner of plug-in entry
+points: training showers does not import the event-image, tabular or anomaly code (nor the
+libraries they pull in).
+
 This module imports nothing from hepgen: it sits at the bottom of the domain layer.
 
 Example:
@@ -29,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from typing import Any, Protocol, runtime_checkable
@@ -46,6 +52,7 @@ __all__ = [
     "domain_of_checkpoint",
     "call_with_options",
     "check_kind",
+    "declare_domain",
 ]
 
 
@@ -166,6 +173,44 @@ class Domain(Protocol):
 
 
 _DOMAINS: dict[str, Any] = {}
+_DECLARED: dict[str, tuple[str, str]] = {}  # kind → (package, "module:Container"), imported on first use
+
+
+def declare_domain(kind: str, package: str, container: str) -> None:
+    """Declare a kind whose ``package`` registers its domain when imported; ``container`` is
+    ``"module:Class"`` of its data type (a light import, used to recognise data of the kind).
+
+    >>> declare_domain("toy2", "hepgen.domains.no_such_package", "builtins:dict")
+    >>> "toy2" in kinds()
+    True
+    >>> get_domain("toy2")
+    Traceback (most recent call last):
+        ...
+    ValueError: kind 'toy2': its package hepgen.domains.no_such_package cannot be imported (No module named 'hepgen.domains.no_such_package')
+    >>> _ = _DECLARED.pop("toy2")
+    """
+    _DECLARED[kind] = (package, container)
+
+
+def _load(kind: str) -> None:
+    package = _DECLARED[kind][0]
+    try:
+        importlib.import_module(package)
+    except ImportError as err:
+        raise ValueError(f"kind {kind!r}: its package {package} cannot be imported ({err})") from None
+    if kind not in _DOMAINS:
+        raise ValueError(f"kind {kind!r}: importing {package} registered no domain of that kind")
+
+
+def _load_all() -> None:
+    for kind in _DECLARED:
+        if kind not in _DOMAINS:
+            _load(kind)
+
+
+def _container(spec: str) -> type:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def register_domain(domain):
@@ -188,12 +233,14 @@ def unregister_domain(kind: str) -> None:
 
 
 def kinds() -> list[str]:
-    """The registered kinds, in registration order."""
-    return list(_DOMAINS)
+    """The declared and registered kinds (declaration order first)."""
+    return list(dict.fromkeys([*_DECLARED, *_DOMAINS]))
 
 
 def get_domain(kind: str):
     """The domain registered under ``kind``; an unknown kind is a ``ValueError`` listing the known ones."""
+    if kind not in _DOMAINS and kind in _DECLARED:
+        _load(kind)
     if kind not in _DOMAINS:
         raise ValueError(f"unknown kind of data {kind!r}; known: {kinds()}")
     return _DOMAINS[kind]
@@ -204,7 +251,10 @@ def domain_of_data(data):
     for domain in _DOMAINS.values():
         if isinstance(data, domain.data_type):
             return domain
-    known = [d.data_type.__name__ for d in _DOMAINS.values()]
+    for kind, (_, container) in _DECLARED.items():
+        if kind not in _DOMAINS and isinstance(data, _container(container)):
+            return get_domain(kind)
+    known = [_DOMAINS[k].data_type.__name__ if k in _DOMAINS else _DECLARED[k][1].rpartition(":")[2] for k in kinds()]
     raise TypeError(f"expected data of a registered kind ({known}), found {type(data).__name__}")
 
 
@@ -214,6 +264,7 @@ def domain_of_file(path: str | os.PathLike, default: str | None = None):
     Raises:
         ValueError: no domain accepts the file and no ``default`` is given.
     """
+    _load_all()
     for domain in _DOMAINS.values():
         if domain.accepts_file(path):
             return domain

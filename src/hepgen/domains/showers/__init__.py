@@ -26,14 +26,12 @@ import numpy as np
 from hepgen.config import TrainConfig
 from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.domains.base import register_domain
-from hepgen.domains.showers.evaluate import evaluate_files
 from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor
-from hepgen.domains.showers.score import separation_score
 from hepgen.models import build_model, check_family_kind, with_derived_hparams
 
 __all__ = ["DOMAIN", "ShowerDomain", "ShowerGenerator", "ShowerPreprocessor", "layer_sizes", "model_hparams",
-           "sample_to_file", "separation_score"]
+           "sample_to_file"]
 
 
 def layer_sizes(geometry) -> list[int]:
@@ -126,12 +124,20 @@ class ShowerDomain:
         return ShowerGenerator.from_payload(payload, source=source)
 
     def selection_score(self, generator: ShowerGenerator, data: ShowerData, seed: int) -> float:
+        # The evaluation stack (scipy.stats, scikit-learn) is loaded when a score is first
+        # computed, not with the kind: processes that only train or sample (torchrun workers
+        # selecting by the validation loss, hepgen sample) never pay for it.  Not a cycle:
+        # score and evaluate import nothing of this package's __init__.
+        from hepgen.domains.showers.score import separation_score
+
         return separation_score(generator, data, seed=seed)
 
     def evaluate_files(self, real, generated, out_dir, binning=None, seed: int = 0, no_classifier: bool = False,
                        metrics=None, train=None, sep_threshold: float = 0.1, p_threshold: float = 0.01,
                        max_points: int = 5000) -> dict:
         """:func:`~hepgen.domains.showers.evaluate.evaluate_files` with the command line's option names."""
+        from hepgen.domains.showers.evaluate import evaluate_files  # see selection_score
+
         return evaluate_files(real, generated, geometry=binning, out_dir=out_dir, seed=seed,
                               classifier=not no_classifier, groups=metrics, train_path=train,
                               sep_threshold=sep_threshold, p_threshold=p_threshold, max_points=max_points)
