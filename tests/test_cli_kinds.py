@@ -62,3 +62,18 @@ def test_cli_l1_train_and_evaluate_anomaly(tmp_path, capsys):
     # l1 files go to evaluate-anomaly, and the generic evaluate says so
     assert main(["evaluate", str(tmp_path / "test.h5"), str(tmp_path / "sig.h5"), "-o", str(tmp_path / "ev2")]) == 2
     assert "l1 files are evaluated against a trained detector: hepgen evaluate-anomaly" in capsys.readouterr().err
+
+
+def test_cli_simulators_share_the_chunked_job_options_and_refuse_bad_requests(tmp_path, capsys):
+    from hepgen.cli import build_parser
+
+    parser = build_parser()
+    for argv, chunk in ((["simulate", "events", "--process", "qcd"], 200), (["simulate", "tth", "--process", "tth"], 250),
+                        (["simulate", "l1"], 500), (["simulate", "jets"], 1000)):
+        args = parser.parse_args([*argv, "-o", "x.h5"])
+        assert (args.workers, args.chunk_size, args.seed, args.no_resume, args.quiet) == (1, chunk, 0, False, False)
+    # an unphysical mass point is refused before any event is generated
+    assert main(["simulate", "events", "--process", "signal", "--masses", "1000:1200", "--n", "2", "-q",
+                 "-o", str(tmp_path / "e.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hepgen: error:") and "1200" in err and not (tmp_path / "e.h5").exists()

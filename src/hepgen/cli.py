@@ -459,6 +459,16 @@ def cmd_demo(args) -> int:
 
 
 # --- parser ---------------------------------------------------------------------------------
+def _add_chunked_job_options(parser, unit: str, chunk_size: int) -> None:
+    """The options every chunked, resumable simulator takes (:mod:`hepgen.simulate.chunks`)."""
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--chunk-size", type=int, default=chunk_size,
+                        help=f"{unit} per chunk, the unit of resumption (default {chunk_size})")
+    parser.add_argument("--seed", type=int, default=0, help="the job's seed; chunk seeds derive from it (default 0)")
+    parser.add_argument("--no-resume", action="store_true", help="discard finished chunks of an interrupted run")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def _add_jet_evaluate_options(group) -> None:
     group.add_argument("--real-reference", help="jets: independent second reference file for the real-vs-real "
                        "floor (default: split REAL in two halves)")
@@ -509,11 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     sj.add_argument("--type", default="g,q,t,w,z", help="comma-separated jet types: g,q,t,w,z (default: all)")
     sj.add_argument("--n", type=int, default=10_000, help="jets per type")
     sj.add_argument("--n-particles", type=int, default=30, help="constituents kept per jet (JetNet: 30 or 150)")
-    sj.add_argument("--workers", type=int, default=1, help="worker processes")
-    sj.add_argument("--chunk-size", type=int, default=1000, help="jets per chunk (unit of resumption)")
-    sj.add_argument("--seed", type=int, default=0)
-    sj.add_argument("--no-resume", action="store_true", help="discard finished chunks of an interrupted run")
-    sj.add_argument("-q", "--quiet", action="store_true")
+    _add_chunked_job_options(sj, "jets", 1000)
     sj.set_defaults(func=cmd_simulate_jets)
 
     se = sim.add_parser("events", help="whole events as 64x64 calorimeter images from Pythia 8 (docs/events.md)")
@@ -528,11 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--n", type=int, default=1000, help="images per mass point (per run for qcd/minbias; default 1000)")
     se.add_argument("--channels", choices=["total", "ecal_hcal"], default="total", help="image channels (default total)")
     se.add_argument("--qcd-pt-hat-min", type=float, default=400.0, help="qcd: lower pT-hat cut in GeV (default 400)")
-    se.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    se.add_argument("--chunk-size", type=int, default=200, help="images per chunk, the unit of resumption (default 200)")
-    se.add_argument("--seed", type=int, default=0)
-    se.add_argument("--no-resume", action="store_true", help="discard finished chunks of an interrupted run")
-    se.add_argument("-q", "--quiet", action="store_true")
+    _add_chunked_job_options(se, "images", 200)
     se.set_defaults(func=cmd_simulate_events)
 
     st = sim.add_parser("tth", help="semi-leptonic ttH(bb) or ttbb events from Pythia 8 + FastJet as a table of the "
@@ -544,11 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--min-btags", type=int, default=4, help="b-tagged jets required, >= 6 jets always (default 4)")
     st.add_argument("--low-level", action="store_true", help="also write the 32 low-level variables of the chi2 "
                     "assignment")
-    st.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    st.add_argument("--chunk-size", type=int, default=250, help="events per chunk, the unit of resumption (default 250)")
-    st.add_argument("--seed", type=int, default=0)
-    st.add_argument("--no-resume", action="store_true", help="discard finished chunks of an interrupted run")
-    st.add_argument("-q", "--quiet", action="store_true")
+    _add_chunked_job_options(st, "events", 250)
     st.set_defaults(func=cmd_simulate_tth)
 
     sl = sim.add_parser("l1", help="trigger-level events (ADC2021 layout) from Pythia 8 + a Level-1 object model "
@@ -558,11 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "of W_lnu,QCD,Z_ll,ttbar,A_4l,LQ_btau,h0_tautau,hplus_taunu (default sm)")
     sl.add_argument("--n", type=int, default=10_000,
                     help="accepted events per process; for sm in total, split by the SM fractions (default 10000)")
-    sl.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    sl.add_argument("--chunk-size", type=int, default=500, help="events per chunk, the unit of resumption (default 500)")
-    sl.add_argument("--seed", type=int, default=0)
-    sl.add_argument("--no-resume", action="store_true", help="discard finished chunks of an interrupted run")
-    sl.add_argument("-q", "--quiet", action="store_true")
+    _add_chunked_job_options(sl, "events", 500)
     sl.set_defaults(func=cmd_simulate_l1)
 
     t = sub.add_parser("train", help="train a conditional generative model on any kind of data (showers, jets, event "
