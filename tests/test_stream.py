@@ -2,6 +2,7 @@
 
 import json
 import tracemalloc
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -214,3 +215,34 @@ def test_cli_sample_resumes_an_interrupted_job(run, tmp_path, monkeypatch, capsy
     np.testing.assert_array_equal(got.incident_energies, full.incident_energies)
     assert len(np.unique(got.showers, axis=0)) == 700
     assert got.attrs["hepgen_checkpoint_sha256"] == file_sha256(run) and got.attrs["hepgen_seed"] == 9
+
+
+def test_cli_sample_refuses_broken_or_empty_condition_files(run, tmp_path, capsys):
+    """--conditions-from: truncated file, counts that differ, no rows, and --n 0 are one-line errors (exit 2),
+    with nothing written."""
+    geometry = ShowerGenerator.load(run).geometry
+    good = tmp_path / "good.h5"
+    write_showers(good, simulate_dataset(200, geometry=geometry, energy_range=(2e3, 5e4), seed=3), compression=None)
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    mismatch = tmp_path / "mismatch.h5"
+    with h5py.File(mismatch, "w") as f:
+        f["incident_energies"] = np.full((5, 1), 5e3)
+        f["showers"] = np.ones((4, geometry.n_voxels), np.float32)
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w") as f:
+        f["incident_energies"] = np.zeros((0, 1))
+        f["showers"] = np.zeros((0, geometry.n_voxels), np.float32)
+    cases = [
+        (["--conditions-from", str(truncated)], "truncated.h5: could not read HDF5 file ("),
+        (["--conditions-from", str(mismatch)], "mismatch.h5: key 'showers': expected 5 rows like 'incident_energies', "
+                                               "found shape (4, "),
+        (["--conditions-from", str(empty)], "empty.h5: key 'incident_energies': expected at least one row, found 0"),
+        (["--n", "0", "--energies", "5000"], "--n: expected a number of showers >= 1, found 0"),
+    ]
+    for extra, message in cases:
+        out = tmp_path / "out.h5"
+        assert main(["sample", str(run), "-o", str(out), "-q", *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+        assert not out.exists() and not Path(f"{out}.partial").exists()

@@ -115,6 +115,8 @@ def _sample_conditions(args, gen):
     """The :class:`~hepgen.data.stream.ConditionSource` and N for ``hepgen sample``."""
     from hepgen.data.stream import EnergyListConditions, EnergyRangeConditions, FileConditions
 
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n: expected a number of showers >= 1, found {args.n}")
     if args.conditions_from:
         source = FileConditions(args.conditions_from, gen.condition_names)
         n = source.n_available if args.n is None else min(args.n, source.n_available)

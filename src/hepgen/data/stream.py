@@ -204,15 +204,21 @@ class FileConditions(ConditionSource):
             raise FileNotFoundError(f"{self.path}: file not found")
         if not h5py.is_hdf5(self.path):
             raise ValueError(f"{self.path}: expected an HDF5 file (CaloChallenge layout), found something else")
-        with h5py.File(self.path, "r") as f:
-            for key in ("incident_energies", *self.names):
-                if key not in f or not isinstance(f[key], h5py.Dataset):
-                    raise ValueError(f"{self.path}: missing dataset {key!r}; found keys {sorted(f.keys())}")
-            n = f["incident_energies"].shape[0]
-            for key in self.names:
-                if f[key].shape[0] != n:
-                    raise ValueError(f"{self.path}: key {key!r}: expected {n} rows like 'incident_energies', "
-                                     f"found shape {f[key].shape}")
+        try:
+            with h5py.File(self.path, "r") as f:
+                for key in ("incident_energies", *self.names):
+                    if key not in f or not isinstance(f[key], h5py.Dataset):
+                        raise ValueError(f"{self.path}: missing dataset {key!r}; found keys {sorted(f.keys())}")
+                n = f["incident_energies"].shape[0] if f["incident_energies"].shape else 0
+                # the showers too, when the file has them: a file whose counts differ is broken
+                for key in (*self.names, *(["showers"] if "showers" in f else [])):
+                    if not f[key].shape or f[key].shape[0] != n:
+                        raise ValueError(f"{self.path}: key {key!r}: expected {n} rows like 'incident_energies', "
+                                         f"found shape {f[key].shape}")
+        except OSError as err:  # truncated or corrupt files: h5py raises OSError
+            raise ValueError(f"{self.path}: could not read HDF5 file ({str(err).splitlines()[0]})") from None
+        if n == 0:
+            raise ValueError(f"{self.path}: key 'incident_energies': expected at least one row, found 0")
         self.n_available = int(n)
         self.sha256 = file_sha256(self.path) if hash_file else None
 
