@@ -72,7 +72,7 @@ def test_non_tabular_file_is_not_accepted(tmp_path):
     with h5py.File(path, "w") as f:
         f["values"] = np.zeros((2, 2))
     assert not is_tabular_file(path)
-    with pytest.raises(ValueError, match=r"x.h5: key 'kind': expected 'tabular', found None$"):
+    with pytest.raises(ValueError, match=r"x.h5: attribute 'kind': expected 'tabular', found None$"):
         read_tabular(path)
     with pytest.raises(FileNotFoundError, match=r"nope.h5: file not found$"):
         read_tabular(tmp_path / "nope.h5")

@@ -40,7 +40,7 @@ import h5py
 import numpy as np
 
 from hepgen._io import atomic_path
-from hepgen.data.formats import hdf5_attr_value, hdf5_attrs
+from hepgen.data.formats import check_file_kind, hdf5_attr_value, hdf5_attrs, is_file_of_kind
 
 __all__ = ["CONDITION_NAMES", "KIND", "PROCESSES", "EventImages", "is_event_file", "read_events",
            "validate_events", "write_events"]
@@ -155,11 +155,7 @@ def validate_events(data: EventImages, source: str = "<EventImages>") -> None:
 
 def is_event_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is an HDF5 file with ``kind = "events"`` and an ``images`` dataset (cheap)."""
-    try:
-        with h5py.File(path, "r") as f:
-            return hdf5_attr_value(f.attrs.get("kind", b"")) == KIND and "images" in f
-    except (OSError, ValueError):
-        return False
+    return is_file_of_kind(path, KIND, "images")
 
 
 def write_events(path: str | os.PathLike, data: EventImages, compression: str | None = "gzip") -> None:
@@ -188,9 +184,7 @@ def read_events(path: str | os.PathLike) -> EventImages:
     except OSError as err:
         raise ValueError(f"{path}: not an HDF5 file ({err})") from None
     with f:
-        kind = hdf5_attr_value(f.attrs.get("kind", None))
-        if kind != KIND:
-            raise ValueError(f"{path}: attribute 'kind': expected {KIND!r}, found {kind!r}")
+        check_file_kind(f, path, KIND, required=True)
         for key in ("images", "conditions"):
             if key not in f:
                 raise ValueError(f"{path}: key {key!r}: missing (expected an event-image file)")

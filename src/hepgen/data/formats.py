@@ -29,18 +29,33 @@ from hepgen._io import atomic_path
 from hepgen.data.geometry import Geometry, geometry_from_dict, load_geometry
 
 __all__ = ["ShowerData", "read_showers", "write_showers", "validate_showers", "hdf5_attrs", "hdf5_attr_value",
-           "check_file_kind", "CONDITION_KEYS", "GEOMETRY_ATTR", "KIND_ATTR"]
+           "check_file_kind", "is_file_of_kind", "CONDITION_KEYS", "GEOMETRY_ATTR", "KIND_ATTR"]
 
 CONDITION_KEYS = ("incident_theta", "incident_phi", "impact_position")
 GEOMETRY_ATTR = "hepgen_geometry"
 KIND_ATTR = "kind"  # the kind of data a hepgen file holds ("showers", "jets", ...); files from elsewhere have none
 
 
-def check_file_kind(f: h5py.File, path, expected: str) -> None:
-    """Refuse an open HDF5 file whose ``kind`` attribute names another kind of data (none: accepted)."""
+def check_file_kind(f: h5py.File, path, expected: str, required: bool = False) -> None:
+    """Refuse an open HDF5 file whose ``kind`` attribute names another kind of data.
+
+    A file without the attribute is accepted unless ``required`` (kinds whose files only
+    hepgen writes; showers and jets also come from the CaloChallenge and JetNet, without it).
+    """
     found = f.attrs.get(KIND_ATTR)
-    if found is not None and hdf5_attr_value(found) != expected:
-        raise ValueError(f"{path}: attribute {KIND_ATTR!r}: expected {expected!r}, found {hdf5_attr_value(found)!r}")
+    found = None if found is None else hdf5_attr_value(found)
+    if found != expected and (found is not None or required):
+        raise ValueError(f"{path}: attribute {KIND_ATTR!r}: expected {expected!r}, found {found!r}")
+
+
+def is_file_of_kind(path, expected: str, dataset: str) -> bool:
+    """A cheap sniff: an HDF5 file with the attribute ``kind = expected`` and a ``dataset``."""
+    try:
+        with h5py.File(path, "r") as f:
+            found = f.attrs.get(KIND_ATTR)
+            return found is not None and hdf5_attr_value(found) == expected and dataset in f
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass

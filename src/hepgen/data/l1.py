@@ -49,6 +49,7 @@ import h5py
 import numpy as np
 
 from hepgen._io import atomic_path
+from hepgen.data.formats import check_file_kind, is_file_of_kind
 
 __all__ = [
     "KIND",
@@ -248,13 +249,7 @@ def validate_l1(data: L1Events, source: str = "<memory>") -> None:
 
 def is_l1_file(path: str | os.PathLike) -> bool:
     """A cheap sniff: an HDF5 file with the attribute ``kind = "l1"`` and an ``objects`` dataset."""
-    try:
-        with h5py.File(path, "r") as f:
-            kind = f.attrs.get("kind")
-            kind = kind.decode() if isinstance(kind, bytes) else kind
-            return kind == KIND and "objects" in f
-    except (OSError, ValueError):
-        return False
+    return is_file_of_kind(path, KIND, "objects")
 
 
 def read_l1(path: str | os.PathLike, process: str | None = None) -> L1Events:
@@ -272,10 +267,7 @@ def read_l1(path: str | os.PathLike, process: str | None = None) -> L1Events:
     except OSError as err:
         raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
     with f:
-        kind = f.attrs.get("kind")
-        kind = kind.decode() if isinstance(kind, bytes) else kind
-        if kind != KIND:
-            raise ValueError(f"{path}: attribute 'kind': expected {KIND!r}, found {kind!r}")
+        check_file_kind(f, path, KIND, required=True)
         for key in ("objects", "process"):
             if key not in f:
                 raise ValueError(f"{path}: key {key!r}: missing (found keys {sorted(f.keys())})")

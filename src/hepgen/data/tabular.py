@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from hepgen._io import atomic_path
+from hepgen.data.formats import check_file_kind, is_file_of_kind
 
 __all__ = ["KIND", "TabularData", "is_tabular_file", "merge_tabular_files", "read_tabular", "validate_tabular",
            "write_tabular"]
@@ -172,12 +173,7 @@ def validate_tabular(data: TabularData, source: str = "<memory>") -> None:
 
 def is_tabular_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is an HDF5 file with the attribute ``kind = "tabular"`` (a cheap sniff)."""
-    try:
-        with h5py.File(path, "r") as f:
-            kind = f.attrs.get("kind")
-            return (kind.decode() if isinstance(kind, bytes) else kind) == KIND and "values" in f
-    except (OSError, ValueError):
-        return False
+    return is_file_of_kind(path, KIND, "values")
 
 
 def _json_attr(f: h5py.File, path: Path, key: str) -> list[str]:
@@ -211,10 +207,7 @@ def read_tabular(path: str | os.PathLike, columns: Sequence[str] | None = None,
         raise ValueError(f"{path}: expected an HDF5 file (tabular layout), found something else")
     try:
         with h5py.File(path, "r") as f:
-            kind = f.attrs.get("kind")
-            kind = kind.decode() if isinstance(kind, bytes) else kind
-            if kind != KIND:
-                raise ValueError(f"{path}: key 'kind': expected {KIND!r}, found {kind!r}")
+            check_file_kind(f, path, KIND, required=True)
             for key in ("values", "process"):
                 if key not in f or not isinstance(f[key], h5py.Dataset):
                     raise ValueError(f"{path}: key {key!r}: expected a dataset, found none")
