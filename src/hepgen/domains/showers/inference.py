@@ -347,7 +347,7 @@ def build_sampler(model: GenerativeModel, fast: bool = True) -> nn.Module:
 
 def _flow_stage(flow_model) -> nn.Module:
     """PrunedAffineFlow for an affine ConditionalFlow, else ``(c, z) → sample_from_noise``."""
-    if not flow_model.hparams.get("spline_bins"):
+    if not flow_model.hparams.get("spline_bins") and not flow_model.hparams.get("coupling"):
         try:
             return PrunedAffineFlow(flow_model.flow, flow_model.n_features, flow_model.n_conditions).eval()
         except TypeError:  # an unusual structure: the generic path is always correct
