@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -17,6 +18,27 @@ from typing import Any, Union
 import yaml
 
 from hepgen._io import atomic_path
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: ``1e-5`` is a number, not the string
+    ``'1e-5'`` (PyYAML follows YAML 1.1, whose floats need a dot: ``1.0e-5``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*)\.?[0-9_]*(?:[eE][-+]?[0-9]+)$"""),
+    list("-+0123456789"),
+)
+
+
+def _yaml(text: str):
+    """``text`` as YAML (see :class:`_Loader`).
+
+    >>> _yaml("lr: 1e-3")["lr"] * 2
+    0.002
+    """
+    return yaml.load(text, Loader=_Loader)
 
 __all__ = ["TrainConfig", "DemoConfig", "apply_overrides", "load_config", "dump_config", "preset"]
 
@@ -101,7 +123,7 @@ def preset(name: str) -> "TrainConfig":
     if not res.is_file():
         known = sorted(p.name[:-5] for p in (files("hepgen") / "configs").iterdir() if p.name.endswith(".yaml"))
         raise ValueError(f"unknown preset {name!r}; known: {known}")
-    return _from_dict(TrainConfig, yaml.safe_load(res.read_text()) or {}, f"preset {name}.yaml")
+    return _from_dict(TrainConfig, _yaml(res.read_text()) or {}, f"preset {name}.yaml")
 
 
 def _demo_train() -> "TrainConfig":
@@ -120,6 +142,9 @@ class DemoConfig:
     energy_range: tuple[float, float] = (1_000.0, 100_000.0)
     seed: int = 1
     train: TrainConfig = field(default_factory=_demo_train)
+    #: keyword arguments of :func:`hepgen.train.distill.distill` for the one-pass student that
+    #: the demo samples with; None samples with the trained model itself.
+    distill: dict | None = field(default_factory=lambda: {"minutes": 2.0})
 
 
 def _from_dict(cls, data: dict, source: str):
@@ -153,7 +178,7 @@ def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
         if not sep or not key:
             raise ValueError(f"--set {item}: expected KEY=VALUE")
         try:
-            value = yaml.safe_load(text)
+            value = _yaml(text)
         except yaml.YAMLError as err:
             raise ValueError(f"--set {item}: VALUE is not valid YAML ({err})") from None
         head, _, sub = key.partition(".")
@@ -162,7 +187,16 @@ def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
         if sub:
             if head != "model":
                 raise ValueError(f"--set {item}: only model.* takes a sub-key, found {head!r}")
-            data["model"] = {**data["model"], sub: value}
+            # model.a.b=V sets a nested key (e.g. model.shape_flow.transforms=6)
+            node = data["model"] = dict(data["model"])
+            *parents, leaf = sub.split(".")
+            for name in parents:
+                child = node.get(name)
+                if child is not None and not isinstance(child, dict):
+                    raise ValueError(f"--set {item}: model key {name!r} is {child!r}, not a mapping")
+                node[name] = dict(child or {})
+                node = node[name]
+            node[leaf] = value
         else:
             data[head] = value
     return _from_dict(TrainConfig, data, "--set")
@@ -174,7 +208,7 @@ def load_config(path: Union[str, os.PathLike], cls=TrainConfig):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
