@@ -360,6 +360,16 @@ def cmd_refine_apply(args) -> int:
     return 0
 
 
+def cmd_distill(args) -> int:
+    from hepgen.train.distill import distill
+
+    path = distill(args.checkpoint, args.data, args.output, minutes=args.minutes, rounds=args.rounds,
+                   n_pairs=args.n_pairs, hidden=args.hidden, n_hidden=args.n_hidden, lr=args.lr, seed=args.seed,
+                   threads=args.threads, progress=not args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_info(args) -> int:
     from hepgen import __version__
     from hepgen.checkpoint import load_checkpoint
@@ -456,6 +466,8 @@ def cmd_demo(args) -> int:
     if args.quick:
         config.n_train, config.n_test = 3000, 1000
         config.train.epochs, config.train.max_minutes = 3, 1.0
+        if config.distill is not None:
+            config.distill = {"rounds": 2, "n_pairs": 5000, "hidden": 256}
     run_demo(args.output, config, progress=not args.quiet)
     return 0
 
@@ -710,6 +722,22 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--seed", type=int, default=0, help="seed of the refiner's noise")
     ra.add_argument("--deterministic", action="store_true", help="apply the mean correction only")
     ra.set_defaults(func=cmd_refine_apply)
+
+    ds = sub.add_parser("distill", help="distil a trained flow into a one-pass student that samples ~10x faster "
+                        "(CaloFlow II-style teacher-student; docs/models.md)")
+    ds.add_argument("checkpoint", help="the teacher: a flow checkpoint (caloflow, flow)")
+    ds.add_argument("--data", required=True, help="file whose conditions the student learns at (the training file)")
+    ds.add_argument("-o", "--output", required=True, help="folder for best.pt and distill_log.csv")
+    ds.add_argument("--minutes", type=float, default=3.0, help="wall-clock budget (default 3)")
+    ds.add_argument("--rounds", type=int, help="fixed number of rounds of fresh teacher pairs instead of --minutes")
+    ds.add_argument("--n-pairs", type=int, default=50_000, help="teacher pairs per round (default 50000)")
+    ds.add_argument("--hidden", type=int, default=1024, help="student width (default 1024)")
+    ds.add_argument("--n-hidden", type=int, default=3, help="student hidden layers (default 3)")
+    ds.add_argument("--lr", type=float, default=1e-3)
+    ds.add_argument("--threads", type=int, help="torch CPU threads")
+    ds.add_argument("--seed", type=int, default=0)
+    ds.add_argument("-q", "--quiet", action="store_true")
+    ds.set_defaults(func=cmd_distill)
 
     bn = sub.add_parser("bench", help="sampling speed (and fidelity) of a checkpoint vs the reference simulator")
     bn.add_argument("checkpoint")

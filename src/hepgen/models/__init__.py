@@ -15,6 +15,7 @@ from hepgen.models.epic_gan import JetGAN
 from hepgen.models.flow import CaloFlow, ConditionalFlow
 from hepgen.models.flow_matching import ConditionalFlowMatching
 from hepgen.models.gan import GAN
+from hepgen.models.student import FlowStudent
 from hepgen.models.tabular import TabularFlow, TabularWGAN
 from hepgen.models.vae import ConditionalVAE
 
@@ -28,6 +29,7 @@ __all__ = [
     "DenseVAE",
     "EventDCGAN",
     "EventWGANGP",
+    "FlowStudent",
     "GAN",
     "GenerativeModel",
     "JetFlowMatching",

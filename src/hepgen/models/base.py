@@ -62,6 +62,9 @@ def check_family_kind(family: str, kind: str) -> None:
     ValueError: TrainConfig: key 'family': 'epic_fm' generates jets, the data are showers; families for showers: ['caloflow', 'flow', 'flow_matching', 'gan', 'vae']
     """
     cls = MODEL_FAMILIES.get(family)
+    if cls is not None and cls.data_kind is None:
+        raise ValueError(f"TrainConfig: key 'family': {family!r} is distilled from a trained model, not trained on "
+                         f"data: hepgen distill TEACHER.pt --data FILE -o DIR")
     if cls is not None and cls.data_kind != kind:
         fams = sorted(f for f, c in MODEL_FAMILIES.items() if c.data_kind == kind)
         raise ValueError(f"TrainConfig: key 'family': {family!r} generates {cls.data_kind}, the data are "
@@ -110,8 +113,9 @@ class GenerativeModel(nn.Module):
     has_log_prob: ClassVar[bool] = False
     #: what the family generates: ``"showers"`` (flat voxel vectors) or ``"jets"`` (flattened
     #: particle clouds with the multiplicity in condition column 0, :mod:`hepgen.models.epic`);
-    #: the trainer and the zoo tests pick data and preprocessing by it.
-    data_kind: ClassVar[str] = "showers"
+    #: the trainer and the zoo tests pick data and preprocessing by it.  None: the family
+    #: generates what its teacher generates and is not trained on data (``student``).
+    data_kind: ClassVar[str | None] = "showers"
 
     def __init__(self, n_features: int, n_conditions: int) -> None:
         super().__init__()

@@ -1,0 +1,160 @@
+"""Distil a trained generator into a one-pass :class:`~hepgen.models.student.FlowStudent`.
+
+The teacher is any checkpoint whose model maps noise to features deterministically
+(``sample_from_noise``: the flow families).  The student learns that map by regression
+(L1 in the teacher's standardised feature space) on pairs drawn from the teacher at the
+conditions of a data file, so it inherits the teacher's preprocessing and is saved as a
+checkpoint of the same kind: ``hepgen sample``, ``bench``, ``export`` and ``evaluate`` use it
+as they use any other.
+
+Kind-agnostic: the data and the checkpoint are handled through the domain protocol
+(``domain_of_checkpoint``, ``read``, ``conditions``, ``from_payload``, the generator's
+``save``), like the trainer.
+
+Flow of one run (``distill``)::
+
+    teacher ckpt ─► T(z, c)   data file ─► c pool (N, C)
+                      │                      │
+          pairs: z ~ N(0, 1), c from pool ─► x = T(z, c)   (n_pairs, regenerated each round)
+                      │
+          student S: Adam + cosine, L1(S(z, c), x), validated on fixed held-out pairs
+                      │
+          best.pt (the student with the teacher's preprocessing and meta) + distill_log.csv
+
+References: see :mod:`hepgen.models.student`.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hepgen._io import atomic_path
+from hepgen.checkpoint import load_checkpoint
+from hepgen.domains import domain_of_checkpoint
+from hepgen.models import build_model
+
+__all__ = ["distill", "teacher_pairs"]
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def teacher_pairs(teacher, pool: torch.Tensor, n: int, generator: torch.Generator,
+                  batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` pairs ``(z, c, T(z, c))`` with ``c`` drawn with replacement from ``pool (N, C)``.
+
+    Returns ``z: (n, noise_dim)``, ``c: (n, C)``, ``x: (n, D)`` float32 tensors.
+
+    >>> from hepgen.models import ConditionalFlow
+    >>> t = ConditionalFlow(3, 1, transforms=1, hidden_features=4, n_hidden=1).eval()
+    >>> z, c, x = teacher_pairs(t, torch.zeros(5, 1), 7, torch.Generator().manual_seed(0))
+    >>> bool(torch.allclose(x, t.sample_from_noise(c, z)))
+    True
+    """
+    idx = torch.randint(len(pool), (n,), generator=generator)
+    c = pool[idx]
+    z = torch.randn(n, teacher.noise_dim, generator=generator)
+    x = torch.cat([teacher.sample_from_noise(c[s: s + batch_size], z[s: s + batch_size])
+                   for s in range(0, n, batch_size)])
+    return z, c, x.float()
+
+
+def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | None = None,
+            n_pairs: int = 50_000, n_val: int = 5_000, epochs_per_round: int = 2, batch_size: int = 500,
+            lr: float = 1e-3, hidden: int = 1024, n_hidden: int = 3, seed: int = 0, threads: int | None = None,
+            progress: bool = True) -> Path:
+    """Train a student of the checkpoint at ``teacher_path``; return the path of its ``best.pt``.
+
+    Arguments:
+        teacher_path: a trained checkpoint whose family has ``sample_from_noise``.
+        data: a data file of the teacher's kind, or its in-memory container: the student
+            learns at its conditions (the training file is the natural choice).
+        out_dir: receives ``best.pt`` and ``distill_log.csv``.
+        minutes: wall-clock budget; checked after every batch.  The cosine learning-rate
+            schedule spans the budget (or ``rounds``), so a stop at the limit ends it.
+        rounds: number of rounds instead of a time budget; each round draws ``n_pairs``
+            fresh teacher pairs and trains ``epochs_per_round`` epochs on them.
+        n_val: fixed held-out teacher pairs; the student with the lowest validation L1 is kept.
+        batch_size, lr, hidden, n_hidden: student training and size.
+        seed: seeds pairs, student initialisation and batch order.
+        threads: torch CPU threads (None: leave as is).
+
+    Raises:
+        ValueError: the teacher has no deterministic ``sample_from_noise``, or the data
+            have no rows.
+    """
+    if threads:
+        torch.set_num_threads(int(threads))
+    teacher_path, out = Path(teacher_path), Path(out_dir)
+    payload = load_checkpoint(teacher_path)
+    domain = domain_of_checkpoint(payload, str(teacher_path))
+    gen = domain.from_payload(payload, str(teacher_path))
+    teacher = gen.model.eval()
+    if not hasattr(teacher, "sample_from_noise") or getattr(teacher, "noise_dim", None) is None:
+        raise ValueError(f"{teacher_path}: key 'family': {teacher.family!r} has no deterministic noise-to-sample "
+                         "map (sample_from_noise) to distil; use a flow checkpoint (caloflow, flow)")
+    if teacher.family == "student":
+        raise ValueError(f"{teacher_path}: key 'family': already a student; distil its teacher instead")
+    if not hasattr(data, "__len__") or isinstance(data, (str, Path)):
+        data = domain.read(data)
+    pool = torch.from_numpy(np.asarray(domain.conditions(gen.preprocessor, data), dtype=np.float32))
+    if len(pool) == 0:
+        raise ValueError("distill: the data file has no rows to take conditions from")
+    torch.manual_seed(seed)
+    student = build_model("student", n_features=teacher.n_features, n_conditions=teacher.n_conditions,
+                          noise_dim=teacher.noise_dim, hidden=hidden, n_hidden=n_hidden,
+                          teacher_family=teacher.family)
+    rng = torch.Generator().manual_seed(seed)
+    val = teacher_pairs(teacher, pool, n_val, rng)
+    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    budget = minutes * 60.0
+    best, rows, step, rnd = math.inf, [], 0, 0
+    steps_per_round = epochs_per_round * math.ceil(n_pairs / batch_size)
+    progress_of = (lambda: rnd / rounds) if rounds else (lambda: (time.perf_counter() - t0) / budget)
+    result = copy.copy(gen)
+    result.meta = {**gen.meta, "distilled_from": {"checkpoint": str(teacher_path), "family": teacher.family}}
+    while (rounds and rnd < rounds) or (not rounds and time.perf_counter() - t0 < budget):
+        z, c, x = teacher_pairs(teacher, pool, n_pairs, rng)
+        student.train()
+        losses = []
+        for k in range(steps_per_round):
+            frac = min(progress_of() + (k / steps_per_round / rounds if rounds else 0.0), 1.0)
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * frac))
+            i = torch.randint(n_pairs, (batch_size,), generator=rng)
+            loss = student.distill_loss(z[i], c[i], x[i])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            if not rounds and time.perf_counter() - t0 >= budget:
+                break
+        rnd += 1
+        student.eval()
+        with torch.no_grad():
+            v = float(student.distill_loss(*val))
+        rows.append({"round": rnd, "step": step, "train_l1": float(np.mean(losses)), "val_l1": v,
+                     "minutes": (time.perf_counter() - t0) / 60})
+        if progress:
+            log.info("distill round %d: step %d, train L1 %.4f, val L1 %.4f", rnd, step, rows[-1]["train_l1"], v)
+        if v < best:
+            best = v
+            result.model = copy.deepcopy(student).eval()
+            result.meta["distilled_from"].update(val_l1=v, rounds=rnd, steps=step)
+            result.save(out / "best.pt")
+    with atomic_path(out / "distill_log.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out / "best.pt"
