@@ -328,7 +328,14 @@ if g4 is not None:
                 poly = g4.G4TwoVectorVector()
                 for i in range(1, len(shape), 2):
                     poly.append(g4.G4TwoVector(shape[i], shape[i + 1]))
-                return g4.G4ExtrudedSolid("voxel", poly, half_z, g4.G4TwoVector(0, 0), 1.0, g4.G4TwoVector(0, 0), 1.0)
+                hexagon = g4.G4ExtrudedSolid("voxel", poly, half_z, g4.G4TwoVector(0, 0), 1.0,
+                                             g4.G4TwoVector(0, 0), 1.0)
+                # A G4ExtrudedSolid that Python still holds at interpreter exit is destroyed after
+                # Geant4's own statics and crashes the process (SIGSEGV, exit 139; geant4-pybind
+                # 0.1.3, measured here; G4Box/G4Tubs are not affected).  One extra reference, never
+                # released, keeps Python from ever destroying it: a few small solids are leaked.
+                ctypes.pythonapi.Py_IncRef(ctypes.py_object(hexagon))
+                return hexagon
 
             def voxel_lv(material, t, *shape):
                 key = (material, t) + shape
