@@ -179,10 +179,11 @@ def test_calogan_geant4_energy_conservation_and_sampling(calogan_g4):
     r = np.load(calogan_g4 / "run.npz")
     total = (r["visible"] + r["outside"] + r["absorber"]) / 1000.0
     # everything is deposited in the 30.8 X0, 240 mm half-width cube but for backscattered and
-    # escaping photons: at 1 GeV well under 5 % (measured 0.996–0.999)
-    assert np.all((total > 0.95) & (total < 1.0 + 1e-6))
-    # visible fraction: the MIP sampling fraction of 2 mm Pb + 4 mm LAr is 0.85 / (0.85 + 2.55) = 0.25 MeV
-    # (PDG minimum dE/dx); EM showers in lead sample ≈ 0.7–0.8 of it: 0.17–0.20 (measured 0.19–0.21)
+    # escaping photons (measured over 20 showers of 1 GeV: mean 0.992, lowest 0.955)
+    assert np.all((total > 0.9) & (total < 1.0 + 1e-6)) and total.mean() > 0.97
+    # visible fraction: the MIP sampling fraction of 2 mm Pb + 4 mm LAr is 0.85 / (0.85 + 2.55) = 0.25
+    # (PDG minimum dE/dx); EM showers in lead sample ≈ 0.7–0.8 of it: 0.17–0.20 (measured 0.185 ± 0.013
+    # per 1 GeV shower, 0.189 ± 0.004 at 10 GeV)
     assert 0.15 < r["visible"].mean() / 1000.0 < 0.25
     assert np.all(r["outside"] == 0.0)  # the binning covers the whole 480 mm face
 
