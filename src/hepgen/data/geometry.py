@@ -1,6 +1,6 @@
-"""Voxel geometries of a calorimeter: CaloChallenge cylindrical binning and a Cartesian grid.
+"""Voxel geometries of a calorimeter: CaloChallenge cylindrical binning, Cartesian grids, hexagons.
 
-Two geometries are supported, behind the same small interface (``n_voxels``,
+Four geometries are supported, behind the same small interface (``n_voxels``,
 ``n_layers``, ``layer_slices``, ``voxel_index``, ``voxel_xy`` …) so that the
 simulator, the data layer and the metrics never need to know which one they hold.
 
@@ -11,6 +11,15 @@ simulator, the data layer and the metrics never need to know which one they hold
   than two edges (``r_edges="0"``) are inactive and hold no voxels.
 * :class:`CartesianGrid` — ``nz`` layers of ``ny × nx`` square cells (3DGAN / HGCAL
   studies).  Voxel order is x-fastest, then y, then layer (C order of ``(nz, ny, nx)``).
+* :class:`~hepgen.data.geometry_layers.LayeredCartesianGrid` — layers of rectangular
+  cells, each layer with its own ``(ny, nx)`` and cell size (CaloGAN); layer-major, C order
+  of ``(ny, nx)`` inside a layer (:mod:`hepgen.data.geometry_layers`).
+* :class:`~hepgen.data.geometry_hex.HexagonalGrid` — layers of hexagonal cells in axial
+  coordinates (HGCAL prototype-like; :mod:`hepgen.data.geometry_hex`).
+
+The CaloChallenge XML describes cylindrical binnings only; every geometry is written and
+read as JSON (``to_dict`` / :func:`geometry_from_dict`), which is also how shower files
+carry their geometry (the HDF5 attribute ``hepgen_geometry``).
 
 Coordinates are in mm, in the plane transverse to the shower axis, with the axis at
 the origin.  Following the CaloChallenge evaluation code, the transverse coordinates of
@@ -35,11 +44,17 @@ from typing import Union
 import numpy as np
 
 from hepgen._io import atomic_path
+from hepgen.data.geometry_hex import HexagonalGrid
+from hepgen.data.geometry_layers import CartesianLayer, LayeredCartesianGrid
 
 __all__ = [
     "LayerBinning",
     "CylindricalBinning",
     "CartesianGrid",
+    "CartesianLayer",
+    "LayeredCartesianGrid",
+    "HexagonalGrid",
+    "GEOMETRY_KINDS",
     "Geometry",
     "load_geometry",
     "save_geometry",
@@ -359,18 +374,29 @@ class CartesianGrid:
         return {"kind": "cartesian", "nx": self.nx, "ny": self.ny, "nz": self.nz, "cell_size": self.cell_size}
 
 
-Geometry = Union[CylindricalBinning, CartesianGrid]
+Geometry = Union[CylindricalBinning, CartesianGrid, LayeredCartesianGrid, HexagonalGrid]
+
+#: The ``kind`` of each geometry class (the key ``kind`` of its JSON).
+GEOMETRY_KINDS = ("cylindrical", "cartesian", "layered-cartesian", "hexagonal")
 
 
 def geometry_from_dict(d: dict) -> Geometry:
-    """Inverse of ``geometry.to_dict()``."""
-    kind = d.get("kind")
+    """Inverse of ``geometry.to_dict()``.
+
+    >>> geometry_from_dict(HexagonalGrid(2, 1, 10.0).to_dict()) == HexagonalGrid(2, 1, 10.0)
+    True
+    """
+    kind = d.get("kind") if isinstance(d, dict) else None
     if kind == "cylindrical":
         layers = tuple(LayerBinning(int(l["id"]), tuple(l["r_edges"]), int(l["n_alpha"])) for l in d["layers"])
         return CylindricalBinning(layers, d.get("particle", "photon"), int(d.get("pid", 22)))
     if kind == "cartesian":
         return CartesianGrid(int(d["nx"]), int(d["ny"]), int(d["nz"]), float(d["cell_size"]))
-    raise ValueError(f"geometry kind must be 'cylindrical' or 'cartesian', found {kind!r}")
+    if kind == "layered-cartesian":
+        return LayeredCartesianGrid.from_dict(d)
+    if kind == "hexagonal":
+        return HexagonalGrid.from_dict(d)
+    raise ValueError(f"geometry kind must be one of {', '.join(repr(k) for k in GEOMETRY_KINDS)}, found {kind!r}")
 
 
 def load_geometry(path: Union[str, os.PathLike], particle: str | None = None) -> Geometry:
@@ -383,13 +409,19 @@ def load_geometry(path: Union[str, os.PathLike], particle: str | None = None) ->
             raise FileNotFoundError(f"{path}: geometry file not found")
         try:
             return geometry_from_dict(json.loads(path.read_text()))
-        except (KeyError, TypeError, json.JSONDecodeError) as err:
+        except ValueError as err:
+            if isinstance(err, json.JSONDecodeError):
+                raise ValueError(f"{path}: not a hepgen geometry JSON ({err!r})") from None
+            raise ValueError(f"{path}: {err}") from None
+        except (KeyError, TypeError) as err:
             raise ValueError(f"{path}: not a hepgen geometry JSON ({err!r})") from None
-    raise ValueError(f"{path}: geometry must be a CaloChallenge .xml binning or a .json grid")
+    raise ValueError(f"{path}: geometry must be a CaloChallenge .xml binning or a .json geometry, "
+                     f"found suffix {path.suffix!r}")
 
 
 def save_geometry(geometry: Geometry, path: Union[str, os.PathLike]) -> None:
-    """Write a geometry: cylindrical binnings as CaloChallenge XML when ``path`` ends in .xml."""
+    """Write a geometry: cylindrical binnings as CaloChallenge XML when ``path`` ends in .xml,
+    any geometry as JSON otherwise (``to_dict``; read back by :func:`load_geometry`)."""
     path = Path(path)
     if path.suffix.lower() == ".xml":
         if not isinstance(geometry, CylindricalBinning):

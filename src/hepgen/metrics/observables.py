@@ -67,7 +67,9 @@ def radial_profile(showers: np.ndarray, geometry) -> tuple[np.ndarray, np.ndarra
 
     Cylindrical binnings: one bin per distinct radial bin centre of the binning (layers
     with the same ``r_edges`` share their bins).  Cartesian grids: rings of width
-    ``cell_size`` in the voxel-centre radius ``voxel_r``, starting at 0.
+    ``cell_size`` in the voxel-centre radius ``voxel_r``, starting at 0; per-layer
+    Cartesian and hexagonal geometries: rings of their ``ring_width_mm`` (finest cell side,
+    pitch).
 
     Returns:
         ``(r_centres, energies)``: ``r_centres`` (n_r,) mm and ``energies`` (N, n_r) MeV;
@@ -75,8 +77,8 @@ def radial_profile(showers: np.ndarray, geometry) -> tuple[np.ndarray, np.ndarra
     """
     showers = _check_showers(showers, geometry)
     r = geometry.voxel_r()
-    if getattr(geometry, "kind", "") == "cartesian":
-        width = float(geometry.cell_size)
+    width = _ring_width(geometry)
+    if width is not None:
         inverse = np.floor(r / width + 1e-9).astype(np.int64)
         n_r = int(inverse.max()) + 1
         centres = (np.arange(n_r) + 0.5) * width
@@ -87,10 +89,20 @@ def radial_profile(showers: np.ndarray, geometry) -> tuple[np.ndarray, np.ndarra
     onehot = np.zeros((r.size, n_r))
     onehot[np.arange(r.size), inverse.ravel()] = 1.0
     out = showers @ onehot
-    if getattr(geometry, "kind", "") == "cartesian":
+    if width is not None:
         keep = onehot.sum(axis=0) > 0  # rings holding no voxel centre
         centres, out = centres[keep], out[:, keep]
     return centres, out
+
+
+def _ring_width(geometry) -> float | None:
+    """Ring width (mm) of the radial profile: a Cartesian grid's cell size, or the
+    ``ring_width_mm`` of the per-layer Cartesian and hexagonal geometries; None for
+    cylindrical binnings (their own radial bins)."""
+    if getattr(geometry, "kind", "") == "cartesian":
+        return float(geometry.cell_size)
+    width = getattr(geometry, "ring_width_mm", None)
+    return None if width is None else float(width)
 
 
 def _weighted_moments(e: np.ndarray, coord: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

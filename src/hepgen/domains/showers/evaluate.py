@@ -413,8 +413,9 @@ def layer_images(showers: np.ndarray, incident_energies: np.ndarray, geometry) -
     """Per-layer images of the energy fraction E_voxel / E_inc: (N, n_alpha, n_r) or (N, ny, nx).
 
     Cylindrical layers are (angular, radial) grids in voxel order (radial fastest); Cartesian
-    layers (y, x).  A layer with fewer than 3 bins along a side has no image (None): the SSIM
-    window needs at least 3 × 3.
+    layers (y, x), each layer of a per-layer Cartesian grid its own (ny, nx).  A layer with
+    fewer than 3 bins along a side, or of hexagonal cells, has no image (None): the SSIM
+    window needs at least 3 × 3 pixels on a square lattice.
     """
     x = np.asarray(showers, dtype=np.float64) / np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
     out: list[np.ndarray | None] = []
@@ -422,9 +423,11 @@ def layer_images(showers: np.ndarray, incident_energies: np.ndarray, geometry) -
         if geometry.kind == "cylindrical":
             lb = geometry.active_layers[i]
             shape = (lb.n_alpha, lb.n_r)
+        elif hasattr(geometry, "layer_image_shape"):  # per-layer Cartesian; None for hexagons
+            shape = geometry.layer_image_shape(i)
         else:
             shape = (geometry.ny, geometry.nx)
-        out.append(x[:, s].reshape(len(x), *shape) if min(shape) >= 3 else None)
+        out.append(x[:, s].reshape(len(x), *shape) if shape is not None and min(shape) >= 3 else None)
     return out
 
 

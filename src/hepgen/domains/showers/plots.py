@@ -24,6 +24,7 @@ from hepgen.metrics.observables import (
     radial_profile,
     resolution_model,
 )
+from hepgen.report.hexagons import draw_hexagonal_layer
 from hepgen.report.style import DPI, GEN, REAL, draw_ratio, figure_style, ratio_axes
 
 __all__ = [
@@ -151,6 +152,16 @@ def plot_average_showers(path, real, generated, geometry):
                                          norm=norm, cmap="viridis", shading="flat")
                     ax.set_ylim(0, np.sqrt(lb.r_edges[-1]))
                     ax.grid(False)
+                elif geometry.kind == "hexagonal":
+                    ax = fig.add_subplot(spec)
+                    mesh = draw_hexagonal_layer(ax, geometry, layer_mean, norm=norm)
+                elif geometry.kind == "layered-cartesian":
+                    ax = fig.add_subplot(spec)
+                    lay = geometry.layers[i]
+                    img = layer_mean.reshape(lay.ny, lay.nx)
+                    mesh = ax.imshow(img, norm=norm, cmap="viridis", origin="lower",
+                                     extent=(-0.5 * lay.nx * lay.dx, 0.5 * lay.nx * lay.dx,
+                                             -0.5 * lay.ny * lay.dy, 0.5 * lay.ny * lay.dy))
                 else:
                     ax = fig.add_subplot(spec)
                     img = layer_mean.reshape(geometry.ny, geometry.nx)

@@ -52,7 +52,8 @@ by millimetres; without photo-nuclear processes the small fraction of a real sho
 energy that goes into nuclear binding and neutrons is deposited electromagnetically.
 
 **Scoring** without per-step Python: every voxel of the binning is a Geant4 volume (an
-r–α segment of a cylinder, or a box) whose copy number is its hepgen voxel index, and a
+r–α segment of a cylinder, a box — of its layer's size for a per-layer Cartesian grid —
+or a hexagonal prism, ``G4ExtrudedSolid``) whose copy number is its hepgen voxel index, and a
 ``G4MultiFunctionalDetector`` with a ``G4PSEnergyDeposit`` primitive scorer (Geant4's own
 C++ scoring) sums the deposits of each event; Python reads the event's hit map once per
 event (a few hundred entries).  The slab volumes around the voxels and the absorbers are
@@ -89,7 +90,7 @@ from pathlib import Path
 import numpy as np
 
 from hepgen.data.formats import ShowerData, read_showers, write_showers
-from hepgen.data.geometry import CartesianGrid, save_geometry
+from hepgen.data.geometry import HexagonalGrid, save_geometry
 from hepgen.simulate.chunks import chunk_dir_for, chunk_seed, finish_chunks, run_chunks
 from hepgen.simulate.geant4.presets import CalorimeterSpec, get_preset
 
@@ -246,6 +247,24 @@ def _quiet(enabled: bool = True):
                 log.debug("Geant4 output:\n%s", text)
 
 
+def _cell_shape(geo, k: int) -> tuple:
+    """The solid of every cell of readout layer ``k`` of a non-cylindrical geometry.
+
+    ``("box", half_x, half_y)`` (mm) for the Cartesian grids (one size per layer for
+    :class:`~hepgen.data.geometry_layers.LayeredCartesianGrid`); for hexagonal cells
+    ``("polygon", x0, y0, …)``, the six vertices about the centre in clockwise order.
+    """
+    if geo.kind == "cartesian":
+        return ("box", geo.cell_size / 2, geo.cell_size / 2)
+    if geo.kind == "layered-cartesian":
+        return ("box", geo.layers[k].dx / 2, geo.layers[k].dy / 2)
+    if geo.kind == "hexagonal":
+        one = HexagonalGrid(1, 0, geo.pitch_mm, geo.orientation).cell_vertices()[0][::-1]  # centred, clockwise
+        return ("polygon",) + tuple(float(c) for c in np.round(one, 12).ravel())
+    raise ValueError(f"geometry kind {geo.kind!r}: the Geant4 engine scores cylindrical, cartesian, "
+                     "layered-cartesian and hexagonal geometries")
+
+
 if g4 is not None:
     class _PhysicsList(g4.G4VUserPhysicsList):
         """γ, e⁻, e⁺ with the data-free EM processes of ``_g4processes.cpp``."""
@@ -289,8 +308,9 @@ if g4 is not None:
             world_lv = g4.G4LogicalVolume(world_s, vacuum, "world")
             world = g4.G4PVPlacement(None, g4.G4ThreeVector(), world_lv, "world", None, False, 0)
             self.keep += [world_s, world_lv, world]
-            cylindrical = not isinstance(geo, CartesianGrid)
+            cylindrical = geo.kind == "cylindrical"
             n_vox, n_layers = geo.n_voxels, geo.n_layers
+            cell_x, cell_y = (None, None) if cylindrical else geo.voxel_xy()
             offsets = np.concatenate([[0], np.cumsum([s.stop - s.start for s in geo.layer_slices])])
             slab_lvs: dict = {}
             voxel_lvs: dict = {}
@@ -300,10 +320,27 @@ if g4 is not None:
                     return g4.G4Box(name, box[0], box[1], half_z)
                 return g4.G4Tubs(name, r0, r1, half_z, phi0, dphi)
 
+            def cell_solid(half_z, shape):
+                """A non-cylindrical cell: ("box", half_x, half_y) or ("polygon", x0, y0, x1, y1, …)
+                (vertices about the cell centre, clockwise, as G4ExtrudedSolid wants them)."""
+                if shape[0] == "box":
+                    return g4.G4Box("voxel", shape[1], shape[2], half_z)
+                poly = g4.G4TwoVectorVector()
+                for i in range(1, len(shape), 2):
+                    poly.append(g4.G4TwoVector(shape[i], shape[i + 1]))
+                hexagon = g4.G4ExtrudedSolid("voxel", poly, half_z, g4.G4TwoVector(0, 0), 1.0,
+                                             g4.G4TwoVector(0, 0), 1.0)
+                # A G4ExtrudedSolid that Python still holds at interpreter exit is destroyed after
+                # Geant4's own statics and crashes the process (SIGSEGV, exit 139; geant4-pybind
+                # 0.1.3, measured here; G4Box/G4Tubs are not affected).  One extra reference, never
+                # released, keeps Python from ever destroying it: a few small solids are leaked.
+                ctypes.pythonapi.Py_IncRef(ctypes.py_object(hexagon))
+                return hexagon
+
             def voxel_lv(material, t, *shape):
                 key = (material, t) + shape
                 if key not in voxel_lvs:
-                    s = solid("voxel", t / 2, *shape[:4]) if cylindrical else solid("voxel", t / 2, box=shape)
+                    s = solid("voxel", t / 2, *shape[:4]) if cylindrical else cell_solid(t / 2, shape)
                     lv = g4.G4LogicalVolume(s, mats[material], "voxel")
                     self.keep += [s, lv]
                     self.active_lvs.append(lv)
@@ -337,17 +374,14 @@ if g4 is not None:
                                 pv = g4.G4PVPlacement(None, g4.G4ThreeVector(), v, "voxel", lv, False, index)
                                 self.keep.append(pv)
                                 index += 1
-                    else:
-                        half = geo.cell_size / 2
-                        v = voxel_lv(slab.material, t, half, half)
-                        xs = (np.arange(geo.nx) - 0.5 * (geo.nx - 1)) * geo.cell_size
-                        ys = (np.arange(geo.ny) - 0.5 * (geo.ny - 1)) * geo.cell_size
-                        for y in ys:
-                            for x in xs:
-                                pv = g4.G4PVPlacement(None, g4.G4ThreeVector(float(x), float(y), 0.0), v, "voxel",
-                                                      lv, False, index)
-                                self.keep.append(pv)
-                                index += 1
+                    else:  # one volume per cell, at the geometry's cell centres, in voxel order
+                        v = voxel_lv(slab.material, t, *_cell_shape(geo, k))
+                        sl = geo.layer_slices[k]
+                        for x, y in zip(cell_x[sl], cell_y[sl]):
+                            pv = g4.G4PVPlacement(None, g4.G4ThreeVector(float(x), float(y), 0.0), v, "voxel",
+                                                  lv, False, index)
+                            self.keep.append(pv)
+                            index += 1
                 slab_lvs[key] = lv
                 return lv
 

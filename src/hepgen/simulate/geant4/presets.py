@@ -30,6 +30,14 @@ depth in radiation lengths and sampling), not replicas of their detectors:
   calorimeter images of 3DGAN (Khattak et al., arXiv:1912.08398 and the CLIC data set of
   Pierini & Zhang): 25 periods of 2.8 mm tungsten (≈ 0.8 X0) and 0.5 mm silicon; the
   thicknesses are an approximation, not the CLIC detector model.
+* ``calogan`` — the CaloGAN calorimeter (Paganini, de Oliveira, Nachman, arXiv:1705.02355):
+  a 480 mm cube of 80 periods of 2 mm lead and 4 mm liquid argon (≈ 30.8 X0), read out in
+  three layers 90, 347 and 43 mm deep with 3 × 96, 12 × 12 and 12 × 6 cells
+  (:meth:`hepgen.data.geometry.LayeredCartesianGrid.calogan`).
+* ``hgcal`` — a CMS HGCAL 2018 test-beam prototype-like electromagnetic section (CE-E):
+  14 double-sided mini-modules, 28 silicon layers of 127 hexagonal 1.1 cm² cells
+  (:class:`hepgen.data.geometry.HexagonalGrid`), Pb absorbers in steel, Cu cooling plates
+  and CuW baseplates (≈ 25.2 X0); every thickness is an approximation (see :func:`hgcal`).
 
 Example:
     >>> spec = PRESETS["ds1-photon"]()
@@ -46,7 +54,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hepgen.data.geometry import CartesianGrid, CylindricalBinning, Geometry, LayerBinning
+from hepgen.data.geometry import (
+    CartesianGrid,
+    CylindricalBinning,
+    Geometry,
+    HexagonalGrid,
+    LayerBinning,
+    LayeredCartesianGrid,
+)
 from hepgen.simulate.calorimeter import LEAD, POLYSTYRENE, Material, SamplingCalorimeter
 
 __all__ = [
@@ -54,18 +69,20 @@ __all__ = [
     "X0_MM",
     "CalorimeterSpec",
     "Slab",
+    "calogan",
     "ds1_photon",
     "ds2",
     "gan3d",
     "get_preset",
     "gflash_calorimeter",
+    "hgcal",
 ]
 
 #: Radiation lengths (mm) of the NIST materials used here (PDG "Atomic and nuclear
 #: properties of materials"); only for the depth bookkeeping of :meth:`CalorimeterSpec.depth_x0`
 #: (Geant4 computes its own from the material definitions).
 X0_MM = {"G4_Pb": 5.612, "G4_lAr": 140.0, "G4_Fe": 17.57, "G4_POLYSTYRENE": 413.1,
-         "G4_W": 3.504, "G4_Si": 93.70, "G4_Galactic": float("inf")}
+         "G4_W": 3.504, "G4_Si": 93.70, "G4_Cu": 14.36, "G4_Galactic": float("inf")}
 
 
 @dataclass(frozen=True)
@@ -188,6 +205,87 @@ def gan3d() -> CalorimeterSpec:
                            "3DGAN/CLIC-like Cartesian 25x25x25 grid of 5.1 mm cells on 25 x (2.8 mm W + 0.5 mm Si)")
 
 
+def calogan() -> CalorimeterSpec:
+    """The CaloGAN calorimeter: 80 × (2 mm Pb + 4 mm LAr) in three readout layers of different granularity.
+
+    Sources: Paganini, de Oliveira, Nachman, "CaloGAN", arXiv:1705.02355 (PRD 97 (2018)
+    014021), section II and table I: a 480 mm × 480 mm × 480 mm lead / liquid-argon cube,
+    layers 90, 347 and 43 mm deep, cells 5 × 160, 40 × 40 and 80 × 40 mm; the absorber and
+    gap thicknesses (2 mm ``G4_Pb``, 4 mm liquid argon, 80 periods) from the paper's Geant4
+    application (github.com/hep-lbdl/CaloGAN, ``generation/src/DetectorConstruction.cc``),
+    and the layer boundaries at 90 and 437 mm from its cell conversion
+    (``generation/convert_to_cells_v2.py``).  The 437 mm boundary cuts the liquid argon
+    of period 73: its first 3 mm are read out by layer 1, its last 1 mm by layer 2 (two
+    slabs), so the three layers are exactly 90, 347 and 43 mm deep.
+
+    Approximations: ``G4_lAr`` (NIST, 1.396 g/cm³) instead of the application's
+    1.390 g/cm³ argon; this engine's data-free EM physics list instead of the paper's
+    (docs/geant4.md); the primary enters the centre of the front face along the axis
+    (as in the paper) unless the caller asks otherwise.  The visible energy (LAr only) is
+    scored, as in the CaloGAN files.
+
+    >>> spec = calogan()
+    >>> spec.geometry.n_voxels, [round(end, 1) for start, end in spec.layer_depths_x0()]
+    (504, [5.8, 28.1, 30.8])
+    """
+    slabs: list[Slab] = []
+    for i in range(80):
+        slabs.append(Slab("G4_Pb", 2.0))
+        if i < 15:
+            slabs.append(Slab("G4_lAr", 4.0, 0))  # 0–90 mm
+        elif i < 72:
+            slabs.append(Slab("G4_lAr", 4.0, 1))
+        elif i == 72:  # 432–438 mm: Pb 432–434, LAr 434–438, boundary at 437 mm
+            slabs += [Slab("G4_lAr", 3.0, 1), Slab("G4_lAr", 1.0, 2)]
+        else:
+            slabs.append(Slab("G4_lAr", 4.0, 2))  # 437–480 mm
+    return CalorimeterSpec("calogan", tuple(slabs), LayeredCartesianGrid.calogan(), 240.0,
+                           "CaloGAN 480 mm Pb/LAr cube, 80 x (2 mm Pb + 4 mm LAr), three layers of 3x96, 12x12, "
+                           "12x6 cells (90, 347, 43 mm deep)")
+
+
+#: HGCAL prototype cells: 1.1 cm² hexagons (6-inch sensors of 128 cells, arXiv:2012.06336).
+HGCAL_CELL_AREA_MM2 = 110.0
+
+
+def hgcal() -> CalorimeterSpec:
+    """A CMS HGCAL 2018 prototype-like CE-E: 28 silicon layers of hexagonal cells behind Pb, Cu and CuW.
+
+    Sources (facts): the CE-E prototype tested at the CERN SPS in October 2018 consists of
+    14 double-sided mini-modules giving 28 sampling layers, each layer a hexagonal silicon
+    module with pads of ≈ 1 cm² (6-inch sensors, 128 cells of 1.1 cm², 300 µm silicon) on a
+    metal (CuW) baseplate, with lead absorbers and copper cooling plates (CMS HGCAL,
+    arXiv:2111.06855 and arXiv:2012.06336).
+
+    Approximations (this preset, not the test-beam geometry): per mini-module, front to
+    back, 0.3 mm steel (``G4_Fe``) + 4.9 mm Pb + 0.3 mm steel (a clad lead absorber), a
+    0.3 mm silicon layer, a 1.2 mm CuW baseplate, a 6 mm Cu cooling plate, a second CuW
+    baseplate and silicon layer (the two modules of the mini-module back to back).  CuW
+    (75 % W, 25 % Cu by mass; no NIST material) is modelled as 0.7 mm W + 0.5 mm Cu, the same
+    mass of each element per area (≈ 0.235 X0, as for 1.2 mm of the alloy).  Left out: the
+    PCBs (≈ 0.01 X0 each), Kapton, air gaps, the beam-line material upstream and the
+    varying absorbers of the real set-up.  The stack is ≈ 25.2 X0 deep here.  Readout: a
+    hexagon of radius 6 (127 cells, the full cells of the 128-cell sensor) of pointy-top
+    hexagonal cells of 1.1 cm² (pitch 11.27 mm), the same in every layer; the orientation
+    is a choice, not the prototype's.  The slabs are 300 mm squares; energy in the silicon
+    outside the hexagon is counted as outside the binning.
+
+    >>> spec = hgcal()
+    >>> spec.geometry.n_voxels, spec.geometry.n_cells, round(spec.depth_x0(), 1)
+    (3556, 127, 25.2)
+    """
+    slabs: list[Slab] = []
+    for i in range(14):
+        slabs += [Slab("G4_Fe", 0.3), Slab("G4_Pb", 4.9), Slab("G4_Fe", 0.3),
+                  Slab("G4_Si", 0.3, 2 * i), Slab("G4_W", 0.7), Slab("G4_Cu", 0.5),
+                  Slab("G4_Cu", 6.0),
+                  Slab("G4_Cu", 0.5), Slab("G4_W", 0.7), Slab("G4_Si", 0.3, 2 * i + 1)]
+    geometry = HexagonalGrid.from_cell_area(28, 6, HGCAL_CELL_AREA_MM2, "pointy")
+    return CalorimeterSpec("hgcal", tuple(slabs), geometry, 150.0,
+                           "CMS HGCAL 2018 CE-E prototype-like: 14 mini-modules of Pb (steel-clad), CuW, Cu, "
+                           "28 Si layers of 127 hexagonal 1.1 cm2 cells")
+
+
 #: GFlash materials of the NIST names (PDG "Atomic and nuclear properties of materials": X0,
 #: Molière radius, critical energy for e⁻ (Rossi), Z, density g/cm³, minimum dE/dx MeV cm²/g).
 _GFLASH_MATERIALS = {
@@ -222,6 +320,10 @@ def gflash_calorimeter(spec: CalorimeterSpec, sampling_fraction: float | None = 
             key = (a.material, a.thickness_mm, b.material, b.thickness_mm)
             pairs[key] = pairs.get(key, 0) + 1
     absorber, d_abs, active, d_act = max(pairs, key=pairs.get)
+    for name in (absorber, active):
+        if name not in _GFLASH_MATERIALS:
+            raise ValueError(f"preset {spec.name!r}: no GFlash material for {name!r}; GFlash knows "
+                             f"{sorted(_GFLASH_MATERIALS)}")
     ends = [end for _, end in spec.layer_depths_x0()]
     thick = tuple(float(x) for x in np.diff([0.0] + ends))
     return SamplingCalorimeter(absorber=_GFLASH_MATERIALS[absorber], active=_GFLASH_MATERIALS[active],
@@ -231,7 +333,8 @@ def gflash_calorimeter(spec: CalorimeterSpec, sampling_fraction: float | None = 
 
 
 #: Preset name → constructor.
-PRESETS: dict[str, Callable[[], CalorimeterSpec]] = {"ds1-photon": ds1_photon, "ds2": ds2, "3dgan": gan3d}
+PRESETS: dict[str, Callable[[], CalorimeterSpec]] = {"ds1-photon": ds1_photon, "ds2": ds2, "3dgan": gan3d,
+                                                     "calogan": calogan, "hgcal": hgcal}
 
 
 def get_preset(name: str) -> CalorimeterSpec:
