@@ -247,8 +247,9 @@ def evaluate_model(name: str, generator, train: ShowerData, test: ShowerData, ou
         res["cas"] = None
         print(f"{name}: CAS skipped ({err})")
     if not args.no_report:
+        # the classifier test needs >= 50 showers per set (tiny development runs have fewer)
         metrics = evaluate_files(out / "g4_test.h5", gen_path, out_dir=out / f"evaluate_{name}", seed=args.seed,
-                                 max_points=2000)
+                                 max_points=2000, classifier=len(test) >= 50)
         res["auc"] = float(metrics.get("classifier", {}).get("low_level", {}).get("auc", float("nan")))
     res["showers_per_s"] = model_rate(generator, test, args.seed)
     return res
