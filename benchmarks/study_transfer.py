@@ -73,10 +73,11 @@ def fidelity(real: ShowerData, gen: ShowerData, seed: int = 0) -> dict:
     return {"auc": float(clf["auc"]), "auc_err": float(clf["auc_err"]), "separation": float(np.mean(seps))}
 
 
-def config(family: str, epochs: int, minutes: float | None, threads: int, seed: int) -> TrainConfig:
+def config(family: str, epochs: int, minutes: float | None, threads: int, seed: int,
+           model: dict | None = None) -> TrainConfig:
     """The training configuration of every run of the study (only the epochs differ)."""
-    return TrainConfig(family=family, epochs=epochs, max_minutes=minutes, batch_size=256, lr=1e-3,
-                       threads=threads, seed=seed, tensorboard=False, n_eval=500)
+    return TrainConfig(family=family, model=dict(model or {}), epochs=epochs, max_minutes=minutes,
+                       batch_size=256, lr=1e-3, threads=threads, seed=seed, tensorboard=False, n_eval=500)
 
 
 def fine_tune(train_fn, data: ShowerData, test: ShowerData, cfg: TrainConfig, out_dir: Path,

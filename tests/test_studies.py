@@ -165,3 +165,38 @@ def test_study_gan_config_builds_the_3dgan_model(study):
     m = build_model(cfg.family, n_features=4 + 484, n_conditions=2, **cfg.model)
     assert m.arch == "conv3d" and m.aux_energy and m.aux_conditions and m.ecal_sum_weight
     assert cfg.conditions == ["incident_theta"]
+
+
+# --- transfer-learning study pieces -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def transfer():
+    return _load("study_transfer")
+
+
+def test_transfer_fidelity_is_chance_for_one_distribution_and_high_for_another(transfer):
+    a = simulate_dataset(400, energies=transfer.flat(10, 50), seed=1)
+    b = simulate_dataset(400, energies=transfer.flat(10, 50), seed=2)
+    same = transfer.fidelity(a, b)
+    assert abs(same["auc"] - 0.5) < 0.1 and same["separation"] < 0.05
+    scaled = ShowerData(a.showers * 1.5, a.incident_energies, a.conditions, a.geometry)
+    other = transfer.fidelity(b, scaled)
+    assert other["auc"] > 0.9 and other["separation"] > same["separation"] + 0.02
+    assert transfer.flat(100, 200).shape == (101,)
+
+
+def test_transfer_fine_tune_scores_every_epoch_from_a_pretrained_start(transfer, tmp_path):
+    from hepgen.models.gan import GAN
+    from hepgen.train.trainer import train
+
+    tiny = {"arch": "mlp", "n_critic": 1, **GAN.tiny_hparams()}
+    pre = simulate_dataset(120, energies=transfer.flat(100, 200), seed=1)
+    full = simulate_dataset(120, energies=transfer.flat(10, 200), seed=2)
+    test = simulate_dataset(60, energies=transfer.flat(10, 200), seed=3)
+    cfg = transfer.config("gan", 1, None, 1, 0, model=tiny)
+    train(pre, cfg, tmp_path / "pre", progress=False)
+    cfg2 = transfer.config("gan", 2, None, 1, 0, model=tiny)
+    rows = transfer.fine_tune(train, full, test, cfg2, tmp_path / "ft", init_from=tmp_path / "pre" / "best.pt")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(0.0 <= r["auc"] <= 1.0 and 0.0 <= r["separation"] <= 1.0 for r in rows)
+    table = transfer.format_table(rows, rows, {"auc": 0.9, "separation": 0.2})
+    assert table.count("\n") == 3 and "0.900" in table
