@@ -23,6 +23,7 @@ from hepgen.metrics.diversity import (
     mean_pairwise_ssim,
     mode_collapse_indicators,
     nearest_neighbour_memorisation,
+    ssim_by_scale,
     ssim_matrix,
 )
 from hepgen.metrics.multivariate import fpd, frechet_distance, kpd, mmd_gaussian, prdc
@@ -78,6 +79,7 @@ __all__ = [
     "regression_inputs",
     "response_resolution",
     "separation_power",
+    "ssim_by_scale",
     "ssim_matrix",
     "wasserstein_1d",
 ]

@@ -6,7 +6,9 @@ One registered family, ``gan``; its options (all JSON-able hyper-parameters):
 * ``loss="bce"``: the non-saturating GAN of Goodfellow et al. with optional one-sided
   label smoothing and random label flipping for the discriminator;
   ``loss="wgan-gp"``: Wasserstein GAN with gradient penalty, either two-sided
-  ``(‖∇D‖ − 1)²`` (Gulrajani et al.) or one-sided ``max(0, ‖∇D‖ − 1)²`` (Petzka et al.).
+  ``(‖∇D‖ − 1)²`` (Gulrajani et al.), one-sided ``max(0, ‖∇D‖ − 1)²`` (Petzka et al.), or
+  ``"max"``: the largest two-sided term of the batch instead of the mean (see
+  :meth:`GAN.gradient_penalty`).
 * ``aux_energy`` / ``aux_conditions``: AC-GAN auxiliary regression head in the critic
   (3DGAN): it predicts the incident energy (and the other conditions, e.g. the angle) of
   real and generated showers; the generator is rewarded when its showers are regressed
@@ -15,7 +17,10 @@ One registered family, ``gan``; its options (all JSON-able hyper-parameters):
   :meth:`GAN.ecal_sum_loss` for what it compares and why).
 * ``constrainer``: the HGCAL conditional WGAN's constrainer network (Erdmann et al.), a
   separate regression ``x → c`` trained on real showers only; the generator loss adds
-  ``K·|L_real − L_fake|``.
+  ``K·|L_real − L_fake|``.  ``constrainer_energy`` / ``constrainer_position``: the same with
+  two separate regressors, of the energy (``c[:, 0]``) and of the impact position (the
+  ``position_columns`` of c), with their own K_e, K_p; ``constrainer_pretrain_steps``: the
+  first steps train the constrainers alone, on real showers, before the GAN starts.
 * ``arch``: ``"mlp"`` (plain conditional MLPs), ``"layered"`` (CaloGAN-style
   layer-by-layer generator + locally connected critic; needs ``layer_sizes``) or
   ``"conv3d"`` (3DGAN-style 3D convolutions on a Cartesian grid; needs ``grid_shape``).
@@ -76,7 +81,7 @@ from hepgen.models.base import GenerativeModel, register
 __all__ = ["GAN", "duality_gap"]
 
 _LOSSES = ("bce", "wgan-gp")
-_GPS = ("two-sided", "one-sided")
+_GPS = ("two-sided", "one-sided", "max")
 _ARCHS = ("mlp", "layered", "conv3d")
 
 
@@ -114,7 +119,13 @@ class GAN(GenerativeModel):
         aux_conditions: weight of the head's regression of the other conditions (angle,
             position); needs ``n_conditions > 1``.
         ecal_sum: weight of the total-energy loss (:meth:`ecal_sum_loss`).
-        constrainer: K of the constrainer term ``K·|L_real − L_fake|``.
+        constrainer: K of the constrainer term ``K·|L_real − L_fake|`` (one regressor of all
+            the conditions).
+        constrainer_energy, constrainer_position: K_e, K_p of two separate constrainers,
+            regressing the energy ``c[:, 0]`` and the impact position ``c[:, position_columns]``.
+        position_columns: condition columns of the impact position (default: all but 0).
+        constrainer_pretrain_steps: the first this many training steps update only the
+            constrainers (on real showers): they are pre-trained before the GAN starts.
         latent_dim: size of the Gaussian latent vector.
         hidden, n_hidden: width and number of hidden layers of the MLPs.
         channels: convolution channels (``conv3d``).
@@ -153,6 +164,10 @@ class GAN(GenerativeModel):
         aux_conditions: float = 0.0,
         ecal_sum: float = 0.0,
         constrainer: float = 0.0,
+        constrainer_energy: float = 0.0,
+        constrainer_position: float = 0.0,
+        position_columns: Sequence[int] | None = None,
+        constrainer_pretrain_steps: int = 0,
         latent_dim: int = 64,
         hidden: int = 256,
         n_hidden: int = 3,
@@ -195,6 +210,8 @@ class GAN(GenerativeModel):
                 "aux_conditions": aux_conditions,
                 "ecal_sum": ecal_sum,
                 "constrainer": constrainer,
+                "constrainer_energy": constrainer_energy,
+                "constrainer_position": constrainer_position,
                 "critic_lr_scale": critic_lr_scale,
             }.items()
         }
@@ -222,6 +239,8 @@ class GAN(GenerativeModel):
         betas = [float(b) for b in betas]
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"gan: hparam 'betas' must be two numbers in [0, 1), found {betas}")
+        position_columns = self._check_constrainers(weights, position_columns, constrainer_pretrain_steps)
+        constrainer_pretrain_steps = int(constrainer_pretrain_steps)
         layer_sizes = self._check_layer_sizes(arch, layer_sizes)
         grid_shape = self._check_grid_shape(arch, grid_shape)
 
@@ -234,6 +253,8 @@ class GAN(GenerativeModel):
             label_flip=label_flip,
             label_smoothing=label_smoothing,
             **{k: v for k, v in weights.items()},
+            position_columns=position_columns,
+            constrainer_pretrain_steps=constrainer_pretrain_steps,
             latent_dim=int(latent_dim),
             hidden=int(hidden),
             n_hidden=int(n_hidden),
@@ -274,10 +295,36 @@ class GAN(GenerativeModel):
             )
             self.critic = Conv3dCritic(grid_shape, cdim, n_out, h, int(channels), ln, sn)
         self.constrainer = Constrainer(d, cdim, h, max(nh, 1)) if self.constrainer_weight else None
+        # HGCAL WGAN: separate energy and impact-position regressors (module None when K = 0)
+        self.position_columns = position_columns
+        self.constrainer_pretrain_steps = constrainer_pretrain_steps
+        self.constrainer_weights = {"constrainer": self.constrainer_weight,
+                                    "constrainer_energy": weights["constrainer_energy"],
+                                    "constrainer_position": weights["constrainer_position"]}
+        self.constrainer_energy = (Constrainer(d, 1, h, max(nh, 1))
+                                   if weights["constrainer_energy"] else None)
+        self.constrainer_position = (Constrainer(d, len(position_columns), h, max(nh, 1))
+                                     if weights["constrainer_position"] else None)
         # seeds the per-step noise; drawn like the initial weights, saved in the state dict
         self.register_buffer("noise_seed", torch.randint(0, 2**62, (), dtype=torch.int64))
 
     # --- hparam validation ------------------------------------------------------------------
+    def _check_constrainers(self, weights: dict, position_columns, pretrain_steps) -> list[int]:
+        cdim = self.n_conditions
+        cols = list(range(1, cdim)) if position_columns is None else [int(i) for i in position_columns]
+        if weights["constrainer_position"] and (not cols or any(not 0 < i < cdim for i in cols)
+                                                or len(set(cols)) != len(cols)):
+            raise ValueError(f"gan: hparam 'position_columns' must be distinct condition columns in "
+                             f"[1, {cdim - 1}] (column 0 is the energy), found {cols} with n_conditions={cdim}")
+        if isinstance(pretrain_steps, bool) or int(pretrain_steps) != pretrain_steps or pretrain_steps < 0:
+            raise ValueError(f"gan: hparam 'constrainer_pretrain_steps' must be an integer >= 0, "
+                             f"found {pretrain_steps!r}")
+        if pretrain_steps and not any(weights[k] for k in ("constrainer", "constrainer_energy",
+                                                           "constrainer_position")):
+            raise ValueError(f"gan: constrainer_pretrain_steps={pretrain_steps} needs a constrainer "
+                             "(constrainer, constrainer_energy or constrainer_position > 0), found none")
+        return cols
+
     def _check_layer_sizes(self, arch: str, layer_sizes) -> list[int] | None:
         if layer_sizes is None:
             if arch == "layered":
@@ -392,8 +439,11 @@ class GAN(GenerativeModel):
 
         ``x̂ = ε x_real + (1 − ε) x_fake`` with ``ε ~ U(0, 1)`` per sample; the penalty is
         ``mean((‖∇_x D(x̂, c)‖₂ − 1)²)`` (two-sided, Gulrajani et al.) or
-        ``mean(max(0, ‖∇_x D(x̂, c)‖₂ − 1)²)`` (one-sided, Petzka et al.).  Only the
-        gradient with respect to the features is penalised, not the conditions.
+        ``mean(max(0, ‖∇_x D(x̂, c)‖₂ − 1)²)`` (one-sided, Petzka et al.), or
+        ``max_i (‖∇_x D(x̂_i, c_i)‖₂ − 1)²`` (``"max"``: the worst interpolate of the batch, a
+        stricter Lipschitz penalty; our reading of the "GPmax" variant of the HGCAL WGAN, whose
+        exact definition we could not check in its text).  Only the gradient with respect to
+        the features is penalised, not the conditions.
 
         Arguments:
             x_real, x_fake: ``(B, D)`` real and generated features (x_fake is detached).
@@ -416,6 +466,8 @@ class GAN(GenerativeModel):
         excess = norm - 1.0
         if self.gp_type == "one-sided":
             excess = F.relu(excess)
+        if self.gp_type == "max":
+            return excess.pow(2).max()
         return excess.pow(2).mean()
 
     def bce_targets(
@@ -446,27 +498,44 @@ class GAN(GenerativeModel):
             loss = loss + self.aux_conditions * F.mse_loss(pred[:, 1:], c[:, 1:])
         return loss
 
-    def constrainer_loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """MSE of the constrainer's regression ``x → c`` (the loss it is trained with on real showers)."""
-        if self.constrainer is None:
+    def _constrainer_target(self, name: str, c: torch.Tensor) -> torch.Tensor:
+        if name == "constrainer_energy":
+            return c[:, :1]
+        if name == "constrainer_position":
+            return c[:, self.position_columns]
+        return c
+
+    def active_constrainers(self) -> list[str]:
+        """Names of the constrainer networks in use (``constrainer``, ``constrainer_energy``,
+        ``constrainer_position``), in that order."""
+        return [k for k in self.constrainer_weights if getattr(self, k) is not None]
+
+    def constrainer_loss(self, x: torch.Tensor, c: torch.Tensor, name: str = "constrainer") -> torch.Tensor:
+        """MSE of the constrainer ``name``'s regression of its targets (all of c, the energy
+        ``c[:, :1]`` or the position ``c[:, position_columns]``) from ``x``: the loss it is
+        trained with on real showers; 0 when that constrainer is not in use."""
+        if getattr(self, name, None) is None:
             return c.new_zeros(())
-        return F.mse_loss(self.wrapped("constrainer")(x), c)
+        return F.mse_loss(self.wrapped(name)(x), self._constrainer_target(name, c))
 
     def constrainer_term(
         self, x_real: torch.Tensor, x_fake: torch.Tensor, c: torch.Tensor
     ) -> torch.Tensor:
-        """``K·|L_real − L_fake|``: the generator is pushed until the constrainer regresses
-        its showers as well as real ones (Erdmann et al.); zero when x_fake == x_real.
+        """``Σ_k K_k·|L_k(x_real) − L_k(x_fake)|`` over the constrainers in use: the generator
+        is pushed until each constrainer regresses its showers' labels as well as those of
+        real ones (Erdmann et al.); zero when x_fake == x_real.  The real side is computed
+        without gradients: only the generated showers carry gradient (to the generator).
 
         Arguments:
             x_real, x_fake: ``(B, D)`` real and generated features for the same conditions.
             c: ``(B, C)`` the conditions.
         """
-        if self.constrainer is None:
-            return c.new_zeros(())
-        with torch.no_grad():
-            l_real = self.constrainer_loss(x_real, c)
-        return self.constrainer_weight * (l_real - self.constrainer_loss(x_fake, c)).abs()
+        term = c.new_zeros(())
+        for name in self.active_constrainers():
+            with torch.no_grad():
+                l_real = self.constrainer_loss(x_real, c, name)
+            term = term + self.constrainer_weights[name] * (l_real - self.constrainer_loss(x_fake, c, name)).abs()
+        return term
 
     def ecal_sum_loss(
         self, x_real: torch.Tensor, x_fake: torch.Tensor, c: torch.Tensor
@@ -546,10 +615,10 @@ class GAN(GenerativeModel):
             aux = self.aux_loss(a_real, c) + self.aux_loss(a_fake, c)
             loss = loss + aux
             parts["aux_critic"] = aux.item()
-        if self.constrainer is not None:
-            con = self.constrainer_loss(x_real, c)
+        for name in self.active_constrainers():
+            con = self.constrainer_loss(x_real, c, name)
             loss = loss + con
-            parts["constrainer_real"] = con.item()
+            parts[f"{name}_real"] = con.item()
         return loss, parts
 
     def generator_loss(
@@ -576,7 +645,7 @@ class GAN(GenerativeModel):
             es = self.ecal_sum_loss(x_real, x_fake, c)
             loss = loss + self.ecal_sum_weight * es
             parts["ecal_sum"] = es.item()
-        if self.constrainer is not None:
+        if self.active_constrainers():
             ct = self.constrainer_term(x_real, x_fake, c)
             loss = loss + ct
             parts["constrainer_term"] = ct.item()
@@ -588,12 +657,12 @@ class GAN(GenerativeModel):
     ) -> dict[str, torch.optim.Optimizer]:
         """``{"generator": AdamW, "critic": AdamW}`` with the GAN betas (see class docstring).
 
-        The constrainer network, when present, is a second parameter group of the
-        critic's optimiser: it is trained in the critic step, on real showers.
+        The constrainer networks, when present, are further parameter groups of the
+        critic's optimiser: they are trained in the critic step, on real showers.
         """
         groups = [{"params": list(self.critic.parameters())}]
-        if self.constrainer is not None:
-            groups.append({"params": list(self.constrainer.parameters())})
+        for name in self.active_constrainers():
+            groups.append({"params": list(getattr(self, name).parameters())})
         return {
             "generator": torch.optim.AdamW(
                 self.generator.parameters(), lr=lr, betas=self.betas, weight_decay=weight_decay
@@ -625,6 +694,8 @@ class GAN(GenerativeModel):
         """
         rng = self.step_generator(step, x.device)
         opt_c, opt_g = optimizers["critic"], optimizers["generator"]
+        if int(step) < self.constrainer_pretrain_steps:
+            return self._pretrain_constrainers(x, c, opt_c, step, grad_clip)
 
         with torch.no_grad():
             x_fake = self.sample(c, rng)
@@ -656,12 +727,28 @@ class GAN(GenerativeModel):
             out["generator_loss"] = g_loss.item()
         return out
 
+    def _pretrain_constrainers(self, x: torch.Tensor, c: torch.Tensor, opt_c: torch.optim.Optimizer,
+                               step: int, grad_clip: float | None) -> dict[str, float]:
+        """A pre-training step: only the constrainers learn, on the real batch (the critic's
+        parameters get no gradient, so AdamW leaves them untouched; the generator is idle)."""
+        opt_c.zero_grad(set_to_none=True)
+        parts = {f"{name}_real": self.constrainer_loss(x, c, name) for name in self.active_constrainers()}
+        loss = sum(parts.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {step}: constrainer loss became {loss.item()}; lower the lr")
+        loss.backward()
+        _clip(opt_c, grad_clip)
+        opt_c.step()
+        out = {k: v.item() for k, v in parts.items()}
+        out["loss"] = out["constrainer_pretrain"] = loss.item()
+        return out
+
     def ddp_modules(self) -> dict[str, nn.Module]:
-        """Generator, critic (and constrainer): each wrapped in DDP by the trainer and called
+        """Generator, critic (and constrainers): each wrapped in DDP by the trainer and called
         through :meth:`wrapped` wherever gradients flow."""
         mods = {"generator": self.generator, "critic": self.critic}
-        if self.constrainer is not None:
-            mods["constrainer"] = self.constrainer
+        for name in self.active_constrainers():
+            mods[name] = getattr(self, name)
         return mods
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
