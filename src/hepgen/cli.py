@@ -781,6 +781,11 @@ def main(argv: list[str] | None = None) -> int:
     args.extra_options = extra
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    from hepgen._io import provenance, set_command_line
+
+    set_command_line(["hepgen", *(sys.argv[1:] if argv is None else argv)])
+    if args.command != "train":  # the trainer logs its own, with the configuration's seed
+        provenance(getattr(args, "seed", None), what=f"hepgen {args.command}")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

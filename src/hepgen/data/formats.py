@@ -25,7 +25,7 @@ from typing import Sequence, Union
 import h5py
 import numpy as np
 
-from hepgen._io import atomic_path
+from hepgen._io import atomic_path, provenance
 from hepgen.data.geometry import Geometry, geometry_from_dict, load_geometry
 
 __all__ = ["ShowerData", "read_showers", "write_showers", "validate_showers", "hdf5_attrs", "hdf5_attr_value",
@@ -236,7 +236,8 @@ def read_showers(path: Union[str, os.PathLike], geometry=None, particle: str | N
 def hdf5_attrs(attrs: dict, path, skip=()) -> dict:
     """File attributes as HDF5 stores them: scalars and strings as they are, arrays as lists,
     anything else as JSON.  ``None`` values and the keys in ``skip`` are left out; a value
-    that is not JSON-able is a ValueError naming ``path`` and the key."""
+    that is not JSON-able is a ValueError naming ``path`` and the key.  ``hepgen_provenance``
+    (JSON of :func:`hepgen._io.provenance` with the attributes' ``seed``) records who writes the file."""
     out = {}
     for key, value in attrs.items():
         if value is None or key in skip:
@@ -250,6 +251,7 @@ def hdf5_attrs(attrs: dict, path, skip=()) -> dict:
                 raise ValueError(f"{path}: attribute {key!r}: expected a JSON-able value, "
                                  f"found {type(value).__name__}") from None
         out[key] = value
+    out["hepgen_provenance"] = json.dumps(provenance(attrs.get("seed")))  # this writer's, not a source file's
     return out
 
 

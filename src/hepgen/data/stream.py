@@ -39,6 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hepgen import __version__
+from hepgen._io import provenance
 from hepgen.data.formats import (
     CONDITION_KEYS,
     GEOMETRY_ATTR,
@@ -349,6 +350,7 @@ def stream_showers(
             "hepgen_conditions": description,
             "hepgen_created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "hepgen_chunk_size": chunk_size,
+            "hepgen_provenance": json.dumps(provenance(int(seed))),
             GEOMETRY_ATTR: geometry.to_dict() if geometry is not None else None,
         }
         _create_partial(tmp, job, int(n_voxels), widths, {**base, **(attrs or {})}, compression)

@@ -64,7 +64,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from hepgen._io import atomic_path
+from hepgen._io import atomic_path, provenance
 from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig, dump_config
 from hepgen.domains import domain_of_data
@@ -443,6 +443,8 @@ class _Run:
             "selected_by": self.select_by,
             "world_size": self.dist.world,
             "lr_effective": self.lr,
+            # seed, versions and command line of this run (logged once, by rank 0)
+            "provenance": provenance(self.config.seed, what="training" if self.dist.main else None),
         }
         self.raw_generator = self.domain.generator(self.model, self.pre, self.data, meta)
         self.eval_model = self.ema.module if self.ema is not None else self.model

@@ -1,0 +1,73 @@
+"""The command line's run records and conventions: provenance (seed, versions, command line) in
+every checkpoint, file and metrics.json; -v/-q/--log-file after the sub-command; out-of-range
+warnings; impossible inputs; output locks."""
+
+import json
+import logging
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from hepgen._io import provenance, set_command_line, write_metrics
+from hepgen.checkpoint import load_checkpoint
+from hepgen.cli import main
+from hepgen.config import TrainConfig, dump_config
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """300 training showers (5-20 GeV), a tiny flow trained on them for one epoch."""
+    d = tmp_path_factory.mktemp("adopt")
+    assert main(["simulate", "showers", "-o", str(d / "train.h5"), "--n", "300", "--seed", "4",
+                 "--energy-range", "5000", "20000", "-q"]) == 0
+    dump_config(TrainConfig(family="flow", model={"transforms": 2, "hidden_features": 16, "n_hidden": 1}, epochs=1,
+                            batch_size=100, n_eval=50, tensorboard=False, threads=1, seed=11), d / "tiny.yaml")
+    assert main(["train", str(d / "train.h5"), "-o", str(d / "run"), "--config", str(d / "tiny.yaml"), "-q"]) == 0
+    return d
+
+
+def _attr_provenance(path):
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["hepgen_provenance"])
+
+
+# --- provenance -----------------------------------------------------------------------------
+
+
+def test_provenance_records_seed_versions_and_command():
+    set_command_line(["hepgen", "simulate", "showers", "-o", "a b.h5"])
+    try:
+        p = provenance(np.int64(5))
+    finally:
+        set_command_line(None)
+    assert p == {"seed": 5, "command": "hepgen simulate showers -o 'a b.h5'", "hepgen_version": p["hepgen_version"],
+                 "torch_version": torch.__version__, "numpy_version": np.__version__,
+                 "python_version": p["python_version"]}
+    import hepgen
+
+    assert p["hepgen_version"] == hepgen.__version__
+
+
+def test_train_sample_simulate_store_and_log_their_provenance(workdir, tmp_path, caplog):
+    meta = load_checkpoint(workdir / "run" / "best.pt")["meta"]["provenance"]
+    assert meta["seed"] == 11 and meta["torch_version"] == torch.__version__
+    assert meta["command"].startswith("hepgen train ") and "tiny.yaml" in meta["command"]
+    sim = _attr_provenance(workdir / "train.h5")
+    assert sim["seed"] == 4 and "--seed 4" in sim["command"] and sim["numpy_version"] == np.__version__
+
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "gen.h5"
+    assert main(["sample", str(workdir / "run" / "best.pt"), "-o", str(out), "--n", "20", "--seed", "9", "-q"]) == 0
+    gen = _attr_provenance(out)
+    assert gen["seed"] == 9 and gen["command"].endswith(f"-o {out} --n 20 --seed 9 -q")
+    # one log line with the seed, the versions and the command
+    line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hepgen sample: seed 9;")]
+    assert len(line) == 1 and f"torch {torch.__version__}" in line[0] and "command: hepgen sample" in line[0]
+
+
+def test_metrics_json_carries_provenance(tmp_path):
+    path = write_metrics({"seed": 3, "auc": float("nan")}, tmp_path / "metrics.json")
+    m = json.loads(path.read_text())
+    assert m["auc"] is None and m["provenance"]["seed"] == 3 and m["provenance"]["numpy_version"] == np.__version__
