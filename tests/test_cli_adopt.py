@@ -71,3 +71,42 @@ def test_metrics_json_carries_provenance(tmp_path):
     path = write_metrics({"seed": 3, "auc": float("nan")}, tmp_path / "metrics.json")
     m = json.loads(path.read_text())
     assert m["auc"] is None and m["provenance"]["seed"] == 3 and m["provenance"]["numpy_version"] == np.__version__
+
+
+# --- -v / -q / --log-file after the sub-command -----------------------------------------------
+
+
+@pytest.mark.parametrize("argv, verbose, quiet", [
+    (["-v", "train", "x.h5", "-o", "r"], True, False),
+    (["train", "x.h5", "-o", "r", "-v"], True, False),
+    (["train", "x.h5", "-o", "r"], False, False),
+    (["-q", "evaluate", "a.h5", "b.h5", "-o", "o"], False, True),
+    (["evaluate", "a.h5", "b.h5", "-o", "o", "--quiet"], False, True),
+    (["refine", "apply", "c.pt", "s.h5", "-o", "o", "--verbose"], True, False),
+    (["info", "c.pt", "-q", "-v"], True, True),
+])
+def test_verbose_and_quiet_are_accepted_before_and_after_the_sub_command(argv, verbose, quiet):
+    from hepgen.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert (args.verbose, args.quiet) == (verbose, quiet)
+
+
+def test_log_file_gets_the_log_and_the_error_line(workdir, tmp_path, capsys):
+    log = tmp_path / "hepgen.log"
+    assert main(["simulate", "showers", "-o", str(tmp_path / "s.h5"), "--n", "5", "--seed", "2", "-q",
+                 "--log-file", str(log), "-v"]) == 0
+    lines = log.read_text().splitlines()
+    assert [line.split(" hepgen INFO: ")[1] for line in lines if " hepgen INFO: hepgen simulate: " in line] == [
+        f"hepgen simulate: seed 2; hepgen {provenance()['hepgen_version']}, torch {torch.__version__}, numpy "
+        f"{np.__version__}, Python {provenance()['python_version']}; command: hepgen simulate showers -o "
+        f"{tmp_path / 's.h5'} --n 5 --seed 2 -q --log-file {log} -v"]
+    n = len(lines)
+    assert main(["sample", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "g.h5"), "--n", "3",
+                 "--log-file", str(log)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("hepgen: error: ") and "missing.pt: checkpoint not found" in err
+    new = log.read_text().splitlines()[n:]
+    assert new[-1].endswith("hepgen ERROR: " + err)  # appended, ending with the reason
+    assert not logging.getLogger().handlers or all(
+        getattr(h, "baseFilename", None) != str(log) for h in logging.getLogger().handlers)  # handler removed
