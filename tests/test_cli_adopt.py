@@ -110,3 +110,63 @@ def test_log_file_gets_the_log_and_the_error_line(workdir, tmp_path, capsys):
     assert new[-1].endswith("hepgen ERROR: " + err)  # appended, ending with the reason
     assert not logging.getLogger().handlers or all(
         getattr(h, "baseFilename", None) != str(log) for h in logging.getLogger().handlers)  # handler removed
+
+
+# --- conditions outside the training range, impossible values -------------------------------
+
+
+def _warnings(caplog, text):
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and text in r.getMessage()]
+
+
+def test_sampling_outside_the_training_energy_range_warns_once_naming_the_range(workdir, tmp_path, caplog):
+    ckpt = workdir / "run" / "best.pt"
+    lo, hi = load_checkpoint(ckpt)["meta"]["energy_range"]
+    assert 5000 <= lo < hi <= 20000
+    caplog.set_level(logging.INFO)
+    assert main(["sample", str(ckpt), "-o", str(tmp_path / "in.h5"), "--n", "30", "--energy-range", str(lo), str(hi),
+                 "-q"]) == 0
+    assert _warnings(caplog, "training range") == []
+    # 3 chunks of 10, energies up to 10x the training maximum: one warning for the job
+    assert main(["sample", str(ckpt), "-o", str(tmp_path / "out.h5"), "--n", "30", "--energies", f"{hi * 10}",
+                 "--chunk-size", "10", "-q"]) == 0
+    (msg,) = _warnings(caplog, "training range")
+    assert msg.startswith(f"sampling outside the training range of incident_energies [{lo:.6g}, {hi:.6g}] MeV: "
+                          "10 of 10 requested rows lie outside (first: row 0, [")
+    assert "\n" not in msg
+
+
+def _write_raw(path, energies, showers):
+    with h5py.File(path, "w") as f:
+        f["incident_energies"] = np.asarray(energies, dtype=np.float32).reshape(-1, 1)
+        f["showers"] = np.asarray(showers, dtype=np.float32)
+
+
+@pytest.mark.parametrize("bad, found", [(-5.0, "-5"), (np.nan, "nan")])
+def test_impossible_incident_energies_are_one_line_errors_naming_file_key_and_row(workdir, tmp_path, capsys, bad,
+                                                                                  found):
+    e = np.full(6, 1e4)
+    e[3] = bad
+    _write_raw(tmp_path / "bad.h5", e, np.ones((6, 384)))
+    out = tmp_path / "gen.h5"
+    assert main(["sample", str(workdir / "run" / "best.pt"), "-o", str(out), "--conditions-from",
+                 str(tmp_path / "bad.h5"), "-q"]) == 2
+    assert main(["train", str(tmp_path / "bad.h5"), "-o", str(tmp_path / "run"), "-q"]) == 2
+    errs = capsys.readouterr().err.strip().splitlines()[-2:]
+    for err in errs:
+        assert err.startswith(f"hepgen: error: {tmp_path / 'bad.h5'}: key 'incident_energies': ")
+        assert "row 3" in err and found in err.lower() and "np.float" not in err
+    assert not out.exists() and not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_showers_depositing_far_more_than_their_incident_energy_warn_with_count_and_first_row(tmp_path, caplog):
+    from hepgen.data.formats import read_showers
+
+    showers = np.full((5, 384), 1e4 / 384 * 0.5)  # E_dep / E_inc = 0.5
+    showers[[2, 4]] *= 1e30
+    _write_raw(tmp_path / "hot.h5", np.full(5, 1e4), showers)
+    caplog.set_level(logging.INFO)
+    read_showers(tmp_path / "hot.h5")
+    (msg,) = _warnings(caplog, "incident energy")
+    assert msg.startswith(f"{tmp_path / 'hot.h5'}: key 'showers': 2 of 5 showers deposit more than 2 x their "
+                          "incident energy (first at row 2: E_dep / E_inc = 5e+29)")

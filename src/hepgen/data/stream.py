@@ -230,7 +230,7 @@ class FileConditions(ConditionSource):
         bad = ~np.isfinite(e) | (e <= 0)
         if bad.any():
             raise ValueError(f"{self.path}: key 'incident_energies': expected finite energies > 0 MeV, "
-                             f"found {e[bad][0]!r} at row {start + int(np.flatnonzero(bad)[0])}")
+                             f"found {float(e[bad][0])!r} at row {start + int(np.flatnonzero(bad)[0])}")
         return e, conds
 
     def describe(self):
