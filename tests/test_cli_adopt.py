@@ -170,3 +170,40 @@ def test_showers_depositing_far_more_than_their_incident_energy_warn_with_count_
     (msg,) = _warnings(caplog, "incident energy")
     assert msg.startswith(f"{tmp_path / 'hot.h5'}: key 'showers': 2 of 5 showers deposit more than 2 x their "
                           "incident energy (first at row 2: E_dep / E_inc = 5e+29)")
+
+
+# --- output locks -----------------------------------------------------------------------------
+
+
+def test_a_second_writer_of_the_same_output_is_refused_and_a_dead_writers_lock_taken_over(workdir, tmp_path,
+                                                                                          capsys):
+    import os
+    import socket
+    import subprocess
+
+    out = tmp_path / "gen.h5"
+    lock = tmp_path / "gen.h5.lock"
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        lock.write_text(f"{live.pid} {socket.gethostname()}")
+        argv = ["sample", str(workdir / "run" / "best.pt"), "-o", str(out), "--n", "5", "-q"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"hepgen: error: {out}: another process (pid {live.pid}) is writing this output; wait for "
+                       f"it, or delete {lock} if it is gone")
+        assert not out.exists() and lock.read_text().startswith(str(live.pid))  # the holder's lock is kept
+    finally:
+        live.kill()
+        live.wait()
+    # the holder died without cleaning up (kill -9): its lock is stale and taken over
+    assert main(argv) == 0
+    assert out.exists() and not lock.exists()  # and released at the end
+    # a training run folder is locked the same way
+    lock = tmp_path / "run.lock"
+    lock.write_text(f"{os.getpid()} {socket.gethostname()}")
+    assert main(["train", str(workdir / "train.h5"), "-o", str(tmp_path / "run"), "-q"]) == 2
+    assert "run: another process" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    # a lock from another machine cannot be checked: respected
+    lock.write_text("1 some-other-host")
+    assert main(["train", str(workdir / "train.h5"), "-o", str(tmp_path / "run"), "-q"]) == 2
+    assert "(pid 1 on some-other-host)" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import math
 import os
 import platform
 import shlex
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +20,8 @@ import numpy as np
 
 from hepgen import __version__
 
-__all__ = ["atomic_path", "json_safe", "provenance", "set_command_line", "write_metrics"]
+__all__ = ["OutputLocked", "atomic_path", "json_safe", "output_lock", "provenance", "set_command_line",
+           "write_metrics"]
 
 log = logging.getLogger("hepgen")
 
@@ -137,3 +139,70 @@ def provenance(seed=None, what: str | None = None) -> dict:
                  record["hepgen_version"], record["torch_version"], record["numpy_version"],
                  record["python_version"], record["command"])
     return record
+
+
+class OutputLocked(ValueError):
+    """Another live process holds the lock of an output (see :func:`output_lock`)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(path: Union[str, os.PathLike]) -> Iterator[Path]:
+    """Hold ``<path>.lock`` while writing ``path`` (a file or a run folder); yields the lock's path.
+
+    The lock is a file created with ``O_CREAT | O_EXCL`` (atomic on local and NFS v3+ file
+    systems) holding ``pid host``.  A second writer finds it and raises :class:`OutputLocked`, a
+    one-line error naming the output and the holder.  A lock whose process is dead (same host,
+    ``kill(pid, 0)`` fails: a killed run) is taken over; a lock from another host is always
+    respected (its pid cannot be checked from here).  The lock is removed on leaving the block,
+    also on an exception or Ctrl-C.  Only ``hepgen``'s commands take it; the Python API does not.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "gen.h5"
+    >>> with output_lock(out) as lock:
+    ...     with output_lock(out):
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    hepgen._io.OutputLocked: ...gen.h5: another process (pid ...) is writing this output; ...
+    >>> lock.exists()
+    False
+    """
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = f"{os.getpid()} {socket.gethostname()}"
+    for attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid_text, _, host = lock.read_text().strip().partition(" ")
+                pid = int(pid_text)
+            except (OSError, ValueError):  # vanished or half-written by a starting writer
+                pid, host = None, socket.gethostname()
+            if attempt == 0 and pid is not None and host == socket.gethostname() and not _pid_alive(pid):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)  # stale: its process is gone
+                continue
+            holder = f"pid {pid}" + (f" on {host}" if host != socket.gethostname() else "") if pid else "unknown"
+            raise OutputLocked(f"{path}: another process ({holder}) is writing this output; wait for it, or delete "
+                               f"{lock} if it is gone") from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        break
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            if lock.read_text().strip() == me:  # never remove a lock taken over by someone else
+                os.unlink(lock)

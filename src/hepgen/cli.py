@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -837,6 +838,16 @@ def main(argv: list[str] | None = None) -> int:
             handler.close()
 
 
+def _output_lock(args):
+    """``OUTPUT.lock`` while a command writes ``-o OUTPUT`` (file or folder): a second writer stops with a
+    one-line error (:func:`hepgen._io.output_lock`).  Under torchrun only rank 0 takes it."""
+    from hepgen._io import output_lock
+
+    if not getattr(args, "output", None) or os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    return output_lock(args.output)
+
+
 def _run(args, handler: logging.Handler | None) -> int:
     def fail(message: str, code: int) -> int:
         print(message, file=sys.stderr)
@@ -846,7 +857,8 @@ def _run(args, handler: logging.Handler | None) -> int:
         return code
 
     try:
-        return int(args.func(args) or 0)
+        with _output_lock(args):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         # writers are atomic or chunked: nothing half-written is left under a final name
         return fail("hepgen: interrupted", 130)
