@@ -530,7 +530,8 @@ def _hist_data(metrics: dict, fr: dict, fg: dict, edges: dict, training_log: dic
         }
     return {"description": "per feature: shared bin edges and raw counts (not normalised) of the reference "
                            "('real') and generated showers, as drawn in figures/*.png; under- and overflow are "
-                           "folded into the first and last bins; NaN values are not counted. training_log: the generator's train_log.csv, column -> values.",
+                           "folded into the first and last bins; NaN values are not counted. training_log: the "
+                           "generator's train_log.csv, column -> values.",
             "features": features, "training_log": training_log}
 
 
