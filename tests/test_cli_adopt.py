@@ -207,3 +207,17 @@ def test_a_second_writer_of_the_same_output_is_refused_and_a_dead_writers_lock_t
     lock.write_text("1 some-other-host")
     assert main(["train", str(workdir / "train.h5"), "-o", str(tmp_path / "run"), "-q"]) == 2
     assert "(pid 1 on some-other-host)" in capsys.readouterr().err
+
+
+def test_tune_workers_share_their_output_folder_without_a_lock(tmp_path, monkeypatch):
+    from hepgen import cli
+
+    seen = {}
+
+    def fake_tune(args):
+        seen["lock"] = (tmp_path / "study.lock").exists()
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_tune", fake_tune)
+    assert main(["tune", "x.h5", "--space", "s.yaml", "-o", str(tmp_path / "study")]) == 0
+    assert seen == {"lock": False}

@@ -840,10 +840,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _output_lock(args):
     """``OUTPUT.lock`` while a command writes ``-o OUTPUT`` (file or folder): a second writer stops with a
-    one-line error (:func:`hepgen._io.output_lock`).  Under torchrun only rank 0 takes it."""
+    one-line error (:func:`hepgen._io.output_lock`).  Under torchrun only rank 0 takes it; ``tune`` takes
+    none (its workers share one output folder and study by design)."""
     from hepgen._io import output_lock
 
-    if not getattr(args, "output", None) or os.environ.get("RANK", "0") != "0":
+    if not getattr(args, "output", None) or os.environ.get("RANK", "0") != "0" or args.command == "tune":
         return contextlib.nullcontext()
     return output_lock(args.output)
 
