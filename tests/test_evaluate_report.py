@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,7 +146,8 @@ def test_evaluate_files_writes_metrics_and_report(real, tmp_path):
     for rel in images:
         assert (out / rel).is_file() and (out / rel).stat().st_size > 1000, rel
     # the HTML references every figure written, and nothing else
-    assert sorted(images) == sorted(f"figures/{p.name}" for p in (out / "figures").iterdir())
+    assert sorted(images) == sorted(f"figures/{p.name}" for p in (out / "figures").glob("*.png"))
+    assert sorted(p.stem for p in (out / "figures").glob("*.pdf")) == sorted(Path(i).stem for i in images)
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
     # every metric group ran, and its numbers are finite (null only where documented)
     assert loaded["metric_groups"] == list(METRIC_GROUPS)

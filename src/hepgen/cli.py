@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -499,7 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="hepgen", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--version", action="version", version=f"hepgen {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages; tracebacks on errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (the log, with the seed, stays)")
+    p.add_argument("--log-file", metavar="PATH", help="also write the log to this file (appended)")
     sub = p.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="generate reference data").add_subparsers(dest="what", required=True)
@@ -798,7 +801,49 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--binning", help="binning XML / geometry JSON (default: the file's own)")
     tu.add_argument("-q", "--quiet", action="store_true", help="no Optuna per-trial log lines")
     tu.set_defaults(func=cmd_tune)
+    _common_options_everywhere(p)
     return p
+
+
+def _common_options_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Accept -v, -q and --log-file after every sub-command too (``hepgen train ... -v``).
+
+    In a sub-command they default to ``SUPPRESS`` (argparse would otherwise let the
+    sub-command's default overwrite ``hepgen -v train``'s value).  Reading the sub-parsers
+    goes through ``argparse._SubParsersAction``, argparse's documented-by-use way to walk them.
+    """
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for sub in dict.fromkeys(action.choices.values()):
+            if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                _common_options_everywhere(sub)
+                continue
+            have = {a.dest: a for a in sub._actions}
+            for flags, dest, kw in ((("-v", "--verbose"), "verbose", dict(action="store_true", help="as hepgen -v")),
+                                    (("-q", "--quiet"), "quiet", dict(action="store_true", help="as hepgen -q")),
+                                    (("--log-file",), "log_file", dict(metavar="PATH", help="as hepgen --log-file"))):
+                if dest in have:
+                    have[dest].default = argparse.SUPPRESS
+                elif not any(f in sub._option_string_actions for f in flags):
+                    sub.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, **kw)
+
+
+def _setup_logging(args) -> logging.Handler | None:
+    """Log level from -v; with --log-file also a file handler (returned, for removal)."""
+    level = logging.DEBUG if args.verbose else logging.INFO
+    fmt = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt)
+    logging.getLogger().setLevel(level)  # also when logging was configured before (notebooks, tests)
+    if not args.log_file:
+        return None
+    try:
+        handler = logging.FileHandler(args.log_file)
+    except OSError as err:
+        raise SystemExit(f"hepgen: error: --log-file: cannot write {args.log_file!r}: {err.strerror}") from None
+    handler.setFormatter(logging.Formatter(fmt))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -807,26 +852,54 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "passes_options_on", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra_options = extra
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    handler = _setup_logging(args)
+    from hepgen._io import provenance, set_command_line
+
+    set_command_line(["hepgen", *(sys.argv[1:] if argv is None else argv)])
+    if args.command != "train":  # the trainer logs its own, with the configuration's seed
+        provenance(getattr(args, "seed", None), what=f"hepgen {args.command}")
     try:
-        return int(args.func(args) or 0)
+        return _run(args, handler)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _output_lock(args):
+    """``OUTPUT.lock`` while a command writes ``-o OUTPUT`` (file or folder): a second writer stops with a
+    one-line error (:func:`hepgen._io.output_lock`).  Under torchrun only rank 0 takes it; ``tune`` takes
+    none (its workers share one output folder and study by design)."""
+    from hepgen._io import output_lock
+
+    if not getattr(args, "output", None) or os.environ.get("RANK", "0") != "0" or args.command == "tune":
+        return contextlib.nullcontext()
+    return output_lock(args.output)
+
+
+def _run(args, handler: logging.Handler | None) -> int:
+    def fail(message: str, code: int) -> int:
+        print(message, file=sys.stderr)
+        if handler is not None:  # the log file ends with the reason too
+            handler.handle(logging.makeLogRecord({"name": "hepgen", "levelno": logging.ERROR,
+                                                  "levelname": "ERROR", "msg": message}))
+        return code
+
+    try:
+        with _output_lock(args):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         # writers are atomic or chunked: nothing half-written is left under a final name
-        print("hepgen: interrupted", file=sys.stderr)
-        return 130
+        return fail("hepgen: interrupted", 130)
     except (ValueError, FileNotFoundError, FloatingPointError, ImportError) as err:  # ImportError: a missing extra
         if args.verbose:
             raise
-        print(f"hepgen: error: {err}", file=sys.stderr)
-        return 2
+        return fail(f"hepgen: error: {err}", 2)
     except Exception as err:  # noqa: BLE001 - the CLI's last line of defence: one line, not a traceback
         if args.verbose:
             raise
         first = str(err).splitlines()[0] if str(err) else ""
-        print(f"hepgen: unexpected error: {type(err).__name__}: {first} (rerun with -v for the traceback)",
-              file=sys.stderr)
-        return 1
+        return fail(f"hepgen: unexpected error: {type(err).__name__}: {first} (rerun with -v for the traceback)", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

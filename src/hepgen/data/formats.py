@@ -17,6 +17,7 @@ found.  Writes are atomic.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Sequence, Union
 import h5py
 import numpy as np
 
-from hepgen._io import atomic_path
+from hepgen._io import atomic_path, provenance
 from hepgen.data.geometry import Geometry, geometry_from_dict, load_geometry
 
 __all__ = ["ShowerData", "read_showers", "write_showers", "validate_showers", "hdf5_attrs", "hdf5_attr_value",
@@ -105,6 +106,13 @@ class ShowerData:
         return np.concatenate(cols, axis=1)
 
 
+log = logging.getLogger(__name__)
+
+# a calorimeter cannot record more energy than came in; a sum far above it means wrong units or
+# a broken file (the sampling fraction keeps real ratios below 1, CaloChallenge's at most ~1.1)
+MAX_RESPONSE = 2.0
+
+
 def _first_bad_row(bad_rows: np.ndarray) -> str:
     rows = np.flatnonzero(bad_rows)
     return f"{rows.size} row(s), first at row {rows[0]}"
@@ -112,7 +120,10 @@ def _first_bad_row(bad_rows: np.ndarray) -> str:
 
 def validate_showers(data: ShowerData, source: str = "<memory>", geometry: Geometry | None = None,
                      geometry_source: str | None = None) -> None:
-    """Check shapes, counts and values of ``data``; raise ``ValueError`` naming ``source`` and the key."""
+    """Check shapes, counts and values of ``data``; raise ``ValueError`` naming ``source`` and the key.
+
+    Showers depositing more than ``MAX_RESPONSE`` × their incident energy are physically
+    impossible but readable: a warning gives their count and the first row."""
     s, e = np.asarray(data.showers), np.asarray(data.incident_energies)
     if s.ndim != 2:
         raise ValueError(f"{source}: key 'showers': expected a 2-d array (N, n_voxels), found shape {s.shape}")
@@ -146,6 +157,15 @@ def validate_showers(data: ShowerData, source: str = "<memory>", geometry: Geome
             f"{source}: key 'incident_energies': expected energies > 0 MeV, found minimum {e.min():.6g} "
             f"in {_first_bad_row(e[:, 0] <= 0)}"
         )
+    if s.size:
+        ratio = s.sum(axis=1, dtype=np.float64) / e[:, 0]
+        high = ratio > MAX_RESPONSE
+        if high.any():
+            first = int(np.flatnonzero(high)[0])
+            log.warning("%s: key 'showers': %d of %d showers deposit more than %g x their incident energy "
+                        "(first at row %d: E_dep / E_inc = %.4g); check the units of 'showers' and "
+                        "'incident_energies'", source, int(high.sum()), len(ratio), MAX_RESPONSE, first,
+                        ratio[first])
     for key, arr in data.conditions.items():
         arr = np.asarray(arr)
         if arr.ndim == 0 or arr.shape[0] != s.shape[0]:
@@ -236,7 +256,8 @@ def read_showers(path: Union[str, os.PathLike], geometry=None, particle: str | N
 def hdf5_attrs(attrs: dict, path, skip=()) -> dict:
     """File attributes as HDF5 stores them: scalars and strings as they are, arrays as lists,
     anything else as JSON.  ``None`` values and the keys in ``skip`` are left out; a value
-    that is not JSON-able is a ValueError naming ``path`` and the key."""
+    that is not JSON-able is a ValueError naming ``path`` and the key.  ``hepgen_provenance``
+    (JSON of :func:`hepgen._io.provenance` with the attributes' ``seed``) records who writes the file."""
     out = {}
     for key, value in attrs.items():
         if value is None or key in skip:
@@ -250,6 +271,7 @@ def hdf5_attrs(attrs: dict, path, skip=()) -> dict:
                 raise ValueError(f"{path}: attribute {key!r}: expected a JSON-able value, "
                                  f"found {type(value).__name__}") from None
         out[key] = value
+    out["hepgen_provenance"] = json.dumps(provenance(attrs.get("seed")))  # this writer's, not a source file's
     return out
 
 

@@ -39,6 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hepgen import __version__
+from hepgen._io import provenance
 from hepgen.data.formats import (
     CONDITION_KEYS,
     GEOMETRY_ATTR,
@@ -229,7 +230,7 @@ class FileConditions(ConditionSource):
         bad = ~np.isfinite(e) | (e <= 0)
         if bad.any():
             raise ValueError(f"{self.path}: key 'incident_energies': expected finite energies > 0 MeV, "
-                             f"found {e[bad][0]!r} at row {start + int(np.flatnonzero(bad)[0])}")
+                             f"found {float(e[bad][0])!r} at row {start + int(np.flatnonzero(bad)[0])}")
         return e, conds
 
     def describe(self):
@@ -349,6 +350,7 @@ def stream_showers(
             "hepgen_conditions": description,
             "hepgen_created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "hepgen_chunk_size": chunk_size,
+            "hepgen_provenance": json.dumps(provenance(int(seed))),
             GEOMETRY_ATTR: geometry.to_dict() if geometry is not None else None,
         }
         _create_partial(tmp, job, int(n_voxels), widths, {**base, **(attrs or {})}, compression)

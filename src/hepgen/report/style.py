@@ -10,13 +10,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["DPI", "GEN", "RATIO_RANGE", "REAL", "draw_ratio", "figure_png_base64", "figure_style", "ratio_axes"]
+__all__ = ["DPI", "GEN", "RATIO_RANGE", "REAL", "draw_ratio", "figure_png_base64", "figure_style", "ratio_axes",
+           "save_figure"]
 
 REAL = dict(color="black", label="reference")
 GEN = dict(color="tab:red", label="generated")
@@ -83,6 +85,28 @@ def draw_ratio(rax, x, ratio, err=None, color=GEN["color"]):
     rax.set_ylim(lo, hi)
     rax.set_yticks([0.75, 1.0, 1.25])
     rax.set_ylabel("gen/ref", fontsize=8)
+
+
+def save_figure(fig: Figure, path, dpi: int = DPI, vector: str | None = "pdf", **kwargs) -> list[Path]:
+    """Save ``fig`` as the PNG ``path`` (for the HTML report) and, with ``vector``, as a vector file of
+    the same name beside it (``.pdf``: for papers, any resolution); returns the paths written.
+
+    ``kwargs`` go to :meth:`~matplotlib.figure.Figure.savefig` for both (e.g. ``bbox_inches="tight"``).
+
+    >>> import tempfile
+    >>> fig = Figure(figsize=(1, 1))
+    >>> _ = fig.add_subplot().plot([0, 1])
+    >>> [p.suffix for p in save_figure(fig, Path(tempfile.mkdtemp()) / "line.png")]
+    ['.png', '.pdf']
+    """
+    path = Path(path)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=dpi, **kwargs)
+    written = [path]
+    if vector:
+        written.append(path.with_suffix(f".{vector}"))
+        fig.savefig(written[-1], **kwargs)
+    return written
 
 
 def figure_png_base64(fig: Figure, dpi: int = DPI) -> str:

@@ -25,6 +25,16 @@ set-up (split, preprocessing, model, optimisers, DDP wrappers, restored state, g
 tensors), then per epoch ``_train_epoch`` → ``_end_epoch`` (``_validate``, ``_log``,
 ``last.pt``, callbacks).
 
+The time limit ``config.max_minutes`` is checked after every optimiser step (under DDP rank
+0's clock decides and every process follows).  When it is reached with batches of the epoch
+left, the run stops at once and writes ``last.pt`` holding the position inside the epoch
+(``TrainState.batch``, the partial sums of the logged numbers and the RNG states); the epoch is
+neither validated nor logged, and ``best.pt`` keeps the best *completed* epoch (a run stopped
+before its first epoch ended keeps its current weights, as for a NaN metric).  Resuming
+continues with the next batch of that epoch — its noise and batch order are functions of
+``(seed, epoch)`` — and ends with exactly the weights of an uninterrupted run.  Within an
+epoch a second progress bar shows batches done and the running training loss.
+
 Data-parallel training: started under ``torchrun`` (environment ``WORLD_SIZE > 1``) or
 inside an initialised ``torch.distributed`` process group, every process trains on its
 shard of each epoch's permutation (``DistributedSampler`` semantics: the permutation is
@@ -54,7 +64,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from hepgen._io import atomic_path
+from hepgen._io import atomic_path, provenance
 from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig, dump_config
 from hepgen.domains import domain_of_data
@@ -64,6 +74,9 @@ __all__ = ["StopTraining", "TrainState", "scaled_lr", "shard_indices", "train"]
 log = logging.getLogger(__name__)
 
 Callback = Callable[[int, dict], None]
+
+# the clock of the time limit; a module attribute so that tests can replace it with a fake
+_clock = time.monotonic
 
 
 class StopTraining(Exception):
@@ -239,6 +252,8 @@ class TrainState:
         best_val: the best selection metric so far (lower is better).
         best_epoch: the epoch ``best.pt`` holds (None until a finite metric was seen).
         since_best: evaluations since the metric last improved (for ``patience``).
+        batch: batches of epoch ``epoch`` (0-based, the unfinished one) already trained; non-zero
+            only in the ``last.pt`` of a run stopped inside an epoch by ``max_minutes``.
     """
 
     epoch: int = 0
@@ -246,11 +261,13 @@ class TrainState:
     best_val: float = math.inf
     best_epoch: int | None = None
     since_best: int = 0
+    batch: int = 0
 
     @classmethod
     def from_checkpoint(cls, tstate: dict) -> TrainState:
         return cls(epoch=tstate["epoch"], step=tstate["step"], best_val=tstate["best_val"],
-                   best_epoch=tstate.get("best_epoch"), since_best=tstate.get("since_best", 0))
+                   best_epoch=tstate.get("best_epoch"), since_best=tstate.get("since_best", 0),
+                   batch=tstate.get("batch", 0))
 
 
 def train(
@@ -391,6 +408,17 @@ class _Run:
         if self.scaler is not None and tstate.get("scaler"):
             self.scaler.load_state_dict(tstate["scaler"])
         state = TrainState.from_checkpoint(tstate)
+        self.partial_sums = None  # (sums, counts) of the unfinished epoch's steps on this rank
+        if state.batch:
+            partial = tstate.get("epoch_partial_by_rank") or []
+            if len(partial) == dist.world:
+                self.partial_sums = (dict(partial[dist.rank]["sums"]), dict(partial[dist.rank]["counts"]))
+            else:  # another number of processes shards the epoch differently: start it again
+                if dist.main:
+                    log.warning("%s was stopped inside epoch %d by %s processes; resumed by %d, that epoch "
+                                "restarts from its first batch", self.last_path, state.epoch + 1, len(partial),
+                                dist.world)
+                state.batch = 0
         by_rank, cuda_by_rank = tstate.get("torch_rng_by_rank"), tstate.get("cuda_rng_by_rank")
         if dist.world == 1:
             cpu_rng, cuda_rng = tstate["torch_rng"], tstate.get("cuda_rng")
@@ -415,6 +443,8 @@ class _Run:
             "selected_by": self.select_by,
             "world_size": self.dist.world,
             "lr_effective": self.lr,
+            # seed, versions and command line of this run (logged once, by rank 0)
+            "provenance": provenance(self.config.seed, what="training" if self.dist.main else None),
         }
         self.raw_generator = self.domain.generator(self.model, self.pre, self.data, meta)
         self.eval_model = self.ema.module if self.ema is not None else self.model
@@ -436,12 +466,18 @@ class _Run:
         writer = _tensorboard(self.out_dir, config.tensorboard, state.epoch) if dist.main else None
         self.columns = _truncate_log(self.log_path, state.epoch) \
             if dist.main and state.epoch > 0 and self.log_path.exists() else None
-        self.t0 = time.monotonic()
+        self.t0 = _clock()
         bar = tqdm(range(state.epoch, config.epochs), desc=f"training {config.family}", unit="epoch",
                    disable=not (progress and dist.main), initial=state.epoch, total=config.epochs)
         try:
             for epoch in bar:
-                means, stop_reason = self._train_epoch(epoch, state)
+                means, stop_reason, partial = self._train_epoch(epoch, state, progress)
+                if partial is not None:  # the time limit, inside the epoch
+                    self._save_partial(state, partial)
+                    if dist.main:
+                        log.info("stopping: %s; last.pt holds the position (--resume continues there)",
+                                 stop_reason)
+                    break
                 stop_reason = self._end_epoch(epoch, state, means, stop_reason, writer, bar, callbacks)
                 if stop_reason:
                     if dist.main:
@@ -460,8 +496,13 @@ class _Run:
         payload = dist.broadcast(load_checkpoint(self.best_path) if dist.main else None)
         return self.domain.from_payload(payload, source=str(self.best_path))
 
-    def _train_epoch(self, epoch: int, state: TrainState) -> tuple[dict[str, float], str | None]:
-        """One pass over this process's shard; returns the mean of each logged number and a stop reason."""
+    def _train_epoch(self, epoch: int, state: TrainState, progress: bool = False
+                     ) -> tuple[dict[str, float] | None, str | None, tuple[dict, dict] | None]:
+        """One pass over this process's shard, from batch ``state.batch`` on.
+
+        Returns the mean of each logged number, a stop reason, and — only when the time limit
+        stopped the epoch before its last batch — this rank's ``(sums, counts)`` so far (the means
+        are then None)."""
         config, dist, model = self.config, self.dist, self.model
         # fresh dequantisation noise every epoch (CaloFlow), seeded by epoch for resumability
         rng = np.random.default_rng([config.seed, epoch])
@@ -469,11 +510,15 @@ class _Run:
         perm = torch.from_numpy(shard_indices(rng.permutation(len(x_train)), dist.rank, dist.world)).to(self.device)
         step_kwargs = {"scaler": self.scaler} if self.scaler is not None else {}
         model.train()
-        sums: dict[str, float] = {}  # per logged key: sum and number of steps that reported it
-        counts: dict[str, int] = {}
+        # per logged key: sum and number of steps that reported it (restored inside a resumed epoch)
+        sums, counts = getattr(self, "partial_sums", None) or ({}, {})
+        self.partial_sums = None
         stop_reason = None
-        for s in range(0, len(perm), config.batch_size):
-            idx = perm[s : s + config.batch_size]
+        n_batches = -(-len(perm) // config.batch_size)
+        inner = tqdm(total=n_batches, initial=state.batch, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
+                     disable=not (progress and dist.main))
+        for b in range(state.batch, n_batches):
+            idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
             with self._autocast():
                 logs = model.training_step(x_train[idx], self.c_train[idx], self.optimizers, state.step,
                                            config.grad_clip, **step_kwargs)
@@ -483,13 +528,23 @@ class _Run:
                 sums[k] = sums.get(k, 0.0) + float(v)
                 counts[k] = counts.get(k, 0) + 1
             state.step += 1
+            state.batch = b + 1
             if self.ema is not None:
                 self.ema.update_parameters(model)
             if dist.world > 1 and state.step == 1:
                 _check_sync(model, dist)
+            inner.update(1)
+            if not inner.disable:  # the running numbers of this step (the first two keys)
+                inner.set_postfix({k: f"{float(v):.4f}" for k, v in list(logs.items())[:2]}, refresh=False)
             if config.max_steps is not None and state.step >= config.max_steps:
                 stop_reason = f"max_steps={config.max_steps} reached"
                 break
+            if b + 1 < n_batches and self._time_up():
+                inner.close()
+                return None, (f"max_minutes={config.max_minutes} reached in epoch {epoch + 1} after "
+                              f"{b + 1}/{n_batches} batches"), (sums, counts)
+        inner.close()
+        state.batch = 0
         for sched in self.schedulers.values():
             sched.step()
         if dist.world > 1:  # the logged training numbers are averages over all processes
@@ -498,7 +553,26 @@ class _Run:
             keys = list(dict.fromkeys(k for g, _ in gathered for k in g))  # rank 0's order first
             sums = {k: sum(g.get(k, 0.0) for g, _ in gathered) for k in keys}
             counts = {k: sum(n.get(k, 0) for _, n in gathered) for k in keys}
-        return {k: v / counts[k] for k, v in sums.items()}, stop_reason
+        return {k: v / counts[k] for k, v in sums.items()}, stop_reason, None
+
+    def _time_up(self) -> bool:
+        """Whether ``config.max_minutes`` has passed (rank 0's clock decides for every process)."""
+        if self.config.max_minutes is None:
+            return False
+        up = _clock() - self.t0 > 60 * self.config.max_minutes
+        return bool(self.dist.broadcast(up)) if self.dist.world > 1 else up
+
+    def _save_partial(self, state: TrainState, partial: tuple[dict, dict]) -> None:
+        """``last.pt`` of a run stopped inside an epoch: ``state.batch`` and every rank's partial sums."""
+        dist, device = self.dist, self.device
+        cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        rng_by_rank = dist.gather((torch.get_rng_state(), cuda_rng)) if dist.world > 1 else None
+        sums_by_rank = dist.gather({"sums": partial[0], "counts": partial[1]})
+        if dist.main:
+            self.raw_generator.meta.update(epoch=state.epoch, step=state.step)
+            tstate = self._trainer_state(state, cuda_rng, rng_by_rank)
+            tstate["epoch_partial_by_rank"] = sums_by_rank
+            self.raw_generator.save(self.last_path, trainer_state=tstate)
 
     def _autocast(self):
         # the whole step runs under autocast: backward ops take the dtype autocast chose for
@@ -547,7 +621,7 @@ class _Run:
         if self.select_by == "physics" and ((epoch + 1) % config.eval_every == 0 or last_epoch):
             record["val_physics"] = self.domain.selection_score(self.eval_generator, self.phys_data, seed=config.seed)
         record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
-        elapsed = time.monotonic() - self.t0
+        elapsed = _clock() - self.t0
         record["seconds"] = round(elapsed, 1)
 
         metric = record.get("val_physics") if self.select_by == "physics" else val

@@ -18,6 +18,9 @@ memorisation), ``regression`` (conditions regressed from the showers) and ``clas
 
 from __future__ import annotations
 
+import csv
+import json
+import logging
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -25,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hepgen import __version__
-from hepgen._io import write_metrics
+from hepgen._io import atomic_path, json_safe, write_metrics
 from hepgen.data.formats import ShowerData, read_showers
 from hepgen.data.geometry import geometry_from_dict, load_geometry
 from hepgen.domains.showers.plots import save_all
@@ -38,6 +41,7 @@ from hepgen.metrics.classifier import (
 from hepgen.metrics.correlation import fisher_z_test
 from hepgen.metrics.distances import (
     binning_for,
+    histogram,
     jensen_shannon,
     ks_statistic,
     separation_power,
@@ -490,9 +494,59 @@ def _regression(real, generated, fr, fg, seed) -> dict:
     return condition_regression(regression_inputs(fr), tr, regression_inputs(fg), tg, seed=seed)
 
 
+def read_training_log(generated: ShowerData, train_log=None) -> dict[str, list] | None:
+    """Column → values of the ``train_log.csv`` behind ``generated``, or None.
+
+    ``train_log``: the CSV, or a run folder holding it; default: the folder of the checkpoint
+    that ``hepgen sample`` recorded in the file's ``checkpoint`` attribute (a relative path is
+    taken from the current folder).  Empty cells (epochs without ``val_physics``) become NaN.
+    """
+    if train_log is None:
+        ckpt = generated.attrs.get("checkpoint")
+        if not ckpt:
+            return None
+        train_log = Path(str(ckpt)).parent
+    path = Path(train_log)
+    path = path / "train_log.csv" if path.is_dir() else path
+    if not path.is_file():
+        logging.getLogger(__name__).debug("no training log at %s: the report has no loss curve", path)
+        return None
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return None
+    return {k: [float(r[k]) if r.get(k) not in (None, "") else float("nan") for r in rows] for k in rows[0]}
+
+
+def _hist_data(metrics: dict, fr: dict, fg: dict, edges: dict, training_log: dict | None) -> dict:
+    """The numbers behind the report's histograms, to re-plot them elsewhere (``hist_data.json``)."""
+    table = metrics.get("features") or {}
+    features = {}
+    for name, e in edges.items():
+        features[name] = {
+            "edges": np.asarray(e, dtype=float).tolist(),
+            "counts_real": histogram(fr[name], e).astype(float).tolist(),
+            "counts_generated": histogram(fg[name], e).astype(float).tolist(),
+            "n_real": int(len(fr[name])), "n_generated": int(len(fg[name])),
+            "separation_power": (table.get(name) or {}).get("separation_power",
+                                                            metrics["separation_power"].get(name)),
+        }
+    return {"description": "per feature: shared bin edges and raw counts (not normalised) of the reference "
+                           "('real') and generated showers, as drawn in figures/*.png; under- and overflow are "
+                           "folded into the first and last bins; NaN values are not counted. training_log: the "
+                           "generator's train_log.csv, column -> values.",
+            "features": features, "training_log": training_log}
+
+
 def write_outputs(metrics: dict, real: ShowerData, generated: ShowerData, out_dir, details=None,
-                  sep_threshold: float = 0.1, p_threshold: float = 0.01) -> Path:
-    """Write ``out_dir/metrics.json``, ``out_dir/figures/*.png`` and ``out_dir/report.html``; return the report path.
+                  sep_threshold: float = 0.1, p_threshold: float = 0.01, train_log=None) -> Path:
+    """Write ``out_dir/metrics.json``, ``out_dir/figures/*.png`` (and ``.pdf``), ``out_dir/hist_data.json``
+    and ``out_dir/report.html``; return the report path.
+
+    ``hist_data.json`` holds the bin edges and counts of every feature histogram and the training
+    history; ``train_log`` is the generator's ``train_log.csv`` or run folder (default: found
+    through the generated file's ``checkpoint`` attribute, see :func:`read_training_log`), drawn
+    as the first figure when found.
 
     ``details`` is the second item of ``evaluate(..., return_details=True)`` (an
     :class:`EvaluationDetails`, or an older ``(features_real, features_generated, rocs)``
@@ -520,8 +574,11 @@ def write_outputs(metrics: dict, real: ShowerData, generated: ShowerData, out_di
     edges = {k: feature_edges(k, fr[k], fg[k], n_bins) for k in names}
     seps = {k: (table.get(k) or {}).get("separation_power", metrics["separation_power"].get(k)) for k in names}
     aucs = {k: v["auc"] for k, v in (metrics.get("classifier") or {}).items()}
+    training_log = read_training_log(generated, train_log)
     figures = save_all(out, real.showers, generated.showers, geometry, fr, fg, edges, seps, rocs, aucs,
-                       metrics=metrics, extra=extra)
+                       metrics=metrics, extra=extra, training_log=training_log)
+    with atomic_path(out / "hist_data.json") as tmp:
+        Path(tmp).write_text(json.dumps(json_safe(_hist_data(metrics, fr, fg, edges, training_log)), allow_nan=False))
     return write_report(metrics, out, figures, sep_threshold=sep_threshold, p_threshold=p_threshold)
 
 

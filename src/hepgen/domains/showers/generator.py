@@ -7,6 +7,7 @@ streams many of them into a CaloChallenge HDF5 file in resumable chunks.  Checkp
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Union
 
@@ -23,7 +24,9 @@ from hepgen.domains.showers.inference import ShowerSampler
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor
 from hepgen.models import GenerativeModel, build_model
 
-__all__ = ["ShowerGenerator", "sample_to_file"]
+__all__ = ["ShowerGenerator", "sample_to_file", "warn_outside_training_range"]
+
+log = logging.getLogger(__name__)
 
 
 class ShowerGenerator:
@@ -152,6 +155,62 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
     return sample_chunk, {"sampler": type(sampler.sampler).__name__}
 
 
+def warn_outside_training_range(meta: dict, energies, conditions: dict, row0: int = 0, skip=()) -> list[str]:
+    """Log one warning per condition whose requested values leave the checkpoint's training range.
+
+    The ranges are the training data's (``meta['energy_range']`` in MeV, ``meta['condition_ranges']``
+    per extra condition, min and max per column); a model asked for conditions it never saw
+    extrapolates, and its showers are not validated there.
+
+    Arguments:
+        meta: a generator's ``meta`` (from the checkpoint).
+        energies: ``(m,)`` requested incident energies in MeV.
+        conditions: ``{name: (m, k)}`` requested extra conditions.
+        row0: index of the first row in the whole job (for the message).
+        skip: names already warned about.
+
+    Returns:
+        the names warned about.
+
+    >>> meta = {"energy_range": [1000.0, 10000.0], "condition_ranges": {}}
+    >>> warn_outside_training_range(meta, np.array([2000.0, 50000.0, 20000.0]), {})
+    ['incident_energies']
+    >>> warn_outside_training_range(meta, np.array([1000.0, 10000.0]), {})  # the edges are inside
+    []
+    """
+    ranges = {"incident_energies": meta.get("energy_range"), **(meta.get("condition_ranges") or {})}
+    values = {"incident_energies": energies, **conditions}
+    warned = []
+    for name, v in values.items():
+        if ranges.get(name) is None or name in skip:
+            continue
+        lo, hi = (np.atleast_1d(np.asarray(r, dtype=float)) for r in ranges[name])
+        v = np.asarray(v, dtype=float).reshape(len(energies), -1)
+        tol = 1e-6 * np.maximum(np.abs(lo), np.abs(hi))  # float rounding of a log-uniform draw at the edges
+        out = ((v < lo - tol) | (v > hi + tol)).any(axis=1)
+        if out.any():
+            first = int(np.flatnonzero(out)[0])
+            unit = " MeV" if name == "incident_energies" else ""
+            span = f"[{lo[0]:.6g}, {hi[0]:.6g}]{unit}" if lo.size == 1 else f"[{lo.tolist()}, {hi.tolist()}]"
+            log.warning("sampling outside the training range of %s %s: %d of %d requested rows lie outside "
+                        "(first: row %d, %s); the model extrapolates there", name, span, int(out.sum()), len(v),
+                        row0 + first, np.array2string(v[first], precision=6))
+            warned.append(name)
+    return warned
+
+
+def _range_guarded(gen: ShowerGenerator, sample_chunk, chunk_size: int):
+    """``sample_chunk`` that first warns (once per condition and job) about rows outside the training range."""
+    warned: list[str] = []
+
+    def guarded(energies, conditions, index):
+        if len(energies):
+            warned.extend(warn_outside_training_range(gen.meta, energies, conditions, index * chunk_size, warned))
+        return sample_chunk(energies, conditions, index)
+
+    return guarded
+
+
 def sample_to_file(
     gen: ShowerGenerator,
     path: str | os.PathLike,
@@ -197,6 +256,7 @@ def sample_to_file(
         "hepgen_family": gen.model.family,
     }
     job = {"checkpoint_sha256": digest, "family": gen.model.family, **sampler_job}
+    sample_chunk = _range_guarded(gen, sample_chunk, int(chunk_size))
     return stream_showers(path, n, sample_chunk, conditions, n_voxels=gen.preprocessor.n_voxels, seed=seed,
                           chunk_size=chunk_size, geometry=gen.geometry, job=job, attrs=attrs, resume=resume,
                           progress=progress, compression=compression)

@@ -13,6 +13,7 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from hepgen.metrics.distances import binning_for, histogram
 from hepgen.metrics.observables import (
@@ -25,7 +26,7 @@ from hepgen.metrics.observables import (
     resolution_model,
 )
 from hepgen.report.hexagons import draw_hexagonal_layer
-from hepgen.report.style import DPI, GEN, REAL, draw_ratio, figure_style, ratio_axes
+from hepgen.report.style import DPI, GEN, REAL, draw_ratio, figure_style, ratio_axes, save_figure
 
 __all__ = [
     "plot_average_showers",
@@ -33,6 +34,7 @@ __all__ = [
     "plot_feature_correlations",
     "plot_feature_group",
     "plot_layer_correlation",
+    "plot_loss_curve",
     "plot_profiles",
     "plot_response_resolution",
     "plot_roc",
@@ -111,7 +113,7 @@ def plot_feature_group(path, names, feats_real, feats_gen, edges, seps, title):
             _hist_with_ratio(ax, rax, feats_real[name], feats_gen[name], e, seps.get(name), log_x, legend=k == 0)
             rax.set_xlabel(feature_label(name), fontsize=8)
         fig.suptitle(title, y=1 - 0.2 / height)
-        fig.savefig(path, dpi=DPI)
+        save_figure(fig, path, dpi=DPI)
 
 
 def _positive_floor(*arrays):
@@ -178,7 +180,7 @@ def plot_average_showers(path, real, generated, geometry):
             fig.suptitle("Average shower per layer (radial axis: √r, angle = α)", fontsize=12)
         else:
             fig.suptitle("Average shower per layer (x horizontal, y vertical)", fontsize=12)
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        save_figure(fig, path, dpi=DPI, bbox_inches="tight")
 
 
 def plot_profiles(path, real, generated, geometry):
@@ -211,7 +213,7 @@ def plot_profiles(path, real, generated, geometry):
                 ax.set_xscale("log")
             ax.set_title("longitudinal profile" if not radial else "radial profile (all layers)")
             ax.legend()
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        save_figure(fig, path, dpi=DPI, bbox_inches="tight")
 
 
 def plot_roc(path, rocs: dict, aucs: dict):
@@ -230,7 +232,34 @@ def plot_roc(path, rocs: dict, aucs: dict):
         ax.set_ylabel("true positive rate (reference recognised)")
         ax.set_title("classifier two-sample tests")
         ax.legend(loc="lower right")
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        save_figure(fig, path, dpi=DPI, bbox_inches="tight")
+
+
+def plot_loss_curve(path, log: dict[str, list]):
+    """The training history: every ``train_*`` number and ``val_loss`` per epoch (left axis) and
+    ``val_physics`` when logged (right axis).  ``log``: column → values, from ``train_log.csv``."""
+    epochs = np.asarray(log["epoch"], dtype=float)
+    with figure_style():
+        fig = Figure(figsize=(6.4, 4))
+        ax = fig.add_subplot()
+        for name, values in log.items():
+            if name.startswith("train_") or name == "val_loss":
+                y = np.asarray(values, dtype=float)
+                ax.plot(epochs, y, "o-" if len(y) < 30 else "-", ms=3, lw=1.3, label=name,
+                        color="black" if name == "val_loss" else None)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("loss (as logged by the family)")
+        if "val_physics" in log and np.isfinite(np.asarray(log["val_physics"], dtype=float)).any():
+            ax2 = ax.twinx()
+            y = np.asarray(log["val_physics"], dtype=float)
+            ok = np.isfinite(y)
+            ax2.plot(epochs[ok], y[ok], "s--", ms=3, color=GEN["color"], label="val_physics (right)")
+            ax2.set_ylabel("val_physics: mean separation power")
+            ax2.legend(loc="upper center")
+        ax.legend(loc="upper right")
+        ax.set_title("training history (train_log.csv)")
+        save_figure(fig, path, dpi=DPI, bbox_inches="tight")
 
 
 def _ticks_125(axis, lo: float, hi: float) -> None:
@@ -295,7 +324,7 @@ def plot_response_resolution(path, rr: dict):
         ax_res.set_ylim(lo, hi * 2)
         _ticks_125(ax_res.yaxis, lo, hi * 2)
         ax_res.legend(loc="upper right", fontsize=7)
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        save_figure(fig, path, dpi=DPI, bbox_inches="tight")
 
 
 def _label_blocks(labels: list[str]) -> list[tuple[int, int, str]]:
@@ -380,7 +409,7 @@ def plot_layer_correlation(path, lc: dict):
             ax.set_xlabel("layer")
             ax.set_ylabel("layer")
         fig.suptitle("Correlation of the layer energies (empty layers blank)")
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        save_figure(fig, path, dpi=DPI, bbox_inches="tight")
 
 
 def plot_feature_correlations(path, fz: dict, chi2_text: str = ""):
@@ -406,7 +435,7 @@ def plot_feature_correlations(path, fz: dict, chi2_text: str = ""):
             if j > 0:
                 ax.set_yticklabels([])
         fig.suptitle("Correlations of the high-level features" + (f": {chi2_text}" if chi2_text else ""))
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        save_figure(fig, path, dpi=DPI, bbox_inches="tight")
 
 
 def _cell_counts(showers: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -441,11 +470,11 @@ def plot_cell_spectrum(path, real, generated, edges, sep=None):
         rax.set_xlabel("cell energy [MeV]")
         ax.set_ylabel("cells per decade (unit area)", fontsize=8)
         ax.set_title("single-cell energy spectrum (non-zero voxels)")
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        save_figure(fig, path, dpi=DPI, bbox_inches="tight")
 
 
 def save_all(out_dir, real, generated, geometry, feats_real, feats_gen, edges, seps, rocs=None, aucs=None,
-             metrics=None, extra=None):
+             metrics=None, extra=None, training_log=None):
     """Draw every figure into ``out_dir/figures``; return ``[(title, path relative to out_dir)]``.
 
     Arguments:
@@ -457,12 +486,18 @@ def save_all(out_dir, real, generated, geometry, feats_real, feats_gen, edges, s
         metrics: the metrics dict; its ``response_resolution`` and ``layer_correlation``
             entries are drawn when present.
         extra: :attr:`hepgen.domains.showers.evaluate.EvaluationDetails.extra` (``fisher_z``).
+        training_log: column → values of the generator's ``train_log.csv`` (drawn first when given).
+
+    Every figure is written as PNG (shown by the report) and PDF (vector, for papers) of the same name.
     """
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     metrics, extra = metrics or {}, extra or {}
     figures = []
+    if training_log and training_log.get("epoch"):
+        plot_loss_curve(fig_dir / "loss_curve.png", training_log)
+        figures.append(("Training history of the generator", "figures/loss_curve.png"))
     plot_average_showers(fig_dir / "average_showers.png", real, generated, geometry)
     figures.append(("Average shower per layer", "figures/average_showers.png"))
     plot_profiles(fig_dir / "profiles.png", real, generated, geometry)

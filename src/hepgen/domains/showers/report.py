@@ -231,7 +231,9 @@ def write_report(metrics: dict, out_dir, figures=(), sep_threshold: float = 0.1,
         parts += [f"<tr><th>{e(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in metrics["timing"].items()]
         parts.append("</table>")
     if figures:
-        parts.append("<h2>Figures</h2>")
+        parts.append("<h2>Figures</h2><p class='note'>Each figure is also a vector PDF beside its PNG "
+                     "(<code>figures/NAME.pdf</code>); the bin edges and counts of every feature histogram, and the "
+                     "training history, are in <a href='hist_data.json'>hist_data.json</a>.</p>")
         for fig_title, rel in figures:
             parts.append(f"<h3>{e(fig_title)}</h3><img src='{e(str(rel))}' alt='{e(fig_title)}'>")
     parts += _extended_sections(metrics)
