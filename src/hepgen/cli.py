@@ -234,7 +234,7 @@ def cmd_evaluate(args, kind: str | None = None) -> int:
         groups = "fast"
     options = {k: getattr(args, k, None) for k in (
         "binning", "seed", "train", "sep_threshold", "p_threshold", "max_points", "real_reference", "n_particles",
-        "num_eval_samples", "num_batches", "efp_jobs")}
+        "num_eval_samples", "num_batches", "efp_jobs", "classifier")}
     options.update(metrics=groups, no_classifier=getattr(args, "no_classifier", False) or None,
                    no_efp=args.no_efp or None)
     metrics = call_with_options(domain.kind, domain.evaluate_files, args.real, args.generated, args.output, **options)
@@ -648,6 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
     sh = ev.add_argument_group("showers")
     sh.add_argument("--binning", help="binning XML / geometry JSON (default: the files' own)")
     sh.add_argument("--no-classifier", action="store_true", help="skip the classifier two-sample test")
+    sh.add_argument("--classifier", choices=("hepgen", "calochallenge", "both"),
+                    help="classifier test: hepgen's (default), the CaloChallenge DNN protocol (slow on a CPU; "
+                         "docs/metrics.md), or both side by side")
     sh.add_argument("--metrics", metavar="GROUPS",
                     help="comma-separated metric groups: features, physics, correlation, multivariate, "
                          "diversity, regression, classifier (or all, fast; default all)")

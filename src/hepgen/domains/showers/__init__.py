@@ -134,22 +134,26 @@ class ShowerDomain:
 
     def evaluate_files(self, real, generated, out_dir, binning=None, seed: int = 0, no_classifier: bool = False,
                        metrics=None, train=None, sep_threshold: float = 0.1, p_threshold: float = 0.01,
-                       max_points: int = 5000) -> dict:
-        """:func:`~hepgen.domains.showers.evaluate.evaluate_files` with the command line's option names."""
+                       max_points: int = 5000, classifier: str = "hepgen") -> dict:
+        """:func:`~hepgen.domains.showers.evaluate.evaluate_files` with the command line's option names
+        (``classifier``: ``hepgen``, ``calochallenge`` or ``both``)."""
         from hepgen.domains.showers.evaluate import evaluate_files  # see selection_score
 
         return evaluate_files(real, generated, geometry=binning, out_dir=out_dir, seed=seed,
                               classifier=not no_classifier, groups=metrics, train_path=train,
-                              sep_threshold=sep_threshold, p_threshold=p_threshold, max_points=max_points)
+                              sep_threshold=sep_threshold, p_threshold=p_threshold, max_points=max_points,
+                              classifier_protocol=classifier)
 
     def default_config(self) -> TrainConfig:
         return TrainConfig(family=self.default_family)
 
     def headline(self, metrics: dict) -> dict:
-        """Mean separation power and the classifier AUCs."""
+        """Mean separation power and the classifier AUCs (hepgen's and the CaloChallenge protocol's)."""
         head = {"separation_power_mean": metrics.get("separation_power_mean")}
         for level, res in (metrics.get("classifier") or {}).items():
             head[f"auc_{level}"] = res.get("auc")
+        for level, res in (metrics.get("classifier_calochallenge") or {}).items():
+            head[f"auc_calochallenge_{level}"] = res.get("auc")
         return head
 
 

@@ -123,7 +123,9 @@ def calochallenge_classifier_test(real, generated, *, epochs: int = 50, batch_si
         JSON-serialisable dict: ``auc``, ``auc_uncalibrated``, ``jsd`` (bits; may be < 0),
         ``jsd_uncalibrated``, ``accuracy`` (see
         :func:`~hepgen.metrics.calochallenge_classifier.protocol_scores`), ``best_epoch``
-        (1-based), ``epochs`` (run), ``steps`` (optimiser steps run), ``n_train``,
+        (1-based), ``val_loss_initial`` and ``val_loss_best_epoch`` (val BCE in nats after
+        the first and the chosen epoch: ln 2 = 0.6931 is a network that learnt nothing),
+        ``epochs`` (run), ``steps`` (optimiser steps run), ``n_train``,
         ``n_val``, ``n_test`` (showers of both classes), ``settings``, ``deviations`` (list
         of strings, empty for the protocol) and ``history`` = per-epoch ``train_loss``,
         ``val_loss`` and ``val_accuracy``.
@@ -212,7 +214,8 @@ def calochallenge_classifier_test(real, generated, *, epochs: int = 50, batch_si
     settings = {"epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr), "hidden": int(hidden),
                 "n_layers": int(n_layers), "dropout": float(dropout), "negative_slope": float(negative_slope),
                 "seed": int(seed), "max_samples": max_samples, "min_steps": min_steps, "standardise": bool(standardise)}
-    return {**scores, "best_epoch": best_epoch, "epochs": len(history["val_loss"]), "steps": steps,
+    return {**scores, "best_epoch": best_epoch, "val_loss_initial": history["val_loss"][0],
+            "val_loss_best_epoch": history["val_loss"][best_epoch - 1], "epochs": len(history["val_loss"]), "steps": steps,
             "n_train": len(x_tr), "n_val": len(x_va), "n_test": len(x_te), "settings": settings,
             "deviations": deviations, "history": history}
 

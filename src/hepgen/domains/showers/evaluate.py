@@ -31,6 +31,7 @@ from hepgen import __version__
 from hepgen._io import atomic_path, json_safe, write_metrics
 from hepgen.data.formats import ShowerData, read_showers
 from hepgen.data.geometry import geometry_from_dict, load_geometry
+from hepgen.domains.showers.calochallenge import calochallenge_levels
 from hepgen.domains.showers.plots import save_all
 from hepgen.domains.showers.report import write_report
 from hepgen.metrics.classifier import (
@@ -70,6 +71,7 @@ __all__ = [
     "LOG_BINNED",
     "METRICS_SCHEMA",
     "METRIC_GROUPS",
+    "CLASSIFIER_PROTOCOLS",
     "EvaluationDetails",
     "evaluate",
     "evaluate_files",
@@ -84,6 +86,7 @@ METRICS_SCHEMA = "hepgen.metrics/1"
 LOG_BINNED = ("E_layer_", "depth_weighted_energy")  # features histogrammed in log-spaced bins
 METRIC_GROUPS = ("features", "physics", "correlation", "multivariate", "diversity", "regression", "classifier")
 FAST_GROUPS = ("features", "physics")
+CLASSIFIER_PROTOCOLS = ("hepgen", "calochallenge", "both")  # which classifier test(s) the group runs
 SSIM_POWERS = (1.0, 0.5, 0.25)  # intensity powers: linear, and two that bring out low deposits
 SSIM_PAIRS = 300  # random pairs per layer and sample
 FISHER_PERMUTATIONS = 99  # label permutations for the calibrated Fisher-z p-value (min p = 0.01)
@@ -144,7 +147,8 @@ def feature_edges(name: str, a: np.ndarray, b: np.ndarray, n_bins: int = 30) -> 
 
 def evaluate(real: ShowerData, generated: ShowerData, geometry=None, seed: int = 0, n_bins: int = 30,
              classifier: bool = True, return_details: bool = False, classifier_kwargs: dict | None = None,
-             groups=None, train: ShowerData | None = None, max_points: int = 5000, n_energy_bins: int = 10):
+             groups=None, train: ShowerData | None = None, max_points: int = 5000, n_energy_bins: int = 10,
+             classifier_protocol: str = "hepgen", calochallenge_kwargs: dict | None = None):
     """Compare two shower samples.
 
     Arguments:
@@ -163,6 +167,13 @@ def evaluate(real: ShowerData, generated: ShowerData, geometry=None, seed: int =
         max_points: subsample size (seeded) for the O(N²) metrics: PRDC, Gaussian MMD,
             birthday support, nearest-neighbour memorisation.
         n_energy_bins: bins in incident energy for the response and resolution.
+        classifier_protocol: the ``classifier`` group's test(s): ``"hepgen"`` (hepgen's
+            classifier, key ``classifier``), ``"calochallenge"`` (the CaloChallenge DNN
+            protocol, :mod:`hepgen.domains.showers.calochallenge`, key
+            ``classifier_calochallenge``; minutes on a CPU) or ``"both"``.
+        calochallenge_kwargs: passed to
+            :func:`hepgen.domains.showers.calochallenge.calochallenge_levels` (e.g.
+            ``epochs``, ``hidden``, ``min_steps``, ``threshold``).
 
     Returns:
         the JSON-serialisable metrics dict (keys in docs/metrics.md), and with
@@ -180,6 +191,9 @@ def evaluate(real: ShowerData, generated: ShowerData, geometry=None, seed: int =
     if train is not None and train.showers.shape[1] != geometry.n_voxels:
         raise ValueError(f"evaluate: training showers have {train.showers.shape[1]} voxels, "
                          f"expected {geometry.n_voxels} from the geometry")
+    if classifier_protocol not in CLASSIFIER_PROTOCOLS:
+        raise ValueError(f"classifier protocol: expected one of {', '.join(CLASSIFIER_PROTOCOLS)}, "
+                         f"found {classifier_protocol!r}")
     chosen = resolve_groups(groups, classifier)
     fr = high_level_features(real.showers, real.incident_energies, geometry)
     fg = high_level_features(generated.showers, generated.incident_energies, geometry)
@@ -243,7 +257,7 @@ def evaluate(real: ShowerData, generated: ShowerData, geometry=None, seed: int =
     if "regression" in chosen:
         metrics["condition_regression"] = _regression(real, generated, fr, fg, seed + _SEED_OFFSETS["regression"])
     rocs = {}
-    if "classifier" in chosen:
+    if "classifier" in chosen and classifier_protocol in ("hepgen", "both"):
         metrics["classifier"] = {}
         hr = {k: fr[k] for k in edges}  # the CaloChallenge features only, as documented
         hg = {k: fg[k] for k in edges}
@@ -257,6 +271,12 @@ def evaluate(real: ShowerData, generated: ShowerData, geometry=None, seed: int =
             res = classifier_two_sample_test(a, b, seed=seed, **(classifier_kwargs or {}))
             rocs[level] = res.pop("roc")
             metrics["classifier"][level] = res
+    if "classifier" in chosen and classifier_protocol in ("calochallenge", "both"):
+        cc = calochallenge_levels(real.showers, real.incident_energies, generated.showers,
+                                  generated.incident_energies, geometry, **{"seed": seed, **(calochallenge_kwargs or {})})
+        for res in cc.values():
+            res.pop("history")  # per-epoch losses: logged, not kept
+        metrics["classifier_calochallenge"] = cc
     if return_details:
         return metrics, EvaluationDetails(fr, fg, rocs, extra)
     return metrics
@@ -585,7 +605,8 @@ def write_outputs(metrics: dict, real: ShowerData, generated: ShowerData, out_di
 def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLike, geometry=None,
                    out_dir=None, seed: int = 0, report: bool = True, classifier: bool = True,
                    n_bins: int = 30, groups=None, train_path: str | os.PathLike | None = None,
-                   sep_threshold: float = 0.1, p_threshold: float = 0.01, max_points: int = 5000) -> dict:
+                   sep_threshold: float = 0.1, p_threshold: float = 0.01, max_points: int = 5000,
+                   classifier_protocol: str = "hepgen", calochallenge_kwargs: dict | None = None) -> dict:
     """Read two shower files, evaluate, and write ``out_dir/metrics.json`` (+ report.html and figures/).
 
     Arguments:
@@ -600,6 +621,7 @@ def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLi
         train_path: the model's training showers (HDF5), for the memorisation test.
         sep_threshold, p_threshold: flag thresholds of the report (:func:`hepgen.domains.showers.report.write_report`).
         max_points: subsample size of the O(N²) metrics (see :func:`evaluate`).
+        classifier_protocol, calochallenge_kwargs: which classifier test(s), see :func:`evaluate`.
 
     Returns:
         the metrics dict, with ``inputs`` = the paths (``train`` too when given).
@@ -632,7 +654,8 @@ def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLi
             raise ValueError(f"{train_path} holds showers of {train.showers.shape[1]} voxels but "
                              f"{real_path} holds {real.showers.shape[1]}: they cannot be compared")
     metrics, details = evaluate(real, generated, geometry, seed=seed, n_bins=n_bins, classifier=classifier,
-                                return_details=True, groups=groups, train=train, max_points=max_points)
+                                return_details=True, groups=groups, train=train, max_points=max_points,
+                                classifier_protocol=classifier_protocol, calochallenge_kwargs=calochallenge_kwargs)
     metrics["inputs"] = {"real": str(real_path), "generated": str(generated_path)}
     if train_path is not None:
         metrics["inputs"]["train"] = str(train_path)

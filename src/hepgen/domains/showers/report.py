@@ -187,6 +187,12 @@ def write_report(metrics: dict, out_dir, figures=(), sep_threshold: float = 0.1,
         name = level.replace("_", "-")
         head.append((f"classifier AUC, {name}", f"{res['auc']:.4f} ± {res['auc_err']:.4f}"))
         head.append((f"classifier JSD, {name} [bits]", _fmt(res["jsd"])))
+    for level, res in (metrics.get("classifier_calochallenge") or {}).items():
+        name = level.replace("_", "-")
+        note = " (deviations: " + "; ".join(res["deviations"]) + ")" if res.get("deviations") else ""
+        head.append((f"CaloChallenge classifier AUC / JSD [bits], {name}",
+                     f"{res['auc']:.4f} / {_fmt(res['jsd'])} (best epoch {res['best_epoch']} of {res['epochs']}, "
+                     f"{res['n_train']} train / {res['n_test']} test showers){html.escape(note)}"))
     head.append(("mean separation power", _fmt(metrics["separation_power_mean"])))
     head.append(("worst feature", f"{html.escape(worst['feature'])} (S = {_fmt(worst['value'])})"))
     resp = metrics.get("energy_response")
