@@ -199,6 +199,8 @@ def test_bad_inputs_are_one_line_errors():
         with pytest.raises(ValueError) as err:
             calochallenge_classifier_test(*args, **TINY)
         assert message in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="min_steps must be at least 1, found 0"):
+        calochallenge_classifier_test(np.ones((100, 2)), np.ones((100, 2)), min_steps=0, **TINY)
     with pytest.raises(ValueError, match="epochs must be at least 1, found 0"):
         calochallenge_classifier_test(np.ones((100, 2)), np.ones((100, 2)), **{**TINY, "epochs": 0})
 
@@ -260,7 +262,10 @@ def test_cli_option_reaches_the_shower_evaluation(tmp_path, monkeypatch):
         write_showers(tmp_path / f"{i}.h5", showers(20, i))
     assert main(["evaluate", str(tmp_path / "1.h5"), str(tmp_path / "2.h5"), "-o", str(tmp_path / "o"),
                  "--classifier", "both"]) == 0
-    assert seen["classifier_protocol"] == "both"
+    assert seen["classifier_protocol"] == "both" and seen["calochallenge_kwargs"] is None
+    main(["evaluate", str(tmp_path / "1.h5"), str(tmp_path / "2.h5"), "-o", str(tmp_path / "o"),
+          "--classifier", "calochallenge", "--calochallenge-min-steps", "6000"])
+    assert seen["classifier_protocol"] == "calochallenge" and seen["calochallenge_kwargs"] == {"min_steps": 6000}
     main(["evaluate", str(tmp_path / "1.h5"), str(tmp_path / "2.h5"), "-o", str(tmp_path / "o")])
     assert seen["classifier_protocol"] == "hepgen"
     with pytest.raises(SystemExit):

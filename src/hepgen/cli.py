@@ -234,7 +234,7 @@ def cmd_evaluate(args, kind: str | None = None) -> int:
         groups = "fast"
     options = {k: getattr(args, k, None) for k in (
         "binning", "seed", "train", "sep_threshold", "p_threshold", "max_points", "real_reference", "n_particles",
-        "num_eval_samples", "num_batches", "efp_jobs", "classifier")}
+        "num_eval_samples", "num_batches", "efp_jobs", "classifier", "calochallenge_min_steps")}
     options.update(metrics=groups, no_classifier=getattr(args, "no_classifier", False) or None,
                    no_efp=args.no_efp or None)
     metrics = call_with_options(domain.kind, domain.evaluate_files, args.real, args.generated, args.output, **options)
@@ -651,6 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--classifier", choices=("hepgen", "calochallenge", "both"),
                     help="classifier test: hepgen's (default), the CaloChallenge DNN protocol (slow on a CPU; "
                          "docs/metrics.md), or both side by side")
+    sh.add_argument("--calochallenge-min-steps", type=int, metavar="N",
+                    help="DEVIATION from the CaloChallenge protocol: train its DNN for at least N optimiser "
+                         "steps (6000 = the challenge's data sets 2/3; needed below ~50k showers per side)")
     sh.add_argument("--metrics", metavar="GROUPS",
                     help="comma-separated metric groups: features, physics, correlation, multivariate, "
                          "diversity, regression, classifier (or all, fast; default all)")

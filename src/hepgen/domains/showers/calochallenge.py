@@ -141,6 +141,8 @@ def calochallenge_classifier_test(real, generated, *, epochs: int = 50, batch_si
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("hidden", hidden)):
         if int(value) < 1:
             raise ValueError(f"calochallenge classifier: {name} must be at least 1, found {value}")
+    if min_steps is not None and int(min_steps) < 1:
+        raise ValueError(f"calochallenge classifier: min_steps must be at least 1, found {min_steps}")
     n = min(len(real), len(generated), int(max_samples) if max_samples is not None else len(real))
     if n < MIN_PER_CLASS:
         raise ValueError(f"calochallenge classifier: needs at least {MIN_PER_CLASS} showers per sample, found {n}")
