@@ -230,8 +230,10 @@ def test_evaluate_runs_both_classifiers_side_by_side(tmp_path):
         assert (res["n_train"], res["n_test"]) == (720, 240)
     json.dumps(m)
     only = evaluate(real, gen, groups="classifier", classifier_protocol="calochallenge",
-                    calochallenge_kwargs={**TINY, "epochs": 1})
+                    calochallenge_kwargs={**TINY, "epochs": 1, "min_steps": 16})
     assert "classifier" not in only and "classifier_calochallenge" in only
+    assert only["classifier_calochallenge"]["low_level"]["steps"] == 16  # 8 steps per epoch, 2 epochs
+    assert "(deviations: min_steps=16: 2 epochs of 8 steps instead of 1)" in write_report(only, tmp_path / "d").read_text()
     assert "classifier_calochallenge" not in evaluate(real, gen, groups="features")
     with pytest.raises(ValueError, match="classifier protocol: expected one of hepgen, calochallenge, both, found 'cc'"):
         evaluate(real, gen, groups="classifier", classifier_protocol="cc")
