@@ -12,7 +12,9 @@ and separation power, depth observables included), ``physics`` (response and res
 energy, single-cell spectrum, layer correlations), ``correlation`` (Fisher-z test of the
 feature correlations), ``multivariate`` (FPD, KPD, Gaussian MMD, PRDC, each with a
 real-vs-real reference), ``diversity`` (SSIM, birthday support, mode collapse,
-memorisation), ``regression`` (conditions regressed from the showers) and ``classifier``.
+memorisation), ``regression`` (conditions regressed from the showers) and ``classifier``
+(hepgen's classifier test, the CaloChallenge protocol of :mod:`hepgen.domains.showers.calochallenge`,
+or both: ``classifier_protocol``).
 ``FAST_GROUPS`` are the cheap ones.
 """
 
