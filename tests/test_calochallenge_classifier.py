@@ -179,6 +179,10 @@ def test_deterministic_given_seed_and_leaves_global_rng_alone():
     r3 = calochallenge_classifier_test(a, b, seed=8, **TINY)
     assert r1 == r2
     assert r1["history"] != r3["history"]
+    d1 = calochallenge_classifier_test(a, b, seed=7, dropout=0.3, **TINY)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert d1 == calochallenge_classifier_test(a, b, seed=7, dropout=0.3, **TINY)
+    assert d1["history"] != r1["history"]
 
 
 def test_deviations_are_recorded():

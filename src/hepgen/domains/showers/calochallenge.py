@@ -99,6 +99,44 @@ def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([model(x[i:i + _EVAL_BATCH]).reshape(-1) for i in range(0, len(x), _EVAL_BATCH)])
 
 
+def _train(model, x_tr, y_tr, x_va, y_va, n_epochs: int, batch_size: int, lr: float, gen: torch.Generator,
+           label: str) -> tuple[dict, int, int, dict]:
+    """Adam on shuffled batches; keep the weights of the epoch with the best val accuracy (the reference's rule).
+
+    Returns ``(best weights, best epoch (1-based), optimiser steps, history)``.
+    """
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.BCEWithLogitsLoss()
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+    best_acc, best_epoch, best_state, steps = -math.inf, 0, None, 0
+    for epoch in range(1, n_epochs + 1):
+        model.train()
+        order = torch.randperm(len(x_tr), generator=gen).to(x_tr.device)
+        total = 0.0
+        for i in range(0, len(x_tr), batch_size):
+            idx = order[i:i + batch_size]
+            loss = loss_fn(model(x_tr[idx]).reshape(-1), y_tr[idx])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(idx)
+            steps += 1
+        logits = _predict(model, x_va)
+        val_loss = float(loss_fn(logits, y_va))
+        val_acc = float(((logits > 0).float() == y_va).float().mean())
+        history["train_loss"].append(total / len(x_tr))
+        history["val_loss"].append(val_loss)
+        history["val_accuracy"].append(val_acc)
+        log.info("calochallenge %s epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.4f",
+                 label, epoch, n_epochs, total / len(x_tr), val_loss, val_acc)
+        if val_acc > best_acc:
+            best_acc, best_epoch = val_acc, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if val_acc == 1.0:  # the reference stops here too
+            break
+    return best_state, best_epoch, steps, history
+
+
 def calochallenge_classifier_test(real, generated, *, epochs: int = 50, batch_size: int = 1000, lr: float = 2e-4,
                                   hidden: int = 2048, n_layers: int = 2, dropout: float = 0.0,
                                   negative_slope: float = 0.01, seed: int = 0, max_samples: int | None = None,
@@ -174,41 +212,12 @@ def calochallenge_classifier_test(real, generated, *, epochs: int = 50, batch_si
         n_epochs = max(n_epochs, math.ceil(int(min_steps) / steps_per_epoch))
         deviations.append(f"min_steps={int(min_steps)}: {n_epochs} epochs of {steps_per_epoch} steps "
                           f"instead of {int(epochs)}")
-    with torch.random.fork_rng(devices=[]):
+    # the seeded global stream (initial weights, dropout masks) is forked: the caller's is left alone
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         model = CaloChallengeDNN(x_tr.shape[1], hidden, n_layers, dropout, negative_slope).to(dev)
-    gen = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.BCEWithLogitsLoss()
-    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
-    best_acc, best_epoch, best_state, steps = -math.inf, 0, None, 0
-    for epoch in range(1, n_epochs + 1):
-        model.train()
-        order = torch.randperm(len(x_tr), generator=gen).to(dev)
-        total = 0.0
-        for i in range(0, len(x_tr), batch_size):
-            idx = order[i:i + batch_size]
-            if dropout > 0:  # dropout masks from a seeded stream too
-                torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=gen)))
-            loss = loss_fn(model(x_tr[idx]).reshape(-1), y_tr[idx])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(idx)
-            steps += 1
-        logits = _predict(model, x_va)
-        val_loss = float(loss_fn(logits, y_va))
-        val_acc = float(((logits > 0).float() == y_va).float().mean())
-        history["train_loss"].append(total / len(x_tr))
-        history["val_loss"].append(val_loss)
-        history["val_accuracy"].append(val_acc)
-        log.info("calochallenge %s epoch %d/%d: train loss %.4f, val loss %.4f, val accuracy %.4f",
-                 label, epoch, n_epochs, total / len(x_tr), val_loss, val_acc)
-        if val_acc > best_acc:
-            best_acc, best_epoch = val_acc, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if val_acc == 1.0:
-            break
+        best_state, best_epoch, steps, history = _train(model, x_tr, y_tr, x_va, y_va, n_epochs, batch_size, lr,
+                                                        torch.Generator().manual_seed(seed), label)
     model.load_state_dict(best_state)
     p_va = torch.sigmoid(_predict(model, x_va)).double().cpu().numpy()
     p_te = torch.sigmoid(_predict(model, x_te)).double().cpu().numpy()
