@@ -10,6 +10,8 @@ from sklearn.metrics import log_loss
 from hepgen.cli import main
 from hepgen.data.formats import ShowerData, write_showers
 from hepgen.data.geometry import CartesianGrid, CylindricalBinning, LayerBinning
+from hepgen.data.geometry_hex import HexagonalGrid
+from hepgen.data.geometry_layers import CartesianLayer, LayeredCartesianGrid
 from hepgen.domains.showers.calochallenge import CaloChallengeDNN, calochallenge_classifier_test, calochallenge_levels
 from hepgen.domains.showers.evaluate import evaluate
 from hepgen.domains.showers.report import write_report
@@ -137,10 +139,16 @@ def test_cls_high_inputs_hand_worked():
         cls_high_inputs(np.ones((1, 5)), [1.0], geo)
 
 
-def test_cls_high_inputs_cartesian_has_xy_for_every_layer():
-    geo = CartesianGrid(nx=3, ny=3, nz=2)
-    x, names = cls_high_inputs(np.ones((4, geo.n_voxels)), np.full(4, 100.0), geo)
+@pytest.mark.parametrize("geo", [CartesianGrid(nx=3, ny=3, nz=2), HexagonalGrid(n_layers=2, radius=1, pitch_mm=10.0),
+                                 LayeredCartesianGrid((CartesianLayer(2, 1, 10.0, 10.0), CartesianLayer(1, 1, 20.0, 20.0)))])
+def test_cls_high_inputs_other_geometries_have_xy_for_every_layer(geo):
+    showers = np.random.default_rng(0).random((4, geo.n_voxels))
+    x, names = cls_high_inputs(showers, np.full(4, 100.0), geo)
     assert x.shape == (4, 1 + 2 + 4 * 2 + 1 + 3 * 2) and "EC_phi_1" in names
+    xs, ys = geo.voxel_xy()
+    s = geo.layer_slices[1]
+    expected = (showers[:, s] @ ys[s]) / showers[:, s].sum(axis=1) / 100
+    np.testing.assert_allclose(x[:, names.index("EC_phi_1")], expected, rtol=1e-12)
 
 
 # ---- the DNN test --------------------------------------------------------------------------------

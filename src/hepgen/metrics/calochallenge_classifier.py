@@ -80,8 +80,8 @@ def cls_low_inputs(showers, incident_energies, threshold: float = 0.0) -> np.nda
 def _alpha_binned(geometry) -> list[bool]:
     """Per active layer: does it have angular bins (the reference's ``layersBinnedInAlpha``)?
 
-    A Cartesian grid has no angular binning; all its layers count as binned (x and y are
-    its natural coordinates).
+    The other geometries (Cartesian, layered Cartesian, hexagonal) have no angular binning;
+    all their layers count as binned (x and y are their natural coordinates).
     """
     if getattr(geometry, "kind", None) == "cylindrical":
         return [layer.n_alpha > 1 for layer in geometry.active_layers]
