@@ -212,6 +212,8 @@ def calochallenge_classifier_test(real, generated, *, epochs: int = 50, batch_si
         n_epochs = max(n_epochs, math.ceil(int(min_steps) / steps_per_epoch))
         deviations.append(f"min_steps={int(min_steps)}: {n_epochs} epochs of {steps_per_epoch} steps "
                           f"instead of {int(epochs)}")
+    log.info("calochallenge %s: %d train / %d val / %d test showers, %d inputs, up to %d epochs of %d steps",
+             label, len(x_tr), len(x_va), len(x_te), x_tr.shape[1], n_epochs, steps_per_epoch)
     # the seeded global stream (initial weights, dropout masks) is forked: the caller's is left alone
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
