@@ -215,3 +215,17 @@ def test_simulate_dataset_returns_shower_data():
     assert simulate_dataset(0).showers.shape == (0, 384)
     with pytest.raises(ValueError, match="energy_range"):
         simulate_dataset(5, energy_range=(0.0, 10.0))
+
+
+def test_readout_threshold_zero_suppresses_cells():
+    geometry = default_binning()
+    e = np.full(20, 5e3)
+    raw = ShowerSimulator(geometry, SamplingCalorimeter(readout_threshold_mev=0.0)).simulate(e, seed=4)
+    cut = ShowerSimulator(geometry, SamplingCalorimeter()).simulate(e, seed=4)  # default 0.01 MeV
+    # the same random numbers: the threshold only zeroes the cells below 0.01 MeV
+    assert SamplingCalorimeter().readout_threshold_mev == 0.01
+    assert np.any((raw > 0) & (raw < 0.01))
+    np.testing.assert_array_equal(cut, np.where(raw < 0.01, 0.0, raw))
+    assert simulate_dataset(2, seed=0).attrs["readout_threshold_MeV"] == 0.01
+    with pytest.raises(ValueError, match="readout_threshold_mev"):
+        SamplingCalorimeter(readout_threshold_mev=-1.0)

@@ -180,6 +180,11 @@ class SamplingCalorimeter:
     layer_thickness_x0: tuple[float, ...] | None = None
     absorber_thickness_mm: float = 2.0
     active_thickness_mm: float = 4.0
+    #: zero suppression of the cell read-out (MeV): deposits below it are recorded as 0.
+    #: GFlash spreads a shower's energy over spots of equal energy, so without a threshold
+    #: its cells carry deposits down to 1e-23 MeV (≈ 8 cells per shower below 10 keV on the
+    #: demo binning), which no calorimeter reads out and no generator needs to learn.
+    readout_threshold_mev: float = 0.01
     _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -191,6 +196,8 @@ class SamplingCalorimeter:
             raise ValueError(f"sampling_term must be >= 0, found {self.sampling_term!r}")
         if not (np.isfinite(self.total_depth_x0) and self.total_depth_x0 > 0):
             raise ValueError(f"total_depth_x0 must be > 0, found {self.total_depth_x0!r}")
+        if not (np.isfinite(self.readout_threshold_mev) and self.readout_threshold_mev >= 0):
+            raise ValueError(f"readout_threshold_mev must be >= 0 MeV, found {self.readout_threshold_mev!r}")
         if self.layer_thickness_x0 is not None:
             lt = tuple(float(x) for x in self.layer_thickness_x0)
             if not lt or any(not (np.isfinite(x) and x > 0) for x in lt):
@@ -420,7 +427,8 @@ class ShowerSimulator:
                 lowered automatically so that batch_size · n_voxels stays below 2e7.
 
         Returns:
-            showers: ``(N, n_voxels)`` float32, visible energy in MeV per voxel.
+            showers: ``(N, n_voxels)`` float32, visible energy in MeV per voxel; cells below
+            the calorimeter's ``readout_threshold_mev`` are 0.
         """
         e = _check_energies(energies_mev)
         n = e.shape[0]
@@ -444,6 +452,7 @@ class ShowerSimulator:
             out[sl] = self._simulate_batch(
                 e[sl], None if th is None else th[sl], None if xy is None else xy[sl], rng
             )
+        out[out < self.calorimeter.readout_threshold_mev] = 0.0
         return out
 
     def _simulate_batch(self, e: np.ndarray, theta: np.ndarray | None, xy: np.ndarray | None,
@@ -537,7 +546,8 @@ def simulate_dataset(
                    "sampling_term": calorimeter.sampling_term,
                    "total_depth_x0": calorimeter.total_depth_x0,
                    "X0_mm": calorimeter.X0_mm, "moliere_radius_mm": calorimeter.moliere_radius_mm,
-                   "critical_energy_MeV": calorimeter.critical_energy_MeV}
+                   "critical_energy_MeV": calorimeter.critical_energy_MeV,
+                   "readout_threshold_MeV": calorimeter.readout_threshold_mev}
 
     if energies is not None:
         choices = np.asarray(energies, dtype=float).ravel()
