@@ -248,10 +248,11 @@ def plot_correlations(path: Path, corr: dict[str, np.ndarray]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(corr), figsize=(4.2 * len(corr), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(corr), figsize=(4.4 * len(corr) + 1.0, 4.0), squeeze=False,
+                             layout="constrained")
     for ax, (name, m) in zip(axes[0], corr.items()):
         im = ax.imshow(m, vmin=-1, vmax=1, cmap="RdBu_r", origin="lower")
-        ax.set_title(f"{name}: layer-layer correlation")
+        ax.set_title(f"{name}: layer-layer corr.", fontsize=10)
         ax.set_xlabel("layer")
         ax.set_ylabel("layer")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
