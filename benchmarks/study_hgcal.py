@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hepgen._io import atomic_path
+from hepgen._io import atomic_path, json_safe
 from hepgen.config import TrainConfig
 from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.domains.showers.evaluate import evaluate_files
@@ -470,7 +470,7 @@ def main(argv=None, simulate=None, g4_engine=None) -> dict:
                "sampling_fraction": f, "geant4_labels": reference, "results": results,
                "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}}
     with atomic_path(out / "study_hgcal.json") as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=1, default=lambda o: np.asarray(o).tolist()))
+        Path(tmp).write_text(json.dumps(json_safe(summary), indent=1, allow_nan=False))  # NaN -> null
     with atomic_path(out / "study_hgcal.txt") as tmp:
         Path(tmp).write_text(table + "\n")
     return summary
