@@ -25,8 +25,9 @@ What this script does, and what differs:
   energies uniformly from a list, so the 1 % spread is a list of ``--energies-per-beam``
   Gaussian draws per beam energy (:func:`beam_energies`); each shower's label is its
   exact primary energy.  Cached under ``--data-dir``.  Geant4 took ≈ 11 ms per GeV here
-  (≈ 0.22 s at 20 GeV, 0.96 s at 90 GeV, one core), ≈ 0.58 s per shower on average: the
-  default 750 + 200 showers are ≈ 9–10 CPU minutes (2 workers: ≈ 5 min wall).
+  (≈ 0.22 s at 20 GeV, 0.96 s at 90 GeV, one core), 0.46–0.63 s per shower on average over
+  the beams in two runs: the default 750 + 200 showers are ≈ 7–10 CPU minutes (2 workers:
+  ≈ 5 min wall).
 * **Models** (``--minutes`` of training each): ``wgan``, hepgen's ``gan`` family as the
   HGCAL WGAN: MLP generator and critic (hidden 128 × 3 layers: 0.50 M and 0.49 M
   parameters against the paper's ≈ 672k / ≈ 477k; the paper's networks are not
