@@ -732,8 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--deterministic", action="store_true", help="apply the mean correction only")
     ra.set_defaults(func=cmd_refine_apply)
 
-    ds = sub.add_parser("distill", help="distil a trained flow into a one-pass student that samples ~10x faster "
-                        "(CaloFlow II-style teacher-student; docs/models.md)")
+    ds = sub.add_parser("distill", help="distil a trained flow into a one-pass feed-forward student (fast; "
+                        "its fidelity lags the teacher: docs/models.md)")
     ds.add_argument("checkpoint", help="the teacher: a flow checkpoint (caloflow, flow)")
     ds.add_argument("--data", required=True, help="file whose conditions the student learns at (the training file)")
     ds.add_argument("-o", "--output", required=True, help="folder for best.pt and distill_log.csv")
