@@ -149,6 +149,7 @@ def plot_smearing(path, table: dict, gen_means: dict, real_means: dict, title: s
             ax.axhline(gen_means[k], color="tab:red", lw=1.5, label="generated")
             ax.axhline(real_means[k], color="black", lw=1.0, ls=":", label="reference")
             ax.set_xscale("symlog", linthresh=0.01)
+            ax.set_xlim(left=0)
             ax.set_xlabel(r"noise $\sigma$ (standardised model-space units)")
             ax.set_ylabel(f"mean {k}")
         axes[0].legend(fontsize=7)
