@@ -8,8 +8,14 @@ For each jet type, compares reference jets (``--real``), a second independent re
   (Δη = η_rel, Δφ = φ_rel, ΔR), their pT fractions z1, z2, z3 and z1+z2+z3, their
   pairwise ΔR12, ΔR13, ΔR23, and the multiplicity        → ``{t}_leading.png``;
 * τ21, τ32, D2, m/pT, the offset of the stored constituents' pT-weighted centroid from the
-  jet axis, and the number of constituents within ΔR < 0.05 of the axis (the "core")
-                                                          → ``{t}_substructure.png``;
+  jet axis, the number of constituents within ΔR < 0.05 of the axis (the "core"), the
+  fraction of constituent pairs closer than ΔR = 0.01 (e.g. the photons of a π0) and
+  Σ pT_rel of the stored constituents                     → ``{t}_substructure.png``;
+* "independent particles": the reference jets with every pT-ordered slot shuffled across
+  jets (each jet's k-th constituent taken from another random jet) — the per-slot
+  marginals are exact and every correlation between constituents is gone; if the
+  generated jets look like these, the model learned the marginals and not the joint
+  structure (the ``mean_shuffled`` column);
 * the preprocessing: the reference jets round-tripped through the model-space transform
   and back (:class:`hepgen.domains.jets.preprocessing.JetPreprocessor`; from the
   checkpoint if given) — if τ21 changes, the preprocessing is at fault;
@@ -65,6 +71,7 @@ def leading_quantities(pf: np.ndarray) -> dict[str, np.ndarray]:
     out["z_123"] = np.nansum(lead[:, :, 2], axis=1)
     for i, j in ((0, 1), (0, 2), (1, 2)):
         out[f"dR_{i + 1}{j + 1}"] = np.hypot(lead[:, i, 0] - lead[:, j, 0], lead[:, i, 1] - lead[:, j, 1])
+    out["log10_dR_12"] = np.log10(np.maximum(out["dR_12"], 1e-5))
     out["multiplicity"] = mask.sum(axis=1).astype(np.float64)
     return out
 
@@ -77,8 +84,12 @@ def substructure_quantities(pf: np.ndarray) -> dict[str, np.ndarray]:
     s = np.maximum(pt.sum(axis=1), 1e-12)
     ceta, cphi = (pt * parts[..., 0]).sum(axis=1) / s, (pt * parts[..., 1]).sum(axis=1) / s
     core = (np.hypot(parts[..., 0], parts[..., 1]) < 0.05) & mask
+    dr = np.hypot(parts[:, :, None, 0] - parts[:, None, :, 0], parts[:, :, None, 1] - parts[:, None, :, 1])
+    pair = mask[:, :, None] & mask[:, None, :] & np.triu(np.ones(mask.shape[1], dtype=bool), 1)[None]
+    close = ((dr < 0.01) & pair).sum(axis=(1, 2)) / np.maximum(pair.sum(axis=(1, 2)), 1)
     return {"tau21": obs["tau21"], "tau32": obs["tau32"], "d2": obs["d2"], "mass_rel": obs["mass_rel"],
             "centroid_offset": np.hypot(ceta, cphi), "n_core": core.sum(axis=1).astype(np.float64),
+            "close_pair_fraction": close,
             "pt_sum": pt.sum(axis=1)}
 
 
@@ -94,13 +105,25 @@ def _mean(x):
     return float(x.mean()) if x.size else float("nan")
 
 
-def compare(real: dict, gen: dict, floor: dict) -> dict:
+def shuffled_slots(pf: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Every pT-ordered slot permuted across jets: exact per-slot marginals, no correlations."""
+    out = pf.copy()
+    for k in range(pf.shape[1]):
+        out[:, k] = pf[rng.permutation(len(pf)), k]
+    # keep each jet's constituents in the slots 0 … n−1 (a shuffled padding slot may precede a real one)
+    _, mask = split_particles(out)
+    order = np.argsort(~mask, axis=1, kind="stable")
+    return np.take_along_axis(out, order[..., None], axis=1)
+
+
+def compare(real: dict, gen: dict, floor: dict, shuffled: dict) -> dict:
     """Per quantity: W1 generated vs reference, floor (2nd reference vs reference), ratio, means."""
     out = {}
     for k in real:
         w, f = _w1(real[k], gen[k]), _w1(real[k], floor[k])
         out[k] = {"w1": w, "floor": f, "ratio": w / f if f > 0 else float("nan"),
-                  "mean_real": _mean(real[k]), "mean_generated": _mean(gen[k]), "mean_floor": _mean(floor[k])}
+                  "mean_real": _mean(real[k]), "mean_generated": _mean(gen[k]), "mean_floor": _mean(floor[k]),
+                  "mean_shuffled": _mean(shuffled[k])}
     return out
 
 
@@ -194,16 +217,18 @@ def main() -> None:
             gen = gen_all.of_type(t) if np.any(gen_all.jet_type >= 0) else gen_all
             gen = gen.subset(slice(0, len(real)))
             pre = JetPreprocessor(real.n_particles, ("type",)).fit(real)
-        lead = {k: leading_quantities(v.particle_features) for k, v in (("real", real), ("generated", gen),
-                                                                         ("floor", floor))}
-        sub = {k: substructure_quantities(v.particle_features) for k, v in (("real", real), ("generated", gen),
-                                                                             ("floor", floor))}
-        plot_jet_histograms(out / f"{t}_leading.png", {k: {s: lead[s][k] for s in lead} for k in lead["real"]},
+        shuffled = shuffled_slots(real.particle_features, rng)
+        clouds = {"real": real.particle_features, "generated": gen.particle_features,
+                  "floor": floor.particle_features, "shuffled": shuffled}
+        lead = {k: leading_quantities(v) for k, v in clouds.items()}
+        sub = {k: substructure_quantities(v) for k, v in clouds.items()}
+        shown = ("real", "generated", "floor")
+        plot_jet_histograms(out / f"{t}_leading.png", {k: {s: lead[s][k] for s in shown} for k in lead["real"]},
                             f"{t} jets ({args.label}): hardest 3 constituents (k = 1, 2, 3 by pT)")
-        plot_jet_histograms(out / f"{t}_substructure.png", {k: {s: sub[s][k] for s in sub} for k in sub["real"]},
+        plot_jet_histograms(out / f"{t}_substructure.png", {k: {s: sub[s][k] for s in shown} for k in sub["real"]},
                             f"{t} jets ({args.label}): substructure")
-        res = {"n": len(real), "leading": compare(lead["real"], lead["generated"], lead["floor"]),
-               "substructure": compare(sub["real"], sub["generated"], sub["floor"]),
+        res = {"n": len(real), "leading": compare(lead["real"], lead["generated"], lead["floor"], lead["shuffled"]),
+               "substructure": compare(sub["real"], sub["generated"], sub["floor"], sub["shuffled"]),
                "roundtrip": roundtrip(pre, real), "smearing": smearing(pre, real, rng)}
         plot_smearing(out / f"{t}_smearing.png", res["smearing"],
                       {k: res["substructure"][k]["mean_generated"] for k in SUBSTRUCTURE},
@@ -211,11 +236,12 @@ def main() -> None:
                       f"{t} jets: substructure of reference jets with model-space noise")
         summary["types"][t] = res
         print(f"\n== {t} jets ({JET_TYPES.index(t) if t in JET_TYPES else '?'}), {len(real)} per sample, {args.label}")
-        print(f"{'quantity':>16} {'mean ref':>9} {'mean gen':>9} {'W1 gen':>9} {'floor':>9} {'ratio':>6}")
+        print(f"{'quantity':>19} {'mean ref':>9} {'mean gen':>9} {'mean shuf':>9} {'W1 gen':>9} {'floor':>9} "
+              f"{'ratio':>6}")
         for block in ("leading", "substructure"):
             for k, r in res[block].items():
-                print(f"{k:>16} {r['mean_real']:9.4f} {r['mean_generated']:9.4f} {r['w1']:9.4g} {r['floor']:9.3g} "
-                      f"{r['ratio']:6.1f}")
+                print(f"{k:>19} {r['mean_real']:9.4f} {r['mean_generated']:9.4f} {r['mean_shuffled']:9.4f} "
+                      f"{r['w1']:9.4g} {r['floor']:9.3g} {r['ratio']:6.1f}")
         rt = res["roundtrip"]
         print("round trip through the preprocessing: max |Δ| " + ", ".join(
             f"{k} {rt[k]['max_abs_diff']:.2g}" for k in (*SUBSTRUCTURE, "mass_rel"))
