@@ -8,6 +8,7 @@ because Pythia writes them); everything else a jet needs lives here:
 ``generator``      :class:`JetGenerator` (model + preprocessing), checkpoints ``kind: jets``
 ``score``          :func:`jet_w1_score`, the checkpoint-selection metric
 ``evaluate``       JetNet metrics with the real-vs-real floor → ``metrics.json``
+``classifier``     deep-sets (particle-flow network) classifier AUC, real vs generated
 ``report``         the jet figures and HTML report
 ================  =====================================================================
 

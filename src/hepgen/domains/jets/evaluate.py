@@ -7,6 +7,9 @@ second reference is either given (``real_reference``, e.g. a second Pythia run) 
 splitting the reference in two random halves A and B; the generated sample is then compared
 with A, and B (cut to the generated sample's size) is the floor sample.
 
+The deep-sets classifier AUC (:mod:`hepgen.domains.jets.classifier`) is trained twice with
+the same seed: reference vs generated, and reference vs the floor sample.
+
 Metrics are computed per jet type (JetNet's metrics are per type).  A generated sample
 whose types are unknown (-1) is compared with a reference of a single type.
 
