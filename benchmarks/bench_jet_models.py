@@ -164,16 +164,19 @@ def format_table(res: dict) -> str:
             lines.append(f"| {jt} | {key}{tgt} | {ref['floor']:.4g} | "
                          + " | ".join(_cell(e, key) for e in entries) + " |")
     pyth = res["pythia_jets_per_cpu_s"]
-    lines += ["", f"Pythia 8 + FastJet: {pyth:.0f} jets per CPU-s (one core, mean over "
+    lines += ["", "ratio = model / floor (for the AUC: AUC / floor AUC; ≈ 1 with both ≈ 0.5 is indistinguishable); "
+              "✓/✗: issue-21 target met / not met",
+              "", f"Pythia 8 + FastJet: {pyth:.0f} jets per CPU-s (one core, mean over "
               f"{', '.join(res['pythia_speed'])}); speed-up target ≥ {SPEED_TARGET:g}×", ""]
     for f in fams:
         r = res["families"][f]
         ms, m1 = r["model_speed"], r["model_speed_1thread"]
         train_txt = (f"training {r['train_wall_min']:.1f} wall-min, {r['train_cpu_min']:.1f} CPU-min, best epoch "
                      f"{r['best_epoch']}" if "train_cpu_min" in r else f"checkpoint {r.get('checkpoint')}")
-        lines.append(f"- {f}: {ms['jets_per_cpu_s']:.0f} jets per CPU-s ({ms['threads']} threads, "
-                     f"{ms['jets_per_wall_s']:.0f}/s wall), 1 thread {m1['jets_per_cpu_s']:.0f}; speed-up per "
-                     f"CPU-s {r['speedup_per_cpu_s']:.1f}× ({r['speedup_1thread']:.1f}× on 1 thread); "
+        threads = f"{ms['threads']} thread{'s' if ms['threads'] != 1 else ''}"
+        lines.append(f"- {f}: {ms['jets_per_cpu_s']:.0f} jets per CPU-s ({threads}, {ms['jets_per_wall_s']:.0f}/s "
+                     f"wall, {ms['jets']} jets), again on 1 thread {m1['jets_per_cpu_s']:.0f} ({m1['jets']} jets); "
+                     f"speed-up per CPU-s {r['speedup_per_cpu_s']:.1f}× ({r['speedup_1thread']:.1f}× on 1 thread); "
                      f"{r['n_parameters']:,} parameters; {train_txt}")
     return "\n".join(lines)
 
