@@ -70,6 +70,25 @@ def test_d2_against_brute_force_and_invariances():
     np.testing.assert_array_equal(obs["d2"], d2)
 
 
+def test_d2_against_fastjet_contrib():
+    """FastJet contrib EnergyCorrelator (D2, β = 1, normalised) through the fastjet package."""
+    ak = pytest.importorskip("awkward")
+    fastjet = pytest.importorskip("fastjet")
+    from hepgen._fastjet import quiet_fastjet
+
+    quiet_fastjet()
+    pf = _cloud(n=40, seed=8)
+    parts = pf[..., :3]
+    mask = pf[..., 3] > 0
+    pt, eta, phi = parts[..., 2][mask], parts[..., 0][mask], parts[..., 1][mask]
+    vec = ak.unflatten(ak.zip({"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(eta),
+                               "E": pt * np.cosh(eta)}, with_name="Momentum4D"), mask.sum(axis=1))
+    # kt with a huge radius: one exclusive jet holds every constituent
+    seq = fastjet.ClusterSequence(vec, fastjet.JetDefinition(fastjet.kt_algorithm, 10.0))
+    d2 = ak.to_numpy(seq.exclusive_jets_energy_correlator(njets=1, beta=1, npoint=2, func="d2")).ravel()
+    np.testing.assert_allclose(energy_correlation_d2(pf), d2, rtol=1e-8)
+
+
 def test_classifier_identical_and_shifted():
     pf = _cloud(n=600, seed=1)
     same = jet_classifier_auc(pf, pf, seed=0)

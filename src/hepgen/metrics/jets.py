@@ -161,8 +161,10 @@ def energy_correlation_d2(jets: np.ndarray, mask: np.ndarray | None = None, beta
 
     They are energy-flow polynomials (``energyflow.EFP``, ``normed=True``, which sums over
     all ordered index tuples; θ_ii = 0): e2 = EFP(line)/2 and e3 = EFP(triangle)/3!, so
-    ``D2 = (4/3) · EFP(triangle) / EFP(line)³``.  No contrib ``EnergyCorrelator`` is
-    reachable from the ``fastjet`` Python package, hence energyflow.  D2 does not depend on
+    ``D2 = (4/3) · EFP(triangle) / EFP(line)³``, vectorised over jets by energyflow; it
+    agrees with FastJet contrib ``EnergyCorrelator`` (``fastjet`` package,
+    ``exclusive_jets_energy_correlator(func="d2")``, one exclusive jet per event) within
+    1e-8 relative (``tests/test_jets_substructure.py``).  D2 does not depend on
     the jet radius (θ/R scales e3 and e2³ alike) nor on the pT scale.  Two-prong jets (W, Z, H)
     have small D2, one-prong QCD jets larger.
 
