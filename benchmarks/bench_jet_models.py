@@ -1,28 +1,32 @@
-"""Jet generators against Pythia 8: JetNet metrics beside the real-vs-real floor, and speed.
+"""Jet generators against Pythia 8: every metric beside its real-vs-real floor, and speed (issue 21).
 
 One run, one machine, three Pythia files made with ``hepgen simulate jets`` (different
 seeds): a training sample, a reference sample ``--real`` and an independent second
 reference ``--reference`` (the floor: two Pythia samples of the same size compared with the
-same batches).  The script
+same batches).  For each of ``--families`` (default: the jets default preset ``epic_fm``
+and the fastest model, ``epic_gan``) the script
 
-1. trains ``--family`` (its packaged preset, ``hepgen.config.preset``) on the training file
-   for at most ``--minutes`` of wall-clock time with ``--threads`` threads and records the
-   CPU time the process actually used;
+1. trains the family's packaged preset (``hepgen.config.preset``) on the training file for
+   at most ``--minutes`` of wall-clock time with ``--threads`` threads and records the CPU
+   time the process used (``--checkpoint FAMILY=PATH`` skips training for that family);
 2. generates one jet per reference jet, at its type, pT, η and multiplicity;
-3. computes W1m, W1p, W1efp, FPD and KPD per jet type (``hepgen.domains.jets.evaluate``) for the
-   model and for the floor, and their ratio (targets of issue 6: W1 ratios ≤ 2, FPD ≤ 3);
+3. evaluates per jet type (``hepgen.domains.jets.evaluate``) W1m, W1p, W1efp, FPD, KPD,
+   the W1 of τ21, τ32 and D2, and the deep-sets classifier AUC, for the model and for the
+   floor, and their ratio (targets of issue 21: W1m/W1p/W1efp ≤ 1.5×, FPD ≤ 3×,
+   substructure W1 ≤ 2×; for the AUC the ratio is AUC / floor AUC, ideally ≈ 1 with both ≈ 0.5);
 4. times generation (jets per CPU-second at batch ``--batch-size``) and Pythia 8 + FastJet
    (``hepgen.simulate.pythia.generate_jets`` in this process, one core) on the same machine,
-   and prints the speed ratio (target ≥ 100).
+   and prints the speed-up per CPU-second (target ≥ 100).
 
-Writes ``OUT/bench.json``, ``OUT/bench.md``, ``OUT/generated.h5`` and ``OUT/eval/`` (metrics.json,
-report.html with the jet and particle histograms); prints the table.  Usage:
+Writes ``OUT/bench.json``, ``OUT/bench.md`` and per family ``OUT/FAMILY/generated.h5`` and
+``OUT/FAMILY/eval/`` (metrics.json, report.html with the histograms); prints one table with
+every family side by side.  Usage (the full run of issue 21: 60 CPU-minutes per model):
 
     hepgen simulate jets -o train.h5 --type g,t --n 30000 --workers 2 --seed 1
     hepgen simulate jets -o refA.h5  --type g,t --n 10000 --workers 2 --seed 2
     hepgen simulate jets -o refB.h5  --type g,t --n 10000 --workers 2 --seed 3
     python benchmarks/bench_jet_models.py --train train.h5 --real refA.h5 --reference refB.h5 \\
-        --family epic_fm --minutes 30 --threads 2 -o bench-jets
+        --families epic_fm,epic_gan --minutes 30 --threads 2 -o bench-jets
 """
 
 from __future__ import annotations
@@ -39,13 +43,16 @@ import numpy as np
 import torch
 
 from hepgen.config import preset
-from hepgen.data.jets import JET_TYPES, read_jets
+from hepgen.data.jets import JET_TYPES, read_jets, write_jets
 from hepgen.domains.jets.evaluate import evaluate_jet_files
 from hepgen.domains.jets.generator import JetGenerator
 from hepgen.simulate.pythia import JetGenConfig, chunk_seed, generate_jets
 from hepgen.train.trainer import train
 
-TARGETS = {"w1m": 2.0, "w1p": 2.0, "w1efp": 2.0, "fpd": 3.0}
+# issue 21: ratios model / floor; the substructure W1s; speed-up per CPU-second
+TARGETS = {"w1m": 1.5, "w1p": 1.5, "w1efp": 1.5, "fpd": 3.0, "w1_tau21": 2.0, "w1_tau32": 2.0, "w1_d2": 2.0}
+SPEED_TARGET = 100.0
+METRICS = ("w1m", "w1p", "w1efp", "fpd", "kpd", "w1_tau21", "w1_tau32", "w1_d2", "classifier_auc")
 
 
 def pythia_rate(types: list[str], n: int, n_particles: int, seed: int) -> dict:
@@ -71,39 +78,32 @@ def model_rate(gen: JetGenerator, like, batch_size: int, seed: int) -> dict:
             "jets_per_wall_s": len(like) / wall, "threads": torch.get_num_threads(), "batch_size": batch_size}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train", required=True, help="training jets (JetNet-layout HDF5)")
-    p.add_argument("--real", required=True, help="reference jets: generation conditions and metric reference")
-    p.add_argument("--reference", required=True, help="independent second reference (the floor)")
-    p.add_argument("--family", default="epic_fm", help="a jets family with a packaged preset")
-    p.add_argument("--checkpoint", help="skip training: evaluate this jets checkpoint")
-    p.add_argument("--minutes", type=float, default=30.0, help="wall-clock training limit")
-    p.add_argument("--epochs", type=int, help="override the preset's epochs")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu", help="training device (cpu, cuda)")
-    p.add_argument("--steps", type=int, help="sampler steps for flow-matching models")
-    p.add_argument("--batch-size", type=int, default=1000, help="jets per model call when generating")
-    p.add_argument("--n-speed", type=int, default=5000, help="jets generated for the speed measurement")
-    p.add_argument("--n-pythia", type=int, default=300, help="jets per type for the Pythia speed measurement")
-    p.add_argument("--efp-jobs", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True)
-    args = p.parse_args()
+def metric_rows(metrics: dict) -> dict:
+    """Per jet type: every benchmark metric as ``{value, error, floor, floor_error, ratio, target_met}``."""
+    out = {}
+    for jt, m in metrics["types"].items():
+        row = {}
+        for key in METRICS:
+            e = m["observables"][key[3:]]["w1"] if key.startswith("w1_") else m.get(key)
+            if e is None or key.startswith("w1_") and key[3:] not in m["observables"] or e.get("value") is None:
+                continue
+            ratio = e["value"] / e["floor"] if e["floor"] else float("inf")
+            row[key] = {**{k: e[k] for k in ("value", "error", "floor", "floor_error")}, "ratio": ratio,
+                        "target_met": (ratio <= TARGETS[key]) if key in TARGETS else None}
+        out[jt] = row
+    return out
 
-    out = Path(args.output)
+
+def run_family(family: str, checkpoint: str | None, data, real, args, out: Path) -> dict:
+    """Train (or load), generate at the reference's conditions, evaluate and time one family."""
+    res: dict = {}
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    data = read_jets(args.train)
-    real, ref = read_jets(args.real), read_jets(args.reference)
-    res: dict = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                 "threads": args.threads, "n_train": len(data), "n_real": len(real), "n_reference": len(ref)}
-
-    if args.checkpoint:
-        gen = JetGenerator.load(args.checkpoint)
-        res["checkpoint"] = args.checkpoint
+    if checkpoint:
+        gen = JetGenerator.load(checkpoint)
+        res["checkpoint"] = checkpoint
     else:
-        config = dataclasses.replace(preset(args.family), max_minutes=args.minutes, threads=args.threads,
+        config = dataclasses.replace(preset(family), max_minutes=args.minutes, threads=args.threads,
                                      device=args.device, seed=args.seed)
         if args.epochs:
             config = dataclasses.replace(config, epochs=args.epochs)
@@ -112,7 +112,7 @@ def main() -> None:
         res["train_wall_min"] = (time.perf_counter() - t0) / 60
         res["train_cpu_min"] = (time.process_time() - c0) / 60
         res["config"] = dataclasses.asdict(config)
-        print(f"trained {args.family}: {res['train_wall_min']:.1f} wall-min, {res['train_cpu_min']:.1f} CPU-min")
+        print(f"trained {family}: {res['train_wall_min']:.1f} wall-min, {res['train_cpu_min']:.1f} CPU-min")
     gen.model.to("cpu")
     if args.steps and hasattr(gen.model, "sample_steps"):
         gen.model.sample_steps = args.steps
@@ -124,56 +124,114 @@ def main() -> None:
     t0 = time.perf_counter()
     fake = gen.sample_like(real, seed=args.seed + 11, batch_size=args.batch_size, progress=True)
     res["generate_all_wall_s"] = time.perf_counter() - t0
-    from hepgen.data.jets import write_jets
-
     write_jets(out / "generated.h5", fake)
-
-    # metrics.json + report.html with the histograms (mass, pT, multiplicity, τ21, τ32, …)
+    # metrics.json + report.html with the histograms (mass, pT, multiplicity, τ21, τ32, D2, …)
     metrics = evaluate_jet_files(args.real, out / "generated.h5", out / "eval", real_reference_path=args.reference,
-                                 seed=args.seed, n_jobs=args.efp_jobs, num_eval_samples=min(50_000, len(ref) // 2))
-    res["metrics"] = {}
-    for jt, m in metrics["types"].items():
-        row = {}
-        for key in ("w1m", "w1p", "w1efp", "fpd", "kpd"):
-            if key in m:
-                e = m[key]
-                ratio = e["value"] / e["floor"] if e["floor"] else float("inf")
-                row[key] = {**{k: e[k] for k in ("value", "error", "floor", "floor_error")}, "ratio": ratio,
-                            "target_met": (ratio <= TARGETS[key]) if key in TARGETS else None}
-        res["metrics"][jt] = row
-
-    types = [t for t in real.types_present if t in JET_TYPES]
+                                 seed=args.seed, n_jobs=args.efp_jobs, classifier=not args.no_classifier,
+                                 num_eval_samples=min(50_000, len(real) // 2))
+    res["metrics"] = metric_rows(metrics)
     speed_like = real.subset(np.random.default_rng(args.seed).permutation(len(real))[: args.n_speed])
     res["model_speed"] = model_rate(gen, speed_like, args.batch_size, args.seed)
     torch.set_num_threads(1)
     res["model_speed_1thread"] = model_rate(gen, speed_like.subset(slice(0, min(2000, len(speed_like)))),
                                             args.batch_size, args.seed)
-    res["pythia_speed"] = pythia_rate(types, args.n_pythia, real.n_particles, args.seed)
-    pyth = np.mean([v["jets_per_cpu_s"] for v in res["pythia_speed"].values()])
-    res["pythia_jets_per_cpu_s"] = float(pyth)
-    res["speedup_per_cpu_s"] = res["model_speed"]["jets_per_cpu_s"] / pyth
-    res["speedup_1thread"] = res["model_speed_1thread"]["jets_per_cpu_s"] / pyth
-    (out / "bench.json").write_text(json.dumps(res, indent=1))
+    torch.set_num_threads(args.threads)
+    return res
 
-    lines = [f"# {res['family']} vs Pythia 8 ({len(real)} reference jets, floor: {len(ref)} independent jets)", "",
-             "| type | metric | model | floor | ratio | target |", "|---|---|---|---|---|---|"]
-    for jt, row in res["metrics"].items():
-        for key, e in row.items():
-            tgt = f"≤ {TARGETS[key]:g}× {'met' if e['target_met'] else 'NOT met'}" if key in TARGETS else ""
-            ratio = f"{e['ratio']:.2f}" if key in TARGETS else "—"  # KPD's floor is ~0 (unbiased estimate)
-            lines.append(f"| {jt} | {key} | {e['value']:.4g} ± {e['error']:.2g} | {e['floor']:.4g} ± "
-                         f"{e['floor_error']:.2g} | {ratio} | {tgt} |")
-    ms, m1 = res["model_speed"], res["model_speed_1thread"]
-    lines += ["", f"- generation: {ms['jets_per_wall_s']:.0f} jets/s wall, {ms['jets_per_cpu_s']:.0f} jets per "
-              f"CPU-s ({ms['threads']} threads, batch {ms['batch_size']}); 1 thread: {m1['jets_per_cpu_s']:.0f} "
-              "jets per CPU-s",
-              f"- Pythia 8 + FastJet: {pyth:.0f} jets per CPU-s (mean over {', '.join(types)})",
-              f"- speed-up per CPU-second: {res['speedup_per_cpu_s']:.1f}× ({args.threads} threads), "
-              f"{res['speedup_1thread']:.1f}× (1 thread); target ≥ 100×"]
-    if "train_cpu_min" in res:
-        lines.append(f"- training: {res['train_wall_min']:.1f} wall-min, {res['train_cpu_min']:.1f} CPU-min, "
-                     f"best epoch {res['best_epoch']}, {res['n_parameters']:,} parameters")
-    text = "\n".join(lines)
+
+def _cell(e: dict | None, key: str) -> str:
+    if e is None:
+        return "– | –"
+    ratio = "—" if key == "kpd" else f"{e['ratio']:.2f}"  # KPD's floor is ~0 (unbiased estimate)
+    mark = "" if e["target_met"] is None else (" ✓" if e["target_met"] else " ✗")
+    return f"{e['value']:.4g} | {ratio}{mark}"
+
+
+def format_table(res: dict) -> str:
+    fams = list(res["families"])
+    lines = [f"# jet generators vs Pythia 8 ({res['n_real']} reference jets, floor: {res['n_reference']} "
+             "independent jets)", "",
+             "| type | metric | floor | " + " | ".join(f"{f} | ratio" for f in fams) + " |",
+             "|---|---|---|" + "---|---|" * len(fams)]
+    types = list(next(iter(res["families"].values()))["metrics"])
+    for jt in types:
+        for key in METRICS:
+            entries = [res["families"][f]["metrics"].get(jt, {}).get(key) for f in fams]
+            ref = next((e for e in entries if e is not None), None)
+            if ref is None:
+                continue
+            tgt = f" (≤ {TARGETS[key]:g}×)" if key in TARGETS else ""
+            lines.append(f"| {jt} | {key}{tgt} | {ref['floor']:.4g} | "
+                         + " | ".join(_cell(e, key) for e in entries) + " |")
+    pyth = res["pythia_jets_per_cpu_s"]
+    lines += ["", "ratio = model / floor (for the AUC: AUC / floor AUC; ≈ 1 with both ≈ 0.5 is indistinguishable); "
+              "✓/✗: issue-21 target met / not met",
+              "", f"Pythia 8 + FastJet: {pyth:.0f} jets per CPU-s (one core, mean over "
+              f"{', '.join(res['pythia_speed'])}); speed-up target ≥ {SPEED_TARGET:g}×", ""]
+    for f in fams:
+        r = res["families"][f]
+        ms, m1 = r["model_speed"], r["model_speed_1thread"]
+        train_txt = (f"training {r['train_wall_min']:.1f} wall-min, {r['train_cpu_min']:.1f} CPU-min, best epoch "
+                     f"{r['best_epoch']}" if "train_cpu_min" in r else f"checkpoint {r.get('checkpoint')}")
+        threads = f"{ms['threads']} thread{'s' if ms['threads'] != 1 else ''}"
+        lines.append(f"- {f}: {ms['jets_per_cpu_s']:.0f} jets per CPU-s ({threads}, {ms['jets_per_wall_s']:.0f}/s "
+                     f"wall, {ms['jets']} jets), again on 1 thread {m1['jets_per_cpu_s']:.0f} ({m1['jets']} jets); "
+                     f"speed-up per CPU-s {r['speedup_per_cpu_s']:.1f}× ({r['speedup_1thread']:.1f}× on 1 thread); "
+                     f"{r['n_parameters']:,} parameters; {train_txt}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--train", required=True, help="training jets (JetNet-layout HDF5)")
+    p.add_argument("--real", required=True, help="reference jets: generation conditions and metric reference")
+    p.add_argument("--reference", required=True, help="independent second reference (the floor)")
+    p.add_argument("--families", default="epic_fm,epic_gan",
+                   help="comma-separated jets families with a packaged preset (default: the default preset "
+                        "and the fastest model)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="FAMILY=PATH",
+                   help="skip training FAMILY: evaluate this jets checkpoint (repeatable)")
+    p.add_argument("--minutes", type=float, default=30.0, help="wall-clock training limit per family")
+    p.add_argument("--epochs", type=int, help="override the presets' epochs")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="training device (cpu, cuda)")
+    p.add_argument("--steps", type=int, help="sampler steps for flow-matching models")
+    p.add_argument("--batch-size", type=int, default=1000, help="jets per model call when generating")
+    p.add_argument("--n-speed", type=int, default=5000, help="jets generated for the speed measurement")
+    p.add_argument("--n-pythia", type=int, default=300, help="jets per type for the Pythia speed measurement")
+    p.add_argument("--efp-jobs", type=int, default=2)
+    p.add_argument("--no-classifier", action="store_true", help="skip the classifier AUC")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True)
+    args = p.parse_args()
+    checkpoints = {}
+    for item in args.checkpoint:
+        fam, sep, path = item.partition("=")
+        if not sep or not path:
+            p.error(f"--checkpoint: expected FAMILY=PATH, found {item!r}")
+        checkpoints[fam] = path
+    families = [f for f in args.families.split(",") if f]
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    data = read_jets(args.train)
+    real, ref = read_jets(args.real), read_jets(args.reference)
+    res: dict = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                 "threads": args.threads, "n_train": len(data), "n_real": len(real), "n_reference": len(ref),
+                 "minutes": args.minutes, "families": {}}
+    for fam in families:
+        res["families"][fam] = run_family(fam, checkpoints.get(fam), data, real, args, out / fam)
+
+    types = [t for t in real.types_present if t in JET_TYPES]
+    res["pythia_speed"] = pythia_rate(types, args.n_pythia, real.n_particles, args.seed)
+    pyth = float(np.mean([v["jets_per_cpu_s"] for v in res["pythia_speed"].values()]))
+    res["pythia_jets_per_cpu_s"] = pyth
+    for r in res["families"].values():
+        r["speedup_per_cpu_s"] = r["model_speed"]["jets_per_cpu_s"] / pyth
+        r["speedup_1thread"] = r["model_speed_1thread"]["jets_per_cpu_s"] / pyth
+    (out / "bench.json").write_text(json.dumps(res, indent=1))
+    text = format_table(res)
     (out / "bench.md").write_text(text + "\n")
     print(text)
 

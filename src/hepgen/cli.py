@@ -676,6 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
     ej.add_argument("-o", "--output", required=True, help="folder for metrics.json and report.html")
     ej.add_argument("--seed", type=int, help="seeds the W1 batches and FPD/KPD (default 0)")
     _add_jet_evaluate_options(ej)
+    ej.add_argument("--no-classifier", action="store_true",
+                    help="skip the deep-sets classifier AUC (reference vs generated, and its floor)")
     ej.set_defaults(func=cmd_evaluate_jets)
 
     ea = sub.add_parser("evaluate-anomaly", help="ROC, AUC and efficiency at fixed background rate of an l1 "

@@ -8,6 +8,7 @@ because Pythia writes them); everything else a jet needs lives here:
 ``generator``      :class:`JetGenerator` (model + preprocessing), checkpoints ``kind: jets``
 ``score``          :func:`jet_w1_score`, the checkpoint-selection metric
 ``evaluate``       JetNet metrics with the real-vs-real floor → ``metrics.json``
+``classifier``     deep-sets (particle-flow network) classifier AUC, real vs generated
 ``report``         the jet figures and HTML report
 ================  =====================================================================
 
@@ -96,20 +97,29 @@ class JetDomain:
 
     def evaluate_files(self, real, generated, out_dir, real_reference=None, n_particles: int | None = None,
                        seed: int = 0, num_eval_samples: int = 50_000, num_batches: int = 5, no_efp: bool = False,
-                       efp_jobs: int = 1) -> dict:
+                       efp_jobs: int = 1, no_classifier: bool = False) -> dict:
         """:func:`~hepgen.domains.jets.evaluate.evaluate_jet_files` with the command line's option names."""
         return evaluate_jet_files(real, generated, out_dir, real_reference_path=real_reference,
                                   n_particles=n_particles, seed=seed, num_eval_samples=num_eval_samples,
-                                  num_batches=num_batches, efps=not no_efp, n_jobs=efp_jobs)
+                                  num_batches=num_batches, efps=not no_efp, n_jobs=efp_jobs,
+                                  classifier=not no_classifier)
 
     def default_config(self) -> TrainConfig:
         """The EPiC flow-matching preset (docs/jets.md)."""
         return preset(self.default_family)
 
     def headline(self, metrics: dict) -> dict:
-        """Per jet type: each JetNet metric beside its real-vs-real floor."""
-        return {jt: {k: {"value": r[k]["value"], "floor": r[k]["floor"]} for k in ("w1m", "w1p", "w1efp", "fpd", "kpd")
-                     if k in r} for jt, r in metrics["types"].items()}
+        """Per jet type: each JetNet metric, the substructure W1s and the classifier AUC beside the floor."""
+        out = {}
+        for jt, r in metrics["types"].items():
+            row = {k: {"value": r[k]["value"], "floor": r[k]["floor"]}
+                   for k in ("w1m", "w1p", "w1efp", "fpd", "kpd", "classifier_auc") if k in r}
+            for k in ("tau21", "tau32", "d2"):
+                if k in r.get("observables", {}):
+                    w = r["observables"][k]["w1"]
+                    row[f"w1_{k}"] = {"value": w["value"], "floor": w["floor"]}
+            out[jt] = row
+        return out
 
 
 DOMAIN = register_domain(JetDomain())

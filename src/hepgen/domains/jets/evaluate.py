@@ -7,6 +7,9 @@ second reference is either given (``real_reference``, e.g. a second Pythia run) 
 splitting the reference in two random halves A and B; the generated sample is then compared
 with A, and B (cut to the generated sample's size) is the floor sample.
 
+The deep-sets classifier AUC (:mod:`hepgen.domains.jets.classifier`) is trained twice with
+the same seed: reference vs generated, and reference vs the floor sample.
+
 Metrics are computed per jet type (JetNet's metrics are per type).  A generated sample
 whose types are unknown (-1) is compared with a reference of a single type.
 
@@ -24,6 +27,7 @@ import numpy as np
 from hepgen import __version__
 from hepgen._io import write_metrics
 from hepgen.data.jets import JetData, read_jets
+from hepgen.domains.jets.classifier import MIN_JETS_PER_CLASS, jet_classifier_auc
 from hepgen.domains.jets.report import save_jet_figures, write_jet_report
 from hepgen.metrics.jets import (
     PARTICLE_FEATURE_NAMES,
@@ -90,7 +94,7 @@ def _groups(real: JetData, generated: JetData, reference: JetData | None) -> dic
 
 def _evaluate_group(real: JetData, gen: JetData, ref: JetData | None, seed: int, num_eval_samples: int,
                     num_batches: int, efps: bool, fpd_kpd: bool, fpd_kwargs: dict, kpd_kwargs: dict,
-                    n_jobs: int):
+                    n_jobs: int, classifier: bool = False, classifier_kwargs: dict | None = None):
     rng = np.random.default_rng(seed)
     if ref is None:
         if len(real) < 4:
@@ -151,14 +155,27 @@ def _evaluate_group(real: JetData, gen: JetData, ref: JetData | None, seed: int,
             "mean": {k: _finite_mean(obs[k][name]) for k in samples},
             "n_undefined": {k: int(np.isnan(obs[k][name]).sum()) for k in samples},
         }
+    if classifier:
+        res["classifier_auc"] = _classifier_entry(a, gen, b, seed, dict(classifier_kwargs or {}))
     details = {"samples": samples, "observables": obs}
     return res, details
+
+
+def _classifier_entry(a: JetData, gen: JetData, b: JetData, seed: int, kwargs: dict) -> dict:
+    """Deep-sets AUC reference vs generated and reference vs floor sample (same seed, same protocol)."""
+    if min(len(a), len(gen), len(b)) < MIN_JETS_PER_CLASS:
+        return {"value": None, "error": None, "floor": None, "floor_error": None,
+                "skipped": f"fewer than {MIN_JETS_PER_CLASS} jets in a sample ({len(a)}, {len(gen)}, {len(b)})"}
+    m = jet_classifier_auc(a.particle_features, gen.particle_features, seed=seed, **kwargs)
+    f = jet_classifier_auc(a.particle_features, b.particle_features, seed=seed, **kwargs)
+    return {"value": m["auc"], "error": m["auc_error"], "floor": f["auc"], "floor_error": f["auc_error"],
+            "n_test": m["n_test"], "n_test_floor": f["n_test"], "epochs": [m["epochs"], f["epochs"]]}
 
 
 def evaluate_jets(real: JetData, generated: JetData, real_reference: JetData | None = None, seed: int = 0,
                   num_eval_samples: int = 50_000, num_batches: int = 5, efps: bool = True, fpd_kpd: bool = True,
                   fpd_kwargs: dict | None = None, kpd_kwargs: dict | None = None, n_jobs: int = 1,
-                  return_details: bool = False):
+                  classifier: bool = True, classifier_kwargs: dict | None = None, return_details: bool = False):
     """JetNet metrics of ``generated`` against ``real``, each beside its real-vs-real floor.
 
     Arguments:
@@ -173,6 +190,10 @@ def evaluate_jets(real: JetData, generated: JetData, real_reference: JetData | N
         fpd_kwargs, kpd_kwargs: passed to :func:`hepgen.metrics.multivariate.fpd` / ``kpd``
             (e.g. smaller ``min_samples``/``max_samples``/``batch_size`` for small samples).
         n_jobs: energyflow worker processes.
+        classifier: train the deep-sets classifier (:func:`~hepgen.domains.jets.classifier.jet_classifier_auc`)
+            reference vs generated and reference vs floor sample (``classifier_auc``; skipped,
+            with a note, when a sample has fewer than 50 jets).
+        classifier_kwargs: passed to ``jet_classifier_auc`` (``epochs``, ``max_jets``, …).
         return_details: also return, per type, the samples and observables behind the numbers.
 
     Returns:
@@ -197,7 +218,7 @@ def evaluate_jets(real: JetData, generated: JetData, real_reference: JetData | N
     for i, (name, (r, g, ref)) in enumerate(_groups(real, generated, real_reference).items()):
         metrics["types"][name], details[name] = _evaluate_group(
             r, g, ref, int(seed) + 7919 * i, num_eval_samples, num_batches, efps, fpd_kpd,
-            dict(fpd_kwargs or {}), dict(kpd_kwargs or {}), n_jobs)
+            dict(fpd_kwargs or {}), dict(kpd_kwargs or {}), n_jobs, classifier, classifier_kwargs)
     return (metrics, details) if return_details else metrics
 
 

@@ -25,6 +25,7 @@ OBSERVABLE_LABELS = {
     "multiplicity": "constituents stored",
     "tau21": r"$\tau_{21}$",
     "tau32": r"$\tau_{32}$",
+    "d2": r"$D_2$ ($\beta = 1$)",
     "jet_pt": r"jet $p_T$ [GeV]",
     "jet_eta": r"jet $\eta$",
     "jet_mass": "jet mass [GeV]",
@@ -163,13 +164,18 @@ def write_jet_report(metrics: dict, out_dir, figures=(), title: str = "hepgen je
         rows += [(f"  W1p {k}", v) for k, v in res["w1p"]["per_feature"].items()]
         if "w1efp" in res:
             rows.append(("W1efp (mean of 5 EFPs, n=4, d=4, prime)", res["w1efp"]))
-        for key, label in (("fpd", "FPD (36 EFPs, d ≤ 4)"), ("kpd", "KPD (36 EFPs, d ≤ 4)")):
+        for key, label in (("fpd", "FPD (36 EFPs, d ≤ 4)"), ("kpd", "KPD (36 EFPs, d ≤ 4)"),
+                           ("classifier_auc", "classifier AUC (deep sets, held-out jets; 0.5 = indistinguishable)")):
             if key in res:
                 rows.append((label, res[key]))
         for label, entry in rows:
             parts.append(f"<tr><td>{e(label)}</td><td>{_pm(entry, 'value')}</td><td>{_pm(entry, 'floor')}</td>"
                          f"<td>{_ratio(entry)}</td></tr>")
-        parts.append("</table><h3>W1 of jet observables</h3><table><tr><th>observable</th><th>generated</th>"
+        parts.append("</table>")
+        skipped = res.get("classifier_auc", {}).get("skipped")
+        if skipped:
+            parts.append(f"<p class='note'>classifier AUC skipped: {e(skipped)}</p>")
+        parts.append("<h3>W1 of jet observables (substructure: τ21, τ32, D2)</h3><table><tr><th>observable</th><th>generated</th>"
                      "<th>floor</th><th>ratio</th><th>mean ref / gen</th></tr>")
         for name, o in res["observables"].items():
             label = OBSERVABLE_LABELS.get("pt_rel_jet" if name == "pt_rel" else name, name)
