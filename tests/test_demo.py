@@ -17,7 +17,7 @@ def test_demo_writes_report_and_headline(tmp_path, capsys):
                  "student/distill_log.csv", "generated.h5",
                  "report/metrics.json", "report/report.html", "summary.json", "demo_config.yaml"):
         assert (tmp_path / name).is_file(), name
-    for fig in ("roc.png", "average_showers.png", "profiles.png", "E_layer.png"):
+    for fig in ("roc.png", "average_showers.png", "profiles.png", "E_layer.png", "loss_curve.png"):
         assert (tmp_path / "report" / "figures" / fig).is_file(), fig
     html = (tmp_path / "report" / "report.html").read_text()
     assert "figures/roc.png" in html and "speedup_vs_simulator" in html

@@ -92,7 +92,7 @@ def run_demo(out_dir, config: DemoConfig | None = None, progress: bool = True) -
         **timing,
     }
     print(f"[{steps}/{steps}] writing metrics and report")
-    write_outputs(metrics, real, generated, out / "report", details=details)
+    write_outputs(metrics, real, generated, out / "report", details=details, train_log=out / "run" / "train_log.csv")
 
     clf = metrics.get("classifier", {})
     summary = {
