@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-binary wasserstein wasserstein
+	$(BIN)/pip install --quiet torch==2.13.0    # the CPU build where it lies on disk (pyproject asks torch>=2.5)
 	$(BIN)/pip install --quiet -e '.[test,geant4,quantum,anomaly]'
 	touch $(STAMP)
 
