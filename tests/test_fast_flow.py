@@ -8,7 +8,9 @@ import pytest
 import torch
 from zuko.transforms import MonotonicRQSTransform
 
+from hepgen.cli import main
 from hepgen.config import TrainConfig, apply_overrides, preset
+from hepgen.data.formats import write_showers
 from hepgen.data.geometry import default_binning
 from hepgen.domains.showers.generator import ShowerGenerator
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor
@@ -115,6 +117,13 @@ def test_student_fits_a_known_map_and_distill_writes_a_working_checkpoint(tmp_pa
         assert student.model.distill_loss(z, c, x) < 0.8 * fresh.distill_loss(z, c, x)
     showers = student.sample(np.full(4, 2e4), seed=0)
     assert showers.shape == (4, 384) and np.all(showers >= 0) and np.all(np.isfinite(showers))
+    # the command line: same function, options mapped
+    write_showers(tmp_path / "train.h5", data)
+    assert main(["distill", str(tmp_path / "teacher" / "best.pt"), "--data", str(tmp_path / "train.h5"),
+                 "-o", str(tmp_path / "cli"), "--rounds", "1", "--n-pairs", "500", "--hidden", "16",
+                 "--n-hidden", "1", "-q"]) == 0
+    cli_student = ShowerGenerator.load(tmp_path / "cli" / "best.pt")
+    assert cli_student.model.hparams["hidden"] == 16 and cli_student.meta["distilled_from"]["rounds"] == 1
 
 
 def test_distill_refuses_a_student_teacher_and_empty_data(tmp_path):
