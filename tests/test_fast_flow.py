@@ -145,3 +145,28 @@ def test_student_l1_is_mean_absolute_error_by_hand():
     # S(z) = 2 z = (2, -2); |2 - 1| + |-2 - 0| = 3 over 2 entries
     assert s.distill_loss(z, c, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(1.5)
     assert math.isclose(s.sample_from_noise(c, z)[0, 1].item(), -2.0)
+
+
+def test_spline_coupling_layer_is_zukos_coupling_layer_with_the_same_weights():
+    from zuko.flows.coupling import GeneralCouplingTransform
+
+    from hepgen.models.flow import _SplineCoupling
+
+    torch.manual_seed(0)
+    mask = torch.tensor([True, False, True, False, False])
+    ours = _SplineCoupling(5, 2, mask, 4, hidden_features=[16])
+    ref = GeneralCouplingTransform(5, 2, mask=mask, univariate=MonotonicRQSTransform,
+                                   shapes=[(4,), (4,), (3,)], hidden_features=[16])
+    ref.load_state_dict(ours.state_dict())  # same parameters and buffer names
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+        ref.load_state_dict(ours.state_dict())
+        c, x = torch.randn(64, 2), 3 * torch.randn(64, 5)
+        y, ladj = ours(c).call_and_ladj(x)
+        y_ref, ladj_ref = ref(c).call_and_ladj(x)
+        torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ladj, ladj_ref, atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(ours(c).inv(y), x, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="3 \\* 4 - 1 parameters"):
+        FastRQSTransform.from_block(torch.zeros(3, 10), 4)
