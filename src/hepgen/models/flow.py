@@ -98,7 +98,9 @@ class _SplineCoupling(GeneralCouplingTransform):
     def meta(self, c: torch.Tensor | None, x: torch.Tensor):
         if c is not None:
             x = torch.cat(broadcast(x, c, ignore=1), dim=-1)
-        phi = self.hyper(x).unflatten(-1, (-1, self.total))
+        # under autocast (the bf16 sampling path) the conditioner's matrix products run in low
+        # precision; the spline itself stays in the input's precision
+        phi = self.hyper(x).to(x.dtype).unflatten(-1, (-1, self.total))
         return DependentTransform(FastRQSTransform.from_block(phi, self.bins), 1)
 
 
