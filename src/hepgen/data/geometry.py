@@ -44,6 +44,7 @@ from typing import Union
 import numpy as np
 
 from hepgen._io import atomic_path
+from hepgen.data._planar import PlanarVoxels
 from hepgen.data.geometry_hex import HexagonalGrid
 from hepgen.data.geometry_layers import CartesianLayer, LayeredCartesianGrid
 
@@ -301,7 +302,7 @@ class CylindricalBinning:
 
 
 @dataclass(frozen=True)
-class CartesianGrid:
+class CartesianGrid(PlanarVoxels):
     """Regular Cartesian voxel grid: ``nz`` layers of ``ny × nx`` cells of ``cell_size`` mm.
 
     The shower axis passes through the centre of the grid.  Voxel order is x-fastest,
@@ -352,13 +353,6 @@ class CartesianGrid:
     def voxel_xy(self) -> tuple[np.ndarray, np.ndarray]:
         xx, yy = np.meshgrid(self._centres(self.nx), self._centres(self.ny))  # (ny, nx)
         return np.tile(xx.ravel(), self.nz), np.tile(yy.ravel(), self.nz)
-
-    def voxel_r(self) -> np.ndarray:
-        return np.hypot(*self.voxel_xy())
-
-    def voxel_alpha(self) -> np.ndarray:
-        x, y = self.voxel_xy()
-        return np.arctan2(y, x)
 
     def voxel_area(self) -> np.ndarray:
         return np.full(self.n_voxels, self.cell_size**2)

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hepgen.data._planar import PlanarVoxels
+
 __all__ = ["HEX_DIRECTIONS", "HexagonalGrid"]
 
 #: The six axial neighbour offsets (dq, dr), counter-clockwise from +q (pointy: from +x).
@@ -53,7 +55,7 @@ _SQ3 = float(np.sqrt(3.0))
 
 
 @dataclass(frozen=True)
-class HexagonalGrid:
+class HexagonalGrid(PlanarVoxels):
     """``n_layers`` layers of a hexagon of ``radius`` rings of hexagonal cells of ``pitch_mm``.
 
     Arguments:
@@ -216,13 +218,6 @@ class HexagonalGrid:
     def voxel_xy(self) -> tuple[np.ndarray, np.ndarray]:
         x, y = self.cell_centres()
         return np.tile(x, self.n_layers), np.tile(y, self.n_layers)
-
-    def voxel_r(self) -> np.ndarray:
-        return np.hypot(*self.voxel_xy())
-
-    def voxel_alpha(self) -> np.ndarray:
-        x, y = self.voxel_xy()
-        return np.arctan2(y, x)
 
     def voxel_area(self) -> np.ndarray:
         return np.full(self.n_voxels, self.cell_area_mm2)

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hepgen.data._planar import PlanarVoxels
+
 __all__ = ["CartesianLayer", "LayeredCartesianGrid"]
 
 
@@ -82,7 +84,7 @@ class CartesianLayer:
 
 
 @dataclass(frozen=True)
-class LayeredCartesianGrid:
+class LayeredCartesianGrid(PlanarVoxels):
     """Layers of rectangular cells, each layer with its own ``(ny, nx)`` and cell size.
 
     Arguments:
@@ -166,13 +168,6 @@ class LayeredCartesianGrid:
             xs.append(xx.ravel())
             ys.append(yy.ravel())
         return np.concatenate(xs), np.concatenate(ys)
-
-    def voxel_r(self) -> np.ndarray:
-        return np.hypot(*self.voxel_xy())
-
-    def voxel_alpha(self) -> np.ndarray:
-        x, y = self.voxel_xy()
-        return np.arctan2(y, x)
 
     def voxel_area(self) -> np.ndarray:
         """(n_voxels,) cell area, mm²."""
