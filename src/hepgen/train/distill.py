@@ -30,6 +30,7 @@ import copy
 import csv
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
                          "map (sample_from_noise) to distil; use a flow checkpoint (caloflow, flow)")
     if teacher.family == "student":
         raise ValueError(f"{teacher_path}: key 'family': already a student; distil its teacher instead")
-    if not hasattr(data, "__len__") or isinstance(data, (str, Path)):
+    if isinstance(data, (str, os.PathLike)):  # a file of the teacher's kind, else its container
         data = domain.read(data)
     pool = torch.from_numpy(np.asarray(domain.conditions(gen.preprocessor, data), dtype=np.float32))
     if len(pool) == 0:
