@@ -83,13 +83,18 @@ def _simulate_geant4(args) -> int:
 
 def cmd_train(args) -> int:
     from hepgen.config import apply_overrides, load_config, preset
+    from hepgen.data.chunked import expand_paths
     from hepgen.data.stream import file_sha256
     from hepgen.domains import call_with_options, domain_of_file
     from hepgen.train.trainer import train
 
     # the kind of data is the file's: the domain that accepts it (files from elsewhere that none
     # accepts are read as showers, whose reader says what is missing)
-    domain = domain_of_file(args.data, default="showers")
+    paths = expand_paths(args.data)
+    domain = domain_of_file(paths[0], default="showers")
+    if len(paths) > 1 and domain.kind != "showers":
+        raise ValueError(f"{paths[1]}: several training files make one data set for showers only; "
+                         f"{domain.kind} trains on one file")
     if args.config and args.preset:
         raise ValueError("give either --config FILE.yaml or --preset NAME, not both")
     config = load_config(args.config) if args.config else preset(args.preset) if args.preset \
@@ -101,9 +106,11 @@ def cmd_train(args) -> int:
             setattr(config, name, value)
     if args.conditions is not None:
         config.conditions = args.conditions
-    data = call_with_options(domain.kind, domain.read, args.data, binning=args.binning, jet_type=args.jet_type,
-                             n_particles=args.n_particles, types=args.types)
-    source = {"train_file": str(args.data), "train_file_sha256": file_sha256(args.data)}
+    data = call_with_options(domain.kind, domain.read, paths if len(paths) > 1 else paths[0], binning=args.binning,
+                             jet_type=args.jet_type, n_particles=args.n_particles, types=args.types,
+                             memory_budget_gb=args.memory_budget_gb)
+    source = {"train_file": str(paths[0]), "train_file_sha256": file_sha256(paths[0])} if len(paths) == 1 else \
+        {"train_files": [str(p) for p in paths], "train_files_sha256": [file_sha256(p) for p in paths]}
     gen = train(data, config, args.output, resume=args.resume, init_from=args.init_from, progress=not args.quiet,
                 data_source=source)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, once (rank 0 wrote the files)
@@ -578,7 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a conditional generative model on any kind of data (showers, jets, event "
                        "images, tabular events): the kind is the file's")
-    t.add_argument("data", help="training showers (CaloChallenge HDF5) or jets (JetNet-layout HDF5; "
+    t.add_argument("data", nargs="+", help="training showers (CaloChallenge HDF5; several files or a quoted glob "
+                   "such as 'data/*.h5' make one data set of one geometry) or jets (JetNet-layout HDF5; "
                    "default family: the epic_fm preset)")
     t.add_argument("-o", "--output", required=True, help="run folder for checkpoints and logs")
     t.add_argument("--binning", help="binning XML / geometry JSON (default: the file's own)")
@@ -601,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n-particles", type=int, help="jets: keep the leading N constituents")
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
     t.add_argument("--init-from", help="initialise weights from this checkpoint (fine-tuning)")
+    t.add_argument("--memory-budget-gb", type=float,
+                   help="showers: read the data into memory when N x voxels x 16 bytes fit this budget, else "
+                        "stream it from the files in chunks (default 4; 0 always streams)")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 

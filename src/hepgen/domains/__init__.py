@@ -20,7 +20,7 @@ from hepgen.domains.base import (
     register_domain,
 )
 
-declare_domain("showers", "hepgen.domains.showers", "hepgen.data.formats:ShowerData")
+declare_domain("showers", "hepgen.domains.showers", "hepgen.data.formats:ShowerData,hepgen.data.chunked:ShowerFileSet")
 declare_domain("jets", "hepgen.domains.jets", "hepgen.data.jets:JetData")
 declare_domain("events", "hepgen.domains.events", "hepgen.data.events:EventImages")
 declare_domain("tabular", "hepgen.domains.tabular", "hepgen.data.tabular:TabularData")

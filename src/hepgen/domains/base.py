@@ -208,9 +208,13 @@ def _load_all() -> None:
             _load(kind)
 
 
-def _container(spec: str) -> type:
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
+def _container(spec: str) -> tuple[type, ...]:
+    """The container classes of a declaration: ``"module:Class"``, several separated by commas."""
+    out = []
+    for one in spec.split(","):
+        module, _, name = one.strip().partition(":")
+        out.append(getattr(importlib.import_module(module), name))
+    return tuple(out)
 
 
 def register_domain(domain):
@@ -249,12 +253,14 @@ def get_domain(kind: str):
 def domain_of_data(data):
     """The domain whose ``data_type`` ``data`` is an instance of."""
     for domain in _DOMAINS.values():
-        if isinstance(data, domain.data_type):
+        # data_types (optional): every container of the kind, e.g. in memory and streamed from files
+        if isinstance(data, getattr(domain, "data_types", domain.data_type)):
             return domain
     for kind, (_, container) in _DECLARED.items():
         if kind not in _DOMAINS and isinstance(data, _container(container)):
             return get_domain(kind)
-    known = [_DOMAINS[k].data_type.__name__ if k in _DOMAINS else _DECLARED[k][1].rpartition(":")[2] for k in kinds()]
+    known = [_DOMAINS[k].data_type.__name__ if k in _DOMAINS else _DECLARED[k][1].split(",")[0].rpartition(":")[2]
+             for k in kinds()]
     raise TypeError(f"expected data of a registered kind ({known}), found {type(data).__name__}")
 
 

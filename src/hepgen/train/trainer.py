@@ -322,6 +322,8 @@ class _Run:
         self.device = dist.device
         self.last_path, self.best_path = out_dir / "last.pt", out_dir / "best.pt"
         self.log_path = out_dir / "train_log.csv"
+        # a container read in chunks (e.g. showers larger than memory): batches come from the domain
+        self.streamed = bool(getattr(data, "streamed", False))
 
     # --- set-up ---------------------------------------------------------------------------
     def setup(self, resume: bool, init_from) -> TrainState:
@@ -333,7 +335,17 @@ class _Run:
             torch.set_num_threads(int(config.threads))
         torch.manual_seed(config.seed)
         tr_idx, va_idx = _split(len(self.data), config.val_fraction, config.seed)
-        self.train_data, self.val_data = self.data.subset(tr_idx), self.data.subset(va_idx)
+        self.train_data = self.data.subset(tr_idx)
+        if self.streamed:
+            if not hasattr(self.domain, "streamed_batches"):
+                raise ValueError(f"data of kind {self.domain.kind!r} read in chunks cannot be trained on: "
+                                 "the kind has no streamed_batches")
+            # validation in memory: a seeded sample of at most n_eval held-out rows
+            if len(va_idx) > config.n_eval:
+                va_idx = np.sort(np.random.default_rng([config.seed, 3]).choice(va_idx, config.n_eval, replace=False))
+            self.val_data = self.data.subset(va_idx).load()
+        else:
+            self.val_data = self.data.subset(va_idx)
         payload = self._resume_payload(resume)
         self._build(payload, init_from)
         self._optimisation()
@@ -454,7 +466,8 @@ class _Run:
 
     def _tensors(self) -> None:
         domain, pre, device, config = self.domain, self.pre, self.device, self.config
-        self.c_train = torch.from_numpy(domain.conditions(pre, self.train_data)).to(device)
+        if not self.streamed:
+            self.c_train = torch.from_numpy(domain.conditions(pre, self.train_data)).to(device)
         self.c_val = torch.from_numpy(domain.conditions(pre, self.val_data)).to(device)
         self.x_val = torch.from_numpy(domain.features(pre, self.val_data, np.random.default_rng(config.seed + 1))).to(device)
         self.phys_data = self.val_data.subset(np.arange(min(config.n_eval, len(self.val_data))))
@@ -503,25 +516,76 @@ class _Run:
         Returns the mean of each logged number, a stop reason, and — only when the time limit
         stopped the epoch before its last batch — this rank's ``(sums, counts)`` so far (the means
         are then None)."""
-        config, dist, model = self.config, self.dist, self.model
-        # fresh dequantisation noise every epoch (CaloFlow), seeded by epoch for resumability
-        rng = np.random.default_rng([config.seed, epoch])
-        x_train = torch.from_numpy(self.domain.features(self.pre, self.train_data, rng)).to(self.device)
-        perm = torch.from_numpy(shard_indices(rng.permutation(len(x_train)), dist.rank, dist.world)).to(self.device)
+        dist, model = self.dist, self.model
+        n_batches, batches = self._batches(epoch, state.batch)
         step_kwargs = {"scaler": self.scaler} if self.scaler is not None else {}
         model.train()
         # per logged key: sum and number of steps that reported it (restored inside a resumed epoch)
         sums, counts = getattr(self, "partial_sums", None) or ({}, {})
         self.partial_sums = None
-        stop_reason = None
-        n_batches = -(-len(perm) // config.batch_size)
         inner = tqdm(total=n_batches, initial=state.batch, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
                      disable=not (progress and dist.main))
-        for b in range(state.batch, n_batches):
-            idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
+        try:
+            result = self._steps(epoch, state, n_batches, batches, inner, sums, counts, step_kwargs)
+        finally:
+            batches.close()  # stops a streamed epoch's reading thread
+        if result is not None:
+            return result
+        inner.close()
+        state.batch = 0
+        for sched in self.schedulers.values():
+            sched.step()
+        if dist.world > 1:  # the logged training numbers are averages over all processes
+            _check_sync(model, dist)
+            gathered = dist.gather((sums, counts))
+            keys = list(dict.fromkeys(k for g, _ in gathered for k in g))  # rank 0's order first
+            sums = {k: sum(g.get(k, 0.0) for g, _ in gathered) for k in keys}
+            counts = {k: sum(n.get(k, 0) for _, n in gathered) for k in keys}
+        return {k: v / counts[k] for k, v in sums.items()}, self._stop_reason, None
+
+    def _batches(self, epoch: int, start: int):
+        """``(n_batches, generator of (x, c) tensors for batches start … n_batches - 1)`` of this
+        process's shard of the epoch.
+
+        In memory: the features of every training row (fresh dequantisation noise every epoch,
+        CaloFlow) and a permutation, both from ``default_rng([seed, epoch])``, sharded by
+        :func:`shard_indices`.  Streamed: the domain's ``streamed_batches`` (chunk order, buffers and
+        noise are functions of ``(seed, epoch, rank, world)``; see :mod:`hepgen.data.chunked`)."""
+        config, dist, device = self.config, self.dist, self.device
+        if self.streamed:
+            n_batches, stream = self.domain.streamed_batches(
+                self.pre, self.train_data, seed=config.seed, epoch=epoch, batch_size=config.batch_size,
+                rank=dist.rank, world=dist.world, start_batch=start)
+
+            def tensors():
+                try:
+                    for x, c in stream:
+                        yield torch.from_numpy(x).to(device), torch.from_numpy(c).to(device)
+                finally:
+                    stream.close()
+
+            return n_batches, tensors()
+        rng = np.random.default_rng([config.seed, epoch])
+        x_train = torch.from_numpy(self.domain.features(self.pre, self.train_data, rng)).to(device)
+        perm = torch.from_numpy(shard_indices(rng.permutation(len(x_train)), dist.rank, dist.world)).to(device)
+        n_batches = -(-len(perm) // config.batch_size)
+
+        def tensors():
+            for b in range(start, n_batches):
+                idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
+                yield x_train[idx], self.c_train[idx]
+
+        return n_batches, tensors()
+
+    def _steps(self, epoch, state, n_batches, batches, inner, sums, counts, step_kwargs):
+        """The optimiser steps of batches ``state.batch … n_batches - 1``; returns None at the end of
+        the epoch (``self._stop_reason`` set by ``max_steps``), or ``_train_epoch``'s result when the
+        time limit stops it inside."""
+        config, dist, model = self.config, self.dist, self.model
+        self._stop_reason = None
+        for b, (x, c) in zip(range(state.batch, n_batches), batches):
             with self._autocast():
-                logs = model.training_step(x_train[idx], self.c_train[idx], self.optimizers, state.step,
-                                           config.grad_clip, **step_kwargs)
+                logs = model.training_step(x, c, self.optimizers, state.step, config.grad_clip, **step_kwargs)
             for k, v in logs.items():
                 if not math.isfinite(v):
                     raise FloatingPointError(f"epoch {epoch}, step {state.step}: {k} became {v}; lower the lr")
@@ -537,23 +601,13 @@ class _Run:
             if not inner.disable:  # the running numbers of this step (the first two keys)
                 inner.set_postfix({k: f"{float(v):.4f}" for k, v in list(logs.items())[:2]}, refresh=False)
             if config.max_steps is not None and state.step >= config.max_steps:
-                stop_reason = f"max_steps={config.max_steps} reached"
+                self._stop_reason = f"max_steps={config.max_steps} reached"
                 break
             if b + 1 < n_batches and self._time_up():
                 inner.close()
                 return None, (f"max_minutes={config.max_minutes} reached in epoch {epoch + 1} after "
                               f"{b + 1}/{n_batches} batches"), (sums, counts)
-        inner.close()
-        state.batch = 0
-        for sched in self.schedulers.values():
-            sched.step()
-        if dist.world > 1:  # the logged training numbers are averages over all processes
-            _check_sync(model, dist)
-            gathered = dist.gather((sums, counts))
-            keys = list(dict.fromkeys(k for g, _ in gathered for k in g))  # rank 0's order first
-            sums = {k: sum(g.get(k, 0.0) for g, _ in gathered) for k in keys}
-            counts = {k: sum(n.get(k, 0) for _, n in gathered) for k in keys}
-        return {k: v / counts[k] for k, v in sums.items()}, stop_reason, None
+        return None
 
     def _time_up(self) -> bool:
         """Whether ``config.max_minutes`` has passed (rank 0's clock decides for every process)."""

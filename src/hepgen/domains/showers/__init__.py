@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from hepgen.config import TrainConfig
+from hepgen.data.chunked import ShowerFileSet, expand_paths, fits_in_memory
 from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.domains.base import register_domain
 from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
@@ -56,11 +57,22 @@ def model_hparams(config, geometry) -> dict:
     return with_derived_hparams(config.family, config.model, {"n_layers": len(sizes), "layer_sizes": sizes})
 
 
+def _showers_shape(path) -> tuple[int, int] | None:
+    """``(N, n_voxels)`` of a file's ``showers`` dataset, None when it has no readable 2-d one."""
+    try:
+        with h5py.File(path, "r") as f:
+            obj = f.get("showers")
+            return tuple(obj.shape) if isinstance(obj, h5py.Dataset) and obj.ndim == 2 else None
+    except (OSError, ValueError):
+        return None
+
+
 class ShowerDomain:
     """Calorimeter showers (:class:`~hepgen.data.formats.ShowerData`); see the module docstring."""
 
     kind = "showers"
     data_type = ShowerData
+    data_types = (ShowerData, ShowerFileSet)  # in memory, or files read in chunks
     default_family = "flow"
     default_conditions: list = []
 
@@ -72,10 +84,21 @@ class ShowerDomain:
         except (OSError, ValueError):
             return False
 
-    def read(self, path, binning=None) -> ShowerData:
-        """Read and validate a CaloChallenge file; ``binning``: a geometry or the path of a binning
-        XML / geometry JSON (default: the file's own)."""
-        return read_showers(path, geometry=binning)
+    def read(self, path, binning=None, memory_budget_gb: float | None = None) -> ShowerData | ShowerFileSet:
+        """Read and validate CaloChallenge file(s); ``binning``: a geometry or the path of a binning
+        XML / geometry JSON (default: the file's own).
+
+        ``path`` may be a list of files (and globs) of one data set (same geometry).  A data set
+        that fits ``memory_budget_gb`` (:func:`hepgen.data.chunked.fits_in_memory`) is read into
+        memory (:class:`ShowerData`); a larger one is opened as a :class:`ShowerFileSet`, read in
+        chunks by training."""
+        paths = expand_paths(path if isinstance(path, (list, tuple)) else [path])
+        if len(paths) == 1:  # one file that fits: read whole, as always
+            shape = _showers_shape(paths[0])
+            if shape is None or fits_in_memory(shape[0], shape[1], memory_budget_gb):
+                return read_showers(paths[0], geometry=binning)  # (None: its reader says what is wrong)
+        files = ShowerFileSet(paths, geometry=binning, memory_budget_gb=memory_budget_gb)
+        return files.load() if fits_in_memory(len(files), files.n_voxels, memory_budget_gb) else files
 
     def write(self, path, data: ShowerData) -> None:
         write_showers(path, data)
@@ -87,11 +110,25 @@ class ShowerDomain:
         if len(data) < 2:
             raise ValueError(f"need at least 2 training showers, found {len(data)}")
 
-    def fit_preprocessor(self, data: ShowerData, config) -> ShowerPreprocessor:
-        return ShowerPreprocessor(
-            layer_sizes(data.geometry), config.conditions, noise_level=config.noise_level,
-            threshold=config.threshold,
-        ).fit(data.showers, data.incident_energies, data.conditions, seed=config.seed)
+    def fit_preprocessor(self, data: ShowerData | ShowerFileSet, config) -> ShowerPreprocessor:
+        """Fitted on the training rows; a :class:`ShowerFileSet` in two streamed passes
+        (:meth:`ShowerPreprocessor.fit_chunks`, equal to the in-memory fit up to rounding)."""
+        pre = ShowerPreprocessor(layer_sizes(data.geometry), config.conditions, noise_level=config.noise_level,
+                                 threshold=config.threshold)
+        if isinstance(data, ShowerFileSet):
+            return pre.fit_chunks(lambda: ((c.showers, c.incident_energies, c.conditions)
+                                           for c in data.iter_chunks()), seed=config.seed)
+        return pre.fit(data.showers, data.incident_energies, data.conditions, seed=config.seed)
+
+    def streamed_batches(self, pre: ShowerPreprocessor, data: ShowerFileSet, *, seed: int, epoch: int,
+                         batch_size: int, rank: int = 0, world: int = 1, start_batch: int = 0):
+        """``(n_batches, iterator of (features, conditions) float32 arrays)`` of one epoch of a
+        :class:`ShowerFileSet` (order, sharding and resume: :mod:`hepgen.data.chunked`)."""
+        def tensors(buffer: ShowerData, rng):
+            return self.features(pre, buffer, rng), self.conditions(pre, buffer)
+
+        return data.batches(tensors, seed=seed, epoch=epoch, batch_size=batch_size, rank=rank, world=world,
+                            start_batch=start_batch)
 
     def preprocessor_from_state(self, state: dict) -> ShowerPreprocessor:
         return ShowerPreprocessor.from_state(state)

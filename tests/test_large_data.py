@@ -1,0 +1,269 @@
+"""Data larger than memory: showers read chunk by chunk from one or several HDF5 files
+(:mod:`hepgen.data.chunked`), the preprocessing fitted on a streamed pass, streamed training
+(order, exact resume inside an epoch, the data-parallel shards) and ``hepgen train`` with
+several files or a glob."""
+
+import functools
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from hepgen.checkpoint import load_checkpoint
+from hepgen.config import TrainConfig
+from hepgen.data.chunked import ShowerFileSet, default_chunk_rows, expand_paths, fits_in_memory
+from hepgen.data.formats import ShowerData, read_showers, write_showers
+from hepgen.data.geometry import CylindricalBinning
+from hepgen.domains import get_domain
+from hepgen.simulate.calorimeter import simulate_dataset
+from hepgen.train import trainer
+from hepgen.train.trainer import _split, train
+
+GEOMETRY = CylindricalBinning.regular(3, [0.0, 8.0, 20.0, 60.0], n_alpha=2)  # 18 voxels
+SMALL_FLOW = {"transforms": 2, "hidden_features": 16, "n_hidden": 1}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Two files of one data set (130 + 170 showers) and the whole set in memory."""
+    d = tmp_path_factory.mktemp("large")
+    data = simulate_dataset(300, geometry=GEOMETRY, energy_range=(5e3, 5e4), seed=3)
+    a, b = d / "a.h5", d / "b.h5"
+    write_showers(a, data.subset(np.arange(130)))
+    write_showers(b, data.subset(np.arange(130, 300)))
+    return a, b, data
+
+
+def _rows_sorted(x: np.ndarray) -> np.ndarray:
+    return x[np.lexsort(x.T[::-1])]
+
+
+def _identity(buffer, rng):
+    return buffer.showers, buffer.incident_energies
+
+
+def _collect(s: ShowerFileSet, **kw):
+    n, it = s.batches(_identity, batch_size=kw.pop("batch_size", 16), **kw)
+    batches = list(it)
+    return n, batches
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def test_several_files_load_as_their_concatenation(files):
+    a, b, data = files
+    s = ShowerFileSet([a, b], chunk_rows=7)
+    loaded = s.load()
+    np.testing.assert_array_equal(loaded.showers, data.showers.astype(np.float32))
+    np.testing.assert_array_equal(loaded.incident_energies, data.incident_energies)
+    assert loaded.geometry == GEOMETRY and len(s) == 300
+    # chunks: contiguous rows of one file, never across files (130 = 18 x 7 + 4)
+    sizes = [c.stop - c.start for c in s.chunks()]
+    assert sizes[:19] == [7] * 18 + [4] and sum(sizes) == 300 and len(sizes) == 19 + 25
+
+
+def test_chunked_epoch_yields_exactly_the_rows_of_the_in_memory_file(files):
+    a, b, data = files
+    s = ShowerFileSet([a, b], chunk_rows=7, buffer_chunks=3)
+    n, batches = _collect(s, seed=5, epoch=0)
+    assert n == len(batches) == -(-300 // 16)
+    assert [len(x) for x, _ in batches] == [16] * 18 + [12]
+    streamed = np.concatenate([x for x, _ in batches])
+    np.testing.assert_array_equal(_rows_sorted(streamed), _rows_sorted(data.showers.astype(np.float32)))
+    # energies travel with their showers
+    e = np.concatenate([e for _, e in batches])
+    order = {row.tobytes(): i for i, row in enumerate(data.showers.astype(np.float32))}
+    idx = np.array([order[row.tobytes()] for row in streamed])
+    np.testing.assert_array_equal(e, data.incident_energies[idx])
+    # shuffled: not the file order
+    assert not np.array_equal(streamed, data.showers.astype(np.float32))
+
+
+def test_order_is_reproducible_for_a_seed_and_changes_with_seed_and_epoch(files):
+    a, b, _ = files
+    s = ShowerFileSet([a, b], chunk_rows=7, buffer_chunks=3)
+    first = np.concatenate([x for x, _ in _collect(s, seed=5, epoch=1)[1]])
+    again = np.concatenate([x for x, _ in _collect(ShowerFileSet([a, b], chunk_rows=7, buffer_chunks=3),
+                                                   seed=5, epoch=1)[1]])
+    np.testing.assert_array_equal(first, again)
+    for other in (dict(seed=6, epoch=1), dict(seed=5, epoch=2)):
+        assert not np.array_equal(first, np.concatenate([x for x, _ in _collect(s, **other)[1]]))
+
+
+def test_resume_at_batch_b_gives_the_remaining_batches(files):
+    a, b, _ = files
+    s = ShowerFileSet([a, b], chunk_rows=7, buffer_chunks=3)
+    n, whole = _collect(s, seed=5, epoch=0)
+    for start in (1, 7, n - 1):
+        _, rest = _collect(s, seed=5, epoch=0, start_batch=start)
+        assert len(rest) == n - start
+        for (x, e), (y, f) in zip(whole[start:], rest):
+            np.testing.assert_array_equal(x, y)
+            np.testing.assert_array_equal(e, f)
+
+
+def test_each_rank_reads_its_own_chunks_and_takes_as_many_batches(files):
+    a, b, data = files
+    s = ShowerFileSet([a, b], chunk_rows=7, buffer_chunks=2)
+    chunks = s.chunks()
+    order = np.random.default_rng([5, 0, 0]).permutation(len(chunks))
+    per_rank = []
+    for rank in (0, 1):
+        n, batches = _collect(s, seed=5, epoch=0, rank=rank, world=2)
+        per_rank.append((n, np.concatenate([x for x, _ in batches])))
+        mine = np.concatenate([data.showers[c.rows] for c in (chunks[i] for i in order[rank::2])]).astype(np.float32)
+        got = per_rank[-1][1]
+        # padded by wrapping around to its first rows: the extra rows are rows it already had
+        np.testing.assert_array_equal(_rows_sorted(np.unique(got, axis=0)), _rows_sorted(np.unique(mine, axis=0)))
+    (n0, x0), (n1, x1) = per_rank
+    assert n0 == n1 and len(x0) == len(x1) >= 150
+    together = np.unique(np.concatenate([x0, x1]), axis=0)
+    np.testing.assert_array_equal(_rows_sorted(together), _rows_sorted(np.unique(data.showers.astype(np.float32), axis=0)))
+
+
+def test_a_view_reads_only_its_rows(files):
+    a, b, data = files
+    tr, va = _split(300, 0.1, 7)
+    s = ShowerFileSet([a, b], chunk_rows=7).subset(tr)
+    _, batches = _collect(s, seed=1, epoch=0)
+    streamed = np.concatenate([x for x, _ in batches])
+    np.testing.assert_array_equal(_rows_sorted(streamed), _rows_sorted(data.showers[tr].astype(np.float32)))
+    np.testing.assert_array_equal(ShowerFileSet([a, b]).subset(va).load().showers, data.showers[va].astype(np.float32))
+
+
+def test_files_of_another_geometry_or_voxel_count_are_refused_naming_the_file(files, tmp_path):
+    a, _, data = files
+    other = CylindricalBinning.regular(3, [0.0, 8.0, 20.0, 60.0], n_alpha=3)  # 27 voxels
+    c = tmp_path / "c.h5"
+    write_showers(c, simulate_dataset(10, geometry=other, energy_range=(5e3, 5e4), seed=1))
+    with pytest.raises(ValueError, match=r"c\.h5: key 'showers': expected 18 voxels per shower as in .*a\.h5, found 27"):
+        ShowerFileSet([a, c])
+    same_count = CylindricalBinning.regular(3, [0.0, 9.0, 20.0, 60.0], n_alpha=2)  # 18 voxels, other edges
+    d = tmp_path / "d.h5"
+    write_showers(d, ShowerData(data.showers[:10], data.incident_energies[:10], geometry=same_count))
+    with pytest.raises(ValueError, match=r"d\.h5: attribute 'hepgen_geometry': the geometry differs from .*a\.h5"):
+        ShowerFileSet([a, d])
+
+
+def test_bad_voxels_are_reported_with_the_file_and_rows_when_read(files, tmp_path):
+    a, _, data = files
+    bad = tmp_path / "bad.h5"
+    write_showers(bad, data.subset(np.arange(20)), compression=None)
+    with h5py.File(bad, "r+") as f:
+        f["showers"][15, 3] = -1.0
+    s = ShowerFileSet([a, bad], chunk_rows=7)
+    with pytest.raises(ValueError, match=r"bad\.h5 \(rows 14-20\): key 'showers': expected energies >= 0 MeV"):
+        list(s.iter_chunks())
+
+
+def test_globs_expand_sorted_and_an_empty_glob_is_an_error(files, tmp_path):
+    a, b, _ = files
+    assert expand_paths([str(a.parent / "*.h5")]) == [a, b]
+    with pytest.raises(ValueError, match=r"nomatch\*\.h5: the pattern matches no file"):
+        expand_paths([str(tmp_path / "nomatch*.h5")])
+
+
+def test_memory_rule_and_chunk_sizes():
+    # N x voxels x 16 bytes against the budget (GB = 1e9 bytes)
+    assert fits_in_memory(1000, 1000, budget_gb=0.016) and not fits_in_memory(1001, 1000, budget_gb=0.016)
+    assert not fits_in_memory(1, 1, budget_gb=0)
+    # 4 GB / 16 = 250 MB of float32 per buffer of 8 chunks: 250e6 / (8 * 40500 * 4) = 192.9 rows
+    assert default_chunk_rows(10**6, 40_500) == 192
+    with pytest.raises(ValueError, match="memory-budget-gb"):
+        fits_in_memory(1, 1, budget_gb=-1)
+
+
+def test_domain_reads_a_large_data_set_as_a_file_set(files):
+    a, b, _ = files
+    dom = get_domain("showers")
+    assert isinstance(dom.read(str(a)), ShowerData)
+    assert isinstance(dom.read(str(a), memory_budget_gb=0), ShowerFileSet)
+    both = dom.read([str(a), str(b)])
+    assert isinstance(both, ShowerData) and len(both) == 300
+    assert isinstance(dom.read([str(a), str(b)], memory_budget_gb=0), ShowerFileSet)
+
+
+# --- preprocessing fitted on a streamed pass ---------------------------------------------------
+
+
+def test_streamed_preprocessing_fit_equals_the_in_memory_fit(files):
+    a, b, data = files
+    dom = get_domain("showers")
+    config = TrainConfig(family="flow", seed=11)
+    tr, _ = _split(300, 0.1, 11)
+    streamed = dom.fit_preprocessor(ShowerFileSet([a, b], chunk_rows=7).subset(tr), config)
+    in_memory = ShowerData(np.concatenate([read_showers(a).showers, read_showers(b).showers]), data.incident_energies,
+                           geometry=GEOMETRY)
+    memory = dom.fit_preprocessor(in_memory.subset(tr), config)
+    assert streamed.scale == memory.scale
+    # same noise (one generator consumed row after row); sums merged chunk by chunk: rounding only
+    for key in ("feat_mean", "feat_std", "cond_mean", "cond_std"):
+        np.testing.assert_allclose(getattr(streamed, key), getattr(memory, key), rtol=1e-9, atol=1e-12, err_msg=key)
+    # the tolerance discriminates: another seed's noise moves the means far more
+    other = dom.fit_preprocessor(in_memory.subset(tr), TrainConfig(family="flow", seed=12))
+    assert np.abs(other.feat_mean - memory.feat_mean).max() > 1e-6
+
+
+def test_sliced_transform_equals_one_call():
+    from hepgen.domains.showers import preprocessing as pp
+
+    rng = np.random.default_rng(0)
+    e = rng.uniform(1e3, 1e4, (50, 1))
+    s = rng.exponential(1.0, (50, 8)) * e / 16
+    pre = pp.ShowerPreprocessor([4, 4]).fit(s, e)
+    whole = pre.transform(s, e, np.random.default_rng(1))
+    original = pp.features_rows
+    try:
+        pp.features_rows = lambda n: 7  # 8 slices
+        sliced = pre.transform(s, e, np.random.default_rng(1))
+    finally:
+        pp.features_rows = original
+    np.testing.assert_array_equal(sliced, whole)
+
+
+# --- streamed training --------------------------------------------------------------------------
+
+
+def _config(**kw):
+    base = dict(family="flow", model=SMALL_FLOW, epochs=2, batch_size=32, lr=2e-3, n_eval=100,
+                tensorboard=False, threads=1, seed=7)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = -1.0
+
+    def __call__(self):
+        self.t += 1.0
+        return self.t
+
+
+def _same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_streamed_training_stopped_inside_an_epoch_resumes_exactly(files, tmp_path, monkeypatch):
+    a, b, _ = files
+    fileset = functools.partial(ShowerFileSet, [a, b], chunk_rows=10, buffer_chunks=2)
+    # 270 training rows → 9 batches of 32 per epoch; the fake clock stops epoch 1 after batch 3
+    run = tmp_path / "stopped"
+    monkeypatch.setattr(trainer, "_clock", FakeClock())
+    train(fileset(), _config(max_minutes=2.5 / 60), run, progress=False)
+    tstate = load_checkpoint(run / "last.pt")["trainer"]
+    assert (tstate["epoch"], tstate["batch"], tstate["step"]) == (0, 3, 3)
+    monkeypatch.setattr(trainer, "_clock", FakeClock())
+    train(fileset(), _config(), run, resume=True, progress=False)
+    train(fileset(), _config(), tmp_path / "whole", progress=False)
+    x, y = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(run / "last.pt")
+    assert y["trainer"]["step"] == 18 and y["meta"]["n_train"] == 270
+    _same(x["model"], y["model"])
+    # the streamed run trained on other batches than the in-memory one (the order differs)
+    train(fileset().load(), _config(), tmp_path / "memory", progress=False)
+    m = load_checkpoint(tmp_path / "memory" / "last.pt")["model"]
+    assert max(float((m[k] - x["model"][k]).abs().max()) for k in m if m[k].is_floating_point()) > 1e-4
