@@ -16,6 +16,7 @@ family): use :func:`registered`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -108,11 +109,13 @@ def registered():
 
 def _worker(spec_path: str) -> None:
     """Run the trainings listed in a JSON file: ``[{"data", "out", "config", "stop_after"?,
-    "resume"?, "report"?}, ...]``; under torchrun every process runs all of them.  With
+    "resume"?, "report"?, "chunk_rows"?, "fake_clock"?}, ...]``; under torchrun every process runs all of them.  With
     ``report``, an exception does not stop the worker: rank 0 writes ``ok`` or the error
     message to that file."""
     from hepgen.config import TrainConfig
+    from hepgen.data.chunked import ShowerFileSet
     from hepgen.data.formats import read_showers
+    from hepgen.train import trainer
     from hepgen.train.trainer import StopTraining, train
 
     def stopper(n):
@@ -126,8 +129,13 @@ def _worker(spec_path: str) -> None:
             jobs = json.load(fh)
         for job in jobs:
             callbacks = [stopper(job["stop_after"])] if job.get("stop_after") else []
+            if job.get("fake_clock"):  # one second per reading (see test_trainer_time_limit.FakeClock)
+                trainer._clock = itertools.count().__next__
+            # "chunk_rows": the data (a list of files) streamed in chunks of that many rows
+            data = ShowerFileSet(job["data"], chunk_rows=job["chunk_rows"], buffer_chunks=2) \
+                if "chunk_rows" in job else read_showers(job["data"])
             try:
-                train(read_showers(job["data"]), TrainConfig(**job["config"]), job["out"], progress=False,
+                train(data, TrainConfig(**job["config"]), job["out"], progress=False,
                       resume=job.get("resume", False), callbacks=callbacks)
                 outcome = "ok"
             except Exception as err:  # reported to the test, which judges it

@@ -267,3 +267,79 @@ def test_streamed_training_stopped_inside_an_epoch_resumes_exactly(files, tmp_pa
     train(fileset().load(), _config(), tmp_path / "memory", progress=False)
     m = load_checkpoint(tmp_path / "memory" / "last.pt")["model"]
     assert max(float((m[k] - x["model"][k]).abs().max()) for k in m if m[k].is_floating_point()) > 1e-4
+
+
+@pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+                    reason="torch.distributed with gloo is not available")
+def test_two_processes_stream_their_shards_and_resume_inside_an_epoch_exactly(files, tmp_path):
+    """torchrun, 2 CPU processes (gloo), streamed data: a run stopped by the (fake) time limit
+    after batch 3 of epoch 1 and resumed ends with the weights of an uninterrupted run."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    a, b, _ = files
+    tests = Path(__file__).parent
+    cfg_dict = dict(family="flow", model=SMALL_FLOW, epochs=2, batch_size=16, lr=2e-3, n_eval=100,
+                    tensorboard=False, threads=1, seed=7, ema=0.9)
+    common = dict(data=[str(a), str(b)], chunk_rows=10, fake_clock=True)
+    jobs = [
+        dict(common, out=str(tmp_path / "stopped_only"), config=dict(cfg_dict, max_minutes=2.5 / 60)),
+        dict(common, out=str(tmp_path / "stopped"), config=dict(cfg_dict, max_minutes=2.5 / 60)),
+        dict(common, out=str(tmp_path / "stopped"), config=cfg_dict, resume=True),
+        dict(common, out=str(tmp_path / "whole"), config=cfg_dict),
+    ]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(tests / "_toy_models.py"), str(tmp_path / "jobs.json")],
+        check=False, capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    stopped = load_checkpoint(tmp_path / "stopped_only" / "last.pt")["trainer"]
+    assert (stopped["epoch"], stopped["batch"], stopped["step"]) == (0, 3, 3)
+    assert len(stopped["epoch_partial_by_rank"]) == 2
+    whole, resumed = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "stopped" / "last.pt")
+    # 270 training rows in 27 chunks: 14 and 13 chunks (140 and 130 rows, the second padded to
+    # 140) → 9 batches of 16 per process and epoch
+    assert whole["meta"]["world_size"] == 2 and whole["trainer"]["step"] == 18
+    assert resumed["trainer"]["step"] == 18 and resumed["trainer"]["batch"] == 0
+    _same(whole["model"], resumed["model"])
+    _same(whole["trainer"]["ema"], resumed["trainer"]["ema"])
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def test_hepgen_train_takes_several_files_a_glob_and_a_memory_budget(files, tmp_path, capsys):
+    from hepgen.cli import main
+
+    a, b, _ = files
+    small = ["--epochs", "1", "--seed", "0", "-q", "--batch-size", "64", "--set", "model.transforms=2",
+             "--set", "model.hidden_features=16", "--set", "model.n_hidden=1", "--set", "n_eval=50"]
+    runs = {name: tmp_path / name for name in ("list", "glob", "streamed")}
+    assert main(["train", str(a), str(b), "-o", str(runs["list"]), *small]) == 0
+    assert main(["train", str(a.parent / "*.h5"), "-o", str(runs["glob"]), *small]) == 0
+    assert main(["train", str(a), str(b), "-o", str(runs["streamed"]), "--memory-budget-gb", "0", *small]) == 0
+    assert "trained flow on 300 showers" in capsys.readouterr().out
+    ckpt = {name: load_checkpoint(path / "last.pt") for name, path in runs.items()}
+    assert ckpt["list"]["meta"]["train_files"] == [str(a), str(b)] and len(ckpt["list"]["meta"]["train_files_sha256"]) == 2
+    assert all(c["meta"]["n_train"] == 270 for c in ckpt.values())
+    _same(ckpt["list"]["model"], ckpt["glob"]["model"])  # the glob is the same data set
+    m, s = ckpt["list"]["model"], ckpt["streamed"]["model"]
+    assert max(float((m[k] - s[k]).abs().max()) for k in m if m[k].is_floating_point()) > 0  # another order
+
+
+def test_hepgen_train_refuses_a_file_of_another_geometry_in_one_line(files, tmp_path, capsys):
+    from hepgen.cli import main
+
+    a, _, data = files
+    other = CylindricalBinning.regular(3, [0.0, 9.0, 20.0, 60.0], n_alpha=2)
+    c = tmp_path / "c.h5"
+    write_showers(c, ShowerData(data.showers[:10], data.incident_energies[:10], geometry=other))
+    assert main(["train", str(a), str(c), "-o", str(tmp_path / "run"), "--epochs", "1", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "c.h5: attribute 'hepgen_geometry': the geometry differs from" in err
+    assert not (tmp_path / "run" / "last.pt").exists()
