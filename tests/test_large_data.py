@@ -343,3 +343,54 @@ def test_hepgen_train_refuses_a_file_of_another_geometry_in_one_line(files, tmp_
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "c.h5: attribute 'hepgen_geometry': the geometry differs from" in err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+# --- evaluation of large files ---------------------------------------------------------------------
+
+
+def test_streamed_evaluation_features_equal_the_in_memory_ones(files):
+    from hepgen.domains.showers.large import features_of, streamed_features
+
+    a, b, _ = files
+    whole = ShowerFileSet([a, b]).load()
+    expected = features_of(whole.showers, whole.incident_energies, GEOMETRY)
+    got = streamed_features(ShowerFileSet([a, b], chunk_rows=7))
+    assert got.keys() == expected.keys() and len(got) > 20
+    for k in expected:  # per-shower functions: equal to the last bit
+        np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
+
+
+def test_evaluate_files_above_the_budget_samples_voxels_and_streams_all_rows(files, tmp_path):
+    from hepgen.domains.showers.evaluate import evaluate_files
+    from hepgen.domains.showers.large import evaluation_cap
+
+    a, b, _ = files
+    kw = dict(classifier=False, groups="fast", seed=4)
+    ref = evaluate_files(a, b, **kw)
+    # a budget below both files' N x 18 voxels x 16 bytes: both streamed, voxel metrics on a
+    # cap of 28800 / (2 samples x 18 x 16) = 50 seeded rows of each, separations on every row
+    budget = 28_800 / 1e9
+    assert evaluation_cap(18, 2, budget) == 50
+    small = evaluate_files(a, b, memory_budget_gb=budget, **kw)
+    assert small["n_real"] == 50 and small["n_generated"] == 50
+    assert small["evaluated_rows"] == {"real": {"rows": 130, "evaluated": 50, "seed": 4},
+                                       "generated": {"rows": 170, "evaluated": 50, "seed": 4}}
+    assert small["separation_power"] != ref["separation_power"]
+    every = small["separation_power_all_rows"]["values"]
+    assert set(ref["separation_power"]) < set(every)  # the CaloChallenge set and the depth observables
+    for k, v in ref["separation_power"].items():
+        assert every[k] == pytest.approx(v, rel=1e-12, abs=1e-15), k
+    assert "evaluated_rows" not in ref
+
+
+def test_hepgen_evaluate_passes_the_memory_budget(files, tmp_path, capsys):
+    import json
+
+    from hepgen.cli import main
+
+    a, b, _ = files
+    out = tmp_path / "ev"
+    assert main(["evaluate", str(a), str(b), "-o", str(out), "--fast", "--memory-budget-gb", "2.88e-5"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["evaluated_rows"]["real"] == {"rows": 130, "evaluated": 50, "seed": 0}
+    assert (out / "report.html").is_file()

@@ -241,7 +241,7 @@ def cmd_evaluate(args, kind: str | None = None) -> int:
         groups = "fast"
     options = {k: getattr(args, k, None) for k in (
         "binning", "seed", "train", "sep_threshold", "p_threshold", "max_points", "real_reference", "n_particles",
-        "num_eval_samples", "num_batches", "efp_jobs", "classifier", "calochallenge_min_steps")}
+        "num_eval_samples", "num_batches", "efp_jobs", "classifier", "calochallenge_min_steps", "memory_budget_gb")}
     options.update(metrics=groups, no_classifier=getattr(args, "no_classifier", False) or None,
                    no_efp=args.no_efp or None)
     metrics = call_with_options(domain.kind, domain.evaluate_files, args.real, args.generated, args.output, **options)
@@ -677,6 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="report: flag features with KS p-value below this (default 0.01)")
     sh.add_argument("--max-points", type=int,
                     help="subsample size (seeded) of the O(N^2) metrics: PRDC, MMD, memorisation (default 5000)")
+    sh.add_argument("--memory-budget-gb", type=float,
+                    help="a file with N x voxels x 16 bytes above this (default 4) is evaluated on a seeded sample "
+                         "read in chunks, its features streamed over all rows (separation_power_all_rows)")
     _add_jet_evaluate_options(ev.add_argument_group("jets"))
     ev.set_defaults(func=cmd_evaluate)
 

@@ -34,6 +34,7 @@ from hepgen._io import atomic_path, json_safe, write_metrics
 from hepgen.data.formats import ShowerData, read_showers
 from hepgen.data.geometry import geometry_from_dict, load_geometry
 from hepgen.domains.showers.calochallenge import calochallenge_levels
+from hepgen.domains.showers.large import features_of, open_for_evaluation, streamed_features
 from hepgen.domains.showers.plots import save_all
 from hepgen.domains.showers.report import write_report
 from hepgen.metrics.classifier import (
@@ -604,12 +605,40 @@ def write_outputs(metrics: dict, real: ShowerData, generated: ShowerData, out_di
     return write_report(metrics, out, figures, sep_threshold=sep_threshold, p_threshold=p_threshold)
 
 
+def _all_rows(real, generated, real_files, gen_files, geometry, n_bins: int, seed: int) -> dict:
+    """For files larger than the memory budget (:mod:`hepgen.domains.showers.large`): which rows
+    the voxel metrics saw (``evaluated_rows``), and the separation power and KS test of every
+    per-shower feature over all rows (``separation_power_all_rows``), features streamed chunk by chunk."""
+    rows, feats = {}, []
+    for name, data, files in (("real", real, real_files), ("generated", generated, gen_files)):
+        if files is None:
+            rows[name] = {"rows": len(data), "evaluated": len(data)}
+            feats.append(features_of(data.showers, data.incident_energies, geometry))
+        else:
+            rows[name] = {"rows": len(files), "evaluated": len(data), "seed": int(seed)}
+            feats.append(streamed_features(files, geometry))
+    fr, fg = feats
+    sep, ks = {}, {}
+    for name in fr:
+        sep[name] = separation_power(fr[name], fg[name], feature_edges(name, fr[name], fg[name], n_bins))
+        stat, p = ks_statistic(fr[name], fg[name])
+        ks[name] = {"statistic": stat, "pvalue": p}
+    return {"evaluated_rows": rows,
+            "separation_power_all_rows": {"values": sep, "mean": float(np.mean(list(sep.values()))), "ks": ks}}
+
+
 def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLike, geometry=None,
                    out_dir=None, seed: int = 0, report: bool = True, classifier: bool = True,
                    n_bins: int = 30, groups=None, train_path: str | os.PathLike | None = None,
                    sep_threshold: float = 0.1, p_threshold: float = 0.01, max_points: int = 5000,
-                   classifier_protocol: str = "hepgen", calochallenge_kwargs: dict | None = None) -> dict:
+                   classifier_protocol: str = "hepgen", calochallenge_kwargs: dict | None = None,
+                   memory_budget_gb: float | None = None) -> dict:
     """Read two shower files, evaluate, and write ``out_dir/metrics.json`` (+ report.html and figures/).
+
+    A file larger than ``memory_budget_gb`` (default 4 GB; :mod:`hepgen.domains.showers.large`)
+    is evaluated on a seeded sample of at most ``evaluation_cap`` rows read chunk by chunk, and
+    its per-shower features are streamed over every row for ``separation_power_all_rows``
+    (``evaluated_rows`` says how many rows each metric saw).
 
     Arguments:
         real_path, generated_path: CaloChallenge-style HDF5 files (:func:`hepgen.data.formats.read_showers`).
@@ -634,8 +663,9 @@ def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLi
     """
     if geometry is not None and not hasattr(geometry, "n_voxels"):
         geometry = load_geometry(geometry)
-    real = read_showers(real_path, geometry)
-    generated = read_showers(generated_path, geometry)
+    n_samples = 2 if train_path is None else 3
+    real, real_files = open_for_evaluation(real_path, geometry, memory_budget_gb, n_samples, seed)
+    generated, gen_files = open_for_evaluation(generated_path, geometry, memory_budget_gb, n_samples, seed)
     if real.showers.shape[1] != generated.showers.shape[1]:
         raise ValueError(f"{generated_path} holds showers of {generated.showers.shape[1]} voxels but "
                          f"{real_path} holds {real.showers.shape[1]}: they cannot be compared")
@@ -651,7 +681,7 @@ def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLi
                          "pass the CaloChallenge binning XML (--binning)")
     train = None
     if train_path is not None:
-        train = read_showers(train_path, geometry)
+        train, _ = open_for_evaluation(train_path, geometry, memory_budget_gb, n_samples, seed)
         if train.showers.shape[1] != real.showers.shape[1]:
             raise ValueError(f"{train_path} holds showers of {train.showers.shape[1]} voxels but "
                              f"{real_path} holds {real.showers.shape[1]}: they cannot be compared")
@@ -659,6 +689,8 @@ def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLi
                                 return_details=True, groups=groups, train=train, max_points=max_points,
                                 classifier_protocol=classifier_protocol, calochallenge_kwargs=calochallenge_kwargs)
     metrics["inputs"] = {"real": str(real_path), "generated": str(generated_path)}
+    if real_files is not None or gen_files is not None:
+        metrics.update(_all_rows(real, generated, real_files, gen_files, geometry, n_bins, seed))
     if train_path is not None:
         metrics["inputs"]["train"] = str(train_path)
     if out_dir is not None:
