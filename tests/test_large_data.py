@@ -158,6 +158,27 @@ def test_bad_voxels_are_reported_with_the_file_and_rows_when_read(files, tmp_pat
         list(s.iter_chunks())
 
 
+def test_stopping_early_ends_the_reading_thread_and_errors_reach_the_consumer(files, tmp_path):
+    import threading
+
+    a, b, data = files
+    s = ShowerFileSet([a, b], chunk_rows=7, buffer_chunks=1)
+    _, it = s.batches(_identity, seed=0, epoch=0, batch_size=4)
+    next(it)
+    it.close()
+    chunks = s.iter_chunks()
+    next(chunks)
+    chunks.close()
+    assert not [t for t in threading.enumerate() if t.name == "hepgen-prefetch"]
+    bad = tmp_path / "bad.h5"
+    write_showers(bad, data.subset(np.arange(20)), compression=None)
+    with h5py.File(bad, "r+") as f:
+        f["showers"][3, 0] = np.nan
+    _, it = ShowerFileSet([bad], chunk_rows=7).batches(_identity, seed=0, epoch=0, batch_size=4)
+    with pytest.raises(ValueError, match=r"bad\.h5 \(rows 0-7\): key 'showers': expected finite values"):
+        list(it)
+
+
 def test_globs_expand_sorted_and_an_empty_glob_is_an_error(files, tmp_path):
     a, b, _ = files
     assert expand_paths([str(a.parent / "*.h5")]) == [a, b]

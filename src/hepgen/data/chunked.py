@@ -31,7 +31,11 @@ When to stream (:func:`fits_in_memory`): in-memory training holds about
 the training rows, the float32 model features, and room for the transients of the
 preprocessing); a data set is read into memory when ``N × n_voxels × 16`` bytes fit the memory
 budget (default ``DEFAULT_MEMORY_BUDGET_GB`` = 4 GB) and streamed otherwise.  A streamed read
-keeps a buffer of about ``budget / 16`` bytes of raw float32 voxels (plus one more being read).
+keeps a buffer of about ``budget / 16`` bytes of raw float32 voxels, clipped to [16 MB, 1 GB]
+(:func:`default_chunk_rows`), its model features, and the next buffer being read.
+
+Voxel values are validated (:func:`~hepgen.data.formats.validate_showers`: finite, non-negative,
+the response warning) chunk by chunk as they are read, with the file and rows in the message.
 
 Example:
     >>> import tempfile, os
@@ -298,8 +302,11 @@ class ShowerFileSet:
         """The selected rows chunk by chunk, in file order, as validated in-memory ShowerData."""
         chunks = self.chunks()
         reads = _prefetched(self._reader(chunks), enabled=prefetch)
-        for chunk, showers in zip(chunks, reads):
-            yield self._validated(chunk, showers)
+        try:
+            for chunk, showers in zip(chunks, reads):
+                yield self._validated(chunk, showers)
+        finally:
+            reads.close()  # stops the reading thread when the consumer stops early
 
     def _reader(self, chunks: Iterable[Chunk]) -> Iterator[np.ndarray]:
         files: dict = {}
@@ -375,6 +382,12 @@ class ShowerFileSet:
 
         def produce():
             raw = _prefetched(read([j for j, _, _ in pieces]), enabled=prefetch)
+            try:
+                yield from batch(raw)
+            finally:
+                raw.close()  # stops the reading thread when the consumer stops early
+
+        def batch(raw):
             pending: list = []
             n_pending = 0
             for (j, off, take), parts in zip(pieces, raw):

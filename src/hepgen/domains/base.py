@@ -128,6 +128,12 @@ class Domain(Protocol):
     * ``default_config() -> TrainConfig``: what ``hepgen train`` uses without ``--config``.
     * ``headline(metrics) -> dict``: the few numbers ``hepgen evaluate`` prints.
 
+    Optional, for data larger than memory: ``data_types`` (every container class of the kind, e.g.
+    in memory and read in chunks from files; default ``(data_type,)``) and
+    ``streamed_batches(pre, data, *, seed, epoch, batch_size, rank, world, start_batch) ->
+    (n_batches, iterator of (features, conditions))`` for a container with ``streamed = True``
+    (and ``subset(idx)``, ``load()``); see :mod:`hepgen.data.chunked`.
+
     ``read`` and ``evaluate_files`` take keyword options named like the command-line options
     (``--n-particles`` → ``n_particles``); :func:`call_with_options` refuses one a kind does
     not take, so the CLI passes what the user gave without knowing the kind.

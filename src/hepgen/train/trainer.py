@@ -42,6 +42,14 @@ padded to a multiple of the world size by wrapping around and process ``r`` take
 positions ``r, r + W, r + 2W, …``), the modules of ``model.ddp_modules()`` are wrapped in
 ``DistributedDataParallel`` (gloo on CPU, NCCL on CUDA), and only rank 0 validates,
 writes files and runs callbacks.  ``docs/training.md`` has the details.
+
+Data read in chunks (a container with ``streamed = True``, e.g. showers larger than memory):
+each epoch's batches come from the domain's ``streamed_batches`` — a seeded chunk order, each
+process reading its shard of the chunks, rows shuffled within buffers of a few chunks — so the
+order is again a function of ``(seed, epoch, rank, world size)`` and resuming inside an epoch
+stays exact; validation uses a seeded sample of at most ``n_eval`` held-out rows, in memory.
+The equivalence of W processes at batch size B with one at W·B holds for in-memory data only.
+``docs/large_data.md`` has the details.
 """
 
 from __future__ import annotations
