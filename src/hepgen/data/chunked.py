@@ -81,7 +81,7 @@ from hepgen.data.formats import (
 )
 from hepgen.data.geometry import geometry_from_dict
 
-__all__ = ["ShowerFileSet", "Chunk", "default_chunk_rows", "expand_paths", "fits_in_memory", "memory_budget_bytes",
+__all__ = ["ShowerFileSet", "Chunk", "default_chunk_rows", "expand_paths", "showers_shape", "fits_in_memory", "memory_budget_bytes",
            "BYTES_PER_VOXEL", "DEFAULT_MEMORY_BUDGET_GB", "epoch_chunk_order"]
 
 BYTES_PER_VOXEL = 16
@@ -106,6 +106,17 @@ def fits_in_memory(n_showers: int, n_voxels: int, budget_gb: float | None = None
     True
     """
     return n_showers * n_voxels * BYTES_PER_VOXEL <= memory_budget_bytes(budget_gb)
+
+
+def showers_shape(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(N, n_voxels)`` of a file's ``showers`` dataset without reading it; None when the file has
+    no readable 2-d one (its reader then says what is wrong)."""
+    try:
+        with h5py.File(path, "r") as f:
+            obj = f.get("showers")
+            return tuple(obj.shape) if isinstance(obj, h5py.Dataset) and obj.ndim == 2 else None
+    except (OSError, ValueError):
+        return None
 
 
 def expand_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:

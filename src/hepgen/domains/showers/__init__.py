@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from hepgen.config import TrainConfig
-from hepgen.data.chunked import ShowerFileSet, expand_paths, fits_in_memory
+from hepgen.data.chunked import ShowerFileSet, expand_paths, fits_in_memory, showers_shape
 from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.domains.base import register_domain
 from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
@@ -57,16 +57,6 @@ def model_hparams(config, geometry) -> dict:
     return with_derived_hparams(config.family, config.model, {"n_layers": len(sizes), "layer_sizes": sizes})
 
 
-def _showers_shape(path) -> tuple[int, int] | None:
-    """``(N, n_voxels)`` of a file's ``showers`` dataset, None when it has no readable 2-d one."""
-    try:
-        with h5py.File(path, "r") as f:
-            obj = f.get("showers")
-            return tuple(obj.shape) if isinstance(obj, h5py.Dataset) and obj.ndim == 2 else None
-    except (OSError, ValueError):
-        return None
-
-
 class ShowerDomain:
     """Calorimeter showers (:class:`~hepgen.data.formats.ShowerData`); see the module docstring."""
 
@@ -94,7 +84,7 @@ class ShowerDomain:
         chunks by training."""
         paths = expand_paths(path if isinstance(path, (list, tuple)) else [path])
         if len(paths) == 1:  # one file that fits: read whole, as always
-            shape = _showers_shape(paths[0])
+            shape = showers_shape(paths[0])
             if shape is None or fits_in_memory(shape[0], shape[1], memory_budget_gb):
                 return read_showers(paths[0], geometry=binning)  # (None: its reader says what is wrong)
         files = ShowerFileSet(paths, geometry=binning, memory_budget_gb=memory_budget_gb)

@@ -31,7 +31,7 @@ import numpy as np
 
 from hepgen import __version__
 from hepgen._io import atomic_path, json_safe, write_metrics
-from hepgen.data.formats import ShowerData, read_showers
+from hepgen.data.formats import ShowerData
 from hepgen.data.geometry import geometry_from_dict, load_geometry
 from hepgen.domains.showers.calochallenge import calochallenge_levels
 from hepgen.domains.showers.large import features_of, open_for_evaluation, streamed_features

@@ -19,10 +19,15 @@ so 3,086 showers per file for CaloChallenge dataset 3 (40,500 voxels) under 4 GB
 
 from __future__ import annotations
 
-import h5py
 import numpy as np
 
-from hepgen.data.chunked import BYTES_PER_VOXEL, ShowerFileSet, fits_in_memory, memory_budget_bytes
+from hepgen.data.chunked import (
+    BYTES_PER_VOXEL,
+    ShowerFileSet,
+    fits_in_memory,
+    memory_budget_bytes,
+    showers_shape,
+)
 from hepgen.data.formats import ShowerData, read_showers
 from hepgen.metrics.observables import depth_observables, high_level_features
 
@@ -79,21 +84,12 @@ def evaluation_sample(files: ShowerFileSet, cap: int, seed: int = 0) -> ShowerDa
     return files.subset(np.sort(rows)).load()
 
 
-def _showers_shape(path) -> tuple[int, int] | None:
-    try:
-        with h5py.File(path, "r") as f:
-            obj = f.get("showers")
-            return tuple(obj.shape) if isinstance(obj, h5py.Dataset) and obj.ndim == 2 else None
-    except (OSError, ValueError):
-        return None
-
-
 def open_for_evaluation(path, geometry=None, budget_gb: float | None = None, n_samples: int = 2,
                         seed: int = 0) -> tuple[ShowerData, ShowerFileSet | None]:
     """``(in-memory data, None)`` for a file that fits the budget (read whole, as
     :func:`~hepgen.data.formats.read_showers`), else ``(seeded sample of at most evaluation_cap
     rows, the file set)``."""
-    shape = _showers_shape(path)
+    shape = showers_shape(path)
     if shape is None or fits_in_memory(shape[0], shape[1], budget_gb):
         return read_showers(path, geometry), None  # (None: the reader says what is wrong)
     files = ShowerFileSet([path], geometry=geometry, memory_budget_gb=budget_gb)
