@@ -402,11 +402,10 @@ class ShowerFileSet:
             pending: list = []
             n_pending = 0
             for (j, off, take), parts in zip(pieces, raw):
-                rows = np.concatenate([c.rows for c in buffers[j]])
-                data = self._validated_buffer(buffers[j], rows, parts)
-                perm = np.random.default_rng([int(seed), int(epoch), 1, int(rank), j]).permutation(len(rows))
-                arrays = tensors(data.subset(perm), np.random.default_rng([int(seed), int(epoch), 2, int(rank), j]))
-                del data, parts
+                data = self._buffer(buffers[j], parts, np.random.default_rng([int(seed), int(epoch), 1, int(rank), j]))
+                del parts
+                arrays = tensors(data, np.random.default_rng([int(seed), int(epoch), 2, int(rank), j]))
+                del data
                 arrays = [a[off:off + take] for a in arrays]
                 while arrays[0].shape[0]:
                     need = batch_size - n_pending
@@ -416,16 +415,25 @@ class ShowerFileSet:
                     if n_pending == batch_size:
                         yield _join(pending)
                         pending, n_pending = [], 0
+                # a batch left open: copy its rows, so that this buffer's arrays can be freed
+                pending = [[np.array(a) for a in cols] for cols in pending]
+                del arrays
             if pending:
                 yield _join(pending)
 
         return n_batches, produce()
 
-    def _validated_buffer(self, chunks: list[Chunk], rows: np.ndarray, parts: list[np.ndarray]) -> ShowerData:
+    def _buffer(self, chunks: list[Chunk], parts: list[np.ndarray], rng: np.random.Generator) -> ShowerData:
+        """The validated rows of a buffer's chunks, shuffled by ``rng`` (``parts`` is emptied:
+        at most two copies of the buffer's voxels exist at a time)."""
         for chunk, showers in zip(chunks, parts):
             validate_showers(self._data(chunk.rows, showers),
                              f"{self.paths[chunk.file]} (rows {chunk.start}-{chunk.stop})", self.geometry)
-        return self._data(rows, np.concatenate(parts))
+        rows = np.concatenate([c.rows for c in chunks])
+        showers = np.concatenate(parts)
+        parts.clear()
+        perm = rng.permutation(len(rows))
+        return self._data(rows[perm], showers[perm])
 
 
 def _join(pending: list[list[np.ndarray]]) -> tuple:
@@ -472,27 +480,32 @@ def _read_header(path: Path):
 
 
 def _prefetched(items: Iterator, enabled: bool = True, depth: int = 1) -> Iterator:
-    """``items`` produced by a background thread up to ``depth`` ahead (h5py reading releases the GIL
-    while HDF5 does I/O); an exception in the thread is raised here; closing the consumer stops it."""
+    """``items`` produced by a background thread, at most ``depth`` ahead of the one the consumer
+    holds (h5py releases the GIL while HDF5 does I/O); an exception in the thread is raised here;
+    closing the consumer stops the thread."""
     if not enabled:
         yield from items
         return
-    box: queue.Queue = queue.Queue(maxsize=depth)
+    box: queue.Queue = queue.Queue()
+    slots = threading.Semaphore(depth)  # released when the consumer takes an item
     stop = threading.Event()
     done = object()
 
     def work():
         try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        box.put((True, item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+            it = iter(items)
+            while True:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
                 if stop.is_set():
                     return
-            box.put((True, done))
+                try:
+                    item = next(it)
+                except StopIteration:
+                    box.put((True, done))
+                    return
+                box.put((True, item))
         except BaseException as err:  # handed to the consumer
             box.put((False, err))
         finally:
@@ -509,12 +522,9 @@ def _prefetched(items: Iterator, enabled: bool = True, depth: int = 1) -> Iterat
                 raise item
             if item is done:
                 return
+            slots.release()
             yield item
+            del item
     finally:
         stop.set()
-        while thread.is_alive():
-            try:
-                box.get_nowait()
-            except queue.Empty:
-                pass
-            thread.join(timeout=0.05)
+        thread.join()
