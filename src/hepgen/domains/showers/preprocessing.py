@@ -181,19 +181,15 @@ class ShowerPreprocessor:
         return np.clip(np.concatenate([u, shapes], axis=1), 0.0, 1.0)
 
     def fit(self, showers, incident_energies, conditions=None, seed: int = 0) -> "ShowerPreprocessor":
-        """Fit energy scale and standardisation on training showers (MeV)."""
-        e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
-        ratio = np.asarray(showers, dtype=np.float64).sum(axis=1) / e_inc
-        # headroom so that generated showers can exceed the largest training response
-        self.scale = float(1.5 * max(ratio.max(), 1e-6))
-        rng = np.random.default_rng(seed)
-        z = _logit(self._unit_features(showers, incident_energies, rng), self.alpha)
-        self.feat_mean = z.mean(axis=0)
-        self.feat_std = np.maximum(z.std(axis=0), 1e-3)
-        c = self.raw_conditions(incident_energies, conditions)
-        self.cond_mean = c.mean(axis=0)
-        self.cond_std = np.maximum(c.std(axis=0), 1e-6)
-        return self
+        """Fit energy scale and standardisation on training showers (MeV).
+
+        The energy scale is 1.5 × the largest training response ``E_tot / E_inc`` (headroom so
+        that generated showers can exceed it); the feature and condition means and standard
+        deviations are those of the training rows.  Computed by :meth:`fit_chunks` on the whole
+        array (float64 transients in slices of :func:`features_rows` rows; one slice — the same
+        numbers as a single numpy mean/std — up to ~4M voxel values)."""
+        showers, incident_energies = np.asarray(showers), np.asarray(incident_energies)
+        return self.fit_chunks(lambda: [(showers, incident_energies, conditions)], seed=seed)
 
     def fit_chunks(self, chunks: Callable[[], Iterable[tuple]], seed: int = 0) -> "ShowerPreprocessor":
         """:meth:`fit` on data read chunk by chunk: two passes over ``chunks()``.
@@ -203,9 +199,9 @@ class ShowerPreprocessor:
         ``E_tot/E_inc`` (the energy scale) and the conditions' moments; pass 2: the features'
         moments.  Means and variances are merged chunk by chunk with Chan, Golub and LeVeque's
         pairwise update (float64); the dequantisation noise is drawn from ``default_rng(seed)``
-        consumed row after row, the same numbers :meth:`fit` draws.  The result equals
-        :meth:`fit`'s up to float64 rounding of the sums (tested to 1e-9 relative).  Peak memory:
-        a chunk and its float64 features (``features_rows`` rows at a time).
+        consumed row after row, the same numbers as on the whole array at once.  The result
+        equals the in-memory fit's up to float64 rounding of the sums (tested to 1e-9 relative).
+        Peak memory: a chunk and float64 transients of ``features_rows`` rows at a time.
 
         Example:
             >>> rng = np.random.default_rng(0)
@@ -216,11 +212,13 @@ class ShowerPreprocessor:
             >>> bool(np.allclose(a.feat_std, b.feat_std, rtol=1e-12)) and a.scale == b.scale
             True
         """
-        top, cond = 0.0, _Moments()
+        top, cond, step = 0.0, _Moments(), features_rows(self.n_voxels)
         for showers, energies, conditions in chunks():
             e_inc = np.asarray(energies, dtype=np.float64).reshape(-1)
+            for i in range(0, e_inc.size, step):
+                e_dep = np.asarray(showers[i:i + step], dtype=np.float64).sum(axis=1)
+                top = max(top, float((e_dep / e_inc[i:i + step]).max()))
             if e_inc.size:
-                top = max(top, float((np.asarray(showers, dtype=np.float64).sum(axis=1) / e_inc).max()))
                 cond.add(self.raw_conditions(energies, conditions))
         if cond.n == 0:
             raise ValueError("ShowerPreprocessor.fit_chunks: expected showers, found none")
