@@ -180,6 +180,20 @@ def test_stopping_early_ends_the_reading_thread_and_errors_reach_the_consumer(fi
         list(it)
 
 
+def test_impossible_responses_are_warned_once_per_chunk_not_every_epoch(files, tmp_path, caplog):
+    a, _, data = files
+    hot = tmp_path / "hot.h5"
+    sub = data.subset(np.arange(20))
+    write_showers(hot, ShowerData(sub.showers, sub.incident_energies, geometry=GEOMETRY))
+    with h5py.File(hot, "r+") as f:
+        f["showers"][9, :] = f["showers"][9, :] * 0 + 1e6  # 18 x 1e6 MeV >> E_inc
+    s = ShowerFileSet([hot], chunk_rows=7)
+    for epoch in range(3):
+        list(s.batches(_identity, seed=0, epoch=epoch, batch_size=8)[1])
+    warnings = [r.getMessage() for r in caplog.records if "deposit more than" in r.getMessage()]
+    assert len(warnings) == 1 and "hot.h5 (rows 7-14)" in warnings[0] and "first at row 2" in warnings[0]
+
+
 def test_globs_expand_sorted_and_an_empty_glob_is_an_error(files, tmp_path):
     a, b, _ = files
     assert expand_paths([str(a.parent / "*.h5")]) == [a, b]

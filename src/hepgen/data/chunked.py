@@ -35,7 +35,8 @@ keeps a buffer of about ``budget / 16`` bytes of raw float32 voxels, clipped to 
 (:func:`default_chunk_rows`), its model features, and the next buffer being read.
 
 Voxel values are validated (:func:`~hepgen.data.formats.validate_showers`: finite, non-negative,
-the response warning) chunk by chunk as they are read, with the file and rows in the message.
+the response warning) chunk by chunk the first time they are read, with the file and rows in
+the message (so the warning comes once per chunk, not once per epoch).
 
 Example:
     >>> import tempfile, os
@@ -238,6 +239,7 @@ class ShowerFileSet:
         self._energies = np.concatenate(energies).reshape(-1, 1)
         self._conditions = {k: np.concatenate(v) for k, v in conditions.items()}
         self.rows = np.arange(int(self.offsets[-1]), dtype=np.int64)
+        self._checked: set = set()  # chunks whose voxels passed validation (shared with subset views)
         self.buffer_chunks = int(buffer_chunks)
         if self.buffer_chunks < 1:
             raise ValueError(f"buffer_chunks: expected an integer >= 1, found {buffer_chunks}")
@@ -304,10 +306,17 @@ class ShowerFileSet:
         return ShowerData(showers, self._energies[rows], {k: v[rows] for k, v in self._conditions.items()},
                           self.geometry, dict(self.attrs))
 
+    def _check(self, chunk: Chunk, showers: np.ndarray) -> None:
+        """Validate a chunk's voxels the first time its rows are read (a warning once, not every epoch)."""
+        key = (chunk.file, chunk.start, chunk.rows.size, int(chunk.rows[0]), int(chunk.rows[-1]))
+        if key not in self._checked:
+            validate_showers(self._data(chunk.rows, showers),
+                             f"{self.paths[chunk.file]} (rows {chunk.start}-{chunk.stop})", self.geometry)
+            self._checked.add(key)
+
     def _validated(self, chunk: Chunk, showers: np.ndarray) -> ShowerData:
-        data = self._data(chunk.rows, showers)
-        validate_showers(data, f"{self.paths[chunk.file]} (rows {chunk.start}-{chunk.stop})", self.geometry)
-        return data
+        self._check(chunk, showers)
+        return self._data(chunk.rows, showers)
 
     def iter_chunks(self, prefetch: bool = True) -> Iterator[ShowerData]:
         """The selected rows chunk by chunk, in file order, as validated in-memory ShowerData."""
@@ -427,8 +436,7 @@ class ShowerFileSet:
         """The validated rows of a buffer's chunks, shuffled by ``rng`` (``parts`` is emptied:
         at most two copies of the buffer's voxels exist at a time)."""
         for chunk, showers in zip(chunks, parts):
-            validate_showers(self._data(chunk.rows, showers),
-                             f"{self.paths[chunk.file]} (rows {chunk.start}-{chunk.stop})", self.geometry)
+            self._check(chunk, showers)
         rows = np.concatenate([c.rows for c in chunks])
         showers = np.concatenate(parts)
         parts.clear()
