@@ -167,12 +167,15 @@ def main() -> None:
     try:
         for name, path, n, seed in jobs:
             if args.keep and path.is_file() and _rows(path) == n:  # a file kept by an earlier --keep run
-                result[f"write {name}"] = w = {"showers": n, "bytes": path.stat().st_size, "seconds": float("nan"),
-                                               "write_MBps": float("nan")}
+                result[f"write {name}"] = w = {"showers": n, "bytes": path.stat().st_size, "seconds": None,
+                                               "write_MBps": None, "reused": True}
             else:
                 result[f"write {name}"] = w = write_file(path, n, seed)
-            print(f"wrote {path}: {n} showers, {w['bytes'] / 1e9:.2f} GB in {w['seconds']:.0f} s "
-                  f"({w['write_MBps']:.0f} MB/s)", flush=True)
+            if w.get("reused"):
+                print(f"reused {path}: {n} showers, {w['bytes'] / 1e9:.2f} GB", flush=True)
+            else:
+                print(f"wrote {path}: {n} showers, {w['bytes'] / 1e9:.2f} GB in {w['seconds']:.0f} s "
+                      f"({w['write_MBps']:.0f} MB/s)", flush=True)
             cmd = [sys.executable, __file__, "--child", "--data", str(path), "--run", str(out / f"run-{seed}"),
                    "--family", args.family, "--threads", str(args.threads)]
             if name == "streamed":
@@ -189,7 +192,7 @@ def main() -> None:
         if not args.keep:
             for name, path, _, _ in jobs:
                 path.unlink(missing_ok=True)
-    (out / "bench_large_data.json").write_text(json.dumps(result, indent=2))
+    (out / "bench_large_data.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     print("\n| mode | showers | file GB | peak RSS GB | epoch wall s | showers/s (wall) | epoch CPU s "
           "| showers/CPU-s | set-up wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
