@@ -435,3 +435,19 @@ def test_hepgen_evaluate_passes_the_memory_budget(files, tmp_path, capsys, monke
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["evaluated_rows"]["real"] == {"rows": 130, "evaluated": 50, "seed": 0}
     assert metrics["n_real"] == 50
+
+
+def test_several_files_are_for_showers_only_and_the_budget_option_for_showers(tmp_path, capsys):
+    from _toy_jets import toy_jets
+
+    from hepgen.cli import main
+    from hepgen.data.jets import write_jets
+
+    j1, j2 = tmp_path / "j1.h5", tmp_path / "j2.h5"
+    write_jets(j1, toy_jets(20, seed=1))
+    write_jets(j2, toy_jets(20, seed=2))
+    assert main(["train", str(j1), str(j2), "-o", str(tmp_path / "run"), "-q"]) == 2
+    assert "j2.h5: several training files make one data set for showers only; jets trains on one file" \
+        in capsys.readouterr().err
+    assert main(["train", str(j1), "-o", str(tmp_path / "run"), "-q", "--memory-budget-gb", "1"]) == 2
+    assert "--memory-budget-gb does not apply to jets files" in capsys.readouterr().err
