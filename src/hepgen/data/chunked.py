@@ -204,7 +204,7 @@ class ShowerFileSet:
         geometry, geometry_source = _resolve_geometry(geometry, particle)
         energies, conditions, sizes, self.attrs = [], None, [], {}
         n_voxels = None
-        for i, path in enumerate(self.paths):
+        for path in self.paths:
             e, cond, n, v, stored, attrs = _read_header(path)
             if n_voxels is None:
                 n_voxels, first_cond, first_stored, self.attrs = v, sorted(cond), stored, attrs
@@ -214,7 +214,7 @@ class ShowerFileSet:
                                  f"{self.paths[0]}, found {v}")
             elif sorted(cond) != first_cond:
                 raise ValueError(f"{path}: conditions: expected {first_cond} as in {self.paths[0]}, found {sorted(cond)}")
-            elif geometry is None and stored != first_stored:
+            elif geometry is None and _parsed(stored) != _parsed(first_stored):
                 raise ValueError(f"{path}: attribute {GEOMETRY_ATTR!r}: the geometry differs from "
                                  f"{self.paths[0]}'s; every file of a data set needs the same geometry")
             energies.append(e)
@@ -442,6 +442,15 @@ class ShowerFileSet:
         parts.clear()
         perm = rng.permutation(len(rows))
         return self._data(rows[perm], showers[perm])
+
+
+def _parsed(stored: str | None):
+    """A stored geometry JSON as a Python value, for comparison (the text itself if it is not JSON:
+    the reader of the first file reports that)."""
+    try:
+        return None if stored is None else json.loads(stored)
+    except ValueError:
+        return stored
 
 
 def _join(pending: list[list[np.ndarray]]) -> tuple:
