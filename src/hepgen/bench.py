@@ -41,6 +41,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hepgen import __version__
+from hepgen._extras import needs_extra
 from hepgen._io import atomic_path
 from hepgen.data.formats import ShowerData
 from hepgen.domains.showers.evaluate import evaluate
@@ -190,7 +191,8 @@ class _OrtSampler:
     """An onnxruntime session with the call signature of :class:`~hepgen.domains.showers.inference.ShowerSampler`."""
 
     def __init__(self, onnx_path: str, threads: int, with_conditions: bool) -> None:
-        import onnxruntime as ort
+        with needs_extra("onnx", "the ort sampling paths (onnxruntime)"):  # lazy import of an optional extra
+            import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
@@ -224,7 +226,8 @@ class _OrtModels:
             self.export_s = export_onnx(self.generator, f, fast=self.fast)["export_s"]
             self.files["ort"] = f
         if name == "ort-int8" and name not in self.files:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+            with needs_extra("onnx", "the ort-int8 sampling path (onnxruntime)"):  # lazy import (optional extra)
+                from onnxruntime.quantization import QuantType, quantize_dynamic
 
             f = str(Path(self._dir.name) / "model-int8.onnx")
             ort_log = logging.getLogger()

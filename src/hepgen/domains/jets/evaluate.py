@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hepgen import __version__
+from hepgen._extras import require_extra
 from hepgen._io import write_metrics
 from hepgen.data.jets import JetData, read_jets
 from hepgen.domains.jets.classifier import MIN_JETS_PER_CLASS, jet_classifier_auc
@@ -206,6 +207,9 @@ def evaluate_jets(real: JetData, generated: JetData, real_reference: JetData | N
                              f"the reference {real.n_particles}; expected the same")
     if len(real) == 0 or len(generated) == 0:
         raise ValueError(f"evaluate_jets: empty sample ({len(real)} reference, {len(generated)} generated jets)")
+    # substructure needs FastJet, the EFP metrics EnergyFlow: say so before minutes of work, not after
+    require_extra("jets", "jet evaluation (FastJet, EnergyFlow)",
+                  ("fastjet", "awkward", *(("energyflow",) if efps else ())))
     metrics = {
         "schema": JET_METRICS_SCHEMA,
         "hepgen_version": __version__,
