@@ -120,7 +120,7 @@ class ShowerGenerator:
         return cls(model, pre, geometry, payload.get("meta"))
 
 
-def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool = True):
+def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool = True, device=None):
     """``(energies, conditions, chunk_index) → showers``, deterministic in ``(seed, chunk_index)``.
 
     Families with a noise → sample map draw the chunk's noise at once from a generator
@@ -128,8 +128,12 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
     :class:`~hepgen.domains.showers.inference.ShowerSampler` batch by batch (the showers depend on
     ``batch_size`` and the thread count only through float rounding: BLAS kernels are not
     batch-invariant); other families fall back to :meth:`ShowerGenerator.sample` with the
-    chunk's seed (the showers then depend on ``batch_size`` too).
+    chunk's seed (the showers then depend on ``batch_size`` too).  ``device``: where the network
+    runs (None: where the model is); the noise is drawn on the CPU, so the showers do not depend
+    on the device beyond float rounding.
     """
+    if device is not None:
+        gen.model.to(device)
     if gen.model.noise_dim is None:
         def sample_chunk(energies, conditions, index):
             return gen.sample(energies, conditions, seed=chunk_seed(seed, index), batch_size=batch_size)
@@ -137,6 +141,8 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
         return sample_chunk, {"sampler": "model.sample", "batch_size": int(batch_size)}
 
     sampler = ShowerSampler.from_generator(gen, fast=fast)
+    dev = torch.device(device) if device is not None else next(gen.model.parameters()).device
+    sampler.to(dev)
 
     @torch.no_grad()
     def sample_chunk(energies, conditions, index):
@@ -149,7 +155,7 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
         out = np.empty((m, sampler.n_voxels), dtype=np.float32)
         for s in range(0, m, batch_size):
             sl = slice(s, s + batch_size)
-            out[sl] = sampler(e[sl], z[sl], None if extra is None else extra[sl]).numpy()
+            out[sl] = sampler(e[sl].to(dev), z[sl].to(dev), None if extra is None else extra[sl].to(dev)).cpu().numpy()
         return out
 
     return sample_chunk, {"sampler": type(sampler.sampler).__name__}
@@ -224,6 +230,7 @@ def sample_to_file(
     progress: bool = False,
     compression: str | None = "gzip",
     fast: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict:
     """Sample ``n`` showers into a CaloChallenge HDF5 file in chunks, resumably, with provenance.
 
@@ -240,6 +247,7 @@ def sample_to_file(
         progress: show a progress bar.
         compression: HDF5 compression of the showers.
         fast: use the pruned flow sampler where available (see :mod:`hepgen.domains.showers.inference`).
+        device: where the network runs, e.g. ``"cuda"`` (None: where the model is).
 
     Returns:
         the summary dict of :func:`~hepgen.data.stream.stream_showers`.
@@ -247,7 +255,7 @@ def sample_to_file(
     if int(batch_size) < 1:
         raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
     digest = file_sha256(checkpoint) if checkpoint is not None else None
-    sample_chunk, sampler_job = _chunk_sampler(gen, int(seed), int(batch_size), fast=fast)
+    sample_chunk, sampler_job = _chunk_sampler(gen, int(seed), int(batch_size), fast=fast, device=device)
     attrs = {
         "generator": f"hepgen {gen.model.family}",
         "checkpoint": None if checkpoint is None else str(checkpoint),
