@@ -120,7 +120,7 @@ class ShowerGenerator:
         return cls(model, pre, geometry, payload.get("meta"))
 
 
-def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool = True, device=None):
+def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool = True):
     """``(energies, conditions, chunk_index) → showers``, deterministic in ``(seed, chunk_index)``.
 
     Families with a noise → sample map draw the chunk's noise at once from a generator
@@ -128,12 +128,10 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
     :class:`~hepgen.domains.showers.inference.ShowerSampler` batch by batch (the showers depend on
     ``batch_size`` and the thread count only through float rounding: BLAS kernels are not
     batch-invariant); other families fall back to :meth:`ShowerGenerator.sample` with the
-    chunk's seed (the showers then depend on ``batch_size`` too).  ``device``: where the network
-    runs (None: where the model is); the noise is drawn on the CPU, so the showers do not depend
-    on the device beyond float rounding.
+    chunk's seed (the showers then depend on ``batch_size`` too).  The network runs where the
+    model is; the noise is drawn on the CPU, so the showers do not depend on the device beyond
+    float rounding.
     """
-    if device is not None:
-        gen.model.to(device)
     if gen.model.noise_dim is None:
         def sample_chunk(energies, conditions, index):
             return gen.sample(energies, conditions, seed=chunk_seed(seed, index), batch_size=batch_size)
@@ -141,7 +139,7 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
         return sample_chunk, {"sampler": "model.sample", "batch_size": int(batch_size)}
 
     sampler = ShowerSampler.from_generator(gen, fast=fast)
-    dev = torch.device(device) if device is not None else next(gen.model.parameters()).device
+    dev = next(gen.model.parameters()).device
     sampler.to(dev)
 
     @torch.no_grad()
@@ -255,7 +253,9 @@ def sample_to_file(
     if int(batch_size) < 1:
         raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
     digest = file_sha256(checkpoint) if checkpoint is not None else None
-    sample_chunk, sampler_job = _chunk_sampler(gen, int(seed), int(batch_size), fast=fast, device=device)
+    if device is not None:
+        gen.model.to(device)
+    sample_chunk, sampler_job = _chunk_sampler(gen, int(seed), int(batch_size), fast=fast)
     attrs = {
         "generator": f"hepgen {gen.model.family}",
         "checkpoint": None if checkpoint is None else str(checkpoint),
