@@ -141,3 +141,11 @@ def test_shell_completion_via_the_argcomplete_protocol(tmp_path):
     assert complete("hepgen sample best.pt --dev") == ["--device"]
     # the marker argcomplete's shell hook looks for in the first 1024 bytes of the entry point's module
     assert "PYTHON_ARGCOMPLETE_OK" in (SRC / "hepgen" / "cli.py").read_bytes()[:1024].decode()
+
+
+def test_top_level_help_is_written_for_users():
+    text = build_parser().format_help()
+    assert "Train, sample and validate generative surrogates" in text
+    assert "hepgen train train.h5 -o run/" in text  # the quick start keeps its lines
+    assert "pip install 'hepgen[EXTRA]'" in text and 'eval "$(register-python-argcomplete hepgen)"' in text
+    assert "``" not in text  # no reStructuredText markup

@@ -46,12 +46,12 @@ log = io.StringIO()
 handler = logging.StreamHandler(log)
 logging.getLogger().addHandler(handler)
 out = {}
-out["simulate"] = run(["simulate", "showers", "-o", f"{d}/s.h5", "--n", "300", "--energy-range", "2000", "20000",
+out["simulate"] = run(["simulate", "showers", "-o", f"{d}/s.h5", "--n", "200", "--energy-range", "2000", "20000",
                        "--seed", "1", "-q"])
-out["simulate_test"] = run(["simulate", "showers", "-o", f"{d}/t.h5", "--n", "300", "--energy-range", "2000",
+out["simulate_test"] = run(["simulate", "showers", "-o", f"{d}/t.h5", "--n", "200", "--energy-range", "2000",
                             "20000", "--seed", "2", "-q"])
 out["train"] = run(["train", f"{d}/s.h5", "-o", f"{d}/run", "--family", "vae", "--epochs", "1", "--batch-size",
-                    "100", "--set", "n_eval=50", "--set", "tensorboard=true", "-q"])
+                    "100", "--set", "n_eval=50", "--set", "model.hidden_features=32", "--set", "tensorboard=true", "-q"])
 out["sample"] = run(["sample", f"{d}/run/best.pt", "-o", f"{d}/g.h5", "--conditions-from", f"{d}/t.h5", "-q"])
 out["evaluate"] = run(["evaluate", f"{d}/t.h5", f"{d}/g.h5", "-o", f"{d}/ev", "--fast", "-q"])
 out["info"] = run(["info", f"{d}/run/best.pt"])

@@ -514,6 +514,21 @@ def cmd_demo(args) -> int:
 
 
 # --- parser ---------------------------------------------------------------------------------
+_DESCRIPTION = ("Train, sample and validate generative surrogates of particle-physics simulation:\n"
+                "calorimeter showers, jets, event images, tabular events.  `hepgen COMMAND --help`\n"
+                "describes each command.")
+_EPILOG = """\
+a first run (calorimeter showers; the core install is enough):
+  hepgen simulate showers -o train.h5 --n 30000
+  hepgen simulate showers -o test.h5 --n 10000 --seed 7
+  hepgen train train.h5 -o run/
+  hepgen sample run/best.pt -o gen.h5 --conditions-from test.h5
+  hepgen evaluate test.h5 gen.h5 -o eval/          # metrics.json + report.html
+
+jets, ONNX, tuning, ROOT output, Geant4, ... need an extra: pip install 'hepgen[EXTRA]' (README).
+exit codes: 0 success, 2 usage or input error, 1 unexpected error, 130 interrupted (docs/cli.md).
+shell completion: eval "$(register-python-argcomplete hepgen)"
+"""
 def _add_chunked_job_options(parser, unit: str, chunk_size: int) -> None:
     """The options every chunked, resumable simulator takes (:mod:`hepgen.simulate.chunks`)."""
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
@@ -544,7 +559,7 @@ def _add_jet_evaluate_options(group) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from hepgen import __version__
 
-    p = argparse.ArgumentParser(prog="hepgen", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(prog="hepgen", description=_DESCRIPTION, epilog=_EPILOG)
     p.add_argument("--version", action="version", version=f"hepgen {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages; tracebacks on errors")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (the log, with the seed, stays)")
@@ -578,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_simulate_showers)
 
-    sj = sim.add_parser("jets", help="JetNet-style jets from Pythia 8 + FastJet (docs/jets.md)")
+    sj = sim.add_parser("jets", help="JetNet-style jets from Pythia 8 + FastJet (needs hepgen[jets]; docs/jets.md)")
     sj.add_argument("-o", "--output", required=True, help="output HDF5 file (JetNet layout)")
     sj.add_argument("--type", default="g,q,t,w,z", help="comma-separated jet types: g,q,t,w,z (default: all)")
     sj.add_argument("--n", type=int, default=10_000, help="jets per type")
@@ -586,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chunked_job_options(sj, "jets", 1000)
     sj.set_defaults(func=cmd_simulate_jets)
 
-    se = sim.add_parser("events", help="whole events as 64x64 calorimeter images from Pythia 8 (docs/events.md)")
+    se = sim.add_parser("events", help="whole events as 64x64 calorimeter images from Pythia 8 (needs hepgen[jets]; "
+                        "docs/events.md)")
     se.add_argument("-o", "--output", required=True, help="output HDF5 file (kind=events)")
     se.add_argument("--process", required=True, choices=["signal", "qcd", "minbias"],
                     help="RPV gluino pairs, QCD multi-jet (pT-hat > --qcd-pt-hat-min) or soft-QCD min-bias")
@@ -602,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(func=cmd_simulate_events)
 
     st = sim.add_parser("tth", help="semi-leptonic ttH(bb) or ttbb events from Pythia 8 + FastJet as a table of the "
-                        "26 high-level variables (docs/tabular.md)")
+                        "26 high-level variables (needs hepgen[jets]; docs/tabular.md)")
     st.add_argument("-o", "--output", required=True, help="output HDF5 file (kind=tabular)")
     st.add_argument("--process", required=True, choices=["tth", "ttbb"],
                     help="tth: ttH, H -> bb; ttbb: tt with g -> bb from the shower, selected by b-tags")
@@ -614,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_simulate_tth)
 
     sl = sim.add_parser("l1", help="trigger-level events (ADC2021 layout) from Pythia 8 + a Level-1 object model "
-                        "(docs/anomaly.md)")
+                        "(needs hepgen[jets]; docs/anomaly.md)")
     sl.add_argument("-o", "--output", required=True, help="output HDF5 file (kind l1)")
     sl.add_argument("--processes", default="sm", help="comma-separated: sm (the SM mix), signals (all four), or any "
                     "of W_lnu,QCD,Z_ll,ttbar,A_4l,LQ_btau,h0_tautau,hplus_taunu (default sm)")
@@ -839,7 +855,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     bn.set_defaults(func=cmd_bench)
 
-    ex = sub.add_parser("export", help="export a checkpoint to ONNX (conditions + noise in, showers in MeV out)")
+    ex = sub.add_parser("export", help="export a checkpoint to ONNX (conditions + noise in, showers in MeV out; "
+                        "needs hepgen[onnx])")
     ex.add_argument("checkpoint", help="a showers checkpoint (best.pt)")
     ex.add_argument("--format", choices=("onnx",), default="onnx", help="output format (needs hepgen[onnx])")
     ex.add_argument("-o", "--output", required=True, help="the .onnx file")
@@ -856,7 +873,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)
 
-    tu = sub.add_parser("tune", help="hyper-parameter search with Optuna (workers may share one study)")
+    tu = sub.add_parser("tune", help="hyper-parameter search with Optuna (workers may share one study; needs "
+                        "hepgen[tune])")
     tu.add_argument("data", help="training showers (CaloChallenge HDF5)")
     tu.add_argument("--space", required=True, help="search-space YAML ({key: {type: float|int|categorical, ...}})")
     tu.add_argument("--config", help="base TrainConfig YAML the sampled values are applied onto")
@@ -889,9 +907,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _HelpFormatter(argparse.HelpFormatter):
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """argparse's help, each option's default appended as ``(default: X)`` unless its help already
-    states one or there is none to show (None; a store_true flag, whose default is always off)."""
+    states one or there is none to show (None; a store_true flag, whose default is always off);
+    descriptions and epilogs keep their line breaks (the top-level quick start)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
