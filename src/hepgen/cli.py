@@ -520,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", choices=["gflash", "geant4"], default="gflash",
                    help="gflash: fast built-in parametrisation (default); geant4: full simulation, needs the "
                         "extra hepgen[geant4] (docs/geant4.md)")
-    s.add_argument("--preset", choices=["ds1-photon", "ds2", "3dgan", "calogan", "hgcal"],
+    s.add_argument("--preset", choices=["ds1-photon", "ds2", "3dgan", "calogan", "hgcal", "demo"],
                    help="geant4: calorimeter preset with its own binning (default ds1-photon)")
     s.add_argument("--particle", choices=["gamma", "e-", "e+"], help="geant4: primary particle (default gamma)")
     s.add_argument("--phi-range", type=float, nargs=2, metavar=("LO", "HI"), help="geant4: incident azimuth range (rad)")

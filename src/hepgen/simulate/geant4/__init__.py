@@ -11,7 +11,7 @@ and its deviations from Geant4's standard one).
 Example:
     >>> from hepgen.simulate.geant4 import PRESETS
     >>> sorted(PRESETS)
-    ['3dgan', 'calogan', 'ds1-photon', 'ds2', 'hgcal']
+    ['3dgan', 'calogan', 'demo', 'ds1-photon', 'ds2', 'hgcal']
 """
 
 from hepgen.simulate.geant4.engine import (
