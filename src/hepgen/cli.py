@@ -429,7 +429,7 @@ def cmd_bench(args) -> int:
     result = run_bench(gen, batch_sizes=args.batch_sizes, threads=args.threads, devices=args.device,
                        paths=args.paths, fidelity_n=args.fidelity, steps=args.steps, simulator_n=args.simulator_n,
                        min_time=args.min_time, real=real, seed=args.seed, checkpoint=str(args.checkpoint),
-                       progress=not args.quiet)
+                       progress=not args.quiet, geant4_n=args.geant4_n, geant4_max_seconds=args.geant4_max_seconds)
     js, png = write_bench(result, args.output)
     print(format_table(result))
     for path, row in (result.get("fidelity") or {}).get("paths", {}).items():
@@ -764,6 +764,11 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--steps", type=_ints, help="step counts to scan for models with sample_steps")
     bn.add_argument("--simulator-n", type=int, default=1000, help="showers simulated to time the simulator")
     bn.add_argument("--min-time", type=float, default=0.5, help="seconds of repeated calls per point")
+    bn.add_argument("--geant4-n", type=int, default=20, metavar="N",
+                    help="Geant4 showers timed on the checkpoint's geometry for the speed-up against Geant4 "
+                         "(needs hepgen[geant4] and a preset with that binning; 0: skip; default 20)")
+    bn.add_argument("--geant4-max-seconds", type=float, default=120.0,
+                    help="stop the Geant4 timing after this many seconds (default 120)")
     bn.add_argument("--seed", type=int, default=0)
     bn.add_argument("-q", "--quiet", action="store_true")
     bn.set_defaults(func=cmd_bench)
