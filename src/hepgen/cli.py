@@ -36,7 +36,7 @@ def cmd_simulate_showers(args) -> int:
     if args.engine == "geant4":
         return _simulate_geant4(args)
     geant4_only = [f"--{k.replace('_', '-')}" for k in ("preset", "particle", "phi_range", "workers", "chunk_size",
-                                                          "cut_mm") if getattr(args, k) is not None]
+                                                          "cut_mm", "physics_list") if getattr(args, k) is not None]
     if args.no_resume:
         geant4_only.append("--no-resume")
     if geant4_only:
@@ -75,7 +75,8 @@ def _simulate_geant4(args) -> int:
         phi_range=tuple(args.phi_range) if args.phi_range else None,
         position_range=tuple(args.position_range) if args.position_range else None,
         seed=args.seed, workers=args.workers or 1, chunk_size=args.chunk_size or 100, resume=not args.no_resume,
-        progress=not args.quiet, cut_mm=0.7 if args.cut_mm is None else args.cut_mm, xml=args.write_binning)
+        progress=not args.quiet, cut_mm=0.7 if args.cut_mm is None else args.cut_mm, xml=args.write_binning,
+        physics_list=args.physics_list or "data-free")
     dt = time.perf_counter() - t0
     print(f"wrote {len(data)} Geant4 showers ({data.geometry.n_voxels} voxels) to {args.output} in {dt:.1f} s")
     return 0
@@ -528,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-size", type=int, help="geant4: showers per chunk, the unit of resumption (default 100)")
     s.add_argument("--no-resume", action="store_true", help="geant4: discard finished chunks of an interrupted run")
     s.add_argument("--cut-mm", type=float, help="geant4: production cut in mm (default 0.7)")
+    s.add_argument("--physics-list", choices=["data-free", "standard", "option4"],
+                   help="geant4: EM physics list: data-free (default; no Geant4 data sets needed), standard "
+                        "(G4EmStandardPhysics) or option4 (G4EmStandardPhysics_option4); the last two need the "
+                        "G4EMLOW data set (G4LEDATA or GEANT4_DATA_DIR)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate_showers)
 
