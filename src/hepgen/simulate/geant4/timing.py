@@ -168,4 +168,4 @@ def describe(result: dict) -> str:
         if result["stopped_at_budget"] else ""
     return (f"Geant4 (preset {result['preset']}, {result['particle']}, same binning, one core): "
             f"{result['s_per_shower']:.4g} s/shower, mean of {result['n_showers']} showers stratified log-uniform "
-            f"in {lo / 1000:g}-{hi / 1000:g} GeV{budget}")
+            f"in {lo / 1000:.3g}-{hi / 1000:.3g} GeV{budget}")
