@@ -531,8 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cut-mm", type=float, help="geant4: production cut in mm (default 0.7)")
     s.add_argument("--physics-list", choices=["data-free", "standard", "option4"],
                    help="geant4: EM physics list: data-free (default; no Geant4 data sets needed), standard "
-                        "(G4EmStandardPhysics) or option4 (G4EmStandardPhysics_option4); the last two need the "
-                        "G4EMLOW data set (G4LEDATA or GEANT4_DATA_DIR)")
+                        "(G4EmStandardPhysics) or option4 (G4EmStandardPhysics_option4); the last two need Geant4's "
+                        "data sets G4EMLOW, PhotonEvaporation, G4ENSDFSTATE (GEANT4_DATA_DIR, or G4LEDATA …)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate_showers)
 
