@@ -7,6 +7,12 @@
   network + inverse preprocessing, i.e. showers in MeV);
 * the speed-up over the reference simulator (:class:`~hepgen.simulate.calorimeter.ShowerSimulator`)
   producing showers for the same incident energies on the same machine and thread count;
+* the speed-up over Geant4 on the same geometry, when the optional ``hepgen[geant4]`` extra
+  is installed and a Geant4 preset has the checkpoint's binning (the ``demo`` preset for the
+  demo's binning): Geant4's mean seconds per shower over the checkpoint's log-uniform energy
+  range, from ``geant4_n`` showers timed in this process on one core
+  (:func:`hepgen.simulate.geant4.timing.time_geant4_showers`: stratified energies, the
+  estimator is described there), times the model's showers/s; otherwise one line says why;
 * achieved FLOP/s — the network's matmul FLOPs per shower counted once with
   ``torch.utils.flop_counter.FlopCounterMode`` (nominal fp32 FLOPs for every path; the
   elementwise work is not counted) times showers/s — and its ratio to the dense-matmul
@@ -48,6 +54,8 @@ from hepgen.domains.showers.evaluate import evaluate
 from hepgen.domains.showers.inference import SAMPLING_PATHS, ShowerSampler, prepare_path
 from hepgen.export import export_onnx
 from hepgen.simulate.calorimeter import ShowerSimulator
+from hepgen.simulate.geant4.timing import describe as describe_geant4
+from hepgen.simulate.geant4.timing import time_geant4_showers
 
 __all__ = [
     "BENCH_PATHS",
@@ -280,6 +288,8 @@ def run_bench(
     fast: bool = True,
     checkpoint: str | None = None,
     progress: bool = False,
+    geant4_n: int = 20,
+    geant4_max_seconds: float | None = 120.0,
 ) -> dict:
     """Measure sampling speed (and optionally fidelity) of ``generator``; see the module docstring.
 
@@ -302,11 +312,16 @@ def run_bench(
         fast: use the pruned flow sampler (see :mod:`hepgen.domains.showers.inference`).
         checkpoint: recorded in the result.
         progress: log each point.
+        geant4_n: Geant4 showers timed on the checkpoint's geometry for ``speedup_vs_geant4``
+            (0: skip); see :func:`hepgen.simulate.geant4.timing.time_geant4_showers`.
+        geant4_max_seconds: stop the Geant4 timing after this many seconds of showers.
 
     Returns:
         a JSON-able dict (schema ``hepgen.bench/1``): ``runs`` (one row per point),
-        ``simulator``, ``matmul_flops``, ``flops_per_shower``, ``compile_s``, ``fidelity``,
-        ``best`` and machine facts.
+        ``simulator``, ``geant4`` (Geant4's s/shower and how it was timed, or ``reason``),
+        ``matmul_flops``, ``flops_per_shower``, ``compile_s``, ``fidelity``, ``best`` and machine
+        facts.  Each row's ``speedup_vs_geant4`` is its showers/s × Geant4's s/shower (None
+        when Geant4 was not timed).
     """
     threads = list(threads) if threads else sorted({1, os.cpu_count() or 1})
     if devices is None:
@@ -339,6 +354,7 @@ def run_bench(
         "notes": [],
         "runs": [],
         "simulator": {},
+        "geant4": None,
         "matmul_flops": {},
         "flops_per_shower": None,
         "compile_s": {},
@@ -349,6 +365,10 @@ def run_bench(
         paths = [p for p in paths if p not in ORT_PATHS]
     ort_models = _OrtModels(generator, fast)
     sim_e, sim_c = _conditions(generator, simulator_n, seed + 1)
+    g4 = time_geant4_showers(generator.geometry, generator.meta.get("energy_range", [1e3, 1e5]), n=geant4_n,
+                             max_seconds=geant4_max_seconds, seed=seed + 1)
+    result["geant4"] = g4
+    g4_s = g4["s_per_shower"] if g4["available"] else None
     b0 = min(256, max(batch_sizes))
     e0, c0 = _conditions(generator, b0, seed)
     flops = network_flops_per_shower(
@@ -406,6 +426,7 @@ def run_bench(
                             "showers_per_s": rate, "achieved_flops": flops * rate,
                             "roofline_ratio": flops * rate / peak,
                             "speedup_vs_simulator": rate / sim_rate if sim_rate else None,
+                            "speedup_vs_geant4": rate * g4_s if g4_s else None,
                             **mem,
                             "gpu_peak_mib": (torch.cuda.max_memory_allocated(device) / 2**20
                                              if device.type == "cuda" else None),
@@ -575,18 +596,26 @@ def plot_bench(result: dict, path) -> None:
 
 def format_table(result: dict) -> str:
     """The speed-up table as text: one line per measurement point."""
+    g4 = result.get("geant4")
+    with_g4 = bool(g4 and g4.get("available"))
     header = (f"{'device':6s} {'thr':>3s} {'path':8s} {'batch':>6s} {'latency ms':>11s} {'showers/s':>11s} "
-              f"{'x simulator':>11s} {'roofline':>8s} {'peak RSS MiB':>12s}")
+              f"{'x simulator':>11s} " + (f"{'x Geant4':>11s} " if with_g4 else "")
+              + f"{'roofline':>8s} {'peak RSS MiB':>12s}")
     lines = [header]
     for r in result["runs"]:
         sp = r["speedup_vs_simulator"]
+        sg = r.get("speedup_vs_geant4")
         rss = r["peak_rss_mib"]
         lines.append(f"{r['device']:6s} {r['threads']:3d} {r['path']:8s} {r['batch_size']:6d} "
                      f"{r['latency_ms_median']:11.3f} {r['showers_per_s']:11.0f} "
-                     f"{'' if sp is None else f'{sp:10.1f}x':>11s} {r['roofline_ratio']:8.2f} "
-                     f"{'' if rss is None else f'{rss:12.0f}':>12s}")
+                     f"{'' if sp is None else f'{sp:10.1f}x':>11s} "
+                     + (f"{'' if sg is None else f'{sg:10.1f}x':>11s} " if with_g4 else "")
+                     + f"{r['roofline_ratio']:8.2f} {'' if rss is None else f'{rss:12.0f}':>12s}")
     for nt, sim in sorted(result["simulator"].items()):
-        lines.append(f"simulator, {nt} thread(s): {sim['showers_per_s']:.0f} showers/s")
+        lines.append(f"simulator (x simulator: GFlash, same binning), {nt} thread(s): {sim['showers_per_s']:.0f} "
+                     "showers/s")
+    if g4 is not None:
+        lines.append(describe_geant4(g4) + (" (x Geant4: model showers/s x Geant4 s/shower)" if with_g4 else ""))
     for key, peak in result["matmul_flops"].items():
         lines.append(f"dense matmul {key}: {peak / 1e9:.1f} GFLOP/s; network {result['flops_per_shower'] / 1e6:.2f} "
                      "MFLOP/shower")

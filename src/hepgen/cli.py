@@ -39,7 +39,7 @@ def cmd_simulate_showers(args) -> int:
     if args.engine == "geant4":
         return _simulate_geant4(args)
     geant4_only = [f"--{k.replace('_', '-')}" for k in ("preset", "particle", "phi_range", "workers", "chunk_size",
-                                                          "cut_mm") if getattr(args, k) is not None]
+                                                          "cut_mm", "physics_list") if getattr(args, k) is not None]
     if args.resume is not None:
         geant4_only.append("--resume" if args.resume else "--no-resume")
     if geant4_only:
@@ -78,7 +78,8 @@ def _simulate_geant4(args) -> int:
         phi_range=tuple(args.phi_range) if args.phi_range else None,
         position_range=tuple(args.position_range) if args.position_range else None,
         seed=args.seed, workers=args.workers or 1, chunk_size=args.chunk_size or 100, resume=args.resume is not False,
-        progress=not args.quiet, cut_mm=0.7 if args.cut_mm is None else args.cut_mm, xml=args.write_binning)
+        progress=not args.quiet, cut_mm=0.7 if args.cut_mm is None else args.cut_mm, xml=args.write_binning,
+        physics_list=args.physics_list or "data-free")
     dt = time.perf_counter() - t0
     print(f"wrote {len(data)} Geant4 showers ({data.geometry.n_voxels} voxels) to {args.output} in {dt:.1f} s")
     return 0
@@ -469,7 +470,7 @@ def cmd_bench(args) -> int:
     result = run_bench(gen, batch_sizes=args.batch_sizes, threads=args.threads, devices=args.device,
                        paths=args.paths, fidelity_n=args.fidelity, steps=args.steps, simulator_n=args.simulator_n,
                        min_time=args.min_time, real=real, seed=args.seed, checkpoint=str(args.checkpoint),
-                       progress=not args.quiet)
+                       progress=not args.quiet, geant4_n=args.geant4_n, geant4_max_seconds=args.geant4_max_seconds)
     js, png = write_bench(result, args.output)
     print(format_table(result))
     for path, row in (result.get("fidelity") or {}).get("paths", {}).items():
@@ -581,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", choices=["gflash", "geant4"], default="gflash",
                    help="gflash: fast built-in parametrisation (default); geant4: full simulation, needs the "
                         "extra hepgen[geant4] (docs/geant4.md)")
-    s.add_argument("--preset", choices=["ds1-photon", "ds2", "3dgan", "calogan", "hgcal"],
+    s.add_argument("--preset", choices=["ds1-photon", "ds2", "3dgan", "calogan", "hgcal", "demo"],
                    help="geant4: calorimeter preset with its own binning (default ds1-photon)")
     s.add_argument("--particle", choices=["gamma", "e-", "e+"], help="geant4: primary particle (default gamma)")
     s.add_argument("--phi-range", type=float, nargs=2, metavar=("LO", "HI"), help="geant4: incident azimuth range (rad)")
@@ -590,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action=argparse.BooleanOptionalAction,
                    help="geant4: keep the finished chunks of an interrupted run (default; --no-resume: discard them)")
     s.add_argument("--cut-mm", type=float, help="geant4: production cut in mm (default 0.7)")
+    s.add_argument("--physics-list", choices=["data-free", "standard", "option4"],
+                   help="geant4: EM physics list: data-free (default; no Geant4 data sets needed), standard "
+                        "(G4EmStandardPhysics) or option4 (G4EmStandardPhysics_option4); the last two need Geant4's "
+                        "data sets G4EMLOW, PhotonEvaporation, G4ENSDFSTATE (GEANT4_DATA_DIR, or G4LEDATA …)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_simulate_showers)
 
@@ -851,6 +856,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="showers simulated to time the simulator")
     bn.add_argument("--simulator-n", dest="simulator_n", type=int, help=argparse.SUPPRESS)  # the old spelling
     bn.add_argument("--min-time", type=float, default=0.5, help="seconds of repeated calls per point")
+    bn.add_argument("--geant4-n", type=int, default=20, metavar="N",
+                    help="Geant4 showers timed on the checkpoint's geometry for the speed-up against Geant4 "
+                         "(needs hepgen[geant4] and a preset with that binning; 0: skip)")
+    bn.add_argument("--geant4-max-seconds", type=float, default=120.0,
+                    help="stop the Geant4 timing after this many seconds")
     bn.add_argument("--seed", type=int, default=0, help="seed of the noise, energies and reference showers")
     bn.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     bn.set_defaults(func=cmd_bench)

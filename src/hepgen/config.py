@@ -146,6 +146,11 @@ class DemoConfig:
     #: keyword arguments of :func:`hepgen.train.distill.distill` for a one-pass student to
     #: sample with (e.g. ``{minutes: 3}``); None (default) samples with the trained model.
     distill: dict | None = None
+    #: Geant4 showers timed in the demo calorimeter's Geant4 twin (preset ``demo``) for
+    #: ``speedup_vs_geant4``, stratified over ``energy_range`` (needs ``hepgen[geant4]``; 0: skip).
+    geant4_n: int = 20
+    #: stop the Geant4 timing after this many seconds of showers (the estimate then uses fewer).
+    geant4_max_seconds: float = 25.0
 
 
 def _from_dict(cls, data: dict, source: str):
