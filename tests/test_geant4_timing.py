@@ -170,7 +170,7 @@ def test_cli_bench_times_real_geant4(demo_run, tmp_path):
     code = "import sys; from hepgen.cli import main; sys.exit(main(sys.argv[1:]))"
     res = subprocess.run([sys.executable, "-c", code, "bench", str(out / "run" / "best.pt"), "-o", str(tmp_path),
                           "--batch-sizes", "16", "--threads", "1", "--device", "cpu", "--paths", "fp32",
-                          "--simulator-n", "20", "--min-time", "0.01", "--geant4-n", "2", "-q"],
+                          "--simulator-n", "20", "--min-time", "0.01", "--n-geant4", "2", "-q"],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     assert "x Geant4" in res.stdout and "Geant4 (preset demo, gamma, same binning, one core)" in res.stdout

@@ -856,9 +856,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="showers simulated to time the simulator")
     bn.add_argument("--simulator-n", dest="simulator_n", type=int, help=argparse.SUPPRESS)  # the old spelling
     bn.add_argument("--min-time", type=float, default=0.5, help="seconds of repeated calls per point")
-    bn.add_argument("--geant4-n", type=int, default=20, metavar="N",
+    bn.add_argument("--n-geant4", dest="geant4_n", type=int, default=20, metavar="N",
                     help="Geant4 showers timed on the checkpoint's geometry for the speed-up against Geant4 "
                          "(needs hepgen[geant4] and a preset with that binning; 0: skip)")
+    bn.add_argument("--geant4-n", dest="geant4_n", type=int, help=argparse.SUPPRESS)  # first spelling
     bn.add_argument("--geant4-max-seconds", type=float, default=120.0,
                     help="stop the Geant4 timing after this many seconds")
     bn.add_argument("--seed", type=int, default=0, help="seed of the noise, energies and reference showers")
