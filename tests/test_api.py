@@ -117,6 +117,10 @@ def test_sample_like_takes_the_conditions_of_data_or_a_file(run):
     np.testing.assert_array_equal(a.showers, b.showers)
     with pytest.raises(ValueError, match="--n: expected a number of showers >= 1, found 0"):
         hepgen.sample(gen, 0)
+    with pytest.raises(ValueError, match="expected showers \\(ShowerData\\) or a CaloChallenge HDF5 file, found dict"):
+        hepgen.sample(gen, like={})
+    with pytest.raises(ValueError, match="jet_type applies to jets"):
+        hepgen.sample(gen, 10, jet_type="t")
 
 
 def test_evaluate_in_memory_equals_files_and_the_cli(run, tmp_path, capsys):
@@ -144,3 +148,21 @@ def test_evaluate_and_sample_jets_in_memory(tmp_path):
                         n_particles=5)
     assert set(m["types"]) == {"t"} and m["types"]["t"]["n_particles"] == 5
     assert "inputs" not in m
+
+
+def test_jets_train_sample_through_the_api_match_the_cli(tmp_path, capsys):
+    from _toy_jets import toy_jets
+
+    from hepgen.models import MODEL_FAMILIES
+
+    jets = toy_jets(120, n_particles=6, seed=0, types=(2,))
+    gen = hepgen.train_generator(jets, tmp_path / "run", family="epic_fm", epochs=1, batch_size=64, progress=False,
+                                 model=MODEL_FAMILIES["epic_fm"].tiny_hparams(), tensorboard=False)
+    api = hepgen.sample(tmp_path / "run" / "best.pt", 30, jet_type="t", seed=3)
+    assert main(["sample-jets", str(tmp_path / "run" / "best.pt"), "-o", str(tmp_path / "cli.h5"), "--type", "t",
+                 "--n", "30", "--seed", "3", "-q"]) == 0
+    np.testing.assert_array_equal(hepgen.read(tmp_path / "cli.h5").particle_features, api.particle_features)
+    like = hepgen.sample(gen, 10, like=jets, seed=1)
+    np.testing.assert_array_equal(like.particle_features[..., 3].sum(axis=1), jets.particle_features[:10, :, 3].sum(axis=1))
+    with pytest.raises(ValueError, match="energies applies to showers"):
+        hepgen.sample(gen, 10, energies=[1e3], jet_type="t")

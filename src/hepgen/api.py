@@ -184,6 +184,8 @@ def sample(generator, n: int | None = None, *, like=None, energies=None, energy_
         generator = load_generator(generator)
     domain = get_domain(generator.kind)
     if generator.kind == "showers":
+        if jet_type is not None:
+            raise ValueError("sample: jet_type applies to jets, not to a showers generator")
         source, n = condition_source(generator, n, energies=energies, energy_range=energy_range,
                                      conditions_from=like, seed=seed)
         if output is None:

@@ -294,6 +294,9 @@ def condition_source(gen: ShowerGenerator, n: int | None = None, energies=None, 
     if conditions_from is not None:
         if isinstance(conditions_from, ShowerData):
             source = DataConditions(conditions_from, gen.condition_names)
+        elif not isinstance(conditions_from, (str, os.PathLike)):
+            raise ValueError(f"conditions: expected showers (ShowerData) or a CaloChallenge HDF5 file, found "
+                             f"{type(conditions_from).__name__}")
         else:
             source = FileConditions(conditions_from, gen.condition_names)
         return source, source.n_available if n is None else min(n, source.n_available)
