@@ -164,5 +164,7 @@ def test_jets_train_sample_through_the_api_match_the_cli(tmp_path, capsys):
     np.testing.assert_array_equal(hepgen.read(tmp_path / "cli.h5").particle_features, api.particle_features)
     like = hepgen.sample(gen, 10, like=jets, seed=1)
     np.testing.assert_array_equal(like.particle_features[..., 3].sum(axis=1), jets.particle_features[:10, :, 3].sum(axis=1))
+    with pytest.raises(ValueError, match="like holds 8 particles per jet, the model generates 6"):
+        hepgen.sample(gen, like=toy_jets(10, n_particles=8, types=(2,)))
     with pytest.raises(ValueError, match="energies applies to showers"):
         hepgen.sample(gen, 10, energies=[1e3], jet_type="t")

@@ -205,6 +205,9 @@ def sample(generator, n: int | None = None, *, like=None, energies=None, energy_
     else:
         if isinstance(like, _PathLike):
             like = read(like, kind=generator.kind)
+        if generator.kind == "jets" and like.n_particles != generator.n_particles:
+            raise ValueError(f"sample: like holds {like.n_particles} particles per jet, the model generates "
+                             f"{generator.n_particles}; read it with n_particles={generator.n_particles}")
         if n is not None:
             like = like.subset(np.arange(min(int(n), len(like))))
         kwargs = {"batch_size": batch_size, "progress": progress} if generator.kind == "jets" else {}
