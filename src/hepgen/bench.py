@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from torch.utils.flop_counter import FlopCounterMode
 
 from hepgen import __version__
@@ -560,12 +562,10 @@ def write_bench(result: dict, out_dir) -> tuple[Path, Path]:
 def plot_bench(result: dict, path) -> None:
     """Throughput vs batch size (one line per device/threads/path, simulator as dashed lines)
     and roofline ratio vs batch size; written atomically to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    # a Figure on the Agg canvas, not pyplot: no global backend switch in the caller's process (notebooks)
+    fig = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
     groups: dict = {}
     for r in result["runs"]:
         groups.setdefault((r["device"], r["threads"], r["path"]), []).append(r)
@@ -591,7 +591,6 @@ def plot_bench(result: dict, path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def format_table(result: dict) -> str:

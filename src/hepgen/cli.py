@@ -127,31 +127,10 @@ def _torch_device(name: str):
     return torch.device(name)
 
 
-def _sample_conditions(args, gen):
-    """The :class:`~hepgen.data.stream.ConditionSource` and N for ``hepgen sample``."""
-    from hepgen.data.stream import EnergyListConditions, EnergyRangeConditions, FileConditions
-
-    if args.n is not None and args.n < 1:
-        raise ValueError(f"--n: expected a number of showers >= 1, found {args.n}")
-    if args.conditions_from:
-        source = FileConditions(args.conditions_from, gen.condition_names)
-        n = source.n_available if args.n is None else min(args.n, source.n_available)
-        return source, n
-    if args.n is None:
-        raise ValueError("give --n (number of showers) or --conditions-from FILE.h5")
-    ranges = {name: gen.meta["condition_ranges"][name] for name in gen.condition_names}
-    if args.energies:
-        return EnergyListConditions(args.energies, args.seed, ranges), args.n
-    lo, hi = args.energy_range or gen.meta.get("energy_range", [1e3, 1e5])
-    if not 0 < lo <= hi:
-        raise ValueError(f"--energy-range: expected 0 < LO <= HI (MeV), found {lo} {hi}")
-    return EnergyRangeConditions(lo, hi, args.seed, ranges), args.n
-
-
 def cmd_sample(args) -> int:
     from hepgen.checkpoint import load_checkpoint
     from hepgen.domains import domain_of_checkpoint
-    from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
+    from hepgen.domains.showers.generator import ShowerGenerator, condition_source, sample_to_file
 
     payload = load_checkpoint(args.checkpoint)
     domain = domain_of_checkpoint(payload, source=args.checkpoint)
@@ -165,7 +144,8 @@ def cmd_sample(args) -> int:
 
         torch.set_num_threads(args.threads)
     device = _torch_device(args.device)
-    source, n = _sample_conditions(args, gen)
+    source, n = condition_source(gen, args.n, energies=args.energies, energy_range=args.energy_range,
+                                 conditions_from=args.conditions_from, seed=args.seed)
     t0 = time.perf_counter()
     res = sample_to_file(gen, args.output, n, source, seed=args.seed, chunk_size=args.chunk_size,
                          batch_size=args.batch_size, checkpoint=args.checkpoint, resume=args.resume,
@@ -203,8 +183,6 @@ def _sample_like(args, domain, payload) -> int:
 
 
 def cmd_sample_jets(args) -> int:
-    import numpy as np
-
     from hepgen.data.jets import read_jets, write_jets
     from hepgen.domains.jets.generator import JetGenerator
 
@@ -228,13 +206,8 @@ def cmd_sample_jets(args) -> int:
             like = like.subset(slice(0, args.n))
         jets = gen.sample_like(like, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
     else:
-        if args.n is None or args.type is None:
-            raise ValueError("give --like FILE.h5 (sample at its jets' conditions), or --type T and --n N")
-        rng = np.random.default_rng(args.seed)
-        lo, hi = gen.meta.get("pt_range", [1000.0, 1000.0])
-        elo, ehi = gen.meta.get("eta_range", [0.0, 0.0])
-        jets = gen.sample(args.type, pt=rng.uniform(lo, hi, args.n), eta=rng.uniform(elo, ehi, args.n),
-                          seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+        jets = gen.sample_in_training_range(args.type, args.n, seed=args.seed, batch_size=args.batch_size,
+                                            progress=not args.quiet)
     dt = time.perf_counter() - t0
     write_jets(args.output, jets)
     print(f"wrote {len(jets)} generated jets ({', '.join(jets.types_present)}) to {args.output}; "
@@ -243,9 +216,9 @@ def cmd_sample_jets(args) -> int:
 
 
 def cmd_evaluate(args, kind: str | None = None) -> int:
-    from hepgen.domains import call_with_options, domain_of_file, get_domain
+    from hepgen.domains.evaluation import domain_for, evaluate
 
-    domain = get_domain(kind) if kind else domain_of_file(args.real, default="showers")
+    domain = domain_for(args.real, kind)
     groups = getattr(args, "metrics", None)
     if getattr(args, "fast", False):
         if groups is not None:
@@ -256,7 +229,7 @@ def cmd_evaluate(args, kind: str | None = None) -> int:
         "num_eval_samples", "num_batches", "efp_jobs", "classifier", "calochallenge_min_steps")}
     options.update(metrics=groups, no_classifier=getattr(args, "no_classifier", False) or None,
                    no_efp=args.no_efp or None)
-    metrics = call_with_options(domain.kind, domain.evaluate_files, args.real, args.generated, args.output, **options)
+    metrics = evaluate(args.real, args.generated, args.output, kind=domain.kind, progress=not args.quiet, **options)
     out = Path(args.output)
     print(json.dumps(domain.headline(metrics), indent=2))
     print(f"metrics: {out / 'metrics.json'}\nreport:  {out / 'report.html'}")

@@ -135,10 +135,12 @@ class ShowerDomain:
     def evaluate_files(self, real, generated, out_dir, binning=None, seed: int = 0, no_classifier: bool = False,
                        metrics=None, train=None, sep_threshold: float = 0.1, p_threshold: float = 0.01,
                        max_points: int = 5000, classifier: str = "hepgen",
-                       calochallenge_min_steps: int | None = None) -> dict:
+                       calochallenge_min_steps: int | None = None, progress=False) -> dict:
         """:func:`~hepgen.domains.showers.evaluate.evaluate_files` with the command line's option names
         (``classifier``: ``hepgen``, ``calochallenge`` or ``both``; ``calochallenge_min_steps``:
-        the protocol's ``min_steps`` deviation)."""
+        the protocol's ``min_steps`` deviation; ``progress``: False, True (a bar on stderr) or a callable
+        taking each stage's message); ``real``, ``generated``, ``train``: paths or
+        :class:`~hepgen.data.formats.ShowerData`."""
         from hepgen.domains.showers.evaluate import evaluate_files  # see selection_score
 
         return evaluate_files(real, generated, geometry=binning, out_dir=out_dir, seed=seed,
@@ -146,7 +148,7 @@ class ShowerDomain:
                               sep_threshold=sep_threshold, p_threshold=p_threshold, max_points=max_points,
                               classifier_protocol=classifier,
                               calochallenge_kwargs=None if calochallenge_min_steps is None
-                              else {"min_steps": calochallenge_min_steps})
+                              else {"min_steps": calochallenge_min_steps}, progress=progress)
 
     def default_config(self) -> TrainConfig:
         return TrainConfig(family=self.default_family)
