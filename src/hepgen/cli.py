@@ -86,7 +86,7 @@ def _simulate_geant4(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from hepgen.config import apply_overrides, load_config, preset
+    from hepgen.config import apply_overrides, family_config, load_config, preset
     from hepgen.data.stream import file_sha256
     from hepgen.domains import call_with_options, domain_of_file
     from hepgen.train.trainer import train
@@ -96,8 +96,9 @@ def cmd_train(args) -> int:
     domain = domain_of_file(args.data, default="showers")
     if args.config and args.preset:
         raise ValueError("give either --config FILE.yaml or --preset NAME, not both")
+    # no file and no preset: the named family's preset (or its code defaults), else the kind's default
     config = load_config(args.config) if args.config else preset(args.preset) if args.preset \
-        else domain.default_config()
+        else family_config(args.family) if args.family else domain.default_config()
     config = apply_overrides(config, args.set or [])
     for name in ("family", "epochs", "max_minutes", "batch_size", "lr", "seed", "threads", "device"):
         value = getattr(args, name)

@@ -23,7 +23,7 @@ import os
 import h5py
 import numpy as np
 
-from hepgen.config import TrainConfig
+from hepgen.config import TrainConfig, preset
 from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.domains.base import register_domain
 from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
@@ -61,7 +61,8 @@ class ShowerDomain:
 
     kind = "showers"
     data_type = ShowerData
-    default_family = "flow"
+    # the best faithful family at equal CPU budget (README "Model zoo", benchmarks/bench_zoo.py)
+    default_family = "caloflow"
     default_conditions: list = []
 
     def accepts_file(self, path: str | os.PathLike) -> bool:
@@ -151,7 +152,8 @@ class ShowerDomain:
                               else {"min_steps": calochallenge_min_steps}, progress=progress)
 
     def default_config(self) -> TrainConfig:
-        return TrainConfig(family=self.default_family)
+        """``hepgen train SHOWERS.h5`` without options: the CaloFlow preset (``configs/caloflow.yaml``)."""
+        return preset(self.default_family)
 
     def headline(self, metrics: dict) -> dict:
         """Mean separation power and the classifier AUCs (hepgen's and the CaloChallenge protocol's)."""
