@@ -967,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
     from hepgen._io import provenance, set_command_line
 
     set_command_line(["hepgen", *(sys.argv[1:] if argv is None else argv)])
-    if args.command != "train":  # the trainer logs its own, with the configuration's seed
+    if args.command not in ("train", "demo"):  # these log their own, with the configuration's seed
         provenance(getattr(args, "seed", None), what=f"hepgen {args.command}")
     try:
         return _run(args, handler)

@@ -28,6 +28,7 @@ import logging
 import time
 from pathlib import Path
 
+from hepgen._io import provenance
 from hepgen.config import DemoConfig, dump_config
 from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.data.geometry import default_binning, save_geometry
@@ -55,6 +56,7 @@ def _simulate(path: Path, n: int, config: DemoConfig, seed: int, progress: bool)
 def run_demo(out_dir, config: DemoConfig | None = None, progress: bool = True) -> dict:
     """Run the whole chain into ``out_dir`` and return the headline summary (also in summary.json)."""
     config = config or DemoConfig()
+    provenance(config.seed, what="hepgen demo")  # logs the seed of the simulation (the trainer logs its own)
     out = Path(out_dir)
     (out / "data").mkdir(parents=True, exist_ok=True)
     dump_config(config, out / "demo_config.yaml")
