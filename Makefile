@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-binary wasserstein wasserstein
 	$(BIN)/pip install --quiet torch==2.13.0    # the CPU build where it lies on disk (pyproject asks torch>=2.5)
-	$(BIN)/pip install --quiet -e '.[test,geant4,quantum,anomaly]'
+	$(BIN)/pip install --quiet -e '.[all,test]'   # core: showers only; all: every extra (pyproject.toml)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -199,3 +199,29 @@ def test_exit_codes_for_interrupt_and_unexpected_errors(workdir, tmp_path, monke
                                        "(rerun with -v for the traceback)\n")
     with pytest.raises(RuntimeError, match="kaputt"):
         main(["-v", "simulate", "showers", "-o", str(tmp_path / "a.h5"), "--n", "5"])
+
+
+def test_plain_train_uses_the_caloflow_preset_and_family_uses_its_preset(workdir, tmp_path, monkeypatch):
+    import types
+
+    import hepgen.train.trainer as trainer
+    from hepgen.config import preset
+
+    seen = []
+
+    def fake_train(data, config, output, **kwargs):
+        seen.append(config)
+        return types.SimpleNamespace(model=types.SimpleNamespace(family=config.family))
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    data = str(workdir / "train.h5")
+    assert main(["train", data, "-o", str(tmp_path / "a"), "-q"]) == 0
+    assert main(["train", data, "-o", str(tmp_path / "b"), "--family", "gan", "--epochs", "2", "-q"]) == 0
+    assert main(["train", data, "-o", str(tmp_path / "c"), "--family", "flow", "-q"]) == 0
+    assert main(["train", data, "-o", str(tmp_path / "d"), "--preset", "vae", "--family", "vae",
+                 "--set", "model.latent_dim=3", "-q"]) == 0
+    plain, gan, flow, vae = seen
+    assert plain == preset("caloflow")
+    assert gan.family == "gan" and gan.model == preset("gan").model and gan.epochs == 2
+    assert flow.family == "flow" and flow.model == {}          # no flow preset: the code defaults
+    assert vae.model == {**preset("vae").model, "latent_dim": 3}

@@ -71,7 +71,7 @@ def test_cli_simulators_share_the_chunked_job_options_and_refuse_bad_requests(tm
     for argv, chunk in ((["simulate", "events", "--process", "qcd"], 200), (["simulate", "tth", "--process", "tth"], 250),
                         (["simulate", "l1"], 500), (["simulate", "jets"], 1000)):
         args = parser.parse_args([*argv, "-o", "x.h5"])
-        assert (args.workers, args.chunk_size, args.seed, args.no_resume, args.quiet) == (1, chunk, 0, False, False)
+        assert (args.workers, args.chunk_size, args.seed, args.resume, args.quiet) == (1, chunk, 0, True, False)
     # an unphysical mass point is refused before any event is generated
     assert main(["simulate", "events", "--process", "signal", "--masses", "1000:1200", "--n", "2", "-q",
                  "-o", str(tmp_path / "e.h5")]) == 2

@@ -1,6 +1,7 @@
 """`hepgen demo` on a tiny configuration: every stage runs and every promised output exists."""
 
 import json
+import logging
 
 import pytest
 
@@ -8,11 +9,14 @@ from hepgen.config import DemoConfig, TrainConfig
 from hepgen.demo import run_demo
 
 
-def test_demo_writes_report_and_headline(tmp_path, capsys):
+def test_demo_writes_report_and_headline(tmp_path, capsys, caplog):
     config = DemoConfig(n_train=600, n_test=300, energy_range=(2000.0, 20000.0), seed=3,
                         train=TrainConfig(epochs=1),
-                        distill={"rounds": 1, "n_pairs": 300, "n_val": 100, "hidden": 16, "n_hidden": 1})
-    summary = run_demo(tmp_path, config, progress=False)
+                        distill={"rounds": 1, "n_pairs": 300, "n_val": 100, "hidden": 16, "n_hidden": 1},
+                        geant4_n=0)  # Geant4 timing: tests/test_geant4_timing.py
+    with caplog.at_level(logging.INFO, logger="hepgen"):
+        summary = run_demo(tmp_path, config, progress=False)
+    assert "hepgen demo: seed 3;" in caplog.text  # the demo's own seed, not the command line's (none)
     for name in ("data/train.h5", "data/test.h5", "data/binning.xml", "run/best.pt", "student/best.pt",
                  "student/distill_log.csv", "generated.h5",
                  "report/metrics.json", "report/report.html", "summary.json", "demo_config.yaml"):
@@ -33,6 +37,9 @@ def test_demo_writes_report_and_headline(tmp_path, capsys):
         assert f"{key:28s} {summary[key]:.4g}" in out
     assert summary["separation_power_mean"] == metrics["separation_power_mean"]
     assert metrics["timing"]["speedup_vs_simulator"] == summary["speedup_vs_simulator"]
+    # Geant4 timing switched off: no speed-up, and the reason is recorded
+    assert summary["speedup_vs_geant4"] is None and metrics["timing"]["speedup_vs_geant4"] is None
+    assert metrics["timing"]["geant4_note"] == "Geant4 timing disabled (0 showers requested)"
     # the demo samples with the distilled student and also times its teacher
     assert summary["model"] == "student" and summary["teacher_showers_per_s"] > 0
     assert "distilling a one-pass student" in out

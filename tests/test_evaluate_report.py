@@ -1,5 +1,6 @@
 """evaluate → metrics.json → HTML report, end to end on small synthetic showers."""
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -138,7 +139,12 @@ def test_evaluate_files_writes_metrics_and_report(real, tmp_path):
     assert loaded["separation_power_max"]["value"] == max(loaded["separation_power"].values())
     assert m["separation_power"] == loaded["separation_power"]
     html = (out / "report.html").read_text()
-    images = re.findall(r"<img src='([^']+)'", html)
+    # figures are embedded (data URIs, the bytes of the PNG beside the report); the alt text names the file
+    embedded = re.findall(r"<img src='data:image/png;base64,([^']+)' alt='[^']*\((figures/[^)]+\.png)\)'", html)
+    assert len(embedded) == html.count("<img ")
+    images = [rel for _, rel in embedded]
+    for b64, rel in embedded:
+        assert base64.b64decode(b64) == (out / rel).read_bytes(), rel
     assert "figures/roc.png" in images and "figures/average_showers.png" in images
     assert "figures/E_layer.png" in images
     for name in ("response_resolution", "cell_spectrum", "layer_correlation", "feature_correlations", "depth"):

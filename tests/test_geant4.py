@@ -249,7 +249,7 @@ def test_library_build_is_safe_when_concurrent(tmp_path):
 
 
 def test_errors(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match=r"^preset: expected one of \['3dgan', 'calogan', 'ds1-photon', 'ds2', 'hgcal'\], found 'ds9'$"):
+    with pytest.raises(ValueError, match=r"^preset: expected one of \['3dgan', 'calogan', 'demo', 'ds1-photon', 'ds2', 'hgcal'\], found 'ds9'$"):
         simulate_geant4(tmp_path / "x.h5", 3, preset="ds9")
     with pytest.raises(ValueError, match=r"^particle: expected one of .*found 'pi\+'$"):
         simulate_geant4(tmp_path / "x.h5", 3, particle="pi+")

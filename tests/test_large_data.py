@@ -352,7 +352,8 @@ def test_hepgen_train_takes_several_files_a_glob_and_a_memory_budget(files, tmp_
     from hepgen.cli import main
 
     a, b, _ = files
-    small = ["--epochs", "1", "--seed", "0", "-q", "--batch-size", "64", "--set", "model.transforms=2",
+    small = ["--family", "flow", "--epochs", "1", "--seed", "0", "-q", "--batch-size", "64",
+             "--set", "model.transforms=2",
              "--set", "model.hidden_features=16", "--set", "model.n_hidden=1", "--set", "n_eval=50"]
     runs = {name: tmp_path / name for name in ("list", "glob", "streamed")}
     assert main(["train", str(a), str(b), "-o", str(runs["list"]), *small]) == 0

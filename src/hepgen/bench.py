@@ -7,6 +7,12 @@
   network + inverse preprocessing, i.e. showers in MeV);
 * the speed-up over the reference simulator (:class:`~hepgen.simulate.calorimeter.ShowerSimulator`)
   producing showers for the same incident energies on the same machine and thread count;
+* the speed-up over Geant4 on the same geometry, when the optional ``hepgen[geant4]`` extra
+  is installed and a Geant4 preset has the checkpoint's binning (the ``demo`` preset for the
+  demo's binning): Geant4's mean seconds per shower over the checkpoint's log-uniform energy
+  range, from ``geant4_n`` showers timed in this process on one core
+  (:func:`hepgen.simulate.geant4.timing.time_geant4_showers`: stratified energies, the
+  estimator is described there), times the model's showers/s; otherwise one line says why;
 * achieved FLOP/s — the network's matmul FLOPs per shower counted once with
   ``torch.utils.flop_counter.FlopCounterMode`` (nominal fp32 FLOPs for every path; the
   elementwise work is not counted) times showers/s — and its ratio to the dense-matmul
@@ -38,15 +44,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from torch.utils.flop_counter import FlopCounterMode
 
 from hepgen import __version__
+from hepgen._extras import needs_extra
 from hepgen._io import atomic_path
 from hepgen.data.formats import ShowerData
 from hepgen.domains.showers.evaluate import evaluate
 from hepgen.domains.showers.inference import SAMPLING_PATHS, ShowerSampler, prepare_path
 from hepgen.export import export_onnx
 from hepgen.simulate.calorimeter import ShowerSimulator
+from hepgen.simulate.geant4.timing import describe as describe_geant4
+from hepgen.simulate.geant4.timing import time_geant4_showers
 
 __all__ = [
     "BENCH_PATHS",
@@ -190,7 +201,8 @@ class _OrtSampler:
     """An onnxruntime session with the call signature of :class:`~hepgen.domains.showers.inference.ShowerSampler`."""
 
     def __init__(self, onnx_path: str, threads: int, with_conditions: bool) -> None:
-        import onnxruntime as ort
+        with needs_extra("onnx", "the ort sampling paths (onnxruntime)"):  # lazy import of an optional extra
+            import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
@@ -224,7 +236,8 @@ class _OrtModels:
             self.export_s = export_onnx(self.generator, f, fast=self.fast)["export_s"]
             self.files["ort"] = f
         if name == "ort-int8" and name not in self.files:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+            with needs_extra("onnx", "the ort-int8 sampling path (onnxruntime)"):  # lazy import (optional extra)
+                from onnxruntime.quantization import QuantType, quantize_dynamic
 
             f = str(Path(self._dir.name) / "model-int8.onnx")
             ort_log = logging.getLogger()
@@ -277,6 +290,8 @@ def run_bench(
     fast: bool = True,
     checkpoint: str | None = None,
     progress: bool = False,
+    geant4_n: int = 20,
+    geant4_max_seconds: float | None = 120.0,
 ) -> dict:
     """Measure sampling speed (and optionally fidelity) of ``generator``; see the module docstring.
 
@@ -299,11 +314,16 @@ def run_bench(
         fast: use the pruned flow sampler (see :mod:`hepgen.domains.showers.inference`).
         checkpoint: recorded in the result.
         progress: log each point.
+        geant4_n: Geant4 showers timed on the checkpoint's geometry for ``speedup_vs_geant4``
+            (0: skip); see :func:`hepgen.simulate.geant4.timing.time_geant4_showers`.
+        geant4_max_seconds: stop the Geant4 timing after this many seconds of showers.
 
     Returns:
         a JSON-able dict (schema ``hepgen.bench/1``): ``runs`` (one row per point),
-        ``simulator``, ``matmul_flops``, ``flops_per_shower``, ``compile_s``, ``fidelity``,
-        ``best`` and machine facts.
+        ``simulator``, ``geant4`` (Geant4's s/shower and how it was timed, or ``reason``),
+        ``matmul_flops``, ``flops_per_shower``, ``compile_s``, ``fidelity``, ``best`` and machine
+        facts.  Each row's ``speedup_vs_geant4`` is its showers/s × Geant4's s/shower (None
+        when Geant4 was not timed).
     """
     threads = list(threads) if threads else sorted({1, os.cpu_count() or 1})
     if devices is None:
@@ -336,6 +356,7 @@ def run_bench(
         "notes": [],
         "runs": [],
         "simulator": {},
+        "geant4": None,
         "matmul_flops": {},
         "flops_per_shower": None,
         "compile_s": {},
@@ -346,6 +367,10 @@ def run_bench(
         paths = [p for p in paths if p not in ORT_PATHS]
     ort_models = _OrtModels(generator, fast)
     sim_e, sim_c = _conditions(generator, simulator_n, seed + 1)
+    g4 = time_geant4_showers(generator.geometry, generator.meta.get("energy_range", [1e3, 1e5]), n=geant4_n,
+                             max_seconds=geant4_max_seconds, seed=seed + 1)
+    result["geant4"] = g4
+    g4_s = g4["s_per_shower"] if g4["available"] else None
     b0 = min(256, max(batch_sizes))
     e0, c0 = _conditions(generator, b0, seed)
     flops = network_flops_per_shower(
@@ -403,6 +428,7 @@ def run_bench(
                             "showers_per_s": rate, "achieved_flops": flops * rate,
                             "roofline_ratio": flops * rate / peak,
                             "speedup_vs_simulator": rate / sim_rate if sim_rate else None,
+                            "speedup_vs_geant4": rate * g4_s if g4_s else None,
                             **mem,
                             "gpu_peak_mib": (torch.cuda.max_memory_allocated(device) / 2**20
                                              if device.type == "cuda" else None),
@@ -536,12 +562,10 @@ def write_bench(result: dict, out_dir) -> tuple[Path, Path]:
 def plot_bench(result: dict, path) -> None:
     """Throughput vs batch size (one line per device/threads/path, simulator as dashed lines)
     and roofline ratio vs batch size; written atomically to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    # a Figure on the Agg canvas, not pyplot: no global backend switch in the caller's process (notebooks)
+    fig = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
     groups: dict = {}
     for r in result["runs"]:
         groups.setdefault((r["device"], r["threads"], r["path"]), []).append(r)
@@ -567,23 +591,30 @@ def plot_bench(result: dict, path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def format_table(result: dict) -> str:
     """The speed-up table as text: one line per measurement point."""
+    g4 = result.get("geant4")
+    with_g4 = bool(g4 and g4.get("available"))
     header = (f"{'device':6s} {'thr':>3s} {'path':8s} {'batch':>6s} {'latency ms':>11s} {'showers/s':>11s} "
-              f"{'x simulator':>11s} {'roofline':>8s} {'peak RSS MiB':>12s}")
+              f"{'x simulator':>11s} " + (f"{'x Geant4':>11s} " if with_g4 else "")
+              + f"{'roofline':>8s} {'peak RSS MiB':>12s}")
     lines = [header]
     for r in result["runs"]:
         sp = r["speedup_vs_simulator"]
+        sg = r.get("speedup_vs_geant4")
         rss = r["peak_rss_mib"]
         lines.append(f"{r['device']:6s} {r['threads']:3d} {r['path']:8s} {r['batch_size']:6d} "
                      f"{r['latency_ms_median']:11.3f} {r['showers_per_s']:11.0f} "
-                     f"{'' if sp is None else f'{sp:10.1f}x':>11s} {r['roofline_ratio']:8.2f} "
-                     f"{'' if rss is None else f'{rss:12.0f}':>12s}")
+                     f"{'' if sp is None else f'{sp:10.1f}x':>11s} "
+                     + (f"{'' if sg is None else f'{sg:10.1f}x':>11s} " if with_g4 else "")
+                     + f"{r['roofline_ratio']:8.2f} {'' if rss is None else f'{rss:12.0f}':>12s}")
     for nt, sim in sorted(result["simulator"].items()):
-        lines.append(f"simulator, {nt} thread(s): {sim['showers_per_s']:.0f} showers/s")
+        lines.append(f"simulator (x simulator: GFlash, same binning), {nt} thread(s): {sim['showers_per_s']:.0f} "
+                     "showers/s")
+    if g4 is not None:
+        lines.append(describe_geant4(g4) + (" (x Geant4: model showers/s x Geant4 s/shower)" if with_g4 else ""))
     for key, peak in result["matmul_flops"].items():
         lines.append(f"dense matmul {key}: {peak / 1e9:.1f} GFLOP/s; network {result['flops_per_shower'] / 1e6:.2f} "
                      "MFLOP/shower")

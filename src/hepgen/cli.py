@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (shell completion: eval "$(register-python-argcomplete hepgen)")
 """The ``hepgen`` command line: simulate, train, sample, evaluate and benchmark generative surrogates."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+import argcomplete
 
 __all__ = ["main"]
 
@@ -36,9 +39,9 @@ def cmd_simulate_showers(args) -> int:
     if args.engine == "geant4":
         return _simulate_geant4(args)
     geant4_only = [f"--{k.replace('_', '-')}" for k in ("preset", "particle", "phi_range", "workers", "chunk_size",
-                                                          "cut_mm") if getattr(args, k) is not None]
-    if args.no_resume:
-        geant4_only.append("--no-resume")
+                                                          "cut_mm", "physics_list") if getattr(args, k) is not None]
+    if args.resume is not None:
+        geant4_only.append("--resume" if args.resume else "--no-resume")
     if geant4_only:
         raise ValueError(f"{', '.join(geant4_only)}: options of --engine geant4 (the gflash engine takes none of them)")
     geometry = _load_geometry_arg(args.binning) or default_binning()
@@ -74,15 +77,16 @@ def _simulate_geant4(args) -> int:
         theta_range=tuple(args.theta_range) if args.theta_range else None,
         phi_range=tuple(args.phi_range) if args.phi_range else None,
         position_range=tuple(args.position_range) if args.position_range else None,
-        seed=args.seed, workers=args.workers or 1, chunk_size=args.chunk_size or 100, resume=not args.no_resume,
-        progress=not args.quiet, cut_mm=0.7 if args.cut_mm is None else args.cut_mm, xml=args.write_binning)
+        seed=args.seed, workers=args.workers or 1, chunk_size=args.chunk_size or 100, resume=args.resume is not False,
+        progress=not args.quiet, cut_mm=0.7 if args.cut_mm is None else args.cut_mm, xml=args.write_binning,
+        physics_list=args.physics_list or "data-free")
     dt = time.perf_counter() - t0
     print(f"wrote {len(data)} Geant4 showers ({data.geometry.n_voxels} voxels) to {args.output} in {dt:.1f} s")
     return 0
 
 
 def cmd_train(args) -> int:
-    from hepgen.config import apply_overrides, load_config, preset
+    from hepgen.config import apply_overrides, family_config, load_config, preset
     from hepgen.data.chunked import expand_paths
     from hepgen.data.stream import file_sha256
     from hepgen.domains import call_with_options, domain_of_file
@@ -97,10 +101,11 @@ def cmd_train(args) -> int:
                          f"{domain.kind} trains on one file")
     if args.config and args.preset:
         raise ValueError("give either --config FILE.yaml or --preset NAME, not both")
+    # no file and no preset: the named family's preset (or its code defaults), else the kind's default
     config = load_config(args.config) if args.config else preset(args.preset) if args.preset \
-        else domain.default_config()
+        else family_config(args.family) if args.family else domain.default_config()
     config = apply_overrides(config, args.set or [])
-    for name in ("family", "epochs", "max_minutes", "batch_size", "lr", "seed", "threads"):
+    for name in ("family", "epochs", "max_minutes", "batch_size", "lr", "seed", "threads", "device"):
         value = getattr(args, name)
         if value is not None:
             setattr(config, name, value)
@@ -119,31 +124,21 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _sample_conditions(args, gen):
-    """The :class:`~hepgen.data.stream.ConditionSource` and N for ``hepgen sample``."""
-    from hepgen.data.stream import EnergyListConditions, EnergyRangeConditions, FileConditions
+def _torch_device(name: str):
+    """``--device``: ``cpu``, ``cuda`` or ``auto`` (CUDA when available) → a ``torch.device``."""
+    import torch
 
-    if args.n is not None and args.n < 1:
-        raise ValueError(f"--n: expected a number of showers >= 1, found {args.n}")
-    if args.conditions_from:
-        source = FileConditions(args.conditions_from, gen.condition_names)
-        n = source.n_available if args.n is None else min(args.n, source.n_available)
-        return source, n
-    if args.n is None:
-        raise ValueError("give --n (number of showers) or --conditions-from FILE.h5")
-    ranges = {name: gen.meta["condition_ranges"][name] for name in gen.condition_names}
-    if args.energies:
-        return EnergyListConditions(args.energies, args.seed, ranges), args.n
-    lo, hi = args.energy_range or gen.meta.get("energy_range", [1e3, 1e5])
-    if not 0 < lo <= hi:
-        raise ValueError(f"--energy-range: expected 0 < LO <= HI (MeV), found {lo} {hi}")
-    return EnergyRangeConditions(lo, hi, args.seed, ranges), args.n
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device (try --device auto or cpu)")
+    return torch.device(name)
 
 
 def cmd_sample(args) -> int:
     from hepgen.checkpoint import load_checkpoint
     from hepgen.domains import domain_of_checkpoint
-    from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
+    from hepgen.domains.showers.generator import ShowerGenerator, condition_source, sample_to_file
 
     payload = load_checkpoint(args.checkpoint)
     domain = domain_of_checkpoint(payload, source=args.checkpoint)
@@ -156,11 +151,14 @@ def cmd_sample(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    source, n = _sample_conditions(args, gen)
+    device = _torch_device(args.device)
+    source, n = condition_source(gen, args.n, energies=args.energies, energy_range=args.energy_range,
+                                 conditions_from=args.conditions_from, seed=args.seed)
     t0 = time.perf_counter()
     res = sample_to_file(gen, args.output, n, source, seed=args.seed, chunk_size=args.chunk_size,
                          batch_size=args.batch_size, checkpoint=args.checkpoint, resume=args.resume,
-                         progress=not args.quiet, compression=None if args.compression == "none" else args.compression)
+                         progress=not args.quiet, compression=None if args.compression == "none" else args.compression,
+                         device=device)
     dt = time.perf_counter() - t0
     new = res["n"] - res["n_resumed_from"]
     resumed = f" (resumed at {res['n_resumed_from']})" if res["n_resumed_from"] else ""
@@ -180,6 +178,7 @@ def _sample_like(args, domain, payload) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     gen = domain.from_payload(payload, source=args.checkpoint)
+    gen.model.to(_torch_device(args.device))
     like = domain.read(args.like)
     if args.n is not None:
         like = like.subset(np.arange(min(args.n, len(like))))
@@ -192,8 +191,6 @@ def _sample_like(args, domain, payload) -> int:
 
 
 def cmd_sample_jets(args) -> int:
-    import numpy as np
-
     from hepgen.data.jets import read_jets, write_jets
     from hepgen.domains.jets.generator import JetGenerator
 
@@ -202,6 +199,7 @@ def cmd_sample_jets(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    gen.model.to(_torch_device(args.device))
     if args.steps is not None:
         if not hasattr(gen.model, "sample_steps"):
             raise ValueError(f"--steps: the {gen.model.family} model has no solver steps")
@@ -216,13 +214,8 @@ def cmd_sample_jets(args) -> int:
             like = like.subset(slice(0, args.n))
         jets = gen.sample_like(like, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
     else:
-        if args.n is None or args.type is None:
-            raise ValueError("give --like FILE.h5 (sample at its jets' conditions), or --type T and --n N")
-        rng = np.random.default_rng(args.seed)
-        lo, hi = gen.meta.get("pt_range", [1000.0, 1000.0])
-        elo, ehi = gen.meta.get("eta_range", [0.0, 0.0])
-        jets = gen.sample(args.type, pt=rng.uniform(lo, hi, args.n), eta=rng.uniform(elo, ehi, args.n),
-                          seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+        jets = gen.sample_in_training_range(args.type, args.n, seed=args.seed, batch_size=args.batch_size,
+                                            progress=not args.quiet)
     dt = time.perf_counter() - t0
     write_jets(args.output, jets)
     print(f"wrote {len(jets)} generated jets ({', '.join(jets.types_present)}) to {args.output}; "
@@ -231,9 +224,9 @@ def cmd_sample_jets(args) -> int:
 
 
 def cmd_evaluate(args, kind: str | None = None) -> int:
-    from hepgen.domains import call_with_options, domain_of_file, get_domain
+    from hepgen.domains.evaluation import domain_for, evaluate
 
-    domain = get_domain(kind) if kind else domain_of_file(args.real, default="showers")
+    domain = domain_for(args.real, kind)
     groups = getattr(args, "metrics", None)
     if getattr(args, "fast", False):
         if groups is not None:
@@ -244,7 +237,7 @@ def cmd_evaluate(args, kind: str | None = None) -> int:
         "num_eval_samples", "num_batches", "efp_jobs", "classifier", "calochallenge_min_steps", "memory_budget_gb")}
     options.update(metrics=groups, no_classifier=getattr(args, "no_classifier", False) or None,
                    no_efp=args.no_efp or None)
-    metrics = call_with_options(domain.kind, domain.evaluate_files, args.real, args.generated, args.output, **options)
+    metrics = evaluate(args.real, args.generated, args.output, kind=domain.kind, progress=not args.quiet, **options)
     out = Path(args.output)
     print(json.dumps(domain.headline(metrics), indent=2))
     print(f"metrics: {out / 'metrics.json'}\nreport:  {out / 'report.html'}")
@@ -254,11 +247,9 @@ def cmd_evaluate(args, kind: str | None = None) -> int:
 def cmd_tune(args) -> int:
     from hepgen.config import TrainConfig, load_config
     from hepgen.data.formats import read_showers
-    from hepgen.train.tune import load_space, run_study
+    from hepgen.train.tune import load_space, optuna, run_study  # without hepgen[tune]: the one-line message
 
     if args.quiet:
-        import optuna
-
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(args.space)
     config = load_config(args.config) if args.config else TrainConfig()
@@ -286,7 +277,7 @@ def cmd_simulate_jets(args) -> int:
     config = JetGenConfig(n_particles=args.n_particles)
     t0 = time.perf_counter()
     data = simulate_jets(args.output, args.type.split(","), args.n, seed=args.seed, config=config,
-                         workers=args.workers, chunk_size=args.chunk_size, resume=not args.no_resume,
+                         workers=args.workers, chunk_size=args.chunk_size, resume=args.resume,
                          progress=not args.quiet)
     dt = time.perf_counter() - t0
     print(f"wrote {len(data)} jets ({', '.join(data.types_present)}; {data.n_particles} particles each) to "
@@ -301,7 +292,7 @@ def cmd_simulate_events(args) -> int:
     t0 = time.perf_counter()
     data = simulate_events(args.output, args.process, args.n, masses=parse_masses(args.masses), mu=args.mu,
                            pileup=args.pileup, seed=args.seed, config=config, workers=args.workers,
-                           chunk_size=args.chunk_size, resume=not args.no_resume, progress=not args.quiet)
+                           chunk_size=args.chunk_size, resume=args.resume, progress=not args.quiet)
     dt = time.perf_counter() - t0
     print(f"wrote {len(data)} event images {data.shape} ({args.process}, mu={args.mu:g}) to {args.output} "
           f"in {dt:.1f} s with {args.workers} worker(s)")
@@ -314,7 +305,7 @@ def cmd_simulate_tth(args) -> int:
     config = TTHGenConfig(min_btags=args.min_btags, low_level=args.low_level)
     t0 = time.perf_counter()
     data = simulate_tth(args.output, args.process, args.n, seed=args.seed, config=config, workers=args.workers,
-                        chunk_size=args.chunk_size, resume=not args.no_resume, progress=not args.quiet)
+                        chunk_size=args.chunk_size, resume=args.resume, progress=not args.quiet)
     print(f"wrote {len(data)} {args.process} events ({data.n_columns} variables; {data.attrs['n_generated']} "
           f"generated) to {args.output} in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -325,7 +316,7 @@ def cmd_simulate_l1(args) -> int:
 
     t0 = time.perf_counter()
     data = simulate_l1(args.output, args.n, args.processes.split(","), seed=args.seed, workers=args.workers,
-                       chunk_size=args.chunk_size, resume=not args.no_resume, progress=not args.quiet)
+                       chunk_size=args.chunk_size, resume=args.resume, progress=not args.quiet)
     print(f"wrote {len(data)} L1 events ({', '.join(data.processes)}) to {args.output} in "
           f"{time.perf_counter() - t0:.1f} s; pre-selection efficiency {data.attrs['preselection_efficiency']}")
     return 0
@@ -355,7 +346,7 @@ def cmd_refine_train(args) -> int:
     cfg = RefinerConfig(epochs=args.epochs, batch_size=args.batch_size, closeness=args.closeness, hidden=args.hidden,
                         critic_hidden=args.critic_hidden, n_critic=args.n_critic, lr=args.lr, critic_lr=args.critic_lr,
                         stochastic=not args.deterministic, seed=args.seed)
-    path = train_files(args.sim, args.data, args.output, cfg, resume=not args.no_resume, progress=not args.quiet)
+    path = train_files(args.sim, args.data, args.output, cfg, resume=args.resume, progress=not args.quiet)
     print(f"wrote {path}")
     return 0
 
@@ -411,6 +402,30 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    from hepgen.data.root import TREE, require_uproot, write_root
+    from hepgen.domains import domain_of_file
+
+    if Path(args.output).suffix != ".root":
+        raise ValueError(f"-o/--output: expected a .root file name, found {args.output!r}")
+    require_uproot()  # before reading a large file
+    if not Path(args.input).is_file():
+        raise FileNotFoundError(f"{args.input}: file not found")
+    domain = domain_of_file(args.input)
+    if domain.kind not in ("showers", "jets"):
+        raise ValueError(f"{args.input}: hepgen convert writes showers and jets files, found a {domain.kind} file")
+    data = domain.read(args.input)
+    write_root(args.output, data)
+    print(f"wrote {len(data)} {domain.kind} to {args.output} (TTree {TREE!r}: {', '.join(_columns(data))})")
+    return 0
+
+
+def _columns(data) -> list[str]:
+    from hepgen.data.root import columns_of
+
+    return list(columns_of(data.subset(slice(0, 0))))
+
+
 def cmd_evaluate_jets(args) -> int:
     return cmd_evaluate(args, kind="jets")
 
@@ -436,7 +451,7 @@ def cmd_bench(args) -> int:
     result = run_bench(gen, batch_sizes=args.batch_sizes, threads=args.threads, devices=args.device,
                        paths=args.paths, fidelity_n=args.fidelity, steps=args.steps, simulator_n=args.simulator_n,
                        min_time=args.min_time, real=real, seed=args.seed, checkpoint=str(args.checkpoint),
-                       progress=not args.quiet)
+                       progress=not args.quiet, geant4_n=args.geant4_n, geant4_max_seconds=args.geant4_max_seconds)
     js, png = write_bench(result, args.output)
     print(format_table(result))
     for path, row in (result.get("fidelity") or {}).get("paths", {}).items():
@@ -481,13 +496,30 @@ def cmd_demo(args) -> int:
 
 
 # --- parser ---------------------------------------------------------------------------------
+_DESCRIPTION = ("Train, sample and validate generative surrogates of particle-physics simulation:\n"
+                "calorimeter showers, jets, event images, tabular events.  `hepgen COMMAND --help`\n"
+                "describes each command.")
+_EPILOG = """\
+a first run (calorimeter showers; the core install is enough):
+  hepgen simulate showers -o train.h5 --n 30000
+  hepgen simulate showers -o test.h5 --n 10000 --seed 7
+  hepgen train train.h5 -o run/
+  hepgen sample run/best.pt -o gen.h5 --conditions-from test.h5
+  hepgen evaluate test.h5 gen.h5 -o eval/          # metrics.json + report.html
+
+jets, ONNX, tuning, ROOT output, Geant4, ... need an extra: pip install 'hepgen[EXTRA]' (README).
+exit codes: 0 success, 2 usage or input error, 1 unexpected error, 130 interrupted (docs/cli.md).
+shell completion: eval "$(register-python-argcomplete hepgen)"
+"""
 def _add_chunked_job_options(parser, unit: str, chunk_size: int) -> None:
     """The options every chunked, resumable simulator takes (:mod:`hepgen.simulate.chunks`)."""
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--chunk-size", type=int, default=chunk_size,
                         help=f"{unit} per chunk, the unit of resumption (default {chunk_size})")
     parser.add_argument("--seed", type=int, default=0, help="the job's seed; chunk seeds derive from it (default 0)")
-    parser.add_argument("--no-resume", action="store_true", help="discard finished chunks of an interrupted run")
+    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep the finished chunks of an interrupted run with the same settings (--no-resume: "
+                        "discard them)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -495,8 +527,12 @@ def _add_jet_evaluate_options(group) -> None:
     group.add_argument("--real-reference", help="jets: independent second reference file for the real-vs-real "
                        "floor (default: split REAL in two halves)")
     group.add_argument("--n-particles", type=int, help="jets: keep the leading N constituents of every file")
-    group.add_argument("--num-eval-samples", type=int, help="jets: jets per W1 batch (default and jetnet: 50000)")
-    group.add_argument("--num-batches", type=int, help="jets: W1 batches (default and jetnet: 5)")
+    group.add_argument("--n-eval-samples", dest="num_eval_samples", type=int,
+                       help="jets: jets per W1 batch (default and jetnet: 50000)")
+    group.add_argument("--n-batches", dest="num_batches", type=int, help="jets: W1 batches (default and jetnet: 5)")
+    # the spellings before the counts were --n-*: hidden aliases (docs/cli.md)
+    group.add_argument("--num-eval-samples", dest="num_eval_samples", type=int, help=argparse.SUPPRESS)
+    group.add_argument("--num-batches", dest="num_batches", type=int, help=argparse.SUPPRESS)
     group.add_argument("--no-efp", action="store_true",
                        help="jets: skip the EFP metrics (W1efp, FPD, KPD), the slow part")
     group.add_argument("--efp-jobs", type=int, help="jets: processes for the EFP computation (default 1)")
@@ -505,7 +541,7 @@ def _add_jet_evaluate_options(group) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from hepgen import __version__
 
-    p = argparse.ArgumentParser(prog="hepgen", description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(prog="hepgen", description=_DESCRIPTION, epilog=_EPILOG)
     p.add_argument("--version", action="version", version=f"hepgen {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages; tracebacks on errors")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (the log, with the seed, stays)")
@@ -522,23 +558,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--energies", type=_floats, help="discrete incident energies in MeV, e.g. 1000,10000")
     s.add_argument("--theta-range", type=float, nargs=2, metavar=("LO", "HI"), help="incident angle range (rad)")
     s.add_argument("--position-range", type=float, nargs=2, metavar=("LO", "HI"), help="impact x,y range (mm)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
     s.add_argument("--write-binning", help="also write the binning used (.xml or .json)")
     s.add_argument("--engine", choices=["gflash", "geant4"], default="gflash",
                    help="gflash: fast built-in parametrisation (default); geant4: full simulation, needs the "
                         "extra hepgen[geant4] (docs/geant4.md)")
-    s.add_argument("--preset", choices=["ds1-photon", "ds2", "3dgan", "calogan", "hgcal"],
+    s.add_argument("--preset", choices=["ds1-photon", "ds2", "3dgan", "calogan", "hgcal", "demo"],
                    help="geant4: calorimeter preset with its own binning (default ds1-photon)")
     s.add_argument("--particle", choices=["gamma", "e-", "e+"], help="geant4: primary particle (default gamma)")
     s.add_argument("--phi-range", type=float, nargs=2, metavar=("LO", "HI"), help="geant4: incident azimuth range (rad)")
     s.add_argument("--workers", type=int, help="geant4: worker processes, one Geant4 run manager each (default 1)")
     s.add_argument("--chunk-size", type=int, help="geant4: showers per chunk, the unit of resumption (default 100)")
-    s.add_argument("--no-resume", action="store_true", help="geant4: discard finished chunks of an interrupted run")
+    s.add_argument("--resume", action=argparse.BooleanOptionalAction,
+                   help="geant4: keep the finished chunks of an interrupted run (default; --no-resume: discard them)")
     s.add_argument("--cut-mm", type=float, help="geant4: production cut in mm (default 0.7)")
-    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("--physics-list", choices=["data-free", "standard", "option4"],
+                   help="geant4: EM physics list: data-free (default; no Geant4 data sets needed), standard "
+                        "(G4EmStandardPhysics) or option4 (G4EmStandardPhysics_option4); the last two need Geant4's "
+                        "data sets G4EMLOW, PhotonEvaporation, G4ENSDFSTATE (GEANT4_DATA_DIR, or G4LEDATA …)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_simulate_showers)
 
-    sj = sim.add_parser("jets", help="JetNet-style jets from Pythia 8 + FastJet (docs/jets.md)")
+    sj = sim.add_parser("jets", help="JetNet-style jets from Pythia 8 + FastJet (needs hepgen[jets]; docs/jets.md)")
     sj.add_argument("-o", "--output", required=True, help="output HDF5 file (JetNet layout)")
     sj.add_argument("--type", default="g,q,t,w,z", help="comma-separated jet types: g,q,t,w,z (default: all)")
     sj.add_argument("--n", type=int, default=10_000, help="jets per type")
@@ -546,7 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chunked_job_options(sj, "jets", 1000)
     sj.set_defaults(func=cmd_simulate_jets)
 
-    se = sim.add_parser("events", help="whole events as 64x64 calorimeter images from Pythia 8 (docs/events.md)")
+    se = sim.add_parser("events", help="whole events as 64x64 calorimeter images from Pythia 8 (needs hepgen[jets]; "
+                        "docs/events.md)")
     se.add_argument("-o", "--output", required=True, help="output HDF5 file (kind=events)")
     se.add_argument("--process", required=True, choices=["signal", "qcd", "minbias"],
                     help="RPV gluino pairs, QCD multi-jet (pT-hat > --qcd-pt-hat-min) or soft-QCD min-bias")
@@ -562,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(func=cmd_simulate_events)
 
     st = sim.add_parser("tth", help="semi-leptonic ttH(bb) or ttbb events from Pythia 8 + FastJet as a table of the "
-                        "26 high-level variables (docs/tabular.md)")
+                        "26 high-level variables (needs hepgen[jets]; docs/tabular.md)")
     st.add_argument("-o", "--output", required=True, help="output HDF5 file (kind=tabular)")
     st.add_argument("--process", required=True, choices=["tth", "ttbb"],
                     help="tth: ttH, H -> bb; ttbb: tt with g -> bb from the shower, selected by b-tags")
@@ -574,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_simulate_tth)
 
     sl = sim.add_parser("l1", help="trigger-level events (ADC2021 layout) from Pythia 8 + a Level-1 object model "
-                        "(docs/anomaly.md)")
+                        "(needs hepgen[jets]; docs/anomaly.md)")
     sl.add_argument("-o", "--output", required=True, help="output HDF5 file (kind l1)")
     sl.add_argument("--processes", default="sm", help="comma-separated: sm (the SM mix), signals (all four), or any "
                     "of W_lnu,QCD,Z_ll,ttbar,A_4l,LQ_btau,h0_tautau,hplus_taunu (default sm)")
@@ -596,47 +638,61 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one config key, e.g. --set model.hidden_features=128 --set epochs=5 (VALUE is YAML; "
                         "repeatable)")
-    t.add_argument("--family")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--max-minutes", type=float)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--threads", type=int)
+    t.add_argument("--family", help="model family, e.g. caloflow, flow, flow_matching, gan, vae, epic_fm "
+                   "(default: the preset's or the kind's)")
+    t.add_argument("--epochs", type=int, help="training epochs (default: the configuration's)")
+    t.add_argument("--max-minutes", type=float, help="wall-clock budget; stops after the epoch that exceeds it "
+                   "(default: the configuration's)")
+    t.add_argument("--batch-size", type=int, help="training batch size (default: the configuration's)")
+    t.add_argument("--lr", type=float, help="learning rate (default: the configuration's)")
+    t.add_argument("--seed", type=int, help="seed of initialisation, shuffling and sampling (default: the "
+                   "configuration's, 0)")
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
+    t.add_argument("--device", choices=("cpu", "cuda", "auto"), help="where to train; auto: CUDA when available "
+                   "(default: the configuration's, cpu)")
     t.add_argument("--conditions", nargs="*", help="extra condition datasets, e.g. incident_theta")
-    t.add_argument("--jet-type", help="jets: the type of every jet of a public JetNet file without jet_type")
-    t.add_argument("--types", help="jets: train on these types only, e.g. g,t")
+    t.add_argument("--type", dest="types", help="jets: train on these jet types only, comma-separated, e.g. g,t "
+                   "(default: all in the file)")
+    t.add_argument("--types", dest="types", help=argparse.SUPPRESS)  # the old spelling
+    t.add_argument("--jet-type", help="jets: the type (g, q, t, w, z) to label every jet of a public JetNet file "
+                   "that has no jet_type dataset")
     t.add_argument("--n-particles", type=int, help="jets: keep the leading N constituents")
-    t.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
+    t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
+                   help="continue from OUTPUT/last.pt (--no-resume: start again)")
     t.add_argument("--init-from", help="initialise weights from this checkpoint (fine-tuning)")
     t.add_argument("--memory-budget-gb", type=float,
                    help="showers: read the data into memory when N x voxels x 16 bytes fit this budget, else "
                         "stream it from the files in chunks (default 4; 0 always streams)")
-    t.add_argument("-q", "--quiet", action="store_true")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
 
     sm = sub.add_parser("sample", help="sample from a trained checkpoint: showers at given energies or conditions, "
                         "other kinds at the conditions of a file (--like)")
-    sm.add_argument("checkpoint")
+    sm.add_argument("checkpoint", help="best.pt or last.pt of hepgen train")
     sm.add_argument("-o", "--output", required=True, help="output HDF5 file of the checkpoint's kind")
     sm.add_argument("--like", help="event images, tabular events, ...: sample at the conditions of this file's entries "
                     "(with --n: its first N)")
-    sm.add_argument("--n", type=int)
+    sm.add_argument("--n", type=int, help="number of showers (with --conditions-from or --like: at most the "
+                    "file's, its first N)")
     sm.add_argument("--energies", type=_floats, help="incident energies in MeV to draw from")
     sm.add_argument("--energy-range", type=float, nargs=2, metavar=("LO", "HI"), help="log-uniform, MeV")
     sm.add_argument("--conditions-from", help="take incident energies and conditions from this HDF5 file")
-    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--seed", type=int, default=0, help="seed of the noise and of the drawn energies; give each job "
+                    "of an array its own")
     sm.add_argument("--batch-size", type=int, default=1_000, help="showers per network call")
     sm.add_argument("--chunk-size", type=int, default=10_000,
                     help="showers per chunk written to the file (the unit of memory and of resumption)")
-    sm.add_argument("--resume", action="store_true", help="continue an interrupted job from OUTPUT.partial")
+    sm.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
+                    help="continue an interrupted job from OUTPUT.partial (--no-resume: start again)")
     sm.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip", help="HDF5 compression")
-    sm.add_argument("--threads", type=int, help="torch CPU threads")
-    sm.add_argument("-q", "--quiet", action="store_true")
+    sm.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
+    sm.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                    help="where the network runs; auto: CUDA when available")
+    sm.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sm.set_defaults(func=cmd_sample)
 
     sj2 = sub.add_parser("sample-jets", help="sample jets from a trained jets checkpoint (JetNet layout)")
-    sj2.add_argument("checkpoint")
+    sj2.add_argument("checkpoint", help="best.pt or last.pt of hepgen train on jets")
     sj2.add_argument("-o", "--output", required=True, help="output JetNet-layout HDF5 file")
     sj2.add_argument("--like", help="sample at the types, kinematics and multiplicities of this file's jets")
     sj2.add_argument("--n", type=int, help="number of jets (with --like: the first N of the file)")
@@ -644,16 +700,18 @@ def build_parser() -> argparse.ArgumentParser:
                      "the training ranges, multiplicity from the training distribution")
     sj2.add_argument("--n-particles", type=int, help="with --like: keep the leading N constituents of the file")
     sj2.add_argument("--steps", type=int, help="ODE solver steps (flow-matching models)")
-    sj2.add_argument("--seed", type=int, default=0)
-    sj2.add_argument("--batch-size", type=int, default=1_000)
-    sj2.add_argument("--threads", type=int, help="torch CPU threads")
-    sj2.add_argument("-q", "--quiet", action="store_true")
+    sj2.add_argument("--seed", type=int, default=0, help="seed of the noise and of the drawn kinematics")
+    sj2.add_argument("--batch-size", type=int, default=1_000, help="jets per network call")
+    sj2.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
+    sj2.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                     help="where the network runs; auto: CUDA when available")
+    sj2.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sj2.set_defaults(func=cmd_sample_jets)
 
     ev = sub.add_parser("evaluate", help="compare generated data with real data (showers, jets, ...: the kind "
                         "is the real file's) → metrics.json + report.html")
-    ev.add_argument("real")
-    ev.add_argument("generated")
+    ev.add_argument("real", help="reference file (its kind picks the metrics: showers, jets, ...)")
+    ev.add_argument("generated", help="generated file of the same kind and layout")
     ev.add_argument("-o", "--output", required=True, help="folder for metrics.json and report.html")
     ev.add_argument("--seed", type=int, help="seeds the classifiers and subsamples (default 0)")
     sh = ev.add_argument_group("showers")
@@ -706,12 +764,17 @@ def build_parser() -> argparse.ArgumentParser:
     ea.add_argument("--preselection-fraction", type=float, default=1.0,
                     help="fraction of the 40 MHz collisions the background sample stands for (default 1)")
     ea.add_argument("--bootstrap", type=int, default=50, help="bootstrap resamples for the errors (default 50)")
-    ea.add_argument("--seed", type=int, default=0)
+    ea.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     ea.set_defaults(func=cmd_evaluate_anomaly)
+
+    cv = sub.add_parser("convert", help="write a showers or jets HDF5 file as a ROOT TTree (needs hepgen[root])")
+    cv.add_argument("input", help="showers (CaloChallenge) or jets (JetNet layout) HDF5 file")
+    cv.add_argument("-o", "--output", required=True, help="the .root file: TTree 'events', one branch per dataset")
+    cv.set_defaults(func=cmd_convert)
 
     inf = sub.add_parser("info", help="the model card of a checkpoint: kind, family, parameters, training data, "
                          "selection, versions")
-    inf.add_argument("checkpoint")
+    inf.add_argument("checkpoint", help="a checkpoint of any kind (best.pt, last.pt)")
     inf.set_defaults(func=cmd_info)
 
     qu = sub.add_parser("quantum", help="the quantum GAN (needs hepgen[quantum]; docs/quantum.md)")
@@ -735,9 +798,10 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--lr", type=float, default=2e-4, help="refiner learning rate (default 2e-4)")
     rt.add_argument("--critic-lr", type=float, default=5e-4, help="critic learning rate (default 5e-4)")
     rt.add_argument("--deterministic", action="store_true", help="no learned noise amplitude")
-    rt.add_argument("--seed", type=int, default=0)
-    rt.add_argument("--no-resume", action="store_true", help="start again even if OUTPUT/refiner.pt exists")
-    rt.add_argument("-q", "--quiet", action="store_true")
+    rt.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
+    rt.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                    help="continue from OUTPUT/refiner.pt if it exists (--no-resume: start again)")
+    rt.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     rt.set_defaults(func=cmd_refine_train)
     ra = rf.add_parser("apply", help="refine every event of a file with a trained refiner")
     ra.add_argument("checkpoint", help="refiner.pt from 'hepgen refine train'")
@@ -758,14 +822,14 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--n-pairs", type=int, default=50_000, help="teacher pairs per round (default 50000)")
     ds.add_argument("--hidden", type=int, default=1024, help="student width (default 1024)")
     ds.add_argument("--n-hidden", type=int, default=3, help="student hidden layers (default 3)")
-    ds.add_argument("--lr", type=float, default=1e-3)
-    ds.add_argument("--threads", type=int, help="torch CPU threads")
-    ds.add_argument("--seed", type=int, default=0)
-    ds.add_argument("-q", "--quiet", action="store_true")
+    ds.add_argument("--lr", type=float, default=1e-3, help="student learning rate")
+    ds.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
+    ds.add_argument("--seed", type=int, default=0, help="seed of the teacher's noise and the student's initialisation")
+    ds.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ds.set_defaults(func=cmd_distill)
 
     bn = sub.add_parser("bench", help="sampling speed (and fidelity) of a checkpoint vs the reference simulator")
-    bn.add_argument("checkpoint")
+    bn.add_argument("checkpoint", help="a showers checkpoint (best.pt)")
     bn.add_argument("-o", "--output", required=True, help="folder for bench.json and bench.png")
     bn.add_argument("--batch-sizes", type=_ints, default=[1, 10, 100, 1000, 10000], help="default 1,10,100,1000,10000")
     bn.add_argument("--threads", type=_ints, help="CPU thread counts (default: 1 and all cores)")
@@ -776,18 +840,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also compare each path's showers with reference showers (N per path; 0: skip)")
     bn.add_argument("--real", help="reference showers for --fidelity (default: the reference simulator)")
     bn.add_argument("--steps", type=_ints, help="step counts to scan for models with sample_steps")
-    bn.add_argument("--simulator-n", type=int, default=1000, help="showers simulated to time the simulator")
+    bn.add_argument("--n-simulator", dest="simulator_n", type=int, default=1000,
+                    help="showers simulated to time the simulator")
+    bn.add_argument("--simulator-n", dest="simulator_n", type=int, help=argparse.SUPPRESS)  # the old spelling
     bn.add_argument("--min-time", type=float, default=0.5, help="seconds of repeated calls per point")
-    bn.add_argument("--seed", type=int, default=0)
-    bn.add_argument("-q", "--quiet", action="store_true")
+    bn.add_argument("--n-geant4", dest="geant4_n", type=int, default=20, metavar="N",
+                    help="Geant4 showers timed on the checkpoint's geometry for the speed-up against Geant4 "
+                         "(needs hepgen[geant4] and a preset with that binning; 0: skip)")
+    bn.add_argument("--geant4-n", dest="geant4_n", type=int, help=argparse.SUPPRESS)  # first spelling
+    bn.add_argument("--geant4-max-seconds", type=float, default=120.0,
+                    help="stop the Geant4 timing after this many seconds")
+    bn.add_argument("--seed", type=int, default=0, help="seed of the noise, energies and reference showers")
+    bn.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     bn.set_defaults(func=cmd_bench)
 
-    ex = sub.add_parser("export", help="export a checkpoint to ONNX (conditions + noise in, showers in MeV out)")
-    ex.add_argument("checkpoint")
-    ex.add_argument("--format", choices=("onnx",), default="onnx")
+    ex = sub.add_parser("export", help="export a checkpoint to ONNX (conditions + noise in, showers in MeV out; "
+                        "needs hepgen[onnx])")
+    ex.add_argument("checkpoint", help="a showers checkpoint (best.pt)")
+    ex.add_argument("--format", choices=("onnx",), default="onnx", help="output format (needs hepgen[onnx])")
     ex.add_argument("-o", "--output", required=True, help="the .onnx file")
     ex.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch on random inputs")
-    ex.add_argument("--check-n", type=int, default=1000, help="showers compared by --check")
+    ex.add_argument("--n-check", dest="check_n", type=int, default=1000, help="showers compared by --check")
+    ex.add_argument("--check-n", dest="check_n", type=int, help=argparse.SUPPRESS)  # the old spelling
     ex.add_argument("--no-fast", action="store_true", help="export the generic sampler, not the pruned flow")
     ex.set_defaults(func=cmd_export)
 
@@ -795,10 +869,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", default="hepgen-demo", help="output folder (default: hepgen-demo)")
     d.add_argument("--config", help="DemoConfig YAML")
     d.add_argument("--quick", action="store_true", help="a one-minute smoke run with tiny sizes")
-    d.add_argument("-q", "--quiet", action="store_true")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)
 
-    tu = sub.add_parser("tune", help="hyper-parameter search with Optuna (workers may share one study)")
+    tu = sub.add_parser("tune", help="hyper-parameter search with Optuna (workers may share one study; needs "
+                        "hepgen[tune])")
     tu.add_argument("data", help="training showers (CaloChallenge HDF5)")
     tu.add_argument("--space", required=True, help="search-space YAML ({key: {type: float|int|categorical, ...}})")
     tu.add_argument("--config", help="base TrainConfig YAML the sampled values are applied onto")
@@ -809,22 +884,49 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--storage", help="SQLAlchemy URL (postgresql://USER@HOST/DB) or journal:PATH "
                     "(default sqlite:///OUTPUT/study.db)")
     tu.add_argument("--study-name", default="hepgen", help="workers with the same name and storage share a study")
-    tu.add_argument("--sampler", choices=["tpe", "random"], default="tpe")
+    tu.add_argument("--sampler", choices=["tpe", "random"], default="tpe", help="Optuna sampler")
     tu.add_argument("--sampler-seed", type=int, default=0, help="give each worker its own (e.g. the array index)")
-    tu.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    tu.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median",
+                    help="Optuna pruner of unpromising trials")
     tu.add_argument("--prune-on", choices=["auto", "val_loss", "val_physics"], default="auto",
                     help="per-epoch value reported to the pruner (auto: val_physics when select_by=physics)")
     tu.add_argument("--objective", choices=["sep_power", "ks_nll"], default="sep_power",
                     help="physics score on the held-out sample, minimised")
     tu.add_argument("--holdout", help="held-out showers for the objective (default: split off --holdout-fraction)")
-    tu.add_argument("--holdout-fraction", type=float, default=0.2)
+    tu.add_argument("--holdout-fraction", type=float, default=0.2,
+                    help="fraction of DATA held out for the objective when --holdout is not given")
     tu.add_argument("--seed", type=int, default=0, help="seeds the held-out split and the scoring samples")
     tu.add_argument("--heartbeat", type=int, help="seconds; mark trials of dead workers FAIL (RDB storage)")
     tu.add_argument("--binning", help="binning XML / geometry JSON (default: the file's own)")
     tu.add_argument("-q", "--quiet", action="store_true", help="no Optuna per-trial log lines")
     tu.set_defaults(func=cmd_tune)
     _common_options_everywhere(p)
+    for parser in _parsers(p):
+        parser.formatter_class = _HelpFormatter
     return p
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help, each option's default appended as ``(default: X)`` unless its help already
+    states one or there is none to show (None; a store_true flag, whose default is always off);
+    descriptions and epilogs keep their line breaks (the top-level quick start)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        if (not action.option_strings or flag or "default" in text or action.default is None
+                or action.default is argparse.SUPPRESS or action.help is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every sub-parser below it, each once (through ``argparse._SubParsersAction``)."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _parsers(sub)
 
 
 def _common_options_everywhere(parser: argparse.ArgumentParser) -> None:
@@ -870,6 +972,7 @@ def _setup_logging(args) -> logging.Handler | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argcomplete.autocomplete(parser)  # answers the shell's completion request (_ARGCOMPLETE set) and exits
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passes_options_on", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -878,7 +981,7 @@ def main(argv: list[str] | None = None) -> int:
     from hepgen._io import provenance, set_command_line
 
     set_command_line(["hepgen", *(sys.argv[1:] if argv is None else argv)])
-    if args.command != "train":  # the trainer logs its own, with the configuration's seed
+    if args.command not in ("train", "demo"):  # these log their own, with the configuration's seed
         provenance(getattr(args, "seed", None), what=f"hepgen {args.command}")
     try:
         return _run(args, handler)

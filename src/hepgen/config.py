@@ -126,6 +126,27 @@ def preset(name: str) -> "TrainConfig":
     return _from_dict(TrainConfig, _yaml(res.read_text()) or {}, f"preset {name}.yaml")
 
 
+def preset_names() -> list[str]:
+    """The packaged presets' names (``src/hepgen/configs/*.yaml``).
+
+    >>> "caloflow" in preset_names() and "gan" in preset_names()
+    True
+    """
+    from importlib.resources import files
+
+    return sorted(p.name[:-5] for p in (files("hepgen") / "configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def family_config(family: str) -> "TrainConfig":
+    """What ``hepgen train --family FAMILY`` starts from: the family's packaged preset when there
+    is one (``configs/<family>.yaml``, tuned hyper-parameters), else the family's code defaults.
+
+    >>> family_config("caloflow").model["shape_flow"]["coupling"], family_config("flow").model
+    (True, {})
+    """
+    return preset(family) if family in preset_names() else TrainConfig(family=family)
+
+
 def _demo_train() -> "TrainConfig":
     # The CaloFlow two-stage flow with spline coupling layers: at equal CPU budget it beat every
     # other family of the zoo by far (benchmarks/bench_zoo.py; README "Model zoo").  One epoch
@@ -146,6 +167,11 @@ class DemoConfig:
     #: keyword arguments of :func:`hepgen.train.distill.distill` for a one-pass student to
     #: sample with (e.g. ``{minutes: 3}``); None (default) samples with the trained model.
     distill: dict | None = None
+    #: Geant4 showers timed in the demo calorimeter's Geant4 twin (preset ``demo``) for
+    #: ``speedup_vs_geant4``, stratified over ``energy_range`` (needs ``hepgen[geant4]``; 0: skip).
+    geant4_n: int = 20
+    #: stop the Geant4 timing after this many seconds of showers (the estimate then uses fewer).
+    geant4_max_seconds: float = 25.0
 
 
 def _from_dict(cls, data: dict, source: str):

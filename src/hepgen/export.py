@@ -37,8 +37,11 @@ import torch
 from torch import nn
 
 from hepgen import __version__
+from hepgen._extras import needs_extra, require_extra
 from hepgen._io import atomic_path
 from hepgen.domains.showers.inference import ShowerSampler
+
+_WHAT = "ONNX export (hepgen export)"
 
 __all__ = ["ONNX_ATOL", "ONNX_RTOL", "check_onnx", "export_onnx", "onnx_input_names"]
 
@@ -107,7 +110,9 @@ def export_onnx(generator, path: str | os.PathLike, checkpoint_sha256: str | Non
     Raises:
         ValueError: the family cannot be exported (no ``sample_from_noise``).
     """
-    import onnx
+    with needs_extra("onnx", _WHAT):  # lazy import of an optional extra
+        import onnx
+    require_extra("onnx", _WHAT, ("onnxscript",))  # torch.onnx's dynamo exporter imports it
 
     path = Path(path)
     sampler = ShowerSampler.from_generator(generator, fast=fast)
@@ -164,7 +169,8 @@ def check_onnx(path: str | os.PathLike, generator, n: int = 1000, seed: int = 0,
         ``{"n", "max_abs_diff_mev", "max_rel_diff" (voxels >= 1 MeV), "n_threshold_flips",
         "n_outside_tolerance", "rtol", "atol_mev", "ok"}``.
     """
-    import onnxruntime as ort
+    with needs_extra("onnx", "the ONNX check (onnxruntime)"):  # lazy import of an optional extra
+        import onnxruntime as ort
 
     sampler = ShowerSampler.from_generator(generator, fast=fast)
     rng = np.random.default_rng(seed)

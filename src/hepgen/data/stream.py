@@ -50,6 +50,7 @@ from hepgen.data.formats import (
 
 __all__ = [
     "ConditionSource",
+    "DataConditions",
     "EnergyListConditions",
     "EnergyRangeConditions",
     "FileConditions",
@@ -235,6 +236,45 @@ class FileConditions(ConditionSource):
 
     def describe(self):
         return {"mode": "file", "path": str(self.path.resolve()), "sha256": self.sha256, "conditions": self.names}
+
+
+class DataConditions(ConditionSource):
+    """The incident energies and extra conditions of an in-memory :class:`~hepgen.data.formats.ShowerData`,
+    row by row (the in-memory twin of :class:`FileConditions`).
+
+    Arguments:
+        data: the showers whose conditions are taken (their voxels are not used).
+        names: the extra conditions to take (each ``(N, k)`` in ``data.conditions``).
+
+    >>> d = ShowerData(np.zeros((3, 2)), np.array([[1e3], [2e3], [4e3]]))
+    >>> DataConditions(d).chunk(1, 3, 0)
+    (array([2000., 4000.]), {})
+    """
+
+    def __init__(self, data: ShowerData, names=()) -> None:
+        self.names = list(names)
+        missing = [k for k in self.names if k not in data.conditions]
+        if missing:
+            raise ValueError(f"conditions: the showers lack {missing}; found {sorted(data.conditions)}")
+        if len(data) == 0:
+            raise ValueError("conditions: expected at least one shower to take conditions from, found 0")
+        self.energies = np.asarray(data.incident_energies, dtype=np.float64).reshape(-1)
+        bad = ~np.isfinite(self.energies) | (self.energies <= 0)
+        if bad.any():
+            raise ValueError(f"incident_energies: expected finite energies > 0 MeV, found "
+                             f"{float(self.energies[bad][0])!r} at row {int(np.flatnonzero(bad)[0])}")
+        self.conditions = {k: np.asarray(data.conditions[k], dtype=np.float64).reshape(len(data), -1)
+                           for k in self.names}
+        self.n_available = len(data)
+
+    def chunk(self, start, stop, chunk_index):
+        return self.energies[start:stop], {k: v[start:stop] for k, v in self.conditions.items()}
+
+    def describe(self):
+        digest = hashlib.sha256(self.energies.tobytes())
+        for k in self.names:
+            digest.update(self.conditions[k].tobytes())
+        return {"mode": "data", "n": self.n_available, "sha256": digest.hexdigest(), "conditions": self.names}
 
 
 # --- the writer -------------------------------------------------------------------------------

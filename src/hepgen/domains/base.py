@@ -39,6 +39,8 @@ import inspect
 import os
 from typing import Any, Protocol, runtime_checkable
 
+from hepgen._extras import MissingExtraError
+
 __all__ = [
     "Domain",
     "TrainedGenerator",
@@ -202,16 +204,12 @@ def _load(kind: str) -> None:
     package = _DECLARED[kind][0]
     try:
         importlib.import_module(package)
+    except MissingExtraError:  # already one line naming the extra and the pip command
+        raise
     except ImportError as err:
         raise ValueError(f"kind {kind!r}: its package {package} cannot be imported ({err})") from None
     if kind not in _DOMAINS:
         raise ValueError(f"kind {kind!r}: importing {package} registered no domain of that kind")
-
-
-def _load_all() -> None:
-    for kind in _DECLARED:
-        if kind not in _DOMAINS:
-            _load(kind)
 
 
 def _container(spec: str) -> tuple[type, ...]:
@@ -271,13 +269,16 @@ def domain_of_data(data):
 
 
 def domain_of_file(path: str | os.PathLike, default: str | None = None):
-    """The first registered domain whose ``accepts_file(path)`` is true, else ``default``'s.
+    """The first domain, in declaration order, whose ``accepts_file(path)`` is true, else ``default``'s.
+
+    Kinds are imported one at a time and the search stops at the first that accepts the file, so a
+    showers file (the first kind declared) never imports the packages of the other kinds.
 
     Raises:
         ValueError: no domain accepts the file and no ``default`` is given.
     """
-    _load_all()
-    for domain in _DOMAINS.values():
+    for kind in kinds():
+        domain = get_domain(kind)
         if domain.accepts_file(path):
             return domain
     if default is not None:

@@ -28,12 +28,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import awkward as ak
-import fastjet
 import numpy as np
 from scipy import stats
 
+from hepgen._extras import require_extra
 from hepgen._fastjet import quiet_fastjet
+
+try:  # the optional extra hepgen[jets]: the module imports without it, clustering raises MissingExtraError
+    import awkward as ak
+    import fastjet
+except ImportError:
+    ak = fastjet = None
 
 __all__ = [
     "OBSERVABLES",
@@ -83,6 +88,8 @@ def pixel_centers(n_eta: int, n_phi: int, eta_max: float = 2.5) -> tuple[np.ndar
 
 
 def _cluster(px, py, pz, e, counts, radius, pt_min) -> EventJets:
+    if ak is None or fastjet is None:
+        require_extra("jets", "jet clustering of event images (FastJet)")
     quiet_fastjet()
     n_ev = len(counts)
     if n_ev == 0:

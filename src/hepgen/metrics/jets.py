@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from hepgen._extras import needs_extra
 from hepgen._fastjet import quiet_fastjet
 from hepgen.metrics.multivariate import fpd, kpd
 
@@ -132,8 +133,9 @@ def nsubjettiness(jets: np.ndarray, mask: np.ndarray | None = None, n: tuple[int
     References:
         Thaler, Van Tilburg, arXiv:1011.2268 and arXiv:1108.2701.
     """
-    import awkward as ak
-    import fastjet
+    with needs_extra("jets", "N-subjettiness (FastJet contrib)"):  # lazy import of an optional extra
+        import awkward as ak
+        import fastjet
 
     quiet_fastjet()
     parts, mask = split_particles(jets, mask)
@@ -189,7 +191,8 @@ def energy_correlation_d2(jets: np.ndarray, mask: np.ndarray | None = None, beta
         J. Thaler, arXiv:1305.0007 (energy-correlation functions); P. Komiske,
         E. Metodiev, J. Thaler, arXiv:1712.07124 (EFPs).
     """
-    import energyflow
+    with needs_extra("jets", "energy-flow observables (EnergyFlow)"):  # lazy import of an optional extra
+        import energyflow
 
     parts, mask = split_particles(jets, mask)
     out = np.full(parts.shape[0], np.nan)
@@ -252,7 +255,8 @@ def efp_features(jets: np.ndarray, mask: np.ndarray | None = None, efpset_args=F
     Returns:
         ``(N, n_efps)`` float64.  Cost: ~2 ms per 30-particle jet for the 36 EFPs, one core.
     """
-    import energyflow
+    with needs_extra("jets", "energy-flow observables (EnergyFlow)"):  # lazy import of an optional extra
+        import energyflow
 
     parts, mask = split_particles(jets, mask)
     events = np.stack([np.where(mask, parts[..., 2], 0.0), parts[..., 0], parts[..., 1]], axis=-1)
@@ -264,7 +268,8 @@ def efp_features(jets: np.ndarray, mask: np.ndarray | None = None, efpset_args=F
 
 def _efp_columns(selection) -> np.ndarray:
     """Columns of the d ≤ 4 EFP set that a narrower selection (e.g. :data:`W1EFP_EFPS`) picks."""
-    import energyflow
+    with needs_extra("jets", "energy-flow observables (EnergyFlow)"):  # lazy import of an optional extra
+        import energyflow
 
     return np.flatnonzero(energyflow.EFPSet(*FPD_KPD_EFPS, **_EFP_KW).sel(*selection))
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hepgen._extras import MissingExtraError, missing_extra_message
+
 try:  # optional extra
     import pennylane as qml
 
@@ -62,13 +64,13 @@ __all__ = [
 INITS = ("normal", "uniform", "random")
 ENTANGLEMENTS = ("full", "linear")
 
-_MISSING = "hepgen.quantum needs the optional extra: pip install 'hepgen[quantum]'"
+_MISSING = missing_extra_message("hepgen.quantum", "quantum")
 
 
 def require_pennylane() -> None:
     """Raise a one-line ``ImportError`` when PennyLane (extra ``hepgen[quantum]``) is missing."""
     if not HAVE_PENNYLANE:
-        raise ImportError(_MISSING)
+        raise MissingExtraError(_MISSING)
 
 
 @dataclass(frozen=True)

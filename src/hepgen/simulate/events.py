@@ -60,19 +60,22 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import awkward as ak
-import fastjet
 import numpy as np
 
+from hepgen._extras import require_extra
 from hepgen._fastjet import quiet_fastjet
 from hepgen.data.events import PROCESSES, EventImages, read_events, write_events
 from hepgen.simulate.chunks import chunk_dir_for, chunk_seed, finish_chunks, run_chunks
 from hepgen.simulate.detector import Calorimeter, DetectorConfig
 
-try:  # the pythia8mc wheel is a core dependency; guarded so that the module imports without it
+try:  # the optional extra hepgen[jets]: the module imports without it, generating raises MissingExtraError
+    import awkward as ak
+    import fastjet
     import pythia8mc
-except ImportError:  # pragma: no cover
-    pythia8mc = None
+except ImportError:
+    ak = fastjet = pythia8mc = None
+
+_WHAT = "event simulation (Pythia 8 + FastJet)"
 
 __all__ = ["EVENT_PROCESSES", "EventGenConfig", "check_request", "generate_events", "parse_masses",
            "pythia_settings", "simulate_events", "slha_spectrum"]
@@ -233,8 +236,8 @@ def pythia_settings(process: str, seed: int, config: EventGenConfig = EventGenCo
 
 
 def _make_pythia(settings: list[str]):
-    if pythia8mc is None:  # pragma: no cover
-        raise ImportError("event simulation needs pythia8mc: pip install pythia8mc==8.317.2")
+    if pythia8mc is None:
+        require_extra("jets", _WHAT)
     p = pythia8mc.Pythia("", False)
     for line in settings:
         if not p.readString(line):
@@ -282,6 +285,8 @@ def _truth_jets(events: list[dict], config: EventGenConfig) -> np.ndarray:
     out = np.zeros((len(events), config.n_truth_jets, 4), np.float32)
     if not events:
         return out
+    if ak is None or fastjet is None:
+        require_extra("jets", _WHAT)
     quiet_fastjet()
     vis = [ev for ev in events]
     masks = [~np.isin(np.abs(ev["pid"]), _INVISIBLE) for ev in vis]
@@ -419,6 +424,7 @@ def simulate_events(output: str | os.PathLike, process: str, n_per_point: int,
         the merged :class:`EventImages` (``attrs`` hold the settings and ``cpu_seconds``).
     """
     points = check_request(process, masses, mu, pileup, config.ecm)
+    require_extra("jets", _WHAT, ("pythia8mc", "fastjet", "awkward"))  # before any worker starts
     if int(n_per_point) < 1 or int(chunk_size) < 1 or int(workers) < 1:
         raise ValueError(f"n_per_point, chunk_size and workers must be >= 1, found {n_per_point}, "
                          f"{chunk_size}, {workers}")

@@ -80,9 +80,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hepgen._extras import needs_extra, require_extra
 from hepgen._fastjet import quiet_fastjet
 from hepgen.data.l1 import L1Events, layout_event, one_lepton_preselection, read_l1, write_l1
 from hepgen.simulate.chunks import chunk_dir_for, chunk_seed, finish_chunks, run_chunks
+
+_WHAT = "L1 event simulation (Pythia 8 + FastJet)"
 
 __all__ = [
     "BACKGROUNDS",
@@ -245,8 +248,9 @@ def _pt_eta_phi(px, py, pz):
 
 
 def _events_from_batch(batch, rng: np.random.Generator, model: L1ObjectModel) -> list[np.ndarray]:
-    import awkward as ak
-    import fastjet
+    with needs_extra("jets", _WHAT):  # lazy import of an optional extra
+        import awkward as ak
+        import fastjet
 
     prt = batch.prt
     apid = abs(prt.id)
@@ -294,7 +298,8 @@ def generate_l1(process: str, n_events: int, seed: int, model: L1ObjectModel = L
         raise ValueError(f"n_events: expected >= 0, found {n_events}")
     if not 1 <= int(seed) <= _MAX_PYTHIA_SEED:
         raise ValueError(f"seed: expected 1 … {_MAX_PYTHIA_SEED} (Pythia's range), found {seed}")
-    import pythia8mc
+    with needs_extra("jets", _WHAT):  # lazy import of an optional extra
+        import pythia8mc
 
     n_events = int(n_events)
     max_events = 2000 * n_events + 10_000 if max_events is None else int(max_events)
@@ -372,6 +377,7 @@ def simulate_l1(output: str | os.PathLike, n_events: int, processes: Sequence[st
     """
     if int(n_events) < 1 or int(chunk_size) < 1:
         raise ValueError(f"n_events and chunk_size must be >= 1, found {n_events}, {chunk_size}")
+    require_extra("jets", _WHAT, ("pythia8mc", "fastjet", "awkward"))  # before any worker starts
     counts: dict[str, int] = {}
     for p in processes:
         if p == "sm":

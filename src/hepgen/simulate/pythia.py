@@ -59,10 +59,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hepgen._extras import needs_extra, require_extra
 from hepgen._fastjet import quiet_fastjet
 from hepgen.data.jets import JET_TYPES, JetData, jet_type_index, read_jets, write_jets
 from hepgen.simulate.chunks import chunk_dir_for, finish_chunks, run_chunks
 from hepgen.simulate.chunks import chunk_seed as _chunk_seed
+
+_WHAT = "jet simulation (Pythia 8 + FastJet)"
 
 __all__ = [
     "PROCESSES",
@@ -160,7 +163,8 @@ def pythia_settings(jet_type: str, seed: int, config: JetGenConfig = JetGenConfi
 
 
 def _make_pythia(jet_type: str, seed: int, config: JetGenConfig):
-    import pythia8mc
+    with needs_extra("jets", _WHAT):  # lazy import of an optional extra (a worker process imports it)
+        import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
     for line in pythia_settings(jet_type, seed, config):
@@ -190,8 +194,9 @@ def _wrap(dphi):
 
 def _jets_from_batch(batch, type_name: str, config: JetGenConfig):
     """Cluster one ``nextBatch`` of events; return ``(particle_features, jet_features)`` of the kept jets."""
-    import awkward as ak
-    import fastjet
+    with needs_extra("jets", _WHAT):  # lazy import of an optional extra
+        import awkward as ak
+        import fastjet
 
     prt = batch.prt
     status, pid = prt.status, prt.id
@@ -342,6 +347,7 @@ def simulate_jets(output: str | os.PathLike, jet_types: Sequence[str], n_per_typ
         raise ValueError(f"jet types: expected distinct types, found {list(jet_types)}")
     if int(n_per_type) < 1 or int(chunk_size) < 1 or int(workers) < 1:
         raise ValueError(f"n_per_type, chunk_size and workers must be >= 1, found {n_per_type}, {chunk_size}, {workers}")
+    require_extra("jets", _WHAT, ("pythia8mc", "fastjet", "awkward"))  # before any worker starts
     n_per_type, chunk_size, workers = int(n_per_type), int(chunk_size), int(workers)
     chunk_dir = chunk_dir_for(output)
     manifest = {"jet_types": names, "n_per_type": n_per_type, "seed": int(seed), "chunk_size": chunk_size,

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hepgen._extras import require_extra
 from hepgen._fastjet import quiet_fastjet
 from hepgen.data.tabular import TabularData, read_tabular, write_tabular
 from hepgen.simulate.chunks import chunk_dir_for, chunk_seed, finish_chunks, run_chunks
@@ -63,12 +64,14 @@ from hepgen.simulate.tth_variables import (
     pt_eta_phi,
 )
 
-try:  # binary wheels, dependencies of hepgen; imported lazily-safe so the module always imports
+try:  # the optional extra hepgen[jets]: the module imports without it, generating raises MissingExtraError
     import awkward as ak
     import fastjet
     import pythia8mc
-except ImportError:  # pragma: no cover - they are required dependencies
+except ImportError:
     ak = fastjet = pythia8mc = None
+
+_WHAT = "ttH/ttbb simulation (Pythia 8 + FastJet)"
 
 __all__ = ["PROCESS_NAMES", "TTH_PROCESSES", "TTHGenConfig", "generate_tth", "pythia_settings", "reconstruct_event",
            "simulate_tth"]
@@ -303,8 +306,8 @@ def generate_tth(process: str, n_events: int, seed: int, config: TTHGenConfig = 
         raise ValueError(f"n_events: expected >= 0, found {n_events}")
     if not 1 <= int(seed) <= _MAX_PYTHIA_SEED:
         raise ValueError(f"seed: expected 1 … {_MAX_PYTHIA_SEED} (Pythia's range), found {seed}")
-    if pythia8mc is None:  # pragma: no cover
-        raise ImportError("hepgen.simulate.tth needs pythia8mc, fastjet and awkward: pip install hepgen")
+    if ak is None or fastjet is None or pythia8mc is None:
+        require_extra("jets", _WHAT)
     n_events = int(n_events)
     max_events = 2000 * n_events + 10_000 if max_events is None else int(max_events)
     quiet_fastjet()
@@ -368,6 +371,7 @@ def simulate_tth(output: str | os.PathLike, process: str, n_events: int, seed: i
         summed worker time ``cpu_seconds`` (→ seconds per selected event for speed-ups).
     """
     _process(process)
+    require_extra("jets", _WHAT, ("pythia8mc", "fastjet", "awkward"))  # before any worker starts
     if int(n_events) < 1 or int(chunk_size) < 1 or int(workers) < 1:
         raise ValueError(f"n_events, chunk_size and workers must be >= 1, found {n_events}, {chunk_size}, {workers}")
     output = Path(output)

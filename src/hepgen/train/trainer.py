@@ -72,6 +72,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from hepgen._extras import have
 from hepgen._io import atomic_path, provenance
 from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig, dump_config
@@ -197,10 +198,14 @@ def _destroy_group() -> None:
 def _tensorboard(out_dir: Path, enabled: bool, start_epoch: int):
     if not enabled:
         return None
-    try:
+    if not have("tensorboard"):  # the optional extra hepgen[tensorboard]: the CSV log is written anyway
+        log.info("tensorboard is not installed (pip install 'hepgen[tensorboard]'); the training curves go to "
+                 "train_log.csv only")
+        return None
+    try:  # lazy import of an optional extra
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is a dependency, but keep training if it is broken
-        log.warning("tensorboard is not importable; not writing event files")
+    except ImportError as err:  # installed but broken: keep training
+        log.warning("tensorboard is not importable (%s); not writing event files", err)
         return None
     # purge_step: a resumed run drops events of epochs after its checkpoint (a kill can
     # come after an epoch's events were written and before its last.pt was)

@@ -54,9 +54,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
 import yaml
 
+from hepgen._extras import needs_extra
 from hepgen._io import atomic_path
 from hepgen.config import TrainConfig
 from hepgen.data.formats import ShowerData
@@ -65,6 +65,9 @@ from hepgen.metrics.distances import ks_statistic, separation_power
 from hepgen.metrics.observables import high_level_features
 from hepgen.models import MODEL_FAMILIES
 from hepgen.train import trainer
+
+with needs_extra("tune", "hepgen tune (Optuna)"):  # the optional extra hepgen[tune]: without it this
+    import optuna  # module stops with the one-line message (hepgen.cli imports it only for `hepgen tune`)
 
 __all__ = [
     "OBJECTIVES",

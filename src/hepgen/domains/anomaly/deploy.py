@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hepgen._extras import require_extra
 from hepgen._io import atomic_path
 from hepgen.domains.anomaly.evaluate import auc, efficiency_at_fpr
 
@@ -281,6 +282,7 @@ def hls4ml_encode(path: nn.Module, x: np.ndarray, width: int, integer: int, outp
 
 def export_onnx(path: nn.Module, output: str | os.PathLike, n_features: int = 57) -> Path:
     """Write the float score path as ONNX (input ``x: (batch, 57)``, output ``score: (batch,)``), atomically."""
+    require_extra("onnx", "ONNX export (onnx, onnxscript)", ("onnx", "onnxscript"))  # torch's dynamo exporter
     output = Path(output)
     example = torch.zeros(1, int(n_features))
     with atomic_path(output) as tmp, warnings.catch_warnings():
@@ -300,7 +302,7 @@ def onnx_latency(onnx_path: str | os.PathLike, x: np.ndarray, n_runs: int = 2000
         ImportError: onnxruntime is not installed.
     """
     if onnxruntime is None:
-        raise ImportError("onnx_latency needs onnxruntime: pip install 'hepgen[anomaly]'")
+        require_extra("onnx", "onnx_latency (onnxruntime)")
     opts = onnxruntime.SessionOptions()
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1

@@ -113,7 +113,7 @@ def _bce_eval(net, x, m, y, batch: int) -> tuple[float, np.ndarray]:
 def jet_classifier_auc(real: np.ndarray, generated: np.ndarray, seed: int = 0, fractions=(0.5, 0.2, 0.3),
                        epochs: int = 50, patience: int = 5, batch_size: int = 256, lr: float = 1e-3,
                        width: int = 64, latent: int = 64, max_jets: int | None = 20_000,
-                       n_threads: int = 1) -> dict:
+                       n_threads: int = 1, on_epoch=None) -> dict:
     """Train a particle-flow network to separate ``real`` from ``generated`` jets; AUC on held-out jets.
 
     Arguments:
@@ -127,6 +127,7 @@ def jet_classifier_auc(real: np.ndarray, generated: np.ndarray, seed: int = 0, f
         width, latent: network sizes (:class:`ParticleFlowNetwork`).
         max_jets: at most this many jets per class (seeded subsample; None = all).
         n_threads: torch threads during the fit (restored afterwards).
+        on_epoch: called as ``on_epoch(epoch, epochs)`` (1-based) before every epoch (progress).
 
     Returns:
         ``{"auc", "auc_error", "n_train", "n_test", "epochs", "best_epoch"}``; ``auc_error``
@@ -181,6 +182,8 @@ def jet_classifier_auc(real: np.ndarray, generated: np.ndarray, seed: int = 0, f
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         best, best_state, best_epoch, stale, done = float("inf"), None, 0, 0, 0
         for epoch in range(int(epochs)):
+            if on_epoch is not None:
+                on_epoch(epoch + 1, int(epochs))
             net.train()
             order = torch.randperm(len(xt), generator=gen)
             for s in range(0, len(order), batch_size):

@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from hepgen import __version__
+from hepgen._extras import require_extra
 from hepgen._io import write_metrics
+from hepgen._progress import Stages
 from hepgen.data.jets import JetData, read_jets
 from hepgen.domains.jets.classifier import MIN_JETS_PER_CLASS, jet_classifier_auc
 from hepgen.domains.jets.report import save_jet_figures, write_jet_report
@@ -40,7 +42,7 @@ from hepgen.metrics.jets import (
 )
 from hepgen.metrics.multivariate import fpd, kpd
 
-__all__ = ["JET_METRICS_SCHEMA", "evaluate_jet_files", "evaluate_jets"]
+__all__ = ["JET_METRICS_SCHEMA", "evaluate_jet_files", "evaluate_jets", "planned_jet_stages"]
 
 JET_METRICS_SCHEMA = "hepgen.jet_metrics/1"
 # observables from jet_features (all constituents; GeV)
@@ -94,7 +96,10 @@ def _groups(real: JetData, generated: JetData, reference: JetData | None) -> dic
 
 def _evaluate_group(real: JetData, gen: JetData, ref: JetData | None, seed: int, num_eval_samples: int,
                     num_batches: int, efps: bool, fpd_kpd: bool, fpd_kwargs: dict, kpd_kwargs: dict,
-                    n_jobs: int, classifier: bool = False, classifier_kwargs: dict | None = None):
+                    n_jobs: int, classifier: bool = False, classifier_kwargs: dict | None = None,
+                    stages: Stages | None = None, name: str = ""):
+    stages = stages or Stages(False, "")
+    stages.stage(f"{name}: observables")
     rng = np.random.default_rng(seed)
     if ref is None:
         if len(real) < 4:
@@ -116,14 +121,15 @@ def _evaluate_group(real: JetData, gen: JetData, ref: JetData | None, seed: int,
     # mismatch, not the model's quality — skip them then
     from_conditions = any(v.attrs.get("jet_features_from") == "conditions" for v in samples.values())
     if all(v.jet_features is not None for v in samples.values()) and not from_conditions:
-        for name, col in _JET_FEATURE_OBS.items():
+        for obs_name, col in _JET_FEATURE_OBS.items():
             for k, v in samples.items():
-                obs[k][name] = v.jet_features[:, col]
+                obs[k][obs_name] = v.jet_features[:, col]
     kw = dict(num_eval_samples=num_eval_samples, num_batches=num_batches, seed=seed)
     res = {"n_real": len(a), "n_generated": len(gen), "n_floor": len(b), "floor_method": method,
            "jet_feature_observables": not from_conditions,
            "n_particles": int(gen.n_particles)}
 
+    stages.stage(f"{name}: W1")
     wm = w1_batches(obs["real"]["mass_rel"], obs["generated"]["mass_rel"], **kw)[:, 0]
     wm_f = w1_batches(obs["real"]["mass_rel"], obs["floor"]["mass_rel"], **kw)[:, 0]
     res["w1m"] = _entry(wm, wm_f)
@@ -135,6 +141,7 @@ def _evaluate_group(real: JetData, gen: JetData, ref: JetData | None, seed: int,
 
     efp = None
     if efps:
+        stages.stage(f"{name}: EFPs")
         efp = {k: efp_features(v.particle_features, n_jobs=n_jobs) for k, v in samples.items()}
         cols = _efp_columns(W1EFP_EFPS)
         we = w1_batches(efp["real"][:, cols], efp["generated"][:, cols], **kw)
@@ -142,40 +149,63 @@ def _evaluate_group(real: JetData, gen: JetData, ref: JetData | None, seed: int,
         res["w1efp"] = _entry(we.mean(axis=1), we_f.mean(axis=1))
         res["w1efp"]["per_efp"] = [_entry(we[:, k], we_f[:, k]) for k in range(len(cols))]
         if fpd_kpd:
-            for name, fn, extra in (("fpd", fpd, fpd_kwargs), ("kpd", kpd, kpd_kwargs)):
+            stages.stage(f"{name}: FPD, KPD")
+            for metric, fn, extra in (("fpd", fpd, fpd_kwargs), ("kpd", kpd, kpd_kwargs)):
                 v, e = fn(efp["real"], efp["generated"], seed=seed, **extra)
                 vf, ef = fn(efp["real"], efp["floor"], seed=seed, **extra)
-                res[name] = {"value": v, "error": e, "floor": vf, "floor_error": ef}
+                res[metric] = {"value": v, "error": e, "floor": vf, "floor_error": ef}
+    stages.stage(f"{name}: substructure W1")
     res["observables"] = {}
-    for name in obs["real"]:
-        w = w1_batches(obs["real"][name], obs["generated"][name], **kw)[:, 0]
-        wf = w1_batches(obs["real"][name], obs["floor"][name], **kw)[:, 0]
-        res["observables"][name] = {
+    for obs_name in obs["real"]:
+        w = w1_batches(obs["real"][obs_name], obs["generated"][obs_name], **kw)[:, 0]
+        wf = w1_batches(obs["real"][obs_name], obs["floor"][obs_name], **kw)[:, 0]
+        res["observables"][obs_name] = {
             "w1": _entry(w, wf),
-            "mean": {k: _finite_mean(obs[k][name]) for k in samples},
-            "n_undefined": {k: int(np.isnan(obs[k][name]).sum()) for k in samples},
+            "mean": {k: _finite_mean(obs[k][obs_name]) for k in samples},
+            "n_undefined": {k: int(np.isnan(obs[k][obs_name]).sum()) for k in samples},
         }
     if classifier:
-        res["classifier_auc"] = _classifier_entry(a, gen, b, seed, dict(classifier_kwargs or {}))
+        res["classifier_auc"] = _classifier_entry(a, gen, b, seed, dict(classifier_kwargs or {}), stages, name)
     details = {"samples": samples, "observables": obs}
     return res, details
 
 
-def _classifier_entry(a: JetData, gen: JetData, b: JetData, seed: int, kwargs: dict) -> dict:
+def _classifier_entry(a: JetData, gen: JetData, b: JetData, seed: int, kwargs: dict, stages: Stages | None = None,
+                      name: str = "") -> dict:
     """Deep-sets AUC reference vs generated and reference vs floor sample (same seed, same protocol)."""
     if min(len(a), len(gen), len(b)) < MIN_JETS_PER_CLASS:
         return {"value": None, "error": None, "floor": None, "floor_error": None,
                 "skipped": f"fewer than {MIN_JETS_PER_CLASS} jets in a sample ({len(a)}, {len(gen)}, {len(b)})"}
-    m = jet_classifier_auc(a.particle_features, gen.particle_features, seed=seed, **kwargs)
-    f = jet_classifier_auc(a.particle_features, b.particle_features, seed=seed, **kwargs)
+    stages = stages or Stages(False, "")
+    stages.stage(f"{name}: classifier")
+    m = jet_classifier_auc(a.particle_features, gen.particle_features, seed=seed,
+                           on_epoch=stages.epochs(f"{name}: classifier"), **kwargs)
+    stages.stage(f"{name}: classifier floor")
+    f = jet_classifier_auc(a.particle_features, b.particle_features, seed=seed,
+                           on_epoch=stages.epochs(f"{name}: classifier floor"), **kwargs)
     return {"value": m["auc"], "error": m["auc_error"], "floor": f["auc"], "floor_error": f["auc_error"],
             "n_test": m["n_test"], "n_test_floor": f["n_test"], "epochs": [m["epochs"], f["epochs"]]}
+
+
+def planned_jet_stages(types, efps: bool = True, fpd_kpd: bool = True, classifier: bool = True) -> list[str]:
+    """The stage names :func:`evaluate_jets` reports for the jet ``types`` compared (in order).
+
+    >>> planned_jet_stages(["t"], efps=False, classifier=False)
+    ['t: observables', 't: W1', 't: substructure W1']
+    """
+    out = []
+    for t in types:
+        out += [f"{t}: observables", f"{t}: W1"]
+        out += [f"{t}: EFPs"] * bool(efps) + [f"{t}: FPD, KPD"] * bool(efps and fpd_kpd)
+        out += [f"{t}: substructure W1"] + [f"{t}: classifier", f"{t}: classifier floor"] * bool(classifier)
+    return out
 
 
 def evaluate_jets(real: JetData, generated: JetData, real_reference: JetData | None = None, seed: int = 0,
                   num_eval_samples: int = 50_000, num_batches: int = 5, efps: bool = True, fpd_kpd: bool = True,
                   fpd_kwargs: dict | None = None, kpd_kwargs: dict | None = None, n_jobs: int = 1,
-                  classifier: bool = True, classifier_kwargs: dict | None = None, return_details: bool = False):
+                  classifier: bool = True, classifier_kwargs: dict | None = None, return_details: bool = False,
+                  progress=False):
     """JetNet metrics of ``generated`` against ``real``, each beside its real-vs-real floor.
 
     Arguments:
@@ -195,6 +225,9 @@ def evaluate_jets(real: JetData, generated: JetData, real_reference: JetData | N
             with a note, when a sample has fewer than 50 jets).
         classifier_kwargs: passed to ``jet_classifier_auc`` (``epochs``, ``max_jets``, …).
         return_details: also return, per type, the samples and observables behind the numbers.
+        progress: report the stages per jet type (observables, W1, EFPs, FPD/KPD, classifier
+            epochs): False, True (a bar on stderr) or a callable taking the message
+            (:class:`hepgen._progress.Stages`).
 
     Returns:
         the JSON-able metrics dict (schema ``hepgen.jet_metrics/1``, keys in docs/jets.md),
@@ -206,6 +239,9 @@ def evaluate_jets(real: JetData, generated: JetData, real_reference: JetData | N
                              f"the reference {real.n_particles}; expected the same")
     if len(real) == 0 or len(generated) == 0:
         raise ValueError(f"evaluate_jets: empty sample ({len(real)} reference, {len(generated)} generated jets)")
+    # substructure needs FastJet, the EFP metrics EnergyFlow: say so before minutes of work, not after
+    require_extra("jets", "jet evaluation (FastJet, EnergyFlow)",
+                  ("fastjet", "awkward", *(("energyflow",) if efps else ())))
     metrics = {
         "schema": JET_METRICS_SCHEMA,
         "hepgen_version": __version__,
@@ -215,45 +251,85 @@ def evaluate_jets(real: JetData, generated: JetData, real_reference: JetData | N
         "types": {},
     }
     details = {}
-    for i, (name, (r, g, ref)) in enumerate(_groups(real, generated, real_reference).items()):
-        metrics["types"][name], details[name] = _evaluate_group(
-            r, g, ref, int(seed) + 7919 * i, num_eval_samples, num_batches, efps, fpd_kpd,
-            dict(fpd_kwargs or {}), dict(kpd_kwargs or {}), n_jobs, classifier, classifier_kwargs)
+    groups = _groups(real, generated, real_reference)
+    stages = Stages.of(progress, "evaluate jets", planned_jet_stages(list(groups), efps, fpd_kpd, classifier))
+    try:
+        for i, (name, (r, g, ref)) in enumerate(groups.items()):
+            metrics["types"][name], details[name] = _evaluate_group(
+                r, g, ref, int(seed) + 7919 * i, num_eval_samples, num_batches, efps, fpd_kpd,
+                dict(fpd_kwargs or {}), dict(kpd_kwargs or {}), n_jobs, classifier, classifier_kwargs, stages, name)
+    finally:
+        stages.close()
     return (metrics, details) if return_details else metrics
+
+
+def _jets(source, n_particles: int | None) -> JetData:
+    """A file read (:func:`~hepgen.data.jets.read_jets`), or in-memory jets cut to ``n_particles``."""
+    if not isinstance(source, JetData):
+        return read_jets(source, n_particles=n_particles)
+    if n_particles is None or n_particles == source.n_particles:
+        return source
+    if n_particles > source.n_particles:
+        raise ValueError(f"n_particles: expected at most the {source.n_particles} particles per jet held, "
+                         f"found {n_particles}")
+    return JetData(source.particle_features[:, :n_particles], source.jet_features, source.jet_type,
+                   dict(source.attrs))
 
 
 def evaluate_jet_files(real_path: str | os.PathLike, generated_path: str | os.PathLike, out_dir=None,
                        real_reference_path: str | os.PathLike | None = None, report: bool = True,
-                       n_particles: int | None = None, **kwargs) -> dict:
+                       n_particles: int | None = None, progress=False, **kwargs) -> dict:
     """Read two (or three) JetNet-layout files, evaluate, write ``out_dir/metrics.json`` (+ report).
 
     Arguments:
-        real_path, generated_path: JetNet-layout HDF5 files (:func:`hepgen.data.jets.read_jets`).
+        real_path, generated_path: JetNet-layout HDF5 files (:func:`hepgen.data.jets.read_jets`), or
+            :class:`~hepgen.data.jets.JetData` already in memory (notebooks).
         out_dir: output folder; nothing is written when None.
         real_reference_path: a second, independent reference file for the floor.
         report: also write ``report.html`` and ``figures/`` (only with ``out_dir``).
         n_particles: keep the leading ``n_particles`` constituents of every file.
+        progress: report the stages (reading, per jet type the metrics and classifier epochs, figures,
+            report): False, True (a bar on stderr) or a callable taking the message.
         kwargs: passed to :func:`evaluate_jets`.
 
     Returns:
-        the metrics dict, with ``inputs`` = the paths.
+        the metrics dict, with ``inputs`` = the paths of the files read.
     """
-    real = read_jets(real_path, n_particles=n_particles)
-    gen = read_jets(generated_path, n_particles=n_particles)
-    ref = None if real_reference_path is None else read_jets(real_reference_path, n_particles=n_particles)
+    stages = Stages.of(progress, "evaluate jets")
+    try:
+        return _evaluate_jet_files(real_path, generated_path, out_dir, real_reference_path, report, n_particles,
+                                   stages, kwargs)
+    finally:
+        stages.close()
+
+
+def _evaluate_jet_files(real_path, generated_path, out_dir, real_reference_path, report, n_particles, stages,
+                        kwargs) -> dict:
+    stages.stage("read")
+    paths = {key: str(p) for key, p in (("real", real_path), ("generated", generated_path),
+                                        ("real_reference", real_reference_path))
+             if p is not None and not isinstance(p, JetData)}
+    real, gen = _jets(real_path, n_particles), _jets(generated_path, n_particles)
+    ref = None if real_reference_path is None else _jets(real_reference_path, n_particles)
+    real_path = paths.get("real", "the reference jets")
     for name, d, p in (("generated", gen, generated_path), ("second reference", ref, real_reference_path)):
         if d is not None and d.n_particles != real.n_particles:
             raise ValueError(f"{p}: the {name} file holds {d.n_particles} particles per jet but {real_path} "
                              f"holds {real.n_particles}; pass --n-particles to cut both to the same number")
-    metrics, details = evaluate_jets(real, gen, ref, return_details=True, **kwargs)
-    metrics["inputs"] = {"real": str(real_path), "generated": str(generated_path),
-                         "real_reference": None if real_reference_path is None else str(real_reference_path)}
+    metrics, details = evaluate_jets(real, gen, ref, return_details=True, progress=stages, **kwargs)
+    if paths:  # the files compared (in-memory samples have no path)
+        metrics["inputs"] = {"real": paths.get("real", "(in memory)"),
+                             "generated": paths.get("generated", "(in memory)"),
+                             "real_reference": paths.get("real_reference",
+                                                         None if real_reference_path is None else "(in memory)")}
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_metrics(metrics, out / "metrics.json")
         if report:
+            stages.stage("figures")
             figures = save_jet_figures(out, details)
+            stages.stage("report")
             write_jet_report(metrics, out, figures)
     return metrics
 

@@ -105,6 +105,19 @@ class JetGenerator:
                  "jet_features_from": "conditions"}
         return JetData(out, jet_features, jt, attrs)
 
+    def sample_in_training_range(self, jet_type: str, n: int, seed: int = 0, batch_size: int = 1_000,
+                                 progress: bool = False) -> JetData:
+        """``n`` jets of ``jet_type`` with pT and η uniform in the training ranges (``meta['pt_range']``,
+        ``meta['eta_range']``, GeV) and multiplicities from the training distribution; seeded by ``seed``
+        (what ``hepgen sample-jets --type T --n N`` writes)."""
+        if n is None or int(n) < 1 or jet_type is None:
+            raise ValueError("give --like FILE.h5 (sample at its jets' conditions), or --type T and --n N")
+        rng = np.random.default_rng(seed)
+        lo, hi = self.meta.get("pt_range", [1000.0, 1000.0])
+        elo, ehi = self.meta.get("eta_range", [0.0, 0.0])
+        return self.sample(jet_type, pt=rng.uniform(lo, hi, int(n)), eta=rng.uniform(elo, ehi, int(n)), seed=seed,
+                           batch_size=batch_size, progress=progress)
+
     def sample_like(self, data: JetData, seed: int = 0, batch_size: int = 1_000, progress: bool = False) -> JetData:
         """Generate one jet per jet of ``data``, at its type, kinematics and multiplicity."""
         jf = data.jet_features

@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 
 from hepgen._io import atomic_path
 from hepgen.metrics.distances import binning_for, histogram
-from hepgen.report.style import DPI, GEN, REAL, draw_ratio, figure_style, ratio_axes
+from hepgen.report.portable import data_uri
+from hepgen.report.style import DPI, GEN, REAL, draw_ratio, figure_style, ratio_axes, save_figure
 
 __all__ = ["OBSERVABLE_LABELS", "plot_jet_histograms", "save_jet_figures", "write_jet_report"]
 
@@ -45,7 +46,7 @@ def plot_jet_histograms(path, samples: dict, title: str) -> None:
     """Grid of normalised histograms: reference, generated and floor sample, with ratios to the reference.
 
     Arguments:
-        path: the PNG to write.
+        path: the PNG to write (and a vector PDF of the same name beside it).
         samples: observable name → ``{"real": (n,), "generated": (m,), "floor": (k,)}``;
             NaN values are left out.
         title: figure title.
@@ -86,7 +87,7 @@ def plot_jet_histograms(path, samples: dict, title: str) -> None:
             if k == 0:
                 ax.legend(loc="upper left", fontsize=7)
         fig.suptitle(title, y=1 - 0.2 / height)
-        fig.savefig(path, dpi=DPI)
+        save_figure(fig, path, dpi=DPI)
 
 
 def save_jet_figures(out_dir, details: dict) -> list[tuple[str, str]]:
@@ -137,7 +138,8 @@ def write_jet_report(metrics: dict, out_dir, figures=(), title: str = "hepgen je
 
     Every metric is shown beside its real-vs-real floor and the ratio metric / floor
     (≈ 1 or below: the generated jets are as close to the reference as an independent
-    reference sample of the same size).
+    reference sample of the same size).  The page is one file: ``figures`` (``[(title, PNG path
+    relative to out_dir)]``) are embedded as ``data:`` URIs, the files stay beside it.
     """
     e = html.escape
     css = ("body{font-family:Helvetica,Arial,sans-serif;margin:2em auto;max-width:1250px;color:#222}"
@@ -186,8 +188,10 @@ def write_jet_report(metrics: dict, out_dir, figures=(), title: str = "hepgen je
         parts.append("</table>")
         for fig_title, rel in figures:
             if fig_title.startswith(f"{jt} jets"):
-                parts.append(f"<h3>{e(fig_title)}</h3><img src='{e(rel)}' alt='{e(fig_title)}'>")
-    parts.append("<p class='note'>Definitions: docs/jets.md in the hepgen repository.</p></body></html>")
+                parts.append(f"<h3>{e(fig_title)}</h3><img src='{data_uri(Path(out_dir) / rel, 'image/png')}' "
+                             f"alt='{e(fig_title)} ({e(rel)})'>")
+    parts.append("<p class='note'>Figures: PNG and vector PDF in <code>figures/</code> beside this report. "
+                 "Definitions: docs/jets.md in the hepgen repository.</p></body></html>")
     path = Path(out_dir) / "report.html"
     with atomic_path(path) as tmp:
         Path(tmp).write_text("\n".join(parts), encoding="utf-8")

@@ -23,7 +23,7 @@ import os
 import h5py
 import numpy as np
 
-from hepgen.config import TrainConfig
+from hepgen.config import TrainConfig, preset
 from hepgen.data.chunked import ShowerFileSet, expand_paths, fits_in_memory, showers_shape
 from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.domains.base import register_domain
@@ -63,7 +63,8 @@ class ShowerDomain:
     kind = "showers"
     data_type = ShowerData
     data_types = (ShowerData, ShowerFileSet)  # in memory, or files read in chunks
-    default_family = "flow"
+    # the best faithful family at equal CPU budget (README "Model zoo", benchmarks/bench_zoo.py)
+    default_family = "caloflow"
     default_conditions: list = []
 
     def accepts_file(self, path: str | os.PathLike) -> bool:
@@ -162,11 +163,14 @@ class ShowerDomain:
     def evaluate_files(self, real, generated, out_dir, binning=None, seed: int = 0, no_classifier: bool = False,
                        metrics=None, train=None, sep_threshold: float = 0.1, p_threshold: float = 0.01,
                        max_points: int = 5000, classifier: str = "hepgen",
-                       calochallenge_min_steps: int | None = None, memory_budget_gb: float | None = None) -> dict:
+                       calochallenge_min_steps: int | None = None, progress=False,
+                       memory_budget_gb: float | None = None) -> dict:
         """:func:`~hepgen.domains.showers.evaluate.evaluate_files` with the command line's option names
         (``classifier``: ``hepgen``, ``calochallenge`` or ``both``; ``calochallenge_min_steps``:
-        the protocol's ``min_steps`` deviation; ``memory_budget_gb``: files above it are evaluated on a
-        bounded sample with features streamed over all rows)."""
+        the protocol's ``min_steps`` deviation; ``progress``: False, True (a bar on stderr) or a callable
+        taking each stage's message; ``memory_budget_gb``: files above it are evaluated on a bounded
+        sample with features streamed over all rows); ``real``, ``generated``, ``train``: paths or
+        :class:`~hepgen.data.formats.ShowerData`."""
         from hepgen.domains.showers.evaluate import evaluate_files  # see selection_score
 
         return evaluate_files(real, generated, geometry=binning, out_dir=out_dir, seed=seed,
@@ -174,10 +178,12 @@ class ShowerDomain:
                               sep_threshold=sep_threshold, p_threshold=p_threshold, max_points=max_points,
                               classifier_protocol=classifier,
                               calochallenge_kwargs=None if calochallenge_min_steps is None
-                              else {"min_steps": calochallenge_min_steps}, memory_budget_gb=memory_budget_gb)
+                              else {"min_steps": calochallenge_min_steps}, progress=progress,
+                              memory_budget_gb=memory_budget_gb)
 
     def default_config(self) -> TrainConfig:
-        return TrainConfig(family=self.default_family)
+        """``hepgen train SHOWERS.h5`` without options: the CaloFlow preset (``configs/caloflow.yaml``)."""
+        return preset(self.default_family)
 
     def headline(self, metrics: dict) -> dict:
         """Mean separation power and the classifier AUCs (hepgen's and the CaloChallenge protocol's)."""

@@ -100,7 +100,7 @@ def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _train(model, x_tr, y_tr, x_va, y_va, n_epochs: int, batch_size: int, lr: float, gen: torch.Generator,
-           label: str) -> tuple[dict, int, int, dict]:
+           label: str, on_epoch=None) -> tuple[dict, int, int, dict]:
     """Adam on shuffled batches; keep the weights of the epoch with the best val accuracy (the reference's rule).
 
     Returns ``(best weights, best epoch (1-based), optimiser steps, history)``.
@@ -110,6 +110,8 @@ def _train(model, x_tr, y_tr, x_va, y_va, n_epochs: int, batch_size: int, lr: fl
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
     best_acc, best_epoch, best_state, steps = -math.inf, 0, None, 0
     for epoch in range(1, n_epochs + 1):
+        if on_epoch is not None:
+            on_epoch(epoch, n_epochs)
         model.train()
         order = torch.randperm(len(x_tr), generator=gen).to(x_tr.device)
         total = 0.0
@@ -141,7 +143,7 @@ def calochallenge_classifier_test(real, generated, *, epochs: int = 50, batch_si
                                   hidden: int = 2048, n_layers: int = 2, dropout: float = 0.0,
                                   negative_slope: float = 0.01, seed: int = 0, max_samples: int | None = None,
                                   min_steps: int | None = None, standardise: bool = False, device: str = "cpu",
-                                  label: str = "") -> dict:
+                                  label: str = "", on_epoch=None) -> dict:
     """Train the CaloChallenge DNN on real (label 1) vs generated (label 0) inputs; AUC and JSD on the test split.
 
     Arguments:
@@ -156,6 +158,7 @@ def calochallenge_classifier_test(real, generated, *, epochs: int = 50, batch_si
         standardise: DEVIATION: scale every column by the train split's mean and std.
         device: torch device.
         label: a name for the log lines (e.g. ``"low_level"``).
+        on_epoch: called as ``on_epoch(epoch, n_epochs)`` (1-based) before every epoch (progress).
 
     Returns:
         JSON-serialisable dict: ``auc``, ``auc_uncalibrated``, ``jsd`` (bits; may be < 0),
@@ -219,7 +222,7 @@ def calochallenge_classifier_test(real, generated, *, epochs: int = 50, batch_si
         torch.manual_seed(seed)
         model = CaloChallengeDNN(x_tr.shape[1], hidden, n_layers, dropout, negative_slope).to(dev)
         best_state, best_epoch, steps, history = _train(model, x_tr, y_tr, x_va, y_va, n_epochs, batch_size, lr,
-                                                        torch.Generator().manual_seed(seed), label)
+                                                        torch.Generator().manual_seed(seed), label, on_epoch)
     model.load_state_dict(best_state)
     p_va = torch.sigmoid(_predict(model, x_va)).double().cpu().numpy()
     p_te = torch.sigmoid(_predict(model, x_te)).double().cpu().numpy()
@@ -234,7 +237,8 @@ def calochallenge_classifier_test(real, generated, *, epochs: int = 50, batch_si
 
 
 def calochallenge_levels(real_showers, real_energies, generated_showers, generated_energies, geometry,
-                         threshold: float = 0.0, levels=("low_level", "high_level"), **settings) -> dict:
+                         threshold: float = 0.0, levels=("low_level", "high_level"), stages=None,
+                         **settings) -> dict:
     """Run the test on ``cls-low`` (``low_level``) and ``cls-high`` (``high_level``) inputs.
 
     Arguments:
@@ -244,6 +248,7 @@ def calochallenge_levels(real_showers, real_energies, generated_showers, generat
         threshold: voxels below this (MeV) are set to zero first (the reference's readout
             threshold; 0 by default: hepgen's data have none).
         levels: which of ``low_level``, ``high_level`` to run.
+        stages: a :class:`hepgen._progress.Stages` told of each level (``calochallenge LEVEL``) and epoch.
         settings: keyword arguments of :func:`calochallenge_classifier_test`.
 
     Returns:
@@ -251,6 +256,9 @@ def calochallenge_levels(real_showers, real_energies, generated_showers, generat
     """
     out = {}
     for level in levels:
+        if stages is not None:
+            stages.stage(f"calochallenge {level}")
+            settings["on_epoch"] = stages.epochs(f"calochallenge {level}")
         if level == "low_level":
             a = cls_low_inputs(real_showers, real_energies, threshold)
             b = cls_low_inputs(generated_showers, generated_energies, threshold)

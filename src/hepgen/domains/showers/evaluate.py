@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hepgen import __version__
+from hepgen._progress import Stages
 from hepgen._io import atomic_path, json_safe, write_metrics
 from hepgen.data.formats import ShowerData
 from hepgen.data.geometry import geometry_from_dict, load_geometry
@@ -81,8 +82,9 @@ __all__ = [
     "feature_edges",
     "layer_images",
     "normal_scores",
+    "planned_stages",
     "resolve_groups",
-        "write_outputs",
+    "write_outputs",
 ]
 
 METRICS_SCHEMA = "hepgen.metrics/1"
@@ -151,7 +153,7 @@ def feature_edges(name: str, a: np.ndarray, b: np.ndarray, n_bins: int = 30) -> 
 def evaluate(real: ShowerData, generated: ShowerData, geometry=None, seed: int = 0, n_bins: int = 30,
              classifier: bool = True, return_details: bool = False, classifier_kwargs: dict | None = None,
              groups=None, train: ShowerData | None = None, max_points: int = 5000, n_energy_bins: int = 10,
-             classifier_protocol: str = "hepgen", calochallenge_kwargs: dict | None = None):
+             classifier_protocol: str = "hepgen", calochallenge_kwargs: dict | None = None, progress=False):
     """Compare two shower samples.
 
     Arguments:
@@ -177,6 +179,9 @@ def evaluate(real: ShowerData, generated: ShowerData, geometry=None, seed: int =
         calochallenge_kwargs: passed to
             :func:`hepgen.domains.showers.calochallenge.calochallenge_levels` (e.g.
             ``epochs``, ``hidden``, ``min_steps``, ``threshold``).
+        progress: report the stages (features, each metric group, each classifier and its
+            epochs): False, True (a bar on stderr) or a callable taking the message
+            (:class:`hepgen._progress.Stages`).
 
     Returns:
         the JSON-serialisable metrics dict (keys in docs/metrics.md), and with
@@ -198,6 +203,32 @@ def evaluate(real: ShowerData, generated: ShowerData, geometry=None, seed: int =
         raise ValueError(f"classifier protocol: expected one of {', '.join(CLASSIFIER_PROTOCOLS)}, "
                          f"found {classifier_protocol!r}")
     chosen = resolve_groups(groups, classifier)
+    stages = Stages.of(progress, "evaluate showers", planned_stages(chosen, classifier_protocol))
+    try:
+        return _evaluate(real, generated, geometry, seed, n_bins, return_details, classifier_kwargs, chosen, train,
+                         max_points, n_energy_bins, classifier_protocol, calochallenge_kwargs, stages)
+    finally:
+        stages.close()
+
+
+def planned_stages(chosen, classifier_protocol: str = "hepgen", report: bool = False) -> list[str]:
+    """The stage names :func:`evaluate` reports for the metric groups ``chosen`` (in order).
+
+    >>> planned_stages(["features", "classifier"], "both")
+    ['features', 'classifier low_level', 'classifier high_level', 'calochallenge low_level', 'calochallenge high_level']
+    """
+    out = ["features"] + [g for g in chosen if g not in ("features", "classifier")]
+    if "classifier" in chosen:
+        if classifier_protocol in ("hepgen", "both"):
+            out += ["classifier low_level", "classifier high_level"]
+        if classifier_protocol in ("calochallenge", "both"):
+            out += ["calochallenge low_level", "calochallenge high_level"]
+    return out + (["figures", "report"] if report else [])
+
+
+def _evaluate(real, generated, geometry, seed, n_bins, return_details, classifier_kwargs, chosen, train, max_points,
+              n_energy_bins, classifier_protocol, calochallenge_kwargs, stages):
+    stages.stage("features")
     fr = high_level_features(real.showers, real.incident_energies, geometry)
     fg = high_level_features(generated.showers, generated.incident_energies, geometry)
     edges = {name: feature_edges(name, fr[name], fg[name], n_bins) for name in fr}
@@ -241,15 +272,19 @@ def evaluate(real: ShowerData, generated: ShowerData, geometry=None, seed: int =
     if "features" in chosen:
         metrics["features"] = _feature_table(fr, fg, edges, sep, ks, n_bins)
     if "physics" in chosen:
+        stages.stage("physics")
         metrics.update(_physics(real, generated, geometry, e_r, e_g, n_bins, n_energy_bins))
     if {"correlation", "multivariate", "diversity"} & set(chosen):
         xr, names = feature_matrix(fr, e_r)
         xg, _ = feature_matrix(fg, e_g)
     if "correlation" in chosen:
+        stages.stage("correlation")
         metrics["correlation"] = _correlation(xr, xg, names, extra, seed + _SEED_OFFSETS["correlation"])
     if "multivariate" in chosen:
+        stages.stage("multivariate")
         metrics["multivariate"] = _multivariate(xr, xg, seed + _SEED_OFFSETS["multivariate"], max_points)
     if "diversity" in chosen:
+        stages.stage("diversity")
         xt = None
         if train is not None and len(train):
             ft = high_level_features(train.showers, train.incident_energies, geometry)
@@ -258,6 +293,7 @@ def evaluate(real: ShowerData, generated: ShowerData, geometry=None, seed: int =
         metrics["diversity"] = _diversity(real, generated, geometry, xr, xg, xt,
                                           seed + _SEED_OFFSETS["diversity"], max_points)
     if "regression" in chosen:
+        stages.stage("regression")
         metrics["condition_regression"] = _regression(real, generated, fr, fg, seed + _SEED_OFFSETS["regression"])
     rocs = {}
     if "classifier" in chosen and classifier_protocol in ("hepgen", "both"):
@@ -271,12 +307,14 @@ def evaluate(real: ShowerData, generated: ShowerData, geometry=None, seed: int =
                            high_level_inputs(hg, generated.incident_energies)),
         }
         for level, (a, b) in inputs.items():
+            stages.stage(f"classifier {level}")
             res = classifier_two_sample_test(a, b, seed=seed, **(classifier_kwargs or {}))
             rocs[level] = res.pop("roc")
             metrics["classifier"][level] = res
     if "classifier" in chosen and classifier_protocol in ("calochallenge", "both"):
         cc = calochallenge_levels(real.showers, real.incident_energies, generated.showers,
-                                  generated.incident_energies, geometry, **{"seed": seed, **(calochallenge_kwargs or {})})
+                                  generated.incident_energies, geometry, **{"seed": seed, **(calochallenge_kwargs or {})},
+                                  stages=stages)
         for res in cc.values():
             res.pop("history")  # per-epoch losses: logged, not kept
         metrics["classifier_calochallenge"] = cc
@@ -562,7 +600,7 @@ def _hist_data(metrics: dict, fr: dict, fg: dict, edges: dict, training_log: dic
 
 
 def write_outputs(metrics: dict, real: ShowerData, generated: ShowerData, out_dir, details=None,
-                  sep_threshold: float = 0.1, p_threshold: float = 0.01, train_log=None) -> Path:
+                  sep_threshold: float = 0.1, p_threshold: float = 0.01, train_log=None, progress=False) -> Path:
     """Write ``out_dir/metrics.json``, ``out_dir/figures/*.png`` (and ``.pdf``), ``out_dir/hist_data.json``
     and ``out_dir/report.html``; return the report path.
 
@@ -574,8 +612,18 @@ def write_outputs(metrics: dict, real: ShowerData, generated: ShowerData, out_di
     ``details`` is the second item of ``evaluate(..., return_details=True)`` (an
     :class:`EvaluationDetails`, or an older ``(features_real, features_generated, rocs)``
     tuple); without it the features are recomputed and the ROC and feature-correlation
-    figures are left out.  ``sep_threshold`` and ``p_threshold`` set the report's flags.
+    figures are left out.  ``sep_threshold`` and ``p_threshold`` set the report's flags; ``progress``
+    reports the stages ``figures`` and ``report`` (see :func:`evaluate`).
     """
+    stages = Stages.of(progress, "report", ["figures", "report"])
+    try:
+        return _write_outputs(metrics, real, generated, out_dir, details, sep_threshold, p_threshold, train_log, stages)
+    finally:
+        stages.close()
+
+
+def _write_outputs(metrics, real, generated, out_dir, details, sep_threshold, p_threshold, train_log, stages) -> Path:
+    stages.stage("figures")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(metrics, out / "metrics.json")
@@ -600,6 +648,7 @@ def write_outputs(metrics: dict, real: ShowerData, generated: ShowerData, out_di
     training_log = read_training_log(generated, train_log)
     figures = save_all(out, real.showers, generated.showers, geometry, fr, fg, edges, seps, rocs, aucs,
                        metrics=metrics, extra=extra, training_log=training_log)
+    stages.stage("report")
     with atomic_path(out / "hist_data.json") as tmp:
         Path(tmp).write_text(json.dumps(json_safe(_hist_data(metrics, fr, fg, edges, training_log)), allow_nan=False))
     return write_report(metrics, out, figures, sep_threshold=sep_threshold, p_threshold=p_threshold)
@@ -627,12 +676,24 @@ def _all_rows(real, generated, real_files, gen_files, geometry, n_bins: int, see
             "separation_power_all_rows": {"values": sep, "mean": float(np.mean(list(sep.values()))), "ks": ks}}
 
 
+def _showers(source, geometry, budget_gb=None, n_samples: int = 2, seed: int = 0):
+    """``(showers, file set or None)``: in-memory showers with ``geometry`` attached, or a file read
+    (:func:`~hepgen.data.formats.read_showers`; one above ``budget_gb`` as a seeded sample, with its
+    :class:`~hepgen.data.chunked.ShowerFileSet` for the streamed features, see
+    :func:`~hepgen.domains.showers.large.open_for_evaluation`)."""
+    if not isinstance(source, ShowerData):
+        return open_for_evaluation(source, geometry, budget_gb, n_samples, seed)
+    if geometry is None:
+        return source, None
+    return ShowerData(source.showers, source.incident_energies, source.conditions, geometry, source.attrs), None
+
+
 def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLike, geometry=None,
                    out_dir=None, seed: int = 0, report: bool = True, classifier: bool = True,
                    n_bins: int = 30, groups=None, train_path: str | os.PathLike | None = None,
                    sep_threshold: float = 0.1, p_threshold: float = 0.01, max_points: int = 5000,
                    classifier_protocol: str = "hepgen", calochallenge_kwargs: dict | None = None,
-                   memory_budget_gb: float | None = None) -> dict:
+                   progress=False, memory_budget_gb: float | None = None) -> dict:
     """Read two shower files, evaluate, and write ``out_dir/metrics.json`` (+ report.html and figures/).
 
     A file larger than ``memory_budget_gb`` (default 4 GB; :mod:`hepgen.domains.showers.large`)
@@ -641,7 +702,8 @@ def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLi
     (``evaluated_rows`` says how many rows each metric saw).
 
     Arguments:
-        real_path, generated_path: CaloChallenge-style HDF5 files (:func:`hepgen.data.formats.read_showers`).
+        real_path, generated_path: CaloChallenge-style HDF5 files (:func:`hepgen.data.formats.read_showers`),
+            or :class:`~hepgen.data.formats.ShowerData` already in memory (notebooks).
         geometry: a geometry, or the path of a binning XML / geometry JSON; default: the files' own.
         out_dir: output folder; nothing is written when None.
         seed: seeds the classifier tests.
@@ -649,23 +711,46 @@ def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLi
         classifier: run the classifier tests.
         n_bins: bins per histogram.
         groups: metric groups (see :func:`resolve_groups`; default all).
-        train_path: the model's training showers (HDF5), for the memorisation test.
+        train_path: the model's training showers (HDF5 or ShowerData), for the memorisation test.
         sep_threshold, p_threshold: flag thresholds of the report (:func:`hepgen.domains.showers.report.write_report`).
         max_points: subsample size of the O(N²) metrics (see :func:`evaluate`).
         classifier_protocol, calochallenge_kwargs: which classifier test(s), see :func:`evaluate`.
+        progress: report the stages (reading, features, metric groups, classifier epochs, figures,
+            report): False, True (a bar on stderr) or a callable taking the message.
+        memory_budget_gb: files above it are evaluated on a bounded sample (see above).
 
     Returns:
-        the metrics dict, with ``inputs`` = the paths (``train`` too when given).
+        the metrics dict, with ``inputs`` = the paths of the files read (``train`` too when given).
 
     Raises:
         ValueError: the two files hold different geometries or numbers of voxels, or neither
             holds a geometry and none is given.
     """
+    planned = ["read"] + planned_stages(resolve_groups(groups, classifier), classifier_protocol,
+                                        report=out_dir is not None and report)
+    stages = Stages.of(progress, "evaluate showers", planned)
+    try:
+        return _evaluate_files(real_path, generated_path, geometry, out_dir, seed, report, classifier, n_bins, groups,
+                               train_path, sep_threshold, p_threshold, max_points, classifier_protocol,
+                               calochallenge_kwargs, stages, memory_budget_gb)
+    finally:
+        stages.close()
+
+
+def _evaluate_files(real_path, generated_path, geometry, out_dir, seed, report, classifier, n_bins, groups,
+                    train_path, sep_threshold, p_threshold, max_points, classifier_protocol, calochallenge_kwargs,
+                    stages, memory_budget_gb=None) -> dict:
+    stages.stage("read")
     if geometry is not None and not hasattr(geometry, "n_voxels"):
         geometry = load_geometry(geometry)
+    paths = {}
+    for key, given in (("real", real_path), ("generated", generated_path), ("train", train_path)):
+        if given is not None and not isinstance(given, ShowerData):
+            paths[key] = str(given)
     n_samples = 2 if train_path is None else 3
-    real, real_files = open_for_evaluation(real_path, geometry, memory_budget_gb, n_samples, seed)
-    generated, gen_files = open_for_evaluation(generated_path, geometry, memory_budget_gb, n_samples, seed)
+    (real, real_files), (generated, gen_files) = (_showers(x, geometry, memory_budget_gb, n_samples, seed)
+                                                  for x in (real_path, generated_path))
+    real_path, generated_path = paths.get("real", "the reference showers"), paths.get("generated", "the generated showers")
     if real.showers.shape[1] != generated.showers.shape[1]:
         raise ValueError(f"{generated_path} holds showers of {generated.showers.shape[1]} voxels but "
                          f"{real_path} holds {real.showers.shape[1]}: they cannot be compared")
@@ -681,22 +766,26 @@ def evaluate_files(real_path: str | os.PathLike, generated_path: str | os.PathLi
                          "pass the CaloChallenge binning XML (--binning)")
     train = None
     if train_path is not None:
-        train, _ = open_for_evaluation(train_path, geometry, memory_budget_gb, n_samples, seed)
+        train, _ = _showers(train_path, geometry, memory_budget_gb, n_samples, seed)
+        train_path = paths.get("train", "the training showers")
         if train.showers.shape[1] != real.showers.shape[1]:
             raise ValueError(f"{train_path} holds showers of {train.showers.shape[1]} voxels but "
                              f"{real_path} holds {real.showers.shape[1]}: they cannot be compared")
     metrics, details = evaluate(real, generated, geometry, seed=seed, n_bins=n_bins, classifier=classifier,
                                 return_details=True, groups=groups, train=train, max_points=max_points,
-                                classifier_protocol=classifier_protocol, calochallenge_kwargs=calochallenge_kwargs)
-    metrics["inputs"] = {"real": str(real_path), "generated": str(generated_path)}
+                                classifier_protocol=classifier_protocol, calochallenge_kwargs=calochallenge_kwargs,
+                                progress=stages)
+    if paths:  # the files compared (in-memory samples have no path)
+        metrics["inputs"] = {"real": paths.get("real", "(in memory)"),
+                             "generated": paths.get("generated", "(in memory)")}
+        if "train" in paths:
+            metrics["inputs"]["train"] = paths["train"]
     if real_files is not None or gen_files is not None:
         metrics.update(_all_rows(real, generated, real_files, gen_files, geometry, n_bins, seed))
-    if train_path is not None:
-        metrics["inputs"]["train"] = str(train_path)
     if out_dir is not None:
         if report:
             write_outputs(metrics, real, generated, out_dir, details=details, sep_threshold=sep_threshold,
-                          p_threshold=p_threshold)
+                          p_threshold=p_threshold, progress=stages)
         else:
             write_metrics(metrics, Path(out_dir) / "metrics.json")
     return metrics

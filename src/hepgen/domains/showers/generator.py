@@ -7,6 +7,7 @@ streams many of them into a CaloChallenge HDF5 file in resumable chunks.  Checkp
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Union
@@ -19,12 +20,21 @@ from hepgen import __version__
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.data.formats import ShowerData
 from hepgen.data.geometry import Geometry, geometry_from_dict
-from hepgen.data.stream import chunk_seed, file_sha256, stream_showers
+from hepgen.data.stream import (
+    ConditionSource,
+    DataConditions,
+    EnergyListConditions,
+    EnergyRangeConditions,
+    FileConditions,
+    chunk_seed,
+    file_sha256,
+    stream_showers,
+)
 from hepgen.domains.showers.inference import ShowerSampler
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor
 from hepgen.models import GenerativeModel, build_model
 
-__all__ = ["ShowerGenerator", "sample_to_file", "warn_outside_training_range"]
+__all__ = ["ShowerGenerator", "condition_source", "sample_showers", "sample_to_file", "warn_outside_training_range"]
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +138,9 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
     :class:`~hepgen.domains.showers.inference.ShowerSampler` batch by batch (the showers depend on
     ``batch_size`` and the thread count only through float rounding: BLAS kernels are not
     batch-invariant); other families fall back to :meth:`ShowerGenerator.sample` with the
-    chunk's seed (the showers then depend on ``batch_size`` too).
+    chunk's seed (the showers then depend on ``batch_size`` too).  The network runs where the
+    model is; the noise is drawn on the CPU, so the showers do not depend on the device beyond
+    float rounding.
     """
     if gen.model.noise_dim is None:
         def sample_chunk(energies, conditions, index):
@@ -137,6 +149,8 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
         return sample_chunk, {"sampler": "model.sample", "batch_size": int(batch_size)}
 
     sampler = ShowerSampler.from_generator(gen, fast=fast)
+    dev = next(gen.model.parameters()).device
+    sampler.to(dev)
 
     @torch.no_grad()
     def sample_chunk(energies, conditions, index):
@@ -149,7 +163,7 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
         out = np.empty((m, sampler.n_voxels), dtype=np.float32)
         for s in range(0, m, batch_size):
             sl = slice(s, s + batch_size)
-            out[sl] = sampler(e[sl], z[sl], None if extra is None else extra[sl]).numpy()
+            out[sl] = sampler(e[sl].to(dev), z[sl].to(dev), None if extra is None else extra[sl].to(dev)).cpu().numpy()
         return out
 
     return sample_chunk, {"sampler": type(sampler.sampler).__name__}
@@ -224,6 +238,7 @@ def sample_to_file(
     progress: bool = False,
     compression: str | None = "gzip",
     fast: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict:
     """Sample ``n`` showers into a CaloChallenge HDF5 file in chunks, resumably, with provenance.
 
@@ -240,6 +255,7 @@ def sample_to_file(
         progress: show a progress bar.
         compression: HDF5 compression of the showers.
         fast: use the pruned flow sampler where available (see :mod:`hepgen.domains.showers.inference`).
+        device: where the network runs, e.g. ``"cuda"`` (None: where the model is).
 
     Returns:
         the summary dict of :func:`~hepgen.data.stream.stream_showers`.
@@ -247,6 +263,8 @@ def sample_to_file(
     if int(batch_size) < 1:
         raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
     digest = file_sha256(checkpoint) if checkpoint is not None else None
+    if device is not None:
+        gen.model.to(device)
     sample_chunk, sampler_job = _chunk_sampler(gen, int(seed), int(batch_size), fast=fast)
     attrs = {
         "generator": f"hepgen {gen.model.family}",
@@ -260,3 +278,74 @@ def sample_to_file(
     return stream_showers(path, n, sample_chunk, conditions, n_voxels=gen.preprocessor.n_voxels, seed=seed,
                           chunk_size=chunk_size, geometry=gen.geometry, job=job, attrs=attrs, resume=resume,
                           progress=progress, compression=compression)
+
+
+def condition_source(gen: ShowerGenerator, n: int | None = None, energies=None, energy_range=None,
+                     conditions_from=None, seed: int = 0) -> tuple[ConditionSource, int]:
+    """Where the incident energies and extra conditions of a sampling job come from, and its N
+    (what ``hepgen sample`` and :func:`hepgen.api.sample` do with their options).
+
+    Arguments:
+        gen: the generator (its ``meta`` gives the training ranges).
+        n: number of showers; with ``conditions_from`` at most its rows (None: all of them).
+        energies: incident energies in MeV to draw from, uniformly.
+        energy_range: ``(lo, hi)`` MeV, log-uniform; default: the training range.
+        conditions_from: a CaloChallenge HDF5 file or a :class:`~hepgen.data.formats.ShowerData`
+            whose incident energies and conditions are taken row by row.
+        seed: the job's seed (random conditions; extra conditions uniform in their training ranges).
+
+    Returns:
+        ``(source, n)``: a :class:`~hepgen.data.stream.ConditionSource` and the number of showers.
+    """
+    if n is not None and n < 1:
+        raise ValueError(f"--n: expected a number of showers >= 1, found {n}")
+    if conditions_from is not None:
+        if isinstance(conditions_from, ShowerData):
+            source = DataConditions(conditions_from, gen.condition_names)
+        elif not isinstance(conditions_from, (str, os.PathLike)):
+            raise ValueError(f"conditions: expected showers (ShowerData) or a CaloChallenge HDF5 file, found "
+                             f"{type(conditions_from).__name__}")
+        else:
+            source = FileConditions(conditions_from, gen.condition_names)
+        return source, source.n_available if n is None else min(n, source.n_available)
+    if n is None:
+        raise ValueError("give --n (number of showers) or --conditions-from FILE.h5")
+    ranges = {name: gen.meta["condition_ranges"][name] for name in gen.condition_names}
+    if energies is not None and len(energies):
+        return EnergyListConditions(energies, seed, ranges), n
+    lo, hi = energy_range or gen.meta.get("energy_range", [1e3, 1e5])
+    if not 0 < lo <= hi:
+        raise ValueError(f"--energy-range: expected 0 < LO <= HI (MeV), found {lo} {hi}")
+    return EnergyRangeConditions(lo, hi, seed, ranges), n
+
+
+def sample_showers(gen: ShowerGenerator, n: int, conditions: ConditionSource, seed: int = 0,
+                   chunk_size: int = 10_000, batch_size: int = 1_000, progress: bool = False,
+                   fast: bool = True) -> ShowerData:
+    """Sample ``n`` showers in memory: the same showers that :func:`sample_to_file` writes with the
+    same arguments (chunk by chunk, each chunk seeded from ``(seed, chunk index)``).
+
+    Returns:
+        :class:`~hepgen.data.formats.ShowerData` with the generator's geometry; ``attrs`` hold the
+        family, the seed and how the conditions were chosen (JSON).
+    """
+    if int(batch_size) < 1 or int(chunk_size) < 1:
+        raise ValueError(f"batch_size, chunk_size: expected >= 1, found {batch_size}, {chunk_size}")
+    n, chunk_size = int(n), int(chunk_size)
+    if conditions.n_available is not None:
+        n = min(n, conditions.n_available)
+    sample_chunk, _ = _chunk_sampler(gen, int(seed), int(batch_size), fast=fast)
+    sample_chunk = _range_guarded(gen, sample_chunk, chunk_size)
+    showers, energies, conds = [], [], {}
+    for index in tqdm(range((n + chunk_size - 1) // chunk_size), desc="sampling", unit="chunk", disable=not progress):
+        start, stop = index * chunk_size, min((index + 1) * chunk_size, n)
+        e, c = conditions.chunk(start, stop, index)
+        showers.append(np.asarray(sample_chunk(e, c, index), dtype=np.float32))
+        energies.append(np.asarray(e, dtype=np.float64).reshape(-1, 1))
+        for k, v in c.items():
+            conds.setdefault(k, []).append(np.asarray(v, dtype=np.float64).reshape(stop - start, -1))
+    attrs = {"generator": f"hepgen {gen.model.family}", "hepgen_family": gen.model.family, "seed": int(seed),
+             "hepgen_conditions": json.dumps(conditions.describe())}
+    return ShowerData(np.concatenate(showers) if showers else np.zeros((0, gen.preprocessor.n_voxels), np.float32),
+                      np.concatenate(energies) if energies else np.zeros((0, 1)),
+                      {k: np.concatenate(v) for k, v in conds.items()}, gen.geometry, attrs)

@@ -1,4 +1,9 @@
-"""Self-contained HTML validation report from a metrics dict and a list of figures; no computation."""
+"""Self-contained HTML validation report from a metrics dict and a list of figures; no computation.
+
+``report.html`` is one file: the figures are embedded as base64 PNG ``data:`` URIs and
+``hist_data.json`` as a download link of the same kind (:mod:`hepgen.report.portable`); the
+PNG and PDF files stay in ``figures/`` beside it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import math
 from pathlib import Path
 
 from hepgen._io import atomic_path
+from hepgen.report.portable import data_uri
 
 __all__ = ["flagged_features", "write_report"]
 
@@ -170,8 +176,9 @@ def write_report(metrics: dict, out_dir, figures=(), sep_threshold: float = 0.1,
     Arguments:
         metrics: the dict of :func:`hepgen.domains.showers.evaluate.evaluate` (keys in docs/metrics.md);
             an optional ``timing`` dict (name → number) is shown as a "Speed" section.
-        out_dir: folder of the report; figures are referenced relative to it.
-        figures: ``[(title, relative path)]``, e.g. from :func:`hepgen.domains.showers.plots.save_all`.
+        out_dir: folder of the report; figures are read relative to it and embedded.
+        figures: ``[(title, relative path)]`` of PNG files, e.g. from
+            :func:`hepgen.domains.showers.plots.save_all`.
         sep_threshold: flag features whose separation power exceeds this.
         p_threshold: flag features whose KS p-value is below this.
         title: page title.
@@ -237,11 +244,15 @@ def write_report(metrics: dict, out_dir, figures=(), sep_threshold: float = 0.1,
         parts += [f"<tr><th>{e(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in metrics["timing"].items()]
         parts.append("</table>")
     if figures:
-        parts.append("<h2>Figures</h2><p class='note'>Each figure is also a vector PDF beside its PNG "
-                     "(<code>figures/NAME.pdf</code>); the bin edges and counts of every feature histogram, and the "
-                     "training history, are in <a href='hist_data.json'>hist_data.json</a>.</p>")
+        hist = out / "hist_data.json"
+        link = (f"<a download='hist_data.json' href='{data_uri(hist)}'>hist_data.json</a> (embedded; also beside "
+                "this report)") if hist.is_file() else "<code>hist_data.json</code>"
+        parts.append("<h2>Figures</h2><p class='note'>Each figure is also a PNG and a vector PDF in the folder "
+                     "<code>figures/</code> beside this report (<code>figures/NAME.pdf</code>); the bin edges and "
+                     f"counts of every feature histogram, and the training history, are in {link}.</p>")
         for fig_title, rel in figures:
-            parts.append(f"<h3>{e(fig_title)}</h3><img src='{e(str(rel))}' alt='{e(fig_title)}'>")
+            parts.append(f"<h3>{e(fig_title)}</h3><img src='{data_uri(out / rel, 'image/png')}' "
+                         f"alt='{e(fig_title)} (figures/{e(Path(rel).name)})'>")
     parts += _extended_sections(metrics)
     rows = _feature_rows(metrics)
     extended = "features" in metrics

@@ -11,15 +11,18 @@ and its deviations from Geant4's standard one).
 Example:
     >>> from hepgen.simulate.geant4 import PRESETS
     >>> sorted(PRESETS)
-    ['3dgan', 'calogan', 'ds1-photon', 'ds2', 'hgcal']
+    ['3dgan', 'calogan', 'demo', 'ds1-photon', 'ds2', 'hgcal']
 """
 
 from hepgen.simulate.geant4.engine import (
+    DATA_SETS,
     PARTICLES,
     PHYSICS_DEVIATIONS,
     PHYSICS_LIST,
+    PHYSICS_LISTS,
     Geant4Engine,
     build_library,
+    check_data_sets,
     cache_dir,
     geant4_version,
     get_engine,
@@ -28,15 +31,18 @@ from hepgen.simulate.geant4.engine import (
 from hepgen.simulate.geant4.presets import PRESETS, CalorimeterSpec, Slab, get_preset
 
 __all__ = [
+    "DATA_SETS",
     "PARTICLES",
     "PHYSICS_DEVIATIONS",
     "PHYSICS_LIST",
+    "PHYSICS_LISTS",
     "PRESETS",
     "CalorimeterSpec",
     "Geant4Engine",
     "Slab",
     "build_library",
     "cache_dir",
+    "check_data_sets",
     "geant4_version",
     "get_engine",
     "get_preset",

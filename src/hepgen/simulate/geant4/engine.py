@@ -43,6 +43,17 @@ fluorescence, Auger   off                                        off (option 0)
 hadronic (γ/e-nuclear) none                                      in FTFP_BERT etc. via G4EmExtraPhysics
 ====================  =========================================  ==========================================
 
+**Stock lists with real data sets.**  ``physics_list="standard"`` (Geant4's
+``G4EmStandardPhysics``) or ``"option4"`` (``G4EmStandardPhysics_option4``, the most
+precise standard EM list) registers that stock constructor, bound by geant4-pybind, in a
+``G4VModularPhysicsList`` (EM physics only: no hadronic or decay physics) with the same
+production cut.  They read Geant4 data sets (G4EMLOW, PhotonEvaporation, G4ENSDFSTATE),
+which this engine checks before any run (:func:`check_data_sets`: ``$G4LEDATA``, or
+``$GEANT4_DATA_DIR/G4EMLOW8.8`` as Geant4 11 finds it, must be a folder with ``brem_SB/``
+and ``livermore/``, and so on); otherwise a one-line ``ValueError`` names the variable and
+the folder.  The list's name is recorded in every
+file (``physics_list_name``).  Without the data sets (this machine) only ``data-free`` runs.
+
 Measured effect (issue 13, docs/geant4.md): the relativistic bremsstrahlung model below
 1 GeV gives a radiative dE/dx of 0.65–0.94 of NIST ESTAR between 1 and 10 MeV and
 0.98–1.04 from 20 MeV to 1 GeV in lead; collision dE/dx agrees with ESTAR within 0.1 %.
@@ -98,6 +109,9 @@ __all__ = [
     "PARTICLES",
     "PHYSICS_DEVIATIONS",
     "PHYSICS_LIST",
+    "PHYSICS_LISTS",
+    "DATA_SETS",
+    "check_data_sets",
     "Geant4Engine",
     "build_library",
     "cache_dir",
@@ -123,6 +137,27 @@ PHYSICS_DEVIATIONS = ("vs G4EmStandardPhysics: no Seltzer-Berger bremsstrahlung 
                       "conversion at all energies (no 5D model), no e+- pair production, no hadronic "
                       "(photo-/electro-nuclear) physics")
 
+#: Physics-list names → (description, deviations from G4EmStandardPhysics) recorded in the files.
+PHYSICS_LISTS = {
+    "data-free": (PHYSICS_LIST, PHYSICS_DEVIATIONS),
+    "standard": ("Geant4 G4EmStandardPhysics (stock constructor, G4EMLOW data) in a G4VModularPhysicsList; "
+                 "serial run manager",
+                 "EM list as G4EmStandardPhysics; no hadronic (photo-/electro-nuclear) or decay physics"),
+    "option4": ("Geant4 G4EmStandardPhysics_option4 (stock constructor, G4EMLOW data) in a G4VModularPhysicsList; "
+                "serial run manager",
+                "EM list G4EmStandardPhysics_option4 (not option 0); no hadronic (photo-/electro-nuclear) or decay "
+                "physics"),
+}
+_STOCK_CONSTRUCTORS = {"standard": "G4EmStandardPhysics", "option4": "G4EmStandardPhysics_option4"}
+#: The data sets the stock lists read: variable → (folder name of the Geant4 release inside
+#: geant4-pybind 0.1.3, Geant4 11.4, looked for under ``GEANT4_DATA_DIR`` when the variable is
+#: not set; entries the folder must hold).
+DATA_SETS = {
+    "G4LEDATA": ("G4EMLOW8.8", ("brem_SB", "livermore")),
+    "G4LEVELGAMMADATA": ("PhotonEvaporation6.1.2", ()),
+    "G4ENSDFSTATEDATA": ("G4ENSDFSTATE3.0", ("ENSDFSTATE.dat",)),
+}
+
 _ABI = 1
 _NUDGE_MM = 1e-3
 _SOURCE = Path(__file__).with_name("_g4processes.cpp")
@@ -132,6 +167,10 @@ def cache_dir() -> Path:
     """hepgen's per-user cache folder: ``$HEPGEN_CACHE``, default ``~/.cache/hepgen``."""
     env = os.environ.get("HEPGEN_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "hepgen"
+
+
+#: the GEANT4_DATA_DIR this module set for the data-free list (None: the user's, or none)
+_DATA_DIR_SET_BY_HEPGEN: str | None = None
 
 
 def _prepare_environment() -> None:
@@ -146,6 +185,8 @@ def _prepare_environment() -> None:
         return
     os.environ.setdefault("GEANT4_DATA_DIR", str(data))
     os.environ.setdefault("G4ENSDFSTATEDATA", str(data))
+    global _DATA_DIR_SET_BY_HEPGEN
+    _DATA_DIR_SET_BY_HEPGEN = str(data)
 
 
 _prepare_environment()
@@ -153,6 +194,59 @@ try:
     import geant4_pybind as g4
 except ImportError:  # the optional extra is missing: calling the engine raises INSTALL_HINT
     g4 = None
+
+
+def _data_folder(var: str, dirname: str) -> tuple[Path | None, str]:
+    """Where Geant4 11 looks for a data set (``G4FindDataDir``): ``$var``, else
+    ``$GEANT4_DATA_DIR/dirname``; and how to say so."""
+    if os.environ.get(var):
+        return Path(os.environ[var]), f"{var}={os.environ[var]}"
+    base = os.environ.get("GEANT4_DATA_DIR")
+    if not base:
+        return None, f"neither {var} nor GEANT4_DATA_DIR is set"
+    by = " (set by hepgen for the data-free list)" if base == _DATA_DIR_SET_BY_HEPGEN else ""
+    return Path(base) / dirname, f"{var} is not set and GEANT4_DATA_DIR={base}{by}: {dirname}/"
+
+
+def check_data_sets(physics_list: str) -> dict:
+    """Check, before any run, that ``physics_list`` can find the Geant4 data sets it reads.
+
+    ``data-free`` needs none.  ``standard`` and ``option4`` read :data:`DATA_SETS`: G4EMLOW
+    (``G4LEDATA``: Seltzer-Berger bremsstrahlung, Livermore photo-effect and Rayleigh tables;
+    must hold ``brem_SB/`` and ``livermore/``), PhotonEvaporation (``G4LEVELGAMMADATA``: the
+    stock constructors build the ion tables, which need it; measured here, without it
+    Geant4 stops while constructing particles) and G4ENSDFSTATE (``G4ENSDFSTATEDATA``:
+    ``ENSDFSTATE.dat``).  Each folder is ``$VARIABLE``, else ``$GEANT4_DATA_DIR/<name><version>``
+    (Geant4 11's ``G4FindDataDir`` rule).
+
+    Returns:
+        ``{variable: folder}`` of the data sets used (recorded in the files' provenance).
+
+    Raises:
+        ValueError: one line naming the physics list, the variable and the missing folder.
+
+    >>> check_data_sets("data-free")
+    {}
+    """
+    if physics_list not in PHYSICS_LISTS:
+        raise ValueError(f"physics_list: expected one of {sorted(PHYSICS_LISTS)}, found {physics_list!r}")
+    if physics_list == "data-free":
+        return {}
+    used = {}
+    for var, (dirname, needed) in DATA_SETS.items():
+        folder, where = _data_folder(var, dirname)
+        need = (f"physics list {physics_list!r} ({_STOCK_CONSTRUCTORS[physics_list]}) needs Geant4's {dirname} "
+                f"data set")
+        hint = f"set {var} to its folder, or GEANT4_DATA_DIR to the folder that holds {dirname}/"
+        if folder is None:
+            raise ValueError(f"{need}: {where}; {hint}")
+        if not folder.is_dir():
+            raise ValueError(f"{need}: {where} is not a folder; {hint}")
+        missing = [n for n in needed if not (folder / n).exists()]
+        if missing:
+            raise ValueError(f"{need}: {where} has no {', '.join(missing)} (not a {dirname} folder); {hint}")
+        used[var] = str(folder)
+    return used
 
 
 def _require_g4() -> None:
@@ -286,6 +380,13 @@ if g4 is not None:
         def SetCuts(self):  # must be overridden in Python (the base one is not reachable)
             for name in ("gamma", "e-", "e+", "proton"):
                 self.SetCutValue(self.cut, name)
+
+    def _stock_physics_list(name: str, cut_mm: float):
+        """A modular list holding one stock EM constructor (``standard`` / ``option4``), cut ``cut_mm``."""
+        physics = g4.G4VModularPhysicsList()
+        physics.SetDefaultCutValue(float(cut_mm) * g4.mm)
+        physics.RegisterPhysics(getattr(g4, _STOCK_CONSTRUCTORS[name])())
+        return physics
 
     class _Detector(g4.G4VUserDetectorConstruction):
         """Slabs along z from z = 0; active slabs hold one volume per voxel (copy number = index)."""
@@ -478,10 +579,16 @@ class Geant4Engine:
             volumes but no scoring) or ``"bare"`` (plain slabs, no voxel volumes, no scoring:
             the time of Geant4 alone); the last two return zeros.
         quiet: send Geant4's banner and tables to the debug log.
+        physics_list: ``data-free`` (default: the models above, no data files), ``standard``
+            (``G4EmStandardPhysics``) or ``option4`` (``G4EmStandardPhysics_option4``); the
+            last two need the G4EMLOW data set (:func:`check_data_sets`, checked here).
     """
 
-    def __init__(self, spec: CalorimeterSpec, cut_mm: float = 0.7, scoring: str = "primitive", quiet: bool = True):
+    def __init__(self, spec: CalorimeterSpec, cut_mm: float = 0.7, scoring: str = "primitive", quiet: bool = True,
+                 physics_list: str = "data-free"):
         _require_g4()
+        self.data_sets = check_data_sets(physics_list)
+        self.physics_list = physics_list
         if scoring not in ("primitive", "python", "none", "bare"):
             raise ValueError(f"scoring: expected 'primitive', 'python', 'none' or 'bare', found {scoring!r}")
         if not cut_mm > 0:
@@ -498,7 +605,8 @@ class Geant4Engine:
                 ui.ApplyCommand(cmd)
             g4.G4EmParameters.Instance().SetVerbose(0)
             self.det = _Detector(spec, scoring)
-            self.physics = _PhysicsList(cut_mm)
+            self.physics = (_PhysicsList(cut_mm) if physics_list == "data-free"
+                            else _stock_physics_list(physics_list, cut_mm))
             self.rm.SetUserInitialization(self.det)
             self.rm.SetUserInitialization(self.physics)
             self.gun = _Gun()
@@ -511,7 +619,7 @@ class Geant4Engine:
 
     @property
     def settings(self) -> tuple:
-        return (json.dumps(self.spec.to_dict(), sort_keys=True), self.cut_mm, self.scoring)
+        return (json.dumps(self.spec.to_dict(), sort_keys=True), self.cut_mm, self.scoring, self.physics_list)
 
     def simulate(self, energies_mev, particle: str = "gamma", theta=None, phi=None, impact_position=None,
                  seed: int = 1) -> dict:
@@ -568,23 +676,24 @@ class Geant4Engine:
 
 
 def get_engine(preset: str | CalorimeterSpec = "ds1-photon", cut_mm: float = 0.7, scoring: str = "primitive",
-               quiet: bool = True) -> Geant4Engine:
+               quiet: bool = True, physics_list: str = "data-free") -> Geant4Engine:
     """This process's :class:`Geant4Engine`, built on first call.
 
-    Geant4 allows one run manager per process, so a later call with another preset, cut or
-    scoring raises ``RuntimeError`` (run it in another process: ``workers >= 2`` or a
-    subprocess).
+    Geant4 allows one run manager per process, so a later call with another preset, cut,
+    scoring or physics list raises ``RuntimeError`` (run it in another process:
+    ``workers >= 2`` or a subprocess).
     """
     global _ENGINE
     _require_g4()
     spec = get_preset(preset) if isinstance(preset, str) else preset
     if _ENGINE is None:
-        _ENGINE = Geant4Engine(spec, cut_mm, scoring, quiet)
+        _ENGINE = Geant4Engine(spec, cut_mm, scoring, quiet, physics_list)
         return _ENGINE
-    wanted = (json.dumps(spec.to_dict(), sort_keys=True), float(cut_mm), scoring)
+    wanted = (json.dumps(spec.to_dict(), sort_keys=True), float(cut_mm), scoring, physics_list)
     if _ENGINE.settings != wanted:
         raise RuntimeError(f"this process already runs Geant4 with preset {_ENGINE.spec.name!r}, cut "
-                           f"{_ENGINE.cut_mm} mm, scoring {_ENGINE.scoring!r}; Geant4 allows one run manager per "
+                           f"{_ENGINE.cut_mm} mm, scoring {_ENGINE.scoring!r}, physics list "
+                           f"{_ENGINE.physics_list!r}; Geant4 allows one run manager per "
                            "process: use another process (workers >= 2) for other settings")
     return _ENGINE
 
@@ -613,7 +722,7 @@ def _draw(task: dict) -> dict:
 def _run_chunk(task: dict) -> dict:
     """Worker entry point: simulate one chunk and write it atomically to ``task['path']``."""
     s = task["settings"]
-    engine = get_engine(s["preset"], s["cut_mm"])
+    engine = get_engine(s["preset"], s["cut_mm"], physics_list=s.get("physics_list", "data-free"))
     d = _draw(task)
     res = engine.simulate(d["energies"], s["particle"], d["theta"], d["phi"], d["xy"], seed=task["seed"])
     conditions = {}
@@ -653,7 +762,7 @@ def simulate_geant4(output: str | os.PathLike, n: int, preset: str = "ds1-photon
                     theta_range: tuple[float, float] | None = None, phi_range: tuple[float, float] | None = None,
                     position_range: tuple[float, float] | None = None, seed: int = 0, workers: int = 1,
                     chunk_size: int = 100, resume: bool = True, progress: bool = True, cut_mm: float = 0.7,
-                    xml: str | os.PathLike | None = None) -> ShowerData:
+                    xml: str | os.PathLike | None = None, physics_list: str = "data-free") -> ShowerData:
     """Simulate ``n`` showers with Geant4 and write them to ``output`` (CaloChallenge HDF5).
 
     Work is split into chunks of ``chunk_size`` showers, each with its own seed
@@ -678,12 +787,16 @@ def simulate_geant4(output: str | os.PathLike, n: int, preset: str = "ds1-photon
         cut_mm: production cut (mm).
         xml: also write the binning there (CaloChallenge XML for cylindrical presets, JSON
             for the Cartesian one).
+        physics_list: ``data-free`` (default), ``standard`` or ``option4``
+            (:data:`PHYSICS_LISTS`; the last two need the G4EMLOW data set, checked before any
+            run by :func:`check_data_sets`).
 
     Returns:
         the :class:`ShowerData` written, with provenance attributes (engine, Geant4 version,
-        physics list and its deviations, cut, seed, preset, CPU seconds).
+        physics list name, description and deviations, cut, seed, preset, CPU seconds).
     """
     _require_g4()
+    data_sets = check_data_sets(physics_list)
     output = Path(output)
     spec = get_preset(preset)
     if particle not in PARTICLES:
@@ -703,7 +816,8 @@ def simulate_geant4(output: str | os.PathLike, n: int, preset: str = "ds1-photon
         raise ValueError(f"theta_range: expected angles within (-pi/2, pi/2) rad, found {theta_range!r}")
     settings = {"preset": spec.name, "particle": PARTICLES[particle], "energy_range": e_range, "energies": energies,
                 "theta_range": theta, "phi_range": _pair(phi_range, "phi_range"),
-                "position_range": _pair(position_range, "position_range"), "cut_mm": float(cut_mm)}
+                "position_range": _pair(position_range, "position_range"), "cut_mm": float(cut_mm),
+                "physics_list": physics_list}
     version = geant4_version()
     manifest = {"engine": "geant4", "geant4": version, "n": int(n), "seed": int(seed),
                 "chunk_size": int(chunk_size), "settings": settings,
@@ -720,7 +834,8 @@ def simulate_geant4(output: str | os.PathLike, n: int, preset: str = "ds1-photon
     conditions = {k: np.concatenate([p.conditions[k] for p in parts]) for k in parts[0].conditions}
     attrs = {"generator": "hepgen.simulate.geant4", "engine": "geant4", "geant4_version": version,
              "geant4_pybind_version": importlib.metadata.version("geant4-pybind"),
-             "physics_list": PHYSICS_LIST, "physics_deviations": PHYSICS_DEVIATIONS,
+             "physics_list_name": physics_list, "physics_list": PHYSICS_LISTS[physics_list][0],
+             "physics_deviations": PHYSICS_LISTS[physics_list][1],
              "production_cut_mm": float(cut_mm), "seed": int(seed), "preset": spec.name,
              "preset_description": spec.description, "calorimeter": json.dumps(spec.to_dict()["slabs"]),
              "particle": settings["particle"], "chunk_size": int(chunk_size),
@@ -728,6 +843,8 @@ def simulate_geant4(output: str | os.PathLike, n: int, preset: str = "ds1-photon
     for key in ("energy_range", "energies", "theta_range", "phi_range", "position_range"):
         if settings[key] is not None:
             attrs[key] = settings[key]
+    for var, folder in data_sets.items():
+        attrs[f"data_set_{var}"] = folder
     data = ShowerData(np.concatenate([p.showers for p in parts]),
                       np.concatenate([p.incident_energies for p in parts]), conditions, spec.geometry, attrs)
     write_showers(output, data)

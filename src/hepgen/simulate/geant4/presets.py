@@ -38,6 +38,14 @@ depth in radiation lengths and sampling), not replicas of their detectors:
   14 double-sided mini-modules, 28 silicon layers of 127 hexagonal 1.1 cm² cells
   (:class:`hepgen.data.geometry.HexagonalGrid`), Pb absorbers in steel, Cu cooling plates
   and CuW baseplates (≈ 25.2 X0); every thickness is an approximation (see :func:`hgcal`).
+* ``demo`` — the Geant4 twin of ``hepgen demo``'s GFlash calorimeter
+  (:func:`hepgen.simulate.calorimeter.default_calorimeter`, ``SamplingCalorimeter()``: 2 mm lead /
+  4 mm polystyrene scintillator, 24 X0 deep, 8 readout layers of 3 X0) with the demo's binning
+  (:func:`hepgen.data.geometry.default_binning`, 8 layers × 6 α × 8 r = 384 voxels), built by
+  :func:`gflash_twin`: the readout-layer boundaries sit where the stack's depth in PDG
+  radiation lengths equals GFlash's layer boundaries (slabs are split there), so the depth and
+  every layer's extent in X0 are GFlash's; in mm they agree within one sampling period (6 mm).
+  ``hepgen demo`` and ``hepgen bench`` time Geant4 in it for their speed-up against full simulation.
 
 Example:
     >>> spec = PRESETS["ds1-photon"]()
@@ -45,6 +53,9 @@ Example:
     (368, 5)
     >>> round(spec.depth_x0(), 1)
     31.8
+    >>> twin = PRESETS["demo"]()
+    >>> twin.geometry == default_binning(), round(twin.depth_x0(), 6)
+    (True, 24.0)
 """
 
 from __future__ import annotations
@@ -61,8 +72,9 @@ from hepgen.data.geometry import (
     HexagonalGrid,
     LayerBinning,
     LayeredCartesianGrid,
+    default_binning,
 )
-from hepgen.simulate.calorimeter import LEAD, POLYSTYRENE, Material, SamplingCalorimeter
+from hepgen.simulate.calorimeter import LEAD, POLYSTYRENE, Material, SamplingCalorimeter, default_calorimeter
 
 __all__ = [
     "PRESETS",
@@ -70,11 +82,13 @@ __all__ = [
     "CalorimeterSpec",
     "Slab",
     "calogan",
+    "demo",
     "ds1_photon",
     "ds2",
     "gan3d",
     "get_preset",
     "gflash_calorimeter",
+    "gflash_twin",
     "hgcal",
 ]
 
@@ -332,9 +346,93 @@ def gflash_calorimeter(spec: CalorimeterSpec, sampling_fraction: float | None = 
                                absorber_thickness_mm=d_abs, active_thickness_mm=d_act)
 
 
+def _nist_name(material: Material) -> str:
+    for name, m in _GFLASH_MATERIALS.items():
+        if m == material:
+            return name
+    raise ValueError(f"GFlash material {material.name!r}: no Geant4 NIST counterpart; known: "
+                     f"{sorted(m.name for m in _GFLASH_MATERIALS.values())}")
+
+
+def gflash_twin(calorimeter: SamplingCalorimeter | None = None, geometry: Geometry | None = None,
+                name: str = "demo", radius_mm: float = 300.0) -> CalorimeterSpec:
+    """The Geant4 stack of a GFlash :class:`~hepgen.simulate.calorimeter.SamplingCalorimeter`, on ``geometry``.
+
+    GFlash sees one homogeneous absorber/active mixture of ``total_depth_x0`` effective
+    radiation lengths, read out in layers of ``layer_thickness_x0`` (default equal layers).
+    The twin is the real stack: periods of ``absorber_thickness_mm`` absorber then
+    ``active_thickness_mm`` active material (NIST materials of the GFlash ones), from the
+    front face until the stack's depth in PDG radiation lengths (:data:`X0_MM`, the values
+    GFlash's materials use) reaches ``total_depth_x0``.  A slab that straddles a GFlash layer
+    boundary (in X0) is split there, so every readout layer covers exactly GFlash's depth
+    interval in X0 (float rounding); its active slabs are read out by that layer, the
+    absorbers are passive.  In mm the boundaries differ from GFlash's (``X0_eff ×`` depth)
+    by less than one sampling period, because the stack is not homogeneous (absorber slabs
+    hold almost all of each period's X0).  The slabs are ``radius_mm`` in radius (GFlash
+    has no lateral edge; 300 mm ≈ 8 Molière radii of the default calorimeter).
+
+    Arguments:
+        calorimeter: the GFlash calorimeter (default :func:`~hepgen.simulate.calorimeter.default_calorimeter`).
+        geometry: the readout binning (default :func:`~hepgen.data.geometry.default_binning`);
+            its number of active layers must match ``layer_thickness_x0`` when that is given.
+        name: the preset name recorded in the files.
+        radius_mm: slab radius (mm).
+
+    Example:
+        >>> spec = gflash_twin()
+        >>> edges = np.cumsum([s.thickness_mm / X0_MM[s.material] for s in spec.slabs])
+        >>> [bool(np.isclose(edges, b).any()) for b in (3.0, 6.0, 21.0, 24.0)], spec.geometry.n_voxels
+        ([True, True, True, True], 384)
+    """
+    cal = calorimeter if calorimeter is not None else default_calorimeter()
+    geo = geometry if geometry is not None else default_binning()
+    bounds = [float(b) for b in cal.layer_boundaries_x0(geo.n_layers)]  # (n_layers + 1,) X0, from 0
+    period = [(_nist_name(cal.absorber), float(cal.absorber_thickness_mm)),
+              (_nist_name(cal.active), float(cal.active_thickness_mm))]
+    total = float(cal.total_depth_x0)
+    eps = 1e-9  # X0: boundaries closer than this to a slab edge fall on the edge
+    slabs: list[Slab] = []
+    depth, k, i = 0.0, 0, 0
+    while depth < total - eps:
+        material, thick = period[i % 2]
+        i += 1
+        if thick <= 0:
+            continue  # absorber_thickness_mm = 0: a homogeneous calorimeter
+        active = i % 2 == 0
+        x0 = X0_MM[material]
+        left = thick / x0  # X0 of this slab still to place
+        while left > eps and depth < total - eps:
+            while k < geo.n_layers and depth >= bounds[k + 1] - eps:
+                k += 1
+            edge = bounds[k + 1] if k < geo.n_layers else total
+            step = min(left, edge - depth, total - depth)
+            readout = k if active and k < geo.n_layers else None
+            slabs.append(Slab(material, float(step * x0), readout))
+            depth += step
+            left -= step
+    return CalorimeterSpec(name, tuple(slabs), geo, float(radius_mm),
+                           f"Geant4 twin of the GFlash calorimeter {cal.absorber_thickness_mm:g} mm "
+                           f"{cal.absorber.name} / {cal.active_thickness_mm:g} mm {cal.active.name}, "
+                           f"{total:g} X0, {geo.n_layers} readout layers at GFlash's depths in X0")
+
+
+def demo() -> CalorimeterSpec:
+    """``hepgen demo``'s calorimeter in Geant4: :func:`gflash_twin` of ``SamplingCalorimeter()`` on ``default_binning()``.
+
+    2 mm Pb / 4 mm polystyrene periods (65.6 of them), 24 X0, 8 readout layers of 3 X0 each
+    (the layer boundaries split slabs), 384 voxels; radius 300 mm.
+
+    >>> spec = demo()
+    >>> spec.name, round(spec.total_thickness_mm, 1), len(spec.slabs)
+    ('demo', 391.2, 138)
+    """
+    return gflash_twin(default_calorimeter(), default_binning(), name="demo")
+
+
 #: Preset name → constructor.
 PRESETS: dict[str, Callable[[], CalorimeterSpec]] = {"ds1-photon": ds1_photon, "ds2": ds2, "3dgan": gan3d,
-                                                     "calogan": calogan, "hgcal": hgcal}
+                                                     "calogan": calogan, "hgcal": hgcal,
+                                                     "demo": demo}
 
 
 def get_preset(name: str) -> CalorimeterSpec:
