@@ -78,6 +78,7 @@ from hepgen.data.formats import (
     _resolve_geometry,
     check_file_kind,
     hdf5_attr_value,
+    require_hdf5,
     validate_showers,
 )
 from hepgen.data.geometry import geometry_from_dict
@@ -459,10 +460,7 @@ def _join(pending: list[list[np.ndarray]]) -> tuple:
 
 def _read_header(path: Path):
     """``(energies, conditions, n, n_voxels, stored geometry JSON, attrs)`` of one file, without its voxels."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    if not h5py.is_hdf5(path):
-        raise ValueError(f"{path}: expected an HDF5 file (CaloChallenge layout), found something else")
+    require_hdf5(path, "CaloChallenge layout")
     try:
         with h5py.File(path, "r") as f:
             check_file_kind(f, path, "showers")

@@ -37,6 +37,22 @@ GEOMETRY_ATTR = "hepgen_geometry"
 KIND_ATTR = "kind"  # the kind of data a hepgen file holds ("showers", "jets", ...); files from elsewhere have none
 
 
+def require_hdf5(path, layout: str) -> None:
+    """One-line errors for a path that is not a file (``FileNotFoundError``) or not HDF5 (``ValueError``).
+
+    ``layout`` names what the file should hold, e.g. ``"CaloChallenge layout"``.
+
+    >>> require_hdf5("no/such.h5", "CaloChallenge layout")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no/such.h5: file not found
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{path}: expected an HDF5 file ({layout}), found something else")
+
+
 def check_file_kind(f: h5py.File, path, expected: str, required: bool = False) -> None:
     """Refuse an open HDF5 file whose ``kind`` attribute names another kind of data.
 
@@ -217,10 +233,7 @@ def read_showers(path: Union[str, os.PathLike], geometry=None, particle: str | N
     """
     path = Path(path)
     geometry, geometry_source = _resolve_geometry(geometry, particle)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    if not h5py.is_hdf5(path):
-        raise ValueError(f"{path}: expected an HDF5 file (CaloChallenge layout), found something else")
+    require_hdf5(path, "CaloChallenge layout")
     try:
         with h5py.File(path, "r") as f:
             keys = sorted(f.keys())

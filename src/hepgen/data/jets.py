@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 
 from hepgen._io import atomic_path
-from hepgen.data.formats import KIND_ATTR, check_file_kind, hdf5_attr_value, hdf5_attrs
+from hepgen.data.formats import KIND_ATTR, check_file_kind, hdf5_attr_value, hdf5_attrs, require_hdf5
 
 __all__ = [
     "JET_FEATURES",
@@ -243,10 +243,7 @@ def read_jets(path: str | os.PathLike, jet_type: str | None = None,
         the :class:`JetData`; ``jet_features[:, 3]`` is the full multiplicity as stored.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    if not h5py.is_hdf5(path):
-        raise ValueError(f"{path}: expected an HDF5 file (JetNet layout), found something else")
+    require_hdf5(path, "JetNet layout")
     try:
         with h5py.File(path, "r") as f:
             check_file_kind(f, path, "jets")

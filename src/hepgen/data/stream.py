@@ -45,6 +45,7 @@ from hepgen.data.formats import (
     GEOMETRY_ATTR,
     KIND_ATTR,
     ShowerData,
+    require_hdf5,
     validate_showers,
 )
 
@@ -202,10 +203,7 @@ class FileConditions(ConditionSource):
     def __init__(self, path: str | os.PathLike, names=(), hash_file: bool = True) -> None:
         self.path = Path(path)
         self.names = list(names)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: file not found")
-        if not h5py.is_hdf5(self.path):
-            raise ValueError(f"{self.path}: expected an HDF5 file (CaloChallenge layout), found something else")
+        require_hdf5(self.path, "CaloChallenge layout")
         try:
             with h5py.File(self.path, "r") as f:
                 for key in ("incident_energies", *self.names):

@@ -40,7 +40,7 @@ import h5py
 import numpy as np
 
 from hepgen._io import atomic_path
-from hepgen.data.formats import check_file_kind, is_file_of_kind
+from hepgen.data.formats import check_file_kind, is_file_of_kind, require_hdf5
 
 __all__ = ["KIND", "TabularData", "is_tabular_file", "merge_tabular_files", "read_tabular", "validate_tabular",
            "write_tabular"]
@@ -201,10 +201,7 @@ def read_tabular(path: str | os.PathLike, columns: Sequence[str] | None = None,
             ``ValueError``.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found")
-    if not h5py.is_hdf5(path):
-        raise ValueError(f"{path}: expected an HDF5 file (tabular layout), found something else")
+    require_hdf5(path, "tabular layout")
     try:
         with h5py.File(path, "r") as f:
             check_file_kind(f, path, KIND, required=True)

@@ -36,6 +36,7 @@ import h5py
 import numpy as np
 
 from hepgen._io import atomic_path
+from hepgen.data.formats import require_hdf5
 
 __all__ = ["LABEL_KEYS", "TraceData", "is_traces_file", "kind", "read_traces", "validate_traces", "write_traces"]
 
@@ -136,10 +137,7 @@ def is_traces_file(path: str | os.PathLike) -> bool:
 def read_traces(path: str | os.PathLike) -> TraceData:
     """Read and validate a traces HDF5 file (layout in the module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    if not h5py.is_hdf5(path):
-        raise ValueError(f"{path}: expected an HDF5 file (traces layout), found something else")
+    require_hdf5(path, "traces layout")
     try:
         with h5py.File(path, "r") as f:
             for key in ("traces", *LABEL_KEYS):
