@@ -20,7 +20,7 @@ def project():
 
 def test_license_file_is_the_bsd_3_clause_text_pyproject_declares(project):
     text = (ROOT / "LICENSE").read_text()
-    assert project["license"] == {"text": "BSD-3-Clause"}
+    assert project["license"] == "BSD-3-Clause" and project["license-files"] == ["LICENSE"]
     assert text.startswith("BSD 3-Clause License")
     assert "3. Neither the name of the copyright holder nor the names of its" in text
 
