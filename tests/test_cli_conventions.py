@@ -149,3 +149,9 @@ def test_top_level_help_is_written_for_users():
     assert "hepgen train train.h5 -o run/" in text  # the quick start keeps its lines
     assert "pip install 'hepgen[EXTRA]'" in text and 'eval "$(register-python-argcomplete hepgen)"' in text
     assert "``" not in text  # no reStructuredText markup
+
+
+def test_every_command_with_a_seed_has_a_default_seed_so_its_log_line_names_it():
+    # `hepgen train` takes the configuration's seed when --seed is not given (and logs that one)
+    unseeded = [prog for prog, a in _prog_actions() if a.dest == "seed" and a.default is None]
+    assert unseeded == ["hepgen train"]

@@ -713,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("real", help="reference file (its kind picks the metrics: showers, jets, ...)")
     ev.add_argument("generated", help="generated file of the same kind and layout")
     ev.add_argument("-o", "--output", required=True, help="folder for metrics.json and report.html")
-    ev.add_argument("--seed", type=int, help="seeds the classifiers and subsamples (default 0)")
+    ev.add_argument("--seed", type=int, default=0, help="seeds the classifiers and subsamples")
     sh = ev.add_argument_group("showers")
     sh.add_argument("--binning", help="binning XML / geometry JSON (default: the files' own)")
     sh.add_argument("--no-classifier", action="store_true", help="skip the classifier two-sample test")
@@ -746,7 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
     ej.add_argument("real", help="reference jets (JetNet-layout HDF5)")
     ej.add_argument("generated", help="generated jets (JetNet-layout HDF5)")
     ej.add_argument("-o", "--output", required=True, help="folder for metrics.json and report.html")
-    ej.add_argument("--seed", type=int, help="seeds the W1 batches and FPD/KPD (default 0)")
+    ej.add_argument("--seed", type=int, default=0, help="seeds the W1 batches and FPD/KPD")
     _add_jet_evaluate_options(ej)
     ej.add_argument("--no-classifier", action="store_true",
                     help="skip the deep-sets classifier AUC (reference vs generated, and its floor)")
