@@ -35,7 +35,8 @@ print(json.dumps({"rc": rc, "wall_s": time.perf_counter() - t0,
 def _argv(what: str, n: int, out: Path, args) -> list[str]:
     if what == "sample":
         return ["sample", args.checkpoint, "-o", str(out), "--n", str(n), "--seed", "0",
-                "--threads", str(args.threads), "--chunk-size", str(args.chunk_size), "-q"]
+                "--threads", str(args.threads), "--chunk-size", str(args.chunk_size), "-q",
+                *(["--batch-size", str(args.batch_size)] if args.batch_size else [])]
     if what == "simulate-showers":
         return ["simulate", "showers", "-o", str(out), "--n", str(n), "--seed", "0", "-q"]
     if what == "simulate-jets":
@@ -66,6 +67,7 @@ def main() -> None:
     p.add_argument("--n", default="1e5,1e6", help="comma-separated sizes (1e5 notation allowed)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--chunk-size", type=int, default=10_000, help="for sample")
+    p.add_argument("--batch-size", type=int, help="for sample (default: hepgen sample's)")
     p.add_argument("--keep", help="keep the outputs in this folder")
     p.add_argument("--json", help="write the rows to this file")
     args = p.parse_args()
