@@ -142,8 +142,8 @@ def test_disk_full_keeps_finished_chunks_and_resume_is_bit_identical(tmp_path, m
         _stream(path)
     message = str(info.value)
     assert message == (f"{path}: no space left on device while writing; the 384 showers finished before are kept "
-                       f"in {partial_path(path)}; free some space and rerun with resume (hepgen sample ... --resume) "
-                       "to continue")
+                       f"in {partial_path(path)}; free some space and rerun with --resume to "
+                       "continue")
     assert not path.exists()
     with h5py.File(partial_path(path), "r") as f:
         assert f.attrs["hepgen_n_done"] == 384

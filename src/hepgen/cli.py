@@ -29,36 +29,30 @@ def _load_geometry_arg(path):
 
 # --- sub-commands ---------------------------------------------------------------------------
 def cmd_simulate_showers(args) -> int:
-    from hepgen.data.formats import write_showers
     from hepgen.data.geometry import default_binning, save_geometry
-    from hepgen.simulate.calorimeter import simulate_dataset
+    from hepgen.simulate.gflash_stream import simulate_to_file
 
     if args.engine == "geant4":
         return _simulate_geant4(args)
-    geant4_only = [f"--{k.replace('_', '-')}" for k in ("preset", "particle", "phi_range", "workers", "chunk_size",
-                                                          "cut_mm") if getattr(args, k) is not None]
-    if args.no_resume:
-        geant4_only.append("--no-resume")
+    geant4_only = [f"--{k.replace('_', '-')}" for k in ("preset", "particle", "phi_range", "workers", "cut_mm")
+                   if getattr(args, k) is not None]
     if geant4_only:
         raise ValueError(f"{', '.join(geant4_only)}: options of --engine geant4 (the gflash engine takes none of them)")
     geometry = _load_geometry_arg(args.binning) or default_binning()
     t0 = time.perf_counter()
-    data = simulate_dataset(
-        args.n,
-        geometry=geometry,
-        energy_range=tuple(args.energy_range),
-        energies=args.energies,
+    # chunk by chunk: flat memory, resumable (a rerun continues OUTPUT.partial), a full disk keeps the chunks
+    res = simulate_to_file(
+        args.output, args.n, geometry=geometry, energy_range=tuple(args.energy_range), energies=args.energies,
         theta_range=tuple(args.theta_range) if args.theta_range else None,
         position_range=tuple(args.position_range) if args.position_range else None,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
+        seed=args.seed, chunk_size=args.chunk_size or 10_000, resume=not args.no_resume, progress=not args.quiet)
     dt = time.perf_counter() - t0
-    write_showers(args.output, data)
     if args.write_binning:
         save_geometry(geometry, args.write_binning)
-    print(f"wrote {len(data)} showers ({geometry.n_voxels} voxels) to {args.output} "
-          f"in {dt:.1f} s ({len(data) / max(dt, 1e-9):.0f} showers/s)")
+    new = res["n"] - res["n_resumed_from"]
+    resumed = f" (resumed at {res['n_resumed_from']})" if res["n_resumed_from"] else ""
+    print(f"wrote {res['n']} showers ({geometry.n_voxels} voxels) to {args.output}{resumed} "
+          f"in {dt:.1f} s ({new / max(dt, 1e-9):.0f} showers/s)")
     return 0
 
 
@@ -525,8 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--particle", choices=["gamma", "e-", "e+"], help="geant4: primary particle (default gamma)")
     s.add_argument("--phi-range", type=float, nargs=2, metavar=("LO", "HI"), help="geant4: incident azimuth range (rad)")
     s.add_argument("--workers", type=int, help="geant4: worker processes, one Geant4 run manager each (default 1)")
-    s.add_argument("--chunk-size", type=int, help="geant4: showers per chunk, the unit of resumption (default 100)")
-    s.add_argument("--no-resume", action="store_true", help="geant4: discard finished chunks of an interrupted run")
+    s.add_argument("--chunk-size", type=int, help="showers per chunk, the unit of memory and of resumption "
+                   "(default: gflash 10000, geant4 100)")
+    s.add_argument("--no-resume", action="store_true", help="discard what an interrupted run left (gflash: "
+                   "OUTPUT.partial; geant4: its finished chunks) instead of continuing it")
     s.add_argument("--cut-mm", type=float, help="geant4: production cut in mm (default 0.7)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate_showers)

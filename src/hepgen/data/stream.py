@@ -319,6 +319,7 @@ def stream_showers(
     resume: bool = False,
     progress: bool = False,
     compression: str | None = "gzip",
+    resume_hint: str = "rerun with --resume",
 ) -> dict:
     """Write ``n`` showers to ``path`` chunk by chunk; resumable (see the module docstring).
 
@@ -339,6 +340,8 @@ def stream_showers(
         resume: continue ``<path>.partial`` if it exists (else an existing one is an error).
         progress: show a progress bar.
         compression: HDF5 compression of the showers (``"gzip"``, ``"lzf"`` or None).
+        resume_hint: how to continue, for the message of a full disk (a one-line ``ValueError``
+            naming ``path``; the finished chunks stay in ``<path>.partial``).
 
     Returns:
         ``{"n": ..., "n_resumed_from": ..., "path": ...}``.
@@ -408,7 +411,7 @@ def stream_showers(
                 release_freed_memory()  # flat resident memory whatever N (see its docstring)
     except (OSError, RuntimeError) as err:
         full = disk_full_error(err, path, f"the {n_done} showers finished before are kept in {tmp}; free some "
-                                          "space and rerun with resume (hepgen sample ... --resume) to continue")
+                                          f"space and {resume_hint} to continue")
         if full is None:
             raise
         raise full from None
