@@ -76,7 +76,8 @@ def test_memorisation_caps_are_seeded_recorded_and_keep_copies_detectable():
     assert (a["n_train"], a["n_generated"], a["n_reference"]) == (1000, 500, 500)
     assert (a["max_samples"], a["max_train"], a["seed"]) == (500, 1000, 1)
     assert nearest_neighbour_memorisation(train, gen, ref, max_samples=500, max_train=1000, seed=1) == a
-    assert nearest_neighbour_memorisation(train, gen, ref, max_samples=500, max_train=1000, seed=2)["ratio"] != a["ratio"]
+    other = nearest_neighbour_memorisation(train, gen, ref, max_samples=500, max_train=1000, seed=2)
+    assert other["ratio"] != a["ratio"]
     uncapped = nearest_neighbour_memorisation(train, gen, ref, max_samples=None, max_train=None)
     assert uncapped["n_generated"] == 3000 and uncapped["max_samples"] is None
     # copies of training rows, with every training row kept (max_train above N_t): all at distance 0

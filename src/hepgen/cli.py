@@ -268,16 +268,16 @@ def cmd_tune(args) -> int:
 
 
 def cmd_simulate_jets(args) -> int:
-    from hepgen.simulate.pythia import JetGenConfig, simulate_jets
+    from hepgen.simulate.pythia import JetGenConfig, simulate_jets_to_file
 
     config = JetGenConfig(n_particles=args.n_particles)
     t0 = time.perf_counter()
-    data = simulate_jets(args.output, args.type.split(","), args.n, seed=args.seed, config=config,
-                         workers=args.workers, chunk_size=args.chunk_size, resume=not args.no_resume,
-                         progress=not args.quiet)
+    res = simulate_jets_to_file(args.output, args.type.split(","), args.n, seed=args.seed, config=config,
+                                workers=args.workers, chunk_size=args.chunk_size, resume=not args.no_resume,
+                                progress=not args.quiet)  # merges the chunk files one at a time: flat memory
     dt = time.perf_counter() - t0
-    print(f"wrote {len(data)} jets ({', '.join(data.types_present)}; {data.n_particles} particles each) to "
-          f"{args.output} in {dt:.1f} s ({len(data) / max(dt, 1e-9):.1f} jets/s with {args.workers} worker(s))")
+    print(f"wrote {res['n']} jets ({', '.join(res['types_present'])}; {res['n_particles']} particles each) to "
+          f"{args.output} in {dt:.1f} s ({res['n'] / max(dt, 1e-9):.1f} jets/s with {args.workers} worker(s))")
     return 0
 
 
