@@ -13,7 +13,13 @@ and renames it to ``<output>`` when all N showers are in; an interrupted job lea
   ``(seed, i)`` only (:func:`chunk_seed`), so a resumed job writes exactly the showers
   that an uninterrupted one would have written — no event duplicated or lost;
 * the job description (N, chunk size, seed, conditions, checkpoint hash …) is stored in
-  the attribute ``hepgen_job``; resuming a different job is refused.
+  the attribute ``hepgen_job``; resuming a different job is refused;
+* a full disk (or quota) is a one-line ``ValueError`` naming the output; the finished chunks
+  stay in the ``.partial`` file for a resume.  The file is opened without an HDF5 chunk cache
+  so that a failed write raises inside the call that makes it (:func:`_write_chunk`);
+* memory: one chunk at a time, and freed C-heap pages are returned to the system after
+  every chunk (:func:`hepgen._io.release_freed_memory`), so the resident size does not grow
+  with N.
 
 Provenance attributes of the final file: ``hepgen_checkpoint_sha256``, ``hepgen_seed``,
 ``hepgen_version``, ``hepgen_conditions`` (JSON: how the conditions were chosen),
