@@ -63,10 +63,12 @@ def _metrics(image_shape: tuple[int, ...]):
                 "defaults: 10 batches of 5000 drawn with replacement, whatever n"),
         "mmd_gaussian": (lambda r, g, *_: mmd_gaussian(r, g), lambda n: min(n, 10_000) ** 2,
                          "default max_samples=10000"),
-        "prdc (k=5)": (lambda r, g, *_: prdc(r, g), lambda n: n**2, "no cap: O(n^2)"),
+        "prdc (k=5)": (lambda r, g, *_: prdc(r, g), lambda n: min(n, 10_000) ** 2,
+                       "default max_samples=10000 per sample (seeded subsample)"),
         "nearest_neighbour_memorisation": (
             lambda r, g, *_: nearest_neighbour_memorisation(r[: half(len(r))], g, r[half(len(r)):]),
-            lambda n: n**2, "train = reference = n/2, generated = n"),
+            lambda n: min(n // 2, 50_000) * 2 * min(n, 10_000),
+            "train = reference = n/2, generated = n; caps: 10000 generated/reference, 50000 train"),
         "birthday_support_size": (
             lambda r, g, *_: birthday_support_size(g, quantile=1e-3, reference=r, n_trials=50),
             lambda n: 1, "quantile 1e-3 of reference distances, 50 trials"),

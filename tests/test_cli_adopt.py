@@ -169,7 +169,7 @@ def test_showers_depositing_far_more_than_their_incident_energy_warn_with_count_
     read_showers(tmp_path / "hot.h5")
     (msg,) = _warnings(caplog, "incident energy")
     assert msg.startswith(f"{tmp_path / 'hot.h5'}: key 'showers': 2 of 5 showers deposit more than 2 x their "
-                          "incident energy (first at row 2: E_dep / E_inc = 5e+29)")
+                          "incident energy (first at row 2: E_dep / E_inc = 5e+29, E_dep = 5e+33 MeV, E_inc = 10000 MeV)")
 
 
 # --- output locks -----------------------------------------------------------------------------

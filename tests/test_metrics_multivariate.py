@@ -135,7 +135,8 @@ def test_prdc_hand_worked():
     # density: 0.5 in balls of 0 and 1, 0.6 in balls of 0 and 1, 10 in none → 4 / (1·3) = 4/3
     # coverage: nearest Y to 0, 1, 3 at 0.5, 0.4, 2.4 vs radii 1, 1, 2 → 2/3
     res = prdc(np.array([[0.0], [1.0], [3.0]]), np.array([[0.5], [0.6], [10.0]]), k=1)
-    assert res == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "density": 4 / 3, "coverage": 2 / 3})
+    assert res == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "density": 4 / 3, "coverage": 2 / 3,
+                                 "n_real": 3, "n_gen": 3, "max_samples": 10_000, "seed": 0})
 
 
 def test_prdc_limits_and_brute_force():
@@ -145,7 +146,8 @@ def test_prdc_limits_and_brute_force():
     assert same["precision"] == same["recall"] == same["coverage"] == 1.0
     assert same["density"] == pytest.approx(1.0, abs=0.15)  # boundary ties are decided by rounding
     far = prdc(x, y + 100.0, k=5)
-    assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+    assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0, "n_real": 300, "n_gen": 250,
+                   "max_samples": 10_000, "seed": 0}
     # independent brute force with scipy cdist, k = 3
     k = 3
     dxx, dyy, dyx = cdist(x, x), cdist(y, y), cdist(y, x)
@@ -158,7 +160,8 @@ def test_prdc_limits_and_brute_force():
         "density": inside.sum() / (k * len(y)),
         "coverage": (dyx.min(0) < rx).mean(),
     }
-    assert prdc(x, y, k=k) == pytest.approx(ref, abs=1e-12)
+    got = prdc(x, y, k=k)
+    assert {key: got[key] for key in ref} == pytest.approx(ref, abs=1e-12)
 
 
 def test_input_errors():

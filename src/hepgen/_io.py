@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import errno
 import importlib.metadata
 import json
 import logging
@@ -20,8 +23,8 @@ import numpy as np
 
 from hepgen import __version__
 
-__all__ = ["OutputLocked", "atomic_path", "json_safe", "output_lock", "provenance", "set_command_line",
-           "write_metrics"]
+__all__ = ["OutputLocked", "atomic_path", "disk_full_error", "json_safe", "output_lock", "provenance",
+           "release_freed_memory", "set_command_line", "write_metrics"]
 
 log = logging.getLogger("hepgen")
 
@@ -206,3 +209,67 @@ def output_lock(path: Union[str, os.PathLike]) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             if lock.read_text().strip() == me:  # never remove a lock taken over by someone else
                 os.unlink(lock)
+
+
+# --- memory and disk of long streamed jobs ---------------------------------------------------
+_LIBC_TRIM = None  # glibc's malloc_trim, looked up once; False where the C library has none
+
+
+def release_freed_memory() -> bool:
+    """Hand the C heap's freed pages back to the operating system (glibc ``malloc_trim(0)``).
+
+    Why this exists: a streamed job (``hepgen sample``) allocates and frees the same large
+    buffers once per chunk (torch temporaries, the chunk's arrays, HDF5's gzip buffers).  glibc
+    raises its mmap threshold to the size of the largest buffer freed so far (the "dynamic mmap
+    threshold", ``mallopt(3)``: M_MMAP_THRESHOLD), so later buffers come from the brk heap,
+    whose freed pages can stay resident.  Measured (384 voxels, a small flow, gzip): the
+    resident size of ``hepgen sample`` grew by ~1 kB per shower written (345 → 582 MiB over
+    300,000 showers); it stayed flat with ``malloc_trim(0)`` after each chunk, with a fixed
+    ``MALLOC_MMAP_THRESHOLD_``, or without compression; tracemalloc (Python objects) stayed
+    flat throughout, so nothing was leaked.  ``malloc_trim`` (glibc >= 2.8 also releases free
+    pages inside the heap with ``madvise``) took ~2 µs here; it frees nothing that is in use.  There is no
+    portable Python API for this, hence ctypes; on other C libraries (macOS, musl) it does
+    nothing.  Reference: glibc manual, "Memory Allocation Tunables"; ``malloc_trim(3)``.
+
+    Returns:
+        True when glibc released memory, False otherwise (also where there is no ``malloc_trim``).
+
+    >>> isinstance(release_freed_memory(), bool)
+    True
+    """
+    global _LIBC_TRIM
+    if _LIBC_TRIM is None:
+        try:
+            _LIBC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+            _LIBC_TRIM.argtypes, _LIBC_TRIM.restype = [ctypes.c_size_t], ctypes.c_int
+        except (OSError, AttributeError):
+            _LIBC_TRIM = False
+    return bool(_LIBC_TRIM(0)) if _LIBC_TRIM else False
+
+
+def disk_full_error(err: BaseException, output: Union[str, os.PathLike], kept: str = "") -> ValueError | None:
+    """A one-line ``ValueError`` for an ``OSError`` that means a full disk or quota, else None.
+
+    Arguments:
+        err: the exception caught while writing: an ``OSError`` with ``errno`` ENOSPC or EDQUOT,
+            or h5py's ``RuntimeError``/``OSError`` whose message carries HDF5's "errno = 28" or
+            "No space left on device" (h5py does not set ``errno`` there, so the text is read).
+        output: the output being written (named in the message).
+        kept: what was kept and how to continue (appended to the message).
+
+    >>> import errno
+    >>> str(disk_full_error(OSError(errno.ENOSPC, "No space left on device"), "out.h5", "rerun with --resume"))
+    'out.h5: no space left on device while writing; rerun with --resume'
+    >>> disk_full_error(OSError(errno.EACCES, "Permission denied"), "out.h5") is None
+    True
+    """
+    if not isinstance(err, (OSError, RuntimeError)):
+        return None
+    text = str(err).lower()
+    code = getattr(err, "errno", None)
+    # h5py turns HDF5's failed writes into RuntimeError("... errno = 28, error message = 'No space left ...'")
+    if (code not in (errno.ENOSPC, errno.EDQUOT) and "no space left" not in text and "quota" not in text
+            and f"errno = {errno.ENOSPC}," not in text):
+        return None
+    what = "disk quota exceeded" if code == errno.EDQUOT or "quota" in text else "no space left on device"
+    return ValueError(f"{output}: {what} while writing" + (f"; {kept}" if kept else ""))

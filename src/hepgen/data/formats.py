@@ -138,8 +138,12 @@ def validate_showers(data: ShowerData, source: str = "<memory>", geometry: Geome
                      geometry_source: str | None = None) -> None:
     """Check shapes, counts and values of ``data``; raise ``ValueError`` naming ``source`` and the key.
 
-    Showers depositing more than ``MAX_RESPONSE`` × their incident energy are physically
-    impossible but readable: a warning gives their count and the first row."""
+    Non-finite values, negative deposits and incident energies <= 0 are errors.  Showers
+    depositing more than ``MAX_RESPONSE`` (k = 2) × their incident energy are physically
+    impossible (a sampling calorimeter records a fraction of the incident energy; CaloChallenge's
+    E_dep / E_inc stays below ~1.1) but readable: one warning gives their count and the first such
+    row (index, E_dep / E_inc, E_dep and E_inc in MeV).  ``hepgen train`` and ``hepgen evaluate``
+    read through here (:func:`read_showers`), so both warn."""
     s, e = np.asarray(data.showers), np.asarray(data.incident_energies)
     if s.ndim != 2:
         raise ValueError(f"{source}: key 'showers': expected a 2-d array (N, n_voxels), found shape {s.shape}")
@@ -179,9 +183,9 @@ def validate_showers(data: ShowerData, source: str = "<memory>", geometry: Geome
         if high.any():
             first = int(np.flatnonzero(high)[0])
             log.warning("%s: key 'showers': %d of %d showers deposit more than %g x their incident energy "
-                        "(first at row %d: E_dep / E_inc = %.4g); check the units of 'showers' and "
-                        "'incident_energies'", source, int(high.sum()), len(ratio), MAX_RESPONSE, first,
-                        ratio[first])
+                        "(first at row %d: E_dep / E_inc = %.4g, E_dep = %.6g MeV, E_inc = %.6g MeV); check the "
+                        "units of 'showers' and 'incident_energies'", source, int(high.sum()), len(ratio),
+                        MAX_RESPONSE, first, ratio[first], float(s[first].sum(dtype=np.float64)), float(e[first, 0]))
     for key, arr in data.conditions.items():
         arr = np.asarray(arr)
         if arr.ndim == 0 or arr.shape[0] != s.shape[0]:

@@ -42,6 +42,7 @@ __all__ = [
     "JetData",
     "is_jet_file",
     "jet_type_index",
+    "merge_jet_files",
     "read_jets",
     "validate_jets",
     "write_jets",
@@ -302,3 +303,78 @@ def write_jets(path: str | os.PathLike, data: JetData, compression: str | None =
                 f.create_dataset("jet_features", data=data.jet_features.astype(np.float32), compression=comp)
             f.create_dataset("jet_type", data=data.jet_type.astype(np.int8))
             f.attrs.update(attrs)
+
+
+def merge_jet_files(path: str | os.PathLike, parts: Sequence[str | os.PathLike], attrs,
+                    compression: str | None = "gzip") -> dict:
+    """Write the jets of the files ``parts``, in order, to ``path`` one part in memory at a time.
+
+    The file is what :func:`write_jets` writes for ``JetData.concatenate([read_jets(p) for p in
+    parts], attrs)`` — the same datasets, dtypes and attributes, with HDF5 chunked storage —
+    but memory holds one part, not the whole sample (``hepgen simulate jets`` merges its chunk
+    files this way).  Every part is read (and validated) by :func:`read_jets`; they must agree
+    on the number of particles and on having jet features.  Written atomically.
+
+    Arguments:
+        path: the output HDF5 file (JetNet layout + ``jet_type``).
+        parts: the input jet files, at least one.
+        attrs: the output's attributes (JSON-able values), or a function of the list of the
+            parts' attributes returning them (e.g. to add up per-part counts).
+        compression: HDF5 compression of the feature datasets.
+
+    Returns:
+        ``{"n": jets written, "n_particles": P, "types_present": [names], "part_attrs": [attrs of each part]}``.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> pf = np.zeros((2, 3, 4), np.float32); pf[:, 0] = [0.1, 0.2, 1.0, 1.0]
+    >>> jf = np.tile([100.0, 0.1, 5.0, 1.0], (2, 1))
+    >>> write_jets(d / "a.h5", JetData(pf, jf, np.array([0, 0])))
+    >>> write_jets(d / "b.h5", JetData(pf, jf, np.array([2, 2])))
+    >>> merge_jet_files(d / "ab.h5", [d / "a.h5", d / "b.h5"], {"seed": 1})["types_present"]
+    ['g', 't']
+    >>> len(read_jets(d / "ab.h5"))
+    4
+    """
+    path = Path(path)
+    parts = [Path(p) for p in parts]
+    if not parts:
+        raise ValueError(f"{path}: expected at least one jet file to merge, found none")
+    n, n_particles, has_jf, types, part_attrs = 0, None, None, set(), []
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for part in parts:
+                data = read_jets(part)
+                if n_particles is None:
+                    n_particles, has_jf = data.n_particles, data.jet_features is not None
+                    rows = max(1, (1 << 20) // (16 * n_particles))  # HDF5 chunks of <= 1 MiB
+                    f.create_dataset("particle_features", shape=(0, n_particles, 4), maxshape=(None, n_particles, 4),
+                                     dtype=np.float32, chunks=(rows, n_particles, 4), compression=compression)
+                    if has_jf:
+                        f.create_dataset("jet_features", shape=(0, 4), maxshape=(None, 4), dtype=np.float32,
+                                         chunks=(max(rows, 1024), 4), compression=compression)
+                    f.create_dataset("jet_type", shape=(0,), maxshape=(None,), dtype=np.int8, chunks=(max(rows, 1024),))
+                if data.n_particles != n_particles or (data.jet_features is not None) != has_jf:
+                    raise ValueError(f"{part}: expected {n_particles} particles per jet and jet features "
+                                     f"{'present' if has_jf else 'absent'} like {parts[0]}, found {data.n_particles} "
+                                     f"and {'present' if data.jet_features is not None else 'absent'}")
+                m = len(data)
+                arrays = {"particle_features": data.particle_features.astype(np.float32),
+                          "jet_type": data.jet_type.astype(np.int8)}
+                if has_jf:
+                    arrays["jet_features"] = data.jet_features.astype(np.float32)
+                for key, arr in arrays.items():
+                    f[key].resize(n + m, axis=0)
+                    f[key][n:n + m] = arr
+                n += m
+                types.update(data.types_present)
+                part_attrs.append(dict(data.attrs))
+                del data, arrays
+            out_attrs = hdf5_attrs(attrs(part_attrs) if callable(attrs) else attrs, path)
+            out_attrs.update(particle_feature_names=json.dumps(PARTICLE_FEATURES),
+                             jet_feature_names=json.dumps(JET_FEATURES), jet_type_names=json.dumps(JET_TYPES),
+                             units="GeV", **{KIND_ATTR: "jets"})
+            f.attrs.update(out_attrs)
+    order = [*JET_TYPES, "unknown"]
+    return {"n": n, "n_particles": int(n_particles), "types_present": sorted(types, key=order.index),
+            "part_attrs": part_attrs}

@@ -13,7 +13,13 @@ and renames it to ``<output>`` when all N showers are in; an interrupted job lea
   ``(seed, i)`` only (:func:`chunk_seed`), so a resumed job writes exactly the showers
   that an uninterrupted one would have written — no event duplicated or lost;
 * the job description (N, chunk size, seed, conditions, checkpoint hash …) is stored in
-  the attribute ``hepgen_job``; resuming a different job is refused.
+  the attribute ``hepgen_job``; resuming a different job is refused;
+* a full disk (or quota) is a one-line ``ValueError`` naming the output; the finished chunks
+  stay in the ``.partial`` file for a resume.  The file is opened without an HDF5 chunk cache
+  so that a failed write raises inside the call that makes it (:func:`_write_chunk`);
+* memory: one chunk at a time, and freed C-heap pages are returned to the system after
+  every chunk (:func:`hepgen._io.release_freed_memory`), so the resident size does not grow
+  with N.
 
 Provenance attributes of the final file: ``hepgen_checkpoint_sha256``, ``hepgen_seed``,
 ``hepgen_version``, ``hepgen_conditions`` (JSON: how the conditions were chosen),
@@ -39,7 +45,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hepgen import __version__
-from hepgen._io import provenance
+from hepgen._io import disk_full_error, provenance, release_freed_memory
 from hepgen.data.formats import (
     CONDITION_KEYS,
     GEOMETRY_ATTR,
@@ -310,7 +316,10 @@ def _open_partial(tmp: Path, job: dict, resume: bool) -> int:
 
 def _create_partial(tmp: Path, job: dict, n_voxels: int, condition_widths: dict, attrs: dict,
                     compression: str | None) -> None:
-    rows = max(1, min(job["chunk_size"], (1 << 20) // (4 * max(n_voxels, 1))))
+    cap = max(1, min(job["chunk_size"], (1 << 20) // (4 * max(n_voxels, 1))))  # HDF5 chunks of <= 1 MiB
+    # rows per HDF5 chunk: a divisor of the job's chunk size where one is near the cap, so that the
+    # job's writes cover whole HDF5 chunks (the file is written without a chunk cache: see stream_showers)
+    rows = next((d for d in range(cap, cap // 2, -1) if job["chunk_size"] % d == 0), cap)
     with h5py.File(tmp, "w") as f:
         f.create_dataset("showers", shape=(0, n_voxels), maxshape=(None, n_voxels), dtype=np.float32,
                          chunks=(rows, n_voxels), compression=compression)
@@ -322,6 +331,22 @@ def _create_partial(tmp: Path, job: dict, n_voxels: int, condition_widths: dict,
         f.attrs[KIND_ATTR] = "showers"
         f.attrs["hepgen_job"] = json.dumps(job, sort_keys=True)
         f.attrs["hepgen_n_done"] = 0
+
+
+def _write_chunk(f: h5py.File, start: int, stop: int, arrays: dict) -> None:
+    """Append rows ``start:stop`` of every dataset in ``arrays`` to the open file ``f`` and flush them.
+
+    Each dataset is flushed explicitly, so a write error (a full disk) surfaces as an exception
+    of this call, not later while a handle is closed (h5py reports errors met there only
+    through ``sys.unraisablehook``, and the job would go on).  Tests replace this function to
+    simulate a full disk.
+    """
+    for key, arr in arrays.items():
+        ds = f[key]
+        ds.resize(stop, axis=0)
+        ds[start:stop] = arr
+        ds.id.flush()  # H5Dflush: cached chunks are written now, errors raised here
+    f.flush()
 
 
 def stream_showers(
@@ -338,6 +363,7 @@ def stream_showers(
     resume: bool = False,
     progress: bool = False,
     compression: str | None = "gzip",
+    resume_hint: str = "rerun with --resume",
 ) -> dict:
     """Write ``n`` showers to ``path`` chunk by chunk; resumable (see the module docstring).
 
@@ -358,6 +384,8 @@ def stream_showers(
         resume: continue ``<path>.partial`` if it exists (else an existing one is an error).
         progress: show a progress bar.
         compression: HDF5 compression of the showers (``"gzip"``, ``"lzf"`` or None).
+        resume_hint: how to continue, for the message of a full disk (a one-line ``ValueError``
+            naming ``path``; the finished chunks stay in ``<path>.partial``).
 
     Returns:
         ``{"n": ..., "n_resumed_from": ..., "path": ...}``.
@@ -391,30 +419,45 @@ def stream_showers(
             "hepgen_provenance": json.dumps(provenance(int(seed))),
             GEOMETRY_ATTR: geometry.to_dict() if geometry is not None else None,
         }
-        _create_partial(tmp, job, int(n_voxels), widths, {**base, **(attrs or {})}, compression)
         n_done = 0
+        try:
+            _create_partial(tmp, job, int(n_voxels), widths, {**base, **(attrs or {})}, compression)
+        except (OSError, RuntimeError) as err:
+            full = disk_full_error(err, path, f"delete {tmp} and free some space")
+            if full is None:
+                raise
+            raise full from None
     resumed_from = n_done
-    with h5py.File(tmp, "r+") as f, tqdm(total=n, initial=n_done, unit="shower", desc="sampling",
-                                          disable=not progress) as bar:
-        cond_keys = [k for k in f if k in CONDITION_KEYS]
-        while n_done < n:
-            index = n_done // chunk_size
-            start, stop = index * chunk_size, min((index + 1) * chunk_size, n)
-            if start != n_done:  # cannot happen with complete chunks; guards the invariant
-                raise RuntimeError(f"{tmp}: {n_done} showers done is not a multiple of the chunk size {chunk_size}")
-            energies, conds = conditions.chunk(start, stop, index)
-            showers = np.asarray(sample_chunk(energies, conds, index), dtype=np.float32)
-            e2 = np.asarray(energies, dtype=np.float64).reshape(-1, 1)
-            validate_showers(ShowerData(showers, e2, conds), f"{tmp} (chunk {index})")
-            for key, arr in (("showers", showers), ("incident_energies", e2),
-                             *((k, np.asarray(conds[k], dtype=np.float64).reshape(len(e2), -1)) for k in cond_keys)):
-                ds = f[key]
-                ds.resize(stop, axis=0)
-                ds[start:stop] = arr
-            f.flush()  # the data first ...
-            f.attrs["hepgen_n_done"] = stop  # ... then the count that vouches for them
-            f.flush()
-            bar.update(stop - n_done)
-            n_done = stop
+    try:
+        # no chunk cache (rdcc_nbytes=0): every write reaches the file inside the call that makes it, so a
+        # full disk raises there, cleanly; with a cache, HDF5 fails later while closing a dataset, and
+        # h5py 3.16 / HDF5 2.0 then crash (segmentation fault, seen on a full tmpfs)
+        with h5py.File(tmp, "r+", rdcc_nbytes=0) as f, tqdm(total=n, initial=n_done, unit="shower", desc="sampling",
+                                              disable=not progress) as bar:
+            cond_keys = [k for k in f if k in CONDITION_KEYS]
+            while n_done < n:
+                index = n_done // chunk_size
+                start, stop = index * chunk_size, min((index + 1) * chunk_size, n)
+                if start != n_done:  # cannot happen with complete chunks; guards the invariant
+                    raise RuntimeError(f"{tmp}: {n_done} showers done is not a multiple of the chunk size {chunk_size}")
+                energies, conds = conditions.chunk(start, stop, index)
+                showers = np.asarray(sample_chunk(energies, conds, index), dtype=np.float32)
+                e2 = np.asarray(energies, dtype=np.float64).reshape(-1, 1)
+                validate_showers(ShowerData(showers, e2, conds), f"{tmp} (chunk {index})")
+                arrays = {"showers": showers, "incident_energies": e2,
+                          **{k: np.asarray(conds[k], dtype=np.float64).reshape(len(e2), -1) for k in cond_keys}}
+                _write_chunk(f, start, stop, arrays)  # the data first, flushed ...
+                del showers, arrays, energies, conds, e2
+                f.attrs["hepgen_n_done"] = stop  # ... then the count that vouches for them
+                f.flush()
+                bar.update(stop - n_done)
+                n_done = stop
+                release_freed_memory()  # flat resident memory whatever N (see its docstring)
+    except (OSError, RuntimeError) as err:
+        full = disk_full_error(err, path, f"the {n_done} showers finished before are kept in {tmp}; free some "
+                                          f"space and {resume_hint} to continue")
+        if full is None:
+            raise
+        raise full from None
     os.replace(tmp, path)
     return {"n": n, "n_resumed_from": resumed_from, "path": str(path)}

@@ -7,7 +7,8 @@
 * :func:`kpd` — kernel physics distance: unbiased MMD² with the polynomial kernel
   ``(x·y / d + 1)^4``, median and half 16–84 % inter-quantile range over batches (JetNet);
 * :func:`mmd_gaussian` — unbiased MMD² with a Gaussian kernel (median-heuristic bandwidth);
-* :func:`prdc` — precision, recall, density and coverage from k-nearest-neighbour balls.
+* :func:`prdc` — precision, recall, density and coverage from k-nearest-neighbour balls
+  (each sample capped at a seeded random subsample, ``max_samples``, against the O(N·M) cost).
 
 All take samples as ``(N, d)`` arrays, rows are events.  FPD and KPD follow
 ``jetnet.evaluation.fpd`` / ``kpd`` (JetNet 0.2.5) step by step, including the feature
@@ -341,7 +342,7 @@ def _knn_radii(x: np.ndarray, k: int) -> np.ndarray:
     return dist[:, k]
 
 
-def prdc(real: np.ndarray, gen: np.ndarray, k: int = 5) -> dict:
+def prdc(real: np.ndarray, gen: np.ndarray, k: int = 5, max_samples: int | None = 10_000, seed: int = 0) -> dict:
     """Precision, recall, density and coverage of a generated sample (Naeem et al. 2020).
 
     With ``B(x, r)`` the open ball of radius ``r`` around ``x`` and ``NND_k(x)`` the distance
@@ -357,17 +358,34 @@ def prdc(real: np.ndarray, gen: np.ndarray, k: int = 5) -> dict:
     perfect generator is 1, values above 1 mean generated points crowd dense real regions.
     Features should be on comparable scales (standardise first).
 
+    The cost is O(N · M · d) (all real-generated distances, in row blocks of bounded memory), so
+    each sample is first capped at ``max_samples`` rows, drawn at random without replacement from
+    ``SeedSequence([seed, 0])`` (real) and ``[seed, 1]`` (generated); below the cap the samples are
+    used whole.  The radii then refer to the subsample (a k-NN radius grows as the sample
+    shrinks): compare values at equal sample sizes.
+
     Arguments:
         real: (N, d) real sample; gen: (M, d) generated sample.
-        k: neighbours defining the radii (Naeem et al. use k = 5); needs N, M > k.
+        k: neighbours defining the radii (Naeem et al. use k = 5); needs N, M > k (after the cap).
+        max_samples: cap on the rows of each sample (None: no cap; default 10,000).
+        seed: seeds the subsampling.
 
     Returns:
-        ``{"precision", "recall", "density", "coverage"}`` as floats.
+        ``{"precision", "recall", "density", "coverage"}`` as floats, and the bookkeeping
+        ``n_real``, ``n_gen`` (rows used), ``max_samples``, ``seed``.
+
+    >>> x = np.random.default_rng(0).normal(size=(50, 2))
+    >>> r = prdc(x, x + 100.0, k=3, max_samples=20)
+    >>> r["precision"], r["coverage"], r["n_real"], r["n_gen"]
+    (0.0, 0.0, 20, 20)
 
     References:
         M. F. Naeem et al., arXiv:2002.09797, eqs. (1)–(4) and sec. 3.
     """
     real, gen = _pair(real, gen, ("real", "gen"))
+    if max_samples is not None and int(max_samples) < 1:
+        raise ValueError(f"prdc: max_samples: expected None or an integer >= 1, found {max_samples}")
+    real, gen = _capped(real, max_samples, seed, 0), _capped(gen, max_samples, seed, 1)
     k = int(k)
     if k < 1 or len(real) <= k or len(gen) <= k:
         raise ValueError(f"prdc: need k >= 1 and more than k rows in each sample, "
@@ -396,4 +414,16 @@ def prdc(real: np.ndarray, gen: np.ndarray, k: int = 5) -> dict:
         "recall": float(recall_hit.mean()),
         "density": n_dens / (k * m),
         "coverage": float(np.mean(min_dist < r_real)),
+        "n_real": int(len(real)),
+        "n_gen": int(m),
+        "max_samples": None if max_samples is None else int(max_samples),
+        "seed": int(seed),
     }
+
+
+def _capped(x: np.ndarray, cap: int | None, seed: int, stream: int) -> np.ndarray:
+    """At most ``cap`` rows of ``x``, drawn without replacement (order kept) from ``SeedSequence([seed, stream])``."""
+    if cap is None or len(x) <= int(cap):
+        return x
+    rows = np.sort(np.random.default_rng([int(seed), int(stream)]).choice(len(x), int(cap), replace=False))
+    return x[rows]

@@ -61,7 +61,7 @@ import numpy as np
 
 from hepgen._extras import needs_extra, require_extra
 from hepgen._fastjet import quiet_fastjet
-from hepgen.data.jets import JET_TYPES, JetData, jet_type_index, read_jets, write_jets
+from hepgen.data.jets import JET_TYPES, JetData, jet_type_index, merge_jet_files, read_jets, write_jets
 from hepgen.simulate.chunks import chunk_dir_for, finish_chunks, run_chunks
 from hepgen.simulate.chunks import chunk_seed as _chunk_seed
 
@@ -74,6 +74,7 @@ __all__ = [
     "generate_jets",
     "pythia_settings",
     "simulate_jets",
+    "simulate_jets_to_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,20 @@ def _chunk_ok(path: Path, n: int, n_particles: int) -> bool:
 def simulate_jets(output: str | os.PathLike, jet_types: Sequence[str], n_per_type: int,
                   seed: int = 0, config: JetGenConfig = JetGenConfig(), workers: int = 1,
                   chunk_size: int = 1000, resume: bool = True, progress: bool = True) -> JetData:
+    """:func:`simulate_jets_to_file`, then the file read back: the merged :class:`JetData`.
+
+    ``attrs`` hold the settings, ``n_events`` and the summed worker time ``cpu_seconds``.  The
+    whole sample is in memory at the end; ``hepgen simulate jets`` calls
+    :func:`simulate_jets_to_file`, whose memory holds one chunk.
+    """
+    simulate_jets_to_file(output, jet_types, n_per_type, seed=seed, config=config, workers=workers,
+                          chunk_size=chunk_size, resume=resume, progress=progress)
+    return read_jets(output)
+
+
+def simulate_jets_to_file(output: str | os.PathLike, jet_types: Sequence[str], n_per_type: int,
+                          seed: int = 0, config: JetGenConfig = JetGenConfig(), workers: int = 1,
+                          chunk_size: int = 1000, resume: bool = True, progress: bool = True) -> dict:
     """Generate jets of several types in parallel chunks and write them to ``output`` (JetNet layout).
 
     Chunks are written to the folder ``.<output name>.chunks`` beside ``output``; a run that
@@ -338,8 +353,9 @@ def simulate_jets(output: str | os.PathLike, jet_types: Sequence[str], n_per_typ
         progress: show a tqdm progress bar (jets).
 
     Returns:
-        the merged :class:`JetData`; ``attrs`` hold the settings, ``n_events`` and the
-        summed worker time ``cpu_seconds``.
+        ``{"n", "n_particles", "types_present"}`` of the file written (chunk files are merged one
+        at a time: :func:`hepgen.data.jets.merge_jet_files`); its attributes hold the settings,
+        ``n_events`` and the summed worker time ``cpu_seconds``.
     """
     output = Path(output)
     names = [JET_TYPES[jet_type_index(t)] for t in jet_types]
@@ -363,13 +379,15 @@ def simulate_jets(output: str | os.PathLike, jet_types: Sequence[str], n_per_typ
                lambda task: _chunk_ok(Path(task["path"]), task["n"], config.n_particles),
                workers=workers, resume=resume, progress=progress, desc="pythia+fastjet", unit="jet")
 
-    parts = [read_jets(t["path"]) for t in tasks]
-    attrs = {"generator": "pythia8mc + fastjet (hepgen.simulate.pythia)", "seed": int(seed),
-             "jet_types": ",".join(names), "n_per_type": n_per_type,
-             "config": json.dumps(config.to_dict()),
-             "n_events": int(sum(p.attrs.get("n_events", 0) for p in parts)),
-             "cpu_seconds": float(sum(p.attrs.get("seconds", 0.0) for p in parts))}
-    data = JetData.concatenate(parts, attrs)
-    write_jets(output, data)
+    def merged_attrs(part_attrs: list[dict]) -> dict:
+        return {"generator": "pythia8mc + fastjet (hepgen.simulate.pythia)", "seed": int(seed),
+                "jet_types": ",".join(names), "n_per_type": n_per_type,
+                "config": json.dumps(config.to_dict()),
+                "n_events": int(sum(a.get("n_events", 0) for a in part_attrs)),
+                "cpu_seconds": float(sum(a.get("seconds", 0.0) for a in part_attrs))}
+
+    # one chunk in memory at a time (flat memory whatever n_per_type)
+    summary = merge_jet_files(output, [t["path"] for t in tasks], merged_attrs)
     finish_chunks(chunk_dir)
-    return data
+    summary.pop("part_attrs")
+    return summary

@@ -465,7 +465,8 @@ def _multivariate(xr: np.ndarray, xg: np.ndarray, seed: int, max_points: int) ->
                        normalise=False, seed=seed)
         k, k_err = kpd(a, other, num_batches=10, batch_size=kpd_batch, normalise=False, seed=seed)
         mmd = mmd_gaussian(a, other, seed=seed, max_samples=m)
-        pr = prdc(a[:m], other[:m], k=prdc_k)
+        pr = prdc(a[:m], other[:m], k=prdc_k)  # already at most m rows: prdc's own cap does not act
+        pr = {key: pr[key] for key in ("precision", "recall", "density", "coverage")}
         return {"fpd": f, "fpd_err": f_err, "kpd": k, "kpd_err": k_err, "mmd_gaussian": mmd, **pr}
 
     value, reference = run(g), run(b)
@@ -541,8 +542,9 @@ def _diversity(real, generated, geometry, xr, xg, xt, seed, max_points) -> dict:
         keep = _nonconstant(xr)
         sub_t = xt[np.random.default_rng(seed + 1).permutation(len(xt))[: 2 * m]][:, keep]
         mem = nearest_neighbour_memorisation(sub_t, xg[np.random.default_rng(seed).permutation(len(xg))[:m]][:, keep],
-                                             xr[np.random.default_rng(seed).permutation(len(xr))[:m]][:, keep])
-        out["memorisation"] = {**mem, "n_train": len(sub_t)}
+                                             xr[np.random.default_rng(seed).permutation(len(xr))[:m]][:, keep],
+                                             max_samples=m, max_train=2 * m, seed=seed)  # the caps applied above
+        out["memorisation"] = mem
     return out
 
 
