@@ -676,8 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--seed", type=int, default=0, help="seed of the noise and of the drawn energies; give each job "
                     "of an array its own")
     sm.add_argument("--batch-size", type=int, default=256,
-                    help="showers per network call (256: the flows' per-call temporaries dominate peak memory, "
-                         "~0.5 MB per shower for the demo's caloflow; 256 was also faster than 1000)")
+                    help="showers per network call: the flows' per-call temporaries set the peak memory "
+                         "(~0.5 MB per shower for the demo's caloflow), and 256 was also faster than 1000")
     sm.add_argument("--chunk-size", type=int, default=10_000,
                     help="showers per chunk written to the file (the unit of memory and of resumption)")
     sm.add_argument("--resume", action=argparse.BooleanOptionalAction, default=False,
