@@ -100,6 +100,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hepgen._extras import MissingExtraError, missing_extra_message
 from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.data.geometry import HexagonalGrid, save_geometry
 from hepgen.simulate.chunks import chunk_dir_for, chunk_seed, finish_chunks, run_chunks
@@ -122,7 +123,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "the Geant4 engine needs the optional extra: pip install 'hepgen[geant4]'"
+INSTALL_HINT = missing_extra_message("the Geant4 engine", "geant4")
 
 #: Particle names accepted → Geant4 particle names.
 PARTICLES = {"gamma": "gamma", "photon": "gamma", "e-": "e-", "electron": "e-", "e+": "e+", "positron": "e+"}
@@ -251,7 +252,7 @@ def check_data_sets(physics_list: str) -> dict:
 
 def _require_g4() -> None:
     if g4 is None:
-        raise ImportError(INSTALL_HINT)
+        raise MissingExtraError(INSTALL_HINT)
 
 
 def geant4_version() -> str:
