@@ -16,7 +16,6 @@ family): use :func:`registered`.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import sys
@@ -26,7 +25,18 @@ from torch import nn
 
 from hepgen.models.base import MODEL_FAMILIES, GenerativeModel
 
-__all__ = ["ToyAdversarial", "ToyUnwrapped", "registered"]
+__all__ = ["FakeClock", "ToyAdversarial", "ToyUnwrapped", "registered"]
+
+
+class FakeClock:
+    """A stand-in for the trainer's clock: each reading is one second later than the previous one."""
+
+    def __init__(self):
+        self.t = -1.0
+
+    def __call__(self):
+        self.t += 1.0
+        return self.t
 
 
 class ToyAdversarial(GenerativeModel):
@@ -129,8 +139,8 @@ def _worker(spec_path: str) -> None:
             jobs = json.load(fh)
         for job in jobs:
             callbacks = [stopper(job["stop_after"])] if job.get("stop_after") else []
-            if job.get("fake_clock"):  # one second per reading (see test_trainer_time_limit.FakeClock)
-                trainer._clock = itertools.count().__next__
+            if job.get("fake_clock"):
+                trainer._clock = FakeClock()
             # "chunk_rows": the data (a list of files) streamed in chunks of that many rows
             data = ShowerFileSet(job["data"], chunk_rows=job["chunk_rows"], buffer_chunks=2) \
                 if "chunk_rows" in job else read_showers(job["data"])

@@ -21,6 +21,8 @@ from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.train import trainer
 from hepgen.train.trainer import _split, train
 
+from _toy_models import FakeClock
+
 GEOMETRY = CylindricalBinning.regular(3, [0.0, 8.0, 20.0, 60.0], n_alpha=2)  # 18 voxels
 SMALL_FLOW = {"transforms": 2, "hidden_features": 16, "n_hidden": 1}
 
@@ -267,15 +269,6 @@ def _config(**kw):
                 tensorboard=False, threads=1, seed=7)
     base.update(kw)
     return TrainConfig(**base)
-
-
-class FakeClock:
-    def __init__(self):
-        self.t = -1.0
-
-    def __call__(self):
-        self.t += 1.0
-        return self.t
 
 
 def _same(a: dict, b: dict):

@@ -17,6 +17,8 @@ from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.train import trainer
 from hepgen.train.trainer import train
 
+from _toy_models import FakeClock
+
 GEOMETRY = CylindricalBinning.regular(3, [0.0, 8.0, 20.0, 60.0], n_alpha=2)
 
 
@@ -31,17 +33,6 @@ def _config(**kw):
                 batch_size=64, lr=2e-3, n_eval=100, tensorboard=False, threads=1, seed=7, ema=0.9)
     base.update(kw)
     return TrainConfig(**base)
-
-
-class FakeClock:
-    """Each reading is one second later than the previous one."""
-
-    def __init__(self):
-        self.t = -1.0
-
-    def __call__(self):
-        self.t += 1.0
-        return self.t
 
 
 def _rows(path):
