@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,11 @@ def test_license_file_is_the_bsd_3_clause_text_pyproject_declares(project):
 def test_citation_cff_matches_the_package(project):
     cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
-    assert cff["version"] == project["version"] == hepgen.__version__
+    # the version is written once, in hepgen/_version.py; pyproject reads it from there
+    assert "version" not in project and "version" in project["dynamic"]
+    dynamic = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["dynamic"]
+    assert dynamic["version"] == {"attr": "hepgen._version.__version__"}
+    assert cff["version"] == hepgen.__version__ == importlib.metadata.version("hepgen")
     assert cff["license"] == "BSD-3-Clause"
     assert cff["authors"] and cff["title"].startswith("hepgen")
     assert cff["repository-code"] == project["urls"]["Source"]

@@ -21,7 +21,7 @@ AttributeError: module 'hepgen' has no attribute 'no_such_name'
 
 import importlib
 
-__version__ = "0.1.0"
+from hepgen._version import __version__
 
 _API = ("TrainConfig", "evaluate", "load_generator", "preset", "read", "sample", "simulate_jets", "simulate_showers",
         "train_generator", "write")

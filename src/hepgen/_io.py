@@ -21,7 +21,7 @@ from typing import Iterator, Union
 
 import numpy as np
 
-from hepgen import __version__
+from hepgen._version import __version__
 
 __all__ = ["OutputLocked", "atomic_path", "disk_full_error", "json_safe", "output_lock", "provenance",
            "release_freed_memory", "set_command_line", "write_metrics"]

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from hepgen.checkpoint import load_checkpoint
-from hepgen.config import TrainConfig, family_config, load_config, preset
+from hepgen.config import TrainConfig, preset, starting_config
 from hepgen.data.stream import file_sha256
 from hepgen.domains import call_with_options, domain_of_checkpoint, domain_of_data, domain_of_file, get_domain
 from hepgen.domains import evaluation as _evaluation
@@ -143,11 +143,8 @@ def train_generator(data, output: str | os.PathLike, config: TrainConfig | str |
         source = {"train_file": str(data), "train_file_sha256": file_sha256(data)}
         data = read(data)
     domain = domain_of_data(data)
-    if config is None:  # as hepgen train: the named family's preset, else the kind's default
-        config = family_config(settings["family"]) if "family" in settings else domain.default_config()
-    elif isinstance(config, _PathLike):
-        text = str(config)
-        config = load_config(config) if text.endswith((".yaml", ".yml")) or os.sep in text else preset(text)
+    # the rule of hepgen train: file or preset; else the named family's preset; else the kind's default
+    config = starting_config(config, family=settings.get("family"), default=domain.default_config)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(settings) - known)
     if unknown:

@@ -48,7 +48,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch.utils.flop_counter import FlopCounterMode
 
-from hepgen import __version__
+from hepgen._version import __version__
 from hepgen._extras import needs_extra
 from hepgen._io import atomic_path
 from hepgen.data.formats import ShowerData

@@ -80,7 +80,7 @@ def _simulate_geant4(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from hepgen.config import apply_overrides, family_config, load_config, preset
+    from hepgen.config import apply_overrides, starting_config
     from hepgen.data.chunked import expand_paths
     from hepgen.data.stream import file_sha256
     from hepgen.domains import call_with_options, domain_of_file
@@ -96,8 +96,7 @@ def cmd_train(args) -> int:
     if args.config and args.preset:
         raise ValueError("give either --config FILE.yaml or --preset NAME, not both")
     # no file and no preset: the named family's preset (or its code defaults), else the kind's default
-    config = load_config(args.config) if args.config else preset(args.preset) if args.preset \
-        else family_config(args.family) if args.family else domain.default_config()
+    config = starting_config(args.config or args.preset, family=args.family, default=domain.default_config)
     config = apply_overrides(config, args.set or [])
     for name in ("family", "epochs", "max_minutes", "batch_size", "lr", "seed", "threads", "device"):
         value = getattr(args, name)
@@ -364,7 +363,7 @@ def cmd_distill(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from hepgen import __version__
+    from hepgen._version import __version__
     from hepgen.checkpoint import load_checkpoint
     from hepgen.data.stream import file_sha256
     from hepgen.domains import domain_of_checkpoint
@@ -533,7 +532,7 @@ def _add_jet_evaluate_options(group) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hepgen import __version__
+    from hepgen._version import __version__
 
     p = argparse.ArgumentParser(prog="hepgen", description=_DESCRIPTION, epilog=_EPILOG)
     p.add_argument("--version", action="version", version=f"hepgen {__version__}")

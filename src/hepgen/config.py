@@ -12,8 +12,9 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import yaml
 
@@ -117,8 +118,6 @@ class TrainConfig:
 
 def preset(name: str) -> "TrainConfig":
     """A packaged training preset, ``src/hepgen/configs/<name>.yaml`` (e.g. ``"caloflow"``, ``"gan"``)."""
-    from importlib.resources import files
-
     res = files("hepgen") / "configs" / f"{name}.yaml"
     if not res.is_file():
         known = sorted(p.name[:-5] for p in (files("hepgen") / "configs").iterdir() if p.name.endswith(".yaml"))
@@ -132,8 +131,6 @@ def preset_names() -> list[str]:
     >>> "caloflow" in preset_names() and "gan" in preset_names()
     True
     """
-    from importlib.resources import files
-
     return sorted(p.name[:-5] for p in (files("hepgen") / "configs").iterdir() if p.name.endswith(".yaml"))
 
 
@@ -145,6 +142,29 @@ def family_config(family: str) -> "TrainConfig":
     (True, {})
     """
     return preset(family) if family in preset_names() else TrainConfig(family=family)
+
+
+def starting_config(config: Union["TrainConfig", str, os.PathLike, None] = None, *, family: str | None = None,
+                    default: Callable[[], "TrainConfig"] = lambda: TrainConfig()) -> "TrainConfig":
+    """The configuration a training run starts from, the one rule of ``hepgen train`` and
+    :func:`hepgen.api.train_generator`.
+
+    In order: a :class:`TrainConfig` as given; a YAML file (a name ending in ``.yaml``/``.yml``
+    or containing a path separator); a packaged preset's name; with no ``config``, the named
+    ``family``'s preset (or its code defaults, :func:`family_config`); else ``default()``, the
+    kind of data's default (``domain.default_config``).
+
+    >>> starting_config("gan").family, starting_config(family="epic_fm").family
+    ('gan', 'epic_fm')
+    >>> starting_config(default=lambda: TrainConfig(family="vae")).family
+    'vae'
+    """
+    if isinstance(config, TrainConfig):
+        return config
+    if config is not None:
+        text = str(config)
+        return load_config(config) if text.endswith((".yaml", ".yml")) or os.sep in text else preset(text)
+    return family_config(family) if family else default()
 
 
 def _demo_train() -> "TrainConfig":

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hepgen import __version__
+from hepgen._version import __version__
 from hepgen._extras import needs_extra, require_extra
 from hepgen._io import atomic_path
 from hepgen.domains.showers.inference import ShowerSampler

@@ -44,7 +44,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from hepgen import __version__
+from hepgen._version import __version__
 from hepgen._io import disk_full_error, provenance, release_freed_memory
 from hepgen.data.formats import (
     CONDITION_KEYS,

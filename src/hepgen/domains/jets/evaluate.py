@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hepgen import __version__
+from hepgen._version import __version__
 from hepgen._extras import require_extra
 from hepgen._io import write_metrics
 from hepgen._progress import Stages

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hepgen import __version__
+from hepgen._version import __version__
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.data.jets import JetData, jet_type_index
 from hepgen.domains.jets.preprocessing import JetPreprocessor

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hepgen import __version__
+from hepgen._version import __version__
 from hepgen._progress import Stages
 from hepgen._io import atomic_path, json_safe, write_metrics
 from hepgen.data.formats import ShowerData

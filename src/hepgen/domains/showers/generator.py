@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hepgen import __version__
+from hepgen._version import __version__
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.data.formats import ShowerData
 from hepgen.data.geometry import Geometry, geometry_from_dict
