@@ -2,13 +2,14 @@
 score on the signals, scan fixed-point precisions, time ONNX at batch 1 against Pythia.
 
 Reads files of :func:`hepgen.simulate.l1.simulate_l1` (``hepgen simulate l1``): a training
-background, a statistically independent test background and the signals.  Trains with the
+background, a statistically independent test background (one file, or several made with
+different seeds, joined by :func:`join_backgrounds`) and the signals.  Trains with the
 same steps as ``hepgen train`` (domain preprocessing, ``training_step`` over shuffled
 batches, AdamW, one thread), writes ``metrics_<family>.json`` + ``report_<family>.html`` and
 ``bench_anomaly.json`` to ``--out`` and prints tables.  The last line of stdout is the JSON
 summary.  Usage:
 
-    python benchmarks/bench_anomaly.py --train bkg.h5 --test bkg_test.h5 --signals sig.h5 --out out/
+    python benchmarks/bench_anomaly.py --train bkg.h5 --test t1.h5 [t2.h5 ...] --signals s.h5 --out out/
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ import torch
 
 from hepgen._io import json_safe as strict_json
 from hepgen.config import TrainConfig
-from hepgen.data.l1 import read_l1
+from hepgen.data.l1 import L1Events, read_l1
 from hepgen.domains.anomaly import DOMAIN
 from hepgen.domains.anomaly.deploy import (
     DEFAULT_PRECISIONS,
@@ -36,6 +38,51 @@ from hepgen.domains.anomaly.deploy import (
     score_module,
 )
 from hepgen.domains.anomaly.evaluate import evaluate_detector, ood_fraction
+
+
+_SUMMED_JSON_ATTRS = ("counts", "n_generated")
+
+
+def join_backgrounds(samples: Sequence[L1Events]) -> L1Events:
+    """One test background from several ``simulate l1`` files (e.g. seeds 3 and 4), in order.
+
+    Events and process labels are :meth:`L1Events.concatenate`'s; the attributes are the first
+    file's except ``cpu_seconds`` (summed, so that the bench's CPU time per accepted event stays
+    right; dropped if any file lacks it), ``counts`` and ``n_generated`` (JSON dicts, summed per
+    process; dropped if any file lacks them) and ``seed`` (the list of the files' seeds, JSON).
+    Checking that the files are statistically independent (different seeds) is the caller's job.
+
+    >>> import numpy as np
+    >>> def empty(n, cpu, seed):
+    ...     return L1Events(np.zeros((n, 19, 3), np.float32), np.zeros(n, np.int16), ("W_lnu",),
+    ...                     {"cpu_seconds": cpu, "seed": seed})
+    >>> a, b = empty(2, 1.5, 3), empty(3, 2.0, 4)
+    >>> j = join_backgrounds([a, b])
+    >>> len(j), j.attrs["cpu_seconds"], j.attrs["seed"]
+    (5, 3.5, '[3, 4]')
+    """
+    samples = list(samples)
+    if not samples:
+        raise ValueError("join_backgrounds: expected at least one background sample, found none")
+    if len(samples) == 1:
+        return samples[0]
+    attrs = dict(samples[0].attrs)
+    attrs["seed"] = json.dumps([s.attrs.get("seed") for s in samples], default=int)
+    if all("cpu_seconds" in s.attrs for s in samples):
+        attrs["cpu_seconds"] = float(sum(float(s.attrs["cpu_seconds"]) for s in samples))
+    else:
+        attrs.pop("cpu_seconds", None)
+    for key in _SUMMED_JSON_ATTRS:
+        if all(key in s.attrs for s in samples):
+            total: dict = {}
+            for s in samples:
+                for name, v in json.loads(s.attrs[key]).items():
+                    total[name] = total.get(name, 0) + v
+            attrs[key] = json.dumps(total)
+        else:
+            attrs.pop(key, None)
+    attrs.pop("preselection_efficiency", None)  # a ratio, not summable: read it from the files
+    return L1Events.concatenate(samples, attrs)
 
 
 def train(family: str, data, epochs: int, seed: int, lr: float = 3e-3, batch_size: int = 256, **model):
@@ -74,7 +121,8 @@ def train(family: str, data, epochs: int, seed: int, lr: float = 3e-3, batch_siz
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train", required=True, help="background L1 file for training")
-    p.add_argument("--test", required=True, help="independent background L1 file for the ROC")
+    p.add_argument("--test", required=True, nargs="+", help="independent background L1 file(s) for the ROC "
+                   "(several: joined in order, see join_backgrounds)")
     p.add_argument("--signals", required=True, help="L1 file with the signal processes")
     p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=int, default=100)
@@ -87,11 +135,12 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    bkg_train, bkg_test, sig_all = read_l1(args.train), read_l1(args.test), read_l1(args.signals)
+    bkg_train, sig_all = read_l1(args.train), read_l1(args.signals)
+    bkg_test = join_backgrounds([read_l1(t) for t in args.test])
     signals = {n: sig_all.of_process(n) for n in sig_all.processes}
     print(f"background: train {len(bkg_train)}, test {len(bkg_test)}; signals "
           + ", ".join(f"{n} {len(d)}" for n, d in signals.items()))
-    summary: dict = {"n_train": len(bkg_train), "n_test": len(bkg_test),
+    summary: dict = {"n_train": len(bkg_train), "n_test": len(bkg_test), "test_files": list(args.test),
                      "n_signal": {n: len(d) for n, d in signals.items()}, "families": {}, "cpu_count": os.cpu_count()}
     pythia_s = float(bkg_test.attrs.get("cpu_seconds", np.nan)) / max(len(bkg_test), 1)
     gens = {}

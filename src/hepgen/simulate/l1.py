@@ -53,9 +53,9 @@ documented parametrisation, not a detector simulation:
 The isolation cuts take their sizes from the Delphes CMS card (relative isolation 0.12 for
 electrons, 0.25 for muons, cone 0.5; here a narrower 0.3 cone, nearer a trigger's).
 
-Cost (measured, see docs/anomaly.md): Pythia + FastJet + the object model run at a few
-events per second per core (including the object model); the pre-selection passes ~20 % of
-W → ℓν events (docs/anomaly.md has the measured efficiencies of every process).
+Cost (measured on one core, see docs/anomaly.md): Pythia + FastJet + the object model take
+about 11 ms of CPU per generated SM-mix event, 32 ms per accepted one; the pre-selection passes
+~31 % of W → ℓν events (docs/anomaly.md has the measured efficiencies of every process).
 
 :func:`simulate_l1` splits the work into chunks run by :func:`hepgen.simulate.chunks.run_chunks`
 (parallel, seeded per chunk by ``SeedSequence(seed, spawn_key=(process, chunk))``, resumable,
