@@ -528,7 +528,7 @@ def prepare_path(sampler: ShowerSampler, path: str, device: str | torch.device =
 
 @torch.no_grad()
 def sample_showers(generator, incident_energies, conditions: dict | None = None, path: str = "fp32", seed: int = 0,
-                   batch_size: int = 1_000, progress: bool = False) -> np.ndarray:
+                   batch_size: int = 1_000, progress: bool = False, module: nn.Module | None = None) -> np.ndarray:
     """Showers from ``generator`` through one sampling path of :func:`prepare_path` (CPU).
 
     The noise stream is :meth:`ShowerGenerator.sample`'s (one ``torch.Generator`` seeded with
@@ -538,8 +538,12 @@ def sample_showers(generator, incident_energies, conditions: dict | None = None,
     Arguments:
         generator: a :class:`~hepgen.domains.showers.generator.ShowerGenerator`.
         incident_energies: ``(N,)`` or ``(N, 1)`` MeV; conditions: the extra conditions, if any.
-        path: one of :data:`SAMPLING_PATHS`; seed: seeds the noise; batch_size: showers per call.
+        path: one of :data:`SAMPLING_PATHS`; seed: seeds the noise; batch_size: showers per call
+            (with ``compile`` a short last batch is padded to ``batch_size``, so that it does not
+            trigger a second compilation).
         progress: a tqdm bar over the batches.
+        module: ``prepare_path(ShowerSampler.from_generator(generator), path)`` built (and, for
+            ``compile``, already called once) by the caller, e.g. to time the compilation apart.
 
     Returns:
         ``(N, n_voxels)`` float32 MeV.
@@ -553,7 +557,7 @@ def sample_showers(generator, incident_energies, conditions: dict | None = None,
     if e.size and (not np.all(np.isfinite(e)) or np.any(e <= 0)):
         raise ValueError("incident energies must be finite and > 0 MeV")
     base = ShowerSampler.from_generator(generator)
-    module = prepare_path(base, path, "cpu")
+    module = prepare_path(base, path, "cpu") if module is None else module
     et = torch.as_tensor(e, dtype=torch.float32).reshape(-1, 1)
     extra = base.condition_matrix(conditions, len(e))
     extra = None if extra is None else torch.as_tensor(extra)
@@ -565,6 +569,12 @@ def sample_showers(generator, incident_energies, conditions: dict | None = None,
         if base.noise_dim is None:
             out[sl] = module(et[sl], None, xs, generator=gen).numpy()
         else:
-            z = torch.randn(len(et[sl]), base.noise_dim, generator=gen)
-            out[sl] = module(et[sl], z, xs).numpy()
+            m = len(et[sl])
+            z = torch.randn(m, base.noise_dim, generator=gen)
+            if path == "compile" and m < batch_size and len(e) > batch_size:
+                # a short last batch: rows repeated up to the compiled batch shape (rows are independent)
+                idx = torch.arange(batch_size) % m
+                out[sl] = module(et[sl][idx], z[idx], None if xs is None else xs[idx])[:m].numpy()
+            else:
+                out[sl] = module(et[sl], z, xs).numpy()
     return out

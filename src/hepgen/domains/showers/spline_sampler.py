@@ -71,7 +71,10 @@ def rqs_inverse(phi: torch.Tensor, y: torch.Tensor, bins: int, bound: float = 5.
     # exp of the soft-bounded widths and heights, in place on one buffer: 4 passes, no temporaries
     e = phi[..., : 2 * bins].abs()
     e.mul_(2.0 * inv_log_slope).add_(1.0)
-    torch.div(phi[..., : 2 * bins], e, out=e)
+    if phi.requires_grad or torch.compiler.is_compiling():
+        e = phi[..., : 2 * bins] / e  # out= is refused by autograd and by graph capture (export, compile)
+    else:
+        torch.div(phi[..., : 2 * bins], e, out=e)
     e.exp_()
     e = e.view(n, f, 2, bins)  # [..., 0, :] widths, [..., 1, :] heights
     cum = e.cumsum(dim=-1)
@@ -86,14 +89,13 @@ def rqs_inverse(phi: torch.Tensor, y: torch.Tensor, bins: int, bound: float = 5.
     dx, dy = width_height.unbind(-1)
     x0 = upper[..., 0] - dx
     y0 = upper[..., 1] - dy
-    # the two derivatives of bin k: raw values gathered first (padding 1 at both ends of the spline)
+    # the two derivatives of bin k: raw values gathered first.  The spline's end derivatives
+    # are 1 = exp(0): a raw 0 there (the multiplication by the bool) gives exactly that.
     raw = phi[..., 2 * bins:]
-    lo = raw.gather(-1, (k - 1).clamp_(min=0).unsqueeze(-1)).squeeze(-1)
-    hi = raw.gather(-1, k.clamp(max=bins - 2).unsqueeze(-1)).squeeze(-1)
-    d = torch.stack([lo, hi], dim=-1)
+    idx = torch.stack([(k - 1).clamp_(min=0), k.clamp(max=bins - 2)], dim=-1)
+    d = raw.gather(-1, idx) * torch.stack([k > 0, k < bins - 1], dim=-1)
     d = torch.exp(d / (1.0 + d.abs() * inv_log_slope))
-    d0 = torch.where(k == 0, torch.ones_like(lo), d[..., 0])
-    d1 = torch.where(k == bins - 1, torch.ones_like(hi), d[..., 1])
+    d0, d1 = d.unbind(-1)
     # zuko's root of the quadratic (MonotonicRQSTransform._inverse)
     s = dy / dx
     y_ = y - y0
