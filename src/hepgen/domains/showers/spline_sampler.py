@@ -67,6 +67,8 @@ def rqs_inverse(phi: torch.Tensor, y: torch.Tensor, bins: int, bound: float = 5.
     n, f, p = phi.shape
     if p != 3 * bins - 1:
         raise ValueError(f"rqs_inverse: expected 3 * {bins} - 1 = {3 * bins - 1} parameters per feature, found {p}")
+    if bins > 255:
+        raise ValueError(f"rqs_inverse: at most 255 bins (the bin is counted in uint8), found {bins}")
     inv_log_slope = 1.0 / abs(math.log(slope))
     # exp of the soft-bounded widths and heights, in place on one buffer: 4 passes, no temporaries
     e = phi[..., : 2 * bins].abs()
@@ -82,7 +84,10 @@ def rqs_inverse(phi: torch.Tensor, y: torch.Tensor, bins: int, bound: float = 5.
     scale = (2.0 * bound) / total  # knot units per unnormalised unit
     # bin of y among the K - 1 interior vertical knots, on the unnormalised cumulative heights
     t = (y + bound) * (total[..., 1] / (2.0 * bound))
-    k = (cum[..., 1, : bins - 1] < t.unsqueeze(-1)).sum(dim=-1)  # (N, F) in 0..K-1
+    # (the count in uint8, then int64 on the small (N, F) result: summing the bools directly
+    # converts all (N, F, K - 1) of them to int64 first)
+    below = cum[..., 1, : bins - 1] < t.unsqueeze(-1)
+    k = below.view(torch.uint8).sum(dim=-1, dtype=torch.uint8).long()  # (N, F) in 0..K-1
     k4 = k.view(n, f, 1, 1).expand(n, f, 2, 1)
     width_height = e.gather(-1, k4).squeeze(-1) * scale  # (N, F, 2): bin width, bin height in knot units
     upper = cum.gather(-1, k4).squeeze(-1) * scale - bound  # (N, F, 2): x1, y1
