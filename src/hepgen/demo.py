@@ -4,7 +4,11 @@ simulate (reference simulator) → train (CaloFlow preset) → distil a one-pass
 (CaloFlow II-style, :mod:`hepgen.train.distill`) → sample with it (at the test set's
 conditions) → evaluate (high-level features, separation power, classifier AUC) → report
 (HTML), then print where the report is and the headline numbers.  The trained teacher is
-also timed on the same conditions, so the summary shows what distillation bought.
+also timed on the same conditions, so the summary shows what distillation bought.  The
+showers are sampled, timed and evaluated through ``DemoConfig.sampling_path`` (default ``fp32``:
+:func:`hepgen.domains.showers.inference.sample_showers` with the fast samplers of
+:func:`~hepgen.domains.showers.inference.build_sampler`); the path is printed and recorded as
+``timing.sampling_path`` (docs/inference.md, "The spline coupling sampler").
 
 Speed-ups: ``speedup_vs_simulator`` against the GFlash simulator that made the data (the
 test set's showers, same process), and, when the optional ``hepgen[geant4]`` extra is

@@ -20,10 +20,14 @@ in between, so the same module is benchmarked (:mod:`hepgen.bench`), exported to
   units and outputs that the features solved in that pass depend on.  For a coupling flow
   (``passes=2``) with two hidden layers of 256 on 392 features this removes ~60 % of the
   multiply-adds, exactly (same function up to float rounding; see ``tests/test_inference.py``).
+  For spline coupling flows (both stages of the ``caloflow`` preset),
+  :class:`~hepgen.domains.showers.spline_sampler.SplineCouplingSampler` computes the inverse
+  with fewer passes over the spline parameters (same function; ``tests/test_spline_sampler.py``).
 
 Sampling paths (:func:`prepare_path`): ``fp32``; ``bf16`` / ``fp16`` (autocast around the
 network, the decoder stays float32); ``int8`` (dynamic int8 quantisation of the
 network's ``nn.Linear`` layers, CPU only); ``compile`` (``torch.compile``).
+:func:`sample_showers` samples a whole set of showers through one path (``hepgen demo``).
 """
 
 from __future__ import annotations
@@ -332,7 +336,8 @@ def build_sampler(model: GenerativeModel, fast: bool = True) -> nn.Module:
             stages of ``caloflow`` models.
 
     Returns:
-        :class:`PrunedAffineFlow` (or a two-stage module of such for ``caloflow``), else
+        :class:`PrunedAffineFlow` or :class:`~hepgen.domains.showers.spline_sampler.SplineCouplingSampler`
+        (or a two-stage module of such for ``caloflow``), else
         :class:`NoiseSampler` (families with
         ``sample_from_noise``), else :class:`ModelSampler` (``noise_dim = None``: takes a
         generator instead of noise; not exportable).
