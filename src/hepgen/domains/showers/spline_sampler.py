@@ -84,10 +84,11 @@ def rqs_inverse(phi: torch.Tensor, y: torch.Tensor, bins: int, bound: float = 5.
     scale = (2.0 * bound) / total  # knot units per unnormalised unit
     # bin of y among the K - 1 interior vertical knots, on the unnormalised cumulative heights
     t = (y + bound) * (total[..., 1] / (2.0 * bound))
-    # (the count in uint8, then int64 on the small (N, F) result: summing the bools directly
-    # converts all (N, F, K - 1) of them to int64 first)
     below = cum[..., 1, : bins - 1] < t.unsqueeze(-1)
-    k = below.view(torch.uint8).sum(dim=-1, dtype=torch.uint8).long()  # (N, F) in 0..K-1
+    if torch.compiler.is_compiling():  # inductor fuses the comparison and the count
+        k = below.sum(dim=-1)  # (N, F) in 0..K-1
+    else:  # eager: count in uint8 (summing the bools converts all of them to int64 first)
+        k = below.view(torch.uint8).sum(dim=-1, dtype=torch.uint8).long()
     k4 = k.view(n, f, 1, 1).expand(n, f, 2, 1)
     width_height = e.gather(-1, k4).squeeze(-1) * scale  # (N, F, 2): bin width, bin height in knot units
     upper = cum.gather(-1, k4).squeeze(-1) * scale - bound  # (N, F, 2): x1, y1
