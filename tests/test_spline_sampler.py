@@ -40,6 +40,15 @@ def test_rqs_inverse_is_zukos_inverse_in_float64(bins):
     torch.testing.assert_close(fwd, y, atol=1e-10, rtol=1e-10)
 
 
+def test_rqs_inverse_branches_for_graph_capture_are_the_same_function(monkeypatch):
+    # under torch.compile / export rqs_inverse takes other (capturable) forms of three steps;
+    # run them eagerly here (compiling takes minutes on a CPU) against zuko in float64
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    phi, y = _phi(3, 300, 5, 8)
+    ref = MonotonicRQSTransform(phi[..., :8], phi[..., 8:16], phi[..., 16:]).inv(y)
+    torch.testing.assert_close(rqs_inverse(phi, y, 8), ref, atol=1e-11, rtol=1e-11)
+
+
 def test_rqs_inverse_float32_error_is_zukos_float32_error():
     phi, y = _phi(0, 500, 7, 8)
     ref64 = MonotonicRQSTransform(phi[..., :8], phi[..., 8:16], phi[..., 16:]).inv(y)
