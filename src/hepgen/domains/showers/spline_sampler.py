@@ -37,6 +37,7 @@ import copy
 import math
 
 import torch
+import zuko.nn
 from torch import nn
 
 from hepgen.models.flow import FastRQSTransform, _SplineCoupling
@@ -120,7 +121,7 @@ def _plain_mlp(mlp: nn.Sequential) -> nn.Sequential:
     ``nn.Module``, which ``quantize_dynamic`` and other tools do not recognise) and in-place ReLUs."""
     layers: list[nn.Module] = []
     for m in mlp:
-        if isinstance(m, nn.Linear) or getattr(m, "weight", None) is not None:
+        if isinstance(m, (nn.Linear, zuko.nn.Linear)):
             if m.weight.dim() != 2:
                 raise TypeError("SplineCouplingSampler: stacked linear layers are not supported")
             lin = nn.Linear(m.weight.shape[1], m.weight.shape[0], bias=m.bias is not None)
