@@ -43,4 +43,12 @@ def test_demo_writes_report_and_headline(tmp_path, capsys, caplog):
     # the demo samples with the distilled student and also times its teacher
     assert summary["model"] == "student" and summary["teacher_showers_per_s"] > 0
     assert "distilling a one-pass student" in out
+    # it samples through the fp32 sampling path by default, and says so
+    assert summary["sampling_path"] == "fp32" and "(sampling path fp32)" in out
     assert "headline numbers" in out and str(tmp_path / "report" / "report.html") in out
+
+
+def test_demo_refuses_an_unknown_sampling_path(tmp_path):
+    with pytest.raises(ValueError, match="'sampling_path': expected one of .* found 'fp64'"):
+        run_demo(tmp_path, DemoConfig(sampling_path="fp64"), progress=False)
+    assert not (tmp_path / "data" / "train.h5").exists()  # refused before any work

@@ -14,6 +14,7 @@ from hepgen.data.formats import write_showers
 from hepgen.data.geometry import default_binning
 from hepgen.domains.showers.generator import ShowerGenerator
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor
+from hepgen.domains.showers.spline_sampler import rqs_inverse
 from hepgen.models import build_model
 from hepgen.models.base import check_family_kind
 from hepgen.models.flow import ConditionalFlow, FastRQSTransform, coupling_flow
@@ -33,6 +34,9 @@ def test_fast_rqs_is_zukos_spline():
     ref, fast = MonotonicRQSTransform(w, h, d), FastRQSTransform(w, h, d)
     torch.testing.assert_close(fast(x), ref(x), atol=1e-5, rtol=2e-5)
     torch.testing.assert_close(fast.inv(x), ref.inv(x), atol=1e-5, rtol=2e-5)
+    # the sampler's inverse from the raw block (hepgen.domains.showers.spline_sampler), same tolerance
+    phi = torch.cat([w, h, d], dim=-1).unsqueeze(1)
+    torch.testing.assert_close(rqs_inverse(phi, x.unsqueeze(1), 8).squeeze(1), ref.inv(x), atol=1e-5, rtol=2e-5)
     y, ladj = fast.call_and_ladj(x)
     torch.testing.assert_close(ladj, ref.call_and_ladj(x)[1], atol=5e-5, rtol=2e-5)
     # outside the bound B = 5 the spline is the identity with log-Jacobian 0

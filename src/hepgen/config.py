@@ -187,6 +187,11 @@ class DemoConfig:
     #: keyword arguments of :func:`hepgen.train.distill.distill` for a one-pass student to
     #: sample with (e.g. ``{minutes: 3}``); None (default) samples with the trained model.
     distill: dict | None = None
+    #: how the demo samples (and times) its showers: a path of
+    #: :func:`hepgen.domains.showers.inference.prepare_path` (``fp32``, ``bf16``, ``fp16``, ``int8``,
+    #: ``compile``) through the fast :class:`~hepgen.domains.showers.inference.ShowerSampler`; the
+    #: showers evaluated are the ones that path produced (docs/inference.md, "Sampling paths").
+    sampling_path: str = "fp32"
     #: Geant4 showers timed in the demo calorimeter's Geant4 twin (preset ``demo``) for
     #: ``speedup_vs_geant4``, stratified over ``energy_range`` (needs ``hepgen[geant4]``; 0: skip).
     geant4_n: int = 20

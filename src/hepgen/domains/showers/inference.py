@@ -20,10 +20,14 @@ in between, so the same module is benchmarked (:mod:`hepgen.bench`), exported to
   units and outputs that the features solved in that pass depend on.  For a coupling flow
   (``passes=2``) with two hidden layers of 256 on 392 features this removes ~60 % of the
   multiply-adds, exactly (same function up to float rounding; see ``tests/test_inference.py``).
+  For spline coupling flows (both stages of the ``caloflow`` preset),
+  :class:`~hepgen.domains.showers.spline_sampler.SplineCouplingSampler` computes the inverse
+  with fewer passes over the spline parameters (same function; ``tests/test_spline_sampler.py``).
 
 Sampling paths (:func:`prepare_path`): ``fp32``; ``bf16`` / ``fp16`` (autocast around the
 network, the decoder stays float32); ``int8`` (dynamic int8 quantisation of the
 network's ``nn.Linear`` layers, CPU only); ``compile`` (``torch.compile``).
+:func:`sample_showers` samples a whole set of showers through one path (``hepgen demo``).
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ import warnings
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor
+from hepgen.domains.showers.spline_sampler import SplineCouplingSampler
 from hepgen.models import GenerativeModel
 
 __all__ = [
@@ -51,6 +57,7 @@ __all__ = [
     "fold_masked_linear",
     "prepare_path",
     "quantize_int8",
+    "sample_showers",
 ]
 
 SAMPLING_PATHS = ("fp32", "bf16", "fp16", "int8", "compile")
@@ -329,7 +336,8 @@ def build_sampler(model: GenerativeModel, fast: bool = True) -> nn.Module:
             stages of ``caloflow`` models.
 
     Returns:
-        :class:`PrunedAffineFlow` (or a two-stage module of such for ``caloflow``), else
+        :class:`PrunedAffineFlow` or :class:`~hepgen.domains.showers.spline_sampler.SplineCouplingSampler`
+        (or a two-stage module of such for ``caloflow``), else
         :class:`NoiseSampler` (families with
         ``sample_from_noise``), else :class:`ModelSampler` (``noise_dim = None``: takes a
         generator instead of noise; not exportable).
@@ -338,7 +346,7 @@ def build_sampler(model: GenerativeModel, fast: bool = True) -> nn.Module:
         return ModelSampler(model).eval()
     if fast and model.family == "flow":
         stage = _flow_stage(model)
-        if isinstance(stage, PrunedAffineFlow):
+        if isinstance(stage, (PrunedAffineFlow, SplineCouplingSampler)):
             return stage
     if fast and model.family == "caloflow":
         return _TwoStageFlow(model).eval()
@@ -346,12 +354,15 @@ def build_sampler(model: GenerativeModel, fast: bool = True) -> nn.Module:
 
 
 def _flow_stage(flow_model) -> nn.Module:
-    """PrunedAffineFlow for an affine ConditionalFlow, else ``(c, z) → sample_from_noise``."""
-    if not flow_model.hparams.get("spline_bins") and not flow_model.hparams.get("coupling"):
-        try:
+    """PrunedAffineFlow for an affine MADE ConditionalFlow, SplineCouplingSampler for a spline
+    coupling one, else ``(c, z) → sample_from_noise``."""
+    try:
+        if not flow_model.hparams.get("spline_bins") and not flow_model.hparams.get("coupling"):
             return PrunedAffineFlow(flow_model.flow, flow_model.n_features, flow_model.n_conditions).eval()
-        except TypeError:  # an unusual structure: the generic path is always correct
-            pass
+        if flow_model.hparams.get("spline_bins") and flow_model.hparams.get("coupling"):
+            return SplineCouplingSampler(flow_model.flow, flow_model.n_features).eval()
+    except TypeError:  # an unusual structure: the generic path is always correct
+        pass
     return NoiseSampler(flow_model).eval()
 
 
@@ -518,3 +529,57 @@ def prepare_path(sampler: ShowerSampler, path: str, device: str | torch.device =
         # default dynamic-shape policy: the first new batch size recompiles with a dynamic batch
         return torch.compile(s)
     return s
+
+
+@torch.no_grad()
+def sample_showers(generator, incident_energies, conditions: dict | None = None, path: str = "fp32", seed: int = 0,
+                   batch_size: int = 1_000, progress: bool = False, module: nn.Module | None = None) -> np.ndarray:
+    """Showers from ``generator`` through one sampling path of :func:`prepare_path` (CPU).
+
+    The noise stream is :meth:`ShowerGenerator.sample`'s (one ``torch.Generator`` seeded with
+    ``seed``, ``(batch, noise_dim)`` standard normals per batch), so ``path="fp32"`` gives its
+    showers up to float rounding, through :func:`build_sampler`'s fast modules.
+
+    Arguments:
+        generator: a :class:`~hepgen.domains.showers.generator.ShowerGenerator`.
+        incident_energies: ``(N,)`` or ``(N, 1)`` MeV; conditions: the extra conditions, if any.
+        path: one of :data:`SAMPLING_PATHS`; seed: seeds the noise; batch_size: showers per call
+            (with ``compile`` a short last batch is padded to ``batch_size``, so that it does not
+            trigger a second compilation).
+        progress: a tqdm bar over the batches.
+        module: ``prepare_path(ShowerSampler.from_generator(generator), path)`` built (and, for
+            ``compile``, already called once) by the caller, e.g. to time the compilation apart.
+
+    Returns:
+        ``(N, n_voxels)`` float32 MeV.
+
+    Raises:
+        ValueError: unknown ``path``, or energies not finite and > 0.
+    """
+    if path not in SAMPLING_PATHS:
+        raise ValueError(f"sampling path: expected one of {SAMPLING_PATHS}, found {path!r}")
+    e = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+    if e.size and (not np.all(np.isfinite(e)) or np.any(e <= 0)):
+        raise ValueError("incident energies must be finite and > 0 MeV")
+    base = ShowerSampler.from_generator(generator)
+    module = prepare_path(base, path, "cpu") if module is None else module
+    et = torch.as_tensor(e, dtype=torch.float32).reshape(-1, 1)
+    extra = base.condition_matrix(conditions, len(e))
+    extra = None if extra is None else torch.as_tensor(extra)
+    gen = torch.Generator().manual_seed(int(seed))
+    out = np.empty((len(e), base.n_voxels), dtype=np.float32)
+    for s in tqdm(range(0, len(e), batch_size), desc="sampling", unit="batch", disable=not progress):
+        sl = slice(s, s + batch_size)
+        xs = None if extra is None else extra[sl]
+        if base.noise_dim is None:
+            out[sl] = module(et[sl], None, xs, generator=gen).numpy()
+        else:
+            m = len(et[sl])
+            z = torch.randn(m, base.noise_dim, generator=gen)
+            if path == "compile" and m < batch_size and len(e) > batch_size:
+                # a short last batch: rows repeated up to the compiled batch shape (rows are independent)
+                idx = torch.arange(batch_size) % m
+                out[sl] = module(et[sl][idx], z[idx], None if xs is None else xs[idx])[:m].numpy()
+            else:
+                out[sl] = module(et[sl], z, xs).numpy()
+    return out
