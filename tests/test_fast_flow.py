@@ -154,11 +154,11 @@ def test_student_l1_is_mean_absolute_error_by_hand():
 def test_spline_coupling_layer_is_zukos_coupling_layer_with_the_same_weights():
     from zuko.flows.coupling import GeneralCouplingTransform
 
-    from hepgen.models.flow import _SplineCoupling
+    from hepgen.models.flow import SplineCoupling
 
     torch.manual_seed(0)
     mask = torch.tensor([True, False, True, False, False])
-    ours = _SplineCoupling(5, 2, mask, 4, hidden_features=[16])
+    ours = SplineCoupling(5, 2, mask, 4, hidden_features=[16])
     ref = GeneralCouplingTransform(5, 2, mask=mask, univariate=MonotonicRQSTransform,
                                    shapes=[(4,), (4,), (3,)], hidden_features=[16])
     ref.load_state_dict(ours.state_dict())  # same parameters and buffer names

@@ -35,7 +35,7 @@ from zuko.utils import broadcast
 
 from hepgen.models.base import GenerativeModel, register
 
-__all__ = ["CaloFlow", "ConditionalFlow", "FastRQSTransform", "coupling_flow"]
+__all__ = ["CaloFlow", "ConditionalFlow", "FastRQSTransform", "SplineCoupling", "coupling_flow"]
 
 
 class FastRQSTransform(MonotonicRQSTransform):
@@ -86,7 +86,7 @@ class FastRQSTransform(MonotonicRQSTransform):
         self.derivatives = pad(e[..., 2 * bins:], (1, 1), value=1.0)
 
 
-class _SplineCoupling(GeneralCouplingTransform):
+class SplineCoupling(GeneralCouplingTransform):
     """zuko's coupling layer whose conditioner output goes to :meth:`FastRQSTransform.from_block`
     as one block (same parameters and state-dict keys as ``GeneralCouplingTransform``)."""
 
@@ -140,7 +140,7 @@ def coupling_flow(features: int, context: int, transforms: int, hidden_features:
         else:
             mask = ~mask
         if spline_bins:
-            layers.append(_SplineCoupling(features, context, mask, spline_bins, hidden_features=hidden_features))
+            layers.append(SplineCoupling(features, context, mask, spline_bins, hidden_features=hidden_features))
         else:
             layers.append(GeneralCouplingTransform(features, context, mask=mask, univariate=MonotonicAffineTransform,
                                                    shapes=[(), ()], hidden_features=hidden_features))

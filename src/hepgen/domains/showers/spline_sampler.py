@@ -1,7 +1,7 @@
 """The inverse of a rational-quadratic-spline coupling flow with fewer passes over memory.
 
 :class:`SplineCouplingSampler` computes ``flow.transform(c).inv(z)`` for a coupling flow made
-of :class:`hepgen.models.flow._SplineCoupling` layers (``ConditionalFlow(coupling=True,
+of :class:`hepgen.models.flow.SplineCoupling` layers (``ConditionalFlow(coupling=True,
 spline_bins=K)``, both stages of the ``caloflow`` preset), the same function up to float
 rounding (``tests/test_spline_sampler.py`` checks it against zuko's transform).
 
@@ -40,7 +40,7 @@ import torch
 import zuko.nn
 from torch import nn
 
-from hepgen.models.flow import FastRQSTransform, _SplineCoupling
+from hepgen.models.flow import FastRQSTransform, SplineCoupling
 
 __all__ = ["SplineCouplingSampler", "rqs_inverse"]
 
@@ -165,7 +165,7 @@ class SplineCouplingSampler(nn.Module):
     """``(c, z) → flow.transform(c).inv(z)`` for a spline coupling flow, see the module docstring.
 
     Arguments:
-        flow: a ``zuko.flows.Flow`` whose transforms are all ``_SplineCoupling`` layers
+        flow: a ``zuko.flows.Flow`` whose transforms are all ``SplineCoupling`` layers
             (:func:`hepgen.models.flow.coupling_flow` with ``spline_bins > 0``) and whose base
             is a standard normal; the weights are copied.
         n_features: D.
@@ -182,7 +182,7 @@ class SplineCouplingSampler(nn.Module):
     def __init__(self, flow, n_features: int, chunk: int | None = None) -> None:
         super().__init__()
         transforms = list(flow.transform.transforms)
-        if not transforms or not all(isinstance(t, _SplineCoupling) for t in transforms):
+        if not transforms or not all(isinstance(t, SplineCoupling) for t in transforms):
             raise TypeError("SplineCouplingSampler supports flows of spline coupling layers only")
         if any(t.univariate is not FastRQSTransform for t in transforms):
             raise TypeError("SplineCouplingSampler: unexpected univariate transform")
