@@ -116,6 +116,8 @@ def run_family(family: str, checkpoint: str | None, data, real, args, out: Path)
     gen.model.to("cpu")
     if args.steps and hasattr(gen.model, "sample_steps"):
         gen.model.sample_steps = args.steps
+    if args.method and hasattr(gen.model, "sample_method"):
+        gen.model.sample_method = args.method
     res["family"] = gen.model.family
     res["hparams"] = gen.model.hparams
     res["n_parameters"] = sum(p.numel() for p in gen.model.parameters())
@@ -196,6 +198,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="training device (cpu, cuda)")
     p.add_argument("--steps", type=int, help="sampler steps for flow-matching models")
+    p.add_argument("--method", choices=("euler", "midpoint", "rk4"), help="ODE solver for flow-matching models")
     p.add_argument("--batch-size", type=int, default=1000, help="jets per model call when generating")
     p.add_argument("--n-speed", type=int, default=5000, help="jets generated for the speed measurement")
     p.add_argument("--n-pythia", type=int, default=300, help="jets per type for the Pythia speed measurement")

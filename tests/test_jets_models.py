@@ -221,7 +221,7 @@ def test_wrong_family_for_the_data_and_wrong_checkpoint_kind(tmp_path, jets):
 
 
 def test_jet_presets_build():
-    for name in ("epic_fm", "epic_gan"):
+    for name in ("epic_fm", "epic_gan", "jet_transformer_fm"):
         cfg = preset(name)
         assert MODEL_FAMILIES[cfg.family].data_kind == "jets"
         model = build_model(cfg.family, n_features=90, n_conditions=5, **{"n_particles": 30, **cfg.model})

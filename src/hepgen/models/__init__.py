@@ -15,6 +15,7 @@ from hepgen.models.epic_gan import JetGAN
 from hepgen.models.flow import CaloFlow, ConditionalFlow
 from hepgen.models.flow_matching import ConditionalFlowMatching
 from hepgen.models.gan import GAN
+from hepgen.models.jet_transformer import JetTransformerFlowMatching
 from hepgen.models.student import FlowStudent
 from hepgen.models.tabular import TabularFlow, TabularWGAN
 from hepgen.models.vae import ConditionalVAE
@@ -34,6 +35,7 @@ __all__ = [
     "GenerativeModel",
     "JetFlowMatching",
     "JetGAN",
+    "JetTransformerFlowMatching",
     "TabularFlow",
     "TabularWGAN",
     "build_model",
