@@ -13,6 +13,8 @@ and provides:
 * ``clip_min`` — lower bound of the features (``None`` = none), applied inside the refiner;
 * ``group_size(state)`` — features per group sharing one refiner network (``None`` = one group);
 * ``keep_mask(data)`` — ``(N, D)`` bool of features the refiner must not change, or ``None``;
+* ``architecture(state)`` — ``None`` (the generic residual MLP) or a dict naming a refiner/critic
+  pair of :mod:`hepgen.refine.stations` for data of that structure;
 * ``summaries(data)`` — high-level features ``{name: (N,)}`` for per-feature separation power;
 * ``regression_inputs(data, state)`` — ``(N, k)`` inputs of the downstream regression network;
 * ``targets(data)`` — regression targets ``{name: (N,)}`` for the downstream proof;
@@ -191,6 +193,10 @@ class ShowerAdapter:
         """Voxels are not groups of a shared kind: one network sees the whole shower."""
         return
 
+    def architecture(self, state: dict) -> None:
+        """The refiner's network: the generic residual MLP."""
+        return
+
     def keep_mask(self, data: ShowerData) -> None:
         """Features the refiner must leave unchanged: none for showers."""
         return
@@ -268,6 +274,13 @@ class TraceAdapter:
     def group_size(self, state: dict) -> int:
         """One group per station: its ``n_t`` time bins (refiner and critic share a network over stations)."""
         return int(state["layout"]["n_t"])
+
+    def architecture(self, state: dict) -> dict:
+        """The per-station refiner and grid critic of :mod:`hepgen.refine.stations` (corrections as
+        a bounded gain, a time-shape convolution and additive noise in VEM, per triggered station)."""
+        lay = state["layout"]
+        return {"name": "stations", "grid": [int(v) for v in lay["grid"]], "n_t": int(lay["n_t"]),
+                "scale": float(state["scale_vem"])}
 
     def keep_mask(self, data: TraceData) -> np.ndarray:
         """``(N, D)`` bool: the bins of untriggered stations (all zeros), which stay zero."""
