@@ -35,6 +35,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--closeness", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=1e-3, help="refiner learning rate")
+    p.add_argument("--critic-lr", type=float, default=1e-3)
+    p.add_argument("--n-critic", type=int, default=5)
+    p.add_argument("--noise-lr-factor", type=float, default=10.0)
+    p.add_argument("--architecture", default="auto", choices=("auto", "mlp"),
+                   help="auto: per-station refiner + grid critic (hepgen.refine.stations); mlp: residual MLP")
     p.add_argument("--scan", default="", help="other closeness weights to measure, comma-separated")
     p.add_argument("--seeds", default="0,1,2", help="regression seeds")
     p.add_argument("--refiner-seed", type=int, default=0)
@@ -51,8 +57,9 @@ def main() -> None:
              "the toy reproduces the mismatch structure of arXiv:1802.03325; it is not an Auger simulation",
              f"generation took {time.perf_counter() - t0:.0f} s"]
     print("\n".join(notes))
-    cfg = RefinerConfig(epochs=a.epochs, hidden=a.hidden, critic_hidden=a.hidden, batch_size=64, n_critic=3,
-                        closeness=a.closeness, seed=a.refiner_seed, stochastic=not a.deterministic)
+    cfg = RefinerConfig(epochs=a.epochs, hidden=a.hidden, critic_hidden=a.hidden, batch_size=64, n_critic=a.n_critic,
+                        lr=a.lr, critic_lr=a.critic_lr, noise_lr_factor=a.noise_lr_factor, closeness=a.closeness,
+                        seed=a.refiner_seed, stochastic=not a.deterministic, architecture=a.architecture)
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
     m = demonstrate("traces", sim, data, a.out, cfg, reg_seeds=tuple(int(s) for s in a.seeds.split(",")),
                     closeness_scan=scan, notes=notes, title="Refinement on the Auger-like surface-detector toy")

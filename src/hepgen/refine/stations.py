@@ -11,9 +11,10 @@ corrections stay bounded, per triggered station, in linear signal units:
 
 with ``S`` the trace (VEM per bin), ``I = Σ_t S(t)`` the station integral, ``I⁺ = max(I, 1 VEM)``,
 ``a`` a per-station log-gain (bounded: ``g ∈ [e^−a_max, e^a_max]``), ``Δu`` a time-shape
-correction of the normalised trace ``u = S/I⁺`` by a small 1-D convolution over the time bins
-(weights shared by all stations; as arXiv:1802.03325's refiner, which is convolutional over
-the footprint), and ``σ`` a learned noise amplitude *in VEM* (data carry more baseline noise,
+correction of the normalised trace ``u = S/I⁺`` (a small 1-D convolution over the time bins
+that also sees the noise ``ε`` — pulse spikiness is stochastic —, weights shared by all
+stations, as arXiv:1802.03325's refiner is convolutional; plus a dense head over the bins,
+since shortening a pulse is not shift invariant), and ``σ`` a learned noise amplitude *in VEM* (data carry more baseline noise,
 which is additive in linear units).  Every head starts at zero, so the refiner starts as the
 identity.  ``a``, ``Δu`` and ``σ`` come from a per-station network that sees the station's
 normalised trace, ``log(1 + I)``, the event labels and its neighbourhood: a 2-D convolution
@@ -103,8 +104,11 @@ class StationRefiner(nn.Module):
                                  nn.Linear(hidden, hidden), nn.SiLU())
         self.gain = nn.Linear(hidden, 1)
         self.film = nn.Linear(hidden, _FILM)
-        self.shape = nn.Sequential(nn.Conv1d(1 + _FILM, 16, 5, padding=2), nn.SiLU(), nn.Conv1d(16, 1, 5, padding=2))
-        for layer in (self.gain, self.shape[-1]):
+        n_in = 1 + _FILM + (1 if self.stochastic else 0)  # normalised trace, conditioning, noise
+        self.shape = nn.Sequential(nn.Conv1d(n_in, 16, 5, padding=2), nn.SiLU(), nn.Conv1d(16, 1, 5, padding=2))
+        # a dense head over the time bins too: shortening a pulse (rise time) is not shift invariant
+        self.shape_dense = nn.Linear(hidden, self.n_t)
+        for layer in (self.gain, self.shape[-1], self.shape_dense):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         if self.stochastic:
@@ -147,12 +151,16 @@ class StationRefiner(nn.Module):
             u = s[ev, st] / ipos[ev, st, None]  # (M, n_t)
             h = self.enc(torch.cat([u, li[ev, st, None] / 3.0, yn[ev], ctx[ev, st]], dim=1))
             gain = torch.exp(self.max_log_gain * torch.tanh(self.gain(h)))  # (M, 1)
-            z = torch.cat([u[:, None, :], self.film(h)[:, :, None].expand(-1, _FILM, self.n_t)], dim=1)
-            du = self.shape(z)[:, 0, :]
+            z = [u[:, None, :], self.film(h)[:, :, None].expand(-1, _FILM, self.n_t)]
+            eps = None
+            if self.stochastic:
+                eps = noise.reshape(n, -1, self.n_t)[ev, st] if noise is not None else torch.zeros_like(u)
+                z.append(eps[:, None, :])
+            du = self.shape(torch.cat(z, dim=1))[:, 0, :] + self.shape_dense(h)
             new = gain * (s[ev, st] + ipos[ev, st, None] * du)
             if noise is not None and self.stochastic:
                 sigma = torch.exp(torch.clamp(self.log_sigma(h), max=math.log(0.5)))  # ≤ 0.5 VEM per bin
-                new = new + sigma * noise.reshape(n, -1, self.n_t)[ev, st]
+                new = new + sigma * eps
             out = out.index_put((ev, st), new)
         res = torch.asinh(out / self.scale).reshape(n, -1)
         # untriggered stations: exactly their input (zeros), not a round trip through sinh
