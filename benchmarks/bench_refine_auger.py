@@ -22,6 +22,7 @@ import torch
 from bench_refine_showers import print_headline
 
 from hepgen.data.traces import read_traces
+from hepgen.refine.adapters import get_adapter
 from hepgen.refine.proof import demonstrate
 from hepgen.refine.refiner import RefinerConfig
 from hepgen.simulate.auger_toy import simulate_auger
@@ -39,6 +40,8 @@ def main() -> None:
     p.add_argument("--critic-lr", type=float, default=1e-3)
     p.add_argument("--n-critic", type=int, default=5)
     p.add_argument("--noise-lr-factor", type=float, default=10.0)
+    p.add_argument("--critic-min-vem", type=float, default=0.0,
+                   help="stations below this integral (VEM) look untriggered to the grid critic (0 = off)")
     p.add_argument("--architecture", default="auto", choices=("auto", "mlp"),
                    help="auto: per-station refiner + grid critic (hepgen.refine.stations); mlp: residual MLP")
     p.add_argument("--scan", default="", help="other closeness weights to measure, comma-separated")
@@ -60,6 +63,7 @@ def main() -> None:
     cfg = RefinerConfig(epochs=a.epochs, hidden=a.hidden, critic_hidden=a.hidden, batch_size=64, n_critic=a.n_critic,
                         lr=a.lr, critic_lr=a.critic_lr, noise_lr_factor=a.noise_lr_factor, closeness=a.closeness,
                         seed=a.refiner_seed, stochastic=not a.deterministic, architecture=a.architecture)
+    get_adapter("traces").critic_min_vem = a.critic_min_vem  # the adapter's state records it in the checkpoint
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
     m = demonstrate("traces", sim, data, a.out, cfg, reg_seeds=tuple(int(s) for s in a.seeds.split(",")),
                     closeness_scan=scan, notes=notes, title="Refinement on the Auger-like surface-detector toy")

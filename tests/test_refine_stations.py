@@ -32,7 +32,8 @@ def test_identity_at_start_and_dead_stations_exact():
     a = get_adapter("traces")
     st = a.fit(d)
     x, y = a.to_arrays(d, st)
-    r = StationRefiner(2, **{k: v for k, v in a.architecture(st).items() if k != "name"}, hidden=8)
+    arch = a.architecture(st)
+    r = StationRefiner(2, arch["grid"], arch["n_t"], arch["scale"], hidden=8)
     out = refine_arrays(r, x, y, stochastic=False)
     np.testing.assert_allclose(out, x, atol=1e-4)
     keep = a.keep_mask(d)
@@ -86,7 +87,7 @@ def test_trace_files_use_station_refiner_and_mlp_override(tmp_path):
     model, payload = load_refiner(run)
     assert isinstance(model, StationRefiner) and model.grid == (9, 9) and model.n_t == 80
     assert payload["hparams"]["refiner_architecture"] == {"name": "stations", "grid": [9, 9], "n_t": 80,
-                                                          "scale": 0.1}
+                                                          "scale": 0.1, "critic_min_vem": 0.0}
     run = train_files(tmp_path / "sim.h5", tmp_path / "data.h5", tmp_path / "b",
                       RefinerConfig(**SMALL, architecture="mlp"), progress=False)
     assert isinstance(load_refiner(run)[0], ResidualRefiner)
@@ -104,3 +105,26 @@ def test_station_critic_sees_positions_and_bad_config():
     with pytest.raises(ValueError, match=r"^architecture: expected 144 features for grid \[3, 3\] × n_t 16, found 10$"):
         train_refiner(np.zeros((4, 10)), np.zeros((4, 0)), np.zeros((4, 10)), np.zeros((4, 0)), RefinerConfig(**SMALL),
                       progress=False, architecture={"name": "stations", "grid": [3, 3], "n_t": 16, "scale": 0.1})
+
+
+def test_critic_gate_hides_weak_stations():
+    """min_signal = 10 VEM: a station of 2 VEM changes the critic's output by < 1 % of what a
+    50 VEM station changes (the gate is 1/(1 + (10/2)^5) ≈ 3e-4 there); without the gate it counts."""
+    torch.manual_seed(0)
+    shape = torch.exp(-torch.arange(16) / 3.0)
+    shape /= shape.sum()
+
+    def event(amps):
+        s = torch.zeros(1, 9, 16)
+        for j, a in amps.items():
+            s[0, j] = a * shape
+        return torch.cat([torch.asinh(s / 0.1).reshape(1, -1), torch.zeros(1, 0)], 1)
+
+    base, weak, strong = event({4: 30.0}), event({4: 30.0, 5: 2.0}), event({4: 30.0, 5: 50.0})
+    gated = StationCritic(0, grid=(3, 3), n_t=16, hidden=8, min_signal=10.0)
+    plain = StationCritic(0, grid=(3, 3), n_t=16, hidden=8)
+    plain.load_state_dict(gated.state_dict())
+    with torch.no_grad():
+        d_weak, d_strong = (gated(weak) - gated(base)).abs(), (gated(strong) - gated(base)).abs()
+        assert d_strong > 0 and d_weak < 0.01 * d_strong
+        assert (plain(weak) - plain(base)).abs() > 10 * d_weak

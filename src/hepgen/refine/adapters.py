@@ -229,10 +229,12 @@ class TraceAdapter:
     #: traces carry baseline noise of either sign: no bound
     clip_min = None
 
-    def __init__(self, scale_vem: float = 0.1) -> None:
+    def __init__(self, scale_vem: float = 0.1, critic_min_vem: float = 0.0) -> None:
         if not scale_vem > 0:
             raise ValueError(f"scale_vem: expected > 0, found {scale_vem!r}")
-        self.scale_vem = float(scale_vem)
+        if not critic_min_vem >= 0:
+            raise ValueError(f"critic_min_vem: expected >= 0, found {critic_min_vem!r}")
+        self.scale_vem, self.critic_min_vem = float(scale_vem), float(critic_min_vem)
 
     def accepts(self, path) -> bool:
         return is_traces_file(path)
@@ -252,8 +254,8 @@ class TraceAdapter:
         return ["log10_energy", "sec_zenith"]
 
     def fit(self, data: TraceData) -> dict:
-        return {"kind": self.kind, "scale_vem": self.scale_vem, "layout": self.layout(data),
-                "labels": self.label_names(data)}
+        return {"kind": self.kind, "scale_vem": self.scale_vem, "critic_min_vem": self.critic_min_vem,
+                "layout": self.layout(data), "labels": self.label_names(data)}
 
     def to_arrays(self, data: TraceData, state: dict) -> tuple[np.ndarray, np.ndarray]:
         x = np.arcsinh(data.traces.reshape(len(data), -1) / state["scale_vem"]).astype(np.float32)
@@ -280,7 +282,7 @@ class TraceAdapter:
         a bounded gain, a time-shape convolution and additive noise in VEM, per triggered station)."""
         lay = state["layout"]
         return {"name": "stations", "grid": [int(v) for v in lay["grid"]], "n_t": int(lay["n_t"]),
-                "scale": float(state["scale_vem"])}
+                "scale": float(state["scale_vem"]), "critic_min_vem": float(state.get("critic_min_vem", 0.0))}
 
     def keep_mask(self, data: TraceData) -> np.ndarray:
         """``(N, D)`` bool: the bins of untriggered stations (all zeros), which stay zero."""

@@ -370,7 +370,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     n_lab_c = n_lab if use_labels else 0
     if architecture is not None:
         critic = StationCritic(n_lab_c, architecture["grid"], architecture["n_t"], architecture["scale"],
-                               config.critic_hidden)
+                               config.critic_hidden, architecture.get("critic_min_vem", 0.0))
     elif model.n_groups > 1:
         critic = GroupCritic(d, n_lab_c, model.group_size, config.critic_hidden)
     else:

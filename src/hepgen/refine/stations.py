@@ -28,7 +28,10 @@ The critic sees, per station, the ``asinh`` trace, the normalised cumulative tra
 ``C(t) = Σ_{t'≤t} S / I⁺`` (the rise-time information in linear units) and ``log(1 + I)``,
 through a shared per-station network; the station embeddings are placed on the footprint
 grid and go through two 3 × 3 convolutions (the station positions matter, mean pooling
-loses them), then mean and max pooling and a head with the labels.
+loses them), then mean and max pooling and a head with the labels.  With ``min_signal > 0``
+stations whose integral is well below it look untriggered to the critic (a smooth gate): the
+refiner cannot create stations, so the critic should not reward it for the number of weak
+stations near the trigger threshold, which it could only imitate by lowering every gain.
 
 Both modules take and return the flat features ``(N, n_x·n_y·n_t)`` of
 :class:`hepgen.refine.adapters.TraceAdapter`.
@@ -173,9 +176,13 @@ class StationCritic(nn.Module):
     ``forward(z: (N, D + L)) -> (N,)``, ``z`` = flat ``asinh`` features then standardised labels.
     """
 
-    def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64) -> None:
+    def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
+                 min_signal: float = 0.0) -> None:
         super().__init__()
         self.grid, self.n_t, self.scale = (int(grid[0]), int(grid[1])), int(n_t), float(scale)
+        if not min_signal >= 0:
+            raise ValueError(f"min_signal: expected >= 0 (VEM), found {min_signal!r}")
+        self.min_signal = float(min_signal)
         self.d = self.grid[0] * self.grid[1] * self.n_t
         self.phi = nn.Sequential(nn.Linear((2 if _CRITIC_CUMULATIVE else 1) * self.n_t + 1, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
                                  nn.LeakyReLU(0.2))
@@ -199,7 +206,12 @@ class StationCritic(nn.Module):
             feats.append(s.cumsum(-1) / integral.clamp(min=1.0))
         feats = torch.cat(feats, dim=-1)
         h0 = self.phi(torch.zeros(1, feats.shape[1], dtype=z.dtype))
-        h = h0.expand(n * live.shape[1], -1).index_put((ev * live.shape[1] + st,), self.phi(feats))
+        hl = self.phi(feats)
+        if self.min_signal > 0:
+            # stations well below min_signal look untriggered to the critic (smooth gate in ln I, width 0.2)
+            gate = torch.sigmoid((torch.log(integral.clamp(min=1e-3)) - math.log(self.min_signal)) / 0.2)
+            hl = h0 + gate * (hl - h0)
+        h = h0.expand(n * live.shape[1], -1).index_put((ev * live.shape[1] + st,), hl)
         h = h.view(n, -1, h0.shape[1]).transpose(1, 2).reshape(n, -1, *self.grid)
         h = self.conv(h).flatten(2)
         return self.head(torch.cat([h.mean(-1), h.amax(-1), y], dim=1)).squeeze(1)
