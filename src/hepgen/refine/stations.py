@@ -59,6 +59,7 @@ __all__ = ["StationCritic", "StationRefiner", "station_quantities"]
 
 _CTX = 16  # channels of the footprint context of the refiner
 _CRITIC_CUMULATIVE = True
+_SIGMA_MAX = 0.5  # VEM per bin: the largest noise amplitude the refiner may add
 _FILM = 8  # conditioning channels of the time-shape convolution
 _CRITIC_CONV = 24  # channels of the critic's convolutions over the footprint (cost: double backward of the GP)
 
@@ -117,7 +118,10 @@ class StationRefiner(nn.Module):
         if self.stochastic:
             self.log_sigma = nn.Linear(hidden, 1)
             nn.init.zeros_(self.log_sigma.weight)
-            nn.init.constant_(self.log_sigma.bias, math.log(noise_init))
+            # σ = σ_max sigmoid(z): bounded, and unlike a clamp it keeps a gradient at the bound
+            # (a clamped σ that overshoots once stays stuck there)
+            p = min(float(noise_init) / _SIGMA_MAX, 0.5)
+            nn.init.constant_(self.log_sigma.bias, math.log(p / (1 - p)))
 
     def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
         """Standardise the labels with ``y``'s mean and spread (the traces need no standardising)."""
@@ -162,7 +166,7 @@ class StationRefiner(nn.Module):
             du = self.shape(torch.cat(z, dim=1))[:, 0, :] + self.shape_dense(h)
             new = gain * (s[ev, st] + ipos[ev, st, None] * du)
             if noise is not None and self.stochastic:
-                sigma = torch.exp(torch.clamp(self.log_sigma(h), max=math.log(0.5)))  # ≤ 0.5 VEM per bin
+                sigma = _SIGMA_MAX * torch.sigmoid(self.log_sigma(h))  # VEM per bin
                 new = new + sigma * eps
             out = out.index_put((ev, st), new)
         res = torch.asinh(out / self.scale).reshape(n, -1)
