@@ -25,8 +25,8 @@ Untriggered stations (all-zero traces) stay zero: a station empty in simulation 
 information from which to draw a signal, and the refiner must not invent stations.
 
 The critic sees, per station, the ``asinh`` trace, the normalised cumulative trace
-``C(t) = Σ_{t'≤t} S / I⁺`` (the rise-time information in linear units) and ``log(1 + I)``,
-through a shared per-station network; the station embeddings are placed on the footprint
+``C(t) = Σ_{t'≤t} S / I⁺`` (the rise-time information in linear units), ``log(1 + I)`` and
+the labels, through a shared per-station network; the station embeddings are placed on the footprint
 grid and go through two 3 × 3 convolutions (the station positions matter, mean pooling
 loses them), then mean and max pooling and a head with the labels.  With ``min_signal > 0``
 stations whose integral is well below it look untriggered to the critic (a smooth gate): the
@@ -78,6 +78,17 @@ def station_quantities(x: torch.Tensor, grid, n_t: int, scale: float):
     return s, live, integral, integral.clamp(min=1.0)
 
 
+class _Scalar(nn.Module):
+    """One learned number (a module, so that its optimiser group can be told apart)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.tensor(float(value)))
+
+    def forward(self) -> torch.Tensor:
+        return self.value
+
+
 class StationRefiner(nn.Module):
     """Per-station gain, time-shape and noise refiner (module docstring); the identity until trained.
 
@@ -116,12 +127,12 @@ class StationRefiner(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         if self.stochastic:
-            self.log_sigma = nn.Linear(hidden, 1)
-            nn.init.zeros_(self.log_sigma.weight)
             # σ = σ_max sigmoid(z): bounded, and unlike a clamp it keeps a gradient at the bound
-            # (a clamped σ that overshoots once stays stuck there)
+            # (a clamped σ that overshoots once stays stuck there).  One σ for all stations and
+            # events: electronic noise does not depend on the shower (a per-station σ was used
+            # to imitate muon spikiness on big stations and overshot the baseline noise)
             p = min(float(noise_init) / _SIGMA_MAX, 0.5)
-            nn.init.constant_(self.log_sigma.bias, math.log(p / (1 - p)))
+            self.log_sigma = _Scalar(math.log(p / (1 - p)))
 
     def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
         """Standardise the labels with ``y``'s mean and spread (the traces need no standardising)."""
@@ -166,7 +177,7 @@ class StationRefiner(nn.Module):
             du = self.shape(torch.cat(z, dim=1))[:, 0, :] + self.shape_dense(h)
             new = gain * (s[ev, st] + ipos[ev, st, None] * du)
             if noise is not None and self.stochastic:
-                sigma = _SIGMA_MAX * torch.sigmoid(self.log_sigma(h))  # VEM per bin
+                sigma = _SIGMA_MAX * torch.sigmoid(self.log_sigma())  # VEM per bin
                 new = new + sigma * eps
             out = out.index_put((ev, st), new)
         res = torch.asinh(out / self.scale).reshape(n, -1)
@@ -188,7 +199,7 @@ class StationCritic(nn.Module):
             raise ValueError(f"min_signal: expected >= 0 (VEM), found {min_signal!r}")
         self.min_signal = float(min_signal)
         self.d = self.grid[0] * self.grid[1] * self.n_t
-        self.phi = nn.Sequential(nn.Linear((2 if _CRITIC_CUMULATIVE else 1) * self.n_t + 1, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
+        self.phi = nn.Sequential(nn.Linear((2 if _CRITIC_CUMULATIVE else 1) * self.n_t + 1 + n_labels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
                                  nn.LeakyReLU(0.2))
         k = min(hidden, _CRITIC_CONV)
         self.conv = nn.Sequential(nn.Conv2d(hidden, k, 3, padding=1), nn.LeakyReLU(0.2),
@@ -201,21 +212,24 @@ class StationCritic(nn.Module):
         live = (x != 0).any(dim=-1)
         ev, st = live.nonzero(as_tuple=True)
         # the station network runs on triggered stations only (~10 % of them); an untriggered
-        # station (all-zero input) gets the constant φ(0)
+        # station (all-zero input) gets φ(0, y)
         xl = x[ev, st]
         s = self.scale * torch.sinh(xl)
         integral = s.sum(-1, keepdim=True)
         feats = [xl / 3.0, torch.log1p(integral.clamp(min=0)) / 3.0]
         if _CRITIC_CUMULATIVE:
             feats.append(s.cumsum(-1) / integral.clamp(min=1.0))
-        feats = torch.cat(feats, dim=-1)
-        h0 = self.phi(torch.zeros(1, feats.shape[1], dtype=z.dtype))
+        # the labels enter every station's network (and the head): the critic compares signals
+        # at a given energy and zenith, not only their overall distributions
+        feats = torch.cat(feats + [y[ev]], dim=-1)
+        h0 = self.phi(torch.cat([torch.zeros(n, feats.shape[1] - y.shape[1], dtype=z.dtype), y], dim=1))  # (n, H)
         hl = self.phi(feats)
         if self.min_signal > 0:
             # stations well below min_signal look untriggered to the critic (smooth gate in ln I, width 0.2)
             gate = torch.sigmoid((torch.log(integral.clamp(min=1e-3)) - math.log(self.min_signal)) / 0.2)
-            hl = h0 + gate * (hl - h0)
-        h = h0.expand(n * live.shape[1], -1).index_put((ev * live.shape[1] + st,), hl)
-        h = h.view(n, -1, h0.shape[1]).transpose(1, 2).reshape(n, -1, *self.grid)
+            hl = h0[ev] + gate * (hl - h0[ev])
+        g = live.shape[1]
+        h = h0[:, None, :].expand(n, g, -1).reshape(n * g, -1).index_put((ev * g + st,), hl)
+        h = h.view(n, g, h0.shape[1]).transpose(1, 2).reshape(n, -1, *self.grid)
         h = self.conv(h).flatten(2)
         return self.head(torch.cat([h.mean(-1), h.amax(-1), y], dim=1)).squeeze(1)
