@@ -7,7 +7,9 @@ Files can be passed instead (``--sim``/``--data``, traces layout of :mod:`hepgen
 
 Writes ``OUT/metrics.json`` and ``OUT/report.html`` (before/after histograms, ROC curves,
 regression residuals, bias/resolution table over seeds, gap closed, DCTR ESS) and prints the
-headline figures.  Runs single-threaded.
+headline figures.  Runs single-threaded.  The refiner is the per-station refiner with the grid
+critic of :mod:`hepgen.refine.stations` (``--architecture mlp``: the residual MLP), with the
+critic's signal gate at ``--critic-min-vem`` (docs/refine.md).
 
 Usage:
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_refine_auger.py -o bench_out/refine_auger
@@ -33,14 +35,14 @@ def main() -> None:
     p.add_argument("--sim", help="sim traces (HDF5); default: the toy in mode 'sim'")
     p.add_argument("--data", help="data traces (HDF5); default: the toy in mode 'data'")
     p.add_argument("-n", type=int, default=3000, help="events per sample when generating (default 3000)")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--closeness", type=float, default=0.1)
     p.add_argument("--lr", type=float, default=1e-3, help="refiner learning rate")
     p.add_argument("--critic-lr", type=float, default=1e-3)
     p.add_argument("--n-critic", type=int, default=5)
     p.add_argument("--noise-lr-factor", type=float, default=10.0)
-    p.add_argument("--critic-min-vem", type=float, default=0.0,
+    p.add_argument("--critic-min-vem", type=float, default=10.0,
                    help="stations below this integral (VEM) look untriggered to the grid critic (0 = off)")
     p.add_argument("--architecture", default="auto", choices=("auto", "mlp"),
                    help="auto: per-station refiner + grid critic (hepgen.refine.stations); mlp: residual MLP")
