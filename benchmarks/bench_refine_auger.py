@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 from bench_refine_showers import print_headline
 
@@ -44,6 +45,8 @@ def main() -> None:
     p.add_argument("--noise-lr-factor", type=float, default=10.0)
     p.add_argument("--critic-min-vem", type=float, default=10.0,
                    help="stations below this integral (VEM) look untriggered to the grid critic (0 = off)")
+    p.add_argument("--measured-noise", action="store_true",
+                   help="the refiner adds a fixed noise measured from the baselines (tails) instead of learning it")
     p.add_argument("--architecture", default="auto", choices=("auto", "mlp"),
                    help="auto: per-station refiner + grid critic (hepgen.refine.stations); mlp: residual MLP")
     p.add_argument("--scan", default="", help="other closeness weights to measure, comma-separated")
@@ -65,7 +68,18 @@ def main() -> None:
     cfg = RefinerConfig(epochs=a.epochs, hidden=a.hidden, critic_hidden=a.hidden, batch_size=64, n_critic=a.n_critic,
                         lr=a.lr, critic_lr=a.critic_lr, noise_lr_factor=a.noise_lr_factor, closeness=a.closeness,
                         seed=a.refiner_seed, stochastic=not a.deterministic, architecture=a.architecture)
-    get_adapter("traces").critic_min_vem = a.critic_min_vem  # the adapter's state records it in the checkpoint
+    adapter = get_adapter("traces")
+    adapter.critic_min_vem = a.critic_min_vem  # the adapter's state records it in the checkpoint
+    if a.measured_noise:
+        # baseline noise from the last 10 bins of triggered stations (late enough that EM and
+        # muons have arrived in the toy): the refiner adds √(σ_data² − σ_sim²), fixed
+        def tail_std(d):
+            t = d.traces[np.any(d.traces != 0, axis=-1)][:, -10:]
+            return float(t.std())
+        s_sim, s_data = tail_std(sim), tail_std(data.subset(np.arange(len(data) // 2)))
+        adapter.noise_vem = float(np.sqrt(max(s_data**2 - s_sim**2, 0.0)))
+        notes.append(f"added noise fixed at {adapter.noise_vem:.4f} VEM (baseline σ sim {s_sim:.4f}, data {s_data:.4f})")
+        print(notes[-1])
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
     m = demonstrate("traces", sim, data, a.out, cfg, reg_seeds=tuple(int(s) for s in a.seeds.split(",")),
                     closeness_scan=scan, notes=notes, title="Refinement on the Auger-like surface-detector toy")

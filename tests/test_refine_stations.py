@@ -87,7 +87,7 @@ def test_trace_files_use_station_refiner_and_mlp_override(tmp_path):
     model, payload = load_refiner(run)
     assert isinstance(model, StationRefiner) and model.grid == (9, 9) and model.n_t == 80
     assert payload["hparams"]["refiner_architecture"] == {"name": "stations", "grid": [9, 9], "n_t": 80,
-                                                          "scale": 0.1, "critic_min_vem": 0.0}
+                                                          "scale": 0.1, "critic_min_vem": 0.0, "noise_vem": None}
     run = train_files(tmp_path / "sim.h5", tmp_path / "data.h5", tmp_path / "b",
                       RefinerConfig(**SMALL, architecture="mlp"), progress=False)
     assert isinstance(load_refiner(run)[0], ResidualRefiner)
@@ -128,3 +128,15 @@ def test_critic_gate_hides_weak_stations():
         d_weak, d_strong = (gated(weak) - gated(base)).abs(), (gated(strong) - gated(base)).abs()
         assert d_strong > 0 and d_weak < 0.01 * d_strong
         assert (plain(weak) - plain(base)).abs() > 10 * d_weak
+
+
+def test_fixed_noise_is_added_and_not_learned():
+    """fixed_noise = 0.07 VEM: the identity refiner adds noise of that std per bin of triggered
+    stations (within 5 %), and the amplitude is not a trainable parameter."""
+    r = StationRefiner(0, grid=(3, 3), n_t=16, hidden=8, fixed_noise=0.07)
+    assert not r.log_sigma.value.requires_grad
+    xs = _toy_traces(200, 1.0, 0.0, np.random.default_rng(2))
+    out = 0.1 * np.sinh(refine_arrays(r, np.arcsinh(xs / 0.1), np.zeros((200, 0), np.float32), seed=4))
+    live = xs.reshape(200, 9, 16).sum(-1) != 0
+    diff = (out - xs).reshape(200, 9, 16)
+    assert abs(diff[live].std() / 0.07 - 1) < 0.05 and np.all(diff[~live] == 0)

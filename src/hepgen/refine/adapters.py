@@ -235,6 +235,8 @@ class TraceAdapter:
         if not critic_min_vem >= 0:
             raise ValueError(f"critic_min_vem: expected >= 0, found {critic_min_vem!r}")
         self.scale_vem, self.critic_min_vem = float(scale_vem), float(critic_min_vem)
+        #: noise (VEM per bin) the station refiner adds instead of learning it (None = learn)
+        self.noise_vem: float | None = None
 
     def accepts(self, path) -> bool:
         return is_traces_file(path)
@@ -255,6 +257,7 @@ class TraceAdapter:
 
     def fit(self, data: TraceData) -> dict:
         return {"kind": self.kind, "scale_vem": self.scale_vem, "critic_min_vem": self.critic_min_vem,
+                "noise_vem": self.noise_vem,
                 "layout": self.layout(data), "labels": self.label_names(data)}
 
     def to_arrays(self, data: TraceData, state: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +285,8 @@ class TraceAdapter:
         a bounded gain, a time-shape convolution and additive noise in VEM, per triggered station)."""
         lay = state["layout"]
         return {"name": "stations", "grid": [int(v) for v in lay["grid"]], "n_t": int(lay["n_t"]),
-                "scale": float(state["scale_vem"]), "critic_min_vem": float(state.get("critic_min_vem", 0.0))}
+                "scale": float(state["scale_vem"]), "critic_min_vem": float(state.get("critic_min_vem", 0.0)),
+                "noise_vem": state.get("noise_vem")}
 
     def keep_mask(self, data: TraceData) -> np.ndarray:
         """``(N, D)`` bool: the bins of untriggered stations (all zeros), which stay zero."""

@@ -277,7 +277,7 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
     if architecture is None:
         return ResidualRefiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size)
     model = StationRefiner(n_lab, architecture["grid"], architecture["n_t"], architecture["scale"], hidden,
-                           stochastic, noise_init)
+                           stochastic, noise_init, fixed_noise=architecture.get("noise_vem"))
     if model.n_features != d:
         raise ValueError(f"architecture: expected {model.n_features} features for grid {architecture['grid']} × "
                          f"n_t {architecture['n_t']}, found {d}")
@@ -286,7 +286,9 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
 
 def _architecture_of(model) -> dict | None:
     if isinstance(model, StationRefiner):
-        return {"name": "stations", "grid": list(model.grid), "n_t": model.n_t, "scale": model.scale}
+        return {"name": "stations", "grid": list(model.grid), "n_t": model.n_t, "scale": model.scale,
+                "noise_vem": None if model.log_sigma.value.requires_grad else
+                float(0.5 * torch.sigmoid(model.log_sigma.value)) if model.stochastic else None}
     return None
 
 

@@ -96,6 +96,7 @@ class StationRefiner(nn.Module):
         n_labels: L.  grid: ``(n_x, n_y)`` stations.  n_t: time bins.  scale: the adapter's
         ``asinh`` scale (VEM).  hidden: width of the station network.
         stochastic, noise_init: learned noise amplitude, starting at ``noise_init`` VEM.
+        fixed_noise: a noise amplitude (VEM, < 0.5) to add instead of learning one.
         max_log_gain: ``a_max`` (default 0.7: gains within ×0.5 … ×2).
 
     ``forward(x: (N, D), y: (N, L), noise: (N, D) | None) -> (N, D)``, ``D = n_x n_y n_t``.
@@ -105,7 +106,8 @@ class StationRefiner(nn.Module):
     clip_min = None
 
     def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
-                 stochastic: bool = True, noise_init: float = 1e-2, max_log_gain: float = 0.7) -> None:
+                 stochastic: bool = True, noise_init: float = 1e-2, max_log_gain: float = 0.7,
+                 fixed_noise: float | None = None) -> None:
         super().__init__()
         self.grid, self.n_t, self.scale = (int(grid[0]), int(grid[1])), int(n_t), float(scale)
         self.n_features = self.grid[0] * self.grid[1] * self.n_t
@@ -131,8 +133,11 @@ class StationRefiner(nn.Module):
             # (a clamped σ that overshoots once stays stuck there).  One σ for all stations and
             # events: electronic noise does not depend on the shower (a per-station σ was used
             # to imitate muon spikiness on big stations and overshot the baseline noise)
-            p = min(float(noise_init) / _SIGMA_MAX, 0.5)
-            self.log_sigma = _Scalar(math.log(p / (1 - p)))
+            # fixed_noise: σ measured (e.g. from the baseline of sim and data), not learned
+            p = min(float(noise_init if fixed_noise is None else fixed_noise) / _SIGMA_MAX, 0.999)
+            self.log_sigma = _Scalar(math.log(max(p, 1e-6) / (1 - p)))
+            if fixed_noise is not None:
+                self.log_sigma.value.requires_grad_(False)
 
     def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
         """Standardise the labels with ``y``'s mean and spread (the traces need no standardising)."""
