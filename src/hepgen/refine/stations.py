@@ -14,7 +14,7 @@ with ``S`` the trace (VEM per bin), ``I = Σ_t S(t)`` the station integral, ``I�
 correction of the normalised trace ``u = S/I⁺`` (a small 1-D convolution over the time bins
 that also sees the noise ``ε`` — pulse spikiness is stochastic —, weights shared by all
 stations, as arXiv:1802.03325's refiner is convolutional; plus a dense head over the bins,
-since shortening a pulse is not shift invariant), and ``σ`` a learned noise amplitude *in VEM* (data carry more baseline noise,
+since shortening a pulse is not shift invariant), and ``σ`` a noise amplitude *in VEM*, one for all stations, learned or fixed (data carry more baseline noise,
 which is additive in linear units).  Every head starts at zero, so the refiner starts as the
 identity.  ``a``, ``Δu`` and ``σ`` come from a per-station network that sees the station's
 normalised trace, ``log(1 + I)``, the event labels and its neighbourhood: a 2-D convolution
