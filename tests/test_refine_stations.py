@@ -8,7 +8,15 @@ import torch
 
 from hepgen.data.traces import write_traces
 from hepgen.refine.adapters import get_adapter
-from hepgen.refine.refiner import RefinerConfig, ResidualRefiner, load_refiner, refine_arrays, train_files, train_refiner
+from hepgen.refine.refiner import (
+    RefinerConfig,
+    ResidualRefiner,
+    load_refiner,
+    refine_arrays,
+    save_refiner,
+    train_files,
+    train_refiner,
+)
 from hepgen.refine.stations import StationCritic, StationRefiner
 from hepgen.simulate.auger_toy import simulate_auger
 
@@ -140,3 +148,17 @@ def test_fixed_noise_is_added_and_not_learned():
     live = xs.reshape(200, 9, 16).sum(-1) != 0
     diff = (out - xs).reshape(200, 9, 16)
     assert abs(diff[live].std() / 0.07 - 1) < 0.05 and np.all(diff[~live] == 0)
+
+
+def test_save_and_load_station_refiner(tmp_path):
+    """save_refiner / load_refiner keep the architecture, a fixed noise and the weights."""
+    for kw in ({"fixed_noise": 0.05}, {"stochastic": False}):
+        r = StationRefiner(2, grid=(3, 3), n_t=16, hidden=8, **kw)
+        with torch.no_grad():
+            r.gain.bias.fill_(0.3)
+        save_refiner(tmp_path / "r.pt", r, kind="traces")
+        back, payload = load_refiner(tmp_path / "r.pt")
+        assert isinstance(back, StationRefiner) and back.fixed_noise == kw.get("fixed_noise")
+        x = np.arcsinh(_toy_traces(5, 1.0, 0.0, np.random.default_rng(3)) / 0.1)
+        y = np.zeros((5, 2), np.float32)
+        np.testing.assert_array_equal(refine_arrays(back, x, y, seed=1), refine_arrays(r, x, y, seed=1))

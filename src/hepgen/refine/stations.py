@@ -113,6 +113,7 @@ class StationRefiner(nn.Module):
         self.n_features = self.grid[0] * self.grid[1] * self.n_t
         self.group_size = self.n_features
         self.n_labels, self.stochastic, self.max_log_gain = int(n_labels), bool(stochastic), float(max_log_gain)
+        self.fixed_noise = None if fixed_noise is None else float(fixed_noise)
         self.register_buffer("y_mean", torch.zeros(n_labels))
         self.register_buffer("y_std", torch.ones(n_labels))
         self.ctx = nn.Sequential(nn.Conv2d(2, _CTX, 3, padding=1), nn.SiLU(), nn.Conv2d(_CTX, _CTX, 3, padding=1),
