@@ -58,7 +58,6 @@ from torch import nn
 __all__ = ["StationCritic", "StationRefiner", "station_quantities"]
 
 _CTX = 16  # channels of the footprint context of the refiner
-_CRITIC_CUMULATIVE = True
 _SIGMA_MAX = 0.5  # VEM per bin: the largest noise amplitude the refiner may add
 _FILM = 8  # conditioning channels of the time-shape convolution
 _CRITIC_CONV = 24  # channels of the critic's convolutions over the footprint (cost: double backward of the GP)
@@ -205,7 +204,7 @@ class StationCritic(nn.Module):
             raise ValueError(f"min_signal: expected >= 0 (VEM), found {min_signal!r}")
         self.min_signal = float(min_signal)
         self.d = self.grid[0] * self.grid[1] * self.n_t
-        self.phi = nn.Sequential(nn.Linear((2 if _CRITIC_CUMULATIVE else 1) * self.n_t + 1 + n_labels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
+        self.phi = nn.Sequential(nn.Linear(2 * self.n_t + 1 + n_labels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
                                  nn.LeakyReLU(0.2))
         k = min(hidden, _CRITIC_CONV)
         self.conv = nn.Sequential(nn.Conv2d(hidden, k, 3, padding=1), nn.LeakyReLU(0.2),
@@ -222,9 +221,7 @@ class StationCritic(nn.Module):
         xl = x[ev, st]
         s = self.scale * torch.sinh(xl)
         integral = s.sum(-1, keepdim=True)
-        feats = [xl / 3.0, torch.log1p(integral.clamp(min=0)) / 3.0]
-        if _CRITIC_CUMULATIVE:
-            feats.append(s.cumsum(-1) / integral.clamp(min=1.0))
+        feats = [xl / 3.0, torch.log1p(integral.clamp(min=0)) / 3.0, s.cumsum(-1) / integral.clamp(min=1.0)]
         # the labels enter every station's network (and the head): the critic compares signals
         # at a given energy and zenith, not only their overall distributions
         feats = torch.cat(feats + [y[ev]], dim=-1)
