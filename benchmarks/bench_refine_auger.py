@@ -7,7 +7,9 @@ Files can be passed instead (``--sim``/``--data``, traces layout of :mod:`hepgen
 
 Writes ``OUT/metrics.json`` and ``OUT/report.html`` (before/after histograms, ROC curves,
 regression residuals, bias/resolution table over seeds, gap closed, DCTR ESS) and prints the
-headline figures.  Runs single-threaded.
+headline figures.  Runs single-threaded.  The refiner is the per-station refiner with the grid
+critic of :mod:`hepgen.refine.stations` (``--architecture mlp``: the residual MLP), with the
+critic's signal gate at ``--critic-min-vem`` (docs/refine.md).
 
 Usage:
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_refine_auger.py -o bench_out/refine_auger
@@ -18,10 +20,12 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 from bench_refine_showers import print_headline
 
 from hepgen.data.traces import read_traces
+from hepgen.refine.adapters import get_adapter
 from hepgen.refine.proof import demonstrate
 from hepgen.refine.refiner import RefinerConfig
 from hepgen.simulate.auger_toy import simulate_auger
@@ -32,9 +36,19 @@ def main() -> None:
     p.add_argument("--sim", help="sim traces (HDF5); default: the toy in mode 'sim'")
     p.add_argument("--data", help="data traces (HDF5); default: the toy in mode 'data'")
     p.add_argument("-n", type=int, default=3000, help="events per sample when generating (default 3000)")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--closeness", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=1e-3, help="refiner learning rate")
+    p.add_argument("--critic-lr", type=float, default=1e-3)
+    p.add_argument("--n-critic", type=int, default=5)
+    p.add_argument("--noise-lr-factor", type=float, default=10.0)
+    p.add_argument("--critic-min-vem", type=float, default=10.0,
+                   help="stations below this integral (VEM) look untriggered to the grid critic (0 = off)")
+    p.add_argument("--measured-noise", action="store_true",
+                   help="the refiner adds a fixed noise measured from the baselines (tails) instead of learning it")
+    p.add_argument("--architecture", default="auto", choices=("auto", "mlp"),
+                   help="auto: per-station refiner + grid critic (hepgen.refine.stations); mlp: residual MLP")
     p.add_argument("--scan", default="", help="other closeness weights to measure, comma-separated")
     p.add_argument("--seeds", default="0,1,2", help="regression seeds")
     p.add_argument("--refiner-seed", type=int, default=0)
@@ -51,8 +65,21 @@ def main() -> None:
              "the toy reproduces the mismatch structure of arXiv:1802.03325; it is not an Auger simulation",
              f"generation took {time.perf_counter() - t0:.0f} s"]
     print("\n".join(notes))
-    cfg = RefinerConfig(epochs=a.epochs, hidden=a.hidden, critic_hidden=a.hidden, batch_size=64, n_critic=3,
-                        closeness=a.closeness, seed=a.refiner_seed, stochastic=not a.deterministic)
+    cfg = RefinerConfig(epochs=a.epochs, hidden=a.hidden, critic_hidden=a.hidden, batch_size=64, n_critic=a.n_critic,
+                        lr=a.lr, critic_lr=a.critic_lr, noise_lr_factor=a.noise_lr_factor, closeness=a.closeness,
+                        seed=a.refiner_seed, stochastic=not a.deterministic, architecture=a.architecture)
+    adapter = get_adapter("traces")
+    adapter.critic_min_vem = a.critic_min_vem  # the adapter's state records it in the checkpoint
+    if a.measured_noise:
+        # baseline noise from the last 10 bins of triggered stations (late enough that EM and
+        # muons have arrived in the toy): the refiner adds √(σ_data² − σ_sim²), fixed
+        def tail_std(d):
+            t = d.traces[np.any(d.traces != 0, axis=-1)][:, -10:]
+            return float(t.std())
+        s_sim, s_data = tail_std(sim), tail_std(data.subset(np.arange(len(data) // 2)))
+        adapter.noise_vem = float(np.sqrt(max(s_data**2 - s_sim**2, 0.0)))
+        notes.append(f"added noise fixed at {adapter.noise_vem:.4f} VEM (baseline σ sim {s_sim:.4f}, data {s_data:.4f})")
+        print(notes[-1])
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
     m = demonstrate("traces", sim, data, a.out, cfg, reg_seeds=tuple(int(s) for s in a.seeds.split(",")),
                     closeness_scan=scan, notes=notes, title="Refinement on the Auger-like surface-detector toy")

@@ -13,6 +13,8 @@ and provides:
 * ``clip_min`` — lower bound of the features (``None`` = none), applied inside the refiner;
 * ``group_size(state)`` — features per group sharing one refiner network (``None`` = one group);
 * ``keep_mask(data)`` — ``(N, D)`` bool of features the refiner must not change, or ``None``;
+* ``architecture(state)`` — ``None`` (the generic residual MLP) or a dict naming a refiner/critic
+  pair of :mod:`hepgen.refine.stations` for data of that structure;
 * ``summaries(data)`` — high-level features ``{name: (N,)}`` for per-feature separation power;
 * ``regression_inputs(data, state)`` — ``(N, k)`` inputs of the downstream regression network;
 * ``targets(data)`` — regression targets ``{name: (N,)}`` for the downstream proof;
@@ -191,6 +193,10 @@ class ShowerAdapter:
         """Voxels are not groups of a shared kind: one network sees the whole shower."""
         return
 
+    def architecture(self, state: dict) -> None:
+        """The refiner's network: the generic residual MLP."""
+        return
+
     def keep_mask(self, data: ShowerData) -> None:
         """Features the refiner must leave unchanged: none for showers."""
         return
@@ -223,10 +229,14 @@ class TraceAdapter:
     #: traces carry baseline noise of either sign: no bound
     clip_min = None
 
-    def __init__(self, scale_vem: float = 0.1) -> None:
+    def __init__(self, scale_vem: float = 0.1, critic_min_vem: float = 0.0) -> None:
         if not scale_vem > 0:
             raise ValueError(f"scale_vem: expected > 0, found {scale_vem!r}")
-        self.scale_vem = float(scale_vem)
+        if not critic_min_vem >= 0:
+            raise ValueError(f"critic_min_vem: expected >= 0, found {critic_min_vem!r}")
+        self.scale_vem, self.critic_min_vem = float(scale_vem), float(critic_min_vem)
+        #: noise (VEM per bin) the station refiner adds instead of learning it (None = learn)
+        self.noise_vem: float | None = None
 
     def accepts(self, path) -> bool:
         return is_traces_file(path)
@@ -246,8 +256,9 @@ class TraceAdapter:
         return ["log10_energy", "sec_zenith"]
 
     def fit(self, data: TraceData) -> dict:
-        return {"kind": self.kind, "scale_vem": self.scale_vem, "layout": self.layout(data),
-                "labels": self.label_names(data)}
+        return {"kind": self.kind, "scale_vem": self.scale_vem, "critic_min_vem": self.critic_min_vem,
+                "noise_vem": self.noise_vem,
+                "layout": self.layout(data), "labels": self.label_names(data)}
 
     def to_arrays(self, data: TraceData, state: dict) -> tuple[np.ndarray, np.ndarray]:
         x = np.arcsinh(data.traces.reshape(len(data), -1) / state["scale_vem"]).astype(np.float32)
@@ -268,6 +279,14 @@ class TraceAdapter:
     def group_size(self, state: dict) -> int:
         """One group per station: its ``n_t`` time bins (refiner and critic share a network over stations)."""
         return int(state["layout"]["n_t"])
+
+    def architecture(self, state: dict) -> dict:
+        """The per-station refiner and grid critic of :mod:`hepgen.refine.stations` (corrections as
+        a bounded gain, a time-shape convolution and additive noise in VEM, per triggered station)."""
+        lay = state["layout"]
+        return {"name": "stations", "grid": [int(v) for v in lay["grid"]], "n_t": int(lay["n_t"]),
+                "scale": float(state["scale_vem"]), "critic_min_vem": float(state.get("critic_min_vem", 0.0)),
+                "noise_vem": state.get("noise_vem")}
 
     def keep_mask(self, data: TraceData) -> np.ndarray:
         """``(N, D)`` bool: the bins of untriggered stations (all zeros), which stay zero."""

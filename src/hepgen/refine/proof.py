@@ -366,7 +366,8 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
     def run_refiner(cfg, tag):
         model, hist = train_refiner(xs, ys, xd, yd, cfg, checkpoint=out_dir / f"refiner_{tag}.pt", progress=progress,
                                     keep_sim=keep, clip_min=adapter.clip_min,
-                                    group_size=adapter.group_size(state), payload_extra={"kind": kind, "preprocessing": state,
+                                    group_size=adapter.group_size(state),
+                                    architecture=adapter.architecture(state), payload_extra={"kind": kind, "preprocessing": state,
                                                                   "meta": {"demonstration": title}})
         xr = refine_arrays(model, xs, ys, seed=cfg.seed + 1, keep=keep)
         refined = adapter.from_arrays(xr, sim, state, attrs={"refined": tag})

@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.refine.adapters import get_adapter, kind_of_file, read_pair
+from hepgen.refine.stations import StationCritic, StationRefiner
 
 __all__ = [
     "FAMILY",
@@ -99,6 +100,9 @@ class RefinerConfig:
         critic_warmup: critic steps against the untrained (identity) refiner before the
             first refiner step, so that the refiner's first gradients mean something.
         seed: seeds weights, batches and noise (torch.Generator; resumable).
+        architecture: ``"auto"`` = the network the adapter of the data asks for (traces: the
+            per-station refiner and grid critic of :mod:`hepgen.refine.stations`; showers:
+            the residual MLP), ``"mlp"`` = the residual MLP (:class:`ResidualRefiner`) always.
     """
 
     hidden: int = 256
@@ -118,8 +122,11 @@ class RefinerConfig:
     critic_warmup: int = 200
     ema: float = 0.995
     seed: int = 0
+    architecture: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.architecture not in ("auto", "mlp"):
+            raise ValueError(f"refiner config key 'architecture': expected 'auto' or 'mlp', found {self.architecture!r}")
         for name in ("hidden", "n_blocks", "critic_hidden", "epochs", "batch_size", "n_critic", "critic_warmup"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or \
@@ -204,6 +211,10 @@ class ResidualRefiner(nn.Module):
     def normalise(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (x - self.x_mean) / self.x_std, (y - self.y_mean) / self.y_std
 
+    def closeness(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Mean absolute change per feature in units of the features' spread."""
+        return ((out - x).abs() / self.x_std).mean()
+
     def forward(self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         xn, yn = self.normalise(x, y)
         n, g = x.shape[0], self.n_groups
@@ -262,6 +273,25 @@ class Critic(nn.Module):
         return self.net(z).squeeze(1)
 
 
+def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size, architecture):
+    if architecture is None:
+        return ResidualRefiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size)
+    model = StationRefiner(n_lab, architecture["grid"], architecture["n_t"], architecture["scale"], hidden,
+                           stochastic, noise_init, fixed_noise=architecture.get("noise_vem"))
+    if model.n_features != d:
+        raise ValueError(f"architecture: expected {model.n_features} features for grid {architecture['grid']} × "
+                         f"n_t {architecture['n_t']}, found {d}")
+    return model
+
+
+def _architecture_of(model) -> dict | None:
+    if isinstance(model, StationRefiner):
+        fixed = model.stochastic and not model.log_sigma.value.requires_grad
+        return {"name": "stations", "grid": list(model.grid), "n_t": model.n_t, "scale": model.scale,
+                "noise_vem": model.fixed_noise if fixed else None}
+    return None
+
+
 def _check_arrays(x, y, name: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
@@ -288,7 +318,8 @@ def _gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, ge
 def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = None,
                   checkpoint: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
                   keep_sim: np.ndarray | None = None, payload_extra: dict | None = None,
-                  clip_min: float | None = None, group_size: int | None = None) -> tuple[ResidualRefiner, dict]:
+                  clip_min: float | None = None, group_size: int | None = None,
+                  architecture: dict | None = None) -> tuple[ResidualRefiner, dict]:
     """Train a refiner sim → data on arrays; checkpoint (and resume) at every epoch.
 
     Arguments:
@@ -308,6 +339,10 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         group_size: features per group (the adapter's ``group_size``, e.g. the time bins of
             one station): refiner and critic then share one network over the groups, which
             learns from every station of every event at once.  ``None``: one group.
+        architecture: the adapter's ``architecture(state)``: ``None`` = :class:`ResidualRefiner`
+            with an MLP (or grouped) critic; ``{"name": "stations", "grid": [n_x, n_y], "n_t": …,
+            "scale": …}`` = :class:`hepgen.refine.stations.StationRefiner` and
+            :class:`~hepgen.refine.stations.StationCritic` (ignored when ``config.architecture == "mlp"``).
 
     Returns:
         ``(refiner, history)`` (the refiner with the moving-average weights), history = ``{"epoch": [...], "critic_w": [...],
@@ -325,15 +360,23 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         if keep_sim.shape != x_sim.shape:
             raise ValueError(f"keep_sim: expected shape {x_sim.shape}, found {keep_sim.shape}")
     d, n_lab = x_sim.shape[1], y_sim.shape[1]
+    if config.architecture == "mlp":
+        architecture = None
+    if architecture is not None and architecture.get("name") != "stations":
+        raise ValueError(f"architecture: expected None or {{'name': 'stations', ...}}, found {architecture!r}")
     torch.manual_seed(config.seed)  # weight initialisation only; batches and noise use `gen`
-    model = ResidualRefiner(d, n_lab, config.hidden, config.n_blocks, config.stochastic, config.noise_init, clip_min,
-                            group_size)
+    model = _build_refiner(d, n_lab, config.hidden, config.n_blocks, config.stochastic, config.noise_init, clip_min,
+                           group_size, architecture)
     model.set_normalisation(np.concatenate([x_sim, x_data]), np.concatenate([y_sim, y_data]))
     use_labels = config.condition_critic and n_lab > 0
-    if model.n_groups > 1:
-        critic = GroupCritic(d, n_lab if use_labels else 0, model.group_size, config.critic_hidden)
+    n_lab_c = n_lab if use_labels else 0
+    if architecture is not None:
+        critic = StationCritic(n_lab_c, architecture["grid"], architecture["n_t"], architecture["scale"],
+                               config.critic_hidden, architecture.get("critic_min_vem", 0.0))
+    elif model.n_groups > 1:
+        critic = GroupCritic(d, n_lab_c, model.group_size, config.critic_hidden)
     else:
-        critic = Critic(d + (n_lab if use_labels else 0), config.critic_hidden)
+        critic = Critic(d + n_lab_c, config.critic_hidden)
     sigma_params = list(model.log_sigma.parameters()) if model.stochastic else []
     other = [p for p in model.parameters() if all(p is not q for q in sigma_params)]
     groups = [{"params": other}] + ([{"params": sigma_params, "lr": config.lr * config.noise_lr_factor}]
@@ -344,7 +387,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     history = {"epoch": [], "critic_w": [], "closeness": [], "gp": []}
     hparams = {**asdict(config), "n_features": d, "n_labels": n_lab, "clip_min": clip_min,
-               "group_size": model.group_size}
+               "group_size": model.group_size, "refiner_architecture": architecture}
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).is_file():
         payload = load_checkpoint(checkpoint)
@@ -404,7 +447,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                 fake = model(xb, yb, noise)
                 if kb is not None:
                     fake = torch.where(kb, xb, fake)
-                close = ((fake - xb).abs() / model.x_std).mean()
+                close = model.closeness(xb, fake)
                 loss_r = -critic(_critic_input(model, fake, yb, use_labels)).mean() + config.closeness * close
                 opt_r.zero_grad(set_to_none=True)
                 loss_r.backward()
@@ -445,10 +488,12 @@ def _save(path, model, ema, critic, opt_r, opt_c, gen, history, epoch, hparams, 
 def save_refiner(path, model: ResidualRefiner, config: RefinerConfig | None = None, kind: str | None = None,
                  preprocessing: dict | None = None, meta: dict | None = None) -> None:
     """Write a refiner (e.g. an untrained, identity one) as a checkpoint :func:`apply_file` can use."""
-    config = config or RefinerConfig(hidden=model.inp.out_features, n_blocks=len(model.blocks),
-                                     stochastic=model.stochastic)
+    config = config or (RefinerConfig(hidden=model.inp.out_features, n_blocks=len(model.blocks),
+                                      stochastic=model.stochastic) if isinstance(model, ResidualRefiner)
+                        else RefinerConfig(hidden=model.enc[0].out_features, stochastic=model.stochastic))
     hparams = {**asdict(config), "n_features": model.n_features, "n_labels": model.n_labels,
-               "clip_min": model.clip_min, "group_size": model.group_size}
+               "clip_min": model.clip_min, "group_size": model.group_size,
+               "refiner_architecture": _architecture_of(model)}
     save_checkpoint(path, {"family": FAMILY, "hparams": hparams, "model": model.state_dict(),
                            "preprocessing": preprocessing or {}, "kind": kind,
                            "meta": {"epoch": 0, **(meta or {})}, "trainer": {}})
@@ -460,8 +505,8 @@ def load_refiner(path: str | os.PathLike) -> tuple[ResidualRefiner, dict]:
     if payload.get("family") != FAMILY:
         raise ValueError(f"{path}: key 'family': expected {FAMILY!r}, found {payload.get('family')!r}")
     hp = payload["hparams"]
-    model = ResidualRefiner(hp["n_features"], hp["n_labels"], hp["hidden"], hp["n_blocks"], hp["stochastic"],
-                            hp["noise_init"], hp.get("clip_min"), hp.get("group_size"))
+    model = _build_refiner(hp["n_features"], hp["n_labels"], hp["hidden"], hp["n_blocks"], hp["stochastic"],
+                           hp["noise_init"], hp.get("clip_min"), hp.get("group_size"), hp.get("refiner_architecture"))
     model.load_state_dict(payload["model"])
     model.eval()
     return model, payload
@@ -511,7 +556,8 @@ def train_files(sim_path, data_path, out_dir, config: RefinerConfig | None = Non
              "meta": {"sim": str(sim_path), "data": str(data_path), "n_sim": len(sim), "n_data": len(data)}}
     train_refiner(x_s, y_s, x_d, y_d, config, checkpoint=out, resume=resume, progress=progress,
                   keep_sim=adapter.keep_mask(sim), clip_min=adapter.clip_min,
-                  group_size=adapter.group_size(state), payload_extra=extra)
+                  group_size=adapter.group_size(state), architecture=adapter.architecture(state),
+                  payload_extra=extra)
     return out
 
 

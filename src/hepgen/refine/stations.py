@@ -1,0 +1,238 @@
+"""Refiner and critic for a grid of detector stations with time traces (surface detectors).
+
+The generic refiner of :mod:`hepgen.refine.refiner` adds a correction to every feature.
+For traces stored as ``x = asinh(S/scale)`` per station and time bin, a small additive
+correction in ``x`` becomes a large *multiplicative* one on a big signal, and noise added
+in ``x`` inflates station integrals (the mean of ``e^ε`` exceeds 1): on the Auger-like toy
+that refiner inflated the station signals (docs/refine.md).  The modules here act where the
+corrections stay bounded, per triggered station, in linear signal units:
+
+    S'(t) = g · [S(t) + I⁺ · Δu(t)] + σ · ε(t),    g = exp(a_max · tanh(a)),
+
+with ``S`` the trace (VEM per bin), ``I = Σ_t S(t)`` the station integral, ``I⁺ = max(I, 1 VEM)``,
+``a`` a per-station log-gain (bounded: ``g ∈ [e^−a_max, e^a_max]``), ``Δu`` a time-shape
+correction of the normalised trace ``u = S/I⁺`` (a small 1-D convolution over the time bins
+that also sees the noise ``ε`` — pulse spikiness is stochastic —, weights shared by all
+stations, as arXiv:1802.03325's refiner is convolutional; plus a dense head over the bins,
+since shortening a pulse is not shift invariant), and ``σ`` a noise amplitude *in VEM*, one for all stations, learned or fixed (data carry more baseline noise,
+which is additive in linear units).  Every head starts at zero, so the refiner starts as the
+identity.  ``a``, ``Δu`` and ``σ`` come from a per-station network that sees the station's
+normalised trace, ``log(1 + I)``, the event labels and its neighbourhood: a 2-D convolution
+over the ``n_x × n_y`` map of ``log(1 + I)`` and the trigger flags (distance to the core is
+otherwise unknown to a single station).
+
+Untriggered stations (all-zero traces) stay zero: a station empty in simulation holds no
+information from which to draw a signal, and the refiner must not invent stations.
+
+The critic sees, per station, the ``asinh`` trace, the normalised cumulative trace
+``C(t) = Σ_{t'≤t} S / I⁺`` (the rise-time information in linear units), ``log(1 + I)`` and
+the labels, through a shared per-station network; the station embeddings are placed on the footprint
+grid and go through two 3 × 3 convolutions (the station positions matter, mean pooling
+loses them), then mean and max pooling and a head with the labels.  With ``min_signal > 0``
+stations whose integral is well below it look untriggered to the critic (a smooth gate): the
+refiner cannot create stations, so the critic should not reward it for the number of weak
+stations near the trigger threshold, which it could only imitate by lowering every gain.
+
+Both modules take and return the flat features ``(N, n_x·n_y·n_t)`` of
+:class:`hepgen.refine.adapters.TraceAdapter`.
+
+Example:
+    >>> import torch
+    >>> r = StationRefiner(n_labels=2, grid=(3, 3), n_t=8, hidden=8)
+    >>> x = torch.asinh(torch.rand(4, 72) * 50)
+    >>> x[:, :8] = 0.0                        # an untriggered station
+    >>> bool(torch.allclose(r(x, torch.zeros(4, 2)), x, atol=1e-4))   # identity at the start
+    True
+    >>> StationCritic(n_labels=2, grid=(3, 3), n_t=8, hidden=8)(torch.cat([x, torch.zeros(4, 2)], 1)).shape
+    torch.Size([4])
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["StationCritic", "StationRefiner", "station_quantities"]
+
+_CTX = 16  # channels of the footprint context of the refiner
+_SIGMA_MAX = 0.5  # VEM per bin: the largest noise amplitude the refiner may add
+_FILM = 8  # conditioning channels of the time-shape convolution
+_CRITIC_CONV = 24  # channels of the critic's convolutions over the footprint (cost: double backward of the GP)
+
+
+def station_quantities(x: torch.Tensor, grid, n_t: int, scale: float):
+    """Linear-unit station quantities from flat ``asinh(S/scale)`` features ``(N, G·n_t)``.
+
+    Returns ``(s, live, integral, positive_integral)``: ``s`` ``(N, G, n_t)`` VEM, ``live``
+    ``(N, G)`` bool (any non-zero bin), ``integral`` ``(N, G)`` VEM and ``max(integral, 1)``.
+    """
+    n, g = x.shape[0], int(grid[0]) * int(grid[1])
+    xs = x.reshape(n, g, n_t)
+    s = scale * torch.sinh(xs)
+    live = (xs != 0).any(dim=-1)
+    integral = s.sum(dim=-1)
+    return s, live, integral, integral.clamp(min=1.0)
+
+
+class _Scalar(nn.Module):
+    """One learned number (a module, so that its optimiser group can be told apart)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.tensor(float(value)))
+
+    def forward(self) -> torch.Tensor:
+        return self.value
+
+
+class StationRefiner(nn.Module):
+    """Per-station gain, time-shape and noise refiner (module docstring); the identity until trained.
+
+    Arguments:
+        n_labels: L.  grid: ``(n_x, n_y)`` stations.  n_t: time bins.  scale: the adapter's
+        ``asinh`` scale (VEM).  hidden: width of the station network.
+        stochastic, noise_init: learned noise amplitude, starting at ``noise_init`` VEM.
+        fixed_noise: a noise amplitude (VEM, < 0.5) to add instead of learning one.
+        max_log_gain: ``a_max`` (default 0.7: gains within ×0.5 … ×2).
+
+    ``forward(x: (N, D), y: (N, L), noise: (N, D) | None) -> (N, D)``, ``D = n_x n_y n_t``.
+    """
+
+    n_groups = 1  # interface of ResidualRefiner: one network for the whole event
+    clip_min = None
+
+    def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
+                 stochastic: bool = True, noise_init: float = 1e-2, max_log_gain: float = 0.7,
+                 fixed_noise: float | None = None) -> None:
+        super().__init__()
+        self.grid, self.n_t, self.scale = (int(grid[0]), int(grid[1])), int(n_t), float(scale)
+        self.n_features = self.grid[0] * self.grid[1] * self.n_t
+        self.group_size = self.n_features
+        self.n_labels, self.stochastic, self.max_log_gain = int(n_labels), bool(stochastic), float(max_log_gain)
+        self.fixed_noise = None if fixed_noise is None else float(fixed_noise)
+        self.register_buffer("y_mean", torch.zeros(n_labels))
+        self.register_buffer("y_std", torch.ones(n_labels))
+        self.ctx = nn.Sequential(nn.Conv2d(2, _CTX, 3, padding=1), nn.SiLU(), nn.Conv2d(_CTX, _CTX, 3, padding=1),
+                                 nn.SiLU())
+        self.enc = nn.Sequential(nn.Linear(self.n_t + 1 + n_labels + _CTX, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, hidden), nn.SiLU())
+        self.gain = nn.Linear(hidden, 1)
+        self.film = nn.Linear(hidden, _FILM)
+        n_in = 1 + _FILM + (1 if self.stochastic else 0)  # normalised trace, conditioning, noise
+        self.shape = nn.Sequential(nn.Conv1d(n_in, 16, 5, padding=2), nn.SiLU(), nn.Conv1d(16, 1, 5, padding=2))
+        # a dense head over the time bins too: shortening a pulse (rise time) is not shift invariant
+        self.shape_dense = nn.Linear(hidden, self.n_t)
+        for layer in (self.gain, self.shape[-1], self.shape_dense):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        if self.stochastic:
+            # σ = σ_max sigmoid(z): bounded, and unlike a clamp it keeps a gradient at the bound
+            # (a clamped σ that overshoots once stays stuck there).  One σ for all stations and
+            # events: electronic noise does not depend on the shower (a per-station σ was used
+            # to imitate muon spikiness on big stations and overshot the baseline noise)
+            # fixed_noise: σ measured (e.g. from the baseline of sim and data), not learned
+            p = min(float(noise_init if fixed_noise is None else fixed_noise) / _SIGMA_MAX, 0.999)
+            self.log_sigma = _Scalar(math.log(max(p, 1e-6) / (1 - p)))
+            if fixed_noise is not None:
+                self.log_sigma.value.requires_grad_(False)
+
+    def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Standardise the labels with ``y``'s mean and spread (the traces need no standardising)."""
+        with torch.no_grad():
+            if self.n_labels:
+                self.y_mean.copy_(torch.as_tensor(y.mean(axis=0), dtype=torch.float32))
+                self.y_std.copy_(torch.as_tensor(np.maximum(y.std(axis=0), 1e-3), dtype=torch.float32))
+
+    def normalise(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Critic inputs: the ``asinh`` features unchanged, standardised labels."""
+        return x, (y - self.y_mean) / self.y_std
+
+    def closeness(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Mean over triggered stations of ``|log(1 + I') − log(1 + I)| + mean_t |C'(t) − C(t)|``:
+        change of the integral and of the normalised cumulative trace, insensitive to the added
+        zero-mean noise (which the refiner is meant to add)."""
+        s0, live, i0, p0 = station_quantities(x, self.grid, self.n_t, self.scale)
+        s1, _, i1, p1 = station_quantities(out, self.grid, self.n_t, self.scale)
+        d_int = (torch.log1p(i1.clamp(min=0)) - torch.log1p(i0.clamp(min=0))).abs()
+        d_cum = (s1.cumsum(-1) / p1[..., None] - s0.cumsum(-1) / p0[..., None]).abs().mean(-1)
+        w = live.float()
+        return ((d_int + d_cum) * w).sum() / w.sum().clamp(min=1.0)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        n = x.shape[0]
+        s, live, integral, ipos = station_quantities(x, self.grid, self.n_t, self.scale)
+        li = torch.log1p(integral.clamp(min=0))
+        gmap = torch.stack([li / 3.0, live.float()], dim=1).view(n, 2, *self.grid)
+        ctx = self.ctx(gmap).view(n, _CTX, -1).transpose(1, 2)  # (n, G, _CTX)
+        yn = (y - self.y_mean) / self.y_std
+        ev, st = live.nonzero(as_tuple=True)  # only triggered stations are refined (and computed)
+        out = s.clone()
+        if len(ev):
+            u = s[ev, st] / ipos[ev, st, None]  # (M, n_t)
+            h = self.enc(torch.cat([u, li[ev, st, None] / 3.0, yn[ev], ctx[ev, st]], dim=1))
+            gain = torch.exp(self.max_log_gain * torch.tanh(self.gain(h)))  # (M, 1)
+            z = [u[:, None, :], self.film(h)[:, :, None].expand(-1, _FILM, self.n_t)]
+            eps = None
+            if self.stochastic:
+                eps = noise.reshape(n, -1, self.n_t)[ev, st] if noise is not None else torch.zeros_like(u)
+                z.append(eps[:, None, :])
+            du = self.shape(torch.cat(z, dim=1))[:, 0, :] + self.shape_dense(h)
+            new = gain * (s[ev, st] + ipos[ev, st, None] * du)
+            if noise is not None and self.stochastic:
+                sigma = _SIGMA_MAX * torch.sigmoid(self.log_sigma())  # VEM per bin
+                new = new + sigma * eps
+            out = out.index_put((ev, st), new)
+        res = torch.asinh(out / self.scale).reshape(n, -1)
+        # untriggered stations: exactly their input (zeros), not a round trip through sinh
+        return torch.where(live[..., None].expand(-1, -1, self.n_t).reshape(n, -1), res, x)
+
+
+class StationCritic(nn.Module):
+    """Wasserstein critic over the station grid (module docstring).
+
+    ``forward(z: (N, D + L)) -> (N,)``, ``z`` = flat ``asinh`` features then standardised labels.
+    """
+
+    def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
+                 min_signal: float = 0.0) -> None:
+        super().__init__()
+        self.grid, self.n_t, self.scale = (int(grid[0]), int(grid[1])), int(n_t), float(scale)
+        if not min_signal >= 0:
+            raise ValueError(f"min_signal: expected >= 0 (VEM), found {min_signal!r}")
+        self.min_signal = float(min_signal)
+        self.d = self.grid[0] * self.grid[1] * self.n_t
+        self.phi = nn.Sequential(nn.Linear(2 * self.n_t + 1 + n_labels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
+                                 nn.LeakyReLU(0.2))
+        k = min(hidden, _CRITIC_CONV)
+        self.conv = nn.Sequential(nn.Conv2d(hidden, k, 3, padding=1), nn.LeakyReLU(0.2),
+                                  nn.Conv2d(k, k, 3, padding=1), nn.LeakyReLU(0.2))
+        self.head = nn.Sequential(nn.Linear(2 * k + n_labels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n = z.shape[0]
+        x, y = z[:, :self.d].reshape(n, -1, self.n_t), z[:, self.d:]
+        live = (x != 0).any(dim=-1)
+        ev, st = live.nonzero(as_tuple=True)
+        # the station network runs on triggered stations only (~10 % of them); an untriggered
+        # station (all-zero input) gets φ(0, y)
+        xl = x[ev, st]
+        s = self.scale * torch.sinh(xl)
+        integral = s.sum(-1, keepdim=True)
+        feats = [xl / 3.0, torch.log1p(integral.clamp(min=0)) / 3.0, s.cumsum(-1) / integral.clamp(min=1.0)]
+        # the labels enter every station's network (and the head): the critic compares signals
+        # at a given energy and zenith, not only their overall distributions
+        feats = torch.cat(feats + [y[ev]], dim=-1)
+        h0 = self.phi(torch.cat([torch.zeros(n, feats.shape[1] - y.shape[1], dtype=z.dtype), y], dim=1))  # (n, H)
+        hl = self.phi(feats)
+        if self.min_signal > 0:
+            # stations well below min_signal look untriggered to the critic (smooth gate in ln I, width 0.2)
+            gate = torch.sigmoid((torch.log(integral.clamp(min=1e-3)) - math.log(self.min_signal)) / 0.2)
+            hl = h0[ev] + gate * (hl - h0[ev])
+        g = live.shape[1]
+        h = h0[:, None, :].expand(n, g, -1).reshape(n * g, -1).index_put((ev * g + st,), hl)
+        h = h.view(n, g, h0.shape[1]).transpose(1, 2).reshape(n, -1, *self.grid)
+        h = self.conv(h).flatten(2)
+        return self.head(torch.cat([h.mean(-1), h.amax(-1), y], dim=1)).squeeze(1)
