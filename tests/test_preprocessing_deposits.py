@@ -111,4 +111,4 @@ def test_bad_bound(bad):
 def test_config_field():
     assert TrainConfig().deposit_bound is None
     assert apply_overrides(TrainConfig(), ["deposit_bound=4.5"]).deposit_bound == 4.5
-    assert preset("caloflow").deposit_bound in (None, 4.5)
+    assert preset("caloflow").deposit_bound == 4.5          # the preset (and the demo) switch it on
