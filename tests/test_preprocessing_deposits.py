@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 
 from hepgen.config import TrainConfig, apply_overrides, preset
+from hepgen.data.geometry import CylindricalBinning
+from hepgen.domains.showers import ShowerDomain
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor
+from hepgen.simulate.calorimeter import simulate_dataset
 
 SHOWERS = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
 E_INC = np.full((4, 1), 10.0)
@@ -112,3 +115,17 @@ def test_config_field():
     assert TrainConfig().deposit_bound is None
     assert apply_overrides(TrainConfig(), ["deposit_bound=4.5"]).deposit_bound == 4.5
     assert preset("caloflow").deposit_bound == 4.5          # the preset (and the demo) switch it on
+
+
+def test_training_config_reaches_the_checkpointed_preprocessor():
+    """``deposit_bound`` in the training config → the fitted preprocessor → its saved state."""
+    geometry = CylindricalBinning.regular(3, [0.0, 8.0, 20.0, 60.0], n_alpha=2)
+    data = simulate_dataset(200, geometry=geometry, energy_range=(2e3, 2e4), seed=5, progress=False)
+    stds = {}
+    for bound in (None, 1.0):
+        pre = ShowerDomain().fit_preprocessor(data, TrainConfig(deposit_bound=bound))
+        assert ShowerPreprocessor.from_state(pre.state_dict()).deposit_bound == bound
+        stds[bound] = pre.feat_std
+    n_layers = 3
+    np.testing.assert_array_equal(stds[1.0][:n_layers], stds[None][:n_layers])   # energy features untouched
+    assert (stds[1.0][n_layers:] >= stds[None][n_layers:]).all() and (stds[1.0] > stds[None]).any()
