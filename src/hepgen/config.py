@@ -60,6 +60,9 @@ class TrainConfig:
         threads: torch CPU threads (None: torch default).
         noise_level, threshold: dequantisation noise width and zero-suppression threshold (MeV)
             of the :class:`~hepgen.domains.showers.preprocessing.ShowerPreprocessor`.
+        deposit_bound: the preprocessor's ``deposit_bound`` (None: plain standardisation;
+            B: no training deposit standardised above B — keeps sparse outer voxels inside
+            the splines' ``[-5, 5]``; issue 14).
         ema: decay of an exponential moving average of the weights (e.g. 0.999); the averaged
             weights are the ones validated, selected and written to ``best.pt``.  None: off.
         amp: mixed precision — bf16 autocast on CPU, fp16 autocast with a gradient scaler on
@@ -92,6 +95,7 @@ class TrainConfig:
     threads: int | None = None
     noise_level: float = 1e-3
     threshold: float = 1e-2
+    deposit_bound: float | None = None
     ema: float | None = None
     amp: bool = False
     device: str = "cpu"

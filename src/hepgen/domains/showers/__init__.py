@@ -105,7 +105,7 @@ class ShowerDomain:
         """Fitted on the training rows; a :class:`ShowerFileSet` in two streamed passes
         (:meth:`ShowerPreprocessor.fit_chunks`, equal to the in-memory fit up to rounding)."""
         pre = ShowerPreprocessor(layer_sizes(data.geometry), config.conditions, noise_level=config.noise_level,
-                                 threshold=config.threshold)
+                                 threshold=config.threshold, deposit_bound=config.deposit_bound)
         if isinstance(data, ShowerFileSet):
             return pre.fit_chunks(lambda: ((c.showers, c.incident_energies, c.conditions)
                                            for c in data.iter_chunks()), seed=config.seed)

@@ -13,6 +13,14 @@ which density models train well, and back.  It follows the CaloFlow recipe:
 3. *Shapes*: every voxel divided by its layer energy (each layer sums to one).
 4. Both parts go through ``logit(α + (1-2α) x)`` and are standardised with the fitted
    mean and standard deviation.
+5. Optionally (``deposit_bound`` B, issue 14), the scale of each *shape* feature is widened
+   to ``max(std, (max - mean) / B)`` so that the largest training value lies at B standard
+   units.  Sparse voxels (a shower's outermost radial bins, occupied in a few % of showers)
+   have a spike of empty voxels (logit of noise / layer energy, ≈ -12) and rare deposits
+   ≈ 7 logit units higher; the standard deviation is dominated by that gap, so the deposits
+   sit at ≈ sqrt((1-p)/p) ≈ 4–6 standard units for occupancy p ≈ 3–5 %.  The rational-
+   quadratic splines of the flows are the identity outside ``[-5, 5]``, so deposits beyond
+   it are out of the flow's reach and the generated outer bins stay nearly empty.
 
 Conditions are ``log(E_inc)`` and any extra conditions (angle, impact position),
 standardised with fitted statistics.
@@ -93,6 +101,10 @@ class ShowerPreprocessor:
         noise_level: width (MeV) of the dequantisation noise added to every voxel.
         threshold: voxels below this energy (MeV) are set to zero after the inverse.
         alpha: logit regulariser.
+        deposit_bound: None (the plain standardisation, the default, as in checkpoints written
+            before it existed) or B > 0: each shape feature's scale is at least
+            ``(max - mean) / B`` over the training rows, so no training deposit is standardised
+            above B (step 5 above; the spline flows' support is ``[-5, 5]``).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -112,6 +124,7 @@ class ShowerPreprocessor:
     noise_level: float = 1e-3
     threshold: float = 1e-2
     alpha: float = 1e-6
+    deposit_bound: float | None = None
     # fitted state
     scale: float = 1.0
     feat_mean: np.ndarray | None = field(default=None, repr=False)
@@ -126,6 +139,10 @@ class ShowerPreprocessor:
             raise ValueError(
                 f"threshold ({self.threshold} MeV) must be >= noise_level ({self.noise_level} MeV)"
             )
+        if self.deposit_bound is not None:
+            if isinstance(self.deposit_bound, bool) or not float(self.deposit_bound) > 0:
+                raise ValueError(f"deposit_bound: expected None or a number > 0, found {self.deposit_bound!r}")
+            self.deposit_bound = float(self.deposit_bound)
 
     @property
     def n_layers(self) -> int:
@@ -223,12 +240,20 @@ class ShowerPreprocessor:
         if cond.n == 0:
             raise ValueError("ShowerPreprocessor.fit_chunks: expected showers, found none")
         self.scale = float(1.5 * max(top, 1e-6))
-        rng, feat = np.random.default_rng(seed), _Moments()
+        rng, feat, top_feat = np.random.default_rng(seed), _Moments(), None
         for showers, energies, _ in chunks():
             for i in range(0, len(showers), features_rows(self.n_voxels)):
                 j = i + features_rows(self.n_voxels)
-                feat.add(_logit(self._unit_features(showers[i:j], energies[i:j], rng), self.alpha))
+                z = _logit(self._unit_features(showers[i:j], energies[i:j], rng), self.alpha)
+                feat.add(z)
+                if len(z):
+                    top_feat = z.max(axis=0) if top_feat is None else np.maximum(top_feat, z.max(axis=0))
         self.feat_mean, self.feat_std = feat.mean, np.maximum(feat.std, 1e-3)
+        if self.deposit_bound is not None:
+            # step 5: widen the shape features' scales so that the largest deposit is at B units
+            k = self.n_layers
+            reach = (top_feat[k:] - self.feat_mean[k:]) / self.deposit_bound
+            self.feat_std = np.concatenate([self.feat_std[:k], np.maximum(self.feat_std[k:], reach)])
         self.cond_mean, self.cond_std = cond.mean, np.maximum(cond.std, 1e-6)
         return self
 
@@ -280,6 +305,7 @@ class ShowerPreprocessor:
             "noise_level": self.noise_level,
             "threshold": self.threshold,
             "alpha": self.alpha,
+            "deposit_bound": self.deposit_bound,
             "scale": self.scale,
             "feat_mean": self.feat_mean.tolist(),
             "feat_std": self.feat_std.tolist(),
@@ -291,4 +317,5 @@ class ShowerPreprocessor:
     def from_state(cls, state: dict) -> "ShowerPreprocessor":
         arrays = {k: np.asarray(state[k], dtype=np.float64) for k in ("feat_mean", "feat_std", "cond_mean", "cond_std")}
         scalars = {k: state[k] for k in ("layer_sizes", "condition_names", "noise_level", "threshold", "alpha", "scale")}
-        return cls(**scalars, **arrays)
+        # checkpoints written before deposit_bound existed were standardised without it
+        return cls(**scalars, **arrays, deposit_bound=state.get("deposit_bound"))
