@@ -83,9 +83,6 @@ def test_spline_coupling_sampler_is_the_flows_inverse(features, bins):
         fast64 = SplineCouplingSampler(f64.flow, features).double()
         x64 = fast64(c.double(), z.double())
         torch.testing.assert_close(x64, f64.sample_from_noise(c.double(), z.double()), atol=1e-10, rtol=1e-10)
-        # chunked: the same rows
-        fast.chunk = 64
-        torch.testing.assert_close(fast(c, z), flow.sample_from_noise(c, z), atol=2e-4, rtol=1e-4)
     # plain nn.Linear conditioners: the int8 path really quantises them (zuko's Linear is not nn.Linear)
     q = quantize_int8(fast)
     assert not any(type(m) is nn.Linear for m in q.modules())

@@ -35,7 +35,11 @@ from zuko.utils import broadcast
 
 from hepgen.models.base import GenerativeModel, register
 
-__all__ = ["CaloFlow", "ConditionalFlow", "FastRQSTransform", "SplineCoupling", "coupling_flow"]
+__all__ = ["SPLINE_BOUND", "SPLINE_MIN_SLOPE", "CaloFlow", "ConditionalFlow", "FastRQSTransform", "SplineCoupling",
+           "coupling_flow"]
+
+#: zuko's spline defaults, used by every spline here: the identity outside [-B, B]; minimum slope
+SPLINE_BOUND, SPLINE_MIN_SLOPE = 5.0, 1e-3
 
 
 class FastRQSTransform(MonotonicRQSTransform):
@@ -58,12 +62,13 @@ class FastRQSTransform(MonotonicRQSTransform):
     ``(*, K)``; ``derivatives``: ``(*, K - 1)``; ``bound`` B; ``slope``).
     """
 
-    def __init__(self, widths, heights, derivatives, bound: float = 5.0, slope: float = 1e-3, **kwargs) -> None:
+    def __init__(self, widths, heights, derivatives, bound: float = SPLINE_BOUND, slope: float = SPLINE_MIN_SLOPE,
+                 **kwargs) -> None:
         Transform.__init__(self, **kwargs)  # the parent's constructor is replaced, not extended
         self._set_knots(torch.cat([widths, heights, derivatives], dim=-1), widths.shape[-1], bound, slope)
 
     @classmethod
-    def from_block(cls, phi: torch.Tensor, bins: int, bound: float = 5.0, slope: float = 1e-3) -> "FastRQSTransform":
+    def from_block(cls, phi: torch.Tensor, bins: int, bound: float = SPLINE_BOUND, slope: float = SPLINE_MIN_SLOPE) -> "FastRQSTransform":
         """The spline of the unconstrained parameters ``phi: (*, 3 bins - 1)`` = [widths, heights,
         derivatives], as zuko's ``MonotonicRQSTransform(widths, heights, derivatives)``."""
         self = cls.__new__(cls)

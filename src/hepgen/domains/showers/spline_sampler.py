@@ -40,12 +40,13 @@ import torch
 import zuko.nn
 from torch import nn
 
-from hepgen.models.flow import FastRQSTransform, SplineCoupling
+from hepgen.models.flow import SPLINE_BOUND, SPLINE_MIN_SLOPE, FastRQSTransform, SplineCoupling
 
 __all__ = ["SplineCouplingSampler", "rqs_inverse"]
 
 
-def rqs_inverse(phi: torch.Tensor, y: torch.Tensor, bins: int, bound: float = 5.0, slope: float = 1e-3) -> torch.Tensor:
+def rqs_inverse(phi: torch.Tensor, y: torch.Tensor, bins: int, bound: float = SPLINE_BOUND,
+                slope: float = SPLINE_MIN_SLOPE) -> torch.Tensor:
     """Inverse of zuko's ``MonotonicRQSTransform`` with unconstrained parameters ``phi``.
 
     Arguments:
@@ -169,8 +170,6 @@ class SplineCouplingSampler(nn.Module):
             (:func:`hepgen.models.flow.coupling_flow` with ``spline_bins > 0``) and whose base
             is a standard normal; the weights are copied.
         n_features: D.
-        chunk: rows per chunk (None: the whole batch at once).  Each coupling layer's spline
-            parameters are ``rows × D/2 × (3K − 1)`` floats; a chunk keeps them in cache.
 
     Raises:
         TypeError: another kind of flow (:func:`hepgen.domains.showers.inference.build_sampler`
@@ -179,7 +178,7 @@ class SplineCouplingSampler(nn.Module):
     Shapes: ``c (B, C)``, ``z (B, D)`` → ``(B, D)``.
     """
 
-    def __init__(self, flow, n_features: int, chunk: int | None = None) -> None:
+    def __init__(self, flow, n_features: int) -> None:
         super().__init__()
         transforms = list(flow.transform.transforms)
         if not transforms or not all(isinstance(t, SplineCoupling) for t in transforms):
@@ -190,20 +189,13 @@ class SplineCouplingSampler(nn.Module):
         dist = getattr(base, "base_dist", base)
         if not (torch.all(dist.loc == 0) and torch.all(dist.scale == 1)):
             raise TypeError("SplineCouplingSampler expects a standard-normal base distribution")
-        # FastRQSTransform.from_block's defaults (the layers do not override them)
-        bound, slope = 5.0, 1e-3
-        # zuko's ComposedTransform inverts the last transform first
-        self.layers = nn.ModuleList(_Layer(t, bound, slope) for t in transforms[::-1])
+        # the layers use FastRQSTransform.from_block's defaults; zuko's ComposedTransform
+        # inverts the last transform first
+        self.layers = nn.ModuleList(_Layer(t, SPLINE_BOUND, SPLINE_MIN_SLOPE) for t in transforms[::-1])
         self.noise_dim = int(n_features)
-        self.chunk = None if chunk is None else int(chunk)
 
-    def _run(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         y = z
         for layer in self.layers:
             y = layer(c, y)
         return y
-
-    def forward(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        if self.chunk is None or z.shape[0] <= self.chunk:
-            return self._run(c, z)
-        return torch.cat([self._run(cc, zz) for cc, zz in zip(c.split(self.chunk), z.split(self.chunk))])
