@@ -1,5 +1,5 @@
 """The fast inverse of spline coupling flows (hepgen.domains.showers.spline_sampler) against zuko,
-and the sampling helper the demo uses (hepgen.domains.showers.inference.sample_showers)."""
+and the sampling helper the demo uses (hepgen.domains.showers.inference.sample_through_path)."""
 
 import copy
 
@@ -11,7 +11,7 @@ from zuko.transforms import MonotonicRQSTransform
 
 from hepgen.domains.showers.generator import ShowerGenerator
 from hepgen.domains.showers.inference import (ShowerSampler, build_sampler, prepare_path, quantize_int8,
-                                              sample_showers)
+                                              sample_through_path)
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor
 from hepgen.domains.showers.spline_sampler import SplineCouplingSampler, rqs_inverse
 from hepgen.models import build_model
@@ -122,23 +122,23 @@ def _tiny_generator():
     return ShowerGenerator(model.eval(), pre, None), e_inc[:, 0]
 
 
-def test_sample_showers_is_generator_sample_on_the_same_noise():
+def test_sample_through_path_is_generator_sample_on_the_same_noise():
     gen, e = _tiny_generator()
     assert isinstance(ShowerSampler.from_generator(gen).sampler, SplineCouplingSampler)
     ref = gen.sample(e, seed=5, batch_size=64)
-    out = sample_showers(gen, e, seed=5, batch_size=64, path="fp32")
+    out = sample_through_path(gen, e, seed=5, batch_size=64, path="fp32")
     assert out.shape == ref.shape == (200, 6) and out.dtype == np.float32
     np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-3 * float(ref.max()))
     # the compile path pads a short last batch (200 = 3 x 64 + 8) to the compiled shape; the
     # padding logic checked with the uncompiled module standing in for the compiled one
-    padded = sample_showers(gen, e, seed=5, batch_size=64, path="compile", module=ShowerSampler.from_generator(gen))
+    padded = sample_through_path(gen, e, seed=5, batch_size=64, path="compile", module=ShowerSampler.from_generator(gen))
     np.testing.assert_allclose(padded, out, rtol=1e-5, atol=1e-5 * float(out.max()))
-    bf16 = sample_showers(gen, e, seed=5, batch_size=64, path="bf16")
+    bf16 = sample_through_path(gen, e, seed=5, batch_size=64, path="bf16")
     assert not np.array_equal(bf16, out) and np.all(bf16 >= 0)
     with pytest.raises(ValueError, match="expected one of .* found 'fp64'"):
-        sample_showers(gen, e, path="fp64")
+        sample_through_path(gen, e, path="fp64")
     with pytest.raises(ValueError, match="finite and > 0"):
-        sample_showers(gen, np.array([1e3, -1.0]))
+        sample_through_path(gen, np.array([1e3, -1.0]))
 
 
 def test_bf16_path_keeps_the_spline_in_float32():

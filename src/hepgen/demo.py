@@ -6,7 +6,7 @@ conditions) → evaluate (high-level features, separation power, classifier AUC)
 (HTML), then print where the report is and the headline numbers.  The trained teacher is
 also timed on the same conditions, so the summary shows what distillation bought.  The
 showers are sampled, timed and evaluated through ``DemoConfig.sampling_path`` (default ``fp32``:
-:func:`hepgen.domains.showers.inference.sample_showers` with the fast samplers of
+:func:`hepgen.domains.showers.inference.sample_through_path` with the fast samplers of
 :func:`~hepgen.domains.showers.inference.build_sampler`); the path is printed and recorded as
 ``timing.sampling_path`` (docs/inference.md, "The spline coupling sampler").
 
@@ -38,7 +38,7 @@ from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.data.geometry import default_binning, save_geometry
 from hepgen.domains.showers.evaluate import evaluate, write_outputs
 from hepgen.domains.showers.generator import ShowerGenerator
-from hepgen.domains.showers.inference import SAMPLING_PATHS, ShowerSampler, prepare_path, sample_showers
+from hepgen.domains.showers.inference import SAMPLING_PATHS, ShowerSampler, prepare_path, sample_through_path
 from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.simulate.geant4.timing import describe as describe_geant4
 from hepgen.simulate.geant4.timing import time_geant4_showers
@@ -105,13 +105,13 @@ def run_demo(out_dir, config: DemoConfig | None = None, progress: bool = True) -
         # timed apart from the sampling, and reported next to it
         t0 = time.perf_counter()
         module = prepare_path(ShowerSampler.from_generator(generator), "compile")
-        sample_showers(generator, test_data.incident_energies[:1000], {k: v[:1000] for k, v in test_data.conditions.items()},
-                       path="compile", module=module)
+        warm_up = {k: v[:1000] for k, v in test_data.conditions.items()}
+        sample_through_path(generator, test_data.incident_energies[:1000], warm_up, path="compile", module=module)
         timing["sampling_setup_s"] = time.perf_counter() - t0
         print(f"  compiled the sampler in {timing['sampling_setup_s']:.1f} s (not in the sampling time)")
     t0 = time.perf_counter()
-    showers = sample_showers(generator, test_data.incident_energies, test_data.conditions, path=config.sampling_path,
-                             seed=config.seed, progress=progress, module=module)
+    showers = sample_through_path(generator, test_data.incident_energies, test_data.conditions,
+                                  path=config.sampling_path, seed=config.seed, progress=progress, module=module)
     t_gen = time.perf_counter() - t0
     timing["sampling_path"] = config.sampling_path
     generated = ShowerData(showers, test_data.incident_energies, dict(test_data.conditions), geometry,

@@ -31,7 +31,7 @@ from hepgen.data.stream import (
     stream_showers,
 )
 from hepgen.domains.showers.inference import ShowerSampler
-from hepgen.domains.showers.preprocessing import ShowerPreprocessor
+from hepgen.domains.showers.preprocessing import ShowerPreprocessor, incident_energy_array
 from hepgen.models import GenerativeModel, build_model
 
 __all__ = ["ShowerGenerator", "condition_source", "sample_showers", "sample_to_file", "warn_outside_training_range"]
@@ -71,9 +71,7 @@ class ShowerGenerator:
         progress: bool = False,
     ) -> np.ndarray:
         """(N,) or (N, 1) incident energies in MeV → (N, n_voxels) float32 showers in MeV."""
-        e = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
-        if e.size and (not np.all(np.isfinite(e)) or np.any(e <= 0)):
-            raise ValueError("incident energies must be finite and > 0 MeV")
+        e = incident_energy_array(incident_energies)
         c = self.preprocessor.transform_conditions(e, conditions)
         device = next(self.model.parameters()).device
         gen = torch.Generator(device=device).manual_seed(int(seed))

@@ -27,7 +27,7 @@ in between, so the same module is benchmarked (:mod:`hepgen.bench`), exported to
 Sampling paths (:func:`prepare_path`): ``fp32``; ``bf16`` / ``fp16`` (autocast around the
 network, the decoder stays float32); ``int8`` (dynamic int8 quantisation of the
 network's ``nn.Linear`` layers, CPU only); ``compile`` (``torch.compile``).
-:func:`sample_showers` samples a whole set of showers through one path (``hepgen demo``).
+:func:`sample_through_path` samples a whole set of showers through one path (``hepgen demo``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from hepgen.domains.showers.preprocessing import ShowerPreprocessor
+from hepgen.domains.showers.preprocessing import ShowerPreprocessor, incident_energy_array
 from hepgen.domains.showers.spline_sampler import SplineCouplingSampler
 from hepgen.models import GenerativeModel
 
@@ -57,7 +57,7 @@ __all__ = [
     "fold_masked_linear",
     "prepare_path",
     "quantize_int8",
-    "sample_showers",
+    "sample_through_path",
 ]
 
 SAMPLING_PATHS = ("fp32", "bf16", "fp16", "int8", "compile")
@@ -532,7 +532,7 @@ def prepare_path(sampler: ShowerSampler, path: str, device: str | torch.device =
 
 
 @torch.no_grad()
-def sample_showers(generator, incident_energies, conditions: dict | None = None, path: str = "fp32", seed: int = 0,
+def sample_through_path(generator, incident_energies, conditions: dict | None = None, path: str = "fp32", seed: int = 0,
                    batch_size: int = 1_000, progress: bool = False, module: nn.Module | None = None) -> np.ndarray:
     """Showers from ``generator`` through one sampling path of :func:`prepare_path` (CPU).
 
@@ -558,9 +558,7 @@ def sample_showers(generator, incident_energies, conditions: dict | None = None,
     """
     if path not in SAMPLING_PATHS:
         raise ValueError(f"sampling path: expected one of {SAMPLING_PATHS}, found {path!r}")
-    e = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
-    if e.size and (not np.all(np.isfinite(e)) or np.any(e <= 0)):
-        raise ValueError("incident energies must be finite and > 0 MeV")
+    e = incident_energy_array(incident_energies)
     base = ShowerSampler.from_generator(generator)
     module = prepare_path(base, path, "cpu") if module is None else module
     et = torch.as_tensor(e, dtype=torch.float32).reshape(-1, 1)

@@ -41,7 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["ShowerPreprocessor", "features_rows"]
+__all__ = ["ShowerPreprocessor", "features_rows", "incident_energy_array"]
 
 
 def _logit(x: np.ndarray, alpha: float) -> np.ndarray:
@@ -52,6 +52,18 @@ def _logit(x: np.ndarray, alpha: float) -> np.ndarray:
 def _expit(y: np.ndarray, alpha: float) -> np.ndarray:
     x = 0.5 * (1.0 + np.tanh(0.5 * y))  # overflow-free sigmoid
     return np.clip((x - alpha) / (1.0 - 2.0 * alpha), 0.0, 1.0)
+
+
+def incident_energy_array(incident_energies) -> np.ndarray:
+    """``(N,)`` or ``(N, 1)`` incident energies in MeV → ``(N,)`` float64, checked finite and > 0.
+
+    >>> incident_energy_array([[1e3], [5e4]])
+    array([ 1000., 50000.])
+    """
+    e = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+    if e.size and (not np.all(np.isfinite(e)) or np.any(e <= 0)):
+        raise ValueError("incident energies must be finite and > 0 MeV")
+    return e
 
 
 def features_rows(n_voxels: int) -> int:
