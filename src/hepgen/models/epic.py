@@ -42,7 +42,7 @@ from torch import nn
 from hepgen.models.base import register
 from hepgen.models.flow_matching import ConditionalFlowMatching, ot_path
 
-__all__ = ["EPiCLayer", "EPiCNet", "JetFlowMatching", "jet_mask", "split_conditions"]
+__all__ = ["EPiCLayer", "EPiCNet", "JetFlowMatching", "jet_mask", "particle_slots", "split_conditions"]
 
 _ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(0.01), "silu": nn.SiLU, "gelu": nn.GELU}
 
@@ -52,6 +52,18 @@ def jet_mask(c: torch.Tensor, n_particles: int) -> torch.Tensor:
     n = c[:, :1].round().clamp(0, n_particles)
     slots = torch.arange(n_particles, device=c.device, dtype=c.dtype)
     return (slots[None, :] < n).to(c.dtype)[..., None]
+
+
+def particle_slots(family: str, n_features: int, n_particles: int) -> tuple[int, int]:
+    """``(P, F)``: particle slots and features per particle of a flattened ``(P · F)`` cloud.
+
+    >>> particle_slots("epic_fm", 120, 30)
+    (30, 4)
+    """
+    if int(n_particles) < 1 or int(n_features) % int(n_particles):
+        raise ValueError(f"{family} hparam 'n_particles': expected a divisor of n_features={n_features}, "
+                         f"found {n_particles!r}")
+    return int(n_particles), int(n_features) // int(n_particles)
 
 
 def split_conditions(c: torch.Tensor, n_particles: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,16 +216,12 @@ class JetFlowMatching(ConditionalFlowMatching):
     def __init__(self, n_features: int, n_conditions: int, n_particles: int = 30, hidden: int = 128,
                  global_dim: int = 16, n_layers: int = 4, time_freqs: int = 8, sigma_min: float = 0.0,
                  sampler: str = "midpoint", steps: int = 16) -> None:
-        if int(n_particles) < 1 or int(n_features) % int(n_particles):
-            raise ValueError(f"epic_fm hparam 'n_particles': expected a divisor of n_features={n_features}, "
-                             f"found {n_particles!r}")
-        n_particles = int(n_particles)
-        net = _EPiCVelocity(n_particles, int(n_features) // n_particles, int(n_conditions), int(hidden),
-                            int(global_dim), int(n_layers), int(time_freqs))
+        n_particles, n_point = particle_slots(self.family, n_features, n_particles)
+        net = _EPiCVelocity(n_particles, n_point, int(n_conditions), int(hidden), int(global_dim), int(n_layers),
+                            int(time_freqs))
         super().__init__(n_features, n_conditions, time_freqs=int(time_freqs), sigma_min=sigma_min, sampler=sampler,
                          steps=steps, net=net)
-        self.n_particles = n_particles
-        self.n_point_features = int(n_features) // n_particles
+        self.n_particles, self.n_point_features = n_particles, n_point
         self.hparams.update(n_particles=n_particles, hidden=int(hidden), global_dim=int(global_dim),
                             n_layers=int(n_layers))
 

@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hepgen.models.base import register
-from hepgen.models.epic import JetFlowMatching, split_conditions
+from hepgen.models.epic import JetFlowMatching, particle_slots, split_conditions
 from hepgen.models.flow_matching import ConditionalFlowMatching
 
 __all__ = ["JetTransformer", "JetTransformerFlowMatching", "TransformerBlock"]
@@ -193,19 +193,15 @@ class JetTransformerFlowMatching(JetFlowMatching):
     def __init__(self, n_features: int, n_conditions: int, n_particles: int = 30, hidden: int = 64,
                  n_layers: int = 3, heads: int = 4, mlp_ratio: float = 2.0, time_freqs: int = 8,
                  sigma_min: float = 0.0, sampler: str = "midpoint", steps: int = 16) -> None:
-        if int(n_particles) < 1 or int(n_features) % int(n_particles):
-            raise ValueError(f"{self.family} hparam 'n_particles': expected a divisor of n_features={n_features}, "
-                             f"found {n_particles!r}")
+        n_particles, n_point = particle_slots(self.family, n_features, n_particles)
         if int(heads) < 1 or int(hidden) % int(heads):
             raise ValueError(f"{self.family} hparam 'heads': expected a divisor of hidden={hidden}, found {heads!r}")
-        n_particles = int(n_particles)
-        net = JetTransformer(n_particles, int(n_features) // n_particles, int(n_conditions), int(hidden),
-                             int(n_layers), int(heads), float(mlp_ratio), int(time_freqs))
+        net = JetTransformer(n_particles, n_point, int(n_conditions), int(hidden), int(n_layers), int(heads),
+                             float(mlp_ratio), int(time_freqs))
         # the grandparent's constructor: JetFlowMatching's own would build an EPiC network
         ConditionalFlowMatching.__init__(self, n_features, n_conditions, time_freqs=int(time_freqs),
                                          sigma_min=sigma_min, sampler=sampler, steps=steps, net=net)
-        self.n_particles = n_particles
-        self.n_point_features = int(n_features) // n_particles
+        self.n_particles, self.n_point_features = n_particles, n_point
         self.hparams.update(n_particles=n_particles, hidden=int(hidden), n_layers=int(n_layers), heads=int(heads),
                             mlp_ratio=float(mlp_ratio))
 
