@@ -286,9 +286,9 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
 
 def _architecture_of(model) -> dict | None:
     if isinstance(model, StationRefiner):
-        fixed = model.stochastic and not model.log_sigma.value.requires_grad
+        # a fixed noise is kept only where noise is added at all (the stochastic refiner)
         return {"name": "stations", "grid": list(model.grid), "n_t": model.n_t, "scale": model.scale,
-                "noise_vem": model.fixed_noise if fixed else None}
+                "noise_vem": model.fixed_noise if model.stochastic else None}
     return None
 
 
