@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 
 import torch
@@ -25,7 +26,7 @@ from torch import nn
 
 from hepgen.models.base import MODEL_FAMILIES, GenerativeModel
 
-__all__ = ["FakeClock", "ToyAdversarial", "ToyUnwrapped", "registered"]
+__all__ = ["FakeClock", "ToyAdversarial", "ToyUnwrapped", "registered", "run_ddp_jobs"]
 
 
 class FakeClock:
@@ -115,6 +116,19 @@ def registered():
     finally:
         MODEL_FAMILIES.pop(ToyAdversarial.family, None)
         MODEL_FAMILIES.pop(ToyUnwrapped.family, None)
+
+
+def run_ddp_jobs(jobs: list[dict], folder) -> None:
+    """Write ``jobs`` (see :func:`_worker`) to ``folder/jobs.json`` and run them under torchrun:
+    2 CPU processes (gloo), one thread each; fails with the processes' output if they fail."""
+    path = os.path.join(str(folder), "jobs.json")
+    with open(path, "w") as fh:
+        json.dump(jobs, fh)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", __file__, path],
+        check=False, capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 def _worker(spec_path: str) -> None:

@@ -21,7 +21,7 @@ from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.train import trainer
 from hepgen.train.trainer import _split, train
 
-from _toy_models import FakeClock
+from _toy_models import FakeClock, run_ddp_jobs
 
 GEOMETRY = CylindricalBinning.regular(3, [0.0, 8.0, 20.0, 60.0], n_alpha=2)  # 18 voxels
 SMALL_FLOW = {"transforms": 2, "hidden_features": 16, "n_hidden": 1}
@@ -303,13 +303,7 @@ def test_streamed_training_stopped_inside_an_epoch_resumes_exactly(files, tmp_pa
 def test_two_processes_stream_their_shards_and_resume_inside_an_epoch_exactly(files, tmp_path):
     """torchrun, 2 CPU processes (gloo), streamed data: a run stopped by the (fake) time limit
     after batch 3 of epoch 1 and resumed ends with the weights of an uninterrupted run."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     a, b, _ = files
-    tests = Path(__file__).parent
     cfg_dict = dict(family="flow", model=SMALL_FLOW, epochs=2, batch_size=16, lr=2e-3, n_eval=100,
                     tensorboard=False, threads=1, seed=7, ema=0.9)
     common = dict(data=[str(a), str(b)], chunk_rows=10, fake_clock=True)
@@ -319,13 +313,7 @@ def test_two_processes_stream_their_shards_and_resume_inside_an_epoch_exactly(fi
         dict(common, out=str(tmp_path / "stopped"), config=cfg_dict, resume=True),
         dict(common, out=str(tmp_path / "whole"), config=cfg_dict),
     ]
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(tests / "_toy_models.py"), str(tmp_path / "jobs.json")],
-        check=False, capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_ddp_jobs(jobs, tmp_path)
     stopped = load_checkpoint(tmp_path / "stopped_only" / "last.pt")["trainer"]
     assert (stopped["epoch"], stopped["batch"], stopped["step"]) == (0, 3, 3)
     assert len(stopped["epoch_partial_by_rank"]) == 2

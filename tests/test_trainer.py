@@ -6,7 +6,6 @@ behaviour is checked on a small ``flow`` and on the toy families of ``_toy_model
 """
 
 import csv
-import json
 import math
 import os
 import subprocess
@@ -36,7 +35,6 @@ from hepgen.train.trainer import (
 
 GEOMETRY = CylindricalBinning.regular(3, [0.0, 8.0, 20.0, 60.0], n_alpha=2)
 SMALL_FLOW = {"transforms": 2, "hidden_features": 16, "n_hidden": 1}
-TESTS = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +308,7 @@ def test_two_processes_at_batch_b_equal_one_process_at_batch_2b(tmp_path, data):
     * ``toy_adversarial``: two optimisers, n_critic = 2, a gradient penalty (double backward);
     * ``toy_unwrapped``: bypasses the DDP wrappers, which the trainer must refuse.
     """
-    from _toy_models import registered
+    from _toy_models import registered, run_ddp_jobs
 
     h5 = str(tmp_path / "train.h5")
     write_showers(h5, data)
@@ -326,13 +324,7 @@ def test_two_processes_at_batch_b_equal_one_process_at_batch_2b(tmp_path, data):
         dict(data=h5, out=out["unwrapped"], config=dict(toy, family="toy_unwrapped"),
              report=str(tmp_path / "unwrapped.txt")),
     ]
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(TESTS / "_toy_models.py"), str(tmp_path / "jobs.json")],
-        check=False, capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_ddp_jobs(jobs, tmp_path)
 
     rows = _log(Path(out["flow"]) / "train_log.csv")
     assert [(int(r["epoch"]), int(r["step"])) for r in rows] == [(1, 5), (2, 10), (3, 15)]  # resumed, no repeats

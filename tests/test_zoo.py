@@ -11,15 +11,12 @@ log-likelihood must also have a normalised density consistent with their samples
 """
 
 import csv
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from _toy_models import run_ddp_jobs
 
 from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig
@@ -34,7 +31,6 @@ from hepgen.train.trainer import StopTraining, train
 FAMILIES = sorted(f for f, cls in MODEL_FAMILIES.items() if cls.data_kind == "showers")
 LIKELIHOOD_FAMILIES = [f for f in FAMILIES if MODEL_FAMILIES[f].has_log_prob]
 GEOMETRY = CylindricalBinning.regular(3, [0.0, 8.0, 20.0, 60.0], n_alpha=2)
-TESTS = Path(__file__).parent
 
 # families whose training_step does not yet route its networks through self.wrapped(name)
 # (docs/training.md, "Data-parallel training"): data-parallel training refuses them
@@ -175,14 +171,7 @@ def ddp_results(tmp_path_factory, data):
                  config=dict(family=f, model=MODEL_FAMILIES[f].tiny_hparams(), epochs=2, batch_size=32, lr=2e-3,
                              max_steps=4, select_by="val_loss", tensorboard=False, threads=1, seed=7))
             for f in FAMILIES]
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(TESTS / "_toy_models.py"), str(root / "jobs.json")],
-        check=False, capture_output=True, text=True, timeout=240, env=env,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_ddp_jobs(jobs, root)
     return root
 
 
