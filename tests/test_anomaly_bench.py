@@ -1,25 +1,14 @@
 """benchmarks/bench_anomaly.py: join_backgrounds, which makes one test background out of several
 ``hepgen simulate l1`` files (issue 19: a 20 000-event test sample from two seeds)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _benchmarks import load_benchmark
 from _toy_l1 import toy_background
 from hepgen.data.l1 import L1Events, read_l1, write_l1
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_anomaly", BENCH / "bench_anomaly.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def _sample(n, seed, names, cpu, counts, generated):
     d = toy_background(n, seed)
@@ -30,7 +19,7 @@ def _sample(n, seed, names, cpu, counts, generated):
 
 
 def test_join_two_files_sums_cpu_counts_and_keeps_events(tmp_path):
-    bench = _bench()
+    bench = load_benchmark("bench_anomaly")
     a = _sample(5, 3, ["W_lnu", "QCD"], 10.0, {"W_lnu": 3, "QCD": 2}, {"W_lnu": 9, "QCD": 4})
     b = _sample(4, 4, ["QCD", "Z_ll"], 6.5, {"QCD": 2, "Z_ll": 2}, {"QCD": 5, "Z_ll": 3})
     # through files, as the bench reads them
@@ -54,7 +43,7 @@ def test_join_two_files_sums_cpu_counts_and_keeps_events(tmp_path):
 
 
 def test_join_drops_attributes_that_a_file_lacks():
-    bench = _bench()
+    bench = load_benchmark("bench_anomaly")
     a = _sample(3, 1, ["W_lnu"], 2.0, {"W_lnu": 3}, {"W_lnu": 7})
     b = _sample(2, 2, ["W_lnu"], 1.0, {"W_lnu": 2}, {"W_lnu": 5})
     del b.attrs["cpu_seconds"], b.attrs["n_generated"]
@@ -65,7 +54,7 @@ def test_join_drops_attributes_that_a_file_lacks():
 
 
 def test_join_one_file_is_that_file_and_none_is_an_error():
-    bench = _bench()
+    bench = load_benchmark("bench_anomaly")
     a = _sample(3, 1, ["W_lnu"], 2.0, {"W_lnu": 3}, {"W_lnu": 7})
     assert bench.join_backgrounds([a]) is a
     with pytest.raises(ValueError, match="at least one background sample"):

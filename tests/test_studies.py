@@ -1,29 +1,16 @@
 """Issue 23 studies: SSIM by intensity scale (3DGAN definition) and the pieces of
 benchmarks/study_3dgan.py and benchmarks/study_transfer.py at tiny settings (GFlash data, no Geant4)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
+
+from _benchmarks import load_benchmark
 
 from hepgen.data.formats import ShowerData, read_showers
 from hepgen.data.geometry import CartesianGrid
 from hepgen.metrics import ssim_by_scale
 from hepgen.simulate.calorimeter import simulate_dataset
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
 
 # --- SSIM by scale ------------------------------------------------------------------------------
 def _showers(seed: int, n: int = 4, shape=(3, 12, 13)) -> np.ndarray:
@@ -105,7 +92,7 @@ def test_ssim_by_scale_refuses_bad_input(real, gen, kw, match):
 # --- 3DGAN study pieces -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def study():
-    return _load("study_3dgan")
+    return load_benchmark("study_3dgan")
 
 
 def _gflash(path, n, preset, particle, energies, theta_range, seed, workers, chunk_size, progress):
@@ -170,7 +157,7 @@ def test_study_gan_config_builds_the_3dgan_model(study):
 # --- transfer-learning study pieces -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def transfer():
-    return _load("study_transfer")
+    return load_benchmark("study_transfer")
 
 
 def test_transfer_fidelity_is_chance_for_one_distribution_and_high_for_another(transfer):

@@ -1,28 +1,21 @@
 """Issue 23, study 3: the pieces of benchmarks/study_hgcal.py (HGCAL conditional WGAN) against
 hand-made showers, and a tiny end-to-end run on GFlash data (no Geant4)."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+
+from _benchmarks import load_benchmark
 
 from hepgen.data.formats import ShowerData
 from hepgen.data.geometry import HexagonalGrid
 from hepgen.simulate.calorimeter import simulate_dataset
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("study_hgcal", BENCH / "study_hgcal.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["study_hgcal"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("study_hgcal")
 
 
 # --- labels -------------------------------------------------------------------------------------

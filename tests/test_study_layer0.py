@@ -1,27 +1,20 @@
 """benchmarks/study_layer0.py (issue 14): radial profile, widths and the real-vs-generated summary,
 on hand-built showers."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+
+from _benchmarks import load_benchmark
 
 from hepgen.data.formats import ShowerData
 from hepgen.data.geometry import CylindricalBinning
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 GEO = CylindricalBinning.regular(2, [0.0, 4.0, 8.0, 16.0], n_alpha=2)   # centres 2, 6, 12 mm
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("study_layer0", BENCH / "study_layer0.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["study_layer0"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("study_layer0")
 
 
 def test_radial_profile_and_width_hand_worked(study):
