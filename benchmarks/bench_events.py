@@ -70,6 +70,11 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
                     best, best_state = score, copy.deepcopy(model.state_dict())
             if time.perf_counter() - t0 >= 60 * minutes:
                 break
+    if step % eval_every:  # the weights at the end of the budget are a candidate too
+        score = DOMAIN.selection_score(gen, val, seed=seed)
+        history.append((step, round(score, 2)))
+        if score < best:
+            best, best_state = score, copy.deepcopy(model.state_dict())
     if best_state is not None:
         model.load_state_dict(best_state)
     print(f"  {family}: {step} steps in {time.perf_counter() - t0:.0f} s; best validation KS score {best:.2f}; "

@@ -39,7 +39,7 @@ def test_shapes_sparse_output_and_registration():
     assert m.velocity(y, torch.rand(5), torch.rand(5, 2)).shape == (5, 512)
     x = m.eval().sample(torch.rand(5, 2), torch.Generator().manual_seed(0))
     assert x.shape == (5, 512)
-    assert bool(((x == 0) | ((x >= m.threshold) & (x <= 1))).all())
+    assert bool(((x == 0) | ((x >= m.floor) & (x <= 1))).all())
     assert 0 < float((x == 0).float().mean()) < 1  # random field: some pixels on, some off
     # one sample per condition row, reproducible from the seed
     again = m.sample(torch.zeros(5, 2) + torch.rand(5, 2, generator=torch.Generator().manual_seed(3)),
@@ -47,23 +47,27 @@ def test_shapes_sparse_output_and_registration():
     assert again.shape == (5, 512)
 
 
-def test_encode_decode_and_data_derived_threshold():
+def test_encode_decode_and_data_derived_cut():
     m = _model()
     x = torch.tensor([[0.0, 0.2, 0.7, 1.0]])
     np.testing.assert_allclose(m.encode(x).numpy(), [[-1.0, 0.2, 0.7, 1.0]])
-    assert m.threshold == pytest.approx(0.025)  # untrained: half the 0.5 GeV floor of the benchmark data
-    # one training step on images whose smallest non-empty value is 0.2 → threshold 0.1
+    assert (m.floor, m.cut) == (0.05, pytest.approx(-0.475))  # untrained: the middle of [-1, 0.05]
+    # one training step on images whose smallest non-empty value is 0.2 → floor 0.2, cut −0.4
     img = torch.zeros(2, 256)
     img[0, 3], img[1, 7], img[1, 8] = 0.2, 0.9, 0.35
     opt = m.configure_optimizers(1e-3, 0.0)
     m.train().training_step(img, torch.zeros(2, 2), opt, 0, None)
     assert float(m.occupied_floor) == pytest.approx(0.2)
-    assert m.threshold == pytest.approx(0.1)
-    np.testing.assert_allclose(m.decode(torch.tensor([[-0.9, 0.05, 0.12, 1.3]])).numpy(), [[0.0, 0.0, 0.12, 1.0]])
-    assert _model(threshold=0.05).threshold == 0.05
+    assert m.floor == pytest.approx(0.2) and m.cut == pytest.approx(-0.4)
+    np.testing.assert_allclose(m.decode(torch.tensor([[-0.9, -0.41, -0.39, 0.12, 0.5, 1.3]])).numpy(),
+                               [[0.0, 0.0, 0.2, 0.2, 0.5, 1.0]], rtol=1e-6)
+    assert _model(cut=-0.2).cut == -0.2
+    with pytest.raises(ValueError, match=r"events_fm: key 'cut': expected None or a value in \(empty_value=-1.0, 1\), "
+                                         r"found -1.5"):
+        _model(cut=-1.5)
     with pytest.raises(ValueError, match=r"events_fm: key 'image_shape': H and W must be divisible by "
                                          r"patch·2\^\(len\(mults\)-1\) = 4, found \[18, 18\]"):
-        EventFlowMatching(324, 2, image_shape=[1, 18, 18], mults=[1, 2])
+        EventFlowMatching(324, 2, image_shape=[1, 18, 18], mults=[1, 2], patch=2)
     with pytest.raises(ValueError, match=r"events_fm: key 'image_shape': expected \[C, H, W\] with C·H·W = "
                                          r"n_features=4096, found \[1, 32, 32\]"):
         EventFlowMatching(4096, 2, image_shape=[1, 32, 32])
@@ -125,7 +129,7 @@ def test_loss_decreases_on_a_tiny_toy_and_learns_the_condition():
     flow-matching loss falls and the samples at c = 1 carry clearly more intensity than at c = 0
     (3× in the toy)."""
     torch.manual_seed(0)
-    m = EventFlowMatching(256, 1, image_shape=[1, 16, 16], filters=8, mults=[1, 2], steps=4, ema=0.9)
+    m = EventFlowMatching(256, 1, image_shape=[1, 16, 16], filters=8, mults=[1, 2], patch=2, steps=4, ema=0.9)
     rng = np.random.default_rng(0)
     n = 64
     img = np.zeros((n, 1, 16, 16), np.float32)
