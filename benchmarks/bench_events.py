@@ -126,6 +126,9 @@ def interpolation(args):
     test = _data(wd, "interp_test", process="signal", n_per_point=args.n, masses=[held], seed=3, workers=args.workers)
     model_kw = {"filters": args.filters, **json.loads(args.model)}
     gen = _train(train, val, args.family, [], args.minutes, args.eval_every, 0, model_kw, lr=args.lr)
+    out = Path(args.workdir) / f"interp_report_{args.family}{args.tag}"
+    out.mkdir(exist_ok=True)
+    gen.save(out / "best.pt")  # for sampling scans afterwards (hepgen sample, steps/solver)
     gen.sample_like(test.subset(np.arange(8)), seed=4)  # warm-up
     t0 = time.perf_counter()
     fake = gen.sample_like(test, seed=5)
@@ -151,8 +154,6 @@ def interpolation(args):
     real = EventImages.concatenate([val, test])
     fake = gen.sample_like(real, seed=8)
     metrics, extras = evaluate_events(real, fake, seed=0)
-    out = Path(args.workdir) / f"interp_report_{args.family}"
-    out.mkdir(exist_ok=True)
     write_event_report(metrics, figures(real, fake, extras, metrics), out, title="interpolation to m_gluino=1200 GeV")
     print(f"  report: {out / 'report.html'}; classifier AUC {metrics.get('classifier_auc')}, FPD {metrics.get('fpd')}"
           f" (floor {metrics.get('fpd_floor')})")
@@ -210,6 +211,7 @@ def main():
     ap.add_argument("--family", default="dcgan")
     ap.add_argument("--model", default="{}", help="interpolation: further model hyper-parameters, JSON")
     ap.add_argument("--lr", type=float, default=2e-4, help="interpolation: learning rate")
+    ap.add_argument("--tag", default="", help="interpolation: suffix of the report folder")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()

@@ -51,16 +51,16 @@ def test_encode_decode_and_data_derived_cut():
     m = _model()
     x = torch.tensor([[0.0, 0.2, 0.7, 1.0]])
     np.testing.assert_allclose(m.encode(x).numpy(), [[-1.0, 0.2, 0.7, 1.0]])
-    assert (m.floor, m.cut) == (0.05, pytest.approx(-0.475))  # untrained: the middle of [-1, 0.05]
-    # one training step on images whose smallest non-empty value is 0.2 → floor 0.2, cut −0.4
+    assert (m.floor, m.cut) == (0.05, 0.025)  # untrained: half of 0.05 (the 0.5 GeV floor of the bench data)
+    # one training step on images whose smallest non-empty value is 0.2 → floor 0.2, cut 0.1
     img = torch.zeros(2, 256)
     img[0, 3], img[1, 7], img[1, 8] = 0.2, 0.9, 0.35
     opt = m.configure_optimizers(1e-3, 0.0)
     m.train().training_step(img, torch.zeros(2, 2), opt, 0, None)
     assert float(m.occupied_floor) == pytest.approx(0.2)
-    assert m.floor == pytest.approx(0.2) and m.cut == pytest.approx(-0.4)
-    np.testing.assert_allclose(m.decode(torch.tensor([[-0.9, -0.41, -0.39, 0.12, 0.5, 1.3]])).numpy(),
-                               [[0.0, 0.0, 0.2, 0.2, 0.5, 1.0]], rtol=1e-6)
+    assert m.floor == pytest.approx(0.2) and m.cut == pytest.approx(0.1)
+    np.testing.assert_allclose(m.decode(torch.tensor([[-0.9, 0.09, 0.11, 0.25, 1.3]])).numpy(),
+                               [[0.0, 0.0, 0.2, 0.25, 1.0]], rtol=1e-6)
     assert _model(cut=-0.2).cut == -0.2
     with pytest.raises(ValueError, match=r"events_fm: key 'cut': expected None or a value in \(empty_value=-1.0, 1\), "
                                          r"found -1.5"):
