@@ -190,3 +190,14 @@ def test_train_through_the_trainer_and_sample(tmp_path):
     assert np.isfinite(DOMAIN.selection_score(gen, data, seed=0))
     log = (tmp_path / "train_log.csv").read_text().splitlines()
     assert len(log) == 3 and "val_physics" in log[0]
+
+
+def test_packaged_preset_is_what_family_events_fm_starts_from():
+    from hepgen.config import family_config
+
+    cfg = family_config("events_fm")
+    assert (cfg.family, cfg.batch_size, cfg.lr, cfg.select_by, cfg.ema) == ("events_fm", 32, 2e-3, "physics", None)
+    m = build_model("events_fm", n_features=4096, n_conditions=2, image_shape=[1, 64, 64], **cfg.model)
+    assert (m.hparams["patch"], m.sample_method, m.sample_steps) == (4, "midpoint", 8)
+    # 16 × 16 after the fold: three resolutions 16, 8, 4 with widths 16, 32, 32
+    assert [b.conv2.conv.out_channels for b in m.net.down] == [16, 32, 32]
