@@ -10,11 +10,13 @@ velocity field ``v_θ(y, t, c)`` on ``C × H × W`` images (64 × 64 for the pap
 Velocity field (:class:`EventUNet`), sized for one CPU thread:
 
 * the image is folded into ``patch × patch`` blocks (``PixelUnshuffle``; lossless,
-  ``C·patch²`` channels at ``H/patch``), so the convolutions run at 32 × 32 for 64 × 64
-  images — four times fewer operations than at full resolution;
+  ``C·patch²`` channels at ``H/patch``), so the convolutions run at 16 × 16 for 64 × 64
+  images with the default ``patch = 4``: a training step of batch 32 took ~0.12 s on one
+  thread (``patch = 2``: ~0.3 s, and worse at equal wall-clock time in the interpolation
+  benchmark, docs/events.md);
 * a U-Net (Ronneberger et al.) of residual blocks, one per resolution (``mults`` sets the widths
-  ``filters·m``; default 32 → 16 → 8 after folding), with stride-2 down- and nearest-neighbour
-  up-sampling and skip connections;
+  ``filters·m``; default 16, 32, 32 at 16 × 16 → 8 × 8 → 4 × 4), with stride-2 down- and
+  nearest-neighbour up-sampling and skip connections;
 * time and conditions (the scaled masses, μ for pile-up models) enter every residual block by
   adaptive group normalisation, ``GN(h)·(1 + s) + b`` with ``(s, b)`` a linear map of an
   embedding of ``[t, sin(ω t), cos(ω t), c]`` (the "AdaGN" of Dhariwal & Nichol);
@@ -96,7 +98,7 @@ class _Conv(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         p = self.p
         if p:
-            if self.circular:
+            if self.circular:  # by hand: Conv2d's padding_mode="circular" would wrap η as well
                 h = torch.cat([h[..., -p:], h, h[..., :p]], dim=-1)
                 h = F.pad(h, (0, 0, p, p))
             else:
@@ -136,7 +138,7 @@ class EventUNet(nn.Module):
     ``forward(y: (B, C·H·W), t: (B,), c: (B, n_conditions)) → (B, C·H·W)``.
     """
 
-    def __init__(self, image_shape, n_conditions: int, filters: int = 32, mults=(1, 2, 2), patch: int = 2,
+    def __init__(self, image_shape, n_conditions: int, filters: int = 16, mults=(1, 2, 2), patch: int = 4,
                  time_freqs: int = 8, circular: bool = True) -> None:
         super().__init__()
         self.image_shape = [int(s) for s in image_shape]
