@@ -3,7 +3,7 @@ pile-up GAN and overlay.  Prints the figures measured in one run on this machine
 
     python benchmarks/bench_events.py speed
     python benchmarks/bench_events.py interpolation --minutes 6
-    python benchmarks/bench_events.py interpolation --minutes 6 --family events_fm --lr 1e-3 --eval-every 150
+    python benchmarks/bench_events.py interpolation --minutes 6 --family events_fm --lr 2e-3 --eval-every 250
     python benchmarks/bench_events.py pileup --minutes 6
 
 Data are simulated once into ``--workdir`` (kept for re-runs).  Training here is a plain loop
@@ -207,7 +207,7 @@ def main():
     ap.add_argument("--n", type=int, default=300, help="events per mass point / pile-up images (training)")
     ap.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget")
     ap.add_argument("--eval-every", type=int, default=40, help="steps between KS-score evaluations")
-    ap.add_argument("--filters", type=int, default=16, help="DCGAN base filter count")
+    ap.add_argument("--filters", type=int, default=16, help="base filter count (DCGAN; events_fm: the U-Net base width)")
     ap.add_argument("--family", default="dcgan")
     ap.add_argument("--model", default="{}", help="interpolation: further model hyper-parameters, JSON")
     ap.add_argument("--lr", type=float, default=2e-4, help="interpolation: learning rate")
