@@ -50,7 +50,7 @@ def test_preprocessing_hand_worked_and_round_trip():
 def test_check_refuses_other_kinds_and_tiny_data():
     data = toy_events(4)
     with pytest.raises(ValueError, match="TrainConfig: key 'family': 'gan' generates showers, the data are events; "
-                                         r"families for events: \['dcgan', 'dcgan_wgan_gp'\]"):
+                                         r"families for events: \['dcgan', 'dcgan_wgan_gp', 'events_fm'\]"):
         DOMAIN.check(data, TrainConfig(family="gan"))
     with pytest.raises(ValueError, match="need at least 2 training events, found 1"):
         DOMAIN.check(data.subset([0]), TrainConfig(family="dcgan"))

@@ -12,6 +12,7 @@ from hepgen.models.base import (
 from hepgen.models.dcgan import EventDCGAN, EventWGANGP
 from hepgen.models.epic import JetFlowMatching
 from hepgen.models.epic_gan import JetGAN
+from hepgen.models.events_fm import EventFlowMatching
 from hepgen.models.flow import CaloFlow, ConditionalFlow
 from hepgen.models.flow_matching import ConditionalFlowMatching
 from hepgen.models.gan import GAN
@@ -29,6 +30,7 @@ __all__ = [
     "DenseAutoencoder",
     "DenseVAE",
     "EventDCGAN",
+    "EventFlowMatching",
     "EventWGANGP",
     "FlowStudent",
     "GAN",

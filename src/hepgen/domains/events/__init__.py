@@ -3,7 +3,7 @@
 Container :class:`hepgen.data.events.EventImages` (``(N, C, 64, 64)`` GeV images with
 ``[m_gluino, m_neutralino, mu]`` conditions), preprocessing :class:`EventPreprocessor` (log
 scaling to [0, 1]), model families of ``data_kind = "events"`` (``dcgan``,
-``dcgan_wgan_gp``), checkpoint selection by the paper's Σ −log p of KS tests on jet
+``dcgan_wgan_gp``, ``events_fm``), checkpoint selection by the paper's Σ −log p of KS tests on jet
 multiplicity, jet pT and summed jet mass, and evaluation with a self-contained report.
 
 Example:
