@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from hepgen.cli import _HelpFormatter, _parsers, _torch_device, build_parser, main
+from hepgen.config import preset_names
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -155,3 +156,9 @@ def test_every_command_with_a_seed_has_a_default_seed_so_its_log_line_names_it()
     # `hepgen train` takes the configuration's seed when --seed is not given (and logs that one)
     unseeded = [prog for prog, a in _prog_actions() if a.dest == "seed" and a.default is None]
     assert unseeded == ["hepgen train"]
+
+
+def test_train_preset_help_names_every_packaged_preset():
+    action = next(a for a in _sub(build_parser(), "train")._actions if "--preset" in a.option_strings)
+    names = action.help.split("NAME.yaml:")[1].split(")")[0]
+    assert sorted(n.strip() for n in names.split(",")) == preset_names()

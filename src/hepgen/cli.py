@@ -628,8 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, help="run folder for checkpoints and logs")
     t.add_argument("--binning", help="binning XML / geometry JSON (default: the file's own)")
     t.add_argument("--config", help="TrainConfig YAML")
+    # the list is written out (importing hepgen.config here would slow every command's start-up);
+    # tests/test_cli_conventions.py checks that it names every packaged preset
     t.add_argument("--preset", help="a packaged preset by name (src/hepgen/configs/NAME.yaml: caloflow, flow_matching, "
-                   "gan, vae, epic_fm, epic_gan); default: the kind's default")
+                   "gan, vae, epic_fm, epic_gan, jet_transformer_fm, events_fm); default: the kind's default")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one config key, e.g. --set model.hidden_features=128 --set epochs=5 (VALUE is YAML; "
                         "repeatable)")
