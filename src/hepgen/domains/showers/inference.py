@@ -58,6 +58,7 @@ __all__ = [
     "prepare_path",
     "quantize_int8",
     "sample_through_path",
+    "spline_network",
 ]
 
 SAMPLING_PATHS = ("fp32", "bf16", "fp16", "int8", "compile")
@@ -351,6 +352,28 @@ def build_sampler(model: GenerativeModel, fast: bool = True) -> nn.Module:
     if fast and model.family == "caloflow":
         return _TwoStageFlow(model).eval()
     return NoiseSampler(model).eval()
+
+
+def spline_network(model: GenerativeModel) -> nn.Module | None:
+    """:func:`build_sampler`'s module for a spline coupling model, else None.
+
+    A ``flow`` with ``coupling`` and ``spline_bins``, or a ``caloflow`` whose stages are all
+    such flows (the ``caloflow`` preset), gets :class:`SplineCouplingSampler` stages: the same
+    function as ``model.sample_from_noise`` to float rounding (``tests/test_spline_sampler.py``).
+    :meth:`~hepgen.domains.showers.generator.ShowerGenerator.sample` uses it; other models keep
+    their own ``sample``.  The module is built from the model's current weights (a copy).
+    """
+    if model.family == "flow":
+        stages = [model]
+    elif model.family == "caloflow":
+        stages = [model.energy_flow, model.shape_flow]
+    else:
+        return None
+    if not all(st.hparams.get("coupling") and st.hparams.get("spline_bins") for st in stages):
+        return None
+    network = build_sampler(model)
+    parts = [network] if model.family == "flow" else [network.energy, network.shape]
+    return network if all(isinstance(p, SplineCouplingSampler) for p in parts) else None
 
 
 def _flow_stage(flow_model) -> nn.Module:

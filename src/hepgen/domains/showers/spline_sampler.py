@@ -8,20 +8,28 @@ rounding (``tests/test_spline_sampler.py`` checks it against zuko's transform).
 Why it is faster.  Per transformed feature the conditioner outputs ``3K - 1`` numbers (widths,
 heights, derivatives) and, on the demo's shape flow at batch 1000, that block is
 ``1000 × 192 × 23`` floats (18 MB) per layer: the sampler is bound by passes over it, not by
-the matrix products (``docs/inference.md``, "Profile of the spline sampler").  zuko (and
+the matrix products (``docs/inference.md``, "The spline coupling sampler").  zuko (and
 :class:`~hepgen.models.flow.FastRQSTransform`) build all knots — soft bounds, exponential,
 normalisation and padding of widths, heights *and* derivatives — and then gather 6 values
-per feature from broadcast copies.  The inverse needs much less:
+per feature from broadcast copies.  The inverse needs much less (:func:`rqs_inverse_planes`):
 
+* the conditioner's last layer writes the parameters *parameter-major*, ``(N, 3K - 1, F)``
+  (its rows are reordered once): every step is then an element-wise operation on whole
+  ``(N, F)`` planes, where torch's CPU kernels vectorise, instead of a cumulative sum,
+  comparison or gather along a last dimension of 8 entries;
 * the bin ``k`` of ``y`` is found on the *unnormalised* cumulative heights ``C_j`` by comparing
   them with ``(y + B) · C_K / (2B)`` (the same test as ``C_j · 2B / C_K − B < y``), so the
   knots are never normalised or padded;
 * only the two derivatives at the ends of bin ``k`` are needed: the raw values are gathered
   first and bounded / exponentiated afterwards (2 instead of ``K − 1`` per feature);
-* the bin's width and height are gathered from the exponentials (``e_k``) and its lower
-  knot is ``C_k − e_k``, so nothing is padded;
-* the soft bound and the exponential of widths and heights run in place on one ``(·, 2K)``
-  buffer, and ``y`` outside ``[−B, B]`` (the identity tails) is handled by one ``where``.
+* the soft bound, the exponential and the cumulative sums of widths and heights run in place
+  on one ``(N, 2K, F)`` buffer, and ``y`` outside ``[−B, B]`` (the identity tails) is handled by
+  one ``where``.
+
+Under ``torch.compile`` (the ``compile`` sampling path) the same function is computed as a chain
+of ``(N, F)`` element-wise operations with no gather (:func:`_rqs_inverse_fusable`), which
+inductor fuses into one loop over the parameters; under autograd and ``torch.export`` (ONNX)
+without in-place updates.
 
 The arithmetic of the root of the quadratic is zuko's (``MonotonicRQSTransform._inverse``).
 Everything is plain tensor code (exportable to ONNX, compilable, quantisable: the
@@ -113,27 +121,33 @@ def rqs_inverse_planes(phi: torch.Tensor, y: torch.Tensor, bins: int, bound: flo
         raise ValueError(f"rqs_inverse_planes: expected 3 * {bins} - 1 = {3 * bins - 1} parameter planes, found {p}")
     if bins > 255:
         raise ValueError(f"rqs_inverse: at most 255 bins (the bin is counted in uint8), found {bins}")
-    if phi.requires_grad or torch.compiler.is_compiling():
-        # out= and in-place updates of saved tensors are refused by autograd and graph capture
-        # (torch.compile, export); the plane-wise form below fuses into one loop under inductor
+    exporting = torch.compiler.is_exporting()
+    if torch.compiler.is_compiling() and not exporting:
+        # torch.compile: the plane-wise form fuses into one loop under inductor
         return _rqs_inverse_fusable(phi, y, bins, bound, slope)
     inv_log_slope = 1.0 / abs(math.log(slope))
     wh = phi[:, : 2 * bins]
-    # 5 passes over one buffer, no other temporaries
-    e = torch.empty((n, 2 * bins, f), dtype=phi.dtype, device=phi.device)
-    torch.abs(wh, out=e)
-    e.mul_(2.0 * inv_log_slope).add_(1.0)
-    torch.div(wh, e, out=e)
-    e.exp_()
-    cum = e.view(n, 2, bins, f)  # [:, 0] widths, [:, 1] heights
-    for j in range(1, bins):  # the same sequential sums as cumsum, on whole planes
-        cum[:, :, j] += cum[:, :, j - 1]
+    functional = exporting or phi.requires_grad
+    if functional:  # out= and in-place updates of saved tensors are refused by autograd and export
+        e = torch.exp(wh / (wh.abs() * (2.0 * inv_log_slope) + 1.0))
+        cum = e.reshape(n, 2, bins, f).cumsum(dim=2)
+    else:  # 5 passes over one buffer, no other temporaries
+        e = torch.empty((n, 2 * bins, f), dtype=phi.dtype, device=phi.device)
+        torch.abs(wh, out=e)
+        e.mul_(2.0 * inv_log_slope).add_(1.0)
+        torch.div(wh, e, out=e)
+        e.exp_()
+        cum = e.view(n, 2, bins, f)  # [:, 0] widths, [:, 1] heights
+        for j in range(1, bins):  # the same sequential sums as cumsum, on whole planes
+            cum[:, :, j] += cum[:, :, j - 1]
     total = cum[:, :, bins - 1]  # (N, 2, F): sum of widths, sum of heights
     # bin of y among the K - 1 interior vertical knots, on the unnormalised cumulative heights
     t = (y + bound) * (total[:, 1] * (1.0 / (2.0 * bound)))
     below = cum[:, 1, : bins - 1] < t.unsqueeze(1)
-    # count in uint8 (summing the bools converts all of them to int64 first)
-    k = below.view(torch.uint8).sum(dim=1, dtype=torch.uint8).long()  # (N, F) in 0..K-1
+    if functional:  # export has no uint8 view
+        k = below.sum(dim=1)  # (N, F) in 0..K-1
+    else:  # count in uint8 (summing the bools converts all of them to int64 first)
+        k = below.view(torch.uint8).sum(dim=1, dtype=torch.uint8).long()
     k_lo = (k - 1).clamp(min=0)
     idx = torch.stack([k_lo, k], dim=1).unsqueeze(1).expand(n, 2, 2, f)
     knots = cum.gather(2, idx)  # (N, [x, y], [lower, upper], F), unnormalised
