@@ -232,3 +232,15 @@ def test_onnx_export_of_the_spline_sampler_matches_pytorch(tmp_path):
     res = check_onnx(tmp_path / "m.onnx", gen, n=500, seed=1)
     # measured: max relative difference 1.7e-4 (onnxruntime's vectorised exp), tolerance 1e-3
     assert res["ok"] and res["n_outside_tolerance"] == 0, res
+
+
+def test_compile_bf16_path_is_the_bf16_module_compiled():
+    # compiling takes minutes on a CPU: check what would be compiled, and run it eagerly
+    gen, e = _tiny_generator()
+    base = ShowerSampler.from_generator(gen)
+    m = prepare_path(base, "compile-bf16")
+    inner = m._orig_mod  # torch.compile's wrapper keeps the module it compiles
+    assert inner.sampler.dtype == torch.bfloat16 and isinstance(inner.sampler.inner, SplineCouplingSampler)
+    x, z = torch.full((30, 1), 5e3), torch.randn(30, base.noise_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        np.testing.assert_array_equal(inner(x, z).numpy(), prepare_path(base, "bf16")(x, z).numpy())

@@ -26,7 +26,8 @@ in between, so the same module is benchmarked (:mod:`hepgen.bench`), exported to
 
 Sampling paths (:func:`prepare_path`): ``fp32``; ``bf16`` / ``fp16`` (autocast around the
 network, the decoder stays float32); ``int8`` (dynamic int8 quantisation of the
-network's ``nn.Linear`` layers, CPU only); ``compile`` (``torch.compile``).
+network's ``nn.Linear`` layers, CPU only); ``compile`` (``torch.compile``); ``compile-bf16`` (both:
+bf16 autocast of the network's matrix products, compiled).
 :func:`sample_through_path` samples a whole set of showers through one path (``hepgen demo``).
 """
 
@@ -61,7 +62,7 @@ __all__ = [
     "spline_network",
 ]
 
-SAMPLING_PATHS = ("fp32", "bf16", "fp16", "int8", "compile")
+SAMPLING_PATHS = ("fp32", "bf16", "fp16", "int8", "compile", "compile-bf16")
 
 
 # --- pre- and post-processing in torch ---------------------------------------------------------
@@ -530,9 +531,11 @@ def prepare_path(sampler: ShowerSampler, path: str, device: str | torch.device =
     Arguments:
         sampler: the float32 :class:`ShowerSampler`.
         path: one of ``SAMPLING_PATHS``: ``fp32``, ``bf16``, ``fp16`` (autocast of the
-            network part), ``int8`` (dynamic quantisation, CPU only) or ``compile``
+            network part), ``int8`` (dynamic quantisation, CPU only), ``compile``
             (``torch.compile`` with inductor; the first call compiles, and so does the first
-            call with a second batch size, which makes the batch dimension dynamic).
+            call with a second batch size, which makes the batch dimension dynamic) or
+            ``compile-bf16`` (the ``bf16`` module compiled: matrix products in bfloat16, fast
+            with AMX / AVX512-BF16; the splines stay float32 and fused).
         device: where the module runs.
 
     Raises:
@@ -542,13 +545,13 @@ def prepare_path(sampler: ShowerSampler, path: str, device: str | torch.device =
     if path not in SAMPLING_PATHS:
         raise ValueError(f"sampling path: expected one of {SAMPLING_PATHS}, found {path!r}")
     s = copy.deepcopy(sampler).to(device).eval()
-    if path in ("bf16", "fp16"):
-        s.sampler = _Autocast(s.sampler, torch.bfloat16 if path == "bf16" else torch.float16, device.type)
+    if path in ("bf16", "fp16", "compile-bf16"):
+        s.sampler = _Autocast(s.sampler, torch.float16 if path == "fp16" else torch.bfloat16, device.type)
     elif path == "int8":
         if device.type != "cpu":
             raise ValueError(f"sampling path 'int8' (dynamic quantisation) runs on the CPU only, found device {device}")
         s.sampler = quantize_int8(s.sampler)
-    elif path == "compile":
+    if path in ("compile", "compile-bf16"):
         # default dynamic-shape policy: the first new batch size recompiles with a dynamic batch
         return torch.compile(s)
     return s
@@ -597,7 +600,7 @@ def sample_through_path(generator, incident_energies, conditions: dict | None = 
         else:
             m = len(et[sl])
             z = torch.randn(m, base.noise_dim, generator=gen)
-            if path == "compile" and m < batch_size and len(e) > batch_size:
+            if path.startswith("compile") and m < batch_size and len(e) > batch_size:
                 # a short last batch: rows repeated up to the compiled batch shape (rows are independent)
                 idx = torch.arange(batch_size) % m
                 out[sl] = module(et[sl][idx], z[idx], None if xs is None else xs[idx])[:m].numpy()
