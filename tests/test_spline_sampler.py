@@ -234,6 +234,7 @@ def test_onnx_export_of_the_spline_sampler_matches_pytorch(tmp_path):
     assert res["ok"] and res["n_outside_tolerance"] == 0, res
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch._dynamo's import
 def test_compile_bf16_path_is_the_bf16_module_compiled():
     # compiling takes minutes on a CPU: check what would be compiled, and run it eagerly
     gen, e = _tiny_generator()
