@@ -75,9 +75,9 @@ class ShowerGenerator:
         Spline coupling flows (the ``caloflow`` preset, and ``flow`` with ``coupling`` and
         ``spline_bins``) are sampled through
         :class:`~hepgen.domains.showers.spline_sampler.SplineCouplingSampler` (built from the
-        current weights at each call; the same function as ``model.sample``, several times
-        faster on a CPU, docs/inference.md), with ``model.sample``'s noise stream; other
-        models through ``model.sample``.
+        current weights at each call; the same function as ``model.sample``, 1.7x its speed on
+        the demo checkpoint at one thread, docs/inference.md), with ``model.sample``'s noise
+        stream; other models through ``model.sample``.
         """
         e = incident_energy_array(incident_energies)
         c = self.preprocessor.transform_conditions(e, conditions)

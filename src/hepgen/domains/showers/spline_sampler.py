@@ -50,13 +50,7 @@ from torch import nn
 
 from hepgen.models.flow import SPLINE_BOUND, SPLINE_MIN_SLOPE, FastRQSTransform, SplineCoupling
 
-__all__ = ["SPLINE_CHUNK_ROWS", "SplineCouplingSampler", "rqs_inverse", "rqs_inverse_planes"]
-
-#: eager sampling runs the spline on blocks of this many rows (the model's rows are independent):
-#: at 256 rows the demo shape flow's ``(N, 2K, F)`` buffer is 3 MB, inside a 4 MB L2 cache.
-#: Measured on one layer of the demo checkpoint (1000 × 192 features, 8 bins, 1 thread): 26.4 ms
-#: against 33.4 ms unchunked (128 rows: 26.9 ms, 64: 31.4 ms, 32: 36.9 ms).
-SPLINE_CHUNK_ROWS = 256
+__all__ = ["SplineCouplingSampler", "rqs_inverse", "rqs_inverse_planes"]
 
 
 def rqs_inverse(phi: torch.Tensor, y: torch.Tensor, bins: int, bound: float = SPLINE_BOUND,
@@ -284,13 +278,8 @@ class _Layer(nn.Module):
         y_a = y.index_select(1, self.idx_a)
         y_b = y.index_select(1, self.idx_b)
         # under autocast (bf16 path) the matrix products run in low precision, the spline in y's
-        phi = self.net(torch.cat([y_a, c], dim=1)).unflatten(-1, (self.total, -1)).to(y_b.dtype)
-        rows = SPLINE_CHUNK_ROWS
-        if phi.shape[0] <= rows or phi.requires_grad or torch.compiler.is_compiling():
-            x_b = rqs_inverse_planes(phi, y_b, self.bins, self.bound, self.slope)
-        else:  # eager: blocks of rows whose spline buffers stay in the L2 cache
-            x_b = torch.cat([rqs_inverse_planes(phi[i:i + rows], y_b[i:i + rows], self.bins, self.bound, self.slope)
-                             for i in range(0, phi.shape[0], rows)])
+        phi = self.net(torch.cat([y_a, c], dim=1)).unflatten(-1, (self.total, -1))
+        x_b = rqs_inverse_planes(phi.to(y_b.dtype), y_b, self.bins, self.bound, self.slope)
         return torch.cat([y_a, x_b], dim=1).index_select(1, self.unpermute)
 
 
