@@ -9,11 +9,20 @@ from hepgen.config import DemoConfig, TrainConfig
 from hepgen.demo import run_demo
 
 
-def test_demo_writes_report_and_headline(tmp_path, capsys, caplog):
+def test_demo_writes_report_and_headline(tmp_path, capsys, caplog, monkeypatch):
     config = DemoConfig(n_train=600, n_test=300, energy_range=(2000.0, 20000.0), seed=3,
                         train=TrainConfig(epochs=1),
                         distill={"rounds": 1, "n_pairs": 300, "n_val": 100, "hidden": 16, "n_hidden": 1},
                         geant4_n=0)  # Geant4 timing: tests/test_geant4_timing.py
+    assert config.sampling_path == "compile"  # the default
+    # compiling takes minutes on a CPU: here the compilation fails (as without a C++ compiler),
+    # and the demo falls back to fp32
+    import hepgen.demo
+
+    def no_compiler(sampler, path, device="cpu"):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    monkeypatch.setattr(hepgen.demo, "prepare_path", no_compiler)
     with caplog.at_level(logging.INFO, logger="hepgen"):
         summary = run_demo(tmp_path, config, progress=False)
     assert "hepgen demo: seed 3;" in caplog.text  # the demo's own seed, not the command line's (none)
@@ -43,8 +52,11 @@ def test_demo_writes_report_and_headline(tmp_path, capsys, caplog):
     # the demo samples with the distilled student and also times its teacher
     assert summary["model"] == "student" and summary["teacher_showers_per_s"] > 0
     assert "distilling a one-pass student" in out
-    # it samples through the fp32 sampling path by default, and says so
-    assert summary["sampling_path"] == "fp32" and "(sampling path fp32)" in out
+    # it says which path it sampled with: compile was asked for, fp32 was used, and why
+    assert "(sampling path compile)" in out and summary["sampling_path"] == "fp32"
+    assert metrics["timing"]["sampling_path_fallback"] == ("compile failed (RuntimeError: InvalidCxxCompiler: "
+                                                           "No working C++ compiler found)")
+    assert "compile failed (RuntimeError" in out and "sampling with fp32 instead" in out
     assert "headline numbers" in out and str(tmp_path / "report" / "report.html") in out
 
 

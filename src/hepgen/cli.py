@@ -834,7 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--threads", type=_ints, help="CPU thread counts (default: 1 and all cores)")
     bn.add_argument("--device", type=_names, help="cpu,cuda (default: cpu, plus cuda when available)")
     bn.add_argument("--paths", type=_names, default=["fp32", "int8"],
-                    help="sampling paths: fp32,bf16,fp16,int8,compile,ort,ort-int8 (default fp32,int8)")
+                    help="sampling paths: fp32,bf16,fp16,int8,compile,compile-bf16,ort,ort-int8 (default fp32,int8)")
     bn.add_argument("--fidelity", type=int, default=0, metavar="N",
                     help="also compare each path's showers with reference showers (N per path; 0: skip)")
     bn.add_argument("--real", help="reference showers for --fidelity (default: the reference simulator)")

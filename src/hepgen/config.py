@@ -195,7 +195,10 @@ class DemoConfig:
     #: :func:`hepgen.domains.showers.inference.prepare_path` (``fp32``, ``bf16``, ``fp16``, ``int8``,
     #: ``compile``) through the fast :class:`~hepgen.domains.showers.inference.ShowerSampler`; the
     #: showers evaluated are the ones that path produced (docs/inference.md, "Sampling paths").
-    sampling_path: str = "fp32"
+    #: ``compile`` (the same function as fp32; on the demo's caloflow 1.2-1.3x the fp32 path at one
+    #: thread and 2-3x at two on a busy machine, docs/inference.md; its one-off compilation is
+    #: timed apart) falls back to fp32 if inductor cannot compile (no C++ compiler).
+    sampling_path: str = "compile"
     #: Geant4 showers timed in the demo calorimeter's Geant4 twin (preset ``demo``) for
     #: ``speedup_vs_geant4``, stratified over ``energy_range`` (needs ``hepgen[geant4]``; 0: skip).
     geant4_n: int = 20

@@ -26,7 +26,8 @@ in between, so the same module is benchmarked (:mod:`hepgen.bench`), exported to
 
 Sampling paths (:func:`prepare_path`): ``fp32``; ``bf16`` / ``fp16`` (autocast around the
 network, the decoder stays float32); ``int8`` (dynamic int8 quantisation of the
-network's ``nn.Linear`` layers, CPU only); ``compile`` (``torch.compile``).
+network's ``nn.Linear`` layers, CPU only); ``compile`` (``torch.compile``); ``compile-bf16`` (both:
+bf16 autocast of the network's matrix products, compiled).
 :func:`sample_through_path` samples a whole set of showers through one path (``hepgen demo``).
 """
 
@@ -58,9 +59,10 @@ __all__ = [
     "prepare_path",
     "quantize_int8",
     "sample_through_path",
+    "spline_network",
 ]
 
-SAMPLING_PATHS = ("fp32", "bf16", "fp16", "int8", "compile")
+SAMPLING_PATHS = ("fp32", "bf16", "fp16", "int8", "compile", "compile-bf16")
 
 
 # --- pre- and post-processing in torch ---------------------------------------------------------
@@ -353,6 +355,28 @@ def build_sampler(model: GenerativeModel, fast: bool = True) -> nn.Module:
     return NoiseSampler(model).eval()
 
 
+def spline_network(model: GenerativeModel) -> nn.Module | None:
+    """:func:`build_sampler`'s module for a spline coupling model, else None.
+
+    A ``flow`` with ``coupling`` and ``spline_bins``, or a ``caloflow`` whose stages are all
+    such flows (the ``caloflow`` preset), gets :class:`SplineCouplingSampler` stages: the same
+    function as ``model.sample_from_noise`` to float rounding (``tests/test_spline_sampler.py``).
+    :meth:`~hepgen.domains.showers.generator.ShowerGenerator.sample` uses it; other models keep
+    their own ``sample``.  The module is built from the model's current weights (a copy).
+    """
+    if model.family == "flow":
+        stages = [model]
+    elif model.family == "caloflow":
+        stages = [model.energy_flow, model.shape_flow]
+    else:
+        return None
+    if not all(st.hparams.get("coupling") and st.hparams.get("spline_bins") for st in stages):
+        return None
+    network = build_sampler(model)
+    parts = [network] if model.family == "flow" else [network.energy, network.shape]
+    return network if all(isinstance(p, SplineCouplingSampler) for p in parts) else None
+
+
 def _flow_stage(flow_model) -> nn.Module:
     """PrunedAffineFlow for an affine MADE ConditionalFlow, SplineCouplingSampler for a spline
     coupling one, else ``(c, z) → sample_from_noise``."""
@@ -507,9 +531,11 @@ def prepare_path(sampler: ShowerSampler, path: str, device: str | torch.device =
     Arguments:
         sampler: the float32 :class:`ShowerSampler`.
         path: one of ``SAMPLING_PATHS``: ``fp32``, ``bf16``, ``fp16`` (autocast of the
-            network part), ``int8`` (dynamic quantisation, CPU only) or ``compile``
+            network part), ``int8`` (dynamic quantisation, CPU only), ``compile``
             (``torch.compile`` with inductor; the first call compiles, and so does the first
-            call with a second batch size, which makes the batch dimension dynamic).
+            call with a second batch size, which makes the batch dimension dynamic) or
+            ``compile-bf16`` (the ``bf16`` module compiled: matrix products in bfloat16, fast
+            with AMX / AVX512-BF16; the splines stay float32 and fused).
         device: where the module runs.
 
     Raises:
@@ -519,13 +545,13 @@ def prepare_path(sampler: ShowerSampler, path: str, device: str | torch.device =
     if path not in SAMPLING_PATHS:
         raise ValueError(f"sampling path: expected one of {SAMPLING_PATHS}, found {path!r}")
     s = copy.deepcopy(sampler).to(device).eval()
-    if path in ("bf16", "fp16"):
-        s.sampler = _Autocast(s.sampler, torch.bfloat16 if path == "bf16" else torch.float16, device.type)
+    if path in ("bf16", "fp16", "compile-bf16"):
+        s.sampler = _Autocast(s.sampler, torch.float16 if path == "fp16" else torch.bfloat16, device.type)
     elif path == "int8":
         if device.type != "cpu":
             raise ValueError(f"sampling path 'int8' (dynamic quantisation) runs on the CPU only, found device {device}")
         s.sampler = quantize_int8(s.sampler)
-    elif path == "compile":
+    if path in ("compile", "compile-bf16"):
         # default dynamic-shape policy: the first new batch size recompiles with a dynamic batch
         return torch.compile(s)
     return s
@@ -574,7 +600,7 @@ def sample_through_path(generator, incident_energies, conditions: dict | None = 
         else:
             m = len(et[sl])
             z = torch.randn(m, base.noise_dim, generator=gen)
-            if path == "compile" and m < batch_size and len(e) > batch_size:
+            if path.startswith("compile") and m < batch_size and len(e) > batch_size:
                 # a short last batch: rows repeated up to the compiled batch shape (rows are independent)
                 idx = torch.arange(batch_size) % m
                 out[sl] = module(et[sl][idx], z[idx], None if xs is None else xs[idx])[:m].numpy()
