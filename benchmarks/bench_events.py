@@ -137,7 +137,8 @@ def speed(args):
     Model timings: whole ``EventGenerator.sample`` calls (noise, conditions, network, inverse
     scaling, numpy copy) of ``--n-images`` images, interleaved over paths and batch sizes
     (A, B, C, A, B, C, …; ``--reps`` rounds; medians), per thread count.  ``numpy-inverse`` is the
-    pipeline before this benchmark's changes (``model.sample`` + the float64 numpy inverse).
+    pipeline before the sampling paths (``model.sample`` + the float64 numpy inverse);
+    ``inference_mode`` is fp32 under ``torch.inference_mode`` instead of ``no_grad``.
     """
     wd = Path(args.workdir)
     sim = _simulator_cost(wd)
@@ -159,16 +160,22 @@ def speed(args):
         with torch.no_grad():
             return [pre.inverse(gen.model.sample(c[i:i + bs], g.manual_seed(1 + i)).numpy()) for i in range(0, len(c), bs)]
 
-    paths = ["numpy-inverse", *args.paths]
+    def inference_mode(bs):  # fp32 under torch.inference_mode instead of no_grad
+        with torch.inference_mode():
+            return gen.sample(cond, seed=1, batch_size=bs, path="fp32", module=modules["fp32"])
+
+    paths = ["numpy-inverse", "inference_mode", *args.paths]
     rows = {}
+    modules = {p: prepare_event_path(gen.sampler(), p) for p in {"fp32", *args.paths}}  # compiled once per shape
     for nt in args.thread_list:
         torch.set_num_threads(nt)
-        modules = {p: prepare_event_path(gen.sampler(), p) for p in args.paths}
         calls = {}
         for bs in args.batch_sizes:
             for p in paths:
                 if p == "numpy-inverse":
                     calls[(p, bs)] = lambda bs=bs: numpy_inverse(bs)
+                elif p == "inference_mode":
+                    calls[(p, bs)] = lambda bs=bs: inference_mode(bs)
                 else:
                     calls[(p, bs)] = lambda bs=bs, p=p: gen.sample(cond, seed=1, batch_size=bs, path=p, module=modules[p])
                 w0, c0 = _clock()

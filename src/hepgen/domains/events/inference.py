@@ -1,8 +1,10 @@
 """Fast sampling of event images: the trained generator and the inverse log scaling as one torch module.
 
 :class:`EventSampler` maps scaled conditions and noise to images in GeV with no numpy in
-between (the float64 numpy inverse of :class:`~hepgen.domains.events.preprocessing.EventPreprocessor`
-cost about as much per image as a 16-filter DCGAN itself)::
+between, so that one module is converted (memory format, autocast) or compiled as a whole
+(the float32 torch inverse of :class:`~hepgen.domains.events.preprocessing.EventPreprocessor`
+measured as fast as its float64 numpy original: ``benchmarks/bench_events.py speed``, row
+``numpy-inverse``)::
 
     c (B, K) in [0, 1] ─┐
                         ├► model.sample_from_noise(c, z) ─► x (B, C·H·W) in [0, 1]
