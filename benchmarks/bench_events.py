@@ -47,7 +47,7 @@ def _data(workdir: Path, name: str, **kw):
     return read_events(path)
 
 
-def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, init_state=None):
+def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, init_state=None, ema=0.0):
     torch.manual_seed(seed)
     cfg = TrainConfig(family=family, model=model_kw, conditions=conditions, batch_size=32, lr=2e-4, seed=seed)
     DOMAIN.check(data, cfg)
@@ -56,6 +56,10 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, i
     if init_state is not None:  # continue from saved weights (the optimiser starts afresh)
         model.load_state_dict(init_state)
     gen = DOMAIN.generator(model, pre, data, DOMAIN.meta(data, cfg))
+    # ema > 0: selection and the result use an exponential moving average of the weights
+    # (batch-norm statistics copied), which damps the GAN's step-to-step oscillation
+    avg = copy.deepcopy(model) if ema > 0 else model
+    sel = DOMAIN.generator(avg, pre, data, DOMAIN.meta(data, cfg)) if ema > 0 else gen
     x = torch.from_numpy(DOMAIN.features(pre, data, np.random.default_rng(seed)))
     c = torch.from_numpy(DOMAIN.conditions(pre, data))
     opts = model.configure_optimizers(cfg.lr, 0.0)
@@ -66,18 +70,24 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, i
             model.train()
             model.training_step(x[idx], c[idx], opts, step, cfg.grad_clip)
             step += 1
+            if ema > 0:
+                with torch.no_grad():
+                    for pa, pm in zip(avg.parameters(), model.parameters()):
+                        pa.lerp_(pm, 1.0 - ema)
+                    for ba, bm in zip(avg.buffers(), model.buffers()):
+                        ba.copy_(bm)
             if step % eval_every == 0:
-                score = DOMAIN.selection_score(gen, val, seed=seed)
+                score = DOMAIN.selection_score(sel, val, seed=seed)
                 history.append((step, round(score, 2)))
                 if score < best:
-                    best, best_state = score, copy.deepcopy(model.state_dict())
+                    best, best_state = score, copy.deepcopy(avg.state_dict())
             if time.perf_counter() - t0 >= 60 * minutes:
                 break
     if best_state is not None:
-        model.load_state_dict(best_state)
+        avg.load_state_dict(best_state)
     print(f"  {family}: {step} steps in {time.perf_counter() - t0:.0f} s; best validation KS score {best:.2f}; "
           f"history (step, score) {history}")
-    return gen
+    return sel
 
 
 def _clock():
@@ -313,7 +323,7 @@ def pileup(args):
             if args.init:
                 init = load_checkpoint(args.init.format(mu=mu))["model"]
                 print(f"  continuing from {args.init.format(mu=mu)}")
-            gen = _train(tr, val, args.family, ["mu"], args.minutes, args.eval_every, 0, model_kw, init)
+            gen = _train(tr, val, args.family, ["mu"], args.minutes, args.eval_every, 0, model_kw, init, args.ema)
             gen.save(ckpt)
         if args.train_only:
             continue
@@ -366,6 +376,8 @@ def main():
     ap.add_argument("--hard", help="speed: hard events (h5) to overlay for the fidelity check")
     ap.add_argument("--reuse", action="store_true", help="pileup: load pileup_mu<mu><tag>.pt if it exists")
     ap.add_argument("--init", help="pileup: continue training from this checkpoint ({mu} is replaced by mu)")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="pileup: select and keep an exponential moving average of the weights (decay, e.g. 0.999)")
     ap.add_argument("--train-only", action="store_true", help="pileup: train and save, no overlay")
     ap.add_argument("--tag", default="", help="pileup: suffix of the saved checkpoint and figure names")
     ap.add_argument("--threads", type=int, default=1)
