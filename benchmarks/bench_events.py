@@ -4,7 +4,7 @@ pile-up GAN and overlay.  Prints the figures measured in one run on this machine
     python benchmarks/bench_events.py speed
     python benchmarks/bench_events.py interpolation --minutes 6
     python benchmarks/bench_events.py interpolation --minutes 6 --family events_fm --lr 2e-3 --eval-every 250
-    python benchmarks/bench_events.py pileup --minutes 6
+    python benchmarks/bench_events.py pileup --minutes 8 --mu 20
 
 Data are simulated once into ``--workdir`` (kept for re-runs).  Training here is a plain loop
 over the event domain's methods (features → ``training_step``; every ``--eval-every`` steps the
@@ -27,10 +27,12 @@ import torch
 from matplotlib.figure import Figure
 from scipy import stats
 
+from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig
 from hepgen.data.events import EventImages, read_events
 from hepgen.domains.events import DOMAIN, overlay_shift
 from hepgen.domains.events.evaluate import evaluate_events
+from hepgen.domains.events.inference import prepare_event_path
 from hepgen.domains.events.report import figures, write_event_report
 from hepgen.metrics.event_jets import event_observables, ks_selection_score
 from hepgen.report.style import figure_png_base64
@@ -46,13 +48,19 @@ def _data(workdir: Path, name: str, **kw):
     return read_events(path)
 
 
-def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, lr=2e-4):
+def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, lr=2e-4, init_state=None, ema=0.0):
     torch.manual_seed(seed)
     cfg = TrainConfig(family=family, model=model_kw, conditions=conditions, batch_size=32, lr=lr, seed=seed)
     DOMAIN.check(data, cfg)
     pre = DOMAIN.fit_preprocessor(data, cfg)
     model = DOMAIN.build_model(cfg, data, pre)
+    if init_state is not None:  # continue from saved weights (the optimiser starts afresh)
+        model.load_state_dict(init_state)
     gen = DOMAIN.generator(model, pre, data, DOMAIN.meta(data, cfg))
+    # ema > 0: selection and the result use an exponential moving average of the weights
+    # (batch-norm statistics copied), which damps the GAN's step-to-step oscillation
+    avg = copy.deepcopy(model) if ema > 0 else model
+    sel = DOMAIN.generator(avg, pre, data, DOMAIN.meta(data, cfg)) if ema > 0 else gen
     x = torch.from_numpy(DOMAIN.features(pre, data, np.random.default_rng(seed)))
     c = torch.from_numpy(DOMAIN.conditions(pre, data))
     opts = model.configure_optimizers(cfg.lr, 0.0)
@@ -63,56 +71,163 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
             model.train()
             model.training_step(x[idx], c[idx], opts, step, cfg.grad_clip)
             step += 1
+            if ema > 0:
+                with torch.no_grad():
+                    for pa, pm in zip(avg.parameters(), model.parameters()):
+                        pa.lerp_(pm, 1.0 - ema)
+                    for ba, bm in zip(avg.buffers(), model.buffers()):
+                        ba.copy_(bm)
             if step % eval_every == 0:
-                score = DOMAIN.selection_score(gen, val, seed=seed)
+                score = DOMAIN.selection_score(sel, val, seed=seed)
                 history.append((step, round(score, 2)))
                 if score < best:
-                    best, best_state = score, copy.deepcopy(model.state_dict())
+                    best, best_state = score, copy.deepcopy(avg.state_dict())
             if time.perf_counter() - t0 >= 60 * minutes:
                 break
     if step % eval_every:  # the weights at the end of the budget are a candidate too
-        score = DOMAIN.selection_score(gen, val, seed=seed)
+        score = DOMAIN.selection_score(sel, val, seed=seed)
         history.append((step, round(score, 2)))
         if score < best:
-            best, best_state = score, copy.deepcopy(model.state_dict())
+            best, best_state = score, copy.deepcopy(avg.state_dict())
     if best_state is not None:
-        model.load_state_dict(best_state)
+        avg.load_state_dict(best_state)
     print(f"  {family}: {step} steps in {time.perf_counter() - t0:.0f} s; best validation KS score {best:.2f}; "
           f"history (step, score) {history}")
-    return gen
+    return sel
+
+
+def _clock():
+    return time.perf_counter(), time.process_time()
+
+
+def _simulator_cost(wd: Path) -> dict:
+    """Marginal wall and CPU seconds per image of Pythia 8 + detector (one process, one core):
+    the Pythia initialisation cancels in the difference of runs of 10/110 signal events and
+    5/105 pile-up images."""
+    cfg = EventGenConfig()
+
+    def timed(**kw):
+        w0, c0 = _clock()
+        simulate_events(wd / "speed.h5", seed=9, config=cfg, progress=False, resume=False, **kw)
+        w1, c1 = _clock()
+        return w1 - w0, c1 - c0
+
+    timed(process="signal", n_per_point=2, masses=[(1400.0, 400.0)])  # one-time costs of the process
+    timed(process="minbias", n_per_point=1, mu=20)
+    sa, sb = (timed(process="signal", n_per_point=n, masses=[(1400.0, 400.0)]) for n in (10, 110))
+    pa, pb = (timed(process="minbias", n_per_point=n, mu=20) for n in (5, 105))
+    return {"signal_wall": (sb[0] - sa[0]) / 100, "signal_cpu": (sb[1] - sa[1]) / 100,
+            "pileup_wall": (pb[0] - pa[0]) / 100, "pileup_cpu": (pb[1] - pa[1]) / 100}
+
+
+def _fidelity(gen, paths, cond, hard, batch_size):
+    """Each path's images vs fp32's on the same noise: pixels crossing the threshold (empty in
+    one, not in the other), max |dE|, total energy, the pile-up KS selection score between the
+    two samples, and the overlay shift on ``hard`` (fp32's sample standing for 'real')."""
+    keys = ("n_jets", "jet_pt", "summed_mass", "total_energy", "sparsity")
+    ref = gen.sample(cond, seed=3, batch_size=batch_size, path="fp32")
+    o_ref = event_observables(ref.images)
+    print(f"fidelity vs fp32 on the same noise ({len(cond)} images at the benchmark's conditions):")
+    for path in paths:
+        if path == "fp32":
+            continue
+        img = gen.sample(cond, seed=3, batch_size=batch_size, path=path).images
+        d = np.abs(img.astype(np.float64) - ref.images)
+        per_image = d.reshape(len(d), -1).max(1)
+        cross = float(((img == 0) != (ref.images == 0)).mean())
+        o = event_observables(img)
+        e_rel = o["total_energy"].mean() / o_ref["total_energy"].mean() - 1
+        line = (f"  {path:13s} pixels crossing the threshold {cross:.2e}; max |dE| per image: median "
+                f"{np.median(per_image):.3g}, max {per_image.max():.3g} GeV; total energy {100 * e_rel:+.3f} %; "
+                f"KS score vs fp32 sample {ks_selection_score(o_ref, o, keys):.2f}")
+        if hard is not None:
+            v = overlay_shift(hard, ref.subset(slice(0, len(hard))), EventImages(img[:len(hard)], ref.conditions[:len(hard)]))
+            line += (f"; overlay on {len(hard)} hard events: n_jets shift {100 * (v['n_jets']['shift_rel_diff'] or 0):+.2f} %, "
+                     f"summed-mass shift {100 * (v['summed_mass']['shift_rel_diff'] or 0):+.2f} % vs fp32")
+        print(line)
 
 
 def speed(args):
-    wd = Path(args.workdir)
-    cfg = EventGenConfig()
-    def timed(n, **kw):
-        t0 = time.perf_counter()
-        d = simulate_events(wd / "speed.h5", seed=9, config=cfg, progress=False, resume=False, **kw)
-        return time.perf_counter() - t0, d
+    """Simulator ms per image, each model sampling path's ms per image (wall and CPU), the ratios.
 
-    # marginal cost per image (the Pythia initialisation, seconds, cancels in the difference)
-    timed(2, process="signal", n_per_point=2, masses=[(1400.0, 400.0)])  # one-time costs of the process
-    timed(1, process="minbias", n_per_point=1, mu=20)
-    (t_a, _), (t_b, sig) = (timed(n, process="signal", n_per_point=n, masses=[(1400.0, 400.0)]) for n in (10, 110))
-    t_sig = (t_b - t_a) / 100
-    (u_a, _), (u_b, _) = (timed(n, process="minbias", n_per_point=n, mu=20) for n in (5, 105))
-    t_pu = (u_b - u_a) / 100
-    print(f"  Pythia init + 10 signal events: {t_a:.1f} s; min-bias init + 5 pile-up images: {u_a:.1f} s "
-          f"(the soft-QCD initialisation alone takes ~10 s and varies by seconds)")
-    data = sig
-    tc = TrainConfig(family="dcgan", model={"filters": args.filters})
-    pre = DOMAIN.fit_preprocessor(data, tc)
-    model = DOMAIN.build_model(tc, data, pre)
-    gen = DOMAIN.generator(model, pre, data, DOMAIN.meta(data, tc))
-    cond = np.tile([[1400.0, 400.0, 0.0]], (512, 1))
-    gen.sample(cond[:64], seed=0)  # warm-up
-    t0 = time.perf_counter()
-    gen.sample(cond, seed=1, batch_size=128)
-    t_gan = (time.perf_counter() - t0) / len(cond)
-    print(f"torch threads {torch.get_num_threads()}; Pythia + detector: {1e3 * t_sig:.1f} ms per signal event "
-          f"(marginal, init excluded), {1e3 * t_pu:.1f} ms per pile-up image at mu=20 (20 min-bias events); "
-          f"DCGAN (filters={args.filters}): {1e3 * t_gan:.2f} ms per image")
-    print(f"speed-up: {t_sig / t_gan:.0f}x per signal event, {t_pu / t_gan:.0f}x per mu=20 pile-up image")
+    Model timings: whole ``EventGenerator.sample`` calls (noise, conditions, network, inverse
+    scaling, numpy copy) of ``--n-images`` images, interleaved over paths and batch sizes
+    (A, B, C, A, B, C, …; ``--reps`` rounds; medians), per thread count.  ``numpy-inverse`` is the
+    pipeline before the sampling paths (``model.sample`` + the float64 numpy inverse);
+    ``inference_mode`` is fp32 under ``torch.inference_mode`` instead of ``no_grad``.
+    """
+    wd = Path(args.workdir)
+    sim = _simulator_cost(wd)
+    if args.checkpoint:
+        gen = DOMAIN.from_payload(load_checkpoint(args.checkpoint), args.checkpoint)
+        what = f"checkpoint {args.checkpoint} ({gen.model.family}, filters={gen.model.hparams.get('filters')})"
+    else:
+        data = read_events(wd / "speed.h5")
+        tc = TrainConfig(family="dcgan", model={"filters": args.filters})
+        pre = DOMAIN.fit_preprocessor(data, tc)
+        gen = DOMAIN.generator(DOMAIN.build_model(tc, data, pre), pre, data, DOMAIN.meta(data, tc))
+        what = f"untrained dcgan (filters={args.filters})"
+    cond = np.tile([[1400.0, 400.0, 20.0]], (args.n_images, 1))
+    pre = gen.preprocessor
+
+    def numpy_inverse(bs):  # the pipeline before: model.sample, then the float64 numpy inverse
+        c = torch.from_numpy(pre.transform_conditions(cond))
+        g = torch.Generator()
+        with torch.no_grad():
+            return [pre.inverse(gen.model.sample(c[i:i + bs], g.manual_seed(1 + i)).numpy()) for i in range(0, len(c), bs)]
+
+    def inference_mode(bs):  # fp32 under torch.inference_mode instead of no_grad
+        with torch.inference_mode():
+            return gen.sample(cond, seed=1, batch_size=bs, path="fp32", module=modules["fp32"])
+
+    paths = ["numpy-inverse", "inference_mode", *args.paths]
+    rows = {}
+    modules = {p: prepare_event_path(gen.sampler(), p) for p in {"fp32", *args.paths}}  # compiled once per shape
+    for nt in args.thread_list:
+        torch.set_num_threads(nt)
+        calls = {}
+        for bs in args.batch_sizes:
+            for p in paths:
+                if p == "numpy-inverse":
+                    calls[(p, bs)] = lambda bs=bs: numpy_inverse(bs)
+                elif p == "inference_mode":
+                    calls[(p, bs)] = lambda bs=bs: inference_mode(bs)
+                else:
+                    calls[(p, bs)] = lambda bs=bs, p=p: gen.sample(cond, seed=1, batch_size=bs, path=p, module=modules[p])
+                w0, c0 = _clock()
+                calls[(p, bs)]()  # warm-up (compiles the compiled paths for this batch shape)
+                w1, _ = _clock()
+                if w1 - w0 > 5:
+                    print(f"  threads {nt} {p} batch {bs}: first call {w1 - w0:.1f} s (compilation)")
+        times = {k: [] for k in calls}
+        for _ in range(args.reps):
+            for k, fn in calls.items():
+                w0, c0 = _clock()
+                fn()
+                w1, c1 = _clock()
+                times[k].append((w1 - w0, c1 - c0))
+        for (p, bs), t in times.items():
+            t = np.asarray(t) / len(cond)
+            rows[(nt, p, bs)] = (float(np.median(t[:, 0])), float(np.median(t[:, 1])))
+    torch.set_num_threads(args.threads)
+    print(f"load average {os.getloadavg()}; model: {what}; {args.n_images} images per call, {args.reps} interleaved rounds")
+    print(f"Pythia 8 + detector (one core): {1e3 * sim['signal_wall']:.1f} ms wall / {1e3 * sim['signal_cpu']:.1f} ms CPU "
+          f"per signal event, {1e3 * sim['pileup_wall']:.1f} ms wall / {1e3 * sim['pileup_cpu']:.1f} ms CPU per mu=20 "
+          f"pile-up image (marginal, initialisation excluded)")
+    base = {nt: rows[(nt, "fp32", args.batch_sizes[0])][0] if (nt, "fp32", args.batch_sizes[0]) in rows else None
+            for nt in args.thread_list}
+    print(f"{'threads':>7s} {'path':14s} {'batch':>5s} {'ms/img wall':>11s} {'ms/img CPU':>10s} {'vs fp32':>7s} "
+          f"{'x pile-up (wall)':>16s} {'x pile-up (CPU s)':>17s}")
+    for (nt, p, bs), (w, c) in sorted(rows.items(), key=lambda kv: (kv[0][0], paths.index(kv[0][1]), kv[0][2])):
+        vs = base[nt] / w if base[nt] else float("nan")
+        print(f"{nt:7d} {p:14s} {bs:5d} {1e3 * w:11.3f} {1e3 * c:10.3f} {vs:7.2f} {sim['pileup_wall'] / w:16.0f} "
+              f"{sim['pileup_cpu'] / c:17.0f}")
+    best = min(rows.items(), key=lambda kv: kv[1][1])
+    (nt, p, bs), (w, c) = best
+    print(f"best per CPU-second: {p} batch {bs} threads {nt}: {sim['pileup_cpu'] / c:.0f}x per mu=20 pile-up image, "
+          f"{sim['signal_cpu'] / c:.0f}x per signal event (CPU s per image, model vs Pythia + detector)")
+    hard = read_events(args.hard) if args.hard else None
+    _fidelity(gen, args.paths, cond[:args.n_fidelity], hard.subset(slice(0, args.n_fidelity)) if hard else None, 256)
 
 
 def interpolation(args):
@@ -178,24 +293,67 @@ def _figure5(hard, real_pu, gen_pu, path, mu):
     path.write_bytes(base64.b64decode(figure_png_base64(fig)))
 
 
+def _pixel_floor(data) -> float:
+    """The smallest non-empty pixel energy of ``data`` (GeV): below it no simulated pixel exists
+    (the detector's EnergyMin / significance thresholds)."""
+    e = data.images[data.images > 0]
+    return float(e.min()) if e.size else 0.0
+
+
 def pileup(args):
+    """Pile-up GAN per mu and the overlay on the same hard events (the paper's Figure 5).
+
+    Validation (checkpoint selection) is the last ``--n-val`` images of the training file, held
+    out from training; the overlay uses a separate test file of ``--n-test`` >= ``--n-hard``
+    Pythia pile-up images and as many generated ones.
+    """
     wd = Path(args.workdir)
-    hard = _data(wd, "pu_hard", process="signal", n_per_point=args.n // 2, masses=[(1400.0, 400.0)], seed=11,
+    n_hard = args.n_hard
+    hard = _data(wd, f"pu_hard_n{n_hard}", process="signal", n_per_point=n_hard, masses=[(1400.0, 400.0)], seed=11,
                  workers=args.workers)
     res = {}
-    for mu in (20, 50):
-        tr = _data(wd, f"pu{mu}_train", process="minbias", n_per_point=args.n, mu=mu, seed=12 + mu, workers=args.workers)
-        te = _data(wd, f"pu{mu}_test", process="minbias", n_per_point=args.n // 2, mu=mu, seed=13 + mu,
-                   workers=args.workers)
-        print(f"mu={mu}: training on {len(tr)} pile-up images ({args.minutes / 2:.1f} min)")
-        gen = _train(tr, te.subset(slice(0, max(len(te) // 2, 2))), args.family, ["mu"], args.minutes / 2,
-                     args.eval_every, 0, {"filters": args.filters})
+    for mu in args.mu:
+        full = _data(wd, f"pu{mu}_train_n{args.n_train}", process="minbias", n_per_point=args.n_train, mu=mu,
+                     seed=12 + mu, workers=args.workers)
+        n_tr = len(full) - args.n_val
+        tr, val = full.subset(slice(0, n_tr)), full.subset(slice(n_tr, len(full)))
+        model_kw = {"filters": args.filters}
+        if args.threshold_from_data:
+            # the generator's output threshold at the smallest simulated pixel energy (in the
+            # log-scaled feature): below it the detector writes no pixel, so neither should the model
+            pre = DOMAIN.fit_preprocessor(tr, TrainConfig(family=args.family, conditions=["mu"]))
+            floor = _pixel_floor(tr)
+            model_kw["threshold"] = float(pre.transform(np.full((1, 1, 1, 1), floor))[0, 0])
+            print(f"  smallest training pixel {floor:.3f} GeV -> output threshold {model_kw['threshold']:.4f}")
+        ckpt = wd / f"pileup_mu{mu}{args.tag}.pt"
+        if args.reuse and ckpt.exists():
+            gen = DOMAIN.from_payload(load_checkpoint(ckpt), str(ckpt))
+            print(f"mu={mu}: generator from {ckpt} (--reuse)")
+        else:
+            print(f"mu={mu}: training on {len(tr)} pile-up images, validating on {len(val)} ({args.minutes:.1f} min)")
+            init = None
+            if args.init:
+                init = load_checkpoint(args.init.format(mu=mu))["model"]
+                print(f"  continuing from {args.init.format(mu=mu)}")
+            gen = _train(tr, val, args.family, ["mu"], args.minutes, args.eval_every, 0, model_kw, init_state=init, ema=args.ema)
+            gen.save(ckpt)
+        if args.train_only:
+            continue
+        te = _data(wd, f"pu{mu}_test_n{args.n_test}", process="minbias", n_per_point=args.n_test, mu=mu,
+                   seed=13 + mu, workers=args.workers)
         fake = gen.sample_like(te, seed=7)
         res[mu] = overlay_shift(hard, te, fake)
-        _figure5(hard, te, fake, Path(args.workdir) / f"pileup_mu{mu}.png", mu)
+        o_t, o_f = event_observables(te.images), event_observables(fake.images)
+        print(f"  pile-up images alone (test {len(te)}): total energy {o_t['total_energy'].mean():.1f} vs "
+              f"{o_f['total_energy'].mean():.1f} GeV; non-empty pixels {(1 - o_t['sparsity']).mean() * 4096:.0f} vs "
+              f"{(1 - o_f['sparsity']).mean() * 4096:.0f}; pixel energy mean {o_t['pixel_energy'].mean():.2f} vs "
+              f"{o_f['pixel_energy'].mean():.2f} GeV (smallest {_pixel_floor(te):.3f} vs {_pixel_floor(fake):.3f})")
+        _figure5(hard, te, fake, Path(args.workdir) / f"pileup_mu{mu}{args.tag}.png", mu)
         for k, v in res[mu].items():
-            print(f"  {k:12s} hard {v['mean_hard']:.3g}; shift with real pile-up {v['shift_real']:+.3g} ± "
-                  f"{v['shift_real_err']:.2g}, with generated {v['shift_gen']:+.3g} ± {v['shift_gen_err']:.2g} (shift differs by {100 * (v['shift_rel_diff'] or 0):+.1f} %); "
+            err = v["shift_rel_diff_err"] or np.nan  # paired over the same hard events (overlay_shift)
+            print(f"  {k:12s} hard {v['mean_hard']:.4g}; shift with real pile-up {v['shift_real']:+.4g} ± "
+                  f"{v['shift_real_err']:.2g}, with generated {v['shift_gen']:+.4g} ± {v['shift_gen_err']:.2g} "
+                  f"(shift differs by {100 * (v['shift_rel_diff'] or 0):+.1f} ± {100 * err:.1f} %); "
                   f"overlaid means differ by {100 * (v['mean_rel_diff'] or 0):+.1f} %")
     print(json.dumps(res))
 
@@ -211,8 +369,32 @@ def main():
     ap.add_argument("--family", default="dcgan")
     ap.add_argument("--model", default="{}", help="interpolation: further model hyper-parameters, JSON")
     ap.add_argument("--lr", type=float, default=2e-4, help="interpolation: learning rate")
-    ap.add_argument("--tag", default="", help="interpolation: suffix of the report folder")
+    ap.add_argument("--tag", default="", help="interpolation: suffix of the report folder; pileup: of the saved "
+                    "checkpoint and figure names")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--mu", type=lambda t: [int(v) for v in t.split(",")], default=[20, 50],
+                    help="pileup: pile-up levels, comma-separated (default 20,50)")
+    ap.add_argument("--n-hard", type=int, default=1000, help="pileup: hard (signal) events overlaid")
+    ap.add_argument("--n-train", type=int, default=2000, help="pileup: Pythia pile-up images per mu (training file)")
+    ap.add_argument("--n-val", type=int, default=250, help="pileup: of them held out for checkpoint selection")
+    ap.add_argument("--n-test", type=int, default=1000, help="pileup: Pythia pile-up images per mu overlaid")
+    ap.add_argument("--threshold-from-data", action="store_true",
+                    help="pileup: DCGAN output threshold at the smallest simulated pixel energy")
+    ap.add_argument("--checkpoint", help="speed: an events checkpoint (default: an untrained DCGAN, --filters)")
+    ap.add_argument("--paths", type=lambda t: t.split(","), default=["fp32", "channels_last", "bf16", "bf16-compile"],
+                    help="speed: sampling paths (hepgen.domains.events.inference.EVENT_SAMPLING_PATHS)")
+    ap.add_argument("--batch-sizes", type=lambda t: [int(v) for v in t.split(",")], default=[128, 256, 512, 1024])
+    ap.add_argument("--thread-list", type=lambda t: [int(v) for v in t.split(",")], default=[1, 2],
+                    help="speed: torch thread counts timed")
+    ap.add_argument("--n-images", type=int, default=1024, help="speed: images per timed call")
+    ap.add_argument("--reps", type=int, default=5, help="speed: interleaved rounds")
+    ap.add_argument("--n-fidelity", type=int, default=1000, help="speed: images per path for the fidelity check")
+    ap.add_argument("--hard", help="speed: hard events (h5) to overlay for the fidelity check")
+    ap.add_argument("--reuse", action="store_true", help="pileup: load pileup_mu<mu><tag>.pt if it exists")
+    ap.add_argument("--init", help="pileup: continue training from this checkpoint ({mu} is replaced by mu)")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="pileup: select and keep an exponential moving average of the weights (decay, e.g. 0.999)")
+    ap.add_argument("--train-only", action="store_true", help="pileup: train and save, no overlay")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

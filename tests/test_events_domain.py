@@ -183,5 +183,10 @@ def test_overlay_shift_hand_case():
     res = events_domain.overlay_shift(hard, hard, empty)  # "pile-up" = the events themselves: masses double
     assert res["summed_mass"]["shift_real"] > 0 and res["summed_mass"]["shift_gen"] == 0.0
     assert res["summed_mass"]["shift_gen_err"] == 0.0 and res["summed_mass"]["shift_real_err"] > 0
+    # hand-worked: the shifts differ by −shift_real on every event → relative difference −1; its paired
+    # error is std(−Δ)/√n / shift_real, with Δ the per-event doubling of the summed mass
+    sm = res["summed_mass"]
+    assert sm["shift_rel_diff"] == pytest.approx(-1.0)
+    assert sm["shift_rel_diff_err"] == pytest.approx(sm["shift_real_err"] / sm["shift_real"], rel=1e-9)
     with pytest.raises(ValueError, match="overlay_shift: need >= 10 pile-up images of each kind, found 3 real"):
         events_domain.overlay_shift(hard, hard.subset([0, 1, 2]), empty)

@@ -63,7 +63,9 @@ class _Generator(nn.Module):
         self.threshold = float(threshold)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        y = torch.sigmoid(self.net(torch.cat([z, c], 1)[:, :, None, None]))
+        # .float(): under bf16 autocast the sigmoid and the threshold still run in float32
+        # (a no-op in float32), so the output is not rounded to bf16's 8-bit mantissa
+        y = torch.sigmoid(self.net(torch.cat([z, c], 1)[:, :, None, None]).float())
         return y * (y >= self.threshold)  # thresholded sigmoid: exact zeros, gradient where kept
 
 

@@ -117,8 +117,10 @@ def overlay_shift(hard: EventImages, pileup_real: EventImages, pileup_gen: Event
 
     ``pileup_*`` need at least ``len(hard)`` images (the first ones are used).  Returns per
     observable (``n_jets``, ``summed_mass``) the hard-scatter mean, both shifts with their
-    standard errors (over the hard events), the relative difference of the shifts and of the
-    overlaid means.
+    standard errors (over the hard events), the relative difference of the shifts with its
+    paired standard error (``shift_rel_diff_err``: the standard error of the mean of
+    generated-overlay minus real-overlay observable over the same hard events, over the real
+    shift), and the relative difference of the overlaid means.
     """
     n = len(hard)
     if len(pileup_real) < n or len(pileup_gen) < n:
@@ -134,8 +136,12 @@ def overlay_shift(hard: EventImages, pileup_real: EventImages, pileup_gen: Event
         # per-event shifts are paired (same hard events): their standard errors
         err_r = float((o_r[k] - o0[k]).std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         err_g = float((o_g[k] - o0[k]).std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+        # the difference of the shifts is the mean of o_g − o_r over the same hard events: its
+        # paired standard error (the hard event's own fluctuation, common to both, cancels)
+        err_d = float((o_g[k] - o_r[k]).std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         out[k] = {"mean_hard": base, "shift_real": sr, "shift_gen": sg, "shift_real_err": err_r, "shift_gen_err": err_g,
                   "shift_rel_diff": (sg - sr) / abs(sr) if sr else float("nan"),
+                  "shift_rel_diff_err": err_d / abs(sr) if sr else float("nan"),
                   "mean_rel_diff": (float(o_g[k].mean()) - float(o_r[k].mean())) / float(o_r[k].mean())
                   if o_r[k].mean() else float("nan")}
     return json_safe(out)

@@ -10,6 +10,7 @@ import torch
 from hepgen.checkpoint import save_checkpoint
 from hepgen.data.events import KIND, PROCESSES, EventImages
 from hepgen.domains.base import check_kind
+from hepgen.domains.events.inference import EVENT_SAMPLING_PATHS, EventSampler, prepare_event_path
 from hepgen.domains.events.preprocessing import EventPreprocessor
 from hepgen.models import build_model
 
@@ -33,24 +34,61 @@ class EventGenerator:
         self.meta = dict(meta or {})
 
     @torch.no_grad()
-    def sample(self, conditions: np.ndarray, seed: int = 0, batch_size: int = 256) -> EventImages:
-        """Images at physical ``conditions`` ``(N, 3)`` [m_gluino, m_neutralino, mu]."""
+    def sample(self, conditions: np.ndarray, seed: int = 0, batch_size: int = 256, path: str = "fp32",
+               module: torch.nn.Module | None = None) -> EventImages:
+        """Images at physical ``conditions`` ``(N, 3)`` [m_gluino, m_neutralino, mu].
+
+        Arguments:
+            conditions: ``(N, 3)`` GeV, GeV, —.
+            seed: seeds the noise: batch ``i`` (starting at row ``i``) draws ``(B, noise_dim)``
+                standard normals from ``torch.Generator().manual_seed(seed + i)``, the same
+                noise for every path.
+            batch_size: images per network call (256 or 512 were the fastest here; see
+                ``docs/events.md``).
+            path: a sampling path of :data:`~hepgen.domains.events.inference.EVENT_SAMPLING_PATHS`
+                (``fp32``, ``channels_last``, ``bf16``, ``compile``, ``bf16-compile``).
+            module: ``prepare_event_path(self.sampler(), path)`` built (and for the compiled
+                paths already called) by the caller, to reuse it across calls.
+
+        Returns:
+            :class:`EventImages` with ``(N, C, H, W)`` float32 GeV images.
+        """
+        if path not in EVENT_SAMPLING_PATHS:
+            raise ValueError(f"sampling path: expected one of {EVENT_SAMPLING_PATHS}, found {path!r}")
         conditions = np.asarray(conditions, np.float32).reshape(-1, 3)
         c = torch.from_numpy(self.preprocessor.transform_conditions(conditions))
         g = torch.Generator().manual_seed(int(seed))
         self.model.eval()
         dev = next(self.model.parameters()).device
-        parts = [self.model.sample(c[i:i + batch_size].to(dev), g.manual_seed(int(seed) + i)).cpu().numpy()
-                 for i in range(0, len(c), batch_size)]
-        x = np.concatenate(parts) if parts else np.zeros((0, self.preprocessor.n_features), np.float32)
+        if getattr(self.model, "noise_dim", None) is None:  # no noise map: the model's own sampler, fp32
+            if path != "fp32":
+                raise ValueError(f"sampling path {path!r}: family {self.model.family!r} has no noise map; use fp32")
+            parts = [self.model.sample(c[i:i + batch_size].to(dev), g.manual_seed(int(seed) + i)).cpu().numpy()
+                     for i in range(0, len(c), batch_size)]
+            x = np.concatenate(parts) if parts else np.zeros((0, self.preprocessor.n_features), np.float32)
+            images = self.preprocessor.inverse(x)
+        else:
+            module = prepare_event_path(self.sampler(), path) if module is None else module
+            images = np.empty((len(c), *self.preprocessor.image_shape), np.float32)
+            for i in range(0, len(c), batch_size):
+                ci = c[i:i + batch_size].to(dev)
+                # the noise of model.sample: one draw per batch from the re-seeded generator
+                z = torch.randn(len(ci), self.model.noise_dim, generator=g.manual_seed(int(seed) + i)).to(dev)
+                images[i:i + batch_size] = module(ci, z).cpu().numpy()
         attrs = {"generator": f"hepgen {self.model.family}", "eta_max": float(self.meta.get("eta_max", 2.5)),
                  "seed": int(seed)}
-        return EventImages(self.preprocessor.inverse(x), conditions, None,
-                           np.full(len(x), PROCESSES.index("generated"), np.int8), attrs)
+        if path != "fp32":
+            attrs["sampling_path"] = path
+        return EventImages(images, conditions, None, np.full(len(images), PROCESSES.index("generated"), np.int8),
+                           attrs)
 
-    def sample_like(self, data: EventImages, seed: int = 0) -> EventImages:
+    def sampler(self) -> EventSampler:
+        """The float32 :class:`~hepgen.domains.events.inference.EventSampler` of this generator."""
+        return EventSampler(self.model, self.preprocessor)
+
+    def sample_like(self, data: EventImages, seed: int = 0, path: str = "fp32") -> EventImages:
         """A generated sample at ``data``'s conditions (one image per event)."""
-        return self.sample(data.conditions, seed=seed)
+        return self.sample(data.conditions, seed=seed, path=path)
 
     def payload(self, trainer_state: dict | None = None) -> dict:
         return {"kind": KIND, "family": self.model.family, "hparams": dict(self.model.hparams),

@@ -1,0 +1,104 @@
+"""Sampling paths of event generators (hepgen.domains.events.inference): each path's images equal
+the float32 reference within a stated tolerance on a tiny model, the noise stream is the model's,
+and bad paths are refused."""
+
+import numpy as np
+import pytest
+import torch
+
+from _toy_events import toy_events
+from hepgen.config import TrainConfig
+from hepgen.domains.events import DOMAIN
+from hepgen.domains.events.inference import EVENT_SAMPLING_PATHS, EventSampler, prepare_event_path
+
+TINY = {"noise_dim": 8, "filters": 4, "image_shape": [1, 16, 16]}
+
+
+def _generator(seed=0):
+    torch.manual_seed(seed)
+    data = toy_events(8, side=16)
+    cfg = TrainConfig(family="dcgan", model=TINY)
+    pre = DOMAIN.fit_preprocessor(data, cfg)
+    model = DOMAIN.build_model(cfg, data, pre)
+    for m in model.generator.modules():  # batch-norm statistics away from (0, 1), so that they matter
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    last = model.generator.net[-1]
+    with torch.no_grad():  # logits spread over ±2 around the threshold's (sparse images, as trained ones)
+        last.weight.mul_(20.0)
+        last.bias.fill_(-3.0)
+    return DOMAIN.generator(model, pre, data, DOMAIN.meta(data, cfg)), data
+
+
+def _reference(gen, conditions, seed, batch_size):
+    """The pipeline before the sampling paths: model.sample per batch + the float64 numpy inverse."""
+    c = torch.from_numpy(gen.preprocessor.transform_conditions(conditions))
+    g = torch.Generator()
+    with torch.no_grad():
+        parts = [gen.preprocessor.inverse(gen.model.sample(c[i:i + batch_size], g.manual_seed(seed + i)).numpy())
+                 for i in range(0, len(c), batch_size)]
+    return np.concatenate(parts)
+
+
+def test_fp32_path_equals_model_sample_and_numpy_inverse():
+    gen, data = _generator()
+    cond = np.repeat(data.conditions, 5, axis=0)  # 40 events, batches of 16: a short last batch
+    ref = _reference(gen, cond, seed=3, batch_size=16)
+    out = gen.sample(cond, seed=3, batch_size=16).images
+    assert out.shape == ref.shape == (40, 1, 16, 16)
+    # the same noise and network; the inverse in float32 instead of float64: relative 1e-6
+    np.testing.assert_allclose(out, ref, rtol=2e-6, atol=1e-6)
+    np.testing.assert_array_equal(out == 0, ref == 0)
+    assert (ref > 0).any() and (ref == 0).any()
+
+
+@pytest.mark.parametrize("path, rtol", [("channels_last", 1e-5), ("bf16", 0.05)])
+def test_paths_match_fp32_within_tolerance(path, rtol):
+    """channels_last: the same function (float rounding); bf16: convolutions on bf16 inputs
+    (8-bit mantissa) with float32 accumulation; the sigmoid stays float32, so pixels are within a
+    few % of fp32 (the energy is exp(x·log(1 + E_max)): a logit error δ moves E by ≈ δ·σ'·log(1 + E_max))."""
+    gen, data = _generator()
+    cond = np.repeat(data.conditions, 4, axis=0)
+    ref = gen.sample(cond, seed=1, batch_size=32).images
+    out = gen.sample(cond, seed=1, batch_size=32, path=path)
+    assert out.attrs["sampling_path"] == path
+    both = (ref > 0) & (out.images > 0)
+    rel = np.abs(out.images[both] / ref[both] - 1)
+    assert rel.max() < rtol, rel.max()
+    # pixels that cross the threshold: none for channels_last, a small fraction for bf16
+    cross = ((ref == 0) != (out.images == 0)).mean()
+    assert cross <= (0.0 if path == "channels_last" else 0.01)
+    if path == "bf16":
+        assert rel.max() > 1e-6  # it does run in bf16
+
+
+def test_sampler_module_and_refusals():
+    gen, data = _generator()
+    s = gen.sampler()
+    assert isinstance(s, EventSampler) and s.noise_dim == 8
+    c = torch.from_numpy(gen.preprocessor.transform_conditions(data.conditions))
+    z = torch.randn(len(c), 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        e = s(c, z)
+        x = gen.model.sample_from_noise(c, z).numpy()
+    np.testing.assert_allclose(e.numpy(), gen.preprocessor.inverse(x), rtol=2e-6, atol=1e-6)
+    # prepare_event_path returns a new module: the original stays float32 / contiguous
+    bf = prepare_event_path(s, "bf16")
+    assert bf is not s and s.autocast_dtype is None and bf.autocast_dtype == torch.bfloat16
+    w = next(s.model.generator.parameters())
+    assert w.is_contiguous()
+    with pytest.raises(ValueError, match=r"sampling path: expected one of \('fp32', 'channels_last', 'bf16', "
+                                         r"'compile', 'bf16-compile'\), found 'fp16'"):
+        gen.sample(data.conditions, path="fp16")
+    with pytest.raises(ValueError, match="sampling path: expected one of"):
+        prepare_event_path(s, "int8")
+    assert set(EVENT_SAMPLING_PATHS) == {"fp32", "channels_last", "bf16", "compile", "bf16-compile"}
+
+
+def test_sample_like_takes_a_path():
+    gen, data = _generator()
+    a = gen.sample_like(data, seed=2)
+    b = gen.sample_like(data, seed=2, path="channels_last")
+    np.testing.assert_allclose(a.images, b.images, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(a.conditions, data.conditions)
