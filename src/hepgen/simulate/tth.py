@@ -351,7 +351,8 @@ def generate_tth(process: str, n_events: int, seed: int, config: TTHGenConfig = 
         seed: Pythia seed (1 … 900 000 000); the b-tagging draws use ``numpy`` seeded by it.
         config: reconstruction and selection settings.
         max_events: give up with a ``RuntimeError`` after this many generated events (default
-            ``2000 · n_events + 10000``: the ttbb selection keeps about one event in a hundred).
+            ``20000 · n_events + 10000``: the ttbb selection at ≥ 3 b-tags keeps about one
+            generated event in 500, at ≥ 4 b-tags about one in a few thousand).
 
     Returns:
         :class:`TabularData`; ``attrs`` hold ``n_generated`` (Pythia events, counted at the
@@ -367,7 +368,7 @@ def generate_tth(process: str, n_events: int, seed: int, config: TTHGenConfig = 
     if ak is None or fastjet is None or pythia8mc is None:
         require_extra("jets", _WHAT)
     n_events = int(n_events)
-    max_events = 2000 * n_events + 10_000 if max_events is None else int(max_events)
+    max_events = 20_000 * n_events + 10_000 if max_events is None else int(max_events)
     quiet_fastjet()
     rng = np.random.default_rng(int(seed))
     t0, c0 = time.perf_counter(), time.process_time()
