@@ -192,10 +192,15 @@ def count_final_b_quarks(event) -> int:
     view, and the loop (~0.5 ms for the ~500 entries of a tt̄ parton-level record) is small
     against the ~7 ms Pythia spends on that parton level.
 
-    >>> ev = pythia8mc.Event()
-    >>> for pid, status in [(6, -22), (5, 23), (-5, -51), (-5, 51), (21, 51)]:
-    ...     _ = ev.append(pid, status, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 10.0, 12.0, 4.8)
-    >>> count_final_b_quarks(ev)
+    Arguments:
+        event: a ``pythia8mc.Event``, or any iterable of entries with ``idAbs()`` and
+            ``isFinal()`` (tests/test_tabular_bfilter.py uses real ``Event`` records).
+
+    >>> class Entry:  # a stand-in for pythia8mc.Particle, so that the example runs without Pythia
+    ...     def __init__(self, pid, status): self.pid, self.status = pid, status
+    ...     def idAbs(self): return abs(self.pid)
+    ...     def isFinal(self): return self.status > 0
+    >>> count_final_b_quarks([Entry(6, -22), Entry(5, 23), Entry(-5, -51), Entry(-5, 51), Entry(21, 51)])
     2
     """
     return sum(1 for p in event if p.idAbs() == 5 and p.isFinal())
