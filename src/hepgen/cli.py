@@ -295,7 +295,7 @@ def cmd_simulate_events(args) -> int:
 def cmd_simulate_tth(args) -> int:
     from hepgen.simulate.tth import TTHGenConfig, simulate_tth
 
-    config = TTHGenConfig(min_btags=args.min_btags, low_level=args.low_level)
+    config = TTHGenConfig(min_btags=args.min_btags, min_b_quarks=args.min_b_quarks, low_level=args.low_level)
     t0 = time.perf_counter()
     data = simulate_tth(args.output, args.process, args.n, seed=args.seed, config=config, workers=args.workers,
                         chunk_size=args.chunk_size, resume=args.resume, progress=not args.quiet)
@@ -602,9 +602,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "26 high-level variables (needs hepgen[jets]; docs/tabular.md)")
     st.add_argument("-o", "--output", required=True, help="output HDF5 file (kind=tabular)")
     st.add_argument("--process", required=True, choices=["tth", "ttbb"],
-                    help="tth: ttH, H -> bb; ttbb: tt with g -> bb from the shower, selected by b-tags")
+                    help="tth: ttH, H -> bb; ttbb: tt with g -> bb from the shower (>= 2 extra b quarks by the "
+                    "generator-level filter), selected by b-tags")
     st.add_argument("--n", type=int, default=10_000, help="selected events (default 10000)")
     st.add_argument("--min-btags", type=int, default=4, help="b-tagged jets required, >= 6 jets always (default 4)")
+    st.add_argument("--min-b-quarks", type=int, default=4, help="generator-level filter: final b quarks required at the "
+                    "end of the parton level, before hadronisation (default 4: tt+bb; 0 = off, inclusive tt)")
     st.add_argument("--low-level", action="store_true", help="also write the 32 low-level variables of the chi2 "
                     "assignment")
     _add_chunked_job_options(st, "events", 250)
