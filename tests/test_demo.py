@@ -7,6 +7,7 @@ import pytest
 
 from hepgen.config import DemoConfig, TrainConfig
 from hepgen.demo import run_demo
+from hepgen.domains.showers.inference import auto_sampling_path
 
 
 def test_demo_writes_report_and_headline(tmp_path, capsys, caplog, monkeypatch):
@@ -14,7 +15,7 @@ def test_demo_writes_report_and_headline(tmp_path, capsys, caplog, monkeypatch):
                         train=TrainConfig(epochs=1),
                         distill={"rounds": 1, "n_pairs": 300, "n_val": 100, "hidden": 16, "n_hidden": 1},
                         geant4_n=0)  # Geant4 timing: tests/test_geant4_timing.py
-    assert config.sampling_path == "compile"  # the default
+    assert config.sampling_path == "auto"  # the default: compile-bf16 where bf16 is native, else compile
     # compiling takes minutes on a CPU: here the compilation fails (as without a C++ compiler),
     # and the demo falls back to fp32
     import hepgen.demo
@@ -53,7 +54,7 @@ def test_demo_writes_report_and_headline(tmp_path, capsys, caplog, monkeypatch):
     assert summary["model"] == "student" and summary["teacher_showers_per_s"] > 0
     assert "distilling a one-pass student" in out
     # it says which path it sampled with: compile was asked for, fp32 was used, and why
-    assert "(sampling path compile)" in out and summary["sampling_path"] == "fp32"
+    assert f"(sampling path auto: {auto_sampling_path()})" in out and summary["sampling_path"] == "fp32"
     assert metrics["timing"]["sampling_path_fallback"] == ("compile failed (RuntimeError: InvalidCxxCompiler: "
                                                            "No working C++ compiler found)")
     assert "compile failed (RuntimeError" in out and "sampling with fp32 instead" in out
@@ -61,6 +62,6 @@ def test_demo_writes_report_and_headline(tmp_path, capsys, caplog, monkeypatch):
 
 
 def test_demo_refuses_an_unknown_sampling_path(tmp_path):
-    with pytest.raises(ValueError, match="'sampling_path': expected one of .* found 'fp64'"):
+    with pytest.raises(ValueError, match="'sampling_path': expected 'auto' or one of .* found 'fp64'"):
         run_demo(tmp_path, DemoConfig(sampling_path="fp64"), progress=False)
     assert not (tmp_path / "data" / "train.h5").exists()  # refused before any work

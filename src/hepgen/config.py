@@ -193,12 +193,14 @@ class DemoConfig:
     distill: dict | None = None
     #: how the demo samples (and times) its showers: a path of
     #: :func:`hepgen.domains.showers.inference.prepare_path` (``fp32``, ``bf16``, ``fp16``, ``int8``,
-    #: ``compile``) through the fast :class:`~hepgen.domains.showers.inference.ShowerSampler`; the
-    #: showers evaluated are the ones that path produced (docs/inference.md, "Sampling paths").
-    #: ``compile`` (the same function as fp32; on the demo's caloflow 1.2-1.3x the fp32 path at one
-    #: thread and 2-3x at two on a busy machine, docs/inference.md; its one-off compilation is
-    #: timed apart) falls back to fp32 if inductor cannot compile (no C++ compiler).
-    sampling_path: str = "compile"
+    #: ``compile``, ``compile-bf16``) through the fast
+    #: :class:`~hepgen.domains.showers.inference.ShowerSampler`, or ``auto`` (default):
+    #: ``compile-bf16`` on CPUs with native bf16 (AVX512-BF16/AMX), else ``compile`` (the same
+    #: function as fp32).  The showers evaluated are the ones that path produced, so the report's
+    #: AUCs include the path's rounding (docs/inference.md, "Sampling paths").  The one-off
+    #: compilation is timed apart; if inductor cannot compile (no C++ compiler) the demo samples
+    #: with fp32 and records why.
+    sampling_path: str = "auto"
     #: Geant4 showers timed in the demo calorimeter's Geant4 twin (preset ``demo``) for
     #: ``speedup_vs_geant4``, stratified over ``energy_range`` (needs ``hepgen[geant4]``; 0: skip).
     geant4_n: int = 20

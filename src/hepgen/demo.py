@@ -6,7 +6,9 @@ conditions) → evaluate (high-level features, separation power, classifier AUC)
 (HTML), then print where the report is and the headline numbers.  The trained teacher is
 also timed on the same conditions, so the summary shows what distillation bought.  The
 showers are sampled, timed and evaluated through ``DemoConfig.sampling_path`` (default
-``compile``: :func:`hepgen.domains.showers.inference.sample_through_path` with the fast samplers of
+``auto``: ``compile-bf16`` on CPUs with native bf16, else ``compile``, see
+:func:`~hepgen.domains.showers.inference.auto_sampling_path`;
+:func:`hepgen.domains.showers.inference.sample_through_path` with the fast samplers of
 :func:`~hepgen.domains.showers.inference.build_sampler` under ``torch.compile``; the compilation is
 timed apart as ``timing.sampling_setup_s``, and if it fails — inductor needs a C++ compiler — the
 demo samples with ``fp32`` and records why in ``timing.sampling_path_fallback``); the path used is
@@ -40,7 +42,13 @@ from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.data.geometry import default_binning, save_geometry
 from hepgen.domains.showers.evaluate import evaluate, write_outputs
 from hepgen.domains.showers.generator import ShowerGenerator
-from hepgen.domains.showers.inference import SAMPLING_PATHS, ShowerSampler, prepare_path, sample_through_path
+from hepgen.domains.showers.inference import (
+    SAMPLING_PATHS,
+    ShowerSampler,
+    auto_sampling_path,
+    prepare_path,
+    sample_through_path,
+)
 from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.simulate.geant4.timing import describe as describe_geant4
 from hepgen.simulate.geant4.timing import time_geant4_showers
@@ -63,8 +71,8 @@ def _simulate(path: Path, n: int, config: DemoConfig, seed: int, progress: bool)
 def run_demo(out_dir, config: DemoConfig | None = None, progress: bool = True) -> dict:
     """Run the whole chain into ``out_dir`` and return the headline summary (also in summary.json)."""
     config = config or DemoConfig()
-    if config.sampling_path not in SAMPLING_PATHS:
-        raise ValueError(f"demo config key 'sampling_path': expected one of {SAMPLING_PATHS}, "
+    if config.sampling_path not in SAMPLING_PATHS + ("auto",):
+        raise ValueError(f"demo config key 'sampling_path': expected 'auto' or one of {SAMPLING_PATHS}, "
                          f"found {config.sampling_path!r}")
     provenance(config.seed, what="hepgen demo")  # logs the seed of the simulation (the trainer logs its own)
     out = Path(out_dir)
@@ -98,11 +106,12 @@ def run_demo(out_dir, config: DemoConfig | None = None, progress: bool = True) -
         teacher.sample(test_data.incident_energies, test_data.conditions, seed=config.seed)
         timing["teacher_showers_per_s"] = len(test_data) / (time.perf_counter() - t0)
 
+    path = auto_sampling_path() if config.sampling_path == "auto" else config.sampling_path
+    asked = f"auto: {path}" if config.sampling_path == "auto" else path
     print(f"[{steps - 2}/{steps}] sampling {len(test_data)} showers at the test set's incident energies "
-          f"(sampling path {config.sampling_path})")
+          f"(sampling path {asked})")
     generator = ShowerGenerator.load(model_path)
     module = None
-    path = config.sampling_path
     if path.startswith("compile"):
         # the one-off compilation (cached on disk by inductor: a second run takes seconds) is
         # timed apart from the sampling, and reported next to it
