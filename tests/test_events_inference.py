@@ -102,3 +102,21 @@ def test_sample_like_takes_a_path():
     b = gen.sample_like(data, seed=2, path="channels_last")
     np.testing.assert_allclose(a.images, b.images, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(a.conditions, data.conditions)
+
+
+def test_cli_sample_passes_the_path_to_event_generators(tmp_path, capsys):
+    from hepgen.cli import main
+
+    gen, data = _generator()
+    gen.save(tmp_path / "g.pt")
+    DOMAIN.write(tmp_path / "like.h5", data)
+    assert main(["sample", str(tmp_path / "g.pt"), "-o", str(tmp_path / "bf16.h5"), "--like", str(tmp_path / "like.h5"),
+                 "--seed", "2", "--path", "bf16"]) == 0
+    got = DOMAIN.read(tmp_path / "bf16.h5")
+    want = gen.sample_like(data, seed=2, path="bf16")
+    np.testing.assert_array_equal(got.images, want.images)
+    assert got.attrs["sampling_path"] == "bf16"
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "g.pt"), "-o", str(tmp_path / "x.h5"), "--like", str(tmp_path / "like.h5"),
+                 "--path", "compile-bf16"]) == 2  # the showers' name for it; events call it bf16-compile
+    assert "sampling path: expected one of" in capsys.readouterr().err and not (tmp_path / "x.h5").exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from hepgen.cli import main
 from hepgen.config import TrainConfig
@@ -190,8 +191,8 @@ def test_cli_sample_resumes_an_interrupted_job(run, tmp_path, monkeypatch, capsy
     assert main([*args, "-o", str(tmp_path / "full.h5")]) == 0
     real = pipeline._chunk_sampler
 
-    def flaky(gen, seed, batch_size, fast=True):
-        fn, job = real(gen, seed, batch_size, fast)
+    def flaky(gen, seed, batch_size, fast=True, **kw):
+        fn, job = real(gen, seed, batch_size, fast, **kw)
 
         def sample_chunk(e, c, index):
             if index == 4:
@@ -215,6 +216,53 @@ def test_cli_sample_resumes_an_interrupted_job(run, tmp_path, monkeypatch, capsy
     np.testing.assert_array_equal(got.incident_energies, full.incident_energies)
     assert len(np.unique(got.showers, axis=0)) == 700
     assert got.attrs["hepgen_checkpoint_sha256"] == file_sha256(run) and got.attrs["hepgen_seed"] == 9
+
+
+def test_sample_paths_keep_the_noise_and_are_recorded(run, tmp_path, monkeypatch, capsys):
+    from hepgen.domains.showers import generator as pipeline
+
+    args = ["sample", str(run), "--n", "300", "--chunk-size", "150", "--batch-size", "64", "--seed", "3", "-q"]
+    assert main([*args, "-o", str(tmp_path / "fp32.h5")]) == 0
+    assert main([*args, "-o", str(tmp_path / "bf16.h5"), "--path", "bf16"]) == 0
+    ref, bf16 = read_showers(tmp_path / "fp32.h5"), read_showers(tmp_path / "bf16.h5")
+    np.testing.assert_array_equal(bf16.incident_energies, ref.incident_energies)
+    # same noise, bfloat16 matrix products: close to the fp32 showers in total energy, not equal
+    assert not np.array_equal(bf16.showers, ref.showers)
+    rel = np.abs(bf16.showers.sum(1) - ref.showers.sum(1)) / ref.showers.sum(1)
+    assert np.median(rel) < 0.05
+    assert "sampling_path" not in json.loads(ref.attrs["hepgen_job"])  # fp32 jobs are described as before
+    assert json.loads(bf16.attrs["hepgen_job"])["sampling_path"] == "bf16"
+
+    # a compiled path pads each chunk's short last batch (150 = 2 x 64 + 22) to the compiled shape:
+    # the eager sampler stands in for the compiled one (compiling takes minutes on a CPU)
+    shapes = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self, sampler):
+            super().__init__()
+            self.sampler = sampler
+
+        def forward(self, e, z, extra):
+            shapes.append(len(e))
+            return self.sampler(e, z, extra)
+
+    monkeypatch.setattr(pipeline, "prepare_path", lambda sampler, path, device: Recording(sampler))
+    sample_to_file(ShowerGenerator.load(run), tmp_path / "c.h5", 300, EnergyRangeConditions(2e3, 5e4, seed=3),
+                   seed=3, chunk_size=150, batch_size=64, sampling_path="compile")
+    assert shapes == [64] * 6
+    padded = read_showers(tmp_path / "c.h5")
+    assert json.loads(padded.attrs["hepgen_job"])["sampling_path"] == "compile"
+    monkeypatch.undo()
+    sample_to_file(ShowerGenerator.load(run), tmp_path / "f.h5", 300, EnergyRangeConditions(2e3, 5e4, seed=3),
+                   seed=3, chunk_size=150, batch_size=64)
+    unpadded = read_showers(tmp_path / "f.h5")
+    flip = (padded.showers == 0) != (unpadded.showers == 0)
+    assert flip.mean() < 1e-3
+    np.testing.assert_allclose(padded.showers[~flip], unpadded.showers[~flip], rtol=1e-4, atol=1e-4)
+
+    capsys.readouterr()
+    assert main([*args, "-o", str(tmp_path / "x.h5"), "--path", "fp64"]) == 2
+    assert "sampling path: expected one of" in capsys.readouterr().err and not (tmp_path / "x.h5").exists()
 
 
 def test_cli_sample_refuses_broken_or_empty_condition_files(run, tmp_path, capsys):

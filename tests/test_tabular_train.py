@@ -78,6 +78,10 @@ def test_cli_train_sample_evaluate_dispatch_by_kind(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "real.h5"), str(tmp_path / "gen.h5"), "-o", str(tmp_path / "ev2"),
                  "--binning", "x.xml"]) == 2
     assert "--binning does not apply to tabular files" in capsys.readouterr().err
+    # a sampling path is an option of the kinds that have them, refused by name here
+    assert main(["sample", str(tmp_path / "run" / "best.pt"), "-o", str(tmp_path / "g3.h5"), "--like",
+                 str(tmp_path / "real.h5"), "--path", "bf16"]) == 2
+    assert "--path does not apply to tabular files" in capsys.readouterr().err
     # without --like a tabular checkpoint says what it needs
     assert main(["sample", str(tmp_path / "run" / "best.pt"), "-o", str(tmp_path / "g2.h5")]) == 2
     assert "a tabular checkpoint samples at the conditions of a file of its kind: give --like" in capsys.readouterr().err

@@ -132,6 +132,7 @@ def cmd_sample(args) -> int:
     from hepgen.checkpoint import load_checkpoint
     from hepgen.domains import domain_of_checkpoint
     from hepgen.domains.showers.generator import ShowerGenerator, condition_source, sample_to_file
+    from hepgen.domains.showers.inference import auto_sampling_path
 
     payload = load_checkpoint(args.checkpoint)
     domain = domain_of_checkpoint(payload, source=args.checkpoint)
@@ -148,10 +149,13 @@ def cmd_sample(args) -> int:
     source, n = condition_source(gen, args.n, energies=args.energies, energy_range=args.energy_range,
                                  conditions_from=args.conditions_from, seed=args.seed)
     t0 = time.perf_counter()
+    path = args.path or "fp32"
+    if path == "auto":
+        path = auto_sampling_path()
     res = sample_to_file(gen, args.output, n, source, seed=args.seed, chunk_size=args.chunk_size,
                          batch_size=args.batch_size, checkpoint=args.checkpoint, resume=args.resume,
                          progress=not args.quiet, compression=None if args.compression == "none" else args.compression,
-                         device=device)
+                         device=device, sampling_path=path)
     dt = time.perf_counter() - t0
     new = res["n"] - res["n_resumed_from"]
     resumed = f" (resumed at {res['n_resumed_from']})" if res["n_resumed_from"] else ""
@@ -165,6 +169,8 @@ def _sample_like(args, domain, payload) -> int:
     import numpy as np
     import torch
 
+    from hepgen.domains import call_with_options
+
     if not args.like:
         raise ValueError(f"{args.checkpoint}: a {domain.kind} checkpoint samples at the conditions of a file of its "
                          "kind: give --like FILE.h5")
@@ -176,7 +182,7 @@ def _sample_like(args, domain, payload) -> int:
     if args.n is not None:
         like = like.subset(np.arange(min(args.n, len(like))))
     t0 = time.perf_counter()
-    out = gen.sample_like(like, seed=args.seed)
+    out = call_with_options(domain.kind, gen.sample_like, like, seed=args.seed, path=args.path)
     dt = time.perf_counter() - t0
     domain.write(args.output, out)
     print(f"wrote {len(out)} generated {domain.kind} to {args.output}; {len(out) / max(dt, 1e-9):.0f} per s")
@@ -690,6 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
     sm.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                     help="where the network runs; auto: CUDA when available")
+    sm.add_argument("--path", help="sampling path (default fp32; docs/inference.md, docs/events.md): showers "
+                    "fp32, bf16, fp16, int8, compile, compile-bf16 or auto (the fastest measured on this CPU); "
+                    "event images fp32, channels_last, bf16, compile, bf16-compile")
     sm.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sm.set_defaults(func=cmd_sample)
 

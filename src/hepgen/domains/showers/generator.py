@@ -30,7 +30,7 @@ from hepgen.data.stream import (
     file_sha256,
     stream_showers,
 )
-from hepgen.domains.showers.inference import ShowerSampler, spline_network
+from hepgen.domains.showers.inference import SAMPLING_PATHS, ShowerSampler, compiles, prepare_path, spline_network
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor, incident_energy_array
 from hepgen.models import GenerativeModel, build_model
 
@@ -144,7 +144,7 @@ class ShowerGenerator:
         return cls(model, pre, geometry, payload.get("meta"))
 
 
-def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool = True):
+def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool = True, path: str = "fp32"):
     """``(energies, conditions, chunk_index) → showers``, deterministic in ``(seed, chunk_index)``.
 
     Families with a noise → sample map draw the chunk's noise at once from a generator
@@ -154,9 +154,15 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
     batch-invariant); other families fall back to :meth:`ShowerGenerator.sample` with the
     chunk's seed (the showers then depend on ``batch_size`` too).  The network runs where the
     model is; the noise is drawn on the CPU, so the showers do not depend on the device beyond
-    float rounding.
+    float rounding.  ``path`` other than ``fp32`` runs the sampler through
+    :func:`~hepgen.domains.showers.inference.prepare_path` (same noise, different arithmetic); a
+    compiled path pads a chunk's short last batch to ``batch_size`` so that it compiles once.
     """
+    if path not in SAMPLING_PATHS:
+        raise ValueError(f"sampling path: expected one of {SAMPLING_PATHS} or auto, found {path!r}")
     if gen.model.noise_dim is None:
+        if path != "fp32":
+            raise ValueError(f"sampling path {path!r}: family {gen.model.family!r} has no noise map; use fp32")
         def sample_chunk(energies, conditions, index):
             return gen.sample(energies, conditions, seed=chunk_seed(seed, index), batch_size=batch_size)
 
@@ -165,6 +171,7 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
     sampler = ShowerSampler.from_generator(gen, fast=fast)
     dev = next(gen.model.parameters()).device
     sampler.to(dev)
+    module = sampler if path == "fp32" else prepare_path(sampler, path, dev)
 
     @torch.no_grad()
     def sample_chunk(energies, conditions, index):
@@ -177,10 +184,17 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
         out = np.empty((m, sampler.n_voxels), dtype=np.float32)
         for s in range(0, m, batch_size):
             sl = slice(s, s + batch_size)
-            out[sl] = sampler(e[sl].to(dev), z[sl].to(dev), None if extra is None else extra[sl].to(dev)).cpu().numpy()
+            k = len(e[sl])
+            # a compiled module's short last batch: rows repeated up to the compiled shape (rows are independent)
+            idx = torch.arange(batch_size) % k if compiles(path) and k < batch_size < m else slice(None)
+            xs = None if extra is None else extra[sl][idx].to(dev)
+            out[sl] = module(e[sl][idx].to(dev), z[sl][idx].to(dev), xs)[:k].cpu().numpy()
         return out
 
-    return sample_chunk, {"sampler": type(sampler.sampler).__name__}
+    job = {"sampler": type(sampler.sampler).__name__}
+    if path != "fp32":  # fp32 jobs keep the description they had before paths existed (resumable)
+        job["sampling_path"] = path
+    return sample_chunk, job
 
 
 def warn_outside_training_range(meta: dict, energies, conditions: dict, row0: int = 0, skip=()) -> list[str]:
@@ -253,6 +267,7 @@ def sample_to_file(
     compression: str | None = "gzip",
     fast: bool = True,
     device: str | torch.device | None = None,
+    sampling_path: str = "fp32",
 ) -> dict:
     """Sample ``n`` showers into a CaloChallenge HDF5 file in chunks, resumably, with provenance.
 
@@ -270,6 +285,10 @@ def sample_to_file(
         compression: HDF5 compression of the showers.
         fast: use the pruned flow sampler where available (see :mod:`hepgen.domains.showers.inference`).
         device: where the network runs, e.g. ``"cuda"`` (None: where the model is).
+        sampling_path: one of :data:`~hepgen.domains.showers.inference.SAMPLING_PATHS`
+            (``fp32``, ``bf16``, ``fp16``, ``int8``, ``compile``, ``compile-bf16``; docs/inference.md
+            gives their speed and fidelity), stored in the job description and the file's
+            ``hepgen_job``.
 
     Returns:
         the summary dict of :func:`~hepgen.data.stream.stream_showers`.
@@ -279,7 +298,7 @@ def sample_to_file(
     digest = file_sha256(checkpoint) if checkpoint is not None else None
     if device is not None:
         gen.model.to(device)
-    sample_chunk, sampler_job = _chunk_sampler(gen, int(seed), int(batch_size), fast=fast)
+    sample_chunk, sampler_job = _chunk_sampler(gen, int(seed), int(batch_size), fast=fast, path=sampling_path)
     attrs = {
         "generator": f"hepgen {gen.model.family}",
         "checkpoint": None if checkpoint is None else str(checkpoint),

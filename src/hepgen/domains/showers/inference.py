@@ -49,6 +49,7 @@ from hepgen.models import GenerativeModel
 __all__ = [
     "SAMPLING_PATHS",
     "auto_sampling_path",
+    "compiles",
     "native_bf16",
     "ConditionEncoder",
     "FeatureDecoder",
@@ -72,6 +73,16 @@ def native_bf16() -> bool:
     oneDNN reports it; without them bf16 is emulated and slower than fp32."""
     probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(probe()) if probe is not None else False
+
+
+def compiles(path: str) -> bool:
+    """Whether sampling path ``path`` runs under ``torch.compile`` (its first call compiles, and a
+    new batch size compiles again), i.e. ``compile`` and ``compile-bf16``.
+
+    >>> [p for p in SAMPLING_PATHS if compiles(p)]
+    ['compile', 'compile-bf16']
+    """
+    return path.startswith("compile")
 
 
 def auto_sampling_path() -> str:
@@ -570,7 +581,7 @@ def prepare_path(sampler: ShowerSampler, path: str, device: str | torch.device =
         if device.type != "cpu":
             raise ValueError(f"sampling path 'int8' (dynamic quantisation) runs on the CPU only, found device {device}")
         s.sampler = quantize_int8(s.sampler)
-    if path in ("compile", "compile-bf16"):
+    if compiles(path):
         # default dynamic-shape policy: the first new batch size recompiles with a dynamic batch
         return torch.compile(s)
     return s
@@ -619,7 +630,7 @@ def sample_through_path(generator, incident_energies, conditions: dict | None = 
         else:
             m = len(et[sl])
             z = torch.randn(m, base.noise_dim, generator=gen)
-            if path.startswith("compile") and m < batch_size and len(e) > batch_size:
+            if compiles(path) and m < batch_size and len(e) > batch_size:
                 # a short last batch: rows repeated up to the compiled batch shape (rows are independent)
                 idx = torch.arange(batch_size) % m
                 out[sl] = module(et[sl][idx], z[idx], None if xs is None else xs[idx])[:m].numpy()
