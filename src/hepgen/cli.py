@@ -244,16 +244,18 @@ def cmd_evaluate(args, kind: str | None = None) -> int:
 
 
 def cmd_tune(args) -> int:
-    from hepgen.config import TrainConfig, load_config
-    from hepgen.data.formats import read_showers
+    from hepgen.config import starting_config
+    from hepgen.domains import call_with_options, domain_of_file
     from hepgen.train.tune import load_space, optuna, run_study  # without hepgen[tune]: the one-line message
 
     if args.quiet:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(args.space)
-    config = load_config(args.config) if args.config else TrainConfig()
-    data = read_showers(args.data, geometry=args.binning)
-    holdout = read_showers(args.holdout, geometry=args.binning) if args.holdout else None
+    # the kind of data is the file's (as for hepgen train); the base config is the kind's default
+    domain = domain_of_file(args.data, default="showers")
+    config = starting_config(args.config, default=domain.default_config)
+    data = call_with_options(domain.kind, domain.read, args.data, binning=args.binning)
+    holdout = call_with_options(domain.kind, domain.read, args.holdout, binning=args.binning) if args.holdout else None
     study, best = run_study(
         data, space, config, args.output, n_trials=args.n_trials, timeout=args.timeout,
         total_trials=args.total_trials, storage=args.storage, study_name=args.study_name,
@@ -885,9 +887,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     tu = sub.add_parser("tune", help="hyper-parameter search with Optuna (workers may share one study; needs "
                         "hepgen[tune])")
-    tu.add_argument("data", help="training showers (CaloChallenge HDF5)")
+    tu.add_argument("data", help="training data: showers (CaloChallenge HDF5), event images, ... (any kind hepgen "
+                    "train takes)")
     tu.add_argument("--space", required=True, help="search-space YAML ({key: {type: float|int|categorical, ...}})")
-    tu.add_argument("--config", help="base TrainConfig YAML the sampled values are applied onto")
+    tu.add_argument("--config", help="base TrainConfig YAML or preset name the sampled values are applied onto "
+                    "(default: what hepgen train starts from for the file's kind)")
     tu.add_argument("-o", "--output", required=True, help="folder for trial_<n>/, best.json (and study.db)")
     tu.add_argument("--n-trials", type=int, default=10, help="trials run by this worker (default 10)")
     tu.add_argument("--total-trials", type=int, help="stop once the study holds this many finished trials")
@@ -901,9 +905,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Optuna pruner of unpromising trials")
     tu.add_argument("--prune-on", choices=["auto", "val_loss", "val_physics"], default="auto",
                     help="per-epoch value reported to the pruner (auto: val_physics when select_by=physics)")
-    tu.add_argument("--objective", choices=["sep_power", "ks_nll"], default="sep_power",
-                    help="physics score on the held-out sample, minimised")
-    tu.add_argument("--holdout", help="held-out showers for the objective (default: split off --holdout-fraction)")
+    tu.add_argument("--objective", choices=["auto", "sep_power", "ks_nll", "selection"], default="auto",
+                    help="physics score on the held-out sample, minimised: sep_power / ks_nll on shower "
+                         "features, selection = the kind's checkpoint-selection score (event images: the "
+                         "paper's KS score on jets); auto: sep_power for showers, else selection")
+    tu.add_argument("--holdout", help="held-out data of the same kind for the objective (default: split off "
+                    "--holdout-fraction)")
     tu.add_argument("--holdout-fraction", type=float, default=0.2,
                     help="fraction of DATA held out for the objective when --holdout is not given")
     tu.add_argument("--seed", type=int, default=0, help="seeds the held-out split and the scoring samples")

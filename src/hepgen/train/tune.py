@@ -18,7 +18,14 @@ high-level features of both samples are compared:
 * ``ks_nll`` — ``Σ −log p`` of two-sample Kolmogorov–Smirnov tests over the features, the
   figure of merit used to tune whole-event GANs at NERSC (0 for identical samples).
 
-Both are minimised.  After every epoch the trainer's callback reports an intermediate
+* ``selection`` — the kind's own physics score, ``Domain.selection_score(generator,
+  held_out, seed)``, the number the trainer selects checkpoints by (for event images the
+  paper's ``Σ −log p`` of KS tests on jet multiplicity, jet pT and summed jet mass; for
+  showers the separation power of :mod:`hepgen.domains.showers.score`).  The only objective
+  for kinds other than showers: the two above compare CaloChallenge shower features.
+
+All are minimised; ``auto`` (the default of :func:`run_study` and ``hepgen tune``) is
+``sep_power`` for showers and ``selection`` for every other kind.  After every epoch the trainer's callback reports an intermediate
 value (the validation loss, or the validation separation power when the trainer selects
 by physics) to ``trial.report``; when the pruner says so the callback raises
 :class:`~hepgen.train.trainer.StopTraining` and the trial ends as ``PRUNED``.
@@ -60,6 +67,7 @@ from hepgen._extras import needs_extra
 from hepgen._io import atomic_path
 from hepgen.config import TrainConfig
 from hepgen.data.formats import ShowerData
+from hepgen.domains import domain_of_data
 from hepgen.domains.showers.evaluate import feature_edges
 from hepgen.metrics.distances import ks_statistic, separation_power
 from hepgen.metrics.observables import high_level_features
@@ -96,7 +104,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = ("sep_power", "ks_nll")
+OBJECTIVES = ("sep_power", "ks_nll", "selection")
+_SHOWER_OBJECTIVES = ("sep_power", "ks_nll")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 PRUNE_ON = ("auto", "val_loss", "val_physics")
@@ -375,8 +384,8 @@ def holdout_score(real: ShowerData, generated_showers: np.ndarray, objective: st
         geometry: default ``real.geometry``.
         n_bins: histogram bins for ``sep_power``.
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective: expected one of {list(OBJECTIVES)}, found {objective!r}")
+    if objective not in _SHOWER_OBJECTIVES:
+        raise ValueError(f"objective: expected one of {list(_SHOWER_OBJECTIVES)}, found {objective!r}")
     geometry = geometry or real.geometry
     if geometry is None:
         raise ValueError("holdout_score: the held-out sample has no geometry")
@@ -391,14 +400,15 @@ def holdout_score(real: ShowerData, generated_showers: np.ndarray, objective: st
     return ks_nll_score(fr, fg)
 
 
-def split_holdout(data: ShowerData, fraction: float, seed: int) -> tuple[ShowerData, ShowerData]:
-    """Seeded split into ``(train, held-out)``; the held-out part scores trials and is never trained on."""
+def split_holdout(data, fraction: float, seed: int):
+    """Seeded split of a container of any kind (``len`` and ``subset``) into ``(train, held-out)``;
+    the held-out part scores trials and is never trained on."""
     if not 0 < fraction < 1:
         raise ValueError(f"holdout fraction: expected 0 < f < 1, found {fraction}")
     n_hold = round(fraction * len(data))
     if n_hold < 2 or len(data) - n_hold < 2:
-        raise ValueError(f"holdout fraction {fraction} of {len(data)} showers leaves {n_hold} held-out and "
-                         f"{len(data) - n_hold} training showers; need at least 2 of each")
+        raise ValueError(f"holdout fraction {fraction} of {len(data)} entries leaves {n_hold} held-out and "
+                         f"{len(data) - n_hold} training entries; need at least 2 of each")
     perm = np.random.default_rng(seed).permutation(len(data))
     return data.subset(np.sort(perm[n_hold:])), data.subset(np.sort(perm[:n_hold]))
 
@@ -560,6 +570,7 @@ class _TrialObjective:
     """The callable handed to ``study.optimize``: train, prune via the trainer callback, score."""
 
     def __init__(self, data, holdout, space, base, out_dir, objective, prune_on, train_fn, n_bins, seed):
+        self.domain = domain_of_data(data)
         self.train_fn = train_fn or trainer.train
         self.stop = trainer.StopTraining
         self.data, self.holdout, self.space, self.base = data, holdout, space, base
@@ -606,15 +617,18 @@ class _TrialObjective:
             self._write_trial(trial_dir, trial.number, params, "PRUNED", None, {**pruned, "pruned_on": key})
             raise optuna.TrialPruned(f"{key} = {pruned['value']:.4g} at epoch {pruned['epoch']}")
         ho = self.holdout
-        conds = {k: ho.conditions[k] for k in generator.condition_names}
-        showers = generator.sample(ho.incident_energies[:, 0], conds, seed=self.seed)
-        score = holdout_score(ho, showers, self.objective, n_bins=self.n_bins)
+        if self.objective == "selection":
+            score = float(self.domain.selection_score(generator, ho, self.seed))
+        else:
+            conds = {k: ho.conditions[k] for k in generator.condition_names}
+            showers = generator.sample(ho.incident_energies[:, 0], conds, seed=self.seed)
+            score = holdout_score(ho, showers, self.objective, n_bins=self.n_bins)
         checkpoint = trial_dir / "best.pt"
         if not checkpoint.is_file():
             checkpoint = trial_dir / "last.pt"
         trial.set_user_attr("checkpoint", str(checkpoint))
-        log.info("trial %d: %s = %.5g on %d held-out showers (%.1f s)", trial.number, self.objective, score,
-                 len(ho), time.monotonic() - t0)
+        log.info("trial %d: %s = %.5g on %d held-out %s (%.1f s)", trial.number, self.objective, score,
+                 len(ho), self.domain.kind, time.monotonic() - t0)
         self._write_trial(trial_dir, trial.number, params, "COMPLETE", score, {"checkpoint": str(checkpoint)})
         return score
 
@@ -657,7 +671,7 @@ def write_best(study: optuna.Study, path: str | os.PathLike, storage_url: str | 
 
 
 def run_study(
-    data: ShowerData,
+    data,
     space: Mapping[str, ParamSpec],
     base_config: TrainConfig,
     out_dir: str | os.PathLike,
@@ -671,9 +685,9 @@ def run_study(
     sampler_seed: int | None = 0,
     pruner: str = "median",
     pruner_kwargs: Mapping[str, Any] | None = None,
-    objective: str = "sep_power",
+    objective: str = "auto",
     prune_on: str = "auto",
-    holdout: ShowerData | None = None,
+    holdout=None,
     holdout_fraction: float = 0.2,
     seed: int = 0,
     n_bins: int = 30,
@@ -684,7 +698,8 @@ def run_study(
     """Run (or join) a study: ``n_trials`` trials in this process, then write ``<out>/best.json``.
 
     Arguments:
-        data: the showers to train on (a geometry must be attached).
+        data: the training data, a container of any registered kind (showers need a geometry
+            attached).
         space: from :func:`load_space` / :func:`parse_space`.
         base_config: the config the sampled parameters are applied onto.
         out_dir: trials train into ``out_dir/trial_<number>/``; ``best.json`` (and the default
@@ -697,14 +712,15 @@ def run_study(
         study_name: workers with the same name and storage share one study.
         sampler, sampler_seed: see :func:`make_sampler`.
         pruner, pruner_kwargs: see :func:`make_pruner`.
-        objective: ``sep_power`` or ``ks_nll`` on the held-out sample (minimised).
+        objective: ``sep_power``, ``ks_nll`` (showers), ``selection`` (any kind) or ``auto``
+            (``sep_power`` for showers, else ``selection``), on the held-out sample (minimised).
         prune_on: record key reported to the pruner after each epoch: ``val_loss``,
             ``val_physics`` or ``auto`` (what the trainer selects checkpoints by:
             ``val_physics`` for ``select_by: physics`` and, with ``select_by: auto``, for
             families without a likelihood).  Validation losses of trials that change the
             preprocessing (``noise_level``, ``threshold``, ``deposit_bound``) or the family are not comparable:
             prune on ``val_physics`` for those.
-        holdout: held-out showers; default: a seeded ``holdout_fraction`` split of ``data``.
+        holdout: held-out data of the same kind; default: a seeded ``holdout_fraction`` split of ``data``.
         seed: seeds the held-out split and the sampling of generated showers.
         n_bins: histogram bins for ``sep_power``.
         heartbeat: see :func:`make_storage`.
@@ -714,28 +730,38 @@ def run_study(
     Returns:
         ``(study, best summary or None)``.
     """
+    domain = domain_of_data(data)
+    if objective == "auto":
+        objective = "sep_power" if domain.kind == "showers" else "selection"
     if objective not in OBJECTIVES:
-        raise ValueError(f"objective: expected one of {list(OBJECTIVES)}, found {objective!r}")
+        raise ValueError(f"objective: expected one of {list(OBJECTIVES) + ['auto']}, found {objective!r}")
+    if objective in _SHOWER_OBJECTIVES and domain.kind != "showers":
+        raise ValueError(f"objective {objective!r} compares CaloChallenge shower features; for {domain.kind} "
+                         "data use 'selection' (the kind's selection score)")
     if prune_on not in PRUNE_ON:
         raise ValueError(f"prune_on: expected one of {list(PRUNE_ON)}, found {prune_on!r}")
     if n_trials is not None and n_trials < 1:
         raise ValueError(f"n_trials: expected >= 1, found {n_trials}")
-    if data.geometry is None:
+    if domain.kind == "showers" and data.geometry is None:
         raise ValueError("tune: the training data has no geometry: pass a binning XML / geometry JSON")
     check_space(space, base_config)
     out_dir = Path(out_dir).resolve()  # trial paths in the study and best.json do not depend on a worker's cwd
     out_dir.mkdir(parents=True, exist_ok=True)
     if holdout is None:
         data, holdout = split_holdout(data, holdout_fraction, seed)
-    elif holdout.showers.shape[1] != data.showers.shape[1]:
+    elif domain_of_data(holdout).kind != domain.kind:
+        raise ValueError(f"held-out data: expected {domain.kind} like the training data, found "
+                         f"{domain_of_data(holdout).kind}")
+    elif domain.kind == "showers" and holdout.showers.shape[1] != data.showers.shape[1]:
         raise ValueError(f"held-out showers have {holdout.showers.shape[1]} voxels, training data "
                          f"{data.showers.shape[1]}")
-    if holdout.geometry is None:
-        holdout = dataclasses.replace(holdout, geometry=data.geometry)
-    missing = [k for k in base_config.conditions if k not in holdout.conditions]
-    if missing:
-        raise ValueError(f"held-out showers lack the conditions {missing} the config trains on; "
-                         f"found {sorted(holdout.conditions)}")
+    if domain.kind == "showers":
+        if holdout.geometry is None:
+            holdout = dataclasses.replace(holdout, geometry=data.geometry)
+        missing = [k for k in base_config.conditions if k not in holdout.conditions]
+        if missing:
+            raise ValueError(f"held-out showers lack the conditions {missing} the config trains on; "
+                             f"found {sorted(holdout.conditions)}")
     store, url = make_storage(storage, out_dir, heartbeat=heartbeat)
     study = open_study(store, study_name, make_sampler(sampler, sampler_seed),
                        make_pruner(pruner, **dict(pruner_kwargs or {})), objective, space)
