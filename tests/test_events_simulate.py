@@ -56,7 +56,11 @@ def test_signal_grid_in_one_call_is_seeded_and_resumable(tmp_path):
         calls.append(a[0])
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real_generate(*a, **k)
+        made = real_generate(*a, **k)
+        cpu.append(made.attrs["process_seconds"])
+        return made
+
+    cpu = []
 
     out2 = tmp_path / "sig2.h5"
     ev.generate_events = flaky
@@ -69,6 +73,10 @@ def test_signal_grid_in_one_call_is_seeded_and_resumable(tmp_path):
         ev.generate_events = real_generate
     assert len(calls) == 3  # 2 in the interrupted run, 1 in the resumed one
     np.testing.assert_array_equal(again.images, d.images)
+    # the CPU time of the two chunks that made the file (one per run), summed; the wall time beside it
+    assert len(cpu) == 2 and min(cpu) > 0
+    assert again.attrs["process_seconds"] == pytest.approx(sum(cpu), rel=1e-12)
+    assert again.attrs["cpu_seconds"] > 0 and "seconds" not in again.attrs
     assert not ev.chunk_dir_for(out2).exists()
 
 

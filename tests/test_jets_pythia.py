@@ -93,11 +93,21 @@ def test_parallel_chunks_resume_and_determinism(tmp_path, monkeypatch):
     chunk_dir.mkdir()
     pj._run_chunk({"type": "w", "n": 20, "seed": chunk_seed(3, 3, 0), "config": cfg.to_dict(),
                    "path": str(chunk_dir / "w_00000.h5")})
+    cpu = [read_jets(chunk_dir / "w_00000.h5").attrs["process_seconds"]]
     calls = []
     real_run = pj._run_chunk
-    monkeypatch.setattr(pj, "_run_chunk", lambda task: calls.append(task["path"]) or real_run(task))
+
+    def recorded(task):
+        calls.append(task["path"])
+        out = real_run(task)
+        cpu.append(read_jets(task["path"]).attrs["process_seconds"])
+        return out
+
+    monkeypatch.setattr(pj, "_run_chunk", recorded)
     d2 = simulate_jets(out2, ["w"], 40, seed=3, config=cfg, workers=1, chunk_size=20, progress=False)
     assert [p.split("/")[-1] for p in calls] == ["w_00001.h5"]
+    # the merged file's CPU time is its chunks' (each > 0), whichever run made them
+    assert min(cpu) > 0 and d2.attrs["process_seconds"] == pytest.approx(sum(cpu), rel=1e-12)
     np.testing.assert_array_equal(d1.particle_features, d2.particle_features)
     np.testing.assert_array_equal(d1.jet_features, d2.jet_features)
     # chunks of other settings are not mixed in

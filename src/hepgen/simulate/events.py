@@ -329,13 +329,14 @@ def generate_events(process: str, n_events: int, seed: int, config: EventGenConf
 
     Returns:
         :class:`~hepgen.data.events.EventImages`; ``attrs`` hold ``n_hard_events``,
-        ``n_minbias_events`` and the wall time ``seconds``.
+        ``n_minbias_events``, the wall time ``seconds`` and the CPU time of this process
+        ``process_seconds`` (the cost that does not grow when other jobs share the cores).
     """
     (point,) = check_request(process, [masses] if masses is not None else None, mu, pileup, config.ecm)
     n_events = int(n_events)
     if n_events < 0:
         raise ValueError(f"n_events: expected >= 0, found {n_events}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     rng = np.random.default_rng(chunk_seed(seed, 2))
     cal = Calorimeter(DetectorConfig(**config.detector))
     hard_seed, pu_seed = (chunk_seed(seed, k, maximum=_MAX_PYTHIA_SEED) for k in (0, 1))
@@ -380,7 +381,8 @@ def generate_events(process: str, n_events: int, seed: int, config: EventGenConf
     det = DetectorConfig(**config.detector)
     attrs = {"generator": "pythia8mc + hepgen.simulate.detector (hepgen.simulate.events)",
              "n_hard_events": int(n_hard), "n_minbias_events": int(n_minbias),
-             "seconds": time.perf_counter() - t0, "seed": int(seed), "eta_max": float(det.eta_max),
+             "seconds": time.perf_counter() - t0, "process_seconds": time.process_time() - c0,
+             "seed": int(seed), "eta_max": float(det.eta_max),
              "channel_names": ["total"] if det.channels == "total" else ["ecal", "hcal"], "pileup": pileup}
     return EventImages(images, conds, truth, np.full(n_events, PROCESSES.index(label), np.int8), attrs)
 
@@ -421,7 +423,8 @@ def simulate_events(output: str | os.PathLike, process: str, n_per_point: int,
         workers, chunk_size, resume, progress: see :func:`hepgen.simulate.chunks.run_chunks`.
 
     Returns:
-        the merged :class:`EventImages` (``attrs`` hold the settings and ``cpu_seconds``).
+        the merged :class:`EventImages` (``attrs`` hold the settings, ``cpu_seconds``, the summed
+        wall time of the chunks, and ``process_seconds``, their summed CPU time).
     """
     points = check_request(process, masses, mu, pileup, config.ecm)
     require_extra("jets", _WHAT, ("pythia8mc", "fastjet", "awkward"))  # before any worker starts
@@ -447,7 +450,8 @@ def simulate_events(output: str | os.PathLike, process: str, n_per_point: int,
              "masses": json.dumps([list(p) for p in points]), "config": json.dumps(config.to_dict()),
              "n_hard_events": int(sum(p.attrs.get("n_hard_events", 0) for p in parts)),
              "n_minbias_events": int(sum(p.attrs.get("n_minbias_events", 0) for p in parts)),
-             "cpu_seconds": float(sum(p.attrs.get("seconds", 0.0) for p in parts))}
+             "cpu_seconds": float(sum(p.attrs.get("seconds", 0.0) for p in parts)),
+             "process_seconds": float(sum(p.attrs.get("process_seconds", 0.0) for p in parts))}
     attrs.pop("seconds", None)
     data = EventImages.concatenate(parts, attrs)
     write_events(output, data)

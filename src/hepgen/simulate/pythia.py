@@ -279,7 +279,7 @@ def generate_jets(jet_type: str, n_jets: int, seed: int, config: JetGenConfig = 
     n_jets = int(n_jets)
     max_events = 50 * n_jets + 1000 if max_events is None else int(max_events)
     quiet_fastjet()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     pythia = _make_pythia(name, seed, config) if n_jets else None
     pfs, jfs, n_events = [], [], 0
     while len(pfs) < n_jets:
@@ -294,7 +294,7 @@ def generate_jets(jet_type: str, n_jets: int, seed: int, config: JetGenConfig = 
     pf = np.stack(pfs[:n_jets]) if n_jets else np.zeros((0, config.n_particles, 4), np.float32)
     jf = np.asarray(jfs[:n_jets], dtype=np.float64).reshape(-1, 4)
     attrs = {"generator": "pythia8mc + fastjet (hepgen.simulate.pythia)", "n_events": n_events,
-             "seconds": time.perf_counter() - t0, "seed": int(seed)}
+             "seconds": time.perf_counter() - t0, "process_seconds": time.process_time() - c0, "seed": int(seed)}
     return JetData(pf, jf, np.full(n_jets, JET_TYPES.index(name)), attrs)
 
 
@@ -320,8 +320,8 @@ def simulate_jets(output: str | os.PathLike, jet_types: Sequence[str], n_per_typ
                   chunk_size: int = 1000, resume: bool = True, progress: bool = True) -> JetData:
     """:func:`simulate_jets_to_file`, then the file read back: the merged :class:`JetData`.
 
-    ``attrs`` hold the settings, ``n_events`` and the summed worker time ``cpu_seconds``.  The
-    whole sample is in memory at the end; ``hepgen simulate jets`` calls
+    ``attrs`` hold the settings, ``n_events``, the summed worker wall time ``cpu_seconds`` and
+    CPU time ``process_seconds``.  The whole sample is in memory at the end; ``hepgen simulate jets`` calls
     :func:`simulate_jets_to_file`, whose memory holds one chunk.
     """
     simulate_jets_to_file(output, jet_types, n_per_type, seed=seed, config=config, workers=workers,
@@ -355,7 +355,7 @@ def simulate_jets_to_file(output: str | os.PathLike, jet_types: Sequence[str], n
     Returns:
         ``{"n", "n_particles", "types_present"}`` of the file written (chunk files are merged one
         at a time: :func:`hepgen.data.jets.merge_jet_files`); its attributes hold the settings,
-        ``n_events`` and the summed worker time ``cpu_seconds``.
+        ``n_events``, the summed worker wall time ``cpu_seconds`` and CPU time ``process_seconds``.
     """
     output = Path(output)
     names = [JET_TYPES[jet_type_index(t)] for t in jet_types]
@@ -384,7 +384,8 @@ def simulate_jets_to_file(output: str | os.PathLike, jet_types: Sequence[str], n
                 "jet_types": ",".join(names), "n_per_type": n_per_type,
                 "config": json.dumps(config.to_dict()),
                 "n_events": int(sum(a.get("n_events", 0) for a in part_attrs)),
-                "cpu_seconds": float(sum(a.get("seconds", 0.0) for a in part_attrs))}
+                "cpu_seconds": float(sum(a.get("seconds", 0.0) for a in part_attrs)),
+                "process_seconds": float(sum(a.get("process_seconds", 0.0) for a in part_attrs))}
 
     # one chunk in memory at a time (flat memory whatever n_per_type)
     summary = merge_jet_files(output, [t["path"] for t in tasks], merged_attrs)
