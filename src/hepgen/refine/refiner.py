@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.refine.adapters import get_adapter, kind_of_file, read_pair
+from hepgen.refine.options import set_adapter_options
 from hepgen.refine.stations import StationCritic, StationRefiner
 
 __all__ = [
@@ -538,17 +539,19 @@ def refine_arrays(model: ResidualRefiner, x, y, seed: int = 0, keep: np.ndarray 
 
 
 def train_files(sim_path, data_path, out_dir, config: RefinerConfig | None = None, resume: bool = True,
-                progress: bool = True) -> Path:
+                progress: bool = True, adapter_options: dict | None = None) -> Path:
     """``hepgen refine train``: train a refiner on two files of one kind; returns ``out_dir/refiner.pt``.
 
     The kind is sniffed from the files (:func:`hepgen.refine.adapters.read_pair` refuses
     different kinds, layouts, label sets and empty files).  The checkpoint holds the
     adapter state (``preprocessing``), the ``kind`` and the source files (``meta``).
+    ``adapter_options`` sets options of the kind's adapter state (traces: ``critic_min_vem``,
+    ``noise_vem`` — a number or ``"measured"``; :func:`hepgen.refine.options.set_adapter_options`).
     """
     config = config or RefinerConfig()
     kind, sim, data = read_pair(sim_path, data_path)
     adapter = get_adapter(kind)
-    state = adapter.fit(sim)
+    state = set_adapter_options(adapter.fit(sim), adapter_options, sim, data)
     x_s, y_s = adapter.to_arrays(sim, state)
     x_d, y_d = adapter.to_arrays(data, state)
     out = Path(out_dir) / "refiner.pt"

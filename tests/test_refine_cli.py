@@ -1,0 +1,124 @@
+"""``hepgen refine train``'s options reach the refiner (config and adapter state), and the adapter options."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from hepgen.cli import build_parser, main
+from hepgen.data.formats import write_showers
+from hepgen.data.geometry import CylindricalBinning
+from hepgen.data.traces import write_traces
+from hepgen.refine.options import baseline_noise_vem, set_adapter_options
+from hepgen.refine.refiner import RefinerConfig, load_refiner
+from hepgen.simulate.auger_toy import simulate_auger
+from hepgen.simulate.calorimeter import simulate_dataset
+
+torch.set_num_threads(1)
+TINY = ["--epochs", "1", "--hidden", "8", "--critic-hidden", "8", "--batch-size", "8", "-q"]
+
+
+def _refine_train(*extra):
+    return build_parser().parse_args(["refine", "train", "s.h5", "d.h5", "-o", "run", *extra])
+
+
+def test_parser_defaults_are_todays_refiner_config():
+    a = _refine_train()
+    d = RefinerConfig()
+    assert (a.lr, a.critic_lr, a.closeness, a.n_critic) == (d.lr, d.critic_lr, d.closeness, d.n_critic)
+    assert (a.noise_lr_factor, a.gp_weight, a.critic_warmup, a.ema, a.architecture) == \
+        (d.noise_lr_factor, d.gp_weight, d.critic_warmup, d.ema, d.architecture)
+    assert a.critic_min_vem is None and a.noise_vem is None and a.measured_noise is False
+
+
+def test_parser_reads_every_new_option():
+    a = _refine_train("--lr", "1e-3", "--critic-lr", "2e-3", "--closeness", "0.5", "--n-critic", "3",
+                      "--noise-lr-factor", "10", "--gp-weight", "5", "--critic-warmup", "7", "--ema", "0",
+                      "--architecture", "mlp", "--critic-min-vem", "10", "--noise-vem", "0.07")
+    assert (a.lr, a.critic_lr, a.closeness, a.n_critic, a.noise_lr_factor, a.gp_weight, a.critic_warmup, a.ema,
+            a.architecture, a.critic_min_vem, a.noise_vem) == (1e-3, 2e-3, 0.5, 3, 10.0, 5.0, 7, 0.0, "mlp", 10.0, 0.07)
+    assert _refine_train("--measured-noise").measured_noise is True
+    with pytest.raises(SystemExit):  # one noise source at a time
+        _refine_train("--noise-vem", "0.07", "--measured-noise")
+
+
+@pytest.fixture(scope="module")
+def trace_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("traces")
+    write_traces(d / "sim.h5", simulate_auger(16, "sim", seed=1))
+    write_traces(d / "data.h5", simulate_auger(16, "data", seed=2))
+    return d
+
+
+def test_cli_options_reach_the_refiner_traces(trace_files, tmp_path):
+    run = tmp_path / "run"
+    assert main(["refine", "train", str(trace_files / "sim.h5"), str(trace_files / "data.h5"), "-o", str(run), *TINY,
+                 "--lr", "1e-3", "--critic-lr", "2e-3", "--closeness", "0.3", "--n-critic", "2",
+                 "--noise-lr-factor", "10", "--gp-weight", "4", "--critic-warmup", "1", "--ema", "0.9",
+                 "--critic-min-vem", "10", "--noise-vem", "0.0739"]) == 0
+    model, payload = load_refiner(run / "refiner.pt")
+    hp = payload["hparams"]
+    assert (hp["lr"], hp["critic_lr"], hp["closeness"], hp["n_critic"], hp["noise_lr_factor"], hp["gp_weight"],
+            hp["critic_warmup"], hp["ema"]) == (1e-3, 2e-3, 0.3, 2, 10.0, 4.0, 1, 0.9)
+    assert payload["preprocessing"]["critic_min_vem"] == 10.0 and payload["preprocessing"]["noise_vem"] == 0.0739
+    arch = hp["refiner_architecture"]
+    assert arch["name"] == "stations" and arch["critic_min_vem"] == 10.0 and arch["noise_vem"] == 0.0739
+    assert model.fixed_noise == pytest.approx(0.0739)
+
+
+def test_cli_measured_noise_is_the_baseline_difference(trace_files, tmp_path):
+    from hepgen.data.traces import read_traces
+
+    run = tmp_path / "run"
+    assert main(["refine", "train", str(trace_files / "sim.h5"), str(trace_files / "data.h5"), "-o", str(run), *TINY,
+                 "--critic-warmup", "1", "--measured-noise"]) == 0
+    _, payload = load_refiner(run / "refiner.pt")
+    expect = baseline_noise_vem(read_traces(trace_files / "sim.h5"), read_traces(trace_files / "data.h5"))
+    assert payload["preprocessing"]["noise_vem"] == pytest.approx(expect["noise_vem"], rel=1e-12)
+    # the toy's noise: sim 0.03 VEM, data 0.08 VEM per bin; on 16 events the tails also hold some signal
+    assert 0.03 < expect["sigma_sim"] < expect["sigma_data"] and 0.05 < expect["noise_vem"] < 0.12
+
+
+def test_cli_architecture_mlp_on_traces(trace_files, tmp_path):
+    run = tmp_path / "run"
+    assert main(["refine", "train", str(trace_files / "sim.h5"), str(trace_files / "data.h5"), "-o", str(run), *TINY,
+                 "--critic-warmup", "1", "--architecture", "mlp"]) == 0
+    model, payload = load_refiner(run / "refiner.pt")
+    assert payload["hparams"]["architecture"] == "mlp" and payload["hparams"]["refiner_architecture"] is None
+    assert type(model).__name__ == "ResidualRefiner"
+
+
+def test_trace_options_on_showers_refused(tmp_path, capsys):
+    geo = CylindricalBinning.regular(2, [0.0, 10.0, 40.0], n_alpha=2)
+    for name, seed in (("sim", 1), ("data", 2)):
+        write_showers(tmp_path / f"{name}.h5", simulate_dataset(20, geometry=geo, seed=seed, progress=False))
+    rc = main(["refine", "train", str(tmp_path / "sim.h5"), str(tmp_path / "data.h5"), "-o", str(tmp_path / "run"),
+               *TINY, "--critic-min-vem", "10"])
+    assert rc != 0
+    assert "refiner option 'critic_min_vem': the adapter of kind 'showers' has no such option" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "refiner.pt").exists()
+
+
+def test_baseline_noise_by_hand_and_bad_options():
+    # σ_sim = 0.03, σ_data = 0.05 exactly (±1 patterns): added noise √(0.05² − 0.03²) = 0.04
+    def pattern(s):
+        t = np.zeros((2, 1, 1, 4))
+        t[:, 0, 0] = s * np.array([1.0, -1.0, 1.0, -1.0])
+        return SimpleNamespace(traces=t)
+
+    r = baseline_noise_vem(pattern(0.03), pattern(0.05), tail_bins=4)
+    assert r["sigma_sim"] == pytest.approx(0.03, abs=1e-15) and r["noise_vem"] == pytest.approx(0.04, abs=1e-15)
+    assert baseline_noise_vem(pattern(0.05), pattern(0.03), tail_bins=2)["noise_vem"] == 0.0  # data quieter: none
+    with pytest.raises(ValueError, match=r"tail_bins: expected 1 … 4"):
+        baseline_noise_vem(pattern(0.03), pattern(0.05), tail_bins=5)
+    with pytest.raises(ValueError, match="data: expected triggered stations"):
+        baseline_noise_vem(pattern(0.03), SimpleNamespace(traces=np.zeros((2, 1, 1, 4))), tail_bins=4)
+    st = {"kind": "traces", "critic_min_vem": 0.0, "noise_vem": None}
+    with pytest.raises(ValueError, match=r"refiner option 'critic_min_vem': expected a number >= 0, found -1"):
+        set_adapter_options(st, {"critic_min_vem": -1.0})
+    with pytest.raises(ValueError, match="'measured' needs the sim and data"):
+        set_adapter_options(st, {"noise_vem": "measured"})
+    assert set_adapter_options(st, {"noise_vem": None})["noise_vem"] is None and st["critic_min_vem"] == 0.0
