@@ -122,3 +122,57 @@ def test_baseline_noise_by_hand_and_bad_options():
     with pytest.raises(ValueError, match="'measured' needs the sim and data"):
         set_adapter_options(st, {"noise_vem": "measured"})
     assert set_adapter_options(st, {"noise_vem": None})["noise_vem"] is None and st["critic_min_vem"] == 0.0
+
+
+def test_shower_sum_groups_are_the_layers_then_all():
+    from hepgen.refine.adapters import get_adapter
+
+    geo = CylindricalBinning.regular(3, [0.0, 10.0, 40.0], n_alpha=2)  # 3 layers × 2 r × 2 α = 12 voxels
+    d = simulate_dataset(4, geometry=geo, seed=1, progress=False)
+    g = get_adapter("showers").sum_groups(d)
+    assert g.shape == (4, 12) and g.dtype == np.float32
+    np.testing.assert_array_equal(g[:3].sum(axis=0), np.ones(12))  # every voxel in exactly one layer
+    np.testing.assert_array_equal(g[:3].sum(axis=1), [4, 4, 4])
+    np.testing.assert_array_equal(g[3], np.ones(12))
+
+
+def test_sums_critic_sees_the_response_by_hand():
+    from hepgen.refine.critic_sums import SumsCritic
+
+    # 2 voxels in one group; energies (MeV) and E_inc: responses 0.1 and 0.2
+    e = np.array([[50.0, 50.0], [150.0, 50.0]])
+    e_inc = np.array([1000.0, 1000.0])
+    x, y = np.log1p(e).astype(np.float32), np.log(e_inc)[:, None].astype(np.float32)
+    xm, xs, ym, ys = x.mean(0), np.full(2, 0.5, np.float32), y.mean(0), np.ones(1, np.float32)
+    class Record(torch.nn.Module):  # records its input
+        def forward(self, z):
+            self.z = z
+            return z[:, 0]
+
+    c = SumsCritic(Record(), np.ones((1, 2), np.float32), xm, xs, 1, x, ym, ys, y)
+    z = torch.cat([(torch.from_numpy(x) - torch.from_numpy(xm)) / torch.from_numpy(xs),
+                   (torch.from_numpy(y) - torch.from_numpy(ym)) / torch.from_numpy(ys)], dim=1)
+    c(z)
+    s = np.log(np.array([101.0, 201.0]) / 1000.0)  # log(1 + ΣE) − ln E_inc
+    expect = (s - s.mean()) / s.std(ddof=1)
+    np.testing.assert_allclose(c.base.z[:, 3].numpy(), expect, rtol=1e-5)
+    np.testing.assert_allclose(c.base.z[:, :3].numpy(), z.numpy())
+
+
+def test_cli_critic_sums_on_showers_and_refused_without_groups(tmp_path, trace_files):
+    from hepgen.refine.refiner import train_refiner
+
+    geo = CylindricalBinning.regular(2, [0.0, 10.0, 40.0], n_alpha=2)
+    for name, seed in (("sim", 1), ("data", 2)):
+        write_showers(tmp_path / f"{name}.h5", simulate_dataset(24, geometry=geo, seed=seed, progress=False))
+    assert main(["refine", "train", str(tmp_path / "sim.h5"), str(tmp_path / "data.h5"), "-o", str(tmp_path / "run"),
+                 *TINY, "--critic-warmup", "1", "--critic-sums"]) == 0
+    model, payload = load_refiner(tmp_path / "run" / "refiner.pt")
+    assert payload["hparams"]["critic_sums"] is True
+    critic = payload["trainer"]["critic"]
+    assert critic["groups"].shape == (3, 8)  # 2 layers + all, 8 voxels
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 4)).astype(np.float32)
+    y = rng.random((16, 1)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"refiner config key 'critic_sums': expected sum groups of shape \(G, 4\)"):
+        train_refiner(x, y, x, y, RefinerConfig(critic_sums=True, epochs=1, hidden=8, critic_hidden=8), progress=False)
