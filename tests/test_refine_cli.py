@@ -176,3 +176,18 @@ def test_cli_critic_sums_on_showers_and_refused_without_groups(tmp_path, trace_f
     y = rng.random((16, 1)).astype(np.float32)
     with pytest.raises(ValueError, match=r"refiner config key 'critic_sums': expected sum groups of shape \(G, 4\)"):
         train_refiner(x, y, x, y, RefinerConfig(critic_sums=True, epochs=1, hidden=8, critic_hidden=8), progress=False)
+
+
+def test_shower_bench_geant4_fallback_and_cache(tmp_path, monkeypatch):
+    from _benchmarks import load_benchmark
+
+    bench = load_benchmark("bench_refine_showers")
+    monkeypatch.setattr(bench, "have", lambda module: False)  # the geant4 extra "missing"
+    data, reason = bench.geant4_data(10, 1, tmp_path)
+    assert data is None and reason == "the Geant4 engine needs the optional extra: pip install 'hepgen[geant4]'"
+    # a cached file of the expected name is read, not simulated again
+    monkeypatch.setattr(bench, "have", lambda module: True)
+    geo = CylindricalBinning.regular(2, [0.0, 10.0, 40.0], n_alpha=2)
+    write_showers(tmp_path / "geant4_demo_gamma_n7_seed3.h5", simulate_dataset(7, geometry=geo, seed=1, progress=False))
+    data, note = bench.geant4_data(7, 3, tmp_path)
+    assert len(data) == 7 and note.startswith("data = Geant4 7 photon showers, preset demo") and "seed 3" in note
