@@ -205,7 +205,8 @@ class ShowerAdapter:
         """``(n_layers + 1, n_voxels)`` 0/1: the voxels of each layer, then all voxels (the energy
         sums a critic may see, :mod:`hepgen.refine.critic_sums`); all voxels only without a geometry."""
         d = data.showers.shape[1]
-        rows = [] if data.geometry is None else [np.isin(np.arange(d), np.arange(d)[s]) for s in data.geometry.layer_slices]
+        slices = [] if data.geometry is None else data.geometry.layer_slices
+        rows = [np.isin(np.arange(d), np.arange(d)[s]) for s in slices]
         return np.array(rows + [np.ones(d, bool)], np.float32)
 
     def summaries(self, data: ShowerData) -> dict[str, np.ndarray]:
