@@ -346,8 +346,13 @@ def cmd_refine_train(args) -> int:
 
     cfg = RefinerConfig(epochs=args.epochs, batch_size=args.batch_size, closeness=args.closeness, hidden=args.hidden,
                         critic_hidden=args.critic_hidden, n_critic=args.n_critic, lr=args.lr, critic_lr=args.critic_lr,
+                        noise_lr_factor=args.noise_lr_factor, gp_weight=args.gp_weight, critic_warmup=args.critic_warmup,
+                        ema=args.ema, architecture=args.architecture, critic_sums=args.critic_sums,
                         stochastic=not args.deterministic, seed=args.seed)
-    path = train_files(args.sim, args.data, args.output, cfg, resume=args.resume, progress=not args.quiet)
+    options = {k: v for k, v in (("critic_min_vem", args.critic_min_vem),
+                                 ("noise_vem", "measured" if args.measured_noise else args.noise_vem)) if v is not None}
+    path = train_files(args.sim, args.data, args.output, cfg, resume=args.resume, progress=not args.quiet,
+                       adapter_options=options)
     print(f"wrote {path}")
     return 0
 
@@ -810,6 +815,27 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--n-critic", type=int, default=5, help="critic steps per refiner step (default 5)")
     rt.add_argument("--lr", type=float, default=2e-4, help="refiner learning rate (default 2e-4)")
     rt.add_argument("--critic-lr", type=float, default=5e-4, help="critic learning rate (default 5e-4)")
+    rt.add_argument("--noise-lr-factor", type=float, default=50.0,
+                    help="learning-rate multiplier of the refiner's noise amplitude (default 50)")
+    rt.add_argument("--gp-weight", type=float, default=10.0, help="weight of the critic's gradient penalty (default 10)")
+    rt.add_argument("--critic-warmup", type=int, default=200,
+                    help="critic steps against the identity refiner before the first refiner step (default 200)")
+    rt.add_argument("--ema", type=float, default=0.995,
+                    help="decay of the moving average of the refiner's weights that is saved (default 0.995; 0 = last)")
+    rt.add_argument("--architecture", choices=("auto", "mlp"), default="auto",
+                    help="auto: the network the kind's adapter asks for (traces: per-station refiner); "
+                         "mlp: the residual MLP always (default auto)")
+    rt.add_argument("--critic-sums", action="store_true",
+                    help="showers: the critic also sees the log energy per layer and in total (docs/refine.md)")
+    rt.add_argument("--critic-min-vem", type=float, default=None,
+                    help="traces: critic gate, hide stations well below this signal (VEM) from the critic "
+                         "(default: none, 0)")
+    noise = rt.add_mutually_exclusive_group()
+    noise.add_argument("--noise-vem", type=float, default=None,
+                       help="traces: add this fixed noise (VEM per bin) instead of learning it (default: learn)")
+    noise.add_argument("--measured-noise", action="store_true",
+                       help="traces: add the fixed noise sqrt(sigma_data^2 - sigma_sim^2) measured from the "
+                            "baselines (last 10 bins of triggered stations) of the two files")
     rt.add_argument("--deterministic", action="store_true", help="no learned noise amplitude")
     rt.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
     rt.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,

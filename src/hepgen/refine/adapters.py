@@ -201,6 +201,14 @@ class ShowerAdapter:
         """Features the refiner must leave unchanged: none for showers."""
         return
 
+    def sum_groups(self, data: ShowerData) -> np.ndarray:
+        """``(n_layers + 1, n_voxels)`` 0/1: the voxels of each layer, then all voxels (the energy
+        sums a critic may see, :mod:`hepgen.refine.critic_sums`); all voxels only without a geometry."""
+        d = data.showers.shape[1]
+        slices = [] if data.geometry is None else data.geometry.layer_slices
+        rows = [np.isin(np.arange(d), np.arange(d)[s]) for s in slices]
+        return np.array(rows + [np.ones(d, bool)], np.float32)
+
     def summaries(self, data: ShowerData) -> dict[str, np.ndarray]:
         if data.geometry is None:
             return {"E_tot_over_E_inc": data.showers.sum(axis=1) / data.incident_energies[:, 0]}

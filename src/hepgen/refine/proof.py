@@ -36,6 +36,7 @@ from hepgen._io import atomic_path, json_safe
 from hepgen.metrics.classifier import classifier_two_sample_test
 from hepgen.metrics.distances import binning_for, separation_power
 from hepgen.refine.adapters import check_pair, get_adapter
+from hepgen.refine.critic_sums import sum_groups
 from hepgen.refine.refiner import RefinerConfig, refine_arrays, train_refiner
 from hepgen.refine.reweight import dctr_weights
 from hepgen.report.style import figure_png_base64
@@ -368,7 +369,8 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
                                     keep_sim=keep, clip_min=adapter.clip_min,
                                     group_size=adapter.group_size(state),
                                     architecture=adapter.architecture(state), payload_extra={"kind": kind, "preprocessing": state,
-                                                                  "meta": {"demonstration": title}})
+                                                                  "meta": {"demonstration": title}},
+                                    sum_groups=sum_groups(adapter, sim))
         xr = refine_arrays(model, xs, ys, seed=cfg.seed + 1, keep=keep)
         refined = adapter.from_arrays(xr, sim, state, attrs={"refined": tag})
         xr_phys, _ = adapter.to_arrays(refined, state)  # after the physical clipping of the inverse map

@@ -55,6 +55,8 @@ from tqdm.auto import tqdm
 
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.refine.adapters import get_adapter, kind_of_file, read_pair
+from hepgen.refine.critic_sums import SumsCritic, sum_groups
+from hepgen.refine.options import set_adapter_options
 from hepgen.refine.stations import StationCritic, StationRefiner
 
 __all__ = [
@@ -103,6 +105,8 @@ class RefinerConfig:
         architecture: ``"auto"`` = the network the adapter of the data asks for (traces: the
             per-station refiner and grid critic of :mod:`hepgen.refine.stations`; showers:
             the residual MLP), ``"mlp"`` = the residual MLP (:class:`ResidualRefiner`) always.
+        critic_sums: the critic also sees the log energy sums of the adapter's ``sum_groups``
+            (showers: each layer and the total; :mod:`hepgen.refine.critic_sums`), MLP critic only.
     """
 
     hidden: int = 256
@@ -123,6 +127,7 @@ class RefinerConfig:
     ema: float = 0.995
     seed: int = 0
     architecture: str = "auto"
+    critic_sums: bool = False
 
     def __post_init__(self) -> None:
         if self.architecture not in ("auto", "mlp"):
@@ -319,7 +324,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                   checkpoint: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
                   keep_sim: np.ndarray | None = None, payload_extra: dict | None = None,
                   clip_min: float | None = None, group_size: int | None = None,
-                  architecture: dict | None = None) -> tuple[ResidualRefiner, dict]:
+                  architecture: dict | None = None,
+                  sum_groups: np.ndarray | None = None) -> tuple[ResidualRefiner, dict]:
     """Train a refiner sim → data on arrays; checkpoint (and resume) at every epoch.
 
     Arguments:
@@ -343,6 +349,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
             with an MLP (or grouped) critic; ``{"name": "stations", "grid": [n_x, n_y], "n_t": …,
             "scale": …}`` = :class:`hepgen.refine.stations.StationRefiner` and
             :class:`~hepgen.refine.stations.StationCritic` (ignored when ``config.architecture == "mlp"``).
+        sum_groups: ``(G, D)`` 0/1 matrix (the adapter's ``sum_groups``) whose log energy sums the
+            critic sees when ``config.critic_sums`` (:class:`hepgen.refine.critic_sums.SumsCritic`).
 
     Returns:
         ``(refiner, history)`` (the refiner with the moving-average weights), history = ``{"epoch": [...], "critic_w": [...],
@@ -375,6 +383,13 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                                config.critic_hidden, architecture.get("critic_min_vem", 0.0))
     elif model.n_groups > 1:
         critic = GroupCritic(d, n_lab_c, model.group_size, config.critic_hidden)
+    elif config.critic_sums:
+        if sum_groups is None or np.shape(sum_groups)[1:] != (d,):
+            raise ValueError(f"refiner config key 'critic_sums': expected sum groups of shape (G, {d}) from the "
+                             f"adapter, found {None if sum_groups is None else np.shape(sum_groups)}")
+        critic = SumsCritic(Critic(d + n_lab_c + len(sum_groups), config.critic_hidden), sum_groups,
+                            model.x_mean, model.x_std, n_lab_c, np.concatenate([x_sim, x_data]),
+                            model.y_mean, model.y_std, np.concatenate([y_sim, y_data]))
     else:
         critic = Critic(d + n_lab_c, config.critic_hidden)
     sigma_params = list(model.log_sigma.parameters()) if model.stochastic else []
@@ -538,17 +553,19 @@ def refine_arrays(model: ResidualRefiner, x, y, seed: int = 0, keep: np.ndarray 
 
 
 def train_files(sim_path, data_path, out_dir, config: RefinerConfig | None = None, resume: bool = True,
-                progress: bool = True) -> Path:
+                progress: bool = True, adapter_options: dict | None = None) -> Path:
     """``hepgen refine train``: train a refiner on two files of one kind; returns ``out_dir/refiner.pt``.
 
     The kind is sniffed from the files (:func:`hepgen.refine.adapters.read_pair` refuses
     different kinds, layouts, label sets and empty files).  The checkpoint holds the
     adapter state (``preprocessing``), the ``kind`` and the source files (``meta``).
+    ``adapter_options`` sets options of the kind's adapter state (traces: ``critic_min_vem``,
+    ``noise_vem`` — a number or ``"measured"``; :func:`hepgen.refine.options.set_adapter_options`).
     """
     config = config or RefinerConfig()
     kind, sim, data = read_pair(sim_path, data_path)
     adapter = get_adapter(kind)
-    state = adapter.fit(sim)
+    state = set_adapter_options(adapter.fit(sim), adapter_options, sim, data)
     x_s, y_s = adapter.to_arrays(sim, state)
     x_d, y_d = adapter.to_arrays(data, state)
     out = Path(out_dir) / "refiner.pt"
@@ -557,7 +574,7 @@ def train_files(sim_path, data_path, out_dir, config: RefinerConfig | None = Non
     train_refiner(x_s, y_s, x_d, y_d, config, checkpoint=out, resume=resume, progress=progress,
                   keep_sim=adapter.keep_mask(sim), clip_min=adapter.clip_min,
                   group_size=adapter.group_size(state), architecture=adapter.architecture(state),
-                  payload_extra=extra)
+                  payload_extra=extra, sum_groups=sum_groups(adapter, sim))
     return out
 
 

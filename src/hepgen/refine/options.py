@@ -1,0 +1,101 @@
+"""Options of a kind's adapter that a refiner run may set: the critic gate and the fixed noise.
+
+Some settings of the refinement belong to the *adapter* of a kind of data rather than to
+:class:`hepgen.refine.refiner.RefinerConfig`, because they are stored in the adapter state
+(``preprocessing`` of the refiner checkpoint) and read by the adapter's network choice
+(``architecture(state)``).  For surface-detector traces these are
+
+* ``critic_min_vem`` (the *critic gate*, VEM): stations with an integrated signal well below
+  it are hidden from the critic (a smooth gate in ln I; 0 = none, the default);
+* ``noise_vem`` (VEM per time bin): the station refiner adds this fixed Gaussian noise
+  instead of learning its amplitude (``None`` = learn it, the default).  ``"measured"``
+  measures it from the baselines of sim and data (:func:`baseline_noise_vem`).
+
+:func:`set_adapter_options` applies such options to a fitted state and refuses options the
+kind does not have (one-line ``ValueError``), so that e.g. ``--critic-min-vem`` on showers
+is an error rather than silently ignored.  Used by ``hepgen refine train``
+(:func:`hepgen.refine.refiner.train_files`); the Auger benchmark sets the same keys.
+
+Example:
+    >>> st = {"kind": "traces", "critic_min_vem": 0.0, "noise_vem": None, "layout": {}, "labels": []}
+    >>> set_adapter_options(st, {"critic_min_vem": 10.0})["critic_min_vem"]
+    10.0
+    >>> set_adapter_options({"kind": "showers", "scale_mev": 1.0}, {"noise_vem": 0.1})
+    Traceback (most recent call last):
+    ...
+    ValueError: refiner option 'noise_vem': the adapter of kind 'showers' has no such option (it has [])
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["ADAPTER_OPTIONS", "baseline_noise_vem", "set_adapter_options"]
+
+#: adapter-state keys a run may set, per kind of data (the keys of that adapter's ``fit`` state)
+ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {"traces": ("critic_min_vem", "noise_vem"), "showers": ()}
+
+
+def baseline_noise_vem(sim, data, tail_bins: int = 10) -> dict:
+    """Noise the refiner must add so that sim's baseline noise matches data's.
+
+    The baseline σ of a sample is the standard deviation of the last ``tail_bins`` time bins
+    of its triggered stations (late enough that the signal has arrived; as in
+    ``benchmarks/bench_refine_auger.py --measured-noise``); independent Gaussian noise adds in
+    quadrature, so the refiner adds ``√max(σ_data² − σ_sim², 0)``.
+
+    Arguments:
+        sim, data: :class:`hepgen.data.traces.TraceData` (``traces`` ``(N, n_x, n_y, n_t)`` VEM).
+        tail_bins: late time bins used (1 … n_t).
+
+    Returns:
+        ``{"noise_vem": added σ, "sigma_sim": σ_sim, "sigma_data": σ_data}`` (VEM per bin).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> rng = np.random.default_rng(0)
+        >>> make = lambda s: SimpleNamespace(traces=rng.normal(0, s, (400, 2, 2, 20)))
+        >>> r = baseline_noise_vem(make(0.03), make(0.05))
+        >>> abs(r["noise_vem"] - 0.04) < 0.002
+        True
+    """
+    out = {}
+    for name, d in (("sim", sim), ("data", data)):
+        t = np.asarray(d.traces, np.float64)
+        if not 1 <= int(tail_bins) <= t.shape[-1]:
+            raise ValueError(f"tail_bins: expected 1 … {t.shape[-1]} (the time bins of {name}), found {tail_bins!r}")
+        tail = t[np.any(t != 0, axis=-1)][:, -int(tail_bins):]
+        if tail.size < 2:
+            raise ValueError(f"{name}: expected triggered stations to measure the baseline noise, found none")
+        out[f"sigma_{name}"] = float(tail.std())
+    out["noise_vem"] = float(math.sqrt(max(out["sigma_data"] ** 2 - out["sigma_sim"] ** 2, 0.0)))
+    return out
+
+
+def set_adapter_options(state: dict, options: dict | None, sim=None, data=None) -> dict:
+    """A copy of the adapter ``state`` with ``options`` set (keys of :data:`ADAPTER_OPTIONS` for its kind).
+
+    ``noise_vem="measured"`` is replaced by :func:`baseline_noise_vem` of ``sim`` and ``data``
+    (which must then be given).  Values are checked: ``critic_min_vem >= 0``; ``noise_vem``
+    ``None`` or ``>= 0``.  An option the kind does not have → ``ValueError`` naming it.
+    """
+    state = dict(state)
+    kind = state.get("kind")
+    allowed = ADAPTER_OPTIONS.get(kind, ())
+    for key, value in (options or {}).items():
+        if key not in allowed:
+            raise ValueError(f"refiner option {key!r}: the adapter of kind {kind!r} has no such option "
+                             f"(it has {list(allowed)})")
+        if key == "noise_vem" and value == "measured":
+            if sim is None or data is None:
+                raise ValueError("refiner option 'noise_vem': 'measured' needs the sim and data samples")
+            value = baseline_noise_vem(sim, data)["noise_vem"]
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and math.isfinite(value) and value >= 0):
+            raise ValueError(f"refiner option {key!r}: expected a number >= 0, found {value!r}")
+        if value is None and key != "noise_vem":
+            raise ValueError(f"refiner option {key!r}: expected a number >= 0, found None")
+        state[key] = None if value is None else float(value)
+    return state
