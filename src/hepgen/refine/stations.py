@@ -27,9 +27,9 @@ grid steps of a triggered one may receive an additive pulse
 
     S'(t) = A · softmax(b + Δb + conv[b, ε̃])(t) + σ · ε(t),   A = T · softplus(z),
 
-with ``T`` the trigger threshold (VEM), ``z`` from the same per-station network (which sees
-the neighbourhood, the distance to the signal-weighted core estimate and the labels; ``z``
-starts at −4, so ``A ≈ 0.05 VEM``), ``b`` the log of a fixed Gamma(1.5, 9 bins) pulse (a
+with ``T`` the trigger threshold (VEM), ``z`` (12 × a linear head, for a faster start) from
+the same per-station network (which sees the neighbourhood, the distance to the
+signal-weighted core estimate and the labels; ``z`` starts at −2.5, so ``A ≈ 0.08 T``), ``b`` the log of a fixed Gamma(1.5, 9 bins) pulse (a
 muon-like pulse far from the core), ``Δb`` a dense head and ``conv`` a small 1-D convolution of
 the base shape and a noise sequence ``ε̃`` (``ε`` rolled by half the trace: independent bins),
 so that the pulse can be spiky like a few muons.  The event keeps its labels: the refiner is
@@ -82,7 +82,10 @@ _SIGMA_MAX = 0.5  # VEM per bin: the largest noise amplitude the refiner may add
 _FILM = 8  # conditioning channels of the time-shape convolution
 _CRITIC_CONV = 24  # channels of the critic's convolutions over the footprint (cost: double backward of the GP)
 _FILL_REACH = 2  # a silent station may be turned on within this many grid steps (Chebyshev) of a triggered one
-_FILL_INIT = -4.0  # starting pre-activation of a silent station's amplitude: A = T softplus(-4) ≈ 0.018 T
+_FILL_INIT = -2.5  # starting pre-activation of a silent station's amplitude: A = T softplus(-2.5) ≈ 0.08 T
+#: the amplitude head's output is multiplied by this: A must travel from ≈ 0 to the threshold
+#: within a few hundred steps: at the plain rate it reached 0.3 T after 460, at 4× 0.6 T (docs/refine.md)
+_FILL_GAIN = 12.0
 #: weight of the added signal on silent stations in the closeness term, relative to the
 #: triggered-station term: mild, so that new stations appear where the critic asks for them
 SILENT_CLOSENESS = 0.1
@@ -172,7 +175,7 @@ class StationRefiner(nn.Module):
         if self.fill_silent:
             self.fill_amp = nn.Linear(hidden, 1)
             nn.init.zeros_(self.fill_amp.weight)
-            nn.init.constant_(self.fill_amp.bias, _FILL_INIT)
+            nn.init.constant_(self.fill_amp.bias, _FILL_INIT / _FILL_GAIN)
             self.fill_dense = nn.Linear(hidden, self.n_t)
             self.fill_conv = nn.Sequential(nn.Conv1d(2, 8, 5, padding=2), nn.SiLU(), nn.Conv1d(8, 1, 5, padding=2))
             for layer in (self.fill_dense, self.fill_conv[-1]):
@@ -282,7 +285,7 @@ class StationRefiner(nn.Module):
         m = len(ed)
         zero = torch.zeros(m, self.n_t, dtype=ctx.dtype)
         h = self.enc(torch.cat([zero, torch.zeros(m, 1, dtype=ctx.dtype), yn, ctx], dim=1))
-        amp = self.trigger_vem * nn.functional.softplus(self.fill_amp(h))  # (M, 1) VEM
+        amp = self.trigger_vem * nn.functional.softplus(_FILL_GAIN * self.fill_amp(h))  # (M, 1) VEM
         eps = eps_all[ed, sd] if eps_all is not None else zero
         # a second noise sequence for the pulse shape: the same bins rolled by half the trace (independent)
         eps2 = torch.roll(eps, self.n_t // 2, dims=-1)
