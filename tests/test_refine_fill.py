@@ -9,6 +9,7 @@ import torch
 
 from hepgen.refine.adapters import TraceAdapter
 from hepgen.refine.refiner import RefinerConfig, load_refiner, refine_arrays, save_refiner, train_refiner
+from hepgen.refine import stations
 from hepgen.refine.stations import StationCritic, StationRefiner, near_live
 from hepgen.simulate.auger_toy import simulate_auger
 
@@ -129,7 +130,7 @@ def test_refiner_turns_on_a_silent_station():
 def test_save_load_keeps_fill(tmp_path):
     r = StationRefiner(1, grid=(3, 3), n_t=N_T, hidden=8, fixed_noise=0.05, fill_silent=True, trigger_vem=3.0)
     with torch.no_grad():
-        r.fill_amp.bias.fill_(0.5)  # A = 3 softplus(4 · 0.5) ≈ 6.4 VEM: the centre station turns on
+        r.fill_amp.bias.fill_(2.0 / stations._FILL_GAIN)  # A = 3 softplus(2) ≈ 6.4 VEM: the centre turns on
     save_refiner(tmp_path / "r.pt", r, kind="traces")
     back, payload = load_refiner(tmp_path / "r.pt")
     assert payload["hparams"]["refiner_architecture"]["fill_silent"] and back.trigger_vem == 3.0
