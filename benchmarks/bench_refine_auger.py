@@ -28,7 +28,7 @@ from hepgen.data.traces import read_traces
 from hepgen.refine.adapters import get_adapter
 from hepgen.refine.proof import demonstrate
 from hepgen.refine.refiner import RefinerConfig
-from hepgen.simulate.auger_toy import simulate_auger
+from hepgen.simulate.auger_toy import AugerToyConfig, simulate_auger
 
 
 def main() -> None:
@@ -47,6 +47,10 @@ def main() -> None:
                    help="stations below this integral (VEM) look untriggered to the grid critic (0 = off)")
     p.add_argument("--measured-noise", action="store_true",
                    help="the refiner adds a fixed noise measured from the baselines (tails) instead of learning it")
+    p.add_argument("--fill-silent", action="store_true",
+                   help="the station refiner may turn silent stations on (then the trigger rule applies)")
+    p.add_argument("--trigger-vem", type=float, default=None,
+                   help="trigger threshold applied to refined stations (default with --fill-silent: the toy's, 3 VEM)")
     p.add_argument("--architecture", default="auto", choices=("auto", "mlp"),
                    help="auto: per-station refiner + grid critic (hepgen.refine.stations); mlp: residual MLP")
     p.add_argument("--scan", default="", help="other closeness weights to measure, comma-separated")
@@ -70,6 +74,12 @@ def main() -> None:
                         seed=a.refiner_seed, stochastic=not a.deterministic, architecture=a.architecture)
     adapter = get_adapter("traces")
     adapter.critic_min_vem = a.critic_min_vem  # the adapter's state records it in the checkpoint
+    adapter.fill_silent = a.fill_silent
+    adapter.trigger_vem = a.trigger_vem if a.trigger_vem is not None else \
+        (AugerToyConfig().trigger_vem if a.fill_silent else None)
+    if adapter.trigger_vem is not None:
+        notes.append(f"refined stations pass the trigger rule (>= {adapter.trigger_vem:g} VEM); "
+                     f"silent stations may be turned on: {a.fill_silent}")
     if a.measured_noise:
         # baseline noise from the last 10 bins of triggered stations (late enough that EM and
         # muons have arrived in the toy): the refiner adds √(σ_data² − σ_sim²), fixed

@@ -12,7 +12,7 @@ and provides:
   conditions of every event from ``template`` unchanged and clips to the physical range;
 * ``clip_min`` — lower bound of the features (``None`` = none), applied inside the refiner;
 * ``group_size(state)`` — features per group sharing one refiner network (``None`` = one group);
-* ``keep_mask(data)`` — ``(N, D)`` bool of features the refiner must not change, or ``None``;
+* ``keep_mask(data, state=None)`` — ``(N, D)`` bool of features the refiner must not change, or ``None``;
 * ``architecture(state)`` — ``None`` (the generic residual MLP) or a dict naming a refiner/critic
   pair of :mod:`hepgen.refine.stations` for data of that structure;
 * ``summaries(data)`` — high-level features ``{name: (N,)}`` for per-feature separation power;
@@ -197,7 +197,7 @@ class ShowerAdapter:
         """The refiner's network: the generic residual MLP."""
         return
 
-    def keep_mask(self, data: ShowerData) -> None:
+    def keep_mask(self, data: ShowerData, state: dict | None = None) -> None:
         """Features the refiner must leave unchanged: none for showers."""
         return
 
@@ -231,6 +231,12 @@ class TraceAdapter:
     0.1 VEM by default), flattened to ``D = n_x · n_y · n_t``; ``asinh`` keeps the sign of
     baseline noise and compresses large signals like a logarithm.  Inverse:
     ``S = scale · sinh(x)``.  Labels: ``log10(E/EeV)`` and ``sec θ``, kept unchanged.
+
+    ``trigger_vem`` (VEM, ``None`` = unknown): the detector's trigger rule (a station whose
+    recorded total is below it reads all zeros), applied to refined events by the refiner and
+    again by :meth:`from_arrays`.  ``fill_silent``: the station refiner may turn silent
+    stations on (it needs ``trigger_vem``); otherwise untriggered stations stay zero.  Both are
+    attributes set before :meth:`fit`, which records them in the state (and the checkpoint).
     """
 
     kind = "traces"
@@ -245,6 +251,10 @@ class TraceAdapter:
         self.scale_vem, self.critic_min_vem = float(scale_vem), float(critic_min_vem)
         #: noise (VEM per bin) the station refiner adds instead of learning it (None = learn)
         self.noise_vem: float | None = None
+        #: trigger threshold of a station's total signal, VEM (None = no rule applied)
+        self.trigger_vem: float | None = None
+        #: let the station refiner turn silent stations on (needs trigger_vem)
+        self.fill_silent: bool = False
 
     def accepts(self, path) -> bool:
         return is_traces_file(path)
@@ -264,8 +274,12 @@ class TraceAdapter:
         return ["log10_energy", "sec_zenith"]
 
     def fit(self, data: TraceData) -> dict:
+        if self.fill_silent and not (self.trigger_vem is not None and self.trigger_vem > 0):
+            raise ValueError(f"trigger_vem: fill_silent needs the trigger threshold (> 0 VEM), found {self.trigger_vem!r}")
+        extra = {"trigger_vem": float(self.trigger_vem), "fill_silent": bool(self.fill_silent)} \
+            if (self.fill_silent or self.trigger_vem is not None) else {}
         return {"kind": self.kind, "scale_vem": self.scale_vem, "critic_min_vem": self.critic_min_vem,
-                "noise_vem": self.noise_vem,
+                "noise_vem": self.noise_vem, **extra,
                 "layout": self.layout(data), "labels": self.label_names(data)}
 
     def to_arrays(self, data: TraceData, state: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -278,9 +292,13 @@ class TraceAdapter:
         if x.shape != (len(template), template.traces[0].size):
             raise ValueError(f"refined arrays: expected shape {(len(template), template.traces[0].size)}, found {x.shape}")
         traces = (state["scale_vem"] * np.sinh(x)).reshape(template.traces.shape)
-        # an untriggered station reads all zeros in the source: keep it so (the refiner must not
-        # invent stations); triggered stations are refined
-        traces = np.where(np.any(template.traces != 0, axis=-1, keepdims=True), traces, 0.0)
+        if not state.get("fill_silent", False):
+            # an untriggered station reads all zeros in the source: keep it so; triggered
+            # stations are refined
+            traces = np.where(np.any(template.traces != 0, axis=-1, keepdims=True), traces, 0.0)
+        if state.get("trigger_vem") is not None:
+            # the detector's trigger rule: a refined station below threshold reads all zeros
+            traces = np.where(traces.sum(axis=-1, keepdims=True) >= state["trigger_vem"], traces, 0.0)
         return TraceData(traces.astype(np.float32), template.energy.copy(), template.zenith.copy(),
                          template.spacing_m, template.bin_ns, {**template.attrs, **(attrs or {})})
 
@@ -292,12 +310,19 @@ class TraceAdapter:
         """The per-station refiner and grid critic of :mod:`hepgen.refine.stations` (corrections as
         a bounded gain, a time-shape convolution and additive noise in VEM, per triggered station)."""
         lay = state["layout"]
-        return {"name": "stations", "grid": [int(v) for v in lay["grid"]], "n_t": int(lay["n_t"]),
+        arch = {"name": "stations", "grid": [int(v) for v in lay["grid"]], "n_t": int(lay["n_t"]),
                 "scale": float(state["scale_vem"]), "critic_min_vem": float(state.get("critic_min_vem", 0.0)),
                 "noise_vem": state.get("noise_vem")}
+        if "trigger_vem" in state:
+            arch.update(trigger_vem=state["trigger_vem"], fill_silent=bool(state.get("fill_silent", False)))
+        return arch
 
-    def keep_mask(self, data: TraceData) -> np.ndarray:
-        """``(N, D)`` bool: the bins of untriggered stations (all zeros), which stay zero."""
+    def keep_mask(self, data: TraceData, state: dict | None = None) -> np.ndarray | None:
+        """``(N, D)`` bool: the bins of untriggered stations (all zeros), which stay zero;
+        ``None`` with ``fill_silent`` (of ``state`` if given, else of the adapter): the refiner
+        then acts on every station."""
+        if (state or {}).get("fill_silent", self.fill_silent if state is None else False):
+            return None
         dead = ~np.any(data.traces != 0, axis=-1, keepdims=True)
         return np.broadcast_to(dead, data.traces.shape).reshape(len(data), -1).copy()
 

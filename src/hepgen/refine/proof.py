@@ -362,7 +362,7 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
     xs, ys = adapter.to_arrays(sim, state)
     xd, yd = adapter.to_arrays(data_train, state)
     xt, yt = adapter.to_arrays(data_test, state)
-    keep = adapter.keep_mask(sim)
+    keep = adapter.keep_mask(sim, state)
 
     def run_refiner(cfg, tag):
         model, hist = train_refiner(xs, ys, xd, yd, cfg, checkpoint=out_dir / f"refiner_{tag}.pt", progress=progress,

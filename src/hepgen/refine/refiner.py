@@ -282,7 +282,9 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
     if architecture is None:
         return ResidualRefiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size)
     model = StationRefiner(n_lab, architecture["grid"], architecture["n_t"], architecture["scale"], hidden,
-                           stochastic, noise_init, fixed_noise=architecture.get("noise_vem"))
+                           stochastic, noise_init, fixed_noise=architecture.get("noise_vem"),
+                           fill_silent=bool(architecture.get("fill_silent", False)),
+                           trigger_vem=architecture.get("trigger_vem"))
     if model.n_features != d:
         raise ValueError(f"architecture: expected {model.n_features} features for grid {architecture['grid']} × "
                          f"n_t {architecture['n_t']}, found {d}")
@@ -292,8 +294,11 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
 def _architecture_of(model) -> dict | None:
     if isinstance(model, StationRefiner):
         # a fixed noise is kept only where noise is added at all (the stochastic refiner)
-        return {"name": "stations", "grid": list(model.grid), "n_t": model.n_t, "scale": model.scale,
+        arch = {"name": "stations", "grid": list(model.grid), "n_t": model.n_t, "scale": model.scale,
                 "noise_vem": model.fixed_noise if model.stochastic else None}
+        if model.fill_silent or model.trigger_vem is not None:
+            arch.update(fill_silent=model.fill_silent, trigger_vem=model.trigger_vem)
+        return arch
     return None
 
 
@@ -380,7 +385,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     n_lab_c = n_lab if use_labels else 0
     if architecture is not None:
         critic = StationCritic(n_lab_c, architecture["grid"], architecture["n_t"], architecture["scale"],
-                               config.critic_hidden, architecture.get("critic_min_vem", 0.0))
+                               config.critic_hidden, architecture.get("critic_min_vem", 0.0),
+                               all_stations=bool(architecture.get("fill_silent", False)))
     elif model.n_groups > 1:
         critic = GroupCritic(d, n_lab_c, model.group_size, config.critic_hidden)
     elif config.critic_sums:
@@ -393,6 +399,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     else:
         critic = Critic(d + n_lab_c, config.critic_hidden)
     sigma_params = list(model.log_sigma.parameters()) if model.stochastic else []
+    # e.g. the station refiner's amplitude of silent stations: trained at the noise rate too
+    sigma_params += list(getattr(model, "fast_parameters", list)())
     other = [p for p in model.parameters() if all(p is not q for q in sigma_params)]
     groups = [{"params": other}] + ([{"params": sigma_params, "lr": config.lr * config.noise_lr_factor}]
                                     if sigma_params else [])
@@ -572,7 +580,7 @@ def train_files(sim_path, data_path, out_dir, config: RefinerConfig | None = Non
     extra = {"kind": kind, "preprocessing": state,
              "meta": {"sim": str(sim_path), "data": str(data_path), "n_sim": len(sim), "n_data": len(data)}}
     train_refiner(x_s, y_s, x_d, y_d, config, checkpoint=out, resume=resume, progress=progress,
-                  keep_sim=adapter.keep_mask(sim), clip_min=adapter.clip_min,
+                  keep_sim=adapter.keep_mask(sim, state), clip_min=adapter.clip_min,
                   group_size=adapter.group_size(state), architecture=adapter.architecture(state),
                   payload_extra=extra, sum_groups=sum_groups(adapter, sim))
     return out
@@ -599,7 +607,7 @@ def apply_file(checkpoint, sim_path, output, seed: int = 0, stochastic: bool = T
     if adapter.label_names(sim) != state["labels"]:
         raise ValueError(f"{sim_path}: expected labels {state['labels']} (the refiner's), found {adapter.label_names(sim)}")
     x, y = adapter.to_arrays(sim, state)
-    refined = refine_arrays(model, x, y, seed=seed, keep=adapter.keep_mask(sim), stochastic=stochastic)
+    refined = refine_arrays(model, x, y, seed=seed, keep=adapter.keep_mask(sim, state), stochastic=stochastic)
     out = adapter.from_arrays(refined, sim, state, attrs={
         "refined_by": str(checkpoint), "refined_from": str(sim_path),
         "refiner_epoch": int(payload["meta"].get("epoch", 0)), "refine_seed": int(seed)})

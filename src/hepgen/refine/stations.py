@@ -21,8 +21,25 @@ normalised trace, ``log(1 + I)``, the event labels and its neighbourhood: a 2-D 
 over the ``n_x × n_y`` map of ``log(1 + I)`` and the trigger flags (distance to the core is
 otherwise unknown to a single station).
 
-Untriggered stations (all-zero traces) stay zero: a station empty in simulation holds no
-information from which to draw a signal, and the refiner must not invent stations.
+By default untriggered stations (all-zero traces) stay zero.  With ``fill_silent=True`` the
+refiner acts on the whole footprint, as the study's refiner does: a silent station within two
+grid steps of a triggered one may receive an additive pulse
+
+    S'(t) = A · softmax(b + Δb + conv[b, ε̃])(t) + σ · ε(t),   A = T · softplus(z),
+
+with ``T`` the trigger threshold (VEM), ``z`` (12 × a linear head, for a faster start) from
+the same per-station network (which sees the neighbourhood, the distance to the
+signal-weighted core estimate and the labels; ``z`` starts at −2.5, so ``A ≈ 0.08 T``), ``b`` the log of a fixed Gamma(1.5, 9 bins) pulse (a
+muon-like pulse far from the core), ``Δb`` a dense head and ``conv`` a small 1-D convolution of
+the base shape and a noise sequence ``ε̃`` (``ε`` rolled by half the trace: independent bins),
+so that the pulse can be spiky like a few muons.  The event keeps its labels: the refiner is
+conditioned on the event and adds signal where the rest of the footprint says data would
+have it.  Whenever ``trigger_vem`` is set, every refined station — new or old — then passes
+the detector's trigger rule (``Σ_t S' ≥ T``, else all zeros), so a refined event is a valid
+event of its kind.  The hard threshold has no gradient: in training the rule is applied with
+a **straight-through estimator** (forward: the hard rule, as at apply time; backward: the
+identity), so a station below threshold still receives the critic's gradient at zero, which
+tells whether data would have signal there.
 
 The critic sees, per station, the ``asinh`` trace, the normalised cumulative trace
 ``C(t) = Σ_{t'≤t} S / I⁺`` (the rise-time information in linear units), ``log(1 + I)`` and
@@ -45,6 +62,9 @@ Example:
     True
     >>> StationCritic(n_labels=2, grid=(3, 3), n_t=8, hidden=8)(torch.cat([x, torch.zeros(4, 2)], 1)).shape
     torch.Size([4])
+    >>> f = StationRefiner(n_labels=2, grid=(3, 3), n_t=8, hidden=8, fill_silent=True, trigger_vem=3.0)
+    >>> bool(torch.allclose(f(x, torch.zeros(4, 2)), x, atol=1e-4))   # silent stations stay silent at the start
+    True
 """
 
 from __future__ import annotations
@@ -55,12 +75,20 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["StationCritic", "StationRefiner", "station_quantities"]
+__all__ = ["StationCritic", "StationRefiner", "near_live", "station_quantities"]
 
 _CTX = 16  # channels of the footprint context of the refiner
 _SIGMA_MAX = 0.5  # VEM per bin: the largest noise amplitude the refiner may add
 _FILM = 8  # conditioning channels of the time-shape convolution
 _CRITIC_CONV = 24  # channels of the critic's convolutions over the footprint (cost: double backward of the GP)
+_FILL_REACH = 2  # a silent station may be turned on within this many grid steps (Chebyshev) of a triggered one
+_FILL_INIT = -2.5  # starting pre-activation of a silent station's amplitude: A = T softplus(-2.5) ≈ 0.08 T
+#: the amplitude head's output is multiplied by this: A must travel from ≈ 0 to the threshold
+#: within a few hundred steps: at the plain rate it reached 0.3 T after 460, at 4× 0.6 T (docs/refine.md)
+_FILL_GAIN = 12.0
+#: weight of the added signal on silent stations in the closeness term, relative to the
+#: triggered-station term: mild, so that new stations appear where the critic asks for them
+SILENT_CLOSENESS = 0.1
 
 
 def station_quantities(x: torch.Tensor, grid, n_t: int, scale: float):
@@ -75,6 +103,14 @@ def station_quantities(x: torch.Tensor, grid, n_t: int, scale: float):
     live = (xs != 0).any(dim=-1)
     integral = s.sum(dim=-1)
     return s, live, integral, integral.clamp(min=1.0)
+
+
+def near_live(live: torch.Tensor, grid) -> torch.Tensor:
+    """``(N, G)`` bool: stations within ``_FILL_REACH`` grid steps (Chebyshev distance) of a
+    triggered one, the triggered ones included — the stations a filling refiner may turn on."""
+    n, k = live.shape[0], 2 * _FILL_REACH + 1
+    m = nn.functional.max_pool2d(live.float().view(n, 1, int(grid[0]), int(grid[1])), k, stride=1, padding=_FILL_REACH)
+    return m.view(n, -1) > 0
 
 
 class _Scalar(nn.Module):
@@ -106,8 +142,15 @@ class StationRefiner(nn.Module):
 
     def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
                  stochastic: bool = True, noise_init: float = 1e-2, max_log_gain: float = 0.7,
-                 fixed_noise: float | None = None) -> None:
+                 fixed_noise: float | None = None, fill_silent: bool = False,
+                 trigger_vem: float | None = None) -> None:
         super().__init__()
+        if fill_silent and not (trigger_vem is not None and trigger_vem > 0):
+            raise ValueError(f"trigger_vem: fill_silent needs the trigger threshold (> 0 VEM), found {trigger_vem!r}")
+        if trigger_vem is not None and not trigger_vem >= 0:
+            raise ValueError(f"trigger_vem: expected None or >= 0 (VEM), found {trigger_vem!r}")
+        self.fill_silent = bool(fill_silent)
+        self.trigger_vem = None if trigger_vem is None else float(trigger_vem)
         self.grid, self.n_t, self.scale = (int(grid[0]), int(grid[1])), int(n_t), float(scale)
         self.n_features = self.grid[0] * self.grid[1] * self.n_t
         self.group_size = self.n_features
@@ -115,7 +158,8 @@ class StationRefiner(nn.Module):
         self.fixed_noise = None if fixed_noise is None else float(fixed_noise)
         self.register_buffer("y_mean", torch.zeros(n_labels))
         self.register_buffer("y_std", torch.ones(n_labels))
-        self.ctx = nn.Sequential(nn.Conv2d(2, _CTX, 3, padding=1), nn.SiLU(), nn.Conv2d(_CTX, _CTX, 3, padding=1),
+        # footprint maps: log(1 + I), trigger flag (+ distance to the core estimate when filling)
+        self.ctx = nn.Sequential(nn.Conv2d(3 if self.fill_silent else 2, _CTX, 3, padding=1), nn.SiLU(), nn.Conv2d(_CTX, _CTX, 3, padding=1),
                                  nn.SiLU())
         self.enc = nn.Sequential(nn.Linear(self.n_t + 1 + n_labels + _CTX, hidden), nn.SiLU(),
                                  nn.Linear(hidden, hidden), nn.SiLU())
@@ -128,6 +172,18 @@ class StationRefiner(nn.Module):
         for layer in (self.gain, self.shape[-1], self.shape_dense):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        if self.fill_silent:
+            self.fill_amp = nn.Linear(hidden, 1)
+            nn.init.zeros_(self.fill_amp.weight)
+            nn.init.constant_(self.fill_amp.bias, _FILL_INIT / _FILL_GAIN)
+            self.fill_dense = nn.Linear(hidden, self.n_t)
+            self.fill_conv = nn.Sequential(nn.Conv1d(2, 8, 5, padding=2), nn.SiLU(), nn.Conv1d(8, 1, 5, padding=2))
+            for layer in (self.fill_dense, self.fill_conv[-1]):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+            t = torch.arange(self.n_t, dtype=torch.float32) + 0.5
+            base = 0.5 * torch.log(t) - t / 9.0  # log Gamma(1.5, 9 bins) density, up to a constant
+            self.register_buffer("fill_base", base - torch.logsumexp(base, 0))
         if self.stochastic:
             # σ = σ_max sigmoid(z): bounded, and unlike a clamp it keeps a gradient at the bound
             # (a clamped σ that overshoots once stays stuck there).  One σ for all stations and
@@ -138,6 +194,11 @@ class StationRefiner(nn.Module):
             self.log_sigma = _Scalar(math.log(max(p, 1e-6) / (1 - p)))
             if fixed_noise is not None:
                 self.log_sigma.value.requires_grad_(False)
+
+    def fast_parameters(self) -> list:
+        """Parameters trained at the faster noise learning rate: the amplitude of silent stations
+        (which must travel from ≈ 0 to the threshold within a few hundred steps)."""
+        return list(self.fill_amp.parameters()) if self.fill_silent else []
 
     def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
         """Standardise the labels with ``y``'s mean and spread (the traces need no standardising)."""
@@ -159,17 +220,27 @@ class StationRefiner(nn.Module):
         d_int = (torch.log1p(i1.clamp(min=0)) - torch.log1p(i0.clamp(min=0))).abs()
         d_cum = (s1.cumsum(-1) / p1[..., None] - s0.cumsum(-1) / p0[..., None]).abs().mean(-1)
         w = live.float()
-        return ((d_int + d_cum) * w).sum() / w.sum().clamp(min=1.0)
+        close = ((d_int + d_cum) * w).sum() / w.sum().clamp(min=1.0)
+        if self.fill_silent:
+            # signal added to silent stations, mildly penalised (weight SILENT_CLOSENESS)
+            dead = 1.0 - w
+            close = close + SILENT_CLOSENESS * (torch.log1p(i1.clamp(min=0)) * dead).sum() / dead.sum().clamp(min=1.0)
+        return close
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
         s, live, integral, ipos = station_quantities(x, self.grid, self.n_t, self.scale)
         li = torch.log1p(integral.clamp(min=0))
-        gmap = torch.stack([li / 3.0, live.float()], dim=1).view(n, 2, *self.grid)
+        maps = [li / 3.0, live.float()]
+        if self.fill_silent:
+            maps.append(self._core_distance(integral.clamp(min=0) * live))
+        gmap = torch.stack(maps, dim=1).view(n, len(maps), *self.grid)
         ctx = self.ctx(gmap).view(n, _CTX, -1).transpose(1, 2)  # (n, G, _CTX)
         yn = (y - self.y_mean) / self.y_std
-        ev, st = live.nonzero(as_tuple=True)  # only triggered stations are refined (and computed)
+        ev, st = live.nonzero(as_tuple=True)  # triggered stations get gain, shape and noise
         out = s.clone()
+        eps_all = noise.reshape(n, -1, self.n_t) if (noise is not None and self.stochastic) else None
+        sigma = _SIGMA_MAX * torch.sigmoid(self.log_sigma()) if self.stochastic else None  # VEM per bin
         if len(ev):
             u = s[ev, st] / ipos[ev, st, None]  # (M, n_t)
             h = self.enc(torch.cat([u, li[ev, st, None] / 3.0, yn[ev], ctx[ev, st]], dim=1))
@@ -177,17 +248,53 @@ class StationRefiner(nn.Module):
             z = [u[:, None, :], self.film(h)[:, :, None].expand(-1, _FILM, self.n_t)]
             eps = None
             if self.stochastic:
-                eps = noise.reshape(n, -1, self.n_t)[ev, st] if noise is not None else torch.zeros_like(u)
+                eps = eps_all[ev, st] if eps_all is not None else torch.zeros_like(u)
                 z.append(eps[:, None, :])
             du = self.shape(torch.cat(z, dim=1))[:, 0, :] + self.shape_dense(h)
             new = gain * (s[ev, st] + ipos[ev, st, None] * du)
-            if noise is not None and self.stochastic:
-                sigma = _SIGMA_MAX * torch.sigmoid(self.log_sigma())  # VEM per bin
+            if eps_all is not None:
                 new = new + sigma * eps
             out = out.index_put((ev, st), new)
+        if self.fill_silent:
+            ed, sd = (near_live(live, self.grid) & ~live).nonzero(as_tuple=True)
+            if len(ed):
+                out = out.index_put((ed, sd), self._silent_pulse(ctx[ed, sd], yn[ed], eps_all, ed, sd, sigma))
+        if self.trigger_vem is not None:
+            # the detector's trigger rule on every refined station; straight-through in training:
+            # forward = the hard rule (exact zeros below threshold), backward = the identity
+            hard = (out.sum(-1, keepdim=True) >= self.trigger_vem).to(out.dtype)
+            out = out + (out * hard - out).detach()
         res = torch.asinh(out / self.scale).reshape(n, -1)
+        if self.fill_silent or self.trigger_vem is not None:
+            return res
         # untriggered stations: exactly their input (zeros), not a round trip through sinh
         return torch.where(live[..., None].expand(-1, -1, self.n_t).reshape(n, -1), res, x)
+
+    def _core_distance(self, weights: torch.Tensor) -> torch.Tensor:
+        """``(N, G)`` distance of each station to the signal-weighted centroid of the triggered
+        stations (the core estimate), in units of 4 grid spacings."""
+        gx, gy = torch.meshgrid(torch.arange(self.grid[0], dtype=weights.dtype),
+                                torch.arange(self.grid[1], dtype=weights.dtype), indexing="ij")
+        pos = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)  # (G, 2)
+        w = weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
+        core = w @ pos  # (N, 2); an event without triggered stations: the grid's corner (never used)
+        return (pos[None] - core[:, None]).norm(dim=-1) / 4.0
+
+    def _silent_pulse(self, ctx, yn, eps_all, ed, sd, sigma) -> torch.Tensor:
+        """``(M, n_t)`` VEM: the pulse proposed for silent stations (module docstring)."""
+        m = len(ed)
+        zero = torch.zeros(m, self.n_t, dtype=ctx.dtype)
+        h = self.enc(torch.cat([zero, torch.zeros(m, 1, dtype=ctx.dtype), yn, ctx], dim=1))
+        amp = self.trigger_vem * nn.functional.softplus(_FILL_GAIN * self.fill_amp(h))  # (M, 1) VEM
+        eps = eps_all[ed, sd] if eps_all is not None else zero
+        # a second noise sequence for the pulse shape: the same bins rolled by half the trace (independent)
+        eps2 = torch.roll(eps, self.n_t // 2, dims=-1)
+        base = self.fill_base[None].expand(m, -1)
+        logits = base + self.fill_dense(h) + self.fill_conv(torch.stack([base, eps2], 1))[:, 0, :]
+        pulse = amp * torch.softmax(logits, dim=-1)
+        if eps_all is not None:
+            pulse = pulse + sigma * eps
+        return pulse
 
 
 class StationCritic(nn.Module):
@@ -197,8 +304,12 @@ class StationCritic(nn.Module):
     """
 
     def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
-                 min_signal: float = 0.0) -> None:
+                 min_signal: float = 0.0, all_stations: bool = False) -> None:
         super().__init__()
+        # all_stations: the station network also runs on silent stations near triggered ones
+        # (those a filling refiner may turn on), so that the critic has a gradient with respect
+        # to their traces; the output is the same as without it
+        self.all_stations = bool(all_stations)
         self.grid, self.n_t, self.scale = (int(grid[0]), int(grid[1])), int(n_t), float(scale)
         if not min_signal >= 0:
             raise ValueError(f"min_signal: expected >= 0 (VEM), found {min_signal!r}")
@@ -215,6 +326,8 @@ class StationCritic(nn.Module):
         n = z.shape[0]
         x, y = z[:, :self.d].reshape(n, -1, self.n_t), z[:, self.d:]
         live = (x != 0).any(dim=-1)
+        if self.all_stations:
+            live = near_live(live, self.grid)
         ev, st = live.nonzero(as_tuple=True)
         # the station network runs on triggered stations only (~10 % of them); an untriggered
         # station (all-zero input) gets φ(0, y)
