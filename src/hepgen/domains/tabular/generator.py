@@ -4,6 +4,7 @@ Example:
     >>> import numpy as np
     >>> from hepgen.data.tabular import TabularData
     >>> from hepgen.models import build_model
+from hepgen.models.made_sampler import made_spline_sampler
     >>> rng = np.random.default_rng(0)
     >>> data = TabularData(rng.normal(size=(50, 3)), ["a", "b", "c"], ["", "", "GeV"], rng.integers(0, 2, 50),
     ...                    ["tth", "ttbb"])
@@ -28,6 +29,7 @@ from hepgen.data.tabular import KIND, TabularData
 from hepgen.domains.base import check_kind
 from hepgen.domains.tabular.preprocessing import CDFGaussianiser
 from hepgen.models import build_model
+from hepgen.models.made_sampler import made_spline_sampler
 
 __all__ = ["TabularGenerator"]
 
@@ -49,18 +51,42 @@ class TabularGenerator:
         self.preprocessor = preprocessor
         self.meta = dict(meta)
 
-    @torch.no_grad()
-    def generate(self, process: np.ndarray, seed: int = 0, batch_size: int = 10_000) -> np.ndarray:
-        """``(N,)`` process indices → ``(N, V)`` float64 generated variables (physical units)."""
+    #: sampling paths of :meth:`generate`
+    PATHS = ("auto", "model")
+
+    @torch.inference_mode()
+    def generate(self, process: np.ndarray, seed: int = 0, batch_size: int = 10_000, path: str = "auto",
+                 block: int = 2048) -> np.ndarray:
+        """``(N,)`` process indices → ``(N, V)`` float64 generated variables (physical units).
+
+        Arguments:
+            process: process index per event; seed: seeds the noise (a ``torch.Generator``).
+            batch_size: events per noise draw (the noise, hence the events, depend on it).
+            path: ``"auto"`` samples a spline MADE flow (``tabular_flow``) through
+                :class:`hepgen.models.made_sampler.MadeSplineSampler` — the same function of the
+                same noise as the model's own inverse, to float rounding, ~9x faster (docs/tabular.md,
+                "Sampling speed") — and every other model through its ``sample``; ``"model"``
+                always uses ``model.sample``.
+            block: events per call of the fast sampler inside a noise batch (smaller blocks stay
+                in cache; 2048 measured fastest on one thread).
+        """
+        if path not in self.PATHS:
+            raise ValueError(f"generate: key 'path': expected one of {self.PATHS}, found {path!r}")
         process = np.asarray(process, dtype=np.int64).reshape(-1)
         pre = self.preprocessor
         c_all = pre.conditions(process) if pre.conditional else np.zeros((len(process), 0), np.float32)
         gen = torch.Generator().manual_seed(int(seed))
         self.model.eval()
+        fast = made_spline_sampler(self.model) if path == "auto" else None
         out = []
         for s in range(0, len(process), batch_size):
             c = torch.as_tensor(c_all[s:s + batch_size])
-            out.append(self.model.sample(c, gen).double().numpy())
+            if fast is None:
+                out.append(self.model.sample(c, gen).double().numpy())
+                continue
+            # the noise exactly as ConditionalFlow.sample draws it, then the fast inverse in blocks
+            z = torch.randn(c.shape[0], self.model.n_features, generator=gen, dtype=c.dtype)
+            out.extend(fast(c[b:b + block], z[b:b + block]).double().numpy() for b in range(0, len(c), block))
         z = np.concatenate(out) if out else np.zeros((0, pre.n_features))
         return pre.inverse(np.clip(z, -40.0, 40.0))
 
