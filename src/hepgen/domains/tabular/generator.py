@@ -4,7 +4,6 @@ Example:
     >>> import numpy as np
     >>> from hepgen.data.tabular import TabularData
     >>> from hepgen.models import build_model
-from hepgen.models.made_sampler import made_spline_sampler
     >>> rng = np.random.default_rng(0)
     >>> data = TabularData(rng.normal(size=(50, 3)), ["a", "b", "c"], ["", "", "GeV"], rng.integers(0, 2, 50),
     ...                    ["tth", "ttbb"])
