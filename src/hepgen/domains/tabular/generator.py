@@ -91,7 +91,8 @@ class TabularGenerator:
 
     def sample_like(self, data: TabularData, seed: int = 0) -> TabularData:
         """A generated table with ``data``'s process labels (and columns); ``attrs`` hold the
-        family and the sampling time ``sample_seconds``."""
+        family and the sampling time, wall clock ``sample_seconds`` and CPU ``sample_cpu_seconds``
+        (of this process, all its threads)."""
         pre = self.preprocessor
         if data.columns != pre.columns:
             raise ValueError(f"sample_like: key 'columns': expected the training columns {pre.columns}, "
@@ -105,13 +106,13 @@ class TabularGenerator:
             names = pre.process_names
         else:
             process, names = data.process, data.process_names
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         values = self.generate(process, seed=seed)
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         units = self.meta.get("units", data.units)
         return TabularData(values, list(pre.columns), list(units), process, names,
                            {"generator": f"hepgen {self.meta.get('family', self.model.family)}",
-                            "sample_seconds": seconds, "seed": int(seed)})
+                            "sample_seconds": seconds, "sample_cpu_seconds": cpu_seconds, "seed": int(seed)})
 
     def save(self, path: str | os.PathLike, trainer_state: dict | None = None) -> None:
         """Weights-only checkpoint (``hepgen.checkpoint.save_checkpoint``, atomic) with ``kind``."""
