@@ -169,3 +169,38 @@ def test_evaluate_benchmark_reports_the_paired_difference():
     # same distribution for both training samples: ΔAUC compatible with 0
     assert abs(h["auc_difference"]) < 4 * h["auc_difference_err"] + 0.01
     assert "auc_difference_all" in h and set(arrays["roc"]["hgb"]) == {"real", "generated"}
+
+
+# --- merging the finished chunks of an unfinished simulate_tth run ----------------------------------
+def test_merge_finished_chunks_of_a_partial_run(tmp_path):
+    from hepgen.simulate.tth import merge_finished_chunks
+
+    cdir = tmp_path / ".ttbb.h5.chunks"
+    cdir.mkdir()
+    (cdir / "manifest.json").write_text(json.dumps({"process": "ttbb", "n_events": 10, "seed": 2, "chunk_size": 4,
+                                                    "config": {"min_btags": 3}}))
+    # chunks of 4, 4, 2 events: 0 and 2 finished, 1 missing (still being simulated)
+    for c, n in ((0, 4), (2, 2)):
+        write_tabular(cdir / f"ttbb_{c:05d}.h5",
+                      _table(n, "ttbb", c, seconds=10.0 * n, process_seconds=2.5 * n, n_generated=100 * n, n_vetoed=90 * n))
+    (cdir / "ttbb_00001.h5.tmp").write_bytes(b"partial")  # a write in progress is not a chunk
+    out = merge_finished_chunks(cdir, tmp_path / "ttbb_partial.h5")
+    back = read_tabular(tmp_path / "ttbb_partial.h5")
+    assert len(out) == len(back) == 6
+    a = back.attrs
+    assert (a["chunks_merged"], a["chunks_planned"], a["n_events_planned"], bool(a["complete"])) == (2, 3, 10, False)
+    assert json.loads(a["merged_chunk_indices"]) == [0, 2]
+    assert (a["n_generated"], a["n_vetoed"], a["cpu_seconds"], a["process_seconds"]) == (600, 540, 60.0, 15.0)
+    assert simulation_cost(back) == {"ttbb": {"wall": 10.0, "cpu": 2.5, "events": 6}}
+    assert np.array_equal(back.values[:4], read_tabular(cdir / "ttbb_00000.h5").values)
+    assert (cdir / "ttbb_00000.h5").exists()  # the run stays resumable
+    # a chunk with the wrong number of events is not finished: skipped
+    write_tabular(cdir / "ttbb_00001.h5", _table(3, "ttbb", 9, seconds=1.0))
+    assert merge_finished_chunks(cdir, tmp_path / "again.h5").attrs["chunks_merged"] == 2
+    with pytest.raises(ValueError, match=r"key 'manifest.json': expected the manifest of a simulate_tth run"):
+        merge_finished_chunks(tmp_path, tmp_path / "x.h5")
+    empty = tmp_path / ".e.chunks"
+    empty.mkdir()
+    (empty / "manifest.json").write_text((cdir / "manifest.json").read_text())
+    with pytest.raises(ValueError, match="expected at least one finished ttbb chunk file, found none"):
+        merge_finished_chunks(empty, tmp_path / "x.h5")
