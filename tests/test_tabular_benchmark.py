@@ -204,3 +204,22 @@ def test_merge_finished_chunks_of_a_partial_run(tmp_path):
     (empty / "manifest.json").write_text((cdir / "manifest.json").read_text())
     with pytest.raises(ValueError, match="expected at least one finished ttbb chunk file, found none"):
         merge_finished_chunks(empty, tmp_path / "x.h5")
+
+
+def test_evaluate_benchmark_with_the_generator_training_events():
+    rng = np.random.default_rng(6)
+
+    def table(n):
+        proc = (rng.random(n) < 0.3).astype(int)
+        return TabularData(rng.normal(size=(n, 3)) + 0.8 * proc[:, None], ["a", "b", "c"], ["", "", ""], proc,
+                           ["tth", "ttbb"])
+
+    real, train, gen = table(500), table(400), table(1000)
+    m, _ = evaluate_tabular(real, gen, n_permutations=0, critic_steps=0, classifiers=("hgb",), classifier_seeds=1,
+                            n_bootstrap=50, real_train=train)
+    b = m["benchmark"]
+    assert (b["n_test"], b["n_train_real"], b["n_train_generated"], b["n_train_generated_all"]) == (500, 400, 400, 1000)
+    assert b["real_training"] == "real_train"
+    with pytest.raises(ValueError, match="in real_train, found"):
+        evaluate_tabular(real, gen, n_permutations=0, critic_steps=0, classifiers=("hgb",),
+                         real_train=train.select_columns(["a", "b"]))

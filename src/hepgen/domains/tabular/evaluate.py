@@ -21,7 +21,9 @@ subsampled to the size of B, so both sides have the same statistics):
   AUC(real) with its error from a paired bootstrap over the test events
   (:func:`hepgen.metrics.tabular.paired_auc_difference`) and its spread over the seeds, and the
   significance improvement ε_S/√ε_B at ε_S = 0.5 (needs the processes ``tth`` and ``ttbb``, or
-  any two, in both samples; the first is the signal);
+  any two, in both samples; the first is the signal).  Given the generator's training events
+  (``real_train``), the real-trained classifier trains on them and both are tested on all of
+  the real sample;
 * ``two_sample_auc``: a gradient-boosted classifier real vs generated
   (:func:`hepgen.metrics.classifier.classifier_two_sample_test`), 0.5 = indistinguishable;
 * ``speedup`` (wall clock), ``speedup_cpu`` (CPU time) and ``speedup_by_process``: Pythia +
@@ -89,7 +91,8 @@ def _fz(a, b, n_perm, seed):
 
 def evaluate_tabular(real: TabularData, gen: TabularData, seed: int = 0, n_permutations: int = 100,
                      critic_steps: int = 1000, classifiers: tuple[str, ...] = ("hgb", "mlp"),
-                     signal: str | None = None, classifier_seeds: int = 3, n_bootstrap: int = 1000) -> tuple[dict, dict]:
+                     signal: str | None = None, classifier_seeds: int = 3, n_bootstrap: int = 1000,
+                     real_train: TabularData | None = None) -> tuple[dict, dict]:
     """All measures of the module docstring.
 
     Arguments:
@@ -102,6 +105,10 @@ def evaluate_tabular(real: TabularData, gen: TabularData, seed: int = 0, n_permu
         classifier_seeds: benchmark classifiers trained per training sample (seeds ``seed``,
             ``seed + 1``, …): the AUCs are averaged over them and their spread is reported.
         n_bootstrap: resamples of the paired bootstrap of ΔAUC over the test events.
+        real_train: the real events the generator was trained on, when known (the benchmark's
+            real-trained classifier then trains on them, the generated-trained one on as many
+            generated events, and both are tested on all of ``real``, not its half B — twice
+            the test events).  The other measures ignore it.
 
     Returns:
         ``(metrics, arrays)``: ``metrics`` is JSON-able (NaN → None via :func:`json_safe`);
@@ -147,9 +154,16 @@ def evaluate_tabular(real: TabularData, gen: TabularData, seed: int = 0, n_permu
         w_r = critic_wasserstein((A - mu) / sd, (B - mu) / sd, steps=critic_steps, seed=seed)
         metrics["critic_w"] = {"generated": w_g["w"], "real_vs_real": w_r["w"]}
 
-    # ttH-vs-ttbb benchmark classifier: trained on generated vs on real, tested on real B
+    # ttH-vs-ttbb benchmark classifier: trained on generated vs on real, tested on the same real events
+    # train on real A, test on real B; or, given the generator's own training events, train on
+    # those and test on the whole real sample (twice the test events: a smaller error of ΔAUC)
+    if real_train is not None and real_train.columns != real.columns:
+        raise ValueError(f"evaluate: key 'columns': expected the real columns {real.columns} in real_train, "
+                         f"found {real_train.columns}")
+    r_train, r_test = (ra, rb) if real_train is None else (real_train, real)
     names = real.process_names
-    present = [n for n in names if (ra.process == names.index(n)).any() and (rb.process == names.index(n)).any()]
+    present = [n for n in names if n in r_train.process_names
+               and (r_train.process == r_train.process_names.index(n)).any() and (r_test.process == names.index(n)).any()]
     sig = signal or ("tth" if "tth" in present else (present[0] if present else None))
     gen_names = gen.process_names
     if classifiers and sig is not None and len(present) >= 2 and sig in gen_names and len(set(gen.process)) >= 2:
@@ -158,13 +172,14 @@ def evaluate_tabular(real: TabularData, gen: TabularData, seed: int = 0, n_permu
             keep = (d.process == d.process_names.index(sig)) | (d.process == d.process_names.index(bkg))
             return d.values[keep], (d.process[keep] == d.process_names.index(sig)).astype(int)
         g_perm = rng.permutation(len(gen))
-        g_train = gen.subset(g_perm[: min(len(gen), len(ra))])  # the study's protocol: as many as real A
-        (xa, ya), (xb, yb), (xg, yg) = xy(ra), xy(rb), xy(g_train)
+        g_train = gen.subset(g_perm[: min(len(gen), len(r_train))])  # the study's protocol: as many as real
+        (xa, ya), (xb, yb), (xg, yg) = xy(r_train), xy(r_test), xy(g_train)
         xg_all, yg_all = xy(gen)
-        more = len(gen) >= 2 * len(ra)  # optionally: every generated event (≥ 2x real A)
+        more = len(gen) >= 2 * len(r_train)  # optionally: every generated event (≥ 2x the real training set)
         bench, rocs = {"signal": sig, "background": bkg, "n_test": int(len(yb)), "n_train_real": int(len(ya)),
                        "n_train_generated": int(len(yg)), "n_train_generated_all": int(len(yg_all)) if more else None,
-                       "n_seeds": int(classifier_seeds), "n_bootstrap": int(n_bootstrap)}, {}
+                       "n_seeds": int(classifier_seeds), "n_bootstrap": int(n_bootstrap),
+                       "real_training": "real_train" if real_train is not None else "real half A"}, {}
         if len(set(yg)) == 2:
             for model in classifiers:
                 runs = {"real": [], "gen": [], "gen_all": []}
