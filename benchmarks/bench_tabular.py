@@ -67,6 +67,10 @@ def _load(paths: list[str]) -> TabularData:
     return TabularData.concatenate(parts)
 
 
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
 def _train(family: str, model_hparams: dict, train: TabularData, minutes: float, seed: int, batch: int, lr: float,
            weight_decay: float = 0.0, val_fraction: float = 0.1, eval_every: int = 25):
     """Train for ``minutes`` of wall clock.  Likelihood models (``tabular_flow``) hold out
@@ -202,7 +206,7 @@ def main() -> None:
                 line = (f"benchmark {model}: AUC trained on real {b['auc_real_trained']:.4f} "
                         f"(+-{b['auc_real_trained_err']:.4f}), on generated {b['auc_generated_trained']:.4f}: "
                         f"dAUC {b['auc_difference']:+.4f} +- {b['auc_difference_err']:.4f} (paired bootstrap), "
-                        f"seed spread {b['auc_difference_seed_std']}")
+                        f"seed spread {_fmt(b['auc_difference_seed_std'])}")
                 if "auc_difference_all" in b:
                     line += (f"; on all generated {b['auc_generated_all_trained']:.4f}: dAUC "
                              f"{b['auc_difference_all']:+.4f} +- {b['auc_difference_all_err']:.4f}")
