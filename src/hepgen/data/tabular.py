@@ -42,8 +42,8 @@ import numpy as np
 from hepgen._io import atomic_path
 from hepgen.data.formats import check_file_kind, is_file_of_kind, require_hdf5
 
-__all__ = ["KIND", "TabularData", "is_tabular_file", "merge_tabular_files", "read_tabular", "validate_tabular",
-           "write_tabular"]
+__all__ = ["COST_KEY", "KIND", "TabularData", "combined_attrs", "is_tabular_file", "merge_tabular_files",
+           "read_tabular", "simulation_cost", "validate_tabular", "write_tabular"]
 
 KIND = "tabular"
 """The value of the ``kind`` attribute of tabular files."""
@@ -103,8 +103,13 @@ class TabularData:
 
     def subset(self, indices) -> TabularData:
         """The events ``indices`` (integer indices or a boolean mask), same columns and processes."""
+        attrs = dict(self.attrs)
+        if COST_KEY not in attrs:  # the file's totals no longer match the rows: keep the cost per event
+            cost = simulation_cost(self)
+            if cost:
+                attrs[COST_KEY] = json.dumps(cost)
         return TabularData(self.values[indices], self.columns, self.units, self.process[indices],
-                           self.process_names, dict(self.attrs))
+                           self.process_names, attrs)
 
     def process_index(self, name: str) -> int:
         """Index of process ``name`` (a ``ValueError`` lists the known ones)."""
@@ -119,7 +124,9 @@ class TabularData:
     @staticmethod
     def concatenate(parts: Sequence[TabularData], attrs: dict | None = None) -> TabularData:
         """Stack samples with the same columns; process labels are re-indexed into the union of
-        the process names (in order of first appearance)."""
+        the process names (in order of first appearance).  ``attrs`` default to
+        :func:`combined_attrs` (the first part's provenance, summed timing and counts, the
+        simulation cost per event and process)."""
         parts = list(parts)
         if not parts:
             raise ValueError("TabularData.concatenate: expected at least one sample, found none")
@@ -133,7 +140,68 @@ class TabularData:
         proc = [np.asarray([names.index(p.process_names[i]) for i in p.process], dtype=np.int64).reshape(-1)
                 for p in parts]
         return TabularData(np.concatenate([p.values for p in parts]), cols, parts[0].units, np.concatenate(proc),
-                           names, dict(parts[0].attrs if attrs is None else attrs))
+                           names, combined_attrs(parts) if attrs is None else dict(attrs))
+
+
+#: attrs key of the simulation cost per selected event, per process (a JSON string):
+#: ``{"tth": {"wall": s, "cpu": s, "events": n}, ...}``
+COST_KEY = "cost_per_event"
+#: attrs that :func:`combined_attrs` sums over the parts
+_SUMMED = ("cpu_seconds", "process_seconds", "n_generated", "n_vetoed")
+
+
+def simulation_cost(data: TabularData) -> dict:
+    """Seconds of simulation per selected event, per process: ``{name: {"wall", "cpu", "events"}}``.
+
+    From ``attrs["cost_per_event"]`` when present (merged files, concatenations and subsets
+    carry it); otherwise from a whole single-process file's totals: ``wall`` = ``cpu_seconds``
+    (the simulation workers' wall clock; ``seconds`` in a chunk file) and ``cpu`` =
+    ``process_seconds`` (their CPU time),
+    each over the number of rows (None where the total is missing).  A table of several
+    processes without the record, or with no timing, gives ``{}`` (unknown).
+
+    >>> d = TabularData(np.zeros((4, 1)), ["x"], [""], np.zeros(4), ["tth"], {"cpu_seconds": 2.0})
+    >>> simulation_cost(d)
+    {'tth': {'wall': 0.5, 'cpu': None, 'events': 4}}
+    >>> simulation_cost(d.subset([0]))["tth"]["wall"]  # a subset keeps the cost per event
+    0.5
+    """
+    if COST_KEY in data.attrs:
+        return json.loads(data.attrs[COST_KEY])
+    wall, cpu = data.attrs.get("cpu_seconds", data.attrs.get("seconds")), data.attrs.get("process_seconds")
+    present = np.unique(data.process)
+    if (wall is None and cpu is None) or len(present) != 1 or len(data) == 0:
+        return {}
+    n = len(data)
+    return {data.process_names[int(present[0])]: {"wall": float(wall) / n if wall is not None else None,
+                                                   "cpu": float(cpu) / n if cpu is not None else None, "events": n}}
+
+
+def combined_attrs(parts: Sequence[TabularData]) -> dict:
+    """The attrs of a concatenation: the first part's provenance, the sums of ``cpu_seconds``,
+    ``process_seconds``, ``n_generated``, ``n_vetoed`` (where any part has them) and, when every
+    part's :func:`simulation_cost` is known, the combined cost per event and process (total
+    seconds over total events of that process)."""
+    attrs = dict(parts[0].attrs)
+    for key in _SUMMED:
+        if any(key in p.attrs for p in parts):
+            total = sum(p.attrs.get(key, 0) for p in parts)
+            attrs[key] = int(total) if key.startswith("n_") else float(total)
+    costs = [simulation_cost(p) for p in parts]
+    attrs.pop(COST_KEY, None)
+    if costs and all(costs):
+        merged: dict = {}
+        for cost in costs:
+            for name, c in cost.items():
+                m = merged.setdefault(name, {"wall": 0.0, "cpu": 0.0, "events": 0})
+                for k in ("wall", "cpu"):
+                    m[k] = None if m[k] is None or c.get(k) is None else m[k] + c[k] * c["events"]
+                m["events"] += int(c["events"])
+        for m in merged.values():
+            for k in ("wall", "cpu"):
+                m[k] = None if m[k] is None else m[k] / m["events"]
+        attrs[COST_KEY] = json.dumps(merged)
+    return attrs
 
 
 def validate_tabular(data: TabularData, source: str = "<memory>") -> None:
@@ -257,12 +325,13 @@ def merge_tabular_files(paths: Sequence[str | os.PathLike], output: str | os.Pat
     """Concatenate tabular files with the same columns (e.g. a ttH and a ttbb file) into ``output``.
 
     Process labels are re-indexed into the union of the process names; ``attrs`` of the output
-    record the inputs and the summed ``cpu_seconds`` / ``n_generated`` (speed-up bookkeeping).
+    record the inputs, the summed ``cpu_seconds`` / ``process_seconds`` / ``n_generated`` /
+    ``n_vetoed`` and the simulation cost per event and process (``cost_per_event``, see
+    :func:`simulation_cost`; speed-up bookkeeping).
     """
     parts = [read_tabular(p) for p in paths]
-    attrs = {"merged_from": json.dumps([str(p) for p in paths]),
-             "cpu_seconds": float(sum(float(p.attrs.get("cpu_seconds", 0.0)) for p in parts)),
-             "n_generated": int(sum(int(p.attrs.get("n_generated", 0)) for p in parts))}
+    attrs = {k: v for k, v in combined_attrs(parts).items() if k in (*_SUMMED, COST_KEY)}
+    attrs["merged_from"] = json.dumps([str(p) for p in paths])
     data = TabularData.concatenate(parts, attrs)
     write_tabular(output, data)
     return data

@@ -87,7 +87,7 @@ except ImportError:
 _WHAT = "ttH/ttbb simulation (Pythia 8 + FastJet)"
 
 __all__ = ["PROCESS_NAMES", "TTH_PROCESSES", "TTHGenConfig", "count_final_b_quarks", "generate_tth", "pythia_settings",
-           "reconstruct_event", "simulate_tth"]
+           "merge_finished_chunks", "reconstruct_event", "simulate_tth"]
 
 log = logging.getLogger(__name__)
 
@@ -455,13 +455,63 @@ def simulate_tth(output: str | os.PathLike, process: str, n_events: int, seed: i
     run_chunks(chunk_dir, manifest, tasks, _run_chunk, lambda t: _chunk_ok(Path(t["path"]), t["n"]),
                workers=workers, resume=resume, progress=progress, desc=f"pythia {process}", unit="event")
     parts = [read_tabular(t["path"]) for t in tasks]
-    attrs = {"generator": "pythia8mc + fastjet (hepgen.simulate.tth)", "seed": int(seed), "process": process,
-             "config": json.dumps(config.to_dict()),
-             "n_generated": int(sum(q.attrs.get("n_generated", 0) for q in parts)),
-             "n_vetoed": int(sum(q.attrs.get("n_vetoed", 0) for q in parts)),
-             "cpu_seconds": float(sum(q.attrs.get("seconds", 0.0) for q in parts)),
-             "process_seconds": float(sum(q.attrs.get("process_seconds", 0.0) for q in parts))}
-    data = TabularData.concatenate(parts, attrs)
+    data = TabularData.concatenate(parts, _merged_attrs(parts, process, seed, config.to_dict()))
     write_tabular(output, data)
     finish_chunks(chunk_dir)
+    return data
+
+
+def _merged_attrs(parts: list[TabularData], process: str, seed: int, config: dict) -> dict:
+    """Provenance of chunk files merged into one table: settings, summed counts and times."""
+    return {"generator": "pythia8mc + fastjet (hepgen.simulate.tth)", "seed": int(seed), "process": process,
+            "config": json.dumps(config),
+            "n_generated": int(sum(q.attrs.get("n_generated", 0) for q in parts)),
+            "n_vetoed": int(sum(q.attrs.get("n_vetoed", 0) for q in parts)),
+            "cpu_seconds": float(sum(q.attrs.get("seconds", 0.0) for q in parts)),
+            "process_seconds": float(sum(q.attrs.get("process_seconds", 0.0) for q in parts))}
+
+
+def merge_finished_chunks(chunk_dir: str | os.PathLike, output: str | os.PathLike) -> TabularData:
+    """Merge the *finished* chunk files of a ``simulate_tth`` run (complete or not) into ``output``.
+
+    For a run that is still going or was stopped: every chunk file of the folder's manifest
+    that holds its full number of events (chunk files are written atomically, so a chunk
+    being simulated has no file yet) is read, in chunk order, and written to ``output``
+    (atomically) with the attributes :func:`simulate_tth` gives a complete file (settings,
+    summed ``n_generated``, ``n_vetoed``, ``cpu_seconds``, ``process_seconds``) plus the
+    provenance of the partial merge: ``chunks_merged`` (how many), ``chunks_planned``,
+    ``n_events_planned``, ``complete`` (all chunks merged) and ``merged_chunk_indices``
+    (JSON list).  The folder is left as it is (the run can still be resumed by calling
+    :func:`simulate_tth` with the manifest's arguments).
+
+    Arguments:
+        chunk_dir: the ``.<output name>.chunks`` folder of a ``simulate_tth`` run.
+        output: the tabular HDF5 file to write (must not be inside ``chunk_dir``).
+
+    Returns:
+        the merged :class:`~hepgen.data.tabular.TabularData`.
+
+    Raises:
+        ValueError: no ``manifest.json``, or no finished chunk, naming the folder.
+    """
+    chunk_dir, output = Path(chunk_dir), Path(output)
+    mpath = chunk_dir / "manifest.json"
+    if not mpath.is_file():
+        raise ValueError(f"{chunk_dir}: key 'manifest.json': expected the manifest of a simulate_tth run, found none")
+    man = json.loads(mpath.read_text())
+    for key in ("process", "n_events", "seed", "chunk_size", "config"):
+        if key not in man:
+            raise ValueError(f"{mpath}: key {key!r}: expected it in a simulate_tth manifest, found {sorted(man)}")
+    process, n_events, size = man["process"], int(man["n_events"]), int(man["chunk_size"])
+    sizes = [min(size, n_events - s) for s in range(0, n_events, size)]
+    done = [c for c, n in enumerate(sizes) if _chunk_ok(chunk_dir / f"{process}_{c:05d}.h5", n)]
+    if not done:
+        raise ValueError(f"{chunk_dir}: expected at least one finished {process} chunk file, found none")
+    parts = [read_tabular(chunk_dir / f"{process}_{c:05d}.h5") for c in done]
+    attrs = _merged_attrs(parts, process, man["seed"], man["config"])
+    attrs.update(chunks_merged=len(done), chunks_planned=len(sizes), n_events_planned=n_events,
+                 complete=len(done) == len(sizes), merged_chunk_indices=json.dumps(done),
+                 merged_from=str(chunk_dir))
+    data = TabularData.concatenate(parts, attrs)
+    write_tabular(output, data)
     return data

@@ -28,6 +28,7 @@ from hepgen.data.tabular import KIND, TabularData
 from hepgen.domains.base import check_kind
 from hepgen.domains.tabular.preprocessing import CDFGaussianiser
 from hepgen.models import build_model
+from hepgen.models.made_sampler import made_spline_sampler
 
 __all__ = ["TabularGenerator"]
 
@@ -49,24 +50,49 @@ class TabularGenerator:
         self.preprocessor = preprocessor
         self.meta = dict(meta)
 
-    @torch.no_grad()
-    def generate(self, process: np.ndarray, seed: int = 0, batch_size: int = 10_000) -> np.ndarray:
-        """``(N,)`` process indices → ``(N, V)`` float64 generated variables (physical units)."""
+    #: sampling paths of :meth:`generate`
+    PATHS = ("auto", "model")
+
+    @torch.inference_mode()
+    def generate(self, process: np.ndarray, seed: int = 0, batch_size: int = 10_000, path: str = "auto",
+                 block: int = 2048) -> np.ndarray:
+        """``(N,)`` process indices → ``(N, V)`` float64 generated variables (physical units).
+
+        Arguments:
+            process: process index per event; seed: seeds the noise (a ``torch.Generator``).
+            batch_size: events per noise draw (the noise, hence the events, depend on it).
+            path: ``"auto"`` samples a spline MADE flow (``tabular_flow``) through
+                :class:`hepgen.models.made_sampler.MadeSplineSampler` — the same function of the
+                same noise as the model's own inverse, to float rounding, ~9x faster (docs/tabular.md,
+                "Sampling speed") — and every other model through its ``sample``; ``"model"``
+                always uses ``model.sample``.
+            block: events per call of the fast sampler inside a noise batch (smaller blocks stay
+                in cache; 2048 measured fastest on one thread).
+        """
+        if path not in self.PATHS:
+            raise ValueError(f"generate: key 'path': expected one of {self.PATHS}, found {path!r}")
         process = np.asarray(process, dtype=np.int64).reshape(-1)
         pre = self.preprocessor
         c_all = pre.conditions(process) if pre.conditional else np.zeros((len(process), 0), np.float32)
         gen = torch.Generator().manual_seed(int(seed))
         self.model.eval()
+        fast = made_spline_sampler(self.model) if path == "auto" else None
         out = []
         for s in range(0, len(process), batch_size):
             c = torch.as_tensor(c_all[s:s + batch_size])
-            out.append(self.model.sample(c, gen).double().numpy())
+            if fast is None:
+                out.append(self.model.sample(c, gen).double().numpy())
+                continue
+            # the noise exactly as ConditionalFlow.sample draws it, then the fast inverse in blocks
+            z = torch.randn(c.shape[0], self.model.n_features, generator=gen, dtype=c.dtype)
+            out.extend(fast(c[b:b + block], z[b:b + block]).double().numpy() for b in range(0, len(c), block))
         z = np.concatenate(out) if out else np.zeros((0, pre.n_features))
         return pre.inverse(np.clip(z, -40.0, 40.0))
 
     def sample_like(self, data: TabularData, seed: int = 0) -> TabularData:
         """A generated table with ``data``'s process labels (and columns); ``attrs`` hold the
-        family and the sampling time ``sample_seconds``."""
+        family and the sampling time, wall clock ``sample_seconds`` and CPU ``sample_cpu_seconds``
+        (of this process, all its threads)."""
         pre = self.preprocessor
         if data.columns != pre.columns:
             raise ValueError(f"sample_like: key 'columns': expected the training columns {pre.columns}, "
@@ -80,13 +106,13 @@ class TabularGenerator:
             names = pre.process_names
         else:
             process, names = data.process, data.process_names
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         values = self.generate(process, seed=seed)
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         units = self.meta.get("units", data.units)
         return TabularData(values, list(pre.columns), list(units), process, names,
                            {"generator": f"hepgen {self.meta.get('family', self.model.family)}",
-                            "sample_seconds": seconds, "seed": int(seed)})
+                            "sample_seconds": seconds, "sample_cpu_seconds": cpu_seconds, "seed": int(seed)})
 
     def save(self, path: str | os.PathLike, trainer_state: dict | None = None) -> None:
         """Weights-only checkpoint (``hepgen.checkpoint.save_checkpoint``, atomic) with ``kind``."""
