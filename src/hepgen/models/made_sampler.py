@@ -58,7 +58,7 @@ from zuko.transforms import MonotonicRQSTransform
 
 from hepgen.models.spline_inverse import rqs_inverse_planes
 
-__all__ = ["MadeSplineSampler", "made_spline_sampler", "unique_rows"]
+__all__ = ["MadeSplineSampler", "made_spline_sampler", "pruned_dense", "unique_rows"]
 
 
 def _rqs_settings(univariate) -> tuple[float, float] | None:
@@ -72,6 +72,41 @@ def _rqs_settings(univariate) -> tuple[float, float] | None:
     bound = kw.get("bound", params["bound"].default)
     slope = kw.get("slope", params["slope"].default)
     return float(bound), float(slope)
+
+
+def pruned_dense(weights, biases, acts, keep, inputs: torch.Tensor) -> nn.Sequential:
+    """The dense layers of a masked network restricted to the units one pass needs.
+
+    Arguments:
+        weights, biases: the full layers' ``(out, in)`` weights (masks already applied) and
+            ``(out,)`` biases.
+        acts: the activation modules between layers (``len(weights) - 1``; copied, ReLUs made
+            in-place since the pre-activations are not needed again).
+        keep: per layer, the output rows kept (``keep[-1]``: the outputs the pass computes).
+        inputs: the input columns the first layer reads.
+
+    Example:
+        >>> w = [torch.arange(6.0).reshape(3, 2), torch.ones(1, 3)]
+        >>> net = pruned_dense(w, [torch.zeros(3), torch.zeros(1)], [nn.ReLU()],
+        ...                    [torch.tensor([0, 2]), torch.tensor([0])], torch.tensor([1]))
+        >>> net(torch.tensor([[1.0]])).item()  # rows 0 and 2 of column 1: 1 + 5
+        6.0
+    """
+    layers: list[nn.Module] = []
+    prev = inputs
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        lin = nn.Linear(len(prev), len(keep[i]))
+        with torch.no_grad():
+            lin.weight.copy_(w[keep[i]][:, prev])
+            lin.bias.copy_(b[keep[i]])
+        layers.append(lin)
+        if i < len(acts):
+            act = copy.deepcopy(acts[i])
+            if isinstance(act, nn.ReLU):
+                act.inplace = True  # the pre-activation is not needed again
+            layers.append(act)
+        prev = keep[i]
+    return nn.Sequential(*layers)
 
 
 def unique_rows(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,21 +200,8 @@ class _SplineMADE(nn.Module):
             if any(kp.numel() == 0 for kp in keep[:-1]):  # no input reaches these outputs: biases only
                 passes.append(_Pass(_Constant(biases[-1][rows]), feats, x_cols, total))
                 continue
-            layers: list[nn.Module] = []
-            prev = torch.cat([x_cols, ctx_cols])
-            for layer, (w, b) in enumerate(zip(weights, biases)):
-                lin = nn.Linear(len(prev), len(keep[layer]))
-                with torch.no_grad():
-                    lin.weight.copy_(w[keep[layer]][:, prev])
-                    lin.bias.copy_(b[keep[layer]])
-                layers.append(lin)
-                if layer < len(acts):
-                    act = copy.deepcopy(acts[layer])
-                    if isinstance(act, nn.ReLU):
-                        act.inplace = True  # the pre-activation is not needed again
-                    layers.append(act)
-                prev = keep[layer]
-            passes.append(_Pass(nn.Sequential(*layers), feats, x_cols, total))
+            net = pruned_dense(weights, biases, acts, keep, torch.cat([x_cols, ctx_cols]))
+            passes.append(_Pass(net, feats, x_cols, total))
         self.passes = nn.ModuleList(passes)
 
     def forward(self, c: torch.Tensor, c_unique: torch.Tensor, c_index: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

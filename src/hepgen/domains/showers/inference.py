@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor, incident_energy_array
 from hepgen.domains.showers.spline_sampler import SplineCouplingSampler
 from hepgen.models import GenerativeModel
+from hepgen.models.made_sampler import pruned_dense
 
 __all__ = [
     "SAMPLING_PATHS",
@@ -267,21 +268,8 @@ class _PrunedMADE(nn.Module):
             x_cols = x_cols[torch.argsort(torch.tensor([position[int(d)] for d in x_cols], dtype=torch.long))]
             x_inputs = torch.tensor([position[int(d)] for d in x_cols], dtype=torch.long)
             ctx_cols = torch.arange(n_features, n_features + n_conditions)
-            layers: list[nn.Module] = []
-            prev = torch.cat([x_cols, ctx_cols])
-            for l, (w, b) in enumerate(zip(weights, biases)):
-                lin = nn.Linear(len(prev), len(keep[l]))
-                with torch.no_grad():
-                    lin.weight.copy_(w[keep[l]][:, prev])
-                    lin.bias.copy_(b[keep[l]])
-                layers.append(lin)
-                if l < len(acts):
-                    act = copy.deepcopy(acts[l])
-                    if isinstance(act, nn.ReLU):
-                        act.inplace = True  # the pre-activation is not needed again
-                    layers.append(act)
-                prev = keep[l]
-            passes.append(_Pass(nn.Sequential(*layers), x_inputs, len(solved), len(solved) + len(feats)))
+            net = pruned_dense(weights, biases, acts, keep, torch.cat([x_cols, ctx_cols]))
+            passes.append(_Pass(net, x_inputs, len(solved), len(solved) + len(feats)))
             solved.extend(int(d) for d in feats)
         self.passes = nn.ModuleList(passes)
         self.order_list = solved  # block position -> feature index
