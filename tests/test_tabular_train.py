@@ -78,10 +78,15 @@ def test_cli_train_sample_evaluate_dispatch_by_kind(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "real.h5"), str(tmp_path / "gen.h5"), "-o", str(tmp_path / "ev2"),
                  "--binning", "x.xml"]) == 2
     assert "--binning does not apply to tabular files" in capsys.readouterr().err
-    # a sampling path is an option of the kinds that have them, refused by name here
+    # the tabular sampling paths: auto (the fast MADE sampler) and model (the flow's own inverse), the same
+    # events to float rounding; a shower path name is refused
     assert main(["sample", str(tmp_path / "run" / "best.pt"), "-o", str(tmp_path / "g3.h5"), "--like",
+                 str(tmp_path / "real.h5"), "--n", "300", "--seed", "3", "--path", "model"]) == 0
+    np.testing.assert_allclose(read_tabular(tmp_path / "g3.h5").values, gen.values, rtol=1e-3, atol=1e-3)
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "run" / "best.pt"), "-o", str(tmp_path / "g4.h5"), "--like",
                  str(tmp_path / "real.h5"), "--path", "bf16"]) == 2
-    assert "--path does not apply to tabular files" in capsys.readouterr().err
+    assert "key 'path': expected one of ('auto', 'model'), found 'bf16'" in capsys.readouterr().err
     # without --like a tabular checkpoint says what it needs
     assert main(["sample", str(tmp_path / "run" / "best.pt"), "-o", str(tmp_path / "g2.h5")]) == 2
     assert "a tabular checkpoint samples at the conditions of a file of its kind: give --like" in capsys.readouterr().err

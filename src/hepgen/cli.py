@@ -705,7 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where the network runs; auto: CUDA when available")
     sm.add_argument("--path", help="sampling path (default fp32; docs/inference.md, docs/events.md): showers "
                     "fp32, bf16, fp16, int8, compile, compile-bf16 or auto (the fastest measured on this CPU); "
-                    "event images fp32, channels_last, bf16, compile, bf16-compile")
+                    "event images fp32, channels_last, bf16, compile, bf16-compile; tabular auto, model")
     sm.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sm.set_defaults(func=cmd_sample)
 

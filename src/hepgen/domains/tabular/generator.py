@@ -89,10 +89,10 @@ class TabularGenerator:
         z = np.concatenate(out) if out else np.zeros((0, pre.n_features))
         return pre.inverse(np.clip(z, -40.0, 40.0))
 
-    def sample_like(self, data: TabularData, seed: int = 0) -> TabularData:
+    def sample_like(self, data: TabularData, seed: int = 0, path: str = "auto") -> TabularData:
         """A generated table with ``data``'s process labels (and columns); ``attrs`` hold the
         family and the sampling time, wall clock ``sample_seconds`` and CPU ``sample_cpu_seconds``
-        (of this process, all its threads)."""
+        (of this process, all its threads).  ``path``: as in :meth:`generate`."""
         pre = self.preprocessor
         if data.columns != pre.columns:
             raise ValueError(f"sample_like: key 'columns': expected the training columns {pre.columns}, "
@@ -107,7 +107,7 @@ class TabularGenerator:
         else:
             process, names = data.process, data.process_names
         t0, c0 = time.perf_counter(), time.process_time()
-        values = self.generate(process, seed=seed)
+        values = self.generate(process, seed=seed, path=path)
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         units = self.meta.get("units", data.units)
         return TabularData(values, list(pre.columns), list(units), process, names,
