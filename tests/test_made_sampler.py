@@ -106,3 +106,13 @@ def test_tabular_generator_fast_path_gives_the_same_events():
     assert np.max(np.abs(other - zr)) > 0.5
     with pytest.raises(ValueError, match="key 'path'"):
         gen.generate(data.process, path="fastest")
+
+
+def test_a_shifted_base_distribution_is_refused():
+    # the fast samplers map standard-normal noise: a flow with another base must not get one
+    flow = zuko.flows.NSF(3, 1, transforms=1, hidden_features=[8])
+    MadeSplineSampler(flow, 3, 1)  # N(0, 1): accepted
+    with torch.no_grad():
+        flow.base.loc.fill_(0.5)
+    with pytest.raises(TypeError, match="MadeSplineSampler expects a standard-normal base distribution"):
+        MadeSplineSampler(flow, 3, 1)

@@ -36,10 +36,23 @@ from zuko.utils import broadcast
 from hepgen.models.base import GenerativeModel, register
 
 __all__ = ["SPLINE_BOUND", "SPLINE_MIN_SLOPE", "CaloFlow", "ConditionalFlow", "FastRQSTransform", "SplineCoupling",
-           "coupling_flow"]
+           "coupling_flow", "require_standard_normal_base"]
 
 #: zuko's spline defaults, used by every spline here: the identity outside [-B, B]; minimum slope
 SPLINE_BOUND, SPLINE_MIN_SLOPE = 5.0, 1e-3
+
+
+def require_standard_normal_base(flow, name: str) -> None:
+    """Refuse a zuko flow whose base distribution is not N(0, 1) in every dimension: the fast
+    samplers (``name``, for the message) map standard-normal noise and have no base of their own.
+
+    Raises:
+        TypeError: ``"<name> expects a standard-normal base distribution"``.
+    """
+    base = flow.base()
+    dist = getattr(base, "base_dist", base)  # zuko wraps the Normal in an Independent
+    if not (torch.all(dist.loc == 0) and torch.all(dist.scale == 1)):
+        raise TypeError(f"{name} expects a standard-normal base distribution")
 
 
 class FastRQSTransform(MonotonicRQSTransform):

@@ -56,6 +56,7 @@ from zuko.flows.autoregressive import MaskedAutoregressiveTransform
 from zuko.nn import MaskedLinear
 from zuko.transforms import MonotonicRQSTransform
 
+from hepgen.models.flow import require_standard_normal_base
 from hepgen.models.spline_inverse import rqs_inverse_planes
 
 __all__ = ["MadeSplineSampler", "made_spline_sampler", "pruned_dense", "unique_rows"]
@@ -238,10 +239,7 @@ class MadeSplineSampler(nn.Module):
         transforms = list(flow.transform.transforms)
         if not transforms or not all(isinstance(t, MaskedAutoregressiveTransform) for t in transforms):
             raise TypeError("MadeSplineSampler supports flows of MaskedAutoregressiveTransform layers only")
-        base = flow.base()
-        dist = getattr(base, "base_dist", base)
-        if not (torch.all(dist.loc == 0) and torch.all(dist.scale == 1)):
-            raise TypeError("MadeSplineSampler expects a standard-normal base distribution")
+        require_standard_normal_base(flow, "MadeSplineSampler")
         # zuko's ComposedTransform inverts the last transform first
         self.layers = nn.ModuleList(_SplineMADE(t, n_features, n_conditions) for t in transforms[::-1])
         self.noise_dim, self.n_conditions = int(n_features), int(n_conditions)

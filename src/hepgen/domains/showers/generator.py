@@ -30,7 +30,8 @@ from hepgen.data.stream import (
     file_sha256,
     stream_showers,
 )
-from hepgen.domains.showers.inference import SAMPLING_PATHS, ShowerSampler, compiles, prepare_path, spline_network
+from hepgen.domains.showers.inference import (SAMPLING_PATHS, ShowerSampler, call_padded, compiles, prepare_path,
+                                              spline_network)
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor, incident_energy_array
 from hepgen.models import GenerativeModel, build_model
 
@@ -184,11 +185,9 @@ def _chunk_sampler(gen: ShowerGenerator, seed: int, batch_size: int, fast: bool 
         out = np.empty((m, sampler.n_voxels), dtype=np.float32)
         for s in range(0, m, batch_size):
             sl = slice(s, s + batch_size)
-            k = len(e[sl])
-            # a compiled module's short last batch: rows repeated up to the compiled shape (rows are independent)
-            idx = torch.arange(batch_size) % k if compiles(path) and k < batch_size < m else slice(None)
-            xs = None if extra is None else extra[sl][idx].to(dev)
-            out[sl] = module(e[sl][idx].to(dev), z[sl][idx].to(dev), xs)[:k].cpu().numpy()
+            xs = None if extra is None else extra[sl].to(dev)
+            out[sl] = call_padded(module, e[sl].to(dev), z[sl].to(dev), xs, batch_size,
+                                  compiles(path) and m > batch_size).cpu().numpy()
         return out
 
     job = {"sampler": type(sampler.sampler).__name__}

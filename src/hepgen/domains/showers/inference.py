@@ -45,11 +45,13 @@ from tqdm.auto import tqdm
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor, incident_energy_array
 from hepgen.domains.showers.spline_sampler import SplineCouplingSampler
 from hepgen.models import GenerativeModel
+from hepgen.models.flow import require_standard_normal_base
 from hepgen.models.made_sampler import pruned_dense
 
 __all__ = [
     "SAMPLING_PATHS",
     "auto_sampling_path",
+    "call_padded",
     "compiles",
     "native_bf16",
     "ConditionEncoder",
@@ -74,6 +76,23 @@ def native_bf16() -> bool:
     oneDNN reports it; without them bf16 is emulated and slower than fp32."""
     probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(probe()) if probe is not None else False
+
+
+def call_padded(module: nn.Module, e: torch.Tensor, z: torch.Tensor | None, extra: torch.Tensor | None,
+                batch_size: int, pad: bool) -> torch.Tensor:
+    """``module(e, z, extra)`` on one batch; with ``pad``, a batch shorter than ``batch_size`` is
+    called with its rows repeated up to ``batch_size`` and the result cut back to its rows, so
+    that a compiled module sees one shape and compiles once (rows are independent).
+
+    >>> rows = lambda e, z, x: e * 10
+    >>> call_padded(rows, torch.tensor([[1.0], [2.0]]), None, None, 3, pad=True).flatten().tolist()
+    [10.0, 20.0]
+    """
+    k = len(e)
+    if not pad or k >= batch_size:
+        return module(e, z, extra)
+    idx = torch.arange(batch_size) % k
+    return module(e[idx], None if z is None else z[idx], None if extra is None else extra[idx])[:k]
 
 
 def compiles(path: str) -> bool:
@@ -321,11 +340,7 @@ class PrunedAffineFlow(nn.Module):
             if getattr(t, "univariate", None) is not MonotonicAffineTransform or getattr(t, "order", None) is None:
                 raise TypeError("PrunedAffineFlow supports MAF transforms with affine univariate maps only")
             blocks.append(_PrunedMADE(t, n_features, n_conditions, slope))
-        base = flow.base()
-        loc = getattr(base, "base_dist", base).loc
-        scale = getattr(base, "base_dist", base).scale
-        if not (torch.all(loc == 0) and torch.all(scale == 1)):
-            raise TypeError("PrunedAffineFlow expects a standard-normal base distribution")
+        require_standard_normal_base(flow, "PrunedAffineFlow")
         # zuko's ComposedTransform inverts the last transform first
         blocks = blocks[::-1]
         self.blocks = nn.ModuleList(blocks)
@@ -616,12 +631,6 @@ def sample_through_path(generator, incident_energies, conditions: dict | None = 
         if base.noise_dim is None:
             out[sl] = module(et[sl], None, xs, generator=gen).numpy()
         else:
-            m = len(et[sl])
-            z = torch.randn(m, base.noise_dim, generator=gen)
-            if compiles(path) and m < batch_size and len(e) > batch_size:
-                # a short last batch: rows repeated up to the compiled batch shape (rows are independent)
-                idx = torch.arange(batch_size) % m
-                out[sl] = module(et[sl][idx], z[idx], None if xs is None else xs[idx])[:m].numpy()
-            else:
-                out[sl] = module(et[sl], z, xs).numpy()
+            z = torch.randn(len(et[sl]), base.noise_dim, generator=gen)
+            out[sl] = call_padded(module, et[sl], z, xs, batch_size, compiles(path) and len(e) > batch_size).numpy()
     return out

@@ -50,7 +50,8 @@ import torch
 import zuko.nn
 from torch import nn
 
-from hepgen.models.flow import SPLINE_BOUND, SPLINE_MIN_SLOPE, FastRQSTransform, SplineCoupling
+from hepgen.models.flow import (SPLINE_BOUND, SPLINE_MIN_SLOPE, FastRQSTransform, SplineCoupling,
+                               require_standard_normal_base)
 # the plane-wise spline inverse lives with the models (shared with the tabular sampler); re-exported here
 from hepgen.models.spline_inverse import rqs_inverse, rqs_inverse_planes
 
@@ -141,10 +142,7 @@ class SplineCouplingSampler(nn.Module):
             raise TypeError("SplineCouplingSampler supports flows of spline coupling layers only")
         if any(t.univariate is not FastRQSTransform for t in transforms):
             raise TypeError("SplineCouplingSampler: unexpected univariate transform")
-        base = flow.base()
-        dist = getattr(base, "base_dist", base)
-        if not (torch.all(dist.loc == 0) and torch.all(dist.scale == 1)):
-            raise TypeError("SplineCouplingSampler expects a standard-normal base distribution")
+        require_standard_normal_base(flow, "SplineCouplingSampler")
         # the layers use FastRQSTransform.from_block's defaults; zuko's ComposedTransform
         # inverts the last transform first
         self.layers = nn.ModuleList(_Layer(t, SPLINE_BOUND, SPLINE_MIN_SLOPE) for t in transforms[::-1])
