@@ -569,8 +569,8 @@ def _check_compatible(old: dict, new: dict, study_name: str) -> None:
 class _TrialObjective:
     """The callable handed to ``study.optimize``: train, prune via the trainer callback, score."""
 
-    def __init__(self, data, holdout, space, base, out_dir, objective, prune_on, train_fn, n_bins, seed):
-        self.domain = domain_of_data(data)
+    def __init__(self, domain, data, holdout, space, base, out_dir, objective, prune_on, train_fn, n_bins, seed):
+        self.domain = domain
         self.train_fn = train_fn or trainer.train
         self.stop = trainer.StopTraining
         self.data, self.holdout, self.space, self.base = data, holdout, space, base
@@ -749,9 +749,8 @@ def run_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     if holdout is None:
         data, holdout = split_holdout(data, holdout_fraction, seed)
-    elif domain_of_data(holdout).kind != domain.kind:
-        raise ValueError(f"held-out data: expected {domain.kind} like the training data, found "
-                         f"{domain_of_data(holdout).kind}")
+    elif (held_kind := domain_of_data(holdout).kind) != domain.kind:
+        raise ValueError(f"held-out data: expected {domain.kind} like the training data, found {held_kind}")
     elif domain.kind == "showers" and holdout.showers.shape[1] != data.showers.shape[1]:
         raise ValueError(f"held-out showers have {holdout.showers.shape[1]} voxels, training data "
                          f"{data.showers.shape[1]}")
@@ -771,7 +770,8 @@ def run_study(
     if total_trials is not None:
         callbacks.append(optuna.study.MaxTrialsCallback(
             total_trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
-    fn = _TrialObjective(data, holdout, space, base_config, out_dir, objective, prune_on, train_fn, n_bins, seed)
+    fn = _TrialObjective(domain, data, holdout, space, base_config, out_dir, objective, prune_on, train_fn, n_bins,
+                         seed)
     study.optimize(fn, n_trials=n_trials, timeout=timeout, catch=tuple(catch), callbacks=callbacks)
     summary = write_best(study, out_dir / "best.json", url)
     return study, summary
