@@ -348,3 +348,38 @@ def test_two_workers_share_one_sqlite_study(tmp_path, showers):
     assert best["best_trial"] == study.best_trial.number and best["value"] == study.best_value
     completed = [t.value for t in study.trials if t.state.name == "COMPLETE"]
     assert Path(best["checkpoint"]).is_file() and best["value"] == min(completed)  # the objective is minimised
+
+
+def test_streamed_training_files_are_tuned_with_the_holdout_in_memory(tmp_path, showers):
+    """A file set above the memory budget arrives as a ShowerFileSet: trials get the streamed
+    training rows, the held-out rows are loaded and scored (identical showers: separation 0)."""
+    from hepgen.data.chunked import ShowerFileSet
+
+    write_showers(tmp_path / "a.h5", showers.subset(slice(0, 150)))
+    write_showers(tmp_path / "b.h5", showers.subset(slice(150, 300)))
+    files = ShowerFileSet([tmp_path / "a.h5", tmp_path / "b.h5"], chunk_rows=40)
+    _, hold_rows = tune.split_holdout(files, 0.2, seed=0)
+    hold = hold_rows.load()
+    seen = []
+    fake = _fake_train(hold, curves=[[1.0]], epochs_run=[])
+
+    def train_fn(data, config, out_dir, progress=True, callbacks=()):
+        seen.append((type(data).__name__, len(data)))
+        return fake(data, config, out_dir, progress, callbacks)
+
+    study, best = tune.run_study(files, tune.parse_space(GOOD_SPACE), TrainConfig(), tmp_path / "study",
+                                 n_trials=1, pruner="none", seed=0, train_fn=train_fn)
+    assert seen == [("ShowerFileSet", 240)]
+    assert best["value"] == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_array_equal(hold.incident_energies, showers.incident_energies[np.sort(hold_rows.rows)])
+
+
+def test_streamed_holdout_with_other_voxels_is_refused(tmp_path, showers):
+    from hepgen.data.chunked import ShowerFileSet
+
+    write_showers(tmp_path / "a.h5", showers)
+    other = ShowerData(showers.showers[:, :12], showers.incident_energies, {}, None)
+    files = ShowerFileSet([tmp_path / "a.h5"], chunk_rows=40)
+    with pytest.raises(ValueError, match="held-out showers have 12 voxels, training data 18"):
+        tune.run_study(files, tune.parse_space(GOOD_SPACE), TrainConfig(), tmp_path / "s", n_trials=1,
+                       holdout=other, pruner="none", train_fn=_fake_train(showers, [[1.0]], []))

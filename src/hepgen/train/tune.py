@@ -66,6 +66,7 @@ import yaml
 from hepgen._extras import needs_extra
 from hepgen._io import atomic_path
 from hepgen.config import TrainConfig
+from hepgen.data.chunked import ShowerFileSet, fits_in_memory
 from hepgen.data.formats import ShowerData
 from hepgen.domains import domain_of_data
 from hepgen.domains.showers.evaluate import feature_edges
@@ -398,6 +399,11 @@ def holdout_score(real: ShowerData, generated_showers: np.ndarray, objective: st
     if objective == "sep_power":
         return sep_power_score(fr, fg, n_bins)
     return ks_nll_score(fr, fg)
+
+
+def _n_voxels(showers: ShowerData | ShowerFileSet) -> int:
+    """Voxels per shower of showers in memory or streamed from files."""
+    return showers.n_voxels if isinstance(showers, ShowerFileSet) else int(showers.showers.shape[1])
 
 
 def split_holdout(data, fraction: float, seed: int):
@@ -751,10 +757,16 @@ def run_study(
         data, holdout = split_holdout(data, holdout_fraction, seed)
     elif (held_kind := domain_of_data(holdout).kind) != domain.kind:
         raise ValueError(f"held-out data: expected {domain.kind} like the training data, found {held_kind}")
-    elif domain.kind == "showers" and holdout.showers.shape[1] != data.showers.shape[1]:
-        raise ValueError(f"held-out showers have {holdout.showers.shape[1]} voxels, training data "
-                         f"{data.showers.shape[1]}")
+    elif domain.kind == "showers" and _n_voxels(holdout) != _n_voxels(data):
+        raise ValueError(f"held-out showers have {_n_voxels(holdout)} voxels, training data {_n_voxels(data)}")
     if domain.kind == "showers":
+        if isinstance(holdout, ShowerFileSet):
+            # Files above the memory budget arrive streamed: trials train from the streamed rows
+            # (as `hepgen train` does), the held-out rows are sampled against and scored in memory.
+            if not fits_in_memory(len(holdout), holdout.n_voxels):
+                raise ValueError(f"held-out sample: {len(holdout)} showers x {holdout.n_voxels} voxels do not fit "
+                                 "the memory budget; expected a smaller --holdout file or --holdout-fraction")
+            holdout = holdout.load()
         if holdout.geometry is None:
             holdout = dataclasses.replace(holdout, geometry=data.geometry)
         missing = [k for k in base_config.conditions if k not in holdout.conditions]
