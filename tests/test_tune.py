@@ -17,6 +17,8 @@ from hepgen.cli import main
 from hepgen.config import TrainConfig
 from hepgen.data.formats import ShowerData, write_showers
 from hepgen.data.geometry import CylindricalBinning
+from hepgen.domains import get_domain
+from hepgen.domains.showers import score
 from hepgen.domains.showers.evaluate import evaluate
 from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.train import tune
@@ -111,10 +113,10 @@ def test_apply_params_copies_the_base():
 # --- objectives -----------------------------------------------------------------------------
 def test_ks_nll_hand_worked():
     same = {"a": np.arange(10.0), "b": np.linspace(0, 1, 7)}
-    assert tune.ks_nll_score(same, same) == 0.0  # D = 0, p = 1 for every feature
+    assert score.ks_nll_score(same, same) == 0.0  # D = 0, p = 1 for every feature
     # {1,2,3} vs {4,5,6}: D = 1; exact two-sided p = 2 / C(6,3) = 0.1 (only the two fully
     # separated orderings of the 20 are as extreme)
-    value = tune.ks_nll_score({"a": [1.0, 2, 3], "b": [0.0, 1]}, {"a": [4.0, 5, 6], "b": [0.0, 1]})
+    value = score.ks_nll_score({"a": [1.0, 2, 3], "b": [0.0, 1]}, {"a": [4.0, 5, 6], "b": [0.0, 1]})
     assert value == pytest.approx(-math.log(0.1), rel=1e-9)
 
 
@@ -123,14 +125,14 @@ def test_ks_nll_on_shifted_samples_matches_scipy():
     real = {f"f{i}": rng.normal(size=400) for i in range(3)}
     gen = {k: rng.normal(size=300) + 0.1 * i for i, (k, v) in enumerate(real.items())}
     expected = sum(-math.log(stats.ks_2samp(real[k], gen[k]).pvalue) for k in real)
-    assert tune.ks_nll_score(real, gen) == pytest.approx(expected, rel=1e-12)
+    assert score.ks_nll_score(real, gen) == pytest.approx(expected, rel=1e-12)
     assert expected > 5.0  # the shifts are detected, so the comparison is not trivially 0
 
 
 def test_ks_nll_floors_zero_p_values():
     a, b = np.arange(5000.0), np.arange(5000.0) + 1e6  # disjoint: scipy's p underflows to 0
     assert stats.ks_2samp(a, b).pvalue == 0.0
-    value = tune.ks_nll_score({"x": a, "y": a}, {"x": b, "y": a})
+    value = score.ks_nll_score({"x": a, "y": a}, {"x": b, "y": a})
     assert value == pytest.approx(-math.log(np.finfo(np.float64).tiny), rel=1e-12)  # ≈ 708.4
 
 
@@ -138,20 +140,27 @@ def test_sep_power_hand_worked():
     # f2: p = (1/2, 1/2), q = (1, 0) on the lattice bins {0}, {1} → S = ½[(½)²/(3/2) + (½)²/(½)] = 1/3
     real = {"f1": np.array([0.0, 0, 1, 1]), "f2": np.array([0.0, 0, 1, 1])}
     gen = {"f1": np.array([0.0, 1, 0, 1]), "f2": np.zeros(4)}
-    assert tune.sep_power_score(real, gen) == pytest.approx((0 + 1 / 3) / 2, abs=1e-12)
+    assert score.sep_power_score(real, gen) == pytest.approx((0 + 1 / 3) / 2, abs=1e-12)
     with pytest.raises(ValueError, match="only real \\['f2'\\]"):
-        tune.sep_power_score(real, {"f1": gen["f1"]})
+        score.sep_power_score(real, {"f1": gen["f1"]})
 
 
 def test_physics_score_agrees_with_evaluate(showers, geometry):
     other = simulate_dataset(300, geometry=geometry, energy_range=(2000.0, 20000.0), seed=2)
     gen = other.showers * 1.05  # a 5 % miscalibrated "model", at the real incident energies
     m = evaluate(showers, ShowerData(gen, showers.incident_energies, geometry=geometry), classifier=False)
-    assert tune.holdout_score(showers, gen, "sep_power") == pytest.approx(m["separation_power_mean"], rel=1e-12)
+    assert score.holdout_score(showers, gen, "sep_power") == pytest.approx(m["separation_power_mean"], rel=1e-12)
     ks = sum(-math.log(max(v["pvalue"], np.finfo(float).tiny)) for v in m["ks"].values())
-    assert tune.holdout_score(showers, gen, "ks_nll") == pytest.approx(ks, rel=1e-12)
+    assert score.holdout_score(showers, gen, "ks_nll") == pytest.approx(ks, rel=1e-12)
     with pytest.raises(ValueError, match="objective"):
-        tune.holdout_score(showers, gen, "auc")
+        score.holdout_score(showers, gen, "auc")
+
+
+def test_tune_objectives_come_from_the_domain():
+    """The showers domain names the objectives score.holdout_score accepts, sep_power first (auto)."""
+    assert get_domain("showers").tune_objectives == score.TUNE_OBJECTIVES == ("sep_power", "ks_nll")
+    assert tune.objectives_of(get_domain("showers")) == ("sep_power", "ks_nll", "selection")
+    assert tune.objectives_of(get_domain("events")) == ("selection",)
 
 
 # --- studies with a controllable stand-in for the trainer -----------------------------------

@@ -48,7 +48,7 @@ def test_cli_tune_events_scores_trials_by_the_selection_score(files, capsys):
     # shower objectives are refused by name for event images, before any training
     capsys.readouterr()
     assert main([*args, "-o", str(d / "out2"), "--objective", "ks_nll"]) == 2
-    assert "objective 'ks_nll' compares CaloChallenge shower features; for events data use 'selection'" in \
+    assert "objective 'ks_nll': events data are scored by one of ('selection',) (or auto)" in \
         capsys.readouterr().err
     assert not (d / "out2" / "trial_0").exists()
 

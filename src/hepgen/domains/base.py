@@ -136,6 +136,12 @@ class Domain(Protocol):
     (n_batches, iterator of (features, conditions))`` for a container with ``streamed = True``
     (and ``subset(idx)``, ``load()``); see :mod:`hepgen.data.chunked`.
 
+    Optional, for ``hepgen tune`` (:mod:`hepgen.train.tune`): ``tune_objectives`` (names of the
+    kind's own study objectives beyond ``selection``; the first is ``--objective auto``),
+    ``tune_score(generator, held_out, objective, seed, n_bins) -> float`` (minimised), and
+    ``prepare_holdout(data, held_out, config) -> held_out`` (check the held-out sample against
+    the training data and return it ready to score, e.g. read into memory).
+
     ``read`` and ``evaluate_files`` take keyword options named like the command-line options
     (``--n-particles`` → ``n_particles``); :func:`call_with_options` refuses one a kind does
     not take, so the CLI passes what the user gave without knowing the kind.

@@ -9,24 +9,24 @@ base ``TrainConfig``; keys are ``TrainConfig`` fields (``lr``, ``batch_size``, .
     model.hidden_features: {type: categorical, choices: [128, 256]}
 
 Every trial trains a model into ``<out>/trial_<number>/`` and is scored by a *physics
-objective* on a held-out sample (never seen by the trainer): the generator is sampled at
-the held-out showers' incident energies (and conditions), and the CaloChallenge
-high-level features of both samples are compared:
+objective* on a held-out sample (never seen by the trainer), through the kind's domain
+(:class:`hepgen.domains.base.Domain`):
 
-* ``sep_power`` — mean separation power over the features (0 = identical histograms, 1 =
-  disjoint; the number ``hepgen evaluate`` reports as ``separation_power_mean``);
-* ``ks_nll`` — ``Σ −log p`` of two-sample Kolmogorov–Smirnov tests over the features, the
-  figure of merit used to tune whole-event GANs at NERSC (0 for identical samples).
+* ``selection`` — every kind: ``Domain.selection_score(generator, held_out, seed)``, the
+  number the trainer selects checkpoints by (for event images the paper's ``Σ −log p`` of
+  KS tests on jet multiplicity, jet pT and summed jet mass; for showers the separation power);
+* the kind's own ``Domain.tune_objectives``, scored by ``Domain.tune_score(generator,
+  held_out, objective, seed)``: for showers ``sep_power`` (mean separation power of the
+  CaloChallenge high-level features, what ``hepgen evaluate`` reports as
+  ``separation_power_mean``) and ``ks_nll`` (``Σ −log p`` of KS tests on those features, the
+  figure of merit used to tune whole-event GANs at NERSC), :mod:`hepgen.domains.showers.score`.
 
-* ``selection`` — the kind's own physics score, ``Domain.selection_score(generator,
-  held_out, seed)``, the number the trainer selects checkpoints by (for event images the
-  paper's ``Σ −log p`` of KS tests on jet multiplicity, jet pT and summed jet mass; for
-  showers the separation power of :mod:`hepgen.domains.showers.score`).  The only objective
-  for kinds other than showers: the two above compare CaloChallenge shower features.
-
-All are minimised; ``auto`` (the default of :func:`run_study` and ``hepgen tune``) is
-``sep_power`` for showers and ``selection`` for every other kind.  After every epoch the trainer's callback reports an intermediate
-value (the validation loss, or the validation separation power when the trainer selects
+All are minimised; ``auto`` (the default of :func:`run_study` and ``hepgen tune``) is the
+kind's first own objective, else ``selection`` (:func:`objectives_of`).  A kind may also check
+and prepare the held-out sample (``Domain.prepare_holdout``: showers need the same voxels,
+every trained condition, and are read into memory when the training files are streamed).
+After every epoch the trainer's callback reports an intermediate
+value (the validation loss, or the validation physics score when the trainer selects
 by physics) to ``trial.report``; when the pruner says so the callback raises
 :class:`~hepgen.train.trainer.StopTraining` and the trial ends as ``PRUNED``.
 
@@ -41,7 +41,6 @@ References:
     KDD 2019, arXiv:1907.10902.
     J. Bergstra et al., "Algorithms for Hyper-Parameter Optimization" (TPE), NeurIPS 2011.
     L. Li et al., "Hyperband", JMLR 18 (2018), arXiv:1603.06560.
-    CaloChallenge 2022, Krause et al., arXiv:2410.21611 (separation power).
 """
 
 from __future__ import annotations
@@ -66,12 +65,7 @@ import yaml
 from hepgen._extras import needs_extra
 from hepgen._io import atomic_path
 from hepgen.config import TrainConfig
-from hepgen.data.chunked import ShowerFileSet, fits_in_memory
-from hepgen.data.formats import ShowerData
 from hepgen.domains import domain_of_data
-from hepgen.domains.showers.evaluate import feature_edges
-from hepgen.metrics.distances import ks_statistic, separation_power
-from hepgen.metrics.observables import high_level_features
 from hepgen.models import MODEL_FAMILIES
 from hepgen.train import trainer
 
@@ -79,7 +73,8 @@ with needs_extra("tune", "hepgen tune (Optuna)"):  # the optional extra hepgen[t
     import optuna  # module stops with the one-line message (hepgen.cli imports it only for `hepgen tune`)
 
 __all__ = [
-    "OBJECTIVES",
+    "SELECTION",
+    "objectives_of",
     "PRUNERS",
     "PRUNE_ON",
     "SAMPLERS",
@@ -87,16 +82,13 @@ __all__ = [
     "apply_params",
     "best_summary",
     "check_space",
-    "ks_nll_score",
     "load_space",
     "make_pruner",
     "make_sampler",
     "make_storage",
     "open_study",
     "parse_space",
-    "holdout_score",
     "run_study",
-    "sep_power_score",
     "split_holdout",
     "storage_url_for_display",
     "suggest_params",
@@ -105,16 +97,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = ("sep_power", "ks_nll", "selection")
-_SHOWER_OBJECTIVES = ("sep_power", "ks_nll")
+SELECTION = "selection"  # every kind: Domain.selection_score
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 PRUNE_ON = ("auto", "val_loss", "val_physics")
 
-# −log of the smallest positive double: the most a single KS test adds to ks_nll.  scipy
-# returns p = 0 exactly for very different large samples; an infinite objective would make
-# every bad trial tie and break TPE's density estimates.
-_P_FLOOR = float(np.finfo(np.float64).tiny)
 _TYPES = ("float", "int", "categorical")
 _SPEC_KEYS = {"float": {"type", "low", "high", "log", "step"},
               "int": {"type", "low", "high", "log", "step"},
@@ -331,79 +318,10 @@ def apply_params(base: TrainConfig, params: Mapping[str, Any]) -> TrainConfig:
     return config
 
 
-# --- physics objectives ---------------------------------------------------------------------
-def _check_features(real: Mapping[str, np.ndarray], generated: Mapping[str, np.ndarray]) -> list[str]:
-    if set(real) != set(generated):
-        raise ValueError(f"feature keys differ: only real {sorted(set(real) - set(generated))}, "
-                         f"only generated {sorted(set(generated) - set(real))}")
-    if not real:
-        raise ValueError("no features to compare")
-    return list(real)
-
-
-def sep_power_score(real: Mapping[str, np.ndarray], generated: Mapping[str, np.ndarray], n_bins: int = 30) -> float:
-    """Mean separation power over features, binned as ``hepgen evaluate`` bins them (lower is better).
-
-    Arguments:
-        real, generated: ``{feature: (N,) values}`` with the same keys (e.g. from
-            :func:`hepgen.metrics.high_level_features`).
-        n_bins: bins per histogram (:func:`hepgen.domains.showers.evaluate.feature_edges`).
-
-    Returns:
-        ``mean_f S_f`` in [0, 1]; equals ``evaluate(...)["separation_power_mean"]``.
-    """
-    names = _check_features(real, generated)
-    return float(np.mean([separation_power(real[k], generated[k], feature_edges(k, real[k], generated[k], n_bins))
-                          for k in names]))
-
-
-def ks_nll_score(real: Mapping[str, np.ndarray], generated: Mapping[str, np.ndarray]) -> float:
-    """``Σ_f −log p_f`` of two-sample KS tests over features (lower is better; 0 for identical samples).
-
-    p-values below the smallest positive double (scipy returns exactly 0 for very
-    different large samples) are floored there, so one feature adds at most ≈ 708.4.
-
-    Arguments:
-        real, generated: ``{feature: (N,) values}`` with the same keys.
-    """
-    names = _check_features(real, generated)
-    total = 0.0
-    for k in names:
-        _, p = ks_statistic(real[k], generated[k])  # handles scipy's exact → asymptotic fallback
-        total -= math.log(max(p, _P_FLOOR))
-    return float(total)
-
-
-def holdout_score(real: ShowerData, generated_showers: np.ndarray, objective: str = "sep_power",
-                  geometry=None, n_bins: int = 30) -> float:
-    """Score generated showers against real ones on the CaloChallenge high-level features.
-
-    Arguments:
-        real: the held-out showers; ``generated_showers`` were sampled at its incident energies.
-        generated_showers: (N_gen, n_voxels) MeV.
-        objective: ``sep_power`` or ``ks_nll`` (see the module docstring); both minimised.
-        geometry: default ``real.geometry``.
-        n_bins: histogram bins for ``sep_power``.
-    """
-    if objective not in _SHOWER_OBJECTIVES:
-        raise ValueError(f"objective: expected one of {list(_SHOWER_OBJECTIVES)}, found {objective!r}")
-    geometry = geometry or real.geometry
-    if geometry is None:
-        raise ValueError("holdout_score: the held-out sample has no geometry")
-    generated_showers = np.asarray(generated_showers)
-    if len(generated_showers) != len(real):
-        raise ValueError(f"holdout_score: expected {len(real)} generated showers (one per held-out "
-                         f"shower), found {len(generated_showers)}")
-    fr = high_level_features(real.showers, real.incident_energies, geometry)
-    fg = high_level_features(generated_showers, real.incident_energies, geometry)
-    if objective == "sep_power":
-        return sep_power_score(fr, fg, n_bins)
-    return ks_nll_score(fr, fg)
-
-
-def _n_voxels(showers: ShowerData | ShowerFileSet) -> int:
-    """Voxels per shower of showers in memory or streamed from files."""
-    return showers.n_voxels if isinstance(showers, ShowerFileSet) else int(showers.showers.shape[1])
+def objectives_of(domain) -> tuple[str, ...]:
+    """The objectives a kind's data can be tuned on: the kind's own ``tune_objectives`` (the
+    first is ``auto``'s choice; showers: ``sep_power``, ``ks_nll``), then ``selection``."""
+    return (*tuple(getattr(domain, "tune_objectives", ())), SELECTION)
 
 
 def split_holdout(data, fraction: float, seed: int):
@@ -539,8 +457,8 @@ def open_study(storage, study_name: str, sampler: optuna.samplers.BaseSampler,
     categorical choices raises ``ValueError``, since Optuna refuses such a parameter at the
     first trial.
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective: expected one of {list(OBJECTIVES)}, found {objective!r}")
+    if not isinstance(objective, str) or not objective:
+        raise ValueError(f"objective: expected a name, found {objective!r}")
     study = optuna.create_study(storage=storage, study_name=study_name, sampler=sampler, pruner=pruner,
                                 direction="minimize", load_if_exists=True)
     wanted = {_ATTR_OBJECTIVE: objective}
@@ -623,12 +541,10 @@ class _TrialObjective:
             self._write_trial(trial_dir, trial.number, params, "PRUNED", None, {**pruned, "pruned_on": key})
             raise optuna.TrialPruned(f"{key} = {pruned['value']:.4g} at epoch {pruned['epoch']}")
         ho = self.holdout
-        if self.objective == "selection":
+        if self.objective == SELECTION:
             score = float(self.domain.selection_score(generator, ho, self.seed))
         else:
-            conds = {k: ho.conditions[k] for k in generator.condition_names}
-            showers = generator.sample(ho.incident_energies[:, 0], conds, seed=self.seed)
-            score = holdout_score(ho, showers, self.objective, n_bins=self.n_bins)
+            score = float(self.domain.tune_score(generator, ho, self.objective, self.seed, n_bins=self.n_bins))
         checkpoint = trial_dir / "best.pt"
         if not checkpoint.is_file():
             checkpoint = trial_dir / "last.pt"
@@ -718,8 +634,9 @@ def run_study(
         study_name: workers with the same name and storage share one study.
         sampler, sampler_seed: see :func:`make_sampler`.
         pruner, pruner_kwargs: see :func:`make_pruner`.
-        objective: ``sep_power``, ``ks_nll`` (showers), ``selection`` (any kind) or ``auto``
-            (``sep_power`` for showers, else ``selection``), on the held-out sample (minimised).
+        objective: one of :func:`objectives_of` the data's kind (``selection`` for any kind;
+            ``sep_power``, ``ks_nll`` for showers) or ``auto`` (the kind's first), on the
+            held-out sample (minimised).
         prune_on: record key reported to the pruner after each epoch: ``val_loss``,
             ``val_physics`` or ``auto`` (what the trainer selects checkpoints by:
             ``val_physics`` for ``select_by: physics`` and, with ``select_by: auto``, for
@@ -737,19 +654,16 @@ def run_study(
         ``(study, best summary or None)``.
     """
     domain = domain_of_data(data)
+    choices = objectives_of(domain)
     if objective == "auto":
-        objective = "sep_power" if domain.kind == "showers" else "selection"
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective: expected one of {list(OBJECTIVES) + ['auto']}, found {objective!r}")
-    if objective in _SHOWER_OBJECTIVES and domain.kind != "showers":
-        raise ValueError(f"objective {objective!r} compares CaloChallenge shower features; for {domain.kind} "
-                         "data use 'selection' (the kind's selection score)")
+        objective = choices[0]
+    if objective not in choices:
+        raise ValueError(f"objective {objective!r}: {domain.kind} data are scored by one of {choices} "
+                         "(or auto)")
     if prune_on not in PRUNE_ON:
         raise ValueError(f"prune_on: expected one of {list(PRUNE_ON)}, found {prune_on!r}")
     if n_trials is not None and n_trials < 1:
         raise ValueError(f"n_trials: expected >= 1, found {n_trials}")
-    if domain.kind == "showers" and data.geometry is None:
-        raise ValueError("tune: the training data has no geometry: pass a binning XML / geometry JSON")
     check_space(space, base_config)
     out_dir = Path(out_dir).resolve()  # trial paths in the study and best.json do not depend on a worker's cwd
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -757,22 +671,9 @@ def run_study(
         data, holdout = split_holdout(data, holdout_fraction, seed)
     elif (held_kind := domain_of_data(holdout).kind) != domain.kind:
         raise ValueError(f"held-out data: expected {domain.kind} like the training data, found {held_kind}")
-    elif domain.kind == "showers" and _n_voxels(holdout) != _n_voxels(data):
-        raise ValueError(f"held-out showers have {_n_voxels(holdout)} voxels, training data {_n_voxels(data)}")
-    if domain.kind == "showers":
-        if isinstance(holdout, ShowerFileSet):
-            # Files above the memory budget arrive streamed: trials train from the streamed rows
-            # (as `hepgen train` does), the held-out rows are sampled against and scored in memory.
-            if not fits_in_memory(len(holdout), holdout.n_voxels):
-                raise ValueError(f"held-out sample: {len(holdout)} showers x {holdout.n_voxels} voxels do not fit "
-                                 "the memory budget; expected a smaller --holdout file or --holdout-fraction")
-            holdout = holdout.load()
-        if holdout.geometry is None:
-            holdout = dataclasses.replace(holdout, geometry=data.geometry)
-        missing = [k for k in base_config.conditions if k not in holdout.conditions]
-        if missing:
-            raise ValueError(f"held-out showers lack the conditions {missing} the config trains on; "
-                             f"found {sorted(holdout.conditions)}")
+    prepare = getattr(domain, "prepare_holdout", None)
+    if prepare is not None:  # the kind's own checks, e.g. same voxels, conditions present, in memory
+        holdout = prepare(data, holdout, base_config)
     store, url = make_storage(storage, out_dir, heartbeat=heartbeat)
     study = open_study(store, study_name, make_sampler(sampler, sampler_seed),
                        make_pruner(pruner, **dict(pruner_kwargs or {})), objective, space)

@@ -18,6 +18,7 @@ because the simulators write them); everything else a shower needs lives here:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import h5py
@@ -159,6 +160,47 @@ class ShowerDomain:
         from hepgen.domains.showers.score import separation_score
 
         return separation_score(generator, data, seed=seed)
+
+    tune_objectives = ("sep_power", "ks_nll")  # = score.TUNE_OBJECTIVES (not imported: see selection_score)
+
+    def tune_score(self, generator: ShowerGenerator, holdout: ShowerData, objective: str, seed: int,
+                   n_bins: int = 30) -> float:
+        """``hepgen tune``'s objective ``sep_power`` or ``ks_nll``: ``generator`` sampled at the held-out
+        showers' incident energies and conditions, scored on the CaloChallenge high-level features
+        (:func:`~hepgen.domains.showers.score.holdout_score`)."""
+        from hepgen.domains.showers.score import holdout_score  # see selection_score
+
+        conds = {k: holdout.conditions[k] for k in generator.condition_names}
+        showers = generator.sample(holdout.incident_energies[:, 0], conds, seed=seed)
+        return holdout_score(holdout, showers, objective, n_bins=n_bins)
+
+    def prepare_holdout(self, data: ShowerData | ShowerFileSet, holdout: ShowerData | ShowerFileSet,
+                        config) -> ShowerData:
+        """``hepgen tune``'s held-out showers, checked against the training data and in memory.
+
+        The training data need a geometry (the held-out showers take it when they have none),
+        both the same voxels, and the held-out showers every condition ``config`` trains on.
+        Training data above the memory budget arrive streamed and are trained on as ``hepgen
+        train`` does; the held-out rows are read into memory to be sampled against and scored.
+        """
+        if data.geometry is None:
+            raise ValueError("tune: the training data has no geometry: pass a binning XML / geometry JSON")
+        n_data, n_held = (d.n_voxels if isinstance(d, ShowerFileSet) else int(d.showers.shape[1])
+                          for d in (data, holdout))
+        if n_held != n_data:
+            raise ValueError(f"held-out showers have {n_held} voxels, training data {n_data}")
+        if isinstance(holdout, ShowerFileSet):
+            if not fits_in_memory(len(holdout), holdout.n_voxels):
+                raise ValueError(f"held-out sample: {len(holdout)} showers x {holdout.n_voxels} voxels do not fit "
+                                 "the memory budget; expected a smaller --holdout file or --holdout-fraction")
+            holdout = holdout.load()
+        if holdout.geometry is None:
+            holdout = dataclasses.replace(holdout, geometry=data.geometry)
+        missing = [k for k in config.conditions if k not in holdout.conditions]
+        if missing:
+            raise ValueError(f"held-out showers lack the conditions {missing} the config trains on; "
+                             f"found {sorted(holdout.conditions)}")
+        return holdout
 
     def evaluate_files(self, real, generated, out_dir, binning=None, seed: int = 0, no_classifier: bool = False,
                        metrics=None, train=None, sep_threshold: float = 0.1, p_threshold: float = 0.01,
