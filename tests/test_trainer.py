@@ -26,6 +26,7 @@ from hepgen.domains.showers.score import separation_score as physics_score
 from hepgen.models import build_model
 from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.train.trainer import (
+    FullBatchCompiled,
     StopTraining,
     _split,
     scaled_lr,
@@ -242,6 +243,47 @@ def test_amp_trains_in_bf16_on_cpu(tmp_path, data):
     assert all(torch.isfinite(v).all() for v in amp_w.values() if v.is_floating_point())
     assert all(v.dtype == fp32_w[k].dtype for k, v in amp_w.items())  # master weights stay fp32
     assert 0 < _max_diff(amp_w, fp32_w) < 0.05  # bf16 rounding changed the steps, slightly
+
+
+# --- torch.compile of the training loss ----------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch._inductor's import
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")  # dynamo tracing
+def test_compiled_training_matches_eager_training(tmp_path, data, caplog):
+    """compile: true — full batches through the compiled loss, the short last batch eagerly;
+    the weights after 6 steps (one short batch) equal eager training's up to float rounding."""
+    caplog.set_level("INFO", logger="hepgen.train.trainer")
+    train(data, _config(epochs=2, max_steps=6, compile=True), tmp_path / "compiled", progress=False)
+    train(data, _config(epochs=2, max_steps=6), tmp_path / "eager", progress=False)
+    compiled = load_checkpoint(tmp_path / "compiled" / "last.pt")["model"]
+    eager = load_checkpoint(tmp_path / "eager" / "last.pt")["model"]
+    assert "the training loss compiled in" in caplog.text  # the compiled graph did run
+    assert "training eagerly" not in caplog.text
+    _assert_same_weights(eager, compiled, atol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch._inductor's import
+def test_full_batch_compiled_dispatches_by_batch_size_and_falls_back_when_compiling_fails(caplog):
+    net = torch.nn.Linear(3, 2)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    f = FullBatchCompiled(net, batch_size=4)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler\nsecond line")
+
+    f.compiled = broken
+    torch.testing.assert_close(f(x), net(x))  # falls back, same numbers
+    assert f.failed == "RuntimeError: no C++ compiler"
+    assert "torch.compile failed (RuntimeError: no C++ compiler); training eagerly" in caplog.text
+    torch.testing.assert_close(f(x), net(x))  # and stays eager
+    assert f.compiled_calls == 0
+
+
+def test_compile_is_refused_for_adversarial_families(tmp_path, data):
+    with pytest.raises(ValueError, match="key 'compile': family 'gan' has its own training step"):
+        train(data, _config(family="gan", model={}, epochs=1, max_steps=1, compile=True), tmp_path / "gan",
+              progress=False)
 
 
 def test_grad_scaler_step_equals_the_plain_step():

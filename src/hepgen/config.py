@@ -67,6 +67,14 @@ class TrainConfig:
             weights are the ones validated, selected and written to ``best.pt``.  None: off.
         amp: mixed precision — bf16 autocast on CPU, fp16 autocast with a gradient scaler on
             CUDA.  Off by default: on CPUs without native bf16 it is slower, not faster.
+        compile: run the training loss under ``torch.compile`` (inductor; needs a C++ compiler on
+            CPU): full batches through the compiled graph (compiled once, at the first step, within
+            ``max_minutes``), the epoch's short last batch eagerly.  Families with the default
+            :meth:`~hepgen.models.GenerativeModel.training_step` only (likelihood and flow-matching
+            families; adversarial steps need double backward for their gradient penalty), and not
+            with data-parallel training.  If the compilation fails the run goes on eagerly and logs
+            why.  Off by default: the compilation costs ~1 min, which pays off in runs of several
+            minutes (docs/training.md).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
         select_by: checkpoint selection — ``"val_loss"`` (validation loss, lower is better),
             ``"physics"`` (mean separation power of the CaloChallenge high-level features of
@@ -98,6 +106,7 @@ class TrainConfig:
     deposit_bound: float | None = None
     ema: float | None = None
     amp: bool = False
+    compile: bool = False
     device: str = "cpu"
     select_by: str = "auto"
     eval_every: int = 1
