@@ -450,7 +450,7 @@ def simulate_tth(output: str | os.PathLike, process: str, n_events: int, seed: i
                 "config": config.to_dict()}
     p = PROCESS_NAMES.index(process)
     tasks = [{"process": process, "n": min(int(chunk_size), int(n_events) - s), "config": config.to_dict(),
-              "seed": chunk_seed(seed, p, c, maximum=_MAX_PYTHIA_SEED), "path": str(chunk_dir / f"{process}_{c:05d}.h5")}
+              "seed": chunk_seed(seed, p, c, maximum=_MAX_PYTHIA_SEED), "path": str(_chunk_path(chunk_dir, process, c))}
              for c, s in enumerate(range(0, int(n_events), int(chunk_size)))]
     run_chunks(chunk_dir, manifest, tasks, _run_chunk, lambda t: _chunk_ok(Path(t["path"]), t["n"]),
                workers=workers, resume=resume, progress=progress, desc=f"pythia {process}", unit="event")
@@ -459,6 +459,11 @@ def simulate_tth(output: str | os.PathLike, process: str, n_events: int, seed: i
     write_tabular(output, data)
     finish_chunks(chunk_dir)
     return data
+
+
+def _chunk_path(chunk_dir: Path, process: str, index: int) -> Path:
+    """Chunk ``index``'s file of a ``simulate_tth`` run (written by it, read by the merges)."""
+    return chunk_dir / f"{process}_{index:05d}.h5"
 
 
 def _merged_attrs(parts: list[TabularData], process: str, seed: int, config: dict) -> dict:
@@ -504,10 +509,10 @@ def merge_finished_chunks(chunk_dir: str | os.PathLike, output: str | os.PathLik
             raise ValueError(f"{mpath}: key {key!r}: expected it in a simulate_tth manifest, found {sorted(man)}")
     process, n_events, size = man["process"], int(man["n_events"]), int(man["chunk_size"])
     sizes = [min(size, n_events - s) for s in range(0, n_events, size)]
-    done = [c for c, n in enumerate(sizes) if _chunk_ok(chunk_dir / f"{process}_{c:05d}.h5", n)]
+    done = [c for c, n in enumerate(sizes) if _chunk_ok(_chunk_path(chunk_dir, process, c), n)]
     if not done:
         raise ValueError(f"{chunk_dir}: expected at least one finished {process} chunk file, found none")
-    parts = [read_tabular(chunk_dir / f"{process}_{c:05d}.h5") for c in done]
+    parts = [read_tabular(_chunk_path(chunk_dir, process, c)) for c in done]
     attrs = _merged_attrs(parts, process, man["seed"], man["config"])
     attrs.update(chunks_merged=len(done), chunks_planned=len(sizes), n_events_planned=n_events,
                  complete=len(done) == len(sizes), merged_chunk_indices=json.dumps(done),
