@@ -105,6 +105,9 @@ class JetSampler(nn.Module):
 
     def __init__(self, generator, steps: int | None = None, method: str | None = None) -> None:
         super().__init__()
+        if getattr(generator, "kind", None) != "jets":
+            raise ValueError(f"jet export/bench: expected a jets generator (kind 'jets'), found kind "
+                             f"{getattr(generator, 'kind', None)!r}; showers go through hepgen.export / hepgen.bench")
         model, pre = generator.model, generator.preprocessor
         if getattr(model, "noise_dim", None) is None or not hasattr(model, "sample_from_noise"):
             raise ValueError(f"model family {model.family!r} has no noise → sample map "
