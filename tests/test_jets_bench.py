@@ -9,7 +9,13 @@ import torch
 
 from _toy_jets import toy_jets
 from hepgen._extras import have
-from hepgen.bench_jets import JET_BENCH_PATHS, format_jet_table, pythia_rate, run_jet_bench, write_jet_bench
+from hepgen.bench_jets import (
+    JET_BENCH_PATHS,
+    format_jet_table,
+    pythia_rate,
+    run_jet_bench,
+    write_jet_bench,
+)
 from hepgen.cli import main
 from hepgen.domains.jets import JetGenerator, JetPreprocessor
 from hepgen.models import build_model
@@ -96,8 +102,8 @@ def test_missing_jets_extra_is_one_note(jets, monkeypatch):
     res = run_jet_bench(_generator(jets, "epic_gan"), batch_sizes=[2], threads=[1], paths=["fp32"], pythia_n=10,
                         min_time=0.01)
     assert res["pythia"]["available"] is False
-    assert res["notes"] == ["no speed-up against Pythia: the speed-up against Pythia 8 + FastJet needs the optional "
-                            "extra: pip install 'hepgen[jets]'"]
+    assert res["notes"] == [("no speed-up against Pythia: the speed-up against Pythia 8 + FastJet needs the optional "
+                             "extra: pip install 'hepgen[jets]'")]
     assert res["runs"][0]["speedup_vs_pythia"] is None
 
 

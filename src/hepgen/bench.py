@@ -546,15 +546,18 @@ def _fidelity(generator, base: ShowerSampler, paths, n: int, real, seed: int, st
 
 
 # --- output -----------------------------------------------------------------------------------
-def write_bench(result: dict, out_dir) -> tuple[Path, Path]:
-    """Write ``bench.json`` and ``bench.png`` into ``out_dir`` (atomically); return both paths."""
+def write_bench(result: dict, out_dir, plot=None) -> tuple[Path, Path]:
+    """Write ``bench.json`` and ``bench.png`` into ``out_dir`` (atomically); return both paths.
+
+    ``plot(result, path)`` draws the figure (default :func:`plot_bench`; the jet benchmark
+    passes its own, :func:`hepgen.bench_jets.plot_jet_bench`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     js = out_dir / "bench.json"
     with atomic_path(js) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2, allow_nan=False, default=float) + "\n")
     png = out_dir / "bench.png"
-    plot_bench(result, png)
+    (plot or plot_bench)(result, png)
     return js, png
 
 

@@ -38,7 +38,6 @@ the load average before and after.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import platform
@@ -54,7 +53,7 @@ from matplotlib.figure import Figure
 from hepgen._extras import have, missing_extra_message
 from hepgen._io import atomic_path
 from hepgen._version import __version__
-from hepgen.bench import OrtModels, network_flops_per_shower, peak_rss, time_calls
+from hepgen.bench import OrtModels, network_flops_per_shower, peak_rss, time_calls, write_bench
 from hepgen.data.jets import JET_TYPES, JetData
 from hepgen.domains.showers.inference import quantize_int8
 from hepgen.export import ort_session
@@ -67,6 +66,7 @@ __all__ = [
     "JET_BENCH_PATHS",
     "JET_BENCH_SCHEMA",
     "format_jet_table",
+    "plot_jet_bench",
     "pythia_rate",
     "run_jet_bench",
     "write_jet_bench",
@@ -258,7 +258,7 @@ def run_jet_bench(
     b0 = min(256, max(batch_sizes))
     for k, sampler in samplers.items():
         flop_inputs = _Inputs(random_jet_conditions(generator, b0, np.random.default_rng(seed)), sampler.noise_dim, 0)
-        result["flops_per_jet"][str(k)] = network_flops_per_shower(lambda: flop_inputs.call(sampler), (), b0)
+        result["flops_per_jet"][str(k)] = network_flops_per_shower(flop_inputs.call, (sampler,), b0)
     try:
         for nt in threads:
             torch.set_num_threads(int(nt))
@@ -357,13 +357,13 @@ def _fidelity(generator, samplers: dict, paths, n: int, real: JetData, seed: int
 
 # --- output -----------------------------------------------------------------------------------
 def write_jet_bench(result: dict, out_dir) -> tuple[Path, Path]:
-    """Write ``bench.json`` and ``bench.png`` (jets per CPU-second vs batch size) into ``out_dir``, atomically."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    js = out_dir / "bench.json"
-    with atomic_path(js) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2, allow_nan=False, default=float) + "\n")
-    png = out_dir / "bench.png"
+    """Write ``bench.json`` and ``bench.png`` (:func:`plot_jet_bench`) into ``out_dir``, atomically."""
+    return write_bench(result, out_dir, plot=plot_jet_bench)
+
+
+def plot_jet_bench(result: dict, path) -> None:
+    """Jets per CPU-second vs batch size, one line per threads/path/steps, Pythia (and 100x it)
+    as dashed lines; written atomically to ``path``."""
     fig = Figure(figsize=(6.5, 4.2))  # a Figure on the Agg canvas: no global pyplot state
     FigureCanvasAgg(fig)
     ax = fig.subplots()
@@ -390,15 +390,14 @@ def write_jet_bench(result: dict, out_dir) -> tuple[Path, Path]:
     ax.legend(fontsize=7)
     ax.set_title(f"hepgen bench: {result['family']}, {result['n_particles']} particles", fontsize=10)
     fig.tight_layout()
-    with atomic_path(png) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    return js, png
 
 
 def format_jet_table(result: dict) -> str:
     """The speed table as text: one line per point, then Pythia's rate and the fidelity rows."""
-    lines = [f"{'thr':>3s} {'path':8s} {'steps':>5s} {'batch':>6s} {'latency ms':>11s} {'jets/s':>10s} "
-             f"{'jets/CPU-s':>10s} {'x Pythia':>9s} {'peak RSS MiB':>12s}"]
+    lines = [(f"{'thr':>3s} {'path':8s} {'steps':>5s} {'batch':>6s} {'latency ms':>11s} {'jets/s':>10s} "
+              f"{'jets/CPU-s':>10s} {'x Pythia':>9s} {'peak RSS MiB':>12s}")]
     for r in result["runs"]:
         sp, rss = r["speedup_vs_pythia"], r["peak_rss_mib"]
         lines.append(f"{r['threads']:3d} {r['path']:8s} {'-' if r['steps'] is None else r['steps']:>5} "

@@ -514,11 +514,7 @@ def cmd_export(args) -> int:
               f"export took {info['export_s']:.1f} s")
         if args.check:
             res = check_jets_onnx(args.output, gen, n=args.check_n, steps=args.steps)
-            print(json.dumps(res, indent=2))
-            if not res["ok"]:
-                print(f"hepgen: error: onnxruntime output differs from PyTorch beyond rtol={res['rtol']}, "
-                      f"atol={res['atol']} (or the masks differ)", file=sys.stderr)
-                return 1
+            return _check_result(res, f"rtol={res['rtol']}, atol={res['atol']} (or the masks differ)")
         return 0
     from hepgen.export import check_onnx, export_onnx
 
@@ -529,11 +525,16 @@ def cmd_export(args) -> int:
           f"(B, {info['n_voxels']}) MeV; export took {info['export_s']:.1f} s")
     if args.check:
         res = check_onnx(args.output, gen, n=args.check_n, fast=not args.no_fast)
-        print(json.dumps(res, indent=2))
-        if not res["ok"]:
-            print(f"hepgen: error: onnxruntime output differs from PyTorch beyond rtol={res['rtol']}, "
-                  f"atol={res['atol_mev']} MeV", file=sys.stderr)
-            return 1
+        return _check_result(res, f"rtol={res['rtol']}, atol={res['atol_mev']} MeV")
+    return 0
+
+
+def _check_result(res: dict, tolerance: str) -> int:
+    """Print an ONNX check's result; exit status 1 (and one line on stderr) when it failed."""
+    print(json.dumps(res, indent=2))
+    if not res["ok"]:
+        print(f"hepgen: error: onnxruntime output differs from PyTorch beyond {tolerance}", file=sys.stderr)
+        return 1
     return 0
 
 
