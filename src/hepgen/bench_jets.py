@@ -370,10 +370,15 @@ def plot_jet_bench(result: dict, path) -> None:
     groups: dict = {}
     for r in result["runs"]:
         groups.setdefault((r["threads"], r["path"], r["steps"]), []).append(r)
-    for (nt, name, k), rows in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    # colour: path; line style: step count; marker: thread count (distinct for up to 4 of each)
+    colour = {p: f"C{i}" for i, p in enumerate(JET_BENCH_PATHS)}
+    style = {k: ("-", "--", ":", "-.")[i % 4] for i, k in enumerate(result["steps"])}
+    marker = {nt: "osD^"[i % 4] for i, nt in enumerate(result["threads"])}
+    for (nt, name, k), rows in groups.items():
         rows = sorted(rows, key=lambda r: r["batch_size"])
         label = f"{nt} thr {name}" + ("" if k is None else f" {k} steps")
-        ax.plot([r["batch_size"] for r in rows], [r["jets_per_cpu_s"] for r in rows], marker="o", label=label)
+        ax.plot([r["batch_size"] for r in rows], [r["jets_per_cpu_s"] for r in rows], color=colour[name],
+                ls=style.get(k, "-"), marker=marker.get(nt, "o"), label=label)
     pythia = result.get("pythia") or {}
     if pythia.get("available"):
         ax.axhline(pythia["jets_per_cpu_s"], ls="--", color="gray", lw=1)
@@ -387,7 +392,7 @@ def plot_jet_bench(result: dict, path) -> None:
     ax.set_xlabel("batch size")
     ax.set_ylabel("jets / CPU-s")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=2)
     ax.set_title(f"hepgen bench: {result['family']}, {result['n_particles']} particles", fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
