@@ -123,10 +123,10 @@ def test_cli_export_gan_checkpoint_with_check(jets, tmp_path, capsys):
     gen.save(tmp_path / "gan.pt")
     out = tmp_path / "gan.onnx"
     assert main(["export", str(tmp_path / "gan.pt"), "--format", "onnx", "-o", str(out), "--check",
-                 "--n-check", "300"]) == 0
+                 "--n-check", "300", "--steps", "3"]) == 0
     text = capsys.readouterr().out
     assert out.is_file() and '"ok": true' in text and '"padding_zero": true' in text
-    assert "particle_features (B, 6, 4)" in text
+    assert "particle_features (B, 6, 4)" in text and "--steps ignored: the family samples in one pass" in text
 
 
 @pytest.mark.slow

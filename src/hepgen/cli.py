@@ -508,7 +508,8 @@ def cmd_export(args) -> int:
         from hepgen.export_jets import check_jets_onnx, export_jets_onnx
 
         info = export_jets_onnx(gen, args.output, checkpoint_sha256=file_sha256(args.checkpoint), steps=args.steps)
-        steps = "" if info["steps"] is None else f", {info['steps']} {info['solver']} steps unrolled"
+        steps = f", {info['steps']} {info['solver']} steps unrolled" if info["steps"] is not None else \
+            ("; --steps ignored: the family samples in one pass" if args.steps is not None else "")
         print(f"wrote {info['path']}: inputs {info['inputs']} (noise_dim {info['noise_dim']}) -> particle_features "
               f"(B, {info['n_particles']}, 4), mask (B, {info['n_particles']}){steps}; "
               f"export took {info['export_s']:.1f} s")
