@@ -54,7 +54,7 @@ from hepgen._io import atomic_path
 from hepgen.data.formats import ShowerData
 from hepgen.domains.showers.evaluate import evaluate
 from hepgen.domains.showers.inference import SAMPLING_PATHS, ShowerSampler, compiles, prepare_path
-from hepgen.export import export_onnx
+from hepgen.export import export_onnx, ort_session
 from hepgen.simulate.calorimeter import ShowerSimulator
 from hepgen.simulate.geant4.timing import describe as describe_geant4
 from hepgen.simulate.geant4.timing import time_geant4_showers
@@ -64,6 +64,7 @@ __all__ = [
     "BENCH_SCHEMA",
     "DEFAULT_BATCH_SIZES",
     "ORT_PATHS",
+    "OrtModels",
     "format_table",
     "matmul_flops",
     "network_flops_per_shower",
@@ -201,13 +202,7 @@ class _OrtSampler:
     """An onnxruntime session with the call signature of :class:`~hepgen.domains.showers.inference.ShowerSampler`."""
 
     def __init__(self, onnx_path: str, threads: int, with_conditions: bool) -> None:
-        with needs_extra("onnx", "the ort sampling paths (onnxruntime)"):  # lazy import of an optional extra
-            import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        self.session = ort_session(onnx_path, threads, "the ort sampling paths (onnxruntime)")
         self.with_conditions = with_conditions
 
     def __call__(self, incident_energy, noise, conditions=None, generator=None) -> torch.Tensor:
@@ -217,23 +212,27 @@ class _OrtSampler:
         return torch.from_numpy(self.session.run(["showers"], feeds)[0])
 
 
-class _OrtModels:
-    """Exports the generator once (lazily) into a temporary folder; int8 copy on demand."""
+class OrtModels:
+    """ONNX files of one generator in a temporary folder: exported once (lazily) by
+    ``export(path) -> {"export_s", ...}``, and the int8 copy (``onnxruntime.quantization.
+    quantize_dynamic``) made on demand.  Used by the shower and the jet benchmark
+    (:mod:`hepgen.bench_jets`); :meth:`close` removes the folder."""
 
-    def __init__(self, generator, fast: bool) -> None:
-        self.generator, self.fast = generator, fast
+    def __init__(self, export) -> None:
+        self.export = export
         self._dir = None
         self.files: dict[str, str] = {}
         self.export_s = None
 
     def path(self, name: str) -> str:
+        """The file of ``name`` (``"ort"`` or ``"ort-int8"``), made first if needed."""
         import tempfile
 
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="hepgen-bench-")
         if "ort" not in self.files:
             f = str(Path(self._dir.name) / "model.onnx")
-            self.export_s = export_onnx(self.generator, f, fast=self.fast)["export_s"]
+            self.export_s = self.export(f)["export_s"]
             self.files["ort"] = f
         if name == "ort-int8" and name not in self.files:
             with needs_extra("onnx", "the ort-int8 sampling path (onnxruntime)"):  # lazy import (optional extra)
@@ -365,7 +364,7 @@ def run_bench(
     if base.noise_dim is None and any(p in ORT_PATHS for p in paths):
         result["notes"].append(f"onnxruntime paths skipped: family {generator.model.family!r} cannot be exported")
         paths = [p for p in paths if p not in ORT_PATHS]
-    ort_models = _OrtModels(generator, fast)
+    ort_models = OrtModels(lambda f: export_onnx(generator, f, fast=fast))
     sim_e, sim_c = _conditions(generator, simulator_n, seed + 1)
     g4 = time_geant4_showers(generator.geometry, generator.meta.get("energy_range", [1e3, 1e5]), n=geant4_n,
                              max_seconds=geant4_max_seconds, seed=seed + 1)
@@ -484,7 +483,7 @@ def _sample_with(module, sampler: ShowerSampler, energies, conds, seed: int, bat
 
 
 def _fidelity(generator, base: ShowerSampler, paths, n: int, real, seed: int, steps, fast: bool,
-              progress: bool, ort_models: _OrtModels) -> dict:
+              progress: bool, ort_models: OrtModels) -> dict:
     if real is not None:
         ref = real.subset(slice(0, n))
         energies = ref.incident_energies[:, 0]
@@ -547,15 +546,18 @@ def _fidelity(generator, base: ShowerSampler, paths, n: int, real, seed: int, st
 
 
 # --- output -----------------------------------------------------------------------------------
-def write_bench(result: dict, out_dir) -> tuple[Path, Path]:
-    """Write ``bench.json`` and ``bench.png`` into ``out_dir`` (atomically); return both paths."""
+def write_bench(result: dict, out_dir, plot=None) -> tuple[Path, Path]:
+    """Write ``bench.json`` and ``bench.png`` into ``out_dir`` (atomically); return both paths.
+
+    ``plot(result, path)`` draws the figure (default :func:`plot_bench`; the jet benchmark
+    passes its own, :func:`hepgen.bench_jets.plot_jet_bench`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     js = out_dir / "bench.json"
     with atomic_path(js) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=2, allow_nan=False, default=float) + "\n")
     png = out_dir / "bench.png"
-    plot_bench(result, png)
+    (plot or plot_bench)(result, png)
     return js, png
 
 

@@ -447,17 +447,32 @@ def _names(text: str) -> list[str]:
     return [x for x in text.replace(",", " ").split() if x]
 
 
+def _checkpoint_domain(args, command: str):
+    """The loaded checkpoint and its domain; bench and export know showers and jets checkpoints."""
+    from hepgen.checkpoint import load_checkpoint
+    from hepgen.domains import domain_of_checkpoint
+
+    payload = load_checkpoint(args.checkpoint)
+    domain = domain_of_checkpoint(payload, source=args.checkpoint)
+    if domain.kind not in ("showers", "jets"):
+        raise ValueError(f"{args.checkpoint}: key 'kind': hepgen {command} knows showers and jets checkpoints, "
+                         f"found {domain.kind!r}")
+    return domain.from_payload(payload, str(args.checkpoint)), domain.kind
+
+
 def cmd_bench(args) -> int:
+    gen, kind = _checkpoint_domain(args, "bench")
+    if kind == "jets":
+        return _bench_jets(args, gen)
     from hepgen.bench import format_table, run_bench, write_bench
     from hepgen.data.formats import read_showers
-    from hepgen.domains.showers.generator import ShowerGenerator
 
-    gen = ShowerGenerator.load(args.checkpoint)
     real = read_showers(args.real) if args.real else None
-    result = run_bench(gen, batch_sizes=args.batch_sizes, threads=args.threads, devices=args.device,
-                       paths=args.paths, fidelity_n=args.fidelity, steps=args.steps, simulator_n=args.simulator_n,
-                       min_time=args.min_time, real=real, seed=args.seed, checkpoint=str(args.checkpoint),
-                       progress=not args.quiet, geant4_n=args.geant4_n, geant4_max_seconds=args.geant4_max_seconds)
+    result = run_bench(gen, batch_sizes=args.batch_sizes or [1, 10, 100, 1000, 10000], threads=args.threads,
+                       devices=args.device, paths=args.paths, fidelity_n=args.fidelity, steps=args.steps,
+                       simulator_n=args.simulator_n, min_time=args.min_time, real=real, seed=args.seed,
+                       checkpoint=str(args.checkpoint), progress=not args.quiet, geant4_n=args.geant4_n,
+                       geant4_max_seconds=args.geant4_max_seconds)
     js, png = write_bench(result, args.output)
     print(format_table(result))
     for path, row in (result.get("fidelity") or {}).get("paths", {}).items():
@@ -468,22 +483,59 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _bench_jets(args, gen) -> int:
+    from hepgen.bench_jets import DEFAULT_JET_BATCH_SIZES, format_jet_table, run_jet_bench, write_jet_bench
+    from hepgen.data.jets import read_jets
+
+    if args.device and any(d != "cpu" for d in args.device):
+        raise ValueError(f"--device {','.join(args.device)}: hepgen bench of a jets checkpoint runs on the CPU only")
+    real = read_jets(args.real) if args.real else None
+    result = run_jet_bench(gen, batch_sizes=args.batch_sizes or DEFAULT_JET_BATCH_SIZES, threads=args.threads,
+                           paths=args.paths, steps=args.steps, fidelity_n=args.fidelity, real=real,
+                           pythia_n=args.pythia_n, min_time=args.min_time, seed=args.seed,
+                           checkpoint=str(args.checkpoint), progress=not args.quiet)
+    js, png = write_jet_bench(result, args.output)
+    print(format_jet_table(result))
+    print(f"results: {js}\nplot:    {png}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from hepgen.data.stream import file_sha256
-    from hepgen.domains.showers.generator import ShowerGenerator
+
+    gen, kind = _checkpoint_domain(args, "export")
+    if kind == "jets":
+        from hepgen.export_jets import check_jets_onnx, export_jets_onnx
+
+        info = export_jets_onnx(gen, args.output, checkpoint_sha256=file_sha256(args.checkpoint), steps=args.steps)
+        steps = f", {info['steps']} {info['solver']} steps unrolled" if info["steps"] is not None else \
+            ("; --steps ignored: the family samples in one pass" if args.steps is not None else "")
+        print(f"wrote {info['path']}: inputs {info['inputs']} (noise_dim {info['noise_dim']}) -> particle_features "
+              f"(B, {info['n_particles']}, 4), mask (B, {info['n_particles']}){steps}; "
+              f"export took {info['export_s']:.1f} s")
+        if args.check:
+            res = check_jets_onnx(args.output, gen, n=args.check_n, steps=args.steps)
+            return _check_result(res, f"rtol={res['rtol']}, atol={res['atol']} (or the masks differ)")
+        return 0
     from hepgen.export import check_onnx, export_onnx
 
-    gen = ShowerGenerator.load(args.checkpoint)
+    if args.steps is not None:
+        raise ValueError("--steps: a jets-checkpoint option (flow-matching solver steps); found a showers checkpoint")
     info = export_onnx(gen, args.output, checkpoint_sha256=file_sha256(args.checkpoint), fast=not args.no_fast)
     print(f"wrote {info['path']}: inputs {info['inputs']} (noise_dim {info['noise_dim']}) -> showers "
           f"(B, {info['n_voxels']}) MeV; export took {info['export_s']:.1f} s")
     if args.check:
         res = check_onnx(args.output, gen, n=args.check_n, fast=not args.no_fast)
-        print(json.dumps(res, indent=2))
-        if not res["ok"]:
-            print(f"hepgen: error: onnxruntime output differs from PyTorch beyond rtol={res['rtol']}, "
-                  f"atol={res['atol_mev']} MeV", file=sys.stderr)
-            return 1
+        return _check_result(res, f"rtol={res['rtol']}, atol={res['atol_mev']} MeV")
+    return 0
+
+
+def _check_result(res: dict, tolerance: str) -> int:
+    """Print an ONNX check's result; exit status 1 (and one line on stderr) when it failed."""
+    print(json.dumps(res, indent=2))
+    if not res["ok"]:
+        print(f"hepgen: error: onnxruntime output differs from PyTorch beyond {tolerance}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -867,18 +919,25 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ds.set_defaults(func=cmd_distill)
 
-    bn = sub.add_parser("bench", help="sampling speed (and fidelity) of a checkpoint vs the reference simulator")
-    bn.add_argument("checkpoint", help="a showers checkpoint (best.pt)")
+    bn = sub.add_parser("bench", help="sampling speed (and fidelity) of a checkpoint vs the reference simulator "
+                        "(showers: GFlash, Geant4; jets: Pythia 8 + FastJet)")
+    bn.add_argument("checkpoint", help="a showers or jets checkpoint (best.pt); its kind picks the benchmark")
     bn.add_argument("-o", "--output", required=True, help="folder for bench.json and bench.png")
-    bn.add_argument("--batch-sizes", type=_ints, default=[1, 10, 100, 1000, 10000], help="default 1,10,100,1000,10000")
+    bn.add_argument("--batch-sizes", type=_ints, help="default 1,10,100,1000,10000 (jets: 1,100,1000)")
     bn.add_argument("--threads", type=_ints, help="CPU thread counts (default: 1 and all cores)")
     bn.add_argument("--device", type=_names, help="cpu,cuda (default: cpu, plus cuda when available)")
     bn.add_argument("--paths", type=_names, default=["fp32", "int8"],
-                    help="sampling paths: fp32,bf16,fp16,int8,compile,compile-bf16,ort,ort-int8 (default fp32,int8)")
+                    help="sampling paths: fp32,bf16,fp16,int8,compile,compile-bf16,ort,ort-int8 (jets: fp32,int8,ort,"
+                         "ort-int8; default fp32,int8)")
     bn.add_argument("--fidelity", type=int, default=0, metavar="N",
-                    help="also compare each path's showers with reference showers (N per path; 0: skip)")
-    bn.add_argument("--real", help="reference showers for --fidelity (default: the reference simulator)")
-    bn.add_argument("--steps", type=_ints, help="step counts to scan for models with sample_steps")
+                    help="also compare each path's samples with reference samples (N per path; 0: skip)")
+    bn.add_argument("--real", help="reference showers for --fidelity (default: the reference simulator); "
+                                   "jets: reference jets (required with --fidelity)")
+    bn.add_argument("--steps", type=_ints, help="step counts to scan for models with sample_steps (showers: in the "
+                                                "fidelity part; jets: every speed point and the fidelity part)")
+    bn.add_argument("--n-pythia", dest="pythia_n", type=int, default=200, metavar="N",
+                    help="jets: Pythia 8 + FastJet jets per jet type timed for the speed-up (needs hepgen[jets]; "
+                         "0: skip; default 200)")
     bn.add_argument("--n-simulator", dest="simulator_n", type=int, default=1000,
                     help="showers simulated to time the simulator")
     bn.add_argument("--simulator-n", dest="simulator_n", type=int, help=argparse.SUPPRESS)  # the old spelling
@@ -893,15 +952,17 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     bn.set_defaults(func=cmd_bench)
 
-    ex = sub.add_parser("export", help="export a checkpoint to ONNX (conditions + noise in, showers in MeV out; "
-                        "needs hepgen[onnx])")
-    ex.add_argument("checkpoint", help="a showers checkpoint (best.pt)")
+    ex = sub.add_parser("export", help="export a checkpoint to ONNX (conditions + noise in, showers in MeV or jets' "
+                        "particles out; needs hepgen[onnx])")
+    ex.add_argument("checkpoint", help="a showers or jets checkpoint (best.pt); its kind picks the graph")
     ex.add_argument("--format", choices=("onnx",), default="onnx", help="output format (needs hepgen[onnx])")
     ex.add_argument("-o", "--output", required=True, help="the .onnx file")
     ex.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch on random inputs")
-    ex.add_argument("--n-check", dest="check_n", type=int, default=1000, help="showers compared by --check")
+    ex.add_argument("--n-check", dest="check_n", type=int, default=1000, help="samples compared by --check")
     ex.add_argument("--check-n", dest="check_n", type=int, help=argparse.SUPPRESS)  # the old spelling
-    ex.add_argument("--no-fast", action="store_true", help="export the generic sampler, not the pruned flow")
+    ex.add_argument("--no-fast", action="store_true", help="export the generic sampler, not the pruned flow (showers)")
+    ex.add_argument("--steps", type=int, help="jets, flow-matching families: ODE solver steps unrolled into the graph "
+                                              "(default: the model's)")
     ex.set_defaults(func=cmd_export)
 
     d = sub.add_parser("demo", help="simulate → train → sample → evaluate → report on built-in defaults")

@@ -43,7 +43,7 @@ from hepgen.domains.showers.inference import ShowerSampler
 
 _WHAT = "ONNX export (hepgen export)"
 
-__all__ = ["ONNX_ATOL", "ONNX_RTOL", "check_onnx", "export_onnx", "onnx_input_names"]
+__all__ = ["ONNX_ATOL", "ONNX_RTOL", "check_onnx", "export_onnx", "onnx_input_names", "ort_session", "write_onnx"]
 
 ONNX_RTOL = 1e-3  #: relative tolerance of onnxruntime vs PyTorch outputs (measured max 4e-4 on the demo model)
 ONNX_ATOL = 1e-3  #: absolute tolerance in MeV
@@ -92,6 +92,49 @@ def _quiet_exporter():
             lg.setLevel(level)
 
 
+def write_onnx(module: nn.Module, example: tuple, path: str | os.PathLike, input_names: list[str],
+               output_names: list[str], metadata: dict[str, str], opset: int | None = None) -> None:
+    """Export ``module`` (called as ``module(*example)``) to one ``.onnx`` file, atomically.
+
+    The batch dimension (axis 0 of every input) is dynamic; weights are embedded; the
+    metadata (string keys and values) is stored as the model's ``metadata_props``.  Shared by
+    the shower export (:func:`export_onnx`) and the jet export (:mod:`hepgen.export_jets`).
+
+    Raises:
+        MissingExtraError: no ``hepgen[onnx]`` extra.
+    """
+    with needs_extra("onnx", _WHAT):  # lazy import of an optional extra
+        import onnx
+    require_extra("onnx", _WHAT, ("onnxscript",))  # torch.onnx's dynamo exporter imports it
+
+    batch = torch.export.Dim("batch", min=1)
+    with atomic_path(path) as tmp, _quiet_exporter():
+        kwargs = {} if opset is None else {"opset_version": int(opset)}
+        torch.onnx.export(module, tuple(example), tmp, input_names=list(input_names),
+                          output_names=list(output_names), dynamic_shapes=tuple({0: batch} for _ in example),
+                          dynamo=True, external_data=False, verbose=False, **kwargs)
+        model = onnx.load(tmp)
+        onnx.helper.set_model_props(model, {str(k): str(v) for k, v in metadata.items()})
+        onnx.save(model, tmp)
+
+
+def ort_session(path: str | os.PathLike, threads: int | None = 1, what: str = "the ONNX check (onnxruntime)"):
+    """An onnxruntime CPU ``InferenceSession`` of ``path`` with ``threads`` intra-op threads
+    (None: onnxruntime's default) and one inter-op thread.
+
+    Raises:
+        MissingExtraError: no ``hepgen[onnx]`` extra (``what`` names the feature in the message).
+    """
+    with needs_extra("onnx", what):  # lazy import of an optional extra
+        import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def export_onnx(generator, path: str | os.PathLike, checkpoint_sha256: str | None = None,
                 fast: bool = True, opset: int | None = None) -> dict:
     """Write ``generator`` as a single-file ONNX model (weights embedded), atomically.
@@ -110,10 +153,6 @@ def export_onnx(generator, path: str | os.PathLike, checkpoint_sha256: str | Non
     Raises:
         ValueError: the family cannot be exported (no ``sample_from_noise``).
     """
-    with needs_extra("onnx", _WHAT):  # lazy import of an optional extra
-        import onnx
-    require_extra("onnx", _WHAT, ("onnxscript",))  # torch.onnx's dynamo exporter imports it
-
     path = Path(path)
     sampler = ShowerSampler.from_generator(generator, fast=fast)
     if sampler.noise_dim is None:
@@ -126,28 +165,20 @@ def export_onnx(generator, path: str | os.PathLike, checkpoint_sha256: str | Non
     if sampler.n_extra_conditions:
         example.append(torch.zeros(b, sampler.n_extra_conditions))
     example.append(torch.zeros(b, sampler.noise_dim))
-    batch = torch.export.Dim("batch", min=1)
+    meta = {
+        "hepgen_version": __version__,
+        "hepgen_family": generator.model.family,
+        "hepgen_checkpoint_sha256": checkpoint_sha256 or "",
+        "hepgen_inputs": json.dumps(names),
+        "hepgen_condition_names": json.dumps(sampler.condition_names),
+        "hepgen_noise_dim": str(sampler.noise_dim),
+        "hepgen_n_voxels": str(sampler.n_voxels),
+        "hepgen_units": "incident_energy MeV; showers MeV; noise standard normal",
+        "hepgen_energy_range_mev": json.dumps(generator.meta.get("energy_range")),
+        "hepgen_geometry": json.dumps(generator.geometry.to_dict()),
+    }
     t0 = time.perf_counter()
-    with atomic_path(path) as tmp, _quiet_exporter():
-        kwargs = {} if opset is None else {"opset_version": int(opset)}
-        torch.onnx.export(wrapper, tuple(example), tmp, input_names=names, output_names=["showers"],
-                          dynamic_shapes=tuple({0: batch} for _ in example), dynamo=True,
-                          external_data=False, verbose=False, **kwargs)
-        model = onnx.load(tmp)
-        meta = {
-            "hepgen_version": __version__,
-            "hepgen_family": generator.model.family,
-            "hepgen_checkpoint_sha256": checkpoint_sha256 or "",
-            "hepgen_inputs": json.dumps(names),
-            "hepgen_condition_names": json.dumps(sampler.condition_names),
-            "hepgen_noise_dim": str(sampler.noise_dim),
-            "hepgen_n_voxels": str(sampler.n_voxels),
-            "hepgen_units": "incident_energy MeV; showers MeV; noise standard normal",
-            "hepgen_energy_range_mev": json.dumps(generator.meta.get("energy_range")),
-            "hepgen_geometry": json.dumps(generator.geometry.to_dict()),
-        }
-        onnx.helper.set_model_props(model, meta)
-        onnx.save(model, tmp)
+    write_onnx(wrapper, tuple(example), path, names, ["showers"], meta, opset=opset)
     return {"path": str(path), "inputs": names, "noise_dim": sampler.noise_dim, "n_voxels": sampler.n_voxels,
             "export_s": time.perf_counter() - t0}
 
@@ -169,9 +200,6 @@ def check_onnx(path: str | os.PathLike, generator, n: int = 1000, seed: int = 0,
         ``{"n", "max_abs_diff_mev", "max_rel_diff" (voxels >= 1 MeV), "n_threshold_flips",
         "n_outside_tolerance", "rtol", "atol_mev", "ok"}``.
     """
-    with needs_extra("onnx", "the ONNX check (onnxruntime)"):  # lazy import of an optional extra
-        import onnxruntime as ort
-
     sampler = ShowerSampler.from_generator(generator, fast=fast)
     rng = np.random.default_rng(seed)
     lo, hi = generator.meta.get("energy_range", [1e3, 1e5])
@@ -185,11 +213,7 @@ def check_onnx(path: str | os.PathLike, generator, n: int = 1000, seed: int = 0,
         extra = np.concatenate(cols, axis=1).astype(np.float32)
         feeds["conditions"] = extra
     feeds["noise"] = rng.standard_normal((n, sampler.noise_dim)).astype(np.float32)
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort_session(path, threads)
     got = session.run(["showers"], feeds)[0]
     with torch.no_grad():
         ref = sampler(torch.from_numpy(feeds["incident_energy"]), torch.from_numpy(feeds["noise"]),
