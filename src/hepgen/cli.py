@@ -348,7 +348,7 @@ def cmd_refine_train(args) -> int:
                         critic_hidden=args.critic_hidden, n_critic=args.n_critic, lr=args.lr, critic_lr=args.critic_lr,
                         noise_lr_factor=args.noise_lr_factor, gp_weight=args.gp_weight, critic_warmup=args.critic_warmup,
                         ema=args.ema, architecture=args.architecture, critic_sums=args.critic_sums,
-                        stochastic=not args.deterministic, seed=args.seed)
+                        stochastic=not args.deterministic, seed=args.seed, response=args.response)
     options = {k: v for k, v in (("critic_min_vem", args.critic_min_vem),
                                  ("noise_vem", "measured" if args.measured_noise else args.noise_vem)) if v is not None}
     path = train_files(args.sim, args.data, args.output, cfg, resume=args.resume, progress=not args.quiet,
@@ -827,6 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "mlp: the residual MLP always (default auto)")
     rt.add_argument("--critic-sums", action="store_true",
                     help="showers: the critic also sees the log energy per layer and in total (docs/refine.md)")
+    rt.add_argument("--response", action="store_true",
+                    help="showers: shape refiner that keeps each layer's energy, then a per-event response factor "
+                         "per layer (docs/refine.md)")
     rt.add_argument("--critic-min-vem", type=float, default=None,
                     help="traces: critic gate, hide stations well below this signal (VEM) from the critic "
                          "(default: none, 0)")

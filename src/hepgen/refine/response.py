@@ -1,0 +1,135 @@
+"""A per-event, per-group multiplicative response factor: the refiner's energy-scale correction.
+
+Why (issue #17, docs/refine.md "A diagnostic that fails: a pure energy scale"): the residual
+refiner corrects ``x = log(1 + E/1 MeV)`` voxel by voxel, in units standardised per voxel.  A
+common energy scale (data = sim × 1.065) is then 0.024 σ per voxel, and a free per-voxel
+correction, pushed by a critic that also fits the finite training samples, moves each event on
+its own: on GFlash vs GFlash × 1.065 it did not learn the scale and broadened the response
+E_tot/E_inc.  A calorimeter's response is a *multiplicative* factor per layer, so the refiner
+gets one: for every group ``l`` of features (the adapter's ``sum_groups`` without the
+all-feature row; showers: the layers)
+
+    E'_v = E_v · exp(a_l(ŷ, û)),   v ∈ group l,       a_l = a_max · tanh(h_l / a_max),
+
+``h`` a small MLP whose last layer starts at zero (**identity at the start**, a = 0), ``ŷ`` the
+standardised labels and ``û`` the standardised log responses of the event itself,
+``u_l = log(1 + Σ_{v∈l} E_v) − y_0`` for every group and for their total (``y_0`` the first
+label, showers: ln E_inc; nothing subtracted without labels).  Conditioned on the event's own
+layer energies, the factor can shift the response *and* narrow its distribution (a factor
+that falls with the event's own response pulls fluctuations in); conditioned on ``ŷ`` it
+follows the incident energy.  ``a_max`` (default 0.5) bounds the factor to ×0.61 … ×1.65.
+Features outside every group keep factor 1.  Since ``E' = E · e^a`` with ``E ≥ 0``, ``x' ≥ 0``.
+
+Features must be ``log(1 + E/scale)`` of non-negative energies (the shower adapter's; the same
+assumption as :mod:`hepgen.refine.critic_sums`).
+
+Example:
+    >>> import math, torch
+    >>> groups = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]])   # two layers of 2 voxels
+    >>> r = LayerResponse(groups, n_labels=1)
+    >>> x = torch.log1p(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+    >>> y = torch.tensor([[2.0]])
+    >>> bool(torch.equal(r(x, (y - 0.0) / 1.0, y), x))       # identity at the start
+    True
+    >>> with torch.no_grad():                                   # a_2 = ln 1.1: layer 2 × 1.1
+    ...     _ = r.head[-1].bias.copy_(torch.tensor([0.0, 0.5 * math.atanh(math.log(1.1) / 0.5)]))
+    >>> [round(v, 4) for v in torch.expm1(r(x, y, y)).flatten().tolist()]
+    [1.0, 2.0, 3.3, 4.4]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["LayerResponse", "response_groups"]
+
+
+def response_groups(sum_groups: np.ndarray | None, n_features: int) -> np.ndarray:
+    """The ``(G, D)`` 0/1 groups of the response factor from the adapter's ``sum_groups``.
+
+    Rows covering every feature (the "total" row) are dropped unless nothing else is left
+    (then one global factor).  A feature in two groups is refused: its factor would be ambiguous.
+    """
+    if sum_groups is None:
+        raise ValueError("refiner config key 'response': the adapter of this kind names no sum_groups "
+                         "(layers) to scale; expected showers-like data")
+    g = np.asarray(sum_groups, np.float32)
+    if g.ndim != 2 or g.shape[1] != n_features or not np.isin(g, (0.0, 1.0)).all():
+        raise ValueError(f"sum_groups: expected a (G, {n_features}) matrix of 0/1, found shape {g.shape}")
+    part = g[~(g == 1).all(axis=1)]
+    part = part[part.any(axis=1)]
+    if len(part) == 0:
+        part = np.ones((1, n_features), np.float32)
+    if (part.sum(axis=0) > 1).any():
+        raise ValueError(f"sum_groups: expected layers that do not overlap for the response factor, found "
+                         f"{int((part.sum(axis=0) > 1).sum())} features in more than one group")
+    return part
+
+
+class LayerResponse(nn.Module):
+    """``x' = log1p(expm1(x) · exp(a(ŷ, û) @ G))`` (module docstring).
+
+    Arguments:
+        groups: ``(G, D)`` 0/1, non-overlapping groups (e.g. :func:`response_groups`).
+        n_labels: L.  hidden: width of the head.  a_max: bound of |a| (ln of the largest factor).
+
+    ``forward(x: (N, D), y_norm: (N, L), y: (N, L)) -> (N, D)``: ``y_norm`` the standardised labels
+    (head input), ``y`` the raw ones (``y[:, 0]`` is subtracted from the log sums).
+    :meth:`set_normalisation` sets the standardisation of ``û`` (pooled sim + data).
+    """
+
+    def __init__(self, groups, n_labels: int, hidden: int = 64, a_max: float = 0.5, affine: bool = True) -> None:
+        super().__init__()
+        g = torch.as_tensor(np.asarray(groups, np.float32))
+        if g.ndim != 2 or g.shape[0] < 1:
+            raise ValueError(f"groups: expected a (G, D) matrix with G >= 1, found shape {tuple(g.shape)}")
+        self.n_groups, self.n_labels, self.a_max = int(g.shape[0]), int(n_labels), float(a_max)
+        self.register_buffer("groups", g)
+        self.register_buffer("u_mean", torch.zeros(self.n_groups + 1))
+        self.register_buffer("u_std", torch.ones(self.n_groups + 1))
+        self.head = nn.Sequential(nn.Linear(self.n_groups + 1 + self.n_labels, hidden), nn.SiLU(),
+                                  nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, self.n_groups))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+        self.affine = bool(affine)
+        if self.affine:  # a = b(ŷ) + W û: the event's own responses enter linearly
+            self.head[0] = nn.Linear(self.n_labels, hidden)
+            self.slope = nn.Linear(self.n_groups + 1, self.n_groups, bias=False)
+            nn.init.zeros_(self.slope.weight)
+
+    def log_response(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(N, G + 1)``: ``log(1 + Σ_l E) − y_0`` per group and for all groups together."""
+        s = torch.expm1(x.clamp(min=0.0)) @ self.groups.T
+        u = torch.log1p(torch.cat([s, s.sum(dim=1, keepdim=True)], dim=1))
+        return u - y[:, :1] if self.n_labels else u
+
+    def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
+        with torch.no_grad():
+            u = self.log_response(torch.as_tensor(np.asarray(x, np.float32)), torch.as_tensor(np.asarray(y, np.float32)))
+            self.u_mean.copy_(u.mean(0))
+            self.u_std.copy_(u.std(0).clamp(min=1e-3))
+
+    def log_factor(self, x: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(N, G)``: ``a``, the log of each group's factor."""
+        u = (self.log_response(x, y) - self.u_mean) / self.u_std
+        h = self.head(y_norm) + self.slope(u) if self.affine else self.head(torch.cat([u, y_norm], dim=1))
+        return self.a_max * torch.tanh(h / self.a_max)
+
+    def forward(self, x: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor,
+                shaped: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: the input event; ``shaped``: the same after a shape correction (``None`` = ``x``),
+        whose group sums are set back to ``x``'s before the factor is applied."""
+        a = self.log_factor(x, y_norm, y)                               # (N, G)
+        f = torch.exp(a)
+        if shaped is None:
+            shaped = x
+        else:  # the shape correction may redistribute energy within a group, not change its sum
+            s0 = torch.expm1(x.clamp(min=0.0)) @ self.groups.T
+            s1 = torch.expm1(shaped.clamp(min=0.0)) @ self.groups.T
+            f = f * torch.where(s1 > 0, s0 / torch.where(s1 > 0, s1, 1.0), 1.0)
+        fm1 = (f - 1.0) @ self.groups                                   # (N, D); 0 outside every group
+        # log(1 + f (e^x - 1)) = x + log1p((f - 1)(1 - e^-x)): exact identity at f = 1, no
+        # overflow of e^x, and > -1 inside the log for x >= 0 and f > 0
+        return shaped + torch.log1p(fm1 * -torch.expm1(-shaped.clamp(min=0.0)))
