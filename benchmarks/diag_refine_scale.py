@@ -79,7 +79,7 @@ def main() -> None:
     p.add_argument("--ema", type=float, default=RefinerConfig.ema)
     p.add_argument("--deterministic", action="store_true")
     p.add_argument("--critic-sums", action="store_true")
-    p.add_argument("--response", action="store_true", help="RefinerConfig(response=True): per-layer response factor")
+    p.add_argument("--response", choices=("off", "total", "layers"), default="off", help="RefinerConfig.response")
     p.add_argument("--critic-hidden", type=int, default=RefinerConfig.critic_hidden)
     p.add_argument("--n-critic", type=int, default=RefinerConfig.n_critic)
     p.add_argument("--seed", type=int, default=0)

@@ -827,9 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "mlp: the residual MLP always (default auto)")
     rt.add_argument("--critic-sums", action="store_true",
                     help="showers: the critic also sees the log energy per layer and in total (docs/refine.md)")
-    rt.add_argument("--response", action="store_true",
-                    help="showers: shape refiner that keeps each layer's energy, then a per-event response factor "
-                         "per layer (docs/refine.md)")
+    rt.add_argument("--response", choices=("off", "total", "layers"), default="off",
+                    help="showers: a shape refiner that keeps the energy, then a per-event response factor on the "
+                         "total or per layer (docs/refine.md; default off)")
     rt.add_argument("--critic-min-vem", type=float, default=None,
                     help="traces: critic gate, hide stations well below this signal (VEM) from the critic "
                          "(default: none, 0)")

@@ -108,9 +108,12 @@ class RefinerConfig:
             the residual MLP), ``"mlp"`` = the residual MLP (:class:`ResidualRefiner`) always.
         critic_sums: the critic also sees the log energy sums of the adapter's ``sum_groups``
             (showers: each layer and the total; :mod:`hepgen.refine.critic_sums`), MLP critic only.
-        response: the residual refiner is followed by a per-event multiplicative response factor
-            per layer (the adapter's ``sum_groups``), ``E' = E · exp(a_l(labels, layer sums))``,
-            identity at the start (:mod:`hepgen.refine.response`); showers only.
+        response: ``"off"``, or the residual refiner becomes a shape correction that keeps the
+            energy of each group and is followed by a per-event response factor per group,
+            ``E' = E · exp(a(labels, own response))`` (:mod:`hepgen.refine.response`), identity at
+            the start; ``"total"``: one group, the whole event (the shape part may move energy
+            between layers); ``"layers"``: the adapter's ``sum_groups`` without the total (one
+            factor per layer).  Needs a kind with ``sum_groups`` (showers).
     """
 
     hidden: int = 256
@@ -132,9 +135,11 @@ class RefinerConfig:
     seed: int = 0
     architecture: str = "auto"
     critic_sums: bool = False
-    response: bool = False
+    response: str = "off"
 
     def __post_init__(self) -> None:
+        if self.response not in ("off", "total", "layers"):
+            raise ValueError(f"refiner config key 'response': expected 'off', 'total' or 'layers', found {self.response!r}")
         if self.architecture not in ("auto", "mlp"):
             raise ValueError(f"refiner config key 'architecture': expected 'auto' or 'mlp', found {self.architecture!r}")
         for name in ("hidden", "n_blocks", "critic_hidden", "epochs", "batch_size", "n_critic", "critic_warmup"):
@@ -202,7 +207,7 @@ class ResidualRefiner(nn.Module):
             self.log_sigma = nn.Linear(hidden, self.group_size)
             nn.init.zeros_(self.log_sigma.weight)
             nn.init.constant_(self.log_sigma.bias, math.log(noise_init))
-        # optional multiplicative response factor per layer after the residual correction
+        # optional response factor per group after the residual (shape) correction
         # (hepgen.refine.response); an int = that many groups, to be filled by load_state_dict
         if isinstance(response_groups, (int, np.integer)) and not isinstance(response_groups, bool):
             response_groups = np.zeros((int(response_groups), n_features), np.float32) if response_groups else None
@@ -253,9 +258,9 @@ class ResidualRefiner(nn.Module):
         # the physical range of the features (e.g. energies >= 0), inside training too: the
         # critic must never see values data cannot have
         out = out if self.clip_min is None else torch.clamp(out, min=self.clip_min)
-        # with a response factor the residual part corrects the shape within each layer (its
-        # layer sums are set back to the input's) and the factor, a function of the input event,
-        # sets the layer energies
+        # with a response factor the residual part corrects the shape within each group (its
+        # group sums are set back to the input's) and the factor, a function of the input event,
+        # sets the group energies
         return out if self.response is None else self.response(x, yn, y, shaped=out)
 
 
@@ -301,7 +306,7 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
                                response_groups)
     if response_groups is not None and not (isinstance(response_groups, (int, np.integer)) and response_groups == 0):
         raise ValueError(f"refiner config key 'response': the {architecture.get('name')!r} refiner has no "
-                         "response factor; expected response=False or architecture='mlp'")
+                         "response factor; expected response='off' or architecture='mlp'")
     model = StationRefiner(n_lab, architecture["grid"], architecture["n_t"], architecture["scale"], hidden,
                            stochastic, noise_init, fixed_noise=architecture.get("noise_vem"),
                            fill_silent=bool(architecture.get("fill_silent", False)),
@@ -399,7 +404,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     if architecture is not None and architecture.get("name") != "stations":
         raise ValueError(f"architecture: expected None or {{'name': 'stations', ...}}, found {architecture!r}")
     torch.manual_seed(config.seed)  # weight initialisation only; batches and noise use `gen`
-    resp = response_groups(sum_groups, d) if config.response else None
+    resp = response_groups(sum_groups, d, config.response) if config.response != "off" else None
     model = _build_refiner(d, n_lab, config.hidden, config.n_blocks, config.stochastic, config.noise_init, clip_min,
                            group_size, architecture, resp)
     model.set_normalisation(np.concatenate([x_sim, x_data]), np.concatenate([y_sim, y_data]))
@@ -438,7 +443,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     if checkpoint is not None and resume and Path(checkpoint).is_file():
         payload = load_checkpoint(checkpoint)
         # checkpoints written before the response factor existed lack its keys: they had none
-        old = {k: v for k, v in {"response": False, "response_groups": 0, **payload["hparams"]}.items()
+        old = {k: v for k, v in {"response": "off", "response_groups": 0, **payload["hparams"]}.items()
                if k != "epochs"}
         new = {k: v for k, v in hparams.items() if k != "epochs"}
         if payload.get("family") != FAMILY or old != new:

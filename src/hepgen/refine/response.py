@@ -46,22 +46,26 @@ from torch import nn
 __all__ = ["LayerResponse", "response_groups"]
 
 
-def response_groups(sum_groups: np.ndarray | None, n_features: int) -> np.ndarray:
+def response_groups(sum_groups: np.ndarray | None, n_features: int, mode: str = "total") -> np.ndarray:
     """The ``(G, D)`` 0/1 groups of the response factor from the adapter's ``sum_groups``.
 
-    Rows covering every feature (the "total" row) are dropped unless nothing else is left
-    (then one global factor).  A feature in two groups is refused: its factor would be ambiguous.
+    ``mode="total"``: one group, every feature (one factor on the whole event; the shape part
+    may then move energy between layers).  ``mode="layers"``: the rows of ``sum_groups`` that do
+    not cover every feature (showers: the layers; the total row is dropped; only a total → one
+    group); a feature in two groups is refused (its factor would be ambiguous).
     """
     if sum_groups is None:
         raise ValueError("refiner config key 'response': the adapter of this kind names no sum_groups "
                          "(layers) to scale; expected showers-like data")
+    if mode not in ("total", "layers"):
+        raise ValueError(f"refiner config key 'response': expected 'off', 'total' or 'layers', found {mode!r}")
     g = np.asarray(sum_groups, np.float32)
     if g.ndim != 2 or g.shape[1] != n_features or not np.isin(g, (0.0, 1.0)).all():
         raise ValueError(f"sum_groups: expected a (G, {n_features}) matrix of 0/1, found shape {g.shape}")
     part = g[~(g == 1).all(axis=1)]
     part = part[part.any(axis=1)]
-    if len(part) == 0:
-        part = np.ones((1, n_features), np.float32)
+    if mode == "total" or len(part) == 0:
+        return np.ones((1, n_features), np.float32)
     if (part.sum(axis=0) > 1).any():
         raise ValueError(f"sum_groups: expected layers that do not overlap for the response factor, found "
                          f"{int((part.sum(axis=0) > 1).sum())} features in more than one group")
@@ -69,60 +73,65 @@ def response_groups(sum_groups: np.ndarray | None, n_features: int) -> np.ndarra
 
 
 class LayerResponse(nn.Module):
-    """``x' = log1p(expm1(x) · exp(a(ŷ, û) @ G))`` (module docstring).
+    """``E'_v = E_v · exp(a_l)``, ``a_l = b_l(ŷ) − c_l(ŷ) · (u_l − ū_l)`` (module docstring).
 
     Arguments:
         groups: ``(G, D)`` 0/1, non-overlapping groups (e.g. :func:`response_groups`).
-        n_labels: L.  hidden: width of the head.  a_max: bound of |a| (ln of the largest factor).
+        n_labels: L.  hidden: width of the label network ``b``.  a_max: bound of |a| (ln of the
+        largest factor).  c_max: bound of the shrink coefficient ``c`` (< 1).
 
-    ``forward(x: (N, D), y_norm: (N, L), y: (N, L)) -> (N, D)``: ``y_norm`` the standardised labels
-    (head input), ``y`` the raw ones (``y[:, 0]`` is subtracted from the log sums).
-    :meth:`set_normalisation` sets the standardisation of ``û`` (pooled sim + data).
+    ``b`` (an MLP of the standardised labels, last layer zero) shifts the layer's response; ``c``
+    (linear in the labels, zero at the start, clamped to [0, c_max]) pulls each event's log
+    response ``u_l = log(1 + Σ_{v∈l} E_v) − y_0`` towards the pooled mean ``ū_l``: the refined
+    layer energy goes as ``S_l^(1−c)`` at fixed labels, so the spread of the response can shrink
+    by up to a factor ``1 − c_max`` but never grow or flip (a free per-event factor broadened it,
+    docs/refine.md).
+
+    ``forward(x: (N, D), y_norm: (N, L), y: (N, L), shaped: (N, D) | None) -> (N, D)``: ``y_norm``
+    the standardised labels, ``y`` the raw ones (``y[:, 0]`` is subtracted from the log sums);
+    ``shaped`` the event after a shape correction, whose group sums are set back to ``x``'s
+    before the factor is applied.  :meth:`set_normalisation` sets ``ū`` (pooled sim + data).
     """
 
-    def __init__(self, groups, n_labels: int, hidden: int = 64, a_max: float = 0.5, affine: bool = True) -> None:
+    def __init__(self, groups, n_labels: int, hidden: int = 64, a_max: float = 0.5, c_max: float = 0.9) -> None:
         super().__init__()
         g = torch.as_tensor(np.asarray(groups, np.float32))
         if g.ndim != 2 or g.shape[0] < 1:
             raise ValueError(f"groups: expected a (G, D) matrix with G >= 1, found shape {tuple(g.shape)}")
-        self.n_groups, self.n_labels, self.a_max = int(g.shape[0]), int(n_labels), float(a_max)
+        if not 0 <= c_max < 1:
+            raise ValueError(f"c_max: expected a number in [0, 1), found {c_max!r}")
+        self.n_groups, self.n_labels = int(g.shape[0]), int(n_labels)
+        self.a_max, self.c_max = float(a_max), float(c_max)
         self.register_buffer("groups", g)
-        self.register_buffer("u_mean", torch.zeros(self.n_groups + 1))
-        self.register_buffer("u_std", torch.ones(self.n_groups + 1))
-        self.head = nn.Sequential(nn.Linear(self.n_groups + 1 + self.n_labels, hidden), nn.SiLU(),
-                                  nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, self.n_groups))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
-        self.affine = bool(affine)
-        if self.affine:  # a = b(ŷ) + W û: the event's own responses enter linearly
-            self.head[0] = nn.Linear(self.n_labels, hidden)
-            self.slope = nn.Linear(self.n_groups + 1, self.n_groups, bias=False)
-            nn.init.zeros_(self.slope.weight)
+        self.register_buffer("u_mean", torch.zeros(self.n_groups))
+        n_in = max(self.n_labels, 1)  # without labels: a constant input
+        self.head = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                  nn.Linear(hidden, self.n_groups))
+        self.shrink = nn.Linear(n_in, self.n_groups)
+        for layer in (self.head[-1], self.shrink):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def log_response(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``(N, G + 1)``: ``log(1 + Σ_l E) − y_0`` per group and for all groups together."""
-        s = torch.expm1(x.clamp(min=0.0)) @ self.groups.T
-        u = torch.log1p(torch.cat([s, s.sum(dim=1, keepdim=True)], dim=1))
+        """``(N, G)``: ``log(1 + Σ_l E) − y_0`` per group."""
+        u = torch.log1p(torch.expm1(x.clamp(min=0.0)) @ self.groups.T)
         return u - y[:, :1] if self.n_labels else u
 
     def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
         with torch.no_grad():
             u = self.log_response(torch.as_tensor(np.asarray(x, np.float32)), torch.as_tensor(np.asarray(y, np.float32)))
             self.u_mean.copy_(u.mean(0))
-            self.u_std.copy_(u.std(0).clamp(min=1e-3))
 
     def log_factor(self, x: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(N, G)``: ``a``, the log of each group's factor."""
-        u = (self.log_response(x, y) - self.u_mean) / self.u_std
-        h = self.head(y_norm) + self.slope(u) if self.affine else self.head(torch.cat([u, y_norm], dim=1))
+        z = y_norm if self.n_labels else torch.ones(len(x), 1)
+        c = torch.clamp(self.shrink(z), 0.0, self.c_max)
+        h = self.head(z) - c * (self.log_response(x, y) - self.u_mean)
         return self.a_max * torch.tanh(h / self.a_max)
 
     def forward(self, x: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor,
                 shaped: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: the input event; ``shaped``: the same after a shape correction (``None`` = ``x``),
-        whose group sums are set back to ``x``'s before the factor is applied."""
-        a = self.log_factor(x, y_norm, y)                               # (N, G)
-        f = torch.exp(a)
+        f = torch.exp(self.log_factor(x, y_norm, y))                     # (N, G)
         if shaped is None:
             shaped = x
         else:  # the shape correction may redistribute energy within a group, not change its sum
