@@ -1,24 +1,25 @@
-"""A per-event, per-group multiplicative response factor: the refiner's energy-scale correction.
+"""A per-event response factor for the refiner: the energy scale apart from the shower shape.
 
-Why (issue #17, docs/refine.md "A diagnostic that fails: a pure energy scale"): the residual
-refiner corrects ``x = log(1 + E/1 MeV)`` voxel by voxel, in units standardised per voxel.  A
-common energy scale (data = sim × 1.065) is then 0.024 σ per voxel, and a free per-voxel
-correction, pushed by a critic that also fits the finite training samples, moves each event on
-its own: on GFlash vs GFlash × 1.065 it did not learn the scale and broadened the response
-E_tot/E_inc.  A calorimeter's response is a *multiplicative* factor per layer, so the refiner
-gets one: for every group ``l`` of features (the adapter's ``sum_groups`` without the
-all-feature row; showers: the layers)
+Why (issue #17, docs/refine.md "Why the pure scale fails"): the residual refiner corrects
+``x = log(1 + E/1 MeV)`` voxel by voxel, standardised per voxel, where a common energy scale
+(data = sim × 1.065) is 0.024 σ per voxel; pushed by a critic that mostly fits the finite
+training samples, the free per-voxel correction moved each event on its own and *broadened*
+the response E_tot/E_inc (GFlash vs GFlash × 1.065 and GFlash vs Geant4).  So the response gets
+its own, restricted correction.  For every group ``l`` of features (``"total"``: the whole event,
+``"layers"``: the adapter's ``sum_groups`` without the total row) the refined event is
 
-    E'_v = E_v · exp(a_l(ŷ, û)),   v ∈ group l,       a_l = a_max · tanh(h_l / a_max),
+    E'_v = E^shape_v · (S_l / S^shape_l) · exp(a_l),   v ∈ l,
+    a_l = a_max · tanh(h_l / a_max),   h_l = b_l(ŷ) − c_l(ŷ) · (u_l − ū_l),
 
-``h`` a small MLP whose last layer starts at zero (**identity at the start**, a = 0), ``ŷ`` the
-standardised labels and ``û`` the standardised log responses of the event itself,
-``u_l = log(1 + Σ_{v∈l} E_v) − y_0`` for every group and for their total (``y_0`` the first
-label, showers: ln E_inc; nothing subtracted without labels).  Conditioned on the event's own
-layer energies, the factor can shift the response *and* narrow its distribution (a factor
-that falls with the event's own response pulls fluctuations in); conditioned on ``ŷ`` it
-follows the incident energy.  ``a_max`` (default 0.5) bounds the factor to ×0.61 … ×1.65.
-Features outside every group keep factor 1.  Since ``E' = E · e^a`` with ``E ≥ 0``, ``x' ≥ 0``.
+with ``E^shape`` the residual refiner's output (its shape correction; the factor ``S_l/S^shape_l``
+gives each group back its input energy ``S_l``, so the shape part cannot change it),
+``u_l = log(1 + S_l) − y_0`` the event's log response (``y_0`` the first label, showers
+ln E_inc), ``ū_l`` its pooled sim + data mean, ``b`` an MLP of the standardised labels (last layer
+zero) and ``c ∈ [0, c_max]`` (linear in the labels, zero at the start).  At fixed labels the
+group energy goes as ``S_l^(1−c) · e^b``: the response can move (``b``) and its spread can shrink
+(``c``), never grow or flip — a free per-event factor broadened it (the runs of docs/refine.md).
+All heads start at zero: **the identity at the start**.  ``a_max`` (default 0.5) bounds the
+factor to ×0.61 … ×1.65.  ``E' ≥ 0`` since every factor is positive.
 
 Features must be ``log(1 + E/scale)`` of non-negative energies (the shower adapter's; the same
 assumption as :mod:`hepgen.refine.critic_sums`).
