@@ -174,6 +174,9 @@ class ResidualRefiner(nn.Module):
         n_features: D.  n_labels: L (0 allowed).  hidden, n_blocks: the MLP.
         stochastic, noise_init: the learned noise amplitude.
         clip_min: lower bound of every feature (the adapter's ``clip_min``; ``None`` = none).
+        response_groups: ``(G, D)`` 0/1 groups of a :class:`hepgen.refine.response.LayerResponse`
+            after the residual part (which then keeps each group's energy); an int G = that many
+            groups to be loaded from a state dict; ``None`` = no response factor.
 
     ``forward(x: (N, D), y: (N, L), noise: (N, D) | None) -> (N, D)``; without ``noise``
     the refiner is deterministic (its mean correction).
