@@ -21,6 +21,9 @@ It also prints the size of the scale in the refiner's standardised units (the pe
 Usage (one thread, ≈ 1–3 min per configuration):
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/diag_refine_scale.py --lr 1e-3 --critic-lr 1e-3 \
         --closeness 1 --deterministic --critic-sums --stages 10,20,40 -o /tmp/diag
+    (+ ``--scale 1``: the control without any difference; + ``--response total``: the refiner with
+    the response factor of :mod:`hepgen.refine.response`).  Findings: docs/refine.md, "Why the pure
+    scale fails".
 """
 
 from __future__ import annotations
