@@ -25,7 +25,6 @@ import torch
 from bench_refine_showers import print_headline
 
 from hepgen.data.traces import read_traces
-from hepgen.refine.adapters import get_adapter
 from hepgen.refine.proof import demonstrate
 from hepgen.refine.refiner import RefinerConfig
 from hepgen.simulate.auger_toy import AugerToyConfig, simulate_auger
@@ -72,13 +71,12 @@ def main() -> None:
     cfg = RefinerConfig(epochs=a.epochs, hidden=a.hidden, critic_hidden=a.hidden, batch_size=64, n_critic=a.n_critic,
                         lr=a.lr, critic_lr=a.critic_lr, noise_lr_factor=a.noise_lr_factor, closeness=a.closeness,
                         seed=a.refiner_seed, stochastic=not a.deterministic, architecture=a.architecture)
-    adapter = get_adapter("traces")
-    adapter.critic_min_vem = a.critic_min_vem  # the adapter's state records it in the checkpoint
-    adapter.fill_silent = a.fill_silent
-    adapter.trigger_vem = a.trigger_vem if a.trigger_vem is not None else \
-        (AugerToyConfig().trigger_vem if a.fill_silent else None)
-    if adapter.trigger_vem is not None:
-        notes.append(f"refined stations pass the trigger rule (>= {adapter.trigger_vem:g} VEM); "
+    # options of this run's adapter state (recorded in the checkpoint); the registered adapter is not changed
+    options = {"critic_min_vem": a.critic_min_vem, **({"fill_silent": True} if a.fill_silent else {})}
+    trigger = a.trigger_vem if a.trigger_vem is not None else (AugerToyConfig().trigger_vem if a.fill_silent else None)
+    if trigger is not None:
+        options["trigger_vem"] = trigger
+        notes.append(f"refined stations pass the trigger rule (>= {trigger:g} VEM); "
                      f"silent stations may be turned on: {a.fill_silent}")
     if a.measured_noise:
         # baseline noise from the last 10 bins of triggered stations (late enough that EM and
@@ -87,12 +85,13 @@ def main() -> None:
             t = d.traces[np.any(d.traces != 0, axis=-1)][:, -10:]
             return float(t.std())
         s_sim, s_data = tail_std(sim), tail_std(data.subset(np.arange(len(data) // 2)))
-        adapter.noise_vem = float(np.sqrt(max(s_data**2 - s_sim**2, 0.0)))
-        notes.append(f"added noise fixed at {adapter.noise_vem:.4f} VEM (baseline σ sim {s_sim:.4f}, data {s_data:.4f})")
+        options["noise_vem"] = float(np.sqrt(max(s_data**2 - s_sim**2, 0.0)))
+        notes.append(f"added noise fixed at {options['noise_vem']:.4f} VEM (baseline σ sim {s_sim:.4f}, data {s_data:.4f})")
         print(notes[-1])
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
     m = demonstrate("traces", sim, data, a.out, cfg, reg_seeds=tuple(int(s) for s in a.seeds.split(",")),
-                    closeness_scan=scan, notes=notes, title="Refinement on the Auger-like surface-detector toy")
+                    closeness_scan=scan, notes=notes, title="Refinement on the Auger-like surface-detector toy",
+                    adapter_options=options)
     print_headline(m)
     print(f"report: {a.out}/report.html  ({time.perf_counter() - t0:.0f} s total)")
 

@@ -100,12 +100,15 @@ def main() -> None:
     p.add_argument("--critic-lr", type=float, default=RefinerConfig.critic_lr, help="critic learning rate")
     p.add_argument("--n-critic", type=int, default=RefinerConfig.n_critic, help="critic steps per refiner step")
     p.add_argument("--hidden", type=int, default=RefinerConfig.hidden, help="refiner and critic width")
+    p.add_argument("--critic-hidden", type=int, default=None, help="critic width (default: --hidden)")
     p.add_argument("--batch-size", type=int, default=RefinerConfig.batch_size)
     p.add_argument("--noise-lr-factor", type=float, default=RefinerConfig.noise_lr_factor)
     p.add_argument("--ema", type=float, default=RefinerConfig.ema, help="decay of the refiner's weight average")
     p.add_argument("--deterministic", action="store_true", help="refiner without learned noise")
     p.add_argument("--critic-sums", action="store_true",
                    help="the critic also sees the log energy sums per layer and in total (hepgen.refine.critic_sums)")
+    p.add_argument("--response", choices=("off", "total", "layers"), default="off",
+                   help="shape refiner keeping the energy + per-event response factor (hepgen.refine.response)")
     p.add_argument("--scan", default="0,1", help="other closeness weights to measure, comma-separated ('' = none)")
     p.add_argument("--seeds", default="0,1,2", help="regression seeds")
     p.add_argument("--refiner-seed", type=int, default=0, help="refiner seed (one run)")
@@ -139,9 +142,9 @@ def main() -> None:
              f"reading/generation took {t_sim:.0f} s"]
     print("\n".join(notes))
     cfg = RefinerConfig(epochs=a.epochs, closeness=a.closeness, seed=a.refiner_seed, lr=a.lr, critic_lr=a.critic_lr,
-                        n_critic=a.n_critic, hidden=a.hidden, critic_hidden=a.hidden, batch_size=a.batch_size,
+                        n_critic=a.n_critic, hidden=a.hidden, critic_hidden=a.critic_hidden or a.hidden, batch_size=a.batch_size,
                         noise_lr_factor=a.noise_lr_factor, stochastic=not a.deterministic, critic_sums=a.critic_sums,
-                        ema=a.ema)
+                        ema=a.ema, response=a.response)
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
     reg_seeds = tuple(int(s) for s in a.seeds.split(","))
     hist = ["E_tot_over_E_inc", "E_layer_2", "width_r_2", "EC_r_4", "sparsity_3", "shower_depth"]

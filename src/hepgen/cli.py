@@ -348,9 +348,11 @@ def cmd_refine_train(args) -> int:
                         critic_hidden=args.critic_hidden, n_critic=args.n_critic, lr=args.lr, critic_lr=args.critic_lr,
                         noise_lr_factor=args.noise_lr_factor, gp_weight=args.gp_weight, critic_warmup=args.critic_warmup,
                         ema=args.ema, architecture=args.architecture, critic_sums=args.critic_sums,
-                        stochastic=not args.deterministic, seed=args.seed)
+                        stochastic=not args.deterministic, seed=args.seed, response=args.response)
     options = {k: v for k, v in (("critic_min_vem", args.critic_min_vem),
-                                 ("noise_vem", "measured" if args.measured_noise else args.noise_vem)) if v is not None}
+                                 ("noise_vem", "measured" if args.measured_noise else args.noise_vem),
+                                 ("trigger_vem", args.trigger_vem), ("fill_silent", args.fill_silent or None))
+               if v is not None}
     path = train_files(args.sim, args.data, args.output, cfg, resume=args.resume, progress=not args.quiet,
                        adapter_options=options)
     print(f"wrote {path}")
@@ -879,6 +881,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "mlp: the residual MLP always (default auto)")
     rt.add_argument("--critic-sums", action="store_true",
                     help="showers: the critic also sees the log energy per layer and in total (docs/refine.md)")
+    rt.add_argument("--response", choices=("off", "total", "layers"), default="off",
+                    help="showers: a shape refiner that keeps the energy, then a per-event response factor on the "
+                         "total or per layer (docs/refine.md; default off)")
     rt.add_argument("--critic-min-vem", type=float, default=None,
                     help="traces: critic gate, hide stations well below this signal (VEM) from the critic "
                          "(default: none, 0)")
@@ -888,6 +893,11 @@ def build_parser() -> argparse.ArgumentParser:
     noise.add_argument("--measured-noise", action="store_true",
                        help="traces: add the fixed noise sqrt(sigma_data^2 - sigma_sim^2) measured from the "
                             "baselines (last 10 bins of triggered stations) of the two files")
+    rt.add_argument("--trigger-vem", type=float, default=None,
+                    help="traces: trigger threshold (VEM) applied to refined stations: a station below it reads "
+                         "zeros (default: no rule)")
+    rt.add_argument("--fill-silent", action="store_true",
+                    help="traces: the station refiner may turn silent stations on (needs --trigger-vem)")
     rt.add_argument("--deterministic", action="store_true", help="no learned noise amplitude")
     rt.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
     rt.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,

@@ -1,4 +1,4 @@
-"""Options of a kind's adapter that a refiner run may set: the critic gate and the fixed noise.
+"""Options of a kind's adapter that a refiner run may set: critic gate, fixed noise, trigger rule, filling.
 
 Some settings of the refinement belong to the *adapter* of a kind of data rather than to
 :class:`hepgen.refine.refiner.RefinerConfig`, because they are stored in the adapter state
@@ -9,7 +9,11 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
   it are hidden from the critic (a smooth gate in ln I; 0 = none, the default);
 * ``noise_vem`` (VEM per time bin): the station refiner adds this fixed Gaussian noise
   instead of learning its amplitude (``None`` = learn it, the default).  ``"measured"``
-  measures it from the baselines of sim and data (:func:`baseline_noise_vem`).
+  measures it from the baselines of sim and data (:func:`baseline_noise_vem`);
+* ``trigger_vem`` (VEM): the detector's trigger rule applied to refined stations (a station whose
+  total is below it reads all zeros; unset = no rule, the default);
+* ``fill_silent`` (bool): the station refiner may turn silent stations on (needs ``trigger_vem``
+  > 0; default off).
 
 :func:`set_adapter_options` applies such options to a fitted state and refuses options the
 kind does not have (one-line ``ValueError``), so that e.g. ``--critic-min-vem`` on showers
@@ -35,7 +39,8 @@ import numpy as np
 __all__ = ["ADAPTER_OPTIONS", "baseline_noise_vem", "set_adapter_options"]
 
 #: adapter-state keys a run may set, per kind of data (the keys of that adapter's ``fit`` state)
-ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {"traces": ("critic_min_vem", "noise_vem"), "showers": ()}
+ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "traces": ("critic_min_vem", "noise_vem", "trigger_vem", "fill_silent"), "showers": ()}
 
 
 def baseline_noise_vem(sim, data, tail_bins: int = 10) -> dict:
@@ -79,7 +84,9 @@ def set_adapter_options(state: dict, options: dict | None, sim=None, data=None) 
 
     ``noise_vem="measured"`` is replaced by :func:`baseline_noise_vem` of ``sim`` and ``data``
     (which must then be given).  Values are checked: ``critic_min_vem >= 0``; ``noise_vem``
-    ``None`` or ``>= 0``.  An option the kind does not have → ``ValueError`` naming it.
+    ``None`` or ``>= 0``; ``trigger_vem >= 0``; ``fill_silent`` a bool, true only with a
+    ``trigger_vem > 0`` (set here or already in the state).  An option the kind does not have →
+    ``ValueError`` naming it.
     """
     state = dict(state)
     kind = state.get("kind")
@@ -88,6 +95,11 @@ def set_adapter_options(state: dict, options: dict | None, sim=None, data=None) 
         if key not in allowed:
             raise ValueError(f"refiner option {key!r}: the adapter of kind {kind!r} has no such option "
                              f"(it has {list(allowed)})")
+        if key == "fill_silent":
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"refiner option 'fill_silent': expected true or false, found {value!r}")
+            state[key] = bool(value)
+            continue
         if key == "noise_vem" and value == "measured":
             if sim is None or data is None:
                 raise ValueError("refiner option 'noise_vem': 'measured' needs the sim and data samples")
@@ -98,4 +110,7 @@ def set_adapter_options(state: dict, options: dict | None, sim=None, data=None) 
         if value is None and key != "noise_vem":
             raise ValueError(f"refiner option {key!r}: expected a number >= 0, found None")
         state[key] = None if value is None else float(value)
+    if state.get("fill_silent") and not (state.get("trigger_vem") or 0) > 0:
+        raise ValueError(f"refiner option 'fill_silent': needs the trigger threshold trigger_vem > 0 VEM, "
+                         f"found {state.get('trigger_vem')!r}")
     return state

@@ -37,6 +37,7 @@ from hepgen.metrics.classifier import classifier_two_sample_test
 from hepgen.metrics.distances import binning_for, separation_power
 from hepgen.refine.adapters import check_pair, get_adapter
 from hepgen.refine.critic_sums import sum_groups
+from hepgen.refine.options import set_adapter_options
 from hepgen.refine.refiner import RefinerConfig, refine_arrays, train_refiner
 from hepgen.refine.reweight import dctr_weights
 from hepgen.report.style import figure_png_base64
@@ -337,7 +338,7 @@ def _history_figure(histories: dict) -> Figure:
 
 def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2), test_fraction: float = 0.3,
                 closeness_scan=(), hist_features=None, split_seed: int = 0, progress: bool = True,
-                notes: list[str] | None = None, title: str = "Refinement") -> dict:
+                notes: list[str] | None = None, title: str = "Refinement", adapter_options: dict | None = None) -> dict:
     """The whole demonstration on in-memory sim and data of one kind; writes metrics.json and report.html.
 
     Steps: split data into a refiner/regression training part and a held-out test part;
@@ -346,6 +347,10 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
     appended; per-feature separation power of the adapter's summaries; DCTR weights of sim
     towards data train (in the summaries + labels); the regression study (sim, refined, DCTR-weighted sim, data train →
     held-out data); optionally the same with other closeness weights (one regression seed).
+
+    ``adapter_options``: options of the kind's adapter state (:func:`hepgen.refine.options.set_adapter_options`;
+    traces: ``critic_min_vem``, ``noise_vem``, ``trigger_vem``, ``fill_silent``), set on this run's
+    state only (the registered adapter is not changed).
 
     Returns the metrics dict (also written to ``out_dir/metrics.json``, strict JSON).
     """
@@ -358,7 +363,7 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
     perm = rng.permutation(len(data))
     n_test = round(test_fraction * len(data))
     data_test, data_train = data.subset(np.sort(perm[:n_test])), data.subset(np.sort(perm[n_test:]))
-    state = adapter.fit(sim)
+    state = set_adapter_options(adapter.fit(sim), adapter_options, sim, data_train)
     xs, ys = adapter.to_arrays(sim, state)
     xd, yd = adapter.to_arrays(data_train, state)
     xt, yt = adapter.to_arrays(data_test, state)

@@ -57,6 +57,7 @@ from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.refine.adapters import get_adapter, kind_of_file, read_pair
 from hepgen.refine.critic_sums import SumsCritic, sum_groups
 from hepgen.refine.options import set_adapter_options
+from hepgen.refine.response import LayerResponse, response_groups
 from hepgen.refine.stations import StationCritic, StationRefiner
 
 __all__ = [
@@ -107,6 +108,12 @@ class RefinerConfig:
             the residual MLP), ``"mlp"`` = the residual MLP (:class:`ResidualRefiner`) always.
         critic_sums: the critic also sees the log energy sums of the adapter's ``sum_groups``
             (showers: each layer and the total; :mod:`hepgen.refine.critic_sums`), MLP critic only.
+        response: ``"off"``, or the residual refiner becomes a shape correction that keeps the
+            energy of each group and is followed by a per-event response factor per group,
+            ``E' = E · exp(a(labels, own response))`` (:mod:`hepgen.refine.response`), identity at
+            the start; ``"total"``: one group, the whole event (the shape part may move energy
+            between layers); ``"layers"``: the adapter's ``sum_groups`` without the total (one
+            factor per layer).  Needs a kind with ``sum_groups`` (showers).
     """
 
     hidden: int = 256
@@ -128,8 +135,11 @@ class RefinerConfig:
     seed: int = 0
     architecture: str = "auto"
     critic_sums: bool = False
+    response: str = "off"
 
     def __post_init__(self) -> None:
+        if self.response not in ("off", "total", "layers"):
+            raise ValueError(f"refiner config key 'response': expected 'off', 'total' or 'layers', found {self.response!r}")
         if self.architecture not in ("auto", "mlp"):
             raise ValueError(f"refiner config key 'architecture': expected 'auto' or 'mlp', found {self.architecture!r}")
         for name in ("hidden", "n_blocks", "critic_hidden", "epochs", "batch_size", "n_critic", "critic_warmup"):
@@ -164,6 +174,9 @@ class ResidualRefiner(nn.Module):
         n_features: D.  n_labels: L (0 allowed).  hidden, n_blocks: the MLP.
         stochastic, noise_init: the learned noise amplitude.
         clip_min: lower bound of every feature (the adapter's ``clip_min``; ``None`` = none).
+        response_groups: ``(G, D)`` 0/1 groups of a :class:`hepgen.refine.response.LayerResponse`
+            after the residual part (which then keeps each group's energy); an int G = that many
+            groups to be loaded from a state dict; ``None`` = no response factor.
 
     ``forward(x: (N, D), y: (N, L), noise: (N, D) | None) -> (N, D)``; without ``noise``
     the refiner is deterministic (its mean correction).
@@ -171,7 +184,7 @@ class ResidualRefiner(nn.Module):
 
     def __init__(self, n_features: int, n_labels: int, hidden: int = 256, n_blocks: int = 2,
                  stochastic: bool = True, noise_init: float = 1e-3, clip_min: float | None = None,
-                 group_size: int | None = None) -> None:
+                 group_size: int | None = None, response_groups: np.ndarray | int | None = None) -> None:
         super().__init__()
         self.n_features, self.n_labels, self.stochastic = int(n_features), int(n_labels), bool(stochastic)
         self.clip_min = None if clip_min is None else float(clip_min)
@@ -197,6 +210,11 @@ class ResidualRefiner(nn.Module):
             self.log_sigma = nn.Linear(hidden, self.group_size)
             nn.init.zeros_(self.log_sigma.weight)
             nn.init.constant_(self.log_sigma.bias, math.log(noise_init))
+        # optional response factor per group after the residual (shape) correction
+        # (hepgen.refine.response); an int = that many groups, to be filled by load_state_dict
+        if isinstance(response_groups, (int, np.integer)) and not isinstance(response_groups, bool):
+            response_groups = np.zeros((int(response_groups), n_features), np.float32) if response_groups else None
+        self.response = None if response_groups is None else LayerResponse(response_groups, n_labels)
 
     def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
         """Standardise with per-feature mean and spread of ``x`` (training passes sim and data
@@ -212,6 +230,8 @@ class ResidualRefiner(nn.Module):
             if self.n_labels:
                 self.y_mean.copy_(torch.as_tensor(y.mean(axis=0), dtype=torch.float32))
                 self.y_std.copy_(torch.as_tensor(np.maximum(y.std(axis=0), 1e-3), dtype=torch.float32))
+        if self.response is not None:
+            self.response.set_normalisation(x, y)
 
     def normalise(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (x - self.x_mean) / self.x_std, (y - self.y_mean) / self.y_std
@@ -240,7 +260,11 @@ class ResidualRefiner(nn.Module):
         out = torch.minimum(torch.maximum(out, torch.minimum(self.x_lo, x)), torch.maximum(self.x_hi, x))
         # the physical range of the features (e.g. energies >= 0), inside training too: the
         # critic must never see values data cannot have
-        return out if self.clip_min is None else torch.clamp(out, min=self.clip_min)
+        out = out if self.clip_min is None else torch.clamp(out, min=self.clip_min)
+        # with a response factor the residual part corrects the shape within each group (its
+        # group sums are set back to the input's) and the factor, a function of the input event,
+        # sets the group energies
+        return out if self.response is None else self.response(x, yn, y, shaped=out)
 
 
 class GroupCritic(nn.Module):
@@ -278,9 +302,14 @@ class Critic(nn.Module):
         return self.net(z).squeeze(1)
 
 
-def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size, architecture):
+def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size, architecture,
+                   response_groups=None):
     if architecture is None:
-        return ResidualRefiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size)
+        return ResidualRefiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size,
+                               response_groups)
+    if response_groups is not None and not (isinstance(response_groups, (int, np.integer)) and response_groups == 0):
+        raise ValueError(f"refiner config key 'response': the {architecture.get('name')!r} refiner has no "
+                         "response factor; expected response='off' or architecture='mlp'")
     model = StationRefiner(n_lab, architecture["grid"], architecture["n_t"], architecture["scale"], hidden,
                            stochastic, noise_init, fixed_noise=architecture.get("noise_vem"),
                            fill_silent=bool(architecture.get("fill_silent", False)),
@@ -378,8 +407,9 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     if architecture is not None and architecture.get("name") != "stations":
         raise ValueError(f"architecture: expected None or {{'name': 'stations', ...}}, found {architecture!r}")
     torch.manual_seed(config.seed)  # weight initialisation only; batches and noise use `gen`
+    resp = response_groups(sum_groups, d, config.response) if config.response != "off" else None
     model = _build_refiner(d, n_lab, config.hidden, config.n_blocks, config.stochastic, config.noise_init, clip_min,
-                           group_size, architecture)
+                           group_size, architecture, resp)
     model.set_normalisation(np.concatenate([x_sim, x_data]), np.concatenate([y_sim, y_data]))
     use_labels = config.condition_critic and n_lab > 0
     n_lab_c = n_lab if use_labels else 0
@@ -410,11 +440,14 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     history = {"epoch": [], "critic_w": [], "closeness": [], "gp": []}
     hparams = {**asdict(config), "n_features": d, "n_labels": n_lab, "clip_min": clip_min,
-               "group_size": model.group_size, "refiner_architecture": architecture}
+               "group_size": model.group_size, "refiner_architecture": architecture,
+               "response_groups": 0 if resp is None else len(resp)}
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).is_file():
         payload = load_checkpoint(checkpoint)
-        old = {k: v for k, v in payload["hparams"].items() if k != "epochs"}
+        # checkpoints written before the response factor existed lack its keys: they had none
+        old = {k: v for k, v in {"response": "off", "response_groups": 0, **payload["hparams"]}.items()
+               if k != "epochs"}
         new = {k: v for k, v in hparams.items() if k != "epochs"}
         if payload.get("family") != FAMILY or old != new:
             raise ValueError(f"{checkpoint}: key 'hparams': cannot resume a run with other settings; expected "
@@ -516,7 +549,8 @@ def save_refiner(path, model: ResidualRefiner, config: RefinerConfig | None = No
                         else RefinerConfig(hidden=model.enc[0].out_features, stochastic=model.stochastic))
     hparams = {**asdict(config), "n_features": model.n_features, "n_labels": model.n_labels,
                "clip_min": model.clip_min, "group_size": model.group_size,
-               "refiner_architecture": _architecture_of(model)}
+               "refiner_architecture": _architecture_of(model),
+               "response_groups": model.response.n_groups if getattr(model, "response", None) is not None else 0}
     save_checkpoint(path, {"family": FAMILY, "hparams": hparams, "model": model.state_dict(),
                            "preprocessing": preprocessing or {}, "kind": kind,
                            "meta": {"epoch": 0, **(meta or {})}, "trainer": {}})
@@ -529,7 +563,8 @@ def load_refiner(path: str | os.PathLike) -> tuple[ResidualRefiner, dict]:
         raise ValueError(f"{path}: key 'family': expected {FAMILY!r}, found {payload.get('family')!r}")
     hp = payload["hparams"]
     model = _build_refiner(hp["n_features"], hp["n_labels"], hp["hidden"], hp["n_blocks"], hp["stochastic"],
-                           hp["noise_init"], hp.get("clip_min"), hp.get("group_size"), hp.get("refiner_architecture"))
+                           hp["noise_init"], hp.get("clip_min"), hp.get("group_size"), hp.get("refiner_architecture"),
+                           hp.get("response_groups", 0))
     model.load_state_dict(payload["model"])
     model.eval()
     return model, payload

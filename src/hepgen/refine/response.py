@@ -1,0 +1,145 @@
+"""A per-event response factor for the refiner: the energy scale apart from the shower shape.
+
+Why (issue #17, docs/refine.md "Why the pure scale fails"): the residual refiner corrects
+``x = log(1 + E/1 MeV)`` voxel by voxel, standardised per voxel, where a common energy scale
+(data = sim × 1.065) is 0.024 σ per voxel; pushed by a critic that mostly fits the finite
+training samples, the free per-voxel correction moved each event on its own and *broadened*
+the response E_tot/E_inc (GFlash vs GFlash × 1.065 and GFlash vs Geant4).  So the response gets
+its own, restricted correction.  For every group ``l`` of features (``"total"``: the whole event,
+``"layers"``: the adapter's ``sum_groups`` without the total row) the refined event is
+
+    E'_v = E^shape_v · (S_l / S^shape_l) · exp(a_l),   v ∈ l,
+    a_l = a_max · tanh(h_l / a_max),   h_l = b_l(ŷ) − c_l(ŷ) · (u_l − ū_l),
+
+with ``E^shape`` the residual refiner's output (its shape correction; the factor ``S_l/S^shape_l``
+gives each group back its input energy ``S_l``, so the shape part cannot change it),
+``u_l = log(1 + S_l) − y_0`` the event's log response (``y_0`` the first label, showers
+ln E_inc), ``ū_l`` its pooled sim + data mean, ``b`` an MLP of the standardised labels (last layer
+zero) and ``c ∈ [0, c_max]`` (linear in the labels, zero at the start).  At fixed labels the
+group energy goes as ``S_l^(1−c) · e^b``: the response can move (``b``) and its spread can shrink
+(``c``), never grow or flip — a free per-event factor broadened it (the runs of docs/refine.md).
+All heads start at zero: **the identity at the start**.  ``a_max`` (default 0.5) bounds the
+factor to ×0.61 … ×1.65.  ``E' ≥ 0`` since every factor is positive.
+
+Features must be ``log(1 + E/scale)`` of non-negative energies (the shower adapter's; the same
+assumption as :mod:`hepgen.refine.critic_sums`).
+
+Example:
+    >>> import math, torch
+    >>> groups = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]])   # two layers of 2 voxels
+    >>> r = LayerResponse(groups, n_labels=1)
+    >>> x = torch.log1p(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+    >>> y = torch.tensor([[2.0]])
+    >>> bool(torch.equal(r(x, (y - 0.0) / 1.0, y), x))       # identity at the start
+    True
+    >>> with torch.no_grad():                                   # a_2 = ln 1.1: layer 2 × 1.1
+    ...     _ = r.head[-1].bias.copy_(torch.tensor([0.0, 0.5 * math.atanh(math.log(1.1) / 0.5)]))
+    >>> [round(v, 4) for v in torch.expm1(r(x, y, y)).flatten().tolist()]
+    [1.0, 2.0, 3.3, 4.4]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["LayerResponse", "response_groups"]
+
+
+def response_groups(sum_groups: np.ndarray | None, n_features: int, mode: str = "total") -> np.ndarray:
+    """The ``(G, D)`` 0/1 groups of the response factor from the adapter's ``sum_groups``.
+
+    ``mode="total"``: one group, every feature (one factor on the whole event; the shape part
+    may then move energy between layers).  ``mode="layers"``: the rows of ``sum_groups`` that do
+    not cover every feature (showers: the layers; the total row is dropped; only a total → one
+    group); a feature in two groups is refused (its factor would be ambiguous).
+    """
+    if sum_groups is None:
+        raise ValueError("refiner config key 'response': the adapter of this kind names no sum_groups "
+                         "(layers) to scale; expected showers-like data")
+    if mode not in ("total", "layers"):
+        raise ValueError(f"refiner config key 'response': expected 'off', 'total' or 'layers', found {mode!r}")
+    g = np.asarray(sum_groups, np.float32)
+    if g.ndim != 2 or g.shape[1] != n_features or not np.isin(g, (0.0, 1.0)).all():
+        raise ValueError(f"sum_groups: expected a (G, {n_features}) matrix of 0/1, found shape {g.shape}")
+    part = g[~(g == 1).all(axis=1)]
+    part = part[part.any(axis=1)]
+    if mode == "total" or len(part) == 0:
+        return np.ones((1, n_features), np.float32)
+    if (part.sum(axis=0) > 1).any():
+        raise ValueError(f"sum_groups: expected layers that do not overlap for the response factor, found "
+                         f"{int((part.sum(axis=0) > 1).sum())} features in more than one group")
+    return part
+
+
+class LayerResponse(nn.Module):
+    """``E'_v = E_v · exp(a_l)``, ``a_l = b_l(ŷ) − c_l(ŷ) · (u_l − ū_l)`` (module docstring).
+
+    Arguments:
+        groups: ``(G, D)`` 0/1, non-overlapping groups (e.g. :func:`response_groups`).
+        n_labels: L.  hidden: width of the label network ``b``.  a_max: bound of |a| (ln of the
+        largest factor).  c_max: bound of the shrink coefficient ``c`` (< 1).
+
+    ``b`` (an MLP of the standardised labels, last layer zero) shifts the layer's response; ``c``
+    (linear in the labels, zero at the start, clamped to [0, c_max]) pulls each event's log
+    response ``u_l = log(1 + Σ_{v∈l} E_v) − y_0`` towards the pooled mean ``ū_l``: the refined
+    layer energy goes as ``S_l^(1−c)`` at fixed labels, so the spread of the response can shrink
+    by up to a factor ``1 − c_max`` but never grow or flip (a free per-event factor broadened it,
+    docs/refine.md).
+
+    ``forward(x: (N, D), y_norm: (N, L), y: (N, L), shaped: (N, D) | None) -> (N, D)``: ``y_norm``
+    the standardised labels, ``y`` the raw ones (``y[:, 0]`` is subtracted from the log sums);
+    ``shaped`` the event after a shape correction, whose group sums are set back to ``x``'s
+    before the factor is applied.  :meth:`set_normalisation` sets ``ū`` (pooled sim + data).
+    """
+
+    def __init__(self, groups, n_labels: int, hidden: int = 64, a_max: float = 0.5, c_max: float = 0.9) -> None:
+        super().__init__()
+        g = torch.as_tensor(np.asarray(groups, np.float32))
+        if g.ndim != 2 or g.shape[0] < 1:
+            raise ValueError(f"groups: expected a (G, D) matrix with G >= 1, found shape {tuple(g.shape)}")
+        if not 0 <= c_max < 1:
+            raise ValueError(f"c_max: expected a number in [0, 1), found {c_max!r}")
+        self.n_groups, self.n_labels = int(g.shape[0]), int(n_labels)
+        self.a_max, self.c_max = float(a_max), float(c_max)
+        self.register_buffer("groups", g)
+        self.register_buffer("u_mean", torch.zeros(self.n_groups))
+        n_in = max(self.n_labels, 1)  # without labels: a constant input
+        self.head = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                  nn.Linear(hidden, self.n_groups))
+        self.shrink = nn.Linear(n_in, self.n_groups)
+        for layer in (self.head[-1], self.shrink):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def log_response(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(N, G)``: ``log(1 + Σ_l E) − y_0`` per group."""
+        u = torch.log1p(torch.expm1(x.clamp(min=0.0)) @ self.groups.T)
+        return u - y[:, :1] if self.n_labels else u
+
+    def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
+        with torch.no_grad():
+            u = self.log_response(torch.as_tensor(np.asarray(x, np.float32)), torch.as_tensor(np.asarray(y, np.float32)))
+            self.u_mean.copy_(u.mean(0))
+
+    def log_factor(self, x: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(N, G)``: ``a``, the log of each group's factor."""
+        z = y_norm if self.n_labels else torch.ones(len(x), 1)
+        c = torch.clamp(self.shrink(z), 0.0, self.c_max)
+        h = self.head(z) - c * (self.log_response(x, y) - self.u_mean)
+        return self.a_max * torch.tanh(h / self.a_max)
+
+    def forward(self, x: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor,
+                shaped: torch.Tensor | None = None) -> torch.Tensor:
+        f = torch.exp(self.log_factor(x, y_norm, y))                     # (N, G)
+        if shaped is None:
+            shaped = x
+        else:  # the shape correction may redistribute energy within a group, not change its sum
+            s0 = torch.expm1(x.clamp(min=0.0)) @ self.groups.T
+            s1 = torch.expm1(shaped.clamp(min=0.0)) @ self.groups.T
+            f = f * torch.where(s1 > 0, s0 / torch.where(s1 > 0, s1, 1.0), 1.0)
+        fm1 = (f - 1.0) @ self.groups                                   # (N, D); 0 outside every group
+        # log(1 + f (e^x - 1)) = x + log1p((f - 1)(1 - e^-x)): exact identity at f = 1, no
+        # overflow of e^x, and > -1 inside the log for x >= 0 and f > 0
+        return shaped + torch.log1p(fm1 * -torch.expm1(-shaped.clamp(min=0.0)))
