@@ -32,6 +32,7 @@ every family side by side.  Usage (the full run of issue 21: 60 CPU-minutes per 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import os
@@ -53,6 +54,43 @@ from hepgen.train.trainer import train
 TARGETS = {"w1m": 1.5, "w1p": 1.5, "w1efp": 1.5, "fpd": 3.0, "w1_tau21": 2.0, "w1_tau32": 2.0, "w1_d2": 2.0}
 SPEED_TARGET = 100.0
 METRICS = ("w1m", "w1p", "w1efp", "fpd", "kpd", "w1_tau21", "w1_tau32", "w1_d2", "classifier_auc")
+MEANS = ("tau21", "tau32", "d2")  # substructure means printed beside Pythia's (issue 21: top τ32 within 0.02)
+
+
+def eval_sample_size(real, cap: int = 50_000) -> int:
+    """Jets drawn per W1 batch: the smallest per-type count of the reference, at most ``cap``.
+
+    The metrics are per type, so the batch size follows the rarest type present (drawing more
+    jets than a type holds would only resample the same jets).
+
+    >>> from hepgen.data.jets import JetData
+    >>> pf = np.zeros((5, 2, 4), np.float32); pf[:, 0] = (0.0, 0.0, 1.0, 1.0)
+    >>> eval_sample_size(JetData(pf, jet_type=np.array([0, 0, 0, 2, 2], np.int8)))
+    2
+    """
+    types = np.asarray(real.jet_type)
+    counts = np.unique(types, return_counts=True)[1] if len(types) else np.array([0])
+    return int(min(cap, counts.min()))
+
+
+def selection_curve(log_path) -> dict:
+    """The physics selection metric over training, from the trainer's ``train_log.csv``.
+
+    Returns ``{"epochs": [...], "val_physics": [...], "last_epoch", "best_epoch", "best", "last"}``
+    (epochs where ``val_physics`` was evaluated; lower is better); empty dict without a log.
+    """
+    path = Path(log_path)
+    if not path.exists():
+        return {}
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    pts = [(int(r["epoch"]), float(r["val_physics"])) for r in rows if r.get("val_physics") not in (None, "")]
+    if not pts:
+        return {"last_epoch": int(rows[-1]["epoch"]) if rows else None}
+    ep, v = zip(*pts)
+    b = int(np.argmin(v))
+    return {"epochs": list(ep), "val_physics": list(v), "last_epoch": int(rows[-1]["epoch"]),
+            "best_epoch": ep[b], "best": v[b], "last": v[-1]}
 
 
 def pythia_rate(types: list[str], n: int, n_particles: int, seed: int) -> dict:
@@ -112,6 +150,7 @@ def run_family(family: str, checkpoint: str | None, data, real, args, out: Path)
         res["train_wall_min"] = (time.perf_counter() - t0) / 60
         res["train_cpu_min"] = (time.process_time() - c0) / 60
         res["config"] = dataclasses.asdict(config)
+        res["selection"] = selection_curve(out / "run" / "train_log.csv")
         print(f"trained {family}: {res['train_wall_min']:.1f} wall-min, {res['train_cpu_min']:.1f} CPU-min")
     gen.model.to("cpu")
     if args.steps and hasattr(gen.model, "sample_steps"):
@@ -130,8 +169,10 @@ def run_family(family: str, checkpoint: str | None, data, real, args, out: Path)
     # metrics.json + report.html with the histograms (mass, pT, multiplicity, τ21, τ32, D2, …)
     metrics = evaluate_jet_files(args.real, out / "generated.h5", out / "eval", real_reference_path=args.reference,
                                  seed=args.seed, n_jobs=args.efp_jobs, classifier=not args.no_classifier,
-                                 num_eval_samples=min(50_000, len(real) // 2))
+                                 num_eval_samples=eval_sample_size(real))
     res["metrics"] = metric_rows(metrics)
+    res["means"] = {jt: {k: m["observables"][k]["mean"] for k in MEANS if k in m["observables"]}
+                    for jt, m in metrics["types"].items()}
     speed_like = real.subset(np.random.default_rng(args.seed).permutation(len(real))[: args.n_speed])
     res["model_speed"] = model_rate(gen, speed_like, args.batch_size, args.seed)
     torch.set_num_threads(1)
@@ -165,16 +206,33 @@ def format_table(res: dict) -> str:
             tgt = f" (≤ {TARGETS[key]:g}×)" if key in TARGETS else ""
             lines.append(f"| {jt} | {key}{tgt} | {ref['floor']:.4g} | "
                          + " | ".join(_cell(e, key) for e in entries) + " |")
+    if all("means" in res["families"][f] for f in fams):
+        lines += ["", "| type | mean | Pythia (reference) | Pythia (floor) | " + " | ".join(fams) + " |",
+                  "|---|---|---|---|" + "---|" * len(fams)]
+        for jt in types:
+            for k in MEANS:
+                ms = [res["families"][f]["means"].get(jt, {}).get(k) for f in fams]
+                if ms[0] is None:
+                    continue
+                lines.append(f"| {jt} | {k} | {ms[0]['real']:.3f} | {ms[0]['floor']:.3f} | "
+                             + " | ".join(f"{m['generated']:.3f}" for m in ms) + " |")
     pyth = res["pythia_jets_per_cpu_s"]
+    per_type = ", ".join(f"{t} {v['jets_per_cpu_s']:.0f}" for t, v in res["pythia_speed"].items())
     lines += ["", "ratio = model / floor (for the AUC: AUC / floor AUC; ≈ 1 with both ≈ 0.5 is indistinguishable); "
               "✓/✗: issue-21 target met / not met",
               "", f"Pythia 8 + FastJet: {pyth:.0f} jets per CPU-s (one core, mean over "
-              f"{', '.join(res['pythia_speed'])}); speed-up target ≥ {SPEED_TARGET:g}×", ""]
+              f"{per_type}); "
+              f"speed-up target ≥ {SPEED_TARGET:g}×", ""]
     for f in fams:
         r = res["families"][f]
         ms, m1 = r["model_speed"], r["model_speed_1thread"]
         train_txt = (f"training {r['train_wall_min']:.1f} wall-min, {r['train_cpu_min']:.1f} CPU-min, best epoch "
                      f"{r['best_epoch']}" if "train_cpu_min" in r else f"checkpoint {r.get('checkpoint')}")
+        sel = r.get("selection") or {}
+        if sel.get("val_physics"):
+            tail = ", ".join(f"{e}: {v:.4f}" for e, v in zip(sel["epochs"][-4:], sel["val_physics"][-4:]))
+            train_txt += (f"; last epoch {sel['last_epoch']}, selection metric best {sel['best']:.4f} "
+                          f"(epoch {sel['best_epoch']}), last evaluations {tail}")
         threads = f"{ms['threads']} thread{'s' if ms['threads'] != 1 else ''}"
         lines.append(f"- {f}: {ms['jets_per_cpu_s']:.0f} jets per CPU-s ({threads}, {ms['jets_per_wall_s']:.0f}/s "
                      f"wall, {ms['jets']} jets), again on 1 thread {m1['jets_per_cpu_s']:.0f} ({m1['jets']} jets); "
