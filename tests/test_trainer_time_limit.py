@@ -99,3 +99,15 @@ def test_progress_shows_batches_within_the_epoch(tmp_path, data, capsys, monkeyp
     train(data, _config(epochs=1), tmp_path / "run", progress=True)
     err = capsys.readouterr().err
     assert "epoch 1:" in err and "3/5 [" in err and "batch/s, loss=" in err
+
+
+def test_an_epoch_that_ends_a_timed_run_is_scored(tmp_path, data, monkeypatch):
+    """eval_every 10 would score only epoch 10; the time limit is up at epoch 1's end (fake clock:
+    readings 1-4 in its batches, 5 s at its end > 4.5 s), so epoch 1 is scored, selected and the run stops."""
+    monkeypatch.setattr(trainer, "_clock", FakeClock())
+    run = tmp_path / "timed"
+    train(data, _config(epochs=20, select_by="physics", eval_every=10, max_minutes=4.5 / 60), run, progress=False)
+    rows = _rows(run / "train_log.csv")
+    assert [r["epoch"] for r in rows] == ["1"]
+    assert rows[0]["val_physics"] != ""
+    assert load_checkpoint(run / "best.pt")["meta"]["epoch"] == 1

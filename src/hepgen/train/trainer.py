@@ -747,11 +747,14 @@ class _Run:
         # exists on every n_critic-th step only)
         record.update({f"train_{k}": v for k, v in means.items()})
         record["val_loss"] = val
-        last_epoch = epoch + 1 == config.epochs or stop_reason is not None
+        # the time limit is read before the physics evaluation: an epoch that ends the run is always
+        # scored (with eval_every > 1 a timed run used to stop on unscored epochs)
+        elapsed = _clock() - self.t0
+        time_up = config.max_minutes is not None and elapsed > 60 * config.max_minutes
+        last_epoch = epoch + 1 == config.epochs or stop_reason is not None or time_up
         if self.select_by == "physics" and ((epoch + 1) % config.eval_every == 0 or last_epoch):
             record["val_physics"] = self.domain.selection_score(self.eval_generator, self.phys_data, seed=config.seed)
         record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
-        elapsed = _clock() - self.t0
         record["seconds"] = round(elapsed, 1)
 
         metric = record.get("val_physics") if self.select_by == "physics" else val
@@ -764,7 +767,7 @@ class _Run:
         stop = None
         if config.patience is not None and state.since_best >= config.patience:
             stop = f"no improvement of {self.select_by} in {config.patience} evaluations"
-        if config.max_minutes is not None and elapsed > 60 * config.max_minutes:
+        if time_up:
             stop = stop or f"max_minutes={config.max_minutes} reached after {elapsed / 60:.1f} min"
         self.raw_generator.meta.update(best_epoch=state.best_epoch)
         return record, stop
