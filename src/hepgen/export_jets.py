@@ -69,6 +69,7 @@ from torch import nn
 
 from hepgen._version import __version__
 from hepgen.data.jets import JET_TYPES
+from hepgen.domains.jets.preprocessing import LOG_CONDITIONS, LOG_PT_REL_MAX
 from hepgen.export import ort_session, write_onnx
 
 __all__ = [
@@ -82,8 +83,6 @@ __all__ = [
 
 JET_ONNX_RTOL = 1e-3  #: relative tolerance of onnxruntime vs PyTorch particle features
 JET_ONNX_ATOL = 1e-4  #: absolute tolerance (eta_rel, phi_rel in units of the jet radius scale, pt_rel a fraction)
-_PT_CLAMP = 5.0  # log pt_rel cap of JetPreprocessor.inverse (pt_rel <= e^5)
-_LOG_KINEMATICS = {"pt": True, "eta": False, "mass": True}  # as hepgen.domains.jets.preprocessing
 
 
 class JetSampler(nn.Module):
@@ -150,7 +149,7 @@ class JetSampler(nn.Module):
                 cols.append((jet_type.reshape(-1, 1) == self.types[None, :]).to(torch.float32))
             else:
                 v = jet_kinematics[:, k : k + 1].to(torch.float32)
-                if _LOG_KINEMATICS[name]:
+                if LOG_CONDITIONS[name]:
                     v = torch.log(v.clamp_min(1e-6))
                 cols.append((v - self.cond_mean[k]) / self.cond_std[k])
                 k += 1
@@ -161,7 +160,7 @@ class JetSampler(nn.Module):
         ``JetPreprocessor.inverse`` (hand-written in torch so that it is part of the graph)."""
         b = x.shape[0]
         f = x.reshape(b, self.n_particles, 3) * self.feature_std + self.feature_mean
-        pt = torch.exp(f[..., 2].clamp_max(_PT_CLAMP))
+        pt = torch.exp(f[..., 2].clamp_max(LOG_PT_REL_MAX))
         mask = self.slots[None, :] < n.reshape(-1, 1).to(torch.int64)
         key = torch.where(mask, -pt, torch.full_like(pt, float("inf")))
         # not stable=True (no ONNX kernel for the stable sort): only exact pt_rel ties may come out
@@ -272,7 +271,7 @@ def random_jet_conditions(generator, n: int, rng: np.random.Generator) -> dict[s
         rng_key = {"pt": "pt_range", "eta": "eta_range"}.get(k)
         if rng_key in generator.meta:
             lo, hi = generator.meta[rng_key]
-        elif _LOG_KINEMATICS[k]:
+        elif LOG_CONDITIONS[k]:
             lo, hi = np.exp(mean - std), np.exp(mean + std)
         else:
             lo, hi = mean - std, mean + std

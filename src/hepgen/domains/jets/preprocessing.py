@@ -30,12 +30,15 @@ import numpy as np
 
 from hepgen.data.jets import JET_TYPES, JetData
 
-__all__ = ["JET_CONDITIONS", "JetPreprocessor"]
+__all__ = ["JET_CONDITIONS", "LOG_CONDITIONS", "LOG_PT_REL_MAX", "JetPreprocessor"]
 
 #: the jet-level conditions a jet model may use (besides the multiplicity, always present)
 JET_CONDITIONS = ("type", "pt", "eta", "mass")
 _JF_COLUMN = {"pt": 0, "eta": 1, "mass": 2}
-_LOG = {"pt": True, "eta": False, "mass": True}
+#: jet conditions standardised as log(value) (the others as they are)
+LOG_CONDITIONS = {"pt": True, "eta": False, "mass": True}
+#: cap of the generated log pt_rel in :meth:`JetPreprocessor.inverse` (pt_rel <= e^5: guards exp against a wild sample)
+LOG_PT_REL_MAX = 5.0
 _PT_FLOOR = 1e-8  # pt_rel of a real particle is > 0; guard log() against a stored 0
 
 
@@ -92,7 +95,7 @@ class JetPreprocessor:
 
     def _cond_raw(self, name: str, jet_features: np.ndarray) -> np.ndarray:
         v = np.asarray(jet_features[:, _JF_COLUMN[name]], dtype=np.float64)
-        return np.log(np.maximum(v, 1e-6)) if _LOG[name] else v
+        return np.log(np.maximum(v, 1e-6)) if LOG_CONDITIONS[name] else v
 
     def fit(self, data: JetData, source: str = "training jets") -> JetPreprocessor:
         """Learn the standardisations, the jet types and the multiplicity distributions."""
@@ -174,7 +177,7 @@ class JetPreprocessor:
         n = np.asarray(n).reshape(-1).astype(np.int64)
         z = np.asarray(x, dtype=np.float64).reshape(len(n), self.n_particles, 3)
         f = z * self.feature_std + self.feature_mean
-        f[..., 2] = np.exp(np.minimum(f[..., 2], 5.0))  # pt_rel <= e^5: guards exp against a wild sample
+        f[..., 2] = np.exp(np.minimum(f[..., 2], LOG_PT_REL_MAX))
         mask = np.arange(self.n_particles)[None, :] < n[:, None]
         key = np.where(mask, -f[..., 2], np.inf)
         order = np.argsort(key, axis=1, kind="stable")
