@@ -17,7 +17,7 @@ the inverse preprocessing with the pT sorting and the padding mask, i.e. JetNet-
 
 Paths (:data:`JET_BENCH_PATHS`): ``fp32`` (the module as it is), ``int8``
 (``torch.ao.quantization.quantize_dynamic`` of every ``nn.Linear`` through
-:func:`hepgen.domains.showers.inference.quantize_int8`), ``ort`` (the graph of
+:func:`hepgen.models.quantize.quantize_int8`), ``ort`` (the graph of
 :func:`hepgen.export_jets.export_jets_onnx` in onnxruntime) and ``ort-int8`` (that graph after
 ``onnxruntime.quantization.quantize_dynamic``; :class:`hepgen.bench.OrtModels`).  For families
 that solve an ODE (``epic_fm``, ``jet_transformer_fm``) every point is measured at each of
@@ -55,10 +55,10 @@ from hepgen._io import atomic_path
 from hepgen._version import __version__
 from hepgen.bench import OrtModels, network_flops_per_shower, peak_rss, time_calls, write_bench
 from hepgen.data.jets import JET_TYPES, JetData
-from hepgen.domains.showers.inference import quantize_int8
 from hepgen.export import ort_session
 from hepgen.export_jets import JetSampler, export_jets_onnx, random_jet_conditions
 from hepgen.metrics.jets import fpd_efp, w1m, w1p
+from hepgen.models.quantize import quantize_int8
 from hepgen.simulate.pythia import JetGenConfig, chunk_seed, generate_jets
 
 __all__ = [

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import warnings
 
 import numpy as np
 import torch
@@ -47,6 +46,7 @@ from hepgen.domains.showers.spline_sampler import SplineCouplingSampler
 from hepgen.models import GenerativeModel
 from hepgen.models.flow import require_standard_normal_base
 from hepgen.models.made_sampler import pruned_dense
+from hepgen.models.quantize import fold_masked_linear, quantize_int8
 
 __all__ = [
     "SAMPLING_PATHS",
@@ -503,46 +503,6 @@ class ShowerSampler(nn.Module):
 
 
 # --- sampling paths -------------------------------------------------------------------------
-def fold_masked_linear(module: nn.Module) -> nn.Module:
-    """Replace every ``zuko.nn.MaskedLinear`` in ``module`` (in place) by an ``nn.Linear``
-    with the mask multiplied into the weight; returns ``module``.
-
-    Needed before dynamic quantisation: ``quantize_dynamic`` matches modules by exact type,
-    and a swapped ``MaskedLinear`` would lose its mask (its ``weight`` is the unmasked one).
-    """
-    from zuko.nn import MaskedLinear
-
-    for name, child in list(module.named_children()):
-        if isinstance(child, MaskedLinear):
-            lin = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
-            with torch.no_grad():
-                lin.weight.copy_(child.mask * child.weight)
-                if child.bias is not None:
-                    lin.bias.copy_(child.bias)
-            setattr(module, name, lin)
-        else:
-            fold_masked_linear(child)
-    return module
-
-
-def quantize_int8(sampler: nn.Module) -> nn.Module:
-    """A copy of ``sampler`` with its ``nn.Linear`` layers dynamically quantised to int8 (CPU).
-
-    Weights are int8 per tensor; activations are quantised per batch on the fly
-    (``torch.ao.quantization.quantize_dynamic``).  Masked zuko layers are folded first
-    (:func:`fold_masked_linear`).  The input and output stay float32.
-    """
-    model = fold_masked_linear(copy.deepcopy(sampler).cpu().float())
-    with warnings.catch_warnings():
-        # torch announces the move of eager quantisation to torchao; the API still works in
-        # the pinned torch and torchao is not a dependency
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-
-
 class _Autocast(nn.Module):
     """Runs the wrapped ``(c, z)`` sampler under ``torch.autocast``; returns float32."""
 
