@@ -145,6 +145,8 @@ def run_family(family: str, checkpoint: str | None, data, real, args, out: Path)
                                      device=args.device, seed=args.seed)
         if args.epochs:
             config = dataclasses.replace(config, epochs=args.epochs)
+        if args.fit_epochs:
+            config = dataclasses.replace(config, fit_epochs_to_time=True)
         c0, t0 = time.process_time(), time.perf_counter()
         gen = train(data, config, out / "run")
         res["train_wall_min"] = (time.perf_counter() - t0) / 60
@@ -253,6 +255,9 @@ def main() -> None:
                    help="skip training FAMILY: evaluate this jets checkpoint (repeatable)")
     p.add_argument("--minutes", type=float, default=30.0, help="wall-clock training limit per family")
     p.add_argument("--epochs", type=int, help="override the presets' epochs")
+    p.add_argument("--fit-epochs", action="store_true",
+                   help="fit the epochs (and the cosine schedule) to --minutes after the first epoch "
+                        "(TrainConfig.fit_epochs_to_time)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="training device (cpu, cuda)")
     p.add_argument("--steps", type=int, help="sampler steps for flow-matching models")

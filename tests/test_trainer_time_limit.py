@@ -111,3 +111,45 @@ def test_an_epoch_that_ends_a_timed_run_is_scored(tmp_path, data, monkeypatch):
     assert [r["epoch"] for r in rows] == ["1"]
     assert rows[0]["val_physics"] != ""
     assert load_checkpoint(run / "best.pt")["meta"]["epoch"] == 1
+
+
+def test_fit_epochs_to_time_shortens_the_run_and_its_cosine(tmp_path, data, monkeypatch, caplog):
+    """Fake clock with fitting on: 6 readings per epoch (4 in the batches, 1 in the validation, 1 for the
+    fit), so the first epoch takes 6 s.  max_minutes = 22 s: 90 % is 19.8 s, 13.8 s left after epoch 1,
+    two more epochs of 6 s fit → 3 of the 10 epochs.  The cosine then spans 3 epochs: the learning rates
+    logged are 2e-3 · (1 + cos(π k / 3)) / 2 = 1.5e-3, 5e-4, 0 (by hand), and the weights are exactly those
+    of a run configured with epochs=3 (whose cosine is the same at every epoch)."""
+    monkeypatch.setattr(trainer, "_clock", FakeClock())
+    run = tmp_path / "fitted"
+    caplog.set_level("INFO", logger="hepgen.train.trainer")
+    train(data, _config(epochs=10, max_minutes=22 / 60, fit_epochs_to_time=True), run, progress=False)
+    rows = _rows(run / "train_log.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1.5e-3, 5e-4, 0.0], abs=1e-12)
+    assert "6.0 s per epoch → 3 of 10 epochs" in caplog.text
+    assert "the 3 epochs fitted to max_minutes" in caplog.text
+    last = load_checkpoint(run / "last.pt")
+    assert last["trainer"]["fitted_epochs"] == 3 and last["trainer"]["step"] == 15
+
+    train(data, _config(epochs=3), tmp_path / "three", progress=False)
+    _same(load_checkpoint(tmp_path / "three" / "last.pt")["model"], last["model"])
+
+    # a resumed run keeps the fitted length: nothing left to train
+    monkeypatch.setattr(trainer, "_clock", FakeClock())
+    train(data, _config(epochs=10, max_minutes=22 / 60, fit_epochs_to_time=True), run, resume=True, progress=False)
+    assert load_checkpoint(run / "last.pt")["trainer"]["step"] == 15
+    assert len(_rows(run / "train_log.csv")) == 3
+
+
+def test_fit_epochs_to_time_keeps_epochs_when_they_fit(tmp_path, data, monkeypatch):
+    # 600 s of budget at 6 s per epoch: all 3 configured epochs fit, the schedule is unchanged
+    monkeypatch.setattr(trainer, "_clock", FakeClock())
+    run = tmp_path / "fits"
+    train(data, _config(epochs=3, max_minutes=10, fit_epochs_to_time=True), run, progress=False)
+    assert load_checkpoint(run / "last.pt")["trainer"]["fitted_epochs"] == 3
+    assert [float(r["lr"]) for r in _rows(run / "train_log.csv")] == pytest.approx([1.5e-3, 5e-4, 0.0], abs=1e-12)
+
+
+def test_fit_epochs_to_time_needs_a_time_limit():
+    with pytest.raises(ValueError, match="key 'fit_epochs_to_time': expected a time limit 'max_minutes'"):
+        _config(fit_epochs_to_time=True)

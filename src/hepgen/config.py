@@ -54,6 +54,13 @@ class TrainConfig:
         conditions: extra condition datasets to condition on besides the incident energy.
         epochs: number of passes over the training set (the LR schedule spans them).
         max_minutes: stop after this much wall-clock training time (None: no limit).
+        fit_epochs_to_time: with ``max_minutes``: after the first whole epoch, shorten the run to
+            the epochs that fit into 90 % of the time limit at that epoch's pace (never more than
+            ``epochs``), and the cosine schedule with it, so that a timed run ends with a decayed
+            learning rate instead of being cut early in its schedule.  The number is chosen once,
+            saved in ``last.pt`` (a resumed run keeps it) and logged; it depends on the machine's
+            speed, so two runs on different machines may train different numbers of epochs.  Off
+            by default (the run is then a function of the config and the data alone).
         batch_size, lr, weight_decay, grad_clip: optimiser settings (AdamW, cosine LR).
         val_fraction: held-out fraction for the validation loss and best-checkpoint choice.
         seed: seeds the split, initialisation, dequantisation noise and batch order.
@@ -94,6 +101,7 @@ class TrainConfig:
     conditions: list[str] = field(default_factory=list)
     epochs: int = 60
     max_minutes: float | None = None
+    fit_epochs_to_time: bool = False
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -124,6 +132,9 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig: key {key!r}: expected one of {allowed}, found {getattr(self, key)!r}")
         if self.ema is not None and not 0.0 < float(self.ema) < 1.0:
             raise ValueError(f"TrainConfig: key 'ema': expected a decay in (0, 1) or None, found {self.ema!r}")
+        if self.fit_epochs_to_time and self.max_minutes is None:
+            raise ValueError("TrainConfig: key 'fit_epochs_to_time': expected a time limit 'max_minutes' to fit "
+                             "the epochs to, found max_minutes None")
         for key in ("eval_every", "n_eval", "batch_size"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"TrainConfig: key {key!r}: expected an integer >= 1, found {getattr(self, key)!r}")

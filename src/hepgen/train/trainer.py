@@ -315,6 +315,7 @@ class TrainState:
         since_best: evaluations since the metric last improved (for ``patience``).
         batch: batches of epoch ``epoch`` (0-based, the unfinished one) already trained; non-zero
             only in the ``last.pt`` of a run stopped inside an epoch by ``max_minutes``.
+        fitted_epochs: the run's length chosen by ``fit_epochs_to_time`` (None: ``config.epochs``).
     """
 
     epoch: int = 0
@@ -323,12 +324,17 @@ class TrainState:
     best_epoch: int | None = None
     since_best: int = 0
     batch: int = 0
+    fitted_epochs: int | None = None
 
     @classmethod
     def from_checkpoint(cls, tstate: dict) -> TrainState:
         return cls(epoch=tstate["epoch"], step=tstate["step"], best_val=tstate["best_val"],
                    best_epoch=tstate.get("best_epoch"), since_best=tstate.get("since_best", 0),
-                   batch=tstate.get("batch", 0))
+                   batch=tstate.get("batch", 0), fitted_epochs=tstate.get("fitted_epochs"))
+
+    def epochs(self, config) -> int:
+        """The run's length: ``config.epochs``, or fewer when fitted to the time limit."""
+        return config.epochs if self.fitted_epochs is None else min(config.epochs, self.fitted_epochs)
 
 
 def train(
@@ -556,10 +562,17 @@ class _Run:
         self.columns = _truncate_log(self.log_path, state.epoch) \
             if dist.main and state.epoch > 0 and self.log_path.exists() else None
         self.t0 = _clock()
+        self._t_epoch_start = 0.0  # seconds after t0 at which the current epoch began (epoch fitting)
         bar = tqdm(range(state.epoch, config.epochs), desc=f"training {config.family}", unit="epoch",
-                   disable=not (progress and dist.main), initial=state.epoch, total=config.epochs)
+                   disable=not (progress and dist.main), initial=state.epoch, total=state.epochs(config))
         try:
             for epoch in bar:
+                if epoch >= state.epochs(config):
+                    if dist.main:
+                        log.info("stopping: the %d epochs fitted to max_minutes=%s are done", state.epochs(config),
+                                 config.max_minutes)
+                    break
+                self._whole_epoch = state.batch == 0
                 means, stop_reason, partial = self._train_epoch(epoch, state, progress)
                 if partial is not None:  # the time limit, inside the epoch
                     self._save_partial(state, partial)
@@ -722,6 +735,7 @@ class _Run:
         local_stop = None
         if dist.main:
             record, local_stop = self._validate(epoch, state, means, stop_reason)
+            self._fit_epochs(epoch, state, bar, record)
             self._log(record, writer)
             bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("train_loss", "val_loss", "val_physics")})
             self.raw_generator.meta.update(epoch=epoch + 1, step=state.step)
@@ -732,7 +746,42 @@ class _Run:
             except StopTraining as stop:
                 local_stop = f"stopped by callback ({stop})"
             local_stop = stop_reason or local_stop
-        return dist.broadcast(local_stop)
+        local_stop, fitted = dist.broadcast((local_stop, state.fitted_epochs))
+        if fitted is not None and fitted != state.fitted_epochs:  # the other ranks follow rank 0's choice
+            state.fitted_epochs = fitted
+            self._shorten_schedules(fitted)
+        return local_stop
+
+    def _fit_epochs(self, epoch: int, state: TrainState, bar, record: dict) -> None:
+        """``config.fit_epochs_to_time``: after the first whole epoch of this call, the run's length at
+        that epoch's pace (training, validation and physics metric), within 90 % of ``max_minutes``."""
+        config = self.config
+        if not config.fit_epochs_to_time or config.max_minutes is None:
+            return
+        now = _clock() - self.t0
+        pace, self._t_epoch_start = now - self._t_epoch_start, now
+        if state.fitted_epochs is not None or not self._whole_epoch or pace <= 0:
+            return
+        left = 0.9 * 60 * config.max_minutes - now
+        fitted = min(config.epochs, epoch + 1 + max(0, int(left // pace)))
+        state.fitted_epochs = fitted
+        if fitted < config.epochs:
+            self._shorten_schedules(fitted)
+            record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+        bar.total = state.epochs(config)
+        bar.refresh()
+        log.info("fit_epochs_to_time: %.1f s per epoch → %d of %d epochs in 90 %% of max_minutes=%s "
+                 "(the cosine schedule spans them)", pace, state.epochs(config), config.epochs, config.max_minutes)
+
+    def _shorten_schedules(self, epochs: int) -> None:
+        """The cosine schedules end at ``epochs``; the current learning rates jump to the closed form
+        of the shorter cosine at the current epoch, so that the recursive updates follow it."""
+        for sched in self.schedulers.values():
+            sched.T_max = max(int(epochs), 1)
+            k = min(sched.last_epoch, sched.T_max)
+            for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
+                group["lr"] = sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * k / sched.T_max)) / 2
+            sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]  # what get_last_lr() reports
 
     def _validate(self, epoch: int, state: TrainState, means: dict, stop_reason: str | None) -> tuple[dict, str | None]:
         """Rank 0's validation: the epoch's record, ``best.pt`` when the metric improved, early stopping."""
@@ -751,7 +800,7 @@ class _Run:
         # scored (with eval_every > 1 a timed run used to stop on unscored epochs)
         elapsed = _clock() - self.t0
         time_up = config.max_minutes is not None and elapsed > 60 * config.max_minutes
-        last_epoch = epoch + 1 == config.epochs or stop_reason is not None or time_up
+        last_epoch = epoch + 1 >= state.epochs(config) or stop_reason is not None or time_up
         if self.select_by == "physics" and ((epoch + 1) % config.eval_every == 0 or last_epoch):
             record["val_physics"] = self.domain.selection_score(self.eval_generator, self.phys_data, seed=config.seed)
         record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
