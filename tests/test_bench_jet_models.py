@@ -57,11 +57,12 @@ def test_format_table_prints_means_and_per_type_pythia_rates():
            "selection": {"epochs": [35, 40, 45], "val_physics": [0.2, 0.1, 0.15], "last_epoch": 47,
                          "best_epoch": 40, "best": 0.1, "last": 0.15}}
     res = {"n_real": 15000, "n_reference": 15000, "families": {"jet_transformer_fm": fam},
-           "pythia_speed": {"g": {"jets_per_cpu_s": 120.0}, "t": {"jets_per_cpu_s": 180.0}},
+           "pythia_speed": {"types": {"g": {"jets_per_cpu_s": 120.0}, "t": {"jets_per_cpu_s": 180.0}},
+                            "jets_per_cpu_s": 150.0, "jets_per_cpu_s_with_init": 75.0, "n_per_type": 300},
            "pythia_jets_per_cpu_s": 150.0}
     text = bench.format_table(res)
     assert "| t | fpd (≤ 3×) | 0.002 | 0.006 | 3.00 ✓ |" in text
     assert "| t | tau32 | 0.483 | 0.481 | 0.610 |" in text
-    assert "mean over g 120, t 180)" in text
+    assert "mean over g 120, t 180; with the initialisation in 75 per CPU-s at 300 jets per type)" in text
     assert "last epoch 47, selection metric best 0.1000 (epoch 40), last evaluations 35: 0.2000, " \
            "40: 0.1000, 45: 0.1500" in text
