@@ -5,6 +5,8 @@ pile-up GAN and overlay.  Prints the figures measured in one run on this machine
     python benchmarks/bench_events.py interpolation --minutes 6
     python benchmarks/bench_events.py interpolation --minutes 6 --family events_fm --lr 2e-3 --eval-every 250
     python benchmarks/bench_events.py pileup --minutes 8 --mu 20
+    python benchmarks/bench_events.py figure3 --train-masses 1000:400,1100:400,1300:400,1400:400 --n 1500 \
+        --n-val 250 --n-test 1000 --data-seed 201 --checkpoints DCGAN.pt,FM.pt
     python benchmarks/bench_events.py overlay --mu 20 --hard HARD.h5 --pileup-test PU20.h5 --checkpoints a.pt,b.pt
 
 Data are simulated once into ``--workdir`` (kept for re-runs).  Training here is a plain loop
@@ -458,7 +460,7 @@ def overlay(args):
                        "outside" if abs(d) - 1.96 * e > args.target else "undecided vs")
             print(f"    {k:12s} hard {v['mean_hard']:.4g}; shift real {v['shift_real']:+.4g} ± {v['shift_real_err']:.2g}, "
                   f"generated {v['shift_gen']:+.4g} ± {v['shift_gen_err']:.2g}; difference {d:+.1f} ± {e:.1f} % "
-                  f"(95 % interval {verdict} ±{args.target:g} %)")
+                  f"(95 % interval [{d - 1.96 * e:+.1f}, {d + 1.96 * e:+.1f}] %: {verdict} ±{args.target:g} %)")
         if args.figures:
             _figure5_obs(o0, o_r, o_g, Path(args.workdir) / f"overlay_mu{args.mu[0]}_{name}{args.tag}.png", args.mu[0],
                          gen_label=f"generated ({name})")
@@ -469,9 +471,53 @@ def overlay(args):
     print(f"  written {out}")
 
 
+def figure3(args):
+    """The paper's Figure 3: summed-jet-mass mean (± its standard error) against m_gluino, Pythia and
+    each stored generator of ``--checkpoints``, at the training points (the validation events'
+    conditions) and at the held-out point (the test events'); the held-out point is marked.
+    Writes ``figure3<tag>.png`` into ``--workdir`` and prints the table."""
+    _, held, _, val, test = _interp_data(Path(args.workdir), args)
+    real = EventImages.concatenate([val, test])
+    pts = sorted({tuple(p) for p in real.conditions[:, :2].tolist()})
+
+    def means(data):
+        sm = event_observables(data.images, data.eta_max)["summed_mass"]
+        rows = []
+        for p in pts:
+            v = sm[np.all(data.conditions[:, :2] == p, axis=1)]
+            rows.append((float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))), len(v)))
+        return rows
+
+    curves = {"Pythia 8 + detector": means(real)}
+    for ck in args.checkpoints:
+        gen = DOMAIN.from_payload(load_checkpoint(ck), ck)
+        curves[f"{gen.model.family} ({Path(ck).parent.name})"] = means(gen.sample_like(real, seed=8))
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    mg = np.array([p[0] for p in pts])
+    for (name, rows), style in zip(curves.items(), ("o-k", "s--", "^--", "v--")):
+        m, e = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        ax.errorbar(mg, m, e, fmt=style, label=name, capsize=3, ms=5)
+    ax.axvline(held[0], color="0.6", ls=":", label=f"held out (m_gluino={held[0]:g} GeV)")
+    ax.set_xlabel(f"m(gluino) [GeV]  (m(neutralino) = {held[1]:g} GeV)")
+    ax.set_ylabel("mean summed jet mass [GeV]")
+    ax.legend(fontsize=7)
+    out = Path(args.workdir) / f"figure3{args.tag}.png"
+    with atomic_path(out) as tmp:
+        Path(tmp).write_bytes(base64.b64decode(figure_png_base64(fig)))
+    print("summed-jet-mass mean ± standard error [GeV] per point (events):")
+    for i, p in enumerate(pts):
+        cells = [f"{name}: {rows[i][0]:.1f} ± {rows[i][1]:.1f}" + (
+            "" if j == 0 else f" ({100 * (rows[i][0] / curves['Pythia 8 + detector'][i][0] - 1):+.1f} %)")
+            for j, (name, rows) in enumerate(curves.items())]
+        print(f"  {p[0]:g}/{p[1]:g}{' (held out)' if p == held else ''} n={curves['Pythia 8 + detector'][i][2]}: "
+              + "; ".join(cells))
+    print(f"  written {out}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["speed", "interpolation", "pileup", "overlay"])
+    ap.add_argument("what", choices=["speed", "interpolation", "pileup", "overlay", "figure3"])
     ap.add_argument("--workdir", default=os.environ.get("HEPGEN_BENCH_DIR", "/tmp/hepgen_bench_events"))
     ap.add_argument("--n", type=int, default=300, help="events per mass point / pile-up images (training)")
     ap.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget")
@@ -519,7 +565,7 @@ def main():
     ap.add_argument("--train-only", action="store_true", help="pileup: train and save, no overlay")
     ap.add_argument("--pileup-test", help="overlay: Pythia pile-up images (h5) at --mu, one per hard event")
     ap.add_argument("--checkpoints", type=lambda t: t.split(","), default=[],
-                    help="overlay: pile-up generator checkpoints, comma-separated")
+                    help="overlay: pile-up generator checkpoints; figure3: event generators; comma-separated")
     ap.add_argument("--target", type=float, default=5.0, help="overlay: target on the shift difference, %%")
     ap.add_argument("--seed", type=int, default=7, help="overlay: sampling seed of the generators")
     ap.add_argument("--figures", action="store_true", help="overlay: a Figure 5 PNG per generator")
@@ -527,7 +573,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    {"speed": speed, "interpolation": interpolation, "pileup": pileup, "overlay": overlay}[args.what](args)
+    {"speed": speed, "interpolation": interpolation, "pileup": pileup, "overlay": overlay, "figure3": figure3}[args.what](args)
 
 
 if __name__ == "__main__":
