@@ -285,7 +285,13 @@ def interpolation(args):
         print(f"  data: {len(train)} training, {len(val)} validation events at {train_pts}; {len(test)} at {held}")
         return
     model_kw = {"filters": args.filters, **json.loads(args.model)}
-    gen = _train(train, val, args.family, [], args.minutes, args.eval_every, 0, model_kw, lr=args.lr)
+    sel_val = val
+    if args.n_select:  # the first n_select validation events of every training point select the checkpoint
+        keep = np.concatenate([np.flatnonzero(np.all(val.conditions[:, :2] == p, axis=1))[:args.n_select]
+                               for p in train_pts])
+        sel_val = val.subset(np.sort(keep))
+        print(f"  selection on {len(sel_val)} of the {len(val)} validation events")
+    gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, 0, model_kw, lr=args.lr)
     out = Path(args.workdir) / f"interp_report_{args.family}{args.tag}"
     out.mkdir(exist_ok=True)
     gen.save(out / "best.pt")  # for sampling scans afterwards (hepgen sample, steps/solver)
@@ -537,6 +543,9 @@ def main():
     ap.add_argument("--data-seed", type=int, default=1,
                     help="interpolation: seed of the training file (validation +1, test +2)")
     ap.add_argument("--simulate-only", action="store_true", help="interpolation: make the data files and stop")
+    ap.add_argument("--n-select", type=int, default=0,
+                    help="interpolation: validation events per training point used for checkpoint selection "
+                    "(0 = all; fewer make each evaluation cheaper)")
     ap.add_argument("--mu", type=lambda t: [int(v) for v in t.split(",")], default=[20, 50],
                     help="pileup: pile-up levels, comma-separated (default 20,50)")
     ap.add_argument("--n-hard", type=int, default=1000, help="pileup / overlay: hard (signal) events overlaid "
