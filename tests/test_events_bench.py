@@ -1,12 +1,13 @@
-"""The pile-up overlay numbers from observables (``overlay_shift_observables``) and the event
-benchmark's ``overlay`` command (several stored generators on one external evaluation set) and
-interpolation-grid options (mass-point parsing, cached-file names and sizes)."""
+"""benchmarks/bench_events.py helpers and the overlay numbers from observables: ``overlay_shift_observables``,
+the ``overlay`` command (several stored generators on one external evaluation set), the interpolation-grid
+options (mass-point parsing, cached-file names and sizes), ``figure3`` and the symmetry augmentation."""
 
 import argparse
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from _benchmarks import load_benchmark
 from _toy_events import toy_events
@@ -141,3 +142,20 @@ def test_bench_figure3_table(tmp_path, monkeypatch, capsys):
     sm = event_observables(val.images[0::2])["summed_mass"]  # toy_events alternates the two points
     assert f"1000/400 n=4: Pythia 8 + detector: {sm.mean():.1f} ± {sm.std(ddof=1) / 2:.1f}; dcgan (run):" in out
     assert (tmp_path / "figure3_t.png").stat().st_size > 1000
+
+
+def test_bench_augment_is_phi_roll_and_eta_mirror():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((64, 2 * 5 * 8)).astype(np.float32))
+    y = bench._augment(x, (2, 5, 8), torch.Generator().manual_seed(3))
+    xi, yi = x.reshape(64, 2, 5, 8).numpy(), y.reshape(64, 2, 5, 8).numpy()
+    flips = 0
+    for a, b in zip(xi, yi):  # each output is one of the 2 × 8 symmetry images of its input, found by search
+        found = [(k, f) for k in range(8) for f in (False, True)
+                 if np.array_equal(b, np.roll(a[:, ::-1] if f else a, k, axis=2))]
+        assert found, "augmented image is not a phi roll / eta mirror of the input"
+        flips += found[0][1]
+    assert 16 < flips < 48  # mirrored with probability 1/2 (64 images)
+    assert not torch.equal(x, y)
+    # roll then mirror commute with the sums: total per image unchanged
+    assert torch.allclose(x.sum(1), y.sum(1), rtol=1e-6)
