@@ -567,7 +567,8 @@ def main():
                     help="interpolation: training mass points m_gluino:m_neutralino (GeV), comma-separated")
     ap.add_argument("--heldout-mass", default="1200:400", help="interpolation: the held-out mass point")
     ap.add_argument("--n-val", type=int, default=None,
-                    help="interpolation: validation events per training point (default --n / 4); pileup: see below")
+                    help="interpolation: validation events per training point (default --n / 4); pileup: images of "
+                    "the training file held out for checkpoint selection (default 250)")
     ap.add_argument("--data-seed", type=int, default=1,
                     help="interpolation: seed of the training file (validation +1, test +2)")
     ap.add_argument("--simulate-only", action="store_true", help="interpolation: make the data files and stop")
