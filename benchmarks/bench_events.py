@@ -5,6 +5,9 @@ pile-up GAN and overlay.  Prints the figures measured in one run on this machine
     python benchmarks/bench_events.py interpolation --minutes 6
     python benchmarks/bench_events.py interpolation --minutes 6 --family events_fm --lr 2e-3 --eval-every 250
     python benchmarks/bench_events.py pileup --minutes 8 --mu 20
+    python benchmarks/bench_events.py figure3 --train-masses 1000:400,1100:400,1300:400,1400:400 --n 1500 \
+        --n-val 250 --n-test 1000 --data-seed 201 --checkpoints DCGAN.pt,FM.pt
+    python benchmarks/bench_events.py overlay --mu 20 --hard HARD.h5 --pileup-test PU20.h5 --checkpoints a.pt,b.pt
 
 Data are simulated once into ``--workdir`` (kept for re-runs).  Training here is a plain loop
 over the event domain's methods (features → ``training_step``; every ``--eval-every`` steps the
@@ -27,11 +30,12 @@ import torch
 from matplotlib.figure import Figure
 from scipy import stats
 
+from hepgen._io import atomic_path
 from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig
 from hepgen.data.events import EventImages, read_events
 from hepgen.domains.events import DOMAIN, overlay_shift
-from hepgen.domains.events.evaluate import evaluate_events
+from hepgen.domains.events.evaluate import evaluate_events, overlay_shift_observables
 from hepgen.domains.events.inference import prepare_event_path
 from hepgen.domains.events.report import figures, write_event_report
 from hepgen.metrics.event_jets import event_observables, ks_selection_score
@@ -48,7 +52,32 @@ def _data(workdir: Path, name: str, **kw):
     return read_events(path)
 
 
-def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, lr=2e-4, init_state=None, ema=0.0):
+def _augment(x: torch.Tensor, shape, generator: torch.Generator) -> torch.Tensor:
+    """Symmetry augmentation of a batch of flattened images ``x: (B, C·H·W)`` (``shape = (C, H, W)``,
+    H along η, W along φ): every image is rolled along φ by a random whole number of pixels
+    (0 … W−1; φ is periodic and the physics φ-invariant) and mirrored in η with probability ½
+    (pp collisions are symmetric under η → −η).  Both are exact symmetries of the detector grid
+    (η edges symmetric about 0, φ periodic).  Used against the fixed 4 × 4 lattice that
+    ``events_fm``'s pixel folding (``patch: 4``) imprints on the energy (docs/events.md).
+
+    >>> x = torch.arange(8.0).reshape(1, 8)  # one 1 × 2 × 4 image
+    >>> y = _augment(x, (1, 2, 4), torch.Generator().manual_seed(0))
+    >>> sorted(y.flatten().tolist()) == sorted(x.flatten().tolist())
+    True
+    """
+    b = x.shape[0]
+    img = x.reshape(b, *shape)
+    shifts = torch.randint(0, shape[2], (b,), generator=generator)
+    flip = torch.rand(b, generator=generator) < 0.5
+    w = torch.arange(shape[2])
+    idx = (w[None, :] - shifts[:, None]) % shape[2]  # out[..., j] = in[..., j − shift]
+    img = torch.gather(img, 3, idx[:, None, None, :].expand(b, shape[0], shape[1], shape[2]))
+    img = torch.where(flip[:, None, None, None], img.flip(2), img)
+    return img.reshape(b, -1)
+
+
+def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, lr=2e-4, init_state=None, ema=0.0,
+           augment=False):
     torch.manual_seed(seed)
     cfg = TrainConfig(family=family, model=model_kw, conditions=conditions, batch_size=32, lr=lr, seed=seed)
     DOMAIN.check(data, cfg)
@@ -65,11 +94,13 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
     c = torch.from_numpy(DOMAIN.conditions(pre, data))
     opts = model.configure_optimizers(cfg.lr, 0.0)
     rng = np.random.default_rng(seed)
+    aug_gen = torch.Generator().manual_seed(seed + 1)
     best, best_state, step, t0, history = np.inf, None, 0, time.perf_counter(), []
     while time.perf_counter() - t0 < 60 * minutes:
         for idx in np.array_split(rng.permutation(len(x)), max(len(x) // cfg.batch_size, 1)):
             model.train()
-            model.training_step(x[idx], c[idx], opts, step, cfg.grad_clip)
+            xb = _augment(x[idx], pre.image_shape, aug_gen) if augment else x[idx]
+            model.training_step(xb, c[idx], opts, step, cfg.grad_clip)
             step += 1
             if ema > 0:
                 with torch.no_grad():
@@ -230,17 +261,65 @@ def speed(args):
     _fidelity(gen, args.paths, cond[:args.n_fidelity], hard.subset(slice(0, args.n_fidelity)) if hard else None, 256)
 
 
+def _masses(text: str) -> list[tuple[float, float]]:
+    """``"1000:400,1400:400"`` → ``[(1000.0, 400.0), (1400.0, 400.0)]`` (m_gluino:m_neutralino, GeV)."""
+    try:
+        pts = [tuple(float(v) for v in p.split(":")) for p in text.split(",") if p.strip()]
+    except ValueError:
+        pts = [()]
+    if not pts or any(len(p) != 2 for p in pts):
+        raise ValueError(f"mass points: expected 'm_gluino:m_neutralino,...' in GeV, found {text!r}")
+    return pts
+
+
+def _interp_data(wd: Path, args):
+    """Training / validation / held-out test files of the interpolation test.  The default grid
+    keeps the original file names (``interp_train.h5`` …); any other grid, size or seed gets its
+    own names, so that a cached file is never re-used for a different request."""
+    train_pts, held = _masses(args.train_masses), _masses(args.heldout_mass)
+    if len(held) != 1:
+        raise ValueError(f"--heldout-mass: expected one point, found {args.heldout_mass!r}")
+    held = held[0]
+    if held in train_pts:
+        raise ValueError(f"--heldout-mass {held} is also a training point ({args.train_masses})")
+    n_val = args.n // 4 if args.n_val is None else args.n_val
+    n_test = args.n if args.n_test is None else args.n_test
+    default = (train_pts == [(1000.0, 400.0), (1400.0, 400.0)] and held == (1200.0, 400.0) and n_val == args.n // 4
+               and n_test == args.n and args.data_seed == 1)
+    grid = "-".join(f"{g:g}_{x:g}" for g, x in train_pts)
+    names = (("interp_train", "interp_val", "interp_test") if default else
+             (f"interp_train_{grid}_n{args.n}_s{args.data_seed}", f"interp_val_{grid}_n{n_val}_s{args.data_seed + 1}",
+              f"interp_test_{held[0]:g}_{held[1]:g}_n{n_test}_s{args.data_seed + 2}"))
+    s = args.data_seed
+    train = _data(wd, names[0], process="signal", n_per_point=args.n, masses=train_pts, seed=s, workers=args.workers)
+    val = _data(wd, names[1], process="signal", n_per_point=n_val, masses=train_pts, seed=s + 1, workers=args.workers)
+    test = _data(wd, names[2], process="signal", n_per_point=n_test, masses=[held], seed=s + 2, workers=args.workers)
+    for d, name, want in ((train, names[0], args.n * len(train_pts)), (val, names[1], n_val * len(train_pts)),
+                          (test, names[2], n_test)):
+        if len(d) != want:
+            raise ValueError(f"{wd / name}.h5: expected {want} events, found {len(d)}")
+    return train_pts, held, train, val, test
+
+
 def interpolation(args):
+    """Train on ``--train-masses``, generate at ``--heldout-mass``, compare with Pythia there.
+
+    Selection (``--eval-every``) uses only the validation events at the training points; the
+    held-out test events are used once, for the final table and the report."""
     wd = Path(args.workdir)
-    grid = [(1000.0, 400.0), (1200.0, 400.0), (1400.0, 400.0)]
-    held = grid[1]
-    train = _data(wd, "interp_train", process="signal", n_per_point=args.n, masses=[grid[0], grid[2]], seed=1,
-                  workers=args.workers)
-    val = _data(wd, "interp_val", process="signal", n_per_point=args.n // 4, masses=[grid[0], grid[2]], seed=2,
-                workers=args.workers)
-    test = _data(wd, "interp_test", process="signal", n_per_point=args.n, masses=[held], seed=3, workers=args.workers)
+    train_pts, held, train, val, test = _interp_data(wd, args)
+    if args.simulate_only:
+        print(f"  data: {len(train)} training, {len(val)} validation events at {train_pts}; {len(test)} at {held}")
+        return
     model_kw = {"filters": args.filters, **json.loads(args.model)}
-    gen = _train(train, val, args.family, [], args.minutes, args.eval_every, 0, model_kw, lr=args.lr)
+    sel_val = val
+    if args.n_select:  # the first n_select validation events of every training point select the checkpoint
+        keep = np.concatenate([np.flatnonzero(np.all(val.conditions[:, :2] == p, axis=1))[:args.n_select]
+                               for p in train_pts])
+        sel_val = val.subset(np.sort(keep))
+        print(f"  selection on {len(sel_val)} of the {len(val)} validation events")
+    gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, 0, model_kw, lr=args.lr,
+                 augment=args.augment)
     out = Path(args.workdir) / f"interp_report_{args.family}{args.tag}"
     out.mkdir(exist_ok=True)
     gen.save(out / "best.pt")  # for sampling scans afterwards (hepgen sample, steps/solver)
@@ -251,7 +330,7 @@ def interpolation(args):
           f"batch 256, {torch.get_num_threads()} thread(s))")
     o_r, o_g = event_observables(test.images), event_observables(fake.images)
     print(f"held-out point m_gluino={held[0]:g}, m_neutralino={held[1]:g} GeV: {len(test)} Pythia events vs "
-          f"{len(fake)} generated; trained on {len(train)} events at {[grid[0], grid[2]]}")
+          f"{len(fake)} generated; trained on {len(train)} events at {train_pts}")
     for k in ("n_jets", "jet_pt", "summed_mass"):
         a, b = o_r[k], o_g[k]
         p = stats.ks_2samp(a, b).pvalue if len(a) and len(b) else float("nan")
@@ -260,8 +339,14 @@ def interpolation(args):
               f"   generated {np.mean(b) if len(b) else np.nan:.4g}")
     ms_r, ms_g = o_r["summed_mass"].mean(), o_g["summed_mass"].mean()
     print(f"  summed-jet-mass mean: Pythia {ms_r:.1f} GeV, generated {ms_g:.1f} GeV ({100 * (ms_g / ms_r - 1):+.1f} %)")
+    for k in ("leading_pt", "leading_mass", "ht", "total_energy"):
+        a, b = o_r[k][np.isfinite(o_r[k])], o_g[k][np.isfinite(o_g[k])]
+        print(f"  {k:12s} mean Pythia {a.mean():.4g}, generated {b.mean():.4g}; 99th percentile {np.percentile(a, 99):.4g}"
+              f" / {np.percentile(b, 99):.4g}; max {a.max():.4g} / {b.max():.4g}")
+    print(f"  non-empty pixels per image: Pythia {(1 - o_r['sparsity']).mean() * 4096:.0f}, generated "
+          f"{(1 - o_g['sparsity']).mean() * 4096:.0f}")
     print(f"  KS score (Σ −log p): {ks_selection_score(o_r, o_g):.2f}")
-    for point in [grid[0], grid[2]]:
+    for point in train_pts:
         sub = val.subset(np.all(val.conditions[:, :2] == point, axis=1))
         f = gen.sample_like(sub, seed=6)
         print(f"  trained point {point}: summed-mass mean Pythia {event_observables(sub.images)['summed_mass'].mean():.1f}"
@@ -269,7 +354,8 @@ def interpolation(args):
     real = EventImages.concatenate([val, test])
     fake = gen.sample_like(real, seed=8)
     metrics, extras = evaluate_events(real, fake, seed=0)
-    write_event_report(metrics, figures(real, fake, extras, metrics), out, title="interpolation to m_gluino=1200 GeV")
+    write_event_report(metrics, figures(real, fake, extras, metrics), out,
+                       title=f"interpolation to m_gluino={held[0]:g} GeV")
     print(f"  report: {out / 'report.html'}; classifier AUC {metrics.get('classifier_auc')}, FPD {metrics.get('fpd')}"
           f" (floor {metrics.get('fpd_floor')})")
 
@@ -278,9 +364,12 @@ def _figure5(hard, real_pu, gen_pu, path, mu):
     """The paper's Figure 5 style: fat-jet multiplicity and summed jet mass, hard scatter alone
     and with real or generated pile-up overlaid."""
     n = len(hard)
-    obs = {"no pile-up": event_observables(hard.images),
-           f"+ Pythia pile-up (mu={mu})": event_observables(hard.images + real_pu.images[:n]),
-           f"+ generated pile-up (mu={mu})": event_observables(hard.images + gen_pu.images[:n])}
+    _figure5_obs(event_observables(hard.images), event_observables(hard.images + real_pu.images[:n]),
+                 event_observables(hard.images + gen_pu.images[:n]), path, mu)
+
+
+def _figure5_obs(o_hard, o_real, o_gen, path, mu, gen_label="generated"):
+    obs = {"no pile-up": o_hard, f"+ Pythia pile-up (mu={mu})": o_real, f"+ {gen_label} pile-up (mu={mu})": o_gen}
     fig = Figure(figsize=(10, 4))
     for i, (k, label) in enumerate((("n_jets", "fat-jet multiplicity"), ("summed_mass", "summed jet mass [GeV]"))):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -315,7 +404,8 @@ def pileup(args):
     for mu in args.mu:
         full = _data(wd, f"pu{mu}_train_n{args.n_train}", process="minbias", n_per_point=args.n_train, mu=mu,
                      seed=12 + mu, workers=args.workers)
-        n_tr = len(full) - args.n_val
+        n_val = 250 if args.n_val is None else args.n_val
+        n_tr = len(full) - n_val
         tr, val = full.subset(slice(0, n_tr)), full.subset(slice(n_tr, len(full)))
         model_kw = {"filters": args.filters}
         if args.threshold_from_data:
@@ -339,7 +429,8 @@ def pileup(args):
             gen.save(ckpt)
         if args.train_only:
             continue
-        te = _data(wd, f"pu{mu}_test_n{args.n_test}", process="minbias", n_per_point=args.n_test, mu=mu,
+        n_test = 1000 if args.n_test is None else args.n_test
+        te = _data(wd, f"pu{mu}_test_n{n_test}", process="minbias", n_per_point=n_test, mu=mu,
                    seed=13 + mu, workers=args.workers)
         fake = gen.sample_like(te, seed=7)
         res[mu] = overlay_shift(hard, te, fake)
@@ -358,9 +449,109 @@ def pileup(args):
     print(json.dumps(res))
 
 
+def overlay(args):
+    """Overlay several already-trained pile-up generators on one evaluation set (no training).
+
+    ``--hard`` (signal events) and ``--pileup-test`` (Pythia pile-up images at ``--mu``, at least
+    as many) are external files; every checkpoint of ``--checkpoints`` samples as many pile-up
+    images (conditions of the test file, seed ``--seed``) and is overlaid on the same hard events.
+    The hard-alone and real-overlay observables are computed once and shared.  Prints, per
+    generator, both shifts, their difference relative to the real shift with its paired error,
+    and whether the 95 % interval of that difference lies within ±``--target`` %.
+    """
+    hard = read_events(args.hard)
+    te = read_events(args.pileup_test)
+    n = min(args.n_hard or len(hard), len(hard))
+    hard = hard.subset(slice(0, n))
+    if len(te) < n:
+        raise ValueError(f"overlay: {args.pileup_test} has {len(te)} pile-up images, need >= {n} (one per hard event)")
+    te = te.subset(slice(0, n))
+    mu_file = sorted({float(v) for v in np.round(te.conditions[:, 2], 6)})
+    if mu_file != [float(args.mu[0])]:
+        raise ValueError(f"overlay: {args.pileup_test} has mu {mu_file}, expected [{args.mu[0]}] (--mu)")
+    t0 = time.perf_counter()
+    o0 = event_observables(hard.images, hard.eta_max)
+    o_r = event_observables(hard.images + te.images, hard.eta_max)
+    o_t = event_observables(te.images, te.eta_max)
+    print(f"mu={args.mu[0]}: {n} hard events from {args.hard}, {n} Pythia pile-up images from {args.pileup_test} "
+          f"(observables {time.perf_counter() - t0:.0f} s)")
+    res = {}
+    for ck in args.checkpoints:
+        gen = DOMAIN.from_payload(load_checkpoint(ck), ck)
+        fake = gen.sample_like(te, seed=args.seed)
+        o_f = event_observables(fake.images, fake.eta_max)
+        o_g = event_observables(hard.images + fake.images, hard.eta_max)
+        r = overlay_shift_observables(o0, o_r, o_g)
+        res[ck] = r
+        name = Path(ck).stem
+        print(f"  {name}: pile-up images alone: total energy {o_t['total_energy'].mean():.1f} (Pythia) vs "
+              f"{o_f['total_energy'].mean():.1f} GeV; non-empty pixels {(1 - o_t['sparsity']).mean() * 4096:.0f} vs "
+              f"{(1 - o_f['sparsity']).mean() * 4096:.0f}; pixel energy mean {o_t['pixel_energy'].mean():.2f} vs "
+              f"{o_f['pixel_energy'].mean():.2f} GeV")
+        for k, v in r.items():
+            d, e = 100 * (v["shift_rel_diff"] or 0), 100 * (v["shift_rel_diff_err"] or np.nan)
+            verdict = ("within" if abs(d) + 1.96 * e < args.target else
+                       "outside" if abs(d) - 1.96 * e > args.target else "undecided vs")
+            print(f"    {k:12s} hard {v['mean_hard']:.4g}; shift real {v['shift_real']:+.4g} ± {v['shift_real_err']:.2g}, "
+                  f"generated {v['shift_gen']:+.4g} ± {v['shift_gen_err']:.2g}; difference {d:+.1f} ± {e:.1f} % "
+                  f"(95 % interval [{d - 1.96 * e:+.1f}, {d + 1.96 * e:+.1f}] %: {verdict} ±{args.target:g} %)")
+        if args.figures:
+            _figure5_obs(o0, o_r, o_g, Path(args.workdir) / f"overlay_mu{args.mu[0]}_{name}{args.tag}.png", args.mu[0],
+                         gen_label=f"generated ({name})")
+    out = Path(args.workdir) / f"overlay_mu{args.mu[0]}{args.tag}.json"
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(json.dumps({"hard": args.hard, "pileup_test": args.pileup_test, "n": n, "seed": args.seed,
+                                         "results": res}, indent=1))
+    print(f"  written {out}")
+
+
+def figure3(args):
+    """The paper's Figure 3: summed-jet-mass mean (± its standard error) against m_gluino, Pythia and
+    each stored generator of ``--checkpoints``, at the training points (the validation events'
+    conditions) and at the held-out point (the test events'); the held-out point is marked.
+    Writes ``figure3<tag>.png`` into ``--workdir`` and prints the table."""
+    _, held, _, val, test = _interp_data(Path(args.workdir), args)
+    real = EventImages.concatenate([val, test])
+    pts = sorted({tuple(p) for p in real.conditions[:, :2].tolist()})
+
+    def means(data):
+        sm = event_observables(data.images, data.eta_max)["summed_mass"]
+        rows = []
+        for p in pts:
+            v = sm[np.all(data.conditions[:, :2] == p, axis=1)]
+            rows.append((float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))), len(v)))
+        return rows
+
+    curves = {"Pythia 8 + detector": means(real)}
+    for ck in args.checkpoints:
+        gen = DOMAIN.from_payload(load_checkpoint(ck), ck)
+        curves[f"{gen.model.family} ({Path(ck).parent.name})"] = means(gen.sample_like(real, seed=8))
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    mg = np.array([p[0] for p in pts])
+    for (name, rows), style in zip(curves.items(), ("o-k", "s--", "^--", "v--")):
+        m, e = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        ax.errorbar(mg, m, e, fmt=style, label=name, capsize=3, ms=5)
+    ax.axvline(held[0], color="0.6", ls=":", label=f"held out (m_gluino={held[0]:g} GeV)")
+    ax.set_xlabel(f"m(gluino) [GeV]  (m(neutralino) = {held[1]:g} GeV)")
+    ax.set_ylabel("mean summed jet mass [GeV]")
+    ax.legend(fontsize=7)
+    out = Path(args.workdir) / f"figure3{args.tag}.png"
+    with atomic_path(out) as tmp:
+        Path(tmp).write_bytes(base64.b64decode(figure_png_base64(fig)))
+    print("summed-jet-mass mean ± standard error [GeV] per point (events):")
+    for i, p in enumerate(pts):
+        cells = [f"{name}: {rows[i][0]:.1f} ± {rows[i][1]:.1f}" + (
+            "" if j == 0 else f" ({100 * (rows[i][0] / curves['Pythia 8 + detector'][i][0] - 1):+.1f} %)")
+            for j, (name, rows) in enumerate(curves.items())]
+        print(f"  {p[0]:g}/{p[1]:g}{' (held out)' if p == held else ''} n={curves['Pythia 8 + detector'][i][2]}: "
+              + "; ".join(cells))
+    print(f"  written {out}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["speed", "interpolation", "pileup"])
+    ap.add_argument("what", choices=["speed", "interpolation", "pileup", "overlay", "figure3"])
     ap.add_argument("--workdir", default=os.environ.get("HEPGEN_BENCH_DIR", "/tmp/hepgen_bench_events"))
     ap.add_argument("--n", type=int, default=300, help="events per mass point / pile-up images (training)")
     ap.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget")
@@ -372,12 +563,29 @@ def main():
     ap.add_argument("--tag", default="", help="interpolation: suffix of the report folder; pileup: of the saved "
                     "checkpoint and figure names")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--train-masses", default="1000:400,1400:400",
+                    help="interpolation: training mass points m_gluino:m_neutralino (GeV), comma-separated")
+    ap.add_argument("--heldout-mass", default="1200:400", help="interpolation: the held-out mass point")
+    ap.add_argument("--n-val", type=int, default=None,
+                    help="interpolation: validation events per training point (default --n / 4); pileup: images of "
+                    "the training file held out for checkpoint selection (default 250)")
+    ap.add_argument("--data-seed", type=int, default=1,
+                    help="interpolation: seed of the training file (validation +1, test +2)")
+    ap.add_argument("--simulate-only", action="store_true", help="interpolation: make the data files and stop")
+    ap.add_argument("--augment", action="store_true",
+                    help="interpolation: random phi rolls and eta mirroring of every training batch (_augment)")
+    ap.add_argument("--n-select", type=int, default=0,
+                    help="interpolation: validation events per training point used for checkpoint selection "
+                    "(0 = all; fewer make each evaluation cheaper)")
     ap.add_argument("--mu", type=lambda t: [int(v) for v in t.split(",")], default=[20, 50],
                     help="pileup: pile-up levels, comma-separated (default 20,50)")
-    ap.add_argument("--n-hard", type=int, default=1000, help="pileup: hard (signal) events overlaid")
+    ap.add_argument("--n-hard", type=int, default=1000, help="pileup / overlay: hard (signal) events overlaid "
+                    "(overlay: the first N of --hard; 0 = all)")
     ap.add_argument("--n-train", type=int, default=2000, help="pileup: Pythia pile-up images per mu (training file)")
-    ap.add_argument("--n-val", type=int, default=250, help="pileup: of them held out for checkpoint selection")
-    ap.add_argument("--n-test", type=int, default=1000, help="pileup: Pythia pile-up images per mu overlaid")
+
+    ap.add_argument("--n-test", type=int, default=None,
+                    help="pileup: Pythia pile-up images per mu overlaid (default 1000); interpolation: held-out "
+                    "Pythia events (default --n)")
     ap.add_argument("--threshold-from-data", action="store_true",
                     help="pileup: DCGAN output threshold at the smallest simulated pixel energy")
     ap.add_argument("--checkpoint", help="speed: an events checkpoint (default: an untrained DCGAN, --filters)")
@@ -389,17 +597,23 @@ def main():
     ap.add_argument("--n-images", type=int, default=1024, help="speed: images per timed call")
     ap.add_argument("--reps", type=int, default=5, help="speed: interleaved rounds")
     ap.add_argument("--n-fidelity", type=int, default=1000, help="speed: images per path for the fidelity check")
-    ap.add_argument("--hard", help="speed: hard events (h5) to overlay for the fidelity check")
+    ap.add_argument("--hard", help="speed: hard events (h5) to overlay for the fidelity check; overlay: the hard events")
     ap.add_argument("--reuse", action="store_true", help="pileup: load pileup_mu<mu><tag>.pt if it exists")
     ap.add_argument("--init", help="pileup: continue training from this checkpoint ({mu} is replaced by mu)")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="pileup: select and keep an exponential moving average of the weights (decay, e.g. 0.999)")
     ap.add_argument("--train-only", action="store_true", help="pileup: train and save, no overlay")
+    ap.add_argument("--pileup-test", help="overlay: Pythia pile-up images (h5) at --mu, one per hard event")
+    ap.add_argument("--checkpoints", type=lambda t: t.split(","), default=[],
+                    help="overlay: pile-up generator checkpoints; figure3: event generators; comma-separated")
+    ap.add_argument("--target", type=float, default=5.0, help="overlay: target on the shift difference, %%")
+    ap.add_argument("--seed", type=int, default=7, help="overlay: sampling seed of the generators")
+    ap.add_argument("--figures", action="store_true", help="overlay: a Figure 5 PNG per generator")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    {"speed": speed, "interpolation": interpolation, "pileup": pileup}[args.what](args)
+    {"speed": speed, "interpolation": interpolation, "pileup": pileup, "overlay": overlay, "figure3": figure3}[args.what](args)
 
 
 if __name__ == "__main__":

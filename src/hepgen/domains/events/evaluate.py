@@ -29,7 +29,7 @@ from hepgen.metrics.classifier import classifier_two_sample_test
 from hepgen.metrics.event_jets import SELECTION_OBSERVABLES, event_observables, ks_selection_score
 from hepgen.metrics.multivariate import fpd
 
-__all__ = ["FEATURES", "evaluate_events", "jet_features", "overlay_shift"]
+__all__ = ["FEATURES", "evaluate_events", "jet_features", "overlay_shift", "overlay_shift_observables"]
 
 #: per-event observables compared (distributions)
 FEATURES = ("n_jets", "leading_pt", "leading_mass", "summed_mass", "ht", "sparsity", "total_energy", "pixel_energy")
@@ -129,6 +129,31 @@ def overlay_shift(hard: EventImages, pileup_real: EventImages, pileup_gen: Event
     o0 = event_observables(hard.images, hard.eta_max)
     o_r = event_observables(hard.images + pileup_real.images[:n], hard.eta_max)
     o_g = event_observables(hard.images + pileup_gen.images[:n], hard.eta_max)
+    return overlay_shift_observables(o0, o_r, o_g)
+
+
+def overlay_shift_observables(o_hard: dict, o_real: dict, o_gen: dict) -> dict:
+    """:func:`overlay_shift` from the per-event observables of the hard events alone, with real
+    and with generated pile-up overlaid (:func:`hepgen.metrics.event_jets.event_observables` of
+    the same ``N`` hard events, in the same order), so that several generators can be compared
+    on one set of hard and real-overlay observables without recomputing them.
+
+    >>> import numpy as np
+    >>> o0 = {"n_jets": np.array([2.0, 3.0]), "summed_mass": np.array([100.0, 200.0])}
+    >>> o_r = {"n_jets": np.array([3.0, 4.0]), "summed_mass": np.array([150.0, 250.0])}
+    >>> o_g = {"n_jets": np.array([3.0, 3.0]), "summed_mass": np.array([160.0, 260.0])}
+    >>> r = overlay_shift_observables(o0, o_r, o_g)
+    >>> r["n_jets"]["shift_real"], r["n_jets"]["shift_gen"], r["n_jets"]["shift_rel_diff"]
+    (1.0, 0.5, -0.5)
+    >>> round(r["summed_mass"]["shift_rel_diff"], 6), r["summed_mass"]["shift_rel_diff_err"]
+    (0.2, 0.0)
+    """
+    n = len(o_hard["n_jets"])
+    for name, o in (("real", o_real), ("generated", o_gen)):
+        if any(len(o[k]) != n for k in ("n_jets", "summed_mass")):
+            raise ValueError(f"overlay_shift_observables: the {name} overlay has {len(o['n_jets'])} events, "
+                             f"expected {n} (one per hard event)")
+    o0, o_r, o_g = o_hard, o_real, o_gen
     out = {}
     for k in ("n_jets", "summed_mass"):
         base = float(o0[k].mean())

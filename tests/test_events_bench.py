@@ -1,0 +1,161 @@
+"""benchmarks/bench_events.py helpers and the overlay numbers from observables: ``overlay_shift_observables``,
+the ``overlay`` command (several stored generators on one external evaluation set), the interpolation-grid
+options (mass-point parsing, cached-file names and sizes), ``figure3`` and the symmetry augmentation."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from _benchmarks import load_benchmark
+from _toy_events import toy_events
+from hepgen.checkpoint import load_checkpoint
+from hepgen.config import TrainConfig
+from hepgen.data.events import write_events
+from hepgen.domains.events import DOMAIN, overlay_shift
+from hepgen.domains.events.evaluate import overlay_shift_observables
+from hepgen.metrics.event_jets import event_observables
+
+bench = load_benchmark("bench_events")
+
+
+def test_overlay_shift_observables_hand_case():
+    # n_jets: real overlay adds 1 jet to every event; generated adds 1, 2, 0 → same mean shift (+1),
+    # difference 0; per-event differences (0, 1, −1): std 1 (ddof 1) / √3 over the real shift 1
+    o0 = {"n_jets": np.array([2.0, 3.0, 4.0]), "summed_mass": np.array([100.0, 200.0, 300.0])}
+    o_r = {"n_jets": np.array([3.0, 4.0, 5.0]), "summed_mass": np.array([150.0, 250.0, 350.0])}
+    o_g = {"n_jets": np.array([3.0, 5.0, 4.0]), "summed_mass": np.array([140.0, 240.0, 340.0])}
+    r = overlay_shift_observables(o0, o_r, o_g)
+    nj, sm = r["n_jets"], r["summed_mass"]
+    assert nj["shift_real"] == pytest.approx(1.0) and nj["shift_gen"] == pytest.approx(1.0)
+    assert nj["shift_rel_diff"] == pytest.approx(0.0, abs=1e-12)
+    assert nj["shift_rel_diff_err"] == pytest.approx(1.0 / np.sqrt(3.0), rel=1e-12)
+    assert nj["shift_gen_err"] == pytest.approx(1.0 / np.sqrt(3.0), rel=1e-12) and nj["shift_real_err"] == 0.0
+    # summed mass: shifts +50 / +40 → −20 %; the overlaid means 250 vs 240 → −4 %
+    assert sm["shift_rel_diff"] == pytest.approx(-0.2) and sm["shift_rel_diff_err"] == pytest.approx(0.0, abs=1e-12)
+    assert sm["mean_rel_diff"] == pytest.approx(-0.04)
+    with pytest.raises(ValueError, match="the generated overlay has 2 events, expected 3"):
+        overlay_shift_observables(o0, o_r, {k: v[:2] for k, v in o_g.items()})
+
+
+def test_overlay_shift_is_overlay_shift_observables_of_the_images():
+    hard, pu_r, pu_g = toy_events(12, seed=1), toy_events(12, seed=2), toy_events(12, seed=3)
+    o0 = event_observables(hard.images)
+    a = overlay_shift(hard, pu_r, pu_g)
+    b = overlay_shift_observables(o0, event_observables(hard.images + pu_r.images),
+                                  event_observables(hard.images + pu_g.images))
+    assert a == b and a["summed_mass"]["shift_real"] > 0
+
+
+def _pileup_like(n, seed, mu=20.0):
+    d = toy_events(n, seed=seed)
+    d.conditions = np.tile([0.0, 0.0, mu], (n, 1))
+    return d
+
+
+def test_bench_overlay_matches_overlay_shift(tmp_path):
+    hard, te = toy_events(10, seed=5), _pileup_like(12, seed=6)
+    write_events(tmp_path / "hard.h5", hard)
+    write_events(tmp_path / "pu.h5", te)
+    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4}, conditions=["mu"])
+    pre = DOMAIN.fit_preprocessor(te, cfg)
+    gen = DOMAIN.generator(DOMAIN.build_model(cfg, te, pre), pre, te, DOMAIN.meta(te, cfg))
+    gen.model.eval()
+    gen.save(tmp_path / "g.pt")
+    args = argparse.Namespace(hard=str(tmp_path / "hard.h5"), pileup_test=str(tmp_path / "pu.h5"), n_hard=0, mu=[20],
+                              checkpoints=[str(tmp_path / "g.pt")], seed=7, target=5.0, figures=True,
+                              workdir=str(tmp_path), tag="_t")
+    bench.overlay(args)
+    got = json.loads((tmp_path / "overlay_mu20_t.json").read_text())
+    assert got["n"] == 10
+    # independently: the stored generator's sample at the first 10 test conditions, overlay_shift on the images
+    fake = DOMAIN.from_payload(load_checkpoint(tmp_path / "g.pt"), "g.pt").sample_like(te.subset(slice(0, 10)), seed=7)
+    want = overlay_shift(hard, te.subset(slice(0, 10)), fake)
+    res = got["results"][str(tmp_path / "g.pt")]
+    assert set(res) == set(want) == {"n_jets", "summed_mass"}
+    for k in want:
+        assert res[k] == pytest.approx(want[k], rel=1e-9)
+    assert (tmp_path / "overlay_mu20_g_t.png").stat().st_size > 1000
+    args.mu = [50]
+    with pytest.raises(ValueError, match=r"pu.h5 has mu \[20.0\], expected \[50\]"):
+        bench.overlay(args)
+    args.mu, args.n_hard = [20], 0
+    write_events(tmp_path / "pu_small.h5", te.subset(slice(0, 4)))
+    args.pileup_test = str(tmp_path / "pu_small.h5")
+    with pytest.raises(ValueError, match="pu_small.h5 has 4 pile-up images, need >= 10"):
+        bench.overlay(args)
+
+
+def test_bench_mass_points_and_interp_file_names(tmp_path, monkeypatch):
+    assert bench._masses("1000:400, 1100:400") == [(1000.0, 400.0), (1100.0, 400.0)]
+    for bad in ("1000", "1000:400:1", "a:b", ""):
+        with pytest.raises(ValueError, match="mass points: expected 'm_gluino:m_neutralino"):
+            bench._masses(bad)
+    calls = []
+
+    def fake_data(wd, name, n_per_point, masses, **kw):  # records the request, returns that many toy events
+        calls.append((name, n_per_point, masses, kw["seed"]))
+        return toy_events(n_per_point * len(masses), seed=0)
+
+    monkeypatch.setattr(bench, "_data", fake_data)
+    args = argparse.Namespace(train_masses="1000:400,1100:400,1300:400", heldout_mass="1200:400", n=4, n_val=2,
+                              n_test=3, data_seed=201, workers=1)
+    pts, held, train, val, test = bench._interp_data(tmp_path, args)
+    assert pts == [(1000.0, 400.0), (1100.0, 400.0), (1300.0, 400.0)] and held == (1200.0, 400.0)
+    assert (len(train), len(val), len(test)) == (12, 6, 3)
+    assert [c[0] for c in calls] == ["interp_train_1000_400-1100_400-1300_400_n4_s201",
+                                     "interp_val_1000_400-1100_400-1300_400_n2_s202", "interp_test_1200_400_n3_s203"]
+    calls.clear()
+    bench._interp_data(tmp_path, argparse.Namespace(train_masses="1000:400,1400:400", heldout_mass="1200:400", n=8,
+                                                    n_val=None, n_test=None, data_seed=1, workers=1))
+    assert [c[:2] for c in calls] == [("interp_train", 8), ("interp_val", 2), ("interp_test", 8)]  # the old names
+    args.heldout_mass = "1100:400"
+    with pytest.raises(ValueError, match="is also a training point"):
+        bench._interp_data(tmp_path, args)
+
+    def short_data(wd, name, n_per_point, masses, **kw):  # a cached file of the wrong size
+        return toy_events(max(n_per_point * len(masses) - 1, 1), seed=0)
+
+    monkeypatch.setattr(bench, "_data", short_data)
+    args.heldout_mass = "1200:400"
+    with pytest.raises(ValueError, match="interp_train_1000_400-1100_400-1300_400_n4_s201.h5: expected 12 events, found 11"):
+        bench._interp_data(tmp_path, args)
+
+
+def test_bench_figure3_table(tmp_path, monkeypatch, capsys):
+    val = toy_events(8, masses=((1000.0, 400.0), (1400.0, 400.0)), seed=7)
+    test = toy_events(4, masses=((1200.0, 400.0),), seed=8)
+    monkeypatch.setattr(bench, "_interp_data", lambda wd, args: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
+                                                                   None, val, test))
+    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4})
+    pre = DOMAIN.fit_preprocessor(val, cfg)
+    gen = DOMAIN.generator(DOMAIN.build_model(cfg, val, pre), pre, val, DOMAIN.meta(val, cfg))
+    gen.model.eval()
+    (tmp_path / "run").mkdir()
+    gen.save(tmp_path / "run" / "best.pt")
+    bench.figure3(argparse.Namespace(workdir=str(tmp_path), tag="_t", checkpoints=[str(tmp_path / "run" / "best.pt")]))
+    out = capsys.readouterr().out
+    sm = event_observables(test.images)["summed_mass"]  # the held-out row's Pythia mean, by hand
+    assert f"1200/400 (held out) n=4: Pythia 8 + detector: {sm.mean():.1f} ± {sm.std(ddof=1) / 2:.1f}" in out
+    sm = event_observables(val.images[0::2])["summed_mass"]  # toy_events alternates the two points
+    assert f"1000/400 n=4: Pythia 8 + detector: {sm.mean():.1f} ± {sm.std(ddof=1) / 2:.1f}; dcgan (run):" in out
+    assert (tmp_path / "figure3_t.png").stat().st_size > 1000
+
+
+def test_bench_augment_is_phi_roll_and_eta_mirror():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((64, 2 * 5 * 8)).astype(np.float32))
+    y = bench._augment(x, (2, 5, 8), torch.Generator().manual_seed(3))
+    xi, yi = x.reshape(64, 2, 5, 8).numpy(), y.reshape(64, 2, 5, 8).numpy()
+    flips = 0
+    for a, b in zip(xi, yi):  # each output is one of the 2 × 8 symmetry images of its input, found by search
+        found = [(k, f) for k in range(8) for f in (False, True)
+                 if np.array_equal(b, np.roll(a[:, ::-1] if f else a, k, axis=2))]
+        assert found, "augmented image is not a phi roll / eta mirror of the input"
+        flips += found[0][1]
+    assert 16 < flips < 48  # mirrored with probability 1/2 (64 images)
+    assert not torch.equal(x, y)
+    # roll then mirror commute with the sums: total per image unchanged
+    assert torch.allclose(x.sum(1), y.sum(1), rtol=1e-6)
