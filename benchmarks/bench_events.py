@@ -378,7 +378,8 @@ def _figure5_obs(o_hard, o_real, o_gen, path, mu, gen_label="generated"):
         for (name, o), color in zip(obs.items(), ("k", "tab:blue", "tab:red")):
             ax.hist(o[k], edges, histtype="step", density=True, label=name, color=color)
         ax.set_xlabel(label)
-        ax.legend(fontsize=7)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.35)  # headroom: the legend sits above the histograms
+        ax.legend(fontsize=7, loc="upper right")
     path.write_bytes(base64.b64decode(figure_png_base64(fig)))
 
 
