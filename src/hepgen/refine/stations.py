@@ -304,8 +304,13 @@ class StationCritic(nn.Module):
     """
 
     def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
-                 min_signal: float = 0.0, all_stations: bool = False) -> None:
+                 min_signal: float = 0.0, all_stations: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a number in [0, 1), found {dropout!r}")
+        # dropout after each layer of the station network and of the head (a regulariser against
+        # memorising the finite training samples; 0 = the modules of before, same state-dict keys)
+        self.dropout = float(dropout)
         # all_stations: the station network also runs on silent stations near triggered ones
         # (those a filling refiner may turn on), so that the critic has a gradient with respect
         # to their traces; the output is the same as without it
@@ -315,12 +320,13 @@ class StationCritic(nn.Module):
             raise ValueError(f"min_signal: expected >= 0 (VEM), found {min_signal!r}")
         self.min_signal = float(min_signal)
         self.d = self.grid[0] * self.grid[1] * self.n_t
-        self.phi = nn.Sequential(nn.Linear(2 * self.n_t + 1 + n_labels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
-                                 nn.LeakyReLU(0.2))
+        drop = [nn.Dropout(self.dropout)] if self.dropout > 0 else []
+        self.phi = nn.Sequential(nn.Linear(2 * self.n_t + 1 + n_labels, hidden), nn.LeakyReLU(0.2), *drop,
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), *drop)
         k = min(hidden, _CRITIC_CONV)
         self.conv = nn.Sequential(nn.Conv2d(hidden, k, 3, padding=1), nn.LeakyReLU(0.2),
                                   nn.Conv2d(k, k, 3, padding=1), nn.LeakyReLU(0.2))
-        self.head = nn.Sequential(nn.Linear(2 * k + n_labels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+        self.head = nn.Sequential(nn.Linear(2 * k + n_labels, hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
