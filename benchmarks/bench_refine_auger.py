@@ -75,6 +75,13 @@ def main() -> None:
     p.add_argument("--refiner-seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true",
                    help="no learned noise amplitude (the refiner's mean correction only)")
+    p.add_argument("--fill-random", action="store_true",
+                   help="with --fill-silent: the amplitude of a silent station also depends on a random number")
+    p.add_argument("--trigger-curriculum", type=float, default=None,
+                   help="training: the trigger rule starts at this fraction of the threshold, rising to it by mid-training")
+    p.add_argument("--critic-dropout", type=float, default=0.0, help="dropout in the grid critic")
+    p.add_argument("--critic-core-distance", action="store_true",
+                   help="the grid critic's station network also sees the distance to the core estimate")
     p.add_argument("--fresh-per-epoch", action="store_true",
                    help="the refiner sees new toy events every epoch (against memorisation); the regression, "
                         "classifier and held-out data stay the -n samples")
@@ -97,6 +104,10 @@ def main() -> None:
     # options of this run's adapter state (recorded in the checkpoint); the registered adapter is not changed
     options = {"critic_min_vem": a.critic_min_vem, **({"fill_silent": True} if a.fill_silent else {})}
     trigger = a.trigger_vem if a.trigger_vem is not None else (AugerToyConfig().trigger_vem if a.fill_silent else None)
+    for key, val in (("fill_random", a.fill_random), ("trigger_curriculum", a.trigger_curriculum),
+                     ("critic_dropout", a.critic_dropout), ("critic_core_distance", a.critic_core_distance)):
+        if val:
+            options[key] = val
     if trigger is not None:
         options["trigger_vem"] = trigger
         notes.append(f"refined stations pass the trigger rule (>= {trigger:g} VEM); "

@@ -57,7 +57,8 @@ def critic_w(checkpoint, pairs: dict, batch: int = 500) -> dict:
     arch = hp["refiner_architecture"]
     critic = StationCritic(hp["n_labels"], arch["grid"], arch["n_t"], arch["scale"], hp["critic_hidden"],
                            float(state.get("critic_min_vem", 0.0)), all_stations=bool(arch.get("fill_silent", False)),
-                           dropout=float(arch.get("critic_dropout", 0.0)))
+                           dropout=float(arch.get("critic_dropout", 0.0)),
+                           core_distance=bool(arch.get("critic_core_distance", False)))
     critic.load_state_dict(payload["trainer"]["critic"])
     critic.eval()
     ad = get_adapter("traces")
@@ -78,6 +79,30 @@ def critic_w(checkpoint, pairs: dict, batch: int = 500) -> dict:
     return out
 
 
+SEC_BINS = np.array([1.0, 1.2, 1.4, 1.7, 2.0])
+
+
+def footprint_table(checkpoint, n: int = 1000) -> dict:
+    """Triggered stations per event and mean log10(S_tot / E) in bins of sec θ (``SEC_BINS``) for
+    sim (toy seed 11), data (toy seed 12) and refined sim (noise seed 1), as in docs/refine.md."""
+    model, payload = load_refiner(checkpoint)
+    state = payload["preprocessing"]
+    ad = get_adapter("traces")
+    sim, data = simulate_auger(n, mode="sim", seed=11), simulate_auger(n, mode="data", seed=12)
+    xs, ys = ad.to_arrays(sim, state)
+    refined = ad.from_arrays(refine_arrays(model, xs, ys, seed=1, keep=ad.keep_mask(sim, state)), sim, state)
+    out = {}
+    for name, d in (("sim", sim), ("data", data), ("refined", refined)):
+        live = np.any(d.traces != 0, axis=-1)
+        stot = d.traces.sum(axis=(1, 2, 3))
+        sec = 1.0 / np.cos(d.zenith[:, 0])
+        k = np.digitize(sec, SEC_BINS) - 1
+        ratio = np.log10(np.maximum(stot, 1e-3) / d.energy[:, 0])
+        out[name] = {"stations_per_event": float(live.sum(axis=(1, 2)).mean()),
+                     "log10_stot_over_e_by_sec": [float(ratio[k == i].mean()) for i in range(len(SEC_BINS) - 1)]}
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
@@ -88,6 +113,7 @@ def main() -> None:
     res = critic_w(a.checkpoint, {"training samples": (sim, data_train),
                                   "fresh samples": fresh_samples(len(sim), len(data_train))})
     print(json.dumps(res, indent=1))
+    print(json.dumps(footprint_table(a.checkpoint), indent=1))
 
 
 if __name__ == "__main__":

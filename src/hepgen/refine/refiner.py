@@ -314,7 +314,9 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
     model = StationRefiner(n_lab, architecture["grid"], architecture["n_t"], architecture["scale"], hidden,
                            stochastic, noise_init, fixed_noise=architecture.get("noise_vem"),
                            fill_silent=bool(architecture.get("fill_silent", False)),
-                           trigger_vem=architecture.get("trigger_vem"))
+                           trigger_vem=architecture.get("trigger_vem"),
+                           fill_random=bool(architecture.get("fill_random", False)),
+                           trigger_curriculum=architecture.get("trigger_curriculum"))
     if model.n_features != d:
         raise ValueError(f"architecture: expected {model.n_features} features for grid {architecture['grid']} × "
                          f"n_t {architecture['n_t']}, found {d}")
@@ -328,6 +330,10 @@ def _architecture_of(model) -> dict | None:
                 "noise_vem": model.fixed_noise if model.stochastic else None}
         if model.fill_silent or model.trigger_vem is not None:
             arch.update(fill_silent=model.fill_silent, trigger_vem=model.trigger_vem)
+        if model.fill_random:
+            arch["fill_random"] = True
+        if model.trigger_curriculum is not None:
+            arch["trigger_curriculum"] = model.trigger_curriculum
         return arch
     return None
 
@@ -424,7 +430,9 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     if architecture is not None:
         critic = StationCritic(n_lab_c, architecture["grid"], architecture["n_t"], architecture["scale"],
                                config.critic_hidden, architecture.get("critic_min_vem", 0.0),
-                               all_stations=bool(architecture.get("fill_silent", False)))
+                               all_stations=bool(architecture.get("fill_silent", False)),
+                               dropout=float(architecture.get("critic_dropout", 0.0)),
+                               core_distance=bool(architecture.get("critic_core_distance", False)))
     elif model.n_groups > 1:
         critic = GroupCritic(d, n_lab_c, model.group_size, config.critic_hidden)
     elif config.critic_sums:
@@ -507,6 +515,9 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         opt_c.step()
         return w, gp
 
+    set_progress = getattr(model, "set_progress", None)
+    if set_progress is not None:
+        set_progress(start / config.epochs)
     if start == 0:
         for _ in range(config.critic_warmup):
             idx = torch.randint(n_s, (bs,), generator=gen)
@@ -526,6 +537,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                 idx = perm[step * bs:(step + 1) * bs]
                 xb, yb = xs[idx], ys[idx]
                 kb = ks[idx] if ks is not None else None
+                if set_progress is not None:  # a refiner's own training schedule (e.g. a threshold curriculum)
+                    set_progress((epoch * steps + step) / (config.epochs * steps))
                 for _ in range(config.n_critic):
                     w, gp = critic_step(xb, yb, kb)
                 noise = torch.randn(xb.shape, generator=gen)
