@@ -10,6 +10,8 @@ import torch
 from scipy.stats import norm
 
 from _benchmarks import load_benchmark
+from hepgen.cli import main
+from hepgen.data.traces import write_traces
 from hepgen.refine import stations
 from hepgen.refine.adapters import TraceAdapter
 from hepgen.refine.options import set_adapter_options
@@ -228,3 +230,23 @@ def test_new_adapter_options_set_the_network_and_refuse_bad_values():
             set_adapter_options(ad.fit(sim), opts)
     with pytest.raises(ValueError, match="'critic_dropout': the adapter of kind 'showers' has no such option"):
         set_adapter_options({"kind": "showers"}, {"critic_dropout": 0.1})
+
+
+def test_cli_new_options_reach_the_checkpoint(tmp_path):
+    """`hepgen refine train --fill-random --trigger-curriculum 0.5 --critic-dropout 0.2
+    --critic-core-distance` trains (1 epoch) and stores every option in the adapter state and
+    the refiner's architecture; the refiner of the checkpoint has them."""
+    for name, seed in (("sim", 1), ("data", 2)):
+        write_traces(tmp_path / f"{name}.h5", simulate_auger(12, name, seed=seed))
+    assert main(["refine", "train", str(tmp_path / "sim.h5"), str(tmp_path / "data.h5"), "-o", str(tmp_path / "run"),
+                 "--epochs", "1", "--hidden", "8", "--critic-hidden", "8", "--batch-size", "8", "-q",
+                 "--critic-warmup", "1", "--fill-silent", "--trigger-vem", "3", "--fill-random",
+                 "--trigger-curriculum", "0.5", "--critic-dropout", "0.2", "--critic-core-distance"]) == 0
+    model, payload = load_refiner(tmp_path / "run" / "refiner.pt")
+    pre, arch = payload["preprocessing"], payload["hparams"]["refiner_architecture"]
+    assert (pre["fill_random"], pre["trigger_curriculum"], pre["critic_dropout"], pre["critic_core_distance"]) == \
+        (True, 0.5, 0.2, True)
+    assert (arch["fill_random"], arch["trigger_curriculum"], arch["critic_dropout"], arch["critic_core_distance"]) == \
+        (True, 0.5, 0.2, True)
+    assert model.fill_random and model.trigger_curriculum == 0.5 and not model.training
+    assert np.isfinite(payload["meta"]["history"]["critic_w"][0])
