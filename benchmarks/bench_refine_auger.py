@@ -18,16 +18,34 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
 import torch
 from bench_refine_showers import print_headline
+from diag_refine_auger_memo import critic_w, fresh_samples, training_samples
 
 from hepgen.data.traces import read_traces
 from hepgen.refine.proof import demonstrate
 from hepgen.refine.refiner import RefinerConfig
 from hepgen.simulate.auger_toy import AugerToyConfig, simulate_auger
+
+
+class FreshToy:
+    """``fresh(epoch) -> (sim, data)``: new toy events for refiner epoch ``epoch`` (``demonstrate``'s
+    ``fresh``), ``n_sim`` sim from ``SeedSequence([11, salt, epoch])`` and ``n_data`` data from
+    ``SeedSequence([12, salt, epoch])`` with ``salt = 1000 + refiner_seed``: independent of the
+    benchmark's samples (integer seeds 11 and 12), of each other and between epochs."""
+
+    def __init__(self, n_sim: int, n_data: int, refiner_seed: int = 0) -> None:
+        self.n_sim, self.n_data, self.salt = int(n_sim), int(n_data), 1000 + int(refiner_seed)
+
+    def __call__(self, epoch: int):
+        def rng(base):
+            return np.random.default_rng(np.random.SeedSequence([base, self.salt, int(epoch)]))
+        return (simulate_auger(self.n_sim, mode="sim", seed=rng(11)),
+                simulate_auger(self.n_data, mode="data", seed=rng(12)))
 
 
 def main() -> None:
@@ -57,6 +75,18 @@ def main() -> None:
     p.add_argument("--refiner-seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true",
                    help="no learned noise amplitude (the refiner's mean correction only)")
+    p.add_argument("--fill-random", action="store_true",
+                   help="with --fill-silent: the amplitude of a silent station also depends on a random number")
+    p.add_argument("--trigger-curriculum", type=float, default=None,
+                   help="training: the trigger rule starts at this fraction of the threshold, rising to it by mid-training")
+    p.add_argument("--critic-dropout", type=float, default=0.0, help="dropout in the grid critic")
+    p.add_argument("--critic-core-distance", action="store_true",
+                   help="the grid critic's station network also sees the distance to the core estimate")
+    p.add_argument("--fresh-per-epoch", action="store_true",
+                   help="the refiner sees new toy events every epoch (against memorisation); the regression, "
+                        "classifier and held-out data stay the -n samples")
+    p.add_argument("--memo", action="store_true",
+                   help="after the run: the critic's W on the training samples and on fresh ones (diag_refine_auger_memo.py)")
     p.add_argument("-o", "--out", default="bench_out/refine_auger")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -74,6 +104,10 @@ def main() -> None:
     # options of this run's adapter state (recorded in the checkpoint); the registered adapter is not changed
     options = {"critic_min_vem": a.critic_min_vem, **({"fill_silent": True} if a.fill_silent else {})}
     trigger = a.trigger_vem if a.trigger_vem is not None else (AugerToyConfig().trigger_vem if a.fill_silent else None)
+    for key, val in (("fill_random", a.fill_random), ("trigger_curriculum", a.trigger_curriculum),
+                     ("critic_dropout", a.critic_dropout), ("critic_core_distance", a.critic_core_distance)):
+        if val:
+            options[key] = val
     if trigger is not None:
         options["trigger_vem"] = trigger
         notes.append(f"refined stations pass the trigger rule (>= {trigger:g} VEM); "
@@ -89,10 +123,22 @@ def main() -> None:
         notes.append(f"added noise fixed at {options['noise_vem']:.4f} VEM (baseline σ sim {s_sim:.4f}, data {s_data:.4f})")
         print(notes[-1])
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
+    fresh = None
+    if a.fresh_per_epoch:
+        if a.sim or a.data:
+            p.error("--fresh-per-epoch needs the toy (no --sim/--data)")
+        fresh = FreshToy(len(sim), len(data) - round(0.3 * len(data)), a.refiner_seed)
+        notes.append(f"fresh samples every refiner epoch >= 1: {fresh.n_sim} sim + {fresh.n_data} data toy events "
+                     f"(seeds SeedSequence([11 | 12, {fresh.salt}, epoch]))")
     m = demonstrate("traces", sim, data, a.out, cfg, reg_seeds=tuple(int(s) for s in a.seeds.split(",")),
                     closeness_scan=scan, notes=notes, title="Refinement on the Auger-like surface-detector toy",
-                    adapter_options=options)
+                    adapter_options=options, fresh=fresh)
     print_headline(m)
+    if a.memo and not (a.sim or a.data):
+        sim_t, data_t = training_samples(a.n)
+        w = critic_w(f"{a.out}/refiner_main.pt", {"training samples": (sim_t, data_t),
+                                                   "fresh samples": fresh_samples(len(sim_t), len(data_t))})
+        print("critic W (data − x) with the final critic:", json.dumps(w))
     print(f"report: {a.out}/report.html  ({time.perf_counter() - t0:.0f} s total)")
 
 

@@ -351,7 +351,10 @@ def cmd_refine_train(args) -> int:
                         stochastic=not args.deterministic, seed=args.seed, response=args.response)
     options = {k: v for k, v in (("critic_min_vem", args.critic_min_vem),
                                  ("noise_vem", "measured" if args.measured_noise else args.noise_vem),
-                                 ("trigger_vem", args.trigger_vem), ("fill_silent", args.fill_silent or None))
+                                 ("trigger_vem", args.trigger_vem), ("fill_silent", args.fill_silent or None),
+                                 ("fill_random", args.fill_random or None), ("trigger_curriculum", args.trigger_curriculum),
+                                 ("critic_dropout", args.critic_dropout),
+                                 ("critic_core_distance", args.critic_core_distance or None))
                if v is not None}
     path = train_files(args.sim, args.data, args.output, cfg, resume=args.resume, progress=not args.quiet,
                        adapter_options=options)
@@ -898,6 +901,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "zeros (default: no rule)")
     rt.add_argument("--fill-silent", action="store_true",
                     help="traces: the station refiner may turn silent stations on (needs --trigger-vem)")
+    rt.add_argument("--fill-random", action="store_true",
+                    help="traces: the amplitude proposed for a silent station also depends on a random number "
+                         "(needs --fill-silent)")
+    rt.add_argument("--trigger-curriculum", type=float, default=None,
+                    help="traces: in training the trigger rule starts at this fraction of --trigger-vem and rises "
+                         "to it by mid-training (default: none)")
+    rt.add_argument("--critic-dropout", type=float, default=None, help="traces: dropout in the grid critic (default 0)")
+    rt.add_argument("--critic-core-distance", action="store_true",
+                    help="traces: the grid critic also sees each station's distance to the core estimate")
     rt.add_argument("--deterministic", action="store_true", help="no learned noise amplitude")
     rt.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
     rt.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,

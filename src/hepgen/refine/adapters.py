@@ -315,6 +315,10 @@ class TraceAdapter:
                 "noise_vem": state.get("noise_vem")}
         if "trigger_vem" in state:
             arch.update(trigger_vem=state["trigger_vem"], fill_silent=bool(state.get("fill_silent", False)))
+        # options of issue #17's third round: only when set (checkpoints of before keep their hparams)
+        for key in ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance"):
+            if state.get(key):
+                arch[key] = state[key]
         return arch
 
     def keep_mask(self, data: TraceData, state: dict | None = None) -> np.ndarray | None:

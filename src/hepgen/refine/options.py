@@ -13,7 +13,14 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
 * ``trigger_vem`` (VEM): the detector's trigger rule applied to refined stations (a station whose
   total is below it reads all zeros; unset = no rule, the default);
 * ``fill_silent`` (bool): the station refiner may turn silent stations on (needs ``trigger_vem``
-  > 0; default off).
+  > 0; default off);
+* ``fill_random`` (bool): the amplitude proposed for a silent station also depends on a random
+  number per station (needs ``fill_silent``; default off);
+* ``trigger_curriculum`` (factor in (0, 1]): in training the trigger rule starts at this fraction
+  of ``trigger_vem`` and rises to it over the first half of training (default: none);
+* ``critic_dropout`` (in [0, 1)): dropout in the grid critic (default 0);
+* ``critic_core_distance`` (bool): the grid critic's station network also sees the station's
+  distance to the core estimate (default off).
 
 :func:`set_adapter_options` applies such options to a fitted state and refuses options the
 kind does not have (one-line ``ValueError``), so that e.g. ``--critic-min-vem`` on showers
@@ -40,7 +47,8 @@ __all__ = ["ADAPTER_OPTIONS", "baseline_noise_vem", "set_adapter_options"]
 
 #: adapter-state keys a run may set, per kind of data (the keys of that adapter's ``fit`` state)
 ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {
-    "traces": ("critic_min_vem", "noise_vem", "trigger_vem", "fill_silent"), "showers": ()}
+    "traces": ("critic_min_vem", "noise_vem", "trigger_vem", "fill_silent", "fill_random", "trigger_curriculum",
+               "critic_dropout", "critic_core_distance"), "showers": ()}
 
 
 def baseline_noise_vem(sim, data, tail_bins: int = 10) -> dict:
@@ -95,10 +103,17 @@ def set_adapter_options(state: dict, options: dict | None, sim=None, data=None) 
         if key not in allowed:
             raise ValueError(f"refiner option {key!r}: the adapter of kind {kind!r} has no such option "
                              f"(it has {list(allowed)})")
-        if key == "fill_silent":
+        if key in ("fill_silent", "fill_random", "critic_core_distance"):
             if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"refiner option 'fill_silent': expected true or false, found {value!r}")
+                raise ValueError(f"refiner option {key!r}: expected true or false, found {value!r}")
             state[key] = bool(value)
+            continue
+        if key in ("trigger_curriculum", "critic_dropout"):
+            lo_ok = (lambda v: 0 < v <= 1) if key == "trigger_curriculum" else (lambda v: 0 <= v < 1)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and lo_ok(value)):
+                raise ValueError(f"refiner option {key!r}: expected a number in "
+                                 f"{'(0, 1]' if key == 'trigger_curriculum' else '[0, 1)'}, found {value!r}")
+            state[key] = float(value)
             continue
         if key == "noise_vem" and value == "measured":
             if sim is None or data is None:
@@ -110,6 +125,11 @@ def set_adapter_options(state: dict, options: dict | None, sim=None, data=None) 
         if value is None and key != "noise_vem":
             raise ValueError(f"refiner option {key!r}: expected a number >= 0, found None")
         state[key] = None if value is None else float(value)
+    if state.get("fill_random") and not state.get("fill_silent"):
+        raise ValueError("refiner option 'fill_random': needs fill_silent")
+    if state.get("trigger_curriculum") and not (state.get("trigger_vem") or 0) > 0:
+        raise ValueError(f"refiner option 'trigger_curriculum': needs the trigger threshold trigger_vem > 0 VEM, "
+                         f"found {state.get('trigger_vem')!r}")
     if state.get("fill_silent") and not (state.get("trigger_vem") or 0) > 0:
         raise ValueError(f"refiner option 'fill_silent': needs the trigger threshold trigger_vem > 0 VEM, "
                          f"found {state.get('trigger_vem')!r}")

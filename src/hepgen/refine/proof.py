@@ -338,7 +338,8 @@ def _history_figure(histories: dict) -> Figure:
 
 def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2), test_fraction: float = 0.3,
                 closeness_scan=(), hist_features=None, split_seed: int = 0, progress: bool = True,
-                notes: list[str] | None = None, title: str = "Refinement", adapter_options: dict | None = None) -> dict:
+                notes: list[str] | None = None, title: str = "Refinement", adapter_options: dict | None = None,
+                fresh=None) -> dict:
     """The whole demonstration on in-memory sim and data of one kind; writes metrics.json and report.html.
 
     Steps: split data into a refiner/regression training part and a held-out test part;
@@ -351,6 +352,11 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
     ``adapter_options``: options of the kind's adapter state (:func:`hepgen.refine.options.set_adapter_options`;
     traces: ``critic_min_vem``, ``noise_vem``, ``trigger_vem``, ``fill_silent``), set on this run's
     state only (the registered adapter is not changed).
+
+    ``fresh``: for a source that can generate events (a toy), ``fresh(epoch) -> (sim, data)``
+    new samples of the kind for refiner epoch ``epoch >= 1`` (``train_refiner``'s ``refresh``);
+    they train the refiner only — the regressions, classifiers and held-out data use the
+    samples above, so ``fresh`` must draw events independent of them.
 
     Returns the metrics dict (also written to ``out_dir/metrics.json``, strict JSON).
     """
@@ -369,13 +375,18 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
     xt, yt = adapter.to_arrays(data_test, state)
     keep = adapter.keep_mask(sim, state)
 
+    def refresh(epoch):
+        f_sim, f_data = fresh(epoch)
+        check_pair(f_sim, f_data, kind)
+        return (*adapter.to_arrays(f_sim, state), *adapter.to_arrays(f_data, state), adapter.keep_mask(f_sim, state))
+
     def run_refiner(cfg, tag):
         model, hist = train_refiner(xs, ys, xd, yd, cfg, checkpoint=out_dir / f"refiner_{tag}.pt", progress=progress,
                                     keep_sim=keep, clip_min=adapter.clip_min,
                                     group_size=adapter.group_size(state),
                                     architecture=adapter.architecture(state), payload_extra={"kind": kind, "preprocessing": state,
                                                                   "meta": {"demonstration": title}},
-                                    sum_groups=sum_groups(adapter, sim))
+                                    sum_groups=sum_groups(adapter, sim), refresh=None if fresh is None else refresh)
         xr = refine_arrays(model, xs, ys, seed=cfg.seed + 1, keep=keep)
         refined = adapter.from_arrays(xr, sim, state, attrs={"refined": tag})
         xr_phys, _ = adapter.to_arrays(refined, state)  # after the physical clipping of the inverse map

@@ -45,6 +45,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -313,7 +314,9 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
     model = StationRefiner(n_lab, architecture["grid"], architecture["n_t"], architecture["scale"], hidden,
                            stochastic, noise_init, fixed_noise=architecture.get("noise_vem"),
                            fill_silent=bool(architecture.get("fill_silent", False)),
-                           trigger_vem=architecture.get("trigger_vem"))
+                           trigger_vem=architecture.get("trigger_vem"),
+                           fill_random=bool(architecture.get("fill_random", False)),
+                           trigger_curriculum=architecture.get("trigger_curriculum"))
     if model.n_features != d:
         raise ValueError(f"architecture: expected {model.n_features} features for grid {architecture['grid']} × "
                          f"n_t {architecture['n_t']}, found {d}")
@@ -327,6 +330,10 @@ def _architecture_of(model) -> dict | None:
                 "noise_vem": model.fixed_noise if model.stochastic else None}
         if model.fill_silent or model.trigger_vem is not None:
             arch.update(fill_silent=model.fill_silent, trigger_vem=model.trigger_vem)
+        if model.fill_random:
+            arch["fill_random"] = True
+        if model.trigger_curriculum is not None:
+            arch["trigger_curriculum"] = model.trigger_curriculum
         return arch
     return None
 
@@ -359,7 +366,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                   keep_sim: np.ndarray | None = None, payload_extra: dict | None = None,
                   clip_min: float | None = None, group_size: int | None = None,
                   architecture: dict | None = None,
-                  sum_groups: np.ndarray | None = None) -> tuple[ResidualRefiner, dict]:
+                  sum_groups: np.ndarray | None = None,
+                  refresh: Callable[[int], tuple] | None = None) -> tuple[ResidualRefiner, dict]:
     """Train a refiner sim → data on arrays; checkpoint (and resume) at every epoch.
 
     Arguments:
@@ -385,6 +393,12 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
             :class:`~hepgen.refine.stations.StationCritic` (ignored when ``config.architecture == "mlp"``).
         sum_groups: ``(G, D)`` 0/1 matrix (the adapter's ``sum_groups``) whose log energy sums the
             critic sees when ``config.critic_sums`` (:class:`hepgen.refine.critic_sums.SumsCritic`).
+        refresh: fresh samples against memorisation (for a source that can generate events, e.g.
+            a toy): ``refresh(epoch) -> (x_sim, y_sim, x_data, y_data, keep_sim)`` is called at the
+            start of every epoch ``k >= 1`` (0-based; epoch 0 and the critic warm-up use the
+            arrays above, which also set the normalisation) and its arrays replace the training
+            samples for that epoch (same ``D`` and ``L``; ``keep_sim`` may be ``None``).  It must be
+            a function of ``epoch`` alone, so that a resumed run draws the same samples.
 
     Returns:
         ``(refiner, history)`` (the refiner with the moving-average weights), history = ``{"epoch": [...], "critic_w": [...],
@@ -416,7 +430,9 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     if architecture is not None:
         critic = StationCritic(n_lab_c, architecture["grid"], architecture["n_t"], architecture["scale"],
                                config.critic_hidden, architecture.get("critic_min_vem", 0.0),
-                               all_stations=bool(architecture.get("fill_silent", False)))
+                               all_stations=bool(architecture.get("fill_silent", False)),
+                               dropout=float(architecture.get("critic_dropout", 0.0)),
+                               core_distance=bool(architecture.get("critic_core_distance", False)))
     elif model.n_groups > 1:
         critic = GroupCritic(d, n_lab_c, model.group_size, config.critic_hidden)
     elif config.critic_sums:
@@ -467,6 +483,21 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     ks = torch.from_numpy(keep_sim) if keep_sim is not None else None
     n_s, n_d, bs = len(xs), len(xd), min(config.batch_size, len(xs), len(xd))
     steps = max(1, n_s // bs)
+
+    def fresh_samples(epoch):
+        got = refresh(epoch)
+        if not (isinstance(got, tuple) and len(got) == 5):
+            raise ValueError(f"refresh({epoch}): expected a tuple (x_sim, y_sim, x_data, y_data, keep_sim), found {type(got).__name__}")
+        a_s, b_s = _check_arrays(got[0], got[1], f"refresh({epoch}) sim")
+        a_d, b_d = _check_arrays(got[2], got[3], f"refresh({epoch}) data")
+        if a_s.shape[1] != d or a_d.shape[1] != d or b_s.shape[1] != n_lab or b_d.shape[1] != n_lab:
+            raise ValueError(f"refresh({epoch}): expected {d} features and {n_lab} labels, found sim "
+                             f"{a_s.shape[1]}/{b_s.shape[1]}, data {a_d.shape[1]}/{b_d.shape[1]}")
+        k = None if got[4] is None else np.asarray(got[4], bool)
+        if k is not None and k.shape != a_s.shape:
+            raise ValueError(f"refresh({epoch}): keep_sim: expected shape {a_s.shape}, found {k.shape}")
+        return (*(torch.from_numpy(a) for a in (a_s, b_s, a_d, b_d)), None if k is None else torch.from_numpy(k))
+
     def critic_step(xb, yb, kb):
         jd = torch.randint(n_d, (len(xb),), generator=gen)
         noise = torch.randn(xb.shape, generator=gen)
@@ -484,6 +515,9 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         opt_c.step()
         return w, gp
 
+    set_progress = getattr(model, "set_progress", None)
+    if set_progress is not None:
+        set_progress(start / config.epochs)
     if start == 0:
         for _ in range(config.critic_warmup):
             idx = torch.randint(n_s, (bs,), generator=gen)
@@ -491,12 +525,20 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     bar = tqdm(total=config.epochs * steps, initial=start * steps, disable=not progress, desc="refiner", unit="step")
     try:
         for epoch in range(start, config.epochs):
+            if refresh is not None and epoch >= 1:
+                # new events every epoch: the critic cannot memorise a finite sample
+                xs, ys, xd, yd, ks = fresh_samples(epoch)
+                n_s, n_d = len(xs), len(xd)
+                bs = min(config.batch_size, n_s, n_d)
+                steps = max(1, n_s // bs)
             perm = torch.randperm(n_s, generator=gen)
             sums = np.zeros(3)
             for step in range(steps):
                 idx = perm[step * bs:(step + 1) * bs]
                 xb, yb = xs[idx], ys[idx]
                 kb = ks[idx] if ks is not None else None
+                if set_progress is not None:  # a refiner's own training schedule (e.g. a threshold curriculum)
+                    set_progress((epoch * steps + step) / (config.epochs * steps))
                 for _ in range(config.n_critic):
                     w, gp = critic_step(xb, yb, kb)
                 noise = torch.randn(xb.shape, generator=gen)

@@ -75,7 +75,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["StationCritic", "StationRefiner", "near_live", "station_quantities"]
+__all__ = ["StationCritic", "StationRefiner", "core_distance", "near_live", "station_quantities"]
 
 _CTX = 16  # channels of the footprint context of the refiner
 _SIGMA_MAX = 0.5  # VEM per bin: the largest noise amplitude the refiner may add
@@ -113,6 +113,27 @@ def near_live(live: torch.Tensor, grid) -> torch.Tensor:
     return m.view(n, -1) > 0
 
 
+def core_distance(weights: torch.Tensor, grid, eps: float = 0.0) -> torch.Tensor:
+    """``(N, G)`` distance of each station to the ``weights``-weighted centroid of the stations
+    (``weights`` ``(N, G)``, e.g. the integrals of triggered stations: the core estimate), in units
+    of 4 grid spacings.  An event with no weight: distances to the grid's corner.  ``eps`` > 0:
+    ``√(d² + eps)`` (a finite gradient at a station on the centroid, for the critic's gradient penalty).
+
+    Example:
+        >>> w = torch.zeros(1, 9); w[0, 4] = 5.0             # 3 × 3 grid, all signal in the centre
+        >>> [round(float(v), 4) for v in core_distance(w, (3, 3))[0, [0, 1, 4]]]
+        [0.3536, 0.25, 0.0]
+    """
+    gx, gy = torch.meshgrid(torch.arange(int(grid[0]), dtype=weights.dtype),
+                            torch.arange(int(grid[1]), dtype=weights.dtype), indexing="ij")
+    pos = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)  # (G, 2)
+    w = weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
+    core = w @ pos  # (N, 2)
+    if eps > 0:
+        return torch.sqrt(((pos[None] - core[:, None]) ** 2).sum(-1) + eps) / 4.0
+    return (pos[None] - core[:, None]).norm(dim=-1) / 4.0
+
+
 class _Scalar(nn.Module):
     """One learned number (a module, so that its optimiser group can be told apart)."""
 
@@ -143,8 +164,19 @@ class StationRefiner(nn.Module):
     def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
                  stochastic: bool = True, noise_init: float = 1e-2, max_log_gain: float = 0.7,
                  fixed_noise: float | None = None, fill_silent: bool = False,
-                 trigger_vem: float | None = None) -> None:
+                 trigger_vem: float | None = None, fill_random: bool = False,
+                 trigger_curriculum: float | None = None) -> None:
         super().__init__()
+        if fill_random and not fill_silent:
+            raise ValueError("fill_random: needs fill_silent (the amplitude of silent stations)")
+        if trigger_curriculum is not None and not (0 < trigger_curriculum <= 1 and trigger_vem):
+            raise ValueError(f"trigger_curriculum: expected a factor in (0, 1] with a trigger_vem > 0, found "
+                             f"{trigger_curriculum!r} (trigger_vem {trigger_vem!r})")
+        self.fill_random = bool(fill_random)
+        #: training only: the trigger rule's threshold starts at this fraction of trigger_vem and
+        #: rises linearly to it over the first half of training (set_progress); None = no curriculum
+        self.trigger_curriculum = None if trigger_curriculum is None else float(trigger_curriculum)
+        self._rule_factor = 1.0
         if fill_silent and not (trigger_vem is not None and trigger_vem > 0):
             raise ValueError(f"trigger_vem: fill_silent needs the trigger threshold (> 0 VEM), found {trigger_vem!r}")
         if trigger_vem is not None and not trigger_vem >= 0:
@@ -184,6 +216,13 @@ class StationRefiner(nn.Module):
             t = torch.arange(self.n_t, dtype=torch.float32) + 0.5
             base = 0.5 * torch.log(t) - t / 9.0  # log Gamma(1.5, 9 bins) density, up to a constant
             self.register_buffer("fill_base", base - torch.logsumexp(base, 0))
+            if self.fill_random:
+                # the amplitude also depends on a random number per station (z = a + b ξ): whether a
+                # station far from the core fires is random (a few muons), which a deterministic
+                # amplitude can imitate only through the additive noise near the threshold
+                self.fill_spread = nn.Linear(hidden, 1)
+                nn.init.zeros_(self.fill_spread.weight)
+                nn.init.zeros_(self.fill_spread.bias)
         if self.stochastic:
             # σ = σ_max sigmoid(z): bounded, and unlike a clamp it keeps a gradient at the bound
             # (a clamped σ that overshoots once stays stuck there).  One σ for all stations and
@@ -198,7 +237,17 @@ class StationRefiner(nn.Module):
     def fast_parameters(self) -> list:
         """Parameters trained at the faster noise learning rate: the amplitude of silent stations
         (which must travel from ≈ 0 to the threshold within a few hundred steps)."""
-        return list(self.fill_amp.parameters()) if self.fill_silent else []
+        if not self.fill_silent:
+            return []
+        return list(self.fill_amp.parameters()) + (list(self.fill_spread.parameters()) if self.fill_random else [])
+
+    def set_progress(self, fraction: float) -> None:
+        """Training schedule (called by ``train_refiner`` with the fraction of training done): with
+        ``trigger_curriculum`` f₀ the trigger rule in training uses ``T · (f₀ + (1 − f₀) min(1, 2 fraction))``;
+        evaluation (``model.eval()``) always uses ``T``."""
+        if self.trigger_curriculum is not None:
+            f0 = self.trigger_curriculum
+            self._rule_factor = f0 + (1.0 - f0) * min(1.0, 2.0 * max(float(fraction), 0.0))
 
     def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
         """Standardise the labels with ``y``'s mean and spread (the traces need no standardising)."""
@@ -262,7 +311,8 @@ class StationRefiner(nn.Module):
         if self.trigger_vem is not None:
             # the detector's trigger rule on every refined station; straight-through in training:
             # forward = the hard rule (exact zeros below threshold), backward = the identity
-            hard = (out.sum(-1, keepdim=True) >= self.trigger_vem).to(out.dtype)
+            thr = self.trigger_vem * (self._rule_factor if self.training else 1.0)
+            hard = (out.sum(-1, keepdim=True) >= thr).to(out.dtype)
             out = out + (out * hard - out).detach()
         res = torch.asinh(out / self.scale).reshape(n, -1)
         if self.fill_silent or self.trigger_vem is not None:
@@ -271,22 +321,19 @@ class StationRefiner(nn.Module):
         return torch.where(live[..., None].expand(-1, -1, self.n_t).reshape(n, -1), res, x)
 
     def _core_distance(self, weights: torch.Tensor) -> torch.Tensor:
-        """``(N, G)`` distance of each station to the signal-weighted centroid of the triggered
-        stations (the core estimate), in units of 4 grid spacings."""
-        gx, gy = torch.meshgrid(torch.arange(self.grid[0], dtype=weights.dtype),
-                                torch.arange(self.grid[1], dtype=weights.dtype), indexing="ij")
-        pos = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)  # (G, 2)
-        w = weights / weights.sum(1, keepdim=True).clamp(min=1e-6)
-        core = w @ pos  # (N, 2); an event without triggered stations: the grid's corner (never used)
-        return (pos[None] - core[:, None]).norm(dim=-1) / 4.0
+        return core_distance(weights, self.grid)
 
     def _silent_pulse(self, ctx, yn, eps_all, ed, sd, sigma) -> torch.Tensor:
         """``(M, n_t)`` VEM: the pulse proposed for silent stations (module docstring)."""
         m = len(ed)
         zero = torch.zeros(m, self.n_t, dtype=ctx.dtype)
         h = self.enc(torch.cat([zero, torch.zeros(m, 1, dtype=ctx.dtype), yn, ctx], dim=1))
-        amp = self.trigger_vem * nn.functional.softplus(_FILL_GAIN * self.fill_amp(h))  # (M, 1) VEM
         eps = eps_all[ed, sd] if eps_all is not None else zero
+        pre = self.fill_amp(h)
+        if self.fill_random:
+            # ξ ~ N(0, 1) per station: one bin of its noise sequence (0 without noise: the median amplitude)
+            pre = pre + self.fill_spread(h) * eps[:, self.n_t // 2, None]
+        amp = self.trigger_vem * nn.functional.softplus(_FILL_GAIN * pre)  # (M, 1) VEM
         # a second noise sequence for the pulse shape: the same bins rolled by half the trace (independent)
         eps2 = torch.roll(eps, self.n_t // 2, dims=-1)
         base = self.fill_base[None].expand(m, -1)
@@ -304,8 +351,18 @@ class StationCritic(nn.Module):
     """
 
     def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
-                 min_signal: float = 0.0, all_stations: bool = False) -> None:
+                 min_signal: float = 0.0, all_stations: bool = False, dropout: float = 0.0,
+                 core_distance: bool = False) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a number in [0, 1), found {dropout!r}")
+        # dropout after each layer of the station network and of the head (a regulariser against
+        # memorising the finite training samples; 0 = the modules of before, same state-dict keys)
+        self.dropout = float(dropout)
+        # core_distance: each station's network also sees its distance to the signal-weighted core
+        # estimate, beside its log(1 + I) and the labels (sec θ): the lateral distribution at a
+        # given zenith, which the gains must follow
+        self.core_distance = bool(core_distance)
         # all_stations: the station network also runs on silent stations near triggered ones
         # (those a filling refiner may turn on), so that the critic has a gradient with respect
         # to their traces; the output is the same as without it
@@ -315,12 +372,14 @@ class StationCritic(nn.Module):
             raise ValueError(f"min_signal: expected >= 0 (VEM), found {min_signal!r}")
         self.min_signal = float(min_signal)
         self.d = self.grid[0] * self.grid[1] * self.n_t
-        self.phi = nn.Sequential(nn.Linear(2 * self.n_t + 1 + n_labels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
-                                 nn.LeakyReLU(0.2))
+        drop = [nn.Dropout(self.dropout)] if self.dropout > 0 else []
+        self.phi = nn.Sequential(nn.Linear(2 * self.n_t + 1 + int(self.core_distance) + n_labels, hidden),
+                                 nn.LeakyReLU(0.2), *drop,
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), *drop)
         k = min(hidden, _CRITIC_CONV)
         self.conv = nn.Sequential(nn.Conv2d(hidden, k, 3, padding=1), nn.LeakyReLU(0.2),
                                   nn.Conv2d(k, k, 3, padding=1), nn.LeakyReLU(0.2))
-        self.head = nn.Sequential(nn.Linear(2 * k + n_labels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+        self.head = nn.Sequential(nn.Linear(2 * k + n_labels, hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
@@ -335,6 +394,10 @@ class StationCritic(nn.Module):
         s = self.scale * torch.sinh(xl)
         integral = s.sum(-1, keepdim=True)
         feats = [xl / 3.0, torch.log1p(integral.clamp(min=0)) / 3.0, s.cumsum(-1) / integral.clamp(min=1.0)]
+        if self.core_distance:
+            # signal-weighted centroid of the triggered stations (the refiner's core estimate)
+            tot = (self.scale * torch.sinh(x)).sum(-1).clamp(min=0) * (x != 0).any(dim=-1)
+            feats.append(core_distance(tot, self.grid, eps=1e-6)[ev, st, None])
         # the labels enter every station's network (and the head): the critic compares signals
         # at a given energy and zenith, not only their overall distributions
         feats = torch.cat(feats + [y[ev]], dim=-1)
