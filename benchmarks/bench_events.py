@@ -360,15 +360,9 @@ def interpolation(args):
           f" (floor {metrics.get('fpd_floor')})")
 
 
-def _figure5(hard, real_pu, gen_pu, path, mu):
-    """The paper's Figure 5 style: fat-jet multiplicity and summed jet mass, hard scatter alone
-    and with real or generated pile-up overlaid."""
-    n = len(hard)
-    _figure5_obs(event_observables(hard.images), event_observables(hard.images + real_pu.images[:n]),
-                 event_observables(hard.images + gen_pu.images[:n]), path, mu)
-
-
 def _figure5_obs(o_hard, o_real, o_gen, path, mu, gen_label="generated"):
+    """The paper's Figure 5 style: fat-jet multiplicity and summed jet mass, hard scatter alone
+    and with real or generated pile-up overlaid (``event_observables`` of the three samples)."""
     obs = {"no pile-up": o_hard, f"+ Pythia pile-up (mu={mu})": o_real, f"+ {gen_label} pile-up (mu={mu})": o_gen}
     fig = Figure(figsize=(10, 4))
     for i, (k, label) in enumerate((("n_jets", "fat-jet multiplicity"), ("summed_mass", "summed jet mass [GeV]"))):
@@ -381,6 +375,13 @@ def _figure5_obs(o_hard, o_real, o_gen, path, mu, gen_label="generated"):
         ax.set_ylim(0, ax.get_ylim()[1] * 1.35)  # headroom: the legend sits above the histograms
         ax.legend(fontsize=7, loc="upper right")
     path.write_bytes(base64.b64decode(figure_png_base64(fig)))
+
+
+def _images_alone(o_real: dict, o_gen: dict) -> str:
+    """The pile-up images themselves, Pythia vs generated (``event_observables`` of each)."""
+    return (f"total energy {o_real['total_energy'].mean():.1f} vs {o_gen['total_energy'].mean():.1f} GeV; non-empty "
+            f"pixels {(1 - o_real['sparsity']).mean() * 4096:.0f} vs {(1 - o_gen['sparsity']).mean() * 4096:.0f}; "
+            f"pixel energy mean {o_real['pixel_energy'].mean():.2f} vs {o_gen['pixel_energy'].mean():.2f} GeV")
 
 
 def _pixel_floor(data) -> float:
@@ -434,13 +435,19 @@ def pileup(args):
         te = _data(wd, f"pu{mu}_test_n{n_test}", process="minbias", n_per_point=n_test, mu=mu,
                    seed=13 + mu, workers=args.workers)
         fake = gen.sample_like(te, seed=7)
-        res[mu] = overlay_shift(hard, te, fake)
+        n = len(hard)
+        if len(te) < n:
+            raise ValueError(f"pileup: need >= {n} test pile-up images (one per hard event), found {len(te)} "
+                             "(--n-test >= --n-hard)")
+        # the jets of each sample once, for the shifts (as overlay_shift computes them) and the figure
+        o0 = event_observables(hard.images, hard.eta_max)
+        o_r = event_observables(hard.images + te.images[:n], hard.eta_max)
+        o_g = event_observables(hard.images + fake.images[:n], hard.eta_max)
+        res[mu] = overlay_shift_observables(o0, o_r, o_g)
         o_t, o_f = event_observables(te.images), event_observables(fake.images)
-        print(f"  pile-up images alone (test {len(te)}): total energy {o_t['total_energy'].mean():.1f} vs "
-              f"{o_f['total_energy'].mean():.1f} GeV; non-empty pixels {(1 - o_t['sparsity']).mean() * 4096:.0f} vs "
-              f"{(1 - o_f['sparsity']).mean() * 4096:.0f}; pixel energy mean {o_t['pixel_energy'].mean():.2f} vs "
-              f"{o_f['pixel_energy'].mean():.2f} GeV (smallest {_pixel_floor(te):.3f} vs {_pixel_floor(fake):.3f})")
-        _figure5(hard, te, fake, Path(args.workdir) / f"pileup_mu{mu}{args.tag}.png", mu)
+        print(f"  pile-up images alone (test {len(te)}): {_images_alone(o_t, o_f)} "
+              f"(smallest {_pixel_floor(te):.3f} vs {_pixel_floor(fake):.3f})")
+        _figure5_obs(o0, o_r, o_g, Path(args.workdir) / f"pileup_mu{mu}{args.tag}.png", mu)
         for k, v in res[mu].items():
             err = v["shift_rel_diff_err"] or np.nan  # paired over the same hard events (overlay_shift)
             print(f"  {k:12s} hard {v['mean_hard']:.4g}; shift with real pile-up {v['shift_real']:+.4g} ± "
@@ -485,10 +492,7 @@ def overlay(args):
         r = overlay_shift_observables(o0, o_r, o_g)
         res[ck] = r
         name = Path(ck).stem
-        print(f"  {name}: pile-up images alone: total energy {o_t['total_energy'].mean():.1f} (Pythia) vs "
-              f"{o_f['total_energy'].mean():.1f} GeV; non-empty pixels {(1 - o_t['sparsity']).mean() * 4096:.0f} vs "
-              f"{(1 - o_f['sparsity']).mean() * 4096:.0f}; pixel energy mean {o_t['pixel_energy'].mean():.2f} vs "
-              f"{o_f['pixel_energy'].mean():.2f} GeV")
+        print(f"  {name}: pile-up images alone (Pythia vs generated): {_images_alone(o_t, o_f)}")
         for k, v in r.items():
             d, e = 100 * (v["shift_rel_diff"] or 0), 100 * (v["shift_rel_diff_err"] or np.nan)
             verdict = ("within" if abs(d) + 1.96 * e < args.target else
