@@ -81,6 +81,11 @@ def test_identical_samples_have_zero_separation(real):
     assert rr["real"] == rr["generated"] and np.isfinite(rr["real"]["fit"]["a"])
     assert m["cell_energy"]["separation_power"] == 0 and m["cell_energy"]["jsd"] == 0
     assert m["layer_correlation"]["max_abs_diff"] == 0 and m["layer_correlation"]["constant_layers"]["real"] == []
+    assert m["layer_correlation"]["spearman"]["max_abs_diff"] == 0
+    lit = m["lit_cells"]  # the same showers: the same quantiles, and at most 1 % above the 99th percentile
+    assert lit["real"] == lit["generated"]
+    assert lit["above_real_q99"]["real"] == lit["above_real_q99"]["generated"]
+    assert all(v is None or 0 <= v <= 0.01 for v in lit["above_real_q99"]["real"])
     # Fisher z: every z is 0, χ² = 0, p = 1 (both the χ² and the permutation p-value)
     fz = m["correlation"]["fisher_z"]
     assert fz["chi2"] == 0 and fz["max_abs_z"] == 0 and fz["p_value"] == 1 and fz["p_value_permutation"] == 1
@@ -147,7 +152,8 @@ def test_evaluate_files_writes_metrics_and_report(real, tmp_path):
         assert base64.b64decode(b64) == (out / rel).read_bytes(), rel
     assert "figures/roc.png" in images and "figures/average_showers.png" in images
     assert "figures/E_layer.png" in images
-    for name in ("response_resolution", "cell_spectrum", "layer_correlation", "feature_correlations", "depth"):
+    for name in ("response_resolution", "cell_spectrum", "layer_correlation", "lit_cells", "feature_correlations",
+                 "depth"):
         assert f"figures/{name}.png" in images, name
     for rel in images:
         assert (out / rel).is_file() and (out / rel).stat().st_size > 1000, rel

@@ -10,9 +10,13 @@ from hepgen.metrics.observables import (
     cell_energies,
     depth_observables,
     feature_matrix,
+    fraction_above_profile,
     high_level_features,
     incident_energy_edges,
     layer_correlation,
+    layer_energy_edges,
+    lit_cells,
+    lit_cells_profile,
     resolution_model,
     response_resolution,
 )
@@ -66,6 +70,59 @@ def test_layer_correlation_matches_numpy_and_marks_constant_layers():
     assert np.all(np.isnan(c[2])) and np.all(np.isnan(c[:, 2]))
     with pytest.raises(ValueError, match="at least 2 showers"):
         layer_correlation(x[:1], geo)
+
+
+def test_spearman_layer_correlation_matches_scipy_and_ignores_one_outlier():
+    from scipy.stats import spearmanr
+    geo = CylindricalBinning.regular(n_layers=3, r_edges=[0, 1], n_alpha=1)  # one voxel per layer
+    rng = np.random.default_rng(2)
+    a = rng.lognormal(size=500)
+    x = np.stack([a, 2 * a + rng.lognormal(size=500), rng.lognormal(size=500)], axis=1)
+    x[:50, 2] = 0.0  # ties: average ranks, as scipy
+    np.testing.assert_allclose(layer_correlation(x, geo, "spearman"), spearmanr(x).statistic, atol=1e-12)
+    # one shower with 1000x the energy in layer 0 moves Pearson's r by a lot, Spearman's rho by < 0.01
+    y = x.copy()
+    y[0, 0] = 1000 * x[:, 0].max()
+    dp = abs(layer_correlation(y, geo)[0, 1] - layer_correlation(x, geo)[0, 1])
+    ds = abs(layer_correlation(y, geo, "spearman")[0, 1] - layer_correlation(x, geo, "spearman")[0, 1])
+    assert dp > 0.3 and ds < 0.01
+    with pytest.raises(ValueError, match="pearson' or 'spearman"):
+        layer_correlation(x, geo, "kendall")
+
+
+def test_lit_cells_profile_and_fraction_above_a_hand_worked_case():
+    geo = CylindricalBinning.regular(n_layers=2, r_edges=[0, 1, 2, 3, 4], n_alpha=1)  # 4 cells per layer
+    x = np.zeros((6, 8))
+    # layer 0: energies 2, 2, 2 (1, 2, 4 lit cells) and 20, 20 (1 lit, 4 lit), one empty shower
+    x[0, 0] = 2.0
+    x[1, :2] = 1.0
+    x[2, :4] = 0.5
+    x[3, 0] = 20.0
+    x[4, :4] = 5.0
+    x[:5, 4] = 1.0  # layer 1: one lit cell of 1 MeV in the first five showers
+    np.testing.assert_array_equal(lit_cells(x, geo), [[1, 1], [2, 1], [4, 1], [1, 1], [4, 1], [0, 0]])
+    np.testing.assert_array_equal(lit_cells(x, geo, threshold=0.6), [[1, 1], [2, 1], [0, 1], [1, 1], [4, 1], [0, 0]])
+    edges = np.array([[1.0, 10.0, 100.0], [0.5, 1.0, 2.0]])
+    p = lit_cells_profile(x, geo, edges, quantiles=(0.5, 1.0))
+    np.testing.assert_array_equal(p["n"], [[3, 2], [0, 5]])  # layer 1: energy 1 is in the upper bin [1, 2]
+    np.testing.assert_allclose(p["mean"][0], [7 / 3, 2.5])
+    np.testing.assert_allclose(p["quantiles"][:, 0], [[2, 2.5], [4, 4]])  # medians (1,2,4)→2, (1,4)→2.5
+    assert np.isnan(p["mean"][1, 0]) and np.isnan(p["quantiles"][0, 1, 0])
+    # limit 2 in layer 0's first bin (undefined in the second): of the 3 showers there, 1 has more
+    limit = np.array([[2.0, np.nan], [0.5, 0.5]])
+    np.testing.assert_allclose(fraction_above_profile(x, geo, edges, limit), [1 / 3, 1.0])
+    with pytest.raises(ValueError, match="edges of 2 layers"):
+        lit_cells_profile(x, geo, edges[:1])
+
+
+def test_layer_energy_edges_are_log_spaced_and_nan_without_energy():
+    geo = CylindricalBinning.regular(n_layers=2, r_edges=[0, 1], n_alpha=1)
+    x = np.stack([np.geomspace(1.0, 1000.0, 200), np.zeros(200)], axis=1)
+    e = layer_energy_edges(x, geo, n_bins=3, low_quantile=0.0)
+    np.testing.assert_allclose(e[0], [1.0, 10.0, 100.0, 1000.0])
+    assert np.all(np.isnan(e[1]))
+    p = lit_cells_profile(x, geo, e)  # no bins in layer 1: nothing counted there
+    assert p["n"][1].sum() == 0 and p["n"][0].sum() == 200
 
 
 # --- response and resolution ---------------------------------------------------------------------------

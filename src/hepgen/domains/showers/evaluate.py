@@ -63,9 +63,12 @@ from hepgen.metrics.observables import (
     cell_energies,
     depth_observables,
     feature_matrix,
+    fraction_above_profile,
     high_level_features,
     incident_energy_edges,
     layer_correlation,
+    layer_energy_edges,
+    lit_cells_profile,
     response_resolution,
 )
 from hepgen.metrics.regression import condition_regression, condition_targets, regression_inputs
@@ -361,15 +364,43 @@ def _physics(real, generated, geometry, e_r, e_g, n_bins, n_energy_bins) -> dict
            "cell_energy": cell}
     if len(real) >= 2 and len(generated) >= 2:
         lr, lg = layer_correlation(real.showers, geometry), layer_correlation(generated.showers, geometry)
-        off = ~np.eye(len(lr), dtype=bool)
-        diff = np.abs(lg - lr)[off & np.isfinite(lr) & np.isfinite(lg)]
+        sr, sg = (layer_correlation(real.showers, geometry, "spearman"),
+                  layer_correlation(generated.showers, geometry, "spearman"))
         out["layer_correlation"] = {
-            "real": lr.tolist(), "generated": lg.tolist(),
-            "max_abs_diff": float(diff.max()) if diff.size else None,
+            "real": lr.tolist(), "generated": lg.tolist(), "max_abs_diff": _max_offdiag_diff(lr, lg),
             "constant_layers": {"real": np.flatnonzero(np.isnan(np.diag(lr))).tolist(),
                                 "generated": np.flatnonzero(np.isnan(np.diag(lg))).tolist()},
+            "spearman": {"real": sr.tolist(), "generated": sg.tolist(), "max_abs_diff": _max_offdiag_diff(sr, sg)},
         }
+    out["lit_cells"] = _lit_cells(real, generated, geometry)
     return out
+
+
+def _max_offdiag_diff(a: np.ndarray, b: np.ndarray) -> float | None:
+    off = ~np.eye(len(a), dtype=bool)
+    diff = np.abs(b - a)[off & np.isfinite(a) & np.isfinite(b)]
+    return float(diff.max()) if diff.size else None
+
+
+def _lit_cells(real, generated, geometry, n_bins: int = 12, min_count: int = 20) -> dict:
+    """Lit cells per layer vs that layer's energy (quantiles 50/90/99 % in the reference's log bins),
+    and per layer the fraction of showers above the reference's 99th percentile at their layer energy
+    (bins with at least ``min_count`` reference showers; the reference gives at most 0.01)."""
+    edges = layer_energy_edges(real.showers, geometry, n_bins)
+    quantiles = (0.5, 0.9, 0.99)
+    pr = lit_cells_profile(real.showers, geometry, edges, quantiles)
+    pg = lit_cells_profile(generated.showers, geometry, edges, quantiles)
+    q99 = np.where(pr["n"] >= min_count, pr["quantiles"][-1], np.nan)
+    above_r = fraction_above_profile(real.showers, geometry, edges, q99)
+    above_g = fraction_above_profile(generated.showers, geometry, edges, q99)
+
+    def listed(a):  # NaN → null in metrics.json
+        return np.where(np.isfinite(a), a, None).tolist()
+
+    return {"edges_mev": listed(edges), "quantiles": list(quantiles), "min_count": min_count,
+            "real": {"n": pr["n"].astype(int).tolist(), "quantiles": listed(pr["quantiles"])},
+            "generated": {"n": pg["n"].astype(int).tolist(), "quantiles": listed(pg["quantiles"])},
+            "above_real_q99": {"real": listed(above_r), "generated": listed(above_g)}}
 
 
 def normal_scores(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ __all__ = [
     "plot_feature_correlations",
     "plot_feature_group",
     "plot_layer_correlation",
+    "plot_lit_cells",
     "plot_loss_curve",
     "plot_profiles",
     "plot_response_resolution",
@@ -412,6 +413,49 @@ def plot_layer_correlation(path, lc: dict):
         save_figure(fig, path, dpi=DPI, bbox_inches="tight")
 
 
+def plot_lit_cells(path, lc: dict, max_panels: int = 12):
+    """Number of lit cells of each layer vs that layer's energy: the reference's and the generated
+    quantiles (50, 90, 99 %) in the reference's log bins, one panel per layer (the first
+    ``max_panels`` layers with bins); each title gives the fraction of showers above the
+    reference's 99th percentile (metrics ``lit_cells``, docs/metrics.md)."""
+    edges = np.asarray([[np.nan if v is None else v for v in row] for row in lc["edges_mev"]], dtype=float)
+    layers = [k for k in range(len(edges)) if np.all(np.isfinite(edges[k]))][:max_panels]
+    if not layers:
+        return
+    qs = lc["quantiles"]
+
+    def arr(x):
+        return np.asarray([[[np.nan if v is None else v for v in row] for row in q] for q in x], dtype=float)
+
+    qr, qg = arr(lc["real"]["quantiles"]), arr(lc["generated"]["quantiles"])
+    above = lc.get("above_real_q99") or {}
+    ncol = min(4, len(layers))
+    nrow = -(-len(layers) // ncol)
+    styles = ("-", "--", ":")
+    with figure_style():
+        fig = Figure(figsize=(3.6 * ncol, 3.0 * nrow + 0.6))
+        grid = fig.add_gridspec(nrow, ncol, hspace=0.55, wspace=0.3)
+        for j, k in enumerate(layers):
+            ax = fig.add_subplot(grid[j // ncol, j % ncol])
+            centres = np.sqrt(edges[k, 1:] * edges[k, :-1])
+            for iq, q in enumerate(qs):
+                ls = styles[iq % len(styles)]
+                ax.plot(centres, qr[iq, k], ls, color="black", label=f"reference {100 * q:g} %")
+                ax.plot(centres, qg[iq, k], ls, color="tab:red", label=f"generated {100 * q:g} %")
+            ax.set_xscale("log")
+            ax.set_xlabel(f"layer {k} energy [MeV]")
+            ax.set_ylabel("lit cells")
+            fr, fg = (above.get("real") or [None] * (k + 1))[k], (above.get("generated") or [None] * (k + 1))[k]
+            title = f"layer {k}"
+            if fr is not None and fg is not None:
+                title += f": > ref. 99 %: {100 * fg:.1f} % (ref. {100 * fr:.1f} %)"
+            ax.set_title(title, fontsize=9)
+            if j == 0:
+                ax.legend(fontsize=7, ncol=1)
+        fig.suptitle("Lit cells per layer vs the layer's energy (quantiles over showers)")
+        save_figure(fig, path, dpi=DPI, bbox_inches="tight")
+
+
 def plot_feature_correlations(path, fz: dict, chi2_text: str = ""):
     """Normal-score correlation matrices of the features (reference, generated) and the Fisher-z map.
 
@@ -518,6 +562,9 @@ def save_all(out_dir, real, generated, geometry, feats_real, feats_gen, edges, s
     if metrics.get("layer_correlation"):
         plot_layer_correlation(fig_dir / "layer_correlation.png", metrics["layer_correlation"])
         figures.append(("Correlation of the layer energies", "figures/layer_correlation.png"))
+    if (metrics.get("lit_cells") or {}).get("edges_mev"):
+        plot_lit_cells(fig_dir / "lit_cells.png", metrics["lit_cells"])
+        figures.append(("Lit cells per layer vs the layer's energy", "figures/lit_cells.png"))
     if extra.get("fisher_z") is not None:
         fzm = (metrics.get("correlation") or {}).get("fisher_z") or {}
         text = ""

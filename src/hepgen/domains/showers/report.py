@@ -71,6 +71,12 @@ def _pm(value, err, digits: int = 4) -> str:
     return _fmt(value, digits) + ("" if err is None else f" ± {_fmt(err, 2)}")
 
 
+def _worst_layer(values) -> int | None:
+    """Index of the largest non-null value of a per-layer list, None if all are null."""
+    finite = [(v, i) for i, v in enumerate(values) if v is not None]
+    return max(finite)[1] if finite else None
+
+
 def _extended_sections(metrics: dict) -> list[str]:
     """HTML tables of the optional metric groups present in ``metrics`` (physics, correlation, …)."""
     e = html.escape
@@ -95,8 +101,19 @@ def _extended_sections(metrics: dict) -> list[str]:
             parts.append(f"<tr><td>cell-energy spectrum: separation power / JSD [bits]</td>"
                          f"<td colspan='2'>{_fmt(cell['separation_power'])} / {_fmt(cell['jsd'])}</td></tr>")
         if lc:
-            parts.append(f"<tr><td>layer-energy correlations: max |Δr|</td>"
+            parts.append(f"<tr><td>layer-energy correlations: max |Δr| (Pearson)</td>"
                          f"<td colspan='2'>{_fmt(lc.get('max_abs_diff'), 3)}</td></tr>")
+            if lc.get("spearman"):  # a large Pearson but small Spearman difference: a few outlying showers
+                parts.append(f"<tr><td>layer-energy correlations: max |Δρ| (Spearman, insensitive to a few "
+                             f"outlying showers)</td><td colspan='2'>{_fmt(lc['spearman'].get('max_abs_diff'), 3)}"
+                             f"</td></tr>")
+        above = (metrics.get("lit_cells") or {}).get("above_real_q99")
+        if above:
+            worst = _worst_layer(above["generated"])
+            if worst is not None:
+                parts.append(f"<tr><td>showers with more lit cells than the reference's 99th percentile at their "
+                             f"layer energy (worst layer: {worst})</td><td>{_fmt(above['real'][worst], 3)}</td>"
+                             f"<td>{_fmt(above['generated'][worst], 3)}</td></tr>")
         parts.append("</table>")
     fz = (metrics.get("correlation") or {}).get("fisher_z")
     if fz:
