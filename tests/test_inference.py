@@ -109,14 +109,16 @@ def test_flow_sample_is_sample_from_noise_of_the_generator_noise():
     torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("occupancy", [False, True])
 @pytest.mark.parametrize("layer_sizes", [[4, 4, 4], [3, 6, 1, 2]])
-def test_torch_decoder_and_encoder_match_numpy_preprocessor(layer_sizes):
+def test_torch_decoder_and_encoder_match_numpy_preprocessor(layer_sizes, occupancy):
     rng = np.random.default_rng(0)
     v = sum(layer_sizes)
     showers = rng.exponential(5.0, size=(400, v)) * (rng.random((400, v)) < 0.7)
     energies = rng.uniform(1e3, 5e4, size=(400, 1))
     theta = rng.uniform(0, 0.3, size=(400, 1))
-    pre = ShowerPreprocessor(layer_sizes, ["incident_theta"]).fit(showers, energies, {"incident_theta": theta})
+    pre = ShowerPreprocessor(layer_sizes, ["incident_theta"], occupancy=occupancy).fit(
+        showers, energies, {"incident_theta": theta})
     feats = pre.transform(showers, energies, rng)
     feats[:50] += rng.normal(size=feats[:50].shape).astype(np.float32)  # off the training data too
     ref = pre.inverse(feats, energies)

@@ -70,6 +70,9 @@ class TrainConfig:
         deposit_bound: the preprocessor's ``deposit_bound`` (None: plain standardisation;
             B: no training deposit standardised above B — keeps sparse outer voxels inside
             the splines' ``[-5, 5]``; issue 14).
+        occupancy: the preprocessor's ``occupancy`` (True: each layer's lit-cell count is a
+            feature beside the energy fractions, and sampled showers keep that many cells per
+            layer; issue 14).  False keeps the feature vector of earlier checkpoints.
         ema: decay of an exponential moving average of the weights (e.g. 0.999); the averaged
             weights are the ones validated, selected and written to ``best.pt``.  None: off.
         amp: mixed precision — bf16 autocast on CPU, fp16 autocast with a gradient scaler on
@@ -112,6 +115,7 @@ class TrainConfig:
     noise_level: float = 1e-3
     threshold: float = 1e-2
     deposit_bound: float | None = None
+    occupancy: bool = False
     ema: float | None = None
     amp: bool = False
     compile: bool = False

@@ -55,7 +55,9 @@ def model_hparams(config, geometry) -> dict:
     from the data's geometry, so presets stay valid for any binning.
     """
     sizes = layer_sizes(geometry)
-    return with_derived_hparams(config.family, config.model, {"n_layers": len(sizes), "layer_sizes": sizes})
+    # with occupancy the energy features are the layer fractions and the layers' lit-cell counts
+    n_energy = len(sizes) * (2 if getattr(config, "occupancy", False) else 1)
+    return with_derived_hparams(config.family, config.model, {"n_layers": n_energy, "layer_sizes": sizes})
 
 
 class ShowerDomain:
@@ -106,7 +108,8 @@ class ShowerDomain:
         """Fitted on the training rows; a :class:`ShowerFileSet` in two streamed passes
         (:meth:`ShowerPreprocessor.fit_chunks`, equal to the in-memory fit up to rounding)."""
         pre = ShowerPreprocessor(layer_sizes(data.geometry), config.conditions, noise_level=config.noise_level,
-                                 threshold=config.threshold, deposit_bound=config.deposit_bound)
+                                 threshold=config.threshold, deposit_bound=config.deposit_bound,
+                                 occupancy=config.occupancy)
         if isinstance(data, ShowerFileSet):
             return pre.fit_chunks(lambda: ((c.showers, c.incident_energies, c.conditions)
                                            for c in data.iter_chunks()), seed=config.seed)

@@ -151,7 +151,7 @@ class FeatureDecoder(nn.Module):
     Arguments:
         preprocessor: the fitted preprocessor of the checkpoint.
 
-    Shapes: ``features (B, n_layers + n_voxels)``, ``incident_energy (B, 1)`` MeV →
+    Shapes: ``features (B, n_energy_features + n_voxels)``, ``incident_energy (B, 1)`` MeV →
     ``(B, n_voxels)`` float32 MeV.
     """
 
@@ -159,6 +159,8 @@ class FeatureDecoder(nn.Module):
         super().__init__()
         pre = preprocessor
         self.n_layers = pre.n_layers
+        self.n_energy = pre.n_energy_features  # 2 n_layers with occupancy (the lit-cell counts)
+        self.occupancy = bool(pre.occupancy)
         self.layer_sizes = list(pre.layer_sizes)
         self.equal_layers = len(set(self.layer_sizes)) == 1
         self.alpha = float(pre.alpha)
@@ -175,7 +177,7 @@ class FeatureDecoder(nn.Module):
     def forward(self, features: torch.Tensor, incident_energy: torch.Tensor) -> torch.Tensor:
         z = features * self.feat_std + self.feat_mean
         x = ((torch.sigmoid(z) - self.alpha) / (1.0 - 2.0 * self.alpha)).clamp(0.0, 1.0)
-        u, shapes = x[:, : self.n_layers], x[:, self.n_layers :]
+        u, shapes = x[:, : self.n_layers], x[:, self.n_energy :]
         total = u[:, :1] * (self.scale * incident_energy)  # (B, 1)
         if self.n_layers > 1:
             log_keep = torch.log1p(-u[:, 1:])
@@ -184,6 +186,8 @@ class FeatureDecoder(nn.Module):
             e_layer = total * torch.exp(cum) * share  # (B, L)
         else:
             e_layer = total
+        if self.occupancy:
+            return self._lit_showers(shapes, x[:, self.n_layers : self.n_energy], e_layer)
         if self.equal_layers:
             s = shapes.reshape(shapes.shape[0], self.n_layers, self.layer_sizes[0])
             norm = s.sum(dim=2, keepdim=True)
@@ -194,6 +198,35 @@ class FeatureDecoder(nn.Module):
             showers = shapes / torch.where(norm > 0, norm, torch.ones_like(norm))
             showers = showers * e_layer.index_select(1, self.layer_of_voxel)
         return torch.where(showers < self.threshold, torch.zeros_like(showers), showers)
+
+
+    def _lit_showers(self, shapes: torch.Tensor, occupancy: torch.Tensor, e_layer: torch.Tensor) -> torch.Tensor:
+        """With occupancy: per layer the k largest shares, k = floor(o (n_cells + 1)) clipped to
+        [0, n_cells] and to floor(E_layer / threshold), scaled to the layer energy, and the kept cells
+        below the threshold raised to it from the larger ones (``ShowerPreprocessor.inverse``:
+        :func:`keep_largest`, :func:`fill_to_threshold`)."""
+        out, start, thr = [], 0, self.threshold
+        for layer, size in enumerate(self.layer_sizes):
+            s = shapes[:, start : start + size]
+            e = e_layer[:, layer : layer + 1]
+            k = torch.clamp(torch.floor(occupancy[:, layer : layer + 1] * (size + 1)), 0, size)
+            k = torch.minimum(k, torch.floor(e / thr + 1e-9)).long()
+            ordered = torch.sort(s, dim=1, descending=True).values
+            kth = torch.gather(ordered, 1, torch.clamp(k - 1, min=0))
+            s = torch.where((s >= kth) & (k > 0), s, torch.zeros_like(s))
+            norm = s.sum(dim=1, keepdim=True)
+            cells = s / torch.where(norm > 0, norm, torch.ones_like(norm)) * e
+            low = (cells > 0) & (cells < thr)
+            high = cells >= thr
+            zero = torch.zeros_like(cells)
+            deficit = torch.where(low, thr - cells, zero).sum(dim=1, keepdim=True)
+            excess = torch.where(high, cells - thr, zero)
+            total = excess.sum(dim=1, keepdim=True)
+            keep = (1.0 - deficit / torch.where(total > 0, total, torch.ones_like(total))).clamp(0.0, 1.0)
+            out.append(torch.where(low, torch.full_like(cells, thr), torch.where(high, thr + excess * keep, zero)))
+            start += size
+        showers = torch.cat(out, dim=1)
+        return torch.where(showers < thr, torch.zeros_like(showers), showers)
 
 
 # --- the network part -----------------------------------------------------------------------

@@ -22,6 +22,15 @@ which density models train well, and back.  It follows the CaloFlow recipe:
    quadratic splines of the flows are the identity outside ``[-5, 5]``, so deposits beyond
    it are out of the flow's reach and the generated outer bins stay nearly empty.
 
+6. Optionally (``occupancy``, issue 14), ``n_layers`` more energy features: each layer's number
+   of lit cells k (voxels above ``threshold``), dequantised as ``(k + U(0, 1)) / (n_cells + 1)``,
+   after the energy fractions.  The energy flow then learns the lit-cell counts jointly with the
+   layer energies, the shape flow sees them among its conditions, and the inverse keeps the k
+   largest cells of each layer (k at most the layer energy over the threshold), renormalised to
+   the layer energy, and raises kept cells below the threshold to it with the energy of the
+   larger ones (:func:`fill_to_threshold`), so that the layer keeps its energy and k lit cells.  A shape flow alone smeared
+   the energy of some low-energy layers over nearly every cell (docs/models.md).
+
 Conditions are ``log(E_inc)`` and any extra conditions (angle, impact position),
 standardised with fitted statistics.
 
@@ -41,7 +50,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["ShowerPreprocessor", "features_rows", "incident_energy_array"]
+__all__ = ["ShowerPreprocessor", "features_rows", "fill_to_threshold", "incident_energy_array", "keep_largest"]
 
 
 def _logit(x: np.ndarray, alpha: float) -> np.ndarray:
@@ -64,6 +73,40 @@ def incident_energy_array(incident_energies) -> np.ndarray:
     if e.size and (not np.all(np.isfinite(e)) or np.any(e <= 0)):
         raise ValueError("incident energies must be finite and > 0 MeV")
     return e
+
+
+def keep_largest(shares: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Zero all but the ``k[i]`` largest entries of each row ``shares[i]`` (ties at the k-th value
+    are all kept); ``k[i] = 0`` zeroes the row.  ``(N, M)``, ``(N,)`` → ``(N, M)``.
+
+    >>> keep_largest(np.array([[0.1, 0.5, 0.2, 0.2], [0.3, 0.3, 0.4, 0.0]]), np.array([2, 0]))
+    array([[0. , 0.5, 0.2, 0.2],
+           [0. , 0. , 0. , 0. ]])
+    """
+    shares = np.asarray(shares)
+    k = np.asarray(k, dtype=np.int64).reshape(-1, 1)
+    ordered = -np.sort(-shares, axis=1)
+    kth = np.take_along_axis(ordered, np.clip(k - 1, 0, shares.shape[1] - 1), axis=1)
+    return np.where((shares >= kth) & (k > 0), shares, 0.0)
+
+
+def fill_to_threshold(cells: np.ndarray, threshold: float) -> np.ndarray:
+    """Raise every non-zero cell below ``threshold`` to it, taking the energy from the cells above
+    it in proportion to their excess over it, so that each row keeps its sum and its lit cells.
+    ``(N, M)`` MeV → ``(N, M)`` MeV.  Needs ``row sum ≥ threshold × lit cells`` (the inverse caps the
+    count so); a row without cells above the threshold then has all its cells at the threshold.
+
+    >>> fill_to_threshold(np.array([[0.005, 0.02, 0.075, 0.0]]), 0.01)   # deficit 0.005 from excesses 0.01, 0.065
+    array([[0.01      , 0.01933333, 0.07066667, 0.        ]])
+    """
+    cells = np.asarray(cells, dtype=np.float64)
+    low = (cells > 0) & (cells < threshold)
+    high = cells >= threshold
+    deficit = np.where(low, threshold - cells, 0.0).sum(axis=1, keepdims=True)
+    excess = np.where(high, cells - threshold, 0.0)
+    total = excess.sum(axis=1, keepdims=True)
+    keep = 1.0 - np.divide(deficit, total, out=np.zeros_like(total), where=total > 0)
+    return np.where(low, threshold, np.where(high, threshold + excess * np.clip(keep, 0.0, 1.0), 0.0))
 
 
 def features_rows(n_voxels: int) -> int:
@@ -117,6 +160,9 @@ class ShowerPreprocessor:
             before it existed) or B > 0: each shape feature's scale is at least
             ``(max - mean) / B`` over the training rows, so no training deposit is standardised
             above B (step 5 above; the spline flows' support is ``[-5, 5]``).
+        occupancy: False (the default, as in checkpoints written before it existed) or True:
+            the lit-cell count of each layer is a feature too, and the inverse keeps that many
+            cells (step 6 above).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -137,6 +183,7 @@ class ShowerPreprocessor:
     threshold: float = 1e-2
     alpha: float = 1e-6
     deposit_bound: float | None = None
+    occupancy: bool = False
     # fitted state
     scale: float = 1.0
     feat_mean: np.ndarray | None = field(default=None, repr=False)
@@ -165,8 +212,13 @@ class ShowerPreprocessor:
         return int(sum(self.layer_sizes))
 
     @property
+    def n_energy_features(self) -> int:
+        """Features before the shapes: the energy fractions, and the lit-cell counts with ``occupancy``."""
+        return self.n_layers * (2 if self.occupancy else 1)
+
+    @property
     def n_features(self) -> int:
-        return self.n_layers + self.n_voxels
+        return self.n_energy_features + self.n_voxels
 
     @property
     def fitted(self) -> bool:
@@ -194,10 +246,10 @@ class ShowerPreprocessor:
         return [showers[:, bounds[i] : bounds[i + 1]] for i in range(self.n_layers)]
 
     def _unit_features(self, showers, incident_energies, rng) -> np.ndarray:
-        showers = np.asarray(showers, dtype=np.float64)
-        if showers.ndim != 2 or showers.shape[1] != self.n_voxels:
-            raise ValueError(f"showers: expected shape (N, {self.n_voxels}), found {showers.shape}")
-        showers = showers + rng.uniform(0.0, self.noise_level, size=showers.shape)
+        raw = np.asarray(showers, dtype=np.float64)
+        if raw.ndim != 2 or raw.shape[1] != self.n_voxels:
+            raise ValueError(f"showers: expected shape (N, {self.n_voxels}), found {raw.shape}")
+        showers = raw + rng.uniform(0.0, self.noise_level, size=raw.shape)
         layers = self._split(showers)
         e_layer = np.stack([l.sum(axis=1) for l in layers], axis=1)  # (N, L)
         e_tot = e_layer.sum(axis=1)
@@ -207,7 +259,12 @@ class ShowerPreprocessor:
         remaining = e_tot[:, None] - np.cumsum(e_layer, axis=1) + e_layer  # Σ_{j ≥ l} E_j
         u[:, 1:] = e_layer[:, :-1] / remaining[:, :-1]
         shapes = np.concatenate([l / l.sum(axis=1, keepdims=True) for l in layers], axis=1)
-        return np.clip(np.concatenate([u, shapes], axis=1), 0.0, 1.0)
+        parts = [u, shapes]
+        if self.occupancy:  # lit cells of the showers as given (before the dequantisation noise)
+            lit = np.stack([(l > self.threshold).sum(axis=1) for l in self._split(raw)], axis=1)
+            sizes = np.asarray(self.layer_sizes, dtype=np.float64)
+            parts.insert(1, (lit + rng.uniform(0.0, 1.0, size=lit.shape)) / (sizes + 1.0))
+        return np.clip(np.concatenate(parts, axis=1), 0.0, 1.0)
 
     def fit(self, showers, incident_energies, conditions=None, seed: int = 0) -> "ShowerPreprocessor":
         """Fit energy scale and standardisation on training showers (MeV).
@@ -263,7 +320,7 @@ class ShowerPreprocessor:
         self.feat_mean, self.feat_std = feat.mean, np.maximum(feat.std, 1e-3)
         if self.deposit_bound is not None:
             # step 5: widen the shape features' scales so that the largest deposit is at B units
-            k = self.n_layers
+            k = self.n_energy_features
             reach = (top_feat[k:] - self.feat_mean[k:]) / self.deposit_bound
             self.feat_std = np.concatenate([self.feat_std[:k], np.maximum(self.feat_std[k:], reach)])
         self.cond_mean, self.cond_std = cond.mean, np.maximum(cond.std, 1e-6)
@@ -284,25 +341,42 @@ class ShowerPreprocessor:
         return out
 
     def inverse(self, features: np.ndarray, incident_energies: np.ndarray) -> np.ndarray:
-        """(N, n_layers + n_voxels) features → (N, n_voxels) float32 showers in MeV (≥ 0)."""
+        """(N, n_features) features → (N, n_voxels) float32 showers in MeV (≥ 0)."""
         self._check_fitted()
         z = np.asarray(features, dtype=np.float64) * self.feat_std + self.feat_mean
         x = _expit(z, self.alpha)
-        u, shapes = x[:, : self.n_layers], x[:, self.n_layers :]
+        L = self.n_layers
+        u, shapes = x[:, :L], x[:, self.n_energy_features :]
         e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
         remaining = u[:, 0] * self.scale * e_inc
         e_layer = np.empty_like(u)
-        for l in range(self.n_layers - 1):
+        for l in range(L - 1):
             e_layer[:, l] = u[:, l + 1] * remaining
             remaining = remaining - e_layer[:, l]
         e_layer[:, -1] = remaining
+        lit = self.lit_cells_of(x[:, L : 2 * L]) if self.occupancy else None
         out = []
         for l, s in enumerate(self._split(shapes)):
+            e = e_layer[:, l : l + 1]
+            if lit is not None:  # no more lit cells than the layer's energy can fill at the threshold
+                s = keep_largest(s, np.minimum(lit[:, l], np.floor(e[:, 0] / self.threshold + 1e-9)))
             norm = s.sum(axis=1, keepdims=True)
-            out.append(np.divide(s, norm, out=np.zeros_like(s), where=norm > 0) * e_layer[:, l : l + 1])
+            cells = np.divide(s, norm, out=np.zeros_like(s), where=norm > 0) * e
+            out.append(fill_to_threshold(cells, self.threshold) if lit is not None else cells)
         showers = np.concatenate(out, axis=1)
         showers[showers < self.threshold] = 0.0
         return showers.astype(np.float32)
+
+    def lit_cells_of(self, occupancy: np.ndarray) -> np.ndarray:
+        """(N, n_layers) dequantised occupancies in [0, 1] → lit-cell counts ``floor(o · (n_cells + 1))``,
+        clipped to ``[0, n_cells]`` (the inverse of step 6).
+
+        >>> ShowerPreprocessor([4, 9], occupancy=True).lit_cells_of(np.array([[0.5, 0.05], [1.0, 0.0]]))
+        array([[2, 0],
+               [4, 0]])
+        """
+        sizes = np.asarray(self.layer_sizes)
+        return np.clip(np.floor(np.asarray(occupancy) * (sizes + 1)), 0, sizes).astype(np.int64)
 
     def _check_fitted(self) -> None:
         if not self.fitted:
@@ -318,6 +392,7 @@ class ShowerPreprocessor:
             "threshold": self.threshold,
             "alpha": self.alpha,
             "deposit_bound": self.deposit_bound,
+            "occupancy": self.occupancy,
             "scale": self.scale,
             "feat_mean": self.feat_mean.tolist(),
             "feat_std": self.feat_std.tolist(),
@@ -330,4 +405,6 @@ class ShowerPreprocessor:
         arrays = {k: np.asarray(state[k], dtype=np.float64) for k in ("feat_mean", "feat_std", "cond_mean", "cond_std")}
         scalars = {k: state[k] for k in ("layer_sizes", "condition_names", "noise_level", "threshold", "alpha", "scale")}
         # checkpoints written before deposit_bound existed were standardised without it
-        return cls(**scalars, **arrays, deposit_bound=state.get("deposit_bound"))
+        # ... and without occupancy
+        return cls(**scalars, **arrays, deposit_bound=state.get("deposit_bound"),
+                   occupancy=bool(state.get("occupancy", False)))

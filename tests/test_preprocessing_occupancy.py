@@ -1,0 +1,137 @@
+"""The lit-cell counts as energy features (``ShowerPreprocessor(occupancy=True)``, issue 14)."""
+
+import numpy as np
+import pytest
+
+from hepgen.config import TrainConfig, apply_overrides
+from hepgen.data.geometry import CylindricalBinning
+from hepgen.domains.showers import ShowerDomain, model_hparams
+from hepgen.domains.showers.preprocessing import ShowerPreprocessor, keep_largest
+from hepgen.simulate.calorimeter import simulate_dataset
+
+# two layers of 4 cells; threshold 0.01 MeV
+SHOWERS = np.array([
+    [5.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 3.0],   # 1 and 3 lit cells
+    [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0],   # 4 and 0
+    [0.0, 2.0, 0.5, 0.0, 0.0, 7.0, 0.0, 0.0],   # 2 and 1
+])
+E_INC = np.array([[20.0], [10.0], [30.0]])
+
+
+def test_features_hold_the_dequantised_lit_cell_counts():
+    pre = ShowerPreprocessor([4, 4], occupancy=True).fit(SHOWERS, E_INC)
+    assert pre.n_energy_features == 4 and pre.n_features == 12
+    unit = pre._unit_features(SHOWERS, E_INC, np.random.default_rng(0))
+    occ = unit[:, 2:4] * 5.0                        # (k + U(0, 1)) / (4 + 1), times 5
+    np.testing.assert_array_equal(np.floor(occ), [[1, 3], [4, 0], [2, 1]])
+    np.testing.assert_array_equal(pre.lit_cells_of(unit[:, 2:4]), [[1, 3], [4, 0], [2, 1]])
+
+
+def test_round_trip_keeps_every_lit_cell_and_energy():
+    pre = ShowerPreprocessor([4, 4], occupancy=True).fit(SHOWERS, E_INC)
+    back = pre.inverse(pre.transform(SHOWERS, E_INC, np.random.default_rng(1)), E_INC)
+    np.testing.assert_array_equal(back > 0, SHOWERS > 0)
+    # the 1e-3 MeV noise of the zeroed cells is folded back into the kept ones: < 4e-3 MeV per layer
+    np.testing.assert_allclose(back, SHOWERS, atol=5e-3)
+
+
+def test_inverse_keeps_the_k_largest_cells_renormalised_to_the_layer_energy():
+    pre = ShowerPreprocessor([4, 4], occupancy=True).fit(SHOWERS, E_INC)
+    feats = pre.transform(SHOWERS, E_INC, np.random.default_rng(1))
+    unit = np.clip(pre._unit_features(SHOWERS, E_INC, np.random.default_rng(1)), 1e-9, 1 - 1e-9)
+    # smear row 1's layer 0 (4 lit cells of 1 MeV) ... and ask for 2 lit cells: the 2 largest shares stay
+    unit[1, 4:8] = [0.4, 0.3, 0.2, 0.1]
+    unit[1, 2] = 2.5 / 5.0
+    z = np.log(pre.alpha + (1 - 2 * pre.alpha) * unit) - np.log1p(-(pre.alpha + (1 - 2 * pre.alpha) * unit))
+    feats[1] = (z[1] - pre.feat_mean) / pre.feat_std
+    back = pre.inverse(feats, E_INC)
+    # layer 0 of row 1 carries its 4 MeV (+ noise) in its two largest cells, in the ratio 0.4 : 0.3
+    assert np.count_nonzero(back[1, :4]) == 2 and back[1, 2] == back[1, 3] == 0
+    assert back[1, 0] / back[1, 1] == pytest.approx(4 / 3, rel=1e-4)
+    assert back[1, :4].sum() == pytest.approx(4.0, abs=5e-3)
+
+
+def test_keep_largest_against_sorting_by_hand():
+    rng = np.random.default_rng(3)
+    x = rng.random((50, 7))
+    k = rng.integers(0, 8, size=50)
+    got = keep_largest(x, k)
+    for row, kk, g in zip(x, k, got):
+        kept = np.sort(np.argsort(-row)[:kk])
+        np.testing.assert_array_equal(np.flatnonzero(g), kept)
+        np.testing.assert_array_equal(g[kept], row[kept])
+
+
+def test_config_reaches_the_preprocessor_the_model_and_the_saved_state():
+    geometry = CylindricalBinning.regular(3, [0.0, 8.0, 20.0, 60.0], n_alpha=2)
+    data = simulate_dataset(200, geometry=geometry, energy_range=(2e3, 2e4), seed=5, progress=False)
+    assert TrainConfig().occupancy is False
+    config = apply_overrides(TrainConfig(family="caloflow"), ["occupancy=true"])
+    pre = ShowerDomain().fit_preprocessor(data, config)
+    assert pre.occupancy and pre.n_features == 2 * 3 + 3 * 6   # 3 layers of 3 rings x 2 sectors
+    assert model_hparams(config, geometry)["n_layers"] == 6        # the energy flow models 6 features
+    assert model_hparams(TrainConfig(family="caloflow"), geometry)["n_layers"] == 3
+    state = pre.state_dict()
+    assert ShowerPreprocessor.from_state(state).occupancy is True
+    del state["occupancy"]                                          # a checkpoint from before the field
+    assert ShowerPreprocessor.from_state(state).occupancy is False
+
+
+def test_fill_to_threshold_keeps_sums_and_lit_cells_and_lifts_faint_cells():
+    from hepgen.domains.showers.preprocessing import fill_to_threshold
+    rng = np.random.default_rng(4)
+    cells = rng.exponential(0.05, size=(300, 6)) * (rng.random((300, 6)) < 0.6)
+    k = (cells > 0).sum(axis=1)
+    ok = cells.sum(axis=1) >= 0.01 * k                   # what the inverse guarantees (k capped)
+    out = fill_to_threshold(cells[ok], 0.01)
+    np.testing.assert_allclose(out.sum(axis=1), cells[ok].sum(axis=1), rtol=1e-12)
+    np.testing.assert_array_equal(out > 0, cells[ok] > 0)
+    assert out[out > 0].min() >= 0.01 - 1e-15
+    # cells above the threshold keep their order; rows without faint cells are unchanged
+    plain = ~((cells[ok] > 0) & (cells[ok] < 0.01)).any(axis=1)
+    np.testing.assert_allclose(out[plain], cells[ok][plain], rtol=1e-12)
+    for a, b in zip(cells[ok], out):
+        hi = a >= 0.01
+        assert np.array_equal(np.argsort(a[hi], kind="stable"), np.argsort(b[hi], kind="stable"))
+
+
+def test_caloflow_with_occupancy_trains_samples_and_exports(tmp_path):
+    """End to end: a tiny caloflow with ``occupancy: true`` — the torch sampling path equals the numpy
+    one, generated layers have the lit-cell counts the energy flow drew, and the ONNX graph matches."""
+    import torch
+
+    from hepgen.domains.showers.generator import ShowerGenerator
+    from hepgen.domains.showers.inference import ShowerSampler
+    from hepgen.export import check_onnx, export_onnx
+    from hepgen.models.flow import CaloFlow
+    from hepgen.train.trainer import train
+
+    geometry = CylindricalBinning.regular(3, [0.0, 8.0, 20.0, 60.0], n_alpha=2)
+    data = simulate_dataset(400, geometry=geometry, energy_range=(2e3, 2e4), seed=5, progress=False)
+    tiny = CaloFlow.tiny_hparams()
+    config = TrainConfig(family="caloflow", model={"energy_flow": tiny["energy_flow"], "shape_flow": tiny["shape_flow"]},
+                         occupancy=True, epochs=1, batch_size=100, seed=0)
+    train(data, config, tmp_path / "run", progress=False)
+    gen = ShowerGenerator.load(tmp_path / "run" / "best.pt")
+    assert gen.preprocessor.occupancy and gen.model.n_layers == 6
+    e = np.geomspace(2e3, 2e4, 200)
+    z = torch.randn(200, gen.model.n_features, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        c = torch.from_numpy(gen.preprocessor.transform_conditions(e))
+        feats = gen.model.sample_from_noise(c, z).numpy()
+        got = ShowerSampler.from_generator(gen)(torch.tensor(e, dtype=torch.float32).reshape(-1, 1), z).numpy()
+    ref = gen.preprocessor.inverse(feats, e)
+    # each layer: the drawn count, capped by the energy (no cell below the threshold), or fewer only where
+    # float rounding puts a cell at the threshold on the other side (numpy float64 vs torch float32)
+    x = np.clip(0.5 * (1 + np.tanh(0.5 * (feats.astype(np.float64) * gen.preprocessor.feat_std
+                                          + gen.preprocessor.feat_mean))), 0, 1)
+    drawn = gen.preprocessor.lit_cells_of(x[:, 3:6])
+    lit = np.stack([(ref[:, s] > 0).sum(axis=1) for s in geometry.layer_slices], axis=1)
+    assert (lit <= drawn).all() and (lit == drawn).mean() > 0.9
+    assert ref[ref > 0].min() >= gen.preprocessor.threshold
+    flip = (got == 0) != (ref == 0)
+    assert flip.mean() < 2e-3
+    np.testing.assert_allclose(got[~flip], ref[~flip], rtol=1e-3, atol=1e-3)
+    export_onnx(gen, tmp_path / "m.onnx")
+    res = check_onnx(tmp_path / "m.onnx", gen, n=200, seed=1)
+    assert res["ok"], res
