@@ -558,6 +558,10 @@ def figure3(args):
     each stored generator of ``--checkpoints``, at the training points (the validation events'
     conditions) and at the held-out point (the test events'); the held-out point is marked.
     Writes ``figure3<tag>.png`` into ``--workdir`` and prints the table."""
+    styles = ("o-k", "s--", "^--", "v--", "D--", "P--")  # Pythia, then up to five generators
+    if len(args.checkpoints) > len(styles) - 1:
+        raise ValueError(f"figure3 --checkpoints: expected at most {len(styles) - 1} generators, found "
+                         f"{len(args.checkpoints)}")
     _, held, _, val, test = _interp_data(Path(args.workdir), args)
     real = EventImages.concatenate([val, test])
     pts = sorted({tuple(p) for p in real.conditions[:, :2].tolist()})
@@ -577,7 +581,7 @@ def figure3(args):
     fig = Figure(figsize=(6, 4.2))
     ax = fig.add_subplot(1, 1, 1)
     mg = np.array([p[0] for p in pts])
-    for (name, rows), style in zip(curves.items(), ("o-k", "s--", "^--", "v--")):
+    for (name, rows), style in zip(curves.items(), styles):
         m, e = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
         ax.errorbar(mg, m, e, fmt=style, label=name, capsize=3, ms=5)
     ax.axvline(held[0], color="0.6", ls=":", label=f"held out (m_gluino={held[0]:g} GeV)")

@@ -142,6 +142,21 @@ def test_bench_figure3_table(tmp_path, monkeypatch, capsys):
     sm = event_observables(val.images[0::2])["summed_mass"]  # toy_events alternates the two points
     assert f"1000/400 n=4: Pythia 8 + detector: {sm.mean():.1f} ± {sm.std(ddof=1) / 2:.1f}; dcgan (run):" in out
     assert (tmp_path / "figure3_t.png").stat().st_size > 1000
+    # four generators: all five curves in the table (the plot styles used to stop at three generators)
+    cks = []
+    for i in range(4):
+        (tmp_path / f"run{i}").mkdir()
+        cks.append(str(tmp_path / f"run{i}" / "best.pt"))
+        gen.save(cks[-1])
+    figs = []
+    real_png = bench.figure_png_base64
+    monkeypatch.setattr(bench, "figure_png_base64", lambda fig: figs.append(fig) or real_png(fig))
+    bench.figure3(argparse.Namespace(workdir=str(tmp_path), tag="_t4", checkpoints=cks))
+    out = capsys.readouterr().out
+    assert all(out.count(f"dcgan (run{i}):") == 3 for i in range(4))  # 3 mass points × 4 generators
+    assert len(figs[0].axes[0].containers) == 5  # Pythia + 4 error-bar curves drawn (three before: zip of 4 styles)
+    with pytest.raises(ValueError, match="figure3 --checkpoints: expected at most 5 generators, found 6"):
+        bench.figure3(argparse.Namespace(workdir=str(tmp_path), tag="_t6", checkpoints=cks + cks[:2]))
 
 
 def test_bench_augment_is_phi_roll_and_eta_mirror():
