@@ -4,6 +4,8 @@ pile-up GAN and overlay.  Prints the figures measured in one run on this machine
     python benchmarks/bench_events.py speed
     python benchmarks/bench_events.py interpolation --minutes 6
     python benchmarks/bench_events.py interpolation --minutes 6 --family events_fm --lr 2e-3 --eval-every 250
+    python benchmarks/bench_events.py interpolation --steps 3000 --minutes 40 --lr-schedule cosine --family events_fm \
+        --lr 2e-3 --eval-every 400
     python benchmarks/bench_events.py pileup --minutes 8 --mu 20
     python benchmarks/bench_events.py figure3 --train-masses 1000:400,1100:400,1300:400,1400:400 --n 1500 \
         --n-val 250 --n-test 1000 --data-seed 201 --checkpoints DCGAN.pt,FM.pt
@@ -76,8 +78,34 @@ def _augment(x: torch.Tensor, shape, generator: torch.Generator) -> torch.Tensor
     return img.reshape(b, -1)
 
 
+def cosine_lr(lr: float, k: int, n: int) -> float:
+    """Learning rate of optimiser step ``k`` (0-based) of ``n`` under the cosine decay without restarts
+    of Loshchilov & Hutter, "SGDR" (arXiv:1608.03983), to zero: ``lr · ½ (1 + cos(π k / n))``
+    (``lr`` at the first step, ``lr / 2`` half-way, ``lr · ½(1 − cos(π / n))`` at the last).
+
+    >>> [round(cosine_lr(2e-3, k, 4), 8) for k in range(5)]
+    [0.002, 0.00170711, 0.001, 0.00029289, 0.0]
+    """
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"cosine_lr: expected 0 <= step <= n with n > 0, found step {k}, n {n}")
+    return float(lr * 0.5 * (1.0 + np.cos(np.pi * k / n)))
+
+
 def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, lr=2e-4, init_state=None, ema=0.0,
-           augment=False):
+           augment=False, steps=None, lr_schedule="constant", log=None):
+    """Train ``family`` on ``data``; every ``eval_every`` steps (and at the end) the KS selection
+    score on ``val`` picks the kept weights.  Stops after ``minutes`` of wall clock or, with
+    ``steps``, after exactly that many optimiser steps (``minutes`` then only a safety stop).
+    ``lr_schedule="cosine"`` (needs ``steps``): :func:`cosine_lr` set on every optimiser of
+    ``model.configure_optimizers`` (the GAN's two) before each step, through
+    ``torch.optim.lr_scheduler.LambdaLR``.  ``log``, a dict, receives ``steps`` (done),
+    ``history`` [(step, score)] and ``lr`` [(step, {optimiser: lr used at that step})]."""
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', found {lr_schedule!r}")
+    if steps is not None and steps <= 0:
+        raise ValueError(f"steps: expected a positive number of optimiser steps, found {steps}")
+    if lr_schedule == "cosine" and steps is None:
+        raise ValueError("lr_schedule 'cosine' needs a step budget (steps / --steps), found none")
     torch.manual_seed(seed)
     cfg = TrainConfig(family=family, model=model_kw, conditions=conditions, batch_size=32, lr=lr, seed=seed)
     DOMAIN.check(data, cfg)
@@ -93,15 +121,21 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
     x = torch.from_numpy(DOMAIN.features(pre, data, np.random.default_rng(seed)))
     c = torch.from_numpy(DOMAIN.conditions(pre, data))
     opts = model.configure_optimizers(cfg.lr, 0.0)
+    scheds = ([torch.optim.lr_scheduler.LambdaLR(o, lambda k: cosine_lr(1.0, k, steps)) for o in opts.values()]
+              if lr_schedule == "cosine" else [])
+    lr_log = []
     rng = np.random.default_rng(seed)
     aug_gen = torch.Generator().manual_seed(seed + 1)
     best, best_state, step, t0, history = np.inf, None, 0, time.perf_counter(), []
-    while time.perf_counter() - t0 < 60 * minutes:
+    while time.perf_counter() - t0 < 60 * minutes and (steps is None or step < steps):
         for idx in np.array_split(rng.permutation(len(x)), max(len(x) // cfg.batch_size, 1)):
             model.train()
             xb = _augment(x[idx], pre.image_shape, aug_gen) if augment else x[idx]
+            lr_log.append((step, {name: o.param_groups[0]["lr"] for name, o in opts.items()}))
             model.training_step(xb, c[idx], opts, step, cfg.grad_clip)
             step += 1
+            for sch in scheds:  # the rate of the next step
+                sch.step()
             if ema > 0:
                 with torch.no_grad():
                     for pa, pm in zip(avg.parameters(), model.parameters()):
@@ -113,8 +147,11 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
                 history.append((step, round(score, 2)))
                 if score < best:
                     best, best_state = score, copy.deepcopy(avg.state_dict())
-            if time.perf_counter() - t0 >= 60 * minutes:
+            if time.perf_counter() - t0 >= 60 * minutes or step == steps:
                 break
+    if steps is not None and step < steps:
+        print(f"  warning: the {minutes:g}-minute safety stop ended training at step {step} of --steps {steps}"
+              + (f" (lr {lr_log[-1][1]} at the last step, not decayed to 0)" if scheds and lr_log else ""))
     if step % eval_every:  # the weights at the end of the budget are a candidate too
         score = DOMAIN.selection_score(sel, val, seed=seed)
         history.append((step, round(score, 2)))
@@ -124,6 +161,12 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
         avg.load_state_dict(best_state)
     print(f"  {family}: {step} steps in {time.perf_counter() - t0:.0f} s; best validation KS score {best:.2f}; "
           f"history (step, score) {history}")
+    if scheds:
+        at = sorted({0, *(s for s, _ in history if s < step), step - 1})
+        print(f"  lr ({lr_schedule}, {steps} steps) at step " + ", ".join(
+            f"{s}: {lr_log[s][1][next(iter(opts))]:.3g}" for s in at))
+    if log is not None:
+        log.update(steps=step, history=history, lr=lr_log)
     return sel
 
 
@@ -319,7 +362,7 @@ def interpolation(args):
         sel_val = val.subset(np.sort(keep))
         print(f"  selection on {len(sel_val)} of the {len(val)} validation events")
     gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, 0, model_kw, lr=args.lr,
-                 augment=args.augment)
+                 augment=args.augment, steps=args.steps, lr_schedule=args.lr_schedule)
     out = Path(args.workdir) / f"interp_report_{args.family}{args.tag}"
     out.mkdir(exist_ok=True)
     gen.save(out / "best.pt")  # for sampling scans afterwards (hepgen sample, steps/solver)
@@ -515,6 +558,10 @@ def figure3(args):
     each stored generator of ``--checkpoints``, at the training points (the validation events'
     conditions) and at the held-out point (the test events'); the held-out point is marked.
     Writes ``figure3<tag>.png`` into ``--workdir`` and prints the table."""
+    styles = ("o-k", "s--", "^--", "v--", "D--", "P--")  # Pythia, then up to five generators
+    if len(args.checkpoints) > len(styles) - 1:
+        raise ValueError(f"figure3 --checkpoints: expected at most {len(styles) - 1} generators, found "
+                         f"{len(args.checkpoints)}")
     _, held, _, val, test = _interp_data(Path(args.workdir), args)
     real = EventImages.concatenate([val, test])
     pts = sorted({tuple(p) for p in real.conditions[:, :2].tolist()})
@@ -534,7 +581,7 @@ def figure3(args):
     fig = Figure(figsize=(6, 4.2))
     ax = fig.add_subplot(1, 1, 1)
     mg = np.array([p[0] for p in pts])
-    for (name, rows), style in zip(curves.items(), ("o-k", "s--", "^--", "v--")):
+    for (name, rows), style in zip(curves.items(), styles):
         m, e = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
         ax.errorbar(mg, m, e, fmt=style, label=name, capsize=3, ms=5)
     ax.axvline(held[0], color="0.6", ls=":", label=f"held out (m_gluino={held[0]:g} GeV)")
@@ -560,6 +607,10 @@ def main():
     ap.add_argument("--workdir", default=os.environ.get("HEPGEN_BENCH_DIR", "/tmp/hepgen_bench_events"))
     ap.add_argument("--n", type=int, default=300, help="events per mass point / pile-up images (training)")
     ap.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="interpolation: train exactly this many optimiser steps (--minutes stays as a safety stop)")
+    ap.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                    help="interpolation: learning rate per step; cosine: lr * (1 + cos(pi k / --steps)) / 2")
     ap.add_argument("--eval-every", type=int, default=40, help="steps between KS-score evaluations")
     ap.add_argument("--filters", type=int, default=16, help="base filter count (DCGAN; events_fm: the U-Net base width)")
     ap.add_argument("--family", default="dcgan")

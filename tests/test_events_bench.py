@@ -142,6 +142,21 @@ def test_bench_figure3_table(tmp_path, monkeypatch, capsys):
     sm = event_observables(val.images[0::2])["summed_mass"]  # toy_events alternates the two points
     assert f"1000/400 n=4: Pythia 8 + detector: {sm.mean():.1f} ± {sm.std(ddof=1) / 2:.1f}; dcgan (run):" in out
     assert (tmp_path / "figure3_t.png").stat().st_size > 1000
+    # four generators: all five curves in the table (the plot styles used to stop at three generators)
+    cks = []
+    for i in range(4):
+        (tmp_path / f"run{i}").mkdir()
+        cks.append(str(tmp_path / f"run{i}" / "best.pt"))
+        gen.save(cks[-1])
+    figs = []
+    real_png = bench.figure_png_base64
+    monkeypatch.setattr(bench, "figure_png_base64", lambda fig: figs.append(fig) or real_png(fig))
+    bench.figure3(argparse.Namespace(workdir=str(tmp_path), tag="_t4", checkpoints=cks))
+    out = capsys.readouterr().out
+    assert all(out.count(f"dcgan (run{i}):") == 3 for i in range(4))  # 3 mass points × 4 generators
+    assert len(figs[0].axes[0].containers) == 5  # Pythia + 4 error-bar curves drawn (three before: zip of 4 styles)
+    with pytest.raises(ValueError, match="figure3 --checkpoints: expected at most 5 generators, found 6"):
+        bench.figure3(argparse.Namespace(workdir=str(tmp_path), tag="_t6", checkpoints=cks + cks[:2]))
 
 
 def test_bench_augment_is_phi_roll_and_eta_mirror():
@@ -159,3 +174,60 @@ def test_bench_augment_is_phi_roll_and_eta_mirror():
     assert not torch.equal(x, y)
     # roll then mirror commute with the sums: total per image unchanged
     assert torch.allclose(x.sum(1), y.sum(1), rtol=1e-6)
+
+
+def test_bench_cosine_lr_closed_form():
+    # lr · ½(1 + cos(π k / N)) by hand for N = 8: cos(π/4) = 0.70710678, cos(7π/8) = −0.92387953
+    want = {0: 1e-3, 2: 0.85355339e-3, 4: 0.5e-3, 6: 0.14644661e-3, 7: 0.03806023e-3, 8: 0.0}
+    for k, v in want.items():
+        assert bench.cosine_lr(1e-3, k, 8) == pytest.approx(v, rel=1e-7, abs=1e-15)
+    for k, n in ((-1, 8), (9, 8), (0, 0)):
+        with pytest.raises(ValueError, match=f"found step {k}, n {n}"):
+            bench.cosine_lr(1e-3, k, n)
+
+
+def _count_steps(monkeypatch):
+    from hepgen.models.dcgan import EventDCGAN
+    calls = []
+    inner = EventDCGAN.training_step
+
+    def counted(self, x, c, optimizers, step, grad_clip, scaler=None):
+        calls.append((step, {k: o.param_groups[0]["lr"] for k, o in optimizers.items()}))
+        return inner(self, x, c, optimizers, step, grad_clip, scaler)
+
+    monkeypatch.setattr(EventDCGAN, "training_step", counted)
+    return calls
+
+
+def test_bench_train_cosine_schedule_and_exact_steps(monkeypatch, capsys):
+    calls = _count_steps(monkeypatch)
+    data, val = toy_events(64, seed=11), toy_events(8, seed=12)  # batch 32: 2 steps per epoch, 8 steps = 4 epochs
+    log = {}
+    bench._train(data, val, "dcgan", [], 10.0, 3, 0, {"noise_dim": 8, "filters": 4}, lr=1e-3, steps=8,
+                 lr_schedule="cosine", log=log)
+    # exactly 8 optimiser steps (counted at the model), selection at 3, 6 and the end (8)
+    assert [s for s, _ in calls] == list(range(8)) and log["steps"] == 8
+    assert [s for s, _ in log["history"]] == [3, 6, 8]
+    # the rates both GAN optimisers had during steps 0, 2, 4, 6, 7: the hand-worked cosine of N = 8
+    want = {0: 1e-3, 2: 0.85355339e-3, 4: 0.5e-3, 6: 0.14644661e-3, 7: 0.03806023e-3}
+    for k, v in want.items():
+        assert set(calls[k][1]) == {"generator", "critic"}
+        for name in ("generator", "critic"):
+            assert calls[k][1][name] == pytest.approx(v, rel=1e-6)
+        assert log["lr"][k] == calls[k]
+    assert "lr (cosine, 8 steps) at step 0: 0.001, 3: 0.000691, 6: 0.000146, 7: 3.81e-05" in capsys.readouterr().out
+
+
+def test_bench_train_steps_constant_and_bad_schedule(monkeypatch):
+    calls = _count_steps(monkeypatch)
+    data, val = toy_events(64, seed=11), toy_events(8, seed=12)
+    log = {}
+    bench._train(data, val, "dcgan", [], 10.0, 100, 0, {"noise_dim": 8, "filters": 4}, lr=1e-3, steps=5, log=log)
+    assert len(calls) == 5 and log["steps"] == 5 and log["history"] == [(5, log["history"][0][1])]
+    assert all(lr == {"generator": 1e-3, "critic": 1e-3} for _, lr in calls)  # the default schedule: constant
+    with pytest.raises(ValueError, match="lr_schedule 'cosine' needs a step budget"):
+        bench._train(data, val, "dcgan", [], 10.0, 3, 0, {}, lr_schedule="cosine")
+    with pytest.raises(ValueError, match="lr_schedule: expected 'constant' or 'cosine', found 'step'"):
+        bench._train(data, val, "dcgan", [], 10.0, 3, 0, {}, steps=4, lr_schedule="step")
+    with pytest.raises(ValueError, match="steps: expected a positive number of optimiser steps, found 0"):
+        bench._train(data, val, "dcgan", [], 10.0, 3, 0, {}, steps=0)
