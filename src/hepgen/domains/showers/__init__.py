@@ -56,7 +56,7 @@ def model_hparams(config, geometry) -> dict:
     """
     sizes = layer_sizes(geometry)
     # with occupancy the energy features are the layer fractions and the layers' lit-cell counts
-    n_energy = len(sizes) * (2 if getattr(config, "occupancy", False) else 1)
+    n_energy = len(sizes) * (2 if config.occupancy else 1)
     return with_derived_hparams(config.family, config.model, {"n_layers": n_energy, "layer_sizes": sizes})
 
 
