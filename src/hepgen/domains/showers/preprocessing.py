@@ -23,7 +23,7 @@ which density models train well, and back.  It follows the CaloFlow recipe:
    it are out of the flow's reach and the generated outer bins stay nearly empty.
 
 6. Optionally (``occupancy``, issue 14), ``n_layers`` more energy features: each layer's number
-   of lit cells k (voxels above ``threshold``), dequantised as ``(k + U(0, 1)) / (n_cells + 1)``,
+   of lit cells k (voxels at or above ``threshold``), dequantised as ``(k + U(0, 1)) / (n_cells + 1)``,
    after the energy fractions.  The energy flow then learns the lit-cell counts jointly with the
    layer energies, the shape flow sees them among its conditions, and the inverse keeps the k
    largest cells of each layer (k at most the layer energy over the threshold), renormalised to
@@ -261,7 +261,8 @@ class ShowerPreprocessor:
         shapes = np.concatenate([l / l.sum(axis=1, keepdims=True) for l in layers], axis=1)
         parts = [u, shapes]
         if self.occupancy:  # lit cells of the showers as given (before the dequantisation noise)
-            lit = np.stack([(l > self.threshold).sum(axis=1) for l in self._split(raw)], axis=1)
+            # lit as the inverse keeps cells: at or above the threshold
+            lit = np.stack([(l >= self.threshold).sum(axis=1) for l in self._split(raw)], axis=1)
             sizes = np.asarray(self.layer_sizes, dtype=np.float64)
             parts.insert(1, (lit + rng.uniform(0.0, 1.0, size=lit.shape)) / (sizes + 1.0))
         return np.clip(np.concatenate(parts, axis=1), 0.0, 1.0)
