@@ -6,7 +6,7 @@ import pytest
 from hepgen.config import TrainConfig, apply_overrides
 from hepgen.data.geometry import CylindricalBinning
 from hepgen.domains.showers import ShowerDomain, model_hparams
-from hepgen.domains.showers.preprocessing import ShowerPreprocessor, keep_largest
+from hepgen.domains.showers.preprocessing import ShowerPreprocessor, _expit, _logit, keep_largest
 from hepgen.simulate.calorimeter import simulate_dataset
 
 # two layers of 4 cells; threshold 0.01 MeV
@@ -42,7 +42,7 @@ def test_inverse_keeps_the_k_largest_cells_renormalised_to_the_layer_energy():
     # smear row 1's layer 0 (4 lit cells of 1 MeV) ... and ask for 2 lit cells: the 2 largest shares stay
     unit[1, 4:8] = [0.4, 0.3, 0.2, 0.1]
     unit[1, 2] = 2.5 / 5.0
-    z = np.log(pre.alpha + (1 - 2 * pre.alpha) * unit) - np.log1p(-(pre.alpha + (1 - 2 * pre.alpha) * unit))
+    z = _logit(unit, pre.alpha)
     feats[1] = (z[1] - pre.feat_mean) / pre.feat_std
     back = pre.inverse(feats, E_INC)
     # layer 0 of row 1 carries its 4 MeV (+ noise) in its two largest cells, in the ratio 0.4 : 0.3
@@ -123,8 +123,8 @@ def test_caloflow_with_occupancy_trains_samples_and_exports(tmp_path):
     ref = gen.preprocessor.inverse(feats, e)
     # each layer: the drawn count, capped by the energy (no cell below the threshold), or fewer only where
     # float rounding puts a cell at the threshold on the other side (numpy float64 vs torch float32)
-    x = np.clip(0.5 * (1 + np.tanh(0.5 * (feats.astype(np.float64) * gen.preprocessor.feat_std
-                                          + gen.preprocessor.feat_mean))), 0, 1)
+    x = _expit(feats.astype(np.float64) * gen.preprocessor.feat_std + gen.preprocessor.feat_mean,
+               gen.preprocessor.alpha)
     drawn = gen.preprocessor.lit_cells_of(x[:, 3:6])
     lit = np.stack([(ref[:, s] > 0).sum(axis=1) for s in geometry.layer_slices], axis=1)
     assert (lit <= drawn).all() and (lit == drawn).mean() > 0.9

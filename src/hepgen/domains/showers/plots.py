@@ -418,17 +418,14 @@ def plot_lit_cells(path, lc: dict, max_panels: int = 12):
     quantiles (50, 90, 99 %) in the reference's log bins, one panel per layer (the first
     ``max_panels`` layers with bins); each title gives the fraction of showers above the
     reference's 99th percentile (metrics ``lit_cells``, docs/metrics.md)."""
-    edges = np.asarray([[np.nan if v is None else v for v in row] for row in lc["edges_mev"]], dtype=float)
+    # metrics.json's nulls (layers without bins, empty bins) become NaN in a float array
+    edges = np.asarray(lc["edges_mev"], dtype=float)
     layers = [k for k in range(len(edges)) if np.all(np.isfinite(edges[k]))][:max_panels]
     if not layers:
         return
     qs = lc["quantiles"]
-
-    def arr(x):
-        return np.asarray([[[np.nan if v is None else v for v in row] for row in q] for q in x], dtype=float)
-
-    qr, qg = arr(lc["real"]["quantiles"]), arr(lc["generated"]["quantiles"])
-    above = lc.get("above_real_q99") or {}
+    qr, qg = (np.asarray(lc[s]["quantiles"], dtype=float) for s in ("real", "generated"))
+    above = lc.get("above_real_q99") or {"real": [None] * len(edges), "generated": [None] * len(edges)}
     ncol = min(4, len(layers))
     nrow = -(-len(layers) // ncol)
     styles = ("-", "--", ":")
@@ -445,7 +442,7 @@ def plot_lit_cells(path, lc: dict, max_panels: int = 12):
             ax.set_xscale("log")
             ax.set_xlabel(f"layer {k} energy [MeV]")
             ax.set_ylabel("lit cells")
-            fr, fg = (above.get("real") or [None] * (k + 1))[k], (above.get("generated") or [None] * (k + 1))[k]
+            fr, fg = above["real"][k], above["generated"][k]
             title = f"layer {k}"
             if fr is not None and fg is not None:
                 title += f": > ref. 99 %: {100 * fg:.1f} % (ref. {100 * fr:.1f} %)"
