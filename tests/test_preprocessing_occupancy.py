@@ -135,3 +135,63 @@ def test_caloflow_with_occupancy_trains_samples_and_exports(tmp_path):
     export_onnx(gen, tmp_path / "m.onnx")
     res = check_onnx(tmp_path / "m.onnx", gen, n=200, seed=1)
     assert res["ok"], res
+
+
+def test_fill_to_threshold_with_the_faint_cell_spectrum_by_hand():
+    from hepgen.domains.showers.preprocessing import LIFT_STEP, fill_to_threshold
+    # two faint cells, levels 0.25 and (0.25 + φ) mod 1 = 0.868...; quantiles 1, 2, 3 thresholds
+    out = fill_to_threshold(np.array([[0.004, 0.006, 0.05, 0.1, 0.0]]), 0.01, np.array([1.0, 2.0, 3.0]), np.array([0.25]))
+    t0 = 0.01 * 1.5                                           # pos 0.5: halfway from 1 to 2
+    pos1 = (0.25 + LIFT_STEP) * 2                             # 1.736...
+    t1 = 0.01 * (2.0 + (pos1 - 1.0))
+    keep = 1.0 - (0.01 + (t0 - 0.01) + (t1 - 0.01)) / 0.13    # deficit 0.01, extra, from excesses 0.04 + 0.09
+    np.testing.assert_allclose(out, [[t0, t1, 0.01 + 0.04 * keep, 0.01 + 0.09 * keep, 0.0]], rtol=1e-12)
+    assert out.sum() == pytest.approx(0.16, rel=1e-12)
+    # capped at the faintest cell above the threshold (0.02), and then only half of what that wants is
+    # there (0.005 above the deficit, 0.01 wanted): the raised cell gets thr + 0.5 × 0.01, the other thr
+    out = fill_to_threshold(np.array([[0.005, 0.02, 0.0]]), 0.01, np.array([1.0, 5.0, 9.0]), np.array([0.5]))
+    np.testing.assert_allclose(out, [[0.015, 0.01, 0.0]], rtol=1e-12)
+    # without quantiles: the threshold itself (the behaviour of checkpoints before lift_quantiles)
+    np.testing.assert_allclose(fill_to_threshold(np.array([[0.005, 0.02, 0.0]]), 0.01), [[0.01, 0.015, 0.0]], rtol=1e-12)
+
+
+def test_fitted_lift_quantiles_are_the_faintest_lit_cells_of_layers_with_two_or_more():
+    pre = ShowerPreprocessor([4, 4], occupancy=True).fit(SHOWERS, E_INC)
+    # layer 0: rows 1 (4 lit, faintest 1 MeV) and 2 (2 lit, faintest 0.5 MeV) -> 100, 50 thresholds;
+    # layer 1: only row 0 (3 lit, faintest 1 MeV) -> 100; the lowest level is the threshold itself
+    levels = np.linspace(0.0, 0.99, pre.lift_quantiles.shape[1])
+    want0 = np.quantile([100.0, 50.0], levels)
+    want0[0] = 1.0
+    np.testing.assert_allclose(pre.lift_quantiles[0], want0, rtol=1e-12)
+    assert pre.lift_quantiles[0, -1] == pytest.approx(99.5)
+    np.testing.assert_allclose(pre.lift_quantiles[1], np.r_[1.0, np.full(levels.size - 1, 100.0)])
+    state = pre.state_dict()
+    np.testing.assert_array_equal(ShowerPreprocessor.from_state(state).lift_quantiles, pre.lift_quantiles)
+    del state["lift_quantiles"]                                      # a checkpoint from before the field
+    assert ShowerPreprocessor.from_state(state).lift_quantiles is None
+    assert ShowerPreprocessor([4, 4]).fit(SHOWERS, E_INC).lift_quantiles is None
+
+
+def test_raised_cells_spread_over_the_faint_spectrum_and_the_torch_decoder_agrees():
+    import torch
+
+    from hepgen.domains.showers.inference import FeatureDecoder
+    rng = np.random.default_rng(7)
+    showers = rng.exponential(0.05, (400, 8)) * (rng.random((400, 8)) < 0.7)
+    e_inc = rng.uniform(5.0, 10.0, (400, 1))
+    pre = ShowerPreprocessor([4, 4], occupancy=True).fit(showers, e_inc)
+    assert pre.lift_quantiles[:, -1].min() > 3.0                     # a spectrum, not the threshold
+    feats = rng.normal(0.0, 1.0, (2000, pre.n_features)).astype(np.float32)
+    e = rng.uniform(5.0, 10.0, 2000)
+    lifted = pre.inverse(feats, e)
+    plain = ShowerPreprocessor.from_state({**pre.state_dict(), "lift_quantiles": None}).inverse(feats, e)
+    np.testing.assert_array_equal(lifted > 0, plain > 0)             # same lit cells ...
+    np.testing.assert_allclose(lifted.reshape(-1, 2, 4).sum(axis=2), plain.reshape(-1, 2, 4).sum(axis=2), rtol=1e-5)
+    at_thr = lambda x: np.isclose(x[x > 0], pre.threshold, rtol=1e-5).mean()
+    assert at_thr(plain) > 2 * at_thr(lifted)                       # ... and fewer of them at the threshold
+    with torch.no_grad():
+        got = FeatureDecoder(pre)(torch.from_numpy(feats), torch.tensor(e, dtype=torch.float32).reshape(-1, 1)).numpy()
+    flip = (got == 0) != (lifted == 0)
+    assert flip.mean() < 2e-3
+    close = np.isclose(got, lifted, rtol=1e-3, atol=1e-4)
+    assert close[~flip].mean() > 0.995                               # float32 vs float64 at the level wrap-around

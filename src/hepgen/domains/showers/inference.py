@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from hepgen.domains.showers.preprocessing import ShowerPreprocessor, incident_energy_array
+from hepgen.domains.showers.preprocessing import LIFT_STEP, ShowerPreprocessor, incident_energy_array
 from hepgen.domains.showers.spline_sampler import SplineCouplingSampler
 from hepgen.models import GenerativeModel
 from hepgen.models.flow import require_standard_normal_base
@@ -168,6 +168,10 @@ class FeatureDecoder(nn.Module):
         self.threshold = float(pre.threshold)
         self.register_buffer("feat_mean", torch.as_tensor(pre.feat_mean, dtype=torch.float32))
         self.register_buffer("feat_std", torch.as_tensor(pre.feat_std, dtype=torch.float32))
+        # occupancy: the faintest-lit-cell spectrum the raised cells take their energies from
+        self.lift = self.occupancy and pre.lift_quantiles is not None
+        if self.lift:
+            self.register_buffer("lift_quantiles", torch.as_tensor(pre.lift_quantiles, dtype=torch.float32))
         layer_of_voxel = np.repeat(np.arange(self.n_layers), self.layer_sizes)
         self.register_buffer("layer_of_voxel", torch.as_tensor(layer_of_voxel, dtype=torch.long))
         one_hot = np.zeros((pre.n_voxels, self.n_layers), dtype=np.float32)
@@ -203,13 +207,15 @@ class FeatureDecoder(nn.Module):
     def _lit_showers(self, shapes: torch.Tensor, occupancy: torch.Tensor, e_layer: torch.Tensor) -> torch.Tensor:
         """With occupancy: per layer the k largest shares, k = floor(o (n_cells + 1)) clipped to
         [0, n_cells] and to floor(E_layer / threshold), scaled to the layer energy, and the kept cells
-        below the threshold raised to it from the larger ones (``ShowerPreprocessor.inverse``:
-        :func:`keep_largest`, :func:`fill_to_threshold`)."""
+        below the threshold raised from the larger ones, to energies from the faintest-lit-cell
+        spectrum when the preprocessor has one (``ShowerPreprocessor.inverse``: :func:`keep_largest`,
+        :func:`fill_to_threshold`)."""
         out, start, thr = [], 0, self.threshold
         for layer, size in enumerate(self.layer_sizes):
             s = shapes[:, start : start + size]
             e = e_layer[:, layer : layer + 1]
-            k = torch.clamp(torch.floor(occupancy[:, layer : layer + 1] * (size + 1)), 0, size)
+            count = occupancy[:, layer : layer + 1] * (size + 1)
+            k = torch.clamp(torch.floor(count), 0, size)
             k = torch.minimum(k, torch.floor(e / thr + 1e-9)).long()
             ordered = torch.sort(s, dim=1, descending=True).values
             kth = torch.gather(ordered, 1, torch.clamp(k - 1, min=0))
@@ -222,8 +228,24 @@ class FeatureDecoder(nn.Module):
             deficit = torch.where(low, thr - cells, zero).sum(dim=1, keepdim=True)
             excess = torch.where(high, cells - thr, zero)
             total = excess.sum(dim=1, keepdim=True)
-            keep = (1.0 - deficit / torch.where(total > 0, total, torch.ones_like(total))).clamp(0.0, 1.0)
-            out.append(torch.where(low, torch.full_like(cells, thr), torch.where(high, thr + excess * keep, zero)))
+            target = torch.full_like(cells, thr)
+            if self.lift:
+                q = self.lift_quantiles[layer]
+                level = torch.remainder(count - torch.floor(count)
+                                        + (torch.cumsum(low.to(cells.dtype), dim=1) - 1.0) * LIFT_STEP, 1.0)
+                pos = level * (q.shape[0] - 1)
+                i0 = torch.clamp(torch.floor(pos), 0, q.shape[0] - 2)
+                index = i0.long()
+                target = thr * (q[index] + (pos - i0) * (q[index + 1] - q[index]))
+                faintest = torch.where(high, cells, torch.full_like(cells, float("inf"))).amin(dim=1, keepdim=True)
+                cap = torch.where(torch.isinf(faintest), torch.full_like(faintest, thr), faintest)
+                target = torch.minimum(torch.clamp(target, min=thr), cap)
+            extra = torch.where(low, target - thr, zero).sum(dim=1, keepdim=True)
+            share = torch.where(extra > 0, (total - deficit) / torch.where(extra > 0, extra, torch.ones_like(extra)),
+                                torch.ones_like(extra)).clamp(0.0, 1.0)
+            keep = (1.0 - (deficit + share * extra) / torch.where(total > 0, total, torch.ones_like(total))).clamp(0.0, 1.0)
+            lifted = thr + share * (target - thr)
+            out.append(torch.where(low, lifted, torch.where(high, thr + excess * keep, zero)))
             start += size
         showers = torch.cat(out, dim=1)
         return torch.where(showers < thr, torch.zeros_like(showers), showers)

@@ -29,7 +29,11 @@ which density models train well, and back.  It follows the CaloFlow recipe:
    largest cells of each layer (k at most the layer energy over the threshold), renormalised to
    the layer energy, and raises kept cells below the threshold to it with the energy of the
    larger ones (:func:`fill_to_threshold`), so that the layer keeps its energy and k lit cells.  A shape flow alone smeared
-   the energy of some low-energy layers over nearly every cell (docs/models.md).
+   the energy of some low-energy layers over nearly every cell (docs/models.md).  The raised cells
+   do not all go to the threshold itself (a spike in the cell spectrum): each gets an energy from
+   the training showers' spectrum of a layer's faintest lit cell (``lift_quantiles``, fitted with
+   ``occupancy``), at a quantile level taken from the fractional part of the dequantised count,
+   capped at the layer's faintest cell above the threshold.
 
 Conditions are ``log(E_inc)`` and any extra conditions (angle, impact position),
 standardised with fitted statistics.
@@ -50,7 +54,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["ShowerPreprocessor", "features_rows", "fill_to_threshold", "incident_energy_array", "keep_largest"]
+__all__ = ["LIFT_QUANTILES", "LIFT_STEP", "ShowerPreprocessor", "features_rows", "fill_to_threshold", "incident_energy_array", "keep_largest"]
+
+
+LIFT_STEP = 0.5 * (np.sqrt(5.0) - 1.0)  # golden-ratio step of the raised cells' quantile levels
+LIFT_QUANTILES = 33  # levels of the faintest-lit-cell spectrum kept by fit (occupancy)
 
 
 def _logit(x: np.ndarray, alpha: float) -> np.ndarray:
@@ -90,14 +98,26 @@ def keep_largest(shares: np.ndarray, k: np.ndarray) -> np.ndarray:
     return np.where((shares >= kth) & (k > 0), shares, 0.0)
 
 
-def fill_to_threshold(cells: np.ndarray, threshold: float) -> np.ndarray:
+def fill_to_threshold(cells: np.ndarray, threshold: float, quantiles: np.ndarray | None = None,
+                      phase: np.ndarray | None = None) -> np.ndarray:
     """Raise every non-zero cell below ``threshold`` to it, taking the energy from the cells above
     it in proportion to their excess over it, so that each row keeps its sum and its lit cells.
     ``(N, M)`` MeV → ``(N, M)`` MeV.  Needs ``row sum ≥ threshold × lit cells`` (the inverse caps the
     count so); a row without cells above the threshold then has all its cells at the threshold.
 
+    With ``quantiles`` (``(Q,)``, a quantile function on the levels ``linspace(0, 1, Q)`` in units
+    of the threshold, non-decreasing, ``quantiles[0] = 1``) and ``phase`` (``(N,)`` in ``[0, 1)``),
+    the j-th raised cell of row i (in cell order) is raised to ``threshold × quantile(level)``
+    (linear interpolation) at ``level = (phase[i] + j φ) mod 1``, φ = (√5 − 1)/2 (a golden-ratio
+    sequence: distinct levels for several cells of a row), capped at the row's faintest cell above
+    the threshold; as far as the energy above the threshold allows (otherwise all raised cells
+    give up the same share of their part above the threshold).  Sums and lit cells are kept.
+
     >>> fill_to_threshold(np.array([[0.005, 0.02, 0.075, 0.0]]), 0.01)   # deficit 0.005 from excesses 0.01, 0.065
     array([[0.01      , 0.01933333, 0.07066667, 0.        ]])
+    >>> q = np.array([1.0, 1.5, 2.0])                                    # level 0.5 → 1.5 × threshold
+    >>> fill_to_threshold(np.array([[0.005, 0.02, 0.075, 0.0]]), 0.01, q, np.array([0.5]))
+    array([[0.015     , 0.01866667, 0.06633333, 0.        ]])
     """
     cells = np.asarray(cells, dtype=np.float64)
     low = (cells > 0) & (cells < threshold)
@@ -105,8 +125,21 @@ def fill_to_threshold(cells: np.ndarray, threshold: float) -> np.ndarray:
     deficit = np.where(low, threshold - cells, 0.0).sum(axis=1, keepdims=True)
     excess = np.where(high, cells - threshold, 0.0)
     total = excess.sum(axis=1, keepdims=True)
-    keep = 1.0 - np.divide(deficit, total, out=np.zeros_like(total), where=total > 0)
-    return np.where(low, threshold, np.where(high, threshold + excess * np.clip(keep, 0.0, 1.0), 0.0))
+    target = np.full_like(cells, threshold)
+    if quantiles is not None:
+        q = np.asarray(quantiles, dtype=np.float64)
+        level = (np.asarray(phase, dtype=np.float64).reshape(-1, 1) + (np.cumsum(low, axis=1) - 1) * LIFT_STEP) % 1.0
+        pos = level * (len(q) - 1)
+        i0 = np.clip(np.floor(pos).astype(np.int64), 0, len(q) - 2)
+        target = threshold * (q[i0] + (pos - i0) * (q[i0 + 1] - q[i0]))
+        faintest = np.where(high, cells, np.inf).min(axis=1, keepdims=True)
+        target = np.clip(target, threshold, np.where(np.isfinite(faintest), faintest, threshold))
+    extra = np.where(low, target - threshold, 0.0).sum(axis=1, keepdims=True)
+    # the share of the wanted energy above the threshold that the cells above it can give
+    share = np.clip(np.divide(total - deficit, extra, out=np.ones_like(extra), where=extra > 0), 0.0, 1.0)
+    keep = 1.0 - np.divide(deficit + share * extra, total, out=np.zeros_like(total), where=total > 0)
+    lifted = threshold + share * (target - threshold)
+    return np.where(low, lifted, np.where(high, threshold + excess * np.clip(keep, 0.0, 1.0), 0.0))
 
 
 def features_rows(n_voxels: int) -> int:
@@ -163,6 +196,11 @@ class ShowerPreprocessor:
         occupancy: False (the default, as in checkpoints written before it existed) or True:
             the lit-cell count of each layer is a feature too, and the inverse keeps that many
             cells (step 6 above).
+        lift_quantiles: fitted with ``occupancy``: ``(n_layers, LIFT_QUANTILES)``, per layer the
+            quantile function (levels ``linspace(0, 1, Q)``, the top one the 99 % quantile) of the
+            faintest lit cell's energy in units of ``threshold``, over training layers with at least
+            two lit cells; None (checkpoints written before it existed) raises kept cells to the
+            threshold itself.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -190,6 +228,7 @@ class ShowerPreprocessor:
     feat_std: np.ndarray | None = field(default=None, repr=False)
     cond_mean: np.ndarray | None = field(default=None, repr=False)
     cond_std: np.ndarray | None = field(default=None, repr=False)
+    lift_quantiles: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.layer_sizes = [int(s) for s in self.layer_sizes]
@@ -300,16 +339,31 @@ class ShowerPreprocessor:
             True
         """
         top, cond, step = 0.0, _Moments(), features_rows(self.n_voxels)
+        faintest: list[list[np.ndarray]] = [[] for _ in self.layer_sizes]  # occupancy: per layer, per slice
         for showers, energies, conditions in chunks():
             e_inc = np.asarray(energies, dtype=np.float64).reshape(-1)
             for i in range(0, e_inc.size, step):
-                e_dep = np.asarray(showers[i:i + step], dtype=np.float64).sum(axis=1)
-                top = max(top, float((e_dep / e_inc[i:i + step]).max()))
+                rows = np.asarray(showers[i:i + step], dtype=np.float64)
+                top = max(top, float((rows.sum(axis=1) / e_inc[i:i + step]).max()))
+                if self.occupancy:
+                    for l, cells in enumerate(self._split(rows)):
+                        lit = cells >= self.threshold
+                        two = lit.sum(axis=1) >= 2
+                        faintest[l].append(np.where(lit, cells, np.inf)[two].min(axis=1) / self.threshold)
             if e_inc.size:
                 cond.add(self.raw_conditions(energies, conditions))
         if cond.n == 0:
             raise ValueError("ShowerPreprocessor.fit_chunks: expected showers, found none")
         self.scale = float(1.5 * max(top, 1e-6))
+        if self.occupancy:
+            levels = np.linspace(0.0, 0.99, LIFT_QUANTILES)
+            table = np.ones((self.n_layers, LIFT_QUANTILES))
+            for l, parts in enumerate(faintest):
+                values = np.concatenate(parts)
+                if values.size:  # a layer never lit in two cells keeps the threshold itself
+                    table[l] = np.maximum.accumulate(np.quantile(values, levels))
+            table[:, 0] = 1.0
+            self.lift_quantiles = table
         rng, feat, top_feat = np.random.default_rng(seed), _Moments(), None
         for showers, energies, _ in chunks():
             for i in range(0, len(showers), features_rows(self.n_voxels)):
@@ -356,6 +410,8 @@ class ShowerPreprocessor:
             remaining = remaining - e_layer[:, l]
         e_layer[:, -1] = remaining
         lit = self.lit_cells_of(x[:, L : 2 * L]) if self.occupancy else None
+        if lit is not None:  # the fractional part of the dequantised count: U(0, 1) in training
+            phase = np.mod(x[:, L : 2 * L] * (np.asarray(self.layer_sizes) + 1.0), 1.0)
         out = []
         for l, s in enumerate(self._split(shapes)):
             e = e_layer[:, l : l + 1]
@@ -363,7 +419,10 @@ class ShowerPreprocessor:
                 s = keep_largest(s, np.minimum(lit[:, l], np.floor(e[:, 0] / self.threshold + 1e-9)))
             norm = s.sum(axis=1, keepdims=True)
             cells = np.divide(s, norm, out=np.zeros_like(s), where=norm > 0) * e
-            out.append(fill_to_threshold(cells, self.threshold) if lit is not None else cells)
+            if lit is not None:
+                q = None if self.lift_quantiles is None else self.lift_quantiles[l]
+                cells = fill_to_threshold(cells, self.threshold, q, phase[:, l])
+            out.append(cells)
         showers = np.concatenate(out, axis=1)
         showers[showers < self.threshold] = 0.0
         return showers.astype(np.float32)
@@ -394,6 +453,7 @@ class ShowerPreprocessor:
             "alpha": self.alpha,
             "deposit_bound": self.deposit_bound,
             "occupancy": self.occupancy,
+            "lift_quantiles": None if self.lift_quantiles is None else np.asarray(self.lift_quantiles).tolist(),
             "scale": self.scale,
             "feat_mean": self.feat_mean.tolist(),
             "feat_std": self.feat_std.tolist(),
@@ -406,6 +466,8 @@ class ShowerPreprocessor:
         arrays = {k: np.asarray(state[k], dtype=np.float64) for k in ("feat_mean", "feat_std", "cond_mean", "cond_std")}
         scalars = {k: state[k] for k in ("layer_sizes", "condition_names", "noise_level", "threshold", "alpha", "scale")}
         # checkpoints written before deposit_bound existed were standardised without it
-        # ... and without occupancy
+        # ... and without occupancy (and its lift_quantiles)
+        lift = state.get("lift_quantiles")
         return cls(**scalars, **arrays, deposit_bound=state.get("deposit_bound"),
-                   occupancy=bool(state.get("occupancy", False)))
+                   occupancy=bool(state.get("occupancy", False)),
+                   lift_quantiles=None if lift is None else np.asarray(lift, dtype=np.float64))
