@@ -209,46 +209,60 @@ class FeatureDecoder(nn.Module):
         [0, n_cells] and to floor(E_layer / threshold), scaled to the layer energy, and the kept cells
         below the threshold raised from the larger ones, to energies from the faintest-lit-cell
         spectrum when the preprocessor has one (``ShowerPreprocessor.inverse``: :func:`keep_largest`,
-        :func:`fill_to_threshold`)."""
-        out, start, thr = [], 0, self.threshold
+        :func:`fill_to_threshold`).  Layers of equal size are done at once as ``(B, L, n_cells)``."""
+        n_q = self.lift_quantiles.shape[1] if self.lift else 0
+        if self.equal_layers:
+            size = self.layer_sizes[0]
+            offset = torch.arange(self.n_layers, device=shapes.device).reshape(1, -1, 1) * n_q
+            cells = self._lit_cells(shapes.reshape(shapes.shape[0], self.n_layers, size),
+                                    (occupancy * (size + 1)).unsqueeze(2), e_layer.unsqueeze(2), offset)
+            return cells.reshape(shapes.shape[0], -1)
+        out, start = [], 0
         for layer, size in enumerate(self.layer_sizes):
-            s = shapes[:, start : start + size]
-            e = e_layer[:, layer : layer + 1]
-            count = occupancy[:, layer : layer + 1] * (size + 1)
-            k = torch.clamp(torch.floor(count), 0, size)
-            k = torch.minimum(k, torch.floor(e / thr + 1e-9)).long()
-            ordered = torch.sort(s, dim=1, descending=True).values
-            kth = torch.gather(ordered, 1, torch.clamp(k - 1, min=0))
-            s = torch.where((s >= kth) & (k > 0), s, torch.zeros_like(s))
-            norm = s.sum(dim=1, keepdim=True)
-            cells = s / torch.where(norm > 0, norm, torch.ones_like(norm)) * e
-            low = (cells > 0) & (cells < thr)
-            high = cells >= thr
-            zero = torch.zeros_like(cells)
-            deficit = torch.where(low, thr - cells, zero).sum(dim=1, keepdim=True)
-            excess = torch.where(high, cells - thr, zero)
-            total = excess.sum(dim=1, keepdim=True)
-            target = torch.full_like(cells, thr)
-            if self.lift:
-                q = self.lift_quantiles[layer]
-                level = torch.remainder(count - torch.floor(count)
-                                        + (torch.cumsum(low.to(cells.dtype), dim=1) - 1.0) * LIFT_STEP, 1.0)
-                pos = level * (q.shape[0] - 1)
-                i0 = torch.clamp(torch.floor(pos), 0, q.shape[0] - 2)
-                index = i0.long()
-                target = thr * (q[index] + (pos - i0) * (q[index + 1] - q[index]))
-                faintest = torch.where(high, cells, torch.full_like(cells, float("inf"))).amin(dim=1, keepdim=True)
-                cap = torch.where(torch.isinf(faintest), torch.full_like(faintest, thr), faintest)
-                target = torch.minimum(torch.clamp(target, min=thr), cap)
-            extra = torch.where(low, target - thr, zero).sum(dim=1, keepdim=True)
-            share = torch.where(extra > 0, (total - deficit) / torch.where(extra > 0, extra, torch.ones_like(extra)),
-                                torch.ones_like(extra)).clamp(0.0, 1.0)
-            keep = (1.0 - (deficit + share * extra) / torch.where(total > 0, total, torch.ones_like(total))).clamp(0.0, 1.0)
-            lifted = thr + share * (target - thr)
-            out.append(torch.where(low, lifted, torch.where(high, thr + excess * keep, zero)))
+            out.append(self._lit_cells(shapes[:, start : start + size], occupancy[:, layer : layer + 1] * (size + 1),
+                                       e_layer[:, layer : layer + 1], layer * n_q))
             start += size
-        showers = torch.cat(out, dim=1)
-        return torch.where(showers < thr, torch.zeros_like(showers), showers)
+        return torch.cat(out, dim=1)
+
+    def _lit_cells(self, s: torch.Tensor, count: torch.Tensor, e: torch.Tensor, offset) -> torch.Tensor:
+        """One layer (``s (B, n)``) or equal layers at once (``s (B, L, n)``): shares, dequantised counts
+        ``(..., 1)`` (times n_cells + 1), layer energies ``(..., 1)`` MeV → cells ``(..., n)`` MeV; ``offset``:
+        the layer's first row in the flattened ``lift_quantiles``."""
+        size, thr = s.shape[-1], self.threshold
+        k = torch.clamp(torch.floor(count), 0, size)
+        k = torch.minimum(k, torch.floor(e / thr + 1e-9)).long()
+        ordered = torch.sort(s, dim=-1, descending=True).values
+        kth = torch.gather(ordered, -1, torch.clamp(k - 1, min=0))
+        s = torch.where((s >= kth) & (k > 0), s, torch.zeros_like(s))
+        norm = s.sum(dim=-1, keepdim=True)
+        cells = s / torch.where(norm > 0, norm, torch.ones_like(norm)) * e
+        low = (cells > 0) & (cells < thr)
+        high = cells >= thr
+        zero = torch.zeros_like(cells)
+        deficit = torch.where(low, thr - cells, zero).sum(dim=-1, keepdim=True)
+        excess = torch.where(high, cells - thr, zero)
+        total = excess.sum(dim=-1, keepdim=True)
+        target = torch.full_like(cells, thr)
+        if self.lift:
+            q = self.lift_quantiles.reshape(-1)
+            n_q = self.lift_quantiles.shape[1]
+            level = torch.remainder(count - torch.floor(count)
+                                    + (torch.cumsum(low.to(cells.dtype), dim=-1) - 1.0) * LIFT_STEP, 1.0)
+            pos = level * (n_q - 1)
+            i0 = torch.clamp(torch.floor(pos), 0, n_q - 2)
+            index = i0.long() + offset
+            q0 = q[index]
+            target = thr * (q0 + (pos - i0) * (q[index + 1] - q0))
+            faintest = torch.where(high, cells, torch.full_like(cells, float("inf"))).amin(dim=-1, keepdim=True)
+            cap = torch.where(torch.isinf(faintest), torch.full_like(faintest, thr), faintest)
+            target = torch.minimum(torch.clamp(target, min=thr), cap)
+        extra = torch.where(low, target - thr, zero).sum(dim=-1, keepdim=True)
+        share = torch.where(extra > 0, (total - deficit) / torch.where(extra > 0, extra, torch.ones_like(extra)),
+                            torch.ones_like(extra)).clamp(0.0, 1.0)
+        keep = (1.0 - (deficit + share * extra) / torch.where(total > 0, total, torch.ones_like(total))).clamp(0.0, 1.0)
+        lifted = thr + share * (target - thr)
+        cells = torch.where(low, lifted, torch.where(high, thr + excess * keep, zero))
+        return torch.where(cells < thr, zero, cells)
 
 
 # --- the network part -----------------------------------------------------------------------
