@@ -504,12 +504,15 @@ def pileup(args):
 def _read_joined(spec: str, option: str) -> EventImages:
     """The event files of ``spec`` (one path or several, comma-separated) concatenated in that order.
 
-    The files must have been made with the same settings: one ``eta_max`` and, where recorded,
-    one generation/detector ``config`` attribute (else ``ValueError`` naming the option and file)."""
+    The files must have been made with the same settings: one ``eta_max`` and, where both files
+    record them, one generation/detector ``config`` and ``pileup`` mode (a file merged from chunk
+    files has no ``config``); else ``ValueError`` naming the option and file."""
     paths = [t.strip() for t in spec.split(",") if t.strip()]
     parts = [read_events(p) for p in paths]
     for p, d in zip(paths[1:], parts[1:]):
-        for key in ("eta_max", "config"):
+        for key in ("eta_max", "config", "pileup"):
+            if key != "eta_max" and (key not in d.attrs or key not in parts[0].attrs):
+                continue
             if str(d.attrs.get(key)) != str(parts[0].attrs.get(key)):
                 raise ValueError(f"overlay {option}: {p} has attribute {key!r} {d.attrs.get(key)!r}, expected "
                                  f"{parts[0].attrs.get(key)!r} (as {paths[0]}): files of one set must share settings")

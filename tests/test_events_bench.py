@@ -124,6 +124,14 @@ def test_bench_overlay_joins_comma_separated_files(tmp_path):
     args.pileup_test = f"{tmp_path / 'p1.h5'},{tmp_path / 'p3.h5'}"
     with pytest.raises(ValueError, match=r"overlay --pileup-test: .*p3.h5 has attribute 'eta_max' 3.0, expected 2.5"):
         bench.overlay(args)
+    # a recorded pile-up mode must agree; a file that does not record it (merged from chunks) still joins
+    other.attrs.update(eta_max=2.5, pileup="poisson")
+    write_events(tmp_path / "p4.h5", other)
+    te.attrs["pileup"] = "fixed"
+    write_events(tmp_path / "p5.h5", te.subset(slice(0, 7)))
+    with pytest.raises(ValueError, match=r"p4.h5 has attribute 'pileup' 'poisson', expected 'fixed'"):
+        bench._read_joined(f"{tmp_path / 'p5.h5'},{tmp_path / 'p4.h5'}", "--pileup-test")
+    assert len(bench._read_joined(f"{tmp_path / 'p1.h5'},{tmp_path / 'p4.h5'}", "--pileup-test")) == 10
 
 
 def test_bench_mass_points_and_interp_file_names(tmp_path, monkeypatch):
