@@ -10,6 +10,7 @@ pile-up GAN and overlay.  Prints the figures measured in one run on this machine
     python benchmarks/bench_events.py figure3 --train-masses 1000:400,1100:400,1300:400,1400:400 --n 1500 \
         --n-val 250 --n-test 1000 --data-seed 201 --checkpoints DCGAN.pt,FM.pt
     python benchmarks/bench_events.py overlay --mu 20 --hard HARD.h5 --pileup-test PU20.h5 --checkpoints a.pt,b.pt
+    python benchmarks/bench_events.py overlay --mu 20 --hard H1.h5,H2.h5 --pileup-test P1.h5,P2.h5 --checkpoints a.pt
 
 Data are simulated once into ``--workdir`` (kept for re-runs).  Training here is a plain loop
 over the event domain's methods (features → ``training_step``; every ``--eval-every`` steps the
@@ -500,18 +501,37 @@ def pileup(args):
     print(json.dumps(res))
 
 
+def _read_joined(spec: str, option: str) -> EventImages:
+    """The event files of ``spec`` (one path or several, comma-separated) concatenated in that order.
+
+    The files must have been made with the same settings: one ``eta_max`` and, where both files
+    record them, one generation/detector ``config`` and ``pileup`` mode (a file merged from chunk
+    files has no ``config``); else ``ValueError`` naming the option and file."""
+    paths = [t.strip() for t in spec.split(",") if t.strip()]
+    parts = [read_events(p) for p in paths]
+    for p, d in zip(paths[1:], parts[1:]):
+        for key in ("eta_max", "config", "pileup"):
+            if key != "eta_max" and (key not in d.attrs or key not in parts[0].attrs):
+                continue
+            if str(d.attrs.get(key)) != str(parts[0].attrs.get(key)):
+                raise ValueError(f"overlay {option}: {p} has attribute {key!r} {d.attrs.get(key)!r}, expected "
+                                 f"{parts[0].attrs.get(key)!r} (as {paths[0]}): files of one set must share settings")
+    return parts[0] if len(parts) == 1 else EventImages.concatenate(parts)
+
+
 def overlay(args):
     """Overlay several already-trained pile-up generators on one evaluation set (no training).
 
     ``--hard`` (signal events) and ``--pileup-test`` (Pythia pile-up images at ``--mu``, at least
-    as many) are external files; every checkpoint of ``--checkpoints`` samples as many pile-up
+    as many) are external files, each one path or several comma-separated ones that are joined in
+    order (:func:`_read_joined`); every checkpoint of ``--checkpoints`` samples as many pile-up
     images (conditions of the test file, seed ``--seed``) and is overlaid on the same hard events.
     The hard-alone and real-overlay observables are computed once and shared.  Prints, per
     generator, both shifts, their difference relative to the real shift with its paired error,
     and whether the 95 % interval of that difference lies within ±``--target`` %.
     """
-    hard = read_events(args.hard)
-    te = read_events(args.pileup_test)
+    hard = _read_joined(args.hard, "--hard")
+    te = _read_joined(args.pileup_test, "--pileup-test")
     n = min(args.n_hard or len(hard), len(hard))
     hard = hard.subset(slice(0, n))
     if len(te) < n:
@@ -653,13 +673,15 @@ def main():
     ap.add_argument("--n-images", type=int, default=1024, help="speed: images per timed call")
     ap.add_argument("--reps", type=int, default=5, help="speed: interleaved rounds")
     ap.add_argument("--n-fidelity", type=int, default=1000, help="speed: images per path for the fidelity check")
-    ap.add_argument("--hard", help="speed: hard events (h5) to overlay for the fidelity check; overlay: the hard events")
+    ap.add_argument("--hard", help="speed: hard events (h5) to overlay for the fidelity check; overlay: the hard events "
+                    "(several files: comma-separated, joined in order)")
     ap.add_argument("--reuse", action="store_true", help="pileup: load pileup_mu<mu><tag>.pt if it exists")
     ap.add_argument("--init", help="pileup: continue training from this checkpoint ({mu} is replaced by mu)")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="pileup: select and keep an exponential moving average of the weights (decay, e.g. 0.999)")
     ap.add_argument("--train-only", action="store_true", help="pileup: train and save, no overlay")
-    ap.add_argument("--pileup-test", help="overlay: Pythia pile-up images (h5) at --mu, one per hard event")
+    ap.add_argument("--pileup-test", help="overlay: Pythia pile-up images (h5) at --mu, one per hard event "
+                    "(several files: comma-separated, joined in order)")
     ap.add_argument("--checkpoints", type=lambda t: t.split(","), default=[],
                     help="overlay: pile-up generator checkpoints; figure3: event generators; comma-separated")
     ap.add_argument("--target", type=float, default=5.0, help="overlay: target on the shift difference, %%")

@@ -88,6 +88,52 @@ def test_bench_overlay_matches_overlay_shift(tmp_path):
         bench.overlay(args)
 
 
+def test_bench_overlay_joins_comma_separated_files(tmp_path):
+    # two hard files and two pile-up files joined in order give exactly the overlay of the joined events:
+    # overlay_shift on the concatenated images (written as one file by hepgen's writer, read back)
+    hard, te = toy_events(10, seed=5), _pileup_like(10, seed=6)
+    write_events(tmp_path / "h1.h5", hard.subset(slice(0, 4)))
+    write_events(tmp_path / "h2.h5", hard.subset(slice(4, 10)))
+    write_events(tmp_path / "p1.h5", te.subset(slice(0, 7)))
+    write_events(tmp_path / "p2.h5", te.subset(slice(7, 10)))
+    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4}, conditions=["mu"])
+    pre = DOMAIN.fit_preprocessor(te, cfg)
+    gen = DOMAIN.generator(DOMAIN.build_model(cfg, te, pre), pre, te, DOMAIN.meta(te, cfg))
+    gen.model.eval()
+    gen.save(tmp_path / "g.pt")
+    args = argparse.Namespace(hard=f"{tmp_path / 'h1.h5'},{tmp_path / 'h2.h5'}",
+                              pileup_test=f"{tmp_path / 'p1.h5'}, {tmp_path / 'p2.h5'}", n_hard=0, mu=[20],
+                              checkpoints=[str(tmp_path / "g.pt")], seed=7, target=5.0, figures=False,
+                              workdir=str(tmp_path), tag="_j")
+    bench.overlay(args)
+    got = json.loads((tmp_path / "overlay_mu20_j.json").read_text())
+    assert got["n"] == 10
+    joined = bench._read_joined(args.pileup_test, "--pileup-test")
+    np.testing.assert_array_equal(joined.images, te.images)
+    np.testing.assert_array_equal(bench._read_joined(args.hard, "--hard").images, hard.images)
+    fake = DOMAIN.from_payload(load_checkpoint(tmp_path / "g.pt"), "g.pt").sample_like(te, seed=7)
+    want = overlay_shift(hard, te, fake)
+    res = got["results"][str(tmp_path / "g.pt")]
+    for k in want:
+        assert res[k] == pytest.approx(want[k], rel=1e-9)
+    assert res["summed_mass"]["shift_real"] > 0
+    # files made with other settings are not joined
+    other = te.subset(slice(7, 10))
+    other.attrs["eta_max"] = 3.0
+    write_events(tmp_path / "p3.h5", other)
+    args.pileup_test = f"{tmp_path / 'p1.h5'},{tmp_path / 'p3.h5'}"
+    with pytest.raises(ValueError, match=r"overlay --pileup-test: .*p3.h5 has attribute 'eta_max' 3.0, expected 2.5"):
+        bench.overlay(args)
+    # a recorded pile-up mode must agree; a file that does not record it (merged from chunks) still joins
+    other.attrs.update(eta_max=2.5, pileup="poisson")
+    write_events(tmp_path / "p4.h5", other)
+    te.attrs["pileup"] = "fixed"
+    write_events(tmp_path / "p5.h5", te.subset(slice(0, 7)))
+    with pytest.raises(ValueError, match=r"p4.h5 has attribute 'pileup' 'poisson', expected 'fixed'"):
+        bench._read_joined(f"{tmp_path / 'p5.h5'},{tmp_path / 'p4.h5'}", "--pileup-test")
+    assert len(bench._read_joined(f"{tmp_path / 'p1.h5'},{tmp_path / 'p4.h5'}", "--pileup-test")) == 10
+
+
 def test_bench_mass_points_and_interp_file_names(tmp_path, monkeypatch):
     assert bench._masses("1000:400, 1100:400") == [(1000.0, 400.0), (1100.0, 400.0)]
     for bad in ("1000", "1000:400:1", "a:b", ""):
