@@ -11,6 +11,7 @@ pile-up GAN and overlay.  Prints the figures measured in one run on this machine
         --n-val 250 --n-test 1000 --data-seed 201 --checkpoints DCGAN.pt,FM.pt
     python benchmarks/bench_events.py overlay --mu 20 --hard HARD.h5 --pileup-test PU20.h5 --checkpoints a.pt,b.pt
     python benchmarks/bench_events.py overlay --mu 20 --hard H1.h5,H2.h5 --pileup-test P1.h5,P2.h5 --checkpoints a.pt
+    python benchmarks/bench_events.py overlay --mu 20 --hard H.h5 --pileup-test P.h5 --checkpoints a.pt --chunk 1024
 
 Data are simulated once into ``--workdir`` (kept for re-runs).  Training here is a plain loop
 over the event domain's methods (features → ``training_step``; every ``--eval-every`` steps the

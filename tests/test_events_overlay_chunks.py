@@ -105,12 +105,13 @@ def test_bench_overlay_in_chunks_equals_overlay_shift_on_the_whole(tmp_path, mon
     got = json.loads((tmp_path / "overlay_mu20_c3.json").read_text())
     assert got["n"] == 10 and got["chunk"] == 3
     res = got["results"][ck]
-    # Pythia side: exactly overlay_shift on all 10 hard events and the first 10 pile-up images at once
+    # Pythia side: overlay_shift on all 10 hard events and the first 10 pile-up images at once (to rounding: numpy
+    # sums an event's jet masses over the widest jet list of the batch, so the last bit may depend on the chunk)
     fake_whole = DOMAIN.from_payload(load_checkpoint(ck), ck).sample_like(te.subset(slice(0, 10)), seed=7)
     whole = overlay_shift(hard, te.subset(slice(0, 10)), fake_whole)
     for k in ("n_jets", "summed_mass"):
         for key in ("mean_hard", "shift_real", "shift_real_err"):
-            assert res[k][key] == whole[k][key], (k, key)
+            assert res[k][key] == pytest.approx(whole[k][key], rel=1e-12), (k, key)
     assert res["summed_mass"]["shift_real"] > 0
     # generator side: each chunk of 3 sampled with seed 7 + its first event, joined: overlay_shift on those images
     gen = DOMAIN.from_payload(load_checkpoint(ck), ck)
