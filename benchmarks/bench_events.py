@@ -11,6 +11,7 @@ pile-up GAN and overlay.  Prints the figures measured in one run on this machine
         --n-val 250 --n-test 1000 --data-seed 201 --checkpoints DCGAN.pt,FM.pt
     python benchmarks/bench_events.py overlay --mu 20 --hard HARD.h5 --pileup-test PU20.h5 --checkpoints a.pt,b.pt
     python benchmarks/bench_events.py overlay --mu 20 --hard H1.h5,H2.h5 --pileup-test P1.h5,P2.h5 --checkpoints a.pt
+    python benchmarks/bench_events.py overlay --mu 20 --hard H.h5 --pileup-test P.h5 --checkpoints a.pt --chunk 1024
 
 Data are simulated once into ``--workdir`` (kept for re-runs).  Training here is a plain loop
 over the event domain's methods (features → ``training_step``; every ``--eval-every`` steps the
@@ -36,7 +37,7 @@ from scipy import stats
 from hepgen._io import atomic_path
 from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig
-from hepgen.data.events import EventImages, read_events
+from hepgen.data.events import EventImages, event_file_header, read_events
 from hepgen.domains.events import DOMAIN, overlay_shift
 from hepgen.domains.events.evaluate import evaluate_events, overlay_shift_observables
 from hepgen.domains.events.inference import prepare_event_path
@@ -425,7 +426,7 @@ def _images_alone(o_real: dict, o_gen: dict) -> str:
     """The pile-up images themselves, Pythia vs generated (``event_observables`` of each)."""
     return (f"total energy {o_real['total_energy'].mean():.1f} vs {o_gen['total_energy'].mean():.1f} GeV; non-empty "
             f"pixels {(1 - o_real['sparsity']).mean() * 4096:.0f} vs {(1 - o_gen['sparsity']).mean() * 4096:.0f}; "
-            f"pixel energy mean {o_real['pixel_energy'].mean():.2f} vs {o_gen['pixel_energy'].mean():.2f} GeV")
+            f"pixel energy mean {_pixel_energy_mean(o_real):.2f} vs {_pixel_energy_mean(o_gen):.2f} GeV")
 
 
 def _pixel_floor(data) -> float:
@@ -501,22 +502,88 @@ def pileup(args):
     print(json.dumps(res))
 
 
-def _read_joined(spec: str, option: str) -> EventImages:
-    """The event files of ``spec`` (one path or several, comma-separated) concatenated in that order.
+def _joined_files(spec: str, option: str) -> tuple[list[str], list[int]]:
+    """The files of ``spec`` (one path or several, comma-separated) and their event counts, from
+    the file headers only (no image is read).
 
     The files must have been made with the same settings: one ``eta_max`` and, where both files
     record them, one generation/detector ``config`` and ``pileup`` mode (a file merged from chunk
     files has no ``config``); else ``ValueError`` naming the option and file."""
     paths = [t.strip() for t in spec.split(",") if t.strip()]
-    parts = [read_events(p) for p in paths]
-    for p, d in zip(paths[1:], parts[1:]):
+    heads = [event_file_header(p) for p in paths]
+    first = heads[0][1]
+    for p, (_, attrs) in zip(paths[1:], heads[1:]):
         for key in ("eta_max", "config", "pileup"):
-            if key != "eta_max" and (key not in d.attrs or key not in parts[0].attrs):
+            if key != "eta_max" and (key not in attrs or key not in first):
                 continue
-            if str(d.attrs.get(key)) != str(parts[0].attrs.get(key)):
-                raise ValueError(f"overlay {option}: {p} has attribute {key!r} {d.attrs.get(key)!r}, expected "
-                                 f"{parts[0].attrs.get(key)!r} (as {paths[0]}): files of one set must share settings")
+            if str(attrs.get(key)) != str(first.get(key)):
+                raise ValueError(f"overlay {option}: {p} has attribute {key!r} {attrs.get(key)!r}, expected "
+                                 f"{first.get(key)!r} (as {paths[0]}): files of one set must share settings")
+    return paths, [n for n, _ in heads]
+
+
+def _read_joined(spec: str, option: str) -> EventImages:
+    """The event files of ``spec`` concatenated in that order, read whole (checks: :func:`_joined_files`)."""
+    paths, counts = _joined_files(spec, option)
+    return _read_rows(paths, counts, 0, sum(counts))
+
+
+def _read_rows(paths: list[str], counts: list[int], start: int, stop: int) -> EventImages:
+    """Events ``start … stop − 1`` of the files ``paths`` (``counts`` events each) joined in order,
+    reading only those rows of each file (``read_events(path, rows=slice)``)."""
+    parts, offset = [], 0
+    for path, n in zip(paths, counts):
+        a, b = max(start - offset, 0), min(stop - offset, n)
+        if a < b:
+            parts.append(read_events(path, rows=slice(a, b)))
+        offset += n
     return parts[0] if len(parts) == 1 else EventImages.concatenate(parts)
+
+
+#: the flat (not per-event) keys of ``event_observables``, not kept across chunks
+_FLAT_KEYS = ("jet_pt", "pixel_energy")
+
+
+def _per_event(images: np.ndarray, eta_max: float) -> dict:
+    """``event_observables`` of ``images`` (``(N, C, H, W)`` GeV) without its flat keys (``jet_pt``,
+    ``pixel_energy``: one entry per jet / non-empty pixel, which would grow with the sample), plus
+    ``n_pixels`` ``(N,)``, the non-empty pixels per image, so that the mean pixel energy of a
+    sample is still ``Σ total_energy / Σ n_pixels`` (:func:`_pixel_energy_mean`)."""
+    o = event_observables(images, eta_max)
+    out = {k: v for k, v in o.items() if k not in _FLAT_KEYS}
+    out["n_pixels"] = np.rint((1.0 - o["sparsity"]) * (images.shape[-2] * images.shape[-1]))
+    return out
+
+
+def _concat(parts: list[dict]) -> dict:
+    """The per-event observables of consecutive chunks joined (key by key, in order)."""
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _pixel_energy_mean(o: dict) -> float:
+    """The mean energy of the non-empty pixels (GeV): of ``pixel_energy`` where present, else pooled
+    from the per-event totals over the per-event counts (:func:`_per_event`; the two agree up to
+    rounding: an empty pixel adds nothing to the total)."""
+    if "pixel_energy" in o:
+        return float(o["pixel_energy"].mean())
+    return float(o["total_energy"].sum() / o["n_pixels"].sum())
+
+
+def chunk_seed(seed: int, start: int) -> int:
+    """The generator's sampling seed for the overlay chunk that starts at event ``start`` (0-based,
+    ``start = index · --chunk``) of a run with ``--seed seed``: ``seed + start``.
+
+    ``EventGenerator.sample`` seeds the noise of each batch of ``batch_size`` (256) images from
+    ``seed + (the batch's first row)``, so with a chunk size that is a multiple of 256 every image
+    gets exactly the noise of the whole-file call ``sample_like(all, seed)`` (the runs before
+    ``--chunk`` existed), and in any case chunk ``index``'s draw depends only on ``seed``, the
+    chunk's start and its conditions, not on how many events follow; no noise batch is used twice
+    within a run (each is seeded by its own first event's global row).
+
+    >>> [chunk_seed(7, c * 2048) for c in range(3)]
+    [7, 2055, 4103]
+    """
+    return int(seed) + int(start)
 
 
 def overlay(args):
@@ -524,38 +591,58 @@ def overlay(args):
 
     ``--hard`` (signal events) and ``--pileup-test`` (Pythia pile-up images at ``--mu``, at least
     as many) are external files, each one path or several comma-separated ones that are joined in
-    order (:func:`_read_joined`); every checkpoint of ``--checkpoints`` samples as many pile-up
-    images (conditions of the test file, seed ``--seed``) and is overlaid on the same hard events.
-    The hard-alone and real-overlay observables are computed once and shared.  Prints, per
-    generator, both shifts, their difference relative to the real shift with its paired error,
-    and whether the 95 % interval of that difference lies within ±``--target`` %.
+    order (:func:`_joined_files`); every checkpoint of ``--checkpoints`` samples as many pile-up
+    images (conditions of the test file) and is overlaid on the same hard events.
+
+    Bounded memory: the events are read, overlaid and reduced to per-event observables in chunks
+    of ``--chunk`` (hard alone, + Pythia pile-up, Pythia pile-up alone; per generator: + generated,
+    generated alone), sampling each generator per chunk with :func:`chunk_seed` (``--seed`` plus
+    the chunk's first event: the whole-file draw when ``--chunk`` is a multiple of 256); only the
+    per-event observables are kept (:func:`_per_event`, a few numbers per event), so the peak
+    memory is set by ``--chunk``, not by the number of events.  Prints, per generator, both shifts,
+    their difference relative to the real shift with its paired error, and whether the 95 % interval
+    of that difference lies within ±``--target`` %.
     """
-    hard = _read_joined(args.hard, "--hard")
-    te = _read_joined(args.pileup_test, "--pileup-test")
-    n = min(args.n_hard or len(hard), len(hard))
-    hard = hard.subset(slice(0, n))
-    if len(te) < n:
-        raise ValueError(f"overlay: {args.pileup_test} has {len(te)} pile-up images, need >= {n} (one per hard event)")
-    te = te.subset(slice(0, n))
-    mu_file = sorted({float(v) for v in np.round(te.conditions[:, 2], 6)})
-    if mu_file != [float(args.mu[0])]:
-        raise ValueError(f"overlay: {args.pileup_test} has mu {mu_file}, expected [{args.mu[0]}] (--mu)")
+    if args.chunk < 1:
+        raise ValueError(f"overlay --chunk: expected a positive number of events per chunk, found {args.chunk}")
+    h_paths, h_counts = _joined_files(args.hard, "--hard")
+    p_paths, p_counts = _joined_files(args.pileup_test, "--pileup-test")
+    n = min(args.n_hard or sum(h_counts), sum(h_counts))
+    if sum(p_counts) < n:
+        raise ValueError(f"overlay: {args.pileup_test} has {sum(p_counts)} pile-up images, need >= {n} "
+                         "(one per hard event)")
+    gens = {ck: DOMAIN.from_payload(load_checkpoint(ck), ck) for ck in args.checkpoints}
     t0 = time.perf_counter()
-    o0 = event_observables(hard.images, hard.eta_max)
-    o_r = event_observables(hard.images + te.images, hard.eta_max)
-    o_t = event_observables(te.images, te.eta_max)
+    o0, o_r, o_t = [], [], []
+    o_g, o_f = {ck: [] for ck in gens}, {ck: [] for ck in gens}
+    for start in range(0, n, args.chunk):
+        stop = min(start + args.chunk, n)
+        te = _read_rows(p_paths, p_counts, start, stop)
+        mu_chunk = sorted({float(v) for v in np.round(te.conditions[:, 2], 6)})
+        if mu_chunk != [float(args.mu[0])]:
+            raise ValueError(f"overlay: {args.pileup_test} has mu {mu_chunk}, expected [{args.mu[0]}] (--mu; "
+                             f"events {start}-{stop - 1})")
+        hard = _read_rows(h_paths, h_counts, start, stop)
+        o0.append(_per_event(hard.images, hard.eta_max))
+        o_r.append(_per_event(hard.images + te.images, hard.eta_max))
+        o_t.append(_per_event(te.images, te.eta_max))
+        for ck, gen in gens.items():
+            fake = gen.sample_like(te, seed=chunk_seed(args.seed, start))
+            o_f[ck].append(_per_event(fake.images, fake.eta_max))
+            o_g[ck].append(_per_event(hard.images + fake.images, hard.eta_max))
+        del hard, te
+    o0, o_r, o_t = _concat(o0), _concat(o_r), _concat(o_t)
+    n_chunks = -(-n // args.chunk)
     print(f"mu={args.mu[0]}: {n} hard events from {args.hard}, {n} Pythia pile-up images from {args.pileup_test} "
-          f"(observables {time.perf_counter() - t0:.0f} s)")
+          f"({n_chunks} chunk{'s' if n_chunks > 1 else ''} of <= {args.chunk} events; observables and sampling "
+          f"{time.perf_counter() - t0:.0f} s)")
     res = {}
-    for ck in args.checkpoints:
-        gen = DOMAIN.from_payload(load_checkpoint(ck), ck)
-        fake = gen.sample_like(te, seed=args.seed)
-        o_f = event_observables(fake.images, fake.eta_max)
-        o_g = event_observables(hard.images + fake.images, hard.eta_max)
-        r = overlay_shift_observables(o0, o_r, o_g)
+    for ck in gens:
+        o_fk, o_gk = _concat(o_f[ck]), _concat(o_g[ck])
+        r = overlay_shift_observables(o0, o_r, o_gk)
         res[ck] = r
         name = Path(ck).stem
-        print(f"  {name}: pile-up images alone (Pythia vs generated): {_images_alone(o_t, o_f)}")
+        print(f"  {name}: pile-up images alone (Pythia vs generated): {_images_alone(o_t, o_fk)}")
         for k, v in r.items():
             d, e = 100 * (v["shift_rel_diff"] or 0), 100 * (v["shift_rel_diff_err"] or np.nan)
             verdict = ("within" if abs(d) + 1.96 * e < args.target else
@@ -564,13 +651,37 @@ def overlay(args):
                   f"generated {v['shift_gen']:+.4g} ± {v['shift_gen_err']:.2g}; difference {d:+.1f} ± {e:.1f} % "
                   f"(95 % interval [{d - 1.96 * e:+.1f}, {d + 1.96 * e:+.1f}] %: {verdict} ±{args.target:g} %)")
         if args.figures:
-            _figure5_obs(o0, o_r, o_g, Path(args.workdir) / f"overlay_mu{args.mu[0]}_{name}{args.tag}.png", args.mu[0],
+            _figure5_obs(o0, o_r, o_gk, Path(args.workdir) / f"overlay_mu{args.mu[0]}_{name}{args.tag}.png", args.mu[0],
                          gen_label=f"generated ({name})")
     out = Path(args.workdir) / f"overlay_mu{args.mu[0]}{args.tag}.json"
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps({"hard": args.hard, "pileup_test": args.pileup_test, "n": n, "seed": args.seed,
-                                         "results": res}, indent=1))
+                                         "chunk": args.chunk, "results": res}, indent=1))
     print(f"  written {out}")
+
+
+def curve_labels(checkpoints: list[str], families: list[str]) -> list[str]:
+    """One distinct legend / table label per checkpoint: ``family (folder)``; where that repeats,
+    ``family (folder/file stem)``; where even that repeats (one file given twice, or equal folder
+    and file names in different places), `` #k`` in order of appearance — so that no curve of
+    ``figure3`` overwrites another in its dict of curves.
+
+    >>> curve_labels(["r1/best.pt", "r2/best.pt"], ["dcgan", "dcgan"])
+    ['dcgan (r1)', 'dcgan (r2)']
+    >>> curve_labels(["run/a.pt", "run/b.pt", "x/run/a.pt", "run/c.pt"], ["dcgan", "dcgan", "dcgan", "events_fm"])
+    ['dcgan (run/a) #1', 'dcgan (run/b)', 'dcgan (run/a) #2', 'events_fm (run)']
+    """
+    base = [f"{fam} ({Path(ck).parent.name})" for ck, fam in zip(checkpoints, families)]
+    labels = [b if base.count(b) == 1 else f"{fam} ({Path(ck).parent.name}/{Path(ck).stem})"
+              for b, ck, fam in zip(base, checkpoints, families)]
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        if labels.count(label) > 1:
+            seen[label] = seen.get(label, 0) + 1
+            label = f"{label} #{seen[label]}"
+        out.append(label)
+    return out
 
 
 def figure3(args):
@@ -595,9 +706,9 @@ def figure3(args):
         return rows
 
     curves = {"Pythia 8 + detector": means(real)}
-    for ck in args.checkpoints:
-        gen = DOMAIN.from_payload(load_checkpoint(ck), ck)
-        curves[f"{gen.model.family} ({Path(ck).parent.name})"] = means(gen.sample_like(real, seed=8))
+    gens = [DOMAIN.from_payload(load_checkpoint(ck), ck) for ck in args.checkpoints]
+    for label, gen in zip(curve_labels(args.checkpoints, [g.model.family for g in gens]), gens):
+        curves[label] = means(gen.sample_like(real, seed=8))
     fig = Figure(figsize=(6, 4.2))
     ax = fig.add_subplot(1, 1, 1)
     mg = np.array([p[0] for p in pts])
@@ -687,6 +798,10 @@ def main():
     ap.add_argument("--target", type=float, default=5.0, help="overlay: target on the shift difference, %%")
     ap.add_argument("--seed", type=int, default=7, help="overlay: sampling seed of the generators")
     ap.add_argument("--figures", action="store_true", help="overlay: a Figure 5 PNG per generator")
+    ap.add_argument("--chunk", type=int, default=2048,
+                    help="overlay: events read, overlaid and reduced at a time (peak memory ~ chunk, not N); the "
+                    "generators sample each chunk with seed --seed + its first event (a multiple of 256 keeps the "
+                    "whole-file draw)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

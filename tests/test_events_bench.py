@@ -66,7 +66,7 @@ def test_bench_overlay_matches_overlay_shift(tmp_path):
     gen.save(tmp_path / "g.pt")
     args = argparse.Namespace(hard=str(tmp_path / "hard.h5"), pileup_test=str(tmp_path / "pu.h5"), n_hard=0, mu=[20],
                               checkpoints=[str(tmp_path / "g.pt")], seed=7, target=5.0, figures=True,
-                              workdir=str(tmp_path), tag="_t")
+                              workdir=str(tmp_path), tag="_t", chunk=2048)
     bench.overlay(args)
     got = json.loads((tmp_path / "overlay_mu20_t.json").read_text())
     assert got["n"] == 10
@@ -104,7 +104,7 @@ def test_bench_overlay_joins_comma_separated_files(tmp_path):
     args = argparse.Namespace(hard=f"{tmp_path / 'h1.h5'},{tmp_path / 'h2.h5'}",
                               pileup_test=f"{tmp_path / 'p1.h5'}, {tmp_path / 'p2.h5'}", n_hard=0, mu=[20],
                               checkpoints=[str(tmp_path / "g.pt")], seed=7, target=5.0, figures=False,
-                              workdir=str(tmp_path), tag="_j")
+                              workdir=str(tmp_path), tag="_j", chunk=2048)
     bench.overlay(args)
     got = json.loads((tmp_path / "overlay_mu20_j.json").read_text())
     assert got["n"] == 10

@@ -42,8 +42,8 @@ import numpy as np
 from hepgen._io import atomic_path
 from hepgen.data.formats import check_file_kind, hdf5_attr_value, hdf5_attrs, is_file_of_kind
 
-__all__ = ["CONDITION_NAMES", "KIND", "PROCESSES", "EventImages", "is_event_file", "read_events",
-           "validate_events", "write_events"]
+__all__ = ["CONDITION_NAMES", "KIND", "PROCESSES", "EventImages", "event_file_header", "is_event_file",
+           "read_events", "validate_events", "write_events"]
 
 KIND = "events"
 CONDITION_NAMES = ("m_gluino", "m_neutralino", "mu")
@@ -174,31 +174,72 @@ def write_events(path: str | os.PathLike, data: EventImages, compression: str | 
             f.attrs[k] = v
 
 
-def read_events(path: str | os.PathLike) -> EventImages:
-    """Read and validate an event-image file."""
-    path = Path(path)
+def _open_events(path: Path) -> h5py.File:
+    """``path`` opened for reading, checked to be an event-image file (kind, ``images``, ``conditions``)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: event-image file not found")
     try:
         f = h5py.File(path, "r")
     except OSError as err:
         raise ValueError(f"{path}: not an HDF5 file ({err})") from None
-    with f:
+    try:
         check_file_kind(f, path, KIND, required=True)
         for key in ("images", "conditions"):
             if key not in f:
                 raise ValueError(f"{path}: key {key!r}: missing (expected an event-image file)")
-        images, conditions = f["images"][()], f["conditions"][()]
-        process = f["process"][()] if "process" in f else None
-        truth = f["truth_jets"][()] if "truth_jets" in f else None
-        attrs = {k: hdf5_attr_value(v) for k, v in f.attrs.items()
-                 if k not in ("kind", "condition_names", "process_names")}
+    except ValueError:
+        f.close()
+        raise
+    return f
+
+
+def _file_attrs(f: h5py.File) -> dict:
+    attrs = {k: hdf5_attr_value(v) for k, v in f.attrs.items() if k not in ("kind", "condition_names", "process_names")}
     names = attrs.get("channel_names")
     if isinstance(names, str):
         try:
             attrs["channel_names"] = json.loads(names)
         except json.JSONDecodeError:
             pass
+    return attrs
+
+
+def event_file_header(path: str | os.PathLike) -> tuple[int, dict]:
+    """The number of events and the file attributes of an event-image file, without reading the
+    images (for reading it in slices with ``read_events(path, rows=...)``).
+
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "e.h5")
+    >>> write_events(path, EventImages(np.ones((5, 1, 4, 4), np.float32), np.zeros((5, 3)), attrs={"eta_max": 3.0}))
+    >>> n, attrs = event_file_header(path)
+    >>> n, attrs["eta_max"]
+    (5, 3.0)
+    """
+    path = Path(path)
+    with _open_events(path) as f:
+        return int(f["images"].shape[0]), _file_attrs(f)
+
+
+def read_events(path: str | os.PathLike, rows: slice | None = None) -> EventImages:
+    """Read and validate an event-image file; with ``rows`` (a slice of event indices, step 1) only
+    those events are read from disk (an HDF5 hyperslab of every per-event dataset, so a large file
+    can be read in chunks of bounded memory), the attributes in full.
+
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "e.h5")
+    >>> write_events(path, EventImages(np.arange(5.0).reshape(5, 1, 1, 1), np.zeros((5, 3))))
+    >>> read_events(path, rows=slice(1, 3)).images.ravel().tolist()
+    [1.0, 2.0]
+    """
+    path = Path(path)
+    if rows is not None and (not isinstance(rows, slice) or rows.step not in (None, 1)):
+        raise ValueError(f"{path}: rows: expected a slice of step 1, found {rows!r}")
+    sel = slice(None) if rows is None else rows
+    with _open_events(path) as f:
+        images, conditions = f["images"][sel], f["conditions"][sel]
+        process = f["process"][sel] if "process" in f else None
+        truth = f["truth_jets"][sel] if "truth_jets" in f else None
+        attrs = _file_attrs(f)
     try:
         return EventImages(images, conditions, truth, process, attrs)
     except ValueError as err:
