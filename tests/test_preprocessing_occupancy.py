@@ -197,3 +197,10 @@ def test_raised_cells_spread_over_the_faint_spectrum_and_the_torch_decoder_agree
     assert flip.mean() < 2e-3
     close = np.isclose(got, lifted, rtol=1e-3, atol=1e-4)
     assert close[~flip].mean() > 0.995                               # float32 vs float64 at the level wrap-around
+
+
+def test_the_caloflow_preset_counts_lit_cells_and_the_demo_does_not():
+    from hepgen.config import DemoConfig, preset
+    assert preset("caloflow").occupancy is True
+    demo = DemoConfig().train
+    assert demo.occupancy is False and demo.family == "caloflow" and demo.deposit_bound == 4.5

@@ -203,8 +203,11 @@ def _demo_train() -> "TrainConfig":
     # where 16 epochs do not fit into 90 % of the limit (2026-12-02 on this 2-core machine: 43 s per
     # epoch, the limit cut the run after 11 epochs with the learning rate at 22 % of the start: AUC
     # 0.664 / 0.585), the run and its cosine are shortened to the epochs that fit; where they fit
-    # (≤ 32 s per epoch) nothing changes.
-    return dataclasses.replace(preset("caloflow"), epochs=16, max_minutes=9.5, fit_epochs_to_time=True)
+    # (≤ 32 s per epoch) nothing changes.  occupancy off: the preset's lit-cell counts sort every
+    # layer when sampling (~25 % of the compiled sampler's time), and the demo's speed-up over its
+    # simulator has no such margin (10.1-10.5 in the last fitted runs; docs/models.md).
+    return dataclasses.replace(preset("caloflow"), epochs=16, max_minutes=9.5, fit_epochs_to_time=True,
+                               occupancy=False)
 
 
 @dataclass
