@@ -54,7 +54,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["LIFT_QUANTILES", "LIFT_STEP", "ShowerPreprocessor", "features_rows", "fill_to_threshold", "incident_energy_array", "keep_largest"]
+__all__ = ["LIFT_QUANTILES", "LIFT_STEP", "ShowerPreprocessor", "features_rows", "fill_to_threshold",
+           "incident_energy_array", "keep_largest"]
 
 
 LIFT_STEP = 0.5 * (np.sqrt(5.0) - 1.0)  # golden-ratio step of the raised cells' quantile levels
@@ -197,10 +198,10 @@ class ShowerPreprocessor:
             the lit-cell count of each layer is a feature too, and the inverse keeps that many
             cells (step 6 above).
         lift_quantiles: fitted with ``occupancy``: ``(n_layers, LIFT_QUANTILES)``, per layer the
-            quantile function (levels ``linspace(0, 1, Q)``, the top one the 99 % quantile) of the
+            quantiles at ``linspace(0, 0.99, Q)`` (the top 1 % cut; the first entry set to 1) of the
             faintest lit cell's energy in units of ``threshold``, over training layers with at least
-            two lit cells; None (checkpoints written before it existed) raises kept cells to the
-            threshold itself.
+            two lit cells; :func:`fill_to_threshold` reads them as levels 0 to 1.  None (checkpoints
+            written before it existed) raises kept cells to the threshold itself.
 
     Example:
         >>> rng = np.random.default_rng(0)
