@@ -3,7 +3,9 @@ total energy grows with the gluino mass (so there is something for the condition
 
 import numpy as np
 
+from hepgen.config import TrainConfig
 from hepgen.data.events import EventImages
+from hepgen.domains.events import DOMAIN
 from hepgen.simulate.detector import Calorimeter, DetectorConfig
 
 
@@ -24,3 +26,13 @@ def toy_events(n=60, masses=((1000.0, 300.0), (1400.0, 600.0)), seed=0, side=64)
     p = np.concatenate(rows)
     img = cal.images(np.full(len(p), 211), p[:, 1], p[:, 2], p[:, 3], p[:, 4], p[:, 0].astype(int), n, rng)
     return EventImages(img, np.array(conds), None, np.zeros(n, np.int8), {"eta_max": 2.5})
+
+
+def untrained_dcgan(data, conditions=()):
+    """A tiny untrained conditional DCGAN event generator fitted to ``data``, in eval mode: what the
+    benchmark tests sample from and save as checkpoints (``conditions``: extra conditions, e.g. ``["mu"]``)."""
+    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4}, conditions=list(conditions))
+    pre = DOMAIN.fit_preprocessor(data, cfg)
+    gen = DOMAIN.generator(DOMAIN.build_model(cfg, data, pre), pre, data, DOMAIN.meta(data, cfg))
+    gen.model.eval()
+    return gen

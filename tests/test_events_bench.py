@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from _benchmarks import load_benchmark
-from _toy_events import toy_events
+from _toy_events import toy_events, untrained_dcgan
 from hepgen.checkpoint import load_checkpoint
-from hepgen.config import TrainConfig
 from hepgen.data.events import write_events
 from hepgen.domains.events import DOMAIN, overlay_shift
 from hepgen.domains.events.evaluate import overlay_shift_observables
@@ -59,10 +58,7 @@ def test_bench_overlay_matches_overlay_shift(tmp_path):
     hard, te = toy_events(10, seed=5), _pileup_like(12, seed=6)
     write_events(tmp_path / "hard.h5", hard)
     write_events(tmp_path / "pu.h5", te)
-    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4}, conditions=["mu"])
-    pre = DOMAIN.fit_preprocessor(te, cfg)
-    gen = DOMAIN.generator(DOMAIN.build_model(cfg, te, pre), pre, te, DOMAIN.meta(te, cfg))
-    gen.model.eval()
+    gen = untrained_dcgan(te, ["mu"])
     gen.save(tmp_path / "g.pt")
     args = argparse.Namespace(hard=str(tmp_path / "hard.h5"), pileup_test=str(tmp_path / "pu.h5"), n_hard=0, mu=[20],
                               checkpoints=[str(tmp_path / "g.pt")], seed=7, target=5.0, figures=True,
@@ -96,10 +92,7 @@ def test_bench_overlay_joins_comma_separated_files(tmp_path):
     write_events(tmp_path / "h2.h5", hard.subset(slice(4, 10)))
     write_events(tmp_path / "p1.h5", te.subset(slice(0, 7)))
     write_events(tmp_path / "p2.h5", te.subset(slice(7, 10)))
-    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4}, conditions=["mu"])
-    pre = DOMAIN.fit_preprocessor(te, cfg)
-    gen = DOMAIN.generator(DOMAIN.build_model(cfg, te, pre), pre, te, DOMAIN.meta(te, cfg))
-    gen.model.eval()
+    gen = untrained_dcgan(te, ["mu"])
     gen.save(tmp_path / "g.pt")
     args = argparse.Namespace(hard=f"{tmp_path / 'h1.h5'},{tmp_path / 'h2.h5'}",
                               pileup_test=f"{tmp_path / 'p1.h5'}, {tmp_path / 'p2.h5'}", n_hard=0, mu=[20],
@@ -170,15 +163,18 @@ def test_bench_mass_points_and_interp_file_names(tmp_path, monkeypatch):
         bench._interp_data(tmp_path, args)
 
 
-def test_bench_figure3_table(tmp_path, monkeypatch, capsys):
+def _figure3_inputs(monkeypatch):
+    """Validation events at two mass points, test events at the held-out one (``_interp_data`` patched to
+    return them) and an untrained generator: what ``figure3`` draws from."""
     val = toy_events(8, masses=((1000.0, 400.0), (1400.0, 400.0)), seed=7)
     test = toy_events(4, masses=((1200.0, 400.0),), seed=8)
     monkeypatch.setattr(bench, "_interp_data", lambda wd, args: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
                                                                    None, val, test))
-    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4})
-    pre = DOMAIN.fit_preprocessor(val, cfg)
-    gen = DOMAIN.generator(DOMAIN.build_model(cfg, val, pre), pre, val, DOMAIN.meta(val, cfg))
-    gen.model.eval()
+    return val, test, untrained_dcgan(val)
+
+
+def test_bench_figure3_table(tmp_path, monkeypatch, capsys):
+    val, test, gen = _figure3_inputs(monkeypatch)
     (tmp_path / "run").mkdir()
     gen.save(tmp_path / "run" / "best.pt")
     bench.figure3(argparse.Namespace(workdir=str(tmp_path), tag="_t", checkpoints=[str(tmp_path / "run" / "best.pt")]))
@@ -277,3 +273,25 @@ def test_bench_train_steps_constant_and_bad_schedule(monkeypatch):
         bench._train(data, val, "dcgan", [], 10.0, 3, 0, {}, steps=4, lr_schedule="step")
     with pytest.raises(ValueError, match="steps: expected a positive number of optimiser steps, found 0"):
         bench._train(data, val, "dcgan", [], 10.0, 3, 0, {}, steps=0)
+
+
+def test_bench_figure3_distinct_labels_for_colliding_checkpoints(tmp_path, monkeypatch, capsys):
+    assert bench.curve_labels(["r1/best.pt", "r2/best.pt"], ["dcgan", "dcgan"]) == ["dcgan (r1)", "dcgan (r2)"]
+    assert bench.curve_labels(["a/run/best.pt", "b/run/best.pt"], ["dcgan", "events_fm"]) == \
+        ["dcgan (run)", "events_fm (run)"]
+    gen = _figure3_inputs(monkeypatch)[2]
+    # two folders named "run" holding best.pt (the case that used to drop a curve), and a second file in one
+    cks = [tmp_path / "a" / "run" / "best.pt", tmp_path / "b" / "run" / "best.pt", tmp_path / "a" / "run" / "last.pt"]
+    for ck in cks:
+        ck.parent.mkdir(parents=True, exist_ok=True)
+        gen.save(ck)
+    figs = []
+    real_png = bench.figure_png_base64
+    monkeypatch.setattr(bench, "figure_png_base64", lambda fig: figs.append(fig) or real_png(fig))
+    bench.figure3(argparse.Namespace(workdir=str(tmp_path), tag="_labels", checkpoints=[str(c) for c in cks]))
+    out = capsys.readouterr().out
+    labels = ["dcgan (run/best) #1", "dcgan (run/best) #2", "dcgan (run/last)"]
+    assert all(out.count(f"{label}:") == 3 for label in labels)  # 3 mass points each
+    assert len(figs[0].axes[0].containers) == 4  # Pythia + all three generators drawn
+    legend = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
+    assert sorted(legend) == sorted(["Pythia 8 + detector", *labels, "held out (m_gluino=1200 GeV)"])

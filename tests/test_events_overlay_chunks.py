@@ -1,6 +1,6 @@
 """Bounded-memory overlay (issue #15): event files read in row slices (``read_events(path, rows=...)``,
-``event_file_header``), ``bench_events.py overlay --chunk`` against ``overlay_shift`` on the whole sample, and
-``figure3``'s distinct curve labels."""
+``event_file_header``) and ``bench_events.py overlay --chunk`` against ``overlay_shift`` on the whole sample
+(``figure3``'s distinct curve labels: test_events_bench.py)."""
 
 import argparse
 import json
@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from _benchmarks import load_benchmark
-from _toy_events import toy_events
+from _toy_events import toy_events, untrained_dcgan
 from hepgen.checkpoint import load_checkpoint
-from hepgen.config import TrainConfig
 from hepgen.data.events import EventImages, event_file_header, read_events, write_events
 from hepgen.domains.events import DOMAIN, overlay_shift
 from hepgen.metrics.event_jets import event_observables
@@ -76,10 +75,7 @@ def test_pixel_energy_mean_pooled_from_per_event_counts():
 
 
 def _generator(tmp_path, te):
-    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4}, conditions=["mu"])
-    pre = DOMAIN.fit_preprocessor(te, cfg)
-    gen = DOMAIN.generator(DOMAIN.build_model(cfg, te, pre), pre, te, DOMAIN.meta(te, cfg))
-    gen.model.eval()
+    gen = untrained_dcgan(te, ["mu"])
     gen.save(tmp_path / "g.pt")
     return str(tmp_path / "g.pt")
 
@@ -153,40 +149,8 @@ def test_chunk_seed_keeps_the_whole_file_noise_at_batch_multiples():
     assert [bench.chunk_seed(7, s) for s in (0, 512, 1024)] == [7, 519, 1031]
     te = toy_events(4, seed=6)
     te.conditions = np.tile([0.0, 0.0, 20.0], (4, 1))
-    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4}, conditions=["mu"])
-    pre = DOMAIN.fit_preprocessor(te, cfg)
-    gen = DOMAIN.generator(DOMAIN.build_model(cfg, te, pre), pre, te, DOMAIN.meta(te, cfg))
-    gen.model.eval()
+    gen = untrained_dcgan(te, ["mu"])
     cond = np.tile([[0.0, 0.0, 20.0]], (1100, 1))
     whole = gen.sample(cond, seed=7).images
     parts = [gen.sample(cond[s:s + 512], seed=bench.chunk_seed(7, s)).images for s in range(0, 1100, 512)]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
-
-
-def test_bench_figure3_distinct_labels_for_colliding_checkpoints(tmp_path, monkeypatch, capsys):
-    assert bench.curve_labels(["r1/best.pt", "r2/best.pt"], ["dcgan", "dcgan"]) == ["dcgan (r1)", "dcgan (r2)"]
-    assert bench.curve_labels(["a/run/best.pt", "b/run/best.pt"], ["dcgan", "events_fm"]) == \
-        ["dcgan (run)", "events_fm (run)"]
-    val = toy_events(8, masses=((1000.0, 400.0), (1400.0, 400.0)), seed=7)
-    test = toy_events(4, masses=((1200.0, 400.0),), seed=8)
-    monkeypatch.setattr(bench, "_interp_data", lambda wd, args: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
-                                                                   None, val, test))
-    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4})
-    pre = DOMAIN.fit_preprocessor(val, cfg)
-    gen = DOMAIN.generator(DOMAIN.build_model(cfg, val, pre), pre, val, DOMAIN.meta(val, cfg))
-    gen.model.eval()
-    # two folders named "run" holding best.pt (the case that used to drop a curve), and a second file in one
-    cks = [tmp_path / "a" / "run" / "best.pt", tmp_path / "b" / "run" / "best.pt", tmp_path / "a" / "run" / "last.pt"]
-    for ck in cks:
-        ck.parent.mkdir(parents=True, exist_ok=True)
-        gen.save(ck)
-    figs = []
-    real_png = bench.figure_png_base64
-    monkeypatch.setattr(bench, "figure_png_base64", lambda fig: figs.append(fig) or real_png(fig))
-    bench.figure3(argparse.Namespace(workdir=str(tmp_path), tag="_labels", checkpoints=[str(c) for c in cks]))
-    out = capsys.readouterr().out
-    labels = ["dcgan (run/best) #1", "dcgan (run/best) #2", "dcgan (run/last)"]
-    assert all(out.count(f"{label}:") == 3 for label in labels)  # 3 mass points each
-    assert len(figs[0].axes[0].containers) == 4  # Pythia + all three generators drawn
-    legend = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
-    assert sorted(legend) == sorted(["Pythia 8 + detector", *labels, "held out (m_gluino=1200 GeV)"])
