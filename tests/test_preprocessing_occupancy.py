@@ -62,6 +62,23 @@ def test_keep_largest_against_sorting_by_hand():
         np.testing.assert_array_equal(g[kept], row[kept])
 
 
+@pytest.mark.parametrize("n_cells", [12, 70])    # counted ranks when compiled (≤ RANK_MAX_CELLS), else the sort
+def test_kept_largest_counted_or_sorted_is_numpys_keep_largest_with_ties(monkeypatch, n_cells):
+    import torch
+
+    from hepgen.domains.showers.inference import RANK_MAX_CELLS, kept_largest
+    rng = np.random.default_rng(11)
+    shares = rng.integers(1, 6, size=(60, 3, n_cells)) / 10.0     # many ties, all positive
+    k = rng.integers(0, n_cells + 1, size=(60, 3, 1))
+    k[0, 0, 0], k[1, 1, 0] = 0, n_cells
+    want = keep_largest(shares.reshape(-1, n_cells), k.reshape(-1)).reshape(shares.shape) > 0
+    s, kt = torch.tensor(shares, dtype=torch.float32), torch.from_numpy(k)
+    np.testing.assert_array_equal(kept_largest(s, kt).numpy(), want)        # eager: the sort
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)       # as inside torch.compile
+    np.testing.assert_array_equal(kept_largest(s, kt).numpy(), want)
+    assert (n_cells <= RANK_MAX_CELLS) == (n_cells == 12)
+
+
 def test_config_reaches_the_preprocessor_the_model_and_the_saved_state():
     geometry = CylindricalBinning.regular(3, [0.0, 8.0, 20.0, 60.0], n_alpha=2)
     data = simulate_dataset(200, geometry=geometry, energy_range=(2e3, 2e4), seed=5, progress=False)
@@ -172,9 +189,12 @@ def test_fitted_lift_quantiles_are_the_faintest_lit_cells_of_layers_with_two_or_
     assert ShowerPreprocessor([4, 4]).fit(SHOWERS, E_INC).lift_quantiles is None
 
 
+@pytest.mark.parametrize("counted", [False, True])    # kept_largest as eager / as compiled
 @pytest.mark.parametrize("sizes", [[4, 4], [3, 5]])   # equal layers at once, unequal ones layer by layer
-def test_raised_cells_spread_over_the_faint_spectrum_and_the_torch_decoder_agrees(sizes):
+def test_raised_cells_spread_over_the_faint_spectrum_and_the_torch_decoder_agrees(sizes, counted, monkeypatch):
     import torch
+    if counted:
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
 
     from hepgen.domains.showers.inference import FeatureDecoder
     rng = np.random.default_rng(7)
@@ -199,8 +219,11 @@ def test_raised_cells_spread_over_the_faint_spectrum_and_the_torch_decoder_agree
     assert close[~flip].mean() > 0.995                               # float32 vs float64 at the level wrap-around
 
 
-def test_the_caloflow_preset_counts_lit_cells_and_the_demo_does_not():
+def test_the_caloflow_preset_and_the_demo_count_lit_cells_the_demo_with_a_smaller_shape_flow():
     from hepgen.config import DemoConfig, preset
     assert preset("caloflow").occupancy is True
     demo = DemoConfig().train
-    assert demo.occupancy is False and demo.family == "caloflow" and demo.deposit_bound == 4.5
+    assert demo.occupancy is True and demo.family == "caloflow" and demo.deposit_bound == 4.5
+    shape = demo.model["shape_flow"]
+    assert (shape["hidden_features"], shape["spline_bins"]) == (128, 4)
+    assert preset("caloflow").model["shape_flow"]["hidden_features"] == 256       # the preset keeps its own

@@ -8,6 +8,7 @@ default family and conditions, a preset) comes from that kind's domain
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -203,11 +204,18 @@ def _demo_train() -> "TrainConfig":
     # where 16 epochs do not fit into 90 % of the limit (2026-12-02 on this 2-core machine: 43 s per
     # epoch, the limit cut the run after 11 epochs with the learning rate at 22 % of the start: AUC
     # 0.664 / 0.585), the run and its cosine are shortened to the epochs that fit; where they fit
-    # (≤ 32 s per epoch) nothing changes.  occupancy off: the preset's lit-cell counts sort every
-    # layer when sampling (~25 % of the compiled sampler's time), and the demo's speed-up over its
-    # simulator has no such margin (10.1-10.5 in the last fitted runs; docs/models.md).
-    return dataclasses.replace(preset("caloflow"), epochs=16, max_minutes=9.5, fit_epochs_to_time=True,
-                               occupancy=False)
+    # (≤ 32 s per epoch) nothing changes.  A smaller shape flow (hidden 128, 4 spline bins) with
+    # the lit-cell counts (occupancy): on a 2-core AMD EPYC without AVX-512 (2026-12-02; the
+    # preset's shape flow: 58-64 s per epoch, 7 fitted epochs, fp32 `compile` sampling 5.0k/s,
+    # AUC 0.581 / 0.565, 4.5x the simulator) it fitted 10 epochs, sampled 9.4k showers/s and gave
+    # 0.572 / 0.540 (docs/models.md, "On a CPU without AVX-512").  The 4-bin spline is what makes
+    # an epoch cheaper (the spline, not the matrix products, dominates training); width 128 halves
+    # the sampler's matrix products; the counts cost ~10 ms per 1000 showers (kept_largest).
+    # (The epoch times say so: width 128 left them at 53-56 s, 4 bins brought them to 40-45 s.)
+    model = copy.deepcopy(preset("caloflow").model)
+    model["shape_flow"].update(hidden_features=128, spline_bins=4)
+    return dataclasses.replace(preset("caloflow"), model=model, epochs=16, max_minutes=9.5, fit_epochs_to_time=True,
+                               occupancy=True)
 
 
 @dataclass
