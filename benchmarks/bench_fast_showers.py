@@ -9,8 +9,9 @@ For each checkpoint (e.g. the demo's teacher and its distilled student)::
   classifier AUCs (low / high level), mean separation power, and optionally the CaloChallenge
   protocol (``--calochallenge``, slow on a CPU: see docs/metrics.md);
 * speed, measured here and now with :func:`hepgen.bench.run_bench`: showers/s at batch 1000
-  on ``--threads`` threads through ``--path`` (default ``fp32``; ``auto``: the demo's path), the ratio to the reference simulator on the same threads, and the
-  roofline ratio (network matmul FLOP/s over measured dense-matmul FLOP/s);
+  on ``--threads`` threads through ``--path`` (default ``fp32``; ``auto``: the demo's path), the
+  ratio to the reference simulator on the same threads, and the roofline ratio (network matmul
+  FLOP/s over measured dense-matmul FLOP/s);
 * the simulator against an independent sample of itself (the floor of every fidelity figure).
 
 The table is printed and written to ``OUT/bench_fast_showers.json``.  Targets of issue 14:
