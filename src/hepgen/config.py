@@ -206,17 +206,17 @@ def _demo_train() -> "TrainConfig":
     # 0.664 / 0.585), the run and its cosine are shortened to the epochs that fit; where they fit
     # (≤ 32 s per epoch) nothing changes.  A smaller shape flow (hidden 128, 4 spline bins) with
     # the lit-cell counts (occupancy): on a 2-core AMD EPYC without AVX-512 (2026-12-02; the
-    # preset's shape flow: 58-64 s per epoch, 7 fitted epochs, fp32 `compile` sampling 5.0k/s,
+    # preset's shape flow: 58-65 s per epoch, 7 fitted epochs, fp32 `compile` sampling 5.0k/s,
     # AUC 0.581 / 0.565, 4.5x the simulator) it fitted 10 epochs, sampled 9.4k showers/s and gave
     # 0.572 / 0.540 (mean over classifier seeds 1-3: 0.569 / 0.558 against 0.589 / 0.573; in one
     # benchmark run 12.0x against 4.2x the simulator; docs/models.md, "On a CPU without AVX-512").
     # The 4-bin spline is what makes an epoch cheaper (the spline, not the matrix products,
-    # dominates training); width 128 halves the sampler's matrix products; the counts cost ~10 ms
-    # per 1000 showers (kept_largest).
-    # (The epoch times say so: width 128 left them at 53-56 s, 4 bins brought them to 40-45 s.)
-    model = copy.deepcopy(preset("caloflow").model)
+    # dominates training: width 128 left an epoch at 53-56 s, 4 bins brought it to 40-45 s); width
+    # 128 halves the sampler's matrix products; the counts cost ~10 ms per 1000 showers (kept_largest).
+    base = preset("caloflow")
+    model = copy.deepcopy(base.model)
     model["shape_flow"].update(hidden_features=128, spline_bins=4)
-    return dataclasses.replace(preset("caloflow"), model=model, epochs=16, max_minutes=9.5, fit_epochs_to_time=True,
+    return dataclasses.replace(base, model=model, epochs=16, max_minutes=9.5, fit_epochs_to_time=True,
                                occupancy=True)
 
 
