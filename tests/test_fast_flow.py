@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from zuko.transforms import MonotonicRQSTransform
+from zuko.transforms import DependentTransform, MonotonicRQSTransform
 
 from hepgen.cli import main
 from hepgen.config import TrainConfig, apply_overrides, preset
@@ -17,7 +17,8 @@ from hepgen.domains.showers.preprocessing import ShowerPreprocessor
 from hepgen.domains.showers.spline_sampler import rqs_inverse
 from hepgen.models import build_model
 from hepgen.models.base import check_family_kind
-from hepgen.models.flow import ConditionalFlow, FastRQSTransform, coupling_flow
+from hepgen.models import flow as flow_module
+from hepgen.models.flow import ConditionalFlow, FastRQSTransform, FusedRQSTransform, SplineCoupling, coupling_flow
 from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.train.distill import distill, teacher_pairs
 from hepgen.train.trainer import train
@@ -174,3 +175,45 @@ def test_spline_coupling_layer_is_zukos_coupling_layer_with_the_same_weights():
         torch.testing.assert_close(ours(c).inv(y), x, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="3 \\* 4 - 1 parameters"):
         FastRQSTransform.from_block(torch.zeros(3, 10), 4)
+
+
+def test_spline_coupling_fuses_only_training_batches_of_its_size_and_falls_back_when_compiling_fails(
+        monkeypatch, caplog):
+    """compile_for_batch(5): with gradients on, a batch of 5 rows gets the fused spline; a batch of 4
+    or a call without gradients the eager one.  A compiler failure (a stand-in that raises) is said once,
+    and every later call runs eagerly, with the eager spline's numbers.  (That the compiled graph
+    equals the eager one is tested in tests/test_trainer.py, where the trainer compiles it.)"""
+    gen = torch.Generator().manual_seed(0)
+    layer = SplineCoupling(6, 2, torch.tensor([True, False] * 3), 4, hidden_features=[16])
+    x, c = torch.randn(5, 6, generator=gen), torch.randn(5, 2, generator=gen)
+    x_a = x[:, :3]
+    y_ref, ladj_ref = layer(c).call_and_ladj(x)
+    layer.compile_for_batch(5)
+    assert isinstance(layer.meta(c, x_a), FusedRQSTransform)
+    assert isinstance(layer.meta(c[:4], x_a[:4]), DependentTransform)
+    with torch.no_grad():
+        assert isinstance(layer.meta(c, x_a), DependentTransform)
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        raise RuntimeError("no C++ compiler\nsecond line")
+
+    monkeypatch.setitem(flow_module._FUSED, "fn", broken)
+    monkeypatch.setitem(flow_module._FUSED, "failed", None)
+    for _ in range(2):
+        y, ladj = layer(c).call_and_ladj(x)
+        torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
+        torch.testing.assert_close(ladj, ladj_ref, rtol=0, atol=0)
+    assert calls == [1]  # tried once, then eager
+    assert flow_module._FUSED["failed"] == "RuntimeError: no C++ compiler"
+    assert "torch.compile of the spline failed (RuntimeError: no C++ compiler)" in caplog.text
+    # the fused transform's other methods are the eager spline's: forward, inverse, log-Jacobian
+    fused = FusedRQSTransform(layer.hyper(torch.cat([x_a, c], -1)).unflatten(-1, (-1, 11)), 4)
+    eager = DependentTransform(FastRQSTransform.from_block(fused.phi, 4), 1)
+    x_b = x[:, 3:]
+    torch.testing.assert_close(fused(x_b), eager(x_b))
+    torch.testing.assert_close(fused.inv(fused(x_b)), x_b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fused.log_abs_det_jacobian(x_b, None), eager.call_and_ladj(x_b)[1])
+    layer.compile_for_batch(None)
+    assert layer.fused_batch is None and isinstance(layer.meta(c, x_a), DependentTransform)

@@ -120,6 +120,7 @@ def test_fit_epochs_to_time_shortens_the_run_and_its_cosine(tmp_path, data, monk
     logged are 2e-3 · (1 + cos(π k / 3)) / 2 = 1.5e-3, 5e-4, 0 (by hand), and the weights are exactly those
     of a run configured with epochs=3 (whose cosine is the same at every epoch)."""
     monkeypatch.setattr(trainer, "_clock", FakeClock())
+    monkeypatch.setattr(trainer, "_step_clock", lambda: 0.0)  # every step equally long: no warm-up
     run = tmp_path / "fitted"
     caplog.set_level("INFO", logger="hepgen.train.trainer")
     train(data, _config(epochs=10, max_minutes=22 / 60, fit_epochs_to_time=True), run, progress=False)
@@ -139,6 +140,31 @@ def test_fit_epochs_to_time_shortens_the_run_and_its_cosine(tmp_path, data, monk
     train(data, _config(epochs=10, max_minutes=22 / 60, fit_epochs_to_time=True), run, resume=True, progress=False)
     assert load_checkpoint(run / "last.pt")["trainer"]["step"] == 15
     assert len(_rows(run / "train_log.csv")) == 3
+
+
+class _StepClock:
+    """The step clock read before and after each of an epoch's first two steps: the first step takes
+    3 s, the second 1 s (a 2 s warm-up, as torch.compile's compilation in the first step)."""
+
+    def __init__(self):
+        self.readings = iter([0.0, 3.0, 3.0, 4.0] * 20)
+
+    def __call__(self):
+        return next(self.readings)
+
+
+def test_fit_epochs_to_time_leaves_the_first_steps_warm_up_out_of_the_pace(tmp_path, data, monkeypatch, caplog):
+    """The fake clock's first epoch takes 6 s as above, 2 s of it a warm-up in the first step (3 s against
+    the second step's 1 s): the pace is 4 s, 13.8 s left after epoch 1 hold three more → 4 of 10 epochs
+    (with the warm-up counted it would be 3)."""
+    monkeypatch.setattr(trainer, "_clock", FakeClock())
+    monkeypatch.setattr(trainer, "_step_clock", _StepClock())
+    caplog.set_level("INFO", logger="hepgen.train.trainer")
+    run = tmp_path / "warm"
+    train(data, _config(epochs=10, max_minutes=22 / 60, fit_epochs_to_time=True), run, progress=False)
+    assert "4.0 s per epoch (after a warm-up of 2.0 s in its first step) → 4 of 10 epochs" in caplog.text
+    assert load_checkpoint(run / "last.pt")["trainer"]["fitted_epochs"] == 4
+    assert [r["epoch"] for r in _rows(run / "train_log.csv")] == ["1", "2", "3", "4"]
 
 
 def test_fit_epochs_to_time_keeps_epochs_when_they_fit(tmp_path, data, monkeypatch):

@@ -147,7 +147,12 @@ class GenerativeModel(nn.Module):
         Default: one AdamW over all parameters.  Adversarial families return e.g.
         ``{"generator": ..., "critic": ...}``.
         """
-        return {"model": torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay)}
+        params = list(self.parameters())
+        # fused: one kernel over all parameter tensors instead of ~10 small operations per tensor (torch's
+        # default on CPU); 2.1 against 13.1 ms per step for the demo's caloflow (60 tensors, 1.36 M
+        # parameters, 2 threads, 2026-12-02).  A resumed run keeps its checkpoint's setting.
+        fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        return {"model": torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)}
 
     def training_step(self, x: torch.Tensor, c: torch.Tensor, optimizers: dict, step: int,
                       grad_clip: float | None, scaler: "torch.amp.GradScaler | None" = None) -> dict[str, float]:
@@ -214,6 +219,20 @@ class GenerativeModel(nn.Module):
     def tiny_hparams(cls) -> dict:
         """Small hyper-parameters for the parametrised zoo test (``tests/test_zoo.py``)."""
         return {}
+
+    def compile_regions(self, batch_size: int | None) -> bool:
+        """Compile this model's own hot regions for training batches of ``batch_size`` rows (None:
+        back to eager); True when it has any (``TrainConfig.compile``: the trainer compiles the whole
+        loss of a model without any).  Default: every submodule with a ``compile_for_batch`` method,
+        i.e. the spline couplings of :mod:`hepgen.models.flow` (flows, ``caloflow``, the tabular flow).
+
+        >>> GenerativeModel(3, 1).compile_regions(256)
+        False
+        """
+        regions = [m for m in self.modules() if callable(getattr(m, "compile_for_batch", None))]
+        for m in regions:
+            m.compile_for_batch(batch_size)
+        return bool(regions)
 
     # --- data-parallel training (hepgen.train.trainer under torchrun) -------------------
     def ddp_modules(self) -> dict[str, nn.Module]:

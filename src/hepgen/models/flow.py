@@ -22,11 +22,12 @@ References:
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 
 import torch
 import zuko
-from torch.distributions import Transform
+from torch.distributions import Transform, constraints
 from zuko.distributions import DiagNormal
 from zuko.flows import Flow, UnconditionalDistribution
 from zuko.flows.coupling import GeneralCouplingTransform
@@ -35,8 +36,10 @@ from zuko.utils import broadcast
 
 from hepgen.models.base import GenerativeModel, register
 
-__all__ = ["SPLINE_BOUND", "SPLINE_MIN_SLOPE", "CaloFlow", "ConditionalFlow", "FastRQSTransform", "SplineCoupling",
-           "coupling_flow", "require_standard_normal_base"]
+__all__ = ["SPLINE_BOUND", "SPLINE_MIN_SLOPE", "CaloFlow", "ConditionalFlow", "FastRQSTransform", "FusedRQSTransform",
+           "SplineCoupling", "coupling_flow", "require_standard_normal_base"]
+
+log = logging.getLogger(__name__)
 
 #: zuko's spline defaults, used by every spline here: the identity outside [-B, B]; minimum slope
 SPLINE_BOUND, SPLINE_MIN_SLOPE = 5.0, 1e-3
@@ -104,14 +107,87 @@ class FastRQSTransform(MonotonicRQSTransform):
         self.derivatives = pad(e[..., 2 * bins:], (1, 1), value=1.0)
 
 
+def _spline_call_and_ladj(phi: torch.Tensor, x: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``DependentTransform(FastRQSTransform.from_block(phi, bins), 1).call_and_ladj(x)``: the knots,
+    the spline and its log-Jacobian summed over the last dimension (the graph :class:`FusedRQSTransform`
+    compiles: one graph, no break, checked with ``torch._dynamo.explain``)."""
+    return DependentTransform(FastRQSTransform.from_block(phi, bins), 1).call_and_ladj(x)
+
+
+#: the compiled :func:`_spline_call_and_ladj` (made at its first use), or why compiling failed
+_FUSED: dict = {"fn": None, "failed": None}
+
+
+class FusedRQSTransform(Transform):
+    """The spline of a :class:`SplineCoupling` whose training pass runs as one compiled graph.
+
+    Equal to ``DependentTransform(FastRQSTransform.from_block(phi, bins), 1)``; only
+    :meth:`call_and_ladj` (what ``log_prob`` and so the training loss call) goes through
+    ``torch.compile`` (inductor, ``dynamic=False``: one graph per batch shape).  Eagerly, the knots and
+    the spline are ~40 small element-wise operations on ``(B, D/2, K)`` tensors, each a pass over
+    memory; fused, they are a handful of loops.  Measured on the demo's caloflow (shape flow
+    hidden 128, 4 bins; batch 256, 2 threads, a 2-core AMD EPYC without AVX-512, 2026-12-02): 164 ms
+    per eager training step, 68 ms with the splines fused (compiled in ~56 s, forward and backward
+    of every distinct spline), 83 ms with the whole loss compiled (compiled in ~156 s).  If
+    inductor cannot compile (no C++ compiler), the warning says why once and every spline runs
+    eagerly.
+
+    Arguments:
+        phi: the conditioner's output, ``(*, D_b, 3 bins - 1)``; bins: K.
+    """
+
+    domain = constraints.independent(constraints.real, 1)
+    codomain = constraints.independent(constraints.real, 1)
+    bijective = True
+    sign = +1
+
+    def __init__(self, phi: torch.Tensor, bins: int) -> None:
+        super().__init__()
+        self.phi, self.bins = phi, int(bins)
+
+    def _eager(self) -> DependentTransform:
+        return DependentTransform(FastRQSTransform.from_block(self.phi, self.bins), 1)
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        return self._eager()(x)
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return self._eager().inv(y)
+
+    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.call_and_ladj(x)[1]
+
+    def call_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if _FUSED["failed"] is None:
+            try:
+                if _FUSED["fn"] is None:
+                    _FUSED["fn"] = torch.compile(_spline_call_and_ladj, dynamic=False)
+                return _FUSED["fn"](self.phi, x, self.bins)
+            except Exception as err:  # noqa: BLE001 - any compiler failure: go on eagerly, say why
+                _FUSED["failed"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                log.warning("compile: torch.compile of the spline failed (%s); the splines run eagerly",
+                            _FUSED["failed"])
+        return _spline_call_and_ladj(self.phi, x, self.bins)
+
+
 class SplineCoupling(GeneralCouplingTransform):
     """zuko's coupling layer whose conditioner output goes to :meth:`FastRQSTransform.from_block`
-    as one block (same parameters and state-dict keys as ``GeneralCouplingTransform``)."""
+    as one block (same parameters and state-dict keys as ``GeneralCouplingTransform``).
+
+    ``fused_batch`` (a plain attribute, not in the state dict; set by :meth:`compile_for_batch`):
+    with gradients on, batches of exactly that many rows go through :class:`FusedRQSTransform`
+    (``hepgen train --set compile=true``); every other call (validation, sampling, a short last
+    batch) runs eagerly, so that only the training batch's shape is ever compiled."""
 
     def __init__(self, features: int, context: int, mask: torch.Tensor, bins: int, **kwargs) -> None:
         super().__init__(features, context, mask=mask, univariate=FastRQSTransform,
                          shapes=[(bins,), (bins,), (bins - 1,)], **kwargs)
         self.bins = int(bins)
+        self.fused_batch: int | None = None
+
+    def compile_for_batch(self, batch_size: int | None) -> None:
+        """Fuse the spline of training batches of ``batch_size`` rows (None: never)."""
+        self.fused_batch = None if batch_size is None else int(batch_size)
 
     def meta(self, c: torch.Tensor | None, x: torch.Tensor):
         if c is not None:
@@ -119,6 +195,8 @@ class SplineCoupling(GeneralCouplingTransform):
         # under autocast (the bf16 sampling path) the conditioner's matrix products run in low
         # precision; the spline itself stays in the input's precision
         phi = self.hyper(x).to(x.dtype).unflatten(-1, (-1, self.total))
+        if self.fused_batch is not None and x.shape[0] == self.fused_batch and torch.is_grad_enabled():
+            return FusedRQSTransform(phi, self.bins)
         return DependentTransform(FastRQSTransform.from_block(phi, self.bins), 1)
 
 

@@ -87,6 +87,10 @@ Callback = Callable[[int, dict], None]
 
 # the clock of the time limit; a module attribute so that tests can replace it with a fake
 _clock = time.monotonic
+#: times the first two optimiser steps of an epoch (their difference is the one-off warm-up that
+#: ``fit_epochs_to_time`` leaves out of an epoch's pace); apart from ``_clock`` so that the tests'
+#: fake clock keeps its one-second-per-reading arithmetic
+_step_clock = time.perf_counter
 
 
 class StopTraining(Exception):
@@ -489,6 +493,10 @@ class _Run:
             raise ValueError(f"TrainConfig: key 'compile': family {model.family!r} has its own training step "
                              "(adversarial families: the gradient penalty needs double backward, which "
                              "torch.compile does not support); expected false, found true")
+        if model.compile_regions(config.batch_size):
+            log.info("compile: %s compiles its own regions (the spline couplings) for batches of %d rows",
+                     model.family, config.batch_size)
+            return
         model.set_ddp_wrappers({"model": FullBatchCompiled(model, config.batch_size)})
 
     def _restore(self, tstate: dict) -> TrainState:
@@ -563,6 +571,7 @@ class _Run:
             if dist.main and state.epoch > 0 and self.log_path.exists() else None
         self.t0 = _clock()
         self._t_epoch_start = 0.0  # seconds after t0 at which the current epoch began (epoch fitting)
+        self._warmup_s = 0.0  # the current epoch's one-off warm-up in its first step (epoch fitting)
         bar = tqdm(range(state.epoch, config.epochs), desc=f"training {config.family}", unit="epoch",
                    disable=not (progress and dist.main), initial=state.epoch, total=state.epochs(config))
         try:
@@ -590,6 +599,7 @@ class _Run:
             if writer is not None:
                 writer.close()
             self.model.set_ddp_wrappers(None)
+            self.model.compile_regions(None)
         if dist.main and state.best_epoch is None:
             # no finite selection metric in this run (e.g. NaN validation loss): keep the last
             # weights — never a best.pt left in out_dir by an earlier run
@@ -672,9 +682,17 @@ class _Run:
         time limit stops it inside."""
         config, dist, model = self.config, self.dist, self.model
         self._stop_reason = None
+        first = state.batch
+        step_s = []  # the durations of this call's first two steps of the epoch (the warm-up, below)
         for b, (x, c) in zip(range(state.batch, n_batches), batches):
+            t_step = _step_clock() if b < first + 2 else None
             with self._autocast():
                 logs = model.training_step(x, c, self.optimizers, state.step, config.grad_clip, **step_kwargs)
+            if t_step is not None:
+                step_s.append(_step_clock() - t_step)
+                # the first step's excess over the second: torch.compile's compilation (config.compile,
+                # 35-90 s for caloflow on 2 CPU cores) and first-touch allocations, paid once
+                self._warmup_s = max(0.0, step_s[0] - step_s[1]) if len(step_s) == 2 else 0.0
             for k, v in logs.items():
                 if not math.isfinite(v):
                     raise FloatingPointError(f"epoch {epoch}, step {state.step}: {k} became {v}; lower the lr")
@@ -762,6 +780,10 @@ class _Run:
         pace, self._t_epoch_start = now - self._t_epoch_start, now
         if state.fitted_epochs is not None or not self._whole_epoch or pace <= 0:
             return
+        # a one-off warm-up (the compilation) is not part of the pace of the epochs to come; it is
+        # part of the time already spent (now)
+        warmup = min(self._warmup_s, 0.9 * pace)
+        pace -= warmup
         left = 0.9 * 60 * config.max_minutes - now
         fitted = min(config.epochs, epoch + 1 + max(0, int(left // pace)))
         state.fitted_epochs = fitted
@@ -770,8 +792,10 @@ class _Run:
             record["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]
         bar.total = state.epochs(config)
         bar.refresh()
-        log.info("fit_epochs_to_time: %.1f s per epoch → %d of %d epochs in 90 %% of max_minutes=%s "
-                 "(the cosine schedule spans them)", pace, state.epochs(config), config.epochs, config.max_minutes)
+        log.info("fit_epochs_to_time: %.1f s per epoch%s → %d of %d epochs in 90 %% of max_minutes=%s "
+                 "(the cosine schedule spans them)", pace,
+                 f" (after a warm-up of {warmup:.1f} s in its first step)" if warmup >= 0.05 * pace else "",
+                 state.epochs(config), config.epochs, config.max_minutes)
 
     def _shorten_schedules(self, epochs: int) -> None:
         """The cosine schedules end at ``epochs``; the current learning rates jump to the closed form
