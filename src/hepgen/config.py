@@ -81,8 +81,9 @@ class TrainConfig:
         compile: ``torch.compile`` (inductor; needs a C++ compiler on CPU) for full training batches,
             compiled once, at the first step, within ``max_minutes``; the epoch's short last batch and
             the validation run eagerly.  A model with its own compiled regions
-            (:meth:`~hepgen.models.GenerativeModel.compile_regions`: the spline couplings of the flows
-            and ``caloflow``) compiles those; any other model, its whole training loss.  Families with the default
+            (:meth:`~hepgen.models.GenerativeModel.compile_regions`: the spline couplings of ``flow``
+            and ``caloflow``) compiles those; any other model, its whole training loss.  Families
+            with the default
             :meth:`~hepgen.models.GenerativeModel.training_step` only (likelihood and flow-matching
             families; adversarial steps need double backward for their gradient penalty), and not
             with data-parallel training.  If the compilation fails the run goes on eagerly and logs
@@ -216,9 +217,9 @@ def _demo_train() -> "TrainConfig":
     # dominates training: width 128 left an epoch at 53-56 s, 4 bins brought it to 40-45 s); width
     # 128 halves the sampler's matrix products; the counts cost ~10 ms per 1000 showers (kept_largest).
     # compile: the spline couplings' training pass fused by torch.compile (FusedRQSTransform): on that
-    # machine an epoch took 30-32 s against 45, after a one-off compilation of 57 s, so 15 epochs
+    # machine an epoch took 30-32 s against 42-52, after a one-off compilation of 57 s, so 15 epochs
     # fitted instead of 10 (AUC means over classifier seeds 1-3: 0.566 / 0.529 against 0.569 / 0.558;
-    # docs/training.md, "Compiled training").  epochs 20 is the ceiling a faster machine may reach.
+    # a fresh-clone make demo, 14 epochs: 0.571 / 0.547; docs/training.md, "Compiled training").  epochs 20 is the ceiling a faster machine may reach.
     base = preset("caloflow")
     model = copy.deepcopy(base.model)
     model["shape_flow"].update(hidden_features=128, spline_bins=4)

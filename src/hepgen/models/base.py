@@ -224,7 +224,8 @@ class GenerativeModel(nn.Module):
         """Compile this model's own hot regions for training batches of ``batch_size`` rows (None:
         back to eager); True when it has any (``TrainConfig.compile``: the trainer compiles the whole
         loss of a model without any).  Default: every submodule with a ``compile_for_batch`` method,
-        i.e. the spline couplings of :mod:`hepgen.models.flow` (flows, ``caloflow``, the tabular flow).
+        i.e. the spline couplings of :mod:`hepgen.models.flow` (``flow`` with ``coupling: true`` and
+        ``spline_bins``, ``caloflow``).
 
         >>> GenerativeModel(3, 1).compile_regions(256)
         False

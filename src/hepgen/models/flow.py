@@ -126,11 +126,11 @@ class FusedRQSTransform(Transform):
     ``torch.compile`` (inductor, ``dynamic=False``: one graph per batch shape).  Eagerly, the knots and
     the spline are ~40 small element-wise operations on ``(B, D/2, K)`` tensors, each a pass over
     memory; fused, they are a handful of loops.  Measured on the demo's caloflow (shape flow
-    hidden 128, 4 bins; batch 256, 2 threads, a 2-core AMD EPYC without AVX-512, 2026-12-02): 164 ms
-    per eager training step, 68 ms with the splines fused (compiled in ~56 s, forward and backward
-    of every distinct spline), 83 ms with the whole loss compiled (compiled in ~156 s).  If
-    inductor cannot compile (no C++ compiler), the warning says why once and every spline runs
-    eagerly.
+    hidden 128, 4 bins; 54k showers, batch 256, 2 threads, a 2-core AMD EPYC without AVX-512,
+    2026-12-02): an epoch took 30-32 s against 42-52 s eagerly, after a 57 s compilation (forward
+    and backward of every distinct spline); with the whole loss compiled instead, 28-30 s after
+    156 s (docs/training.md).  If inductor cannot compile (no C++ compiler), the warning says why
+    once and every spline of the process runs eagerly.
 
     Arguments:
         phi: the conditioner's output, ``(*, D_b, 3 bins - 1)``; bins: K.
