@@ -107,11 +107,16 @@ class FastRQSTransform(MonotonicRQSTransform):
         self.derivatives = pad(e[..., 2 * bins:], (1, 1), value=1.0)
 
 
+def _spline(phi: torch.Tensor, bins: int) -> DependentTransform:
+    """A coupling's element-wise spline of the conditioner output ``phi: (*, D_b, 3 bins - 1)``, its
+    log-Jacobian summed over the last dimension (the eager transform of :class:`SplineCoupling`)."""
+    return DependentTransform(FastRQSTransform.from_block(phi, bins), 1)
+
+
 def _spline_call_and_ladj(phi: torch.Tensor, x: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``DependentTransform(FastRQSTransform.from_block(phi, bins), 1).call_and_ladj(x)``: the knots,
-    the spline and its log-Jacobian summed over the last dimension (the graph :class:`FusedRQSTransform`
-    compiles: one graph, no break, checked with ``torch._dynamo.explain``)."""
-    return DependentTransform(FastRQSTransform.from_block(phi, bins), 1).call_and_ladj(x)
+    """``_spline(phi, bins).call_and_ladj(x)``: the knots, the spline and its log-Jacobian (the graph
+    :class:`FusedRQSTransform` compiles: one graph, no break, checked with ``torch._dynamo.explain``)."""
+    return _spline(phi, bins).call_and_ladj(x)
 
 
 #: the compiled :func:`_spline_call_and_ladj` (made at its first use), or why compiling failed
@@ -121,7 +126,7 @@ _FUSED: dict = {"fn": None, "failed": None}
 class FusedRQSTransform(Transform):
     """The spline of a :class:`SplineCoupling` whose training pass runs as one compiled graph.
 
-    Equal to ``DependentTransform(FastRQSTransform.from_block(phi, bins), 1)``; only
+    Equal to the eager ``DependentTransform(FastRQSTransform.from_block(phi, bins), 1)``; only
     :meth:`call_and_ladj` (what ``log_prob`` and so the training loss call) goes through
     ``torch.compile`` (inductor, ``dynamic=False``: one graph per batch shape).  Eagerly, the knots and
     the spline are ~40 small element-wise operations on ``(B, D/2, K)`` tensors, each a pass over
@@ -145,14 +150,11 @@ class FusedRQSTransform(Transform):
         super().__init__()
         self.phi, self.bins = phi, int(bins)
 
-    def _eager(self) -> DependentTransform:
-        return DependentTransform(FastRQSTransform.from_block(self.phi, self.bins), 1)
-
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        return self._eager()(x)
+        return _spline(self.phi, self.bins)(x)
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return self._eager().inv(y)
+        return _spline(self.phi, self.bins).inv(y)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.call_and_ladj(x)[1]
@@ -197,7 +199,7 @@ class SplineCoupling(GeneralCouplingTransform):
         phi = self.hyper(x).to(x.dtype).unflatten(-1, (-1, self.total))
         if self.fused_batch is not None and x.shape[0] == self.fused_batch and torch.is_grad_enabled():
             return FusedRQSTransform(phi, self.bins)
-        return DependentTransform(FastRQSTransform.from_block(phi, self.bins), 1)
+        return _spline(phi, self.bins)
 
 
 def coupling_flow(features: int, context: int, transforms: int, hidden_features: list[int],
