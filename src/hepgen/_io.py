@@ -1,4 +1,5 @@
-"""Small I/O helpers shared by every writer: atomic replacement of files, strict JSON, provenance."""
+"""Small I/O helpers shared by every writer: atomic replacement of files, strict JSON, provenance, and
+the one-line summary of an exception that error messages and warnings quote."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from hepgen._version import __version__
 
-__all__ = ["OutputLocked", "atomic_path", "disk_full_error", "json_safe", "output_lock", "provenance",
+__all__ = ["OutputLocked", "atomic_path", "disk_full_error", "error_line", "json_safe", "output_lock", "provenance",
            "release_freed_memory", "set_command_line", "write_metrics"]
 
 log = logging.getLogger("hepgen")
@@ -55,6 +56,18 @@ def atomic_path(path: Union[str, os.PathLike]) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def error_line(err: BaseException) -> str:
+    """``"Type: first line of the message"``: an exception as one line of an error or a warning.
+
+    >>> error_line(RuntimeError("no C++ compiler\\nsecond line"))
+    'RuntimeError: no C++ compiler'
+    >>> error_line(KeyError())
+    'KeyError: '
+    """
+    text = str(err)
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def json_safe(obj):

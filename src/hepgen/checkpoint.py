@@ -13,7 +13,7 @@ from typing import Union
 
 import torch
 
-from hepgen._io import atomic_path
+from hepgen._io import atomic_path, error_line
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
 
@@ -35,8 +35,7 @@ def load_checkpoint(path: Union[str, os.PathLike]) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for foreign / corrupt / unsafe files
         raise ValueError(
-            f"{path}: not a loadable hepgen checkpoint (only weights-only files are accepted): "
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            f"{path}: not a loadable hepgen checkpoint (only weights-only files are accepted): {error_line(err)}"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__

@@ -34,6 +34,7 @@ from zuko.flows.coupling import GeneralCouplingTransform
 from zuko.transforms import DependentTransform, MonotonicAffineTransform, MonotonicRQSTransform
 from zuko.utils import broadcast
 
+from hepgen._io import error_line
 from hepgen.models.base import GenerativeModel, register
 
 __all__ = ["SPLINE_BOUND", "SPLINE_MIN_SLOPE", "CaloFlow", "ConditionalFlow", "FastRQSTransform", "FusedRQSTransform",
@@ -166,7 +167,7 @@ class FusedRQSTransform(Transform):
                     _FUSED["fn"] = torch.compile(_spline_call_and_ladj, dynamic=False)
                 return _FUSED["fn"](self.phi, x, self.bins)
             except Exception as err:  # noqa: BLE001 - any compiler failure: go on eagerly, say why
-                _FUSED["failed"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                _FUSED["failed"] = error_line(err)
                 log.warning("compile: torch.compile of the spline failed (%s); the splines run eagerly",
                             _FUSED["failed"])
         return _spline_call_and_ladj(self.phi, x, self.bins)

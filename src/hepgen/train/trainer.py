@@ -73,7 +73,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from hepgen._extras import have
-from hepgen._io import atomic_path, provenance
+from hepgen._io import atomic_path, error_line, provenance
 from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig, dump_config
 from hepgen.domains import domain_of_data
@@ -254,7 +254,7 @@ class FullBatchCompiled:
                     self.compiled = torch.compile(self.module, dynamic=False)
                 out = self.compiled(x, *args, **kwargs)
             except Exception as err:  # noqa: BLE001 - any compiler failure: go on eagerly, say why
-                self.failed = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                self.failed = error_line(err)
                 log.warning("compile: torch.compile failed (%s); training eagerly", self.failed)
                 return self.module(x, *args, **kwargs)
             log.info("compile: the training loss compiled in %.1f s", time.perf_counter() - t0)
