@@ -82,6 +82,9 @@ def test_identical_samples_have_zero_separation(real):
     assert m["cell_energy"]["separation_power"] == 0 and m["cell_energy"]["jsd"] == 0
     assert m["layer_correlation"]["max_abs_diff"] == 0 and m["layer_correlation"]["constant_layers"]["real"] == []
     assert m["layer_correlation"]["spearman"]["max_abs_diff"] == 0
+    oa = m["orientation_asymmetry"]  # 4 angular bins: 4 turns x 2 mirror images; the showers depend on r only
+    assert oa["n_orientations"] == 8 and oa["real"] == oa["generated"]
+    assert 0.3 < oa["real"]["chi2_per_ndof"] < 2.0 and oa["real"]["ndof"] == 3 * 4 * 3
     lit = m["lit_cells"]  # the same showers: the same quantiles, and at most 1 % above the 99th percentile
     assert lit["real"] == lit["generated"]
     assert lit["above_real_q99"]["real"] == lit["above_real_q99"]["generated"]
@@ -212,6 +215,7 @@ def test_cartesian_geometry_report(tmp_path):
     a, b = synthetic_showers(300, geo, seed=4), synthetic_showers(300, geo, seed=5)
     m = evaluate(a, b, classifier=False)
     assert m["geometry"]["kind"] == "cartesian"
+    assert "orientation_asymmetry" not in m                    # no angular bins
     report = write_outputs(m, a, b, tmp_path)
     assert (tmp_path / "figures" / "average_showers.png").is_file() and report.is_file()
     assert "figures/roc.png" not in report.read_text()  # no classifier, no ROC figure

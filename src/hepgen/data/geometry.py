@@ -290,6 +290,43 @@ class CylindricalBinning:
             offset += lb.n_voxels
         return out
 
+    def orientations(self, reflections: bool = True) -> np.ndarray:
+        """The voxel permutations of the binning's azimuthal symmetry group.
+
+        A shower whose distribution does not depend on its orientation about the axis (a
+        particle along the axis, no magnetic field: GFlash, CaloChallenge data sets 2 and 3)
+        is as likely as any copy of it rotated by a multiple of ``2π / m`` and, with
+        ``reflections``, mirrored ``α → −α``; ``m`` is the greatest common divisor of the
+        layers' angular bin counts (layers with one angular bin are unchanged by every
+        element).  Row ``g`` is the permutation ``p`` of element ``g``: the rotated shower is
+        ``showers[:, p]``; row 0 is the identity; rows ``j`` (``j < m``) rotate by ``j`` steps
+        of ``2π / m``; with ``reflections``, row ``m + j`` is the mirror image of row ``j``
+        (turned by ``j`` steps, then ``α → −α``).
+
+        Returns:
+            ``(G, n_voxels)`` int64, ``G = m`` or ``2 m`` (1 when no layer has angular bins).
+
+        Example:
+            >>> b = CylindricalBinning.regular(n_layers=1, r_edges=[0, 5, 10], n_alpha=4)
+            >>> b.orientations()[[0, 1, 4]].tolist()      # identity, 90°, mirror; voxel = 2 α + r
+            [[0, 1, 2, 3, 4, 5, 6, 7], [6, 7, 0, 1, 2, 3, 4, 5], [6, 7, 4, 5, 2, 3, 0, 1]]
+        """
+        counts = [l.n_alpha for l in self.active_layers if l.n_alpha > 1]
+        m = int(np.gcd.reduce(counts)) if counts else 1
+        rows = []
+        for mirror in ((False, True) if reflections and counts else (False,)):
+            for j in range(m):
+                parts, offset = [], 0
+                for l in self.active_layers:
+                    i_alpha = np.arange(l.n_alpha)
+                    if mirror:  # bin i covers [−π + 2πi/n, −π + 2π(i+1)/n]: α → −α sends it to n − 1 − i
+                        i_alpha = l.n_alpha - 1 - i_alpha
+                    source = (i_alpha - j * (l.n_alpha // m)) % l.n_alpha  # rotated by j steps of 2π/m
+                    parts.append(offset + (source[:, None] * l.n_r + np.arange(l.n_r)[None, :]).reshape(-1))
+                    offset += l.n_voxels
+                rows.append(np.concatenate(parts))
+        return np.stack(rows).astype(np.int64)
+
     def to_dict(self) -> dict:
         return {
             "kind": "cylindrical",
@@ -391,6 +428,29 @@ def geometry_from_dict(d: dict) -> Geometry:
     if kind == "hexagonal":
         return HexagonalGrid.from_dict(d)
     raise ValueError(f"geometry kind must be one of {', '.join(repr(k) for k in GEOMETRY_KINDS)}, found {kind!r}")
+
+
+#: ``TrainConfig.symmetry`` values: no symmetry, azimuthal rotations, rotations and reflections.
+SYMMETRIES = ("none", "rotations", "dihedral")
+
+
+def orientation_permutations(geometry: Geometry, symmetry: str) -> np.ndarray | None:
+    """``geometry``'s voxel permutations for ``symmetry`` (:data:`SYMMETRIES`), None for ``"none"``.
+
+    ``"rotations"`` and ``"dihedral"`` (rotations and mirror images) are
+    :meth:`CylindricalBinning.orientations`; other geometries have no angular bins and raise.
+
+    >>> orientation_permutations(default_binning(), "dihedral").shape
+    (12, 384)
+    """
+    if symmetry not in SYMMETRIES:
+        raise ValueError(f"symmetry: expected one of {', '.join(repr(s) for s in SYMMETRIES)}, found {symmetry!r}")
+    if symmetry == "none":
+        return None
+    if not isinstance(geometry, CylindricalBinning):
+        raise ValueError(f"symmetry {symmetry!r} permutes angular bins: it needs a cylindrical binning, "
+                         f"found a {geometry.kind!r} geometry")
+    return geometry.orientations(reflections=symmetry == "dihedral")
 
 
 def load_geometry(path: Union[str, os.PathLike], particle: str | None = None) -> Geometry:

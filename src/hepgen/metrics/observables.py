@@ -40,6 +40,7 @@ __all__ = [
     "high_level_features",
     "incident_energy_edges",
     "layer_correlation",
+    "orientation_asymmetry",
     "layer_energies",
     "layer_energy_edges",
     "lit_cells",
@@ -394,6 +395,46 @@ def fraction_above_profile(showers: np.ndarray, geometry, edges: np.ndarray, lim
         if defined.any():
             out[layer] = float(np.mean(n[defined, layer] > limit[layer, idx[defined]]))
     return out
+
+
+def orientation_asymmetry(showers: np.ndarray, orientations: np.ndarray) -> tuple[float, int]:
+    """How far the mean energy fractions of the cells of ``showers`` are from a symmetry: ``(χ², ndof)``.
+
+    The voxels fall into orbits under the permutations ``orientations (G, n_voxels)`` (a whole group)
+    (:meth:`hepgen.data.geometry.CylindricalBinning.orientations`); if the showers' distribution
+    is invariant, the cells of an orbit have equal means.  Each shower is divided by its total
+    energy first (empty showers are left out), so that the spread of the showers' energies does not
+    hide an asymmetry.  ``χ² = Σ_v (m_v − m̄_orbit)² / σ²(m_v)`` over the voxels, with
+    ``σ²(m_v) = var_v / N``, ``ndof = Σ_orbits (size − 1)``; cells that are empty in every shower
+    are left out.  χ²/ndof ≈ 1 for symmetric data (a guide, not a calibrated test: the cells of an
+    orbit are correlated); ≫ 1 means the symmetry is broken.
+
+    >>> rng = np.random.default_rng(0)
+    >>> perms = np.array([[0, 1], [1, 0]])
+    >>> chi2, ndof = orientation_asymmetry(rng.exponential(1.0, (10000, 2)), perms)
+    >>> ndof, chi2 < 10
+    (1, True)
+    >>> orientation_asymmetry(rng.exponential(1.0, (10000, 2)) * [1.0, 1.2], perms)[0] > 100
+    True
+    """
+    x = np.asarray(showers, dtype=np.float64)
+    perms = np.asarray(orientations)
+    total = x.sum(axis=1, keepdims=True)
+    x = x[total[:, 0] > 0] / total[total[:, 0] > 0]
+    if perms.ndim != 2 or perms.shape[1] != x.shape[1]:
+        raise ValueError(f"orientation_asymmetry: expected (G, {x.shape[1]}) permutations, found {perms.shape}")
+    # the rows are the whole group, so {p[v] : p in perms} is v's orbit; label it by its smallest voxel
+    label = perms.min(axis=0)
+    mean, var = x.mean(axis=0), x.var(axis=0) / len(x)
+    live = var > 0
+    chi2, ndof = 0.0, 0
+    for orbit in np.unique(label):
+        members = np.flatnonzero((label == orbit) & live)
+        if len(members) > 1:
+            m = mean[members]
+            chi2 += float((((m - m.mean()) ** 2) / var[members]).sum())
+            ndof += len(members) - 1
+    return chi2, ndof
 
 
 def incident_energy_edges(incident_energies: np.ndarray, n_bins: int = 10) -> np.ndarray:

@@ -33,7 +33,7 @@ from hepgen._version import __version__
 from hepgen._progress import Stages
 from hepgen._io import atomic_path, json_safe, write_metrics
 from hepgen.data.formats import ShowerData
-from hepgen.data.geometry import geometry_from_dict, load_geometry
+from hepgen.data.geometry import CylindricalBinning, geometry_from_dict, load_geometry, orientation_permutations
 from hepgen.domains.showers.calochallenge import calochallenge_levels
 from hepgen.domains.showers.large import features_of, open_for_evaluation, streamed_features
 from hepgen.domains.showers.plots import save_all
@@ -69,6 +69,7 @@ from hepgen.metrics.observables import (
     layer_correlation,
     layer_energy_edges,
     lit_cells_profile,
+    orientation_asymmetry,
     response_resolution,
 )
 from hepgen.metrics.regression import condition_regression, condition_targets, regression_inputs
@@ -373,7 +374,18 @@ def _physics(real, generated, geometry, e_r, e_g, n_bins, n_energy_bins) -> dict
             "spearman": {"real": sr.tolist(), "generated": sg.tolist(), "max_abs_diff": _max_offdiag_diff(sr, sg)},
         }
     out["lit_cells"] = _lit_cells(real, generated, geometry)
+    if isinstance(geometry, CylindricalBinning) and len(real) >= 2 and len(generated) >= 2:
+        perms = orientation_permutations(geometry, "dihedral")
+        if len(perms) > 1:  # angular bins: are the samples' cell means symmetric under turns and mirror images?
+            out["orientation_asymmetry"] = {"symmetry": "dihedral", "n_orientations": len(perms),
+                                            "real": _asymmetry(real.showers, perms),
+                                            "generated": _asymmetry(generated.showers, perms)}
     return out
+
+
+def _asymmetry(showers: np.ndarray, perms: np.ndarray) -> dict:
+    chi2, ndof = orientation_asymmetry(showers, perms)
+    return {"chi2": chi2, "ndof": ndof, "chi2_per_ndof": chi2 / ndof if ndof else None}
 
 
 def _max_offdiag_diff(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -107,6 +107,11 @@ def _extended_sections(metrics: dict) -> list[str]:
                 parts.append(f"<tr><td>layer-energy correlations: max |Δρ| (Spearman, insensitive to a few "
                              f"outlying showers)</td><td colspan='2'>{_fmt(lc['spearman'].get('max_abs_diff'), 3)}"
                              f"</td></tr>")
+        oa = metrics.get("orientation_asymmetry")
+        if oa:  # the data's azimuthal symmetry: a model may break it where the data keep it
+            parts.append(f"<tr><td>azimuthal symmetry ({oa['n_orientations']} turns and mirror images): cell-mean "
+                         f"χ²/ndof (≈ 1 symmetric, ≫ 1 not)</td><td>{_fmt(oa['real']['chi2_per_ndof'], 3)}</td>"
+                         f"<td>{_fmt(oa['generated']['chi2_per_ndof'], 3)}</td></tr>")
         above = (metrics.get("lit_cells") or {}).get("above_real_q99")
         if above:
             worst = _worst_layer(above["generated"])
