@@ -376,7 +376,7 @@ def run_bench(
         lambda e, z, x: base.sampler(base.encoder(e, x), z) if base.noise_dim is not None
         else base.sampler(base.encoder(e, x), torch.Generator().manual_seed(0)),
         (torch.as_tensor(e0, dtype=torch.float32).reshape(-1, 1),
-         None if base.noise_dim is None else torch.randn(b0, base.noise_dim),
+         None if base.noise_dim is None else torch.randn(b0, base.sampler.noise_dim),  # the network's noise
          None if not base.condition_names else torch.as_tensor(base.condition_matrix(c0, b0))),
         b0,
     )

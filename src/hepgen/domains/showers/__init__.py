@@ -19,6 +19,7 @@ because the simulators write them); everything else a shower needs lives here:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 
 import h5py
@@ -27,10 +28,17 @@ import numpy as np
 from hepgen.config import TrainConfig, preset
 from hepgen.data.chunked import ShowerFileSet, expand_paths, fits_in_memory, showers_shape
 from hepgen.data.formats import ShowerData, read_showers, write_showers
+from hepgen.data.geometry import orientation_permutations
 from hepgen.domains.base import register_domain
 from hepgen.domains.showers.generator import ShowerGenerator, sample_to_file
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor
+from hepgen.metrics.observables import orientation_asymmetry
 from hepgen.models import build_model, check_family_kind, with_derived_hparams
+
+_log = logging.getLogger(__name__)
+
+#: showers read for the training data's symmetry check (:func:`orientation_asymmetry`)
+SYMMETRY_CHECK_ROWS = 100_000
 
 __all__ = ["DOMAIN", "ShowerDomain", "ShowerGenerator", "ShowerPreprocessor", "layer_sizes", "model_hparams",
            "sample_to_file"]
@@ -107,9 +115,19 @@ class ShowerDomain:
     def fit_preprocessor(self, data: ShowerData | ShowerFileSet, config) -> ShowerPreprocessor:
         """Fitted on the training rows; a :class:`ShowerFileSet` in two streamed passes
         (:meth:`ShowerPreprocessor.fit_chunks`, equal to the in-memory fit up to rounding)."""
+        perms = orientation_permutations(data.geometry, config.symmetry)
         pre = ShowerPreprocessor(layer_sizes(data.geometry), config.conditions, noise_level=config.noise_level,
                                  threshold=config.threshold, deposit_bound=config.deposit_bound,
-                                 occupancy=config.occupancy)
+                                 occupancy=config.occupancy, orientations=perms,
+                                 augment_orientations=config.augment_symmetry)
+        if perms is not None:  # does the training data have the symmetry the generated showers will get?
+            sample = data if isinstance(data, ShowerData) else next(iter(data.iter_chunks()))
+            chi2, ndof = orientation_asymmetry(sample.showers[:SYMMETRY_CHECK_ROWS], perms)
+            ratio = chi2 / max(ndof, 1)
+            (_log.warning if ratio > 2.0 else _log.info)(
+                "symmetry %r (%d orientations): the cell means of %d training showers deviate from it by "
+                "chi2/ndof = %.2f (ndof %d)%s", config.symmetry, len(perms), min(len(sample), SYMMETRY_CHECK_ROWS),
+                ratio, ndof, "; the data do not look symmetric: check the symmetry key" if ratio > 2.0 else "")
         if isinstance(data, ShowerFileSet):
             return pre.fit_chunks(lambda: ((c.showers, c.incident_energies, c.conditions)
                                            for c in data.iter_chunks()), seed=config.seed)

@@ -30,8 +30,8 @@ from hepgen.data.stream import (
     file_sha256,
     stream_showers,
 )
-from hepgen.domains.showers.inference import (SAMPLING_PATHS, ShowerSampler, call_padded, compiles, prepare_path,
-                                              spline_network)
+from hepgen.domains.showers.inference import (SAMPLING_PATHS, ShowerSampler, call_padded, compiles, normal_cdf,
+                                              prepare_path, spline_network)
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor, incident_energy_array
 from hepgen.models import GenerativeModel, build_model
 
@@ -88,17 +88,26 @@ class ShowerGenerator:
         network = spline_network(self.model)
         if network is not None:
             network = network.to(device)
-        out = np.empty((len(e), self.preprocessor.n_voxels), dtype=np.float32)
+        pre = self.preprocessor
+        oriented = pre.orientations is not None
+        out = np.empty((len(e), pre.n_voxels), dtype=np.float32)
         starts = range(0, len(e), batch_size)
         for s in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
             ct = torch.from_numpy(c[s : s + batch_size]).to(device)
-            if network is None:
+            if network is None and (not oriented or self.model.noise_dim is None):
                 x = self.model.sample(ct, generator=gen)
+                if oriented:  # as ShowerSampler draws it for a generator-driven sampler
+                    u = torch.rand(ct.shape[0], generator=gen, device=device)
             else:  # model.sample's noise: (B, noise_dim) standard normals from the same generator
-                x = network(ct, torch.randn(ct.shape[0], network.noise_dim, generator=gen, device=device,
-                                            dtype=ct.dtype))
-            x = x.float().cpu().numpy()
-            out[s : s + batch_size] = self.preprocessor.inverse(x, e[s : s + batch_size])
+                # (and, with orientations, one more column, as ShowerSampler's noise)
+                to_showers = self.model.sample_from_noise if network is None else network
+                d = int(self.model.noise_dim)
+                z = torch.randn(ct.shape[0], d + int(oriented), generator=gen, device=device, dtype=ct.dtype)
+                x = to_showers(ct, z[:, :d])
+                if oriented:
+                    u = normal_cdf(z[:, -1])
+            showers = pre.inverse(x.float().cpu().numpy(), e[s : s + batch_size])
+            out[s : s + batch_size] = pre.orient(showers, u.cpu().numpy()) if oriented else showers
         return out
 
     def sample_like(self, data: ShowerData, seed: int = 0, batch_size: int = 1_000,

@@ -10,6 +10,10 @@ in between, so the same module is benchmarked (:mod:`hepgen.bench`), exported to
                                                       FeatureDecoder ◄───────┘
                                                             └─► showers (B, n_voxels) MeV
 
+With a preprocessor's ``orientations`` (a symmetry of the showers' distribution), ``noise`` has one
+more column than the network takes: its normal CDF picks the orientation each generated shower is
+turned to (:func:`orient`), independently of the shower.
+
 * :class:`ConditionEncoder` and :class:`FeatureDecoder` re-implement
   :class:`~hepgen.domains.showers.preprocessing.ShowerPreprocessor`'s condition transform and inverse in
   float32 torch ops (tested against the numpy originals).
@@ -54,6 +58,8 @@ __all__ = [
     "call_padded",
     "compiles",
     "native_bf16",
+    "normal_cdf",
+    "orient",
     "ConditionEncoder",
     "FeatureDecoder",
     "ModelSampler",
@@ -70,6 +76,27 @@ __all__ = [
 ]
 
 SAMPLING_PATHS = ("fp32", "bf16", "fp16", "int8", "compile", "compile-bf16")
+
+
+def normal_cdf(z: torch.Tensor) -> torch.Tensor:
+    """Φ(z) = (1 + erf(z / √2)) / 2: a standard normal noise column → uniform in [0, 1] (``erf``
+    exports to ONNX, ``torch.special.ndtr`` does not)."""
+    return 0.5 * (1.0 + torch.erf(z * 0.7071067811865476))
+
+
+def orient(showers: torch.Tensor, u: torch.Tensor, orientations: torch.Tensor) -> torch.Tensor:
+    """Each shower turned by permutation ``floor(u G)`` of ``orientations``, as
+    :meth:`~hepgen.domains.showers.preprocessing.ShowerPreprocessor.orient` (torch: compiled and ONNX paths).
+
+    ``showers (B, V)``, ``u (B,)`` in [0, 1], ``orientations (G, V)`` int64 → ``(B, V)``.
+
+    >>> orient(torch.tensor([[1., 2., 3.], [1., 2., 3.]]), torch.tensor([0.2, 1.0]),
+    ...        torch.tensor([[0, 1, 2], [2, 0, 1]])).tolist()
+    [[1.0, 2.0, 3.0], [3.0, 1.0, 2.0]]
+    """
+    n = orientations.shape[0]
+    g = torch.clamp((u * n).long(), 0, n - 1)
+    return torch.gather(showers, 1, orientations.index_select(0, g))
 
 
 def native_bf16() -> bool:
@@ -551,7 +578,9 @@ class ShowerSampler(nn.Module):
 
     Shapes: ``incident_energy (B, 1)`` MeV, ``noise (B, noise_dim)`` standard normal,
     ``conditions (B, K)`` raw extra conditions (only for models trained with some, in
-    ``condition_names`` order) → ``(B, n_voxels)`` float32 MeV.
+    ``condition_names`` order) → ``(B, n_voxels)`` float32 MeV.  With the preprocessor's
+    ``orientations``, ``noise_dim`` is the network's plus one: the last column picks each
+    shower's orientation (:func:`orient`; a generator-driven sampler draws it from ``generator``).
 
     Example:
         A generator with an untrained 2-transform flow on 6 voxels (a checkpoint's
@@ -574,7 +603,10 @@ class ShowerSampler(nn.Module):
         self.encoder = ConditionEncoder(preprocessor)
         self.sampler = sampler
         self.decoder = FeatureDecoder(preprocessor)
-        self.noise_dim = None if sampler.noise_dim is None else int(sampler.noise_dim)
+        self.oriented = preprocessor.orientations is not None
+        if self.oriented:
+            self.register_buffer("orientations", torch.as_tensor(preprocessor.orientations, dtype=torch.long))
+        self.noise_dim = None if sampler.noise_dim is None else int(sampler.noise_dim) + int(self.oriented)
         self.n_extra_conditions = self.encoder.n_extra
         self.condition_names = list(preprocessor.condition_names)
         self.n_voxels = int(preprocessor.n_voxels)
@@ -588,8 +620,15 @@ class ShowerSampler(nn.Module):
                 conditions: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """See the class docstring; ``noise`` is None (and ``generator`` used) iff ``noise_dim`` is None."""
         c = self.encoder(incident_energy, conditions)
-        x = self.sampler(c, generator) if self.noise_dim is None else self.sampler(c, noise)
-        return self.decoder(x.float(), incident_energy)
+        if not self.oriented:
+            x = self.sampler(c, generator) if self.noise_dim is None else self.sampler(c, noise)
+            return self.decoder(x.float(), incident_energy)
+        if self.noise_dim is None:
+            x = self.sampler(c, generator)
+            u = torch.rand(c.shape[0], generator=generator, device=c.device)
+        else:
+            x, u = self.sampler(c, noise[:, :-1]), normal_cdf(noise[:, -1])
+        return orient(self.decoder(x.float(), incident_energy), u, self.orientations)
 
     def condition_matrix(self, conditions: dict | None, n: int) -> np.ndarray | None:
         """Extra conditions dict → ``(n, K)`` float32 in ``condition_names`` order (None if K = 0)."""
