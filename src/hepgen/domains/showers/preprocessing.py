@@ -291,11 +291,6 @@ class ShowerPreprocessor:
     def n_features(self) -> int:
         return self.n_energy_features + self.n_voxels
 
-    @property
-    def n_orientations(self) -> int:
-        """G, the number of orientations a generated shower is drawn from (1: no symmetry)."""
-        return 1 if self.orientations is None else len(self.orientations)
-
     def orient(self, showers: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Each shower turned by orientation ``floor(u G)`` (step 7); ``showers`` itself without orientations.
 
