@@ -33,7 +33,7 @@ from hepgen._version import __version__
 from hepgen._progress import Stages
 from hepgen._io import atomic_path, json_safe, write_metrics
 from hepgen.data.formats import ShowerData
-from hepgen.data.geometry import CylindricalBinning, geometry_from_dict, load_geometry, orientation_permutations
+from hepgen.data.geometry import CylindricalBinning, geometry_from_dict, load_geometry
 from hepgen.domains.showers.calochallenge import calochallenge_levels
 from hepgen.domains.showers.large import features_of, open_for_evaluation, streamed_features
 from hepgen.domains.showers.plots import save_all
@@ -375,7 +375,7 @@ def _physics(real, generated, geometry, e_r, e_g, n_bins, n_energy_bins) -> dict
         }
     out["lit_cells"] = _lit_cells(real, generated, geometry)
     if isinstance(geometry, CylindricalBinning) and len(real) >= 2 and len(generated) >= 2:
-        perms = orientation_permutations(geometry, "dihedral")
+        perms = geometry.orientations()  # turns and mirror images ("dihedral")
         if len(perms) > 1:  # angular bins: are the samples' cell means symmetric under turns and mirror images?
             out["orientation_asymmetry"] = {"symmetry": "dihedral", "n_orientations": len(perms),
                                             "real": _asymmetry(real.showers, perms),

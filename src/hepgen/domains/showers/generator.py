@@ -31,7 +31,7 @@ from hepgen.data.stream import (
     stream_showers,
 )
 from hepgen.domains.showers.inference import (SAMPLING_PATHS, ShowerSampler, call_padded, compiles, normal_cdf,
-                                              prepare_path, spline_network)
+                                              orient, prepare_path, spline_network)
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor, incident_energy_array
 from hepgen.models import GenerativeModel, build_model
 
@@ -90,6 +90,7 @@ class ShowerGenerator:
             network = network.to(device)
         pre = self.preprocessor
         oriented = pre.orientations is not None
+        perms = torch.from_numpy(pre.orientations) if oriented else None
         out = np.empty((len(e), pre.n_voxels), dtype=np.float32)
         starts = range(0, len(e), batch_size)
         for s in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
@@ -107,7 +108,9 @@ class ShowerGenerator:
                 if oriented:
                     u = normal_cdf(z[:, -1])
             showers = pre.inverse(x.float().cpu().numpy(), e[s : s + batch_size])
-            out[s : s + batch_size] = pre.orient(showers, u.cpu().numpy()) if oriented else showers
+            if oriented:  # ShowerSampler's own function, so that both pick the same orientation from u
+                showers = orient(torch.from_numpy(showers), u.float().cpu(), perms).numpy()
+            out[s : s + batch_size] = showers
         return out
 
     def sample_like(self, data: ShowerData, seed: int = 0, batch_size: int = 1_000,
