@@ -255,10 +255,10 @@ class DemoConfig:
 
     n_train: int = 60_000
     #: 50k test showers (and as many generated): hepgen's classifier is starved at 10k per side.
-    #: Issue 14, 2026-12-03, the same demo model against 10k / 20k / 50k reference showers per
-    #: side: AUC low 0.507 / 0.518 / 0.526, high 0.513 / 0.534 / 0.563, while two independent
-    #: reference samples stay at 0.495-0.498 / 0.504-0.509 (docs/models.md, "How many showers the
-    #: classifier needs").  It costs ~30 s of simulation and ~50 s of evaluation.
+    #: Issue 14, 2026-12-03, a model of the demo's settings (lr 2e-3, 36 epochs) against 10k / 20k
+    #: / 50k reference showers per side: AUC low 0.507 / 0.518 / 0.526, high 0.513 / 0.534 / 0.563,
+    #: while two independent reference samples stay at 0.495-0.498 / 0.504-0.509 (docs/models.md,
+    #: "How many showers the classifier needs").  It costs ~30 s of simulation, ~50 s of evaluation.
     n_test: int = 50_000
     energy_range: tuple[float, float] = (1_000.0, 100_000.0)
     seed: int = 1
