@@ -18,7 +18,8 @@ from hepgen.domains.showers.spline_sampler import rqs_inverse
 from hepgen.models import build_model
 from hepgen.models.base import check_family_kind
 from hepgen.models import flow as flow_module
-from hepgen.models.flow import ConditionalFlow, FastRQSTransform, FusedRQSTransform, SplineCoupling, coupling_flow
+from hepgen.models.flow import (ConditionalFlow, FastRQSTransform, FusedRQSTransform, LinearMix, SplineCoupling,
+                                coupling_flow)
 from hepgen.simulate.calorimeter import simulate_dataset
 from hepgen.train.distill import distill, teacher_pairs
 from hepgen.train.trainer import train
@@ -52,10 +53,11 @@ def test_fast_rqs_knots_are_a_partition_of_the_bound():
     assert bool((t.horizontal.diff(dim=-1) > 0).all()) and bool((t.vertical.diff(dim=-1) > 0).all())
 
 
-@pytest.mark.parametrize("bins", [0, 4])
-def test_coupling_flow_inverts_and_is_normalised(bins):
+@pytest.mark.parametrize("bins,mix", [(0, 0), (4, 0), (4, 2)])
+def test_coupling_flow_inverts_and_is_normalised(bins, mix):
+    # mix 2: a LinearMix before each coupling layer, perturbed away from the identity below
     torch.manual_seed(0)
-    flow = ConditionalFlow(2, 1, transforms=2, hidden_features=16, spline_bins=bins, coupling=True)
+    flow = ConditionalFlow(2, 1, transforms=2, hidden_features=16, spline_bins=bins, coupling=True, mix=mix)
     with torch.no_grad():  # away from the identity-like initialisation
         for p in flow.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -78,6 +80,26 @@ def test_coupling_masks_come_in_complementary_pairs():
     assert torch.equal(masks[1], ~masks[0]) and torch.equal(masks[3], ~masks[2])
     # each MLP outputs parameters for the transformed half only (2 per feature for affine)
     assert [t.hyper[-1].out_features for t in flow.transform.transforms] == [8, 6, 8, 6]
+    # LinearMix layers go in front of evenly spaced couplings and leave the masks as they were
+    mixed = coupling_flow(7, 0, transforms=4, hidden_features=[8], spline_bins=0, mix=2).transform.transforms
+    assert [type(t).__name__ for t in mixed] == ["LinearMix", "GeneralCouplingTransform", "GeneralCouplingTransform"] * 2
+    assert [torch.equal(a.mask, b) for a, b in zip([t for t in mixed if hasattr(t, "mask")], masks)] == [True] * 4
+
+
+def test_linear_mix_log_det_and_inverse_against_torch_linalg():
+    torch.manual_seed(0)
+    mix = LinearMix(5)
+    with torch.no_grad():
+        for p in mix.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    w = mix.weight().detach()
+    t = mix()
+    x = torch.randn(20, 5)
+    # y = W x row by row; log|det W| from torch's LU (slogdet), to float32 rounding
+    torch.testing.assert_close(t(x), x @ w.T)
+    torch.testing.assert_close(t.log_abs_det_jacobian(x, t(x)), torch.full((20,), float(torch.linalg.slogdet(w)[1])),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(t.inv(t(x)), x, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="at least 2 features"):
         coupling_flow(1, 0, transforms=2, hidden_features=[8])
 

@@ -77,19 +77,21 @@ def test_rqs_inverse_float32_error_is_zukos_float32_error():
         rqs_inverse(phi32[..., :22], y32, 8)
 
 
-def _perturbed_flow(features, context, bins, transforms=3, seed=0):
+def _perturbed_flow(features, context, bins, transforms=3, seed=0, mix=0):
     torch.manual_seed(seed)
     flow = ConditionalFlow(features, context, transforms=transforms, hidden_features=16, n_hidden=2,
-                           spline_bins=bins, coupling=True)
+                           spline_bins=bins, coupling=True, mix=mix)
     with torch.no_grad():  # away from the identity-like initialisation
         for p in flow.parameters():
             p.add_(0.3 * torch.randn_like(p))
     return flow.eval()
 
 
-@pytest.mark.parametrize("features,bins", [(2, 4), (7, 8)])
-def test_spline_coupling_sampler_is_the_flows_inverse(features, bins):
-    flow = _perturbed_flow(features, 2, bins)
+@pytest.mark.parametrize("features,bins,mix", [(2, 4, 0), (7, 8, 0), (7, 4, 2)])
+def test_spline_coupling_sampler_is_the_flows_inverse(features, bins, mix):
+    # mix 2: LinearMix layers before couplings 0 and 2 (perturbed away from the identity below)
+    flow = _perturbed_flow(features, 2, bins, mix=mix)
+    assert sum(type(t).__name__ == "LinearMix" for t in flow.flow.transform.transforms) == mix
     c, z = torch.randn(400, 2), 2 * torch.randn(400, features)
     fast = SplineCouplingSampler(flow.flow, features).eval()
     with torch.no_grad():
@@ -180,21 +182,25 @@ def _zuko_path_sample(gen, e, seed, batch_size):
     return np.concatenate(out)
 
 
-def _tiny_caloflow_generator(coupling=True):
+def _tiny_caloflow_generator(coupling=True, mix=0):
     rng = np.random.default_rng(1)
     e_inc = rng.uniform(1e3, 1e4, (300, 1))
     pre = ShowerPreprocessor([4, 4]).fit(rng.exponential(1.0, (300, 8)) * e_inc / 16, e_inc)
     torch.manual_seed(1)
     stage = {"transforms": 2, "hidden_features": 16, "n_hidden": 2, "spline_bins": 8, "coupling": coupling}
     model = build_model("caloflow", n_features=pre.n_features, n_conditions=1, n_layers=2,
-                        energy_flow=stage, shape_flow=stage)
+                        energy_flow=stage, shape_flow=dict(stage, mix=mix))
     with torch.no_grad():  # away from the identity-like initialisation
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
     return ShowerGenerator(model.eval(), pre, None), e_inc[:, 0]
 
 
-@pytest.mark.parametrize("make", [_tiny_generator, _tiny_caloflow_generator])
+def _tiny_caloflow_mixed_generator():
+    return _tiny_caloflow_generator(mix=2)   # a LinearMix before each of the shape flow's couplings
+
+
+@pytest.mark.parametrize("make", [_tiny_generator, _tiny_caloflow_generator, _tiny_caloflow_mixed_generator])
 def test_generator_sample_uses_the_fast_sampler_and_gives_the_zuko_paths_showers(make, monkeypatch):
     gen, e = make()
     assert spline_network(gen.model) is not None
@@ -220,14 +226,16 @@ def test_spline_network_is_none_for_other_models():
     assert spline_network(gen.model) is None
 
 
-def test_onnx_export_of_the_spline_sampler_matches_pytorch(tmp_path):
-    # under export rqs_inverse_planes takes its functional branch (no in-place updates, no uint8 view)
+@pytest.mark.parametrize("mix", [0, 2])
+def test_onnx_export_of_the_spline_sampler_matches_pytorch(tmp_path, mix):
+    # under export rqs_inverse_planes takes its functional branch (no in-place updates, no uint8 view);
+    # mix 2: the shape flow's LinearMix layers export as a matrix product with W⁻¹
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from hepgen.data.geometry import CylindricalBinning
     from hepgen.export import check_onnx, export_onnx
 
-    gen, _ = _tiny_caloflow_generator()
+    gen, _ = _tiny_caloflow_generator(mix=mix)
     gen.geometry = CylindricalBinning.regular(n_layers=2, r_edges=[0, 5, 10, 20, 30], n_alpha=1)
     export_onnx(gen, tmp_path / "m.onnx")
     res = check_onnx(tmp_path / "m.onnx", gen, n=500, seed=1)

@@ -242,9 +242,16 @@ def _demo_train() -> "TrainConfig":
     # (15-17 s per compiled epoch, all 20 fitted) AUC means 0.521 / 0.534 against 0.566 / 0.529 before;
     # 40 epochs (a 15-minute budget) 0.519 / 0.526 (docs/models.md, "Orientation").  epochs 40 is a
     # ceiling: where an epoch takes 16 s about 32 fit into the 9.5 minutes, at 30 s about 17.
+    # shape_flow mix 4: a learned linear map of all 384 shape features before every coupling layer
+    # (LinearMix), so a shower that is wider in one layer can stay wider in the next (the coupling
+    # layers on random halves kept the radial centres' cross-layer correlation only in part).  On
+    # 2026-12-03 (50k test showers per side): 12 fixed epochs AUC 0.519 / 0.557 against 0.535 / 0.622
+    # without; the demo fitted 27 epochs (18 s each, against 14 s: 36 without) and gave 0.513 / 0.548
+    # against 0.538 / 0.566, val loss 0.355 against 0.368, 11.4x the simulator (docs/models.md,
+    # "Mixing all features between coupling layers").
     base = preset("caloflow")
     model = copy.deepcopy(base.model)
-    model["shape_flow"].update(hidden_features=128, spline_bins=4)
+    model["shape_flow"].update(hidden_features=128, spline_bins=4, mix=4)
     return dataclasses.replace(base, model=model, epochs=40, max_minutes=9.5, fit_epochs_to_time=True,
                                occupancy=True, compile=True, symmetry="dihedral", augment_symmetry=True)
 

@@ -31,6 +31,7 @@ from torch.distributions import Transform, constraints
 from zuko.distributions import DiagNormal
 from zuko.flows import Flow, UnconditionalDistribution
 from zuko.flows.coupling import GeneralCouplingTransform
+from zuko.lazy import LazyTransform
 from zuko.transforms import DependentTransform, MonotonicAffineTransform, MonotonicRQSTransform
 from zuko.utils import broadcast
 
@@ -38,7 +39,7 @@ from hepgen._io import error_line
 from hepgen.models.base import GenerativeModel, register
 
 __all__ = ["SPLINE_BOUND", "SPLINE_MIN_SLOPE", "CaloFlow", "ConditionalFlow", "FastRQSTransform", "FusedRQSTransform",
-           "SplineCoupling", "coupling_flow", "require_standard_normal_base"]
+           "LinearMix", "SplineCoupling", "coupling_flow", "require_standard_normal_base"]
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +204,63 @@ class SplineCoupling(GeneralCouplingTransform):
         return _spline(phi, self.bins)
 
 
+class _MatrixTransform(Transform):
+    """``y = x Wᵀ`` with a given log|det W| (see :class:`LinearMix`)."""
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+
+    def __init__(self, weight: torch.Tensor, ladj: torch.Tensor) -> None:
+        super().__init__()
+        self.weight, self.ladj = weight, ladj
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight.T
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.solve(self.weight.to(torch.float64), y.to(torch.float64).T).T.to(y.dtype)
+
+    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.ladj.expand(x.shape[:-1])
+
+
+class LinearMix(LazyTransform):
+    """A learned invertible linear map of all features, ``y = W x`` with ``W = L diag(eᵈ) U``.
+
+    ``L`` (unit lower triangular), ``U`` (unit upper triangular) and ``d`` start at the
+    identity; ``log|det W| = Σ d``.  Between coupling layers it lets the flow mix every feature
+    with every other in one step (Glow's invertible 1×1 convolution over the whole vector).
+
+    Shapes: ``x (B, D)`` → ``(B, D)``.
+
+    Example:
+        >>> mix = LinearMix(3)
+        >>> torch.equal(mix()(torch.ones(2, 3)), torch.ones(2, 3))
+        True
+
+    Reference: D. P. Kingma, P. Dhariwal, "Glow", arXiv:1807.03039 (LU-decomposed 1×1 convolution).
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.lower = torch.nn.Parameter(torch.zeros(features, features))
+        self.upper = torch.nn.Parameter(torch.zeros(features, features))
+        self.log_diag = torch.nn.Parameter(torch.zeros(features))
+
+    def weight(self) -> torch.Tensor:
+        """W, ``(D, D)``."""
+        eye = torch.eye(self.log_diag.shape[0], dtype=self.log_diag.dtype, device=self.log_diag.device)
+        low = torch.tril(self.lower, -1) + eye
+        up = torch.triu(self.upper, 1) + eye
+        return (low * self.log_diag.exp()) @ up
+
+    def forward(self, c: torch.Tensor | None = None) -> Transform:
+        return _MatrixTransform(self.weight(), self.log_diag.sum())
+
+
 def coupling_flow(features: int, context: int, transforms: int, hidden_features: list[int],
-                  spline_bins: int = 0, seed: int = 0) -> Flow:
+                  spline_bins: int = 0, seed: int = 0, mix: int = 0) -> Flow:
     """A conditional coupling flow (RealNVP / NSF-coupling) from zuko's parts.
 
     Each transform keeps a random half ``a`` of the features and maps the other half ``b``
@@ -232,7 +288,10 @@ def coupling_flow(features: int, context: int, transforms: int, hidden_features:
         raise ValueError(f"coupling_flow: needs at least 2 features, found {features}")
     gen = torch.Generator().manual_seed(seed)
     layers = []
+    mix_before = {round(j * transforms / mix) for j in range(mix)} if mix else set()
     for i in range(transforms):
+        if i in mix_before:
+            layers.append(LinearMix(features))
         if i % 2 == 0:
             mask = torch.zeros(features, dtype=torch.bool)
             mask[torch.randperm(features, generator=gen)[: features // 2]] = True
@@ -285,6 +344,7 @@ class ConditionalFlow(GenerativeModel):
         passes: int | None = 2,
         spline_bins: int = 0,
         coupling: bool = False,
+        mix: int = 0,
     ) -> None:
         super().__init__(n_features, n_conditions)
         self.hparams.update(
@@ -295,9 +355,11 @@ class ConditionalFlow(GenerativeModel):
             spline_bins=spline_bins,
             coupling=bool(coupling),
         )
+        if mix:
+            self.hparams["mix"] = int(mix)
         if coupling:
             self.flow = coupling_flow(n_features, n_conditions, transforms, [hidden_features] * n_hidden,
-                                      spline_bins=spline_bins)
+                                      spline_bins=spline_bins, mix=int(mix))
             return
         common = dict(
             features=n_features,

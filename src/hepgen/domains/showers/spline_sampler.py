@@ -50,7 +50,7 @@ import torch
 import zuko.nn
 from torch import nn
 
-from hepgen.models.flow import (SPLINE_BOUND, SPLINE_MIN_SLOPE, FastRQSTransform, SplineCoupling,
+from hepgen.models.flow import (SPLINE_BOUND, SPLINE_MIN_SLOPE, FastRQSTransform, LinearMix, SplineCoupling,
                                require_standard_normal_base)
 # the plane-wise spline inverse lives with the models (shared with the tabular sampler); re-exported here
 from hepgen.models.spline_inverse import rqs_inverse, rqs_inverse_planes
@@ -119,11 +119,29 @@ class _Layer(nn.Module):
         return torch.cat([y_a, x_b], dim=1).index_select(1, self.unpermute)
 
 
+class _Mix(nn.Module):
+    """A :class:`~hepgen.models.flow.LinearMix` inverted once: ``x = W⁻¹ y`` with ``W⁻¹`` computed in
+    float64 and kept as a buffer (not an ``nn.Linear``: the int8 path leaves it in full precision,
+    since it mixes every feature at once).  Compiled and ONNX paths see one more matrix product."""
+
+    def __init__(self, mix: LinearMix) -> None:
+        super().__init__()
+        with torch.no_grad():
+            inverse = torch.linalg.inv(mix.weight().double())
+        self.register_buffer("inverse", inverse.to(mix.log_diag.dtype))
+
+    def forward(self, c: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # in y's precision also under autocast (the bf16 path)
+        with torch.autocast(y.device.type, enabled=False):
+            return nn.functional.linear(y, self.inverse.to(y.dtype))
+
+
 class SplineCouplingSampler(nn.Module):
     """``(c, z) → flow.transform(c).inv(z)`` for a spline coupling flow, see the module docstring.
 
     Arguments:
-        flow: a ``zuko.flows.Flow`` whose transforms are all ``SplineCoupling`` layers
+        flow: a ``zuko.flows.Flow`` whose transforms are ``SplineCoupling`` layers, optionally
+            with :class:`~hepgen.models.flow.LinearMix` layers between them
             (:func:`hepgen.models.flow.coupling_flow` with ``spline_bins > 0``) and whose base
             is a standard normal; the weights are copied.
         n_features: D.
@@ -138,14 +156,16 @@ class SplineCouplingSampler(nn.Module):
     def __init__(self, flow, n_features: int) -> None:
         super().__init__()
         transforms = list(flow.transform.transforms)
-        if not transforms or not all(isinstance(t, SplineCoupling) for t in transforms):
-            raise TypeError("SplineCouplingSampler supports flows of spline coupling layers only")
-        if any(t.univariate is not FastRQSTransform for t in transforms):
+        couplings = [t for t in transforms if isinstance(t, SplineCoupling)]
+        if not couplings or not all(isinstance(t, (SplineCoupling, LinearMix)) for t in transforms):
+            raise TypeError("SplineCouplingSampler supports flows of spline coupling layers only (and LinearMix between them)")
+        if any(t.univariate is not FastRQSTransform for t in couplings):
             raise TypeError("SplineCouplingSampler: unexpected univariate transform")
         require_standard_normal_base(flow, "SplineCouplingSampler")
         # the layers use FastRQSTransform.from_block's defaults; zuko's ComposedTransform
         # inverts the last transform first
-        self.layers = nn.ModuleList(_Layer(t, SPLINE_BOUND, SPLINE_MIN_SLOPE) for t in transforms[::-1])
+        self.layers = nn.ModuleList(_Mix(t) if isinstance(t, LinearMix) else _Layer(t, SPLINE_BOUND, SPLINE_MIN_SLOPE)
+                                    for t in transforms[::-1])
         self.noise_dim = int(n_features)
 
     def forward(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
