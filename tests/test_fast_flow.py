@@ -100,6 +100,10 @@ def test_linear_mix_log_det_and_inverse_against_torch_linalg():
     torch.testing.assert_close(t.log_abs_det_jacobian(x, t(x)), torch.full((20,), float(torch.linalg.slogdet(w)[1])),
                                atol=1e-5, rtol=0)
     torch.testing.assert_close(t.inv(t(x)), x, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="mix must be between 0 and transforms = 2, found 3"):
+        coupling_flow(4, 0, transforms=2, hidden_features=[8], mix=3)
+    with pytest.raises(ValueError, match="expected coupling: true with mix 2, found coupling: False"):
+        ConditionalFlow(4, 1, transforms=2, hidden_features=8, mix=2)
     with pytest.raises(ValueError, match="at least 2 features"):
         coupling_flow(1, 0, transforms=2, hidden_features=[8])
 

@@ -273,7 +273,8 @@ def coupling_flow(features: int, context: int, transforms: int, hidden_features:
     Arguments:
         features: D; context: C; transforms: number of coupling layers;
         hidden_features: hidden widths of each MLP; spline_bins: 0 for affine transforms;
-        seed: seeds the masks (they are buffers, so a loaded model keeps its own).
+        seed: seeds the masks (they are buffers, so a loaded model keeps its own);
+        mix: number of :class:`LinearMix` layers, before evenly spaced coupling layers.
 
     Example:
         >>> flow = coupling_flow(6, 2, transforms=2, hidden_features=[16], spline_bins=4)
@@ -286,6 +287,8 @@ def coupling_flow(features: int, context: int, transforms: int, hidden_features:
     """
     if features < 2:
         raise ValueError(f"coupling_flow: needs at least 2 features, found {features}")
+    if not 0 <= mix <= transforms:
+        raise ValueError(f"coupling_flow: mix must be between 0 and transforms = {transforms}, found {mix}")
     gen = torch.Generator().manual_seed(seed)
     layers = []
     mix_before = {round(j * transforms / mix) for j in range(mix)} if mix else set()
@@ -323,6 +326,11 @@ class ConditionalFlow(GenerativeModel):
         coupling: True builds a true coupling flow (:func:`coupling_flow`; ``passes`` is
             ignored): the network outputs parameters for the transformed half only and the
             inverse takes one pass, ~6x faster sampling than ``passes=2`` at equal sizes.
+        mix: for coupling flows, the number of :class:`LinearMix` layers (a learned ``D × D``
+            linear map of all features), placed before evenly spaced coupling layers (``mix =
+            transforms``: before every one); 0 (default) for none.  On the demo's 384 shape
+            features, 4 before 4 couplings cut the high-level classifier AUC from 0.566 to 0.548
+            (docs/models.md, "Mixing all features between coupling layers").
 
     Example:
         >>> flow = ConditionalFlow(n_features=10, n_conditions=1)
@@ -355,6 +363,9 @@ class ConditionalFlow(GenerativeModel):
             spline_bins=spline_bins,
             coupling=bool(coupling),
         )
+        if mix and not coupling:
+            raise ValueError(f"flow hparam 'mix': LinearMix layers go between coupling layers; expected "
+                             f"coupling: true with mix {mix!r}, found coupling: {coupling!r}")
         if mix:
             self.hparams["mix"] = int(mix)
         if coupling:
