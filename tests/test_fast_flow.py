@@ -100,6 +100,8 @@ def test_linear_mix_log_det_and_inverse_against_torch_linalg():
     torch.testing.assert_close(t.log_abs_det_jacobian(x, t(x)), torch.full((20,), float(torch.linalg.slogdet(w)[1])),
                                atol=1e-5, rtol=0)
     torch.testing.assert_close(t.inv(t(x)), x, atol=1e-5, rtol=0)
+    x3 = torch.randn(3, 4, 5)  # leading batch dimensions
+    torch.testing.assert_close(t.inv(t(x3)), x3, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="mix must be between 0 and transforms = 2, found 3"):
         coupling_flow(4, 0, transforms=2, hidden_features=[8], mix=3)
     with pytest.raises(ValueError, match="expected coupling: true with mix 2, found coupling: False"):

@@ -219,7 +219,8 @@ class _MatrixTransform(Transform):
         return x @ self.weight.T
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.solve(self.weight.to(torch.float64), y.to(torch.float64).T).T.to(y.dtype)
+        # float64: the sampler's W⁻¹ is computed the same way (hepgen.domains.showers.spline_sampler)
+        return torch.linalg.solve(self.weight.to(torch.float64), y.to(torch.float64).unsqueeze(-1)).squeeze(-1).to(y.dtype)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.ladj.expand(x.shape[:-1])
