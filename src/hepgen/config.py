@@ -72,6 +72,9 @@ class TrainConfig:
         deposit_bound: the preprocessor's ``deposit_bound`` (None: plain standardisation;
             B: no training deposit standardised above B — keeps sparse outer voxels inside
             the splines' ``[-5, 5]``; issue 14).
+        energy_bound: the preprocessor's ``energy_bound`` (None: off; B_e: the 10⁻⁴ and 1 − 10⁻⁴
+            quantiles of each energy feature standardised within ±B_e — keeps the heavy tails
+            of deep layers' energy fractions inside the energy flow's splines; issue 14).
         occupancy: the preprocessor's ``occupancy`` (True: each layer's lit-cell count is a
             feature beside the energy fractions, and sampled showers keep that many cells per
             layer; issue 14).  False keeps the feature vector of earlier checkpoints.
@@ -130,6 +133,7 @@ class TrainConfig:
     noise_level: float = 1e-3
     threshold: float = 1e-2
     deposit_bound: float | None = None
+    energy_bound: float | None = None
     occupancy: bool = False
     symmetry: str = "none"
     augment_symmetry: bool = False

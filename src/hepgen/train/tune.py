@@ -641,7 +641,7 @@ def run_study(
             ``val_physics`` or ``auto`` (what the trainer selects checkpoints by:
             ``val_physics`` for ``select_by: physics`` and, with ``select_by: auto``, for
             families without a likelihood).  Validation losses of trials that change the
-            preprocessing (``noise_level``, ``threshold``, ``deposit_bound``, ``occupancy``) or the family are not comparable:
+            preprocessing (``noise_level``, ``threshold``, ``deposit_bound``, ``energy_bound``, ``occupancy``) or the family are not comparable:
             prune on ``val_physics`` for those.
         holdout: held-out data of the same kind; default: a seeded ``holdout_fraction`` split of ``data``.
         seed: seeds the held-out split and the sampling of generated showers.

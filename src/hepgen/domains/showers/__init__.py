@@ -118,6 +118,7 @@ class ShowerDomain:
         perms = orientation_permutations(data.geometry, config.symmetry)
         pre = ShowerPreprocessor(layer_sizes(data.geometry), config.conditions, noise_level=config.noise_level,
                                  threshold=config.threshold, deposit_bound=config.deposit_bound,
+                                 energy_bound=config.energy_bound,
                                  occupancy=config.occupancy, orientations=perms,
                                  augment_orientations=config.augment_symmetry)
         if perms is not None:  # does the training data have the symmetry the generated showers will get?

@@ -21,6 +21,12 @@ which density models train well, and back.  It follows the CaloFlow recipe:
    sit at ≈ sqrt((1-p)/p) ≈ 4–6 standard units for occupancy p ≈ 3–5 %.  The rational-
    quadratic splines of the flows are the identity outside ``[-5, 5]``, so deposits beyond
    it are out of the flow's reach and the generated outer bins stay nearly empty.
+   With ``energy_bound`` B_e the *energy* features get the same treatment on both sides, from
+   quantiles rather than extremes: each scale is at least ``max(q_hi - mean, mean - q_lo) / B_e``
+   with ``q_lo``, ``q_hi`` the training quantiles at ``ENERGY_BOUND_QUANTILE`` and
+   ``1 - ENERGY_BOUND_QUANTILE`` (10⁻⁴).  The energy fractions of deep layers have a heavy tail:
+   a low-energy shower that stops before layer 4 has ``u_4`` (layer 3's share of what is left)
+   near 1, 4–8 standard units out, where the energy flow's splines are the identity.
 
 6. Optionally (``occupancy``, issue 14), ``n_layers`` more energy features: each layer's number
    of lit cells k (voxels at or above ``threshold``), dequantised as ``(k + U(0, 1)) / (n_cells + 1)``,
@@ -67,12 +73,15 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["LIFT_QUANTILES", "LIFT_STEP", "ShowerPreprocessor", "features_rows", "fill_to_threshold",
+__all__ = ["ENERGY_BOUND_QUANTILE", "LIFT_QUANTILES", "LIFT_STEP", "ShowerPreprocessor", "features_rows", "fill_to_threshold",
            "incident_energy_array", "keep_largest"]
 
 
 LIFT_STEP = 0.5 * (np.sqrt(5.0) - 1.0)  # golden-ratio step of the raised cells' quantile levels
 LIFT_QUANTILES = 33  # levels of the faintest-lit-cell spectrum kept by fit (occupancy)
+#: energy_bound: the tail quantile (each side) of an energy feature placed at B_e standard units;
+#: not the extremes, so that one odd training shower does not squeeze a feature's bulk
+ENERGY_BOUND_QUANTILE = 1e-4
 
 
 def _logit(x: np.ndarray, alpha: float) -> np.ndarray:
@@ -207,6 +216,10 @@ class ShowerPreprocessor:
             before it existed) or B > 0: each shape feature's scale is at least
             ``(max - mean) / B`` over the training rows, so no training deposit is standardised
             above B (step 5 above; the spline flows' support is ``[-5, 5]``).
+        energy_bound: None (the default, as in checkpoints written before it existed) or
+            B_e > 0: each energy feature's scale is at least ``max(q_hi - mean, mean - q_lo) / B_e``,
+            ``q_lo``, ``q_hi`` its training quantiles at ``ENERGY_BOUND_QUANTILE`` and one minus it
+            (step 5 above).
         occupancy: False (the default, as in checkpoints written before it existed) or True:
             the lit-cell count of each layer is a feature too, and the inverse keeps that many
             cells (step 6 above).
@@ -241,6 +254,7 @@ class ShowerPreprocessor:
     threshold: float = 1e-2
     alpha: float = 1e-6
     deposit_bound: float | None = None
+    energy_bound: float | None = None
     occupancy: bool = False
     orientations: np.ndarray | None = field(default=None, repr=False)
     augment_orientations: bool = False
@@ -259,10 +273,12 @@ class ShowerPreprocessor:
             raise ValueError(
                 f"threshold ({self.threshold} MeV) must be >= noise_level ({self.noise_level} MeV)"
             )
-        if self.deposit_bound is not None:
-            if isinstance(self.deposit_bound, bool) or not float(self.deposit_bound) > 0:
-                raise ValueError(f"deposit_bound: expected None or a number > 0, found {self.deposit_bound!r}")
-            self.deposit_bound = float(self.deposit_bound)
+        for name in ("deposit_bound", "energy_bound"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value) > 0:
+                    raise ValueError(f"{name}: expected None or a number > 0, found {value!r}")
+                setattr(self, name, float(value))
         if self.orientations is not None:
             perms = np.asarray(self.orientations, dtype=np.int64)
             if (perms.ndim != 2 or perms.shape[1] != self.n_voxels or len(perms) == 0
@@ -415,11 +431,14 @@ class ShowerPreprocessor:
             table[:, 0] = 1.0
             self.lift_quantiles = table
         rng, feat, top_feat = np.random.default_rng(seed), _Moments(), None
+        energy_rows = []  # energy_bound: the energy features of every training row (n_energy_features floats each)
         for showers, energies, _ in chunks():
             for i in range(0, len(showers), features_rows(self.n_voxels)):
                 j = i + features_rows(self.n_voxels)
                 z = _logit(self._unit_features(showers[i:j], energies[i:j], rng), self.alpha)
                 feat.add(z)
+                if self.energy_bound is not None:
+                    energy_rows.append(z[:, : self.n_energy_features].copy())
                 if len(z):
                     top_feat = z.max(axis=0) if top_feat is None else np.maximum(top_feat, z.max(axis=0))
         self.feat_mean, self.feat_std = feat.mean, np.maximum(feat.std, 1e-3)
@@ -428,6 +447,13 @@ class ShowerPreprocessor:
             k = self.n_energy_features
             reach = (top_feat[k:] - self.feat_mean[k:]) / self.deposit_bound
             self.feat_std = np.concatenate([self.feat_std[:k], np.maximum(self.feat_std[k:], reach)])
+        if self.energy_bound is not None:
+            # step 5, energy features: both tails, from quantiles
+            k = self.n_energy_features
+            rows = np.concatenate(energy_rows)
+            lo, hi = np.quantile(rows, [ENERGY_BOUND_QUANTILE, 1.0 - ENERGY_BOUND_QUANTILE], axis=0)
+            reach = np.maximum(hi - self.feat_mean[:k], self.feat_mean[:k] - lo) / self.energy_bound
+            self.feat_std = np.concatenate([np.maximum(self.feat_std[:k], reach), self.feat_std[k:]])
         self.cond_mean, self.cond_std = cond.mean, np.maximum(cond.std, 1e-6)
         return self
 
@@ -502,6 +528,7 @@ class ShowerPreprocessor:
             "threshold": self.threshold,
             "alpha": self.alpha,
             "deposit_bound": self.deposit_bound,
+            "energy_bound": self.energy_bound,
             "occupancy": self.occupancy,
             "lift_quantiles": None if self.lift_quantiles is None else np.asarray(self.lift_quantiles).tolist(),
             "orientations": None if self.orientations is None else self.orientations.tolist(),
@@ -517,11 +544,11 @@ class ShowerPreprocessor:
     def from_state(cls, state: dict) -> "ShowerPreprocessor":
         arrays = {k: np.asarray(state[k], dtype=np.float64) for k in ("feat_mean", "feat_std", "cond_mean", "cond_std")}
         scalars = {k: state[k] for k in ("layer_sizes", "condition_names", "noise_level", "threshold", "alpha", "scale")}
-        # checkpoints written before deposit_bound existed were standardised without it
+        # checkpoints written before deposit_bound (energy_bound) existed were standardised without it
         # ... and without occupancy (and its lift_quantiles)
         # ... and without orientations
         lift, perms = state.get("lift_quantiles"), state.get("orientations")
-        return cls(**scalars, **arrays, deposit_bound=state.get("deposit_bound"),
+        return cls(**scalars, **arrays, deposit_bound=state.get("deposit_bound"), energy_bound=state.get("energy_bound"),
                    occupancy=bool(state.get("occupancy", False)),
                    orientations=None if perms is None else np.asarray(perms, dtype=np.int64),
                    augment_orientations=bool(state.get("augment_orientations", False)),
