@@ -95,16 +95,6 @@ def test_bound_keeps_training_features_inside_and_chunked_fit_agrees():
     assert (a.feat_std >= ShowerPreprocessor([4, 4]).fit(s, e, seed=5).feat_std - 1e-12).all()
 
 
-def test_state_round_trip_and_old_checkpoints():
-    pre = _fit(1.5)
-    again = ShowerPreprocessor.from_state(pre.state_dict())
-    assert again.deposit_bound == 1.5
-    np.testing.assert_array_equal(again.feat_std, pre.feat_std)
-    old = pre.state_dict()
-    del old["deposit_bound"]                                  # a checkpoint from before the field
-    assert ShowerPreprocessor.from_state(old).deposit_bound is None
-
-
 @pytest.mark.parametrize("bad", [0.0, -1.0, True])
 def test_bad_bound(bad):
     with pytest.raises(ValueError, match="deposit_bound"):

@@ -86,15 +86,22 @@ def test_chunked_fit_agrees():
     np.testing.assert_allclose(a.feat_std, b.feat_std, rtol=1e-9)
 
 
-def test_state_round_trip_and_old_checkpoints():
+@pytest.mark.parametrize("field, value", [("energy_bound", 2.5), ("deposit_bound", 1.5)])
+def test_state_round_trip_and_old_checkpoints(field, value):
+    """Both bounds (this file's and tests/test_preprocessing_deposits.py's) travel in the state;
+    a checkpoint from before a field reads it as None and keeps the other."""
     s, e = _showers(n=200)
-    pre = _fit(2.5, s, e)
+    pre = ShowerPreprocessor([2, 2, 2], noise_level=0.0, threshold=0.0, alpha=ALPHA,
+                             energy_bound=2.5, deposit_bound=1.5).fit(s, e)
     again = ShowerPreprocessor.from_state(pre.state_dict())
-    assert again.energy_bound == 2.5
+    assert getattr(again, field) == value
     np.testing.assert_array_equal(again.feat_std, pre.feat_std)
     old = pre.state_dict()
-    del old["energy_bound"]                                   # a checkpoint from before the field
-    assert ShowerPreprocessor.from_state(old).energy_bound is None
+    del old[field]                                            # a checkpoint from before the field
+    before = ShowerPreprocessor.from_state(old)
+    assert getattr(before, field) is None
+    other = "deposit_bound" if field == "energy_bound" else "energy_bound"
+    assert getattr(before, other) == getattr(pre, other)
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, True, "4.5"])
