@@ -11,8 +11,9 @@ FLOP/s (``hepgen bench``'s ``roofline_ratio``: the network's matmul FLOPs per sh
   (the products of a flow are thin, e.g. (1000 × 128) @ (128 × 2112), and run below the
   square matmul's rate).
 
-``roofline = share × efficiency``; the efficiency is the ceiling the roofline would reach if
-everything outside the products took no time.  One call of the chosen sampling path
+``roofline = share × efficiency`` at the profiled time per call (the ratio printed uses the rate
+timed without the profiler, slightly higher); the efficiency is the ceiling the roofline would
+reach if everything outside the products took no time.  One call of the chosen sampling path
 (:func:`hepgen.domains.showers.inference.prepare_path`) is profiled ``--calls`` times with
 :mod:`torch.profiler` (self CPU time per operator, summed into categories: ``matmul``, the
 copies of the bias into the products' outputs, compiled element-wise kernels (the splines and

@@ -1,5 +1,7 @@
 """benchmarks/profile_sampling.py: the categories of profiled operators and one profiled run."""
 
+import doctest
+
 import pytest
 import torch
 
@@ -19,6 +21,12 @@ def test_categories_and_sums_worked_by_hand():
     sums = prof.summarise(events, calls=4)                  # µs over 4 calls -> ms per call
     assert sums == pytest.approx({"matmul": 1.0, "copies": 0.1, "compiled kernels": 0.5, "noise": 0.05,
                                   "wrappers": 0.025, "other operators": 0.075}, rel=1e-12)
+
+
+def test_the_scripts_docstring_examples():
+    # benchmarks/ is outside the suite's doctest collection (testpaths): run this script's here
+    res = doctest.testmod(prof)
+    assert res.attempted >= 2 and res.failed == 0
 
 
 def test_profile_of_a_tiny_flow(tmp_path, capsys):
