@@ -34,7 +34,7 @@ import torch
 import torch._inductor.config as inductor_config
 from torch.profiler import ProfilerActivity, profile
 
-from hepgen.bench import matmul_flops, network_flops_per_shower
+from hepgen.bench import _conditions, _Inputs, matmul_flops, network_flops_per_shower
 from hepgen.domains.showers.generator import ShowerGenerator
 from hepgen.domains.showers.inference import SAMPLING_PATHS, ShowerSampler, compiles, prepare_path
 
@@ -94,20 +94,15 @@ def main(argv=None) -> dict:
     gen = ShowerGenerator.load(args.checkpoint)
     fp32 = ShowerSampler.from_generator(gen)
     module = prepare_path(fp32, args.path)
-    g = torch.Generator().manual_seed(args.seed)
-    lo, hi = gen.meta.get("energy_range", [1e3, 1e5])
-    e = torch.exp(torch.empty(args.batch, 1).uniform_(float(np.log(lo)), float(np.log(hi)), generator=g))
-    extra = fp32.condition_matrix({k: np.zeros((args.batch, 1)) for k in fp32.condition_names}, args.batch)
-    extra = None if extra is None else torch.as_tensor(extra)
+    # hepgen bench's own inputs (energies log-uniform in the checkpoint's range, extra conditions
+    # uniform in theirs; the noise drawn in each call, as a user's loop does)
+    energies, conds = _conditions(gen, args.batch, args.seed)
+    inputs = _Inputs(fp32, energies, conds, torch.device("cpu"), args.seed)
 
     def call():
-        z = None if fp32.noise_dim is None else torch.randn(args.batch, fp32.noise_dim, generator=g)
-        return module(e, z, extra) if z is not None else module(e, None, extra, generator=g)
+        return inputs.call(module)
 
-    z0 = None if fp32.noise_dim is None else torch.randn(args.batch, fp32.noise_dim)
-    flops = network_flops_per_shower(   # the whole sampler's products (hepgen bench: the network's)
-        lambda: fp32(e, z0, extra) if z0 is not None else fp32(e, None, extra, generator=torch.Generator()),
-        (), args.batch)
+    flops = network_flops_per_shower(lambda: inputs.call(fp32), (), args.batch)  # the whole sampler's products
     peak = matmul_flops("cpu")
     with torch.no_grad():
         t0 = time.perf_counter()
