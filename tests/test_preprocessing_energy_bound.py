@@ -104,10 +104,12 @@ def test_state_round_trip_and_old_checkpoints(field, value):
     assert getattr(before, other) == getattr(pre, other)
 
 
+@pytest.mark.parametrize("field", ["deposit_bound", "energy_bound"])
 @pytest.mark.parametrize("bad", [0.0, -1.0, True, "4.5"])
-def test_bad_bound(bad):
-    with pytest.raises(ValueError, match=r"energy_bound: expected None or a number > 0, found"):
-        ShowerPreprocessor([2], energy_bound=bad)
+def test_bad_bound(field, bad):
+    # one check serves both bounds (ShowerPreprocessor.__post_init__)
+    with pytest.raises(ValueError, match=rf"{field}: expected None or a number > 0, found"):
+        ShowerPreprocessor([2], **{field: bad})
 
 
 def test_training_config_reaches_the_checkpointed_preprocessor():
