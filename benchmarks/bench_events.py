@@ -357,6 +357,8 @@ def interpolation(args):
         print(f"  data: {len(train)} training, {len(val)} validation events at {train_pts}; {len(test)} at {held}")
         return
     model_kw = {"filters": args.filters, **json.loads(args.model)}
+    if args.threshold_from_data:
+        model_kw["threshold"] = _threshold_from_data(train, args.family, [])
     sel_val = val
     if args.n_select:  # the first n_select validation events of every training point select the checkpoint
         keep = np.concatenate([np.flatnonzero(np.all(val.conditions[:, :2] == p, axis=1))[:args.n_select]
@@ -364,7 +366,7 @@ def interpolation(args):
         sel_val = val.subset(np.sort(keep))
         print(f"  selection on {len(sel_val)} of the {len(val)} validation events")
     gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, 0, model_kw, lr=args.lr,
-                 augment=args.augment, steps=args.steps, lr_schedule=args.lr_schedule)
+                 augment=args.augment, steps=args.steps, lr_schedule=args.lr_schedule, ema=args.ema)
     out = Path(args.workdir) / f"interp_report_{args.family}{args.tag}"
     out.mkdir(exist_ok=True)
     gen.save(out / "best.pt")  # for sampling scans afterwards (hepgen sample, steps/solver)
@@ -436,6 +438,17 @@ def _pixel_floor(data) -> float:
     return float(e.min()) if e.size else 0.0
 
 
+def _threshold_from_data(train, family: str, conditions: list[str]) -> float:
+    """The DCGAN's output threshold (in the log-scaled pixel feature of the domain's preprocessor)
+    at the smallest simulated pixel energy of ``train`` (:func:`_pixel_floor`): below it the
+    detector writes no pixel, so neither should the model."""
+    pre = DOMAIN.fit_preprocessor(train, TrainConfig(family=family, conditions=conditions))
+    floor = _pixel_floor(train)
+    threshold = float(pre.transform(np.full((1, 1, 1, 1), floor))[0, 0])
+    print(f"  smallest training pixel {floor:.3f} GeV -> output threshold {threshold:.4f}")
+    return threshold
+
+
 def pileup(args):
     """Pile-up GAN per mu and the overlay on the same hard events (the paper's Figure 5).
 
@@ -456,12 +469,7 @@ def pileup(args):
         tr, val = full.subset(slice(0, n_tr)), full.subset(slice(n_tr, len(full)))
         model_kw = {"filters": args.filters}
         if args.threshold_from_data:
-            # the generator's output threshold at the smallest simulated pixel energy (in the
-            # log-scaled feature): below it the detector writes no pixel, so neither should the model
-            pre = DOMAIN.fit_preprocessor(tr, TrainConfig(family=args.family, conditions=["mu"]))
-            floor = _pixel_floor(tr)
-            model_kw["threshold"] = float(pre.transform(np.full((1, 1, 1, 1), floor))[0, 0])
-            print(f"  smallest training pixel {floor:.3f} GeV -> output threshold {model_kw['threshold']:.4f}")
+            model_kw["threshold"] = _threshold_from_data(tr, args.family, ["mu"])
         ckpt = wd / f"pileup_mu{mu}{args.tag}.pt"
         if args.reuse and ckpt.exists():
             gen = DOMAIN.from_payload(load_checkpoint(ckpt), str(ckpt))
@@ -774,7 +782,7 @@ def main():
                     help="pileup: Pythia pile-up images per mu overlaid (default 1000); interpolation: held-out "
                     "Pythia events (default --n)")
     ap.add_argument("--threshold-from-data", action="store_true",
-                    help="pileup: DCGAN output threshold at the smallest simulated pixel energy")
+                    help="pileup, interpolation: DCGAN output threshold at the smallest simulated pixel energy")
     ap.add_argument("--checkpoint", help="speed: an events checkpoint (default: an untrained DCGAN, --filters)")
     ap.add_argument("--paths", type=lambda t: t.split(","), default=["fp32", "channels_last", "bf16", "bf16-compile"],
                     help="speed: sampling paths (hepgen.domains.events.inference.EVENT_SAMPLING_PATHS)")
@@ -789,7 +797,7 @@ def main():
     ap.add_argument("--reuse", action="store_true", help="pileup: load pileup_mu<mu><tag>.pt if it exists")
     ap.add_argument("--init", help="pileup: continue training from this checkpoint ({mu} is replaced by mu)")
     ap.add_argument("--ema", type=float, default=0.0,
-                    help="pileup: select and keep an exponential moving average of the weights (decay, e.g. 0.999)")
+                    help="pileup, interpolation: select and keep an exponential moving average of the weights (decay, e.g. 0.999)")
     ap.add_argument("--train-only", action="store_true", help="pileup: train and save, no overlay")
     ap.add_argument("--pileup-test", help="overlay: Pythia pile-up images (h5) at --mu, one per hard event "
                     "(several files: comma-separated, joined in order)")

@@ -295,3 +295,14 @@ def test_bench_figure3_distinct_labels_for_colliding_checkpoints(tmp_path, monke
     assert len(figs[0].axes[0].containers) == 4  # Pythia + all three generators drawn
     legend = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
     assert sorted(legend) == sorted(["Pythia 8 + detector", *labels, "held out (m_gluino=1200 GeV)"])
+
+
+def test_bench_threshold_from_data_is_the_smallest_pixel_in_feature_units(capsys):
+    from hepgen.data.events import EventImages
+    img = np.zeros((2, 1, 8, 8))
+    img[0, 0, 1, 2], img[0, 0, 3, 3], img[1, 0, 5, 5] = 0.5, 10.0, 100.0  # smallest pixel 0.5 GeV, largest 100
+    data = EventImages(img, [[1000.0, 400.0, 0.0], [1400.0, 400.0, 0.0]])
+    t = bench._threshold_from_data(data, "dcgan", [])
+    # worked by hand: log(1 + 0.5 / 1 GeV) / log(1 + 100 / 1 GeV) (the domain's log scaling, scale 1 GeV)
+    assert t == pytest.approx(np.log(1.5) / np.log(101.0), rel=1e-6)
+    assert "smallest training pixel 0.500 GeV -> output threshold 0.0879" in capsys.readouterr().out

@@ -37,7 +37,7 @@ from torch import nn
 
 from hepgen.models.base import GenerativeModel, register
 
-__all__ = ["EventDCGAN", "EventWGANGP"]
+__all__ = ["EventDCGAN", "EventWGANGP", "total_energy_feature"]
 
 
 def _n_layers(side: int) -> int:
@@ -70,11 +70,13 @@ class _Generator(nn.Module):
 
 
 class _Critic(nn.Module):
-    def __init__(self, n_cond: int, channels: int, side: int, filters: int, batch_norm: bool):
+    def __init__(self, n_cond: int, channels: int, side: int, filters: int, batch_norm: bool,
+                 energy_range: float = 0.0):
         super().__init__()
         n = _n_layers(side)
         layers: list[nn.Module] = []
-        cin = channels + n_cond
+        self.energy_range = float(energy_range)
+        cin = channels + n_cond + (1 if self.energy_range > 0 else 0)
         for i in range(n - 1):
             w = filters * 2**i
             layers.append(nn.Conv2d(cin, w, 4, 2, 1, bias=not (batch_norm and i > 0)))
@@ -86,8 +88,27 @@ class _Critic(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if self.energy_range > 0:  # the total energy, log-scaled like one pixel, as one more condition
+            c = torch.cat([c, total_energy_feature(x, self.energy_range)[:, None]], 1)
         cc = c[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])  # masses as constant channels
         return self.net(torch.cat([x, cc], 1)).reshape(-1)
+
+
+def total_energy_feature(x: torch.Tensor, log_range: float) -> torch.Tensor:
+    """The total energy of each image ``x: (B, C, H, W)`` of log-scaled features
+    ``f = log(1 + E/s) / L`` (:mod:`hepgen.domains.events.preprocessing`, ``L = log(1 + e_max/s)``),
+    scaled the same way: ``log(1 + Σ E/s) / L``, shape ``(B,)``.  A pixel's feature and the sum's
+    agree for an image with one lit pixel; the sum is linear in the energies, which the
+    log-scaled pixels hide from a convolutional critic (a few GeV more in each of many pixels).
+
+    >>> x = torch.zeros(1, 1, 2, 2); x[0, 0, 0, 0] = 0.5
+    >>> round(float(total_energy_feature(x, 2.0)[0]), 6)  # one lit pixel: its own feature
+    0.5
+    >>> x[0, 0, 1, 1] = 0.5  # two pixels of e - 1 each (s = 1): log(1 + 2(e - 1)) / 2
+    >>> round(float(total_energy_feature(x, 2.0)[0]), 6), round(math.log(1 + 2 * (math.e - 1)) / 2, 6)
+    (0.74494, 0.74494)
+    """
+    return torch.log1p(torch.expm1(x.float() * log_range).sum((1, 2, 3))) / log_range
 
 
 @register
@@ -102,6 +123,11 @@ class EventDCGAN(GenerativeModel):
         flip_rate: fraction of discriminator labels swapped at random each step.
         n_critic, gp_lambda: WGAN-GP only (critic steps per generator step; penalty weight).
         beta1: Adam β₁ (0.5, the DCGAN choice).
+        critic_energy: ``L = log(1 + e_max/scale)`` of the domain's log scaling; > 0 gives the
+            critic each image's total energy (:func:`total_energy_feature`) as one more constant
+            channel beside the masses, so that it can see an excess spread over many pixels
+            (docs/events.md); 0 (default): off, the paper's critic.  ``"auto"`` in a config: the
+            events domain fills in its preprocessor's ``L``.
     """
 
     family = "dcgan"
@@ -111,7 +137,7 @@ class EventDCGAN(GenerativeModel):
 
     def __init__(self, n_features: int, n_conditions: int, image_shape=(1, 64, 64), noise_dim: int = 64,
                  filters: int = 32, threshold: float = 0.05, flip_rate: float = 0.05, n_critic: int = 5,
-                 gp_lambda: float = 10.0, beta1: float = 0.5) -> None:
+                 gp_lambda: float = 10.0, beta1: float = 0.5, critic_energy: float = 0.0) -> None:
         super().__init__(n_features, n_conditions)
         image_shape = [int(s) for s in image_shape]
         if len(image_shape) != 3 or image_shape[1] != image_shape[2] or math.prod(image_shape) != self.n_features:
@@ -121,6 +147,9 @@ class EventDCGAN(GenerativeModel):
             raise ValueError(f"{self.family}: key 'flip_rate': expected a fraction in [0, 0.5), found {flip_rate}")
         if not 0.0 <= float(threshold) < 1.0:
             raise ValueError(f"{self.family}: key 'threshold': expected a value in [0, 1), found {threshold}")
+        if not (isinstance(critic_energy, (int, float)) and float(critic_energy) >= 0.0):
+            raise ValueError(f"{self.family}: key 'critic_energy': expected a log range >= 0 (0: off), found "
+                             f"{critic_energy!r}")
         if int(noise_dim) < 1 or int(filters) < 1 or int(n_critic) < 1:
             raise ValueError(f"{self.family}: noise_dim, filters and n_critic must be >= 1, found "
                              f"{noise_dim}, {filters}, {n_critic}")
@@ -131,12 +160,14 @@ class EventDCGAN(GenerativeModel):
         self.n_critic = int(n_critic)
         self.gp_lambda = float(gp_lambda)
         self.beta1 = float(beta1)
+        self.critic_energy = float(critic_energy)
         c, side = image_shape[0], image_shape[1]
         self.generator = _Generator(self._noise_dim, self.n_conditions, c, side, int(filters), self.threshold)
-        self.critic = _Critic(self.n_conditions, c, side, int(filters), batch_norm=self.loss_type == "bce")
+        self.critic = _Critic(self.n_conditions, c, side, int(filters), batch_norm=self.loss_type == "bce",
+                              energy_range=self.critic_energy)
         self.hparams.update(image_shape=image_shape, noise_dim=self._noise_dim, filters=int(filters),
                             threshold=self.threshold, flip_rate=self.flip_rate, n_critic=self.n_critic,
-                            gp_lambda=self.gp_lambda, beta1=self.beta1)
+                            gp_lambda=self.gp_lambda, beta1=self.beta1, critic_energy=self.critic_energy)
 
     @classmethod
     def tiny_hparams(cls) -> dict:
@@ -242,11 +273,11 @@ class EventWGANGP(EventDCGAN):
 
     def __init__(self, n_features: int, n_conditions: int, image_shape=(1, 64, 64), noise_dim: int = 64,
                  filters: int = 32, threshold: float = 0.05, flip_rate: float = 0.0, n_critic: int = 5,
-                 gp_lambda: float = 10.0, beta1: float = 0.0) -> None:
+                 gp_lambda: float = 10.0, beta1: float = 0.0, critic_energy: float = 0.0) -> None:
         # explicit signature (hepgen tune reads the constructor's parameters); no label flips by default
         super().__init__(n_features, n_conditions, image_shape=image_shape, noise_dim=noise_dim, filters=filters,
                          threshold=threshold, flip_rate=flip_rate, n_critic=n_critic, gp_lambda=gp_lambda,
-                         beta1=beta1)
+                         beta1=beta1, critic_energy=critic_energy)
 
     def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
         betas = (self.beta1, 0.9)  # Gulrajani et al.

@@ -73,6 +73,8 @@ class EventDomain:
         hparams = dict(config.model)
         if hparams.get("image_shape") is None:  # data-derived
             hparams["image_shape"] = list(pre.image_shape)
+        if hparams.get("critic_energy") == "auto":  # the DCGAN critic's total-energy channel, data-derived
+            hparams["critic_energy"] = pre.log_range
         return build_model(config.family, n_features=pre.n_features, n_conditions=pre.n_conditions, **hparams)
 
     def meta(self, data: EventImages, config) -> dict:

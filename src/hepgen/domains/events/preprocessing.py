@@ -69,15 +69,20 @@ class EventPreprocessor:
         idx = [CONDITION_NAMES.index(n) for n in self.condition_names]
         return np.asarray(conditions, np.float64)[:, idx]
 
+    @property
+    def log_range(self) -> float:
+        """``L = log(1 + e_max/scale)``: a tower of energy E has the feature ``log(1 + E/scale) / L``."""
+        return float(np.log1p(self.e_max / self.scale))
+
     def transform(self, images: np.ndarray) -> np.ndarray:
         """``(N, C, H, W)`` GeV → ``(N, C·H·W)`` float32 in [0, 1]."""
-        x = np.log1p(np.asarray(images, np.float64) / self.scale) / np.log1p(self.e_max / self.scale)
+        x = np.log1p(np.asarray(images, np.float64) / self.scale) / self.log_range
         return np.clip(x, 0.0, 1.0).reshape(len(x), -1).astype(np.float32)
 
     def inverse(self, x: np.ndarray) -> np.ndarray:
         """``(N, D)`` features → ``(N, C, H, W)`` float32 GeV."""
         x = np.clip(np.asarray(x, np.float64), 0.0, 1.0)
-        e = self.scale * np.expm1(x * np.log1p(self.e_max / self.scale))
+        e = self.scale * np.expm1(x * self.log_range)
         return e.reshape(len(e), *self.image_shape).astype(np.float32)
 
     def transform_conditions(self, conditions: np.ndarray) -> np.ndarray:
