@@ -365,7 +365,7 @@ def interpolation(args):
                                for p in train_pts])
         sel_val = val.subset(np.sort(keep))
         print(f"  selection on {len(sel_val)} of the {len(val)} validation events")
-    gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, 0, model_kw, lr=args.lr,
+    gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, args.train_seed, model_kw, lr=args.lr,
                  augment=args.augment, steps=args.steps, lr_schedule=args.lr_schedule, ema=args.ema)
     out = Path(args.workdir) / f"interp_report_{args.family}{args.tag}"
     out.mkdir(exist_ok=True)
@@ -805,6 +805,8 @@ def main():
                     help="overlay: pile-up generator checkpoints; figure3: event generators; comma-separated")
     ap.add_argument("--target", type=float, default=5.0, help="overlay: target on the shift difference, %%")
     ap.add_argument("--seed", type=int, default=7, help="overlay: sampling seed of the generators")
+    ap.add_argument("--train-seed", type=int, default=0,
+                    help="interpolation: seed of the weights, the batches and the selection samples (default 0)")
     ap.add_argument("--figures", action="store_true", help="overlay: a Figure 5 PNG per generator")
     ap.add_argument("--chunk", type=int, default=2048,
                     help="overlay: events read, overlaid and reduced at a time (peak memory ~ chunk, not N); the "

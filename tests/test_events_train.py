@@ -49,6 +49,7 @@ def test_dcgan_critic_energy_auto_is_the_preprocessors_log_range_and_a_critic_in
         inp[:, 3] += 0.1  # a different total energy, same image: a different score
         assert not torch.allclose(model.critic.net(inp).reshape(-1), model.critic(x, c))
     # off by default (the paper's critic); outside the domain "auto" has nothing to resolve it
-    assert DOMAIN.build_model(TrainConfig(family="dcgan", model={"filters": 4}), data, pre).critic.net[0].in_channels == 3
+    plain = DOMAIN.build_model(TrainConfig(family="dcgan", model={"filters": 4}), data, pre)
+    assert plain.critic_energy == 0.0 and plain.critic.net[0].in_channels == 3
     with pytest.raises(ValueError, match=r"key 'critic_energy': expected a log range >= 0 \(0: off\), found 'auto'"):
         EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], critic_energy="auto")
