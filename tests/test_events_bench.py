@@ -12,7 +12,7 @@ import torch
 from _benchmarks import load_benchmark
 from _toy_events import toy_events, untrained_dcgan
 from hepgen.checkpoint import load_checkpoint
-from hepgen.data.events import write_events
+from hepgen.data.events import EventImages, write_events
 from hepgen.domains.events import DOMAIN, overlay_shift
 from hepgen.domains.events.evaluate import overlay_shift_observables
 from hepgen.metrics.event_jets import event_observables
@@ -298,7 +298,6 @@ def test_bench_figure3_distinct_labels_for_colliding_checkpoints(tmp_path, monke
 
 
 def test_bench_threshold_from_data_is_the_smallest_pixel_in_feature_units(capsys):
-    from hepgen.data.events import EventImages
     img = np.zeros((2, 1, 8, 8))
     img[0, 0, 1, 2], img[0, 0, 3, 3], img[1, 0, 5, 5] = 0.5, 10.0, 100.0  # smallest pixel 0.5 GeV, largest 100
     data = EventImages(img, [[1000.0, 400.0, 0.0], [1400.0, 400.0, 0.0]])

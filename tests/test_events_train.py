@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 
 from _toy_events import toy_events
 from hepgen.config import TrainConfig
 from hepgen.domains.events import DOMAIN
+from hepgen.models.dcgan import EventDCGAN, total_energy_feature
 from hepgen.train import trainer as trainer_module
 
 
@@ -23,11 +25,7 @@ def test_train_two_epochs_selects_by_ks_score(tmp_path, family):
     assert np.isfinite(DOMAIN.selection_score(gen, data, seed=0))
 
 
-
 def test_dcgan_critic_energy_auto_is_the_preprocessors_log_range_and_a_critic_input():
-    import torch
-
-    from hepgen.models.dcgan import EventDCGAN, total_energy_feature
     data = toy_events(8, side=16)
     cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4, "critic_energy": "auto"})
     pre = DOMAIN.fit_preprocessor(data, cfg)
