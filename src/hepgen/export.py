@@ -16,10 +16,12 @@ fast-simulation model, see docs/inference.md) needs no Python and no hepgen stat
 largest differences; the stated tolerance (:data:`ONNX_RTOL`, :data:`ONNX_ATOL`) holds for
 every voxel except those within ``ONNX_ATOL`` of the preprocessor's energy threshold,
 which one runtime may cut to zero and the other not (counted as ``n_threshold_flips``;
-their difference is below ``threshold + ONNX_ATOL``, 0.011 MeV by default).  Measured on
-the demo flow (384 voxels, 5,000 showers): relative differences ≤ 4e-4 on voxels ≥ 1 MeV,
-absolute ≤ 5e-4 MeV below; onnxruntime's vectorised exp/sigmoid are the larger part of it
-(PyTorch float32 vs float64: ≤ 1e-4).
+their difference is below ``threshold + ONNX_ATOL``, 0.012 MeV by default).  Measured on
+the demo flow (384 voxels, 5,000 showers, AMD EPYC): relative differences ≤ 4e-4 on voxels
+≥ 1 MeV, absolute ≤ 5e-4 MeV below; onnxruntime's vectorised exp/sigmoid are the larger part
+of it (PyTorch float32 vs float64: ≤ 1e-4).  On an Intel Xeon (onnxruntime 1.32) the test
+suite's tiny spline flow had one voxel of 0.0213 MeV at 0.0224 MeV in onnxruntime (1.1e-3 MeV
+off, where PyTorch float32 and float64 agree to 3e-5 MeV), hence ``ONNX_ATOL`` 2e-3 MeV.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ _WHAT = "ONNX export (hepgen export)"
 __all__ = ["ONNX_ATOL", "ONNX_RTOL", "check_onnx", "export_onnx", "onnx_input_names", "ort_session", "write_onnx"]
 
 ONNX_RTOL = 1e-3  #: relative tolerance of onnxruntime vs PyTorch outputs (measured max 4e-4 on the demo model)
-ONNX_ATOL = 1e-3  #: absolute tolerance in MeV
+ONNX_ATOL = 2e-3  #: absolute tolerance in MeV (1.1e-3 measured on an Intel Xeon; see the module docstring)
 
 
 class _Export(nn.Module):
