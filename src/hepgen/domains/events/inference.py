@@ -52,7 +52,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
@@ -84,7 +83,7 @@ class EventSampler(nn.Module):
         self.noise_dim = int(model.noise_dim)
         self.image_shape = [int(s) for s in preprocessor.image_shape]
         self.scale = float(preprocessor.scale)
-        self.log_span = math.log1p(float(preprocessor.e_max) / float(preprocessor.scale))
+        self.log_span = preprocessor.log_range  # the preprocessor's L = log1p(e_max / scale)
         self.autocast_dtype: torch.dtype | None = None
 
     def forward(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
