@@ -365,8 +365,8 @@ def interpolation(args):
                                for p in train_pts])
         sel_val = val.subset(np.sort(keep))
         print(f"  selection on {len(sel_val)} of the {len(val)} validation events")
-    gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, args.train_seed, model_kw, lr=args.lr,
-                 augment=args.augment, steps=args.steps, lr_schedule=args.lr_schedule, ema=args.ema)
+    gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, args.train_seed, model_kw,
+                 lr=args.lr, augment=args.augment, steps=args.steps, lr_schedule=args.lr_schedule, ema=args.ema)
     out = Path(args.workdir) / f"interp_report_{args.family}{args.tag}"
     out.mkdir(exist_ok=True)
     gen.save(out / "best.pt")  # for sampling scans afterwards (hepgen sample, steps/solver)
@@ -797,7 +797,8 @@ def main():
     ap.add_argument("--reuse", action="store_true", help="pileup: load pileup_mu<mu><tag>.pt if it exists")
     ap.add_argument("--init", help="pileup: continue training from this checkpoint ({mu} is replaced by mu)")
     ap.add_argument("--ema", type=float, default=0.0,
-                    help="pileup, interpolation: select and keep an exponential moving average of the weights (decay, e.g. 0.999)")
+                    help="pileup, interpolation: select and keep an exponential moving average of the weights "
+                    "(decay, e.g. 0.999)")
     ap.add_argument("--train-only", action="store_true", help="pileup: train and save, no overlay")
     ap.add_argument("--pileup-test", help="overlay: Pythia pile-up images (h5) at --mu, one per hard event "
                     "(several files: comma-separated, joined in order)")
