@@ -7,7 +7,8 @@ import torch
 from _toy_events import toy_events
 from hepgen.config import TrainConfig
 from hepgen.domains.events import DOMAIN
-from hepgen.models.dcgan import EventDCGAN, total_energy_feature
+from hepgen.metrics.event_jets import pixel_centers
+from hepgen.models.dcgan import EventDCGAN, symmetry_augment, total_energy_feature, transverse_energy_feature
 from hepgen.train import trainer as trainer_module
 
 
@@ -51,3 +52,75 @@ def test_dcgan_critic_energy_auto_is_the_preprocessors_log_range_and_a_critic_in
     assert plain.critic_energy == 0.0 and plain.critic.net[0].in_channels == 3
     with pytest.raises(ValueError, match=r"key 'critic_energy': expected a log range >= 0 \(0: off\), found 'auto'"):
         EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], critic_energy="auto")
+
+
+def test_dcgan_critic_et_auto_is_the_datas_eta_max_and_the_transverse_energy_a_critic_input():
+    data = toy_events(8, side=16)
+    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4, "critic_energy": "auto",
+                                             "critic_et": "auto"})
+    pre = DOMAIN.fit_preprocessor(data, cfg)
+    model = DOMAIN.build_model(cfg, data, pre)
+    assert model.critic_et == data.eta_max and model.hparams["critic_et"] == data.eta_max
+    assert model.critic.net[0].in_channels == 1 + 2 + 2  # image, the two masses, total E and total E_T
+    # the feature against numpy: Σ E / cosh(η) with η the jet code's row centres, log-scaled like a pixel
+    x = torch.from_numpy(pre.transform(data.images)).float().reshape(8, 1, 16, 16)
+    et = transverse_energy_feature(x, model.critic_energy, model.critic_et)
+    eta, _ = pixel_centers(16, 16, data.eta_max)
+    want_et = (data.images[:, 0] / np.cosh(eta)[None, :, None]).sum((1, 2))
+    np.testing.assert_allclose(et.numpy(), np.log1p(want_et / pre.scale) / pre.log_range, rtol=1e-5)
+    assert (et.numpy() < total_energy_feature(x, model.critic_energy).numpy()).all()  # E_T < E off η = 0
+    c = torch.from_numpy(DOMAIN.conditions(pre, data)).float()
+    model.eval()
+    with torch.no_grad():
+        cols = torch.cat([c, total_energy_feature(x, model.critic_energy)[:, None], et[:, None]], 1)
+        inp = torch.cat([x, cols[:, :, None, None].expand(-1, -1, 16, 16)], 1)
+        np.testing.assert_allclose(model.critic(x, c).numpy(), model.critic.net(inp).reshape(-1).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"key 'critic_et': needs 'critic_energy' \(its log range\), found "
+                                         r"critic_energy=0.0"):
+        EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], critic_et=2.5)
+    with pytest.raises(ValueError, match=r"key 'critic_et': expected the images' eta_max > 0 \(0: off\), found 'auto'"):
+        EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], critic_energy=4.0, critic_et="auto")
+
+
+def test_symmetry_augment_is_a_phi_roll_and_maybe_an_eta_mirror_of_each_image_and_passes_gradients():
+    x = torch.rand(400, 2, 4, 8, requires_grad=True)
+    y = symmetry_augment(x, torch.Generator().manual_seed(3))
+    xs, ys = x.detach().numpy(), y.detach().numpy()
+    shifts, flips = [], []
+    for a, b in zip(xs, ys):  # exactly one (shift, mirror) reproduces each image, both channels alike
+        found = [(k, f) for k in range(8) for f in (False, True)
+                 if np.array_equal(np.roll(a[:, ::-1] if f else a, k, axis=2), b)]
+        assert len(found) == 1
+        shifts.append(found[0][0])
+        flips.append(found[0][1])
+    assert set(shifts) == set(range(8))  # every roll occurs in 400 images (each has p = 1/8)
+    assert 0.4 < np.mean(flips) < 0.6  # binomial(400, 1/2): 0.5 ± 0.025
+    (g,) = torch.autograd.grad((y * torch.arange(y.numel()).reshape(y.shape)).sum(), x)
+    assert sorted(g.flatten().tolist()) == list(range(y.numel()))  # a permutation: each pixel's weight once
+
+
+@pytest.mark.parametrize("family", ["dcgan", "dcgan_wgan_gp"])
+def test_dcgan_critic_augment_changes_what_the_critic_sees_and_trains(tmp_path, family):
+    data = toy_events(40)
+    torch.manual_seed(0)
+    plain = EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], noise_dim=8, filters=4, flip_rate=0.0)
+    aug = EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], noise_dim=8, filters=4, flip_rate=0.0, critic_augment=True)
+    aug.load_state_dict(plain.state_dict())
+    assert aug.hparams["critic_augment"] is True and plain.hparams["critic_augment"] is False
+    x, c = torch.rand(16, 256), torch.rand(16, 2)
+    torch.manual_seed(1)
+    lp = plain.critic_loss(x, c)
+    torch.manual_seed(1)
+    la = aug.critic_loss(x, c)
+    assert not torch.isclose(lp, la)  # same weights, same noise: the augmented views score differently
+    # the generator still gets gradients through the roll and the mirror
+    aug.generator_loss(c).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in aug.generator.parameters())
+    with pytest.raises(ValueError, match=r"key 'critic_augment': expected true or false, found 'yes'"):
+        EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], critic_augment="yes")
+    # through the trainer and the domain
+    cfg = TrainConfig(family=family, model={"noise_dim": 8, "filters": 4, "critic_augment": True}, epochs=1,
+                      batch_size=8, seed=0, n_eval=40, tensorboard=False)
+    gen = trainer_module.train(data, cfg, tmp_path)
+    assert gen.model.critic_augment is True
+    assert np.isfinite(DOMAIN.selection_score(gen, data, seed=0))

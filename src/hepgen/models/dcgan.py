@@ -37,7 +37,7 @@ from torch import nn
 
 from hepgen.models.base import GenerativeModel, register
 
-__all__ = ["EventDCGAN", "EventWGANGP", "total_energy_feature"]
+__all__ = ["EventDCGAN", "EventWGANGP", "symmetry_augment", "total_energy_feature", "transverse_energy_feature"]
 
 
 def _n_layers(side: int) -> int:
@@ -71,12 +71,13 @@ class _Generator(nn.Module):
 
 class _Critic(nn.Module):
     def __init__(self, n_cond: int, channels: int, side: int, filters: int, batch_norm: bool,
-                 energy_range: float = 0.0):
+                 energy_range: float = 0.0, eta_max: float = 0.0):
         super().__init__()
         n = _n_layers(side)
         layers: list[nn.Module] = []
         self.energy_range = float(energy_range)
-        cin = channels + n_cond + (1 if self.energy_range > 0 else 0)
+        self.eta_max = float(eta_max)
+        cin = channels + n_cond + (1 if self.energy_range > 0 else 0) + (1 if self.eta_max > 0 else 0)
         for i in range(n - 1):
             w = filters * 2**i
             layers.append(nn.Conv2d(cin, w, 4, 2, 1, bias=not (batch_norm and i > 0)))
@@ -90,6 +91,8 @@ class _Critic(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if self.energy_range > 0:  # the total energy, log-scaled like one pixel, as one more condition
             c = torch.cat([c, total_energy_feature(x, self.energy_range)[:, None]], 1)
+        if self.eta_max > 0:  # and the total transverse energy (needs the same log range)
+            c = torch.cat([c, transverse_energy_feature(x, self.energy_range, self.eta_max)[:, None]], 1)
         cc = c[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])  # masses as constant channels
         return self.net(torch.cat([x, cc], 1)).reshape(-1)
 
@@ -111,6 +114,48 @@ def total_energy_feature(x: torch.Tensor, log_range: float) -> torch.Tensor:
     return torch.log1p(torch.expm1(x.float() * log_range).sum((1, 2, 3))) / log_range
 
 
+def transverse_energy_feature(x: torch.Tensor, log_range: float, eta_max: float) -> torch.Tensor:
+    """The total transverse energy ``Σ E / cosh η`` of each image ``x: (B, C, H, W)`` of
+    log-scaled features (as :func:`total_energy_feature`), scaled the same way, shape ``(B,)``.
+    The rows span η over ``±eta_max`` (H equal bins, each pixel at its row's centre, as
+    :func:`hepgen.metrics.event_jets.pixel_centers`); a massless deposit's pT is ``E / cosh η``,
+    so beside the total energy this tells a critic how central the energy is (a generator
+    that puts the right energy too close to η = 0 makes jets of too high pT).
+
+    >>> x = torch.zeros(1, 1, 2, 2); x[0, 0, 0, 0] = 0.5  # row centre η = -1 for eta_max = 2
+    >>> e = math.expm1(0.5 * 2.0)  # the pixel's E/s for L = 2
+    >>> round(float(transverse_energy_feature(x, 2.0, 2.0)[0]), 6), round(math.log1p(e / math.cosh(1.0)) / 2, 6)
+    (0.374182, 0.374182)
+    """
+    h = x.shape[2]
+    edges = torch.linspace(-eta_max, eta_max, h + 1, dtype=torch.float32, device=x.device)
+    w = 1.0 / torch.cosh(0.5 * (edges[1:] + edges[:-1]))  # (H,)
+    return torch.log1p((torch.expm1(x.float() * log_range) * w[:, None]).sum((1, 2, 3))) / log_range
+
+
+def symmetry_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image of ``x: (B, C, H, W)`` (H along η, W along φ) rolled along φ by a random whole
+    number of pixels (0 … W−1) and mirrored in η with probability ½: the two exact symmetries of
+    the event grid (φ periodic and the physics φ-invariant; η edges symmetric about 0 and pp
+    collisions symmetric under η → −η).  Differentiable in ``x`` (a gather and a flip), so it can
+    sit between a generator and its critic: differentiable augmentation (DiffAugment; Zhao et al.,
+    "Differentiable Augmentation for Data-Efficient GAN Training", arXiv:2006.10738), here with
+    transformations that leave the data distribution unchanged, so nothing leaks into the samples.
+
+    >>> x = torch.arange(8.0).reshape(1, 1, 2, 4)
+    >>> y = symmetry_augment(x, torch.Generator().manual_seed(0))
+    >>> sorted(y.flatten().tolist()) == sorted(x.flatten().tolist()), tuple(y.shape)
+    (True, (1, 1, 2, 4))
+    """
+    b, _, _, w = x.shape
+    dev = x.device
+    shifts = torch.randint(0, w, (b,), generator=generator, device=dev)
+    flip = torch.rand(b, generator=generator, device=dev) < 0.5
+    idx = (torch.arange(w, device=dev)[None, :] - shifts[:, None]) % w  # out[..., j] = in[..., j − shift]
+    x = torch.gather(x, 3, idx[:, None, None, :].expand_as(x))
+    return torch.where(flip[:, None, None, None], x.flip(2), x)
+
+
 @register
 class EventDCGAN(GenerativeModel):
     """Conditional DCGAN on event images (see the module docstring).
@@ -128,6 +173,13 @@ class EventDCGAN(GenerativeModel):
             channel beside the masses, so that it can see an excess spread over many pixels
             (docs/events.md); 0 (default): off, the paper's critic.  ``"auto"`` in a config: the
             events domain fills in its preprocessor's ``L``.
+        critic_et: ``eta_max`` of the images' rows; > 0 (needs ``critic_energy``) gives the critic
+            each image's total transverse energy (:func:`transverse_energy_feature`) as one more
+            constant channel, so that it sees how central the energy is; 0 (default): off.
+            ``"auto"``: the events domain fills in the data's ``eta_max``.
+        critic_augment: every image the critic sees, real or generated, first goes through
+            :func:`symmetry_augment` (a random φ roll and η mirror; DiffAugment with the grid's
+            exact symmetries).  False (default): the paper's training.
     """
 
     family = "dcgan"
@@ -137,7 +189,8 @@ class EventDCGAN(GenerativeModel):
 
     def __init__(self, n_features: int, n_conditions: int, image_shape=(1, 64, 64), noise_dim: int = 64,
                  filters: int = 32, threshold: float = 0.05, flip_rate: float = 0.05, n_critic: int = 5,
-                 gp_lambda: float = 10.0, beta1: float = 0.5, critic_energy: float = 0.0) -> None:
+                 gp_lambda: float = 10.0, beta1: float = 0.5, critic_energy: float = 0.0,
+                 critic_et: float = 0.0, critic_augment: bool = False) -> None:
         super().__init__(n_features, n_conditions)
         image_shape = [int(s) for s in image_shape]
         if len(image_shape) != 3 or image_shape[1] != image_shape[2] or math.prod(image_shape) != self.n_features:
@@ -150,6 +203,14 @@ class EventDCGAN(GenerativeModel):
         if not (isinstance(critic_energy, (int, float)) and float(critic_energy) >= 0.0):
             raise ValueError(f"{self.family}: key 'critic_energy': expected a log range >= 0 (0: off), found "
                              f"{critic_energy!r}")
+        if not (isinstance(critic_et, (int, float)) and float(critic_et) >= 0.0):
+            raise ValueError(f"{self.family}: key 'critic_et': expected the images' eta_max > 0 (0: off), found "
+                             f"{critic_et!r}")
+        if float(critic_et) > 0 and float(critic_energy) <= 0:
+            raise ValueError(f"{self.family}: key 'critic_et': needs 'critic_energy' (its log range), found "
+                             f"critic_energy={critic_energy!r}")
+        if not isinstance(critic_augment, bool):
+            raise ValueError(f"{self.family}: key 'critic_augment': expected true or false, found {critic_augment!r}")
         if int(noise_dim) < 1 or int(filters) < 1 or int(n_critic) < 1:
             raise ValueError(f"{self.family}: noise_dim, filters and n_critic must be >= 1, found "
                              f"{noise_dim}, {filters}, {n_critic}")
@@ -161,13 +222,16 @@ class EventDCGAN(GenerativeModel):
         self.gp_lambda = float(gp_lambda)
         self.beta1 = float(beta1)
         self.critic_energy = float(critic_energy)
+        self.critic_et = float(critic_et)
+        self.critic_augment = critic_augment
         c, side = image_shape[0], image_shape[1]
         self.generator = _Generator(self._noise_dim, self.n_conditions, c, side, int(filters), self.threshold)
         self.critic = _Critic(self.n_conditions, c, side, int(filters), batch_norm=self.loss_type == "bce",
-                              energy_range=self.critic_energy)
+                              energy_range=self.critic_energy, eta_max=self.critic_et)
         self.hparams.update(image_shape=image_shape, noise_dim=self._noise_dim, filters=int(filters),
                             threshold=self.threshold, flip_rate=self.flip_rate, n_critic=self.n_critic,
-                            gp_lambda=self.gp_lambda, beta1=self.beta1, critic_energy=self.critic_energy)
+                            gp_lambda=self.gp_lambda, beta1=self.beta1, critic_energy=self.critic_energy,
+                            critic_et=self.critic_et, critic_augment=self.critic_augment)
 
     @classmethod
     def tiny_hparams(cls) -> dict:
@@ -204,6 +268,11 @@ class EventDCGAN(GenerativeModel):
     def _images(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(len(x), *self.image_shape)
 
+    def _seen(self, img: torch.Tensor) -> torch.Tensor:
+        """What the critic sees of images ``(B, C, H, W)``: themselves, or with ``critic_augment``
+        a random symmetry of each (:func:`symmetry_augment`)."""
+        return symmetry_augment(img) if self.critic_augment else img
+
     def _fake(self, c: torch.Tensor) -> torch.Tensor:
         z = torch.randn(len(c), self._noise_dim, device=c.device)
         return self.wrapped("generator")(z, c)
@@ -213,8 +282,8 @@ class EventDCGAN(GenerativeModel):
         real = self._images(x)
         with torch.no_grad():
             fake = self._fake(c)
-        d_real = self.wrapped("critic")(real, c)
-        d_fake = self.wrapped("critic")(fake, c)
+        d_real = self.wrapped("critic")(self._seen(real), c)
+        d_fake = self.wrapped("critic")(self._seen(fake), c)
         y_real, y_fake = torch.ones_like(d_real), torch.zeros_like(d_fake)
         if self.flip_rate > 0:
             flip_r = torch.rand_like(y_real) < self.flip_rate
@@ -224,7 +293,7 @@ class EventDCGAN(GenerativeModel):
         return bce(d_real, y_real) + bce(d_fake, y_fake)
 
     def generator_loss(self, c: torch.Tensor) -> torch.Tensor:
-        d = self.wrapped("critic")(self._fake(c), c)
+        d = self.wrapped("critic")(self._seen(self._fake(c)), c)
         return nn.functional.binary_cross_entropy_with_logits(d, torch.ones_like(d))
 
     def training_step(self, x, c, optimizers, step, grad_clip, scaler=None) -> dict[str, float]:
@@ -273,11 +342,13 @@ class EventWGANGP(EventDCGAN):
 
     def __init__(self, n_features: int, n_conditions: int, image_shape=(1, 64, 64), noise_dim: int = 64,
                  filters: int = 32, threshold: float = 0.05, flip_rate: float = 0.0, n_critic: int = 5,
-                 gp_lambda: float = 10.0, beta1: float = 0.0, critic_energy: float = 0.0) -> None:
+                 gp_lambda: float = 10.0, beta1: float = 0.0, critic_energy: float = 0.0,
+                 critic_et: float = 0.0, critic_augment: bool = False) -> None:
         # explicit signature (hepgen tune reads the constructor's parameters); no label flips by default
         super().__init__(n_features, n_conditions, image_shape=image_shape, noise_dim=noise_dim, filters=filters,
                          threshold=threshold, flip_rate=flip_rate, n_critic=n_critic, gp_lambda=gp_lambda,
-                         beta1=beta1, critic_energy=critic_energy)
+                         beta1=beta1, critic_energy=critic_energy, critic_et=critic_et,
+                         critic_augment=critic_augment)
 
     def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:
         betas = (self.beta1, 0.9)  # Gulrajani et al.
@@ -286,9 +357,9 @@ class EventWGANGP(EventDCGAN):
 
     def critic_loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``E[D(fake)] − E[D(real)] + λ E[(‖∇D(x̂)‖ − 1)²]`` on random interpolates x̂."""
-        real = self._images(x)
+        real = self._seen(self._images(x))
         with torch.no_grad():
-            fake = self._fake(c)
+            fake = self._seen(self._fake(c))
         critic = self.wrapped("critic")
         eps = torch.rand(len(real), 1, 1, 1, device=real.device)
         mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
@@ -297,4 +368,4 @@ class EventWGANGP(EventDCGAN):
         return critic(fake, c).mean() - critic(real, c).mean() + self.gp_lambda * gp
 
     def generator_loss(self, c: torch.Tensor) -> torch.Tensor:
-        return -self.wrapped("critic")(self._fake(c), c).mean()
+        return -self.wrapped("critic")(self._seen(self._fake(c)), c).mean()

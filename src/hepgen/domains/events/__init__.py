@@ -75,6 +75,8 @@ class EventDomain:
             hparams["image_shape"] = list(pre.image_shape)
         if hparams.get("critic_energy") == "auto":  # the DCGAN critic's total-energy channel, data-derived
             hparams["critic_energy"] = pre.log_range
+        if hparams.get("critic_et") == "auto":  # its transverse-energy channel: the rows' eta range
+            hparams["critic_et"] = float(data.eta_max)
         return build_model(config.family, n_features=pre.n_features, n_conditions=pre.n_conditions, **hparams)
 
     def meta(self, data: EventImages, config) -> dict:
