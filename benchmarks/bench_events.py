@@ -93,15 +93,54 @@ def cosine_lr(lr: float, k: int, n: int) -> float:
     return float(lr * 0.5 * (1.0 + np.cos(np.pi * k / n)))
 
 
+def standing_bn_stats(generator: torch.nn.Module, c: torch.Tensor, noise_dim: int, n_batches: int = 50,
+                      batch: int = 32, seed: int = 0) -> int:
+    """Recompute the batch-norm running statistics of ``generator(z, c)`` as plain averages over
+    ``n_batches`` training-size batches of fresh noise and conditions drawn from ``c: (N, n_cond)``
+    ("standing statistics", Brock et al., BigGAN, arXiv:1809.11096, appendix C): the statistics
+    that match averaged (EMA) weights, which the live model's running statistics do not.
+    Returns the number of batch-norm layers reset.
+
+    >>> g = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    >>> class G(torch.nn.Module):
+    ...     def __init__(self): super().__init__(); self.net = g
+    ...     def forward(self, z, c): return self.net(torch.cat([z, c], 1))
+    >>> standing_bn_stats(G(), torch.zeros(10, 1), noise_dim=2, n_batches=4)
+    1
+    >>> int(g[1].num_batches_tracked), g[1].momentum, g.training  # momentum restored, eval mode
+    (4, 0.1, False)
+    """
+    bns = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    gen = torch.Generator().manual_seed(seed)
+    generator.train()
+    with torch.no_grad():
+        for _ in range(n_batches):
+            idx = torch.randint(0, len(c), (batch,), generator=gen)
+            generator(torch.randn(batch, noise_dim, generator=gen), c[idx])
+    for m, mo in zip(bns, momenta):
+        m.momentum = mo
+    generator.eval()
+    return len(bns)
+
+
 def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, lr=2e-4, init_state=None, ema=0.0,
-           augment=False, steps=None, lr_schedule="constant", log=None):
+           augment=False, steps=None, lr_schedule="constant", log=None, ema_bn="copy"):
     """Train ``family`` on ``data``; every ``eval_every`` steps (and at the end) the KS selection
     score on ``val`` picks the kept weights.  Stops after ``minutes`` of wall clock or, with
     ``steps``, after exactly that many optimiser steps (``minutes`` then only a safety stop).
     ``lr_schedule="cosine"`` (needs ``steps``): :func:`cosine_lr` set on every optimiser of
     ``model.configure_optimizers`` (the GAN's two) before each step, through
     ``torch.optim.lr_scheduler.LambdaLR``.  ``log``, a dict, receives ``steps`` (done),
-    ``history`` [(step, score)] and ``lr`` [(step, {optimiser: lr used at that step})]."""
+    ``history`` [(step, score)] and ``lr`` [(step, {optimiser: lr used at that step})].
+    With ``ema``, ``ema_bn`` says where the averaged generator's batch-norm statistics come from:
+    ``"copy"`` the live model's (as before), ``"standing"`` :func:`standing_bn_stats` before each
+    selection evaluation."""
+    if ema_bn not in ("copy", "standing"):
+        raise ValueError(f"ema_bn: expected 'copy' or 'standing', found {ema_bn!r}")
     if lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule: expected 'constant' or 'cosine', found {lr_schedule!r}")
     if steps is not None and steps <= 0:
@@ -142,9 +181,12 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
                 with torch.no_grad():
                     for pa, pm in zip(avg.parameters(), model.parameters()):
                         pa.lerp_(pm, 1.0 - ema)
-                    for ba, bm in zip(avg.buffers(), model.buffers()):
-                        ba.copy_(bm)
+                    if ema_bn == "copy":
+                        for ba, bm in zip(avg.buffers(), model.buffers()):
+                            ba.copy_(bm)
             if step % eval_every == 0:
+                if ema > 0 and ema_bn == "standing":
+                    standing_bn_stats(avg.generator, c, avg.noise_dim, seed=seed)
                 score = DOMAIN.selection_score(sel, val, seed=seed)
                 history.append((step, round(score, 2)))
                 if score < best:
@@ -155,6 +197,8 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
         print(f"  warning: the {minutes:g}-minute safety stop ended training at step {step} of --steps {steps}"
               + (f" (lr {lr_log[-1][1]} at the last step, not decayed to 0)" if scheds and lr_log else ""))
     if step % eval_every:  # the weights at the end of the budget are a candidate too
+        if ema > 0 and ema_bn == "standing":
+            standing_bn_stats(avg.generator, c, avg.noise_dim, seed=seed)
         score = DOMAIN.selection_score(sel, val, seed=seed)
         history.append((step, round(score, 2)))
         if score < best:
@@ -366,7 +410,8 @@ def interpolation(args):
         sel_val = val.subset(np.sort(keep))
         print(f"  selection on {len(sel_val)} of the {len(val)} validation events")
     gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, args.train_seed, model_kw,
-                 lr=args.lr, augment=args.augment, steps=args.steps, lr_schedule=args.lr_schedule, ema=args.ema)
+                 lr=args.lr, augment=args.augment, steps=args.steps, lr_schedule=args.lr_schedule, ema=args.ema,
+                 ema_bn=args.ema_bn)
     out = Path(args.workdir) / f"interp_report_{args.family}{args.tag}"
     out.mkdir(exist_ok=True)
     gen.save(out / "best.pt")  # for sampling scans afterwards (hepgen sample, steps/solver)
@@ -799,6 +844,9 @@ def main():
     ap.add_argument("--ema", type=float, default=0.0,
                     help="pileup, interpolation: select and keep an exponential moving average of the weights "
                     "(decay, e.g. 0.999)")
+    ap.add_argument("--ema-bn", choices=["copy", "standing"], default="copy",
+                    help="interpolation with --ema: the averaged generator's batch-norm statistics copied from the "
+                    "live model (default) or recomputed over 50 batches before each evaluation (standing_bn_stats)")
     ap.add_argument("--train-only", action="store_true", help="pileup: train and save, no overlay")
     ap.add_argument("--pileup-test", help="overlay: Pythia pile-up images (h5) at --mu, one per hard event "
                     "(several files: comma-separated, joined in order)")

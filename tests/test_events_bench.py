@@ -16,6 +16,7 @@ from hepgen.data.events import EventImages, write_events
 from hepgen.domains.events import DOMAIN, overlay_shift
 from hepgen.domains.events.evaluate import overlay_shift_observables
 from hepgen.metrics.event_jets import event_observables
+from hepgen.models.dcgan import EventDCGAN
 
 bench = load_benchmark("bench_events")
 
@@ -229,7 +230,6 @@ def test_bench_cosine_lr_closed_form():
 
 
 def _count_steps(monkeypatch):
-    from hepgen.models.dcgan import EventDCGAN
     calls = []
     inner = EventDCGAN.training_step
 
@@ -305,3 +305,31 @@ def test_bench_threshold_from_data_is_the_smallest_pixel_in_feature_units(capsys
     # worked by hand: log(1 + 0.5 / 1 GeV) / log(1 + 100 / 1 GeV) (the domain's log scaling, scale 1 GeV)
     assert t == pytest.approx(np.log(1.5) / np.log(101.0), rel=1e-6)
     assert "smallest training pixel 0.500 GeV -> output threshold 0.0879" in capsys.readouterr().out
+
+
+def test_bench_standing_bn_stats_are_the_average_of_the_batch_statistics():
+    torch.manual_seed(0)
+    gan = EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], noise_dim=8, filters=4)
+    g = gan.generator
+    bn = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    c = torch.rand(50, 2)
+    assert bench.standing_bn_stats(g, c, 8, n_batches=3, batch=5, seed=4) == len(bn) == 2  # 16 × 16: 3 layers
+    assert not g.training and all(m.momentum == 0.1 and int(m.num_batches_tracked) == 3 for m in bn)
+    got = [(m.running_mean.clone(), m.running_var.clone()) for m in bn]
+    # by hand: the same three batches, each batch-norm layer's input statistics averaged over them
+    # (torch keeps the unbiased variance of each batch), the layers normalised with batch statistics
+    inputs = {m: [] for m in bn}
+    hooks = [m.register_forward_hook(lambda mod, i, o: inputs[mod].append(i[0])) for m in bn]
+    gen = torch.Generator().manual_seed(4)
+    g.train()
+    with torch.no_grad():
+        for _ in range(3):
+            idx = torch.randint(0, 50, (5,), generator=gen)
+            g(torch.randn(5, 8, generator=gen), c[idx])
+    for h in hooks:
+        h.remove()
+    for m, (got_mean, got_var) in zip(bn, got):
+        mean = torch.stack([x.mean((0, 2, 3)) for x in inputs[m]]).mean(0)
+        var = torch.stack([x.var((0, 2, 3), unbiased=True) for x in inputs[m]]).mean(0)
+        torch.testing.assert_close(got_mean, mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got_var, var, rtol=1e-5, atol=1e-6)
