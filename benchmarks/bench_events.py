@@ -186,7 +186,7 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
                             ba.copy_(bm)
             if step % eval_every == 0:
                 if ema > 0 and ema_bn == "standing":
-                    standing_bn_stats(avg.generator, c, avg.noise_dim, seed=seed)
+                    standing_bn_stats(avg.generator, c, avg.generator.noise_dim, seed=seed)
                 score = DOMAIN.selection_score(sel, val, seed=seed)
                 history.append((step, round(score, 2)))
                 if score < best:
@@ -198,7 +198,7 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
               + (f" (lr {lr_log[-1][1]} at the last step, not decayed to 0)" if scheds and lr_log else ""))
     if step % eval_every:  # the weights at the end of the budget are a candidate too
         if ema > 0 and ema_bn == "standing":
-            standing_bn_stats(avg.generator, c, avg.noise_dim, seed=seed)
+            standing_bn_stats(avg.generator, c, avg.generator.noise_dim, seed=seed)
         score = DOMAIN.selection_score(sel, val, seed=seed)
         history.append((step, round(score, 2)))
         if score < best:

@@ -10,14 +10,15 @@ from _toy_events import toy_events
 from hepgen.config import TrainConfig
 from hepgen.domains.events import DOMAIN
 from hepgen.domains.events.inference import EVENT_SAMPLING_PATHS, EventSampler, prepare_event_path
+from hepgen.models.dcgan import symmetry_from_noise
 
 TINY = {"noise_dim": 8, "filters": 4, "image_shape": [1, 16, 16]}
 
 
-def _generator(seed=0):
+def _generator(seed=0, **model):
     torch.manual_seed(seed)
     data = toy_events(8, side=16)
-    cfg = TrainConfig(family="dcgan", model=TINY)
+    cfg = TrainConfig(family="dcgan", model={**TINY, **model})
     pre = DOMAIN.fit_preprocessor(data, cfg)
     model = DOMAIN.build_model(cfg, data, pre)
     for m in model.generator.modules():  # batch-norm statistics away from (0, 1), so that they matter
@@ -51,6 +52,33 @@ def test_fp32_path_equals_model_sample_and_numpy_inverse():
     np.testing.assert_allclose(out, ref, rtol=2e-6, atol=1e-6)
     np.testing.assert_array_equal(out == 0, ref == 0)
     assert (ref > 0).any() and (ref == 0).any()
+
+
+def test_critic_augment_sampler_applies_the_symmetry_its_noise_draws():
+    """A ``critic_augment`` DCGAN's sampler: the network's image on the first ``noise_dim − 2`` noise
+    numbers, rolled in φ and mirrored in η as the last two say (its critic only saw such views);
+    every sampling path and the domain's generator take the longer noise."""
+    gen, data = _generator(critic_augment=True)
+    model = gen.model.eval()
+    assert model.noise_dim == TINY["noise_dim"] + 2
+    c = torch.from_numpy(gen.preprocessor.transform_conditions(np.repeat(data.conditions, 8, axis=0))).float()
+    z = torch.randn(len(c), model.noise_dim, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        plain = model.generator(z[:, :-2], c)  # (64, 1, 16, 16)
+        out = model.sample_from_noise(c, z).reshape(plain.shape)
+    cdf = 0.5 * (1 + torch.erf(z[:, -2] / np.sqrt(2)))
+    for k in range(len(c)):  # by hand with numpy: roll by ⌊Φ(u₀)·16⌋, mirror the η rows where u₁ > 0
+        want = np.roll(plain[k].numpy(), int(cdf[k] * 16), axis=2)
+        want = want[:, ::-1] if z[k, -1] > 0 else want
+        np.testing.assert_array_equal(out[k].numpy(), want)
+    assert len({int(v * 16) for v in cdf}) > 8 and 0 < int((z[:, -1] > 0).sum()) < len(c)  # both vary here
+    torch.testing.assert_close(symmetry_from_noise(plain, z[:, -2:]), out)
+    # the domain's generator and the channels_last path draw the same (longer) noise stream
+    cond = np.repeat(data.conditions, 4, axis=0)
+    ref = _reference(gen, cond, seed=1, batch_size=32)
+    np.testing.assert_allclose(gen.sample(cond, seed=1, batch_size=32).images, ref, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(gen.sample(cond, seed=1, batch_size=32, path="channels_last").images, ref,
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("path, rtol", [("channels_last", 1e-5), ("bf16", 0.05)])

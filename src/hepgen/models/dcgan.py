@@ -37,7 +37,8 @@ from torch import nn
 
 from hepgen.models.base import GenerativeModel, register
 
-__all__ = ["EventDCGAN", "EventWGANGP", "symmetry_augment", "total_energy_feature", "transverse_energy_feature"]
+__all__ = ["EventDCGAN", "EventWGANGP", "symmetry_augment", "symmetry_from_noise", "total_energy_feature",
+           "transverse_energy_feature"]
 
 
 def _n_layers(side: int) -> int:
@@ -60,6 +61,7 @@ class _Generator(nn.Module):
             cin = w
         layers.append(nn.ConvTranspose2d(cin, channels, 4, 2, 1))
         self.net = nn.Sequential(*layers)
+        self.noise_dim = int(noise_dim)
         self.threshold = float(threshold)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -148,10 +150,30 @@ def symmetry_augment(x: torch.Tensor, generator: torch.Generator | None = None) 
     (True, (1, 1, 2, 4))
     """
     b, _, _, w = x.shape
-    dev = x.device
-    shifts = torch.randint(0, w, (b,), generator=generator, device=dev)
-    flip = torch.rand(b, generator=generator, device=dev) < 0.5
-    idx = (torch.arange(w, device=dev)[None, :] - shifts[:, None]) % w  # out[..., j] = in[..., j − shift]
+    shifts = torch.randint(0, w, (b,), generator=generator, device=x.device)
+    flip = torch.rand(b, generator=generator, device=x.device) < 0.5
+    return _roll_mirror(x, shifts, flip)
+
+
+def symmetry_from_noise(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The symmetry of :func:`symmetry_augment` chosen by two standard-normal numbers per image,
+    ``u: (B, 2)``: a φ roll by ``⌊Φ(u₀) W⌋`` pixels (Φ the normal CDF, so every roll has
+    probability 1/W) and an η mirror where ``u₁ > 0``.  A sampler that is a function of its noise
+    (``sample_from_noise``) can so draw the symmetry that a ``critic_augment`` critic saw.
+
+    >>> x = torch.arange(4.0).reshape(1, 1, 1, 4)
+    >>> symmetry_from_noise(x, torch.tensor([[0.0, -1.0]])).flatten().tolist()  # Φ(0) = ½: a roll by 2
+    [2.0, 3.0, 0.0, 1.0]
+    """
+    w = x.shape[3]
+    cdf = 0.5 * (1.0 + torch.erf(u[:, 0].float() / math.sqrt(2.0)))
+    shifts = torch.clamp((cdf * w).long(), 0, w - 1)
+    return _roll_mirror(x, shifts, u[:, 1] > 0)
+
+
+def _roll_mirror(x: torch.Tensor, shifts: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    w = x.shape[3]
+    idx = (torch.arange(w, device=x.device)[None, :] - shifts[:, None]) % w  # out[..., j] = in[..., j − shift]
     x = torch.gather(x, 3, idx[:, None, None, :].expand_as(x))
     return torch.where(flip[:, None, None, None], x.flip(2), x)
 
@@ -179,7 +201,10 @@ class EventDCGAN(GenerativeModel):
             ``"auto"``: the events domain fills in the data's ``eta_max``.
         critic_augment: every image the critic sees, real or generated, first goes through
             :func:`symmetry_augment` (a random φ roll and η mirror; DiffAugment with the grid's
-            exact symmetries).  False (default): the paper's training.
+            exact symmetries).  The sampler then applies such a symmetry too, drawn from two more
+            noise components (:func:`symmetry_from_noise`; ``noise_dim`` is the network's + 2), so
+            that samples follow the distribution the critic compared with the data.  False
+            (default): the paper's training.
     """
 
     family = "dcgan"
@@ -240,20 +265,25 @@ class EventDCGAN(GenerativeModel):
     # --- sampling -------------------------------------------------------------------------
     @property
     def noise_dim(self) -> int:
-        return self._noise_dim
+        """The sampler's noise: the generator network's, and with ``critic_augment`` two more
+        numbers that draw each image's φ roll and η mirror."""
+        return self._noise_dim + (2 if self.critic_augment else 0)
 
     def sample_from_noise(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         was = self.generator.training
         self.generator.eval()
         try:
-            return self.generator(z, c).reshape(len(c), -1)
+            img = self.generator(z[:, :self._noise_dim], c)
+            if self.critic_augment:
+                img = symmetry_from_noise(img, z[:, self._noise_dim:])
+            return img.reshape(len(c), -1)
         finally:
             self.generator.train(was)
 
     @torch.no_grad()
     def sample(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(len(c), self._noise_dim, generator=generator, device=c.device) if generator is not None \
-            else torch.randn(len(c), self._noise_dim, device=c.device)
+        z = torch.randn(len(c), self.noise_dim, generator=generator, device=c.device) if generator is not None \
+            else torch.randn(len(c), self.noise_dim, device=c.device)
         return self.sample_from_noise(c, z)
 
     # --- training -------------------------------------------------------------------------
