@@ -409,13 +409,18 @@ def interpolation(args):
                                for p in train_pts])
         sel_val = val.subset(np.sort(keep))
         print(f"  selection on {len(sel_val)} of the {len(val)} validation events")
-    gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, args.train_seed, model_kw,
-                 lr=args.lr, augment=args.augment, steps=args.steps, lr_schedule=args.lr_schedule, ema=args.ema,
-                 ema_bn=args.ema_bn)
+    if args.from_checkpoint:  # evaluate a saved generator again (e.g. after a sampler change), no training
+        gen = DOMAIN.from_payload(load_checkpoint(args.from_checkpoint), args.from_checkpoint)
+        print(f"  evaluating {args.from_checkpoint} ({gen.model.family} {gen.model.hparams}); not trained here")
+    else:
+        gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, args.train_seed, model_kw,
+                     lr=args.lr, augment=args.augment, steps=args.steps, lr_schedule=args.lr_schedule, ema=args.ema,
+                     ema_bn=args.ema_bn)
     out = Path(args.workdir) / f"interp_report_{args.family}{args.tag}"
     out.mkdir(exist_ok=True)
-    gen.save(out / "best.pt")  # for sampling scans afterwards (hepgen sample, steps/solver)
-    gen.sample_like(test.subset(np.arange(8)), seed=4)  # warm-up
+    if not args.from_checkpoint:
+        gen.save(out / "best.pt")  # for sampling scans afterwards (hepgen sample, steps/solver)
+    gen.sample_like(test.subset(np.arange(min(8, len(test)))), seed=4)  # warm-up
     t0 = time.perf_counter()
     fake = gen.sample_like(test, seed=5)
     print(f"  sampling: {1e3 * (time.perf_counter() - t0) / len(test):.1f} ms per image ({args.family} {model_kw}, "
@@ -844,6 +849,8 @@ def main():
     ap.add_argument("--ema", type=float, default=0.0,
                     help="pileup, interpolation: select and keep an exponential moving average of the weights "
                     "(decay, e.g. 0.999)")
+    ap.add_argument("--from-checkpoint", help="interpolation: evaluate this saved generator at the held-out point "
+                    "(table, trained points, report in the --tag folder) instead of training one")
     ap.add_argument("--ema-bn", choices=["copy", "standing"], default="copy",
                     help="interpolation with --ema: the averaged generator's batch-norm statistics copied from the "
                     "live model (default) or recomputed over 50 batches before each evaluation (standing_bn_stats)")

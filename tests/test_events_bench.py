@@ -333,3 +333,25 @@ def test_bench_standing_bn_stats_are_the_average_of_the_batch_statistics():
         var = torch.stack([x.var((0, 2, 3), unbiased=True) for x in inputs[m]]).mean(0)
         torch.testing.assert_close(got_mean, mean, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(got_var, var, rtol=1e-5, atol=1e-6)
+
+
+def test_bench_interpolation_from_checkpoint_evaluates_without_training(tmp_path, monkeypatch, capsys):
+    val, test, gen = _figure3_inputs(monkeypatch)
+    ck = tmp_path / "saved" / "best.pt"
+    ck.parent.mkdir()
+    gen.save(ck)
+    monkeypatch.setattr(bench, "_train", lambda *a, **k: pytest.fail("--from-checkpoint must not train"))
+    args = argparse.Namespace(workdir=str(tmp_path), simulate_only=False, filters=4, model="{}",
+                              threshold_from_data=False, n_select=None, from_checkpoint=str(ck), family="dcgan",
+                              tag="_again")
+    monkeypatch.setattr(bench, "_interp_data", lambda wd, a: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
+                                                              val, val, test))
+    bench.interpolation(args)
+    out = capsys.readouterr().out
+    assert f"evaluating {ck}" in out
+    # the table is the saved generator's sample of the held-out events (seed 5), as after training
+    o_r, o_g = event_observables(test.images), event_observables(gen.sample_like(test, seed=5).images)
+    ms_r, ms_g = o_r["summed_mass"].mean(), o_g["summed_mass"].mean()
+    assert f"summed-jet-mass mean: Pythia {ms_r:.1f} GeV, generated {ms_g:.1f} GeV" in out
+    folder = tmp_path / "interp_report_dcgan_again"
+    assert (folder / "report.html").is_file() and not (folder / "best.pt").exists()  # nothing saved over
