@@ -73,6 +73,9 @@ def test_critic_augment_sampler_applies_the_symmetry_its_noise_draws():
         np.testing.assert_array_equal(out[k].numpy(), want)
     assert len({int(v * 16) for v in cdf}) > 8 and 0 < int((z[:, -1] > 0).sum()) < len(c)  # both vary here
     torch.testing.assert_close(symmetry_from_noise(plain, z[:, -2:]), out)
+    with pytest.raises(ValueError, match=r"dcgan: noise: expected \(B, 10\) \(8 for the network, 2 for the symmetry\), "
+                                         r"found \(64, 8\)"):
+        model.sample_from_noise(c, z[:, :-2])
     # the domain's generator and the channels_last path draw the same (longer) noise stream
     cond = np.repeat(data.conditions, 4, axis=0)
     ref = _reference(gen, cond, seed=1, batch_size=32)

@@ -270,6 +270,10 @@ class EventDCGAN(GenerativeModel):
         return self._noise_dim + (2 if self.critic_augment else 0)
 
     def sample_from_noise(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if z.shape[-1] != self.noise_dim:
+            raise ValueError(f"{self.family}: noise: expected (B, {self.noise_dim}) "
+                             f"({self._noise_dim} for the network" + (", 2 for the symmetry)" if self.critic_augment
+                                                                      else ")") + f", found {tuple(z.shape)}")
         was = self.generator.training
         self.generator.eval()
         try:
