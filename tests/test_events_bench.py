@@ -355,3 +355,16 @@ def test_bench_interpolation_from_checkpoint_evaluates_without_training(tmp_path
     assert f"summed-jet-mass mean: Pythia {ms_r:.1f} GeV, generated {ms_g:.1f} GeV" in out
     folder = tmp_path / "interp_report_dcgan_again"
     assert (folder / "report.html").is_file() and not (folder / "best.pt").exists()  # nothing saved over
+
+
+def test_bench_train_ema_with_standing_statistics():
+    data, val = toy_events(64, seed=11), toy_events(8, seed=12)
+    log = {}
+    sel = bench._train(data, val, "dcgan", [], 10.0, 2, 0, {"noise_dim": 8, "filters": 4}, lr=1e-3, steps=4,
+                       ema=0.9, ema_bn="standing", log=log)
+    assert [s for s, _ in log["history"]] == [2, 4] and all(np.isfinite(v) for _, v in log["history"])
+    # the kept averaged generator carries statistics of the 50 standing batches, not the live model's
+    bn = [m for m in sel.model.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bn and all(int(m.num_batches_tracked) == 50 for m in bn)
+    with pytest.raises(ValueError, match="ema_bn: expected 'copy' or 'standing', found 'mean'"):
+        bench._train(data, val, "dcgan", [], 10.0, 2, 0, {}, steps=2, ema=0.9, ema_bn="mean")
