@@ -43,6 +43,7 @@ from hepgen.domains.events.evaluate import evaluate_events, overlay_shift_observ
 from hepgen.domains.events.inference import prepare_event_path
 from hepgen.domains.events.report import figures, write_event_report
 from hepgen.metrics.event_jets import event_observables, ks_selection_score
+from hepgen.models.dcgan import symmetry_augment
 from hepgen.report.style import figure_png_base64
 from hepgen.simulate.events import EventGenConfig, simulate_events
 
@@ -61,7 +62,8 @@ def _augment(x: torch.Tensor, shape, generator: torch.Generator) -> torch.Tensor
     H along η, W along φ): every image is rolled along φ by a random whole number of pixels
     (0 … W−1; φ is periodic and the physics φ-invariant) and mirrored in η with probability ½
     (pp collisions are symmetric under η → −η).  Both are exact symmetries of the detector grid
-    (η edges symmetric about 0, φ periodic).  Used against the fixed 4 × 4 lattice that
+    (η edges symmetric about 0, φ periodic); :func:`hepgen.models.dcgan.symmetry_augment` on the
+    unflattened images.  Used against the fixed 4 × 4 lattice that
     ``events_fm``'s pixel folding (``patch: 4``) imprints on the energy (docs/events.md).
 
     >>> x = torch.arange(8.0).reshape(1, 8)  # one 1 × 2 × 4 image
@@ -69,15 +71,7 @@ def _augment(x: torch.Tensor, shape, generator: torch.Generator) -> torch.Tensor
     >>> sorted(y.flatten().tolist()) == sorted(x.flatten().tolist())
     True
     """
-    b = x.shape[0]
-    img = x.reshape(b, *shape)
-    shifts = torch.randint(0, shape[2], (b,), generator=generator)
-    flip = torch.rand(b, generator=generator) < 0.5
-    w = torch.arange(shape[2])
-    idx = (w[None, :] - shifts[:, None]) % shape[2]  # out[..., j] = in[..., j − shift]
-    img = torch.gather(img, 3, idx[:, None, None, :].expand(b, shape[0], shape[1], shape[2]))
-    img = torch.where(flip[:, None, None, None], img.flip(2), img)
-    return img.reshape(b, -1)
+    return symmetry_augment(x.reshape(len(x), *shape), generator).reshape(len(x), -1)
 
 
 def cosine_lr(lr: float, k: int, n: int) -> float:
@@ -156,7 +150,8 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
         model.load_state_dict(init_state)
     gen = DOMAIN.generator(model, pre, data, DOMAIN.meta(data, cfg))
     # ema > 0: selection and the result use an exponential moving average of the weights
-    # (batch-norm statistics copied), which damps the GAN's step-to-step oscillation
+    # (batch-norm statistics copied, or recomputed with ema_bn="standing"), which damps the GAN's
+    # step-to-step oscillation
     avg = copy.deepcopy(model) if ema > 0 else model
     sel = DOMAIN.generator(avg, pre, data, DOMAIN.meta(data, cfg)) if ema > 0 else gen
     x = torch.from_numpy(DOMAIN.features(pre, data, np.random.default_rng(seed)))
@@ -168,6 +163,15 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
     rng = np.random.default_rng(seed)
     aug_gen = torch.Generator().manual_seed(seed + 1)
     best, best_state, step, t0, history = np.inf, None, 0, time.perf_counter(), []
+
+    def consider(at, best, best_state):
+        """One selection evaluation of the kept (or averaged) weights at step ``at``."""
+        if ema > 0 and ema_bn == "standing":
+            standing_bn_stats(avg.generator, c, avg.generator.noise_dim, seed=seed)
+        score = DOMAIN.selection_score(sel, val, seed=seed)
+        history.append((at, round(score, 2)))
+        return (score, copy.deepcopy(avg.state_dict())) if score < best else (best, best_state)
+
     while time.perf_counter() - t0 < 60 * minutes and (steps is None or step < steps):
         for idx in np.array_split(rng.permutation(len(x)), max(len(x) // cfg.batch_size, 1)):
             model.train()
@@ -185,24 +189,14 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
                         for ba, bm in zip(avg.buffers(), model.buffers()):
                             ba.copy_(bm)
             if step % eval_every == 0:
-                if ema > 0 and ema_bn == "standing":
-                    standing_bn_stats(avg.generator, c, avg.generator.noise_dim, seed=seed)
-                score = DOMAIN.selection_score(sel, val, seed=seed)
-                history.append((step, round(score, 2)))
-                if score < best:
-                    best, best_state = score, copy.deepcopy(avg.state_dict())
+                best, best_state = consider(step, best, best_state)
             if time.perf_counter() - t0 >= 60 * minutes or step == steps:
                 break
     if steps is not None and step < steps:
         print(f"  warning: the {minutes:g}-minute safety stop ended training at step {step} of --steps {steps}"
               + (f" (lr {lr_log[-1][1]} at the last step, not decayed to 0)" if scheds and lr_log else ""))
     if step % eval_every:  # the weights at the end of the budget are a candidate too
-        if ema > 0 and ema_bn == "standing":
-            standing_bn_stats(avg.generator, c, avg.generator.noise_dim, seed=seed)
-        score = DOMAIN.selection_score(sel, val, seed=seed)
-        history.append((step, round(score, 2)))
-        if score < best:
-            best, best_state = score, copy.deepcopy(avg.state_dict())
+        best, best_state = consider(step, best, best_state)
     if best_state is not None:
         avg.load_state_dict(best_state)
     print(f"  {family}: {step} steps in {time.perf_counter() - t0:.0f} s; best validation KS score {best:.2f}; "

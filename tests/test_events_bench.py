@@ -313,7 +313,8 @@ def test_bench_standing_bn_stats_are_the_average_of_the_batch_statistics():
     g = gan.generator
     bn = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     c = torch.rand(50, 2)
-    assert bench.standing_bn_stats(g, c, 8, n_batches=3, batch=5, seed=4) == len(bn) == 2  # 16 × 16: 3 transposed convolutions, 2 with batch norm
+    # 16 × 16: 3 transposed convolutions, 2 with batch norm
+    assert bench.standing_bn_stats(g, c, 8, n_batches=3, batch=5, seed=4) == len(bn) == 2
     assert not g.training and all(m.momentum == 0.1 and int(m.num_batches_tracked) == 3 for m in bn)
     got = [(m.running_mean.clone(), m.running_var.clone()) for m in bn]
     # by hand: the same three batches, each batch-norm layer's input statistics averaged over them
