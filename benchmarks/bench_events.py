@@ -42,7 +42,7 @@ from hepgen.domains.events import DOMAIN, overlay_shift
 from hepgen.domains.events.evaluate import evaluate_events, overlay_shift_observables
 from hepgen.domains.events.inference import prepare_event_path
 from hepgen.domains.events.report import figures, write_event_report
-from hepgen.metrics.event_jets import event_observables, ks_selection_score
+from hepgen.metrics.event_jets import SELECTION_OBSERVABLES, event_observables, ks_selection_score
 from hepgen.models.dcgan import symmetry_augment
 from hepgen.report.style import figure_png_base64
 from hepgen.simulate.events import EventGenConfig, simulate_events
@@ -389,6 +389,8 @@ def interpolation(args):
 
     Selection (``--eval-every``) uses only the validation events at the training points; the
     held-out test events are used once, for the final table and the report."""
+    if args.n_samples < 1:
+        raise ValueError(f"--n-samples: expected a number of generated samples >= 1, found {args.n_samples}")
     wd = Path(args.workdir)
     train_pts, held, train, val, test = _interp_data(wd, args)
     if args.simulate_only:
@@ -437,6 +439,10 @@ def interpolation(args):
     print(f"  non-empty pixels per image: Pythia {(1 - o_r['sparsity']).mean() * 4096:.0f}, generated "
           f"{(1 - o_g['sparsity']).mean() * 4096:.0f}")
     print(f"  KS score (Σ −log p): {ks_selection_score(o_r, o_g):.2f}")
+    if args.n_samples > 1:  # the same weights, other noise: how much the p-values move from sample to sample
+        o_more = [o_g] + [event_observables(gen.sample_like(test, seed=1000 + i).images)
+                          for i in range(1, args.n_samples)]
+        _print_sample_spread(o_r, o_more, seed=args.train_seed)
     for point in train_pts:
         sub = val.subset(np.all(val.conditions[:, :2] == point, axis=1))
         f = gen.sample_like(sub, seed=6)
@@ -449,6 +455,68 @@ def interpolation(args):
                        title=f"interpolation to m_gluino={held[0]:g} GeV")
     print(f"  report: {out / 'report.html'}; classifier AUC {metrics.get('classifier_auc')}, FPD {metrics.get('fpd')}"
           f" (floor {metrics.get('fpd_floor')})")
+
+
+def _event_rows(o: dict, idx: np.ndarray) -> dict:
+    """The :data:`SELECTION_OBSERVABLES` of the events ``idx`` of an :func:`event_observables`
+    dict: per-event arrays indexed, ``jet_pt`` (flat, event by event) gathered through ``n_jets``.
+
+    >>> o = {"n_jets": np.array([2., 0, 1]), "jet_pt": np.array([300., 250, 400]), "summed_mass": np.zeros(3)}
+    >>> _event_rows(o, np.array([2, 0]))["jet_pt"].tolist()
+    [400.0, 300.0, 250.0]
+    """
+    n = o["n_jets"].astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(n)])
+    if start[-1] != len(o["jet_pt"]):
+        raise ValueError(f"_event_rows: expected {start[-1]} jets (sum of n_jets), found {len(o['jet_pt'])}")
+    jets = [o["jet_pt"][start[i]:start[i + 1]] for i in idx]
+    return {"n_jets": o["n_jets"][idx], "summed_mass": o["summed_mass"][idx],
+            "jet_pt": np.concatenate(jets) if jets else np.zeros(0)}
+
+
+def sample_spread(o_real: dict, o_samples: list[dict], n_splits: int = 200, seed: int = 0) -> dict:
+    """KS p-values of the selection observables, real against each of several generated samples
+    (the same generator, other noise), and the real-vs-real reference: the same test on random
+    halves of the real events (whole events kept together, so the jets of one event stay in one
+    half).  A model that reproduced the real distribution exactly would give p-values uniform on
+    [0, 1] (median 0.5, p > 0.05 in 95 % of samples) up to the discreteness of the fat-jet count,
+    which the reference shows.
+
+    Returns ``{observable: {"p": [p per sample], "median": m, "pass": fraction > 0.05,
+    "null_pass": fraction > 0.05 over the splits, "null_median": m}}``.
+
+    >>> rng = np.random.default_rng(1)
+    >>> mk = lambda n: {"n_jets": np.ones(n), "jet_pt": rng.normal(500, 50, n), "summed_mass": rng.normal(700, 70, n)}
+    >>> r = sample_spread(mk(400), [mk(400) for _ in range(20)], n_splits=50)
+    >>> 0.8 <= r["jet_pt"]["pass"] <= 1.0 and 0.8 <= r["summed_mass"]["null_pass"] <= 1.0
+    True
+    >>> sample_spread(mk(400), [{**mk(400), "jet_pt": rng.normal(530, 50, 400)}])["jet_pt"]["pass"]
+    0.0
+    """
+    rng = np.random.default_rng(seed)
+    n = len(o_real["n_jets"])
+    splits = [rng.permutation(n) for _ in range(n_splits)]
+    halves = [(_event_rows(o_real, s[: n // 2]), _event_rows(o_real, s[n // 2:])) for s in splits]
+    out = {}
+    for k in SELECTION_OBSERVABLES:
+        ps = [float(stats.ks_2samp(o_real[k], o[k]).pvalue) for o in o_samples]
+        null = [float(stats.ks_2samp(a[k], b[k]).pvalue) for a, b in halves]
+        out[k] = {"p": ps, "median": float(np.median(ps)), "pass": float(np.mean(np.array(ps) > 0.05)),
+                  "null_pass": float(np.mean(np.array(null) > 0.05)), "null_median": float(np.median(null))}
+    return out
+
+
+def _print_sample_spread(o_r: dict, o_samples: list[dict], seed: int = 0) -> None:
+    spread = sample_spread(o_r, o_samples, seed=seed)
+    print(f"  {len(o_samples)} generated samples of {len(o_r['n_jets'])} events (seeds 5, 1001 …) against the same "
+          f"Pythia events; reference: Pythia half vs half, 200 random splits by event")
+    for k, v in spread.items():
+        print(f"  {k:12s} KS p median {v['median']:.3g}, p > 0.05 in {100 * v['pass']:.0f} % of samples "
+              f"[{' '.join(f'{p:.2g}' for p in v['p'])}]; Pythia halves: median {v['null_median']:.2f}, "
+              f"p > 0.05 in {100 * v['null_pass']:.0f} %")
+    dm = [100 * (o["summed_mass"].mean() / o_r["summed_mass"].mean() - 1) for o in o_samples]
+    print(f"  summed-jet-mass mean vs Pythia over the samples: {np.mean(dm):+.1f} % (sample to sample "
+          f"{np.std(dm, ddof=1):.1f} %; [{' '.join(f'{d:+.1f}' for d in dm)}])")
 
 
 def _figure5_obs(o_hard, o_real, o_gen, path, mu, gen_label="generated"):
@@ -845,6 +913,9 @@ def main():
                     "(decay, e.g. 0.999)")
     ap.add_argument("--from-checkpoint", help="interpolation: evaluate this saved generator at the held-out point "
                     "(table, trained points, report in the --tag folder) instead of training one")
+    ap.add_argument("--n-samples", type=int, default=1,
+                    help="interpolation: generated samples of the held-out point (other noise) whose KS p-values "
+                         "are printed side by side with Pythia half-vs-half splits; 1: the single table only")
     ap.add_argument("--ema-bn", choices=["copy", "standing"], default="copy",
                     help="interpolation with --ema: the averaged generator's batch-norm statistics copied from the "
                     "live model (default) or recomputed over 50 batches before each evaluation (standing_bn_stats)")

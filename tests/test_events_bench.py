@@ -3,11 +3,13 @@ the ``overlay`` command (several stored generators on one external evaluation se
 options (mass-point parsing, cached-file names and sizes), ``figure3`` and the symmetry augmentation."""
 
 import argparse
+import doctest
 import json
 
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from _benchmarks import load_benchmark
 from _toy_events import toy_events, untrained_dcgan
@@ -344,7 +346,7 @@ def test_bench_interpolation_from_checkpoint_evaluates_without_training(tmp_path
     monkeypatch.setattr(bench, "_train", lambda *a, **k: pytest.fail("--from-checkpoint must not train"))
     args = argparse.Namespace(workdir=str(tmp_path), simulate_only=False, filters=4, model="{}",
                               threshold_from_data=False, n_select=None, from_checkpoint=str(ck), family="dcgan",
-                              tag="_again")
+                              tag="_again", n_samples=1, train_seed=0)
     monkeypatch.setattr(bench, "_interp_data", lambda wd, a: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
                                                               val, val, test))
     bench.interpolation(args)
@@ -369,3 +371,61 @@ def test_bench_train_ema_with_standing_statistics():
     assert bn and all(int(m.num_batches_tracked) == 50 for m in bn)
     with pytest.raises(ValueError, match="ema_bn: expected 'copy' or 'standing', found 'mean'"):
         bench._train(data, val, "dcgan", [], 10.0, 2, 0, {}, steps=2, ema=0.9, ema_bn="mean")
+
+
+def test_bench_events_doctests():
+    # benchmarks/ is outside the suite's doctest collection (testpaths): run this script's here
+    res = doctest.testmod(bench)
+    assert res.attempted >= 8 and res.failed == 0
+
+
+def test_event_rows_keeps_the_jets_of_each_event_together():
+    ev = toy_events(12, seed=21)
+    o = event_observables(ev.images)
+    idx = np.array([7, 2, 11, 0])
+    sub = bench._event_rows(o, idx)
+    direct = event_observables(ev.images[idx])
+    assert o["n_jets"].sum() > 4  # the toy events have jets to gather
+    np.testing.assert_array_equal(sub["jet_pt"], direct["jet_pt"])
+    np.testing.assert_array_equal(sub["n_jets"], direct["n_jets"])
+    np.testing.assert_allclose(sub["summed_mass"], direct["summed_mass"], rtol=1e-12)
+    with pytest.raises(ValueError, match="expected .* jets .* found"):
+        bench._event_rows({**o, "jet_pt": o["jet_pt"][:-1]}, idx)
+
+
+def test_sample_spread_p_values_are_scipy_ks_per_sample():
+    rng = np.random.default_rng(3)
+    mk = lambda n, shift=0.0: {"n_jets": rng.integers(2, 5, n).astype(float), "summed_mass": rng.normal(700, 70, n)}
+    real = mk(300)
+    real["jet_pt"] = rng.normal(500, 50, int(real["n_jets"].sum()))
+    same = {k: v.copy() for k, v in real.items()}
+    shifted = {**same, "jet_pt": same["jet_pt"] + 40.0}  # 0.8 sigma: KS p far below 0.05 with ~900 jets
+    r = bench.sample_spread(real, [same, shifted], n_splits=30, seed=0)
+    # p per sample is scipy's two-sample KS, in the order given; identical → 1
+    assert r["jet_pt"]["p"] == [1.0, pytest.approx(stats.ks_2samp(real["jet_pt"], shifted["jet_pt"]).pvalue)]
+    assert r["jet_pt"]["p"][1] < 1e-6 and r["jet_pt"]["pass"] == 0.5
+    assert r["jet_pt"]["median"] == pytest.approx((1.0 + r["jet_pt"]["p"][1]) / 2)  # numpy median of two
+    assert r["summed_mass"]["p"] == [1.0, 1.0] and r["summed_mass"]["pass"] == 1.0
+    # the reference: halves of the same (random) events pass at about the nominal rate
+    for k in ("jet_pt", "summed_mass"):
+        assert 0.8 <= r[k]["null_pass"] <= 1.0 and 0.15 < r[k]["null_median"] < 0.9
+
+
+def test_bench_interpolation_n_samples_prints_the_spread(tmp_path, monkeypatch, capsys):
+    val, test, gen = _figure3_inputs(monkeypatch)
+    ck = tmp_path / "saved" / "best.pt"
+    ck.parent.mkdir()
+    gen.save(ck)
+    args = argparse.Namespace(workdir=str(tmp_path), simulate_only=False, filters=4, model="{}",
+                              threshold_from_data=False, n_select=None, from_checkpoint=str(ck), family="dcgan",
+                              tag="_spread", n_samples=3, train_seed=0)
+    monkeypatch.setattr(bench, "_interp_data", lambda wd, a: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
+                                                              val, val, test))
+    bench.interpolation(args)
+    out = capsys.readouterr().out
+    assert "3 generated samples of" in out
+    # the first of the three is the table's sample (seed 5), the others seeds 1001, 1002
+    o_r = event_observables(test.images)
+    p = [stats.ks_2samp(o_r["summed_mass"], event_observables(gen.sample_like(test, seed=s).images)["summed_mass"])
+         .pvalue for s in (5, 1001, 1002)]
+    assert f"[{' '.join(f'{v:.2g}' for v in p)}]" in out.split("summed_mass  KS p median")[1].splitlines()[0]
