@@ -38,7 +38,7 @@ from hepgen._io import atomic_path
 from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig
 from hepgen.data.events import EventImages, event_file_header, read_events
-from hepgen.domains.events import DOMAIN, overlay_shift
+from hepgen.domains.events import DOMAIN, EventEnsemble, overlay_shift
 from hepgen.domains.events.evaluate import evaluate_events, overlay_shift_observables
 from hepgen.domains.events.inference import prepare_event_path
 from hepgen.domains.events.report import figures, write_event_report
@@ -405,7 +405,14 @@ def interpolation(args):
                                for p in train_pts])
         sel_val = val.subset(np.sort(keep))
         print(f"  selection on {len(sel_val)} of the {len(val)} validation events")
-    if args.from_checkpoint:  # evaluate a saved generator again (e.g. after a sampler change), no training
+    if args.from_checkpoint and "," in args.from_checkpoint:  # several: their equal-weight mixture
+        paths = args.from_checkpoint.split(",")
+        gen = EventEnsemble.from_checkpoints(paths)
+        print(f"  evaluating the mixture of {len(paths)} generators ({', '.join(paths)}); not trained here")
+        for p, m in zip(paths, gen.members):  # the selection score of each member and of the mixture
+            print(f"  validation KS score {DOMAIN.selection_score(m, sel_val, seed=args.train_seed):.2f}: {p}")
+        print(f"  validation KS score {DOMAIN.selection_score(gen, sel_val, seed=args.train_seed):.2f}: the mixture")
+    elif args.from_checkpoint:  # evaluate a saved generator again (e.g. after a sampler change), no training
         gen = DOMAIN.from_payload(load_checkpoint(args.from_checkpoint), args.from_checkpoint)
         print(f"  evaluating {args.from_checkpoint} ({gen.model.family} {gen.model.hparams}); not trained here")
     else:
@@ -911,7 +918,8 @@ def main():
     ap.add_argument("--ema", type=float, default=0.0,
                     help="pileup, interpolation: select and keep an exponential moving average of the weights "
                     "(decay, e.g. 0.999)")
-    ap.add_argument("--from-checkpoint", help="interpolation: evaluate this saved generator at the held-out point "
+    ap.add_argument("--from-checkpoint", help="interpolation: evaluate this saved generator (several, comma-separated:"
+                    " their equal-weight mixture, EventEnsemble) at the held-out point "
                     "(table, trained points, report in the --tag folder) instead of training one")
     ap.add_argument("--n-samples", type=int, default=1,
                     help="interpolation: generated samples of the held-out point (other noise) whose KS p-values "

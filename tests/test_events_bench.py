@@ -15,7 +15,7 @@ from _benchmarks import load_benchmark
 from _toy_events import toy_events, untrained_dcgan
 from hepgen.checkpoint import load_checkpoint
 from hepgen.data.events import EventImages, write_events
-from hepgen.domains.events import DOMAIN, overlay_shift
+from hepgen.domains.events import DOMAIN, EventEnsemble, overlay_shift
 from hepgen.domains.events.evaluate import overlay_shift_observables
 from hepgen.metrics.event_jets import event_observables
 from hepgen.models.dcgan import EventDCGAN
@@ -429,3 +429,30 @@ def test_bench_interpolation_n_samples_prints_the_spread(tmp_path, monkeypatch, 
     p = [stats.ks_2samp(o_r["summed_mass"], event_observables(gen.sample_like(test, seed=s).images)["summed_mass"])
          .pvalue for s in (5, 1001, 1002)]
     assert f"[{' '.join(f'{v:.2g}' for v in p)}]" in out.split("summed_mass  KS p median")[1].splitlines()[0]
+
+
+def test_bench_interpolation_from_several_checkpoints_evaluates_their_mixture(tmp_path, monkeypatch, capsys):
+    val, test, gen = _figure3_inputs(monkeypatch)
+    paths = []
+    for i in range(2):
+        torch.manual_seed(50 + i)
+        g = untrained_dcgan(val)
+        paths.append(str(tmp_path / f"m{i}.pt"))
+        g.save(paths[-1])
+    monkeypatch.setattr(bench, "_train", lambda *a, **k: pytest.fail("--from-checkpoint must not train"))
+    args = argparse.Namespace(workdir=str(tmp_path), simulate_only=False, filters=4, model="{}",
+                              threshold_from_data=False, n_select=None, from_checkpoint=",".join(paths),
+                              family="dcgan", tag="_mix", n_samples=1, train_seed=3)
+    monkeypatch.setattr(bench, "_interp_data", lambda wd, a: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
+                                                              val, val, test))
+    bench.interpolation(args)
+    out = capsys.readouterr().out
+    ens = EventEnsemble.from_checkpoints(paths)
+    # the validation score of each member and of the mixture, with the selection's seed
+    for p, m in zip(paths, ens.members):
+        assert f"validation KS score {DOMAIN.selection_score(m, val, seed=3):.2f}: {p}" in out
+    assert f"validation KS score {DOMAIN.selection_score(ens, val, seed=3):.2f}: the mixture" in out
+    # the held-out table is the mixture's sample (seed 5)
+    o_r, o_g = event_observables(test.images), event_observables(ens.sample_like(test, seed=5).images)
+    assert (f"summed-jet-mass mean: Pythia {o_r['summed_mass'].mean():.1f} GeV, generated "
+            f"{o_g['summed_mass'].mean():.1f} GeV") in out

@@ -23,6 +23,7 @@ from hepgen._io import write_metrics
 from hepgen.config import TrainConfig
 from hepgen.data.events import PROCESSES, EventImages, is_event_file, read_events, write_events
 from hepgen.domains.base import register_domain
+from hepgen.domains.events.ensemble import ENSEMBLE_FAMILY, EventEnsemble
 from hepgen.domains.events.evaluate import evaluate_events, overlay_shift
 from hepgen.domains.events.generator import EventGenerator
 from hepgen.domains.events.preprocessing import EventPreprocessor
@@ -35,7 +36,7 @@ from hepgen.metrics.event_jets import (
 )
 from hepgen.models import MODEL_FAMILIES, build_model, check_family_kind
 
-__all__ = ["DOMAIN", "EventDomain", "EventGenerator", "EventPreprocessor", "evaluate_events", "overlay_shift"]
+__all__ = ["DOMAIN", "EventDomain", "EventEnsemble", "EventGenerator", "EventPreprocessor", "evaluate_events", "overlay_shift"]
 
 
 class EventDomain:
@@ -94,7 +95,10 @@ class EventDomain:
     def generator(self, model, pre: EventPreprocessor, data: EventImages, meta: dict) -> EventGenerator:
         return EventGenerator(model, pre, meta)
 
-    def from_payload(self, payload: dict, source: str) -> EventGenerator:
+    def from_payload(self, payload: dict, source: str) -> EventGenerator | EventEnsemble:
+        """The generator of a checkpoint: one model, or an :class:`EventEnsemble` of several."""
+        if payload.get("family") == ENSEMBLE_FAMILY:
+            return EventEnsemble.from_payload(payload, source)
         return EventGenerator.from_payload(payload, source)
 
     def selection_score(self, generator: EventGenerator, data: EventImages, seed: int) -> float:
