@@ -109,3 +109,30 @@ def test_bad_members_and_payloads(tmp_path):
     save_checkpoint(tmp_path / "bad.pt", payload)
     with pytest.raises(ValueError, match=r"bad.pt \(member 0\): key 'kind': expected 'events', found 'showers'"):
         load_generator(tmp_path / "bad.pt")
+
+
+def test_cli_ensemble_writes_the_mixture_and_refuses_other_kinds(tmp_path, capsys):
+    data = toy_events(10, seed=6)
+    paths = []
+    for i, m in enumerate(_members(3, data)):
+        paths.append(str(tmp_path / f"m{i}.pt"))
+        m.save(paths[-1])
+    assert main(["ensemble", *paths, "-o", str(tmp_path / "ens.pt")]) == 0
+    assert "an equal-weight mixture of 3 events generators" in capsys.readouterr().out
+    want = EventEnsemble.from_checkpoints(paths).sample_like(data, seed=9).images
+    np.testing.assert_array_equal(load_generator(tmp_path / "ens.pt").sample_like(data, seed=9).images, want)
+    assert main(["info", str(tmp_path / "ens.pt")]) == 0
+    info = capsys.readouterr().out
+    n = sum(p.numel() for p in load_generator(paths[0]).model.parameters())
+    assert '"family": "ensemble"' in info and f'"parameters": {3 * n}' in info
+    # one member, an ensemble as a member, a checkpoint of another kind: one line each, nothing written
+    assert main(["ensemble", paths[0], "-o", str(tmp_path / "one.pt")]) == 2
+    assert "expected two or more checkpoints, found 1" in capsys.readouterr().err
+    assert main(["ensemble", paths[0], str(tmp_path / "ens.pt"), "-o", str(tmp_path / "two.pt")]) == 2
+    assert "ens.pt: key 'family': expected a single generator, found an ensemble" in capsys.readouterr().err
+    payload = load_checkpoint(paths[1])
+    payload["kind"] = "jets"
+    save_checkpoint(tmp_path / "jets.pt", payload)
+    assert main(["ensemble", paths[0], str(tmp_path / "jets.pt"), "-o", str(tmp_path / "three.pt")]) == 2
+    assert "jets.pt: key 'kind': expected 'events' (as " in capsys.readouterr().err
+    assert not any((tmp_path / f).exists() for f in ("one.pt", "two.pt", "three.pt"))

@@ -452,6 +452,28 @@ def _names(text: str) -> list[str]:
     return [x for x in text.replace(",", " ").split() if x]
 
 
+def cmd_ensemble(args) -> int:
+    """``hepgen ensemble A.pt B.pt ... -o OUT.pt``: one checkpoint sampling each event from one member."""
+    from hepgen.checkpoint import load_checkpoint
+    from hepgen.domains import domain_of_checkpoint
+
+    gens, kinds = [], {}
+    for path in args.checkpoints:
+        payload = load_checkpoint(path)
+        domain = domain_of_checkpoint(payload, source=path)
+        kinds.setdefault(domain.kind, path)
+        if len(kinds) > 1:
+            first, where = next(iter(kinds.items()))
+            raise ValueError(f"{path}: key 'kind': expected {first!r} (as {where}), found {domain.kind!r}")
+        if not hasattr(domain, "ensemble"):
+            raise ValueError(f"{path}: key 'kind': hepgen ensemble combines events checkpoints, found {domain.kind!r}")
+        gens.append(domain.from_payload(payload, source=path))
+    ens = domain.ensemble(gens, sources=args.checkpoints)
+    ens.save(args.output)
+    print(f"wrote {args.output}: an equal-weight mixture of {len(gens)} {domain.kind} generators")
+    return 0
+
+
 def _checkpoint_domain(args, command: str):
     """The loaded checkpoint and its domain; bench and export know showers and jets checkpoints."""
     from hepgen.checkpoint import load_checkpoint
@@ -846,6 +868,12 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("input", help="showers (CaloChallenge) or jets (JetNet layout) HDF5 file")
     cv.add_argument("-o", "--output", required=True, help="the .root file: TTree 'events', one branch per dataset")
     cv.set_defaults(func=cmd_convert)
+
+    en = sub.add_parser("ensemble", help="combine separately trained checkpoints (events) into one that draws each "
+                        "event from one of them, equal weights (docs/events.md, run G)")
+    en.add_argument("checkpoints", nargs="+", help="two or more checkpoints of one kind (best.pt of each training)")
+    en.add_argument("-o", "--output", required=True, help="the combined checkpoint (.pt), written atomically")
+    en.set_defaults(func=cmd_ensemble)
 
     inf = sub.add_parser("info", help="the model card of a checkpoint: kind, family, parameters, training data, "
                          "selection, versions")

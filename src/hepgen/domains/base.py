@@ -142,6 +142,9 @@ class Domain(Protocol):
     ``prepare_holdout(data, held_out, config) -> held_out`` (check the held-out sample against
     the training data and return it ready to score, e.g. read into memory).
 
+    Optional, for ``hepgen ensemble``: ``ensemble(generators, sources) -> TrainedGenerator``, one
+    generator sampling each entry from one of ``generators`` (separately trained, same geometry).
+
     ``read`` and ``evaluate_files`` take keyword options named like the command-line options
     (``--n-particles`` → ``n_particles``); :func:`call_with_options` refuses one a kind does
     not take, so the CLI passes what the user gave without knowing the kind.

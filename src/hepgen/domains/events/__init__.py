@@ -101,6 +101,17 @@ class EventDomain:
             return EventEnsemble.from_payload(payload, source)
         return EventGenerator.from_payload(payload, source)
 
+    def ensemble(self, generators: list, sources: list[str] | None = None) -> EventEnsemble:
+        """Optional domain method (``hepgen ensemble``): the equal-weight mixture of ``generators``
+        (:class:`EventGenerator` each; ``sources`` name them in errors)."""
+        sources = list(sources) if sources is not None else [f"generator {i}" for i in range(len(generators))]
+        if len(generators) < 2:
+            raise ValueError(f"hepgen ensemble: expected two or more checkpoints, found {len(generators)}")
+        for g, src in zip(generators, sources):
+            if not isinstance(g, EventGenerator):
+                raise ValueError(f"{src}: key 'family': expected a single generator, found an ensemble")
+        return EventEnsemble(generators)
+
     def selection_score(self, generator: EventGenerator, data: EventImages, seed: int) -> float:
         """Σ −log p of KS tests on jet multiplicity, jet pT and summed jet mass (lower is better).
 
