@@ -39,6 +39,7 @@ from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig
 from hepgen.data.events import EventImages, event_file_header, read_events
 from hepgen.domains.events import DOMAIN, EventEnsemble, overlay_shift
+from hepgen.domains.events.ensemble import select_members
 from hepgen.domains.events.evaluate import evaluate_events, overlay_shift_observables
 from hepgen.domains.events.inference import prepare_event_path
 from hepgen.domains.events.report import figures, write_event_report
@@ -412,6 +413,15 @@ def interpolation(args):
         for p, m in zip(paths, gen.members):  # the selection score of each member and of the mixture
             print(f"  validation KS score {DOMAIN.selection_score(m, sel_val, seed=args.train_seed):.2f}: {p}")
         print(f"  validation KS score {DOMAIN.selection_score(gen, sel_val, seed=args.train_seed):.2f}: the mixture")
+        if args.select_members:  # greedy ensemble selection on the validation events (mean score of 3 samples)
+            def score(ks):
+                ens = EventEnsemble([gen.members[k] for k in ks])
+                return float(np.mean([DOMAIN.selection_score(ens, sel_val, seed=args.train_seed + r) for r in range(3)]))
+            chosen, hist = select_members(len(paths), score)
+            print("  member selection (validation KS score, mean of 3 samples): "
+                  + ", ".join(f"{'+'.join(str(k) for k in ks)}: {v:.2f}" for ks, v in hist))
+            print(f"  chosen: {len(chosen)} of {len(paths)}: " + ", ".join(paths[k] for k in chosen))
+            gen = EventEnsemble([gen.members[k] for k in chosen])
     elif args.from_checkpoint:  # evaluate a saved generator again (e.g. after a sampler change), no training
         gen = DOMAIN.from_payload(load_checkpoint(args.from_checkpoint), args.from_checkpoint)
         print(f"  evaluating {args.from_checkpoint} ({gen.model.family} {gen.model.hparams}); not trained here")
@@ -921,6 +931,9 @@ def main():
     ap.add_argument("--from-checkpoint", help="interpolation: evaluate this saved generator (several, comma-separated:"
                     " their equal-weight mixture, EventEnsemble) at the held-out point "
                     "(table, trained points, report in the --tag folder) instead of training one")
+    ap.add_argument("--select-members", action="store_true",
+                    help="interpolation, with several --from-checkpoint: keep the members chosen by greedy ensemble "
+                         "selection on the validation events (select_members) instead of all")
     ap.add_argument("--n-samples", type=int, default=1,
                     help="interpolation: generated samples of the held-out point (other noise) whose KS p-values "
                          "are printed side by side with Pythia half-vs-half splits; 1: the single table only")

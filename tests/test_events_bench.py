@@ -442,7 +442,7 @@ def test_bench_interpolation_from_several_checkpoints_evaluates_their_mixture(tm
     monkeypatch.setattr(bench, "_train", lambda *a, **k: pytest.fail("--from-checkpoint must not train"))
     args = argparse.Namespace(workdir=str(tmp_path), simulate_only=False, filters=4, model="{}",
                               threshold_from_data=False, n_select=None, from_checkpoint=",".join(paths),
-                              family="dcgan", tag="_mix", n_samples=1, train_seed=3)
+                              family="dcgan", tag="_mix", n_samples=1, train_seed=3, select_members=False)
     monkeypatch.setattr(bench, "_interp_data", lambda wd, a: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
                                                               val, val, test))
     bench.interpolation(args)
@@ -454,5 +454,32 @@ def test_bench_interpolation_from_several_checkpoints_evaluates_their_mixture(tm
     assert f"validation KS score {DOMAIN.selection_score(ens, val, seed=3):.2f}: the mixture" in out
     # the held-out table is the mixture's sample (seed 5)
     o_r, o_g = event_observables(test.images), event_observables(ens.sample_like(test, seed=5).images)
+    assert (f"summed-jet-mass mean: Pythia {o_r['summed_mass'].mean():.1f} GeV, generated "
+            f"{o_g['summed_mass'].mean():.1f} GeV") in out
+
+
+
+def test_bench_interpolation_select_members_keeps_the_greedy_choice(tmp_path, monkeypatch, capsys):
+    val, test, _ = _figure3_inputs(monkeypatch)
+    paths = []
+    for i in range(3):
+        torch.manual_seed(60 + i)
+        paths.append(str(tmp_path / f"m{i}.pt"))
+        untrained_dcgan(val).save(paths[-1])
+    monkeypatch.setattr(bench, "_interp_data", lambda wd, a: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
+                                                              val, val, test))
+    args = argparse.Namespace(workdir=str(tmp_path), simulate_only=False, filters=4, model="{}",
+                              threshold_from_data=False, n_select=None, from_checkpoint=",".join(paths),
+                              family="dcgan", tag="_sel", n_samples=1, train_seed=0, select_members=True)
+    bench.interpolation(args)
+    out = capsys.readouterr().out
+    members = EventEnsemble.from_checkpoints(paths).members
+    # the same greedy selection, scored as documented: mean of 3 validation samples (seeds 0, 1, 2)
+    chosen, hist = bench.select_members(3, lambda ks: float(np.mean(
+        [DOMAIN.selection_score(EventEnsemble([members[k] for k in ks]), val, seed=r) for r in range(3)])))
+    assert f"chosen: {len(chosen)} of 3: " + ", ".join(paths[k] for k in chosen) in out
+    assert len(hist) >= 3 and f"{chosen[0]}: {hist[chosen[0]][1]:.2f}" in out
+    o_r = event_observables(test.images)
+    o_g = event_observables(EventEnsemble([members[k] for k in chosen]).sample_like(test, seed=5).images)
     assert (f"summed-jet-mass mean: Pythia {o_r['summed_mass'].mean():.1f} GeV, generated "
             f"{o_g['summed_mass'].mean():.1f} GeV") in out

@@ -29,6 +29,7 @@ Example (two untrained 16 × 16 members; shapes and the member draw only):
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from hepgen.data.events import KIND, PROCESSES, EventImages
 from hepgen.domains.base import check_kind
 from hepgen.domains.events.generator import EventGenerator
 
-__all__ = ["ENSEMBLE_FAMILY", "EventEnsemble"]
+__all__ = ["ENSEMBLE_FAMILY", "EventEnsemble", "select_members"]
 
 ENSEMBLE_FAMILY = "ensemble"  # the checkpoint's ``family`` key for a mixture of members
 
@@ -147,3 +148,42 @@ class EventEnsemble:
                 raise ValueError(f"{p}: key 'family': expected a single generator, found an ensemble")
             gens.append(EventGenerator.from_payload(payload, str(p)))
         return cls(gens)
+
+
+def select_members(n: int, score: Callable[[Sequence[int]], float]) -> tuple[list[int], list[tuple[list[int], float]]]:
+    """Greedy forward selection of ensemble members (Caruana et al., "Ensemble selection from
+    libraries of models", ICML 2004), without replacement: start from the member with the lowest
+    ``score([k])``, then repeatedly add the member whose addition lowers ``score`` of the mixture
+    most; stop when no addition lowers it.  ``score`` sees member indices (0 … n − 1) and is
+    computed on validation data only (e.g. the KS selection score of the equal-weight mixture).
+
+    Returns the chosen indices in the order chosen and the history [(members, score)] of every
+    evaluation.
+
+    Members with errors 0.6, −0.4, 3.0, 0.2 and a mixture's error their mean: the best single is
+    member 3 (0.2); adding 0, 1, 2 gives 0.4, 0.1, 1.6, so 1 joins (0.1); adding 0 or 2 then gives
+    0.13 and 0.93, neither lower, so the selection stops after 4 + 3 + 2 evaluations:
+
+    >>> bias = [0.6, -0.4, 3.0, 0.2]
+    >>> chosen, hist = select_members(4, lambda ks: abs(sum(bias[k] for k in ks) / len(ks)))
+    >>> chosen, len(hist), round(hist[-1][1], 2)
+    ([3, 1], 9, 0.93)
+    """
+    if n < 1:
+        raise ValueError(f"select_members: expected at least one member, found {n}")
+    history: list[tuple[list[int], float]] = []
+
+    def ev(ks: list[int]) -> float:
+        v = float(score(ks))
+        history.append((list(ks), v))
+        return v
+
+    singles = [ev([k]) for k in range(n)]
+    chosen, best = [int(np.argmin(singles))], float(np.min(singles))
+    while len(chosen) < n:
+        cand = [(ev(chosen + [k]), k) for k in range(n) if k not in chosen]
+        v, k = min(cand)
+        if v >= best:
+            break
+        chosen, best = chosen + [k], v
+    return chosen, history
