@@ -14,8 +14,13 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def load_benchmark(name: str) -> ModuleType:
     """``benchmarks/<name>.py`` as module ``name`` (registered in ``sys.modules``: dataclasses and
-    pickling look their module up there)."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    pickling look their module up there). Loaded once: a second test file gets the same module, so that
+    ``inspect.getmodule`` (doctest's finder, pickling) sees the functions' own module."""
+    path = BENCHMARKS / f"{name}.py"
+    loaded = sys.modules.get(name)
+    if loaded is not None and Path(getattr(loaded, "__file__", "")) == path:
+        return loaded
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
