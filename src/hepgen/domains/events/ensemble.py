@@ -62,8 +62,8 @@ class EventEnsemble:
     """Equal-weight mixture of :class:`EventGenerator` members of the same image geometry.
 
     Arguments:
-        members: one or more generators; their image shapes, ``eta_max`` and condition
-            preprocessing ranges must agree (one set of conditions is given to all).
+        members: one or more generators; their image shapes and ``eta_max`` must agree. One set of
+            physical conditions is given to all; each member scales it with its own preprocessing.
         meta: JSON-able facts; default: the first member's with ``ensemble_size`` added.
     """
 
