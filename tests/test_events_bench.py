@@ -338,19 +338,25 @@ def test_bench_standing_bn_stats_are_the_average_of_the_batch_statistics():
         torch.testing.assert_close(got_var, var, rtol=1e-5, atol=1e-6)
 
 
+def _run_interpolation(tmp_path, monkeypatch, capsys, val, test, from_checkpoint, tag, **options):
+    """``bench.interpolation`` on the toy grid (trained at 1000 and 1400 GeV, held out at 1200) from
+    stored checkpoints; returns what it printed."""
+    monkeypatch.setattr(bench, "_interp_data", lambda wd, a: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
+                                                              val, val, test))
+    args = dict(workdir=str(tmp_path), simulate_only=False, filters=4, model="{}", threshold_from_data=False,
+                n_select=None, from_checkpoint=from_checkpoint, family="dcgan", tag=tag, n_samples=1, train_seed=0,
+                select_members=False)
+    bench.interpolation(argparse.Namespace(**{**args, **options}))
+    return capsys.readouterr().out
+
+
 def test_bench_interpolation_from_checkpoint_evaluates_without_training(tmp_path, monkeypatch, capsys):
     val, test, gen = _figure3_inputs(monkeypatch)
     ck = tmp_path / "saved" / "best.pt"
     ck.parent.mkdir()
     gen.save(ck)
     monkeypatch.setattr(bench, "_train", lambda *a, **k: pytest.fail("--from-checkpoint must not train"))
-    args = argparse.Namespace(workdir=str(tmp_path), simulate_only=False, filters=4, model="{}",
-                              threshold_from_data=False, n_select=None, from_checkpoint=str(ck), family="dcgan",
-                              tag="_again", n_samples=1, train_seed=0)
-    monkeypatch.setattr(bench, "_interp_data", lambda wd, a: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
-                                                              val, val, test))
-    bench.interpolation(args)
-    out = capsys.readouterr().out
+    out = _run_interpolation(tmp_path, monkeypatch, capsys, val, test, str(ck), "_again")
     assert f"evaluating {ck}" in out
     # the table is the saved generator's sample of the held-out events (seed 5), as after training
     o_r, o_g = event_observables(test.images), event_observables(gen.sample_like(test, seed=5).images)
@@ -416,13 +422,7 @@ def test_bench_interpolation_n_samples_prints_the_spread(tmp_path, monkeypatch, 
     ck = tmp_path / "saved" / "best.pt"
     ck.parent.mkdir()
     gen.save(ck)
-    args = argparse.Namespace(workdir=str(tmp_path), simulate_only=False, filters=4, model="{}",
-                              threshold_from_data=False, n_select=None, from_checkpoint=str(ck), family="dcgan",
-                              tag="_spread", n_samples=3, train_seed=0)
-    monkeypatch.setattr(bench, "_interp_data", lambda wd, a: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
-                                                              val, val, test))
-    bench.interpolation(args)
-    out = capsys.readouterr().out
+    out = _run_interpolation(tmp_path, monkeypatch, capsys, val, test, str(ck), "_spread", n_samples=3)
     assert "3 generated samples of" in out
     # the first of the three is the table's sample (seed 5), the others seeds 1001, 1002
     o_r = event_observables(test.images)
@@ -440,13 +440,7 @@ def test_bench_interpolation_from_several_checkpoints_evaluates_their_mixture(tm
         paths.append(str(tmp_path / f"m{i}.pt"))
         g.save(paths[-1])
     monkeypatch.setattr(bench, "_train", lambda *a, **k: pytest.fail("--from-checkpoint must not train"))
-    args = argparse.Namespace(workdir=str(tmp_path), simulate_only=False, filters=4, model="{}",
-                              threshold_from_data=False, n_select=None, from_checkpoint=",".join(paths),
-                              family="dcgan", tag="_mix", n_samples=1, train_seed=3, select_members=False)
-    monkeypatch.setattr(bench, "_interp_data", lambda wd, a: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
-                                                              val, val, test))
-    bench.interpolation(args)
-    out = capsys.readouterr().out
+    out = _run_interpolation(tmp_path, monkeypatch, capsys, val, test, ",".join(paths), "_mix", train_seed=3)
     ens = EventEnsemble.from_checkpoints(paths)
     # the validation score of each member and of the mixture, with the selection's seed
     for p, m in zip(paths, ens.members):
@@ -458,7 +452,6 @@ def test_bench_interpolation_from_several_checkpoints_evaluates_their_mixture(tm
             f"{o_g['summed_mass'].mean():.1f} GeV") in out
 
 
-
 def test_bench_interpolation_select_members_keeps_the_greedy_choice(tmp_path, monkeypatch, capsys):
     val, test, _ = _figure3_inputs(monkeypatch)
     paths = []
@@ -466,13 +459,7 @@ def test_bench_interpolation_select_members_keeps_the_greedy_choice(tmp_path, mo
         torch.manual_seed(60 + i)
         paths.append(str(tmp_path / f"m{i}.pt"))
         untrained_dcgan(val).save(paths[-1])
-    monkeypatch.setattr(bench, "_interp_data", lambda wd, a: ([(1000.0, 400.0), (1400.0, 400.0)], (1200.0, 400.0),
-                                                              val, val, test))
-    args = argparse.Namespace(workdir=str(tmp_path), simulate_only=False, filters=4, model="{}",
-                              threshold_from_data=False, n_select=None, from_checkpoint=",".join(paths),
-                              family="dcgan", tag="_sel", n_samples=1, train_seed=0, select_members=True)
-    bench.interpolation(args)
-    out = capsys.readouterr().out
+    out = _run_interpolation(tmp_path, monkeypatch, capsys, val, test, ",".join(paths), "_sel", select_members=True)
     members = EventEnsemble.from_checkpoints(paths).members
     # the same greedy selection, scored as documented: mean of 3 validation samples (seeds 0, 1, 2)
     chosen, hist = bench.select_members(3, lambda ks: float(np.mean(
