@@ -153,6 +153,12 @@ def test_bench_mass_points_and_interp_file_names(tmp_path, monkeypatch):
     bench._interp_data(tmp_path, argparse.Namespace(train_masses="1000:400,1400:400", heldout_mass="1200:400", n=8,
                                                     n_val=None, n_test=None, data_seed=1, workers=1))
     assert [c[:2] for c in calls] == [("interp_train", 8), ("interp_val", 2), ("interp_test", 8)]  # the old names
+    calls.clear()
+    # --test-seed: a fresh held-out file (own name and seed), the training and validation files unchanged
+    bench._interp_data(tmp_path, argparse.Namespace(**{**vars(args), "test_seed": 301}))
+    assert [(c[0], c[3]) for c in calls] == [("interp_train_1000_400-1100_400-1300_400_n4_s201", 201),
+                                             ("interp_val_1000_400-1100_400-1300_400_n2_s202", 202),
+                                             ("interp_test_1200_400_n3_s301", 301)]
     args.heldout_mass = "1100:400"
     with pytest.raises(ValueError, match="is also a training point"):
         bench._interp_data(tmp_path, args)
