@@ -368,22 +368,23 @@ def _interp_data(wd: Path, args):
         raise ValueError(f"--heldout-mass {held} is also a training point ({args.train_masses})")
     n_val = args.n // 4 if args.n_val is None else args.n_val
     n_test = args.n if args.n_test is None else args.n_test
-    test_seed = getattr(args, "test_seed", None)
-    test_seed = args.data_seed + 2 if test_seed is None else test_seed
+    test_seeds = getattr(args, "test_seed", None) or [args.data_seed + 2]
     default = (train_pts == [(1000.0, 400.0), (1400.0, 400.0)] and held == (1200.0, 400.0) and n_val == args.n // 4
-               and n_test == args.n and args.data_seed == 1 and test_seed == 3)
+               and n_test == args.n and args.data_seed == 1 and test_seeds == [3])
     grid = "-".join(f"{g:g}_{x:g}" for g, x in train_pts)
     names = (("interp_train", "interp_val", "interp_test") if default else
              (f"interp_train_{grid}_n{args.n}_s{args.data_seed}", f"interp_val_{grid}_n{n_val}_s{args.data_seed + 1}",
-              f"interp_test_{held[0]:g}_{held[1]:g}_n{n_test}_s{test_seed}"))
+              *(f"interp_test_{held[0]:g}_{held[1]:g}_n{n_test}_s{t}" for t in test_seeds)))
     s = args.data_seed
     train = _data(wd, names[0], process="signal", n_per_point=args.n, masses=train_pts, seed=s, workers=args.workers)
     val = _data(wd, names[1], process="signal", n_per_point=n_val, masses=train_pts, seed=s + 1, workers=args.workers)
-    test = _data(wd, names[2], process="signal", n_per_point=n_test, masses=[held], seed=test_seed, workers=args.workers)
+    tests = [_data(wd, name, process="signal", n_per_point=n_test, masses=[held], seed=t, workers=args.workers)
+             for name, t in zip(names[2:], test_seeds)]
     for d, name, want in ((train, names[0], args.n * len(train_pts)), (val, names[1], n_val * len(train_pts)),
-                          (test, names[2], n_test)):
+                          *((t, name, n_test) for t, name in zip(tests, names[2:]))):
         if len(d) != want:
             raise ValueError(f"{wd / name}.h5: expected {want} events, found {len(d)}")
+    test = tests[0] if len(tests) == 1 else EventImages.concatenate(tests)  # several seeds: one pooled held-out set
     return train_pts, held, train, val, test
 
 
@@ -897,9 +898,10 @@ def main():
                     "the training file held out for checkpoint selection (default 250)")
     ap.add_argument("--data-seed", type=int, default=1,
                     help="interpolation: seed of the training file (validation +1, test +2)")
-    ap.add_argument("--test-seed", type=int, default=None,
-                    help="interpolation: seed of the held-out file instead of --data-seed + 2 (a fresh held-out "
-                    "sample for models already compared on the first)")
+    ap.add_argument("--test-seed", type=lambda t: [int(v) for v in t.split(",")], default=None,
+                    help="interpolation: seed(s) of the held-out file(s) instead of --data-seed + 2 (a fresh held-out "
+                    "sample for models already compared on the first); several, comma-separated: one pooled "
+                    "held-out set of --n-test events per seed")
     ap.add_argument("--simulate-only", action="store_true", help="interpolation: make the data files and stop")
     ap.add_argument("--augment", action="store_true",
                     help="interpolation: random phi rolls and eta mirroring of every training batch (_augment)")

@@ -154,11 +154,13 @@ def test_bench_mass_points_and_interp_file_names(tmp_path, monkeypatch):
                                                     n_val=None, n_test=None, data_seed=1, workers=1))
     assert [c[:2] for c in calls] == [("interp_train", 8), ("interp_val", 2), ("interp_test", 8)]  # the old names
     calls.clear()
-    # --test-seed: a fresh held-out file (own name and seed), the training and validation files unchanged
-    bench._interp_data(tmp_path, argparse.Namespace(**{**vars(args), "test_seed": 301}))
+    # --test-seed: fresh held-out files (own names and seeds), pooled; training and validation files unchanged
+    *_, test = bench._interp_data(tmp_path, argparse.Namespace(**{**vars(args), "test_seed": [301, 302]}))
     assert [(c[0], c[3]) for c in calls] == [("interp_train_1000_400-1100_400-1300_400_n4_s201", 201),
                                              ("interp_val_1000_400-1100_400-1300_400_n2_s202", 202),
-                                             ("interp_test_1200_400_n3_s301", 301)]
+                                             ("interp_test_1200_400_n3_s301", 301),
+                                             ("interp_test_1200_400_n3_s302", 302)]
+    np.testing.assert_array_equal(test.images, np.concatenate([toy_events(3, seed=0).images] * 2))
     args.heldout_mass = "1100:400"
     with pytest.raises(ValueError, match="is also a training point"):
         bench._interp_data(tmp_path, args)
