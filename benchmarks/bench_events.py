@@ -369,6 +369,8 @@ def _interp_data(wd: Path, args):
     n_val = args.n // 4 if args.n_val is None else args.n_val
     n_test = args.n if args.n_test is None else args.n_test
     test_seeds = getattr(args, "test_seed", None) or [args.data_seed + 2]
+    if len(set(test_seeds)) != len(test_seeds):
+        raise ValueError(f"--test-seed: expected different seeds (one held-out file each), found {test_seeds}")
     default = (train_pts == [(1000.0, 400.0), (1400.0, 400.0)] and held == (1200.0, 400.0) and n_val == args.n // 4
                and n_test == args.n and args.data_seed == 1 and test_seeds == [3])
     grid = "-".join(f"{g:g}_{x:g}" for g, x in train_pts)

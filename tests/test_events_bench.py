@@ -161,6 +161,8 @@ def test_bench_mass_points_and_interp_file_names(tmp_path, monkeypatch):
                                              ("interp_test_1200_400_n3_s301", 301),
                                              ("interp_test_1200_400_n3_s302", 302)]
     np.testing.assert_array_equal(test.images, np.concatenate([toy_events(3, seed=0).images] * 2))
+    with pytest.raises(ValueError, match=r"--test-seed: expected different seeds .*found \[301, 301\]"):
+        bench._interp_data(tmp_path, argparse.Namespace(**{**vars(args), "test_seed": [301, 301]}))
     args.heldout_mass = "1100:400"
     with pytest.raises(ValueError, match="is also a training point"):
         bench._interp_data(tmp_path, args)
