@@ -467,9 +467,10 @@ def interpolation(args):
         _print_sample_spread(o_r, o_more, seed=args.train_seed)
     for point in train_pts:
         sub = val.subset(np.all(val.conditions[:, :2] == point, axis=1))
-        f = gen.sample_like(sub, seed=6)
-        print(f"  trained point {point}: summed-mass mean Pythia {event_observables(sub.images)['summed_mass'].mean():.1f}"
-              f", generated {event_observables(f.images)['summed_mass'].mean():.1f} GeV")
+        o_s, o_f = event_observables(sub.images), event_observables(gen.sample_like(sub, seed=6).images)
+        print(f"  trained point {point}: summed-mass mean Pythia {o_s['summed_mass'].mean():.1f}"
+              f", generated {o_f['summed_mass'].mean():.1f} GeV; leading-jet pT mean Pythia "
+              f"{np.nanmean(o_s['leading_pt']):.1f}, generated {np.nanmean(o_f['leading_pt']):.1f} GeV")
     real = EventImages.concatenate([val, test])
     fake = gen.sample_like(real, seed=8)
     metrics, extras = evaluate_events(real, fake, seed=0)

@@ -372,6 +372,13 @@ def test_bench_interpolation_from_checkpoint_evaluates_without_training(tmp_path
     o_r, o_g = event_observables(test.images), event_observables(gen.sample_like(test, seed=5).images)
     ms_r, ms_g = o_r["summed_mass"].mean(), o_g["summed_mass"].mean()
     assert f"summed-jet-mass mean: Pythia {ms_r:.1f} GeV, generated {ms_g:.1f} GeV" in out
+    # each training point: its validation events against the generator's sample of them (seed 6)
+    for point in [(1000.0, 400.0), (1400.0, 400.0)]:
+        sub = val.subset(np.all(val.conditions[:, :2] == point, axis=1))
+        o_s, o_f = event_observables(sub.images), event_observables(gen.sample_like(sub, seed=6).images)
+        assert (f"trained point {point}: summed-mass mean Pythia {o_s['summed_mass'].mean():.1f}, generated "
+                f"{o_f['summed_mass'].mean():.1f} GeV; leading-jet pT mean Pythia {np.nanmean(o_s['leading_pt']):.1f}, "
+                f"generated {np.nanmean(o_f['leading_pt']):.1f} GeV") in out
     folder = tmp_path / "interp_report_dcgan_again"
     assert (folder / "report.html").is_file() and not (folder / "best.pt").exists()  # nothing saved over
 
