@@ -101,7 +101,7 @@ def as_images(data: ShowerData, unit_mev: float = 1e3) -> np.ndarray:
     >>> from hepgen.data.geometry import CartesianGrid
     >>> g = CartesianGrid(nx=2, ny=3, nz=4)
     >>> d = ShowerData(np.arange(48.0).reshape(2, 24) * 1e3, np.ones((2, 1)), {}, g)
-    >>> as_images(d)[1, 3, 2, 1]
+    >>> float(as_images(d)[1, 3, 2, 1])  # the last voxel of shower 1: 47 000 MeV = 47 GeV
     47.0
     """
     g = data.geometry
