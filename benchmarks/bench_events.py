@@ -602,7 +602,7 @@ def pileup(args):
         n_val = 250 if args.n_val is None else args.n_val
         n_tr = len(full) - n_val
         tr, val = full.subset(slice(0, n_tr)), full.subset(slice(n_tr, len(full)))
-        model_kw = {"filters": args.filters}
+        model_kw = {"filters": args.filters, **json.loads(args.model)}
         if args.threshold_from_data:
             model_kw["threshold"] = _threshold_from_data(tr, args.family, ["mu"])
         ckpt = wd / f"pileup_mu{mu}{args.tag}.pt"
@@ -615,7 +615,8 @@ def pileup(args):
             if args.init:
                 init = load_checkpoint(args.init.format(mu=mu))["model"]
                 print(f"  continuing from {args.init.format(mu=mu)}")
-            gen = _train(tr, val, args.family, ["mu"], args.minutes, args.eval_every, 0, model_kw, init_state=init, ema=args.ema)
+            gen = _train(tr, val, args.family, ["mu"], args.minutes, args.eval_every, args.train_seed, model_kw,
+                         lr=args.lr, init_state=init, ema=args.ema, steps=args.steps, lr_schedule=args.lr_schedule)
             gen.save(ckpt)
         if args.train_only:
             continue
@@ -882,14 +883,14 @@ def main():
     ap.add_argument("--n", type=int, default=300, help="events per mass point / pile-up images (training)")
     ap.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget")
     ap.add_argument("--steps", type=int, default=None,
-                    help="interpolation: train exactly this many optimiser steps (--minutes stays as a safety stop)")
+                    help="interpolation, pileup: train exactly this many optimiser steps (--minutes stays as a safety stop)")
     ap.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
-                    help="interpolation: learning rate per step; cosine: lr * (1 + cos(pi k / --steps)) / 2")
+                    help="interpolation, pileup: learning rate per step; cosine: lr * (1 + cos(pi k / --steps)) / 2")
     ap.add_argument("--eval-every", type=int, default=40, help="steps between KS-score evaluations")
     ap.add_argument("--filters", type=int, default=16, help="base filter count (DCGAN; events_fm: the U-Net base width)")
     ap.add_argument("--family", default="dcgan")
-    ap.add_argument("--model", default="{}", help="interpolation: further model hyper-parameters, JSON")
-    ap.add_argument("--lr", type=float, default=2e-4, help="interpolation: learning rate")
+    ap.add_argument("--model", default="{}", help="interpolation, pileup: further model hyper-parameters, JSON")
+    ap.add_argument("--lr", type=float, default=2e-4, help="interpolation, pileup: learning rate")
     ap.add_argument("--tag", default="", help="interpolation: suffix of the report folder; pileup: of the saved "
                     "checkpoint and figure names")
     ap.add_argument("--workers", type=int, default=1)
@@ -958,7 +959,7 @@ def main():
     ap.add_argument("--target", type=float, default=5.0, help="overlay: target on the shift difference, %%")
     ap.add_argument("--seed", type=int, default=7, help="overlay: sampling seed of the generators")
     ap.add_argument("--train-seed", type=int, default=0,
-                    help="interpolation: seed of the weights, the batches and the selection samples (default 0)")
+                    help="interpolation, pileup: seed of the weights, the batches and the selection samples (default 0)")
     ap.add_argument("--figures", action="store_true", help="overlay: a Figure 5 PNG per generator")
     ap.add_argument("--chunk", type=int, default=2048,
                     help="overlay: events read, overlaid and reduced at a time (peak memory ~ chunk, not N); the "

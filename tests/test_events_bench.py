@@ -487,3 +487,26 @@ def test_bench_interpolation_select_members_keeps_the_greedy_choice(tmp_path, mo
     o_g = event_observables(EventEnsemble([members[k] for k in chosen]).sample_like(test, seed=5).images)
     assert (f"summed-jet-mass mean: Pythia {o_r['summed_mass'].mean():.1f} GeV, generated "
             f"{o_g['summed_mass'].mean():.1f} GeV") in out
+
+
+def test_bench_pileup_passes_its_training_options_to_train(tmp_path, monkeypatch):
+    """``pileup`` trains with the interpolation's options (seed, model JSON, lr, steps, cosine) on the
+    training file less its last ``--n-val`` images, and saves the result under ``--tag``."""
+    full = _pileup_like(12, seed=6)
+    monkeypatch.setattr(bench, "_data", lambda wd, name, **kw: full if "train" in name else toy_events(4, seed=5))
+    seen = {}
+
+    def fake_train(tr, val, family, conditions, minutes, eval_every, seed, model_kw, **kw):
+        seen.update(n_tr=len(tr), n_val=len(val), family=family, conditions=conditions, seed=seed, model=model_kw, **kw)
+        return untrained_dcgan(tr, ["mu"])
+
+    monkeypatch.setattr(bench, "_train", fake_train)
+    args = argparse.Namespace(workdir=str(tmp_path), n_hard=4, mu=[20], n_train=12, n_val=3, filters=8,
+                              model='{"critic_augment": true}', threshold_from_data=False, tag="_t", reuse=False,
+                              init=None, minutes=1.0, eval_every=50, train_seed=4, lr=5e-4, ema=0.999, steps=300,
+                              lr_schedule="cosine", family="dcgan", train_only=True, workers=1)
+    bench.pileup(args)
+    assert seen == dict(n_tr=9, n_val=3, family="dcgan", conditions=["mu"], seed=4,
+                        model={"filters": 8, "critic_augment": True}, lr=5e-4, init_state=None, ema=0.999, steps=300,
+                        lr_schedule="cosine")
+    assert (tmp_path / "pileup_mu20_t.pt").is_file()
