@@ -730,6 +730,36 @@ def chunk_seed(seed: int, start: int) -> int:
     return int(seed) + int(start)
 
 
+def mixture_overlay_difference(o_hard: dict, o_real: dict, o_gens: list[dict]) -> float:
+    """The larger |relative difference| of the two overlay shifts (fat-jet multiplicity, summed jet
+    mass; :func:`overlay_shift_observables`) for the equal-weight mixture of the generators whose
+    per-event overlay observables are ``o_gens`` (each on the same hard events as ``o_real``).
+
+    A mixture draws each event's pile-up from one member at random (:class:`EventEnsemble`), so the
+    expected overlaid observable of event i is the members' mean at i; this is that expectation,
+    without the draw's noise.  Two members, shifts +1 and +3 jets on one event whose real shift
+    is +2 (and an exact summed mass): 0.
+
+    >>> o0 = {"n_jets": np.array([4.0]), "summed_mass": np.array([500.0])}
+    >>> o_r = {"n_jets": np.array([6.0]), "summed_mass": np.array([600.0])}
+    >>> g1 = {"n_jets": np.array([5.0]), "summed_mass": np.array([600.0])}
+    >>> g2 = {"n_jets": np.array([7.0]), "summed_mass": np.array([600.0])}
+    >>> mixture_overlay_difference(o0, o_r, [g1, g2]), mixture_overlay_difference(o0, o_r, [g1])
+    (0.0, 0.5)
+    """
+    mix = {k: np.mean([o[k] for o in o_gens], axis=0) for k in ("n_jets", "summed_mass")}
+    r = overlay_shift_observables(o_hard, o_real, mix)
+    return max(abs(r[k]["shift_rel_diff"]) for k in ("n_jets", "summed_mass"))
+
+
+def overlay_select_members(o_hard: dict, o_real: dict, o_gens: list[dict]):
+    """Greedy ensemble selection (:func:`select_members`) of pile-up generators on an overlay set:
+    the score of a mixture is :func:`mixture_overlay_difference`.  Meant for a validation set; the
+    chosen mixture is then tested on events it was not chosen on.  Returns ``select_members``'s
+    (chosen indices, history)."""
+    return select_members(len(o_gens), lambda ks: mixture_overlay_difference(o_hard, o_real, [o_gens[k] for k in ks]))
+
+
 def overlay(args):
     """Overlay several already-trained pile-up generators on one evaluation set (no training).
 
@@ -797,10 +827,18 @@ def overlay(args):
         if args.figures:
             _figure5_obs(o0, o_r, o_gk, Path(args.workdir) / f"overlay_mu{args.mu[0]}_{name}{args.tag}.png", args.mu[0],
                          gen_label=f"generated ({name})")
+    chosen = None
+    if getattr(args, "select_members", False) and len(gens) > 1:  # greedy choice of a mixture on this (validation) set
+        names = list(gens)
+        chosen, hist = overlay_select_members(o0, o_r, [_concat(o_g[ck]) for ck in names])
+        print("  member selection (larger |difference| of the two shifts of the mixture, %): "
+              + ", ".join(f"{'+'.join(str(k) for k in ks)}: {100 * v:.2f}" for ks, v in hist))
+        print(f"  chosen: {len(chosen)} of {len(names)}: " + ",".join(names[k] for k in chosen))
+        chosen = [names[k] for k in chosen]
     out = Path(args.workdir) / f"overlay_mu{args.mu[0]}{args.tag}.json"
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps({"hard": args.hard, "pileup_test": args.pileup_test, "n": n, "seed": args.seed,
-                                         "chunk": args.chunk, "results": res}, indent=1))
+                                         "chunk": args.chunk, "results": res, "chosen": chosen}, indent=1))
     print(f"  written {out}")
 
 
@@ -944,7 +982,9 @@ def main():
                     "(table, trained points, report in the --tag folder) instead of training one")
     ap.add_argument("--select-members", action="store_true",
                     help="interpolation, with several --from-checkpoint: keep the members chosen by greedy ensemble "
-                         "selection on the validation events (select_members) instead of all")
+                         "selection on the validation events (select_members) instead of all; overlay: print the "
+                         "greedy choice of a mixture of --checkpoints by the larger |difference| of its two shifts "
+                         "(use it on a validation set, not on the test set)")
     ap.add_argument("--n-samples", type=int, default=1,
                     help="interpolation: generated samples of the held-out point (other noise) whose KS p-values "
                          "are printed side by side with Pythia half-vs-half splits; 1: the single table only")

@@ -510,3 +510,38 @@ def test_bench_pileup_passes_its_training_options_to_train(tmp_path, monkeypatch
                         model={"filters": 8, "critic_augment": True}, lr=5e-4, init_state=None, ema=0.999, steps=300,
                         lr_schedule="cosine")
     assert (tmp_path / "pileup_mu20_t.pt").is_file()
+
+
+def test_bench_overlay_select_members_scores_are_the_shift_differences(tmp_path, capsys):
+    """``overlay --select-members``: each single generator's selection score is the larger |difference|
+    of its two shifts as ``overlay_shift`` gives them on the images; a pair's is that of the mean of
+    the two generators' per-event overlays; the greedy choice is written to the JSON."""
+    hard, te = toy_events(10, seed=5), _pileup_like(10, seed=6)
+    write_events(tmp_path / "hard.h5", hard)
+    write_events(tmp_path / "pu.h5", te)
+    cks = []
+    for i in range(2):
+        torch.manual_seed(i)
+        g = untrained_dcgan(te, ["mu"])
+        cks.append(str(tmp_path / f"g{i}.pt"))
+        g.save(cks[-1])
+    args = argparse.Namespace(hard=str(tmp_path / "hard.h5"), pileup_test=str(tmp_path / "pu.h5"), n_hard=0, mu=[20],
+                              checkpoints=cks, seed=7, target=5.0, figures=False, workdir=str(tmp_path), tag="_s",
+                              chunk=2048, select_members=True)
+    bench.overlay(args)
+    out = capsys.readouterr().out
+    singles, fakes = [], []
+    for ck in cks:
+        fake = DOMAIN.from_payload(load_checkpoint(ck), ck).sample_like(te, seed=7)
+        r = overlay_shift(hard, te, fake)
+        singles.append(max(abs(r[k]["shift_rel_diff"]) for k in ("n_jets", "summed_mass")))
+        fakes.append(event_observables(hard.images + fake.images))
+    o0, o_r = event_observables(hard.images), event_observables(hard.images + te.images)
+    pair = bench.mixture_overlay_difference(o0, o_r, fakes)
+    for k in ("n_jets", "summed_mass"):  # the pair's shift is the mean of the two generated shifts (hand-worked)
+        shifts = [f[k].mean() - o0[k].mean() for f in fakes]
+        assert (np.mean([f[k] for f in fakes], axis=0).mean() - o0[k].mean()) == pytest.approx(np.mean(shifts))
+    best = int(np.argmin(singles))
+    assert f"0: {100 * singles[0]:.2f}, 1: {100 * singles[1]:.2f}, {best}+{1 - best}: {100 * pair:.2f}" in out
+    chosen = json.loads((tmp_path / "overlay_mu20_s.json").read_text())["chosen"]
+    assert chosen == ([cks[best], cks[1 - best]] if pair < singles[best] else [cks[best]])
