@@ -810,9 +810,10 @@ def overlay(args):
     print(f"mu={args.mu[0]}: {n} hard events from {args.hard}, {n} Pythia pile-up images from {args.pileup_test} "
           f"({n_chunks} chunk{'s' if n_chunks > 1 else ''} of <= {args.chunk} events; observables and sampling "
           f"{time.perf_counter() - t0:.0f} s)")
-    res = {}
+    res, o_gen = {}, {}
     for ck in gens:
         o_fk, o_gk = _concat(o_f[ck]), _concat(o_g[ck])
+        o_gen[ck] = o_gk  # kept for --select-members
         r = overlay_shift_observables(o0, o_r, o_gk)
         res[ck] = r
         name = Path(ck).stem
@@ -828,9 +829,9 @@ def overlay(args):
             _figure5_obs(o0, o_r, o_gk, Path(args.workdir) / f"overlay_mu{args.mu[0]}_{name}{args.tag}.png", args.mu[0],
                          gen_label=f"generated ({name})")
     chosen = None
-    if getattr(args, "select_members", False) and len(gens) > 1:  # greedy choice of a mixture on this (validation) set
+    if args.select_members and len(gens) > 1:  # greedy choice of a mixture on this (validation) set
         names = list(gens)
-        chosen, hist = overlay_select_members(o0, o_r, [_concat(o_g[ck]) for ck in names])
+        chosen, hist = overlay_select_members(o0, o_r, [o_gen[ck] for ck in names])
         print("  member selection (larger |difference| of the two shifts of the mixture, %): "
               + ", ".join(f"{'+'.join(str(k) for k in ks)}: {100 * v:.2f}" for ks, v in hist))
         print(f"  chosen: {len(chosen)} of {len(names)}: " + ",".join(names[k] for k in chosen))
