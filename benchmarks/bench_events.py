@@ -122,8 +122,12 @@ def standing_bn_stats(generator: torch.nn.Module, c: torch.Tensor, noise_dim: in
     return len(bns)
 
 
+#: per-event observables that ``_train``'s ``select_extra`` / ``track`` accept
+EXTRA_KEYS = ("n_jets", "leading_pt", "leading_mass", "summed_mass", "ht", "total_energy", "sparsity")
+
+
 def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, lr=2e-4, init_state=None, ema=0.0,
-           augment=False, steps=None, lr_schedule="constant", log=None, ema_bn="copy"):
+           augment=False, steps=None, lr_schedule="constant", log=None, ema_bn="copy", select_extra=(), track=()):
     """Train ``family`` on ``data``; every ``eval_every`` steps (and at the end) the KS selection
     score on ``val`` picks the kept weights.  Stops after ``minutes`` of wall clock or, with
     ``steps``, after exactly that many optimiser steps (``minutes`` then only a safety stop).
@@ -133,7 +137,17 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
     ``history`` [(step, score)] and ``lr`` [(step, {optimiser: lr used at that step})].
     With ``ema``, ``ema_bn`` says where the averaged generator's batch-norm statistics come from:
     ``"copy"`` the live model's (as before), ``"standing"`` :func:`standing_bn_stats` before each
-    selection evaluation."""
+    selection evaluation.
+
+    ``select_extra``: further :func:`event_observables` keys whose KS −log p (on ``val`` against the
+    generated sample of the same seed) is added to the domain's selection score, e.g.
+    ``("leading_pt",)``; ``track``: keys whose generated-vs-``val`` mean difference (%) is recorded
+    at every evaluation (a third element of each ``history`` entry, a dict that also holds each extra
+    term as ``"-log p KEY"``) without entering the score.
+    Both cluster the generated validation sample once more per evaluation."""
+    for k in (*select_extra, *track):
+        if k not in EXTRA_KEYS:
+            raise ValueError(f"select_extra / track: expected keys among {EXTRA_KEYS}, found {k!r}")
     if ema_bn not in ("copy", "standing"):
         raise ValueError(f"ema_bn: expected 'copy' or 'standing', found {ema_bn!r}")
     if lr_schedule not in ("constant", "cosine"):
@@ -164,13 +178,23 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
     rng = np.random.default_rng(seed)
     aug_gen = torch.Generator().manual_seed(seed + 1)
     best, best_state, step, t0, history = np.inf, None, 0, time.perf_counter(), []
+    o_val = event_observables(val.images, val.eta_max) if (select_extra or track) else None
 
     def consider(at, best, best_state):
         """One selection evaluation of the kept (or averaged) weights at step ``at``."""
         if ema > 0 and ema_bn == "standing":
             standing_bn_stats(avg.generator, c, avg.generator.noise_dim, seed=seed)
         score = DOMAIN.selection_score(sel, val, seed=seed)
-        history.append((at, round(score, 2)))
+        if select_extra or track:  # the same sample as the domain's score (same seed), its jets once more
+            fake = sel.sample_like(val, seed=seed)
+            o_f = event_observables(fake.images, fake.eta_max)
+            extra = {f"-log p {k}": ks_selection_score(o_val, o_f, (k,)) for k in select_extra}
+            score += sum(extra.values())
+            extra = {k: round(v, 2) for k, v in extra.items()}
+            history.append((at, round(score, 2), {**{k: round(100 * (np.nanmean(o_f[k]) / np.nanmean(o_val[k]) - 1), 1)
+                                                     for k in track}, **extra}))
+        else:
+            history.append((at, round(score, 2)))
         return (score, copy.deepcopy(avg.state_dict())) if score < best else (best, best_state)
 
     while time.perf_counter() - t0 < 60 * minutes and (steps is None or step < steps):
@@ -201,9 +225,9 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
     if best_state is not None:
         avg.load_state_dict(best_state)
     print(f"  {family}: {step} steps in {time.perf_counter() - t0:.0f} s; best validation KS score {best:.2f}; "
-          f"history (step, score) {history}")
+          f"history (step, score{', {key: generated vs validation mean, %}' if track else ''}) {history}")
     if scheds:
-        at = sorted({0, *(s for s, _ in history if s < step), step - 1})
+        at = sorted({0, *(h[0] for h in history if h[0] < step), step - 1})
         print(f"  lr ({lr_schedule}, {steps} steps) at step " + ", ".join(
             f"{s}: {lr_log[s][1][next(iter(opts))]:.3g}" for s in at))
     if log is not None:
@@ -433,7 +457,7 @@ def interpolation(args):
     else:
         gen = _train(train, sel_val, args.family, [], args.minutes, args.eval_every, args.train_seed, model_kw,
                      lr=args.lr, augment=args.augment, steps=args.steps, lr_schedule=args.lr_schedule, ema=args.ema,
-                     ema_bn=args.ema_bn)
+                     ema_bn=args.ema_bn, select_extra=args.select_extra, track=args.track)
     out = Path(args.workdir) / f"interp_report_{args.family}{args.tag}"
     out.mkdir(exist_ok=True)
     if not args.from_checkpoint:
@@ -1006,6 +1030,12 @@ def main():
                     help="overlay: events read, overlaid and reduced at a time (peak memory ~ chunk, not N); the "
                     "generators sample each chunk with seed --seed + its first event (a multiple of 256 keeps the "
                     "whole-file draw)")
+    ap.add_argument("--select-extra", type=lambda t: tuple(t.split(",")), default=(),
+                    help="interpolation: observables whose KS -log p is added to the selection score, e.g. leading_pt "
+                         f"(among {', '.join(EXTRA_KEYS)})")
+    ap.add_argument("--track", type=lambda t: tuple(t.split(",")), default=(),
+                    help="interpolation: observables whose generated-vs-validation mean difference (%%) is printed at "
+                         "every selection evaluation")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -546,3 +546,22 @@ def test_bench_overlay_select_members_scores_are_the_shift_differences(tmp_path,
     assert f"0: {100 * singles[0]:.2f}, 1: {100 * singles[1]:.2f}, {best}+{1 - best}: {100 * pair:.2f}" in out
     chosen = json.loads((tmp_path / "overlay_mu20_s.json").read_text())["chosen"]
     assert chosen == ([cks[best], cks[1 - best]] if pair < singles[best] else [cks[best]])
+
+
+def test_bench_train_select_extra_adds_the_ks_term_and_track_records_mean_differences():
+    data, val = toy_events(64, seed=11), toy_events(16, seed=12)
+    log = {}
+    sel = bench._train(data, val, "dcgan", [], 10.0, 2, 0, {"noise_dim": 8, "filters": 4}, lr=1e-3, steps=2, log=log,
+                       select_extra=("total_energy",), track=("total_energy", "sparsity"))
+    (step, score, means), = log["history"]  # one evaluation, at step 2: its weights are the ones returned
+    # independently: the domain's score plus scipy's KS -log p on the per-image total energy, same sample (seed 0)
+    fake = sel.sample_like(val, seed=0)
+    e_val, e_fake = val.images.reshape(len(val), -1).sum(1), fake.images.reshape(len(fake), -1).sum(1)
+    extra = -np.log(stats.ks_2samp(e_val, e_fake).pvalue)
+    assert step == 2 and score == pytest.approx(DOMAIN.selection_score(sel, val, seed=0) + extra, abs=0.006)
+    assert means["-log p total_energy"] == pytest.approx(extra, abs=0.006)  # history rounds to 2 decimals
+    assert means["total_energy"] == pytest.approx(100 * (e_fake.mean() / e_val.mean() - 1), abs=0.06)
+    s_val, s_fake = (val.images.reshape(len(val), -1) <= 0).mean(1), (fake.images.reshape(len(fake), -1) <= 0).mean(1)
+    assert means["sparsity"] == pytest.approx(100 * (s_fake.mean() / s_val.mean() - 1), abs=0.06)
+    with pytest.raises(ValueError, match=r"expected keys among .*found 'jet_pt'"):
+        bench._train(data, val, "dcgan", [], 10.0, 2, 0, {}, steps=2, track=("jet_pt",))
