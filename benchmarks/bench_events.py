@@ -190,8 +190,8 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
             o_f = event_observables(fake.images, fake.eta_max)
             extra = {f"-log p {k}": ks_selection_score(o_val, o_f, (k,)) for k in select_extra}
             score += sum(extra.values())
-            extra = {k: round(v, 2) for k, v in extra.items()}
-            history.append((at, round(score, 2), {**{k: round(100 * (np.nanmean(o_f[k]) / np.nanmean(o_val[k]) - 1), 1)
+            extra = {k: round(float(v), 2) for k, v in extra.items()}
+            history.append((at, round(score, 2), {**{k: round(float(100 * (np.nanmean(o_f[k]) / np.nanmean(o_val[k]) - 1)), 1)
                                                      for k in track}, **extra}))
         else:
             history.append((at, round(score, 2)))
