@@ -8,7 +8,8 @@ from _toy_events import toy_events
 from hepgen.config import TrainConfig
 from hepgen.domains.events import DOMAIN
 from hepgen.metrics.event_jets import pixel_centers
-from hepgen.models.dcgan import EventDCGAN, symmetry_augment, total_energy_feature, transverse_energy_feature
+from hepgen.models.dcgan import (EventDCGAN, lead_window_feature, symmetry_augment, total_energy_feature,
+                                 transverse_energy_feature)
 from hepgen.train import trainer as trainer_module
 
 
@@ -80,6 +81,41 @@ def test_dcgan_critic_et_auto_is_the_datas_eta_max_and_the_transverse_energy_a_c
         EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], critic_et=2.5)
     with pytest.raises(ValueError, match=r"key 'critic_et': expected the images' eta_max > 0 \(0: off\), found 'auto'"):
         EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], critic_energy=4.0, critic_et="auto")
+
+
+def test_dcgan_critic_lead_is_the_hardest_window_energy_against_a_brute_force_search():
+    data = toy_events(8, side=16)
+    cfg = TrainConfig(family="dcgan", model={"noise_dim": 8, "filters": 4, "critic_energy": "auto", "critic_lead": 5})
+    pre = DOMAIN.fit_preprocessor(data, cfg)
+    model = DOMAIN.build_model(cfg, data, pre)
+    assert model.critic_lead == 5 and model.hparams["critic_lead"] == 5
+    assert model.critic.net[0].in_channels == 1 + 2 + 2  # image, the two masses, total E, hardest-window E
+    x = torch.from_numpy(pre.transform(data.images)).float().reshape(8, 1, 16, 16)
+    got = lead_window_feature(x, model.critic_energy, 5).numpy()
+    # brute force in numpy: every 5 x 5 square, wrapping in phi (columns), not in eta (rows)
+    img = data.images[:, 0]
+    best = np.zeros(8)
+    for r in range(16 - 5 + 1):
+        for col in range(16):
+            cols = [(col + k) % 16 for k in range(5)]
+            best = np.maximum(best, img[:, r:r + 5][:, :, cols].sum((1, 2)))
+    np.testing.assert_allclose(got, np.log1p(best / pre.scale) / pre.log_range, rtol=1e-5)
+    assert (got <= total_energy_feature(x, model.critic_energy).numpy() + 1e-6).all()
+    c = torch.from_numpy(DOMAIN.conditions(pre, data)).float()
+    model.eval()
+    with torch.no_grad():
+        cols = torch.cat([c, total_energy_feature(x, model.critic_energy)[:, None], torch.from_numpy(got)[:, None]], 1)
+        inp = torch.cat([x, cols[:, :, None, None].expand(-1, -1, 16, 16)], 1)
+        np.testing.assert_allclose(model.critic(x, c).numpy(), model.critic.net(inp).reshape(-1).numpy(), rtol=1e-6)
+    # gradients reach the generator's pixels through the max
+    xg = x.clone().requires_grad_(True)
+    lead_window_feature(xg, model.critic_energy, 5).sum().backward()
+    assert (xg.grad != 0).any()
+    with pytest.raises(ValueError, match=r"key 'critic_lead': needs 'critic_energy' \(its log range\), found "
+                                         r"critic_energy=0.0"):
+        EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], critic_lead=4)
+    with pytest.raises(ValueError, match=r"key 'critic_lead': expected a window of 0 \(off\) ... 16 pixels, found 17"):
+        EventDCGAN(16 * 16, 2, image_shape=[1, 16, 16], critic_energy=4.0, critic_lead=17)
 
 
 def test_symmetry_augment_is_a_phi_roll_and_maybe_an_eta_mirror_of_each_image_and_passes_gradients():
