@@ -43,7 +43,7 @@ from hepgen.domains.events.ensemble import select_members
 from hepgen.domains.events.evaluate import evaluate_events, overlay_shift_observables
 from hepgen.domains.events.inference import prepare_event_path
 from hepgen.domains.events.report import figures, write_event_report
-from hepgen.metrics.event_jets import SELECTION_OBSERVABLES, event_observables, ks_selection_score
+from hepgen.metrics.event_jets import OBSERVABLES, SELECTION_OBSERVABLES, event_observables, ks_selection_score
 from hepgen.models.dcgan import symmetry_augment
 from hepgen.report.style import figure_png_base64
 from hepgen.simulate.events import EventGenConfig, simulate_events
@@ -123,7 +123,7 @@ def standing_bn_stats(generator: torch.nn.Module, c: torch.Tensor, noise_dim: in
 
 
 #: per-event observables that ``_train``'s ``select_extra`` / ``track`` accept
-EXTRA_KEYS = ("n_jets", "leading_pt", "leading_mass", "summed_mass", "ht", "total_energy", "sparsity")
+EXTRA_KEYS = OBSERVABLES + ("total_energy", "sparsity")
 
 
 def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, lr=2e-4, init_state=None, ema=0.0,
@@ -144,7 +144,9 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
     ``("leading_pt",)``; ``track``: keys whose generated-vs-``val`` mean difference (%) is recorded
     at every evaluation (a third element of each ``history`` entry, a dict that also holds each extra
     term as ``"-log p KEY"``) without entering the score.
-    Both cluster the generated validation sample once more per evaluation."""
+    With either, the score is computed here from the same observables (the domain's keys,
+    :meth:`~hepgen.domains.events.EventDomain.selection_keys`, plus ``select_extra``), the
+    validation events' jets found once for the whole run."""
     for k in (*select_extra, *track):
         if k not in EXTRA_KEYS:
             raise ValueError(f"select_extra / track: expected keys among {EXTRA_KEYS}, found {k!r}")
@@ -184,16 +186,15 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
         """One selection evaluation of the kept (or averaged) weights at step ``at``."""
         if ema > 0 and ema_bn == "standing":
             standing_bn_stats(avg.generator, c, avg.generator.noise_dim, seed=seed)
-        score = DOMAIN.selection_score(sel, val, seed=seed)
-        if select_extra or track:  # the same sample as the domain's score (same seed), its jets once more
+        if select_extra or track:  # the domain's score on the sample it would draw (same seed), and more
             fake = sel.sample_like(val, seed=seed)
             o_f = event_observables(fake.images, fake.eta_max)
-            extra = {f"-log p {k}": ks_selection_score(o_val, o_f, (k,)) for k in select_extra}
-            score += sum(extra.values())
-            extra = {k: round(float(v), 2) for k, v in extra.items()}
-            history.append((at, round(score, 2), {**{k: round(float(100 * (np.nanmean(o_f[k]) / np.nanmean(o_val[k]) - 1)), 1)
-                                                     for k in track}, **extra}))
+            extra = {k: ks_selection_score(o_val, o_f, (k,)) for k in select_extra}
+            score = ks_selection_score(o_val, o_f, DOMAIN.selection_keys(val)) + sum(extra.values())
+            means = {k: round(float(100 * (np.nanmean(o_f[k]) / np.nanmean(o_val[k]) - 1)), 1) for k in track}
+            history.append((at, round(score, 2), {**means, **{f"-log p {k}": round(v, 2) for k, v in extra.items()}}))
         else:
+            score = DOMAIN.selection_score(sel, val, seed=seed)
             history.append((at, round(score, 2)))
         return (score, copy.deepcopy(avg.state_dict())) if score < best else (best, best_state)
 
@@ -225,7 +226,8 @@ def _train(data, val, family, conditions, minutes, eval_every, seed, model_kw, l
     if best_state is not None:
         avg.load_state_dict(best_state)
     print(f"  {family}: {step} steps in {time.perf_counter() - t0:.0f} s; best validation KS score {best:.2f}; "
-          f"history (step, score{', {key: generated vs validation mean, %}' if track else ''}) {history}")
+          f"history (step, score{', {key: generated vs validation mean, %}' if track or select_extra else ''}) "
+          f"{history}")
     if scheds:
         at = sorted({0, *(h[0] for h in history if h[0] < step), step - 1})
         print(f"  lr ({lr_schedule}, {steps} steps) at step " + ", ".join(

@@ -120,11 +120,15 @@ class EventDomain:
         alone would be 0 for any generator that makes no jets.
         """
         fake = generator.sample_like(data, seed=seed)
-        keys = SELECTION_OBSERVABLES
-        if len(data) and (data.process == PROCESSES.index("pileup")).all():
-            keys = SELECTION_OBSERVABLES + PILEUP_SELECTION_OBSERVABLES
         return ks_selection_score(event_observables(data.images, data.eta_max),
-                                  event_observables(fake.images, fake.eta_max), keys)
+                                  event_observables(fake.images, fake.eta_max), self.selection_keys(data))
+
+    def selection_keys(self, data: EventImages) -> tuple[str, ...]:
+        """The :func:`event_observables` keys whose KS tests :meth:`selection_score` sums for ``data``:
+        the paper's three, and for pure pile-up images also the total energy and the sparsity."""
+        if len(data) and (data.process == PROCESSES.index("pileup")).all():
+            return SELECTION_OBSERVABLES + PILEUP_SELECTION_OBSERVABLES
+        return SELECTION_OBSERVABLES
 
 
     def evaluate_files(self, real: str | os.PathLike, generated: str | os.PathLike, out_dir: str | os.PathLike,
