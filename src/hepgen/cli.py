@@ -474,6 +474,37 @@ def cmd_ensemble(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    """``hepgen calibrate CKPT --reference FILE -o OUT.pt``: a pixel quantile map fitted on the
+    reference (training) images, stored in a copy of the checkpoint and applied when it samples."""
+    from hepgen.checkpoint import load_checkpoint
+    from hepgen.domains import domain_of_checkpoint, domain_of_file
+
+    payload = load_checkpoint(args.checkpoint)
+    domain = domain_of_checkpoint(payload, source=args.checkpoint)
+    if not hasattr(domain, "calibrate"):
+        raise ValueError(f"{args.checkpoint}: key 'kind': hepgen calibrate maps pixel energies of events checkpoints, "
+                         f"found {domain.kind!r}")
+    ref_domain = domain_of_file(args.reference)
+    if ref_domain.kind != domain.kind:
+        raise ValueError(f"{args.reference}: expected a {domain.kind} file for {args.checkpoint}, found a "
+                         f"{ref_domain.kind} file")
+    ref = ref_domain.read(args.reference)
+    if args.n_events is not None:
+        if not 1 <= args.n_events <= len(ref):
+            raise ValueError(f"--n-events: expected 1 … {len(ref)} (the events of {args.reference}), "
+                             f"found {args.n_events}")
+        ref = ref.subset(slice(0, args.n_events))
+    gen = domain.from_payload(payload, source=args.checkpoint)
+    cal = domain.calibrate(gen, ref, seed=args.seed, n_quantiles=args.quantiles)
+    gen.save(args.output)
+    lit, energy = cal.summary["lit_pixels_per_image"], cal.summary["energy_per_image_gev"]
+    print(f"wrote {args.output}: pixel quantile map from {len(ref)} events of {args.reference}; per image: lit pixels "
+          f"{lit['generated']:.1f} -> {lit['calibrated']:.1f} (reference {lit['reference']:.1f}), energy "
+          f"{energy['generated']:.1f} -> {energy['calibrated']:.1f} GeV (reference {energy['reference']:.1f})")
+    return 0
+
+
 def _checkpoint_domain(args, command: str):
     """The loaded checkpoint and its domain; bench and export know showers and jets checkpoints."""
     from hepgen.checkpoint import load_checkpoint
@@ -874,6 +905,20 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("checkpoints", nargs="+", help="two or more checkpoints of one kind (best.pt of each training)")
     en.add_argument("-o", "--output", required=True, help="the combined checkpoint (.pt), written atomically")
     en.set_defaults(func=cmd_ensemble)
+
+    ca = sub.add_parser("calibrate", help="fit a monotone map of pixel energies (quantile mapping) that sends an "
+                        "events generator's images onto its training images; stored in the new checkpoint and "
+                        "applied when it samples (docs/events.md, run J)")
+    ca.add_argument("checkpoint", help="an events checkpoint (one generator or an ensemble)")
+    ca.add_argument("--reference", required=True, help="events HDF5 file the model should match: its training images")
+    ca.add_argument("--n-events", type=int, default=None,
+                    help="use the first N events of --reference (default: all), e.g. the training part of a file "
+                         "whose tail was the validation set")
+    ca.add_argument("--seed", type=int, default=0, help="seed of the generated sample the map is fitted on (default 0)")
+    ca.add_argument("--quantiles", type=int, default=2000,
+                    help="equally spaced quantile levels of the map (default 2000; 30 tail levels are added)")
+    ca.add_argument("-o", "--output", required=True, help="the calibrated checkpoint (.pt), written atomically")
+    ca.set_defaults(func=cmd_calibrate)
 
     inf = sub.add_parser("info", help="the model card of a checkpoint: kind, family, parameters, training data, "
                          "selection, versions")

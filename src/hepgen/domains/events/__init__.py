@@ -23,6 +23,7 @@ from hepgen._io import write_metrics
 from hepgen.config import TrainConfig
 from hepgen.data.events import PROCESSES, EventImages, is_event_file, read_events, write_events
 from hepgen.domains.base import register_domain
+from hepgen.domains.events.calibration import PixelQuantileMap
 from hepgen.domains.events.ensemble import ENSEMBLE_FAMILY, EventEnsemble
 from hepgen.domains.events.evaluate import evaluate_events, overlay_shift
 from hepgen.domains.events.generator import EventGenerator
@@ -36,7 +37,8 @@ from hepgen.metrics.event_jets import (
 )
 from hepgen.models import MODEL_FAMILIES, build_model, check_family_kind
 
-__all__ = ["DOMAIN", "EventDomain", "EventEnsemble", "EventGenerator", "EventPreprocessor", "evaluate_events", "overlay_shift"]
+__all__ = ["DOMAIN", "EventDomain", "EventEnsemble", "EventGenerator", "EventPreprocessor", "PixelQuantileMap",
+           "evaluate_events", "overlay_shift"]
 
 
 class EventDomain:
@@ -111,6 +113,27 @@ class EventDomain:
             if not isinstance(g, EventGenerator):
                 raise ValueError(f"{src}: key 'family': expected a single generator, found an ensemble")
         return EventEnsemble(generators)
+
+    def calibrate(self, generator: EventGenerator | EventEnsemble, reference: EventImages, seed: int = 0,
+                  n_quantiles: int = 2000) -> PixelQuantileMap:
+        """Optional domain method (``hepgen calibrate``): fit a
+        :class:`~hepgen.domains.events.calibration.PixelQuantileMap` that sends ``generator``'s
+        pixel energies onto ``reference``'s (the training images, ``(N, C, H, W)`` GeV), from a
+        sample of as many events at ``reference``'s conditions (``seed``; the generator's own
+        calibration, if any, left out), and attach it to ``generator`` (replacing any earlier one).
+
+        Returns the map (its ``summary``: lit pixels and energy per image, reference / generated /
+        calibrated); the summary is also written to ``generator.meta["calibration"]``.
+        """
+        if tuple(reference.shape) != tuple(generator.preprocessor.image_shape):
+            raise ValueError(f"hepgen calibrate: key 'images': expected images of shape "
+                             f"{tuple(generator.preprocessor.image_shape)} as the generator's, found {reference.shape}")
+        fake = generator.sample_like(reference, seed=seed, calibrated=False)
+        cal = PixelQuantileMap.fit(reference.images, fake.images, n_quantiles=n_quantiles)
+        cal.summary["seed"] = int(seed)
+        generator.calibration = cal
+        generator.meta["calibration"] = dict(cal.summary)
+        return cal
 
     def selection_score(self, generator: EventGenerator, data: EventImages, seed: int) -> float:
         """Σ −log p of KS tests on jet multiplicity, jet pT and summed jet mass (lower is better).

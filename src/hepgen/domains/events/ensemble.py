@@ -38,6 +38,7 @@ import torch
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.data.events import KIND, PROCESSES, EventImages
 from hepgen.domains.base import check_kind
+from hepgen.domains.events.calibration import PixelQuantileMap
 from hepgen.domains.events.generator import EventGenerator
 
 __all__ = ["ENSEMBLE_FAMILY", "EventEnsemble", "select_members"]
@@ -65,11 +66,14 @@ class EventEnsemble:
         members: one or more generators; their image shapes and ``eta_max`` must agree. One set of
             physical conditions is given to all; each member scales it with its own preprocessing.
         meta: JSON-able facts; default: the first member's with ``ensemble_size`` added.
+        calibration: an optional :class:`~hepgen.domains.events.calibration.PixelQuantileMap` of the
+            mixture, applied after the members' own (``hepgen calibrate`` on an ensemble checkpoint).
     """
 
     kind = KIND
 
-    def __init__(self, members: list[EventGenerator], meta: dict | None = None) -> None:
+    def __init__(self, members: list[EventGenerator], meta: dict | None = None,
+                 calibration: PixelQuantileMap | None = None) -> None:
         members = list(members)
         if not members:
             raise ValueError("EventEnsemble: expected at least one member generator, found none")
@@ -85,14 +89,17 @@ class EventEnsemble:
         self.model = _Members([m.model for m in members])
         self.preprocessor = ref.preprocessor
         self.meta = dict(meta) if meta is not None else {**ref.meta, "ensemble_size": len(members)}
+        self.calibration = calibration
 
     def __len__(self) -> int:
         return len(self.members)
 
     @torch.no_grad()
-    def sample(self, conditions: np.ndarray, seed: int = 0, batch_size: int = 256, path: str = "fp32") -> EventImages:
+    def sample(self, conditions: np.ndarray, seed: int = 0, batch_size: int = 256, path: str = "fp32",
+               calibrated: bool = True) -> EventImages:
         """Images at physical ``conditions`` ``(N, 3)`` [m_gluino GeV, m_neutralino GeV, mu], each
-        from one member drawn uniformly (see the module docstring for the seeds).
+        from one member drawn uniformly (see the module docstring for the seeds); ``calibrated``:
+        apply the mixture's :attr:`calibration` (if any) after the members' own.
 
         Returns:
             :class:`EventImages` with ``(N, C, H, W)`` float32 GeV images, rows in the order of
@@ -106,24 +113,29 @@ class EventEnsemble:
             if idx.size:
                 images[idx] = m.sample(conditions[idx], seed=int(seed) + _MEMBER_SEED_STRIDE * (k + 1),
                                        batch_size=batch_size, path=path).images
+        if calibrated and self.calibration is not None:
+            images = self.calibration(images)
         families = ",".join(self.model.hparams["members"])
         attrs = {"generator": f"hepgen ensemble of {len(self.members)} ({families})",
                  "eta_max": float(self.meta.get("eta_max", 2.5)), "seed": int(seed)}
         if path != "fp32":
             attrs["sampling_path"] = path
+        if calibrated and self.calibration is not None:
+            attrs["calibration"] = "pixel quantile map"
         return EventImages(images, conditions, None, np.full(len(images), PROCESSES.index("generated"), np.int8),
                            attrs)
 
-    def sample_like(self, data: EventImages, seed: int = 0, path: str = "fp32") -> EventImages:
+    def sample_like(self, data: EventImages, seed: int = 0, path: str = "fp32", calibrated: bool = True) -> EventImages:
         """A generated sample at ``data``'s conditions (one image per event)."""
-        return self.sample(data.conditions, seed=seed, path=path)
+        return self.sample(data.conditions, seed=seed, path=path, calibrated=calibrated)
 
     def payload(self, trainer_state: dict | None = None) -> dict:
         # the checkpoint format's required keys: "model" is empty (the weights are the members'),
         # "preprocessing" member 0's (the members agree on the geometry, checked in __init__)
         return {"kind": KIND, "family": ENSEMBLE_FAMILY, "hparams": dict(self.model.hparams), "model": {},
                 "preprocessing": self.preprocessor.state_dict(), "members": [m.payload() for m in self.members],
-                "meta": dict(self.meta), "trainer": trainer_state}
+                "meta": dict(self.meta), "trainer": trainer_state,
+                "calibration": None if self.calibration is None else self.calibration.state_dict()}
 
     def save(self, path: str | os.PathLike, trainer_state: dict | None = None) -> None:
         """Write one checkpoint (atomically) holding every member's weights and preprocessing."""
@@ -136,8 +148,9 @@ class EventEnsemble:
         if not isinstance(members, list) or not members:
             raise ValueError(f"{source}: key 'members': expected a non-empty list of member checkpoints, "
                              f"found {type(members).__name__}")
+        cal = payload.get("calibration")
         return cls([EventGenerator.from_payload(m, f"{source} (member {i})") for i, m in enumerate(members)],
-                   payload.get("meta"))
+                   payload.get("meta"), None if cal is None else PixelQuantileMap.from_state(cal, source))
 
     @classmethod
     def from_checkpoints(cls, paths: list[str | os.PathLike]) -> EventEnsemble:

@@ -10,6 +10,7 @@ import torch
 from hepgen.checkpoint import save_checkpoint
 from hepgen.data.events import KIND, PROCESSES, EventImages
 from hepgen.domains.base import check_kind
+from hepgen.domains.events.calibration import PixelQuantileMap
 from hepgen.domains.events.inference import EVENT_SAMPLING_PATHS, EventSampler, prepare_event_path
 from hepgen.domains.events.preprocessing import EventPreprocessor
 from hepgen.models import build_model
@@ -24,18 +25,22 @@ class EventGenerator:
         model: a :class:`hepgen.models.GenerativeModel` of ``data_kind = "events"``.
         preprocessor: the fitted :class:`EventPreprocessor`.
         meta: JSON-able training facts (image shape, eta_max, condition ranges, …).
+        calibration: an optional :class:`~hepgen.domains.events.calibration.PixelQuantileMap`
+            applied to every sample (``hepgen calibrate``); ``None``: the network's images as they are.
     """
 
     kind = KIND
 
-    def __init__(self, model, preprocessor: EventPreprocessor, meta: dict | None = None) -> None:
+    def __init__(self, model, preprocessor: EventPreprocessor, meta: dict | None = None,
+                 calibration: PixelQuantileMap | None = None) -> None:
         self.model = model
         self.preprocessor = preprocessor
         self.meta = dict(meta or {})
+        self.calibration = calibration
 
     @torch.no_grad()
     def sample(self, conditions: np.ndarray, seed: int = 0, batch_size: int = 256, path: str = "fp32",
-               module: torch.nn.Module | None = None) -> EventImages:
+               module: torch.nn.Module | None = None, calibrated: bool = True) -> EventImages:
         """Images at physical ``conditions`` ``(N, 3)`` [m_gluino, m_neutralino, mu].
 
         Arguments:
@@ -49,6 +54,7 @@ class EventGenerator:
                 (``fp32``, ``channels_last``, ``bf16``, ``compile``, ``bf16-compile``).
             module: ``prepare_event_path(self.sampler(), path)`` built (and for the compiled
                 paths already called) by the caller, to reuse it across calls.
+            calibrated: apply :attr:`calibration` (if any); ``False``: the network's images.
 
         Returns:
             :class:`EventImages` with ``(N, C, H, W)`` float32 GeV images.
@@ -75,10 +81,14 @@ class EventGenerator:
                 # the noise of model.sample: one draw per batch from the re-seeded generator
                 z = torch.randn(len(ci), self.model.noise_dim, generator=g.manual_seed(int(seed) + i)).to(dev)
                 images[i:i + batch_size] = module(ci, z).cpu().numpy()
+        if calibrated and self.calibration is not None:
+            images = self.calibration(images)
         attrs = {"generator": f"hepgen {self.model.family}", "eta_max": float(self.meta.get("eta_max", 2.5)),
                  "seed": int(seed)}
         if path != "fp32":
             attrs["sampling_path"] = path
+        if calibrated and self.calibration is not None:
+            attrs["calibration"] = "pixel quantile map"
         return EventImages(images, conditions, None, np.full(len(images), PROCESSES.index("generated"), np.int8),
                            attrs)
 
@@ -86,14 +96,15 @@ class EventGenerator:
         """The float32 :class:`~hepgen.domains.events.inference.EventSampler` of this generator."""
         return EventSampler(self.model, self.preprocessor)
 
-    def sample_like(self, data: EventImages, seed: int = 0, path: str = "fp32") -> EventImages:
+    def sample_like(self, data: EventImages, seed: int = 0, path: str = "fp32", calibrated: bool = True) -> EventImages:
         """A generated sample at ``data``'s conditions (one image per event)."""
-        return self.sample(data.conditions, seed=seed, path=path)
+        return self.sample(data.conditions, seed=seed, path=path, calibrated=calibrated)
 
     def payload(self, trainer_state: dict | None = None) -> dict:
         return {"kind": KIND, "family": self.model.family, "hparams": dict(self.model.hparams),
                 "model": self.model.state_dict(), "preprocessing": self.preprocessor.state_dict(),
-                "meta": dict(self.meta), "trainer": trainer_state}
+                "meta": dict(self.meta), "trainer": trainer_state,
+                "calibration": None if self.calibration is None else self.calibration.state_dict()}
 
     def save(self, path: str | os.PathLike, trainer_state: dict | None = None) -> None:
         """Write a weights-only checkpoint (atomically) with ``kind = "events"``."""
@@ -105,4 +116,6 @@ class EventGenerator:
         model = build_model(payload["family"], **payload["hparams"])
         model.load_state_dict(payload["model"])
         model.eval()
-        return cls(model, EventPreprocessor.from_state(payload["preprocessing"]), payload.get("meta") or {})
+        cal = payload.get("calibration")
+        return cls(model, EventPreprocessor.from_state(payload["preprocessing"]), payload.get("meta") or {},
+                   None if cal is None else PixelQuantileMap.from_state(cal, source))
