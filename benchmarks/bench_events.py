@@ -322,6 +322,9 @@ def speed(args):
             return gen.sample(cond, seed=1, batch_size=bs, path="fp32", module=modules["fp32"])
 
     paths = ["numpy-inverse", "inference_mode", *args.paths]
+    if getattr(gen, "calibration", None) is not None:  # hepgen calibrate: every path maps pixels; fp32 without too
+        paths.append("fp32-uncalibrated")
+        what += " with its pixel calibration"
     rows = {}
     modules = {p: prepare_event_path(gen.sampler(), p) for p in {"fp32", *args.paths}}  # compiled once per shape
     for nt in args.thread_list:
@@ -333,6 +336,9 @@ def speed(args):
                     calls[(p, bs)] = lambda bs=bs: numpy_inverse(bs)
                 elif p == "inference_mode":
                     calls[(p, bs)] = lambda bs=bs: inference_mode(bs)
+                elif p == "fp32-uncalibrated":
+                    calls[(p, bs)] = lambda bs=bs: gen.sample(cond, seed=1, batch_size=bs, path="fp32",
+                                                              module=modules["fp32"], calibrated=False)
                 else:
                     calls[(p, bs)] = lambda bs=bs, p=p: gen.sample(cond, seed=1, batch_size=bs, path=p, module=modules[p])
                 w0, c0 = _clock()
