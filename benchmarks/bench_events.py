@@ -321,12 +321,17 @@ def speed(args):
         with torch.inference_mode():
             return gen.sample(cond, seed=1, batch_size=bs, path="fp32", module=modules["fp32"])
 
-    paths = ["numpy-inverse", "inference_mode", *args.paths]
+    mixture = not hasattr(gen, "sampler")  # an EventEnsemble: each member prepares its path per call
+    if mixture and any("compile" in p for p in args.paths):
+        raise ValueError(f"speed --paths: an ensemble checkpoint ({args.checkpoint}) samples through its members, "
+                         f"which compile per call; expected paths without compile, found {args.paths}")
+    paths = ([] if mixture else ["numpy-inverse", "inference_mode"]) + list(args.paths)
     if getattr(gen, "calibration", None) is not None:  # hepgen calibrate: every path maps pixels; fp32 without too
         paths.append("fp32-uncalibrated")
         what += " with its pixel calibration"
     rows = {}
-    modules = {p: prepare_event_path(gen.sampler(), p) for p in {"fp32", *args.paths}}  # compiled once per shape
+    modules = ({p: None for p in {"fp32", *args.paths}} if mixture else  # compiled once per shape:
+               {p: prepare_event_path(gen.sampler(), p) for p in {"fp32", *args.paths}})
     for nt in args.thread_list:
         torch.set_num_threads(nt)
         calls = {}
@@ -337,10 +342,11 @@ def speed(args):
                 elif p == "inference_mode":
                     calls[(p, bs)] = lambda bs=bs: inference_mode(bs)
                 elif p == "fp32-uncalibrated":
-                    calls[(p, bs)] = lambda bs=bs: gen.sample(cond, seed=1, batch_size=bs, path="fp32",
-                                                              module=modules["fp32"], calibrated=False)
+                    calls[(p, bs)] = lambda bs=bs: gen.sample(cond, seed=1, batch_size=bs, path="fp32", calibrated=False,
+                                                              **({} if mixture else {"module": modules["fp32"]}))
                 else:
-                    calls[(p, bs)] = lambda bs=bs, p=p: gen.sample(cond, seed=1, batch_size=bs, path=p, module=modules[p])
+                    calls[(p, bs)] = lambda bs=bs, p=p: gen.sample(cond, seed=1, batch_size=bs, path=p,
+                                                                   **({} if mixture else {"module": modules[p]}))
                 w0, c0 = _clock()
                 calls[(p, bs)]()  # warm-up (compiles the compiled paths for this batch shape)
                 w1, _ = _clock()
@@ -875,6 +881,65 @@ def overlay(args):
     print(f"  written {out}")
 
 
+def pixel_histograms(images: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image pixel-energy spectrum and lit-pixel counts of ``images`` ``(N, C, H, W)`` GeV: the
+    non-empty pixels' counts in the bins ``edges`` (GeV) divided by N, and the ``(N,)`` non-empty
+    pixels per image.
+
+    >>> img = np.zeros((2, 1, 2, 2)); img[0, 0, 0, 0], img[0, 0, 1, 1], img[1, 0, 0, 1] = 1.5, 20.0, 2.5
+    >>> per_image, lit = pixel_histograms(img, np.array([1.0, 2.0, 10.0, 100.0]))
+    >>> per_image.tolist(), lit.tolist()
+    ([0.5, 0.5, 0.5], [2, 1])
+    """
+    on = images > 0
+    counts, _ = np.histogram(images[on], edges)
+    return counts / len(images), on.reshape(len(images), -1).sum(1)
+
+
+def pixels(args):
+    """The pile-up images themselves: pixel-energy spectrum per image and lit pixels per image of
+    the first ``--n-images`` Pythia images of ``--pileup-test`` and of each ``--checkpoints``
+    generator at their conditions (seed ``--seed``); a calibrated generator (``hepgen calibrate``)
+    is shown calibrated and without its map. Prints the means, writes ``pixels_mu<mu><tag>.png``."""
+    paths, counts = _joined_files(args.pileup_test, "--pileup-test")
+    n = min(args.n_images, sum(counts))
+    te = _read_rows(paths, counts, 0, n)
+    edges = np.logspace(np.log10(max(_pixel_floor(te), 1e-3)) - 0.05, np.log10(te.images.max()) + 0.3, 60)
+    samples = {"Pythia": te.images}
+    for ck in args.checkpoints:
+        gen = DOMAIN.from_payload(load_checkpoint(ck), ck)
+        name = Path(ck).stem
+        samples[name] = gen.sample_like(te, seed=args.seed).images
+        if getattr(gen, "calibration", None) is not None:
+            samples[f"{name} without its map"] = gen.sample_like(te, seed=args.seed, calibrated=False).images
+    hists = {k: pixel_histograms(v, edges) for k, v in samples.items()}
+    for k, v in samples.items():
+        print(f"  {k:32s} energy per image {v.sum(axis=(1, 2, 3)).mean():8.1f} GeV, lit pixels {hists[k][1].mean():6.1f}, "
+              f"below 1 GeV {hists[k][0][edges[1:] <= 1.0].sum():6.1f} per image")
+    fig = Figure(figsize=(13, 4))
+    ax1, ax2, ax3 = (fig.add_subplot(1, 3, i) for i in (1, 2, 3))
+    centres = np.sqrt(edges[1:] * edges[:-1])
+    lit_edges = np.linspace(min(h[1].min() for h in hists.values()), max(h[1].max() for h in hists.values()) + 1, 40)
+    ref = hists["Pythia"][0]
+    for (k, (spec, lit)), style in zip(hists.items(), ("k-", "r-", "r--", "b-", "b--", "g-", "g--", "m-", "m--")):
+        ax1.step(centres, spec / np.diff(edges), style, where="mid", label=k)
+        ax2.hist(lit, lit_edges, histtype="step", density=True, color=style[0], linestyle=style[1:], label=k)
+        if k != "Pythia":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ax3.step(centres, spec / ref, style, where="mid", label=k)
+    ax1.set(xscale="log", yscale="log", xlabel="pixel energy [GeV]", ylabel="pixels per image per GeV")
+    ax2.set(xlabel="lit pixels per image", ylabel="density")
+    ax3.set(xscale="log", xlabel="pixel energy [GeV]", ylabel="generated / Pythia", ylim=(0.4, 1.8))
+    ax3.axhline(1.0, color="k", lw=0.5)
+    for ax in (ax1, ax2, ax3):
+        ax.legend(fontsize=6)
+    fig.suptitle(f"pile-up images alone (mu={args.mu[0]}, {n} images each)", fontsize=9)
+    fig.tight_layout()
+    out = Path(args.workdir) / f"pixels_mu{args.mu[0]}{args.tag}.png"
+    out.write_bytes(base64.b64decode(figure_png_base64(fig)))
+    print(f"  written {out}")
+
+
 def curve_labels(checkpoints: list[str], families: list[str]) -> list[str]:
     """One distinct legend / table label per checkpoint: ``family (folder)``; where that repeats,
     ``family (folder/file stem)``; where even that repeats (one file given twice, or equal folder
@@ -949,7 +1014,7 @@ def figure3(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["speed", "interpolation", "pileup", "overlay", "figure3"])
+    ap.add_argument("what", choices=["speed", "interpolation", "pileup", "overlay", "figure3", "pixels"])
     ap.add_argument("--workdir", default=os.environ.get("HEPGEN_BENCH_DIR", "/tmp/hepgen_bench_events"))
     ap.add_argument("--n", type=int, default=300, help="events per mass point / pile-up images (training)")
     ap.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget")
@@ -1000,7 +1065,8 @@ def main():
     ap.add_argument("--batch-sizes", type=lambda t: [int(v) for v in t.split(",")], default=[128, 256, 512, 1024])
     ap.add_argument("--thread-list", type=lambda t: [int(v) for v in t.split(",")], default=[1, 2],
                     help="speed: torch thread counts timed")
-    ap.add_argument("--n-images", type=int, default=1024, help="speed: images per timed call")
+    ap.add_argument("--n-images", type=int, default=1024, help="speed: images per timed call; pixels: images "
+                    "per sample")
     ap.add_argument("--reps", type=int, default=5, help="speed: interleaved rounds")
     ap.add_argument("--n-fidelity", type=int, default=1000, help="speed: images per path for the fidelity check")
     ap.add_argument("--hard", help="speed: hard events (h5) to overlay for the fidelity check; overlay: the hard events "
@@ -1025,10 +1091,10 @@ def main():
                     help="interpolation with --ema: the averaged generator's batch-norm statistics copied from the "
                     "live model (default) or recomputed over 50 batches before each evaluation (standing_bn_stats)")
     ap.add_argument("--train-only", action="store_true", help="pileup: train and save, no overlay")
-    ap.add_argument("--pileup-test", help="overlay: Pythia pile-up images (h5) at --mu, one per hard event "
+    ap.add_argument("--pileup-test", help="overlay, pixels: Pythia pile-up images (h5) at --mu, one per hard event "
                     "(several files: comma-separated, joined in order)")
     ap.add_argument("--checkpoints", type=lambda t: t.split(","), default=[],
-                    help="overlay: pile-up generator checkpoints; figure3: event generators; comma-separated")
+                    help="overlay, pixels: pile-up generator checkpoints; figure3: event generators; comma-separated")
     ap.add_argument("--target", type=float, default=5.0, help="overlay: target on the shift difference, %%")
     ap.add_argument("--seed", type=int, default=7, help="overlay: sampling seed of the generators")
     ap.add_argument("--train-seed", type=int, default=0,
@@ -1048,7 +1114,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    {"speed": speed, "interpolation": interpolation, "pileup": pileup, "overlay": overlay, "figure3": figure3}[args.what](args)
+    {"speed": speed, "interpolation": interpolation, "pileup": pileup, "overlay": overlay, "figure3": figure3,
+     "pixels": pixels}[args.what](args)
 
 
 if __name__ == "__main__":

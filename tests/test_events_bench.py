@@ -565,3 +565,31 @@ def test_bench_train_select_extra_adds_the_ks_term_and_track_records_mean_differ
     assert means["sparsity"] == pytest.approx(100 * (s_fake.mean() / s_val.mean() - 1), abs=0.06)
     with pytest.raises(ValueError, match=r"expected keys among .*found 'jet_pt'"):
         bench._train(data, val, "dcgan", [], 10.0, 2, 0, {}, steps=2, track=("jet_pt",))
+
+
+def test_bench_pixels_prints_the_calibrated_and_raw_images(tmp_path, capsys):
+    te = _pileup_like(16, seed=8)
+    write_events(tmp_path / "pu.h5", te)
+    gen = untrained_dcgan(te, ["mu"])
+    raw = gen.sample_like(te, seed=3).images
+    DOMAIN.calibrate(gen, EventImages(0.5 * raw, te.conditions, None, te.process, {"eta_max": 2.5}), seed=3,
+                     n_quantiles=50)
+    gen.save(tmp_path / "cal.pt")
+    args = argparse.Namespace(pileup_test=str(tmp_path / "pu.h5"), n_images=16, seed=3, mu=[20],
+                              checkpoints=[str(tmp_path / "cal.pt")], workdir=str(tmp_path), tag="_t")
+    bench.pixels(args)
+    rows = {}
+    for line in capsys.readouterr().out.splitlines():
+        if "energy per image" in line:
+            name, rest = line.split("energy per image")
+            rows[name.strip()] = (float(rest.split("GeV")[0]), float(rest.split("lit pixels")[1].split(",")[0]))
+    assert set(rows) == {"Pythia", "cal", "cal without its map"}
+    # the calibrated sample is half the raw one at this seed (the map was fitted on exactly that pair)
+    e_raw = raw.sum(axis=(1, 2, 3)).mean()
+    assert rows["cal without its map"][0] == pytest.approx(e_raw, abs=0.06)
+    assert rows["cal"][0] == pytest.approx(0.5 * e_raw, abs=0.06)
+    lit = (raw > 0).reshape(16, -1).sum(1).mean()
+    assert rows["cal"][1] == rows["cal without its map"][1] == pytest.approx(lit, abs=0.06)
+    want = (te.images.sum(axis=(1, 2, 3)).mean(), (te.images > 0).reshape(16, -1).sum(1).mean())
+    assert rows["Pythia"] == pytest.approx(want, abs=0.06)
+    assert (tmp_path / "pixels_mu20_t.png").stat().st_size > 1000
