@@ -506,20 +506,26 @@ def cmd_calibrate(args) -> int:
 
 
 def _checkpoint_domain(args, command: str):
-    """The loaded checkpoint and its domain; bench and export know showers and jets checkpoints."""
+    """The loaded checkpoint and its domain; export knows showers and jets checkpoints, bench also
+    events checkpoints."""
     from hepgen.checkpoint import load_checkpoint
     from hepgen.domains import domain_of_checkpoint
 
     payload = load_checkpoint(args.checkpoint)
     domain = domain_of_checkpoint(payload, source=args.checkpoint)
-    if domain.kind not in ("showers", "jets"):
-        raise ValueError(f"{args.checkpoint}: key 'kind': hepgen {command} knows showers and jets checkpoints, "
+    known = ("showers", "jets", "events") if command == "bench" else ("showers", "jets")
+    if domain.kind not in known:
+        names = f"{', '.join(known[:-1])} and {known[-1]}"
+        raise ValueError(f"{args.checkpoint}: key 'kind': hepgen {command} knows {names} checkpoints, "
                          f"found {domain.kind!r}")
     return domain.from_payload(payload, str(args.checkpoint)), domain.kind
 
 
 def cmd_bench(args) -> int:
     gen, kind = _checkpoint_domain(args, "bench")
+    if kind == "events":
+        return _bench_events(args, gen)
+    args.paths = args.paths or ["fp32", "int8"]
     if kind == "jets":
         return _bench_jets(args, gen)
     from hepgen.bench import format_table, run_bench, write_bench
@@ -537,6 +543,21 @@ def cmd_bench(args) -> int:
         print(f"fidelity {path:8s}: AUC low {row['auc_low_level']:.3f} ({row['delta_auc_low_level']:+.3f}), "
               f"high {row['auc_high_level']:.3f} ({row['delta_auc_high_level']:+.3f}), "
               f"separation {row['separation_power_mean']:.4f}")
+    print(f"results: {js}\nplot:    {png}")
+    return 0
+
+
+def _bench_events(args, gen) -> int:
+    from hepgen.bench import write_bench
+    from hepgen.bench_events import DEFAULT_EVENT_BATCH_SIZES, format_event_table, plot_event_bench, run_event_bench
+
+    if args.device and any(d != "cpu" for d in args.device):
+        raise ValueError(f"--device {','.join(args.device)}: hepgen bench of an events checkpoint runs on the CPU only")
+    result = run_event_bench(gen, batch_sizes=args.batch_sizes or DEFAULT_EVENT_BATCH_SIZES, threads=args.threads,
+                             paths=args.paths or ["fp32", "bf16"], simulator_n=args.pythia_n, min_time=args.min_time,
+                             seed=args.seed, checkpoint=str(args.checkpoint), progress=not args.quiet)
+    js, png = write_bench(result, args.output, plot=plot_event_bench)
+    print(format_event_table(result))
     print(f"results: {js}\nplot:    {png}")
     return 0
 
@@ -1015,15 +1036,17 @@ def build_parser() -> argparse.ArgumentParser:
     ds.set_defaults(func=cmd_distill)
 
     bn = sub.add_parser("bench", help="sampling speed (and fidelity) of a checkpoint vs the reference simulator "
-                        "(showers: GFlash, Geant4; jets: Pythia 8 + FastJet)")
-    bn.add_argument("checkpoint", help="a showers or jets checkpoint (best.pt); its kind picks the benchmark")
+                        "(showers: GFlash, Geant4; jets: Pythia 8 + FastJet; events: Pythia 8 + detector)")
+    bn.add_argument("checkpoint", help="a showers, jets or events checkpoint (best.pt); its kind picks the benchmark")
     bn.add_argument("-o", "--output", required=True, help="folder for bench.json and bench.png")
-    bn.add_argument("--batch-sizes", type=_ints, help="default 1,10,100,1000,10000 (jets: 1,100,1000)")
+    bn.add_argument("--batch-sizes", type=_ints, help="default 1,10,100,1000,10000 (jets: 1,100,1000; events: "
+                    "1,128,1024)")
     bn.add_argument("--threads", type=_ints, help="CPU thread counts (default: 1 and all cores)")
     bn.add_argument("--device", type=_names, help="cpu,cuda (default: cpu, plus cuda when available)")
-    bn.add_argument("--paths", type=_names, default=["fp32", "int8"],
+    bn.add_argument("--paths", type=_names, default=None,
                     help="sampling paths: fp32,bf16,fp16,int8,compile,compile-bf16,ort,ort-int8 (jets: fp32,int8,ort,"
-                         "ort-int8; default fp32,int8)")
+                         "ort-int8; default fp32,int8; events: fp32,channels_last,bf16,compile,bf16-compile, "
+                         "default fp32,bf16)")
     bn.add_argument("--fidelity", type=int, default=0, metavar="N",
                     help="also compare each path's samples with reference samples (N per path; 0: skip)")
     bn.add_argument("--real", help="reference showers for --fidelity (default: the reference simulator); "
@@ -1032,7 +1055,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "fidelity part; jets: every speed point and the fidelity part)")
     bn.add_argument("--n-pythia", dest="pythia_n", type=int, default=200, metavar="N",
                     help="jets: Pythia 8 + FastJet jets per jet type timed for the speed-up (needs hepgen[jets]; "
-                         "0: skip; default 200)")
+                         "0: skip; default 200); events: Pythia 8 + detector images (pile-up images at the "
+                         "checkpoint's mu, else signal events) in the differenced runs")
     bn.add_argument("--n-simulator", dest="simulator_n", type=int, default=1000,
                     help="showers simulated to time the simulator")
     bn.add_argument("--simulator-n", dest="simulator_n", type=int, help=argparse.SUPPRESS)  # the old spelling
