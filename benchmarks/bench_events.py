@@ -839,14 +839,15 @@ def overlay(args):
         o_r.append(_per_event(hard.images + te.images, hard.eta_max))
         o_t.append(_per_event(te.images, te.eta_max))
         for ck, gen in gens.items():
-            fake = gen.sample_like(te, seed=chunk_seed(args.seed, start))
+            fake = gen.sample_like(te, seed=chunk_seed(args.seed, start), path=args.path)
             o_f[ck].append(_per_event(fake.images, fake.eta_max))
             o_g[ck].append(_per_event(hard.images + fake.images, hard.eta_max))
         del hard, te
     o0, o_r, o_t = _concat(o0), _concat(o_r), _concat(o_t)
     n_chunks = -(-n // args.chunk)
     print(f"mu={args.mu[0]}: {n} hard events from {args.hard}, {n} Pythia pile-up images from {args.pileup_test} "
-          f"({n_chunks} chunk{'s' if n_chunks > 1 else ''} of <= {args.chunk} events; observables and sampling "
+          f"({n_chunks} chunk{'s' if n_chunks > 1 else ''} of <= {args.chunk} events; sampling path {args.path}; "
+          f"observables and sampling "
           f"{time.perf_counter() - t0:.0f} s)")
     res, o_gen = {}, {}
     for ck in gens:
@@ -877,7 +878,8 @@ def overlay(args):
     out = Path(args.workdir) / f"overlay_mu{args.mu[0]}{args.tag}.json"
     with atomic_path(out) as tmp:
         Path(tmp).write_text(json.dumps({"hard": args.hard, "pileup_test": args.pileup_test, "n": n, "seed": args.seed,
-                                         "chunk": args.chunk, "results": res, "chosen": chosen}, indent=1))
+                                         "chunk": args.chunk, "path": args.path, "results": res, "chosen": chosen},
+                                        indent=1))
     print(f"  written {out}")
 
 
@@ -1096,6 +1098,8 @@ def main():
     ap.add_argument("--checkpoints", type=lambda t: t.split(","), default=[],
                     help="overlay, pixels: pile-up generator checkpoints; figure3: event generators; comma-separated")
     ap.add_argument("--target", type=float, default=5.0, help="overlay: target on the shift difference, %%")
+    ap.add_argument("--path", default="fp32", help="overlay: the generators' sampling path (fp32, channels_last, bf16, "
+                    "compile, bf16-compile; hepgen.domains.events.inference)")
     ap.add_argument("--seed", type=int, default=7, help="overlay: sampling seed of the generators")
     ap.add_argument("--train-seed", type=int, default=0,
                     help="interpolation, pileup: seed of the weights, the batches and the selection samples (default 0)")

@@ -65,7 +65,7 @@ def test_bench_overlay_matches_overlay_shift(tmp_path):
     gen.save(tmp_path / "g.pt")
     args = argparse.Namespace(hard=str(tmp_path / "hard.h5"), pileup_test=str(tmp_path / "pu.h5"), n_hard=0, mu=[20],
                               checkpoints=[str(tmp_path / "g.pt")], seed=7, target=5.0, figures=True,
-                              workdir=str(tmp_path), tag="_t", chunk=2048,
+                              workdir=str(tmp_path), tag="_t", chunk=2048, path="fp32",
                               select_members=False)
     bench.overlay(args)
     got = json.loads((tmp_path / "overlay_mu20_t.json").read_text())
@@ -78,6 +78,17 @@ def test_bench_overlay_matches_overlay_shift(tmp_path):
     for k in want:
         assert res[k] == pytest.approx(want[k], rel=1e-9)
     assert (tmp_path / "overlay_mu20_g_t.png").stat().st_size > 1000
+    # --path: the generators sample on that path (bf16 images differ from fp32's, the Pythia side does not)
+    args.path, args.tag = "bf16", "_b"
+    bench.overlay(args)
+    got_b = json.loads((tmp_path / "overlay_mu20_b.json").read_text())
+    fake_b = DOMAIN.from_payload(load_checkpoint(tmp_path / "g.pt"), "g.pt").sample_like(te.subset(slice(0, 10)), seed=7,
+                                                                                          path="bf16")
+    assert not np.array_equal(fake_b.images, fake.images) and got_b["path"] == "bf16"
+    want_b = overlay_shift(hard, te.subset(slice(0, 10)), fake_b)
+    for k in want_b:
+        assert got_b["results"][str(tmp_path / "g.pt")][k] == pytest.approx(want_b[k], rel=1e-9)
+    args.path = "fp32"
     args.mu = [50]
     with pytest.raises(ValueError, match=r"pu.h5 has mu \[20.0\], expected \[50\]"):
         bench.overlay(args)
@@ -101,7 +112,7 @@ def test_bench_overlay_joins_comma_separated_files(tmp_path):
     args = argparse.Namespace(hard=f"{tmp_path / 'h1.h5'},{tmp_path / 'h2.h5'}",
                               pileup_test=f"{tmp_path / 'p1.h5'}, {tmp_path / 'p2.h5'}", n_hard=0, mu=[20],
                               checkpoints=[str(tmp_path / "g.pt")], seed=7, target=5.0, figures=False,
-                              workdir=str(tmp_path), tag="_j", chunk=2048,
+                              workdir=str(tmp_path), tag="_j", chunk=2048, path="fp32",
                               select_members=False)
     bench.overlay(args)
     got = json.loads((tmp_path / "overlay_mu20_j.json").read_text())
@@ -529,7 +540,7 @@ def test_bench_overlay_select_members_scores_are_the_shift_differences(tmp_path,
         g.save(cks[-1])
     args = argparse.Namespace(hard=str(tmp_path / "hard.h5"), pileup_test=str(tmp_path / "pu.h5"), n_hard=0, mu=[20],
                               checkpoints=cks, seed=7, target=5.0, figures=False, workdir=str(tmp_path), tag="_s",
-                              chunk=2048, select_members=True)
+                              chunk=2048, select_members=True, path="fp32")
     bench.overlay(args)
     out = capsys.readouterr().out
     keys = ("n_jets", "summed_mass")

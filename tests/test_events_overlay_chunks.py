@@ -96,7 +96,7 @@ def test_bench_overlay_in_chunks_equals_overlay_shift_on_the_whole(tmp_path, mon
     args = argparse.Namespace(hard=f"{tmp_path / 'h1.h5'},{tmp_path / 'h2.h5'}",
                               pileup_test=",".join(str(tmp_path / f"p{i}.h5") for i in (1, 2, 3)), n_hard=0, mu=[20],
                               checkpoints=[ck], seed=7, target=5.0, figures=False, workdir=str(tmp_path), tag="_c3",
-                              chunk=3, select_members=False)  # 3 does not divide the 10 events: chunks 3, 3, 3, 1
+                              chunk=3, select_members=False, path="fp32")  # 3 does not divide the 10 events: chunks 3, 3, 3, 1
     bench.overlay(args)
     got = json.loads((tmp_path / "overlay_mu20_c3.json").read_text())
     assert got["n"] == 10 and got["chunk"] == 3
