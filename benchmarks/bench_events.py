@@ -35,13 +35,13 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from hepgen._io import atomic_path
+from hepgen.bench_events import path_modules
 from hepgen.checkpoint import load_checkpoint
 from hepgen.config import TrainConfig
 from hepgen.data.events import EventImages, event_file_header, read_events
 from hepgen.domains.events import DOMAIN, EventEnsemble, overlay_shift
 from hepgen.domains.events.ensemble import select_members
 from hepgen.domains.events.evaluate import evaluate_events, overlay_shift_observables
-from hepgen.domains.events.inference import prepare_event_path
 from hepgen.domains.events.report import figures, write_event_report
 from hepgen.metrics.event_jets import OBSERVABLES, SELECTION_OBSERVABLES, event_observables, ks_selection_score
 from hepgen.models.dcgan import symmetry_augment
@@ -319,19 +319,15 @@ def speed(args):
 
     def inference_mode(bs):  # fp32 under torch.inference_mode instead of no_grad
         with torch.inference_mode():
-            return gen.sample(cond, seed=1, batch_size=bs, path="fp32", module=modules["fp32"])
+            return gen.sample(cond, seed=1, batch_size=bs, path="fp32", **modules["fp32"])
 
-    mixture = not hasattr(gen, "sampler")  # an EventEnsemble: each member prepares its path per call
-    if mixture and any("compile" in p for p in args.paths):
-        raise ValueError(f"speed --paths: an ensemble checkpoint ({args.checkpoint}) samples through its members, "
-                         f"which compile per call; expected paths without compile, found {args.paths}")
+    mixture = not hasattr(gen, "sampler")  # an EventEnsemble: no single network for the two baselines
+    modules = path_modules(gen, sorted({"fp32", *args.paths}))  # compiled once per shape
     paths = ([] if mixture else ["numpy-inverse", "inference_mode"]) + list(args.paths)
     if getattr(gen, "calibration", None) is not None:  # hepgen calibrate: every path maps pixels; fp32 without too
         paths.append("fp32-uncalibrated")
         what += " with its pixel calibration"
     rows = {}
-    modules = ({p: None for p in {"fp32", *args.paths}} if mixture else  # compiled once per shape:
-               {p: prepare_event_path(gen.sampler(), p) for p in {"fp32", *args.paths}})
     for nt in args.thread_list:
         torch.set_num_threads(nt)
         calls = {}
@@ -343,10 +339,9 @@ def speed(args):
                     calls[(p, bs)] = lambda bs=bs: inference_mode(bs)
                 elif p == "fp32-uncalibrated":
                     calls[(p, bs)] = lambda bs=bs: gen.sample(cond, seed=1, batch_size=bs, path="fp32", calibrated=False,
-                                                              **({} if mixture else {"module": modules["fp32"]}))
+                                                              **modules["fp32"])
                 else:
-                    calls[(p, bs)] = lambda bs=bs, p=p: gen.sample(cond, seed=1, batch_size=bs, path=p,
-                                                                   **({} if mixture else {"module": modules[p]}))
+                    calls[(p, bs)] = lambda bs=bs, p=p: gen.sample(cond, seed=1, batch_size=bs, path=p, **modules[p])
                 w0, c0 = _clock()
                 calls[(p, bs)]()  # warm-up (compiles the compiled paths for this batch shape)
                 w1, _ = _clock()

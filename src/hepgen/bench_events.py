@@ -38,8 +38,8 @@ from hepgen.bench import time_calls
 from hepgen.domains.events.inference import EVENT_SAMPLING_PATHS, prepare_event_path
 from hepgen.simulate.events import EventGenConfig, generate_events
 
-__all__ = ["DEFAULT_EVENT_BATCH_SIZES", "EVENT_BENCH_SCHEMA", "format_event_table", "plot_event_bench",
-           "run_event_bench", "simulator_cost"]
+__all__ = ["DEFAULT_EVENT_BATCH_SIZES", "EVENT_BENCH_SCHEMA", "format_event_table", "path_modules",
+           "plot_event_bench", "run_event_bench", "simulator_cost"]
 
 EVENT_BENCH_SCHEMA = "hepgen.bench_events/1"
 DEFAULT_EVENT_BATCH_SIZES = (1, 128, 1024)
@@ -75,6 +75,25 @@ def simulator_cost(condition: Sequence[float], n: int, seed: int = 0, config: Ev
             "wall_s_per_image": (runs[1]["seconds"] - runs[0]["seconds"]) / n}
 
 
+def path_modules(generator, paths: Sequence[str]) -> dict[str, dict]:
+    """Per sampling path, the keyword arguments of ``generator.sample`` that reuse one prepared
+    module across calls: ``{"module": prepare_event_path(generator.sampler(), path)}`` for a single
+    generator (a compiled path compiles once per batch shape); ``{}`` for an ensemble, whose members
+    prepare their path per call, so that compiled paths are refused for it (they would compile on
+    every call).
+
+    >>> class Mixture: pass   # no sampler(): an ensemble
+    >>> path_modules(Mixture(), ["fp32", "bf16"])
+    {'fp32': {}, 'bf16': {}}
+    """
+    if not hasattr(generator, "sampler"):
+        if any("compile" in p for p in paths):
+            raise ValueError(f"sampling paths: an ensemble checkpoint samples through its members, which would "
+                             f"compile per call; expected paths without compile, found {list(paths)}")
+        return {p: {} for p in paths}
+    return {p: {"module": prepare_event_path(generator.sampler(), p)} for p in paths}
+
+
 def _condition(generator) -> list[float]:
     """The generator's first training condition point ``[m_gluino, m_neutralino, mu]``."""
     points = (generator.meta or {}).get("condition_points") or [[1400.0, 400.0, 0.0]]
@@ -105,26 +124,22 @@ def run_event_bench(generator, batch_sizes: Sequence[int] = DEFAULT_EVENT_BATCH_
     if unknown:
         raise ValueError(f"hepgen bench --paths: expected paths among {EVENT_SAMPLING_PATHS} for an events "
                          f"checkpoint, found {unknown}")
-    mixture = not hasattr(generator, "sampler")
-    if mixture and any("compile" in p for p in paths):
-        raise ValueError(f"hepgen bench --paths: an ensemble checkpoint samples through its members, which would "
-                         f"compile per call; expected paths without compile, found {list(paths)}")
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"hepgen bench --batch-sizes: expected positive batch sizes, found {list(batch_sizes)}")
     threads = list(threads or sorted({1, os.cpu_count() or 1}))
     cond = [float(v) for v in (condition if condition is not None else _condition(generator))]
     load0 = list(os.getloadavg())
     before = torch.get_num_threads()
+    modules = path_modules(generator, paths)
     sim = simulator_cost(cond, simulator_n, seed=seed) if simulator_n > 0 else None
     points = []
     try:
         for nt in threads:
             torch.set_num_threads(nt)
             for path in paths:
-                module = None if mixture else prepare_event_path(generator.sampler(), path)
                 for bs in batch_sizes:
                     c = np.tile(np.asarray(cond, np.float32), (bs, 1))
-                    kw = {} if mixture else {"module": module}
+                    kw = modules[path]
 
                     def call(c=c, bs=bs, kw=kw, path=path):
                         return generator.sample(c, seed=seed, batch_size=bs, path=path, **kw)

@@ -113,14 +113,15 @@ class EventEnsemble:
             if idx.size:
                 images[idx] = m.sample(conditions[idx], seed=int(seed) + _MEMBER_SEED_STRIDE * (k + 1),
                                        batch_size=batch_size, path=path).images
-        if calibrated and self.calibration is not None:
-            images = self.calibration(images)
+        cal = self.calibration if calibrated else None
+        if cal is not None:
+            images = cal(images)
         families = ",".join(self.model.hparams["members"])
         attrs = {"generator": f"hepgen ensemble of {len(self.members)} ({families})",
                  "eta_max": float(self.meta.get("eta_max", 2.5)), "seed": int(seed)}
         if path != "fp32":
             attrs["sampling_path"] = path
-        if calibrated and self.calibration is not None:
+        if cal is not None:
             attrs["calibration"] = "pixel quantile map"
         return EventImages(images, conditions, None, np.full(len(images), PROCESSES.index("generated"), np.int8),
                            attrs)

@@ -81,13 +81,14 @@ class EventGenerator:
                 # the noise of model.sample: one draw per batch from the re-seeded generator
                 z = torch.randn(len(ci), self.model.noise_dim, generator=g.manual_seed(int(seed) + i)).to(dev)
                 images[i:i + batch_size] = module(ci, z).cpu().numpy()
-        if calibrated and self.calibration is not None:
-            images = self.calibration(images)
+        cal = self.calibration if calibrated else None
+        if cal is not None:
+            images = cal(images)
         attrs = {"generator": f"hepgen {self.model.family}", "eta_max": float(self.meta.get("eta_max", 2.5)),
                  "seed": int(seed)}
         if path != "fp32":
             attrs["sampling_path"] = path
-        if calibrated and self.calibration is not None:
+        if cal is not None:
             attrs["calibration"] = "pixel quantile map"
         return EventImages(images, conditions, None, np.full(len(images), PROCESSES.index("generated"), np.int8),
                            attrs)
