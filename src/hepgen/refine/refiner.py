@@ -316,7 +316,8 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
                            fill_silent=bool(architecture.get("fill_silent", False)),
                            trigger_vem=architecture.get("trigger_vem"),
                            fill_random=bool(architecture.get("fill_random", False)),
-                           trigger_curriculum=architecture.get("trigger_curriculum"))
+                           trigger_curriculum=architecture.get("trigger_curriculum"),
+                           shot_noise=bool(architecture.get("shot_noise", False)))
     if model.n_features != d:
         raise ValueError(f"architecture: expected {model.n_features} features for grid {architecture['grid']} × "
                          f"n_t {architecture['n_t']}, found {d}")
@@ -334,6 +335,8 @@ def _architecture_of(model) -> dict | None:
             arch["fill_random"] = True
         if model.trigger_curriculum is not None:
             arch["trigger_curriculum"] = model.trigger_curriculum
+        if model.shot_noise:
+            arch["shot_noise"] = True
         return arch
     return None
 

@@ -21,6 +21,19 @@ normalised trace, ``log(1 + I)``, the event labels and its neighbourhood: a 2-D 
 over the ``n_x × n_y`` map of ``log(1 + I)`` and the trigger flags (distance to the core is
 otherwise unknown to a single station).
 
+With ``shot_noise=True`` the time-shape convolution no longer sees the noise (``Δu`` is the
+mean correction) and the stochastic part of the shape becomes **shot noise**: a signal made of
+quanta of size ``q`` (a muon ≈ 1 VEM, an EM particle ≪ 1 VEM) fluctuates with variance ``q · m``
+per bin, ``m`` the mean signal, so
+
+    S'(t) = g · [m(t) + Σ_j k_j √(q · m(t − j)) ε'(t − j)] + σ · ε(t),   m = S + I⁺ Δu,
+
+with ``q = 4 VEM · sigmoid(·)`` a head of the per-station network (starting at ≈ 0.01 VEM) and
+``k`` a causal kernel of 5 taps shared by all stations (``Σ k² = 1``: the pulse's light decay
+correlates neighbouring bins), ``ε'`` the noise sequence rolled by a quarter of the trace.  Where
+there is no signal (the trace's tail) nothing is added; the free noise-fed convolution put
+signal-proportional structure there (docs/refine.md).
+
 By default untriggered stations (all-zero traces) stay zero.  With ``fill_silent=True`` the
 refiner acts on the whole footprint, as the study's refiner does: a silent station within two
 grid steps of a triggered one may receive an additive pulse
@@ -81,6 +94,12 @@ _CTX = 16  # channels of the footprint context of the refiner
 _SIGMA_MAX = 0.5  # VEM per bin: the largest noise amplitude the refiner may add
 _FILM = 8  # conditioning channels of the time-shape convolution
 _CRITIC_CONV = 24  # channels of the critic's convolutions over the footprint (cost: double backward of the GP)
+#: shot noise: the largest quantum (VEM) the refiner may give a station's signal, and the
+#: starting pre-activation of its head (q = _SHOT_QMAX sigmoid(−6) ≈ 0.01 VEM: far below the
+#: EM quanta of the toy, so the refiner starts as the identity in distribution)
+_SHOT_QMAX = 4.0
+_SHOT_INIT = -6.0
+_SHOT_TAPS = 5  # causal taps of the learned pulse-correlation kernel of the shot noise
 _FILL_REACH = 2  # a silent station may be turned on within this many grid steps (Chebyshev) of a triggered one
 _FILL_INIT = -2.5  # starting pre-activation of a silent station's amplitude: A = T softplus(-2.5) ≈ 0.08 T
 #: the amplitude head's output is multiplied by this: A must travel from ≈ 0 to the threshold
@@ -165,8 +184,12 @@ class StationRefiner(nn.Module):
                  stochastic: bool = True, noise_init: float = 1e-2, max_log_gain: float = 0.7,
                  fixed_noise: float | None = None, fill_silent: bool = False,
                  trigger_vem: float | None = None, fill_random: bool = False,
-                 trigger_curriculum: float | None = None) -> None:
+                 trigger_curriculum: float | None = None, shot_noise: bool = False) -> None:
         super().__init__()
+        if shot_noise and not stochastic:
+            raise ValueError("shot_noise: needs the stochastic refiner (it adds noise)")
+        #: the shape correction is deterministic and the stochastic part is shot noise (docstring)
+        self.shot_noise = bool(shot_noise)
         if fill_random and not fill_silent:
             raise ValueError("fill_random: needs fill_silent (the amplitude of silent stations)")
         if trigger_curriculum is not None and not (0 < trigger_curriculum <= 1 and trigger_vem):
@@ -197,13 +220,21 @@ class StationRefiner(nn.Module):
                                  nn.Linear(hidden, hidden), nn.SiLU())
         self.gain = nn.Linear(hidden, 1)
         self.film = nn.Linear(hidden, _FILM)
-        n_in = 1 + _FILM + (1 if self.stochastic else 0)  # normalised trace, conditioning, noise
+        # normalised trace, conditioning, noise (not with shot noise: the shape correction is then the mean one)
+        n_in = 1 + _FILM + (1 if self.stochastic and not self.shot_noise else 0)
         self.shape = nn.Sequential(nn.Conv1d(n_in, 16, 5, padding=2), nn.SiLU(), nn.Conv1d(16, 1, 5, padding=2))
         # a dense head over the time bins too: shortening a pulse (rise time) is not shift invariant
         self.shape_dense = nn.Linear(hidden, self.n_t)
         for layer in (self.gain, self.shape[-1], self.shape_dense):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        if self.shot_noise:
+            # per-station quantum q = _SHOT_QMAX sigmoid(head) (VEM) and a causal kernel shared by all
+            # stations (softmax weights, scaled to unit L2 norm so that it keeps the variance)
+            self.shot = nn.Linear(hidden, 1)
+            nn.init.zeros_(self.shot.weight)
+            nn.init.constant_(self.shot.bias, _SHOT_INIT)
+            self.shot_kernel = nn.Parameter(torch.zeros(_SHOT_TAPS))
         if self.fill_silent:
             self.fill_amp = nn.Linear(hidden, 1)
             nn.init.zeros_(self.fill_amp.weight)
@@ -237,9 +268,10 @@ class StationRefiner(nn.Module):
     def fast_parameters(self) -> list:
         """Parameters trained at the faster noise learning rate: the amplitude of silent stations
         (which must travel from ≈ 0 to the threshold within a few hundred steps)."""
+        fast = list(self.shot.parameters()) if self.shot_noise else []
         if not self.fill_silent:
-            return []
-        return list(self.fill_amp.parameters()) + (list(self.fill_spread.parameters()) if self.fill_random else [])
+            return fast
+        return fast + list(self.fill_amp.parameters()) + (list(self.fill_spread.parameters()) if self.fill_random else [])
 
     def set_progress(self, fraction: float) -> None:
         """Training schedule (called by ``train_refiner`` with the fraction of training done): with
@@ -298,9 +330,13 @@ class StationRefiner(nn.Module):
             eps = None
             if self.stochastic:
                 eps = eps_all[ev, st] if eps_all is not None else torch.zeros_like(u)
-                z.append(eps[:, None, :])
+                if not self.shot_noise:
+                    z.append(eps[:, None, :])
             du = self.shape(torch.cat(z, dim=1))[:, 0, :] + self.shape_dense(h)
-            new = gain * (s[ev, st] + ipos[ev, st, None] * du)
+            mean = s[ev, st] + ipos[ev, st, None] * du
+            if self.shot_noise and eps_all is not None:
+                mean = mean + self.shot_fluctuation(mean, h, torch.roll(eps, self.n_t // 4, dims=-1))
+            new = gain * mean
             if eps_all is not None:
                 new = new + sigma * eps
             out = out.index_put((ev, st), new)
@@ -319,6 +355,27 @@ class StationRefiner(nn.Module):
             return res
         # untriggered stations: exactly their input (zeros), not a round trip through sinh
         return torch.where(live[..., None].expand(-1, -1, self.n_t).reshape(n, -1), res, x)
+
+    def shot_quantum(self, h: torch.Tensor) -> torch.Tensor:
+        """``(M, 1)`` VEM: the quantum ``q`` of the shot noise of each station (``h`` its embedding)."""
+        return _SHOT_QMAX * torch.sigmoid(self.shot(h))
+
+    def shot_kernel_weights(self) -> torch.Tensor:
+        """``(_SHOT_TAPS,)``: the causal kernel of the shot noise, ``k_0`` at lag 0, ``Σ k² = 1``."""
+        k = torch.softmax(self.shot_kernel, 0)
+        return k / k.norm()
+
+    def shot_fluctuation(self, mean: torch.Tensor, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """``(M, n_t)`` VEM: zero-mean shot noise ``Σ_j k_j √(q m(t − j)) ε(t − j)`` of the corrected mean
+        trace ``m = max(mean, 0)`` (VEM per bin).  A signal made of quanta of size ``q`` (a muon
+        ≈ 1 VEM, an EM particle ≪ 1) fluctuates with variance ``q m`` per bin; ``k`` spreads each
+        fluctuation over the following bins as the tank's light decay does.  With ``Σ k² = 1`` the
+        variance of bin ``t`` is ``q Σ_j k_j² m(t − j)``, which is ``q m`` on a slowly varying trace;
+        no signal (the trace's tail), no fluctuation."""
+        amp = torch.sqrt(self.shot_quantum(h) * mean.clamp(min=0.0) + 1e-6) * eps  # 1e-6: a bounded gradient at m = 0
+        k = self.shot_kernel_weights()
+        padded = nn.functional.pad(amp[:, None, :], (_SHOT_TAPS - 1, 0))
+        return nn.functional.conv1d(padded, k.flip(0).view(1, 1, -1))[:, 0, :]
 
     def _core_distance(self, weights: torch.Tensor) -> torch.Tensor:
         return core_distance(weights, self.grid)
