@@ -58,7 +58,8 @@ def critic_w(checkpoint, pairs: dict, batch: int = 500) -> dict:
     critic = StationCritic(hp["n_labels"], arch["grid"], arch["n_t"], arch["scale"], hp["critic_hidden"],
                            float(state.get("critic_min_vem", 0.0)), all_stations=bool(arch.get("fill_silent", False)),
                            dropout=float(arch.get("critic_dropout", 0.0)),
-                           core_distance=bool(arch.get("critic_core_distance", False)))
+                           core_distance=bool(arch.get("critic_core_distance", False)),
+                           total_signal=bool(arch.get("critic_total", False)))
     critic.load_state_dict(payload["trainer"]["critic"])
     critic.eval()
     ad = get_adapter("traces")

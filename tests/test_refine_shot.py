@@ -100,3 +100,28 @@ def test_shot_noise_option_and_cli(tmp_path):
     model, payload = load_refiner(tmp_path / "run" / "refiner.pt")
     assert payload["preprocessing"]["shot_noise"] is True and model.shot_noise
     assert np.isfinite(payload["meta"]["history"]["critic_w"][0])
+
+
+def test_critic_total_signal_input_is_log_total_over_three(tmp_path):
+    """``critic_total``: the head's input ends with log(1 + Σ_stations Σ_t S)/3 (hand: stations of
+    2 and 5 VEM per bin over 16 bins, the rest silent: log(1 + 112)/3), after the labels; the
+    option reaches the critic of `hepgen refine train --critic-total`."""
+    from hepgen.refine.stations import StationCritic
+
+    c = StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8, total_signal=True)
+    s = np.zeros((1, 9, N_T), np.float32)
+    s[0, 0], s[0, 4] = 2.0, 5.0
+    z = torch.cat([torch.from_numpy(np.arcsinh(s / 0.1).reshape(1, -1)), torch.tensor([[0.3, -0.7]])], 1)
+    seen = {}
+    c.head[0].register_forward_hook(lambda mod, inp, out: seen.update(x=inp[0].detach()))
+    c(z)
+    np.testing.assert_allclose(seen["x"][0, -3:].numpy(), [0.3, -0.7, np.log(113.0) / 3], rtol=1e-5)
+    assert c.head[0].in_features == StationCritic(2, (3, 3), N_T, hidden=8).head[0].in_features + 1
+    for name, seed in (("sim", 1), ("data", 2)):
+        write_traces(tmp_path / f"{name}.h5", simulate_auger(12, name, seed=seed))
+    assert main(["refine", "train", str(tmp_path / "sim.h5"), str(tmp_path / "data.h5"), "-o", str(tmp_path / "run"),
+                 "--epochs", "1", "--hidden", "8", "--critic-hidden", "8", "--batch-size", "8", "-q",
+                 "--critic-warmup", "1", "--critic-total"]) == 0
+    _, payload = load_refiner(tmp_path / "run" / "refiner.pt")
+    assert payload["preprocessing"]["critic_total"] is True
+    assert payload["trainer"]["critic"]["head.0.weight"].shape[1] == c.head[0].in_features

@@ -316,7 +316,8 @@ class TraceAdapter:
         if "trigger_vem" in state:
             arch.update(trigger_vem=state["trigger_vem"], fill_silent=bool(state.get("fill_silent", False)))
         # options of issue #17's third round: only when set (checkpoints of before keep their hparams)
-        for key in ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise"):
+        for key in ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise",
+                    "critic_total"):
             if state.get(key):
                 arch[key] = state[key]
         return arch

@@ -435,7 +435,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                                config.critic_hidden, architecture.get("critic_min_vem", 0.0),
                                all_stations=bool(architecture.get("fill_silent", False)),
                                dropout=float(architecture.get("critic_dropout", 0.0)),
-                               core_distance=bool(architecture.get("critic_core_distance", False)))
+                               core_distance=bool(architecture.get("critic_core_distance", False)),
+                               total_signal=bool(architecture.get("critic_total", False)))
     elif model.n_groups > 1:
         critic = GroupCritic(d, n_lab_c, model.group_size, config.critic_hidden)
     elif config.critic_sums:

@@ -409,8 +409,11 @@ class StationCritic(nn.Module):
 
     def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
                  min_signal: float = 0.0, all_stations: bool = False, dropout: float = 0.0,
-                 core_distance: bool = False) -> None:
+                 core_distance: bool = False, total_signal: bool = False) -> None:
         super().__init__()
+        # total_signal: the head also sees the event's log(1 + Σ I) (all stations, VEM) beside the
+        # labels: the size of the footprint at a given energy and zenith, which the gains set
+        self.total_signal = bool(total_signal)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout: expected a number in [0, 1), found {dropout!r}")
         # dropout after each layer of the station network and of the head (a regulariser against
@@ -436,7 +439,7 @@ class StationCritic(nn.Module):
         k = min(hidden, _CRITIC_CONV)
         self.conv = nn.Sequential(nn.Conv2d(hidden, k, 3, padding=1), nn.LeakyReLU(0.2),
                                   nn.Conv2d(k, k, 3, padding=1), nn.LeakyReLU(0.2))
-        self.head = nn.Sequential(nn.Linear(2 * k + n_labels, hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
+        self.head = nn.Sequential(nn.Linear(2 * k + n_labels + int(self.total_signal), hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
@@ -468,4 +471,7 @@ class StationCritic(nn.Module):
         h = h0[:, None, :].expand(n, g, -1).reshape(n * g, -1).index_put((ev * g + st,), hl)
         h = h.view(n, g, h0.shape[1]).transpose(1, 2).reshape(n, -1, *self.grid)
         h = self.conv(h).flatten(2)
-        return self.head(torch.cat([h.mean(-1), h.amax(-1), y], dim=1)).squeeze(1)
+        pooled = [h.mean(-1), h.amax(-1), y]
+        if self.total_signal:
+            pooled.append(torch.log1p((self.scale * torch.sinh(x)).sum((1, 2)).clamp(min=0))[:, None] / 3.0)
+        return self.head(torch.cat(pooled, dim=1)).squeeze(1)
