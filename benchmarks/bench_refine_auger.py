@@ -84,6 +84,8 @@ def main() -> None:
                    help="the grid critic's station network also sees the distance to the core estimate")
     p.add_argument("--critic-total", action="store_true",
                    help="the grid critic's head also sees the event's log(1 + total signal)")
+    p.add_argument("--shape-envelope", action="store_true",
+                   help="the time-shape correction is bounded by the pulse's envelope")
     p.add_argument("--shot-noise", action="store_true",
                    help="deterministic time-shape correction; the stochastic part is shot noise of a learned quantum")
     p.add_argument("--fresh-per-epoch", action="store_true",
@@ -110,7 +112,8 @@ def main() -> None:
     trigger = a.trigger_vem if a.trigger_vem is not None else (AugerToyConfig().trigger_vem if a.fill_silent else None)
     for key, val in (("fill_random", a.fill_random), ("trigger_curriculum", a.trigger_curriculum),
                      ("critic_dropout", a.critic_dropout), ("critic_core_distance", a.critic_core_distance),
-                     ("shot_noise", a.shot_noise), ("critic_total", a.critic_total)):
+                     ("shot_noise", a.shot_noise), ("critic_total", a.critic_total),
+                     ("shape_envelope", a.shape_envelope)):
         if val:
             options[key] = val
     if trigger is not None:

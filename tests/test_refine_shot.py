@@ -125,3 +125,34 @@ def test_critic_total_signal_input_is_log_total_over_three(tmp_path):
     _, payload = load_refiner(tmp_path / "run" / "refiner.pt")
     assert payload["preprocessing"]["critic_total"] is True
     assert payload["trainer"]["critic"]["head.0.weight"].shape[1] == c.head[0].in_features
+
+
+def test_shape_envelope_bounds_the_correction_to_the_pulse(tmp_path):
+    """``shape_envelope``: with the shape heads pushed far from zero (dense bias ±50 per bin), the
+    change of each bin is at most I⁺ · env(t) (env: mean |u| over ±3 bins, hand-computed in
+    numpy) and exactly zero where env is zero: a 10 VEM pulse in bins 0–5 of a 3 × 3 station
+    grid leaves bins ≥ 9 untouched.  The free correction (no envelope) does change them."""
+    n_t = 16
+    s = np.zeros((2, 9, n_t), np.float32)
+    s[:, :, :6] = 10.0 / 6.0
+    x = torch.from_numpy(np.arcsinh(s / 0.1).reshape(2, -1))
+    y = torch.zeros(2, 0)
+    sign = torch.tensor([50.0, -50.0] * (n_t // 2))
+    outs = {}
+    for env in (True, False):
+        r = StationRefiner(0, grid=(3, 3), n_t=n_t, hidden=8, stochastic=False, shape_envelope=env)
+        with torch.no_grad():
+            r.shape_dense.bias.copy_(sign)
+            outs[env] = (0.1 * torch.sinh(r(x, y))).reshape(2, 9, n_t).numpy()
+    u = s[0, 0] / 10.0
+    env = np.array([np.abs(u[max(t - 3, 0):t + 4]).mean() for t in range(n_t)])
+    change = np.abs(outs[True][0, 0] - s[0, 0])
+    assert np.all(change <= 10.0 * env + 1e-4)
+    assert np.all(change[9:] < 1e-5) and change[:9].max() > 0.1
+    assert np.abs(outs[False][0, 0, 9:]).max() > 1.0
+    r = StationRefiner(0, grid=(3, 3), n_t=n_t, hidden=8, shape_envelope=True)
+    save_refiner(tmp_path / "e.pt", r, kind="traces")
+    assert load_refiner(tmp_path / "e.pt")[0].shape_envelope
+    sim = simulate_auger(4, "sim", seed=1)
+    ad = TraceAdapter()
+    assert ad.architecture(set_adapter_options(ad.fit(sim), {"shape_envelope": True}))["shape_envelope"] is True

@@ -317,7 +317,7 @@ class TraceAdapter:
             arch.update(trigger_vem=state["trigger_vem"], fill_silent=bool(state.get("fill_silent", False)))
         # options of issue #17's third round: only when set (checkpoints of before keep their hparams)
         for key in ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise",
-                    "critic_total"):
+                    "critic_total", "shape_envelope"):
             if state.get(key):
                 arch[key] = state[key]
         return arch

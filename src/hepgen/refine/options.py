@@ -25,7 +25,9 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
   stochastic part is shot noise of a learned quantum per station, variance ∝ the signal per bin
   (default off; :meth:`hepgen.refine.stations.StationRefiner.shot_fluctuation`);
 * ``critic_total`` (bool): the grid critic's head also sees the event's log(1 + total signal)
-  (default off).
+  (default off);
+* ``shape_envelope`` (bool): the station refiner's time-shape correction is bounded by the
+  pulse's envelope (:meth:`hepgen.refine.stations.StationRefiner.envelope`; default off).
 
 :func:`set_adapter_options` applies such options to a fitted state and refuses options the
 kind does not have (one-line ``ValueError``), so that e.g. ``--critic-min-vem`` on showers
@@ -53,7 +55,8 @@ __all__ = ["ADAPTER_OPTIONS", "baseline_noise_vem", "set_adapter_options"]
 #: adapter-state keys a run may set, per kind of data (the keys of that adapter's ``fit`` state)
 ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {
     "traces": ("critic_min_vem", "noise_vem", "trigger_vem", "fill_silent", "fill_random", "trigger_curriculum",
-               "critic_dropout", "critic_core_distance", "shot_noise", "critic_total"), "showers": ()}
+               "critic_dropout", "critic_core_distance", "shot_noise", "critic_total",
+               "shape_envelope"), "showers": ()}
 
 
 def baseline_noise_vem(sim, data, tail_bins: int = 10) -> dict:
@@ -108,7 +111,8 @@ def set_adapter_options(state: dict, options: dict | None, sim=None, data=None) 
         if key not in allowed:
             raise ValueError(f"refiner option {key!r}: the adapter of kind {kind!r} has no such option "
                              f"(it has {list(allowed)})")
-        if key in ("fill_silent", "fill_random", "critic_core_distance", "shot_noise", "critic_total"):
+        if key in ("fill_silent", "fill_random", "critic_core_distance", "shot_noise", "critic_total",
+                   "shape_envelope"):
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"refiner option {key!r}: expected true or false, found {value!r}")
             state[key] = bool(value)

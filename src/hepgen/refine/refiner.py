@@ -317,7 +317,8 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
                            trigger_vem=architecture.get("trigger_vem"),
                            fill_random=bool(architecture.get("fill_random", False)),
                            trigger_curriculum=architecture.get("trigger_curriculum"),
-                           shot_noise=bool(architecture.get("shot_noise", False)))
+                           shot_noise=bool(architecture.get("shot_noise", False)),
+                           shape_envelope=bool(architecture.get("shape_envelope", False)))
     if model.n_features != d:
         raise ValueError(f"architecture: expected {model.n_features} features for grid {architecture['grid']} × "
                          f"n_t {architecture['n_t']}, found {d}")
@@ -337,6 +338,8 @@ def _architecture_of(model) -> dict | None:
             arch["trigger_curriculum"] = model.trigger_curriculum
         if model.shot_noise:
             arch["shot_noise"] = True
+        if model.shape_envelope:
+            arch["shape_envelope"] = True
         return arch
     return None
 

@@ -34,6 +34,10 @@ correlates neighbouring bins), ``ε'`` the noise sequence rolled by a quarter of
 there is no signal (the trace's tail) nothing is added; the free noise-fed convolution put
 signal-proportional structure there (docs/refine.md).
 
+With ``shape_envelope=True`` the shape correction is bounded by the pulse:
+``Δu ← env(u) · tanh(Δu)``, ``env`` the mean of ``|u|`` over ±3 bins, so that it cannot put
+structure where the trace carries no signal.
+
 By default untriggered stations (all-zero traces) stay zero.  With ``fill_silent=True`` the
 refiner acts on the whole footprint, as the study's refiner does: a silent station within two
 grid steps of a triggered one may receive an additive pulse
@@ -100,6 +104,7 @@ _CRITIC_CONV = 24  # channels of the critic's convolutions over the footprint (c
 _SHOT_QMAX = 4.0
 _SHOT_INIT = -6.0
 _SHOT_TAPS = 5  # causal taps of the learned pulse-correlation kernel of the shot noise
+_ENVELOPE = 3  # half-width (bins) of the pulse envelope that bounds the shape correction (shape_envelope)
 _FILL_REACH = 2  # a silent station may be turned on within this many grid steps (Chebyshev) of a triggered one
 _FILL_INIT = -2.5  # starting pre-activation of a silent station's amplitude: A = T softplus(-2.5) ≈ 0.08 T
 #: the amplitude head's output is multiplied by this: A must travel from ≈ 0 to the threshold
@@ -184,8 +189,11 @@ class StationRefiner(nn.Module):
                  stochastic: bool = True, noise_init: float = 1e-2, max_log_gain: float = 0.7,
                  fixed_noise: float | None = None, fill_silent: bool = False,
                  trigger_vem: float | None = None, fill_random: bool = False,
-                 trigger_curriculum: float | None = None, shot_noise: bool = False) -> None:
+                 trigger_curriculum: float | None = None, shot_noise: bool = False,
+                 shape_envelope: bool = False) -> None:
         super().__init__()
+        #: the time-shape correction is bounded by the pulse's envelope (docstring)
+        self.shape_envelope = bool(shape_envelope)
         if shot_noise and not stochastic:
             raise ValueError("shot_noise: needs the stochastic refiner (it adds noise)")
         #: the shape correction is deterministic and the stochastic part is shot noise (docstring)
@@ -333,6 +341,8 @@ class StationRefiner(nn.Module):
                 if not self.shot_noise:
                     z.append(eps[:, None, :])
             du = self.shape(torch.cat(z, dim=1))[:, 0, :] + self.shape_dense(h)
+            if self.shape_envelope:
+                du = self.envelope(u) * torch.tanh(du)
             mean = s[ev, st] + ipos[ev, st, None] * du
             if self.shot_noise and eps_all is not None:
                 mean = mean + self.shot_fluctuation(mean, h, torch.roll(eps, self.n_t // 4, dims=-1))
@@ -355,6 +365,17 @@ class StationRefiner(nn.Module):
             return res
         # untriggered stations: exactly their input (zeros), not a round trip through sinh
         return torch.where(live[..., None].expand(-1, -1, self.n_t).reshape(n, -1), res, x)
+
+    @staticmethod
+    def envelope(u: torch.Tensor) -> torch.Tensor:
+        """``(M, n_t)``: the pulse's envelope, the mean of ``|u|`` over ``±_ENVELOPE`` bins (``u`` the
+        normalised trace).  With ``shape_envelope`` the shape correction is ``envelope · tanh(Δu)``:
+        it can move, at most double or remove signal near where the pulse is, and add nothing
+        where there is none (the free correction, scaled by the station integral, put
+        signal-proportional structure into the noise-only tails of big stations: docs/refine.md)."""
+        k = 2 * _ENVELOPE + 1
+        return nn.functional.avg_pool1d(u.abs()[:, None, :], k, stride=1, padding=_ENVELOPE,
+                                        count_include_pad=False)[:, 0, :]
 
     def shot_quantum(self, h: torch.Tensor) -> torch.Tensor:
         """``(M, 1)`` VEM: the quantum ``q`` of the shot noise of each station (``h`` its embedding)."""
