@@ -40,7 +40,7 @@ def _set_shot(r, quantum_vem, kernel=None):
 def test_shot_noise_variance_is_quantum_times_signal():
     """q = 1 VEM, lag-0 kernel, constant 5 VEM per bin: added variance per bin q·m = 5 VEM²
     (hand); with q = 0.25 VEM: 1.25 VEM².  Mean unchanged (zero-mean noise).  Measured over
-    20 000 events, tolerance 3 %.  No other noise (fixed_noise 0)."""
+    20 000 events, tolerance 3 %.  No other noise (fixed_noise 0).  The skew of the log-normal below."""
     r = StationRefiner(0, grid=(3, 3), n_t=N_T, hidden=8, fixed_noise=0.0, shot_noise=True)
     x = _constant(20000, 5.0)
     for q, var in ((1.0, 5.0), (0.25, 1.25)):
@@ -48,6 +48,12 @@ def test_shot_noise_variance_is_quantum_times_signal():
         out = 0.1 * np.sinh(refine_arrays(r, x, np.zeros((20000, 0), np.float32), seed=2)).reshape(20000, 9, N_T)
         assert abs(out.var(axis=0).mean() / var - 1) < 0.03
         assert abs(out.mean() - 5.0) < 0.01
+    # log-normal: at q = 1 VEM on 0.5 VEM per bin a² = ln 3, the median is m e^{−a²/2} = 0.5/√3
+    # (hand), below the mean 0.5: spikes upwards, and no bin below zero
+    _set_shot(r, 1.0)
+    out = 0.1 * np.sinh(refine_arrays(r, _constant(20000, 0.5), np.zeros((20000, 0), np.float32), seed=4))
+    assert abs(np.median(out) / (0.5 / np.sqrt(3.0)) - 1) < 0.03 and abs(out.mean() / 0.5 - 1) < 0.02
+    assert out.min() > -1e-3
 
 
 def test_shot_noise_kernel_spreads_fluctuations_and_the_tail_stays_quiet():

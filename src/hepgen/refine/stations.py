@@ -26,7 +26,8 @@ mean correction) and the stochastic part of the shape becomes **shot noise**: a 
 quanta of size ``q`` (a muon ≈ 1 VEM, an EM particle ≪ 1 VEM) fluctuates with variance ``q · m``
 per bin, ``m`` the mean signal, so
 
-    S'(t) = g · [m(t) + Σ_j k_j √(q · m(t − j)) ε'(t − j)] + σ · ε(t),   m = S + I⁺ Δu,
+    S'(t) = g · [m(t) + Σ_j k_j δ(t − j)] + σ · ε(t),   m = S + I⁺ Δu,
+    δ = m (exp(a ε' − a²/2) − 1),   a² = ln(1 + q/m)   (log-normal: mean 0, variance q m, m + δ > 0),
 
 with ``q = 4 VEM · sigmoid(·)`` a head of the per-station network (starting at ≈ 0.01 VEM) and
 ``k`` a causal kernel of 5 taps shared by all stations (``Σ k² = 1``: the pulse's light decay
@@ -387,15 +388,22 @@ class StationRefiner(nn.Module):
         return k / k.norm()
 
     def shot_fluctuation(self, mean: torch.Tensor, h: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """``(M, n_t)`` VEM: zero-mean shot noise ``Σ_j k_j √(q m(t − j)) ε(t − j)`` of the corrected mean
-        trace ``m = max(mean, 0)`` (VEM per bin).  A signal made of quanta of size ``q`` (a muon
-        ≈ 1 VEM, an EM particle ≪ 1) fluctuates with variance ``q m`` per bin; ``k`` spreads each
-        fluctuation over the following bins as the tank's light decay does.  With ``Σ k² = 1`` the
-        variance of bin ``t`` is ``q Σ_j k_j² m(t − j)``, which is ``q m`` on a slowly varying trace;
-        no signal (the trace's tail), no fluctuation."""
-        amp = torch.sqrt(self.shot_quantum(h) * mean.clamp(min=0.0) + 1e-6) * eps  # 1e-6: a bounded gradient at m = 0
+        """``(M, n_t)`` VEM: zero-mean shot noise ``Σ_j k_j δ(t − j)`` of the corrected mean trace
+        ``m = max(mean, 0)`` (VEM per bin).  A signal made of quanta of size ``q`` (a muon ≈ 1 VEM,
+        an EM particle ≪ 1) fluctuates with variance ``q m`` per bin, and upwards more than
+        downwards when ``q`` is not small against ``m`` (a few muons make spikes, never a dip below
+        the baseline).  So ``m + δ`` is log-normal: ``δ = m (exp(a ε − a²/2) − 1)``,
+        ``a² = ln(1 + q/m)``, which has mean 0 and variance exactly ``m² (e^{a²} − 1) = q m``, and
+        ``m + δ > 0``.  ``k`` spreads each fluctuation over the following bins as the tank's light
+        decay does; with ``Σ k² = 1`` the variance of bin ``t`` is ``q Σ_j k_j² m(t − j)``, which is
+        ``q m`` on a slowly varying trace.  Where there is no signal (``m < 1e-4`` VEM: the trace's
+        tail) nothing is added."""
+        m = mean.clamp(min=1e-4)
+        a2 = torch.log1p(self.shot_quantum(h) / m)
+        delta = m * torch.expm1(torch.sqrt(a2) * eps - 0.5 * a2)
+        delta = torch.where(mean > 1e-4, delta, torch.zeros_like(delta))
         k = self.shot_kernel_weights()
-        padded = nn.functional.pad(amp[:, None, :], (_SHOT_TAPS - 1, 0))
+        padded = nn.functional.pad(delta[:, None, :], (_SHOT_TAPS - 1, 0))
         return nn.functional.conv1d(padded, k.flip(0).view(1, 1, -1))[:, 0, :]
 
     def _core_distance(self, weights: torch.Tensor) -> torch.Tensor:
