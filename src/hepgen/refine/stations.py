@@ -32,12 +32,14 @@ per bin, ``m`` the mean signal, so
 with ``q = 4 VEM · sigmoid(·)`` a head of the per-station network (starting at ≈ 0.01 VEM) and
 ``k`` a causal kernel of 5 taps shared by all stations (``Σ k² = 1``: the pulse's light decay
 correlates neighbouring bins), ``ε'`` the noise sequence rolled by a quarter of the trace.  Where
-there is no signal (the trace's tail) nothing is added; the free noise-fed convolution put
-signal-proportional structure there (docs/refine.md).
+there is no signal (the trace's tail) nothing is added.  (Measured on the Auger-like toy: the
+quantum is not learned, it falls to ≈ 0; what the option changes in practice is that the shape
+convolution no longer sees the noise.  docs/refine.md, fourth round.)
 
 With ``shape_envelope=True`` the shape correction is bounded by the pulse:
 ``Δu ← env(u) · tanh(Δu)``, ``env`` the mean of ``|u|`` over ±3 bins, so that it cannot put
-structure where the trace carries no signal.
+structure where the trace carries no signal (the free correction, scaled by the station
+integral, wrote structure into the noise-only tails of big stations).
 
 By default untriggered stations (all-zero traces) stay zero.  With ``fill_silent=True`` the
 refiner acts on the whole footprint, as the study's refiner does: a silent station within two
@@ -276,7 +278,8 @@ class StationRefiner(nn.Module):
 
     def fast_parameters(self) -> list:
         """Parameters trained at the faster noise learning rate: the amplitude of silent stations
-        (which must travel from ≈ 0 to the threshold within a few hundred steps)."""
+        (which must travel from ≈ 0 to the threshold within a few hundred steps) and the head of
+        the shot-noise quantum."""
         fast = list(self.shot.parameters()) if self.shot_noise else []
         if not self.fill_silent:
             return fast
