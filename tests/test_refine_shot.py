@@ -30,6 +30,16 @@ def _constant(n, vem_per_bin, silent_tail=0):
     return np.arcsinh(s / 0.1).reshape(n, -1).astype(np.float32)
 
 
+def _train_cli(tmp_path, flag):
+    """`hepgen refine train` for one epoch on 12 + 12 toy events with ``flag``: (refiner, checkpoint payload)."""
+    for name, seed in (("sim", 1), ("data", 2)):
+        write_traces(tmp_path / f"{name}.h5", simulate_auger(12, name, seed=seed))
+    assert main(["refine", "train", str(tmp_path / "sim.h5"), str(tmp_path / "data.h5"), "-o", str(tmp_path / "run"),
+                 "--epochs", "1", "--hidden", "8", "--critic-hidden", "8", "--batch-size", "8", "-q",
+                 "--critic-warmup", "1", flag]) == 0
+    return load_refiner(tmp_path / "run" / "refiner.pt")
+
+
 def _set_shot(r, quantum_vem, kernel=None):
     """Quantum q (VEM) for every station: 4 sigmoid(b) = q; kernel logits (default: lag 0 only)."""
     with torch.no_grad():
@@ -100,12 +110,7 @@ def test_shot_noise_option_and_cli(tmp_path):
         set_adapter_options(ad.fit(sim), {"shot_noise": 1})
     with pytest.raises(ValueError, match="'shot_noise': the adapter of kind 'showers' has no such option"):
         set_adapter_options({"kind": "showers"}, {"shot_noise": True})
-    for name, seed in (("sim", 1), ("data", 2)):
-        write_traces(tmp_path / f"{name}.h5", simulate_auger(12, name, seed=seed))
-    assert main(["refine", "train", str(tmp_path / "sim.h5"), str(tmp_path / "data.h5"), "-o", str(tmp_path / "run"),
-                 "--epochs", "1", "--hidden", "8", "--critic-hidden", "8", "--batch-size", "8", "-q",
-                 "--critic-warmup", "1", "--shot-noise"]) == 0
-    model, payload = load_refiner(tmp_path / "run" / "refiner.pt")
+    model, payload = _train_cli(tmp_path, "--shot-noise")
     assert payload["preprocessing"]["shot_noise"] is True and model.shot_noise
     assert np.isfinite(payload["meta"]["history"]["critic_w"][0])
 
@@ -125,12 +130,7 @@ def test_critic_total_signal_input_is_log_total_over_three(tmp_path):
     c(z)
     np.testing.assert_allclose(seen["x"][0, -3:].numpy(), [0.3, -0.7, np.log(113.0) / 3], rtol=1e-5)
     assert c.head[0].in_features == StationCritic(2, (3, 3), N_T, hidden=8).head[0].in_features + 1
-    for name, seed in (("sim", 1), ("data", 2)):
-        write_traces(tmp_path / f"{name}.h5", simulate_auger(12, name, seed=seed))
-    assert main(["refine", "train", str(tmp_path / "sim.h5"), str(tmp_path / "data.h5"), "-o", str(tmp_path / "run"),
-                 "--epochs", "1", "--hidden", "8", "--critic-hidden", "8", "--batch-size", "8", "-q",
-                 "--critic-warmup", "1", "--critic-total"]) == 0
-    _, payload = load_refiner(tmp_path / "run" / "refiner.pt")
+    _, payload = _train_cli(tmp_path, "--critic-total")
     assert payload["preprocessing"]["critic_total"] is True
     assert payload["trainer"]["critic"]["head.0.weight"].shape[1] == c.head[0].in_features
 
