@@ -26,7 +26,7 @@ import torch
 
 from hepgen.checkpoint import load_checkpoint
 from hepgen.refine.adapters import get_adapter
-from hepgen.refine.refiner import _critic_input, load_refiner, refine_arrays
+from hepgen.refine.refiner import _critic_input, load_refiner, refine_arrays, refine_data
 from hepgen.refine.stations import StationCritic
 from hepgen.simulate.auger_toy import simulate_auger
 
@@ -54,12 +54,7 @@ def critic_w(checkpoint, pairs: dict, batch: int = 500) -> dict:
     payload = load_checkpoint(checkpoint)
     model, _ = load_refiner(checkpoint)
     hp, state = payload["hparams"], payload["preprocessing"]
-    arch = hp["refiner_architecture"]
-    critic = StationCritic(hp["n_labels"], arch["grid"], arch["n_t"], arch["scale"], hp["critic_hidden"],
-                           float(state.get("critic_min_vem", 0.0)), all_stations=bool(arch.get("fill_silent", False)),
-                           dropout=float(arch.get("critic_dropout", 0.0)),
-                           core_distance=bool(arch.get("critic_core_distance", False)),
-                           total_signal=bool(arch.get("critic_total", False)))
+    critic = StationCritic.from_architecture(hp["refiner_architecture"], hp["n_labels"], hp["critic_hidden"])
     critic.load_state_dict(payload["trainer"]["critic"])
     critic.eval()
     ad = get_adapter("traces")
@@ -87,11 +82,8 @@ def footprint_table(checkpoint, n: int = 1000) -> dict:
     """Triggered stations per event and mean log10(S_tot / E) in bins of sec θ (``SEC_BINS``) for
     sim (toy seed 11), data (toy seed 12) and refined sim (noise seed 1), as in docs/refine.md."""
     model, payload = load_refiner(checkpoint)
-    state = payload["preprocessing"]
-    ad = get_adapter("traces")
     sim, data = simulate_auger(n, mode="sim", seed=11), simulate_auger(n, mode="data", seed=12)
-    xs, ys = ad.to_arrays(sim, state)
-    refined = ad.from_arrays(refine_arrays(model, xs, ys, seed=1, keep=ad.keep_mask(sim, state)), sim, state)
+    refined = refine_data(model, payload["preprocessing"], sim, seed=1)
     out = {}
     for name, d in (("sim", sim), ("data", data), ("refined", refined)):
         live = np.any(d.traces != 0, axis=-1)

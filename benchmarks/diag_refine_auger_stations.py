@@ -33,8 +33,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 
 from hepgen.metrics import separation_power
-from hepgen.refine.adapters import get_adapter
-from hepgen.refine.refiner import load_refiner, refine_arrays
+from hepgen.refine.refiner import load_refiner, refine_data
+from hepgen.refine.stations import core_distance
 from hepgen.simulate.auger_toy import simulate_auger
 
 #: station integral bins, VEM
@@ -66,16 +66,14 @@ def station_features(traces: np.ndarray, energy: np.ndarray, zenith: np.ndarray)
     x, i = s[ev, st], tot[ev, st]
     c = np.cumsum(x, -1) / np.maximum(i, 1e-9)[:, None]
     t10, t50, t90 = (c < 0.1).sum(1), (c < 0.5).sum(1), (c < 0.9).sum(1)
-    gx, gy = traces.shape[1], traces.shape[2]
-    pos = np.stack(np.meshgrid(np.arange(gx), np.arange(gy), indexing="ij"), -1).reshape(-1, 2).astype(np.float64)
-    w = tot * live
-    core = (w @ pos) / np.maximum(w.sum(1, keepdims=True), 1e-9)
+    # the refiner's core estimate (signal-weighted centroid of the triggered stations), in grid steps
+    r_core = 4.0 * core_distance(torch.from_numpy(tot * live), traces.shape[1:3]).numpy()
     return {"log10_I": np.log10(np.maximum(i, 1e-9)), "peak_over_I": x.max(1) / i,
             "rise_10_50": (t50 - t10).astype(np.float64), "t90": t90.astype(np.float64),
             "early4": x[:, :4].sum(1) / i, "tail_rms": x[:, -10:].std(1),
             "abs_d2_over_I": np.abs(np.diff(x, 2, axis=-1)).sum(-1) / np.maximum(i, 1.0),
             "n_jumps": (np.diff(x, axis=-1) > 0.3).sum(-1).astype(np.float64),
-            "r_core": np.linalg.norm(pos[st] - core[ev], axis=1), "sec": 1.0 / np.cos(zenith[ev, 0]),
+            "r_core": r_core[ev, st], "sec": 1.0 / np.cos(zenith[ev, 0]),
             "log10E": np.log10(energy[ev, 0]), "event": ev}
 
 
@@ -131,15 +129,12 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
     model, payload = load_refiner(a.checkpoint)
-    state = payload["preprocessing"]
-    ad = get_adapter("traces")
 
     def rng(base):
         return np.random.default_rng(np.random.SeedSequence([base, 777]))
 
     sim, data = simulate_auger(a.n, mode="sim", seed=rng(11)), simulate_auger(a.n, mode="data", seed=rng(12))
-    xs, ys = ad.to_arrays(sim, state)
-    refined = ad.from_arrays(refine_arrays(model, xs, ys, seed=3, keep=ad.keep_mask(sim, state)), sim, state)
+    refined = refine_data(model, payload["preprocessing"], sim, seed=3)
     feats = {k: station_features(d.traces, d.energy, d.zenith) for k, d in
              (("sim", sim), ("data", data), ("refined", refined))}
     out = {"events": {k: event_table(d, feats[k]) for k, d in (("sim", sim), ("data", data), ("refined", refined))},

@@ -13,7 +13,7 @@ from hepgen.cli import main
 from hepgen.data.traces import write_traces
 from hepgen.refine import stations
 from hepgen.refine.adapters import TraceAdapter
-from hepgen.refine.options import set_adapter_options
+from hepgen.refine.options import ADAPTER_OPTIONS, FLAG_OPTIONS, NETWORK_OPTIONS, set_adapter_options
 from hepgen.refine.refiner import load_refiner, refine_arrays, save_refiner
 from hepgen.refine.stations import StationRefiner
 from hepgen.simulate.auger_toy import simulate_auger
@@ -106,6 +106,7 @@ def test_shot_noise_option_and_cli(tmp_path):
     ad = TraceAdapter()
     assert "shot_noise" not in ad.architecture(ad.fit(sim))
     assert ad.architecture(set_adapter_options(ad.fit(sim), {"shot_noise": True}))["shot_noise"] is True
+    assert set(FLAG_OPTIONS) | set(NETWORK_OPTIONS) <= set(ADAPTER_OPTIONS["traces"])
     with pytest.raises(ValueError, match="'shot_noise': expected true or false"):
         set_adapter_options(ad.fit(sim), {"shot_noise": 1})
     with pytest.raises(ValueError, match="'shot_noise': the adapter of kind 'showers' has no such option"):

@@ -18,6 +18,7 @@ from hepgen.refine.refiner import (
     apply_file,
     load_refiner,
     refine_arrays,
+    refine_data,
     train_files,
     train_refiner,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "load_refiner",
     "read_pair",
     "refine_arrays",
+    "refine_data",
     "register_adapter",
     "train_files",
     "train_refiner",

@@ -48,6 +48,7 @@ import numpy as np
 from hepgen.data.formats import ShowerData, read_showers, write_showers
 from hepgen.data.traces import TraceData, is_traces_file, read_traces, write_traces
 from hepgen.metrics.observables import depth_observables, high_level_features
+from hepgen.refine.options import NETWORK_OPTIONS
 
 __all__ = [
     "ShowerAdapter",
@@ -315,9 +316,8 @@ class TraceAdapter:
                 "noise_vem": state.get("noise_vem")}
         if "trigger_vem" in state:
             arch.update(trigger_vem=state["trigger_vem"], fill_silent=bool(state.get("fill_silent", False)))
-        # options of issue #17's third round: only when set (checkpoints of before keep their hparams)
-        for key in ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise",
-                    "critic_total", "shape_envelope"):
+        # options of issue #17's third and fourth rounds: only when set (checkpoints of before keep their hparams)
+        for key in NETWORK_OPTIONS:
             if state.get(key):
                 arch[key] = state[key]
         return arch

@@ -50,13 +50,19 @@ import math
 
 import numpy as np
 
-__all__ = ["ADAPTER_OPTIONS", "baseline_noise_vem", "set_adapter_options"]
+__all__ = ["ADAPTER_OPTIONS", "FLAG_OPTIONS", "NETWORK_OPTIONS", "baseline_noise_vem", "set_adapter_options"]
 
 #: adapter-state keys a run may set, per kind of data (the keys of that adapter's ``fit`` state)
 ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {
     "traces": ("critic_min_vem", "noise_vem", "trigger_vem", "fill_silent", "fill_random", "trigger_curriculum",
                "critic_dropout", "critic_core_distance", "shot_noise", "critic_total",
                "shape_envelope"), "showers": ()}
+#: the options that are true or false
+FLAG_OPTIONS = ("fill_silent", "fill_random", "critic_core_distance", "shot_noise", "critic_total", "shape_envelope")
+#: the traces options that shape the refiner or critic networks, copied into the adapter's
+#: architecture only when set (so that checkpoints of before keep their hparams)
+NETWORK_OPTIONS = ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise",
+                   "critic_total", "shape_envelope")
 
 
 def baseline_noise_vem(sim, data, tail_bins: int = 10) -> dict:
@@ -111,8 +117,7 @@ def set_adapter_options(state: dict, options: dict | None, sim=None, data=None) 
         if key not in allowed:
             raise ValueError(f"refiner option {key!r}: the adapter of kind {kind!r} has no such option "
                              f"(it has {list(allowed)})")
-        if key in ("fill_silent", "fill_random", "critic_core_distance", "shot_noise", "critic_total",
-                   "shape_envelope"):
+        if key in FLAG_OPTIONS:
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"refiner option {key!r}: expected true or false, found {value!r}")
             state[key] = bool(value)

@@ -70,6 +70,7 @@ __all__ = [
     "apply_file",
     "load_refiner",
     "refine_arrays",
+    "refine_data",
     "save_refiner",
     "train_files",
     "train_refiner",
@@ -434,12 +435,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     use_labels = config.condition_critic and n_lab > 0
     n_lab_c = n_lab if use_labels else 0
     if architecture is not None:
-        critic = StationCritic(n_lab_c, architecture["grid"], architecture["n_t"], architecture["scale"],
-                               config.critic_hidden, architecture.get("critic_min_vem", 0.0),
-                               all_stations=bool(architecture.get("fill_silent", False)),
-                               dropout=float(architecture.get("critic_dropout", 0.0)),
-                               core_distance=bool(architecture.get("critic_core_distance", False)),
-                               total_signal=bool(architecture.get("critic_total", False)))
+        critic = StationCritic.from_architecture(architecture, n_lab_c, config.critic_hidden)
     elif model.n_groups > 1:
         critic = GroupCritic(d, n_lab_c, model.group_size, config.critic_hidden)
     elif config.critic_sums:
@@ -690,10 +686,20 @@ def apply_file(checkpoint, sim_path, output, seed: int = 0, stochastic: bool = T
                          f"{state['layout']}, found {adapter.layout(sim)}")
     if adapter.label_names(sim) != state["labels"]:
         raise ValueError(f"{sim_path}: expected labels {state['labels']} (the refiner's), found {adapter.label_names(sim)}")
-    x, y = adapter.to_arrays(sim, state)
-    refined = refine_arrays(model, x, y, seed=seed, keep=adapter.keep_mask(sim, state), stochastic=stochastic)
-    out = adapter.from_arrays(refined, sim, state, attrs={
+    out = refine_data(model, state, sim, seed=seed, stochastic=stochastic, attrs={
         "refined_by": str(checkpoint), "refined_from": str(sim_path),
         "refiner_epoch": int(payload["meta"].get("epoch", 0)), "refine_seed": int(seed)})
     adapter.write(output, out)
     return out
+
+
+def refine_data(model: ResidualRefiner, state: dict, data, seed: int = 0, stochastic: bool = True,
+                attrs: dict | None = None):
+    """Refine a data object of the kind ``state["kind"]`` (the refiner checkpoint's ``preprocessing``)
+    in memory: its adapter's arrays through :func:`refine_arrays` (the adapter's kept features
+    unchanged) and back, labels and conditions copied, ``attrs`` added.  What
+    :func:`apply_file` writes, without the file checks."""
+    adapter = get_adapter(state["kind"])
+    x, y = adapter.to_arrays(data, state)
+    refined = refine_arrays(model, x, y, seed=seed, keep=adapter.keep_mask(data, state), stochastic=stochastic)
+    return adapter.from_arrays(refined, data, state, attrs=attrs)

@@ -473,6 +473,17 @@ class StationCritic(nn.Module):
                                   nn.Conv2d(k, k, 3, padding=1), nn.LeakyReLU(0.2))
         self.head = nn.Sequential(nn.Linear(2 * k + n_labels + int(self.total_signal), hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
 
+    @classmethod
+    def from_architecture(cls, architecture: dict, n_labels: int, hidden: int) -> StationCritic:
+        """The critic of a station refiner run: its options read from the adapter's ``architecture``
+        dict (the refiner checkpoint's ``hparams["refiner_architecture"]``)."""
+        return cls(n_labels, architecture["grid"], architecture["n_t"], architecture["scale"], hidden,
+                   float(architecture.get("critic_min_vem", 0.0)),
+                   all_stations=bool(architecture.get("fill_silent", False)),
+                   dropout=float(architecture.get("critic_dropout", 0.0)),
+                   core_distance=bool(architecture.get("critic_core_distance", False)),
+                   total_signal=bool(architecture.get("critic_total", False)))
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
         x, y = z[:, :self.d].reshape(n, -1, self.n_t), z[:, self.d:]
@@ -505,5 +516,7 @@ class StationCritic(nn.Module):
         h = self.conv(h).flatten(2)
         pooled = [h.mean(-1), h.amax(-1), y]
         if self.total_signal:
-            pooled.append(torch.log1p((self.scale * torch.sinh(x)).sum((1, 2)).clamp(min=0))[:, None] / 3.0)
+            # the event's total from the station integrals above (every other station reads zeros)
+            total = torch.zeros(n, dtype=z.dtype).index_add(0, ev, integral[:, 0])
+            pooled.append(torch.log1p(total.clamp(min=0))[:, None] / 3.0)
         return self.head(torch.cat(pooled, dim=1)).squeeze(1)
