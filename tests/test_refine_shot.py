@@ -136,6 +136,37 @@ def test_critic_total_signal_input_is_log_total_over_three(tmp_path):
     assert payload["trainer"]["critic"]["head.0.weight"].shape[1] == c.head[0].in_features
 
 
+def test_critic_response_is_the_standardised_residual_of_the_total(tmp_path):
+    """``critic_response``: the fit of log(1 + Σ S) on the labels recovers a known linear
+    dependence (hand: log(1 + Σ S) = 1 + 0.5 y₀ + 0.1 y₀ y₁ on the four corners y = (±1, ±1):
+    coefficients (1, 0.5, 0), residuals ±0.1, σ = 0.1), and the head's last input is the residual
+    over σ, y₀ y₁ = (1, −1, −1, 1).  The option reaches `hepgen refine train --critic-response`, whose
+    critic carries the fitted buffers (a fit on the toy: σ ≠ 1, c₀ ≠ 0)."""
+    from hepgen.refine.stations import StationCritic
+
+    c = StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8, total_response=True)
+    y = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+    total = torch.expm1(1.0 + 0.5 * y[:, 0] + 0.1 * y[:, 0] * y[:, 1])
+    s = np.zeros((4, 9, N_T), np.float32)
+    s[:, 4, :] = (total / N_T).numpy()[:, None]          # one station, the total spread over the bins
+    x = torch.from_numpy(np.arcsinh(s / 0.1).reshape(4, -1))
+    c.fit_total_response(x, y)
+    np.testing.assert_allclose(c.response_coef.numpy(), [1.0, 0.5, 0.0], atol=2e-5)
+    np.testing.assert_allclose(float(c.response_std), 0.1, rtol=1e-4)
+    seen = {}
+    c.head[0].register_forward_hook(lambda mod, inp, out: seen.update(x=inp[0].detach()))
+    c(torch.cat([x, y], 1))
+    np.testing.assert_allclose(seen["x"][:, -1].numpy(), [1.0, -1.0, -1.0, 1.0], atol=2e-3)
+    assert c.head[0].in_features == StationCritic(2, (3, 3), N_T, hidden=8).head[0].in_features + 1
+    off = StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8)
+    off.fit_total_response(x, y)                          # without the option: nothing fitted, keys as before
+    assert not any(k.startswith("response_") for k in off.state_dict())
+    _, payload = _train_cli(tmp_path, "--critic-response")
+    assert payload["preprocessing"]["critic_response"] is True
+    critic = payload["trainer"]["critic"]
+    assert critic["response_coef"][0] != 0 and critic["response_std"] != 1.0
+
+
 def test_shape_envelope_bounds_the_correction_to_the_pulse(tmp_path):
     """``shape_envelope``: with the shape heads pushed far from zero (dense bias ±50 per bin), the
     change of each bin is at most I⁺ · env(t) (env: mean |u| over ±3 bins, hand-computed in

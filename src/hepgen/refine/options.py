@@ -26,6 +26,9 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
   (default off; :meth:`hepgen.refine.stations.StationRefiner.shot_fluctuation`);
 * ``critic_total`` (bool): the grid critic's head also sees the event's log(1 + total signal)
   (default off);
+* ``critic_response`` (bool): the grid critic's head also sees the event's log(1 + total signal)
+  as a standardised residual from a linear fit on the labels (pooled sim and data; default off;
+  :meth:`hepgen.refine.stations.StationCritic.fit_total_response`);
 * ``shape_envelope`` (bool): the station refiner's time-shape correction is bounded by the
   pulse's envelope (:meth:`hepgen.refine.stations.StationRefiner.envelope`; default off).
 
@@ -56,13 +59,14 @@ __all__ = ["ADAPTER_OPTIONS", "FLAG_OPTIONS", "NETWORK_OPTIONS", "baseline_noise
 ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {
     "traces": ("critic_min_vem", "noise_vem", "trigger_vem", "fill_silent", "fill_random", "trigger_curriculum",
                "critic_dropout", "critic_core_distance", "shot_noise", "critic_total",
-               "shape_envelope"), "showers": ()}
+               "shape_envelope", "critic_response"), "showers": ()}
 #: the options that are true or false
-FLAG_OPTIONS = ("fill_silent", "fill_random", "critic_core_distance", "shot_noise", "critic_total", "shape_envelope")
+FLAG_OPTIONS = ("fill_silent", "fill_random", "critic_core_distance", "shot_noise", "critic_total", "shape_envelope",
+                "critic_response")
 #: the traces options that shape the refiner or critic networks, copied into the adapter's
 #: architecture only when set (so that checkpoints of before keep their hparams)
 NETWORK_OPTIONS = ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise",
-                   "critic_total", "shape_envelope")
+                   "critic_total", "shape_envelope", "critic_response")
 
 
 def baseline_noise_vem(sim, data, tail_bins: int = 10) -> dict:

@@ -441,8 +441,17 @@ class StationCritic(nn.Module):
 
     def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
                  min_signal: float = 0.0, all_stations: bool = False, dropout: float = 0.0,
-                 core_distance: bool = False, total_signal: bool = False) -> None:
+                 core_distance: bool = False, total_signal: bool = False, total_response: bool = False) -> None:
         super().__init__()
+        # total_response: the head also sees the event's log(1 + Σ I) as a standardised residual
+        # from its linear dependence on the labels (fit_total_response): a scale mismatch of
+        # 0.1 dex at one zenith is ~1 σ of this input, but ~0.08 of log(1 + Σ I)/3 over the
+        # spectrum, which a critic held to a unit gradient norm hardly rewards (as with
+        # hepgen.refine.critic_sums for showers)
+        self.total_response = bool(total_response)
+        if self.total_response:  # only then: without the option the state-dict keys are those of before
+            self.register_buffer("response_coef", torch.zeros(n_labels + 1))
+            self.register_buffer("response_std", torch.ones(()))
         # total_signal: the head also sees the event's log(1 + Σ I) (all stations, VEM) beside the
         # labels: the size of the footprint at a given energy and zenith, which the gains set
         self.total_signal = bool(total_signal)
@@ -471,7 +480,7 @@ class StationCritic(nn.Module):
         k = min(hidden, _CRITIC_CONV)
         self.conv = nn.Sequential(nn.Conv2d(hidden, k, 3, padding=1), nn.LeakyReLU(0.2),
                                   nn.Conv2d(k, k, 3, padding=1), nn.LeakyReLU(0.2))
-        self.head = nn.Sequential(nn.Linear(2 * k + n_labels + int(self.total_signal), hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
+        self.head = nn.Sequential(nn.Linear(2 * k + n_labels + int(self.total_signal) + int(self.total_response), hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
 
     @classmethod
     def from_architecture(cls, architecture: dict, n_labels: int, hidden: int) -> StationCritic:
@@ -482,7 +491,28 @@ class StationCritic(nn.Module):
                    all_stations=bool(architecture.get("fill_silent", False)),
                    dropout=float(architecture.get("critic_dropout", 0.0)),
                    core_distance=bool(architecture.get("critic_core_distance", False)),
-                   total_signal=bool(architecture.get("critic_total", False)))
+                   total_signal=bool(architecture.get("critic_total", False)),
+                   total_response=bool(architecture.get("critic_response", False)))
+
+    @staticmethod
+    def _log_total(x: torch.Tensor, scale: float) -> torch.Tensor:
+        """``(N,)`` log(1 + Σ S) of flat ``asinh(S/scale)`` features (silent stations read zeros)."""
+        return torch.log1p((scale * torch.sinh(x)).sum(-1).clamp(min=0))
+
+    def fit_total_response(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> None:
+        """With ``total_response``: least-squares fit ``log(1 + Σ S) ≈ c₀ + Σ_l c_l y_l`` on the
+        pooled training events (``x`` ``(N, D)`` flat ``asinh`` features, ``y`` ``(N, L)`` the
+        critic's standardised labels), stored as buffers with the residuals' standard deviation;
+        the head then sees ``(log(1 + Σ S) − c·[1, y]) / σ``.  Without the option: nothing."""
+        if not self.total_response:
+            return
+        with torch.no_grad():
+            lt = torch.cat([self._log_total(x[s:s + batch_size], self.scale) for s in range(0, len(x), batch_size)])
+            a = torch.cat([torch.ones(len(lt), 1, dtype=torch.float64), y.to(torch.float64)], 1)
+            coef = torch.linalg.lstsq(a, lt.to(torch.float64)[:, None]).solution[:, 0]
+            resid = lt.to(torch.float64) - a @ coef
+            self.response_coef.copy_(coef.to(self.response_coef.dtype))
+            self.response_std.copy_(resid.std(unbiased=False).clamp(min=1e-3).to(self.response_std.dtype))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
@@ -519,4 +549,8 @@ class StationCritic(nn.Module):
             # the event's total from the station integrals above (every other station reads zeros)
             total = torch.zeros(n, dtype=z.dtype).index_add(0, ev, integral[:, 0])
             pooled.append(torch.log1p(total.clamp(min=0))[:, None] / 3.0)
+        if self.total_response:
+            lt = self._log_total(z[:, :self.d], self.scale)
+            fit = self.response_coef[0] + y @ self.response_coef[1:]
+            pooled.append(((lt - fit) / self.response_std)[:, None])
         return self.head(torch.cat(pooled, dim=1)).squeeze(1)
