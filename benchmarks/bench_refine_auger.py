@@ -87,6 +87,9 @@ def main() -> None:
     p.add_argument("--critic-response", action="store_true",
                    help="the grid critic's head also sees log(1 + total signal) as a standardised residual from a "
                         "linear fit on the labels")
+    p.add_argument("--critic-count", action="store_true",
+                   help="the grid critic's head also sees the number of stations as a standardised residual from a "
+                        "linear fit on the labels (needs the trigger rule, e.g. --fill-silent)")
     p.add_argument("--shape-envelope", action="store_true",
                    help="the time-shape correction is bounded by the pulse's envelope")
     p.add_argument("--shot-noise", action="store_true",
@@ -116,7 +119,8 @@ def main() -> None:
     for key, val in (("fill_random", a.fill_random), ("trigger_curriculum", a.trigger_curriculum),
                      ("critic_dropout", a.critic_dropout), ("critic_core_distance", a.critic_core_distance),
                      ("shot_noise", a.shot_noise), ("critic_total", a.critic_total),
-                     ("shape_envelope", a.shape_envelope), ("critic_response", a.critic_response)):
+                     ("shape_envelope", a.shape_envelope), ("critic_response", a.critic_response),
+                     ("critic_count", a.critic_count)):
         if val:
             options[key] = val
     if trigger is not None:

@@ -30,13 +30,13 @@ def _constant(n, vem_per_bin, silent_tail=0):
     return np.arcsinh(s / 0.1).reshape(n, -1).astype(np.float32)
 
 
-def _train_cli(tmp_path, flag):
-    """`hepgen refine train` for one epoch on 12 + 12 toy events with ``flag``: (refiner, checkpoint payload)."""
+def _train_cli(tmp_path, *flags):
+    """`hepgen refine train` for one epoch on 12 + 12 toy events with ``flags``: (refiner, checkpoint payload)."""
     for name, seed in (("sim", 1), ("data", 2)):
         write_traces(tmp_path / f"{name}.h5", simulate_auger(12, name, seed=seed))
     assert main(["refine", "train", str(tmp_path / "sim.h5"), str(tmp_path / "data.h5"), "-o", str(tmp_path / "run"),
                  "--epochs", "1", "--hidden", "8", "--critic-hidden", "8", "--batch-size", "8", "-q",
-                 "--critic-warmup", "1", flag]) == 0
+                 "--critic-warmup", "1", *flags]) == 0
     return load_refiner(tmp_path / "run" / "refiner.pt")
 
 
@@ -165,6 +165,40 @@ def test_critic_response_is_the_standardised_residual_of_the_total(tmp_path):
     assert payload["preprocessing"]["critic_response"] is True
     critic = payload["trainer"]["critic"]
     assert critic["response_coef"][0] != 0 and critic["response_std"] != 1.0
+
+
+def test_critic_count_is_the_soft_station_count_residual(tmp_path):
+    """``critic_count``: the soft count Σ min(I/T, 1) (hand, T = 3 VEM: stations of 6, 3 and 1.5 VEM
+    and six silent ones → 1 + 1 + 0.5 = 2.5), fitted on the labels like the response (counts
+    2 + y₀ + 0.5 y₀y₁ on the corners: coefficients (2, 1, 0), σ = 0.5, head input y₀y₁); it needs
+    the trigger threshold, and reaches `hepgen refine train --critic-count`."""
+    from hepgen.refine.stations import StationCritic
+
+    c = StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8, count_vem=3.0)
+    s = np.zeros((1, 9, N_T), np.float32)
+    s[0, 0], s[0, 4], s[0, 8] = 6.0 / N_T, 3.0 / N_T, 1.5 / N_T
+    np.testing.assert_allclose(float(c._count(torch.from_numpy(np.arcsinh(s / 0.1).reshape(1, -1)))[0]), 2.5, rtol=1e-5)
+    y = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+    counts = (2.0 + y[:, 0] + 0.5 * y[:, 0] * y[:, 1]).numpy()   # 1.5, 0.5, 2.5, 3.5 stations
+    s = np.zeros((4, 9, N_T), np.float32)
+    for i, k in enumerate(counts):
+        s[i, :int(k)] = 3.0 / N_T                            # whole stations at threshold
+        s[i, int(k)] = (k - int(k)) * 3.0 / N_T              # and a half one
+    x = torch.from_numpy(np.arcsinh(s / 0.1).reshape(4, -1))
+    c.fit_total_response(x, y)
+    np.testing.assert_allclose(c.count_coef.numpy(), [2.0, 1.0, 0.0], atol=1e-4)
+    np.testing.assert_allclose(float(c.count_std), 0.5, rtol=1e-4)
+    seen = {}
+    c.head[0].register_forward_hook(lambda mod, inp, out: seen.update(x=inp[0].detach()))
+    c(torch.cat([x, y], 1))
+    np.testing.assert_allclose(seen["x"][:, -1].numpy(), [1.0, -1.0, -1.0, 1.0], atol=1e-3)
+    with pytest.raises(ValueError, match="count_vem: expected a threshold > 0"):
+        StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, count_vem=0.0)
+    with pytest.raises(ValueError, match="'critic_count': needs the trigger threshold"):
+        set_adapter_options(TraceAdapter().fit(simulate_auger(2, "sim", seed=1)), {"critic_count": True})
+    _, payload = _train_cli(tmp_path, "--critic-count", "--trigger-vem", "3")
+    assert payload["preprocessing"]["critic_count"] is True
+    assert payload["trainer"]["critic"]["count_std"] != 1.0
 
 
 def test_shape_envelope_bounds_the_correction_to_the_pulse(tmp_path):

@@ -358,6 +358,7 @@ def cmd_refine_train(args) -> int:
                                  ("shot_noise", args.shot_noise or None),
                                  ("critic_total", args.critic_total or None),
                                  ("critic_response", args.critic_response or None),
+                                 ("critic_count", args.critic_count or None),
                                  ("shape_envelope", args.shape_envelope or None))
                if v is not None}
     path = train_files(args.sim, args.data, args.output, cfg, resume=args.resume, progress=not args.quiet,
@@ -1013,6 +1014,9 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--critic-response", action="store_true",
                     help="traces: the grid critic's head also sees log(1 + total signal) as a standardised residual "
                          "from a linear fit on the labels")
+    rt.add_argument("--critic-count", action="store_true",
+                    help="traces: the grid critic's head also sees the number of stations as a standardised residual "
+                         "from a linear fit on the labels (needs --trigger-vem)")
     rt.add_argument("--shape-envelope", action="store_true",
                     help="traces: the station refiner's time-shape correction is bounded by the pulse's envelope")
     rt.add_argument("--shot-noise", action="store_true",

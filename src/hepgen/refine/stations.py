@@ -441,8 +441,20 @@ class StationCritic(nn.Module):
 
     def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
                  min_signal: float = 0.0, all_stations: bool = False, dropout: float = 0.0,
-                 core_distance: bool = False, total_signal: bool = False, total_response: bool = False) -> None:
+                 core_distance: bool = False, total_signal: bool = False, total_response: bool = False,
+                 count_vem: float | None = None) -> None:
         super().__init__()
+        # count_vem: the head also sees the event's number of stations, Σ_stations min(I / count_vem, 1)
+        # (the exact count when every station is silent or ≥ count_vem, as under the trigger rule
+        # with count_vem = trigger_vem; differentiable, so that the straight-through trigger rule
+        # passes "more stations here" to the refiner), as a standardised residual from a linear
+        # fit on the labels like total_response (data have more stations than sim at high zenith)
+        if count_vem is not None and not count_vem > 0:
+            raise ValueError(f"count_vem: expected a threshold > 0 VEM (the trigger's), found {count_vem!r}")
+        self.count_vem = None if count_vem is None else float(count_vem)
+        if self.count_vem is not None:
+            self.register_buffer("count_coef", torch.zeros(n_labels + 1))
+            self.register_buffer("count_std", torch.ones(()))
         # total_response: the head also sees the event's log(1 + Σ I) as a standardised residual
         # from its linear dependence on the labels (fit_total_response): a scale mismatch of
         # 0.1 dex at one zenith is ~1 σ of this input, but ~0.08 of log(1 + Σ I)/3 over the
@@ -480,7 +492,8 @@ class StationCritic(nn.Module):
         k = min(hidden, _CRITIC_CONV)
         self.conv = nn.Sequential(nn.Conv2d(hidden, k, 3, padding=1), nn.LeakyReLU(0.2),
                                   nn.Conv2d(k, k, 3, padding=1), nn.LeakyReLU(0.2))
-        self.head = nn.Sequential(nn.Linear(2 * k + n_labels + int(self.total_signal) + int(self.total_response), hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
+        self.head = nn.Sequential(nn.Linear(2 * k + n_labels + int(self.total_signal) + int(self.total_response)
+                                            + int(self.count_vem is not None), hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
 
     @classmethod
     def from_architecture(cls, architecture: dict, n_labels: int, hidden: int) -> StationCritic:
@@ -492,27 +505,35 @@ class StationCritic(nn.Module):
                    dropout=float(architecture.get("critic_dropout", 0.0)),
                    core_distance=bool(architecture.get("critic_core_distance", False)),
                    total_signal=bool(architecture.get("critic_total", False)),
-                   total_response=bool(architecture.get("critic_response", False)))
+                   total_response=bool(architecture.get("critic_response", False)),
+                   count_vem=architecture.get("trigger_vem") if architecture.get("critic_count") else None)
 
     @staticmethod
     def _log_total(x: torch.Tensor, scale: float) -> torch.Tensor:
         """``(N,)`` log(1 + Σ S) of flat ``asinh(S/scale)`` features (silent stations read zeros)."""
         return torch.log1p((scale * torch.sinh(x)).sum(-1).clamp(min=0))
 
+    def _count(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` soft number of stations ``Σ min(I / count_vem, 1)`` of flat ``asinh`` features."""
+        s = (self.scale * torch.sinh(x.reshape(x.shape[0], -1, self.n_t))).sum(-1)
+        return (s / self.count_vem).clamp(0.0, 1.0).sum(1)
+
     def fit_total_response(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> None:
-        """With ``total_response``: least-squares fit ``log(1 + Σ S) ≈ c₀ + Σ_l c_l y_l`` on the
-        pooled training events (``x`` ``(N, D)`` flat ``asinh`` features, ``y`` ``(N, L)`` the
-        critic's standardised labels), stored as buffers with the residuals' standard deviation;
-        the head then sees ``(log(1 + Σ S) − c·[1, y]) / σ``.  Without the option: nothing."""
-        if not self.total_response:
-            return
+        """Least-squares fits of the event quantities the head sees as residuals: with
+        ``total_response`` ``log(1 + Σ S) ≈ c₀ + Σ_l c_l y_l``, with ``count_vem`` the soft station
+        count likewise, on the pooled training events (``x`` ``(N, D)`` flat ``asinh`` features,
+        ``y`` ``(N, L)`` the critic's standardised labels); stored as buffers with the residuals'
+        standard deviation.  The head then sees ``(q − c·[1, y]) / σ``.  Without the options: nothing."""
+        fits = ([("response", lambda b: self._log_total(b, self.scale))] if self.total_response else []) + \
+            ([("count", self._count)] if self.count_vem is not None else [])
         with torch.no_grad():
-            lt = torch.cat([self._log_total(x[s:s + batch_size], self.scale) for s in range(0, len(x), batch_size)])
-            a = torch.cat([torch.ones(len(lt), 1, dtype=torch.float64), y.to(torch.float64)], 1)
-            coef = torch.linalg.lstsq(a, lt.to(torch.float64)[:, None]).solution[:, 0]
-            resid = lt.to(torch.float64) - a @ coef
-            self.response_coef.copy_(coef.to(self.response_coef.dtype))
-            self.response_std.copy_(resid.std(unbiased=False).clamp(min=1e-3).to(self.response_std.dtype))
+            a = torch.cat([torch.ones(len(x), 1, dtype=torch.float64), y.to(torch.float64)], 1)
+            for name, fn in fits:
+                q = torch.cat([fn(x[s:s + batch_size]) for s in range(0, len(x), batch_size)]).to(torch.float64)
+                coef = torch.linalg.lstsq(a, q[:, None]).solution[:, 0]
+                resid = q - a @ coef
+                getattr(self, f"{name}_coef").copy_(coef.to(torch.float32))
+                getattr(self, f"{name}_std").copy_(resid.std(unbiased=False).clamp(min=1e-3).to(torch.float32))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
@@ -553,4 +574,7 @@ class StationCritic(nn.Module):
             lt = self._log_total(z[:, :self.d], self.scale)
             fit = self.response_coef[0] + y @ self.response_coef[1:]
             pooled.append(((lt - fit) / self.response_std)[:, None])
+        if self.count_vem is not None:
+            fit = self.count_coef[0] + y @ self.count_coef[1:]
+            pooled.append(((self._count(z[:, :self.d]) - fit) / self.count_std)[:, None])
         return self.head(torch.cat(pooled, dim=1)).squeeze(1)
