@@ -17,6 +17,12 @@ with those of data, in bins of the station integral I (3–10, 10–30, 30–100
 * per event: stations per event, mean log10(S_tot / E) in bins of sec θ, mean log10(I/E) in bins
   of the distance to the core estimate (grid steps).
 
+And on *paired* events (``--paired N``, default 1500): sim and data simulated from one seed in a single
+batch share every shower's energy, direction and core (the toy draws them first), so data say what
+the refiner should have done to each sim event: per bin of sec θ, the gain of the event's total
+signal (Σ S_x / Σ S_sim over the bin's events, x = data or refined) and the stations turned on
+(triggered in x, silent in sim) and off (the reverse) per event.
+
 Usage (≈ 20 s on one thread):
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/diag_refine_auger_stations.py RUN/refiner_main.pt [-n 1000]
 """
@@ -122,10 +128,44 @@ def event_table(d, f) -> dict:
             "log10_i_over_e_by_r_core": [_mean(lat[kr == j]) for j in range(len(R_BINS) - 1)]}
 
 
+def paired_table(sim, others: dict) -> dict:
+    """Per bin of sec θ, for each sample of ``others`` (name → data object with the events of
+    ``sim``, e.g. data of the same showers, refined sim): total gain Σ S_x / Σ S_sim, stations
+    turned on and off per event against ``sim``.
+
+    Example (two one-event samples, 1 × 2 stations: sim 4 VEM and silent; x 6 VEM and 3 VEM):
+        >>> from types import SimpleNamespace as N
+        >>> z = np.zeros((1, 1))
+        >>> sim = N(traces=np.array([[[[4.0], [0.0]]]]), zenith=z)
+        >>> x = N(traces=np.array([[[[6.0], [3.0]]]]), zenith=z)
+        >>> paired_table(sim, {"x": x})["x"][0]
+        {'total_gain': 2.25, 'on_per_event': 1.0, 'off_per_event': 0.0}
+    """
+    sec = 1.0 / np.cos(sim.zenith[:, 0])
+    k = np.digitize(sec, SEC_BINS) - 1
+    i_sim = sim.traces.sum(-1).reshape(len(sec), -1)
+    out = {}
+    for name, d in others.items():
+        i_x = d.traces.sum(-1).reshape(len(sec), -1)
+        rows = []
+        for j in range(len(SEC_BINS) - 1):
+            m = k == j
+            if not m.any():
+                rows.append(None)
+                continue
+            on, off = (i_x[m] != 0) & (i_sim[m] == 0), (i_x[m] == 0) & (i_sim[m] != 0)
+            rows.append({"total_gain": round(float(i_x[m].sum() / max(i_sim[m].sum(), 1e-9)), 3),
+                         "on_per_event": round(float(on.sum(1).mean()), 3),
+                         "off_per_event": round(float(off.sum(1).mean()), 3)})
+        out[name] = rows
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
     p.add_argument("-n", type=int, default=1000, help="fresh toy events per sample")
+    p.add_argument("--paired", type=int, default=1500, help="paired events (same showers in sim and data; 0: none)")
     a = p.parse_args()
     torch.set_num_threads(1)
     model, payload = load_refiner(a.checkpoint)
@@ -140,6 +180,12 @@ def main() -> None:
     out = {"events": {k: event_table(d, feats[k]) for k, d in (("sim", sim), ("data", data), ("refined", refined))},
            "sim_vs_data": compare(feats["sim"], feats["data"]),
            "refined_vs_data": compare(feats["refined"], feats["data"])}
+    if a.paired > 0:
+        # one batch each from the same seed: the same showers (energy, direction, core) in both modes
+        sim_p = simulate_auger(a.paired, mode="sim", seed=rng(13), batch_size=a.paired)
+        data_p = simulate_auger(a.paired, mode="data", seed=rng(13), batch_size=a.paired)
+        out["paired_by_sec"] = {"sec_bins": list(SEC_BINS), **paired_table(sim_p, {
+            "data": data_p, "refined": refine_data(model, payload["preprocessing"], sim_p, seed=3)})}
     print(json.dumps(out, indent=1))
 
 
