@@ -90,6 +90,9 @@ def main() -> None:
     p.add_argument("--critic-count", action="store_true",
                    help="the grid critic's head also sees the number of stations as a standardised residual from a "
                         "linear fit on the labels (needs the trigger rule, e.g. --fill-silent)")
+    p.add_argument("--match-moments", type=float, default=0.0, metavar="WEIGHT",
+                   help="the refiner's loss also asks for data's total signal and number of stations as functions "
+                        "of the labels (weight; needs the trigger rule)")
     p.add_argument("--shape-envelope", action="store_true",
                    help="the time-shape correction is bounded by the pulse's envelope")
     p.add_argument("--shot-noise", action="store_true",
@@ -120,7 +123,7 @@ def main() -> None:
                      ("critic_dropout", a.critic_dropout), ("critic_core_distance", a.critic_core_distance),
                      ("shot_noise", a.shot_noise), ("critic_total", a.critic_total),
                      ("shape_envelope", a.shape_envelope), ("critic_response", a.critic_response),
-                     ("critic_count", a.critic_count)):
+                     ("critic_count", a.critic_count), ("match_moments", a.match_moments)):
         if val:
             options[key] = val
     if trigger is not None:

@@ -201,6 +201,45 @@ def test_critic_count_is_the_soft_station_count_residual(tmp_path):
     assert payload["trainer"]["critic"]["count_std"] != 1.0
 
 
+def test_match_moments_zero_on_data_and_pushes_the_station_count(tmp_path):
+    """``match_moments``: the term is zero (1e-10) for data against data's own fits (the normal
+    equations of the least-squares fit), positive for data with one station fewer per event, and its
+    gradient through the straight-through trigger rule raises the amplitude of silent stations
+    (d loss / d fill bias < 0 when the refined events lack stations).  Hand: the event quantities
+    of a 3 × 3 event with stations of 6, 3, 1.5 VEM are log(1 + 10.5) and 2.5 (T = 3 VEM).  The
+    option needs the trigger threshold and reaches `hepgen refine train --match-moments`."""
+    r = StationRefiner(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8, fill_silent=True, trigger_vem=3.0,
+                       match_moments=1.0)
+    s = np.zeros((1, 9, N_T), np.float32)
+    s[0, 0], s[0, 4], s[0, 8] = 6.0 / N_T, 3.0 / N_T, 1.5 / N_T
+    q = r.event_quantities(torch.from_numpy(np.arcsinh(s / 0.1).reshape(1, -1)))
+    np.testing.assert_allclose(q[0].numpy(), [np.log(11.5), 2.5], rtol=1e-5)
+    rng = np.random.default_rng(0)
+    n = 200
+    y = rng.normal(size=(n, 2)).astype(np.float32)
+    k = np.clip(np.round(4 + y[:, 1] + rng.normal(0, 0.7, n)), 2, 8).astype(int)   # stations per event
+    s = np.zeros((n, 9, N_T), np.float32)
+    for i in range(n):
+        s[i, :k[i]] = rng.uniform(3.5, 20.0, (k[i], 1)) / N_T
+    x = np.arcsinh(s / 0.1).reshape(n, -1).astype(np.float32)
+    r.set_normalisation(x, y)
+    r.fit_moments(x, y)
+    assert float(r.moment_loss(torch.from_numpy(x), torch.from_numpy(y))) < 1e-10
+    fewer = s.copy()
+    fewer[np.arange(n), k - 1] = 0.0                       # one station fewer per event
+    xf = torch.from_numpy(np.arcsinh(fewer / 0.1).reshape(n, -1).astype(np.float32))
+    assert float(r.moment_loss(xf, torch.from_numpy(y))) > 0.1
+    r.train()
+    loss = r.moment_loss(r(xf, torch.from_numpy(y), torch.zeros_like(xf)), torch.from_numpy(y))
+    loss.backward()
+    assert float(r.fill_amp.bias.grad) < 0                 # a larger amplitude lowers the term
+    with pytest.raises(ValueError, match="match_moments: needs the trigger threshold"):
+        StationRefiner(n_labels=2, grid=(3, 3), n_t=N_T, match_moments=1.0)
+    _, payload = _train_cli(tmp_path, "--match-moments", "1", "--trigger-vem", "3")
+    assert payload["preprocessing"]["match_moments"] == 1.0
+    assert payload["model"]["moment_std"].shape == (2,) and float(payload["model"]["moment_std"][1]) != 1.0
+
+
 def test_shape_envelope_bounds_the_correction_to_the_pulse(tmp_path):
     """``shape_envelope``: with the shape heads pushed far from zero (dense bias ±50 per bin), the
     change of each bin is at most I⁺ · env(t) (env: mean |u| over ±3 bins, hand-computed in

@@ -32,6 +32,9 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
 * ``critic_count`` (bool): the grid critic's head also sees the event's number of stations (soft,
   ``Σ min(I/T, 1)``, ``T`` = ``trigger_vem``, which it needs) as a standardised residual from a
   linear fit on the labels (default off);
+* ``match_moments`` (weight ≥ 0): the station refiner's loss also asks for data's total signal and
+  station count as functions of the labels (needs ``trigger_vem``; default 0 = off;
+  :meth:`hepgen.refine.stations.StationRefiner.moment_loss`);
 * ``shape_envelope`` (bool): the station refiner's time-shape correction is bounded by the
   pulse's envelope (:meth:`hepgen.refine.stations.StationRefiner.envelope`; default off).
 
@@ -62,14 +65,14 @@ __all__ = ["ADAPTER_OPTIONS", "FLAG_OPTIONS", "NETWORK_OPTIONS", "baseline_noise
 ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {
     "traces": ("critic_min_vem", "noise_vem", "trigger_vem", "fill_silent", "fill_random", "trigger_curriculum",
                "critic_dropout", "critic_core_distance", "shot_noise", "critic_total",
-               "shape_envelope", "critic_response", "critic_count"), "showers": ()}
+               "shape_envelope", "critic_response", "critic_count", "match_moments"), "showers": ()}
 #: the options that are true or false
 FLAG_OPTIONS = ("fill_silent", "fill_random", "critic_core_distance", "shot_noise", "critic_total", "shape_envelope",
                 "critic_response", "critic_count")
 #: the traces options that shape the refiner or critic networks, copied into the adapter's
 #: architecture only when set (so that checkpoints of before keep their hparams)
 NETWORK_OPTIONS = ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise",
-                   "critic_total", "shape_envelope", "critic_response", "critic_count")
+                   "critic_total", "shape_envelope", "critic_response", "critic_count", "match_moments")
 
 
 def baseline_noise_vem(sim, data, tail_bins: int = 10) -> dict:
@@ -151,9 +154,10 @@ def set_adapter_options(state: dict, options: dict | None, sim=None, data=None) 
     if state.get("trigger_curriculum") and not (state.get("trigger_vem") or 0) > 0:
         raise ValueError(f"refiner option 'trigger_curriculum': needs the trigger threshold trigger_vem > 0 VEM, "
                          f"found {state.get('trigger_vem')!r}")
-    if state.get("critic_count") and not (state.get("trigger_vem") or 0) > 0:
-        raise ValueError(f"refiner option 'critic_count': needs the trigger threshold trigger_vem > 0 VEM, "
-                         f"found {state.get('trigger_vem')!r}")
+    for key in ("critic_count", "match_moments"):
+        if state.get(key) and not (state.get("trigger_vem") or 0) > 0:
+            raise ValueError(f"refiner option {key!r}: needs the trigger threshold trigger_vem > 0 VEM, "
+                             f"found {state.get('trigger_vem')!r}")
     if state.get("fill_silent") and not (state.get("trigger_vem") or 0) > 0:
         raise ValueError(f"refiner option 'fill_silent': needs the trigger threshold trigger_vem > 0 VEM, "
                          f"found {state.get('trigger_vem')!r}")

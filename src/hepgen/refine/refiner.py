@@ -319,7 +319,8 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
                            fill_random=bool(architecture.get("fill_random", False)),
                            trigger_curriculum=architecture.get("trigger_curriculum"),
                            shot_noise=bool(architecture.get("shot_noise", False)),
-                           shape_envelope=bool(architecture.get("shape_envelope", False)))
+                           shape_envelope=bool(architecture.get("shape_envelope", False)),
+                           match_moments=float(architecture.get("match_moments", 0.0)))
     if model.n_features != d:
         raise ValueError(f"architecture: expected {model.n_features} features for grid {architecture['grid']} × "
                          f"n_t {architecture['n_t']}, found {d}")
@@ -432,6 +433,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     model = _build_refiner(d, n_lab, config.hidden, config.n_blocks, config.stochastic, config.noise_init, clip_min,
                            group_size, architecture, resp)
     model.set_normalisation(np.concatenate([x_sim, x_data]), np.concatenate([y_sim, y_data]))
+    # a station refiner with match_moments: data's total signal and station count as functions of the labels
+    getattr(model, "fit_moments", lambda *a: None)(x_data, y_data)
     use_labels = config.condition_critic and n_lab > 0
     n_lab_c = n_lab if use_labels else 0
     if architecture is not None:
@@ -555,6 +558,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                     fake = torch.where(kb, xb, fake)
                 close = model.closeness(xb, fake)
                 loss_r = -critic(_critic_input(model, fake, yb, use_labels)).mean() + config.closeness * close
+                if getattr(model, "match_moments", 0) > 0:
+                    loss_r = loss_r + model.match_moments * model.moment_loss(fake, yb)
                 opt_r.zero_grad(set_to_none=True)
                 loss_r.backward()
                 opt_r.step()
