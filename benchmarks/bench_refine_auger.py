@@ -90,6 +90,8 @@ def main() -> None:
     p.add_argument("--critic-count", action="store_true",
                    help="the grid critic's head also sees the number of stations as a standardised residual from a "
                         "linear fit on the labels (needs the trigger rule, e.g. --fill-silent)")
+    p.add_argument("--critic-roughness", action="store_true",
+                   help="the grid critic's station network also sees the station's total variation Σ|ΔS| / max(I, 1)")
     p.add_argument("--match-moments", type=float, default=0.0, metavar="WEIGHT",
                    help="the refiner's loss also asks for data's total signal and number of stations as functions "
                         "of the labels (weight; needs the trigger rule)")
@@ -123,7 +125,8 @@ def main() -> None:
                      ("critic_dropout", a.critic_dropout), ("critic_core_distance", a.critic_core_distance),
                      ("shot_noise", a.shot_noise), ("critic_total", a.critic_total),
                      ("shape_envelope", a.shape_envelope), ("critic_response", a.critic_response),
-                     ("critic_count", a.critic_count), ("match_moments", a.match_moments)):
+                     ("critic_count", a.critic_count), ("match_moments", a.match_moments),
+                     ("critic_roughness", a.critic_roughness)):
         if val:
             options[key] = val
     if trigger is not None:

@@ -240,6 +240,27 @@ def test_match_moments_zero_on_data_and_pushes_the_station_count(tmp_path):
     assert payload["model"]["moment_std"].shape == (2,) and float(payload["model"]["moment_std"][1]) != 1.0
 
 
+def test_critic_roughness_input_is_the_total_variation(tmp_path):
+    """``critic_roughness``: each station's network sees Σ_t |S(t+1) − S(t)| / max(I, 1) after its
+    other inputs (hand: a station 0, 4, 0, 2, 0… VEM has I = 6 and variation 4 + 4 + 2 + 2 = 12 →
+    2.0; the option reaches `hepgen refine train --critic-roughness`)."""
+    from hepgen.refine.stations import StationCritic
+
+    c = StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8, roughness=True)
+    s = np.zeros((1, 9, N_T), np.float32)
+    s[0, 4, 1], s[0, 4, 3] = 4.0, 2.0
+    z = torch.cat([torch.from_numpy(np.arcsinh(s / 0.1).reshape(1, -1)), torch.tensor([[0.3, -0.7]])], 1)
+    seen = []
+    c.phi[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach()))
+    c(z)
+    np.testing.assert_allclose(seen[-1][0, -3:].numpy(), [2.0, 0.3, -0.7], rtol=1e-5)   # the live station's row
+    assert c.phi[0].in_features == StationCritic(2, (3, 3), N_T, hidden=8).phi[0].in_features + 1
+    _, payload = _train_cli(tmp_path, "--critic-roughness")
+    assert payload["preprocessing"]["critic_roughness"] is True
+    # the toy's 80 bins: asinh trace and cumulative (2 × 80), log I, the variation, two labels
+    assert payload["trainer"]["critic"]["phi.0.weight"].shape[1] == 2 * 80 + 1 + 1 + 2
+
+
 def test_shape_envelope_bounds_the_correction_to_the_pulse(tmp_path):
     """``shape_envelope``: with the shape heads pushed far from zero (dense bias ±50 per bin), the
     change of each bin is at most I⁺ · env(t) (env: mean |u| over ±3 bins, hand-computed in

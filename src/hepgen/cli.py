@@ -360,6 +360,7 @@ def cmd_refine_train(args) -> int:
                                  ("critic_response", args.critic_response or None),
                                  ("critic_count", args.critic_count or None),
                                  ("match_moments", args.match_moments),
+                                 ("critic_roughness", args.critic_roughness or None),
                                  ("shape_envelope", args.shape_envelope or None))
                if v is not None}
     path = train_files(args.sim, args.data, args.output, cfg, resume=args.resume, progress=not args.quiet,
@@ -1018,6 +1019,9 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--critic-count", action="store_true",
                     help="traces: the grid critic's head also sees the number of stations as a standardised residual "
                          "from a linear fit on the labels (needs --trigger-vem)")
+    rt.add_argument("--critic-roughness", action="store_true",
+                    help="traces: the grid critic's station network also sees the station's total variation "
+                         "Σ|ΔS| / max(I, 1)")
     rt.add_argument("--match-moments", type=float, default=None, metavar="WEIGHT",
                     help="traces: the refiner's loss also asks for data's total signal and number of stations as "
                          "functions of the labels, with this weight (needs --trigger-vem; default 0 = off)")

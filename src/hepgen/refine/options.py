@@ -35,6 +35,8 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
 * ``match_moments`` (weight ≥ 0): the station refiner's loss also asks for data's total signal and
   station count as functions of the labels (needs ``trigger_vem``; default 0 = off;
   :meth:`hepgen.refine.stations.StationRefiner.moment_loss`);
+* ``critic_roughness`` (bool): the grid critic's station network also sees the station's total
+  variation Σ|ΔS| / max(I, 1) (default off);
 * ``shape_envelope`` (bool): the station refiner's time-shape correction is bounded by the
   pulse's envelope (:meth:`hepgen.refine.stations.StationRefiner.envelope`; default off).
 
@@ -65,14 +67,16 @@ __all__ = ["ADAPTER_OPTIONS", "FLAG_OPTIONS", "NETWORK_OPTIONS", "baseline_noise
 ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {
     "traces": ("critic_min_vem", "noise_vem", "trigger_vem", "fill_silent", "fill_random", "trigger_curriculum",
                "critic_dropout", "critic_core_distance", "shot_noise", "critic_total",
-               "shape_envelope", "critic_response", "critic_count", "match_moments"), "showers": ()}
+               "shape_envelope", "critic_response", "critic_count", "match_moments",
+               "critic_roughness"), "showers": ()}
 #: the options that are true or false
 FLAG_OPTIONS = ("fill_silent", "fill_random", "critic_core_distance", "shot_noise", "critic_total", "shape_envelope",
-                "critic_response", "critic_count")
+                "critic_response", "critic_count", "critic_roughness")
 #: the traces options that shape the refiner or critic networks, copied into the adapter's
 #: architecture only when set (so that checkpoints of before keep their hparams)
 NETWORK_OPTIONS = ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise",
-                   "critic_total", "shape_envelope", "critic_response", "critic_count", "match_moments")
+                   "critic_total", "shape_envelope", "critic_response", "critic_count", "match_moments",
+                   "critic_roughness")
 
 
 def baseline_noise_vem(sim, data, tail_bins: int = 10) -> dict:

@@ -491,8 +491,13 @@ class StationCritic(nn.Module):
     def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
                  min_signal: float = 0.0, all_stations: bool = False, dropout: float = 0.0,
                  core_distance: bool = False, total_signal: bool = False, total_response: bool = False,
-                 count_vem: float | None = None) -> None:
+                 count_vem: float | None = None, roughness: bool = False) -> None:
         super().__init__()
+        # roughness: each station's network also sees its total variation Σ_t |S(t+1) − S(t)| / I⁺,
+        # which grows at *first order* with zero-mean fluctuations (spiky muon pulses); through the
+        # asinh trace alone a piecewise-linear critic rewards added noise only at second order, and
+        # the shot quantum was not learned (docs/refine.md, fourth round)
+        self.roughness = bool(roughness)
         # count_vem: the head also sees the event's number of stations, Σ_stations min(I / count_vem, 1)
         # (the exact count when every station is silent or ≥ count_vem, as under the trigger rule
         # with count_vem = trigger_vem; differentiable, so that the straight-through trigger rule
@@ -535,7 +540,8 @@ class StationCritic(nn.Module):
         self.min_signal = float(min_signal)
         self.d = self.grid[0] * self.grid[1] * self.n_t
         drop = [nn.Dropout(self.dropout)] if self.dropout > 0 else []
-        self.phi = nn.Sequential(nn.Linear(2 * self.n_t + 1 + int(self.core_distance) + n_labels, hidden),
+        self.phi = nn.Sequential(nn.Linear(2 * self.n_t + 1 + int(self.core_distance) + int(self.roughness) + n_labels,
+                                           hidden),
                                  nn.LeakyReLU(0.2), *drop,
                                  nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), *drop)
         k = min(hidden, _CRITIC_CONV)
@@ -555,7 +561,8 @@ class StationCritic(nn.Module):
                    core_distance=bool(architecture.get("critic_core_distance", False)),
                    total_signal=bool(architecture.get("critic_total", False)),
                    total_response=bool(architecture.get("critic_response", False)),
-                   count_vem=architecture.get("trigger_vem") if architecture.get("critic_count") else None)
+                   count_vem=architecture.get("trigger_vem") if architecture.get("critic_count") else None,
+                   roughness=bool(architecture.get("critic_roughness", False)))
 
     @staticmethod
     def _log_total(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -601,6 +608,8 @@ class StationCritic(nn.Module):
             # signal-weighted centroid of the triggered stations (the refiner's core estimate)
             tot = (self.scale * torch.sinh(x)).sum(-1).clamp(min=0) * (x != 0).any(dim=-1)
             feats.append(core_distance(tot, self.grid, eps=1e-6)[ev, st, None])
+        if self.roughness:
+            feats.append(s.diff(dim=-1).abs().sum(-1, keepdim=True) / integral.clamp(min=1.0))
         # the labels enter every station's network (and the head): the critic compares signals
         # at a given energy and zenith, not only their overall distributions
         feats = torch.cat(feats + [y[ev]], dim=-1)
