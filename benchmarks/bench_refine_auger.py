@@ -56,6 +56,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--closeness", type=float, default=0.1)
+    p.add_argument("--closeness-mean", action="store_true",
+                   help="the closeness term sees the refiner's output without noise (the added noise is not penalised)")
     p.add_argument("--lr", type=float, default=1e-3, help="refiner learning rate")
     p.add_argument("--critic-lr", type=float, default=1e-3)
     p.add_argument("--n-critic", type=int, default=5)
@@ -117,6 +119,7 @@ def main() -> None:
     print("\n".join(notes))
     cfg = RefinerConfig(epochs=a.epochs, hidden=a.hidden, critic_hidden=a.hidden, batch_size=64, n_critic=a.n_critic,
                         lr=a.lr, critic_lr=a.critic_lr, noise_lr_factor=a.noise_lr_factor, closeness=a.closeness,
+                        closeness_mean=a.closeness_mean,
                         seed=a.refiner_seed, stochastic=not a.deterministic, architecture=a.architecture)
     # options of this run's adapter state (recorded in the checkpoint); the registered adapter is not changed
     options = {"critic_min_vem": a.critic_min_vem, **({"fill_silent": True} if a.fill_silent else {})}

@@ -261,6 +261,23 @@ def test_critic_roughness_input_is_the_total_variation(tmp_path):
     assert payload["trainer"]["critic"]["phi.0.weight"].shape[1] == 2 * 80 + 1 + 1 + 2
 
 
+def test_closeness_mean_does_not_penalise_the_added_noise(tmp_path):
+    """``closeness_mean``: with the refiner held at the identity (learning rate 1e-12) and a fixed
+    added noise of 0.3 VEM per bin, the closeness of the first epoch is > 0.01 on the noisy output
+    (the noise changes every station integral by ≈ 0.3 · √80 VEM) and < 1e-4 on the output without
+    noise (the identity up to the asinh round trip).  A non-boolean value is refused."""
+    from hepgen.refine import RefinerConfig
+
+    closeness = []
+    for i, extra in enumerate(([], ["--closeness-mean"])):
+        _, payload = _train_cli(tmp_path / str(i), "--noise-vem", "0.3", "--lr", "1e-12", *extra)
+        assert payload["hparams"]["closeness_mean"] is bool(extra)
+        closeness.append(payload["meta"]["history"]["closeness"][0])
+    assert closeness[0] > 0.01 and closeness[1] < 1e-4, closeness
+    with pytest.raises(ValueError, match="'closeness_mean': expected true or false"):
+        RefinerConfig(closeness_mean=1)
+
+
 def test_shape_envelope_bounds_the_correction_to_the_pulse(tmp_path):
     """``shape_envelope``: with the shape heads pushed far from zero (dense bias ±50 per bin), the
     change of each bin is at most I⁺ · env(t) (env: mean |u| over ±3 bins, hand-computed in

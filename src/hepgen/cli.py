@@ -344,7 +344,8 @@ def cmd_quantum_table(args) -> int:
 def cmd_refine_train(args) -> int:
     from hepgen.refine import RefinerConfig, train_files
 
-    cfg = RefinerConfig(epochs=args.epochs, batch_size=args.batch_size, closeness=args.closeness, hidden=args.hidden,
+    cfg = RefinerConfig(epochs=args.epochs, batch_size=args.batch_size, closeness=args.closeness,
+                        closeness_mean=args.closeness_mean, hidden=args.hidden,
                         critic_hidden=args.critic_hidden, n_critic=args.n_critic, lr=args.lr, critic_lr=args.critic_lr,
                         noise_lr_factor=args.noise_lr_factor, gp_weight=args.gp_weight, critic_warmup=args.critic_warmup,
                         ema=args.ema, architecture=args.architecture, critic_sums=args.critic_sums,
@@ -968,6 +969,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--batch-size", type=int, default=128, help="default 128")
     rt.add_argument("--closeness", type=float, default=0.1,
                     help="weight of the term keeping refined events near their input (default 0.1)")
+    rt.add_argument("--closeness-mean", action="store_true",
+                    help="the closeness term sees the refiner's output without noise (the added noise is not penalised)")
     rt.add_argument("--hidden", type=int, default=256, help="refiner width (default 256)")
     rt.add_argument("--critic-hidden", type=int, default=256, help="critic width (default 256)")
     rt.add_argument("--n-critic", type=int, default=5, help="critic steps per refiner step (default 5)")

@@ -94,6 +94,12 @@ class RefinerConfig:
         lr, critic_lr: Adam learning rates (β = (0.5, 0.9), as in arXiv:1704.00028).
         gp_weight: λ_gp of the gradient penalty.
         closeness: λ_close of the closeness term (0 = pure adversarial).
+        closeness_mean: the closeness term compares each event with the refiner's output
+            *without noise* (the mean correction), so that the noise the refiner adds is not
+            penalised.  A term on the noisy output penalises a learned noise amplitude (e.g. the
+            shot noise of :mod:`hepgen.refine.stations`) at first order — |Δ log I| of a random
+            change grows like its standard deviation — and drove it to zero (docs/refine.md,
+            fifth round).  Costs one more refiner forward per step.
         stochastic: learn a noise amplitude σ(x, y).  noise_init: its starting value (in
             units of the features' spread).  noise_lr_factor: learning-rate multiplier of the
             σ head (σ = exp(·) must travel several e-folds, e.g. from 0.01 to 1, which at the
@@ -128,6 +134,7 @@ class RefinerConfig:
     critic_lr: float = 5e-4
     gp_weight: float = 10.0
     closeness: float = 0.1
+    closeness_mean: bool = False
     stochastic: bool = True
     noise_init: float = 1e-2
     noise_lr_factor: float = 50.0
@@ -153,6 +160,8 @@ class RefinerConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"refiner config key {name!r}: expected a number > 0, found {v!r}")
+        if not isinstance(self.closeness_mean, (bool, np.bool_)):
+            raise ValueError(f"refiner config key 'closeness_mean': expected true or false, found {self.closeness_mean!r}")
         if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
             raise ValueError(f"refiner config key 'ema': expected a number in [0, 1), found {self.ema!r}")
         for name in ("gp_weight", "closeness"):
@@ -473,7 +482,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     if checkpoint is not None and resume and Path(checkpoint).is_file():
         payload = load_checkpoint(checkpoint)
         # checkpoints written before the response factor existed lack its keys: they had none
-        old = {k: v for k, v in {"response": "off", "response_groups": 0, **payload["hparams"]}.items()
+        old = {k: v for k, v in {"response": "off", "response_groups": 0, "closeness_mean": False,
+                                 **payload["hparams"]}.items()
                if k != "epochs"}
         new = {k: v for k, v in hparams.items() if k != "epochs"}
         if payload.get("family") != FAMILY or old != new:
@@ -556,7 +566,11 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                 fake = model(xb, yb, noise)
                 if kb is not None:
                     fake = torch.where(kb, xb, fake)
-                close = model.closeness(xb, fake)
+                if config.closeness_mean:
+                    mean = model(xb, yb, None)
+                    close = model.closeness(xb, mean if kb is None else torch.where(kb, xb, mean))
+                else:
+                    close = model.closeness(xb, fake)
                 loss_r = -critic(_critic_input(model, fake, yb, use_labels)).mean() + config.closeness * close
                 if getattr(model, "match_moments", 0) > 0:
                     loss_r = loss_r + model.match_moments * model.moment_loss(fake, yb)
