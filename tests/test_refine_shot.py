@@ -30,6 +30,19 @@ def _constant(n, vem_per_bin, silent_tail=0):
     return np.arcsinh(s / 0.1).reshape(n, -1).astype(np.float32)
 
 
+#: labels at the four corners (±1, ±1): y₀y₁ is orthogonal to 1, y₀ and y₁ (residual fits by hand)
+CORNERS = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+
+
+def _head_last_input(critic, x, y):
+    """``(N,)``: the last input of the grid critic's head for flat traces ``x`` and labels ``y``."""
+    seen = {}
+    hook = critic.head[0].register_forward_hook(lambda mod, inp, out: seen.update(x=inp[0].detach()))
+    critic(torch.cat([x, y], 1))
+    hook.remove()
+    return seen["x"][:, -1].numpy()
+
+
 def _train_cli(tmp_path, *flags):
     """`hepgen refine train` for one epoch on 12 + 12 toy events with ``flags``: (refiner, checkpoint payload)."""
     for name, seed in (("sim", 1), ("data", 2)):
@@ -145,7 +158,7 @@ def test_critic_response_is_the_standardised_residual_of_the_total(tmp_path):
     from hepgen.refine.stations import StationCritic
 
     c = StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8, total_response=True)
-    y = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+    y = CORNERS
     total = torch.expm1(1.0 + 0.5 * y[:, 0] + 0.1 * y[:, 0] * y[:, 1])
     s = np.zeros((4, 9, N_T), np.float32)
     s[:, 4, :] = (total / N_T).numpy()[:, None]          # one station, the total spread over the bins
@@ -153,10 +166,7 @@ def test_critic_response_is_the_standardised_residual_of_the_total(tmp_path):
     c.fit_total_response(x, y)
     np.testing.assert_allclose(c.response_coef.numpy(), [1.0, 0.5, 0.0], atol=2e-5)
     np.testing.assert_allclose(float(c.response_std), 0.1, rtol=1e-4)
-    seen = {}
-    c.head[0].register_forward_hook(lambda mod, inp, out: seen.update(x=inp[0].detach()))
-    c(torch.cat([x, y], 1))
-    np.testing.assert_allclose(seen["x"][:, -1].numpy(), [1.0, -1.0, -1.0, 1.0], atol=2e-3)
+    np.testing.assert_allclose(_head_last_input(c, x, y), [1.0, -1.0, -1.0, 1.0], atol=2e-3)
     assert c.head[0].in_features == StationCritic(2, (3, 3), N_T, hidden=8).head[0].in_features + 1
     off = StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8)
     off.fit_total_response(x, y)                          # without the option: nothing fitted, keys as before
@@ -178,7 +188,7 @@ def test_critic_count_is_the_soft_station_count_residual(tmp_path):
     s = np.zeros((1, 9, N_T), np.float32)
     s[0, 0], s[0, 4], s[0, 8] = 6.0 / N_T, 3.0 / N_T, 1.5 / N_T
     np.testing.assert_allclose(float(c._count(torch.from_numpy(np.arcsinh(s / 0.1).reshape(1, -1)))[0]), 2.5, rtol=1e-5)
-    y = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+    y = CORNERS
     counts = (2.0 + y[:, 0] + 0.5 * y[:, 0] * y[:, 1]).numpy()   # 1.5, 0.5, 2.5, 3.5 stations
     s = np.zeros((4, 9, N_T), np.float32)
     for i, k in enumerate(counts):
@@ -188,10 +198,7 @@ def test_critic_count_is_the_soft_station_count_residual(tmp_path):
     c.fit_total_response(x, y)
     np.testing.assert_allclose(c.count_coef.numpy(), [2.0, 1.0, 0.0], atol=1e-4)
     np.testing.assert_allclose(float(c.count_std), 0.5, rtol=1e-4)
-    seen = {}
-    c.head[0].register_forward_hook(lambda mod, inp, out: seen.update(x=inp[0].detach()))
-    c(torch.cat([x, y], 1))
-    np.testing.assert_allclose(seen["x"][:, -1].numpy(), [1.0, -1.0, -1.0, 1.0], atol=1e-3)
+    np.testing.assert_allclose(_head_last_input(c, x, y), [1.0, -1.0, -1.0, 1.0], atol=1e-3)
     with pytest.raises(ValueError, match="count_vem: expected a threshold > 0"):
         StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, count_vem=0.0)
     with pytest.raises(ValueError, match="'critic_count': needs the trigger threshold"):
