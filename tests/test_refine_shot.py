@@ -163,13 +163,13 @@ def test_critic_response_is_the_standardised_residual_of_the_total(tmp_path):
     s = np.zeros((4, 9, N_T), np.float32)
     s[:, 4, :] = (total / N_T).numpy()[:, None]          # one station, the total spread over the bins
     x = torch.from_numpy(np.arcsinh(s / 0.1).reshape(4, -1))
-    c.fit_total_response(x, y)
+    c.fit_residuals(x, y)
     np.testing.assert_allclose(c.response_coef.numpy(), [1.0, 0.5, 0.0], atol=2e-5)
     np.testing.assert_allclose(float(c.response_std), 0.1, rtol=1e-4)
     np.testing.assert_allclose(_head_last_input(c, x, y), [1.0, -1.0, -1.0, 1.0], atol=2e-3)
     assert c.head[0].in_features == StationCritic(2, (3, 3), N_T, hidden=8).head[0].in_features + 1
     off = StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8)
-    off.fit_total_response(x, y)                          # without the option: nothing fitted, keys as before
+    off.fit_residuals(x, y)                               # without the option: nothing fitted, keys as before
     assert not any(k.startswith("response_") for k in off.state_dict())
     _, payload = _train_cli(tmp_path, "--critic-response")
     assert payload["preprocessing"]["critic_response"] is True
@@ -187,7 +187,8 @@ def test_critic_count_is_the_soft_station_count_residual(tmp_path):
     c = StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8, count_vem=3.0)
     s = np.zeros((1, 9, N_T), np.float32)
     s[0, 0], s[0, 4], s[0, 8] = 6.0 / N_T, 3.0 / N_T, 1.5 / N_T
-    np.testing.assert_allclose(float(c._count(torch.from_numpy(np.arcsinh(s / 0.1).reshape(1, -1)))[0]), 2.5, rtol=1e-5)
+    np.testing.assert_allclose(float(stations.soft_count(torch.from_numpy(np.arcsinh(s / 0.1).reshape(1, -1)), N_T, 0.1,
+                                                         c.count_vem)[0]), 2.5, rtol=1e-5)
     y = CORNERS
     counts = (2.0 + y[:, 0] + 0.5 * y[:, 0] * y[:, 1]).numpy()   # 1.5, 0.5, 2.5, 3.5 stations
     s = np.zeros((4, 9, N_T), np.float32)
@@ -195,7 +196,7 @@ def test_critic_count_is_the_soft_station_count_residual(tmp_path):
         s[i, :int(k)] = 3.0 / N_T                            # whole stations at threshold
         s[i, int(k)] = (k - int(k)) * 3.0 / N_T              # and a half one
     x = torch.from_numpy(np.arcsinh(s / 0.1).reshape(4, -1))
-    c.fit_total_response(x, y)
+    c.fit_residuals(x, y)
     np.testing.assert_allclose(c.count_coef.numpy(), [2.0, 1.0, 0.0], atol=1e-4)
     np.testing.assert_allclose(float(c.count_std), 0.5, rtol=1e-4)
     np.testing.assert_allclose(_head_last_input(c, x, y), [1.0, -1.0, -1.0, 1.0], atol=1e-3)

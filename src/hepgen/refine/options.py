@@ -28,7 +28,7 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
   (default off);
 * ``critic_response`` (bool): the grid critic's head also sees the event's log(1 + total signal)
   as a standardised residual from a linear fit on the labels (pooled sim and data; default off;
-  :meth:`hepgen.refine.stations.StationCritic.fit_total_response`);
+  :meth:`hepgen.refine.stations.StationCritic.fit_residuals`);
 * ``critic_count`` (bool): the grid critic's head also sees the event's number of stations (soft,
   ``Σ min(I/T, 1)``, ``T`` = ``trigger_vem``, which it needs) as a standardised residual from a
   linear fit on the labels (default off);

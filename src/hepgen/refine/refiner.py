@@ -452,7 +452,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
             # the total signal's (station count's) linear dependence on the labels, fitted on both samples
             xn, yn = model.normalise(torch.from_numpy(np.concatenate([x_sim, x_data])),
                                      torch.from_numpy(np.concatenate([y_sim, y_data])))
-            critic.fit_total_response(xn, yn[:, :n_lab_c])
+            critic.fit_residuals(xn, yn[:, :n_lab_c])
     elif model.n_groups > 1:
         critic = GroupCritic(d, n_lab_c, model.group_size, config.critic_hidden)
     elif config.critic_sums:

@@ -95,7 +95,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["StationCritic", "StationRefiner", "core_distance", "near_live", "station_quantities"]
+__all__ = ["StationCritic", "StationRefiner", "core_distance", "log_total", "near_live", "soft_count",
+           "station_quantities"]
 
 _CTX = 16  # channels of the footprint context of the refiner
 _SIGMA_MAX = 0.5  # VEM per bin: the largest noise amplitude the refiner may add
@@ -130,6 +131,25 @@ def station_quantities(x: torch.Tensor, grid, n_t: int, scale: float):
     live = (xs != 0).any(dim=-1)
     integral = s.sum(dim=-1)
     return s, live, integral, integral.clamp(min=1.0)
+
+
+def log_total(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``(N,)`` log(1 + Σ S) (VEM) of flat ``asinh(S/scale)`` features ``(N, D)`` (silent stations read zeros)."""
+    return torch.log1p((scale * torch.sinh(x)).sum(-1).clamp(min=0))
+
+
+def soft_count(x: torch.Tensor, n_t: int, scale: float, threshold: float) -> torch.Tensor:
+    """``(N,)`` soft number of stations ``Σ min(I / threshold, 1)`` of flat ``asinh`` features: the
+    exact count when every station is silent or ≥ ``threshold`` (VEM), as under the trigger rule,
+    and differentiable (through the straight-through rule its gradient reaches silent stations).
+
+    Example (stations of 6, 3 and 1.5 VEM and silent ones, threshold 3 VEM):
+        >>> s = torch.zeros(1, 9, 4); s[0, 0], s[0, 4], s[0, 8] = 1.5, 0.75, 0.375
+        >>> float(soft_count(torch.asinh(s / 0.1).reshape(1, -1), 4, 0.1, 3.0)[0])
+        2.5
+    """
+    s = (scale * torch.sinh(x.reshape(x.shape[0], -1, n_t))).sum(-1)
+    return (s / threshold).clamp(0.0, 1.0).sum(1)
 
 
 def near_live(live: torch.Tensor, grid) -> torch.Tensor:
@@ -315,8 +335,7 @@ class StationRefiner(nn.Module):
         the exact count when every station is silent or ≥ T, as under the trigger rule) of flat
         ``asinh`` features ``x`` ``(N, D)``.  Differentiable: through the straight-through trigger
         rule the count's gradient reaches the amplitude of silent stations."""
-        s = (self.scale * torch.sinh(x.reshape(x.shape[0], -1, self.n_t))).sum(-1)
-        return torch.stack([torch.log1p(s.sum(1).clamp(min=0)), (s / self.trigger_vem).clamp(0.0, 1.0).sum(1)], 1)
+        return torch.stack([log_total(x, self.scale), soft_count(x, self.n_t, self.scale, self.trigger_vem)], 1)
 
     def _moment_basis(self, y: torch.Tensor) -> torch.Tensor:
         """``(N, 1 + 2L)``: 1, the standardised labels and their squares minus 1."""
@@ -564,24 +583,14 @@ class StationCritic(nn.Module):
                    count_vem=architecture.get("trigger_vem") if architecture.get("critic_count") else None,
                    roughness=bool(architecture.get("critic_roughness", False)))
 
-    @staticmethod
-    def _log_total(x: torch.Tensor, scale: float) -> torch.Tensor:
-        """``(N,)`` log(1 + Σ S) of flat ``asinh(S/scale)`` features (silent stations read zeros)."""
-        return torch.log1p((scale * torch.sinh(x)).sum(-1).clamp(min=0))
-
-    def _count(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N,)`` soft number of stations ``Σ min(I / count_vem, 1)`` of flat ``asinh`` features."""
-        s = (self.scale * torch.sinh(x.reshape(x.shape[0], -1, self.n_t))).sum(-1)
-        return (s / self.count_vem).clamp(0.0, 1.0).sum(1)
-
-    def fit_total_response(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> None:
+    def fit_residuals(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> None:
         """Least-squares fits of the event quantities the head sees as residuals: with
         ``total_response`` ``log(1 + Σ S) ≈ c₀ + Σ_l c_l y_l``, with ``count_vem`` the soft station
         count likewise, on the pooled training events (``x`` ``(N, D)`` flat ``asinh`` features,
         ``y`` ``(N, L)`` the critic's standardised labels); stored as buffers with the residuals'
         standard deviation.  The head then sees ``(q − c·[1, y]) / σ``.  Without the options: nothing."""
-        fits = ([("response", lambda b: self._log_total(b, self.scale))] if self.total_response else []) + \
-            ([("count", self._count)] if self.count_vem is not None else [])
+        fits = ([("response", lambda b: log_total(b, self.scale))] if self.total_response else []) + \
+            ([("count", lambda b: soft_count(b, self.n_t, self.scale, self.count_vem))] if self.count_vem is not None else [])
         with torch.no_grad():
             a = torch.cat([torch.ones(len(x), 1, dtype=torch.float64), y.to(torch.float64)], 1)
             for name, fn in fits:
@@ -629,10 +638,10 @@ class StationCritic(nn.Module):
             total = torch.zeros(n, dtype=z.dtype).index_add(0, ev, integral[:, 0])
             pooled.append(torch.log1p(total.clamp(min=0))[:, None] / 3.0)
         if self.total_response:
-            lt = self._log_total(z[:, :self.d], self.scale)
+            lt = log_total(z[:, :self.d], self.scale)
             fit = self.response_coef[0] + y @ self.response_coef[1:]
             pooled.append(((lt - fit) / self.response_std)[:, None])
         if self.count_vem is not None:
             fit = self.count_coef[0] + y @ self.count_coef[1:]
-            pooled.append(((self._count(z[:, :self.d]) - fit) / self.count_std)[:, None])
+            pooled.append(((soft_count(z[:, :self.d], self.n_t, self.scale, self.count_vem) - fit) / self.count_std)[:, None])
         return self.head(torch.cat(pooled, dim=1)).squeeze(1)
