@@ -9,7 +9,9 @@ Writes ``OUT/metrics.json`` and ``OUT/report.html`` (before/after histograms, RO
 regression residuals, bias/resolution table over seeds, gap closed, DCTR ESS) and prints the
 headline figures.  Runs single-threaded.  The refiner is the per-station refiner with the grid
 critic of :mod:`hepgen.refine.stations` (``--architecture mlp``: the residual MLP), with the
-critic's signal gate at ``--critic-min-vem`` (docs/refine.md).
+critic's signal gate at ``--critic-min-vem`` (docs/refine.md; 10 VEM here).  The adapter options
+are the flags of ``hepgen refine train`` (one table, :data:`hepgen.refine.options.TRACE_FLAGS`);
+with ``--fill-silent`` and no ``--trigger-vem`` the toy's trigger threshold (3 VEM) applies.
 
 Usage:
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_refine_auger.py -o bench_out/refine_auger
@@ -27,6 +29,7 @@ from bench_refine_showers import print_headline
 from diag_refine_auger_memo import critic_w, fresh_samples, training_samples
 
 from hepgen.data.traces import read_traces
+from hepgen.refine.options import TRACE_FLAGS, add_option_flags, options_from_flags
 from hepgen.refine.proof import demonstrate
 from hepgen.refine.refiner import RefinerConfig
 from hepgen.simulate.auger_toy import AugerToyConfig, simulate_auger
@@ -48,8 +51,9 @@ class FreshToy:
                 simulate_auger(self.n_data, mode="data", seed=rng(12)))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (its adapter options from :data:`hepgen.refine.options.TRACE_FLAGS`)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sim", help="sim traces (HDF5); default: the toy in mode 'sim'")
     p.add_argument("--data", help="data traces (HDF5); default: the toy in mode 'data'")
     p.add_argument("-n", type=int, default=3000, help="events per sample when generating (default 3000)")
@@ -62,14 +66,10 @@ def main() -> None:
     p.add_argument("--critic-lr", type=float, default=1e-3)
     p.add_argument("--n-critic", type=int, default=5)
     p.add_argument("--noise-lr-factor", type=float, default=10.0)
-    p.add_argument("--critic-min-vem", type=float, default=10.0,
-                   help="stations below this integral (VEM) look untriggered to the grid critic (0 = off)")
+    # the adapter options: one table with `hepgen refine train` (critic gate on by default here)
+    add_option_flags(p, TRACE_FLAGS, defaults={"critic_min_vem": 10.0})
     p.add_argument("--measured-noise", action="store_true",
                    help="the refiner adds a fixed noise measured from the baselines (tails) instead of learning it")
-    p.add_argument("--fill-silent", action="store_true",
-                   help="the station refiner may turn silent stations on (then the trigger rule applies)")
-    p.add_argument("--trigger-vem", type=float, default=None,
-                   help="trigger threshold applied to refined stations (default with --fill-silent: the toy's, 3 VEM)")
     p.add_argument("--architecture", default="auto", choices=("auto", "mlp"),
                    help="auto: per-station refiner + grid critic (hepgen.refine.stations); mlp: residual MLP")
     p.add_argument("--scan", default="", help="other closeness weights to measure, comma-separated")
@@ -77,37 +77,17 @@ def main() -> None:
     p.add_argument("--refiner-seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true",
                    help="no learned noise amplitude (the refiner's mean correction only)")
-    p.add_argument("--fill-random", action="store_true",
-                   help="with --fill-silent: the amplitude of a silent station also depends on a random number")
-    p.add_argument("--trigger-curriculum", type=float, default=None,
-                   help="training: the trigger rule starts at this fraction of the threshold, rising to it by mid-training")
-    p.add_argument("--critic-dropout", type=float, default=0.0, help="dropout in the grid critic")
-    p.add_argument("--critic-core-distance", action="store_true",
-                   help="the grid critic's station network also sees the distance to the core estimate")
-    p.add_argument("--critic-total", action="store_true",
-                   help="the grid critic's head also sees the event's log(1 + total signal)")
-    p.add_argument("--critic-response", action="store_true",
-                   help="the grid critic's head also sees log(1 + total signal) as a standardised residual from a "
-                        "linear fit on the labels")
-    p.add_argument("--critic-count", action="store_true",
-                   help="the grid critic's head also sees the number of stations as a standardised residual from a "
-                        "linear fit on the labels (needs the trigger rule, e.g. --fill-silent)")
-    p.add_argument("--critic-roughness", action="store_true",
-                   help="the grid critic's station network also sees the station's total variation Σ|ΔS| / max(I, 1)")
-    p.add_argument("--match-moments", type=float, default=0.0, metavar="WEIGHT",
-                   help="the refiner's loss also asks for data's total signal and number of stations as functions "
-                        "of the labels (weight; needs the trigger rule)")
-    p.add_argument("--shape-envelope", action="store_true",
-                   help="the time-shape correction is bounded by the pulse's envelope")
-    p.add_argument("--shot-noise", action="store_true",
-                   help="deterministic time-shape correction; the stochastic part is shot noise of a learned quantum")
     p.add_argument("--fresh-per-epoch", action="store_true",
                    help="the refiner sees new toy events every epoch (against memorisation); the regression, "
                         "classifier and held-out data stay the -n samples")
     p.add_argument("--memo", action="store_true",
                    help="after the run: the critic's W on the training samples and on fresh ones (diag_refine_auger_memo.py)")
     p.add_argument("-o", "--out", default="bench_out/refine_auger")
-    a = p.parse_args()
+    return p
+
+
+def main() -> None:
+    a = build_parser().parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     sim = read_traces(a.sim) if a.sim else simulate_auger(a.n, mode="sim", seed=11)
@@ -122,16 +102,8 @@ def main() -> None:
                         closeness_mean=a.closeness_mean,
                         seed=a.refiner_seed, stochastic=not a.deterministic, architecture=a.architecture)
     # options of this run's adapter state (recorded in the checkpoint); the registered adapter is not changed
-    options = {"critic_min_vem": a.critic_min_vem, **({"fill_silent": True} if a.fill_silent else {})}
+    options = options_from_flags(a, TRACE_FLAGS)
     trigger = a.trigger_vem if a.trigger_vem is not None else (AugerToyConfig().trigger_vem if a.fill_silent else None)
-    for key, val in (("fill_random", a.fill_random), ("trigger_curriculum", a.trigger_curriculum),
-                     ("critic_dropout", a.critic_dropout), ("critic_core_distance", a.critic_core_distance),
-                     ("shot_noise", a.shot_noise), ("critic_total", a.critic_total),
-                     ("shape_envelope", a.shape_envelope), ("critic_response", a.critic_response),
-                     ("critic_count", a.critic_count), ("match_moments", a.match_moments),
-                     ("critic_roughness", a.critic_roughness)):
-        if val:
-            options[key] = val
     if trigger is not None:
         options["trigger_vem"] = trigger
         notes.append(f"refined stations pass the trigger rule (>= {trigger:g} VEM); "

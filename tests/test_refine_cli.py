@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +15,15 @@ from hepgen.cli import build_parser, main
 from hepgen.data.formats import write_showers
 from hepgen.data.geometry import CylindricalBinning
 from hepgen.data.traces import write_traces
-from hepgen.refine.options import baseline_noise_vem, set_adapter_options
+from _benchmarks import load_benchmark
+from hepgen.refine.options import (
+    ADAPTER_OPTIONS,
+    TRACE_FLAGS,
+    add_option_flags,
+    baseline_noise_vem,
+    options_from_flags,
+    set_adapter_options,
+)
 from hepgen.refine.refiner import RefinerConfig, load_refiner
 from hepgen.simulate.auger_toy import simulate_auger
 from hepgen.simulate.calorimeter import simulate_dataset
@@ -32,6 +43,44 @@ def test_parser_defaults_are_todays_refiner_config():
     assert (a.noise_lr_factor, a.gp_weight, a.critic_warmup, a.ema, a.architecture) == \
         (d.noise_lr_factor, d.gp_weight, d.critic_warmup, d.ema, d.architecture)
     assert a.critic_min_vem is None and a.noise_vem is None and a.measured_noise is False
+
+
+def _helps(parser: argparse.ArgumentParser) -> dict:
+    return {a.option_strings[0]: a.help for a in parser._actions if a.option_strings}
+
+
+def test_refine_train_and_the_auger_benchmark_share_one_table_of_adapter_options():
+    """`hepgen refine train` and benchmarks/bench_refine_auger.py take the trace options from
+    TRACE_FLAGS: same flags, same help (the command's prefixed "traces: "), same adapter_options
+    from the same arguments; the table with noise_vem is every traces adapter option; the
+    benchmark's own default is its critic gate (10 VEM); docs/refine.md lists every flag."""
+    for dep in ("bench_refine_showers", "diag_refine_auger_memo"):  # the script's sibling imports
+        load_benchmark(dep)
+    bench = load_benchmark("bench_refine_auger").build_parser()
+    cli_help, bench_help = _helps(_sub_parser()), _helps(bench)
+    flags = {"--" + f.key.replace("_", "-"): f for f in TRACE_FLAGS}
+    assert {k: cli_help[k] for k in flags} == {k: "traces: " + f.help for k, f in flags.items()}
+    assert {k: bench_help[k] for k in flags} == {k: f.help for k, f in flags.items()}
+    assert {f.key for f in TRACE_FLAGS} | {"noise_vem"} == set(ADAPTER_OPTIONS["traces"])
+    args = ["--critic-min-vem", "0", "--fill-silent", "--trigger-vem", "3", "--critic-count", "--match-moments", "5",
+            "--critic-dropout", "0.25"]
+    expected = {"critic_min_vem": 0.0, "trigger_vem": 3.0, "fill_silent": True, "critic_dropout": 0.25,
+                "critic_count": True, "match_moments": 5.0}
+    assert options_from_flags(_refine_train(*args)) == expected
+    assert options_from_flags(bench.parse_args(args)) == expected
+    assert options_from_flags(_refine_train()) == {}
+    assert options_from_flags(bench.parse_args([])) == {"critic_min_vem": 10.0}
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "refine.md").read_text()
+    assert [k for k in flags if not re.search(rf"^\| `{k}[ `]", docs, re.M)] == []
+    with pytest.raises(ValueError, match=r"defaults: expected number options of the table, found \['fill_silent'\]"):
+        add_option_flags(argparse.ArgumentParser(), defaults={"fill_silent": True})
+
+
+def _sub_parser() -> argparse.ArgumentParser:
+    parser = build_parser()
+    for name in ("refine", "train"):
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser
 
 
 def test_parser_reads_every_new_option():

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import argcomplete
 
+from hepgen.refine.options import TRACE_FLAGS, add_option_flags, options_from_flags
+
 __all__ = ["main"]
 
 
@@ -350,20 +352,9 @@ def cmd_refine_train(args) -> int:
                         noise_lr_factor=args.noise_lr_factor, gp_weight=args.gp_weight, critic_warmup=args.critic_warmup,
                         ema=args.ema, architecture=args.architecture, critic_sums=args.critic_sums,
                         stochastic=not args.deterministic, seed=args.seed, response=args.response)
-    options = {k: v for k, v in (("critic_min_vem", args.critic_min_vem),
-                                 ("noise_vem", "measured" if args.measured_noise else args.noise_vem),
-                                 ("trigger_vem", args.trigger_vem), ("fill_silent", args.fill_silent or None),
-                                 ("fill_random", args.fill_random or None), ("trigger_curriculum", args.trigger_curriculum),
-                                 ("critic_dropout", args.critic_dropout),
-                                 ("critic_core_distance", args.critic_core_distance or None),
-                                 ("shot_noise", args.shot_noise or None),
-                                 ("critic_total", args.critic_total or None),
-                                 ("critic_response", args.critic_response or None),
-                                 ("critic_count", args.critic_count or None),
-                                 ("match_moments", args.match_moments),
-                                 ("critic_roughness", args.critic_roughness or None),
-                                 ("shape_envelope", args.shape_envelope or None))
-               if v is not None}
+    options = options_from_flags(args, TRACE_FLAGS)
+    if args.measured_noise or args.noise_vem is not None:
+        options["noise_vem"] = "measured" if args.measured_noise else args.noise_vem
     path = train_files(args.sim, args.data, args.output, cfg, resume=args.resume, progress=not args.quiet,
                        adapter_options=options)
     print(f"wrote {path}")
@@ -991,48 +982,13 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--response", choices=("off", "total", "layers"), default="off",
                     help="showers: a shape refiner that keeps the energy, then a per-event response factor on the "
                          "total or per layer (docs/refine.md; default off)")
-    rt.add_argument("--critic-min-vem", type=float, default=None,
-                    help="traces: critic gate, hide stations well below this signal (VEM) from the critic "
-                         "(default: none, 0)")
+    add_option_flags(rt, TRACE_FLAGS, prefix="traces: ")  # one table with the Auger benchmark's flags
     noise = rt.add_mutually_exclusive_group()
     noise.add_argument("--noise-vem", type=float, default=None,
                        help="traces: add this fixed noise (VEM per bin) instead of learning it (default: learn)")
     noise.add_argument("--measured-noise", action="store_true",
                        help="traces: add the fixed noise sqrt(sigma_data^2 - sigma_sim^2) measured from the "
                             "baselines (last 10 bins of triggered stations) of the two files")
-    rt.add_argument("--trigger-vem", type=float, default=None,
-                    help="traces: trigger threshold (VEM) applied to refined stations: a station below it reads "
-                         "zeros (default: no rule)")
-    rt.add_argument("--fill-silent", action="store_true",
-                    help="traces: the station refiner may turn silent stations on (needs --trigger-vem)")
-    rt.add_argument("--fill-random", action="store_true",
-                    help="traces: the amplitude proposed for a silent station also depends on a random number "
-                         "(needs --fill-silent)")
-    rt.add_argument("--trigger-curriculum", type=float, default=None,
-                    help="traces: in training the trigger rule starts at this fraction of --trigger-vem and rises "
-                         "to it by mid-training (default: none)")
-    rt.add_argument("--critic-dropout", type=float, default=None, help="traces: dropout in the grid critic (default 0)")
-    rt.add_argument("--critic-core-distance", action="store_true",
-                    help="traces: the grid critic also sees each station's distance to the core estimate")
-    rt.add_argument("--critic-total", action="store_true",
-                    help="traces: the grid critic's head also sees the event's log(1 + total signal)")
-    rt.add_argument("--critic-response", action="store_true",
-                    help="traces: the grid critic's head also sees log(1 + total signal) as a standardised residual "
-                         "from a linear fit on the labels")
-    rt.add_argument("--critic-count", action="store_true",
-                    help="traces: the grid critic's head also sees the number of stations as a standardised residual "
-                         "from a linear fit on the labels (needs --trigger-vem)")
-    rt.add_argument("--critic-roughness", action="store_true",
-                    help="traces: the grid critic's station network also sees the station's total variation "
-                         "Σ|ΔS| / max(I, 1)")
-    rt.add_argument("--match-moments", type=float, default=None, metavar="WEIGHT",
-                    help="traces: the refiner's loss also asks for data's total signal and number of stations as "
-                         "functions of the labels, with this weight (needs --trigger-vem; default 0 = off)")
-    rt.add_argument("--shape-envelope", action="store_true",
-                    help="traces: the station refiner's time-shape correction is bounded by the pulse's envelope")
-    rt.add_argument("--shot-noise", action="store_true",
-                    help="traces: deterministic time-shape correction; the refiner's stochastic part is shot noise "
-                         "of a learned quantum per station (variance proportional to the signal per bin)")
     rt.add_argument("--deterministic", action="store_true", help="no learned noise amplitude")
     rt.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and noise")
     rt.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,

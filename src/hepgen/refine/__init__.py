@@ -8,35 +8,36 @@
 * :mod:`hepgen.refine.proof` — does it help? regression trained on sim / refined sim /
   data and evaluated on held-out data, classifier AUC, per-feature separation power.
 
-The refine layer sits above the domains; only the command line imports it.
+The refine layer sits above the domains; only the command line imports it.  The names below
+are imported from their modules on first use (PEP 562 module ``__getattr__``, as ``hepgen``
+itself does), so that ``import hepgen.refine.options`` (the command line's flags of the
+refiner options, at parse time) does not import torch.
+
+>>> import hepgen.refine
+>>> hepgen.refine.RefinerConfig.__module__
+'hepgen.refine.refiner'
 """
 
-from hepgen.refine.adapters import get_adapter, kind_of_file, read_pair, register_adapter
-from hepgen.refine.refiner import (
-    RefinerConfig,
-    ResidualRefiner,
-    apply_file,
-    load_refiner,
-    refine_arrays,
-    refine_data,
-    train_files,
-    train_refiner,
-)
-from hepgen.refine.reweight import dctr_weights, effective_sample_size
+import importlib
 
-__all__ = [
-    "RefinerConfig",
-    "ResidualRefiner",
-    "apply_file",
-    "dctr_weights",
-    "effective_sample_size",
-    "get_adapter",
-    "kind_of_file",
-    "load_refiner",
-    "read_pair",
-    "refine_arrays",
-    "refine_data",
-    "register_adapter",
-    "train_files",
-    "train_refiner",
-]
+#: where each public name lives
+_NAMES = {
+    "get_adapter": "adapters", "kind_of_file": "adapters", "read_pair": "adapters", "register_adapter": "adapters",
+    "RefinerConfig": "refiner", "ResidualRefiner": "refiner", "apply_file": "refiner", "load_refiner": "refiner",
+    "refine_arrays": "refiner", "refine_data": "refiner", "train_files": "refiner", "train_refiner": "refiner",
+    "dctr_weights": "reweight", "effective_sample_size": "reweight",
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    """A public name, imported from its module the first time it is used (PEP 562)."""
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"hepgen.refine.{_NAMES[name]}"), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'hepgen.refine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_NAMES})

@@ -57,11 +57,14 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ADAPTER_OPTIONS", "FLAG_OPTIONS", "NETWORK_OPTIONS", "baseline_noise_vem", "set_adapter_options"]
+__all__ = ["ADAPTER_OPTIONS", "FLAG_OPTIONS", "NETWORK_OPTIONS", "TRACE_FLAGS", "OptionFlag", "add_option_flags",
+           "baseline_noise_vem", "options_from_flags", "set_adapter_options"]
 
 #: adapter-state keys a run may set, per kind of data (the keys of that adapter's ``fit`` state)
 ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -77,6 +80,92 @@ FLAG_OPTIONS = ("fill_silent", "fill_random", "critic_core_distance", "shot_nois
 NETWORK_OPTIONS = ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise",
                    "critic_total", "shape_envelope", "critic_response", "critic_count", "match_moments",
                    "critic_roughness")
+
+
+@dataclass(frozen=True)
+class OptionFlag:
+    """One adapter option as a command-line flag: ``--key-with-dashes``.
+
+    ``metavar`` ``None``: a switch (true when given, else unset); otherwise the flag takes a
+    number (unset when not given, unless the caller supplies a default).
+    """
+
+    key: str
+    help: str
+    metavar: str | None = None
+
+
+#: the traces options a refiner run sets from the command line, in the order of ``--help``: the
+#: one table from which ``hepgen refine train`` and ``benchmarks/bench_refine_auger.py`` add their
+#: flags (:func:`add_option_flags`) and build ``adapter_options`` (:func:`options_from_flags`).
+#: ``noise_vem`` is not here: it has two spellings (``--noise-vem V`` | ``--measured-noise``),
+#: which each caller adds itself.
+TRACE_FLAGS: tuple[OptionFlag, ...] = (
+    OptionFlag("critic_min_vem", "critic gate: hide stations well below this signal (VEM) from the critic "
+               "(0 = none)", "VEM"),
+    OptionFlag("trigger_vem", "trigger threshold (VEM) applied to refined stations: a station below it reads "
+               "zeros (unset = no rule)", "VEM"),
+    OptionFlag("fill_silent", "the station refiner may turn silent stations on (needs --trigger-vem)"),
+    OptionFlag("fill_random", "the amplitude proposed for a silent station also depends on a random number "
+               "(needs --fill-silent)"),
+    OptionFlag("trigger_curriculum", "in training the trigger rule starts at this fraction of --trigger-vem and "
+               "rises to it by mid-training (unset = none)", "F"),
+    OptionFlag("critic_dropout", "dropout in the grid critic (unset = 0)", "P"),
+    OptionFlag("critic_core_distance", "the grid critic's station network also sees each station's distance to the "
+               "core estimate"),
+    OptionFlag("critic_total", "the grid critic's head also sees the event's log(1 + total signal)"),
+    OptionFlag("critic_response", "the grid critic's head also sees log(1 + total signal) as a standardised "
+               "residual from a linear fit on the labels"),
+    OptionFlag("critic_count", "the grid critic's head also sees the number of stations as a standardised "
+               "residual from a linear fit on the labels (needs --trigger-vem)"),
+    OptionFlag("critic_roughness", "the grid critic's station network also sees the station's total variation "
+               "Σ|ΔS| / max(I, 1)"),
+    OptionFlag("match_moments", "the refiner's loss also asks for data's total signal and number of stations as "
+               "functions of the labels, with this weight (needs --trigger-vem; unset = 0 = off)", "WEIGHT"),
+    OptionFlag("shape_envelope", "the station refiner's time-shape correction is bounded by the pulse's envelope"),
+    OptionFlag("shot_noise", "deterministic time-shape correction; the refiner's stochastic part is shot noise "
+               "of a learned quantum per station (variance proportional to the signal per bin)"),
+)
+
+
+def add_option_flags(parser, flags=TRACE_FLAGS, *, prefix: str = "", defaults: dict | None = None) -> None:
+    """Add one flag per row of ``flags`` to the ``argparse`` ``parser``.
+
+    Arguments:
+        parser: an :class:`argparse.ArgumentParser` (or argument group).
+        flags: rows of :class:`OptionFlag` (default :data:`TRACE_FLAGS`).
+        prefix: put before every help text (``"traces: "`` where a command serves several kinds).
+        defaults: ``{key: value}`` for number options that are set unless given (a benchmark's
+            own settings); every other option is unset unless given.
+
+    Example:
+        >>> p = argparse.ArgumentParser()
+        >>> add_option_flags(p, defaults={"critic_min_vem": 10.0})
+        >>> options_from_flags(p.parse_args(["--fill-silent", "--trigger-vem", "3", "--match-moments", "5"]))
+        {'critic_min_vem': 10.0, 'trigger_vem': 3.0, 'fill_silent': True, 'match_moments': 5.0}
+    """
+    defaults = dict(defaults or {})
+    unknown = set(defaults) - {f.key for f in flags if f.metavar is not None}
+    if unknown:
+        raise ValueError(f"defaults: expected number options of the table, found {sorted(unknown)}")
+    for f in flags:
+        name = "--" + f.key.replace("_", "-")
+        if f.metavar is None:
+            parser.add_argument(name, dest=f.key, action="store_true", help=prefix + f.help)
+        else:
+            parser.add_argument(name, dest=f.key, type=float, default=defaults.get(f.key), metavar=f.metavar,
+                                help=prefix + f.help)
+
+
+def options_from_flags(args: argparse.Namespace, flags=TRACE_FLAGS) -> dict:
+    """``adapter_options`` from parsed flags: switches that were given (``True``) and numbers that are
+    set, keyed as in the adapter state (:func:`set_adapter_options` checks the values)."""
+    out = {}
+    for f in flags:
+        value = getattr(args, f.key)
+        if (f.metavar is None and value) or (f.metavar is not None and value is not None):
+            out[f.key] = value
+    return out
 
 
 def baseline_noise_vem(sim, data, tail_bins: int = 10) -> dict:
