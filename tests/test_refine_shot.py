@@ -248,6 +248,60 @@ def test_match_moments_zero_on_data_and_pushes_the_station_count(tmp_path):
     assert payload["model"]["moment_std"].shape == (2,) and float(payload["model"]["moment_std"][1]) != 1.0
 
 
+def test_excess_roughness_against_numpy():
+    """``excess_roughness``: per station ln(10⁻³ + (total variation with zeros around − 2 peak) / I)
+    and ln I of random 3 × 3 events, computed again with numpy (rtol 1e-5); a smooth pulse of any
+    sharpness has none (hand: 1, 5, 2, 1 VEM → ln 10⁻³) and a silent station reads ln 10⁻³, ln 1."""
+    rng = np.random.default_rng(3)
+    s = rng.gamma(2.0, 1.0, (5, 9, N_T)).astype(np.float32)
+    s[:, 4] = 0.0
+    s[0, 0] = 0.0
+    s[0, 0, :4] = [1.0, 5.0, 2.0, 1.0]
+    u, log_i = stations.excess_roughness(torch.from_numpy(np.arcsinh(s / 0.1).reshape(5, -1)), N_T, 0.1)
+    padded = np.pad(s, ((0, 0), (0, 0), (1, 1)))
+    excess = np.abs(np.diff(padded, axis=-1)).sum(-1) - 2 * s.max(-1)
+    integral = np.maximum(s.sum(-1), 1.0)
+    np.testing.assert_allclose(u.numpy(), np.log(1e-3 + np.maximum(excess, 0) / integral), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(log_i.numpy(), np.log(integral), rtol=1e-5, atol=1e-6)
+    assert abs(float(u[0, 0]) - np.log(1e-3)) < 1e-3 and abs(float(u[0, 4]) - np.log(1e-3)) < 1e-3
+
+
+def test_match_roughness_zero_on_data_and_raises_the_shot_quantum(tmp_path):
+    """``match_roughness``: with ``match_moments`` the loss also fits the triggered stations' excess
+    roughness on [1, z, z² − 1, ŷ] (z the standardised ln I) with data's spread; the term is zero
+    (1e-5, float32 rounding) for data against data's own fits, positive for smooth events of the same totals, and its gradient raises the shot quantum of a refiner
+    acting on the smooth events (d loss / d shot bias < 0).  The option needs ``match_moments``
+    and reaches `hepgen refine train --match-roughness` (data's roughness fit in the checkpoint)."""
+    rng = np.random.default_rng(0)
+    n = 200
+    y = rng.normal(size=(n, 2)).astype(np.float32)
+    level = (2.0 + 0.5 * (y[:, :1] + 2.5)).astype(np.float32)  # VEM per bin, ≥ 0.75: every station above 3 VEM
+    smooth = np.repeat(level[:, None, :], 9, 1) * np.ones((1, 1, N_T), np.float32)  # (n, 9, N_T)
+    rough = rng.poisson(smooth).astype(np.float32)   # quanta of 1 VEM: same mean, spiky
+    rough[rough.sum(-1) < 3.0] = 3.0 / N_T           # keep every station triggered
+    to_x = lambda a: torch.from_numpy(np.arcsinh(a / 0.1).reshape(n, -1).astype(np.float32))  # noqa: E731
+    r = StationRefiner(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8, trigger_vem=3.0, shot_noise=True,
+                       match_moments=1.0, match_roughness=True)
+    r.set_normalisation(to_x(rough).numpy(), y)
+    r.fit_moments(to_x(rough).numpy(), y)
+    yt = torch.from_numpy(y)
+    assert float(r.moment_loss(to_x(rough), yt)) < 1e-5  # zero up to float32 rounding
+    assert float(r.moment_loss(to_x(smooth), yt)) > 0.1
+    r.train()
+    torch.manual_seed(0)
+    xs = to_x(smooth)
+    r.moment_loss(r(xs, yt, torch.randn_like(xs)), yt).backward()
+    assert float(r.shot.bias.grad) < 0                     # a larger quantum lowers the term
+    with pytest.raises(ValueError, match="match_roughness: needs match_moments > 0"):
+        StationRefiner(n_labels=2, grid=(3, 3), n_t=N_T, trigger_vem=3.0, match_roughness=True)
+    with pytest.raises(ValueError, match="refiner option 'match_roughness': needs match_moments > 0, found None"):
+        set_adapter_options(TraceAdapter().fit(simulate_auger(4, "sim", seed=1)),
+                            {"trigger_vem": 3.0, "match_roughness": True})
+    _, payload = _train_cli(tmp_path, "--match-moments", "1", "--trigger-vem", "3", "--match-roughness")
+    assert payload["preprocessing"]["match_roughness"] is True
+    assert payload["model"]["rough_coef"].shape == (5,) and float(payload["model"]["rough_std"]) != 1.0
+
+
 def test_critic_roughness_input_is_the_total_variation(tmp_path):
     """``critic_roughness``: each station's network sees Σ_t |S(t+1) − S(t)| / max(I, 1) after its
     other inputs (hand: a station 0, 4, 0, 2, 0… VEM has I = 6 and variation 4 + 4 + 2 + 2 = 12 →

@@ -35,6 +35,9 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
 * ``match_moments`` (weight ≥ 0): the station refiner's loss also asks for data's total signal and
   station count as functions of the labels (needs ``trigger_vem``; default 0 = off;
   :meth:`hepgen.refine.stations.StationRefiner.moment_loss`);
+* ``match_roughness`` (bool): the moments of ``match_moments`` (which it needs) also ask for data's
+  excess roughness of each triggered station as a function of its size and the labels, mean and
+  spread (:func:`hepgen.refine.stations.excess_roughness`; default off);
 * ``critic_roughness`` (bool): the grid critic's station network also sees the station's total
   variation Σ|ΔS| / max(I, 1) (default off);
 * ``shape_envelope`` (bool): the station refiner's time-shape correction is bounded by the
@@ -71,15 +74,15 @@ ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {
     "traces": ("critic_min_vem", "noise_vem", "trigger_vem", "fill_silent", "fill_random", "trigger_curriculum",
                "critic_dropout", "critic_core_distance", "shot_noise", "critic_total",
                "shape_envelope", "critic_response", "critic_count", "match_moments",
-               "critic_roughness"), "showers": ()}
+               "critic_roughness", "match_roughness"), "showers": ()}
 #: the options that are true or false
 FLAG_OPTIONS = ("fill_silent", "fill_random", "critic_core_distance", "shot_noise", "critic_total", "shape_envelope",
-                "critic_response", "critic_count", "critic_roughness")
+                "critic_response", "critic_count", "critic_roughness", "match_roughness")
 #: the traces options that shape the refiner or critic networks, copied into the adapter's
 #: architecture only when set (so that checkpoints of before keep their hparams)
 NETWORK_OPTIONS = ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise",
                    "critic_total", "shape_envelope", "critic_response", "critic_count", "match_moments",
-                   "critic_roughness")
+                   "critic_roughness", "match_roughness")
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ TRACE_FLAGS: tuple[OptionFlag, ...] = (
                "Σ|ΔS| / max(I, 1)"),
     OptionFlag("match_moments", "the refiner's loss also asks for data's total signal and number of stations as "
                "functions of the labels, with this weight (needs --trigger-vem; unset = 0 = off)", "WEIGHT"),
+    OptionFlag("match_roughness", "the matched moments also include each station's excess roughness, its pulse's "
+               "ups and downs beyond one rise and one fall, given its size (needs --match-moments)"),
     OptionFlag("shape_envelope", "the station refiner's time-shape correction is bounded by the pulse's envelope"),
     OptionFlag("shot_noise", "deterministic time-shape correction; the refiner's stochastic part is shot noise "
                "of a learned quantum per station (variance proportional to the signal per bin)"),
@@ -251,6 +256,8 @@ def set_adapter_options(state: dict, options: dict | None, sim=None, data=None) 
         if state.get(key) and not (state.get("trigger_vem") or 0) > 0:
             raise ValueError(f"refiner option {key!r}: needs the trigger threshold trigger_vem > 0 VEM, "
                              f"found {state.get('trigger_vem')!r}")
+    if state.get("match_roughness") and not (state.get("match_moments") or 0) > 0:
+        raise ValueError(f"refiner option 'match_roughness': needs match_moments > 0, found {state.get('match_moments')!r}")
     if state.get("fill_silent") and not (state.get("trigger_vem") or 0) > 0:
         raise ValueError(f"refiner option 'fill_silent': needs the trigger threshold trigger_vem > 0 VEM, "
                          f"found {state.get('trigger_vem')!r}")

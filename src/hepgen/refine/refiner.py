@@ -329,7 +329,8 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
                            trigger_curriculum=architecture.get("trigger_curriculum"),
                            shot_noise=bool(architecture.get("shot_noise", False)),
                            shape_envelope=bool(architecture.get("shape_envelope", False)),
-                           match_moments=float(architecture.get("match_moments", 0.0)))
+                           match_moments=float(architecture.get("match_moments", 0.0)),
+                           match_roughness=bool(architecture.get("match_roughness", False)))
     if model.n_features != d:
         raise ValueError(f"architecture: expected {model.n_features} features for grid {architecture['grid']} × "
                          f"n_t {architecture['n_t']}, found {d}")
