@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -128,6 +130,24 @@ def test_resume_gives_the_same_weights(tmp_path):
     with pytest.raises(ValueError, match=r"b\.pt: key 'hparams': cannot resume a run with other settings"):
         train_refiner(x, y, xd, y, RefinerConfig(**{**SMALL, "epochs": 3, "hidden": 8}),
                       checkpoint=tmp_path / "b.pt", progress=False)
+
+
+def test_diverged_training_stops_with_the_last_epoch_kept(tmp_path, monkeypatch):
+    """A non-finite refiner loss stops training with a one-line FloatingPointError naming the epoch,
+    the step and the checkpoint, before the step: the checkpoint still holds the finished epoch 1."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(96, 5)).astype(np.float32), rng.normal(size=(96, 1)).astype(np.float32)
+    ck = tmp_path / "run.pt"
+    train_refiner(x, y, x + 0.5, y, RefinerConfig(**SMALL), checkpoint=ck, progress=False)
+    before = torch.load(ck, weights_only=False)["model"]
+    monkeypatch.setattr(ResidualRefiner, "closeness", lambda self, a, b: torch.tensor(float("nan")))
+    with pytest.raises(FloatingPointError, match=rf"^refiner training diverged at epoch 2, step 1: refiner loss nan, "
+                                                 rf"critic W [-0-9.e]+; {re.escape(str(ck))} holds epoch 1 \("):
+        train_refiner(x, y, x + 0.5, y, RefinerConfig(**{**SMALL, "epochs": 2}), checkpoint=ck, progress=False)
+    payload = torch.load(ck, weights_only=False)
+    assert payload["meta"]["history"]["epoch"] == [1]
+    for k, v in before.items():
+        torch.testing.assert_close(payload["model"][k], v, rtol=0, atol=0)
 
 
 def test_dctr_recovers_gaussian_density_ratio():

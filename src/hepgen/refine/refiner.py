@@ -575,6 +575,13 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                 loss_r = -critic(_critic_input(model, fake, yb, use_labels)).mean() + config.closeness * close
                 if getattr(model, "match_moments", 0) > 0:
                     loss_r = loss_r + model.match_moments * model.moment_loss(fake, yb)
+                if not (torch.isfinite(loss_r) and math.isfinite(w.item())):
+                    # stop before the step: the checkpoint keeps the last finished epoch
+                    raise FloatingPointError(
+                        f"refiner training diverged at epoch {epoch + 1}, step {step + 1}: refiner loss "
+                        f"{loss_r.item():.4g}, critic W {w.item():.4g}; "
+                        + (f"{checkpoint} holds epoch {epoch}" if checkpoint is not None else "no checkpoint")
+                        + " (try a lower learning rate or another seed)")
                 opt_r.zero_grad(set_to_none=True)
                 loss_r.backward()
                 opt_r.step()
