@@ -35,9 +35,8 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
 * ``match_moments`` (weight ≥ 0): the station refiner's loss also asks for data's total signal and
   station count as functions of the labels (needs ``trigger_vem``; default 0 = off;
   :meth:`hepgen.refine.stations.StationRefiner.moment_loss`);
-* ``match_roughness`` (bool): the moments of ``match_moments`` (which it needs) also ask for data's
-  excess roughness of each triggered station as a function of its size and the labels, mean and
-  spread (:func:`hepgen.refine.stations.excess_roughness`; default off);
+* ``match_roughness`` (bool): the moments of ``match_moments`` (which it needs) also include the
+  event's excess roughness of the pulses (:func:`hepgen.refine.stations.excess_roughness`; default off);
 * ``critic_roughness`` (bool): the grid critic's station network also sees the station's total
   variation Σ|ΔS| / max(I, 1) (default off);
 * ``shape_envelope`` (bool): the station refiner's time-shape correction is bounded by the
@@ -125,8 +124,8 @@ TRACE_FLAGS: tuple[OptionFlag, ...] = (
                "Σ|ΔS| / max(I, 1)"),
     OptionFlag("match_moments", "the refiner's loss also asks for data's total signal and number of stations as "
                "functions of the labels, with this weight (needs --trigger-vem; unset = 0 = off)", "WEIGHT"),
-    OptionFlag("match_roughness", "the matched moments also include each station's excess roughness, its pulse's "
-               "ups and downs beyond one rise and one fall, given its size (needs --match-moments)"),
+    OptionFlag("match_roughness", "the matched moments also include the event's excess roughness, its pulses' "
+               "ups and downs beyond one rise and one fall (needs --match-moments)"),
     OptionFlag("shape_envelope", "the station refiner's time-shape correction is bounded by the pulse's envelope"),
     OptionFlag("shot_noise", "deterministic time-shape correction; the refiner's stochastic part is shot noise "
                "of a learned quantum per station (variance proportional to the signal per bin)"),

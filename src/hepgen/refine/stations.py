@@ -152,30 +152,30 @@ def soft_count(x: torch.Tensor, n_t: int, scale: float, threshold: float) -> tor
     return (s / threshold).clamp(0.0, 1.0).sum(1)
 
 
-def excess_roughness(x: torch.Tensor, n_t: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per station: the excess roughness ``u = ln(10⁻³ + max(V − 2P, 0) / max(I, 1))`` and ``ln max(I, 1)``,
-    each ``(N, G)``, of flat ``asinh(S/scale)`` features ``(N, G·n_t)``: ``V`` the total variation of
-    the station's trace with a zero before and after it, ``P = max(max_t S, 0)`` its peak, ``I`` its
-    integral (VEM).
+def excess_roughness(x: torch.Tensor, n_t: int, scale: float) -> torch.Tensor:
+    """``(N,)``: the event's excess roughness ``ln(10⁻³ + Σ_s (V_s − 2 P_s) / Σ_s I_s)`` of flat
+    ``asinh(S/scale)`` features ``(N, G·n_t)``: ``V_s`` the total variation of station ``s``'s
+    trace with a zero before and after it, ``P_s = max(max_t S_s, 0)`` its peak, ``I_s`` its
+    integral (VEM; sums over all stations, silent ones read zeros; the denominator at least 1 VEM).
 
     A pulse that rises once and falls once has ``V = 2P`` however sharp it is, so the excess
     counts only the ups and downs on top of that: the spikes of a pulse made of ≈ 1 VEM muons
     against a smooth electromagnetic one, and baseline noise.  On the Auger-like toy data are
-    rougher than sim (70 % against 30 % muons), by a factor that depends on the station's size
-    (docs/refine.md, sixth round).
+    rougher than sim (70 % against 30 % muons); matching the peakiness Σ P / Σ I as well made
+    the refiner sharpen the mean pulse instead (rise times too short), and matching it station by
+    station given the station's size reshaped the pulses and once diverged (docs/refine.md,
+    sixth round).
 
-    Example (a station of 1, 3, 1 VEM has no excess; 1, 3, 1, 2, 1 VEM has 2 VEM over 8 VEM):
-        >>> s = torch.zeros(1, 2, 5); s[0, 0, :3] = torch.tensor([1.0, 3.0, 1.0])
-        >>> s[0, 1] = torch.tensor([1.0, 3.0, 1.0, 2.0, 1.0])
-        >>> u, log_i = excess_roughness(torch.asinh(s / 0.1).reshape(1, -1), 5, 0.1)
-        >>> [abs(round(v - 1e-3, 4)) for v in u.exp()[0].tolist()], [round(v, 4) for v in log_i.exp()[0].tolist()]
-        ([0.0, 0.25], [5.0, 8.0])
+    Example (a station of 1, 3, 1 VEM has no excess; 1, 3, 1, 2, 1 VEM has 2 VEM, over 8 VEM):
+        >>> s = torch.zeros(2, 2, 5); s[0, 0, :3] = torch.tensor([1.0, 3.0, 1.0])
+        >>> s[1, 0] = torch.tensor([1.0, 3.0, 1.0, 2.0, 1.0])
+        >>> [abs(round(v - 1e-3, 4)) for v in excess_roughness(torch.asinh(s / 0.1).reshape(2, -1), 5, 0.1).exp().tolist()]
+        [0.0, 0.25]
     """
     s = scale * torch.sinh(x.reshape(x.shape[0], -1, n_t))
     padded = nn.functional.pad(s, (1, 1))
     excess = (padded[..., 1:] - padded[..., :-1]).abs().sum(-1) - 2 * s.amax(-1).clamp(min=0)
-    integral = s.sum(-1).clamp(min=1.0)
-    return torch.log(1e-3 + excess.clamp(min=0) / integral), torch.log(integral)
+    return torch.log(1e-3 + excess.sum(1).clamp(min=0) / s.sum((1, 2)).clamp(min=1.0))
 
 
 def near_live(live: torch.Tensor, grid) -> torch.Tensor:
@@ -248,17 +248,14 @@ class StationRefiner(nn.Module):
             raise ValueError(f"match_moments: needs the trigger threshold (> 0 VEM) for the station count, "
                              f"found {trigger_vem!r}")
         self.match_moments = float(match_moments)
-        #: the moments also include the stations' excess roughness (roughness_loss)
+        #: the moments also include the pulses' excess roughness (event_quantities)
         if match_roughness and not self.match_moments > 0:
-            raise ValueError("match_roughness: needs match_moments > 0 (it adds a term to the moments)")
+            raise ValueError("match_roughness: needs match_moments > 0 (it adds a quantity to the moments)")
         self.match_roughness = bool(match_roughness)
         if self.match_moments > 0:  # only then: without the option the state-dict keys are those of before
-            self.register_buffer("moment_coef", torch.zeros(2, 1 + 2 * int(n_labels)))
-            self.register_buffer("moment_std", torch.ones(2))
-        if self.match_roughness:  # data's fit of the stations' roughness: coefficients, spread, ln I mean and std
-            self.register_buffer("rough_coef", torch.zeros(3 + int(n_labels)))
-            self.register_buffer("rough_std", torch.ones(()))
-            self.register_buffer("rough_log_i", torch.tensor([0.0, 1.0]))
+            k = 3 if self.match_roughness else 2
+            self.register_buffer("moment_coef", torch.zeros(k, 1 + 2 * int(n_labels)))
+            self.register_buffer("moment_std", torch.ones(k))
         #: the time-shape correction is bounded by the pulse's envelope (docstring)
         self.shape_envelope = bool(shape_envelope)
         if shot_noise and not stochastic:
@@ -368,18 +365,12 @@ class StationRefiner(nn.Module):
         """``(N, 2)``: log(1 + Σ S) and the soft station count Σ min(I/T, 1) (``T`` = ``trigger_vem``;
         the exact count when every station is silent or ≥ T, as under the trigger rule) of flat
         ``asinh`` features ``x`` ``(N, D)``.  Differentiable: through the straight-through trigger
-        rule the count's gradient reaches the amplitude of silent stations."""
-        return torch.stack([log_total(x, self.scale), soft_count(x, self.n_t, self.scale, self.trigger_vem)], 1)
-
-    def _roughness_terms(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Triggered stations (``I ≥ trigger_vem``) of ``x``: their excess roughness ``u`` ``(M,)``
-        and basis ``ψ = [1, z, z² − 1, ŷ]`` ``(M, 3 + L)``, ``z`` the standardised ``ln I`` (detached:
-        the roughness is asked for *given* the station's size, which the other terms look after)."""
-        u, log_i = excess_roughness(x, self.n_t, self.scale)
-        on = log_i.detach() >= math.log(max(self.trigger_vem, 1.0))
-        z = ((log_i.detach() - self.rough_log_i[0]) / self.rough_log_i[1])[on]
-        yn = ((y - self.y_mean) / self.y_std)[:, None, :].expand(-1, u.shape[1], -1)[on]
-        return u[on], torch.cat([torch.ones_like(z)[:, None], z[:, None], (z ** 2 - 1.0)[:, None], yn], 1)
+        rule the count's gradient reaches the amplitude of silent stations.  With ``match_roughness``
+        ``(N, 3)``: then :func:`excess_roughness`."""
+        q = [log_total(x, self.scale), soft_count(x, self.n_t, self.scale, self.trigger_vem)]
+        if self.match_roughness:
+            q.append(excess_roughness(x, self.n_t, self.scale))
+        return torch.stack(q, 1)
 
     def _moment_basis(self, y: torch.Tensor) -> torch.Tensor:
         """``(N, 1 + 2L)``: 1, the standardised labels and their squares minus 1."""
@@ -399,15 +390,6 @@ class StationRefiner(nn.Module):
             coef = torch.linalg.lstsq(a, q.to(torch.float64)).solution  # (K, 2)
             self.moment_coef.copy_(coef.T.to(torch.float32))
             self.moment_std.copy_((q.to(torch.float64) - a @ coef).std(0, unbiased=False).clamp(min=1e-3).to(torch.float32))
-            if not self.match_roughness:
-                return
-            log_i = excess_roughness(xt, self.n_t, self.scale)[1]
-            log_i = log_i[log_i >= math.log(max(self.trigger_vem, 1.0))].to(torch.float64)
-            self.rough_log_i.copy_(torch.stack([log_i.mean(), log_i.std().clamp(min=1e-3)]).to(torch.float32))
-            u, psi = self._roughness_terms(xt, yt)
-            fit = torch.linalg.lstsq(psi.to(torch.float64), u.to(torch.float64)[:, None]).solution[:, 0]
-            self.rough_coef.copy_(fit.to(torch.float32))
-            self.rough_std.copy_((u.to(torch.float64) - psi.to(torch.float64) @ fit).std().clamp(min=1e-3).to(torch.float32))
 
     def moment_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The moment-matching term: with ``r_q = (q(out) − c_q·φ(y)) / σ_q`` the standardised
@@ -416,20 +398,10 @@ class StationRefiner(nn.Module):
         zero when the least-squares fit of ``q`` on ``φ`` is the same for refined events as for
         data (the fit's normal equations), so it asks for data's total signal and number of
         stations *as functions of the labels*, not event by event.  Adversarial training alone
-        left refined events a station short at some zeniths (docs/refine.md, fifth round).
-
-        With ``match_roughness`` the same for the triggered stations' excess roughness
-        (:func:`excess_roughness`) on ``ψ = [1, z, z² − 1, ŷ]`` (``z`` the standardised ``ln I``), plus
-        ``(mean r² − 1)²``, which asks for data's spread about the fit as well."""
+        left refined events a station short at some zeniths (docs/refine.md, fifth round)."""
         phi = self._moment_basis(y)
         r = (self.event_quantities(out) - phi @ self.moment_coef.T) / self.moment_std  # (N, 2)
-        loss = ((r[:, :, None] * phi[:, None, :]).mean(0) ** 2).sum()
-        if self.match_roughness:
-            u, psi = self._roughness_terms(out, y)
-            if len(u):
-                rs = (u - psi @ self.rough_coef) / self.rough_std
-                loss = loss + ((rs[:, None] * psi).mean(0) ** 2).sum() + ((rs ** 2).mean() - 1.0) ** 2
-        return loss
+        return ((r[:, :, None] * phi[:, None, :]).mean(0) ** 2).sum()
 
     def normalise(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Critic inputs: the ``asinh`` features unchanged, standardised labels."""
