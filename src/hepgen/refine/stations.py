@@ -395,7 +395,8 @@ class StationRefiner(nn.Module):
         """The moment-matching term: with ``r_q = (q(out) − c_q·φ(y)) / σ_q`` the standardised
         residuals of refined events from data's fits (:meth:`fit_moments`; ``q`` = log total
         signal, station count, and with ``match_roughness`` the excess roughness; ``φ`` =
-        ``[1, ŷ, ŷ² − 1]``), ``Σ_q Σ_k (mean_batch r_q φ_k)²``.  It is zero when the least-squares fit of ``q`` on ``φ`` is the same for refined events as for
+        ``[1, ŷ, ŷ² − 1]``), ``Σ_q Σ_k (mean_batch r_q φ_k)²``.  It is zero when the least-squares
+        fit of ``q`` on ``φ`` is the same for refined events as for
         data (the fit's normal equations), so it asks for data's total signal and number of
         stations *as functions of the labels*, not event by event.  Adversarial training alone
         left refined events a station short at some zeniths (docs/refine.md, fifth round)."""
