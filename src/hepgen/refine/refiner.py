@@ -575,11 +575,12 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                 loss_r = -critic(_critic_input(model, fake, yb, use_labels)).mean() + config.closeness * close
                 if getattr(model, "match_moments", 0) > 0:
                     loss_r = loss_r + model.match_moments * model.moment_loss(fake, yb)
-                if not (torch.isfinite(loss_r) and math.isfinite(w.item())):
+                w_val = w.item()
+                if not (torch.isfinite(loss_r) and math.isfinite(w_val)):
                     # stop before the step: the checkpoint keeps the last finished epoch
                     raise FloatingPointError(
                         f"refiner training diverged at epoch {epoch + 1}, step {step + 1}: refiner loss "
-                        f"{loss_r.item():.4g}, critic W {w.item():.4g}; "
+                        f"{loss_r.item():.4g}, critic W {w_val:.4g}; "
                         + (f"{checkpoint} holds epoch {epoch}" if checkpoint is not None else "no checkpoint")
                         + " (try a lower learning rate or another seed)")
                 opt_r.zero_grad(set_to_none=True)
@@ -589,7 +590,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                     for k, v in model.state_dict().items():
                         if v.dtype.is_floating_point:
                             ema[k].mul_(config.ema).add_(v, alpha=1 - config.ema)
-                sums += (w.item(), close.item(), gp.item())
+                sums += (w_val, close.item(), gp.item())
                 bar.update(1)
             sums /= steps
             for key, v in zip(("critic_w", "closeness", "gp"), sums):

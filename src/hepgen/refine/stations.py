@@ -95,8 +95,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["StationCritic", "StationRefiner", "core_distance", "log_total", "excess_roughness", "near_live", "soft_count",
-           "station_quantities"]
+__all__ = ["StationCritic", "StationRefiner", "core_distance", "excess_roughness", "log_total", "near_live",
+           "soft_count", "station_quantities"]
 
 _CTX = 16  # channels of the footprint context of the refiner
 _SIGMA_MAX = 0.5  # VEM per bin: the largest noise amplitude the refiner may add
