@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.refine.adapters import get_adapter, kind_of_file, read_pair
 from hepgen.refine.critic_sums import SumsCritic, sum_groups
+from hepgen.refine.moments import ResponseMoments
 from hepgen.refine.options import set_adapter_options
 from hepgen.refine.response import LayerResponse, response_groups
 from hepgen.refine.stations import StationCritic, StationRefiner
@@ -122,6 +123,15 @@ class RefinerConfig:
             the start; ``"total"``: one group, the whole event (the shape part may move energy
             between layers); ``"layers"``: the adapter's ``sum_groups`` without the total (one
             factor per layer).  Needs a kind with ``sum_groups`` (showers).
+        match_response: weight of :class:`hepgen.refine.moments.ResponseMoments` on the whole
+            event (0 = off): the refiner is asked for data's mean log response ln(E_tot/E_inc) and
+            its variance as functions of the labels.  Needs ``sum_groups`` and a first label
+            ln(E_inc) (showers).  The critic, which memorises the finite shower samples, asked for
+            neither (docs/refine.md, seventh round).
+        match_occupancy: after training, fit :meth:`ResidualRefiner.fit_occupancy` (per feature,
+            a cut below which refined values are set to ``clip_min``, so that each voxel is
+            occupied as often as in data; stored in the refiner and applied at apply time, not in
+            training).  Residual MLP refiner on features with a floor (``clip_min``) only.
     """
 
     hidden: int = 256
@@ -145,6 +155,8 @@ class RefinerConfig:
     architecture: str = "auto"
     critic_sums: bool = False
     response: str = "off"
+    match_response: float = 0.0
+    match_occupancy: bool = False
 
     def __post_init__(self) -> None:
         if self.response not in ("off", "total", "layers"):
@@ -164,7 +176,7 @@ class RefinerConfig:
             raise ValueError(f"refiner config key 'closeness_mean': expected true or false, found {self.closeness_mean!r}")
         if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
             raise ValueError(f"refiner config key 'ema': expected a number in [0, 1), found {self.ema!r}")
-        for name in ("gp_weight", "closeness"):
+        for name in ("gp_weight", "closeness", "match_response"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"refiner config key {name!r}: expected a number >= 0, found {v!r}")
@@ -195,7 +207,8 @@ class ResidualRefiner(nn.Module):
 
     def __init__(self, n_features: int, n_labels: int, hidden: int = 256, n_blocks: int = 2,
                  stochastic: bool = True, noise_init: float = 1e-3, clip_min: float | None = None,
-                 group_size: int | None = None, response_groups: np.ndarray | int | None = None) -> None:
+                 group_size: int | None = None, response_groups: np.ndarray | int | None = None,
+                 occupancy: bool = False) -> None:
         super().__init__()
         self.n_features, self.n_labels, self.stochastic = int(n_features), int(n_labels), bool(stochastic)
         self.clip_min = None if clip_min is None else float(clip_min)
@@ -226,6 +239,11 @@ class ResidualRefiner(nn.Module):
         if isinstance(response_groups, (int, np.integer)) and not isinstance(response_groups, bool):
             response_groups = np.zeros((int(response_groups), n_features), np.float32) if response_groups else None
         self.response = None if response_groups is None else LayerResponse(response_groups, n_labels)
+        # optional occupancy calibration (fit_occupancy): refined features below a cut are set to
+        # clip_min at apply time; only then a buffer, so that older checkpoints load unchanged
+        self.occupancy = bool(occupancy)
+        if self.occupancy:
+            self.register_buffer("occupancy_cut", torch.zeros(n_features))
 
     def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
         """Standardise with per-feature mean and spread of ``x`` (training passes sim and data
@@ -275,7 +293,38 @@ class ResidualRefiner(nn.Module):
         # with a response factor the residual part corrects the shape within each group (its
         # group sums are set back to the input's) and the factor, a function of the input event,
         # sets the group energies
-        return out if self.response is None else self.response(x, yn, y, shaped=out)
+        out = out if self.response is None else self.response(x, yn, y, shaped=out)
+        if self.occupancy and not self.training:
+            floor = 0.0 if self.clip_min is None else self.clip_min
+            below = (self.occupancy_cut > floor) & (out < self.occupancy_cut)
+            out = torch.where(below, torch.full_like(out, floor), out)
+        return out
+
+    def fit_occupancy(self, x_ref: np.ndarray, x_data: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """Occupancy calibration: for each feature (or each group ``g`` of ``groups``, ``(G, D)``
+        0/1) the cut ``τ`` such that the fraction of refined values ``x_ref`` ``(N, D)`` above
+        ``clip_min`` after the cut equals data's ``x_data`` ``(M, D)`` (``τ`` = the refined values'
+        quantile at data's empty fraction; 0 = no cut where refined events are not fuller than
+        data).  Sets and returns the ``(D,)`` cuts (feature units).
+
+        Why: the residual refiner turns many empty voxels into tiny deposits (≪ 1 MeV) that the
+        critic on ``log(1 + E/MeV)`` hardly sees but the per-layer sparsity shows at once
+        (docs/refine.md, seventh round).  Training uses one cut per feature (voxel): on the
+        Geant4 demonstration it left the voxel-level classifier where it was, one cut per layer
+        did not."""
+        if not self.occupancy:
+            raise ValueError("fit_occupancy: the refiner was built without occupancy=True")
+        floor = 0.0 if self.clip_min is None else self.clip_min
+        cut = np.zeros(self.n_features, np.float32)
+        groups = np.eye(self.n_features, dtype=bool) if groups is None else np.asarray(groups, bool)
+        for g in groups:
+            ref, dat = x_ref[:, g].ravel(), x_data[:, g].ravel()
+            p_data, p_ref = float((dat > floor).mean()), float((ref > floor).mean())
+            if p_ref > p_data:
+                cut[g] = np.quantile(ref, 1.0 - p_data)
+        with torch.no_grad():
+            self.occupancy_cut.copy_(torch.from_numpy(cut))
+        return cut
 
 
 class GroupCritic(nn.Module):
@@ -314,10 +363,10 @@ class Critic(nn.Module):
 
 
 def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size, architecture,
-                   response_groups=None):
+                   response_groups=None, occupancy=False):
     if architecture is None:
         return ResidualRefiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size,
-                               response_groups)
+                               response_groups, occupancy)
     if response_groups is not None and not (isinstance(response_groups, (int, np.integer)) and response_groups == 0):
         raise ValueError(f"refiner config key 'response': the {architecture.get('name')!r} refiner has no "
                          "response factor; expected response='off' or architecture='mlp'")
@@ -440,11 +489,23 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         raise ValueError(f"architecture: expected None or {{'name': 'stations', ...}}, found {architecture!r}")
     torch.manual_seed(config.seed)  # weight initialisation only; batches and noise use `gen`
     resp = response_groups(sum_groups, d, config.response) if config.response != "off" else None
+    if config.match_occupancy and (architecture is not None or clip_min is None):
+        raise ValueError("refiner config key 'match_occupancy': expected the residual MLP refiner and features with "
+                         f"a floor (the adapter's clip_min, e.g. energies >= 0), found architecture "
+                         f"{(architecture or {}).get('name', 'mlp')!r} and clip_min {clip_min!r}")
     model = _build_refiner(d, n_lab, config.hidden, config.n_blocks, config.stochastic, config.noise_init, clip_min,
-                           group_size, architecture, resp)
+                           group_size, architecture, resp, config.match_occupancy)
     model.set_normalisation(np.concatenate([x_sim, x_data]), np.concatenate([y_sim, y_data]))
     # a station refiner with match_moments: data's total signal and station count as functions of the labels
     getattr(model, "fit_moments", lambda *a: None)(x_data, y_data)
+    moments = None
+    if config.match_response > 0:
+        if sum_groups is None or np.shape(sum_groups)[1:] != (d,) or n_lab < 1:
+            found = None if sum_groups is None else np.shape(sum_groups)
+            raise ValueError("refiner config key 'match_response': expected sum groups from the adapter and a "
+                             f"label (the incident energy), found groups {found} and {n_lab} labels")
+        moments = ResponseMoments(np.ones((1, d), np.float32), model.y_mean, model.y_std)
+        moments.fit(x_data, y_data)
     use_labels = config.condition_critic and n_lab > 0
     n_lab_c = n_lab if use_labels else 0
     if architecture is not None:
@@ -484,7 +545,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         payload = load_checkpoint(checkpoint)
         # checkpoints written before the response factor existed lack its keys: they had none
         old = {k: v for k, v in {"response": "off", "response_groups": 0, "closeness_mean": False,
-                                 **payload["hparams"]}.items()
+                                 "match_response": 0.0, "match_occupancy": False, **payload["hparams"]}.items()
                if k != "epochs"}
         new = {k: v for k, v in hparams.items() if k != "epochs"}
         if payload.get("family") != FAMILY or old != new:
@@ -575,6 +636,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                 loss_r = -critic(_critic_input(model, fake, yb, use_labels)).mean() + config.closeness * close
                 if getattr(model, "match_moments", 0) > 0:
                     loss_r = loss_r + model.match_moments * model.moment_loss(fake, yb)
+                if moments is not None:
+                    loss_r = loss_r + config.match_response * moments.loss(fake, yb)
                 w_val = w.item()
                 if not (torch.isfinite(loss_r) and math.isfinite(w_val)):
                     # stop before the step: the checkpoint keeps the last finished epoch
@@ -604,6 +667,13 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         bar.close()
     model.load_state_dict(ema)
     model.eval()
+    if config.match_occupancy:
+        # the cut is fitted on the refined training sim (the noise as at apply time) against data
+        model.fit_occupancy(refine_arrays(model, x_sim, y_sim, seed=config.seed, keep=keep_sim), x_data)
+        if checkpoint is not None and Path(checkpoint).is_file():
+            payload = load_checkpoint(checkpoint)
+            payload["model"] = model.state_dict()
+            save_checkpoint(checkpoint, payload)
     return model, history
 
 
@@ -628,7 +698,8 @@ def save_refiner(path, model: ResidualRefiner, config: RefinerConfig | None = No
     hparams = {**asdict(config), "n_features": model.n_features, "n_labels": model.n_labels,
                "clip_min": model.clip_min, "group_size": model.group_size,
                "refiner_architecture": _architecture_of(model),
-               "response_groups": model.response.n_groups if getattr(model, "response", None) is not None else 0}
+               "response_groups": model.response.n_groups if getattr(model, "response", None) is not None else 0,
+               "match_occupancy": bool(getattr(model, "occupancy", False))}
     save_checkpoint(path, {"family": FAMILY, "hparams": hparams, "model": model.state_dict(),
                            "preprocessing": preprocessing or {}, "kind": kind,
                            "meta": {"epoch": 0, **(meta or {})}, "trainer": {}})
@@ -642,7 +713,7 @@ def load_refiner(path: str | os.PathLike) -> tuple[ResidualRefiner, dict]:
     hp = payload["hparams"]
     model = _build_refiner(hp["n_features"], hp["n_labels"], hp["hidden"], hp["n_blocks"], hp["stochastic"],
                            hp["noise_init"], hp.get("clip_min"), hp.get("group_size"), hp.get("refiner_architecture"),
-                           hp.get("response_groups", 0))
+                           hp.get("response_groups", 0), bool(hp.get("match_occupancy", False)))
     model.load_state_dict(payload["model"])
     model.eval()
     return model, payload
