@@ -45,7 +45,21 @@ from torch import nn
 
 from hepgen.refine.critic_sums import log_sums
 
-__all__ = ["ResponseMoments"]
+__all__ = ["ResponseMoments", "moment_basis", "normal_equation_loss"]
+
+
+def moment_basis(y: torch.Tensor, y_mean: torch.Tensor, y_std: torch.Tensor) -> torch.Tensor:
+    """``(N, 1 + 2L)``: 1, the standardised labels ``ŷ = (y − y_mean)/y_std`` and ``ŷ² − 1`` of labels
+    ``y`` ``(N, L)`` — the basis on which every moment term fits data's quantities."""
+    yn = (y - y_mean) / y_std
+    return torch.cat([torch.ones(len(y), 1, dtype=y.dtype), yn, yn ** 2 - 1.0], 1)
+
+
+def normal_equation_loss(r: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+    """``Σ_q Σ_k (mean_n r_nq φ_nk)²`` of residuals ``r`` ``(N, Q)`` and basis ``phi`` ``(N, K)``: zero
+    when the least-squares fit of the residuals on the basis is zero (its normal equations), i.e.
+    when a batch gives data's fits."""
+    return ((r[:, :, None] * phi[:, None, :]).mean(0) ** 2).sum()
 
 
 class ResponseMoments(nn.Module):
@@ -71,9 +85,8 @@ class ResponseMoments(nn.Module):
         self.register_buffer("std", torch.ones(len(groups)))
 
     def basis(self, y: torch.Tensor) -> torch.Tensor:
-        """``(N, 1 + 2L)``: 1, the standardised labels and their squares minus 1."""
-        yn = (y - self.y_mean) / self.y_std
-        return torch.cat([torch.ones(len(y), 1, dtype=y.dtype), yn, yn ** 2 - 1.0], 1)
+        """``(N, 1 + 2L)``: :func:`moment_basis` with the refiner's label standardisation."""
+        return moment_basis(y, self.y_mean, self.y_std)
 
     def quantities(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(N, G)``: the log responses ``q_g`` of features ``x`` ``(N, D)`` with labels ``y`` ``(N, L)``."""
@@ -99,6 +112,4 @@ class ResponseMoments(nn.Module):
         """The moment term ``L`` of a batch (module docstring); a scalar, differentiable in ``x``."""
         phi = self.basis(y)
         r = (self.quantities(x, y) - phi @ self.coef_mean.T) / self.std  # (N, G)
-        m1 = (r[:, :, None] * phi[:, None, :]).mean(0)
-        m2 = ((r ** 2 - phi @ self.coef_sq.T)[:, :, None] * phi[:, None, :]).mean(0)
-        return (m1 ** 2).sum() + (m2 ** 2).sum()
+        return normal_equation_loss(r, phi) + normal_equation_loss(r ** 2 - phi @ self.coef_sq.T, phi)

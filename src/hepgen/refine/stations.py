@@ -95,6 +95,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from hepgen.refine.moments import moment_basis, normal_equation_loss
+
 __all__ = ["StationCritic", "StationRefiner", "core_distance", "excess_roughness", "log_total", "near_live",
            "soft_count", "station_quantities"]
 
@@ -373,9 +375,8 @@ class StationRefiner(nn.Module):
         return torch.stack(q, 1)
 
     def _moment_basis(self, y: torch.Tensor) -> torch.Tensor:
-        """``(N, 1 + 2L)``: 1, the standardised labels and their squares minus 1."""
-        yn = (y - self.y_mean) / self.y_std
-        return torch.cat([torch.ones(len(y), 1, dtype=y.dtype), yn, yn ** 2 - 1.0], 1)
+        """``(N, 1 + 2L)``: :func:`hepgen.refine.moments.moment_basis` with the refiner's label standardisation."""
+        return moment_basis(y, self.y_mean, self.y_std)
 
     def fit_moments(self, x: np.ndarray, y: np.ndarray, batch_size: int = 2048) -> None:
         """With ``match_moments``: least-squares fits of the event quantities of *data* ``x``
@@ -401,8 +402,8 @@ class StationRefiner(nn.Module):
         stations *as functions of the labels*, not event by event.  Adversarial training alone
         left refined events a station short at some zeniths (docs/refine.md, fifth round)."""
         phi = self._moment_basis(y)
-        r = (self.event_quantities(out) - phi @ self.moment_coef.T) / self.moment_std  # (N, 2)
-        return ((r[:, :, None] * phi[:, None, :]).mean(0) ** 2).sum()
+        r = (self.event_quantities(out) - phi @ self.moment_coef.T) / self.moment_std  # (N, 2 or 3)
+        return normal_equation_loss(r, phi)
 
     def normalise(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Critic inputs: the ``asinh`` features unchanged, standardised labels."""
