@@ -42,6 +42,7 @@ import torch
 from hepgen._extras import have
 from hepgen._io import atomic_path, json_safe
 from hepgen.data.formats import ShowerData, read_showers
+from hepgen.refine.options import SHOWER_FLAGS, add_option_flags, options_from_flags
 from hepgen.refine.proof import demonstrate
 from hepgen.refine.refiner import RefinerConfig
 from hepgen.simulate.calorimeter import (
@@ -109,12 +110,7 @@ def main() -> None:
                    help="the critic also sees the log energy sums per layer and in total (hepgen.refine.critic_sums)")
     p.add_argument("--response", choices=("off", "total", "layers"), default="off",
                    help="shape refiner keeping the energy + per-event response factor (hepgen.refine.response)")
-    p.add_argument("--match-response", type=float, default=0.0, metavar="W",
-                   help="weight of the term matching data's mean response and its spread as functions of the "
-                        "incident energy (hepgen.refine.moments; default 0 = off)")
-    p.add_argument("--match-occupancy", action="store_true",
-                   help="after training, cut small refined deposits voxel by voxel so that each voxel is occupied "
-                        "as often as in data (ResidualRefiner.fit_occupancy)")
+    add_option_flags(p, SHOWER_FLAGS, defaults={"match_response": 0.0})  # one table with `hepgen refine train`
     p.add_argument("--scan", default="0,1", help="other closeness weights to measure, comma-separated ('' = none)")
     p.add_argument("--seeds", default="0,1,2", help="regression seeds")
     p.add_argument("--refiner-seed", type=int, default=0, help="refiner seed (one run)")
@@ -150,8 +146,7 @@ def main() -> None:
     cfg = RefinerConfig(epochs=a.epochs, closeness=a.closeness, seed=a.refiner_seed, lr=a.lr, critic_lr=a.critic_lr,
                         n_critic=a.n_critic, hidden=a.hidden, critic_hidden=a.critic_hidden or a.hidden, batch_size=a.batch_size,
                         noise_lr_factor=a.noise_lr_factor, stochastic=not a.deterministic, critic_sums=a.critic_sums,
-                        ema=a.ema, response=a.response, match_response=a.match_response,
-                        match_occupancy=a.match_occupancy)
+                        ema=a.ema, response=a.response, **options_from_flags(a, SHOWER_FLAGS))
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
     reg_seeds = tuple(int(s) for s in a.seeds.split(","))
     hist = ["E_tot_over_E_inc", "E_layer_2", "width_r_2", "EC_r_4", "sparsity_3", "shower_depth"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import argcomplete
 
-from hepgen.refine.options import TRACE_FLAGS, add_option_flags, options_from_flags
+from hepgen.refine.options import SHOWER_FLAGS, TRACE_FLAGS, add_option_flags, options_from_flags
 
 __all__ = ["main"]
 
@@ -352,7 +352,7 @@ def cmd_refine_train(args) -> int:
                         noise_lr_factor=args.noise_lr_factor, gp_weight=args.gp_weight, critic_warmup=args.critic_warmup,
                         ema=args.ema, architecture=args.architecture, critic_sums=args.critic_sums,
                         stochastic=not args.deterministic, seed=args.seed, response=args.response,
-                        match_response=args.match_response, match_occupancy=args.match_occupancy)
+                        **options_from_flags(args, SHOWER_FLAGS))
     options = options_from_flags(args, TRACE_FLAGS)
     if args.measured_noise or args.noise_vem is not None:
         options["noise_vem"] = "measured" if args.measured_noise else args.noise_vem
@@ -983,12 +983,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--response", choices=("off", "total", "layers"), default="off",
                     help="showers: a shape refiner that keeps the energy, then a per-event response factor on the "
                          "total or per layer (docs/refine.md; default off)")
-    rt.add_argument("--match-response", type=float, default=0.0, metavar="W",
-                    help="showers: weight of a term asking for data's mean response E_tot/E_inc and its spread "
-                         "as functions of the incident energy (docs/refine.md; default 0 = off)")
-    rt.add_argument("--match-occupancy", action="store_true",
-                    help="showers: after training, cut small refined deposits voxel by voxel so that each voxel "
-                         "is occupied as often as in data (docs/refine.md)")
+    add_option_flags(rt, SHOWER_FLAGS, prefix="showers: ", defaults={"match_response": 0.0})
     add_option_flags(rt, TRACE_FLAGS, prefix="traces: ")  # one table with the Auger benchmark's flags
     noise = rt.add_mutually_exclusive_group()
     noise.add_argument("--noise-vem", type=float, default=None,

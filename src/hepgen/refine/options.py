@@ -131,6 +131,17 @@ TRACE_FLAGS: tuple[OptionFlag, ...] = (
                "of a learned quantum per station (variance proportional to the signal per bin)"),
 )
 
+#: the shower options of ``hepgen refine train`` and ``benchmarks/bench_refine_showers.py``, from one
+#: table as the traces' are.  Unlike :data:`TRACE_FLAGS` these are keys of
+#: :class:`hepgen.refine.refiner.RefinerConfig`, not adapter options: callers pass
+#: ``RefinerConfig(**options_from_flags(args, SHOWER_FLAGS))``, with ``defaults={"match_response": 0.0}``.
+SHOWER_FLAGS: tuple[OptionFlag, ...] = (
+    OptionFlag("match_response", "weight of a term asking for data's mean response E_tot/E_inc and its spread as "
+               "functions of the incident energy (hepgen.refine.moments; docs/refine.md; default 0 = off)", "W"),
+    OptionFlag("match_occupancy", "after training, cut small refined deposits voxel by voxel so that each voxel "
+               "is occupied as often as in data (ResidualRefiner.fit_occupancy; docs/refine.md)"),
+)
+
 
 def add_option_flags(parser, flags=TRACE_FLAGS, *, prefix: str = "", defaults: dict | None = None) -> None:
     """Add one flag per row of ``flags`` to the ``argparse`` ``parser``.
