@@ -46,7 +46,7 @@ import torch
 
 from hepgen.bench_jets import pythia_rate
 from hepgen.config import preset
-from hepgen.data.jets import JET_TYPES, read_jets, write_jets
+from hepgen.data.jets import JET_TYPES, jet_type_index, read_jets, write_jets
 from hepgen.domains.jets.evaluate import evaluate_jet_files
 from hepgen.domains.jets.generator import JetGenerator
 from hepgen.train.trainer import train
@@ -72,6 +72,18 @@ def eval_sample_size(real, cap: int = 50_000) -> int:
     types = np.asarray(real.jet_type)
     counts = np.unique(types, return_counts=True)[1] if len(types) else np.array([0])
     return int(min(cap, counts.min()))
+
+
+def select_types(jets, types: list[str], path) -> object:
+    """The jets of ``types`` (JetNet names) in ``jets``, read from ``path``; one model per call
+    trained and scored on these types only (``--types``).  A type absent from the file is a
+    one-line ``ValueError`` naming the file, the key, what was expected and what was found."""
+    idx = [jet_type_index(t) for t in types]
+    missing = [t for t, i in zip(types, idx) if not np.any(jets.jet_type == i)]
+    if missing:
+        raise ValueError(f"{path}: key jet_type: expected jets of type(s) {','.join(missing)} (--types), "
+                         f"found {','.join(jets.types_present) or 'none'}")
+    return jets.subset(np.isin(jets.jet_type, idx))
 
 
 def selection_curve(log_path) -> dict:
@@ -255,6 +267,9 @@ def main() -> None:
     p.add_argument("--n-pythia", type=int, default=300, help="jets per type for the Pythia speed measurement")
     p.add_argument("--efp-jobs", type=int, default=2)
     p.add_argument("--no-classifier", action="store_true", help="skip the classifier AUC")
+    p.add_argument("--types", help="comma-separated jet types (e.g. t): train and score on these types of the "
+                                    "three files only (per-type models); the selected reference files are "
+                                    "written to OUT/real.h5 and OUT/reference.h5")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args()
@@ -271,8 +286,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = read_jets(args.train)
     real, ref = read_jets(args.real), read_jets(args.reference)
+    if args.types:
+        types = [t for t in args.types.split(",") if t]
+        try:
+            data = select_types(data, types, args.train)
+            real = select_types(real, types, args.real)
+            ref = select_types(ref, types, args.reference)
+        except ValueError as err:
+            p.error(str(err))
+        args.real, args.reference = str(out / "real.h5"), str(out / "reference.h5")
+        write_jets(args.real, real)
+        write_jets(args.reference, ref)
     res: dict = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                 "threads": args.threads, "n_train": len(data), "n_real": len(real), "n_reference": len(ref),
+                 "threads": args.threads, "types": args.types, "n_train": len(data), "n_real": len(real), "n_reference": len(ref),
                  "minutes": args.minutes, "families": {}}
     for fam in families:
         res["families"][fam] = run_family(fam, checkpoints.get(fam), data, real, args, out / fam)

@@ -23,6 +23,19 @@ def test_eval_sample_size_is_the_rarest_types_count_capped():
     assert bench.eval_sample_size(_jets([0] * 7 + [2] * 9), cap=5) == 5
 
 
+def test_select_types_keeps_the_named_types_and_names_the_file_when_one_is_missing():
+    bench = load_benchmark("bench_jet_models")
+    jets = _jets([0, 2, 3, 2, 0])
+    tops = bench.select_types(jets, ["t"], "ref.h5")
+    assert tops.jet_type.tolist() == [2, 2]
+    assert bench.select_types(jets, ["top", "g"], "ref.h5").jet_type.tolist() == [0, 2, 2, 0]
+    with pytest.raises(ValueError, match=r"^ref\.h5: key jet_type: expected jets of type\(s\) z \(--types\), "
+                                         r"found g,t,w$"):
+        bench.select_types(jets, ["t", "z"], "ref.h5")
+    with pytest.raises(ValueError, match="jet type 'x'"):
+        bench.select_types(jets, ["x"], "ref.h5")
+
+
 def test_selection_curve_reads_the_physics_metric_where_it_was_evaluated(tmp_path):
     bench = load_benchmark("bench_jet_models")
     log = tmp_path / "train_log.csv"
