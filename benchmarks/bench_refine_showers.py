@@ -86,7 +86,8 @@ def geant4_data(n: int, seed: int, cache: Path) -> tuple[ShowerData | None, str]
                                 f"1-100 GeV log-uniform, seed {seed}, data-free EM list; cached {path}")
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line (its shower options from the table of ``hepgen refine train``)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sim", help="sim showers (HDF5); default: GFlash generated here")
     p.add_argument("--data", help="data showers (HDF5, e.g. Geant4); default: --geant4 if given, else the stand-in")
@@ -106,10 +107,6 @@ def main() -> None:
     p.add_argument("--noise-lr-factor", type=float, default=RefinerConfig.noise_lr_factor)
     p.add_argument("--ema", type=float, default=RefinerConfig.ema, help="decay of the refiner's weight average")
     p.add_argument("--deterministic", action="store_true", help="refiner without learned noise")
-    p.add_argument("--critic-sums", action="store_true",
-                   help="the critic also sees the log energy sums per layer and in total (hepgen.refine.critic_sums)")
-    p.add_argument("--response", choices=("off", "total", "layers"), default="off",
-                   help="shape refiner keeping the energy + per-event response factor (hepgen.refine.response)")
     add_option_flags(p, SHOWER_FLAGS, defaults={"match_response": 0.0})  # one table with `hepgen refine train`
     p.add_argument("--scan", default="0,1", help="other closeness weights to measure, comma-separated ('' = none)")
     p.add_argument("--seeds", default="0,1,2", help="regression seeds")
@@ -118,6 +115,11 @@ def main() -> None:
                    help="several refiner seeds, comma-separated: one run each in OUT/refiner_seed_K, summary.json "
                         "(the closeness scan only with the first)")
     p.add_argument("-o", "--out", default="bench_out/refine_showers")
+    return p
+
+
+def main() -> None:
+    p = build_parser()
     a = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -145,8 +147,8 @@ def main() -> None:
     print("\n".join(notes))
     cfg = RefinerConfig(epochs=a.epochs, closeness=a.closeness, seed=a.refiner_seed, lr=a.lr, critic_lr=a.critic_lr,
                         n_critic=a.n_critic, hidden=a.hidden, critic_hidden=a.critic_hidden or a.hidden, batch_size=a.batch_size,
-                        noise_lr_factor=a.noise_lr_factor, stochastic=not a.deterministic, critic_sums=a.critic_sums,
-                        ema=a.ema, response=a.response, **options_from_flags(a, SHOWER_FLAGS))
+                        noise_lr_factor=a.noise_lr_factor, stochastic=not a.deterministic,
+                        ema=a.ema, **options_from_flags(a, SHOWER_FLAGS))
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
     reg_seeds = tuple(int(s) for s in a.seeds.split(","))
     hist = ["E_tot_over_E_inc", "E_layer_2", "width_r_2", "EC_r_4", "sparsity_3", "shower_depth"]

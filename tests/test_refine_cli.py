@@ -18,6 +18,7 @@ from hepgen.data.traces import write_traces
 from _benchmarks import load_benchmark
 from hepgen.refine.options import (
     ADAPTER_OPTIONS,
+    SHOWER_FLAGS,
     TRACE_FLAGS,
     add_option_flags,
     baseline_noise_vem,
@@ -72,8 +73,30 @@ def test_refine_train_and_the_auger_benchmark_share_one_table_of_adapter_options
     assert options_from_flags(bench.parse_args([])) == {"critic_min_vem": 10.0}
     docs = (Path(__file__).resolve().parents[1] / "docs" / "refine.md").read_text()
     assert [k for k in flags if not re.search(rf"^\| `{k}[ `]", docs, re.M)] == []
-    with pytest.raises(ValueError, match=r"defaults: expected number options of the table, found \['fill_silent'\]"):
+    with pytest.raises(ValueError, match=r"defaults: expected number or word options of the table, found \['fill_silent'\]"):
         add_option_flags(argparse.ArgumentParser(), defaults={"fill_silent": True})
+
+
+def test_refine_train_and_the_shower_benchmark_share_one_table_of_shower_options():
+    """`hepgen refine train` and benchmarks/bench_refine_showers.py take --critic-sums, --response,
+    --match-response and --match-occupancy from SHOWER_FLAGS: same help (the command's prefixed
+    "showers: "), same RefinerConfig keys from the same arguments, --response only one of its words."""
+    bench = load_benchmark("bench_refine_showers").build_parser()
+    cli_help, bench_help = _helps(_sub_parser()), _helps(bench)
+    flags = {"--" + f.key.replace("_", "-"): f for f in SHOWER_FLAGS}
+    assert set(flags) == {"--critic-sums", "--response", "--match-response", "--match-occupancy"}
+    assert {k: cli_help[k] for k in flags} == {k: "showers: " + f.help for k, f in flags.items()}
+    assert {k: bench_help[k] for k in flags} == {k: f.help for k, f in flags.items()}
+    args = ["--critic-sums", "--response", "layers", "--match-occupancy", "--match-response", "2"]
+    expected = {"critic_sums": True, "response": "layers", "match_response": 2.0, "match_occupancy": True}
+    assert options_from_flags(_refine_train(*args), SHOWER_FLAGS) == expected
+    assert options_from_flags(bench.parse_args(args), SHOWER_FLAGS) == expected
+    assert options_from_flags(_refine_train(), SHOWER_FLAGS) == {"match_response": 0.0}
+    c = RefinerConfig(**options_from_flags(_refine_train(*args), SHOWER_FLAGS))
+    assert (c.critic_sums, c.response, c.match_response, c.match_occupancy) == (True, "layers", 2.0, True)
+    assert RefinerConfig(**options_from_flags(_refine_train(), SHOWER_FLAGS)).response == "off"
+    with pytest.raises(SystemExit):
+        _refine_train("--response", "voxels")
 
 
 def _sub_parser() -> argparse.ArgumentParser:

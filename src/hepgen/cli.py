@@ -350,8 +350,8 @@ def cmd_refine_train(args) -> int:
                         closeness_mean=args.closeness_mean, hidden=args.hidden,
                         critic_hidden=args.critic_hidden, n_critic=args.n_critic, lr=args.lr, critic_lr=args.critic_lr,
                         noise_lr_factor=args.noise_lr_factor, gp_weight=args.gp_weight, critic_warmup=args.critic_warmup,
-                        ema=args.ema, architecture=args.architecture, critic_sums=args.critic_sums,
-                        stochastic=not args.deterministic, seed=args.seed, response=args.response,
+                        ema=args.ema, architecture=args.architecture,
+                        stochastic=not args.deterministic, seed=args.seed,
                         **options_from_flags(args, SHOWER_FLAGS))
     options = options_from_flags(args, TRACE_FLAGS)
     if args.measured_noise or args.noise_vem is not None:
@@ -978,11 +978,6 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--architecture", choices=("auto", "mlp"), default="auto",
                     help="auto: the network the kind's adapter asks for (traces: per-station refiner); "
                          "mlp: the residual MLP always (default auto)")
-    rt.add_argument("--critic-sums", action="store_true",
-                    help="showers: the critic also sees the log energy per layer and in total (docs/refine.md)")
-    rt.add_argument("--response", choices=("off", "total", "layers"), default="off",
-                    help="showers: a shape refiner that keeps the energy, then a per-event response factor on the "
-                         "total or per layer (docs/refine.md; default off)")
     add_option_flags(rt, SHOWER_FLAGS, prefix="showers: ", defaults={"match_response": 0.0})
     add_option_flags(rt, TRACE_FLAGS, prefix="traces: ")  # one table with the Auger benchmark's flags
     noise = rt.add_mutually_exclusive_group()

@@ -88,13 +88,20 @@ NETWORK_OPTIONS = ("fill_random", "trigger_curriculum", "critic_dropout", "criti
 class OptionFlag:
     """One adapter option as a command-line flag: ``--key-with-dashes``.
 
-    ``metavar`` ``None``: a switch (true when given, else unset); otherwise the flag takes a
-    number (unset when not given, unless the caller supplies a default).
+    ``metavar`` ``None`` and no ``choices``: a switch (true when given, else unset); with
+    ``choices``: one of these words; otherwise the flag takes a number.  Words and numbers are
+    unset when not given, unless the caller supplies a default.
     """
 
     key: str
     help: str
     metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def switch(self) -> bool:
+        """True for an on/off flag (no value)."""
+        return self.metavar is None and self.choices is None
 
 
 #: the traces options a refiner run sets from the command line, in the order of ``--help``: the
@@ -136,6 +143,11 @@ TRACE_FLAGS: tuple[OptionFlag, ...] = (
 #: :class:`hepgen.refine.refiner.RefinerConfig`, not adapter options: callers pass
 #: ``RefinerConfig(**options_from_flags(args, SHOWER_FLAGS))``, with ``defaults={"match_response": 0.0}``.
 SHOWER_FLAGS: tuple[OptionFlag, ...] = (
+    OptionFlag("critic_sums", "the critic also sees the log energy per layer and in total "
+               "(hepgen.refine.critic_sums; docs/refine.md)"),
+    OptionFlag("response", "a shape refiner that keeps the energy, then a per-event response factor on the "
+               "total or per layer (hepgen.refine.response; docs/refine.md; unset = off)",
+               choices=("off", "total", "layers")),
     OptionFlag("match_response", "weight of a term asking for data's mean response E_tot/E_inc and its spread as "
                "functions of the incident energy (hepgen.refine.moments; docs/refine.md; default 0 = off)", "W"),
     OptionFlag("match_occupancy", "after training, cut small refined deposits voxel by voxel so that each voxel "
@@ -160,25 +172,28 @@ def add_option_flags(parser, flags=TRACE_FLAGS, *, prefix: str = "", defaults: d
         {'critic_min_vem': 10.0, 'trigger_vem': 3.0, 'fill_silent': True, 'match_moments': 5.0}
     """
     defaults = dict(defaults or {})
-    unknown = set(defaults) - {f.key for f in flags if f.metavar is not None}
+    unknown = set(defaults) - {f.key for f in flags if not f.switch}
     if unknown:
-        raise ValueError(f"defaults: expected number options of the table, found {sorted(unknown)}")
+        raise ValueError(f"defaults: expected number or word options of the table, found {sorted(unknown)}")
     for f in flags:
         name = "--" + f.key.replace("_", "-")
-        if f.metavar is None:
+        if f.switch:
             parser.add_argument(name, dest=f.key, action="store_true", help=prefix + f.help)
+        elif f.choices is not None:
+            parser.add_argument(name, dest=f.key, choices=f.choices, default=defaults.get(f.key), help=prefix + f.help)
         else:
             parser.add_argument(name, dest=f.key, type=float, default=defaults.get(f.key), metavar=f.metavar,
                                 help=prefix + f.help)
 
 
 def options_from_flags(args: argparse.Namespace, flags=TRACE_FLAGS) -> dict:
-    """``adapter_options`` from parsed flags: switches that were given (``True``) and numbers that are
-    set, keyed as in the adapter state (:func:`set_adapter_options` checks the values)."""
+    """``adapter_options`` (or config keys) from parsed flags: switches that were given (``True``) and
+    numbers and words that are set, keyed as in the adapter state (:func:`set_adapter_options` checks
+    the values)."""
     out = {}
     for f in flags:
         value = getattr(args, f.key)
-        if (f.metavar is None and value) or (f.metavar is not None and value is not None):
+        if (f.switch and value) or (not f.switch and value is not None):
             out[f.key] = value
     return out
 
