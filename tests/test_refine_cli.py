@@ -91,7 +91,8 @@ def test_refine_train_and_the_shower_benchmark_share_one_table_of_shower_options
     expected = {"critic_sums": True, "response": "layers", "match_response": 2.0, "match_occupancy": True}
     assert options_from_flags(_refine_train(*args), SHOWER_FLAGS) == expected
     assert options_from_flags(bench.parse_args(args), SHOWER_FLAGS) == expected
-    assert options_from_flags(_refine_train(), SHOWER_FLAGS) == {"match_response": 0.0}
+    assert options_from_flags(_refine_train(), SHOWER_FLAGS) == {"response": "off", "match_response": 0.0}
+    assert options_from_flags(bench.parse_args([]), SHOWER_FLAGS) == {"response": "off", "match_response": 0.0}
     c = RefinerConfig(**options_from_flags(_refine_train(*args), SHOWER_FLAGS))
     assert (c.critic_sums, c.response, c.match_response, c.match_occupancy) == (True, "layers", 2.0, True)
     assert RefinerConfig(**options_from_flags(_refine_train(), SHOWER_FLAGS)).response == "off"

@@ -89,14 +89,15 @@ class OptionFlag:
     """One adapter option as a command-line flag: ``--key-with-dashes``.
 
     ``metavar`` ``None`` and no ``choices``: a switch (true when given, else unset); with
-    ``choices``: one of these words; otherwise the flag takes a number.  Words and numbers are
-    unset when not given, unless the caller supplies a default.
+    ``choices``: one of these words (``default`` when not given); otherwise the flag takes a
+    number (unset when not given, unless the caller supplies a default).
     """
 
     key: str
     help: str
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
+    default: str | None = None
 
     @property
     def switch(self) -> bool:
@@ -146,8 +147,8 @@ SHOWER_FLAGS: tuple[OptionFlag, ...] = (
     OptionFlag("critic_sums", "the critic also sees the log energy per layer and in total "
                "(hepgen.refine.critic_sums; docs/refine.md)"),
     OptionFlag("response", "a shape refiner that keeps the energy, then a per-event response factor on the "
-               "total or per layer (hepgen.refine.response; docs/refine.md; unset = off)",
-               choices=("off", "total", "layers")),
+               "total or per layer (hepgen.refine.response; docs/refine.md; default off)",
+               choices=("off", "total", "layers"), default="off"),
     OptionFlag("match_response", "weight of a term asking for data's mean response E_tot/E_inc and its spread as "
                "functions of the incident energy (hepgen.refine.moments; docs/refine.md; default 0 = off)", "W"),
     OptionFlag("match_occupancy", "after training, cut small refined deposits voxel by voxel so that each voxel "
@@ -180,7 +181,8 @@ def add_option_flags(parser, flags=TRACE_FLAGS, *, prefix: str = "", defaults: d
         if f.switch:
             parser.add_argument(name, dest=f.key, action="store_true", help=prefix + f.help)
         elif f.choices is not None:
-            parser.add_argument(name, dest=f.key, choices=f.choices, default=defaults.get(f.key), help=prefix + f.help)
+            parser.add_argument(name, dest=f.key, choices=f.choices, default=defaults.get(f.key, f.default),
+                                help=prefix + f.help)
         else:
             parser.add_argument(name, dest=f.key, type=float, default=defaults.get(f.key), metavar=f.metavar,
                                 help=prefix + f.help)
