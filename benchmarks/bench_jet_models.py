@@ -28,6 +28,9 @@ every family side by side.  Usage (the full run of issue 21: 60 CPU-minutes per 
     hepgen simulate jets -o refB.h5  --type g,t --n 10000 --workers 2 --seed 3
     python benchmarks/bench_jet_models.py --train train.h5 --real refA.h5 --reference refB.h5 \\
         --families epic_fm,epic_gan --minutes 30 --threads 2 -o bench-jets
+
+``--types t`` trains and scores one model on the top jets of the three files only (one model per
+type, each with the whole budget; docs/jets.md, "One transformer per jet type").
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import torch
 
 from hepgen.bench_jets import pythia_rate
 from hepgen.config import preset
-from hepgen.data.jets import JET_TYPES, jet_type_index, read_jets, write_jets
+from hepgen.data.jets import JET_TYPES, JetData, jet_type_index, read_jets, write_jets
 from hepgen.domains.jets.evaluate import evaluate_jet_files
 from hepgen.domains.jets.generator import JetGenerator
 from hepgen.train.trainer import train
@@ -74,7 +77,7 @@ def eval_sample_size(real, cap: int = 50_000) -> int:
     return int(min(cap, counts.min()))
 
 
-def select_types(jets, types: list[str], path) -> object:
+def select_types(jets: JetData, types: list[str], path) -> JetData:
     """The jets of ``types`` (JetNet names) in ``jets``, read from ``path``; one model per call
     trained and scored on these types only (``--types``).  A type absent from the file is a
     one-line ``ValueError`` naming the file, the key, what was expected and what was found."""
@@ -298,8 +301,8 @@ def main() -> None:
         write_jets(args.real, real)
         write_jets(args.reference, ref)
     res: dict = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                 "threads": args.threads, "types": args.types, "n_train": len(data), "n_real": len(real), "n_reference": len(ref),
-                 "minutes": args.minutes, "families": {}}
+                 "threads": args.threads, "types": args.types, "n_train": len(data), "n_real": len(real),
+                 "n_reference": len(ref), "minutes": args.minutes, "families": {}}
     for fam in families:
         res["families"][fam] = run_family(fam, checkpoints.get(fam), data, real, args, out / fam)
 
