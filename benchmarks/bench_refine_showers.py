@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-lr-factor", type=float, default=RefinerConfig.noise_lr_factor)
     p.add_argument("--ema", type=float, default=RefinerConfig.ema, help="decay of the refiner's weight average")
     p.add_argument("--deterministic", action="store_true", help="refiner without learned noise")
-    add_option_flags(p, SHOWER_FLAGS, defaults={"match_response": 0.0})  # one table with `hepgen refine train`
+    add_option_flags(p, SHOWER_FLAGS)  # one table with `hepgen refine train`
     p.add_argument("--scan", default="0,1", help="other closeness weights to measure, comma-separated ('' = none)")
     p.add_argument("--seeds", default="0,1,2", help="regression seeds")
     p.add_argument("--refiner-seed", type=int, default=0, help="refiner seed (one run)")

@@ -978,7 +978,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--architecture", choices=("auto", "mlp"), default="auto",
                     help="auto: the network the kind's adapter asks for (traces: per-station refiner); "
                          "mlp: the residual MLP always (default auto)")
-    add_option_flags(rt, SHOWER_FLAGS, prefix="showers: ", defaults={"match_response": 0.0})
+    add_option_flags(rt, SHOWER_FLAGS, prefix="showers: ")
     add_option_flags(rt, TRACE_FLAGS, prefix="traces: ")  # one table with the Auger benchmark's flags
     noise = rt.add_mutually_exclusive_group()
     noise.add_argument("--noise-vem", type=float, default=None,

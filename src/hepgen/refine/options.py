@@ -89,15 +89,15 @@ class OptionFlag:
     """One adapter option as a command-line flag: ``--key-with-dashes``.
 
     ``metavar`` ``None`` and no ``choices``: a switch (true when given, else unset); with
-    ``choices``: one of these words (``default`` when not given); otherwise the flag takes a
-    number (unset when not given, unless the caller supplies a default).
+    ``choices``: one of these words; otherwise the flag takes a number.  Words and numbers take
+    ``default`` when not given (a caller's own default overrides it; ``None`` = unset).
     """
 
     key: str
     help: str
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
-    default: str | None = None
+    default: str | float | None = None
 
     @property
     def switch(self) -> bool:
@@ -142,7 +142,7 @@ TRACE_FLAGS: tuple[OptionFlag, ...] = (
 #: the shower options of ``hepgen refine train`` and ``benchmarks/bench_refine_showers.py``, from one
 #: table as the traces' are.  Unlike :data:`TRACE_FLAGS` these are keys of
 #: :class:`hepgen.refine.refiner.RefinerConfig`, not adapter options: callers pass
-#: ``RefinerConfig(**options_from_flags(args, SHOWER_FLAGS))``, with ``defaults={"match_response": 0.0}``.
+#: ``RefinerConfig(**options_from_flags(args, SHOWER_FLAGS))``.
 SHOWER_FLAGS: tuple[OptionFlag, ...] = (
     OptionFlag("critic_sums", "the critic also sees the log energy per layer and in total "
                "(hepgen.refine.critic_sums; docs/refine.md)"),
@@ -150,7 +150,8 @@ SHOWER_FLAGS: tuple[OptionFlag, ...] = (
                "total or per layer (hepgen.refine.response; docs/refine.md; default off)",
                choices=("off", "total", "layers"), default="off"),
     OptionFlag("match_response", "weight of a term asking for data's mean response E_tot/E_inc and its spread as "
-               "functions of the incident energy (hepgen.refine.moments; docs/refine.md; default 0 = off)", "W"),
+               "functions of the incident energy (hepgen.refine.moments; docs/refine.md; default 0 = off)", "W",
+               default=0.0),
     OptionFlag("match_occupancy", "after training, cut small refined deposits voxel by voxel so that each voxel "
                "is occupied as often as in data (ResidualRefiner.fit_occupancy; docs/refine.md)"),
 )
@@ -163,8 +164,9 @@ def add_option_flags(parser, flags=TRACE_FLAGS, *, prefix: str = "", defaults: d
         parser: an :class:`argparse.ArgumentParser` (or argument group).
         flags: rows of :class:`OptionFlag` (default :data:`TRACE_FLAGS`).
         prefix: put before every help text (``"traces: "`` where a command serves several kinds).
-        defaults: ``{key: value}`` for number options that are set unless given (a benchmark's
-            own settings); every other option is unset unless given.
+        defaults: ``{key: value}`` for number or word options that are set unless given (a
+            benchmark's own settings), overriding the table's ``default``; every other option
+            takes the table's ``default`` (``None``: unset) unless given.
 
     Example:
         >>> p = argparse.ArgumentParser()
@@ -184,7 +186,7 @@ def add_option_flags(parser, flags=TRACE_FLAGS, *, prefix: str = "", defaults: d
             parser.add_argument(name, dest=f.key, choices=f.choices, default=defaults.get(f.key, f.default),
                                 help=prefix + f.help)
         else:
-            parser.add_argument(name, dest=f.key, type=float, default=defaults.get(f.key), metavar=f.metavar,
+            parser.add_argument(name, dest=f.key, type=float, default=defaults.get(f.key, f.default), metavar=f.metavar,
                                 help=prefix + f.help)
 
 
