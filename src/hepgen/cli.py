@@ -374,8 +374,8 @@ def cmd_distill(args) -> int:
     from hepgen.train.distill import distill
 
     path = distill(args.checkpoint, args.data, args.output, minutes=args.minutes, rounds=args.rounds,
-                   n_pairs=args.n_pairs, hidden=args.hidden, n_hidden=args.n_hidden, lr=args.lr, seed=args.seed,
-                   threads=args.threads, progress=not args.quiet)
+                   n_pairs=args.n_pairs, epochs_per_round=args.epochs_per_round, hidden=args.hidden,
+                   n_hidden=args.n_hidden, lr=args.lr, seed=args.seed, threads=args.threads, progress=not args.quiet)
     print(f"wrote {path}")
     return 0
 
@@ -1001,16 +1001,20 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--deterministic", action="store_true", help="apply the mean correction only")
     ra.set_defaults(func=cmd_refine_apply)
 
-    ds = sub.add_parser("distill", help="distil a trained flow into a one-pass feed-forward student (fast; "
-                        "its fidelity lags the teacher: docs/models.md)")
-    ds.add_argument("checkpoint", help="the teacher: a flow checkpoint (caloflow, flow)")
+    ds = sub.add_parser("distill", help="distil a trained flow into a one-pass student (fast; its fidelity "
+                        "lags the teacher: docs/models.md, docs/jets.md)")
+    ds.add_argument("checkpoint", help="the teacher: a flow checkpoint (caloflow, flow) or a jets flow-matching "
+                    "one (epic_fm, jet_transformer_fm)")
     ds.add_argument("--data", required=True, help="file whose conditions the student learns at (the training file)")
     ds.add_argument("-o", "--output", required=True, help="folder for best.pt and distill_log.csv")
     ds.add_argument("--minutes", type=float, default=3.0, help="wall-clock budget (default 3)")
     ds.add_argument("--rounds", type=int, help="fixed number of rounds of fresh teacher pairs instead of --minutes")
     ds.add_argument("--n-pairs", type=int, default=50_000, help="teacher pairs per round (default 50000)")
-    ds.add_argument("--hidden", type=int, default=1024, help="student width (default 1024)")
-    ds.add_argument("--n-hidden", type=int, default=3, help="student hidden layers (default 3)")
+    ds.add_argument("--epochs-per-round", type=int, default=2,
+                    help="passes over each round's pairs (default 2; raise it for a slow teacher)")
+    ds.add_argument("--hidden", type=int, help="student width (default: 1024 for showers, 128 per particle for jets)")
+    ds.add_argument("--n-hidden", type=int, help="student hidden layers (default: 3 for showers, 4 EPiC layers "
+                    "for jets)")
     ds.add_argument("--lr", type=float, default=1e-3, help="student learning rate")
     ds.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
     ds.add_argument("--seed", type=int, default=0, help="seed of the teacher's noise and the student's initialisation")

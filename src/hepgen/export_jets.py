@@ -188,7 +188,7 @@ class JetSampler(nn.Module):
     def metadata(self) -> dict[str, str]:
         """The ONNX metadata entries (strings) that describe the graph's inputs and outputs."""
         model = self.model
-        if self.solves_ode:
+        if "latent_local" not in model.hparams:  # flow matching and its one-pass student
             noise = (f"P*3 = {self.noise_dim} standard normals, slot-major (slot i: noise[3i:3i+3]); "
                      "padding slots are ignored")
         else:

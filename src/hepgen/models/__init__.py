@@ -16,6 +16,7 @@ from hepgen.models.events_fm import EventFlowMatching
 from hepgen.models.flow import CaloFlow, ConditionalFlow
 from hepgen.models.flow_matching import ConditionalFlowMatching
 from hepgen.models.gan import GAN
+from hepgen.models.jet_student import JetStudent
 from hepgen.models.jet_transformer import JetTransformerFlowMatching
 from hepgen.models.student import FlowStudent
 from hepgen.models.tabular import TabularFlow, TabularWGAN
@@ -37,6 +38,7 @@ __all__ = [
     "GenerativeModel",
     "JetFlowMatching",
     "JetGAN",
+    "JetStudent",
     "JetTransformerFlowMatching",
     "TabularFlow",
     "TabularWGAN",

@@ -293,3 +293,17 @@ class GenerativeModel(nn.Module):
             f"model family {self.family!r} does not implement sample_from_noise (noise → sample map); "
             "ONNX export and hepgen.domains.showers.inference need it"
         )
+
+    def student_spec(self) -> tuple[str, dict]:
+        """``(family, hparams)`` of the one-pass student ``hepgen distill`` trains for this model:
+        the family and the hyper-parameters that follow from the teacher (besides
+        ``n_features`` and ``n_conditions``).  Default: the feed-forward ``student`` of flat
+        features with the teacher's noise width; particle-cloud families name an equivariant one.
+
+        >>> from hepgen.models import build_model
+        >>> build_model("flow", n_features=4, n_conditions=1).student_spec()
+        ('student', {'noise_dim': 4})
+        >>> build_model("epic_fm", n_features=12, n_conditions=2, n_particles=4).student_spec()
+        ('jet_student', {'n_particles': 4})
+        """
+        return "student", {"noise_dim": self.noise_dim}

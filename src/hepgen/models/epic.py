@@ -243,6 +243,10 @@ class JetFlowMatching(ConditionalFlowMatching):
         """Integrate the ODE from ``z`` (padding slots of ``z`` are ignored); padding comes out 0."""
         return super().sample_from_noise(c, z * self._flat_mask(c).to(z.dtype), steps=steps, method=method)
 
+    def student_spec(self) -> tuple[str, dict]:
+        """The permutation-equivariant one-pass student (:mod:`hepgen.models.jet_student`)."""
+        return "jet_student", {"n_particles": self.n_particles}
+
     def ode_log_prob(self, x: torch.Tensor, c: torch.Tensor, steps: int = 100, method: str = "rk4") -> torch.Tensor:
         """``log p(x_real | c)`` over the ``n·F`` real dimensions (padding carries no density)."""
         m = self._flat_mask(c).to(x.dtype)

@@ -1,11 +1,14 @@
-"""Distil a trained generator into a one-pass :class:`~hepgen.models.student.FlowStudent`.
+"""Distil a trained generator into a one-pass student.
 
 The teacher is any checkpoint whose model maps noise to features deterministically
-(``sample_from_noise``: the flow families).  The student learns that map by regression
-(L1 in the teacher's standardised feature space) on pairs drawn from the teacher at the
-conditions of a data file, so it inherits the teacher's preprocessing and is saved as a
-checkpoint of the same kind: ``hepgen sample``, ``bench``, ``export`` and ``evaluate`` use it
-as they use any other.
+(``sample_from_noise``: the flow families, and flow matching for jets).  The student learns
+that map by regression (L1 in the teacher's standardised feature space) on pairs drawn from
+the teacher at the conditions of a data file, so it inherits the teacher's preprocessing and
+is saved as a checkpoint of the same kind: ``hepgen sample``, ``bench``, ``export`` and
+``evaluate`` use it as they use any other.  The teacher names its student family
+(``GenerativeModel.student_spec``): the feed-forward
+:class:`~hepgen.models.student.FlowStudent` for flat features, the permutation-equivariant
+:class:`~hepgen.models.jet_student.JetStudent` for particle clouds.
 
 Kind-agnostic: the data and the checkpoint are handled through the domain protocol
 (``domain_of_checkpoint``, ``read``, ``conditions``, ``from_payload``, the generator's
@@ -21,7 +24,7 @@ Flow of one run (``distill``)::
                       │
           best.pt (the student with the teacher's preprocessing and meta) + distill_log.csv
 
-References: see :mod:`hepgen.models.student`.
+References: see :mod:`hepgen.models.student` and :mod:`hepgen.models.jet_student`.
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ def teacher_pairs(teacher, pool: torch.Tensor, n: int, generator: torch.Generato
 
 def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | None = None,
             n_pairs: int = 50_000, n_val: int = 5_000, epochs_per_round: int = 2, batch_size: int = 500,
-            lr: float = 1e-3, hidden: int = 1024, n_hidden: int = 3, seed: int = 0, threads: int | None = None,
-            progress: bool = True) -> Path:
+            lr: float = 1e-3, hidden: int | None = None, n_hidden: int | None = None, seed: int = 0,
+            threads: int | None = None, progress: bool = True) -> Path:
     """Train a student of the checkpoint at ``teacher_path``; return the path of its ``best.pt``.
 
     Arguments:
@@ -84,7 +87,12 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         rounds: number of rounds instead of a time budget; each round draws ``n_pairs``
             fresh teacher pairs and trains ``epochs_per_round`` epochs on them.
         n_val: fixed held-out teacher pairs; the student with the lowest validation L1 is kept.
-        batch_size, lr, hidden, n_hidden: student training and size.
+        epochs_per_round: passes over each round's pairs (raise it where the teacher is slow:
+            a jet transformer's pairs cost far more than the student's steps on them).
+        batch_size, lr: student training.
+        hidden, n_hidden: student size (None: the student family's defaults — 1024 and 3
+            for the flat ``student``; per-particle width 128 and 4 EPiC layers for
+            ``jet_student``).
         seed: seeds pairs, student initialisation and batch order.
         threads: torch CPU threads (None: leave as is).
 
@@ -101,18 +109,21 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
     teacher = gen.model.eval()
     if not hasattr(teacher, "sample_from_noise") or getattr(teacher, "noise_dim", None) is None:
         raise ValueError(f"{teacher_path}: key 'family': {teacher.family!r} has no deterministic noise-to-sample "
-                         "map (sample_from_noise) to distil; use a flow checkpoint (caloflow, flow)")
-    if teacher.family == "student":
-        raise ValueError(f"{teacher_path}: key 'family': already a student; distil its teacher instead")
+                         "map (sample_from_noise) to distil; use a flow checkpoint (caloflow, flow) or, for "
+                         "jets, a flow-matching one (epic_fm, jet_transformer_fm)")
+    if teacher.data_kind is None:  # the student families: distilled, not trained on data
+        raise ValueError(f"{teacher_path}: key 'family': {teacher.family!r} is already a student; "
+                         "distil its teacher instead")
     if isinstance(data, (str, os.PathLike)):  # a file of the teacher's kind, else its container
         data = domain.read(data)
     pool = torch.from_numpy(np.asarray(domain.conditions(gen.preprocessor, data), dtype=np.float32))
     if len(pool) == 0:
         raise ValueError("distill: the data file has no rows to take conditions from")
     torch.manual_seed(seed)
-    student = build_model("student", n_features=teacher.n_features, n_conditions=teacher.n_conditions,
-                          noise_dim=teacher.noise_dim, hidden=hidden, n_hidden=n_hidden,
-                          teacher_family=teacher.family)
+    family, derived = teacher.student_spec()
+    size = {k: int(v) for k, v in (("hidden", hidden), ("n_hidden", n_hidden)) if v is not None}
+    student = build_model(family, n_features=teacher.n_features, n_conditions=teacher.n_conditions,
+                          teacher_family=teacher.family, **derived, **size)
     rng = torch.Generator().manual_seed(seed)
     val = teacher_pairs(teacher, pool, n_val, rng)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
