@@ -16,7 +16,7 @@ from hepgen.domains.showers.generator import ShowerGenerator
 from hepgen.domains.showers.preprocessing import ShowerPreprocessor
 from hepgen.domains.showers.spline_sampler import rqs_inverse
 from hepgen.models import build_model
-from hepgen.models.base import check_family_kind
+from hepgen.models.base import MODEL_FAMILIES, check_family_kind
 from hepgen.models import flow as flow_module
 from hepgen.models.flow import (ConditionalFlow, FastRQSTransform, FusedRQSTransform, LinearMix, SplineCoupling,
                                 coupling_flow)
@@ -166,6 +166,10 @@ def test_distill_refuses_a_student_teacher_and_empty_data(tmp_path):
     ShowerGenerator(model, pre, data.geometry).save(tmp_path / "s.pt")
     with pytest.raises(ValueError, match="already a student"):
         distill(tmp_path / "s.pt", data, tmp_path / "out", rounds=1)
+    flow = build_model("flow", n_features=pre.n_features, n_conditions=1, **MODEL_FAMILIES["flow"].tiny_hparams())
+    ShowerGenerator(flow, pre, data.geometry).save(tmp_path / "f.pt")
+    with pytest.raises(ValueError, match="the 'student' student has no critic"):
+        distill(tmp_path / "f.pt", data, tmp_path / "out", rounds=1, n_pairs=100, n_val=50, adversarial=0.1)
 
 
 def test_student_l1_is_mean_absolute_error_by_hand():

@@ -21,10 +21,10 @@ def jets():
     return toy_jets(400, n_particles=P, seed=4)
 
 
-def _teacher(jets, path, family="epic_fm") -> JetGenerator:
+def _teacher(jets, path, family="epic_fm", conditions=("type", "pt", "eta")) -> JetGenerator:
     """An untrained but non-trivial jet flow-matching teacher, saved at ``path``."""
     torch.manual_seed(0)
-    pre = JetPreprocessor(P, ["type", "pt", "eta"]).fit(jets)
+    pre = JetPreprocessor(P, list(conditions)).fit(jets)
     model = build_model(family, n_features=3 * P, n_conditions=pre.n_conditions,
                         **MODEL_FAMILIES[family].tiny_hparams()).eval()
     with torch.no_grad():
@@ -130,3 +130,26 @@ def test_distill_command_line_and_onnx_export_of_a_jet_student(jets, tmp_path):
     assert info["steps"] is None and info["noise_dim"] == 3 * P
     check = check_jets_onnx(tmp_path / "s.onnx", student, n=200)
     assert check["n_outside_tolerance"] == 0 and check["max_abs_diff"] < 1e-4, check
+
+
+def test_adversarial_distillation_trains_a_critic_selects_by_the_physics_score_and_continues_a_student(jets, tmp_path):
+    _teacher(jets, tmp_path / "teacher.pt")
+    first = distill(tmp_path / "teacher.pt", jets, tmp_path / "s1", rounds=1, n_pairs=600, n_val=200,
+                    batch_size=100, hidden=8, n_hidden=1, seed=0, progress=False)
+    path = distill(tmp_path / "teacher.pt", jets, tmp_path / "adv", rounds=2, n_pairs=600, n_val=200,
+                   batch_size=100, lr=1e-4, seed=0, progress=False, adversarial=0.1, init=first, n_select=30)
+    student = JetGenerator.load(path)
+    assert student.model.hparams["hidden"] == 8  # the init's size, not the default 128
+    info = student.meta["distilled_from"]
+    assert info["adversarial"] == 0.1 and info["init"] == str(first)
+    log = np.genfromtxt(tmp_path / "adv" / "distill_log.csv", delimiter=",", names=True)
+    assert len(log) == 2 and np.all(np.isfinite(log["critic_loss"])) and np.all(np.isfinite(log["score"]))
+    # LSGAN with labels ±1: the critic's loss starts near ½(1² + 1²) = 1 and cannot be negative
+    assert np.all((log["critic_loss"] > 0) & (log["critic_loss"] < 3))
+    # the saved student is the round with the lowest physics score, and its score is recorded
+    k = int(np.argmin(log["score"]))
+    assert info["rounds"] == k + 1 and info["score"] == pytest.approx(log["score"][k])
+    # a student of another teacher's shapes is refused (here: the teacher has one condition fewer)
+    _teacher(jets, tmp_path / "t2.pt", conditions=["type", "pt"])
+    with pytest.raises(ValueError, match="expected a jet_student of 18 features and 4 conditions .*found jet_student of 18 and 5"):
+        distill(tmp_path / "t2.pt", jets, tmp_path / "x", rounds=1, init=first)

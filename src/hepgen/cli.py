@@ -375,7 +375,8 @@ def cmd_distill(args) -> int:
 
     path = distill(args.checkpoint, args.data, args.output, minutes=args.minutes, rounds=args.rounds,
                    n_pairs=args.n_pairs, epochs_per_round=args.epochs_per_round, hidden=args.hidden,
-                   n_hidden=args.n_hidden, lr=args.lr, seed=args.seed, threads=args.threads, progress=not args.quiet)
+                   n_hidden=args.n_hidden, lr=args.lr, seed=args.seed, threads=args.threads, progress=not args.quiet,
+                   adversarial=args.adversarial, init=args.init)
     print(f"wrote {path}")
     return 0
 
@@ -1016,6 +1017,10 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--n-hidden", type=int, help="student hidden layers (default: 3 for showers, 4 EPiC layers "
                     "for jets)")
     ds.add_argument("--lr", type=float, default=1e-3, help="student learning rate")
+    ds.add_argument("--adversarial", type=float, default=0.0, metavar="WEIGHT",
+                    help="add WEIGHT x a critic's loss against the data file's samples (jet students; selection "
+                    "then by the physics score; default 0: regression only)")
+    ds.add_argument("--init", metavar="STUDENT.pt", help="continue from this student of the same teacher")
     ds.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
     ds.add_argument("--seed", type=int, default=0, help="seed of the teacher's noise and the student's initialisation")
     ds.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -24,7 +24,8 @@ attention teacher).
 References:
     E. Luhman, T. Luhman, "Knowledge Distillation in Iterative Generative Models for Improved
     Sampling Speed", arXiv:2101.02388.
-    E. Buhmann, G. Kasieczka, J. Thaler, arXiv:2301.08128 (EPiC layers).
+    E. Buhmann, G. Kasieczka, J. Thaler, arXiv:2301.08128 (EPiC layers, the critic).
+    A. Sauer et al., "Adversarial Diffusion Distillation", arXiv:2311.17042.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch import nn
 
 from hepgen.models.base import GenerativeModel, register
 from hepgen.models.epic import EPiCNet, particle_slots, split_conditions
+from hepgen.models.epic_gan import EPiCCritic
 
 __all__ = ["JetStudent"]
 
@@ -107,6 +109,12 @@ class JetStudent(GenerativeModel):
         m = mask.expand(-1, -1, self.n_point_features).reshape(z.shape[0], -1)
         err = (self.sample_from_noise(c, z) - x_teacher).abs() * m
         return err.sum() / m.sum().clamp_min(1.0)
+
+    def make_critic(self, n_layers: int = 3) -> EPiCCritic:
+        """A fresh EPiC-GAN critic for adversarial distillation (``hepgen distill --adversarial``):
+        the student's width and global vector, ``n_layers`` EPiC layers; ``(B, P·F), (B, C) → (B,)``."""
+        return EPiCCritic(self.n_particles, self.n_point_features, self.n_conditions, self.hparams["hidden"],
+                          self.hparams["global_dim"], int(n_layers))
 
     def loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("the jet_student family learns from a teacher, not from data: "

@@ -21,8 +21,19 @@ Flow of one run (``distill``)::
           pairs: z ~ N(0, 1), c from pool ─► x = T(z, c)   (n_pairs, regenerated each round)
                       │
           student S: Adam + cosine, L1(S(z, c), x), validated on fixed held-out pairs
-                      │
+                      │   (adversarial > 0: + λ·LSGAN loss of S against the data file's
+                      │    samples, with a critic the student provides; selected by the
+                      │    kind's physics score instead of the L1)
           best.pt (the student with the teacher's preprocessing and meta) + distill_log.csv
+
+Adversarial distillation: a regression student smooths the fine structure of the teacher's
+map it cannot fit (for jets: the angular structure that sets τ21 and τ32, docs/jets.md).  With
+``adversarial = λ > 0`` every step also updates a critic (``student.make_critic()``, least
+squares labels ±1 as in :mod:`hepgen.models.epic_gan`) on the data file's samples against
+the student's, and adds ``λ · ½·mean((D(S(z', c)) − 1)²)`` to the student's L1 — the L1
+keeps the teacher's coverage, the critic sharpens towards the data (the idea of adversarial
+diffusion distillation, Sauer et al. arXiv:2311.17042, on a regression-distilled start).
+``init`` continues from an earlier student of the same teacher.
 
 References: see :mod:`hepgen.models.student` and :mod:`hepgen.models.jet_student`.
 """
@@ -74,7 +85,8 @@ def teacher_pairs(teacher, pool: torch.Tensor, n: int, generator: torch.Generato
 def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | None = None,
             n_pairs: int = 50_000, n_val: int = 5_000, epochs_per_round: int = 2, batch_size: int = 500,
             lr: float = 1e-3, hidden: int | None = None, n_hidden: int | None = None, seed: int = 0,
-            threads: int | None = None, progress: bool = True) -> Path:
+            threads: int | None = None, progress: bool = True, adversarial: float = 0.0,
+            init: str | os.PathLike | None = None, n_select: int = 2000) -> Path:
     """Train a student of the checkpoint at ``teacher_path``; return the path of its ``best.pt``.
 
     Arguments:
@@ -95,6 +107,12 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
             ``jet_student``).
         seed: seeds pairs, student initialisation and batch order.
         threads: torch CPU threads (None: leave as is).
+        adversarial: weight λ of the critic's loss in the student's (0: pure regression).
+            The data's rows are split: ``n_select`` (at most a tenth) for the selection
+            score, the rest for the critic.
+        init: a student checkpoint of the same family and shapes to start from (its size
+            replaces ``hidden`` / ``n_hidden``).
+        n_select: rows of the data kept for the adversarial selection score.
 
     Raises:
         ValueError: the teacher has no deterministic ``sample_from_noise``, or the data
@@ -121,12 +139,16 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         raise ValueError("distill: the data file has no rows to take conditions from")
     torch.manual_seed(seed)
     family, derived = teacher.student_spec()
-    size = {k: int(v) for k, v in (("hidden", hidden), ("n_hidden", n_hidden)) if v is not None}
-    student = build_model(family, n_features=teacher.n_features, n_conditions=teacher.n_conditions,
-                          teacher_family=teacher.family, **derived, **size)
+    if init is not None:
+        student = _initial_student(init, family, teacher)
+    else:
+        size = {k: int(v) for k, v in (("hidden", hidden), ("n_hidden", n_hidden)) if v is not None}
+        student = build_model(family, n_features=teacher.n_features, n_conditions=teacher.n_conditions,
+                              teacher_family=teacher.family, **derived, **size)
     rng = torch.Generator().manual_seed(seed)
     val = teacher_pairs(teacher, pool, n_val, rng)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
+    adv = _Adversary(student, domain, gen.preprocessor, data, seed, lr, n_select) if adversarial else None
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     budget = minutes * 60.0
@@ -135,6 +157,10 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
     progress_of = (lambda: rnd / rounds) if rounds else (lambda: (time.perf_counter() - t0) / budget)
     result = copy.copy(gen)
     result.meta = {**gen.meta, "distilled_from": {"checkpoint": str(teacher_path), "family": teacher.family}}
+    if adversarial:
+        result.meta["distilled_from"]["adversarial"] = float(adversarial)
+    if init is not None:
+        result.meta["distilled_from"]["init"] = str(init)
     while (rounds and rnd < rounds) or (not rounds and time.perf_counter() - t0 < budget):
         z, c, x = teacher_pairs(teacher, pool, n_pairs, rng)
         student.train()
@@ -144,11 +170,13 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * frac))
             i = torch.randint(n_pairs, (batch_size,), generator=rng)
-            loss = student.distill_loss(z[i], c[i], x[i])
+            loss = l1 = student.distill_loss(z[i], c[i], x[i])
+            if adv is not None:
+                loss = loss + adversarial * adv.step(batch_size, rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(loss.item())
+            losses.append(l1.item())
             step += 1
             if not rounds and time.perf_counter() - t0 >= budget:
                 break
@@ -156,17 +184,87 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         student.eval()
         with torch.no_grad():
             v = float(student.distill_loss(*val))
-        rows.append({"round": rnd, "step": step, "train_l1": float(np.mean(losses)), "val_l1": v,
-                     "minutes": (time.perf_counter() - t0) / 60})
+        candidate = copy.copy(result)
+        candidate.model = copy.deepcopy(student).eval()
+        row = {"round": rnd, "step": step, "train_l1": float(np.mean(losses)), "val_l1": v}
+        if adv is not None:
+            row.update(adv.summary())
+            row["score"] = score = float(domain.selection_score(candidate, adv.select, seed))
+        else:
+            score = v
+        rows.append({**row, "minutes": (time.perf_counter() - t0) / 60})
         if progress:
-            log.info("distill round %d: step %d, train L1 %.4f, val L1 %.4f", rnd, step, rows[-1]["train_l1"], v)
-        if v < best:
-            best = v
-            result.model = copy.deepcopy(student).eval()
+            log.info("distill round %d: %s", rnd, ", ".join(f"{k} {val:.4g}" for k, val in row.items()
+                                                             if k != "round"))
+        if score < best:
+            best = score
+            result.model = candidate.model
             result.meta["distilled_from"].update(val_l1=v, rounds=rnd, steps=step)
+            if adv is not None:
+                result.meta["distilled_from"]["score"] = score
             result.save(out / "best.pt")
     with atomic_path(out / "distill_log.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     return out / "best.pt"
+
+
+def _initial_student(path, family: str, teacher):
+    """The model of the student checkpoint at ``path``, checked against the teacher's student."""
+    payload = load_checkpoint(path)
+    student = domain_of_checkpoint(payload, str(path)).from_payload(payload, str(path)).model
+    if student.family != family or (student.n_features, student.n_conditions) != (teacher.n_features,
+                                                                                  teacher.n_conditions):
+        raise ValueError(f"{path}: key 'family': expected a {family} of {teacher.n_features} features and "
+                         f"{teacher.n_conditions} conditions (the teacher's student), found "
+                         f"{student.family} of {student.n_features} and {student.n_conditions}")
+    return student.train()
+
+
+class _Adversary:
+    """The critic of adversarial distillation: its data, optimiser and least-squares losses.
+
+    The data's rows are shuffled (``seed``) and split: ``select`` (``n_select`` rows, at most a
+    tenth) for the kind's selection score, the rest as the critic's real samples (features
+    and conditions preprocessed as for training).  Labels ±1 for real / generated and target
+    +1 for the student, as :class:`~hepgen.models.epic_gan.JetGAN`'s LSGAN.
+    """
+
+    def __init__(self, student, domain, pre, data, seed: int, lr: float, n_select: int) -> None:
+        if not hasattr(student, "make_critic"):
+            raise ValueError(f"adversarial: the {student.family!r} student has no critic (make_critic); "
+                             "adversarial distillation is available for jet students")
+        self.student, self.critic = student, student.make_critic()
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(data))
+        k = max(1, min(int(n_select), len(data) // 10))
+        self.select = data.subset(np.sort(order[:k]))
+        train = data.subset(np.sort(order[k:]))
+        self.x = torch.from_numpy(np.asarray(domain.features(pre, train, rng), dtype=np.float32))
+        self.c = torch.from_numpy(np.asarray(domain.conditions(pre, train), dtype=np.float32))
+        # betas (0.5, 0.9): the GAN setting of hepgen.models.epic_gan
+        self.opt = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=(0.5, 0.9))
+        self.parts: list[tuple[float, float, float]] = []
+
+    def step(self, batch_size: int, rng: torch.Generator) -> torch.Tensor:
+        """One critic update; returns the student's adversarial loss (with its graph)."""
+        j = torch.randint(len(self.x), (batch_size,), generator=rng)
+        xr, cr = self.x[j], self.c[j]
+        fake = self.student.sample_from_noise(cr, torch.randn(batch_size, self.student.noise_dim, generator=rng))
+        s = self.critic(torch.cat([xr, fake.detach()]), torch.cat([cr, cr]))
+        s_real, s_fake = s[:batch_size], s[batch_size:]
+        loss_c = 0.5 * (s_real - 1.0).square().mean() + 0.5 * (s_fake + 1.0).square().mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss_c.backward()
+        self.opt.step()
+        loss_g = 0.5 * (self.critic(fake, cr) - 1.0).square().mean()
+        self.parts.append((loss_c.item(), s_real.mean().item(), s_fake.mean().item()))
+        return loss_g
+
+    def summary(self) -> dict[str, float]:
+        """Mean critic loss and scores since the last summary (for the log)."""
+        a = np.asarray(self.parts or [(math.nan,) * 3])
+        self.parts = []
+        return {"critic_loss": float(a[:, 0].mean()), "critic_real": float(a[:, 1].mean()),
+                "critic_fake": float(a[:, 2].mean())}
