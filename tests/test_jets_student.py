@@ -37,16 +37,17 @@ def _teacher(jets, path, family="epic_fm", conditions=("type", "pt", "eta")) -> 
 
 def _student(seed=0, **hp):
     torch.manual_seed(seed)
-    s = build_model("jet_student", n_features=3 * P, n_conditions=3, n_particles=P, hidden=8, n_hidden=2,
-                    global_dim=4, **hp).eval()
+    s = build_model("jet_student", n_features=3 * P, n_conditions=3, n_particles=P, **{
+        "hidden": 8, "n_hidden": 2, "global_dim": 4, **hp}).eval()
     with torch.no_grad():
         for p in s.parameters():
             p.add_(0.2 * torch.randn_like(p))
     return s
 
 
-def test_jet_student_is_permutation_equivariant_and_ignores_padding_noise():
-    s = _student()
+@pytest.mark.parametrize("network", ["epic", "transformer"])
+def test_jet_student_is_permutation_equivariant_and_ignores_padding_noise(network):
+    s = _student(network=network)
     c = torch.tensor([[4.0, 0.5, -1.0], [6.0, -0.2, 0.3], [1.0, 1.0, 0.0]])
     z = torch.randn(3, P, 3)
     with torch.no_grad():
@@ -85,6 +86,8 @@ def test_jet_student_refuses_data_training_and_bad_sizes():
         build_model("jet_student", n_features=10, n_conditions=1, n_particles=3)
     with pytest.raises(ValueError, match="must be >= 1, found 0, 1, 1"):
         build_model("jet_student", n_features=6, n_conditions=1, n_particles=2, hidden=0, n_hidden=1, global_dim=1)
+    with pytest.raises(ValueError, match="'network': expected 'epic' or 'transformer', found 'mlp'"):
+        build_model("jet_student", n_features=6, n_conditions=1, n_particles=2, network="mlp")
     with pytest.raises(NotImplementedError, match="hepgen distill"):
         _student().loss(torch.zeros(1, 3 * P), torch.ones(1, 3))
 
@@ -122,9 +125,10 @@ def test_distill_command_line_and_onnx_export_of_a_jet_student(jets, tmp_path):
     write_jets(tmp_path / "train.h5", jets)
     assert main(["distill", str(tmp_path / "teacher.pt"), "--data", str(tmp_path / "train.h5"), "-o",
                  str(tmp_path / "cli"), "--rounds", "1", "--n-pairs", "400", "--epochs-per-round", "2",
-                 "--hidden", "8", "--n-hidden", "1", "-q"]) == 0
+                 "--hidden", "8", "--n-hidden", "1", "--student-hparam", "network=transformer", "-q"]) == 0
     student = JetGenerator.load(tmp_path / "cli" / "best.pt")
     assert student.model.hparams["hidden"] == 8 and student.model.hparams["n_hidden"] == 1
+    assert student.model.hparams["network"] == "transformer"
     assert student.meta["distilled_from"]["rounds"] == 1
     info = export_jets_onnx(student, tmp_path / "s.onnx")
     assert info["steps"] is None and info["noise_dim"] == 3 * P

@@ -371,12 +371,13 @@ def cmd_refine_apply(args) -> int:
 
 
 def cmd_distill(args) -> int:
+    from hepgen.config import key_values
     from hepgen.train.distill import distill
 
     path = distill(args.checkpoint, args.data, args.output, minutes=args.minutes, rounds=args.rounds,
                    n_pairs=args.n_pairs, epochs_per_round=args.epochs_per_round, hidden=args.hidden,
                    n_hidden=args.n_hidden, lr=args.lr, seed=args.seed, threads=args.threads, progress=not args.quiet,
-                   adversarial=args.adversarial, init=args.init)
+                   adversarial=args.adversarial, init=args.init, student_hparams=key_values(args.student_hparam, "--student-hparam"))
     print(f"wrote {path}")
     return 0
 
@@ -1021,6 +1022,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="add WEIGHT x a critic's loss against the data file's samples (jet students; selection "
                     "then by the physics score; default 0: regression only)")
     ds.add_argument("--init", metavar="STUDENT.pt", help="continue from this student of the same teacher")
+    ds.add_argument("--student-hparam", action="append", default=[], metavar="KEY=VALUE",
+                    help="a further hyper-parameter of the student family (YAML value), e.g. network=transformer "
+                    "for jet students; repeatable")
     ds.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
     ds.add_argument("--seed", type=int, default=0, help="seed of the teacher's noise and the student's initialisation")
     ds.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -43,7 +43,7 @@ def _yaml(text: str):
     """
     return yaml.load(text, Loader=_Loader)
 
-__all__ = ["TrainConfig", "DemoConfig", "apply_overrides", "load_config", "dump_config", "preset"]
+__all__ = ["TrainConfig", "DemoConfig", "apply_overrides", "key_values", "load_config", "dump_config", "preset"]
 
 
 @dataclass
@@ -305,6 +305,29 @@ def _from_dict(cls, data: dict, source: str):
     if "energy_range" in kwargs:
         kwargs["energy_range"] = tuple(float(x) for x in kwargs["energy_range"])
     return cls(**kwargs)
+
+
+def key_values(items, option: str = "--set") -> dict:
+    """``KEY=VALUE`` strings as a dict, each ``VALUE`` read as YAML; a malformed item is a
+    ``ValueError`` naming ``option``.
+
+    >>> key_values(["network=transformer", "global_dim=8"])
+    {'network': 'transformer', 'global_dim': 8}
+    >>> key_values(["hidden"], "--student-hparam")
+    Traceback (most recent call last):
+        ...
+    ValueError: --student-hparam hidden: expected KEY=VALUE
+    """
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option} {item}: expected KEY=VALUE")
+        try:
+            out[key] = _yaml(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"{option} {item}: VALUE is not valid YAML ({err})") from None
+    return out
 
 
 def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:

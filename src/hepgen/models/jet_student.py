@@ -19,7 +19,9 @@ where ``z: (B, P, F)`` is the teacher's noise (padding slots ignored), ``s: (F,)
 per-feature scale (starts at 1) and EPiC the equivariant network of
 :class:`~hepgen.models.epic.EPiCNet` (particles interact through masked mean and sum pooling;
 cost linear in ``P``, the reason a student can be orders of magnitude faster than the
-attention teacher).
+attention teacher).  ``network="transformer"`` puts the teacher's own kind of network there
+instead (:class:`~hepgen.models.jet_transformer.JetTransformer`, self-attention between the
+particles, its time input held at 0): one pass of it costs about what one teacher pass does.
 
 References:
     E. Luhman, T. Luhman, "Knowledge Distillation in Iterative Generative Models for Improved
@@ -36,6 +38,7 @@ from torch import nn
 from hepgen.models.base import GenerativeModel, register
 from hepgen.models.epic import EPiCNet, particle_slots, split_conditions
 from hepgen.models.epic_gan import EPiCCritic
+from hepgen.models.jet_transformer import JetTransformer
 
 __all__ = ["JetStudent"]
 
@@ -50,7 +53,9 @@ class JetStudent(GenerativeModel):
         n_particles: particle slots ``P`` (the teacher's).
         hidden: per-particle width of the EPiC network.
         n_hidden: number of EPiC layers.
-        global_dim: width of its global vector.
+        global_dim: width of its global vector (EPiC only).
+        network: ``"epic"`` (default) or ``"transformer"`` (``hidden`` wide tokens,
+            ``n_hidden`` blocks of 4-head attention).
         teacher_family: the family it was distilled from (kept in the checkpoint's hparams).
 
     Example:
@@ -69,17 +74,24 @@ class JetStudent(GenerativeModel):
     data_kind = None  # generates its teacher's jets; trained by hepgen.train.distill only
 
     def __init__(self, n_features: int, n_conditions: int, n_particles: int = 30, hidden: int = 128,
-                 n_hidden: int = 4, global_dim: int = 16, teacher_family: str | None = None) -> None:
+                 n_hidden: int = 4, global_dim: int = 16, network: str = "epic",
+                 teacher_family: str | None = None) -> None:
         super().__init__(n_features, n_conditions)
         n_particles, n_point = particle_slots(self.family, n_features, n_particles)
         if int(hidden) < 1 or int(n_hidden) < 1 or int(global_dim) < 1:
             raise ValueError(f"jet_student hparams: hidden, n_hidden and global_dim must be >= 1, found "
                              f"{hidden}, {n_hidden}, {global_dim}")
+        if network not in ("epic", "transformer"):
+            raise ValueError(f"jet_student hparam 'network': expected 'epic' or 'transformer', found {network!r}")
         self.n_particles, self.n_point_features = n_particles, n_point
         self.hparams.update(n_particles=n_particles, hidden=int(hidden), n_hidden=int(n_hidden),
-                            global_dim=int(global_dim), teacher_family=teacher_family)
-        self.net = EPiCNet(n_point, n_point, int(n_conditions), n_particles, hidden=int(hidden),
-                           global_dim=int(global_dim), n_layers=int(n_hidden), activation="silu")
+                            global_dim=int(global_dim), network=network, teacher_family=teacher_family)
+        if network == "epic":
+            self.net = EPiCNet(n_point, n_point, int(n_conditions), n_particles, hidden=int(hidden),
+                               global_dim=int(global_dim), n_layers=int(n_hidden), activation="silu")
+        else:
+            self.net = JetTransformer(n_particles, n_point, int(n_conditions), int(hidden), int(n_hidden),
+                                      heads=4 if int(hidden) % 4 == 0 else 1)
         self.skip = nn.Parameter(torch.ones(n_point))
 
     @property
@@ -96,7 +108,11 @@ class JetStudent(GenerativeModel):
     def sample_from_noise(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``c: (B, C)``, ``z: (B, P·F)`` → preprocessed cloud ``(B, P·F)``, zero in padding slots."""
         pts, mask, cond = self._points(c, z)
-        y, _ = self.net(pts, cond, mask)
+        if isinstance(self.net, EPiCNet):
+            y, _ = self.net(pts, cond, mask)
+        else:  # the transformer takes the raw conditions (it splits off the multiplicity) and a time
+            y = self.net(pts.reshape(z.shape[0], -1), torch.zeros(z.shape[0], dtype=z.dtype, device=z.device),
+                         c).reshape(pts.shape)
         return ((y + self.skip * pts) * mask).reshape(z.shape[0], -1)
 
     def sample(self, c: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -86,7 +86,8 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
             n_pairs: int = 50_000, n_val: int = 5_000, epochs_per_round: int = 2, batch_size: int = 500,
             lr: float = 1e-3, hidden: int | None = None, n_hidden: int | None = None, seed: int = 0,
             threads: int | None = None, progress: bool = True, adversarial: float = 0.0,
-            init: str | os.PathLike | None = None, n_select: int = 2000) -> Path:
+            init: str | os.PathLike | None = None, n_select: int = 2000,
+            student_hparams: dict | None = None) -> Path:
     """Train a student of the checkpoint at ``teacher_path``; return the path of its ``best.pt``.
 
     Arguments:
@@ -113,6 +114,8 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         init: a student checkpoint of the same family and shapes to start from (its size
             replaces ``hidden`` / ``n_hidden``).
         n_select: rows of the data kept for the adversarial selection score.
+        student_hparams: further constructor arguments of the student family (e.g.
+            ``{"network": "transformer"}`` for ``jet_student``).
 
     Raises:
         ValueError: the teacher has no deterministic ``sample_from_noise``, or the data
@@ -144,7 +147,7 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
     else:
         size = {k: int(v) for k, v in (("hidden", hidden), ("n_hidden", n_hidden)) if v is not None}
         student = build_model(family, n_features=teacher.n_features, n_conditions=teacher.n_conditions,
-                              teacher_family=teacher.family, **derived, **size)
+                              teacher_family=teacher.family, **derived, **size, **(student_hparams or {}))
     rng = torch.Generator().manual_seed(seed)
     val = teacher_pairs(teacher, pool, n_val, rng)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
