@@ -95,8 +95,9 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         data: a data file of the teacher's kind, or its in-memory container: the student
             learns at its conditions (the training file is the natural choice).
         out_dir: receives ``best.pt`` and ``distill_log.csv``.
-        minutes: wall-clock budget; checked after every batch.  The cosine learning-rate
-            schedule spans the budget (or ``rounds``), so a stop at the limit ends it.
+        minutes: wall-clock budget; checked after every batch, and no round starts whose
+            teacher pairs (timed by the last round) would take the rest.  The cosine
+            learning-rate schedule spans the budget (or ``rounds``), so a stop at the limit ends it.
         rounds: number of rounds instead of a time budget; each round draws ``n_pairs``
             fresh teacher pairs and trains ``epochs_per_round`` epochs on them.
         n_val: fixed held-out teacher pairs; the student with the lowest validation L1 is kept.
@@ -164,8 +165,11 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         result.meta["distilled_from"]["adversarial"] = float(adversarial)
     if init is not None:
         result.meta["distilled_from"]["init"] = str(init)
-    while (rounds and rnd < rounds) or (not rounds and time.perf_counter() - t0 < budget):
+    pair_s = 0.0  # what the last round's teacher pairs took: a round that would spend the rest on them is skipped
+    while (rounds and rnd < rounds) or (not rounds and time.perf_counter() - t0 + pair_s < budget):
+        tp = time.perf_counter()
         z, c, x = teacher_pairs(teacher, pool, n_pairs, rng)
+        pair_s = time.perf_counter() - tp
         student.train()
         losses = []
         for k in range(steps_per_round):
