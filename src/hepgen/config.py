@@ -307,6 +307,18 @@ def _from_dict(cls, data: dict, source: str):
     return cls(**kwargs)
 
 
+def _key_value(item: str, option: str):
+    """``(KEY, VALUE)`` of one ``KEY=VALUE`` string, ``VALUE`` read as YAML; a malformed item is a
+    ``ValueError`` naming ``option`` and the item."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"{option} {item}: expected KEY=VALUE")
+    try:
+        return key, _yaml(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{option} {item}: VALUE is not valid YAML ({err})") from None
+
+
 def key_values(items, option: str = "--set") -> dict:
     """``KEY=VALUE`` strings as a dict, each ``VALUE`` read as YAML; a malformed item is a
     ``ValueError`` naming ``option``.
@@ -318,16 +330,7 @@ def key_values(items, option: str = "--set") -> dict:
         ...
     ValueError: --student-hparam hidden: expected KEY=VALUE
     """
-    out = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{option} {item}: expected KEY=VALUE")
-        try:
-            out[key] = _yaml(text)
-        except yaml.YAMLError as err:
-            raise ValueError(f"{option} {item}: VALUE is not valid YAML ({err})") from None
-    return out
+    return dict(_key_value(item, option) for item in items)
 
 
 def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
@@ -344,13 +347,7 @@ def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
     """
     data = dataclasses.asdict(config)
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item}: expected KEY=VALUE")
-        try:
-            value = _yaml(text)
-        except yaml.YAMLError as err:
-            raise ValueError(f"--set {item}: VALUE is not valid YAML ({err})") from None
+        key, value = _key_value(item, "--set")
         head, _, sub = key.partition(".")
         if head not in data:
             raise ValueError(f"--set {item}: unknown TrainConfig key {head!r}")
