@@ -67,7 +67,7 @@ from torch import nn
 from hepgen.models.base import GenerativeModel, register
 from hepgen.models.epic import EPiCNet, jet_mask, split_conditions
 
-__all__ = ["EPiCCritic", "EPiCGenerator", "JetGAN"]
+__all__ = ["EPiCCritic", "EPiCGenerator", "JetGAN", "lsgan_critic_loss", "lsgan_generator_loss"]
 
 _LOSSES = ("lsgan", "wgan-gp")
 
@@ -91,6 +91,25 @@ def _float(name: str, value, lowest: float, positive: bool = False) -> float:
     if not math.isfinite(v) or v < lowest or (positive and v == 0):
         raise _bad(name, f"a finite number {'>' if positive else '>='} {lowest}", value)
     return v
+
+
+def lsgan_critic_loss(s_real: torch.Tensor, s_fake: torch.Tensor) -> torch.Tensor:
+    """Least-squares critic loss with labels +1 (real) and −1 (generated):
+    ``½·mean((s_real − 1)²) + ½·mean((s_fake + 1)²)``.
+
+    >>> float(lsgan_critic_loss(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])))
+    1.25
+    """
+    return 0.5 * (s_real - 1.0).square().mean() + 0.5 * (s_fake + 1.0).square().mean()
+
+
+def lsgan_generator_loss(s_fake: torch.Tensor) -> torch.Tensor:
+    """Least-squares generator loss with target +1: ``½·mean((s_fake − 1)²)``.
+
+    >>> float(lsgan_generator_loss(torch.tensor([1.0, -1.0])))
+    1.0
+    """
+    return 0.5 * (s_fake - 1.0).square().mean()
 
 
 def _zero_padding(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -348,7 +367,7 @@ class JetGAN(GenerativeModel):
         s_real, s_fake = s_real.float(), s_fake.float()
         parts = {"critic_real": s_real.mean().item(), "critic_fake": s_fake.mean().item()}
         if self.loss_type == "lsgan":
-            return 0.5 * (s_real - 1.0).square().mean() + 0.5 * (s_fake + 1.0).square().mean(), parts
+            return lsgan_critic_loss(s_real, s_fake), parts
         w_dist = s_real.mean() - s_fake.mean()
         parts["wasserstein"] = w_dist.item()
         loss = -w_dist
@@ -362,7 +381,7 @@ class JetGAN(GenerativeModel):
         """LSGAN: ``½·mean((D(x_fake) − 1)²)``; WGAN-GP: ``−mean D(x_fake)``.  ``x_fake`` must carry
         the generator's graph."""
         s = self.wrapped("critic")(x_fake, c).float()
-        return 0.5 * (s - 1.0).square().mean() if self.loss_type == "lsgan" else -s.mean()
+        return lsgan_generator_loss(s) if self.loss_type == "lsgan" else -s.mean()
 
     # --- the trainer's interface ----------------------------------------------------------------
     def configure_optimizers(self, lr: float, weight_decay: float) -> dict[str, torch.optim.Optimizer]:

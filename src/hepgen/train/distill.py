@@ -55,6 +55,7 @@ from hepgen._io import atomic_path
 from hepgen.checkpoint import load_checkpoint
 from hepgen.domains import domain_of_checkpoint
 from hepgen.models import build_model
+from hepgen.models.epic_gan import lsgan_critic_loss, lsgan_generator_loss
 
 __all__ = ["distill", "teacher_pairs"]
 
@@ -261,11 +262,11 @@ class _Adversary:
         fake = self.student.sample_from_noise(cr, torch.randn(batch_size, self.student.noise_dim, generator=rng))
         s = self.critic(torch.cat([xr, fake.detach()]), torch.cat([cr, cr]))
         s_real, s_fake = s[:batch_size], s[batch_size:]
-        loss_c = 0.5 * (s_real - 1.0).square().mean() + 0.5 * (s_fake + 1.0).square().mean()
+        loss_c = lsgan_critic_loss(s_real, s_fake)
         self.opt.zero_grad(set_to_none=True)
         loss_c.backward()
         self.opt.step()
-        loss_g = 0.5 * (self.critic(fake, cr) - 1.0).square().mean()
+        loss_g = lsgan_generator_loss(self.critic(fake, cr))
         self.parts.append((loss_c.item(), s_real.mean().item(), s_fake.mean().item()))
         return loss_g
 
