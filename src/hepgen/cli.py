@@ -377,7 +377,8 @@ def cmd_distill(args) -> int:
     path = distill(args.checkpoint, args.data, args.output, minutes=args.minutes, rounds=args.rounds,
                    n_pairs=args.n_pairs, epochs_per_round=args.epochs_per_round, hidden=args.hidden,
                    n_hidden=args.n_hidden, lr=args.lr, seed=args.seed, threads=args.threads, progress=not args.quiet,
-                   adversarial=args.adversarial, init=args.init, student_hparams=key_values(args.student_hparam, "--student-hparam"))
+                   adversarial=args.adversarial, init=args.init,
+                   student_hparams=key_values(args.student_hparam, "--student-hparam"))
     print(f"wrote {path}")
     return 0
 

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from hepgen.models.base import GenerativeModel, register
-from hepgen.models.epic import EPiCNet, particle_slots, split_conditions
+from hepgen.models.epic import EPiCNet, jet_mask, particle_slots, split_conditions
 from hepgen.models.epic_gan import EPiCCritic
 from hepgen.models.jet_transformer import JetTransformer
 
@@ -121,8 +121,7 @@ class JetStudent(GenerativeModel):
 
     def distill_loss(self, z: torch.Tensor, c: torch.Tensor, x_teacher: torch.Tensor) -> torch.Tensor:
         """Mean absolute deviation from the teacher over the real particles' features only."""
-        _, mask, _ = self._points(c, z)
-        m = mask.expand(-1, -1, self.n_point_features).reshape(z.shape[0], -1)
+        m = jet_mask(c, self.n_particles).expand(-1, -1, self.n_point_features).reshape(z.shape[0], -1)
         err = (self.sample_from_noise(c, z) - x_teacher).abs() * m
         return err.sum() / m.sum().clamp_min(1.0)
 

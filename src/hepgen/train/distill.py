@@ -113,8 +113,8 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         adversarial: weight λ of the critic's loss in the student's (0: pure regression).
             The data's rows are split: ``n_select`` (at most a tenth) for the selection
             score, the rest for the critic.
-        init: a student checkpoint of the same family and shapes to start from (its size
-            replaces ``hidden`` / ``n_hidden``).
+        init: a student checkpoint of the same family and shapes to start from (its size and
+            hyper-parameters replace ``hidden``, ``n_hidden`` and ``student_hparams``).
         n_select: rows of the data kept for the adversarial selection score.
         student_hparams: further constructor arguments of the student family (e.g.
             ``{"network": "transformer"}`` for ``jet_student``).
@@ -192,12 +192,12 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         student.eval()
         with torch.no_grad():
             v = float(student.distill_loss(*val))
-        candidate = copy.copy(result)
-        candidate.model = copy.deepcopy(student).eval()
         row = {"round": rnd, "step": step, "train_l1": float(np.mean(losses)), "val_l1": v}
         if adv is not None:
             row.update(adv.summary())
-            row["score"] = score = float(domain.selection_score(candidate, adv.select, seed))
+            scored = copy.copy(result)
+            scored.model = student  # in eval mode; the score only samples
+            row["score"] = score = float(domain.selection_score(scored, adv.select, seed))
         else:
             score = v
         rows.append({**row, "minutes": (time.perf_counter() - t0) / 60})
@@ -206,7 +206,7 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
                                                              if k != "round"))
         if score < best:
             best = score
-            result.model = candidate.model
+            result.model = copy.deepcopy(student).eval()
             result.meta["distilled_from"].update(val_l1=v, rounds=rnd, steps=step)
             if adv is not None:
                 result.meta["distilled_from"]["score"] = score
