@@ -170,6 +170,8 @@ def test_distill_refuses_a_student_teacher_and_empty_data(tmp_path):
     ShowerGenerator(flow, pre, data.geometry).save(tmp_path / "f.pt")
     with pytest.raises(ValueError, match="the 'student' student has no critic"):
         distill(tmp_path / "f.pt", data, tmp_path / "out", rounds=1, n_pairs=100, n_val=50, adversarial=0.1)
+    with pytest.raises(ValueError, match="observables: expected a kind with differentiable observables .*found kind 'showers'"):
+        distill(tmp_path / "f.pt", data, tmp_path / "out", rounds=1, n_pairs=100, n_val=50, observables=1.0)
 
 
 def test_student_l1_is_mean_absolute_error_by_hand():

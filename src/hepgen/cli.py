@@ -377,7 +377,7 @@ def cmd_distill(args) -> int:
     path = distill(args.checkpoint, args.data, args.output, minutes=args.minutes, rounds=args.rounds,
                    n_pairs=args.n_pairs, epochs_per_round=args.epochs_per_round, hidden=args.hidden,
                    n_hidden=args.n_hidden, lr=args.lr, seed=args.seed, threads=args.threads, progress=not args.quiet,
-                   adversarial=args.adversarial, init=args.init,
+                   adversarial=args.adversarial, init=args.init, observables=args.observables,
                    student_hparams=key_values(args.student_hparam, "--student-hparam"))
     print(f"wrote {path}")
     return 0
@@ -1022,6 +1022,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--adversarial", type=float, default=0.0, metavar="WEIGHT",
                     help="add WEIGHT x a critic's loss against the data file's samples (jet students; selection "
                     "then by the physics score; default 0: regression only)")
+    ds.add_argument("--observables", type=float, default=0.0, metavar="WEIGHT",
+                    help="add WEIGHT x the L1 distance between each pair's physics observables, student vs "
+                    "teacher (jets: mass, tau21, tau32; default 0: regression only)")
     ds.add_argument("--init", metavar="STUDENT.pt", help="continue from this student of the same teacher")
     ds.add_argument("--student-hparam", action="append", default=[], metavar="KEY=VALUE",
                     help="a further hyper-parameter of the student family (YAML value), e.g. network=transformer "

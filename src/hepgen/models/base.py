@@ -307,3 +307,17 @@ class GenerativeModel(nn.Module):
         ('jet_student', {'n_particles': 4})
         """
         return "student", {"noise_dim": self.noise_dim}
+
+    def distill_error(self, x: torch.Tensor, c: torch.Tensor, x_teacher: torch.Tensor) -> torch.Tensor:
+        """Regression error of a student's output ``x: (B, D)`` against its teacher's on the same
+        noise and conditions ``c: (B, C)``: the mean absolute deviation (students of particle
+        clouds override it to count real particles only).
+
+        >>> GenerativeModel.distill_error(None, torch.zeros(2, 2), None, torch.tensor([[1.0, -1.0], [3.0, 0.0]]))
+        tensor(1.2500)
+        """
+        return (x - x_teacher).abs().mean()
+
+    def distill_loss(self, z: torch.Tensor, c: torch.Tensor, x_teacher: torch.Tensor) -> torch.Tensor:
+        """:meth:`distill_error` of the student's output on noise ``z: (B, noise_dim)``."""
+        return self.distill_error(self.sample_from_noise(c, z), c, x_teacher)

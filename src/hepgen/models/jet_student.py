@@ -119,10 +119,10 @@ class JetStudent(GenerativeModel):
         z = torch.randn(c.shape[0], self.noise_dim, generator=generator, device=c.device, dtype=c.dtype)
         return self.sample_from_noise(c, z)
 
-    def distill_loss(self, z: torch.Tensor, c: torch.Tensor, x_teacher: torch.Tensor) -> torch.Tensor:
+    def distill_error(self, x: torch.Tensor, c: torch.Tensor, x_teacher: torch.Tensor) -> torch.Tensor:
         """Mean absolute deviation from the teacher over the real particles' features only."""
-        m = jet_mask(c, self.n_particles).expand(-1, -1, self.n_point_features).reshape(z.shape[0], -1)
-        err = (self.sample_from_noise(c, z) - x_teacher).abs() * m
+        m = jet_mask(c, self.n_particles).expand(-1, -1, self.n_point_features).reshape(x.shape[0], -1)
+        err = (x - x_teacher).abs() * m
         return err.sum() / m.sum().clamp_min(1.0)
 
     def make_critic(self, n_layers: int = 3) -> EPiCCritic:

@@ -94,10 +94,6 @@ class FlowStudent(GenerativeModel):
         z = torch.randn(c.shape[0], self.noise_dim, generator=generator, device=c.device, dtype=c.dtype)
         return self.sample_from_noise(c, z)
 
-    def distill_loss(self, z: torch.Tensor, c: torch.Tensor, x_teacher: torch.Tensor) -> torch.Tensor:
-        """Mean absolute deviation from the teacher's features on the same ``(z, c)``."""
-        return (self.sample_from_noise(c, z) - x_teacher).abs().mean()
-
     def loss(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("the student family learns from a teacher, not from data: "
                                   "hepgen distill TEACHER.pt --data FILE -o DIR")

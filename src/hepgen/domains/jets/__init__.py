@@ -3,14 +3,15 @@
 The container and the file format are :class:`hepgen.data.jets.JetData` (in ``data/``
 because Pythia writes them); everything else a jet needs lives here:
 
-================  =====================================================================
-``preprocessing``  :class:`JetPreprocessor`, standardised clouds, multiplicity sampling
-``generator``      :class:`JetGenerator` (model + preprocessing), checkpoints ``kind: jets``
-``score``          :func:`jet_w1_score`, the checkpoint-selection metric
-``evaluate``       JetNet metrics with the real-vs-real floor → ``metrics.json``
-``classifier``     deep-sets (particle-flow network) classifier AUC, real vs generated
-``report``         the jet figures and HTML report
-================  =====================================================================
+=====================  =========================================================================
+``preprocessing``      :class:`JetPreprocessor`, standardised clouds, multiplicity sampling
+``generator``          :class:`JetGenerator` (model + preprocessing), checkpoints ``kind: jets``
+``score``              :func:`jet_w1_score`, the checkpoint-selection metric
+``evaluate``           JetNet metrics with the real-vs-real floor → ``metrics.json``
+``classifier``         deep-sets (particle-flow network) classifier AUC, real vs generated
+``torch_observables``  differentiable jet mass and N-subjettiness (training losses)
+``report``             the jet figures and HTML report
+=====================  =========================================================================
 
 :data:`DOMAIN` is the registered :class:`JetDomain` (``kind = "jets"``).
 """
@@ -20,15 +21,18 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import torch
 
 from hepgen.config import TrainConfig, preset
 from hepgen.data.jets import JetData, is_jet_file, jet_type_index, read_jets, write_jets
 from hepgen.domains.base import register_domain
 from hepgen.domains.jets.evaluate import evaluate_jet_files
 from hepgen.domains.jets.generator import JetGenerator
-from hepgen.domains.jets.preprocessing import JetPreprocessor
+from hepgen.domains.jets.preprocessing import LOG_PT_REL_MAX, JetPreprocessor
+from hepgen.domains.jets.torch_observables import substructure
 from hepgen.domains.jets.score import jet_w1_score
 from hepgen.models import build_model, check_family_kind, with_derived_hparams
+from hepgen.models.epic import jet_mask
 
 __all__ = ["DOMAIN", "JetDomain", "JetGenerator", "JetPreprocessor", "jet_w1_score"]
 
@@ -94,6 +98,21 @@ class JetDomain:
 
     def selection_score(self, generator: JetGenerator, data: JetData, seed: int) -> float:
         return jet_w1_score(generator, data, seed=seed)
+
+    def distill_observables(self, pre: JetPreprocessor, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Differentiable observables of model-space jets for ``hepgen distill --observables``:
+        ``x: (B, P·3)``, ``c: (B, C)`` → ``(B, 3)`` jet mass / pT_jet, τ21, τ32
+        (:func:`~hepgen.domains.jets.torch_observables.substructure`).
+
+        >>> pre = JetPreprocessor(2)                                  # unfitted: identity standardisation
+        >>> x = torch.tensor([[0.0, 0.2, float(np.log(0.5)), 0.0, -0.2, float(np.log(0.5))]])
+        >>> DOMAIN.distill_observables(pre, x, torch.tensor([[2.0]]))[0, 0].item()  # m = sin(0.2)
+        0.1986...
+        """
+        pts = x.reshape(x.shape[0], pre.n_particles, 3)
+        f = pts * torch.as_tensor(pre.feature_std, dtype=x.dtype) + torch.as_tensor(pre.feature_mean, dtype=x.dtype)
+        pt = torch.exp(f[..., 2].clamp_max(LOG_PT_REL_MAX))
+        return substructure(pt, f[..., 0], f[..., 1], jet_mask(c, pre.n_particles)[..., 0].to(x.dtype))
 
     def evaluate_files(self, real, generated, out_dir, real_reference=None, n_particles: int | None = None,
                        seed: int = 0, num_eval_samples: int = 50_000, num_batches: int = 5, no_efp: bool = False,
