@@ -7,7 +7,8 @@ import torch
 
 from _toy_jets import toy_jets
 from hepgen.domains.jets import DOMAIN, JetGenerator, JetPreprocessor
-from hepgen.domains.jets.torch_observables import jet_mass, nsubjettiness, substructure
+from hepgen.domains.jets.torch_observables import energy_correlation_d2, nsubjettiness, substructure
+from hepgen.metrics.jets import energy_correlation_d2 as energyflow_d2
 from hepgen.metrics.jets import jet_mass as fastjet_free_mass
 from hepgen.metrics.jets import nsubjettiness as contrib_nsubjettiness
 from hepgen.models import build_model
@@ -50,6 +51,9 @@ def test_nsubjettiness_and_mass_agree_with_fastjet_contrib_one_pass_axes():
     np.testing.assert_allclose(obs[:, 0], fastjet_free_mass(pf), rtol=1e-9, atol=1e-12)
     tau21 = np.where(ref[:, 0] > 0, ref[:, 1] / np.maximum(ref[:, 0], 1e-12), 0.0)
     assert np.median(np.abs(obs[:, 1] - tau21)) < 1e-3
+    # D2 has no axes: it equals energyflow's EFP form up to the 1e-12 under each √ (≈ 1e-9 relative)
+    np.testing.assert_allclose(energy_correlation_d2(*_split(pf)).numpy(), energyflow_d2(pf), rtol=1e-7)
+    np.testing.assert_array_equal(obs[:, 3], energy_correlation_d2(*_split(pf)).numpy())
 
 
 def test_nsubjettiness_hand_worked_values_and_gradient():
@@ -79,7 +83,7 @@ def test_nsubjettiness_hand_worked_values_and_gradient():
     pt, eta, phi, mask = _split(two)
     phi.requires_grad_(True)
     obs = substructure(pt, eta, phi, mask)
-    np.testing.assert_allclose(obs.detach().numpy(), [[np.sin(0.2), 0.0, 0.0]], atol=1e-12)
+    np.testing.assert_allclose(obs.detach().numpy(), [[np.sin(0.2), 0.0, 0.0, 0.0]], atol=1e-12)  # e3 = 0: D2 = 0
     obs.sum().backward()
     assert torch.isfinite(phi.grad).all()
 
@@ -93,7 +97,8 @@ def test_jet_domain_observables_of_model_space_match_the_physical_jets():
     pf = np.concatenate([jets.particles, jets.mask[..., None]], axis=2).astype(np.float64)
     np.testing.assert_allclose(obs[:, 0], fastjet_free_mass(pf), rtol=1e-4, atol=2e-5)  # float32 model space
     direct = substructure(*_split(pf)).numpy()
-    np.testing.assert_allclose(obs[:, 1:], direct[:, 1:], atol=2e-3)
+    np.testing.assert_allclose(obs[:, 1:3], direct[:, 1:3], atol=2e-3)
+    np.testing.assert_allclose(obs[:, 3], direct[:, 3], rtol=2e-3)
 
 
 def test_distill_with_observables_logs_the_physics_term_and_selects_on_the_sum(tmp_path):
@@ -112,4 +117,5 @@ def test_distill_with_observables_logs_the_physics_term_and_selects_on_the_sum(t
     info = JetGenerator.load(path).meta["distilled_from"]
     assert info["observables"] == 0.5 and info["rounds"] == k + 1
     assert info["val_obs"] == pytest.approx(log["val_obs"][k])
+    assert len(info["observable_scales"]) == 4 and min(info["observable_scales"]) > 0  # mass, τ21, τ32, D2
 

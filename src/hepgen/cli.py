@@ -1024,7 +1024,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "then by the physics score; default 0: regression only)")
     ds.add_argument("--observables", type=float, default=0.0, metavar="WEIGHT",
                     help="add WEIGHT x the L1 distance between each pair's physics observables, student vs "
-                    "teacher (jets: mass, tau21, tau32; default 0: regression only)")
+                    "teacher, each in units of its spread (jets: mass, tau21, tau32, D2; default 0: regression only)")
     ds.add_argument("--init", metavar="STUDENT.pt", help="continue from this student of the same teacher")
     ds.add_argument("--student-hparam", action="append", default=[], metavar="KEY=VALUE",
                     help="a further hyper-parameter of the student family (YAML value), e.g. network=transformer "

@@ -36,8 +36,10 @@ diffusion distillation, Sauer et al. arXiv:2311.17042, on a regression-distilled
 ``init`` continues from an earlier student of the same teacher.
 
 Physics term: with ``observables = λ > 0`` the student also learns each pair's physics
-observables, ``λ · mean Σ_k |O_k(S(z, c)) − O_k(T(z, c))|`` with the kind's differentiable
-``distill_observables`` (jets: mass, τ21, τ32, :mod:`hepgen.domains.jets.torch_observables`).
+observables, ``λ · mean Σ_k |O_k(S(z, c)) − O_k(T(z, c))| / σ_k`` with the kind's differentiable
+``distill_observables`` (jets: mass, τ21, τ32, D2, :mod:`hepgen.domains.jets.torch_observables`)
+and ``σ_k`` the spread of ``O_k`` over the teacher's validation samples (so that no observable
+counts more for its units).
 A per-particle L1 weighs every coordinate alike; the substructure depends on the few
 relative angles of the hard prongs, which the L1 leaves blurred — the term asks for them
 jet by jet, against the teacher (not the data), so the validation metrics stay independent.
@@ -127,8 +129,9 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         student_hparams: further constructor arguments of the student family (e.g.
             ``{"network": "transformer"}`` for ``jet_student``).
         observables: weight λ of the physics term: the mean over pairs of
-            ``Σ_k |O_k(student) − O_k(teacher)|`` for the kind's differentiable observables
-            ``O`` (``domain.distill_observables``; jets: mass / pT, τ21, τ32), added to the
+            ``Σ_k |O_k(student) − O_k(teacher)| / σ_k`` for the kind's differentiable observables
+            ``O`` (``domain.distill_observables``; jets: mass / pT, τ21, τ32, D2) with ``σ_k``
+            their standard deviations over the teacher's validation samples, added to the
             regression error; the kept round then minimises ``val_l1 + λ · val_obs``
             (0: no physics term).
 
@@ -171,7 +174,9 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
                               teacher_family=teacher.family, **derived, **size, **(student_hparams or {}))
     rng = torch.Generator().manual_seed(seed)
     val = teacher_pairs(teacher, pool, n_val, rng)
-    val_obs = _observables(obs_of, val[2], val[1]) if obs_of else None
+    if obs_of is not None:
+        val_obs = _observables(obs_of, val[2], val[1])
+        obs_scale = val_obs.std(0).clamp_min(1e-6)  # each observable in units of its spread
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     adv = _Adversary(student, domain, gen.preprocessor, data, seed, lr, n_select) if adversarial else None
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +192,7 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
     if init is not None:
         result.meta["distilled_from"]["init"] = str(init)
     if observables:
-        result.meta["distilled_from"]["observables"] = float(observables)
+        result.meta["distilled_from"].update(observables=float(observables), observable_scales=obs_scale.tolist())
     pair_s = 0.0  # what the last round's teacher pairs took: a round that would spend the rest on them is skipped
     while (rounds and rnd < rounds) or (not rounds and time.perf_counter() - t0 + pair_s < budget):
         tp = time.perf_counter()
@@ -204,7 +209,7 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
             xs = student.sample_from_noise(c[i], z[i])
             loss = l1 = student.distill_error(xs, c[i], x[i])
             if obs_of is not None:
-                o = (obs_of(xs, c[i]) - x_obs[i]).abs().sum(1).mean()
+                o = ((obs_of(xs, c[i]) - x_obs[i]).abs() / obs_scale).sum(1).mean()
                 loss = loss + observables * o
                 obs_losses.append(o.item())
             if adv is not None:
@@ -224,7 +229,7 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         row = {"round": rnd, "step": step, "train_l1": float(np.mean(losses)), "val_l1": v}
         score = v
         if obs_of is not None:
-            vo = float((_observables(obs_of, xv, val[1]) - val_obs).abs().sum(1).mean())
+            vo = float(((_observables(obs_of, xv, val[1]) - val_obs).abs() / obs_scale).sum(1).mean())
             row.update(train_obs=float(np.mean(obs_losses)), val_obs=vo)
             score = v + observables * vo
         if adv is not None:

@@ -101,7 +101,7 @@ class JetDomain:
 
     def distill_observables(self, pre: JetPreprocessor, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Differentiable observables of model-space jets for ``hepgen distill --observables``:
-        ``x: (B, P·3)``, ``c: (B, C)`` → ``(B, 3)`` jet mass / pT_jet, τ21, τ32
+        ``x: (B, P·3)``, ``c: (B, C)`` → ``(B, 4)`` jet mass / pT_jet, τ21, τ32, D2
         (:func:`~hepgen.domains.jets.torch_observables.substructure`).
 
         >>> pre = JetPreprocessor(2)                                  # unfitted: identity standardisation

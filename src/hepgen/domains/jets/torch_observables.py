@@ -18,18 +18,21 @@ are massless, so rapidity = η.
   minimising axes the derivative of τ_N with respect to them vanishes (envelope theorem),
   so the gradient flows through the constituents' distances and pT only.
 * :func:`jet_mass` — invariant mass of the constituents, in units of the jet pT.
+* :func:`energy_correlation_d2` — D2 = e3 / e2³ (β = 1), as
+  :func:`hepgen.metrics.jets.energy_correlation_d2` (energyflow) computes it.
 
 References:
     J. Thaler, K. Van Tilburg, "Identifying Boosted Objects with N-subjettiness",
     arXiv:1011.2268; "Maximizing Boosted Top Identification by Minimizing N-subjettiness",
     arXiv:1108.2701 (one-pass minimisation of the axes).
+    A. Larkoski, I. Moult, D. Neill, arXiv:1409.6298 (D2).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["jet_mass", "nsubjettiness", "substructure"]
+__all__ = ["energy_correlation_d2", "jet_mass", "nsubjettiness", "substructure"]
 
 _EPS = 1e-12  # inside square roots: the distance to an axis on a particle has no finite slope
 
@@ -51,6 +54,33 @@ def jet_mass(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, mask: torch
     e = (w * torch.cosh(eta)).sum(1)
     px, py, pz = (w * torch.cos(phi)).sum(1), (w * torch.sin(phi)).sum(1), (w * torch.sinh(eta)).sum(1)
     return torch.sqrt((e**2 - px**2 - py**2 - pz**2).clamp_min(_EPS))
+
+
+def energy_correlation_d2(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``D2 = e3 / e2³`` (β = 1) of every jet, ``(B, P)`` each → ``(B,)``; 0 where e2 = 0.
+
+    ``z_i = pT_i / Σ pT``, ``θ_ij = ΔR_ij``; ``e2 = Σ_{i<j} z_i z_j θ_ij``,
+    ``e3 = Σ_{i<j<k} z_i z_j z_k θ_ij θ_ik θ_jk``, summed as ``½ zᵀθz`` and
+    ``⅙ Σ_ij (z_i θ_ij z_j) (θ diag(z) θ)_ij`` (θ_ii = 0 removes the repeated indices):
+    O(P³) per jet, one batched matrix product.
+
+    Example:
+        Three equal particles at the corners of an equilateral triangle have D2 = 1:
+
+        >>> h = 0.2 * 0.75 ** 0.5
+        >>> energy_correlation_d2(torch.ones(1, 3), torch.tensor([[0.0, 0.2, 0.1]]), torch.tensor([[0.0, 0.0, h]]),
+        ...                       torch.ones(1, 3)).item()
+        1.0...
+    """
+    w = pt * mask
+    z = w / w.sum(1, keepdim=True).clamp_min(1e-30)
+    de, dp = eta[:, :, None] - eta[:, None, :], phi[:, :, None] - phi[:, None, :]
+    off = 1.0 - torch.eye(pt.shape[1], dtype=pt.dtype, device=pt.device)
+    theta = torch.sqrt(de * de + dp * dp + _EPS) * off                           # (B, P, P), 0 on the diagonal
+    a = z[:, :, None] * theta * z[:, None, :]                                    # z_i θ_ij z_j
+    e2 = a.sum((1, 2)) / 2
+    e3 = (a * torch.bmm(theta * z[:, None, :], theta)).sum((1, 2)) / 6           # Σ_k θ_ik z_k θ_kj
+    return torch.where(e2 > 0, e3 / e2.clamp_min(1e-12) ** 3, torch.zeros_like(e2))
 
 
 @torch.no_grad()
@@ -148,19 +178,20 @@ def nsubjettiness(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, mask: 
 
 
 def substructure(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``(B, P)`` each → ``(B, 3)``: jet mass (units of pT_jet), τ21 = τ2/τ1, τ32 = τ3/τ2
-    (β = 1, R0 = 0.8; a ratio is 0 where its denominator is), the observables of
+    """``(B, P)`` each → ``(B, 4)``: jet mass (units of pT_jet), τ21 = τ2/τ1, τ32 = τ3/τ2
+    (β = 1, R0 = 0.8; a ratio is 0 where its denominator is) and D2, the observables of
     :meth:`JetDomain.distill_observables`.
 
     Example:
         >>> pt = torch.tensor([[0.4, 0.3, 0.3]])
         >>> obs = substructure(pt, torch.tensor([[0.0, 0.3, -0.3]]), torch.tensor([[0.0, 0.2, 0.2]]), torch.ones(1, 3))
         >>> obs.shape, obs[0, 2].item()              # three particles: τ3 = 0, so τ32 = 0
-        (torch.Size([1, 3]), 0.0)
+        (torch.Size([1, 4]), 0.0)
     """
     tau = nsubjettiness(pt, eta, phi, mask, n_max=3)
 
     def ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.where(b > 0, a / b.clamp_min(1e-12), torch.zeros_like(a))
 
-    return torch.stack([jet_mass(pt, eta, phi, mask), ratio(tau[:, 1], tau[:, 0]), ratio(tau[:, 2], tau[:, 1])], dim=1)
+    return torch.stack([jet_mass(pt, eta, phi, mask), ratio(tau[:, 1], tau[:, 0]), ratio(tau[:, 2], tau[:, 1]),
+                        energy_correlation_d2(pt, eta, phi, mask)], dim=1)
