@@ -191,7 +191,7 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         result.meta["distilled_from"]["adversarial"] = float(adversarial)
     if init is not None:
         result.meta["distilled_from"]["init"] = str(init)
-    if observables:
+    if obs_of is not None:
         result.meta["distilled_from"].update(observables=float(observables), observable_scales=obs_scale.tolist())
     pair_s = 0.0  # what the last round's teacher pairs took: a round that would spend the rest on them is skipped
     while (rounds and rnd < rounds) or (not rounds and time.perf_counter() - t0 + pair_s < budget):

@@ -28,9 +28,9 @@ from hepgen.data.jets import JetData, is_jet_file, jet_type_index, read_jets, wr
 from hepgen.domains.base import register_domain
 from hepgen.domains.jets.evaluate import evaluate_jet_files
 from hepgen.domains.jets.generator import JetGenerator
-from hepgen.domains.jets.preprocessing import LOG_PT_REL_MAX, JetPreprocessor
-from hepgen.domains.jets.torch_observables import substructure
+from hepgen.domains.jets.preprocessing import JetPreprocessor
 from hepgen.domains.jets.score import jet_w1_score
+from hepgen.domains.jets.torch_observables import substructure
 from hepgen.models import build_model, check_family_kind, with_derived_hparams
 from hepgen.models.epic import jet_mask
 
@@ -109,10 +109,8 @@ class JetDomain:
         >>> DOMAIN.distill_observables(pre, x, torch.tensor([[2.0]]))[0, 0].item()  # m = sin(0.2)
         0.1986...
         """
-        pts = x.reshape(x.shape[0], pre.n_particles, 3)
-        f = pts * torch.as_tensor(pre.feature_std, dtype=x.dtype) + torch.as_tensor(pre.feature_mean, dtype=x.dtype)
-        pt = torch.exp(f[..., 2].clamp_max(LOG_PT_REL_MAX))
-        return substructure(pt, f[..., 0], f[..., 1], jet_mask(c, pre.n_particles)[..., 0].to(x.dtype))
+        eta, phi, pt = pre.particles_torch(x)
+        return substructure(pt, eta, phi, jet_mask(c, pre.n_particles)[..., 0].to(x.dtype))
 
     def evaluate_files(self, real, generated, out_dir, real_reference=None, n_particles: int | None = None,
                        seed: int = 0, num_eval_samples: int = 50_000, num_batches: int = 5, no_efp: bool = False,

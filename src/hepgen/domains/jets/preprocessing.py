@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from hepgen.data.jets import JET_TYPES, JetData
 
@@ -185,6 +186,19 @@ class JetPreprocessor:
         out = np.concatenate([f, mask[..., None].astype(np.float64)], axis=2)
         out[~mask] = 0.0
         return out.astype(np.float32)
+
+    def particles_torch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Model-space ``(B, P·3)`` → ``eta_rel, phi_rel, pt_rel``, ``(B, P)`` each, differentiable:
+        the standardisation of :meth:`inverse` undone in torch (same ``LOG_PT_REL_MAX`` cap; no
+        sorting, padding slots left as they are — mask them), for training losses on observables.
+
+        >>> pre = JetPreprocessor(1)                              # unfitted: identity standardisation
+        >>> [round(v.item(), 6) for v in pre.particles_torch(torch.tensor([[0.1, -0.2, 0.0]]))]
+        [0.1, -0.2, 1.0]
+        """
+        f = (x.reshape(x.shape[0], self.n_particles, 3) * torch.as_tensor(self.feature_std, dtype=x.dtype)
+             + torch.as_tensor(self.feature_mean, dtype=x.dtype))
+        return f[..., 0], f[..., 1], torch.exp(f[..., 2].clamp_max(LOG_PT_REL_MAX))
 
     def sample_multiplicity(self, jet_type: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Multiplicities drawn from the training distribution of each jet's type."""
