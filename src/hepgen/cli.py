@@ -378,6 +378,7 @@ def cmd_distill(args) -> int:
                    n_pairs=args.n_pairs, epochs_per_round=args.epochs_per_round, hidden=args.hidden,
                    n_hidden=args.n_hidden, lr=args.lr, seed=args.seed, threads=args.threads, progress=not args.quiet,
                    adversarial=args.adversarial, init=args.init, observables=args.observables,
+                   data_observables=args.data_observables,
                    student_hparams=key_values(args.student_hparam, "--student-hparam"))
     print(f"wrote {path}")
     return 0
@@ -1025,6 +1026,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--observables", type=float, default=0.0, metavar="WEIGHT",
                     help="add WEIGHT x the L1 distance between each pair's physics observables, student vs "
                     "teacher, each in units of its spread (jets: mass, tau21, tau32, D2; default 0: regression only)")
+    ds.add_argument("--data-observables", type=float, default=0.0, metavar="WEIGHT",
+                    help="add WEIGHT x the 1-D Wasserstein distance between each batch's observables, student vs "
+                    "the data rows at the same conditions (trains on the validated observables; default 0)")
     ds.add_argument("--init", metavar="STUDENT.pt", help="continue from this student of the same teacher")
     ds.add_argument("--student-hparam", action="append", default=[], metavar="KEY=VALUE",
                     help="a further hyper-parameter of the student family (YAML value), e.g. network=transformer "
