@@ -142,7 +142,7 @@ class Domain(Protocol):
     ``prepare_holdout(data, held_out, config) -> held_out`` (check the held-out sample against
     the training data and return it ready to score, e.g. read into memory).
 
-    Optional, for ``hepgen distill --observables`` (:mod:`hepgen.train.distill`):
+    Optional, for ``hepgen distill --observables`` and ``--data-observables`` (:mod:`hepgen.train.distill`):
     ``distill_observables(pre, x, c) -> (B, K) tensor``, physics observables of model-space
     samples ``x: (B, D)`` at conditions ``c: (B, C)``, differentiable in ``x``.
 

@@ -23,7 +23,9 @@ Flow of one run (``distill``)::
           student S: Adam + cosine, L1(S(z, c), x), validated on fixed held-out pairs
                       │   (adversarial > 0: + λ·LSGAN loss of S against the data file's
                       │    samples, with a critic the student provides; selected by the
-                      │    kind's physics score instead of the L1)
+                      │    kind's physics score instead of the L1; observables > 0: + λ·the
+                      │    pair's observables vs the teacher's; data_observables > 0: + μ·the
+                      │    batch's observable distributions vs the data rows of its conditions)
           best.pt (the student with the teacher's preprocessing and meta) + distill_log.csv
 
 Adversarial distillation: a regression student smooths the fine structure of the teacher's
