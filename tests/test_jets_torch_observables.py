@@ -104,7 +104,9 @@ def test_jet_domain_observables_of_model_space_match_the_physical_jets():
     np.testing.assert_allclose(obs[:, 4], (jets.particles[..., 2] * jets.mask).sum(1), rtol=1e-5)  # Σ pT_rel
 
 
-def test_distill_with_observables_logs_the_physics_term_and_selects_on_the_sum(tmp_path):
+def _toy_teacher(tmp_path):
+    """400 toy jets of 6 particles and a tiny untrained EPiC flow-matching teacher saved as
+    ``tmp_path / "teacher.pt"``: returns ``(jets, preprocessor, teacher model)``."""
     jets = toy_jets(400, n_particles=6, seed=4)
     torch.manual_seed(0)
     pre = JetPreprocessor(6).fit(jets)
@@ -112,6 +114,11 @@ def test_distill_with_observables_logs_the_physics_term_and_selects_on_the_sum(t
                         **MODEL_FAMILIES["epic_fm"].tiny_hparams()).eval()
     JetGenerator(model, pre, {"pt_range": [800.0, 1200.0], "eta_range": [-2.0, 2.0],
                               "jet_types": ["g", "t"]}).save(tmp_path / "teacher.pt")
+    return jets, pre, model
+
+
+def test_distill_with_observables_logs_the_physics_term_and_selects_on_the_sum(tmp_path):
+    jets, _, _ = _toy_teacher(tmp_path)
     path = distill(tmp_path / "teacher.pt", jets, tmp_path / "s", rounds=3, n_pairs=600, n_val=200,
                    batch_size=100, hidden=8, n_hidden=1, seed=0, progress=False, observables=0.5)
     log = np.genfromtxt(tmp_path / "s" / "distill_log.csv", delimiter=",", names=True)
@@ -138,13 +145,7 @@ def test_batch_w1_equals_scipy_wasserstein_per_column_and_has_gradients():
 
 
 def test_distill_with_data_observables_matches_the_data_rows_of_its_conditions(tmp_path):
-    jets = toy_jets(400, n_particles=6, seed=4)
-    torch.manual_seed(0)
-    pre = JetPreprocessor(6).fit(jets)
-    model = build_model("epic_fm", n_features=18, n_conditions=pre.n_conditions,
-                        **MODEL_FAMILIES["epic_fm"].tiny_hparams()).eval()
-    JetGenerator(model, pre, {"pt_range": [800.0, 1200.0], "eta_range": [-2.0, 2.0],
-                              "jet_types": ["g", "t"]}).save(tmp_path / "teacher.pt")
+    jets, pre, model = _toy_teacher(tmp_path)
     path = distill(tmp_path / "teacher.pt", jets, tmp_path / "s", rounds=3, n_pairs=600, n_val=200,
                    batch_size=100, hidden=8, n_hidden=1, seed=0, progress=False, data_observables=2.0)
     log = np.genfromtxt(tmp_path / "s" / "distill_log.csv", delimiter=",", names=True)
