@@ -130,7 +130,6 @@ def test_distill_with_observables_logs_the_physics_term_and_selects_on_the_sum(t
     assert len(info["observable_scales"]) == 5 and min(info["observable_scales"]) > 0  # mass, τ21, τ32, D2, Σ pT
 
 
-
 def test_batch_w1_equals_scipy_wasserstein_per_column_and_has_gradients():
     rng = np.random.default_rng(5)
     a = torch.tensor(rng.normal(size=(64, 3)), requires_grad=True)
