@@ -102,6 +102,12 @@ def test_jet_domain_observables_of_model_space_match_the_physical_jets():
     np.testing.assert_allclose(obs[:, 1:3], direct[:, 1:3], atol=2e-3)
     np.testing.assert_allclose(obs[:, 3], direct[:, 3], rtol=2e-3)
     np.testing.assert_allclose(obs[:, 4], (jets.particles[..., 2] * jets.mask).sum(1), rtol=1e-5)  # Σ pT_rel
+    # mean and spread of log pT_rel, mean ΔR: numpy over each jet's real constituents only
+    logpt = [np.log(p[m, 2]) for p, m in zip(jets.particles, jets.mask)]
+    dr = [np.hypot(p[m, 0], p[m, 1]) for p, m in zip(jets.particles, jets.mask)]
+    np.testing.assert_allclose(obs[:, 5], [v.mean() for v in logpt], rtol=1e-5)
+    np.testing.assert_allclose(obs[:, 6], [v.std() for v in logpt], rtol=1e-4)
+    np.testing.assert_allclose(obs[:, 7], [v.mean() for v in dr], rtol=1e-4)
 
 
 def _toy_teacher(tmp_path):
@@ -127,7 +133,7 @@ def test_distill_with_observables_logs_the_physics_term_and_selects_on_the_sum(t
     info = JetGenerator.load(path).meta["distilled_from"]
     assert info["observables"] == 0.5 and info["rounds"] == k + 1
     assert info["val_obs"] == pytest.approx(log["val_obs"][k])
-    assert len(info["observable_scales"]) == 5 and min(info["observable_scales"]) > 0  # mass, τ21, τ32, D2, Σ pT
+    assert len(info["observable_scales"]) == 8 and min(info["observable_scales"]) > 0  # mass … ⟨ΔR⟩
 
 
 def test_batch_w1_equals_scipy_wasserstein_per_column_and_has_gradients():
@@ -163,5 +169,5 @@ def test_distill_with_data_observables_matches_the_data_rows_of_its_conditions(t
         o_r = DOMAIN.distill_observables(pre, torch.from_numpy(pre.transform(jets)), pool).numpy()[idx.numpy()]
     scale = np.maximum(o_t.std(0, ddof=1), 1e-6)
     np.testing.assert_allclose(info["observable_scales"], scale, rtol=1e-5)
-    want = sum(wasserstein_distance(o_s[:, j], o_r[:, j]) / scale[j] for j in range(5))
+    want = sum(wasserstein_distance(o_s[:, j], o_r[:, j]) / scale[j] for j in range(8))
     assert info["val_data_w1"] == pytest.approx(want, rel=1e-4)

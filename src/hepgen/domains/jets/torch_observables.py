@@ -20,6 +20,10 @@ are massless, so rapidity = η.
 * :func:`jet_mass` — invariant mass of the constituents, in units of the jet pT.
 * :func:`energy_correlation_d2` — D2 = e3 / e2³ (β = 1), as
   :func:`hepgen.metrics.jets.energy_correlation_d2` (energyflow) computes it.
+* :func:`constituent_moments` — mean and spread of ``log pT_rel`` and the mean ΔR of a
+  jet's constituents: what the jet classifier (:mod:`hepgen.domains.jets.classifier`, which
+  reads ``log pT_rel`` and the angles of every constituent) sees of the soft particles and
+  the infrared-safe observables above do not.
 
 References:
     J. Thaler, K. Van Tilburg, "Identifying Boosted Objects with N-subjettiness",
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["energy_correlation_d2", "jet_mass", "nsubjettiness", "substructure"]
+__all__ = ["constituent_moments", "energy_correlation_d2", "jet_mass", "nsubjettiness", "substructure"]
 
 _EPS = 1e-12  # inside square roots: the distance to an axis on a particle has no finite slope
 
@@ -195,3 +199,26 @@ def substructure(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, mask: t
 
     return torch.stack([jet_mass(pt, eta, phi, mask), ratio(tau[:, 1], tau[:, 0]), ratio(tau[:, 2], tau[:, 1]),
                         energy_correlation_d2(pt, eta, phi, mask)], dim=1)
+
+
+def constituent_moments(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, P)`` each → ``(B, 3)``: the mean and the standard deviation (population, ``1/n``)
+    of ``log pT_rel`` over a jet's constituents, and their mean distance to the jet axis
+    ``ΔR = sqrt(η_rel² + φ_rel²)`` (unweighted). Infrared-unsafe by design: a student that
+    matches mass, τ_N and D2 can still make its softest constituents softer and wider, and the
+    jet classifier, which reads ``log pT_rel`` of every constituent, sees it (docs/jets.md).
+    A jet without constituents gives ``(0, 1e-6, 0)``.
+
+    Example:
+        >>> pt = torch.tensor([[0.5, 0.5 * float(torch.e) ** -2, 0.3]])
+        >>> out = constituent_moments(pt, torch.tensor([[0.0, 0.3, 9.0]]), torch.tensor([[0.0, 0.4, 9.0]]),
+        ...                           torch.tensor([[1.0, 1.0, 0.0]]))    # third slot is padding
+        >>> [round(v, 4) for v in out[0].tolist()]                        # log 0.5 - 1, spread 1, ΔR (0 + 0.5) / 2
+        [-1.6931, 1.0, 0.25]
+    """
+    n = mask.sum(1).clamp_min(1.0)
+    logpt = torch.log(torch.where(mask > 0, pt, torch.ones_like(pt)).clamp_min(1e-30))
+    mean = (logpt * mask).sum(1) / n
+    var = (((logpt - mean[:, None]) ** 2) * mask).sum(1) / n
+    dr = torch.sqrt(eta**2 + phi**2 + _EPS)
+    return torch.stack([mean, torch.sqrt(var + _EPS), (dr * mask).sum(1) / n], dim=1)
