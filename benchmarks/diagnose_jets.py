@@ -11,6 +11,10 @@ For each jet type, compares reference jets (``--real``), a second independent re
   jet axis, the number of constituents within ΔR < 0.05 of the axis (the "core"), the
   fraction of constituent pairs closer than ΔR = 0.01 (e.g. the photons of a π0) and
   Σ pT_rel of the stored constituents                     → ``{t}_substructure.png``;
+* the soft constituents, which the infrared-safe observables above hardly see and the jet
+  classifier (``log pT_rel`` and angles of every constituent) does: the mean and spread of
+  ``log pT_rel`` per jet, ``log pT_rel`` of the hardest and the softest constituent, the
+  softest one's ΔR to the axis and the mean ΔR     → ``{t}_soft.png``;
 * "independent particles": the reference jets with every pT-ordered slot shuffled across
   jets (each jet's k-th constituent taken from another random jet) — the per-slot
   marginals are exact and every correlation between constituents is gone; if the
@@ -91,6 +95,31 @@ def substructure_quantities(pf: np.ndarray) -> dict[str, np.ndarray]:
             "centroid_offset": np.hypot(ceta, cphi), "n_core": core.sum(axis=1).astype(np.float64),
             "close_pair_fraction": close,
             "pt_sum": pt.sum(axis=1)}
+
+
+def soft_quantities(pf: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-jet spectrum of the constituents, ``(N,)`` each: mean and spread (``1/n``) of
+    ``log pT_rel``, ``log pT_rel`` of the hardest and the softest, the softest one's ΔR and the
+    mean ΔR (to the jet axis; unweighted).  Worked by hand: three constituents of pT_rel 0.5, 0.3,
+    0.1 at ΔR 0.1, 0.5, 0.2 and one padding slot: log pT_rel −0.6931, −1.2040, −2.3026, mean
+    −1.3999, spread sqrt((0.7068² + 0.1959² + 0.9027²) / 3) = 0.6715, mean ΔR 0.8 / 3.
+
+    >>> pf = np.array([[[0.0, 0.1, 0.5, 1], [0.3, 0.4, 0.3, 1], [0.0, 0.2, 0.1, 1], [0, 0, 0, 0]]])
+    >>> {k: round(float(v[0]), 4) for k, v in soft_quantities(pf).items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'mean_log_pt': -1.3999, 'std_log_pt': 0.6715, 'log_pt_hardest': -0.6931, 'log_pt_softest': -2.3026,
+     'dR_softest': 0.2, 'mean_dR': 0.2667}
+    """
+    parts, mask = split_particles(pf)
+    n = np.maximum(mask.sum(axis=1), 1)
+    logpt = np.log(np.where(mask, np.maximum(parts[..., 2], 1e-30), 1.0))
+    mean = np.where(mask, logpt, 0.0).sum(axis=1) / n
+    var = np.where(mask, (logpt - mean[:, None]) ** 2, 0.0).sum(axis=1) / n
+    dr = np.hypot(parts[..., 0], parts[..., 1])
+    soft = np.argmin(np.where(mask, logpt, np.inf), axis=1)
+    rows = np.arange(len(pf))
+    return {"mean_log_pt": mean, "std_log_pt": np.sqrt(var),
+            "log_pt_hardest": np.where(mask, logpt, -np.inf).max(axis=1), "log_pt_softest": logpt[rows, soft],
+            "dR_softest": dr[rows, soft], "mean_dR": np.where(mask, dr, 0.0).sum(axis=1) / n}
 
 
 def _w1(a, b):
@@ -222,13 +251,17 @@ def main() -> None:
                   "floor": floor.particle_features, "shuffled": shuffled}
         lead = {k: leading_quantities(v) for k, v in clouds.items()}
         sub = {k: substructure_quantities(v) for k, v in clouds.items()}
+        soft = {k: soft_quantities(v) for k, v in clouds.items()}
         shown = ("real", "generated", "floor")
         plot_jet_histograms(out / f"{t}_leading.png", {k: {s: lead[s][k] for s in shown} for k in lead["real"]},
                             f"{t} jets ({args.label}): hardest 3 constituents (k = 1, 2, 3 by pT)")
         plot_jet_histograms(out / f"{t}_substructure.png", {k: {s: sub[s][k] for s in shown} for k in sub["real"]},
                             f"{t} jets ({args.label}): substructure")
+        plot_jet_histograms(out / f"{t}_soft.png", {k: {s: soft[s][k] for s in shown} for k in soft["real"]},
+                            f"{t} jets ({args.label}): the constituents' pT spectrum and spread")
         res = {"n": len(real), "leading": compare(lead["real"], lead["generated"], lead["floor"], lead["shuffled"]),
                "substructure": compare(sub["real"], sub["generated"], sub["floor"], sub["shuffled"]),
+               "soft": compare(soft["real"], soft["generated"], soft["floor"], soft["shuffled"]),
                "roundtrip": roundtrip(pre, real), "smearing": smearing(pre, real, rng)}
         plot_smearing(out / f"{t}_smearing.png", res["smearing"],
                       {k: res["substructure"][k]["mean_generated"] for k in SUBSTRUCTURE},
@@ -238,7 +271,7 @@ def main() -> None:
         print(f"\n== {t} jets ({JET_TYPES.index(t) if t in JET_TYPES else '?'}), {len(real)} per sample, {args.label}")
         print(f"{'quantity':>19} {'mean ref':>9} {'mean gen':>9} {'mean shuf':>9} {'W1 gen':>9} {'floor':>9} "
               f"{'ratio':>6}")
-        for block in ("leading", "substructure"):
+        for block in ("leading", "substructure", "soft"):
             for k, r in res[block].items():
                 print(f"{k:>19} {r['mean_real']:9.4f} {r['mean_generated']:9.4f} {r['mean_shuffled']:9.4f} "
                       f"{r['w1']:9.4g} {r['floor']:9.3g} {r['ratio']:6.1f}")
