@@ -20,14 +20,9 @@ are massless, so rapidity = η.
 * :func:`jet_mass` — invariant mass of the constituents, in units of the jet pT.
 * :func:`energy_correlation_d2` — D2 = e3 / e2³ (β = 1), as
   :func:`hepgen.metrics.jets.energy_correlation_d2` (energyflow) computes it.
-* :func:`centroid_offset` — distance of the constituents' pT-weighted centroid from the jet
-  axis (the stored constituents carry ~90 % of the jet pT, so it is small but not 0);
-* :func:`close_pair_fraction` — a smooth count of the constituent pairs closer than ΔR = 0.01
-  (e.g. the two photons of a π0);
 * :func:`constituent_moments` — mean and spread of ``log pT_rel`` and the mean ΔR of a
-  jet's constituents: what the jet classifier (:mod:`hepgen.domains.jets.classifier`, which
-  reads ``log pT_rel`` and the angles of every constituent) sees of the soft particles and
-  the infrared-safe observables above do not.
+  jet's constituents: the soft particles, which the infrared-safe observables above hardly
+  see (and the jet classifier, :mod:`hepgen.domains.jets.classifier`, reads).
 
 References:
     J. Thaler, K. Van Tilburg, "Identifying Boosted Objects with N-subjettiness",
@@ -40,8 +35,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["centroid_offset", "close_pair_fraction", "constituent_moments", "energy_correlation_d2", "jet_mass",
-           "nsubjettiness", "substructure"]
+__all__ = ["constituent_moments", "energy_correlation_d2", "jet_mass", "nsubjettiness", "substructure"]
 
 _EPS = 1e-12  # inside square roots: the distance to an axis on a particle has no finite slope
 
@@ -210,8 +204,8 @@ def constituent_moments(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, 
     """``(B, P)`` each → ``(B, 3)``: the mean and the standard deviation (population, ``1/n``)
     of ``log pT_rel`` over a jet's constituents, and their mean distance to the jet axis
     ``ΔR = sqrt(η_rel² + φ_rel²)`` (unweighted). Infrared-unsafe by design: a student that
-    matches mass, τ_N and D2 can still make its softest constituents softer and wider, and the
-    jet classifier, which reads ``log pT_rel`` of every constituent, sees it (docs/jets.md).
+    matches mass, τ_N and D2 can still make its softest constituents softer and wider
+    (docs/jets.md).
     A jet without constituents gives ``(0, 1e-6, 0)``.
 
     Example:
@@ -227,41 +221,3 @@ def constituent_moments(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, 
     var = (((logpt - mean[:, None]) ** 2) * mask).sum(1) / n
     dr = torch.sqrt(eta**2 + phi**2 + _EPS)
     return torch.stack([mean, torch.sqrt(var + _EPS), (dr * mask).sum(1) / n], dim=1)
-
-
-def centroid_offset(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``(B, P)`` each → ``(B,)``: ``|Σ_i pT_i (η_i, φ_i)| / Σ_i pT_i``, the distance of the
-    constituents' pT-weighted centroid from the jet axis (small-angle form).  A deep-sets
-    classifier can compute it exactly (two pT-weighted sums), so a student whose centroid
-    wanders is told apart even when mass and τ_N are right.
-
-    Example:
-        >>> centroid_offset(torch.tensor([[0.6, 0.2]]), torch.tensor([[0.1, -0.1]]), torch.tensor([[0.0, 0.3]]),
-        ...                 torch.ones(1, 2))                             # (0.04, 0.06) / 0.8
-        tensor([0.0901])
-    """
-    w = pt * mask
-    s = w.sum(1).clamp_min(1e-30)
-    return torch.sqrt(((w * eta).sum(1) / s) ** 2 + ((w * phi).sum(1) / s) ** 2 + _EPS)
-
-
-def close_pair_fraction(pt: torch.Tensor, eta: torch.Tensor, phi: torch.Tensor, mask: torch.Tensor,
-                        radius: float = 0.01, width: float = 0.002) -> torch.Tensor:
-    """``(B, P)`` each → ``(B,)``: the fraction of a jet's constituent pairs closer than ``radius``,
-    each pair counted ``sigmoid((radius − ΔR) / width)`` so that the count has a gradient
-    (pairs farther than a few ``width`` from ``radius`` count 0 or 1, as in the hard count of
-    ``benchmarks/diagnose_jets.py``).  ``pt`` is unused (same signature as the others).
-
-    Example:
-        Three constituents, one pair 0.001 apart (counts sigmoid(4.5) = 0.989), two pairs 0.3 apart:
-
-        >>> eta = torch.tensor([[0.0, 0.001, 0.3, 0.0]])                   # the last slot is padding
-        >>> close_pair_fraction(torch.ones(1, 4), eta, torch.zeros(1, 4), torch.tensor([[1.0, 1.0, 1.0, 0.0]]))
-        tensor([0.3297])
-    """
-    del pt
-    dr = torch.sqrt((eta[:, :, None] - eta[:, None, :]) ** 2 + (phi[:, :, None] - phi[:, None, :]) ** 2 + _EPS)
-    upper = torch.triu(torch.ones(eta.shape[1], eta.shape[1], dtype=eta.dtype, device=eta.device), 1)
-    pair = mask[:, :, None] * mask[:, None, :] * upper
-    close = torch.sigmoid((radius - dr) / width)
-    return (close * pair).sum((1, 2)) / pair.sum((1, 2)).clamp_min(1.0)
