@@ -108,6 +108,9 @@ def test_jet_domain_observables_of_model_space_match_the_physical_jets():
     np.testing.assert_allclose(obs[:, 5], [v.mean() for v in logpt], rtol=1e-5)
     np.testing.assert_allclose(obs[:, 6], [v.std() for v in logpt], rtol=1e-4)
     np.testing.assert_allclose(obs[:, 7], [v.mean() for v in dr], rtol=1e-4)
+    # axis ratio: the eigenvalues of each jet's (η, φ) covariance by numpy (ddof 0)
+    eig = [np.linalg.eigvalsh(np.cov(p[m, :2].T, ddof=0)) for p, m in zip(jets.particles, jets.mask)]
+    np.testing.assert_allclose(obs[:, 8], [lo / hi for lo, hi in eig], rtol=1e-3, atol=1e-5)
 
 
 def _toy_teacher(tmp_path):
@@ -133,7 +136,7 @@ def test_distill_with_observables_logs_the_physics_term_and_selects_on_the_sum(t
     info = JetGenerator.load(path).meta["distilled_from"]
     assert info["observables"] == 0.5 and info["rounds"] == k + 1
     assert info["val_obs"] == pytest.approx(log["val_obs"][k])
-    assert len(info["observable_scales"]) == 8 and min(info["observable_scales"]) > 0  # mass … ⟨ΔR⟩
+    assert len(info["observable_scales"]) == 9 and min(info["observable_scales"]) > 0  # mass … ⟨ΔR⟩
 
 
 def test_batch_w1_equals_scipy_wasserstein_per_column_and_has_gradients():
@@ -169,5 +172,5 @@ def test_distill_with_data_observables_matches_the_data_rows_of_its_conditions(t
         o_r = DOMAIN.distill_observables(pre, torch.from_numpy(pre.transform(jets)), pool).numpy()[idx.numpy()]
     scale = np.maximum(o_t.std(0, ddof=1), 1e-6)
     np.testing.assert_allclose(info["observable_scales"], scale, rtol=1e-5)
-    want = sum(wasserstein_distance(o_s[:, j], o_r[:, j]) / scale[j] for j in range(8))
+    want = sum(wasserstein_distance(o_s[:, j], o_r[:, j]) / scale[j] for j in range(9))
     assert info["val_data_w1"] == pytest.approx(want, rel=1e-4)

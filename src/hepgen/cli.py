@@ -1026,7 +1026,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--observables", type=float, default=0.0, metavar="WEIGHT",
                     help="add WEIGHT x the L1 distance between each pair's physics observables, student vs "
                     "teacher, each in units of its spread (jets: mass, tau21, tau32, D2, sum pT_rel, mean and spread "
-                    "of log pT_rel, mean dR; default 0: regression only)")
+                    "of log pT_rel, mean dR, axis ratio; default 0: regression only)")
     ds.add_argument("--data-observables", type=float, default=0.0, metavar="WEIGHT",
                     help="add WEIGHT x the 1-D Wasserstein distance between each batch's observables, student vs "
                     "the data rows at the same conditions (trains on the validated observables; default 0)")

@@ -39,9 +39,9 @@ diffusion distillation, Sauer et al. arXiv:2311.17042, on a regression-distilled
 
 Physics term: with ``observables = λ > 0`` the student also learns each pair's physics
 observables, ``λ · mean Σ_k |O_k(S(z, c)) − O_k(T(z, c))| / σ_k`` with the kind's differentiable
-``distill_observables`` (jets: mass, τ21, τ32, D2, Σ pT_rel, ⟨log pT_rel⟩, σ(log pT_rel), ⟨ΔR⟩;
-:mod:`hepgen.domains.jets.torch_observables`) and ``σ_k`` of ``O_k`` over the teacher's validation samples (so that no observable counts more for its
-units).
+``distill_observables`` (jets: mass, τ21, τ32, D2, Σ pT_rel, ⟨log pT_rel⟩, σ(log pT_rel), ⟨ΔR⟩,
+axis ratio; :mod:`hepgen.domains.jets.torch_observables`) and ``σ_k`` the spread of ``O_k``
+over the teacher's validation samples (so that no observable counts more for its units).
 A per-particle L1 weighs every coordinate alike; the substructure depends on the few
 relative angles of the hard prongs, which the L1 leaves blurred — the term asks for them
 jet by jet, against the teacher (not the data), so the validation metrics stay independent.
@@ -159,9 +159,9 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         observables: weight λ of the physics term: the mean over pairs of
             ``Σ_k |O_k(student) − O_k(teacher)| / σ_k`` for the kind's differentiable observables
             ``O`` (``domain.distill_observables``; jets: mass / pT, τ21, τ32, D2, Σ pT_rel,
-            ⟨log pT_rel⟩, σ(log pT_rel), ⟨ΔR⟩) with ``σ_k`` their standard deviations over the teacher's validation samples, added to
-            the regression error; the kept round then minimises ``val_l1 + λ · val_obs``
-            (0: no physics term).
+            ⟨log pT_rel⟩, σ(log pT_rel), ⟨ΔR⟩, axis ratio) with ``σ_k`` their standard
+            deviations over the teacher's validation samples, added to the regression error;
+            the kept round then minimises ``val_l1 + λ · val_obs`` (0: no physics term).
         data_observables: weight μ of the data term: ``Σ_k W1_k / σ_k`` between the batch's
             student observables and those of the data rows the batch's conditions were
             drawn from (:func:`batch_w1`; same ``σ_k``); the kept round then also adds

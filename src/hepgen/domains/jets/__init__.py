@@ -30,7 +30,7 @@ from hepgen.domains.jets.evaluate import evaluate_jet_files
 from hepgen.domains.jets.generator import JetGenerator
 from hepgen.domains.jets.preprocessing import JetPreprocessor
 from hepgen.domains.jets.score import jet_w1_score
-from hepgen.domains.jets.torch_observables import constituent_moments, substructure
+from hepgen.domains.jets.torch_observables import axis_ratio, constituent_moments, substructure
 from hepgen.models import build_model, check_family_kind, with_derived_hparams
 from hepgen.models.epic import jet_mask
 
@@ -101,14 +101,16 @@ class JetDomain:
 
     def distill_observables(self, pre: JetPreprocessor, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Differentiable observables of model-space jets for ``hepgen distill --observables`` and
-        ``--data-observables``: ``x: (B, P·3)``, ``c: (B, C)`` → ``(B, 8)`` jet mass / pT_jet, τ21,
+        ``--data-observables``: ``x: (B, P·3)``, ``c: (B, C)`` → ``(B, 9)`` jet mass / pT_jet, τ21,
         τ32, D2 (:func:`~hepgen.domains.jets.torch_observables.substructure`), Σ pT_rel of the
         stored constituents (without it a student matching the data's distributions can trade
         harder constituents for narrower angles at fixed mass), and the mean and spread of
         log pT_rel and the mean ΔR of the constituents
         (:func:`~hepgen.domains.jets.torch_observables.constituent_moments`; without them the
-        softest constituents drift softer and wider). Both failures, and two columns tried and
-        taken out again (centroid offset, close pairs), are in docs/jets.md.
+        softest constituents drift softer and wider), and the minor-to-major axis ratio of the
+        constituents' spread in (η, φ) (:func:`~hepgen.domains.jets.torch_observables.axis_ratio`;
+        the jet's 2-D shape, which the jet classifier read).  These failures, and two columns tried
+        and taken out again (centroid offset, close pairs), are in docs/jets.md.
 
         >>> pre = JetPreprocessor(2)                                  # unfitted: identity standardisation
         >>> x = torch.tensor([[0.0, 0.2, float(np.log(0.5)), 0.0, -0.2, float(np.log(0.5))]])
@@ -118,7 +120,7 @@ class JetDomain:
         eta, phi, pt = pre.particles_torch(x)
         mask = jet_mask(c, pre.n_particles)[..., 0].to(x.dtype)
         return torch.cat([substructure(pt, eta, phi, mask), (pt * mask).sum(1, keepdim=True),
-                          constituent_moments(pt, eta, phi, mask)], dim=1)
+                          constituent_moments(pt, eta, phi, mask), axis_ratio(pt, eta, phi, mask)[:, None]], dim=1)
 
     def evaluate_files(self, real, generated, out_dir, real_reference=None, n_particles: int | None = None,
                        seed: int = 0, num_eval_samples: int = 50_000, num_batches: int = 5, no_efp: bool = False,
