@@ -129,8 +129,8 @@ def metric_rows(metrics: dict) -> dict:
             if e is None or key.startswith("w1_") and key[3:] not in m["observables"] or e.get("value") is None:
                 continue
             ratio = e["value"] / e["floor"] if e["floor"] else float("inf")
-            row[key] = {**{k: e[k] for k in ("value", "error", "floor", "floor_error")}, "ratio": ratio,
-                        "target_met": (ratio <= TARGETS[key]) if key in TARGETS else None}
+            row[key] = {**{k: e[k] for k in ("value", "error", "floor", "floor_error") + ("seeds",) * ("seeds" in e)},
+                        "ratio": ratio, "target_met": (ratio <= TARGETS[key]) if key in TARGETS else None}
         out[jt] = row
     return out
 
@@ -174,6 +174,7 @@ def run_family(family: str, checkpoint: str | None, data, real, args, out: Path)
     # metrics.json + report.html with the histograms (mass, pT, multiplicity, τ21, τ32, D2, …)
     metrics = evaluate_jet_files(args.real, out / "generated.h5", out / "eval", real_reference_path=args.reference,
                                  seed=args.seed, n_jobs=args.efp_jobs, classifier=not args.no_classifier,
+                                 classifier_kwargs={"seeds": args.classifier_seeds},
                                  num_eval_samples=eval_sample_size(real))
     res["metrics"] = metric_rows(metrics)
     res["means"] = {jt: {k: m["observables"][k]["mean"] for k in MEANS if k in m["observables"]}
@@ -209,6 +210,7 @@ def format_table(res: dict) -> str:
             if ref is None:
                 continue
             tgt = f" (≤ {TARGETS[key]:g}×)" if key in TARGETS else ""
+            tgt += f" (mean of {ref['seeds']} seeds)" if "seeds" in ref else ""
             lines.append(f"| {jt} | {key}{tgt} | {ref['floor']:.4g} | "
                          + " | ".join(_cell(e, key) for e in entries) + " |")
     if all("means" in res["families"][f] for f in fams):
@@ -270,6 +272,8 @@ def main() -> None:
     p.add_argument("--n-pythia", type=int, default=300, help="jets per type for the Pythia speed measurement")
     p.add_argument("--efp-jobs", type=int, default=2)
     p.add_argument("--no-classifier", action="store_true", help="skip the classifier AUC")
+    p.add_argument("--classifier-seeds", type=int, default=1, metavar="K",
+                   help="train each classifier K times and report the mean AUC (default 1)")
     p.add_argument("--types", help="comma-separated jet types (e.g. t): train and score on these types of the "
                                     "three files only (per-type models); the selected reference files are "
                                     "written to OUT/real.h5 and OUT/reference.h5")

@@ -15,6 +15,11 @@ For each jet type, compares reference jets (``--real``), a second independent re
   classifier (``log pT_rel`` and angles of every constituent) does: the mean and spread of
   ``log pT_rel`` per jet, ``log pT_rel`` of the hardest and the softest constituent, the
   softest one's ΔR to the axis and the mean ΔR     → ``{t}_soft.png``;
+* with ``--classifier``: where the jet classifier's separation sits — the deep-sets AUC
+  (:func:`hepgen.domains.jets.classifier.jet_classifier_auc`) reference vs generated and
+  reference vs floor on views of the jets (:func:`classifier_views`): all constituents, the
+  hardest 5, the next 10, the rest, the angles only (every pT_rel 1/P), log pT only
+  (every angle 0);
 * "independent particles": the reference jets with every pT-ordered slot shuffled across
   jets (each jet's k-th constituent taken from another random jet) — the per-slot
   marginals are exact and every correlation between constituents is gone; if the
@@ -47,6 +52,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from hepgen.data.jets import JET_TYPES, read_jets
+from hepgen.domains.jets.classifier import jet_classifier_auc
 from hepgen.domains.jets.generator import JetGenerator
 from hepgen.domains.jets.preprocessing import JetPreprocessor
 from hepgen.domains.jets.report import plot_jet_histograms
@@ -100,14 +106,17 @@ def substructure_quantities(pf: np.ndarray) -> dict[str, np.ndarray]:
 def soft_quantities(pf: np.ndarray) -> dict[str, np.ndarray]:
     """Per-jet spectrum of the constituents, ``(N,)`` each: mean and spread (``1/n``) of
     ``log pT_rel``, ``log pT_rel`` of the hardest and the softest, the softest one's ΔR and the
-    mean ΔR (to the jet axis; unweighted).  Worked by hand: three constituents of pT_rel 0.5, 0.3,
+    mean ΔR (to the jet axis; unweighted), and the minor-to-major axis ratio λ2/λ1 of the
+    constituents' (η, φ) covariance (unweighted; 1 round, 0 on a line).  Worked by hand: three constituents of pT_rel 0.5, 0.3,
     0.1 at ΔR 0.1, 0.5, 0.2 and one padding slot: log pT_rel −0.6931, −1.2040, −2.3026, mean
-    −1.3999, spread sqrt((0.7068² + 0.1959² + 0.9027²) / 3) = 0.6715, mean ΔR 0.8 / 3.
+    −1.3999, spread sqrt((0.7068² + 0.1959² + 0.9027²) / 3) = 0.6715, mean ΔR 0.8 / 3; (η, φ)
+    covariance [[0.02, 0.01667], [0.01667, 0.01556]]: λ = 0.01778 ± 0.01681, ratio
+    0.00096 / 0.03459 = 0.0279.
 
     >>> pf = np.array([[[0.0, 0.1, 0.5, 1], [0.3, 0.4, 0.3, 1], [0.0, 0.2, 0.1, 1], [0, 0, 0, 0]]])
     >>> {k: round(float(v[0]), 4) for k, v in soft_quantities(pf).items()}  # doctest: +NORMALIZE_WHITESPACE
     {'mean_log_pt': -1.3999, 'std_log_pt': 0.6715, 'log_pt_hardest': -0.6931, 'log_pt_softest': -2.3026,
-     'dR_softest': 0.2, 'mean_dR': 0.2667}
+     'dR_softest': 0.2, 'mean_dR': 0.2667, 'axis_ratio': 0.0279}
     """
     parts, mask = split_particles(pf)
     n = np.maximum(mask.sum(axis=1), 1)
@@ -119,7 +128,53 @@ def soft_quantities(pf: np.ndarray) -> dict[str, np.ndarray]:
     rows = np.arange(len(pf))
     return {"mean_log_pt": mean, "std_log_pt": np.sqrt(var),
             "log_pt_hardest": np.where(mask, logpt, -np.inf).max(axis=1), "log_pt_softest": logpt[rows, soft],
-            "dR_softest": dr[rows, soft], "mean_dR": np.where(mask, dr, 0.0).sum(axis=1) / n}
+            "dR_softest": dr[rows, soft], "mean_dR": np.where(mask, dr, 0.0).sum(axis=1) / n,
+            "axis_ratio": _axis_ratio(parts, mask, n)}
+
+
+def _axis_ratio(parts: np.ndarray, mask: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """λ2 / λ1 of each jet's unweighted (η, φ) covariance (``np.linalg.eigvalsh``)."""
+    ang = np.where(mask[..., None], parts[..., :2], 0.0)
+    d = np.where(mask[..., None], ang - (ang.sum(axis=1) / n[:, None])[:, None, :], 0.0)
+    lam = np.linalg.eigvalsh(np.einsum("npi,npj->nij", d, d) / n[:, None, None])
+    return lam[:, 0] / np.maximum(lam[:, 1], 1e-30)
+
+
+def classifier_views(pf: np.ndarray, hard: int = 5, middle: int = 10) -> dict[str, np.ndarray]:
+    """Views of jets ``(N, P, 4)`` for :func:`classifier_localisation`: ``all``; ``hardest``
+    (the ``hard`` highest-pT constituents), ``middle`` (the next ``middle``), ``softest`` (the
+    rest; each with the other slots padded and the kept ones first); ``angles`` (every real
+    constituent's pT_rel set to ``1 / P``, the same in every sample, so only (η, φ) differ);
+    ``log_pt`` (every angle 0).
+
+    >>> pf = np.array([[[0.1, 0.0, 0.2, 1], [0.2, 0.1, 0.5, 1], [0.3, 0.0, 0.1, 1], [0, 0, 0, 0]]])
+    >>> v = classifier_views(pf, hard=1, middle=1)
+    >>> v["hardest"][0, :, 2].tolist(), v["softest"][0, :, 2].tolist(), v["angles"][0, :, 2].round(4).tolist()
+    ([0.5, 0.0, 0.0, 0.0], [0.1, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.0])
+    """
+    _, mask = split_particles(pf)
+    order = np.argsort(-np.where(mask, pf[..., 2], -1.0), axis=1, kind="stable")
+    ordered = np.take_along_axis(pf, order[..., None], axis=1)
+
+    def keep(lo, hi):
+        out = np.zeros_like(ordered)
+        out[:, : max(0, min(hi, pf.shape[1]) - lo)] = ordered[:, lo:hi]
+        return out
+
+    angles = ordered.copy()
+    angles[..., 2] = np.where(ordered[..., 3] > 0, 1.0 / pf.shape[1], 0.0)
+    log_pt = ordered.copy()
+    log_pt[..., :2] = 0.0
+    return {"all": ordered, "hardest": keep(0, hard), "middle": keep(hard, hard + middle),
+            "softest": keep(hard + middle, pf.shape[1]), "angles": angles, "log_pt": log_pt}
+
+
+def classifier_localisation(real: np.ndarray, generated: np.ndarray, floor: np.ndarray, seed: int = 0) -> dict:
+    """Deep-sets AUC, reference vs generated and reference vs floor, on every view of
+    :func:`classifier_views` (same seed and protocol as ``evaluate-jets``)."""
+    views = [classifier_views(x) for x in (real, generated, floor)]
+    return {k: {"auc": jet_classifier_auc(views[0][k], views[1][k], seed=seed)["auc"],
+                "floor": jet_classifier_auc(views[0][k], views[2][k], seed=seed)["auc"]} for k in views[0]}
 
 
 def _w1(a, b):
@@ -222,6 +277,8 @@ def main() -> None:
     p.add_argument("--label", default="generated", help="name of the generated sample in the summary")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--classifier", action="store_true",
+                   help="also the classifier AUC on views of the jets (hardest, softest, angles only, …)")
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args()
     if (args.generated is None) == (args.checkpoint is None):
@@ -267,6 +324,9 @@ def main() -> None:
                       {k: res["substructure"][k]["mean_generated"] for k in SUBSTRUCTURE},
                       {k: res["substructure"][k]["mean_real"] for k in SUBSTRUCTURE},
                       f"{t} jets: substructure of reference jets with model-space noise")
+        if args.classifier:
+            res["classifier"] = classifier_localisation(real.particle_features, gen.particle_features,
+                                                        floor.particle_features, seed=args.seed)
         summary["types"][t] = res
         print(f"\n== {t} jets ({JET_TYPES.index(t) if t in JET_TYPES else '?'}), {len(real)} per sample, {args.label}")
         print(f"{'quantity':>19} {'mean ref':>9} {'mean gen':>9} {'mean shuf':>9} {'W1 gen':>9} {'floor':>9} "
@@ -275,6 +335,8 @@ def main() -> None:
             for k, r in res[block].items():
                 print(f"{k:>19} {r['mean_real']:9.4f} {r['mean_generated']:9.4f} {r['mean_shuffled']:9.4f} "
                       f"{r['w1']:9.4g} {r['floor']:9.3g} {r['ratio']:6.1f}")
+        for k, r in res.get("classifier", {}).items():
+            print(f"classifier AUC, {k:>8} view: generated {r['auc']:.3f}, floor {r['floor']:.3f}")
         rt = res["roundtrip"]
         print("round trip through the preprocessing: max |Δ| " + ", ".join(
             f"{k} {rt[k]['max_abs_diff']:.2g}" for k in (*SUBSTRUCTURE, "mass_rel"))

@@ -156,3 +156,31 @@ def test_evaluate_reports_d2_and_classifier(tmp_path, capsys):
     assert main(args + ["-o", str(tmp_path / "b"), "--no-classifier"]) == 0
     stored = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert "classifier_auc" not in stored["types"]["t"] and "d2" in stored["types"]["t"]["observables"]
+
+
+def test_classifier_seeds_average_independent_trainings(tmp_path, capsys):
+    real, floor = _data(_cloud(n=200, seed=5)), _data(_cloud(n=200, seed=6))
+    gen_pf = _cloud(n=200, seed=7)
+    gen_pf[..., 2] = gen_pf[..., 2] ** 1.5
+    kw = dict(num_eval_samples=200, num_batches=2, efps=False, seed=3)
+    auc = evaluate_jets(real, _data(gen_pf), real_reference=floor, classifier_kwargs={"seeds": 3, "epochs": 4},
+                        **kw)["types"]["t"]["classifier_auc"]
+    # the same three trainings, one by one (group 0 uses the seed itself), and their mean
+    ones = [jet_classifier_auc(real.particle_features, gen_pf, seed=3 + k, epochs=4)["auc"] for k in range(3)]
+    floors = [jet_classifier_auc(real.particle_features, floor.particle_features, seed=3 + k, epochs=4)["auc"]
+              for k in range(3)]
+    assert auc["seeds"] == 3 and auc["values"] == pytest.approx(ones) and auc["floor_values"] == pytest.approx(floors)
+    assert auc["value"] == pytest.approx(np.mean(ones)) and auc["floor"] == pytest.approx(np.mean(floors))
+    assert auc["error"] == pytest.approx(np.std(ones, ddof=1) / np.sqrt(3))
+    assert len(set(ones)) == 3                                          # the seeds do differ
+    with pytest.raises(ValueError, match="classifier seeds: expected at least 1, found 0"):
+        evaluate_jets(real, _data(gen_pf), real_reference=floor, classifier_kwargs={"seeds": 0}, **kw)
+    # command line: --classifier-seeds reaches metrics.json
+    for name, d in (("real", real), ("gen", _data(gen_pf)), ("ref", floor)):
+        write_jets(tmp_path / f"{name}.h5", d)
+    assert main(["evaluate-jets", str(tmp_path / "real.h5"), str(tmp_path / "gen.h5"), "--real-reference",
+                 str(tmp_path / "ref.h5"), "--no-efp", "--n-eval-samples", "200", "--n-batches", "2",
+                 "--classifier-seeds", "2", "-o", str(tmp_path / "a")]) == 0
+    stored = json.loads((tmp_path / "a" / "metrics.json").read_text())["types"]["t"]["classifier_auc"]
+    assert stored["seeds"] == 2 and len(stored["values"]) == 2
+    assert stored["value"] == pytest.approx(np.mean(stored["values"]))

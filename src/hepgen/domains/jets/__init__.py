@@ -124,14 +124,17 @@ class JetDomain:
 
     def evaluate_files(self, real, generated, out_dir, real_reference=None, n_particles: int | None = None,
                        seed: int = 0, num_eval_samples: int = 50_000, num_batches: int = 5, no_efp: bool = False,
-                       efp_jobs: int = 1, no_classifier: bool = False, progress=False) -> dict:
+                       efp_jobs: int = 1, no_classifier: bool = False, classifier_seeds: int = 1,
+                       progress=False) -> dict:
         """:func:`~hepgen.domains.jets.evaluate.evaluate_jet_files` with the command line's option names
         (``real``, ``generated``, ``real_reference``: paths or :class:`~hepgen.data.jets.JetData`;
-        ``progress``: False, True (a bar on stderr) or a callable taking each stage's message)."""
+        ``progress``: False, True (a bar on stderr) or a callable taking each stage's message;
+        ``classifier_seeds``: trainings of each classifier, AUCs averaged)."""
         return evaluate_jet_files(real, generated, out_dir, real_reference_path=real_reference,
                                   n_particles=n_particles, seed=seed, num_eval_samples=num_eval_samples,
                                   num_batches=num_batches, efps=not no_efp, n_jobs=efp_jobs,
-                                  classifier=not no_classifier, progress=progress)
+                                  classifier=not no_classifier, classifier_kwargs={"seeds": classifier_seeds},
+                                  progress=progress)
 
     def default_config(self) -> TrainConfig:
         """The EPiC flow-matching preset (docs/jets.md)."""
