@@ -129,7 +129,7 @@ def metric_rows(metrics: dict) -> dict:
             if e is None or key.startswith("w1_") and key[3:] not in m["observables"] or e.get("value") is None:
                 continue
             ratio = e["value"] / e["floor"] if e["floor"] else float("inf")
-            row[key] = {**{k: e[k] for k in ("value", "error", "floor", "floor_error") + ("seeds",) * ("seeds" in e)},
+            row[key] = {**{k: e[k] for k in ("value", "error", "floor", "floor_error", "seeds") if k in e},
                         "ratio": ratio, "target_met": (ratio <= TARGETS[key]) if key in TARGETS else None}
         out[jt] = row
     return out

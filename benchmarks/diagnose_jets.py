@@ -14,7 +14,7 @@ For each jet type, compares reference jets (``--real``), a second independent re
 * the soft constituents, which the infrared-safe observables above hardly see and the jet
   classifier (``log pT_rel`` and angles of every constituent) does: the mean and spread of
   ``log pT_rel`` per jet, ``log pT_rel`` of the hardest and the softest constituent, the
-  softest one's ΔR to the axis and the mean ΔR     → ``{t}_soft.png``;
+  softest one's ΔR to the axis, the mean ΔR and the (η, φ) axis ratio → ``{t}_soft.png``;
 * with ``--classifier``: where the jet classifier's separation sits — the deep-sets AUC
   (:func:`hepgen.domains.jets.classifier.jet_classifier_auc`) reference vs generated and
   reference vs floor on views of the jets (:func:`classifier_views`): all constituents, the
@@ -107,8 +107,8 @@ def soft_quantities(pf: np.ndarray) -> dict[str, np.ndarray]:
     """Per-jet spectrum of the constituents, ``(N,)`` each: mean and spread (``1/n``) of
     ``log pT_rel``, ``log pT_rel`` of the hardest and the softest, the softest one's ΔR and the
     mean ΔR (to the jet axis; unweighted), and the minor-to-major axis ratio λ2/λ1 of the
-    constituents' (η, φ) covariance (unweighted; 1 round, 0 on a line).  Worked by hand: three constituents of pT_rel 0.5, 0.3,
-    0.1 at ΔR 0.1, 0.5, 0.2 and one padding slot: log pT_rel −0.6931, −1.2040, −2.3026, mean
+    constituents' (η, φ) covariance (unweighted; 1 round, 0 on a line).  Worked by hand: three
+    constituents of pT_rel 0.5, 0.3, 0.1 at ΔR 0.1, 0.5, 0.2 and one padding slot: log pT_rel −0.6931, −1.2040, −2.3026, mean
     −1.3999, spread sqrt((0.7068² + 0.1959² + 0.9027²) / 3) = 0.6715, mean ΔR 0.8 / 3; (η, φ)
     covariance [[0.02, 0.01667], [0.01667, 0.01556]]: λ = 0.01778 ± 0.01681, ratio
     0.00096 / 0.03459 = 0.0279.
