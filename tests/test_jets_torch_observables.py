@@ -136,7 +136,7 @@ def test_distill_with_observables_logs_the_physics_term_and_selects_on_the_sum(t
     info = JetGenerator.load(path).meta["distilled_from"]
     assert info["observables"] == 0.5 and info["rounds"] == k + 1
     assert info["val_obs"] == pytest.approx(log["val_obs"][k])
-    assert len(info["observable_scales"]) == 9 and min(info["observable_scales"]) > 0  # mass … ⟨ΔR⟩
+    assert len(info["observable_scales"]) == 9 and min(info["observable_scales"]) > 0  # mass … axis ratio
 
 
 def test_batch_w1_equals_scipy_wasserstein_per_column_and_has_gradients():

@@ -109,7 +109,7 @@ class JetDomain:
         (:func:`~hepgen.domains.jets.torch_observables.constituent_moments`; without them the
         softest constituents drift softer and wider), and the minor-to-major axis ratio of the
         constituents' spread in (η, φ) (:func:`~hepgen.domains.jets.torch_observables.axis_ratio`;
-        the jet's 2-D shape, which the jet classifier reads).  These failures, and two columns tried
+        the jet's 2-D shape, by which the jet classifier told the students apart).  These failures, and two columns tried
         and taken out again (centroid offset, close pairs), are in docs/jets.md.
 
         >>> pre = JetPreprocessor(2)                                  # unfitted: identity standardisation
