@@ -379,7 +379,7 @@ def cmd_distill(args) -> int:
                    n_pairs=args.n_pairs, epochs_per_round=args.epochs_per_round, hidden=args.hidden,
                    n_hidden=args.n_hidden, lr=args.lr, seed=args.seed, threads=args.threads, progress=not args.quiet,
                    adversarial=args.adversarial, init=args.init, observables=args.observables,
-                   data_observables=args.data_observables,
+                   data_observables=args.data_observables, data_slices=args.data_slices,
                    student_hparams=key_values(args.student_hparam, "--student-hparam"))
     print(f"wrote {path}")
     return 0
@@ -1034,6 +1034,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--data-observables", type=float, default=0.0, metavar="WEIGHT",
                     help="add WEIGHT x the 1-D Wasserstein distance between each batch's observables, student vs "
                     "the data rows at the same conditions (trains on the validated observables; default 0)")
+    ds.add_argument("--data-slices", type=int, default=0, metavar="K",
+                    help="with --data-observables: also match the observables' joint distribution along K random "
+                    "directions per step (sliced Wasserstein; default 0: the marginals alone)")
     ds.add_argument("--init", metavar="STUDENT.pt", help="continue from this student of the same teacher")
     ds.add_argument("--student-hparam", action="append", default=[], metavar="KEY=VALUE",
                     help="a further hyper-parameter of the student family (YAML value), e.g. network=transformer "
