@@ -15,6 +15,10 @@ For each jet type, compares reference jets (``--real``), a second independent re
   classifier (``log pT_rel`` and angles of every constituent) does: the mean and spread of
   ``log pT_rel`` per jet, ``log pT_rel`` of the hardest and the softest constituent, the
   softest one's ΔR to the axis, the mean ΔR and the (η, φ) axis ratio → ``{t}_soft.png``;
+* the substructure *given the mass*: the jets binned in m/pT at the reference's quantiles,
+  each sample's fraction of jets and mean τ21, τ32, D2 per bin, and the χ² per bin of each
+  profile against the reference's (:func:`mass_profiles`) — a model can match τ32's marginal
+  with the wrong jets (low τ32 away from the top mass)         → ``{t}_mass_profile.png``;
 * with ``--classifier``: where the jet classifier's separation sits — the deep-sets AUC
   (:func:`hepgen.domains.jets.classifier.jet_classifier_auc`) reference vs generated and
   reference vs floor on views of the jets (:func:`classifier_views`): all constituents, the
@@ -61,6 +65,7 @@ from hepgen.report.style import DPI, figure_style
 
 SMEAR_SIGMAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
 SUBSTRUCTURE = ("tau21", "tau32", "d2")
+MASS_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 def leading_quantities(pf: np.ndarray) -> dict[str, np.ndarray]:
@@ -175,6 +180,80 @@ def classifier_localisation(real: np.ndarray, generated: np.ndarray, floor: np.n
     views = [classifier_views(x) for x in (real, generated, floor)]
     return {k: {"auc": jet_classifier_auc(views[0][k], views[1][k], seed=seed)["auc"],
                 "floor": jet_classifier_auc(views[0][k], views[2][k], seed=seed)["auc"]} for k in views[0]}
+
+
+def mass_profiles(samples: dict[str, dict], reference: str = "real",
+                  quantiles=MASS_QUANTILES) -> dict:
+    """Substructure given the mass: the jets binned in ``mass_rel`` (m/pT) at the ``reference``
+    sample's ``quantiles``; per sample (``{name: substructure_quantities(...)}``) and bin the
+    fraction of jets and the mean and standard error of τ21, τ32 and D2, and per quantity
+    ``chi2_per_bin``: ``mean_b (μ_b − μ_b^ref)² / (se_b² + se_b^ref²)`` over the bins both
+    samples fill (≈ 1 for a sample drawn like the reference; the fraction's term uses
+    binomial errors).
+
+    Worked by hand: reference masses 0.1, 0.2, 0.3, 0.4 with τ32 0.6, 0.6, 0.4, 0.4 and the
+    median as the one edge; a sample with the same masses and τ32 0.4, 0.4, 0.6, 0.6 has the
+    same τ32 marginal, means 0.6 / 0.4 against 0.4 / 0.6 per bin, and, since every bin's
+    spread is 0, a χ² that is infinite:
+
+    >>> ref = {"mass_rel": np.array([0.1, 0.2, 0.3, 0.4]), "tau32": np.array([0.6, 0.6, 0.4, 0.4])}
+    >>> gen = {"mass_rel": ref["mass_rel"], "tau32": ref["tau32"][::-1]}
+    >>> prof = mass_profiles({"real": ref, "generated": gen}, quantiles=(0.5,))
+    >>> prof["edges"], prof["samples"]["generated"]["tau32"]["mean"], prof["samples"]["generated"]["fraction"]["mean"]
+    ([0.25], [0.4, 0.6], [0.5, 0.5])
+    >>> prof["samples"]["generated"]["tau32"]["chi2_per_bin"], prof["samples"]["generated"]["fraction"]["chi2_per_bin"]
+    (inf, 0.0)
+    """
+    edges = [float(e) for e in np.quantile(samples[reference]["mass_rel"], quantiles)]
+    out = {"edges": edges, "quantities": [], "samples": {}}
+    for name, q in samples.items():
+        b = np.digitize(q["mass_rel"], edges)
+        rows = {"fraction": _profile([(b == i).astype(float) for i in range(len(edges) + 1)], binomial=len(b))}
+        for k in (k for k in SUBSTRUCTURE if k in q):
+            rows[k] = _profile([q[k][b == i] for i in range(len(edges) + 1)])
+        out["samples"][name] = rows
+    out["quantities"] = list(out["samples"][reference])
+    ref = out["samples"][reference]
+    for rows in out["samples"].values():
+        for k, r in rows.items():
+            m, e, m0, e0 = (np.asarray(v, float) for v in (r["mean"], r["error"], ref[k]["mean"], ref[k]["error"]))
+            ok = np.isfinite(m) & np.isfinite(m0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                terms = np.where(m[ok] == m0[ok], 0.0, (m[ok] - m0[ok]) ** 2 / (e[ok] ** 2 + e0[ok] ** 2))
+            r["chi2_per_bin"] = float(terms.mean()) if ok.any() else float("nan")
+    return out
+
+
+def _profile(bins: list, binomial: int | None = None) -> dict:
+    """Per bin: ``mean`` and its ``error`` (standard error; ``binomial = N``: the fraction's
+    binomial error, each bin an indicator array over all N jets)."""
+    mean = [float(np.mean(x)) if len(x) else float("nan") for x in bins]
+    if binomial is not None:
+        err = [float(np.sqrt(m * (1 - m) / binomial)) for m in mean]
+    else:
+        err = [float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan") for x in bins]
+    return {"mean": [round(m, 12) for m in mean], "error": err}
+
+
+def plot_mass_profiles(path, prof: dict, centres: list, title: str) -> None:
+    """One panel per profiled quantity: each sample's per-bin mean with its standard error."""
+    names = prof["quantities"]
+    with figure_style():
+        fig = Figure(figsize=(3.6 * len(names), 3.6))
+        axes = np.atleast_1d(fig.subplots(1, len(names)))
+        for ax, k in zip(axes, names):
+            for j, (label, rows) in enumerate(prof["samples"].items()):
+                shift = (j - 1) * 0.002  # side by side, not on top of each other
+                ax.errorbar(np.asarray(centres) + shift, rows[k]["mean"], yerr=rows[k]["error"], fmt="o-",
+                            ms=3, capsize=2, label=f"{label} (χ²/bin {rows[k]['chi2_per_bin']:.1f})")
+            for e in prof["edges"]:
+                ax.axvline(e, color="0.85", lw=0.8, zorder=0)
+            ax.set_xlabel("m / pT (bin median of the reference; bins at its quantiles)")
+            ax.set_ylabel("fraction of jets" if k == "fraction" else f"mean {k}")
+            ax.legend(fontsize=7)
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=DPI)
 
 
 def _w1(a, b):
@@ -316,7 +395,13 @@ def main() -> None:
                             f"{t} jets ({args.label}): substructure")
         plot_jet_histograms(out / f"{t}_soft.png", {k: {s: soft[s][k] for s in shown} for k in soft["real"]},
                             f"{t} jets ({args.label}): the constituents' pT spectrum and spread")
+        prof = mass_profiles({s: sub[s] for s in shown})
+        b = np.digitize(sub["real"]["mass_rel"], prof["edges"])
+        plot_mass_profiles(out / f"{t}_mass_profile.png", prof,
+                           [float(np.median(sub["real"]["mass_rel"][b == i])) for i in range(len(prof["edges"]) + 1)],
+                           f"{t} jets ({args.label}): substructure given the mass")
         res = {"n": len(real), "leading": compare(lead["real"], lead["generated"], lead["floor"], lead["shuffled"]),
+               "mass_profile": prof,
                "substructure": compare(sub["real"], sub["generated"], sub["floor"], sub["shuffled"]),
                "soft": compare(soft["real"], soft["generated"], soft["floor"], soft["shuffled"]),
                "roundtrip": roundtrip(pre, real), "smearing": smearing(pre, real, rng)}
@@ -335,6 +420,13 @@ def main() -> None:
             for k, r in res[block].items():
                 print(f"{k:>19} {r['mean_real']:9.4f} {r['mean_generated']:9.4f} {r['mean_shuffled']:9.4f} "
                       f"{r['w1']:9.4g} {r['floor']:9.3g} {r['ratio']:6.1f}")
+        print("given the mass (bins at the reference's m/pT quantiles " + ", ".join(f"{e:.3f}" for e in prof["edges"])
+              + "), χ² per bin against the reference: " + "; ".join(
+                  f"{k} generated {prof['samples']['generated'][k]['chi2_per_bin']:.1f}, floor "
+                  f"{prof['samples']['floor'][k]['chi2_per_bin']:.1f}" for k in prof["quantities"]))
+        for k in ("tau32", "tau21"):
+            print(f"  mean {k} per bin: " + " | ".join(
+                f"{s} " + " ".join(f"{v:.3f}" for v in prof["samples"][s][k]["mean"]) for s in shown))
         for k, r in res.get("classifier", {}).items():
             print(f"classifier AUC, {k:>8} view: generated {r['auc']:.3f}, floor {r['floor']:.3f}")
         rt = res["roundtrip"]
