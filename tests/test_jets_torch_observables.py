@@ -15,7 +15,7 @@ from hepgen.metrics.jets import jet_mass as fastjet_free_mass
 from hepgen.metrics.jets import nsubjettiness as contrib_nsubjettiness
 from hepgen.models import build_model
 from hepgen.models.base import MODEL_FAMILIES
-from hepgen.train.distill import batch_w1, distill, sliced_w1, teacher_pairs, unit_directions
+from hepgen.train.distill import batch_w1, distill, grouped_w1, sliced_w1, teacher_pairs, unit_directions
 
 
 def _t(a) -> torch.Tensor:
@@ -213,3 +213,43 @@ def test_distill_with_data_slices_adds_the_sliced_term_over_64_fixed_directions(
     slices = 9 * np.mean([wasserstein_distance(s @ u[:, j], r @ u[:, j]) for j in range(64)])
     assert slices > 0.1 * marginals  # the slices are a term of their own size, not a rounding
     assert info["val_data_w1"] == pytest.approx(marginals + slices, rel=1e-4)
+
+
+def test_grouped_w1_equals_scipy_within_groups_of_the_first_column():
+    rng = np.random.default_rng(7)
+    a = torch.tensor(rng.normal(size=(60, 3)), requires_grad=True)
+    b = torch.tensor(rng.exponential(size=(60, 3)))
+    an, bn = a.detach().numpy(), b.numpy()
+    sa, sb = an[np.argsort(an[:, 0])], bn[np.argsort(bn[:, 0])]
+    want = [np.mean([wasserstein_distance(sa[g * 15:(g + 1) * 15, k], sb[g * 15:(g + 1) * 15, k]) for g in range(4)])
+            for k in (1, 2)]
+    w = grouped_w1(a, b, 4)
+    np.testing.assert_allclose(w.detach().numpy(), want, rtol=1e-12)
+    w.sum().backward()
+    assert torch.all(a.grad[:, 1:].abs().sum(0) > 0)
+    with pytest.raises(ValueError, match="one shape"):
+        grouped_w1(a[:10], b, 2)
+
+
+def test_distill_with_data_groups_adds_the_term_given_the_first_observable(tmp_path):
+    jets, pre, model = _toy_teacher(tmp_path)
+    with pytest.raises(ValueError, match="data_groups: expected it with data_observables > 0"):
+        distill(tmp_path / "teacher.pt", jets, tmp_path / "x", rounds=1, data_groups=4)
+    path = distill(tmp_path / "teacher.pt", jets, tmp_path / "s", rounds=2, n_pairs=600, n_val=200,
+                   batch_size=100, hidden=8, n_hidden=1, seed=0, progress=False, data_observables=1.0,
+                   data_groups=4)
+    info = JetGenerator.load(path).meta["distilled_from"]
+    assert info["data_groups"] == 4 and "data_slices" not in info
+    pool = torch.from_numpy(pre.conditions_of(jets))
+    z, c, x, idx = teacher_pairs(model, pool, 200, torch.Generator().manual_seed(0), index=True)
+    with torch.no_grad():
+        o_s = DOMAIN.distill_observables(pre, JetGenerator.load(path).model.sample_from_noise(c, z), c).numpy()
+        o_r = DOMAIN.distill_observables(pre, torch.from_numpy(pre.transform(jets)), pool).numpy()[idx.numpy()]
+    scale = np.asarray(info["observable_scales"])
+    marginals = sum(wasserstein_distance(o_s[:, j], o_r[:, j]) / scale[j] for j in range(9))
+    # the groups: 4 × 50 validation rows of each sample, ordered by the mass (column 0)
+    gs, gr = o_s[np.argsort(o_s[:, 0])], o_r[np.argsort(o_r[:, 0])]
+    grouped = sum(np.mean([wasserstein_distance(gs[g * 50:(g + 1) * 50, j], gr[g * 50:(g + 1) * 50, j])
+                           for g in range(4)]) / scale[j] for j in range(1, 9))
+    assert grouped > marginals / 2  # a term of its own size
+    assert info["val_data_w1"] == pytest.approx(marginals + grouped, rel=1e-4)

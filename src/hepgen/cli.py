@@ -380,6 +380,7 @@ def cmd_distill(args) -> int:
                    n_hidden=args.n_hidden, lr=args.lr, seed=args.seed, threads=args.threads, progress=not args.quiet,
                    adversarial=args.adversarial, init=args.init, observables=args.observables,
                    data_observables=args.data_observables, data_slices=args.data_slices,
+                   data_groups=args.data_groups,
                    student_hparams=key_values(args.student_hparam, "--student-hparam"))
     print(f"wrote {path}")
     return 0
@@ -1037,6 +1038,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--data-slices", type=int, default=0, metavar="K",
                     help="with --data-observables: also match the observables' joint distribution along K random "
                     "directions per step (sliced Wasserstein; default 0: the marginals alone)")
+    ds.add_argument("--data-groups", type=int, default=0, metavar="G",
+                    help="with --data-observables: also match the other observables given the first (jets: the "
+                    "mass) within G groups of each batch ordered by it (default 0: no grouped term)")
     ds.add_argument("--init", metavar="STUDENT.pt", help="continue from this student of the same teacher")
     ds.add_argument("--student-hparam", action="append", default=[], metavar="KEY=VALUE",
                     help="a further hyper-parameter of the student family (YAML value), e.g. network=transformer "

@@ -56,7 +56,9 @@ the sorted values, :func:`batch_w1`).  This trains on the observables the valida
 (W1 of τ21, τ32, D2 against independent samples): documented as such in docs/jets.md.
 Marginals can be matched with the wrong jets (a low τ32 given to light jets instead of to
 those at the top mass); ``data_slices = K > 0`` adds ``K`` random projections of the
-standardised observables per step (:func:`sliced_w1`), which see their joint distribution.
+standardised observables per step (:func:`sliced_w1`), which see their joint distribution;
+``data_groups = G > 0`` matches the other observables within G groups of the first (jets: the
+mass; :func:`grouped_w1`).
 
 References: see :mod:`hepgen.models.student` and :mod:`hepgen.models.jet_student`.
 """
@@ -81,7 +83,7 @@ from hepgen.domains import domain_of_checkpoint
 from hepgen.models import build_model
 from hepgen.models.epic_gan import lsgan_critic_loss, lsgan_generator_loss
 
-__all__ = ["batch_w1", "distill", "sliced_w1", "teacher_pairs", "unit_directions"]
+__all__ = ["batch_w1", "distill", "grouped_w1", "sliced_w1", "teacher_pairs", "unit_directions"]
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,26 @@ def batch_w1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.shape != b.shape:
         raise ValueError(f"batch_w1: expected two samples of one shape, found {tuple(a.shape)} and {tuple(b.shape)}")
     return (a.sort(0).values - b.sort(0).values).abs().mean(0)
+
+
+def grouped_w1(a: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
+    """W1 of the columns ``1 … K−1`` given column 0, for two equal-size samples ``a, b: (B, K)`` →
+    ``(K − 1,)``: each sample ordered by its column 0 and cut into ``groups`` equal groups
+    (``torch.tensor_split`` of ``B`` rows), :func:`batch_w1` between the i-th groups of the two,
+    averaged over the groups.
+
+    Marginals can agree while the association with column 0 is reversed; the groups see it:
+
+    >>> a = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 1.0], [3.0, 1.0]])
+    >>> b = torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 0.0], [3.0, 0.0]])
+    >>> batch_w1(a, b), grouped_w1(a, b, 2)
+    (tensor([0., 0.]), tensor([1.]))
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"grouped_w1: expected two samples of one shape, found {tuple(a.shape)} and {tuple(b.shape)}")
+    a, b = a[a[:, 0].argsort()], b[b[:, 0].argsort()]
+    rows = torch.arange(len(a)).tensor_split(groups)
+    return torch.stack([batch_w1(a[r, 1:], b[r, 1:]) for r in rows]).mean(0)
 
 
 def unit_directions(d: int, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -164,7 +186,7 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
             threads: int | None = None, progress: bool = True, adversarial: float = 0.0,
             init: str | os.PathLike | None = None, n_select: int = 2000,
             student_hparams: dict | None = None, observables: float = 0.0,
-            data_observables: float = 0.0, data_slices: int = 0) -> Path:
+            data_observables: float = 0.0, data_slices: int = 0, data_groups: int = 0) -> Path:
     """Train a student of the checkpoint at ``teacher_path``; return the path of its ``best.pt``.
 
     Arguments:
@@ -209,15 +231,21 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
             standardised observable vector ``O / σ`` (fresh each step; 64 fixed ones for the
             validation score), times the number of observables, so that the slices weigh as
             much as the marginals (0: the marginals alone; :func:`sliced_w1`).
+        data_groups: with the data term, also match the other observables *given the first*
+            (jets: given the mass): the batch's student and data rows each ordered by the
+            first observable and cut into ``data_groups`` equal groups, W1 of every other
+            observable between matched groups, averaged over the groups (:func:`grouped_w1`;
+            0: no grouped term).
 
     Raises:
         ValueError: the teacher has no deterministic ``sample_from_noise``, the data
             have no rows, or ``observables`` or ``data_observables`` is asked of a kind
             without them.
     """
-    if data_slices and not data_observables:
-        raise ValueError(f"distill: data_slices: expected it with data_observables > 0, found data_slices "
-                         f"{data_slices} and data_observables {data_observables}")
+    for name, value in (("data_slices", data_slices), ("data_groups", data_groups)):
+        if value and not data_observables:
+            raise ValueError(f"distill: {name}: expected it with data_observables > 0, found {name} {value} "
+                             f"and data_observables {data_observables}")
     if threads:
         torch.set_num_threads(int(threads))
     teacher_path, out = Path(teacher_path), Path(out_dir)
@@ -284,6 +312,8 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         result.meta["distilled_from"]["data_slices"] = int(data_slices)
         slice_rng = torch.Generator().manual_seed(seed + 1)
         val_dirs = unit_directions(real_obs.shape[1], 64, torch.Generator().manual_seed(seed + 2))
+    if data_groups:
+        result.meta["distilled_from"]["data_groups"] = int(data_groups)
     pair_s = 0.0  # what the last round's teacher pairs took: a round that would spend the rest on them is skipped
     while (rounds and rnd < rounds) or (not rounds and time.perf_counter() - t0 + pair_s < budget):
         tp = time.perf_counter()
@@ -310,6 +340,8 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
                     if data_slices:
                         w = w + sliced_w1(o_s / obs_scale, real_obs[idx[i]] / obs_scale,
                                           unit_directions(o_s.shape[1], data_slices, slice_rng))
+                    if data_groups:
+                        w = w + (grouped_w1(o_s, real_obs[idx[i]], data_groups) / obs_scale[1:]).sum()
                     loss = loss + data_observables * w
                     data_losses.append(w.item())
             if adv is not None:
@@ -338,6 +370,8 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
                 vd = float((batch_w1(ov, real_obs[val[3]]) / obs_scale).sum())
                 if data_slices:
                     vd += float(sliced_w1(ov / obs_scale, real_obs[val[3]] / obs_scale, val_dirs))
+                if data_groups:
+                    vd += float((grouped_w1(ov, real_obs[val[3]], data_groups) / obs_scale[1:]).sum())
                 row.update(train_data_w1=float(np.mean(data_losses)), val_data_w1=vd)
                 score += data_observables * vd
         if adv is not None:
