@@ -190,21 +190,28 @@ def test_sliced_w1_equals_scipy_along_each_direction_and_has_gradients():
     assert torch.all(a.grad.abs().sum(0) > 0)
 
 
-def test_distill_with_data_slices_adds_the_sliced_term_over_64_fixed_directions(tmp_path):
+def _joint_term_student(tmp_path, option: str):
+    """A toy student distilled with the data term and ``option`` = 4 (slices or groups), the
+    name of the option missing its data term refused; its meta, and its observables and those of
+    the data rows on the 200 validation pairs (same pairs as :func:`distill` draws)."""
     jets, pre, model = _toy_teacher(tmp_path)
-    with pytest.raises(ValueError, match="data_slices: expected it with data_observables > 0"):
-        distill(tmp_path / "teacher.pt", jets, tmp_path / "x", rounds=1, data_slices=4)
+    with pytest.raises(ValueError, match=f"{option}: expected it with data_observables > 0"):
+        distill(tmp_path / "teacher.pt", jets, tmp_path / "x", rounds=1, **{option: 4})
     path = distill(tmp_path / "teacher.pt", jets, tmp_path / "s", rounds=2, n_pairs=600, n_val=200,
                    batch_size=100, hidden=8, n_hidden=1, seed=0, progress=False, data_observables=1.0,
-                   data_slices=4)
+                   **{option: 4})
     student = JetGenerator.load(path)
-    info = student.meta["distilled_from"]
-    assert info["data_slices"] == 4
     pool = torch.from_numpy(pre.conditions_of(jets))
     z, c, x, idx = teacher_pairs(model, pool, 200, torch.Generator().manual_seed(0), index=True)
     with torch.no_grad():
         o_s = DOMAIN.distill_observables(pre, student.model.sample_from_noise(c, z), c).numpy()
         o_r = DOMAIN.distill_observables(pre, torch.from_numpy(pre.transform(jets)), pool).numpy()[idx.numpy()]
+    return student.meta["distilled_from"], o_s, o_r
+
+
+def test_distill_with_data_slices_adds_the_sliced_term_over_64_fixed_directions(tmp_path):
+    info, o_s, o_r = _joint_term_student(tmp_path, "data_slices")
+    assert info["data_slices"] == 4 and "data_groups" not in info
     scale = np.asarray(info["observable_scales"])
     s, r = o_s / scale, o_r / scale
     # the validation directions: 64 drawn from the seed + 2 generator (independently of training)
@@ -232,19 +239,8 @@ def test_grouped_w1_equals_scipy_within_groups_of_the_first_column():
 
 
 def test_distill_with_data_groups_adds_the_term_given_the_first_observable(tmp_path):
-    jets, pre, model = _toy_teacher(tmp_path)
-    with pytest.raises(ValueError, match="data_groups: expected it with data_observables > 0"):
-        distill(tmp_path / "teacher.pt", jets, tmp_path / "x", rounds=1, data_groups=4)
-    path = distill(tmp_path / "teacher.pt", jets, tmp_path / "s", rounds=2, n_pairs=600, n_val=200,
-                   batch_size=100, hidden=8, n_hidden=1, seed=0, progress=False, data_observables=1.0,
-                   data_groups=4)
-    info = JetGenerator.load(path).meta["distilled_from"]
+    info, o_s, o_r = _joint_term_student(tmp_path, "data_groups")
     assert info["data_groups"] == 4 and "data_slices" not in info
-    pool = torch.from_numpy(pre.conditions_of(jets))
-    z, c, x, idx = teacher_pairs(model, pool, 200, torch.Generator().manual_seed(0), index=True)
-    with torch.no_grad():
-        o_s = DOMAIN.distill_observables(pre, JetGenerator.load(path).model.sample_from_noise(c, z), c).numpy()
-        o_r = DOMAIN.distill_observables(pre, torch.from_numpy(pre.transform(jets)), pool).numpy()[idx.numpy()]
     scale = np.asarray(info["observable_scales"])
     marginals = sum(wasserstein_distance(o_s[:, j], o_r[:, j]) / scale[j] for j in range(9))
     # the groups: 4 × 50 validation rows of each sample, ordered by the mass (column 0)
