@@ -239,6 +239,8 @@ def test_grouped_w1_equals_scipy_within_groups_of_the_first_column():
 
 
 def test_distill_with_data_groups_adds_the_term_given_the_first_observable(tmp_path):
+    with pytest.raises(ValueError, match="data_groups: expected at most batch_size // 2 = 50 groups, found 51"):
+        distill(tmp_path / "teacher.pt", None, tmp_path / "x", batch_size=100, data_observables=1.0, data_groups=51)
     info, o_s, o_r = _joint_term_student(tmp_path, "data_groups")
     assert info["data_groups"] == 4 and "data_slices" not in info
     scale = np.asarray(info["observable_scales"])
