@@ -185,8 +185,9 @@ def classifier_localisation(real: np.ndarray, generated: np.ndarray, floor: np.n
 def mass_profiles(samples: dict[str, dict], reference: str = "real",
                   quantiles=MASS_QUANTILES) -> dict:
     """Substructure given the mass: the jets binned in ``mass_rel`` (m/pT) at the ``reference``
-    sample's ``quantiles``; per sample (``{name: substructure_quantities(...)}``) and bin the
-    fraction of jets and the mean and standard error of τ21, τ32 and D2, and per quantity
+    sample's ``quantiles`` (``centres``: the reference's median m/pT per bin); per sample
+    (``{name: substructure_quantities(...)}``) and bin the fraction of jets and the mean and
+    standard error of τ21, τ32 and D2, and per quantity
     ``chi2_per_bin``: ``mean_b (μ_b − μ_b^ref)² / (se_b² + se_b^ref²)`` over the bins both
     samples fill (≈ 1 for a sample drawn like the reference; the fraction's term uses
     binomial errors).
@@ -201,19 +202,24 @@ def mass_profiles(samples: dict[str, dict], reference: str = "real",
     >>> prof = mass_profiles({"real": ref, "generated": gen}, quantiles=(0.5,))
     >>> prof["edges"], prof["samples"]["generated"]["tau32"]["mean"], prof["samples"]["generated"]["fraction"]["mean"]
     ([0.25], [0.4, 0.6], [0.5, 0.5])
+    >>> [round(c, 4) for c in prof["centres"]]           # the reference's median mass in each bin
+    [0.15, 0.35]
     >>> prof["samples"]["generated"]["tau32"]["chi2_per_bin"], prof["samples"]["generated"]["fraction"]["chi2_per_bin"]
     (inf, 0.0)
     """
-    edges = [float(e) for e in np.quantile(samples[reference]["mass_rel"], quantiles)]
-    out = {"edges": edges, "quantities": [], "samples": {}}
+    mass = samples[reference]["mass_rel"]
+    edges = [float(e) for e in np.quantile(mass, quantiles)]
+    bins = range(len(edges) + 1)
+    centres = [float(np.median(mass[np.digitize(mass, edges) == i])) for i in bins]
+    out = {"edges": edges, "centres": centres, "samples": {}}
     for name, q in samples.items():
         b = np.digitize(q["mass_rel"], edges)
-        rows = {"fraction": _profile([(b == i).astype(float) for i in range(len(edges) + 1)], binomial=len(b))}
+        rows = {"fraction": _profile([(b == i).astype(float) for i in bins], binomial=len(b))}
         for k in (k for k in SUBSTRUCTURE if k in q):
-            rows[k] = _profile([q[k][b == i] for i in range(len(edges) + 1)])
+            rows[k] = _profile([q[k][b == i] for i in bins])
         out["samples"][name] = rows
-    out["quantities"] = list(out["samples"][reference])
     ref = out["samples"][reference]
+    out["quantities"] = list(ref)
     for rows in out["samples"].values():
         for k, r in rows.items():
             m, e, m0, e0 = (np.asarray(v, float) for v in (r["mean"], r["error"], ref[k]["mean"], ref[k]["error"]))
@@ -235,8 +241,9 @@ def _profile(bins: list, binomial: int | None = None) -> dict:
     return {"mean": [round(m, 12) for m in mean], "error": err}
 
 
-def plot_mass_profiles(path, prof: dict, centres: list, title: str) -> None:
-    """One panel per profiled quantity: each sample's per-bin mean with its standard error."""
+def plot_mass_profiles(path, prof: dict, title: str) -> None:
+    """One panel per profiled quantity: each sample's per-bin mean with its standard error, at
+    the reference's median m/pT of the bin."""
     names = prof["quantities"]
     with figure_style():
         fig = Figure(figsize=(3.6 * len(names), 3.6))
@@ -244,7 +251,7 @@ def plot_mass_profiles(path, prof: dict, centres: list, title: str) -> None:
         for ax, k in zip(axes, names):
             for j, (label, rows) in enumerate(prof["samples"].items()):
                 shift = (j - 1) * 0.002  # side by side, not on top of each other
-                ax.errorbar(np.asarray(centres) + shift, rows[k]["mean"], yerr=rows[k]["error"], fmt="o-",
+                ax.errorbar(np.asarray(prof["centres"]) + shift, rows[k]["mean"], yerr=rows[k]["error"], fmt="o-",
                             ms=3, capsize=2, label=f"{label} (χ²/bin {rows[k]['chi2_per_bin']:.1f})")
             for e in prof["edges"]:
                 ax.axvline(e, color="0.85", lw=0.8, zorder=0)
@@ -396,10 +403,7 @@ def main() -> None:
         plot_jet_histograms(out / f"{t}_soft.png", {k: {s: soft[s][k] for s in shown} for k in soft["real"]},
                             f"{t} jets ({args.label}): the constituents' pT spectrum and spread")
         prof = mass_profiles({s: sub[s] for s in shown})
-        b = np.digitize(sub["real"]["mass_rel"], prof["edges"])
-        plot_mass_profiles(out / f"{t}_mass_profile.png", prof,
-                           [float(np.median(sub["real"]["mass_rel"][b == i])) for i in range(len(prof["edges"]) + 1)],
-                           f"{t} jets ({args.label}): substructure given the mass")
+        plot_mass_profiles(out / f"{t}_mass_profile.png", prof, f"{t} jets ({args.label}): substructure given the mass")
         res = {"n": len(real), "leading": compare(lead["real"], lead["generated"], lead["floor"], lead["shuffled"]),
                "mass_profile": prof,
                "substructure": compare(sub["real"], sub["generated"], sub["floor"], sub["shuffled"]),

@@ -315,6 +315,7 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
         result.meta["distilled_from"].update(observables=float(observables), observable_scales=obs_scale.tolist())
     if data_observables:
         result.meta["distilled_from"]["data_observables"] = float(data_observables)
+    val_dirs = None  # the slices' fixed validation directions
     if data_slices:  # their own generator: the batches and pairs stay those of a run without slices
         result.meta["distilled_from"]["data_slices"] = int(data_slices)
         slice_rng = torch.Generator().manual_seed(seed + 1)
@@ -343,12 +344,8 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
                     loss = loss + observables * o
                     obs_losses.append(o.item())
                 if data_observables:
-                    w = (batch_w1(o_s, real_obs[idx[i]]) / obs_scale).sum()
-                    if data_slices:
-                        w = w + sliced_w1(o_s / obs_scale, real_obs[idx[i]] / obs_scale,
-                                          unit_directions(o_s.shape[1], data_slices, slice_rng))
-                    if data_groups:
-                        w = w + (grouped_w1(o_s, real_obs[idx[i]], data_groups) / obs_scale[1:]).sum()
+                    dirs = unit_directions(o_s.shape[1], data_slices, slice_rng) if data_slices else None
+                    w = _data_term(o_s, real_obs[idx[i]], obs_scale, dirs, data_groups)
                     loss = loss + data_observables * w
                     data_losses.append(w.item())
             if adv is not None:
@@ -374,11 +371,7 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
                 row.update(train_obs=float(np.mean(obs_losses)), val_obs=vo)
                 score += observables * vo
             if data_observables:  # over all validation pairs at once: a sharper estimate than a batch's
-                vd = float((batch_w1(ov, real_obs[val[3]]) / obs_scale).sum())
-                if data_slices:
-                    vd += float(sliced_w1(ov / obs_scale, real_obs[val[3]] / obs_scale, val_dirs))
-                if data_groups:
-                    vd += float((grouped_w1(ov, real_obs[val[3]], data_groups) / obs_scale[1:]).sum())
+                vd = float(_data_term(ov, real_obs[val[3]], obs_scale, val_dirs, data_groups))
                 row.update(train_data_w1=float(np.mean(data_losses)), val_data_w1=vd)
                 score += data_observables * vd
         if adv is not None:
@@ -409,6 +402,19 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
 
 
 @torch.no_grad()
+def _data_term(o: torch.Tensor, real: torch.Tensor, scale: torch.Tensor, directions: torch.Tensor | None,
+               groups: int) -> torch.Tensor:
+    """The data term of ``o`` against ``real`` (both ``(B, K)``, in units of ``scale``): the
+    marginals' W1, plus the slices along ``directions`` (None: none), plus the groups' W1 given
+    the first column (0: none)."""
+    w = (batch_w1(o, real) / scale).sum()
+    if directions is not None:
+        w = w + sliced_w1(o / scale, real / scale, directions)
+    if groups:
+        w = w + (grouped_w1(o, real, groups) / scale[1:]).sum()
+    return w
+
+
 def _observables(obs_of, x: torch.Tensor, c: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
     """The domain's observables ``(N, K)`` of ``x: (N, D)`` at ``c: (N, C)``, in batches, no gradient."""
     return torch.cat([obs_of(x[s: s + batch_size], c[s: s + batch_size]) for s in range(0, len(x), batch_size)])
