@@ -15,6 +15,9 @@ and provides:
 * ``keep_mask(data, state=None)`` — ``(N, D)`` bool of features the refiner must not change, or ``None``;
 * ``architecture(state)`` — ``None`` (the generic residual MLP) or a dict naming a refiner/critic
   pair of :mod:`hepgen.refine.stations` for data of that structure;
+* ``azimuthal_grid(state)`` — ``(L, A, R)`` when the features are L layers × A azimuthal × R
+  radial bins in that order (radial fastest), else ``None``: the residual MLP may then share one
+  network over the A azimuthal slices (``RefinerConfig.azimuthal_slices``);
 * ``summaries(data)`` — high-level features ``{name: (N,)}`` for per-feature separation power;
 * ``regression_inputs(data, state)`` — ``(N, k)`` inputs of the downstream regression network;
 * ``targets(data)`` — regression targets ``{name: (N,)}`` for the downstream proof;
@@ -202,6 +205,28 @@ class ShowerAdapter:
         """Features the refiner must leave unchanged: none for showers."""
         return
 
+    def azimuthal_grid(self, state: dict) -> tuple[int, int, int] | None:
+        """``(L, A, R)`` of a cylindrical binning whose active layers all have A angular and R
+        radial bins (CaloChallenge order: radial fastest, then angular, then layer), else ``None``
+        (no geometry, Cartesian grids, layers of different binning).
+
+        Example:
+            >>> from hepgen.data.geometry import CylindricalBinning
+            >>> geo = CylindricalBinning.regular(3, [0.0, 5.0, 20.0, 50.0], n_alpha=4)
+            >>> d = ShowerData(np.zeros((2, 36), np.float32), [[1e3], [2e3]], geometry=geo)
+            >>> get_adapter("showers").azimuthal_grid(get_adapter("showers").fit(d))
+            (3, 4, 3)
+        """
+        geo = state.get("layout", {}).get("geometry")
+        geo = None if geo is None else json.loads(geo)
+        if not geo or geo.get("kind") != "cylindrical":
+            return None
+        active = [(int(l["n_alpha"]), len(l["r_edges"]) - 1) for l in geo["layers"] if len(l["r_edges"]) >= 2]
+        if not active or len(set(active)) != 1:
+            return None
+        a, r = active[0]
+        return len(active), a, r
+
     def sum_groups(self, data: ShowerData) -> np.ndarray:
         """``(n_layers + 1, n_voxels)`` 0/1: the voxels of each layer, then all voxels (the energy
         sums a critic may see, :mod:`hepgen.refine.critic_sums`); all voxels only without a geometry."""
@@ -306,6 +331,10 @@ class TraceAdapter:
     def group_size(self, state: dict) -> int:
         """One group per station: its ``n_t`` time bins (refiner and critic share a network over stations)."""
         return int(state["layout"]["n_t"])
+
+    def azimuthal_grid(self, state: dict) -> None:
+        """Stations are not azimuthal bins: ``None``."""
+        return
 
     def architecture(self, state: dict) -> dict:
         """The per-station refiner and grid critic of :mod:`hepgen.refine.stations` (corrections as

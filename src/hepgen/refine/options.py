@@ -154,6 +154,8 @@ SHOWER_FLAGS: tuple[OptionFlag, ...] = (
                default=0.0),
     OptionFlag("match_occupancy", "after training, cut small refined deposits voxel by voxel so that each voxel "
                "is occupied as often as in data (ResidualRefiner.fit_occupancy; docs/refine.md)"),
+    OptionFlag("azimuthal_slices", "one refiner network shared by the azimuthal slices of a cylindrical binning, "
+               "each seeing its voxels, the slices' mean and the labels (rotation-equivariant; docs/refine.md)"),
 )
 
 

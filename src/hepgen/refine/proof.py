@@ -417,7 +417,8 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
                                     group_size=adapter.group_size(state),
                                     architecture=adapter.architecture(state), payload_extra={"kind": kind, "preprocessing": state,
                                                                   "meta": {"demonstration": title}},
-                                    sum_groups=sum_groups(adapter, sim), refresh=None if fresh is None else refresh)
+                                    sum_groups=sum_groups(adapter, sim), refresh=None if fresh is None else refresh,
+                                    azimuthal_grid=adapter.azimuthal_grid(state))
         xr = refine_arrays(model, xs, ys, seed=cfg.seed + 1, keep=keep)
         refined = adapter.from_arrays(xr, sim, state, attrs={"refined": tag})
         xr_phys, _ = adapter.to_arrays(refined, state)  # after the physical clipping of the inverse map

@@ -132,6 +132,13 @@ class RefinerConfig:
             a cut below which refined values are set to ``clip_min``, so that each voxel is
             occupied as often as in data; stored in the refiner and applied at apply time, not in
             training).  Residual MLP refiner on features with a floor (``clip_min``) only.
+        azimuthal_slices: the residual MLP becomes one network shared by the A azimuthal slices
+            of a cylindrical (L, A, R) binning (the adapter's ``azimuthal_grid``; showers of a
+            regular CaloChallenge-style binning), each slice seeing its own L·R features, the
+            mean of all slices and the labels: the correction cannot depend on the direction, as
+            the physics does not, and each weight learns from A times as many examples.  Why: on
+            the Geant4 demonstration the refined showers' azimuthal pattern within a ring is what
+            a classifier on one layer sees first (docs/refine.md, eighth round).
     """
 
     hidden: int = 256
@@ -157,6 +164,7 @@ class RefinerConfig:
     response: str = "off"
     match_response: float = 0.0
     match_occupancy: bool = False
+    azimuthal_slices: bool = False
 
     def __post_init__(self) -> None:
         if self.response not in ("off", "total", "layers"):
@@ -172,8 +180,9 @@ class RefinerConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"refiner config key {name!r}: expected a number > 0, found {v!r}")
-        if not isinstance(self.closeness_mean, (bool, np.bool_)):
-            raise ValueError(f"refiner config key 'closeness_mean': expected true or false, found {self.closeness_mean!r}")
+        for name in ("closeness_mean", "azimuthal_slices"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"refiner config key {name!r}: expected true or false, found {getattr(self, name)!r}")
         if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
             raise ValueError(f"refiner config key 'ema': expected a number in [0, 1), found {self.ema!r}")
         for name in ("gp_weight", "closeness", "match_response"):
@@ -208,7 +217,7 @@ class ResidualRefiner(nn.Module):
     def __init__(self, n_features: int, n_labels: int, hidden: int = 256, n_blocks: int = 2,
                  stochastic: bool = True, noise_init: float = 1e-3, clip_min: float | None = None,
                  group_size: int | None = None, response_groups: np.ndarray | int | None = None,
-                 occupancy: bool = False) -> None:
+                 occupancy: bool = False, azimuthal: tuple[int, int, int] | None = None) -> None:
         super().__init__()
         self.n_features, self.n_labels, self.stochastic = int(n_features), int(n_labels), bool(stochastic)
         self.clip_min = None if clip_min is None else float(clip_min)
@@ -217,6 +226,19 @@ class ResidualRefiner(nn.Module):
             raise ValueError(f"group_size: expected a divisor of n_features={n_features}, found {group_size!r}")
         self.group_size, self.n_groups = f, int(n_features) // f
         n_emb = _GROUP_EMBEDDING if self.n_groups > 1 else 0
+        # optional azimuthal slices: one network for each of the A angular slices of an (L, A, R)
+        # cylindrical binning, seeing its own L·R voxels, the slices' mean (each ring's average) and
+        # the labels, so the correction is the same in every direction (rotation-equivariant)
+        self.azimuthal = None if azimuthal is None else tuple(int(v) for v in azimuthal)
+        if self.azimuthal is not None:
+            if len(self.azimuthal) != 3 or min(self.azimuthal) < 1 or int(np.prod(self.azimuthal)) != n_features \
+                    or self.n_groups > 1:
+                raise ValueError(f"azimuthal: expected (L, A, R) with L·A·R = n_features = {n_features} and no "
+                                 f"groups, found {azimuthal!r} with group_size {group_size!r}")
+            f_in = 2 * self.azimuthal[0] * self.azimuthal[2] + n_labels
+            f = self.azimuthal[0] * self.azimuthal[2]
+        else:
+            f_in = self.group_size + n_labels + n_emb
         for name, size in (("x_mean", n_features), ("x_std", n_features), ("y_mean", n_labels), ("y_std", n_labels)):
             self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
         # range of the training features: a refined value never leaves [min(lo, x), max(hi, x)]
@@ -224,14 +246,14 @@ class ResidualRefiner(nn.Module):
         self.register_buffer("x_hi", torch.full((n_features,), torch.inf))
         if n_emb:
             self.group_embedding = nn.Parameter(0.1 * torch.randn(self.n_groups, n_emb))
-        self.inp = nn.Linear(self.group_size + n_labels + n_emb, hidden)
+        self.inp = nn.Linear(f_in, hidden)
         self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
                                                   nn.Linear(hidden, hidden)) for _ in range(n_blocks))
-        self.out = nn.Linear(hidden, self.group_size)
+        self.out = nn.Linear(hidden, f)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         if self.stochastic:
-            self.log_sigma = nn.Linear(hidden, self.group_size)
+            self.log_sigma = nn.Linear(hidden, f)
             nn.init.zeros_(self.log_sigma.weight)
             nn.init.constant_(self.log_sigma.bias, math.log(noise_init))
         # optional response factor per group after the residual (shape) correction
@@ -272,7 +294,12 @@ class ResidualRefiner(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         xn, yn = self.normalise(x, y)
         n, g = x.shape[0], self.n_groups
-        if g > 1:  # the same network on every group (e.g. station trace), told which group it is
+        if self.azimuthal is not None:  # (N, A, L·R) slices, each with the slices' mean beside it
+            n_l, n_a, n_r = self.azimuthal
+            sl = xn.view(n, n_l, n_a, n_r).transpose(1, 2).reshape(n, n_a, n_l * n_r)
+            z = torch.cat([sl, sl.mean(dim=1, keepdim=True).expand(n, n_a, -1),
+                           yn[:, None, :].expand(n, n_a, self.n_labels)], dim=2)
+        elif g > 1:  # the same network on every group (e.g. station trace), told which group it is
             z = torch.cat([xn.view(n, g, self.group_size), yn[:, None, :].expand(n, g, self.n_labels),
                            self.group_embedding[None].expand(n, g, -1)], dim=2)
         else:
@@ -281,11 +308,11 @@ class ResidualRefiner(nn.Module):
         for block in self.blocks:
             h = h + block(h)
         h = torch.nn.functional.silu(h)
-        corr = self.out(h)
+        corr = self._to_features(self.out(h))
         if noise is not None and self.stochastic:
             # σ ≤ 1 spread: a bounded amplitude keeps the adversarial game from diverging
-            corr = corr + torch.exp(torch.clamp(self.log_sigma(h), max=0.0)) * noise.view(corr.shape)
-        out = x + self.x_std * corr.reshape(n, -1)
+            corr = corr + torch.exp(torch.clamp(self._to_features(self.log_sigma(h)), max=0.0)) * noise.view(n, -1)
+        out = x + self.x_std * corr
         out = torch.minimum(torch.maximum(out, torch.minimum(self.x_lo, x)), torch.maximum(self.x_hi, x))
         # the physical range of the features (e.g. energies >= 0), inside training too: the
         # critic must never see values data cannot have
@@ -299,6 +326,14 @@ class ResidualRefiner(nn.Module):
             below = (self.occupancy_cut > floor) & (out < self.occupancy_cut)
             out = torch.where(below, torch.full_like(out, floor), out)
         return out
+
+    def _to_features(self, t: torch.Tensor) -> torch.Tensor:
+        """The network's output (per group or azimuthal slice) as ``(N, D)`` in feature order."""
+        n = t.shape[0]
+        if self.azimuthal is None:
+            return t.reshape(n, -1)
+        n_l, n_a, n_r = self.azimuthal
+        return t.view(n, n_a, n_l, n_r).transpose(1, 2).reshape(n, -1)
 
     def fit_occupancy(self, x_ref: np.ndarray, x_data: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """Occupancy calibration: for each feature (or each group ``g`` of ``groups``, ``(G, D)``
@@ -363,10 +398,10 @@ class Critic(nn.Module):
 
 
 def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size, architecture,
-                   response_groups=None, occupancy=False):
+                   response_groups=None, occupancy=False, azimuthal=None):
     if architecture is None:
         return ResidualRefiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size,
-                               response_groups, occupancy)
+                               response_groups, occupancy, azimuthal)
     if response_groups is not None and not (isinstance(response_groups, (int, np.integer)) and response_groups == 0):
         raise ValueError(f"refiner config key 'response': the {architecture.get('name')!r} refiner has no "
                          "response factor; expected response='off' or architecture='mlp'")
@@ -434,7 +469,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                   clip_min: float | None = None, group_size: int | None = None,
                   architecture: dict | None = None,
                   sum_groups: np.ndarray | None = None,
-                  refresh: Callable[[int], tuple] | None = None) -> tuple[ResidualRefiner, dict]:
+                  refresh: Callable[[int], tuple] | None = None,
+                  azimuthal_grid: tuple[int, int, int] | None = None) -> tuple[ResidualRefiner, dict]:
     """Train a refiner sim → data on arrays; checkpoint (and resume) at every epoch.
 
     Arguments:
@@ -466,6 +502,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
             arrays above, which also set the normalisation) and its arrays replace the training
             samples for that epoch (same ``D`` and ``L``; ``keep_sim`` may be ``None``).  It must be
             a function of ``epoch`` alone, so that a resumed run draws the same samples.
+        azimuthal_grid: ``(L, A, R)`` of the features (the adapter's ``azimuthal_grid(state)``),
+            needed by ``config.azimuthal_slices``.
 
     Returns:
         ``(refiner, history)`` (the refiner with the moving-average weights), history = ``{"epoch": [...], "critic_w": [...],
@@ -493,8 +531,13 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         raise ValueError("refiner config key 'match_occupancy': expected the residual MLP refiner and features with "
                          f"a floor (the adapter's clip_min, e.g. energies >= 0), found architecture "
                          f"{(architecture or {}).get('name', 'mlp')!r} and clip_min {clip_min!r}")
+    if config.azimuthal_slices and (architecture is not None or azimuthal_grid is None):
+        raise ValueError("refiner config key 'azimuthal_slices': expected the residual MLP refiner and an (L, A, R) "
+                         "cylindrical binning of equal layers from the adapter, found architecture "
+                         f"{(architecture or {}).get('name', 'mlp')!r} and grid {azimuthal_grid!r}")
+    azimuthal = tuple(int(v) for v in azimuthal_grid) if config.azimuthal_slices else None
     model = _build_refiner(d, n_lab, config.hidden, config.n_blocks, config.stochastic, config.noise_init, clip_min,
-                           group_size, architecture, resp, config.match_occupancy)
+                           group_size, architecture, resp, config.match_occupancy, azimuthal)
     model.set_normalisation(np.concatenate([x_sim, x_data]), np.concatenate([y_sim, y_data]))
     # a station refiner with match_moments: data's total signal and station count as functions of the labels
     getattr(model, "fit_moments", lambda *a: None)(x_data, y_data)
@@ -539,13 +582,15 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     history = {"epoch": [], "critic_w": [], "closeness": [], "gp": []}
     hparams = {**asdict(config), "n_features": d, "n_labels": n_lab, "clip_min": clip_min,
                "group_size": model.group_size, "refiner_architecture": architecture,
-               "response_groups": 0 if resp is None else len(resp)}
+               "response_groups": 0 if resp is None else len(resp),
+               "azimuthal": None if azimuthal is None else list(azimuthal)}
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).is_file():
         payload = load_checkpoint(checkpoint)
         # checkpoints written before the response factor existed lack its keys: they had none
         old = {k: v for k, v in {"response": "off", "response_groups": 0, "closeness_mean": False,
-                                 "match_response": 0.0, "match_occupancy": False, **payload["hparams"]}.items()
+                                 "match_response": 0.0, "match_occupancy": False, "azimuthal_slices": False,
+                                 "azimuthal": None, **payload["hparams"]}.items()
                if k != "epochs"}
         new = {k: v for k, v in hparams.items() if k != "epochs"}
         if payload.get("family") != FAMILY or old != new:
@@ -699,7 +744,8 @@ def save_refiner(path, model: ResidualRefiner, config: RefinerConfig | None = No
                "clip_min": model.clip_min, "group_size": model.group_size,
                "refiner_architecture": _architecture_of(model),
                "response_groups": model.response.n_groups if getattr(model, "response", None) is not None else 0,
-               "match_occupancy": bool(getattr(model, "occupancy", False))}
+               "match_occupancy": bool(getattr(model, "occupancy", False)),
+               "azimuthal": None if getattr(model, "azimuthal", None) is None else list(model.azimuthal)}
     save_checkpoint(path, {"family": FAMILY, "hparams": hparams, "model": model.state_dict(),
                            "preprocessing": preprocessing or {}, "kind": kind,
                            "meta": {"epoch": 0, **(meta or {})}, "trainer": {}})
@@ -713,7 +759,8 @@ def load_refiner(path: str | os.PathLike) -> tuple[ResidualRefiner, dict]:
     hp = payload["hparams"]
     model = _build_refiner(hp["n_features"], hp["n_labels"], hp["hidden"], hp["n_blocks"], hp["stochastic"],
                            hp["noise_init"], hp.get("clip_min"), hp.get("group_size"), hp.get("refiner_architecture"),
-                           hp.get("response_groups", 0), bool(hp.get("match_occupancy", False)))
+                           hp.get("response_groups", 0), bool(hp.get("match_occupancy", False)),
+                           hp.get("azimuthal"))
     model.load_state_dict(payload["model"])
     model.eval()
     return model, payload
@@ -766,7 +813,7 @@ def train_files(sim_path, data_path, out_dir, config: RefinerConfig | None = Non
     train_refiner(x_s, y_s, x_d, y_d, config, checkpoint=out, resume=resume, progress=progress,
                   keep_sim=adapter.keep_mask(sim, state), clip_min=adapter.clip_min,
                   group_size=adapter.group_size(state), architecture=adapter.architecture(state),
-                  payload_extra=extra, sum_groups=sum_groups(adapter, sim))
+                  payload_extra=extra, sum_groups=sum_groups(adapter, sim), azimuthal_grid=adapter.azimuthal_grid(state))
     return out
 
 
