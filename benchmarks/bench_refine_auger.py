@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 import torch
-from bench_refine_showers import print_headline
+from bench_refine_showers import add_classifier_seeds, classifier_seeds, print_headline
 from diag_refine_auger_memo import critic_w, fresh_samples, training_samples
 
 from hepgen.data.traces import read_traces
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: per-station refiner + grid critic (hepgen.refine.stations); mlp: residual MLP")
     p.add_argument("--scan", default="", help="other closeness weights to measure, comma-separated")
     p.add_argument("--seeds", default="0,1,2", help="regression seeds")
+    add_classifier_seeds(p)
     p.add_argument("--refiner-seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true",
                    help="no learned noise amplitude (the refiner's mean correction only)")
@@ -128,7 +129,7 @@ def main() -> None:
                      f"(seeds SeedSequence([11 | 12, {fresh.salt}, epoch]))")
     m = demonstrate("traces", sim, data, a.out, cfg, reg_seeds=tuple(int(s) for s in a.seeds.split(",")),
                     closeness_scan=scan, notes=notes, title="Refinement on the Auger-like surface-detector toy",
-                    adapter_options=options, fresh=fresh)
+                    adapter_options=options, fresh=fresh, classifier_seeds=classifier_seeds(a))
     print_headline(m)
     if a.memo and not (a.sim or a.data):
         sim_t, data_t = training_samples(a.n)

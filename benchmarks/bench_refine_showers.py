@@ -110,9 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_option_flags(p, SHOWER_FLAGS)  # one table with `hepgen refine train`
     p.add_argument("--scan", default="0,1", help="other closeness weights to measure, comma-separated ('' = none)")
     p.add_argument("--seeds", default="0,1,2", help="regression seeds")
-    p.add_argument("--classifier-seeds", default="0,1,2,3,4",
-                   help="classifier seeds of the two-sample AUCs, comma-separated: the AUC is their mean "
-                        "(one seed's spread is about 0.03 here; before 6 December 2026 the benchmark used seed 0 only)")
+    add_classifier_seeds(p)
     p.add_argument("--refiner-seed", type=int, default=0, help="refiner seed (one run)")
     p.add_argument("--refiner-seeds", default=None,
                    help="several refiner seeds, comma-separated: one run each in OUT/refiner_seed_K, summary.json "
@@ -154,7 +152,7 @@ def main() -> None:
                         ema=a.ema, **options_from_flags(a, SHOWER_FLAGS))
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
     reg_seeds = tuple(int(s) for s in a.seeds.split(","))
-    clf_seeds = tuple(int(s) for s in a.classifier_seeds.split(",") if s.strip())
+    clf_seeds = classifier_seeds(a)
     hist = ["E_tot_over_E_inc", "E_layer_2", "width_r_2", "EC_r_4", "sparsity_3", "shower_depth"]
     title = "Refinement fast -> full simulation (showers)"
     if a.refiner_seeds is None:
@@ -182,6 +180,18 @@ def main() -> None:
     for k, (mu, sd) in summary["mean_std_over_refiner_seeds"].items():
         print(f"{k}: {mu:.4f} ± {sd:.4f}")
     print(f"reports: {a.out}/refiner_seed_*/report.html, {a.out}/summary.json  ({time.perf_counter() - t0:.0f} s total)")
+
+
+def add_classifier_seeds(p: argparse.ArgumentParser) -> None:
+    """``--classifier-seeds`` (this script and bench_refine_auger.py)."""
+    p.add_argument("--classifier-seeds", default="0,1,2,3,4",
+                   help="classifier seeds of the two-sample AUCs, comma-separated: the AUC is their mean "
+                        "(one seed's spread is about 0.03 on the Geant4 showers; before 6 December 2026 the "
+                        "benchmarks used seed 0 only)")
+
+
+def classifier_seeds(a: argparse.Namespace) -> tuple[int, ...]:
+    return tuple(int(s) for s in a.classifier_seeds.split(",") if s.strip())
 
 
 def headline(m: dict) -> dict:

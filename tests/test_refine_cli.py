@@ -264,3 +264,11 @@ def test_shower_bench_geant4_fallback_and_cache(tmp_path, monkeypatch):
     write_showers(tmp_path / "geant4_demo_gamma_n7_seed3.h5", simulate_dataset(7, geometry=geo, seed=1, progress=False))
     data, note = bench.geant4_data(7, 3, tmp_path)
     assert len(data) == 7 and note.startswith("data = Geant4 7 photon showers, preset demo") and "seed 3" in note
+
+
+def test_both_refine_benchmarks_average_five_classifier_seeds_unless_told():
+    showers = load_benchmark("bench_refine_showers")
+    for name in ("bench_refine_showers", "bench_refine_auger"):
+        p = load_benchmark(name).build_parser()
+        assert showers.classifier_seeds(p.parse_args([])) == (0, 1, 2, 3, 4)
+        assert showers.classifier_seeds(p.parse_args(["--classifier-seeds", "7"])) == (7,)
