@@ -17,6 +17,7 @@ from hepgen.refine.refiner import (
     apply_file,
     load_refiner,
     refine_arrays,
+    save_refiner,
     train_refiner,
 )
 from hepgen.simulate.calorimeter import simulate_dataset
@@ -103,3 +104,13 @@ def test_cli_trains_saves_resumes_and_applies_the_slices_refiner(tmp_path):
     expected = a.from_arrays(refine_arrays(model, x, y, seed=3), sim, st).showers
     np.testing.assert_allclose(ref.showers, expected, rtol=1e-6, atol=1e-6)
     assert ref.showers.min() >= 0.0
+
+
+def test_save_refiner_keeps_the_slices(tmp_path):
+    """An untrained slices refiner written by save_refiner loads with its grid and refines alike."""
+    model = _randomised(ResidualRefiner(24, 1, hidden=16, azimuthal=(2, 3, 4), noise_init=0.1))
+    save_refiner(tmp_path / "r.pt", model)
+    loaded, payload = load_refiner(tmp_path / "r.pt")
+    assert loaded.azimuthal == (2, 3, 4) and payload["hparams"]["azimuthal_slices"] is True
+    x, y = np.random.default_rng(1).random((6, 24)).astype(np.float32), np.ones((6, 1), np.float32)
+    np.testing.assert_array_equal(refine_arrays(loaded, x, y, seed=2), refine_arrays(model.eval(), x, y, seed=2))

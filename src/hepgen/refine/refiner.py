@@ -209,6 +209,11 @@ class ResidualRefiner(nn.Module):
         response_groups: ``(G, D)`` 0/1 groups of a :class:`hepgen.refine.response.LayerResponse`
             after the residual part (which then keeps each group's energy); an int G = that many
             groups to be loaded from a state dict; ``None`` = no response factor.
+        occupancy: keep a per-feature occupancy cut (:meth:`fit_occupancy`).
+        azimuthal: ``(L, A, R)``: features are L layers × A angles × R radii (radial fastest);
+            one network is shared by the A angular slices, each seeing its L·R features, the
+            mean over slices and the labels (``RefinerConfig.azimuthal_slices``); ``None`` = one
+            network on the whole vector (or on the groups of ``group_size``).
 
     ``forward(x: (N, D), y: (N, L), noise: (N, D) | None) -> (N, D)``; without ``noise``
     the refiner is deterministic (its mean correction).
@@ -738,7 +743,8 @@ def save_refiner(path, model: ResidualRefiner, config: RefinerConfig | None = No
                  preprocessing: dict | None = None, meta: dict | None = None) -> None:
     """Write a refiner (e.g. an untrained, identity one) as a checkpoint :func:`apply_file` can use."""
     config = config or (RefinerConfig(hidden=model.inp.out_features, n_blocks=len(model.blocks),
-                                      stochastic=model.stochastic) if isinstance(model, ResidualRefiner)
+                                      stochastic=model.stochastic, azimuthal_slices=model.azimuthal is not None)
+                        if isinstance(model, ResidualRefiner)
                         else RefinerConfig(hidden=model.enc[0].out_features, stochastic=model.stochastic))
     hparams = {**asdict(config), "n_features": model.n_features, "n_labels": model.n_labels,
                "clip_min": model.clip_min, "group_size": model.group_size,
