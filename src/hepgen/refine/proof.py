@@ -329,7 +329,9 @@ def _roc_figure(rocs: dict) -> Figure:
     fig = Figure(figsize=(4.5, 4))
     ax = fig.add_subplot(1, 1, 1)
     for label, r in rocs.items():
-        ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], label=f"{label}: AUC {r['auc']:.3f}")
+        # the curve is the first classifier seed's; its AUC is the first of auc_seeds, the mean beside it
+        first = r.get("auc_seeds", [r["auc"]])[0]
+        ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], label=f"{label}: AUC {first:.3f} (mean over seeds {r['auc']:.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
