@@ -176,6 +176,18 @@ def test_distill_with_data_observables_matches_the_data_rows_of_its_conditions(t
     assert info["val_data_w1"] == pytest.approx(want, rel=1e-4)
 
 
+def test_the_data_term_moves_the_student(tmp_path):
+    """One round with and without the data term, everything else equal (the term draws no random
+    numbers): the students differ, so the term's gradient reaches the weights."""
+    jets, pre, model = _toy_teacher(tmp_path)
+    kw = dict(rounds=1, n_pairs=600, n_val=200, batch_size=100, hidden=8, n_hidden=1, seed=0, progress=False)
+    plain = JetGenerator.load(distill(tmp_path / "teacher.pt", jets, tmp_path / "p", **kw)).model.state_dict()
+    data = JetGenerator.load(distill(tmp_path / "teacher.pt", jets, tmp_path / "d", data_observables=2.0,
+                                     **kw)).model.state_dict()
+    assert plain.keys() == data.keys()
+    assert max(float((plain[k] - data[k]).abs().max()) for k in plain if plain[k].is_floating_point()) > 1e-4
+
+
 def test_sliced_w1_equals_scipy_along_each_direction_and_has_gradients():
     rng = np.random.default_rng(6)
     a = torch.tensor(rng.normal(size=(50, 4)), requires_grad=True)

@@ -401,7 +401,6 @@ def distill(teacher_path, data, out_dir, *, minutes: float = 3.0, rounds: int | 
     return out / "best.pt"
 
 
-@torch.no_grad()
 def _data_term(o: torch.Tensor, real: torch.Tensor, scale: torch.Tensor, directions: torch.Tensor | None,
                groups: int) -> torch.Tensor:
     """The data term of ``o`` against ``real`` (both ``(B, K)``, in units of ``scale``): the
@@ -415,6 +414,7 @@ def _data_term(o: torch.Tensor, real: torch.Tensor, scale: torch.Tensor, directi
     return w
 
 
+@torch.no_grad()
 def _observables(obs_of, x: torch.Tensor, c: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
     """The domain's observables ``(N, K)`` of ``x: (N, D)`` at ``c: (N, C)``, in batches, no gradient."""
     return torch.cat([obs_of(x[s: s + batch_size], c[s: s + batch_size]) for s in range(0, len(x), batch_size)])
