@@ -49,6 +49,7 @@ import h5py
 import numpy as np
 
 from hepgen.data.formats import ShowerData, read_showers, write_showers
+from hepgen.data.geometry import CylindricalBinning, geometry_from_dict
 from hepgen.data.traces import TraceData, is_traces_file, read_traces, write_traces
 from hepgen.metrics.observables import depth_observables, high_level_features
 from hepgen.refine.options import NETWORK_OPTIONS
@@ -218,14 +219,14 @@ class ShowerAdapter:
             (3, 4, 3)
         """
         geo = state.get("layout", {}).get("geometry")
-        geo = None if geo is None else json.loads(geo)
-        if not geo or geo.get("kind") != "cylindrical":
+        geo = None if geo is None else geometry_from_dict(json.loads(geo))
+        if not isinstance(geo, CylindricalBinning):
             return None
-        active = [(int(l["n_alpha"]), len(l["r_edges"]) - 1) for l in geo["layers"] if len(l["r_edges"]) >= 2]
-        if not active or len(set(active)) != 1:
+        shapes = {(layer.n_alpha, layer.n_r) for layer in geo.active_layers}
+        if len(shapes) != 1:
             return None
-        a, r = active[0]
-        return len(active), a, r
+        (a, r), = shapes
+        return geo.n_layers, a, r
 
     def sum_groups(self, data: ShowerData) -> np.ndarray:
         """``(n_layers + 1, n_voxels)`` 0/1: the voxels of each layer, then all voxels (the energy
