@@ -207,7 +207,7 @@ def test_demonstrate_reports_the_auc_over_classifier_seeds(tmp_path):
     data = simulate_dataset(200, seed=2, theta_range=(0.0, 0.3), position_range=(-5.0, 5.0), progress=False)
     data.showers = data.showers * 2.0
     m = demonstrate("showers", sim, data, tmp_path, RefinerConfig(epochs=1, hidden=16, critic_hidden=16),
-                    reg_seeds=(0,), progress=False, classifier_seeds=(0, 1))
+                    reg_seeds=(0,), progress=False, classifier_seeds=(0, 1), closeness_scan=(0.1,))
     for level in ("auc_low_level", "auc_high_level"):
         for v in m[level].values():
             assert len(v["auc_seeds"]) == 2
@@ -217,6 +217,8 @@ def test_demonstrate_reports_the_auc_over_classifier_seeds(tmp_path):
     # showers (0.74 here; 0.5 would be blind)
     assert m["auc_high_level"]["sim vs data"]["auc"] > 0.65, m["auc_high_level"]
     assert "mean over classifier seeds [0, 1]" in (tmp_path / "report.html").read_text()
+    # the scan at the main run's own λ trains the same refiner: its AUC is the same mean over seeds
+    assert m["closeness_scan"]["0.1"]["auc_low_level"] == m["auc_low_level"]["refined vs data"]["auc"]
 
 
 def test_mismatched_geometry_refused(tmp_path):

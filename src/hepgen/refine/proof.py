@@ -476,7 +476,7 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
         r2 = regression_study({"sim": sets["sim"], "refined": (adapter.regression_inputs(ref2, state), ts, None),
                                "data": sets["data"]}, rt, tt, seeds=reg_seeds[:1])
         r2.pop("residuals_first_seed")
-        scan[f"{lam:g}"] = {"auc_low_level": two_sample_auc(np.hstack([xt, yt]), np.hstack([xr2, ys]), seed=0)["auc"],
+        scan[f"{lam:g}"] = {"auc_low_level": repeated_auc(np.hstack([xt, yt]), np.hstack([xr2, ys]), cs)["auc"],
                             "mean_abs_change": float(np.mean(np.abs(xr2 - xs))),
                             "gap_closed": r2["gap_closed"]["refined"]}
     scan[f"{config.closeness:g} (main)"] = {"auc_low_level": metrics["auc_low_level"]["refined vs data"]["auc"],
