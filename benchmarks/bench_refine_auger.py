@@ -25,12 +25,13 @@ import time
 
 import numpy as np
 import torch
-from bench_refine_showers import add_classifier_seeds, classifier_seeds, print_headline
+from bench_refine_holdout import toy_samples
+from bench_refine_showers import add_classifier_seeds, classifier_seeds, print_headline, print_holdout
 from diag_refine_auger_memo import critic_w, fresh_samples, training_samples
 
 from hepgen.data.traces import read_traces
 from hepgen.refine.options import TRACE_FLAGS, add_option_flags, options_from_flags
-from hepgen.refine.proof import demonstrate
+from hepgen.refine.proof import demonstrate, dump_json, holdout_aucs
 from hepgen.refine.refiner import RefinerConfig
 from hepgen.simulate.auger_toy import AugerToyConfig, simulate_auger
 
@@ -83,12 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "classifier and held-out data stay the -n samples")
     p.add_argument("--memo", action="store_true",
                    help="after the run: the critic's W on the training samples and on fresh ones (diag_refine_auger_memo.py)")
+    p.add_argument("--holdout-events", type=int, default=0, metavar="N",
+                   help="after the run: the AUCs again on N new sim and 2N new data toy events (half of the data "
+                        "for the real-vs-real floor; bench_refine_holdout.py), in OUT/holdout.json; 0 = no")
     p.add_argument("-o", "--out", default="bench_out/refine_auger")
     return p
 
 
 def main() -> None:
-    a = build_parser().parse_args()
+    p = build_parser()
+    a = p.parse_args()
+    if a.holdout_events and (a.sim or a.data):
+        p.error("--holdout-events needs the toy (no --sim/--data)")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     sim = read_traces(a.sim) if a.sim else simulate_auger(a.n, mode="sim", seed=11)
@@ -136,6 +143,12 @@ def main() -> None:
         w = critic_w(f"{a.out}/refiner_main.pt", {"training samples": (sim_t, data_t),
                                                    "fresh samples": fresh_samples(len(sim_t), len(data_t))})
         print("critic W (data − x) with the final critic:", json.dumps(w))
+    if a.holdout_events:
+        h_sim, h_data = toy_samples(a.holdout_events, null=True)
+        r = holdout_aucs([f"{a.out}/refiner_main.pt"], h_sim, h_data, seeds=classifier_seeds(a), null=True)
+        dump_json(f"{a.out}/holdout.json", {k: v for k, v in r.items() if k != "rocs"})
+        print(f"--- on {a.holdout_events} new toy events per sample (bench_refine_holdout.py):")
+        print_holdout(r)
     print(f"report: {a.out}/report.html  ({time.perf_counter() - t0:.0f} s total)")
 
 

@@ -43,7 +43,7 @@ from hepgen._extras import have
 from hepgen._io import atomic_path, json_safe
 from hepgen.data.formats import ShowerData, read_showers
 from hepgen.refine.options import SHOWER_FLAGS, add_option_flags, options_from_flags
-from hepgen.refine.proof import demonstrate
+from hepgen.refine.proof import demonstrate, dump_json, holdout_aucs
 from hepgen.refine.refiner import RefinerConfig
 from hepgen.simulate.calorimeter import (
     LEAD,
@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--geant4", type=int, default=0, metavar="N",
                    help="data = N Geant4 showers of the demo preset simulated here (cached in --cache); 0 = no")
     p.add_argument("--geant4-seed", type=int, default=1, help="seed of the Geant4 showers (default 1)")
+    p.add_argument("--holdout-geant4", type=int, default=0, metavar="N",
+                   help="after the run(s): the AUCs again on N new Geant4 showers (seed --geant4-seed + 1, cached; "
+                        "half of them for the real-vs-real floor) and N/2 new GFlash showers (seed 5), "
+                        "bench_refine_holdout.py; in OUT/holdout.json; needs --geant4; 0 = no")
     p.add_argument("--cache", default="bench_out/cache", help="folder of the cached Geant4 showers")
     p.add_argument("-n", type=int, default=6000, help="events per sample when generating (default 6000)")
     p.add_argument("--epochs", type=int, default=30)
@@ -122,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     p = build_parser()
     a = p.parse_args()
+    if a.holdout_geant4 and not a.geant4:
+        p.error("--holdout-geant4 needs --geant4 (Geant4 data; the hold-out is more of it)")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     if a.sim:
@@ -159,6 +165,7 @@ def main() -> None:
         m = demonstrate("showers", sim, data, a.out, cfg, reg_seeds=reg_seeds, closeness_scan=scan, notes=notes,
                         title=title, hist_features=hist, classifier_seeds=clf_seeds)
         print_headline(m)
+        holdout(a, [Path(a.out) / "refiner_main.pt"])
         print(f"report: {a.out}/report.html  ({time.perf_counter() - t0:.0f} s total)")
         return
     per_seed = {}
@@ -179,7 +186,25 @@ def main() -> None:
     print("--- over refiner seeds " + ", ".join(map(str, per_seed)) + " (mean ± std):")
     for k, (mu, sd) in summary["mean_std_over_refiner_seeds"].items():
         print(f"{k}: {mu:.4f} ± {sd:.4f}")
+    holdout(a, [Path(a.out) / f"refiner_seed_{rs}" / "refiner_main.pt" for rs in per_seed])
     print(f"reports: {a.out}/refiner_seed_*/report.html, {a.out}/summary.json  ({time.perf_counter() - t0:.0f} s total)")
+
+
+def holdout(a: argparse.Namespace, checkpoints: list[Path]) -> None:
+    """``--holdout-geant4 N``: the refiners' AUCs on new showers (:func:`hepgen.refine.proof.holdout_aucs`),
+    written to ``OUT/holdout.json`` and printed; nothing without the option or the Geant4 extra."""
+    if not a.holdout_geant4:
+        return
+    data, note = geant4_data(a.holdout_geant4, a.geant4_seed + 1, Path(a.cache))
+    if data is None:
+        print(f"--holdout-geant4: {note}; no hold-out measurement")
+        return
+    sim = simulate_dataset(a.holdout_geant4 // 2, seed=5)
+    r = holdout_aucs(checkpoints, sim, data, seeds=classifier_seeds(a), null=True)
+    dump_json(Path(a.out) / "holdout.json", {**{k: v for k, v in r.items() if k != "rocs"},
+                                            "notes": [note, f"sim = {len(sim)} new GFlash showers, seed 5"]})
+    print(f"--- on new showers ({note}; {len(sim)} new GFlash showers, seed 5):")
+    print_holdout(r)
 
 
 def add_classifier_seeds(p: argparse.ArgumentParser) -> None:
@@ -230,6 +255,26 @@ def print_headline(m: dict) -> None:
         g = next(iter(v["gap_closed"].values()))
         print(f"closeness {k}: AUC {v['auc_low_level']:.3f}, mean |dx| {v['mean_abs_change']:.3f}, "
               f"gap closed bias {g['bias']}, resolution {g['resolution']}")
+
+
+def print_holdout(r: dict) -> None:
+    """Print :func:`hepgen.refine.proof.holdout_aucs` figures (this script, bench_refine_auger.py, bench_refine_holdout.py)."""
+    s = r["sizes"]
+    print(f"kind {r['kind']}; sim {s['sim']}, data {s['data']}" + (f", null data B {s['null']}" if s["null"] else "")
+          + f"; classifier seeds {r['seeds']} (mean ± std over seeds; of each balanced pair 55 % trains, 15 % calibrates, 30 % tests)")
+
+    def line(label, a):
+        lo, hi = a["auc_low_level"], a["auc_high_level"]
+        print(f"{label}: AUC {lo['auc']:.3f} ± {lo['auc_std']:.3f} (low-level + labels; one seed's Hanley–McNeil "
+              f"± {lo['auc_err']:.3f}), {hi['auc']:.3f} ± {hi['auc_std']:.3f} (summaries)")
+
+    line("sim vs data", r["sim vs data"])
+    for c, a in r["refined vs data"].items():
+        line(f"refined vs data [{c}]", a)
+    if r["null"] is not None:
+        line("data B vs data A (null)", r["null"])
+    for lev, (mu, sd) in r["over_checkpoints"].items():
+        print(f"refined vs data over {len(r['refined vs data'])} refiners, {lev}: {mu:.3f} ± {sd:.3f}")
 
 
 if __name__ == "__main__":

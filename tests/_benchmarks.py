@@ -23,5 +23,11 @@ def load_benchmark(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
-    spec.loader.exec_module(mod)
+    # the scripts import their siblings by name (as `python benchmarks/x.py` finds them): the folder
+    # is on the path while one loads, so a sibling not loaded yet is imported from it
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
     return mod

@@ -55,8 +55,6 @@ def test_refine_train_and_the_auger_benchmark_share_one_table_of_adapter_options
     TRACE_FLAGS: same flags, same help (the command's prefixed "traces: "), same adapter_options
     from the same arguments; the table with noise_vem is every traces adapter option; the
     benchmark's own default is its critic gate (10 VEM); docs/refine.md lists every flag."""
-    for dep in ("bench_refine_showers", "diag_refine_auger_memo"):  # the script's sibling imports
-        load_benchmark(dep)
     bench = load_benchmark("bench_refine_auger").build_parser()
     cli_help, bench_help = _helps(_sub_parser()), _helps(bench)
     flags = {"--" + f.key.replace("_", "-"): f for f in TRACE_FLAGS}

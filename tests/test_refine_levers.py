@@ -104,8 +104,6 @@ def test_refresh_with_wrong_shapes_refused():
 def test_fresh_toy_draws_independent_events():
     """The benchmark's fresh samples: the same for the same epoch (resumable), different between
     epochs, between sim and data and from the benchmark's own samples (toy seeds 11 and 12)."""
-    for dep in ("bench_refine_showers", "diag_refine_auger_memo"):  # the script's sibling imports
-        load_benchmark(dep)
     bench = load_benchmark("bench_refine_auger")
     fresh = bench.FreshToy(6, 5, refiner_seed=0)
     s1, d1 = fresh(1)

@@ -69,6 +69,7 @@ __all__ = [
     "RefinerConfig",
     "ResidualRefiner",
     "apply_file",
+    "check_against_state",
     "load_refiner",
     "refine_arrays",
     "refine_data",
@@ -838,16 +839,22 @@ def apply_file(checkpoint, sim_path, output, seed: int = 0, stochastic: bool = T
     adapter = get_adapter(kind)
     sim = adapter.read(sim_path)
     state = payload["preprocessing"]
-    if adapter.layout(sim) != state["layout"]:
-        raise ValueError(f"{sim_path}: detector layout differs from the refiner's training files: expected "
-                         f"{state['layout']}, found {adapter.layout(sim)}")
-    if adapter.label_names(sim) != state["labels"]:
-        raise ValueError(f"{sim_path}: expected labels {state['labels']} (the refiner's), found {adapter.label_names(sim)}")
+    check_against_state(adapter, sim, state, str(sim_path))
     out = refine_data(model, state, sim, seed=seed, stochastic=stochastic, attrs={
         "refined_by": str(checkpoint), "refined_from": str(sim_path),
         "refiner_epoch": int(payload["meta"].get("epoch", 0)), "refine_seed": int(seed)})
     adapter.write(output, out)
     return out
+
+
+def check_against_state(adapter, data, state: dict, source: str) -> None:
+    """Refuse ``data`` (named ``source`` in the message) whose detector layout or label names differ
+    from those a refiner was trained on (its checkpoint's ``preprocessing`` state)."""
+    if adapter.layout(data) != state["layout"]:
+        raise ValueError(f"{source}: detector layout differs from the refiner's training files: expected "
+                         f"{state['layout']}, found {adapter.layout(data)}")
+    if adapter.label_names(data) != state["labels"]:
+        raise ValueError(f"{source}: expected labels {state['labels']} (the refiner's), found {adapter.label_names(data)}")
 
 
 def refine_data(model: ResidualRefiner, state: dict, data, seed: int = 0, stochastic: bool = True,
