@@ -440,7 +440,7 @@ def _hist_figure(summ: dict, names: list[str], weights=None) -> Figure:
 
 def roc_figure(rocs: dict) -> Figure:
     """ROC curves of :func:`repeated_auc` results ``{label: result}`` (each its first seed's curve)."""
-    fig = Figure(figsize=(4.5, 4))
+    fig = Figure(figsize=(6.5, 5.5))
     ax = fig.add_subplot(1, 1, 1)
     for label, r in rocs.items():
         # the curve is the first classifier seed's; its AUC is the first of auc_seeds, the mean beside it
@@ -449,7 +449,8 @@ def roc_figure(rocs: dict) -> Figure:
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
     return fig
 
 
