@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from bench_refine_showers import add_classifier_seeds, classifier_seeds, print_holdout
 
-from hepgen.data.formats import read_showers
 from hepgen.refine.adapters import get_adapter, kind_of_file
 from hepgen.refine.proof import dump_json, holdout_aucs, roc_figure, table_html, write_html_report
+from hepgen.refine.refiner import load_refiner
 from hepgen.simulate.auger_toy import simulate_auger
 from hepgen.simulate.calorimeter import simulate_dataset
 
@@ -52,9 +52,12 @@ def toy_samples(n: int, null: bool, salt: int = TOY_SALT):
             simulate_auger(2 * n if null else n, mode="data", seed=rng(12)))
 
 
-def read_any(path):
-    """A file of any kind the refiners know, read by its kind's adapter."""
-    return get_adapter(kind_of_file(path)).read(path)
+def read_kind(path, kind: str):
+    """A file of the refiners' ``kind``, read by that kind's adapter; another kind is refused in one line."""
+    found = kind_of_file(path)
+    if found != kind:
+        raise SystemExit(f"{path}: key 'kind': expected {kind!r} (the refiners'), found {found!r}")
+    return get_adapter(kind).read(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,23 +103,29 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
+    kind = load_refiner(a.checkpoints[0])[1].get("kind")
+    if (a.toy and kind != "traces") or (a.gflash and kind != "showers"):
+        p.error(f"{a.checkpoints[0]}: key 'kind': expected {'traces' if a.toy else 'showers'!r} "
+                f"(--{'toy' if a.toy else 'gflash'}), found {kind!r}")
     if a.toy:
         sim, data = toy_samples(a.toy, a.null, a.salt)
         notes = [f"Auger-like toy: {a.toy} new sim and {len(data)} new data events, SeedSequence([11 | 12, {a.salt}])"]
     else:
         if not a.data:
             p.error("--gflash and --sim need --data")
-        data = read_any(a.data)
+        data = read_kind(a.data, kind)
         if a.gflash:
             sim = simulate_dataset(a.gflash, seed=a.gflash_seed)
             notes = [f"sim = {a.gflash} new GFlash showers (default calorimeter, seed {a.gflash_seed})"]
         else:
-            sim = read_any(a.sim)
+            sim = read_kind(a.sim, kind)
             notes = [f"sim = {a.sim}"]
         notes.append(f"data = {a.data} ({len(data)} events)")
     notes.append(f"generation/reading took {time.perf_counter() - t0:.0f} s")
     print("\n".join(notes), flush=True)
-    r = holdout_aucs(a.checkpoints, sim, data, seeds=classifier_seeds(a), null=a.null, refine_seed=a.refine_seed)
+    sources = ("toy sim", "toy data") if a.toy else (a.sim or f"GFlash seed {a.gflash_seed}", a.data)
+    r = holdout_aucs(a.checkpoints, sim, data, seeds=classifier_seeds(a), null=a.null, refine_seed=a.refine_seed,
+                     sim_source=sources[0], data_source=sources[1])
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     dump_json(out / "holdout.json", {**{k: v for k, v in r.items() if k != "rocs"}, "notes": notes})

@@ -67,8 +67,8 @@ def test_holdout_refuses_mixed_kinds_other_layouts_and_no_checkpoint(pair, tmp_p
         holdout_aucs([shower_ck, trace_ck], sim, data)
     other = simulate_dataset(60, geometry=CylindricalBinning.regular(2, [0.0, 10.0, 40.0], n_alpha=2), seed=3,
                              progress=False)
-    with pytest.raises(ValueError, match="holdout sim: detector layout differs from the refiner's training files"):
-        holdout_aucs([shower_ck], other, data)
+    with pytest.raises(ValueError, match="other.h5: detector layout differs from the refiner's training files"):
+        holdout_aucs([shower_ck], other, other, sim_source="other.h5")
     with pytest.raises(ValueError, match="expected at least one refiner checkpoint, found none"):
         holdout_aucs([], sim, data)
 
@@ -135,3 +135,21 @@ def test_benchmarks_refuse_a_holdout_without_its_source(name, argv, message, mon
     with pytest.raises(SystemExit):
         load_benchmark(name).main()
     assert message in capsys.readouterr().err
+
+
+def test_holdout_benchmark_refuses_files_and_sources_of_another_kind(pair, tmp_path, monkeypatch, capsys):
+    from _benchmarks import load_benchmark
+
+    from hepgen.data.traces import write_traces
+
+    bench = load_benchmark("bench_refine_holdout")
+    sim, _ = pair
+    ck = _identity(tmp_path / "id.pt", sim)
+    write_traces(tmp_path / "toy.h5", simulate_auger(60, mode="data", seed=0))
+    monkeypatch.setattr("sys.argv", ["bench", str(ck), "--gflash", "60", "--data", str(tmp_path / "toy.h5")])
+    with pytest.raises(SystemExit, match=r"toy\.h5: key 'kind': expected 'showers' \(the refiners'\), found 'traces'"):
+        bench.main()
+    monkeypatch.setattr("sys.argv", ["bench", str(ck), "--toy", "60"])
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert "id.pt: key 'kind': expected 'traces' (--toy), found 'showers'" in capsys.readouterr().err

@@ -276,7 +276,8 @@ def refinement_aucs(adapter, state: dict, data, sim, refined=None, seeds=(0,)) -
     return aucs, rocs
 
 
-def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_seed: int = 1) -> dict:
+def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_seed: int = 1,
+                 sim_source: str = "holdout sim", data_source: str = "holdout data") -> dict:
     """Two-sample AUCs of trained refiners on samples they never saw (sizes of one's choosing).
 
     A demonstration holds out 30 % of its data for the classifier test, so the classifier
@@ -289,6 +290,7 @@ def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_
     Raw ``sim`` vs ``data`` is measured once (the first checkpoint's features).  ``null=True``
     splits ``data`` into halves A and B: A plays ``data`` and B vs A is the real-vs-real floor
     (0.5 for an unbiased test; its spread over seeds is the test's noise at that size).
+    ``sim_source`` / ``data_source`` name the samples in error messages (e.g. their files).
 
     Returns ``{"kind", "sizes": {"sim", "data", "null"}, "seeds", "sim vs data": aucs,
     "refined vs data": {checkpoint: aucs}, "null": aucs or None, "over_checkpoints": {"auc_low_level"
@@ -319,8 +321,9 @@ def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_
     for c, (_, payload) in zip(checkpoints, loaded):
         if payload.get("kind") != kind:
             raise ValueError(f"{c}: key 'kind': expected {kind!r} (the first checkpoint's), found {payload.get('kind')!r}")
-        check_against_state(adapter, sim, payload["preprocessing"], "holdout sim")
-    check_pair(sim, data, kind, "holdout sim", "holdout data")
+    check_pair(sim, data, kind, sim_source, data_source)
+    for _, payload in loaded:
+        check_against_state(adapter, sim, payload["preprocessing"], sim_source)
     data_b = None
     if null:
         half = len(data) // 2
@@ -335,7 +338,8 @@ def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_
             out["sim vs data"] = {lev: aucs[lev]["sim vs data"] for lev in aucs}
             out["rocs"]["sim vs data"] = rocs["sim vs data"]
         out["refined vs data"][c] = {lev: aucs[lev]["refined vs data"] for lev in aucs}
-        out["rocs"][f"refined ({Path(c).parent.name or c}) vs data"] = rocs["refined vs data"]
+        # numbered: two runs' folders may share a name (refiner_seed_0)
+        out["rocs"][f"refined #{i} ({Path(c).parent.name}) vs data"] = rocs["refined vs data"]
     out["null"] = None
     if data_b is not None:
         aucs, rocs = refinement_aucs(adapter, loaded[0][1]["preprocessing"], data, data_b, None, seeds)
