@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from bench_refine_showers import add_classifier_seeds, classifier_seeds, print_holdout
 
-from hepgen.refine.adapters import get_adapter, kind_of_file
+from hepgen.refine.adapters import read_kind
 from hepgen.refine.proof import dump_json, holdout_aucs, roc_figure, table_html, write_html_report
 from hepgen.refine.refiner import load_refiner
 from hepgen.simulate.auger_toy import simulate_auger
@@ -50,14 +50,6 @@ def toy_samples(n: int, null: bool, salt: int = TOY_SALT):
         return np.random.default_rng(np.random.SeedSequence([base, int(salt)]))
     return (simulate_auger(n, mode="sim", seed=rng(11)),
             simulate_auger(2 * n if null else n, mode="data", seed=rng(12)))
-
-
-def read_kind(path, kind: str):
-    """A file of the refiners' ``kind``, read by that kind's adapter; another kind is refused in one line."""
-    found = kind_of_file(path)
-    if found != kind:
-        raise SystemExit(f"{path}: key 'kind': expected {kind!r} (the refiners'), found {found!r}")
-    return get_adapter(kind).read(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,12 +105,16 @@ def main() -> None:
     else:
         if not a.data:
             p.error("--gflash and --sim need --data")
-        data = read_kind(a.data, kind)
+        try:  # a file of another kind than the refiners': one line, no traceback
+            data = read_kind(a.data, kind, "the refiners'")
+            if a.sim:
+                sim = read_kind(a.sim, kind, "the refiners'")
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
         if a.gflash:
             sim = simulate_dataset(a.gflash, seed=a.gflash_seed)
             notes = [f"sim = {a.gflash} new GFlash showers (default calorimeter, seed {a.gflash_seed})"]
         else:
-            sim = read_kind(a.sim, kind)
             notes = [f"sim = {a.sim}"]
         notes.append(f"data = {a.data} ({len(data)} events)")
     notes.append(f"generation/reading took {time.perf_counter() - t0:.0f} s")

@@ -50,9 +50,13 @@ def test_identity_refiners_give_the_raw_aucs_and_the_null_sits_at_one_half(pair,
     assert r["sim vs data"]["auc_high_level"]["auc"] > 0.75, r["sim vs data"]
     assert abs(r["null"]["auc_high_level"]["auc"] - 0.5) < 0.12, r["null"]
     # the null compares the two halves of data, the others the first half: the same as calling by hand
-    state = get_adapter("showers").fit(sim)
-    by_hand, _ = refinement_aucs(get_adapter("showers"), state, data.subset(np.arange(200)),
-                                 data.subset(np.arange(200, 400)), None, seeds=(0, 1))
+    ad = get_adapter("showers")
+    state = ad.fit(sim)
+    a, b = data.subset(np.arange(200)), data.subset(np.arange(200, 400))
+    names = sorted(ad.summaries(a))
+    by_hand, _ = refinement_aucs({"data": np.hstack(ad.to_arrays(a, state)), "sim": np.hstack(ad.to_arrays(b, state))},
+                                 {"data": np.stack([ad.summaries(a)[n] for n in names], 1),
+                                  "sim": np.stack([ad.summaries(b)[n] for n in names], 1)}, seeds=(0, 1))
     assert r["null"]["auc_high_level"]["auc"] == pytest.approx(by_hand["auc_high_level"]["sim vs data"]["auc"],
                                                                abs=1e-12)
 

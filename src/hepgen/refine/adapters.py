@@ -61,6 +61,7 @@ __all__ = [
     "check_pair",
     "get_adapter",
     "kind_of_file",
+    "read_kind",
     "read_pair",
     "register_adapter",
 ]
@@ -122,6 +123,15 @@ def check_pair(sim, data, kind: str, sim_source: str = "sim", data_source: str =
     la, lb = adapter.label_names(sim), adapter.label_names(data)
     if la != lb:
         raise ValueError(f"{data_source}: event labels/conditions differ from {sim_source}: expected {la}, found {lb}")
+
+
+def read_kind(path, kind: str, owner: str):
+    """Read ``path`` with the adapter of ``kind``; a file of another kind is refused in one line
+    (``owner`` says whose kind it must be, e.g. "the refiner's")."""
+    found = kind_of_file(path)
+    if found != kind:
+        raise ValueError(f"{path}: key 'kind': expected {kind!r} ({owner}), found {found!r}")
+    return get_adapter(kind).read(path)
 
 
 def read_pair(sim_path, data_path) -> tuple[str, object, object]:

@@ -248,32 +248,29 @@ def repeated_auc(x_a, x_b, seeds=(0,), model: str = "mlp") -> dict:
 _AUC_KEYS = ("auc", "auc_err", "auc_std", "auc_seeds")
 
 
-def refinement_aucs(adapter, state: dict, data, sim, refined=None, seeds=(0,)) -> tuple[dict, dict]:
-    """Classifier two-sample AUCs against ``data`` (label 1) of ``sim`` and of ``refined`` (label 0).
+def refinement_aucs(low: dict, high: dict, seeds=(0,)) -> tuple[dict, dict]:
+    """Classifier two-sample AUCs against ``"data"`` (label 1) of every other sample (label 0).
 
-    Two inputs, each a :func:`repeated_auc` over the classifier ``seeds``: the adapter's features
-    of ``state`` with the event labels appended (``auc_low_level``) and the adapter's summaries
-    (``auc_high_level``).  ``refined`` is ``sim`` after a refiner (the same events and labels);
-    ``sim`` or ``refined`` may be ``None`` to skip that comparison.
+    ``low`` and ``high`` map ``"data"``, and ``"sim"`` and/or ``"refined"``, to ``(N, ·)``
+    arrays: the adapter's features with the event labels appended, and the adapter's summaries
+    (the same columns in every sample).  Each comparison is a :func:`repeated_auc` over the
+    classifier ``seeds``.
 
     Returns ``(aucs, rocs)``: ``aucs = {"auc_low_level": {"sim vs data" | "refined vs data":
     {"auc", "auc_err", "auc_std", "auc_seeds"}}, "auc_high_level": {...}}`` (JSON-ready) and
     ``rocs``, the low-level :func:`repeated_auc` results with their first seed's ROC curve.
     """
-    xd, yd = adapter.to_arrays(data, state)
-    sd = adapter.summaries(data)
-    names = sorted(sd)
-    rocs, hl = {}, {}
-    for name, d in (("sim vs data", sim), ("refined vs data", refined)):
-        if d is None:
-            continue
-        x, y = adapter.to_arrays(d, state)
-        rocs[name] = repeated_auc(np.hstack([xd, yd]), np.hstack([x, y]), seeds)
-        s = adapter.summaries(d)
-        hl[name] = repeated_auc(np.stack([sd[n] for n in names], 1), np.stack([s[n] for n in names], 1), seeds)
+    others = [k for k in low if k != "data"]
+    rocs = {f"{k} vs data": repeated_auc(low["data"], low[k], seeds) for k in others}
+    hl = {f"{k} vs data": repeated_auc(high["data"], high[k], seeds) for k in others}
     aucs = {"auc_low_level": {k: {q: v[q] for q in _AUC_KEYS} for k, v in rocs.items()},
             "auc_high_level": {k: {q: v[q] for q in _AUC_KEYS} for k, v in hl.items()}}
     return aucs, rocs
+
+
+def _summary_matrix(summ: dict, names: list[str]) -> np.ndarray:
+    """``(N, len(names))``: an adapter's summaries ``{name: (N,)}`` as columns in ``names`` order."""
+    return np.stack([summ[n] for n in names], axis=1)
 
 
 def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_seed: int = 1,
@@ -318,11 +315,10 @@ def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_
     loaded = [load_refiner(c) for c in checkpoints]
     kind = loaded[0][1].get("kind")
     adapter = get_adapter(kind)
+    check_pair(sim, data, kind, sim_source, data_source)
     for c, (_, payload) in zip(checkpoints, loaded):
         if payload.get("kind") != kind:
             raise ValueError(f"{c}: key 'kind': expected {kind!r} (the first checkpoint's), found {payload.get('kind')!r}")
-    check_pair(sim, data, kind, sim_source, data_source)
-    for _, payload in loaded:
         check_against_state(adapter, sim, payload["preprocessing"], sim_source)
     data_b = None
     if null:
@@ -330,10 +326,22 @@ def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_
         data, data_b = data.subset(np.arange(half)), data.subset(np.arange(half, 2 * half))
     out = {"kind": kind, "sizes": {"sim": len(sim), "data": len(data), "null": 0 if data_b is None else len(data_b)},
            "seeds": list(seeds), "refined vs data": {}, "rocs": {}}
+    # the summaries do not depend on a checkpoint's state: once per sample
+    summ = {"data": adapter.summaries(data), "sim": adapter.summaries(sim)}
+    names = sorted(summ["data"])
+    high = {k: _summary_matrix(v, names) for k, v in summ.items()}
+
+    def low_level(d, state):
+        return np.hstack(adapter.to_arrays(d, state))
+
     for i, (c, (model, payload)) in enumerate(zip(checkpoints, loaded)):
         state = payload["preprocessing"]
         refined = refine_data(model, state, sim, seed=refine_seed)
-        aucs, rocs = refinement_aucs(adapter, state, data, sim if i == 0 else None, refined, seeds)
+        low = {"data": low_level(data, state), "refined": low_level(refined, state)}
+        hi = {"data": high["data"], "refined": _summary_matrix(adapter.summaries(refined), names)}
+        if i == 0:  # raw sim once, on the first checkpoint's features
+            low["sim"], hi["sim"] = low_level(sim, state), high["sim"]
+        aucs, rocs = refinement_aucs(low, hi, seeds)
         if i == 0:
             out["sim vs data"] = {lev: aucs[lev]["sim vs data"] for lev in aucs}
             out["rocs"]["sim vs data"] = rocs["sim vs data"]
@@ -342,7 +350,10 @@ def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_
         out["rocs"][f"refined #{i} ({Path(c).parent.name}) vs data"] = rocs["refined vs data"]
     out["null"] = None
     if data_b is not None:
-        aucs, rocs = refinement_aucs(adapter, loaded[0][1]["preprocessing"], data, data_b, None, seeds)
+        state = loaded[0][1]["preprocessing"]
+        aucs, rocs = refinement_aucs({"data": low_level(data, state), "sim": low_level(data_b, state)},
+                                     {"data": high["data"], "sim": _summary_matrix(adapter.summaries(data_b), names)},
+                                     seeds)
         out["null"] = {lev: aucs[lev]["sim vs data"] for lev in aucs}
         out["rocs"]["data B vs data A (null)"] = rocs["sim vs data"]
     per = out["refined vs data"].values()
@@ -555,9 +566,10 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
     # classifier two-sample tests on low-level features + labels, and on the summaries
     summ = {"sim": adapter.summaries(sim), "refined": adapter.summaries(refined), "data": adapter.summaries(data_test)}
     names = sorted(summ["sim"])
-    hl = {k: np.stack([summ[k][n] for n in names], axis=1) for k in summ}
+    hl = {k: _summary_matrix(summ[k], names) for k in summ}
     cs = tuple(classifier_seeds)
-    aucs, rocs = refinement_aucs(adapter, state, data_test, sim, refined, cs)
+    aucs, rocs = refinement_aucs({"data": np.hstack([xt, yt]), "sim": np.hstack([xs, ys]),
+                                  "refined": np.hstack([xr, ys])}, hl, cs)
     metrics.update(aucs)
     metrics["separation_power"] = {"sim_vs_data": separation_table(summ["sim"], summ["data"]),
                                    "refined_vs_data": separation_table(summ["refined"], summ["data"])}
@@ -565,7 +577,7 @@ def demonstrate(kind: str, sim, data, out_dir, config=None, reg_seeds=(0, 1, 2),
     t0 = time.perf_counter()
     # DCTR in the summaries + labels (the observables an analysis would reweight in)
     summ_train = adapter.summaries(data_train)
-    dctr = dctr_weights(np.hstack([hl["sim"], ys]), np.hstack([np.stack([summ_train[n] for n in names], 1), yd]),
+    dctr = dctr_weights(np.hstack([hl["sim"], ys]), np.hstack([_summary_matrix(summ_train, names), yd]),
                         seed=0, n_folds=3)
     w = dctr["weights"]
     metrics["dctr"] = {"ess": dctr["ess"], "ess_fraction": dctr["ess_fraction"], "n_clipped": dctr["n_clipped"],

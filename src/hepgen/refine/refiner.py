@@ -55,7 +55,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
-from hepgen.refine.adapters import get_adapter, kind_of_file, read_pair
+from hepgen.refine.adapters import get_adapter, read_kind, read_pair
 from hepgen.refine.critic_sums import SumsCritic, sum_groups
 from hepgen.refine.moments import ResponseMoments
 from hepgen.refine.options import set_adapter_options
@@ -833,11 +833,8 @@ def apply_file(checkpoint, sim_path, output, seed: int = 0, stochastic: bool = T
     """
     model, payload = load_refiner(checkpoint)
     kind = payload.get("kind")
-    found = kind_of_file(sim_path)
-    if found != kind:
-        raise ValueError(f"{sim_path}: key 'kind': expected {kind!r} (the refiner's), found {found!r}")
+    sim = read_kind(sim_path, kind, "the refiner's")
     adapter = get_adapter(kind)
-    sim = adapter.read(sim_path)
     state = payload["preprocessing"]
     check_against_state(adapter, sim, state, str(sim_path))
     out = refine_data(model, state, sim, seed=seed, stochastic=stochastic, attrs={
