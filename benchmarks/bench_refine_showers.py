@@ -95,9 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data = N Geant4 showers of the demo preset simulated here (cached in --cache); 0 = no")
     p.add_argument("--geant4-seed", type=int, default=1, help="seed of the Geant4 showers (default 1)")
     p.add_argument("--holdout-geant4", type=int, default=0, metavar="N",
-                   help="after the run(s): the AUCs again on N new Geant4 showers (seed --geant4-seed + 1, cached; "
+                   help="after the run(s): the AUCs again on N new Geant4 showers (seed --holdout-seed, cached; "
                         "half of them for the real-vs-real floor) and N/2 new GFlash showers (seed 5), "
                         "bench_refine_holdout.py; in OUT/holdout.json; needs --geant4; 0 = no")
+    p.add_argument("--holdout-seed", type=int, default=None,
+                   help="seed of the hold-out Geant4 showers (default --geant4-seed + 1; must differ from it)")
     p.add_argument("--cache", default="bench_out/cache", help="folder of the cached Geant4 showers")
     p.add_argument("-n", type=int, default=6000, help="events per sample when generating (default 6000)")
     p.add_argument("--epochs", type=int, default=30)
@@ -128,6 +130,10 @@ def main() -> None:
     a = p.parse_args()
     if a.holdout_geant4 and not a.geant4:
         p.error("--holdout-geant4 needs --geant4 (Geant4 data; the hold-out is more of it)")
+    if a.holdout_seed is None:
+        a.holdout_seed = a.geant4_seed + 1
+    if a.holdout_seed == a.geant4_seed:
+        p.error(f"--holdout-seed {a.holdout_seed} is --geant4-seed: the hold-out showers would be the training showers")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     if a.sim:
@@ -195,7 +201,7 @@ def holdout(a: argparse.Namespace, checkpoints: list[Path]) -> None:
     written to ``OUT/holdout.json`` and printed; nothing without the option or the Geant4 extra."""
     if not a.holdout_geant4:
         return
-    data, note = geant4_data(a.holdout_geant4, a.geant4_seed + 1, Path(a.cache))
+    data, note = geant4_data(a.holdout_geant4, a.holdout_seed, Path(a.cache))
     if data is None:
         print(f"--holdout-geant4: {note}; no hold-out measurement")
         return

@@ -110,7 +110,7 @@ def test_toy_holdout_samples_are_new_events_of_the_asked_sizes():
 
 
 def test_shower_benchmark_measures_its_refiners_on_new_geant4_showers(tmp_path, monkeypatch, capsys):
-    """``--holdout-geant4 N``: N cached Geant4 showers of the next seed (halves A and B) and N/2 new GFlash."""
+    """``--holdout-geant4 N``: N cached Geant4 showers of the hold-out seed (halves A and B) and N/2 new GFlash."""
     from argparse import Namespace
 
     from _benchmarks import load_benchmark
@@ -119,7 +119,7 @@ def test_shower_benchmark_measures_its_refiners_on_new_geant4_showers(tmp_path, 
     monkeypatch.setattr(bench, "have", lambda module: True)
     write_showers(tmp_path / "geant4_demo_gamma_n120_seed2.h5", simulate_dataset(120, seed=7, progress=False))
     ck = _identity(tmp_path / "id.pt", simulate_dataset(60, seed=1, progress=False))
-    a = Namespace(holdout_geant4=120, geant4_seed=1, cache=str(tmp_path), classifier_seeds="0", out=str(tmp_path))
+    a = Namespace(holdout_geant4=120, holdout_seed=2, cache=str(tmp_path), classifier_seeds="0", out=str(tmp_path))
     bench.holdout(a, [ck])
     r = json.loads((tmp_path / "holdout.json").read_text())
     assert r["sizes"] == {"sim": 60, "data": 60, "null": 60}
@@ -130,6 +130,8 @@ def test_shower_benchmark_measures_its_refiners_on_new_geant4_showers(tmp_path, 
 
 @pytest.mark.parametrize(("name", "argv", "message"), [
     ("bench_refine_showers", ["--holdout-geant4", "100"], "--holdout-geant4 needs --geant4"),
+    ("bench_refine_showers", ["--geant4", "10", "--geant4-seed", "3", "--holdout-geant4", "100", "--holdout-seed", "3"],
+     "--holdout-seed 3 is --geant4-seed"),
     ("bench_refine_auger", ["--holdout-events", "100", "--sim", "x.h5"], "--holdout-events needs the toy"),
 ])
 def test_benchmarks_refuse_a_holdout_without_its_source(name, argv, message, monkeypatch, capsys):
