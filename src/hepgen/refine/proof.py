@@ -339,8 +339,9 @@ def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_
         refined = refine_data(model, state, sim, seed=refine_seed)
         low = {"data": low_level(data, state), "refined": low_level(refined, state)}
         hi = {"data": high["data"], "refined": _summary_matrix(adapter.summaries(refined), names)}
-        if i == 0:  # raw sim once, on the first checkpoint's features
+        if i == 0:  # raw sim once, on the first checkpoint's features (data A's kept for the null)
             low["sim"], hi["sim"] = low_level(sim, state), high["sim"]
+            data_low_first = low["data"]
         aucs, rocs = refinement_aucs(low, hi, seeds)
         if i == 0:
             out["sim vs data"] = {lev: aucs[lev]["sim vs data"] for lev in aucs}
@@ -350,8 +351,7 @@ def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_
         out["rocs"][f"refined #{i} ({Path(c).parent.name}) vs data"] = rocs["refined vs data"]
     out["null"] = None
     if data_b is not None:
-        state = loaded[0][1]["preprocessing"]
-        aucs, rocs = refinement_aucs({"data": low_level(data, state), "sim": low_level(data_b, state)},
+        aucs, rocs = refinement_aucs({"data": data_low_first, "sim": low_level(data_b, loaded[0][1]["preprocessing"])},
                                      {"data": high["data"], "sim": _summary_matrix(adapter.summaries(data_b), names)},
                                      seeds)
         out["null"] = {lev: aucs[lev]["sim vs data"] for lev in aucs}
