@@ -129,6 +129,98 @@ def test_shot_noise_option_and_cli(tmp_path):
     assert np.isfinite(payload["meta"]["history"]["critic_w"][0])
 
 
+
+def _set_pulses(r, quantum_vem, fraction, kernel=None):
+    """Shot pulses: quantum q (VEM) and fraction f of the signal in quanta for every station;
+    kernel logits (default: lag 0 only)."""
+    _set_shot(r, quantum_vem, kernel)
+    with torch.no_grad():
+        r.shot_frac.bias.fill_(float(np.log(fraction / (1 - fraction))))
+
+
+def test_poisson_quantile_against_scipy():
+    """``poisson_quantile`` equals ``scipy.stats.poisson.ppf`` (an independent implementation)
+    element by element for λ in [0, 10] and u in (0, 1), 20 000 draws; a λ of 0 gives 0."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(5)
+    lam, u = rng.uniform(0, 10, 20000), rng.uniform(1e-6, 1 - 1e-6, 20000)
+    got = stations.poisson_quantile(torch.from_numpy(lam), torch.from_numpy(u)).numpy()
+    np.testing.assert_array_equal(got, sps.poisson.ppf(u, lam))
+    assert stations.poisson_quantile(torch.zeros(3), torch.tensor([0.1, 0.5, 0.99])).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_shot_pulses_are_poisson_quanta_with_the_signal_kept():
+    """q = 1 VEM, f = 0.5, lag-0 kernel, 5 VEM per bin: λ = 0.5 (5 − 0.05)/1 = 2.475 quanta per
+    bin (hand), so a refined bin is 5 − 2.475 + n VEM with n integer, Poisson(2.475): its
+    frequencies against scipy's pmf (absolute tolerance 0.01 over 180 000 bins), mean 5 VEM
+    (±0.01), variance q f (m − 0.05) = 2.475 VEM² (3 %).  At q = 2 VEM the quanta are 2 VEM apart.
+    Below the floor (0.04 VEM per bin) no quanta are added (within 1e-5 VEM)."""
+    from scipy import stats as sps
+
+    r = StationRefiner(0, grid=(3, 3), n_t=N_T, hidden=8, fixed_noise=0.0, shot_noise=True, shot_pulses=True)
+    _set_pulses(r, 1.0, 0.5)
+    out = 0.1 * np.sinh(refine_arrays(r, _constant(20000, 5.0), np.zeros((20000, 0), np.float32), seed=2))
+    b = out.reshape(20000, 9, N_T)[:, :, 8].ravel()
+    n = b - 5.0 + 2.475
+    assert np.abs(n - np.round(n)).max() < 2e-3
+    freq = np.bincount(np.round(n).astype(int), minlength=8)[:8] / n.size
+    np.testing.assert_allclose(freq, sps.poisson.pmf(np.arange(8), 2.475), atol=0.01)
+    assert abs(b.mean() - 5.0) < 0.01 and abs(b.var() / 2.475 - 1) < 0.03
+    _set_pulses(r, 2.0, 0.5)
+    out = 0.1 * np.sinh(refine_arrays(r, _constant(2000, 5.0), np.zeros((2000, 0), np.float32), seed=3))
+    n2 = (out.reshape(2000, 9, N_T)[:, :, 8] - 5.0 + 0.5 * 4.95) / 2.0
+    assert np.abs(n2 - np.round(n2)).max() < 2e-3
+    quiet = _constant(50, 0.04)  # no quanta: within the ≈ 5e-7 VEM noise that fixed_noise 0 leaves (σ's floor)
+    got = 0.1 * np.sinh(refine_arrays(r, quiet, np.zeros((50, 0), np.float32), seed=3))
+    assert np.abs(got - 0.04).max() < 1e-5
+
+
+def test_shot_pulses_kernel_and_gradient():
+    """The kernel starts as the tank's decay, softmax(−j/1.5) (unit area, hand: 0.5046 at lag 0);
+    with logits (0, 0, −1e4, …) a pulse is spread evenly over two bins, so neighbouring bins share
+    half the variance (correlation 0.5, as for the log-normal kernel of the same weights).  The
+    straight-through gradient of a bin's output with respect to the fraction's bias is that of the
+    Gaussian limit, q ε √λ (1 − f) / 2 (hand: λ = f (m − 0.05)/q, dλ/db = λ (1 − f)), with ε the
+    noise rolled by a quarter of the trace."""
+    r = StationRefiner(0, grid=(3, 3), n_t=N_T, hidden=8, fixed_noise=0.0, shot_noise=True, shot_pulses=True)
+    k = torch.softmax(r.shot_kernel, 0).detach().numpy()
+    np.testing.assert_allclose(k, np.exp(-np.arange(5) / 1.5) / np.exp(-np.arange(5) / 1.5).sum(), rtol=1e-6)
+    assert abs(k[0] - 0.5046) < 1e-4
+    _set_pulses(r, 1.0, 0.5, [0.0, 0.0] + [-1e4] * (stations._SHOT_TAPS - 2))
+    out = 0.1 * np.sinh(refine_arrays(r, _constant(20000, 4.0), np.zeros((20000, 0), np.float32), seed=3))
+    out = out.reshape(20000, 9, N_T)
+    assert abs(np.corrcoef(out[:, :, 5].ravel(), out[:, :, 6].ravel())[0, 1] - 0.5) < 0.03
+    _set_pulses(r, 1.0, 0.5)
+    x = torch.from_numpy(_constant(1, 4.0))
+    eps = torch.from_numpy(np.random.default_rng(7).normal(size=(1, 9 * N_T)).astype(np.float32))
+    out = 0.1 * torch.sinh(r(x, torch.zeros(1, 0), noise=eps))
+    out.view(9, N_T)[4, 8].backward()
+    lam = 0.5 * (4.0 - 0.05)
+    e = torch.roll(eps.view(9, N_T), N_T // 4, dims=-1)[4, 8].item()
+    assert abs(r.shot_frac.bias.grad.item() - e * np.sqrt(lam) * 0.5 / 2) < 1e-4
+
+
+def test_shot_pulses_option_identity_and_refusals(tmp_path):
+    """At the start (f ≈ 0.0025) and without noise the refiner is the identity; the option needs
+    ``shot_noise`` (the model and the adapter option refuse it alone); it survives save/load, its
+    heads train at the fast rate, and `hepgen refine train --shot-noise --shot-pulses` stores it."""
+    r = StationRefiner(2, grid=(3, 3), n_t=N_T, hidden=8, shot_noise=True, shot_pulses=True)
+    x = torch.from_numpy(_constant(4, 2.0))
+    assert torch.allclose(r(x, torch.zeros(4, 2)), x, atol=1e-4)
+    assert set(r.fast_parameters()) == set(r.shot.parameters()) | set(r.shot_frac.parameters())
+    with pytest.raises(ValueError, match="shot_pulses: needs shot_noise"):
+        StationRefiner(2, grid=(3, 3), n_t=N_T, shot_pulses=True)
+    save_refiner(tmp_path / "r.pt", r, kind="traces")
+    back, payload = load_refiner(tmp_path / "r.pt")
+    assert back.shot_pulses and payload["hparams"]["refiner_architecture"]["shot_pulses"] is True
+    sim = simulate_auger(4, "sim", seed=1)
+    with pytest.raises(ValueError, match="'shot_pulses': needs shot_noise"):
+        set_adapter_options(TraceAdapter().fit(sim), {"shot_pulses": True})
+    model, payload = _train_cli(tmp_path, "--shot-noise", "--shot-pulses")
+    assert payload["preprocessing"]["shot_pulses"] is True and model.shot_pulses
+    assert np.isfinite(payload["meta"]["history"]["critic_w"][0])
+
 def test_critic_total_signal_input_is_log_total_over_three(tmp_path):
     """``critic_total``: the head's input ends with log(1 + Σ_stations Σ_t S)/3 (hand: stations of
     2 and 5 VEM per bin over 16 bins, the rest silent: log(1 + 112)/3), after the labels; the

@@ -24,6 +24,9 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
 * ``shot_noise`` (bool): the station refiner's time-shape correction is deterministic and its
   stochastic part is shot noise of a learned quantum per station, variance ∝ the signal per bin
   (default off; :meth:`hepgen.refine.stations.StationRefiner.shot_fluctuation`);
+* ``shot_pulses`` (bool): that shot noise is a Poisson number of learned quanta per bin with a
+  decay kernel instead of a log-normal per bin (needs ``shot_noise``; default off;
+  :meth:`hepgen.refine.stations.StationRefiner.shot_pulse_fluctuation`);
 * ``critic_total`` (bool): the grid critic's head also sees the event's log(1 + total signal)
   (default off);
 * ``critic_response`` (bool): the grid critic's head also sees the event's log(1 + total signal)
@@ -73,15 +76,15 @@ ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {
     "traces": ("critic_min_vem", "noise_vem", "trigger_vem", "fill_silent", "fill_random", "trigger_curriculum",
                "critic_dropout", "critic_core_distance", "shot_noise", "critic_total",
                "shape_envelope", "critic_response", "critic_count", "match_moments",
-               "critic_roughness", "match_roughness"), "showers": ()}
+               "critic_roughness", "match_roughness", "shot_pulses"), "showers": ()}
 #: the options that are true or false
 FLAG_OPTIONS = ("fill_silent", "fill_random", "critic_core_distance", "shot_noise", "critic_total", "shape_envelope",
-                "critic_response", "critic_count", "critic_roughness", "match_roughness")
+                "critic_response", "critic_count", "critic_roughness", "match_roughness", "shot_pulses")
 #: the traces options that shape the refiner or critic networks, copied into the adapter's
 #: architecture only when set (so that checkpoints of before keep their hparams)
 NETWORK_OPTIONS = ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise",
                    "critic_total", "shape_envelope", "critic_response", "critic_count", "match_moments",
-                   "critic_roughness", "match_roughness")
+                   "critic_roughness", "match_roughness", "shot_pulses")
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ TRACE_FLAGS: tuple[OptionFlag, ...] = (
     OptionFlag("shape_envelope", "the station refiner's time-shape correction is bounded by the pulse's envelope"),
     OptionFlag("shot_noise", "deterministic time-shape correction; the refiner's stochastic part is shot noise "
                "of a learned quantum per station (variance proportional to the signal per bin)"),
+    OptionFlag("shot_pulses", "the shot noise is a Poisson number of learned quanta (≈ 1 VEM, a muon) per bin "
+               "with a decay kernel, not a log-normal per bin (needs --shot-noise)"),
 )
 
 #: the shower options of ``hepgen refine train`` and ``benchmarks/bench_refine_showers.py``, from one
@@ -289,6 +294,8 @@ def set_adapter_options(state: dict, options: dict | None, sim=None, data=None) 
                              f"found {state.get('trigger_vem')!r}")
     if state.get("match_roughness") and not (state.get("match_moments") or 0) > 0:
         raise ValueError(f"refiner option 'match_roughness': needs match_moments > 0, found {state.get('match_moments')!r}")
+    if state.get("shot_pulses") and not state.get("shot_noise"):
+        raise ValueError("refiner option 'shot_pulses': needs shot_noise")
     if state.get("fill_silent") and not (state.get("trigger_vem") or 0) > 0:
         raise ValueError(f"refiner option 'fill_silent': needs the trigger threshold trigger_vem > 0 VEM, "
                          f"found {state.get('trigger_vem')!r}")

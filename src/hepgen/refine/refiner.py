@@ -420,7 +420,8 @@ def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min,
                            shot_noise=bool(architecture.get("shot_noise", False)),
                            shape_envelope=bool(architecture.get("shape_envelope", False)),
                            match_moments=float(architecture.get("match_moments", 0.0)),
-                           match_roughness=bool(architecture.get("match_roughness", False)))
+                           match_roughness=bool(architecture.get("match_roughness", False)),
+                           shot_pulses=bool(architecture.get("shot_pulses", False)))
     if model.n_features != d:
         raise ValueError(f"architecture: expected {model.n_features} features for grid {architecture['grid']} × "
                          f"n_t {architecture['n_t']}, found {d}")
@@ -440,6 +441,8 @@ def _architecture_of(model) -> dict | None:
             arch["trigger_curriculum"] = model.trigger_curriculum
         if model.shot_noise:
             arch["shot_noise"] = True
+        if model.shot_pulses:
+            arch["shot_pulses"] = True
         if model.shape_envelope:
             arch["shape_envelope"] = True
         return arch
