@@ -558,9 +558,7 @@ class StationRefiner(nn.Module):
         a2 = torch.log1p(self.shot_quantum(h) / m)
         delta = m * torch.expm1(torch.sqrt(a2) * eps - 0.5 * a2)
         delta = torch.where(mean > 1e-4, delta, torch.zeros_like(delta))
-        k = self.shot_kernel_weights()
-        padded = nn.functional.pad(delta[:, None, :], (_SHOT_TAPS - 1, 0))
-        return nn.functional.conv1d(padded, k.flip(0).view(1, 1, -1))[:, 0, :]
+        return _causal(delta, self.shot_kernel_weights())
 
     def shot_fraction(self, h: torch.Tensor) -> torch.Tensor:
         """``(M, 1)``: with ``shot_pulses``, the fraction ``f`` of each station's signal that arrives in quanta."""
@@ -582,10 +580,7 @@ class StationRefiner(nn.Module):
         with torch.no_grad():
             exact = poisson_quantile(lam.clamp(max=_PULSE_EXACT_MAX), torch.special.ndtr(eps)) - lam
             draw = torch.where(lam <= _PULSE_EXACT_MAX, exact, gauss)
-        k = torch.softmax(self.shot_kernel, 0)
-        delta = q * (gauss + (draw - gauss).detach())
-        padded = nn.functional.pad(delta[:, None, :], (_SHOT_TAPS - 1, 0))
-        return nn.functional.conv1d(padded, k.flip(0).view(1, 1, -1))[:, 0, :]
+        return _causal(q * (gauss + (draw - gauss).detach()), torch.softmax(self.shot_kernel, 0))
 
     def _core_distance(self, weights: torch.Tensor) -> torch.Tensor:
         return core_distance(weights, self.grid)
@@ -609,6 +604,12 @@ class StationRefiner(nn.Module):
         if eps_all is not None:
             pulse = pulse + sigma * eps
         return pulse
+
+
+def _causal(delta: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``(M, n_t)``: ``Σ_j k_j δ(t − j)`` of ``delta`` ``(M, n_t)`` with the causal kernel ``k`` (``k_0`` at lag 0)."""
+    padded = nn.functional.pad(delta[:, None, :], (len(k) - 1, 0))
+    return nn.functional.conv1d(padded, k.flip(0).view(1, 1, -1))[:, 0, :]
 
 
 def poisson_quantile(lam: torch.Tensor, u: torch.Tensor, terms: int = _PULSE_TERMS) -> torch.Tensor:
