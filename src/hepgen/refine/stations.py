@@ -52,8 +52,9 @@ Poisson CDF at ``Φ(ε')`` (so the given noise fixes it, and a refined file is r
 gradient passes as if ``n = λ + √λ ε'`` (straight-through: forward the discrete draw, backward
 the Gaussian of equal variance).  A log-normal per bin is not what a few ≈ 1 VEM muons with the
 tank's decay look like (docs/refine.md, tenth round).  (Measured on the Auger-like toy: the refiner
-switches the pulses off, ``f`` falls below 0.001 and ``q`` runs to its bound; set by hand they give
-the brightest station's peak/signal data's spread.  docs/refine.md, eleventh round.)
+switches the pulses off, ``f`` falls below 0.001 and ``q`` runs to its bound; kept on by a floor on
+``f`` they are learned at ``q`` ≈ 1 VEM, the toy's muon, but the classifier AUC does not fall.
+docs/refine.md, eleventh round.)
 
 With ``shape_envelope=True`` the shape correction is bounded by the pulse:
 ``Δu ← env(u) · tanh(Δu)``, ``env`` the mean of ``|u|`` over ±3 bins, so that it cannot put
