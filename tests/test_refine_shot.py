@@ -129,7 +129,6 @@ def test_shot_noise_option_and_cli(tmp_path):
     assert np.isfinite(payload["meta"]["history"]["critic_w"][0])
 
 
-
 def _set_pulses(r, quantum_vem, fraction, kernel=None):
     """Shot pulses: quantum q (VEM) and fraction f of the signal in quanta for every station;
     kernel logits (default: lag 0 only)."""
@@ -220,6 +219,7 @@ def test_shot_pulses_option_identity_and_refusals(tmp_path):
     model, payload = _train_cli(tmp_path, "--shot-noise", "--shot-pulses")
     assert payload["preprocessing"]["shot_pulses"] is True and model.shot_pulses
     assert np.isfinite(payload["meta"]["history"]["critic_w"][0])
+
 
 def test_critic_total_signal_input_is_log_total_over_three(tmp_path):
     """``critic_total``: the head's input ends with log(1 + Σ_stations Σ_t S)/3 (hand: stations of

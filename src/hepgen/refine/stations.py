@@ -531,9 +531,7 @@ class StationRefiner(nn.Module):
         it can move, at most double or remove signal near where the pulse is, and add nothing
         where there is none (the free correction, scaled by the station integral, put
         signal-proportional structure into the noise-only tails of big stations: docs/refine.md)."""
-        k = 2 * _ENVELOPE + 1
-        return nn.functional.avg_pool1d(u.abs()[:, None, :], k, stride=1, padding=_ENVELOPE,
-                                        count_include_pad=False)[:, 0, :]
+        return _moving_mean(u.abs())
 
     def shot_quantum(self, h: torch.Tensor) -> torch.Tensor:
         """``(M, 1)`` VEM: the quantum ``q`` of the shot noise of each station (``h`` its embedding)."""
@@ -574,9 +572,7 @@ class StationRefiner(nn.Module):
         0 and variance ``q² Σ_j k_j² λ(t − j)``, i.e. ``q f m Σ k²`` on a slowly varying trace.
         The gradient is that of ``q (√λ ε)`` (straight-through)."""
         q, f = self.shot_quantum(h), self.shot_fraction(h)
-        smooth = nn.functional.avg_pool1d(mean[:, None, :], 2 * _ENVELOPE + 1, stride=1, padding=_ENVELOPE,
-                                          count_include_pad=False)[:, 0, :]
-        lam = f * (smooth - _PULSE_FLOOR_VEM).clamp(min=0.0) / q
+        lam = f * (_moving_mean(mean) - _PULSE_FLOOR_VEM).clamp(min=0.0) / q
         gauss = lam.clamp(min=1e-6).sqrt() * eps  # n − λ in the Gaussian limit: carries the gradient
         with torch.no_grad():
             exact = poisson_quantile(lam.clamp(max=_PULSE_EXACT_MAX), torch.special.ndtr(eps)) - lam
@@ -605,6 +601,12 @@ class StationRefiner(nn.Module):
         if eps_all is not None:
             pulse = pulse + sigma * eps
         return pulse
+
+
+def _moving_mean(x: torch.Tensor) -> torch.Tensor:
+    """``(M, n_t)``: the mean of ``x`` ``(M, n_t)`` over ``±_ENVELOPE`` bins (fewer at the trace's ends)."""
+    return nn.functional.avg_pool1d(x[:, None, :], 2 * _ENVELOPE + 1, stride=1, padding=_ENVELOPE,
+                                    count_include_pad=False)[:, 0, :]
 
 
 def _causal(delta: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
