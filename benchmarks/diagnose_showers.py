@@ -1,0 +1,194 @@
+"""Where do generated showers differ from the reference, energy by energy?  Numbers and a plot for issue 14.
+
+Compares reference showers (``TEST``) with generated ones (``GEN``, e.g. sampled at the test
+showers' incident energies) in bins of the incident energy E_inc (log-spaced, ``--bins``):
+
+* the shower-to-shower **spread** of each layer's radial centre of energy ``EC_r`` and radial
+  width ``width_r`` (:func:`hepgen.metrics.observables.high_level_features`): standard deviation
+  of the generated over that of the reference, per layer and bin (:func:`spread_ratios`);
+  1 where the model is right, below 1 where its showers scatter too little;
+* the **lumpiness**: the share of a layer's energy in its brightest cell
+  (:func:`largest_share`), its 90th percentile per layer and bin, both samples;
+* with ``--checkpoint`` (a flow checkpoint of the ``caloflow`` family, the one that made GEN):
+  the reference showers **encoded** through the flow (preprocessing, then ``model.transform``),
+  which gives standard normal latents where the flow fits.  Per bin: the rate of shape latents
+  beyond ``|z| = 4`` over a normal's (:func:`tail_rate`), and the variance of the energy latents.
+
+Writes ``OUT/summary.json`` (every number printed) and ``OUT/spread_ratios.png`` (the ratios per
+layer against E_inc), and prints the tables.  Usage:
+
+    python benchmarks/diagnose_showers.py test.h5 generated.h5 --checkpoint run/best.pt -o diag/
+
+What it showed on the demo's model (docs/models.md, "Where the radial centres go wrong"): below
+2.5 GeV the radial centres of layers 2-5 scatter 9-13 % too little, the lumpy showers (one cell
+holding most of a layer's energy) are missing, and the encoded real showers have 3x a normal's
+rate of latents beyond |z| = 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from scipy import stats
+
+from hepgen.data.formats import read_showers
+from hepgen.domains.showers import ShowerGenerator, layer_sizes
+from hepgen.metrics.observables import high_level_features
+
+__all__ = ["encode", "largest_share", "spread_ratios", "tail_rate"]
+
+
+def spread_ratios(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_gen: np.ndarray,
+                  edges: np.ndarray) -> np.ndarray:
+    """Standard deviation of ``gen`` over that of ``ref`` in bins of the incident energy.
+
+    Arguments:
+        ref, gen: ``(N_r,)``, ``(N_g,)`` one observable per shower; e_ref, e_gen: their incident
+            energies (MeV); edges: ``(B + 1,)`` bin edges (MeV), a shower in ``[edges[i], edges[i+1])``.
+
+    Returns:
+        ``(B,)`` ratios (population standard deviations, ``ddof = 0``); NaN where a bin holds
+        fewer than two showers of either sample or the reference does not vary.
+
+    Example (worked by hand: in the first bin the reference is 0, 2 (sd 1) and the generated
+    0, 4 (sd 2); in the second 1, 3 (sd 1) against 2, 2 (sd 0)):
+        >>> e = np.array([1.0, 1.5, 10.0, 15.0])
+        >>> spread_ratios(np.array([0, 2, 1, 3.]), np.array([0, 4, 2, 2.]), e, e, np.array([1, 5, 20.]))
+        array([2., 0.])
+    """
+    out = np.full(len(edges) - 1, np.nan)
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        r, g = ref[(e_ref >= lo) & (e_ref < hi)], gen[(e_gen >= lo) & (e_gen < hi)]
+        if len(r) > 1 and len(g) > 1 and r.std() > 0:
+            out[i] = g.std() / r.std()
+    return out
+
+
+def largest_share(showers: np.ndarray, layer_sizes) -> np.ndarray:
+    """``(N, L)``: each layer's brightest cell over the layer's energy (0 for an empty layer).
+
+    Example (worked by hand: layer 0 holds 1 + 3, its brightest cell 3/4; layer 1 is empty):
+        >>> largest_share(np.array([[1.0, 3.0, 0.0, 0.0]]), [2, 2])
+        array([[0.75, 0.  ]])
+    """
+    showers = np.asarray(showers, dtype=np.float64)
+    bounds = np.cumsum([0, *layer_sizes])
+    out = np.zeros((len(showers), len(layer_sizes)))
+    for l, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        cells = showers[:, a:b]
+        total = cells.sum(axis=1)
+        np.divide(cells.max(axis=1), total, out=out[:, l], where=total > 0)
+    return out
+
+
+def tail_rate(z: np.ndarray, cut: float = 4.0) -> tuple[float, float]:
+    """``(rate, ratio)``: the share of the entries of ``z`` beyond ``|z| = cut``, and that share over
+    a standard normal's, ``2 Φ(−cut)`` (6.33e-5 at 4).
+
+    Example (worked by hand: 1 of 4 entries beyond 4; a normal has 2 Φ(−4) = 6.334e-5 there):
+        >>> rate, ratio = tail_rate(np.array([[0.0, 5.0], [-1.0, 3.9]]))
+        >>> rate, round(ratio)
+        (0.25, 3947)
+    """
+    z = np.asarray(z)
+    rate = float((np.abs(z) > cut).mean())
+    return rate, rate / float(2.0 * stats.norm.sf(cut))
+
+
+@torch.no_grad()
+def encode(generator: ShowerGenerator, showers: np.ndarray, energies: np.ndarray, conditions=None,
+           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Reference showers → the flow's latents ``(energy part (N, n_energy_features), shape part (N, n_voxels))``.
+
+    The preprocessing's forward transform (its dequantisation noise drawn from ``seed``), then
+    ``model.transform``: standard normal where the model fits.  Needs a ``caloflow`` model.
+    """
+    model = generator.model
+    if getattr(model, "family", None) != "caloflow":
+        raise ValueError(f"--checkpoint: expected a caloflow checkpoint, found family {model.family!r}")
+    pre = generator.preprocessor
+    x = torch.as_tensor(pre.transform(showers, energies, np.random.default_rng(seed)))
+    c = torch.as_tensor(pre.transform_conditions(energies, conditions))
+    z = model.eval().transform(x, c).double().numpy()
+    return z[:, : model.n_layers], z[:, model.n_layers :]
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("test", help="reference showers (HDF5)")
+    ap.add_argument("generated", help="generated showers (HDF5, same geometry)")
+    ap.add_argument("--checkpoint", help="the caloflow checkpoint, to encode the reference showers")
+    ap.add_argument("--bins", type=int, default=5, help="log-spaced bins of E_inc over the test showers' range")
+    ap.add_argument("--encode-per-bin", type=int, default=4000, help="reference showers encoded per bin")
+    ap.add_argument("-o", "--output", required=True)
+    args = ap.parse_args(argv)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    ref, gen = read_showers(args.test), read_showers(args.generated)
+    e_r, e_g = ref.incident_energies.reshape(-1), gen.incident_energies.reshape(-1)
+    edges = np.geomspace(e_r.min(), e_r.max() * (1 + 1e-9), args.bins + 1)
+    fr = high_level_features(ref.showers, e_r, ref.geometry)
+    fg = high_level_features(gen.showers, e_g, ref.geometry)
+    layers = sorted({int(k.rsplit("_", 1)[1]) for k in fr if k.startswith("EC_r_")})
+    summary = {"edges_MeV": edges.tolist(), "layers": layers, "spread_ratio": {}, "largest_share_p90": {}}
+    for key in ("EC_r", "width_r"):
+        summary["spread_ratio"][key] = {l: spread_ratios(fr[f"{key}_{l}"], fg[f"{key}_{l}"], e_r, e_g, edges).tolist()
+                                        for l in layers}
+    sizes = layer_sizes(ref.geometry)
+    share_r, share_g = largest_share(ref.showers, sizes), largest_share(gen.showers, sizes)
+    for name, share, e in (("reference", share_r, e_r), ("generated", share_g, e_g)):
+        summary["largest_share_p90"][name] = [
+            [float(np.quantile(share[(e >= lo) & (e < hi), l], 0.9)) if ((e >= lo) & (e < hi)).any() else None
+             for lo, hi in zip(edges[:-1], edges[1:])] for l in range(len(sizes))]
+    bins = [f"{lo / 1e3:.3g}-{hi / 1e3:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    print("E_inc bins (GeV):", "  ".join(bins))
+    for key in ("EC_r", "width_r"):
+        print(f"sd({key}) generated / reference")
+        for l in layers:
+            print(f"  layer {l}: " + "  ".join(f"{v:.3f}" for v in summary["spread_ratio"][key][l]))
+    print("90th percentile of the brightest cell's share of its layer, reference / generated")
+    for l in range(len(sizes)):
+        pr, pg = summary["largest_share_p90"]["reference"][l], summary["largest_share_p90"]["generated"][l]
+        print(f"  layer {l}: " + "  ".join(f"{a:.3f}/{b:.3f}" if a is not None and b is not None else "-"
+                                         for a, b in zip(pr, pg)))
+    if args.checkpoint:
+        generator = ShowerGenerator.load(args.checkpoint)
+        summary["latents"] = []
+        print(f"encoded reference showers (≤ {args.encode_per_bin} per bin): shape latents beyond |z| = 4 "
+              "over a normal's rate; energy latents' variance")
+        for b, (lo, hi) in zip(bins, zip(edges[:-1], edges[1:])):
+            rows = np.flatnonzero((e_r >= lo) & (e_r < hi))[: args.encode_per_bin]
+            if len(rows) < 2:
+                continue
+            ze, zs = encode(generator, ref.showers[rows], e_r[rows], {k: v[rows] for k, v in ref.conditions.items()})
+            rate, ratio = tail_rate(zs)
+            row = {"bin_GeV": b, "n": int(len(rows)), "shape_tail_rate": rate, "shape_tail_ratio": ratio,
+                   "energy_latent_var": float(ze.var(axis=0).mean()), "shape_latent_var": float(zs.var(axis=0).mean())}
+            summary["latents"].append(row)
+            print(f"  {b} GeV: tail ratio {ratio:.2f}, energy latent variance {row['energy_latent_var']:.3f}, "
+                  f"shape latent variance {row['shape_latent_var']:.3f}")
+    centres = np.sqrt(edges[:-1] * edges[1:]) / 1e3
+    fig = Figure(figsize=(10, 4))
+    for ax, key in zip(fig.subplots(1, 2), ("EC_r", "width_r")):
+        for l in layers:
+            ax.plot(centres, summary["spread_ratio"][key][l], marker="o", label=f"layer {l}")
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(centres, [f"{c:.3g}" for c in centres])
+        ax.set_xlabel("E_inc [GeV]")
+        ax.set_ylabel(f"sd({key}) generated / reference")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "spread_ratios.png", dpi=110)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

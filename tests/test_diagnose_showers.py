@@ -1,0 +1,105 @@
+"""benchmarks/diagnose_showers.py: the energy-binned spreads, the brightest cell's share and the
+flow's latent tails, against cases worked out by hand or recomputed independently."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from _benchmarks import load_benchmark
+from hepgen.data.formats import ShowerData, read_showers, write_showers
+from hepgen.data.geometry import default_binning
+from hepgen.domains.showers import ShowerGenerator, layer_sizes
+from hepgen.domains.showers.preprocessing import ShowerPreprocessor
+from hepgen.models import build_model
+from hepgen.simulate.calorimeter import simulate_dataset
+
+diag = load_benchmark("diagnose_showers")
+
+
+def test_spread_ratios_scale_with_the_generated_spread_bin_by_bin():
+    rng = np.random.default_rng(0)
+    e = rng.uniform(1.0, 100.0, 2000)
+    ref = rng.normal(0.0, 1.0, 2000)
+    edges = np.array([1.0, 10.0, 100.0])
+    gen = np.where(e < 10.0, 1.5 * ref + 7.0, 0.5 * ref)   # shifts do not change a spread
+    np.testing.assert_allclose(diag.spread_ratios(ref, gen, e, e, edges), [1.5, 0.5], rtol=1e-12)
+    # a bin with fewer than two showers of a sample, or a constant reference: NaN
+    out = diag.spread_ratios(np.array([1.0, 1.0, 2.0]), np.array([0.0, 3.0, 5.0]), np.array([1.0, 2.0, 50.0]),
+                             np.array([1.0, 2.0, 50.0]), edges)
+    assert np.isnan(out).all()
+
+
+def test_largest_share_is_the_brightest_cell_over_the_layer():
+    rng = np.random.default_rng(1)
+    showers = rng.exponential(1.0, (50, 7)) * (rng.uniform(size=(50, 7)) < 0.6)
+    got = diag.largest_share(showers, [3, 4])
+    for i, row in enumerate(showers):   # a plain loop, shower by shower
+        for l, (a, b) in enumerate([(0, 3), (3, 7)]):
+            total = row[a:b].sum()
+            assert got[i, l] == pytest.approx(row[a:b].max() / total if total > 0 else 0.0, rel=1e-12)
+
+
+def test_tail_rate_of_a_normal_sample_is_near_one():
+    z = np.random.default_rng(2).standard_normal((4000, 500))   # 2e6 entries, ~127 beyond |z| = 4
+    rate, ratio = diag.tail_rate(z)
+    assert rate == pytest.approx(float((np.abs(z) > 4).mean()), rel=0) and 0.75 < ratio < 1.25   # ~9 % Poisson error
+    assert diag.tail_rate(z, cut=2.0)[1] == pytest.approx(1.0, abs=0.02)   # 2 Φ(−2) = 4.55 %, 9.1e4 entries
+
+
+def _files(tmp_path):
+    geometry = default_binning()
+    data = simulate_dataset(400, geometry=geometry, energy_range=(1e3, 1e5), seed=3)
+    write_showers(tmp_path / "ref.h5", data)
+    pre = ShowerPreprocessor(layer_sizes(geometry)).fit(data.showers, data.incident_energies)
+    torch.manual_seed(0)
+    stage = {"transforms": 2, "hidden_features": 16, "n_hidden": 1, "spline_bins": 4, "coupling": True}
+    model = build_model("caloflow", n_features=pre.n_features, n_conditions=1, n_layers=pre.n_energy_features,
+                        energy_flow=stage, shape_flow=stage)
+    generator = ShowerGenerator(model.eval(), pre, geometry)
+    generator.save(tmp_path / "model.pt")
+    return data, generator
+
+
+def test_main_on_the_reference_against_itself_and_its_latents(tmp_path):
+    data, generator = _files(tmp_path)
+    summary = diag.main([str(tmp_path / "ref.h5"), str(tmp_path / "ref.h5"), "--checkpoint", str(tmp_path / "model.pt"),
+                         "--bins", "2", "--encode-per-bin", "150", "-o", str(tmp_path / "out")])
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert saved["latents"] == summary["latents"] and saved["edges_MeV"] == summary["edges_MeV"]
+    # the same showers on both sides: every spread ratio is 1, the brightest-cell percentiles agree
+    for key in ("EC_r", "width_r"):
+        ratios = np.array(list(saved["spread_ratio"][key].values()), dtype=float)
+        assert ratios.shape == (8, 2) and np.allclose(ratios, 1.0, rtol=1e-12)
+    assert saved["largest_share_p90"]["reference"] == saved["largest_share_p90"]["generated"]
+    # the latents of the first bin, recomputed: preprocessing with seed 0, then the model's transform
+    e = data.incident_energies.reshape(-1)
+    edges = np.geomspace(e.min(), e.max() * (1 + 1e-9), 3)
+    rows = np.flatnonzero((e >= edges[0]) & (e < edges[1]))[:150]
+    x = torch.as_tensor(generator.preprocessor.transform(data.showers[rows], e[rows], np.random.default_rng(0)))
+    c = torch.as_tensor(generator.preprocessor.transform_conditions(e[rows]))
+    with torch.no_grad():
+        z = generator.model.transform(x, c).double().numpy()
+    n_e = generator.preprocessor.n_energy_features
+    first = saved["latents"][0]
+    assert first["n"] == len(rows)
+    assert first["shape_tail_rate"] == pytest.approx(float((np.abs(z[:, n_e:]) > 4).mean()), abs=1e-12)
+    assert first["shape_tail_ratio"] == pytest.approx(first["shape_tail_rate"] / (2 * stats.norm.sf(4.0)), rel=1e-12)
+    assert first["energy_latent_var"] == pytest.approx(float(z[:, :n_e].var(axis=0).mean()), rel=1e-5)
+    assert (tmp_path / "out" / "spread_ratios.png").stat().st_size > 0
+
+
+def test_main_sees_a_narrower_generated_layer(tmp_path):
+    # the "generated" file: the reference with layer 3's cells pulled to each shower's mean of the
+    # layer (a radially flat layer: its centre and width lose their shower-to-shower spread)
+    data, _ = _files(tmp_path)
+    showers = data.showers.copy()
+    layer = slice(3 * 48, 4 * 48)
+    showers[:, layer] = 0.5 * showers[:, layer] + 0.5 * showers[:, layer].mean(axis=1, keepdims=True)
+    write_showers(tmp_path / "gen.h5", ShowerData(showers, data.incident_energies, {}, data.geometry, {}))
+    summary = diag.main([str(tmp_path / "ref.h5"), str(tmp_path / "gen.h5"), "--bins", "2", "-o", str(tmp_path / "o")])
+    ratios = {l: np.array(v) for l, v in summary["spread_ratio"]["EC_r"].items()}
+    assert np.all(ratios[3] < 0.9) and all(np.allclose(ratios[l], 1.0) for l in ratios if l != 3)
+    assert read_showers(tmp_path / "gen.h5").showers.shape == data.showers.shape
