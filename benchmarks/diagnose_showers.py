@@ -158,6 +158,9 @@ def main(argv=None) -> dict:
                                          for a, b in zip(pr, pg)))
     if args.checkpoint:
         generator = ShowerGenerator.load(args.checkpoint)
+        if generator.model.family != "caloflow":
+            ap.error(f"{args.checkpoint}: key 'family': expected a caloflow checkpoint (two flows to encode with), "
+                     f"found {generator.model.family!r}")
         summary["latents"] = []
         print(f"encoded reference showers (≤ {args.encode_per_bin} per bin): shape latents beyond |z| = 4 "
               "over a normal's rate; energy latents' variance")

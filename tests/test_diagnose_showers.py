@@ -103,3 +103,16 @@ def test_main_sees_a_narrower_generated_layer(tmp_path):
     ratios = {l: np.array(v) for l, v in summary["spread_ratio"]["EC_r"].items()}
     assert np.all(ratios[3] < 0.9) and all(np.allclose(ratios[l], 1.0) for l in ratios if l != 3)
     assert read_showers(tmp_path / "gen.h5").showers.shape == data.showers.shape
+
+
+def test_main_refuses_a_checkpoint_of_another_family(tmp_path, capsys):
+    data, generator = _files(tmp_path)
+    flow = build_model("flow", n_features=generator.preprocessor.n_features, n_conditions=1, transforms=2,
+                       hidden_features=8, coupling=True)
+    ShowerGenerator(flow, generator.preprocessor, data.geometry).save(tmp_path / "flow.pt")
+    with pytest.raises(SystemExit):
+        diag.main([str(tmp_path / "ref.h5"), str(tmp_path / "ref.h5"), "--checkpoint", str(tmp_path / "flow.pt"),
+                   "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f"{tmp_path / 'flow.pt'}: key 'family': expected a caloflow checkpoint (two flows to encode "
+                        "with), found 'flow'")
