@@ -109,8 +109,8 @@ def encode(generator: ShowerGenerator, showers: np.ndarray, energies: np.ndarray
     ``model.transform``: standard normal where the model fits.  Needs a ``caloflow`` model.
     """
     model = generator.model
-    if getattr(model, "family", None) != "caloflow":
-        raise ValueError(f"--checkpoint: expected a caloflow checkpoint, found family {model.family!r}")
+    if model.family != "caloflow":
+        raise ValueError(f"key 'family': expected a caloflow checkpoint (two flows to encode with), found {model.family!r}")
     pre = generator.preprocessor
     x = torch.as_tensor(pre.transform(showers, energies, np.random.default_rng(seed)))
     c = torch.as_tensor(pre.transform_conditions(energies, conditions))
@@ -142,9 +142,9 @@ def main(argv=None) -> dict:
     sizes = layer_sizes(ref.geometry)
     share_r, share_g = largest_share(ref.showers, sizes), largest_share(gen.showers, sizes)
     for name, share, e in (("reference", share_r, e_r), ("generated", share_g, e_g)):
-        summary["largest_share_p90"][name] = [
-            [float(np.quantile(share[(e >= lo) & (e < hi), l], 0.9)) if ((e >= lo) & (e < hi)).any() else None
-             for lo, hi in zip(edges[:-1], edges[1:])] for l in range(len(sizes))]
+        masks = [(e >= lo) & (e < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+        summary["largest_share_p90"][name] = [[float(np.quantile(share[m, l], 0.9)) if m.any() else None for m in masks]
+                                              for l in range(len(sizes))]
     bins = [f"{lo / 1e3:.3g}-{hi / 1e3:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
     print("E_inc bins (GeV):", "  ".join(bins))
     for key in ("EC_r", "width_r"):
@@ -158,9 +158,6 @@ def main(argv=None) -> dict:
                                          for a, b in zip(pr, pg)))
     if args.checkpoint:
         generator = ShowerGenerator.load(args.checkpoint)
-        if generator.model.family != "caloflow":
-            ap.error(f"{args.checkpoint}: key 'family': expected a caloflow checkpoint (two flows to encode with), "
-                     f"found {generator.model.family!r}")
         summary["latents"] = []
         print(f"encoded reference showers (≤ {args.encode_per_bin} per bin): shape latents beyond |z| = 4 "
               "over a normal's rate; energy latents' variance")
@@ -168,7 +165,10 @@ def main(argv=None) -> dict:
             rows = np.flatnonzero((e_r >= lo) & (e_r < hi))[: args.encode_per_bin]
             if len(rows) < 2:
                 continue
-            ze, zs = encode(generator, ref.showers[rows], e_r[rows], {k: v[rows] for k, v in ref.conditions.items()})
+            try:
+                ze, zs = encode(generator, ref.showers[rows], e_r[rows], {k: v[rows] for k, v in ref.conditions.items()})
+            except ValueError as err:  # encode's one check of the model, with the file's name
+                ap.error(f"{args.checkpoint}: {err}")
             rate, ratio = tail_rate(zs)
             row = {"bin_GeV": b, "n": int(len(rows)), "shape_tail_rate": rate, "shape_tail_ratio": ratio,
                    "energy_latent_var": float(ze.var(axis=0).mean()), "shape_latent_var": float(zs.var(axis=0).mean())}
