@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.refine.adapters import get_adapter, read_kind, read_pair
+from hepgen.refine.critic_layers import LayerCritic, layer_groups
 from hepgen.refine.critic_sums import SumsCritic, sum_groups
 from hepgen.refine.moments import ResponseMoments
 from hepgen.refine.options import set_adapter_options
@@ -118,6 +119,10 @@ class RefinerConfig:
             the residual MLP), ``"mlp"`` = the residual MLP (:class:`ResidualRefiner`) always.
         critic_sums: the critic also sees the log energy sums of the adapter's ``sum_groups``
             (showers: each layer and the total; :mod:`hepgen.refine.critic_sums`), MLP critic only.
+        critic_layers: the critic's score also sums one small network per layer of the adapter's
+            ``sum_groups`` (width ``critic_hidden // 2``, each on its layer's features and the
+            labels; :class:`hepgen.refine.critic_layers.LayerCritic`), MLP critic only.  Why: a
+            classifier on one Geant4 layer found more than one on the whole shower (docs/refine.md).
         response: ``"off"``, or the residual refiner becomes a shape correction that keeps the
             energy of each group and is followed by a per-event response factor per group,
             ``E' = E · exp(a(labels, own response))`` (:mod:`hepgen.refine.response`), identity at
@@ -162,6 +167,7 @@ class RefinerConfig:
     seed: int = 0
     architecture: str = "auto"
     critic_sums: bool = False
+    critic_layers: bool = False
     response: str = "off"
     match_response: float = 0.0
     match_occupancy: bool = False
@@ -578,6 +584,12 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                             model.y_mean, model.y_std, np.concatenate([y_sim, y_data]))
     else:
         critic = Critic(d + n_lab_c, config.critic_hidden)
+    if config.critic_layers:
+        if architecture is not None or model.n_groups > 1:
+            raise ValueError("refiner config key 'critic_layers': expected the residual MLP refiner on ungrouped "
+                             f"features (showers), found architecture {(architecture or {}).get('name', 'mlp')!r} "
+                             f"with {model.n_groups} groups")
+        critic = LayerCritic(critic, layer_groups(sum_groups, d), n_lab_c, max(config.critic_hidden // 2, 1))
     sigma_params = list(model.log_sigma.parameters()) if model.stochastic else []
     # e.g. the station refiner's amplitude of silent stations: trained at the noise rate too
     sigma_params += list(getattr(model, "fast_parameters", list)())
@@ -599,7 +611,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         # checkpoints written before the response factor existed lack its keys: they had none
         old = {k: v for k, v in {"response": "off", "response_groups": 0, "closeness_mean": False,
                                  "match_response": 0.0, "match_occupancy": False, "azimuthal_slices": False,
-                                 "azimuthal": None, **payload["hparams"]}.items()
+                                 "azimuthal": None, "critic_layers": False, **payload["hparams"]}.items()
                if k != "epochs"}
         new = {k: v for k, v in hparams.items() if k != "epochs"}
         if payload.get("family") != FAMILY or old != new:
