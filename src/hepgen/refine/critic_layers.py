@@ -14,10 +14,11 @@ the adapter's ``sum_groups`` without the total) and each ``φ_l`` is its own MLP
 layers of ``hidden`` units, LeakyReLU 0.2, like the event critic) on ``x̂_l`` and the labels.
 A sum of critics is a critic: the gradient penalty (arXiv:1704.00028) is applied to ``C`` as a
 whole, so the Wasserstein estimate keeps its meaning, and the refiner is pushed by every
-layer's network.  The ``L`` networks are evaluated at once: the first layer as one dense
-product whose weight is masked block by block (each block of ``hidden`` outputs sees its own
-group's features and the labels), the second and third as batched products over groups
-(``torch.einsum``), so groups of different sizes need no padding.
+layer's network.  The ``L`` networks are evaluated at once as batched products over groups
+(``torch.einsum``): each group's inputs (its features, then the labels) are gathered into an
+``(N, L, F)`` block, padded with a zero column where groups differ in size.  The first layer's
+weights are stored as one ``(D + L, L·hidden)`` matrix whose blocks outside a group's inputs are
+zero (``mask``), the form in which the networks are also a masked dense product.
 
 Example:
     >>> import torch
@@ -96,6 +97,13 @@ class LayerCritic(nn.Module):
         feat = g.T.repeat_interleave(self.hidden, dim=1)                     # (D, G·h)
         mask = torch.cat([feat, torch.ones(int(n_labels), n_groups * self.hidden)], dim=0)
         self.register_buffer("mask", mask)
+        # each group's input columns (features, then labels), padded with column D + L (a zero column)
+        cols = [torch.cat([torch.nonzero(g[k]).flatten(), torch.arange(d, d + n_labels)]) for k in range(n_groups)]
+        width = max(len(c) for c in cols)
+        index = torch.full((n_groups, width), d + n_labels, dtype=torch.long)
+        for k, c in enumerate(cols):
+            index[k, :len(c)] = c
+        self.register_buffer("index", index, persistent=False)
         fan_in = (g.sum(dim=1) + n_labels).repeat_interleave(self.hidden)    # (G·h,) inputs per unit
         bound = 1.0 / torch.sqrt(fan_in)                                      # nn.Linear's default init range
         self.w1 = nn.Parameter((torch.rand(d + n_labels, n_groups * self.hidden) * 2 - 1) * bound * mask)
@@ -109,7 +117,10 @@ class LayerCritic(nn.Module):
     def layer_scores(self, z: torch.Tensor) -> torch.Tensor:
         """``(N, D + L)`` standardised features and labels → ``(N, G)`` each group's ``φ_l``."""
         act = nn.functional.leaky_relu
-        h = act(z @ (self.w1 * self.mask) + self.b1, 0.2).view(len(z), self.n_groups, self.hidden)
+        zp = torch.cat([z, z.new_zeros(len(z), 1)], dim=1)
+        w1 = torch.cat([self.w1, self.w1.new_zeros(1, self.w1.shape[1])]).view(-1, self.n_groups, self.hidden)
+        w1 = w1[self.index, torch.arange(self.n_groups, device=z.device)[:, None]]     # (G, F, h)
+        h = act(torch.einsum("ngf,gfh->ngh", zp[:, self.index], w1) + self.b1.view(self.n_groups, self.hidden), 0.2)
         h = act(torch.einsum("ngh,ghk->ngk", h, self.w2) + self.b2, 0.2)
         return (h * self.w3).sum(dim=2) + self.b3
 
