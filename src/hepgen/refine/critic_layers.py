@@ -14,11 +14,11 @@ the adapter's ``sum_groups`` without the total) and each ``φ_l`` is its own MLP
 layers of ``hidden`` units, LeakyReLU 0.2, like the event critic) on ``x̂_l`` and the labels.
 A sum of critics is a critic: the gradient penalty (arXiv:1704.00028) is applied to ``C`` as a
 whole, so the Wasserstein estimate keeps its meaning, and the refiner is pushed by every
-layer's network.  The ``L`` networks are evaluated at once as batched products over groups
-(``torch.einsum``): each group's inputs (its features, then the labels) are gathered into an
-``(N, L, F)`` block, padded with a zero column where groups differ in size.  The first layer's
-weights are stored as one ``(D + L, L·hidden)`` matrix whose blocks outside a group's inputs are
-zero (``mask``), the form in which the networks are also a masked dense product.
+layer's network.  The ``G`` networks (one per group; ``L`` is the number of labels) are evaluated
+at once as batched products over groups (``torch.einsum``): each group's inputs (its features,
+then the labels) are gathered into an ``(N, G, F)`` block, padded with a zero column where groups
+differ in size.  The first layer's weights are stored as one ``(D + L, G·hidden)`` matrix whose
+entries outside a group's inputs are zero (``mask``) and never used.
 
 Example:
     >>> import torch
