@@ -46,12 +46,13 @@ from torch import nn
 __all__ = ["LayerCritic", "layer_groups"]
 
 
-def layer_groups(sum_groups: np.ndarray | None, n_features: int) -> np.ndarray:
-    """The ``(L, D)`` 0/1 layer groups of the per-layer critics from the adapter's ``(G, D)`` ``sum_groups``:
-    the rows that do not cover every feature (showers: the layers; the total is dropped).
+def layer_groups(sum_groups: np.ndarray | None, n_features: int, key: str = "critic_layers") -> np.ndarray:
+    """The ``(L, D)`` 0/1 layer groups of the per-layer critics (or of another option, ``key``) from the
+    adapter's ``(G, D)`` ``sum_groups``: the rows that do not cover every feature (showers: the
+    layers, in their order; the total is dropped).
 
-    Raises ``ValueError`` naming the config key when the kind has no groups, when fewer than two
-    layers remain, or when a feature is in no layer or in two.
+    Raises ``ValueError`` naming the config key ``key`` when the kind has no groups, when fewer
+    than two layers remain, or when a feature is in no layer or in two.
 
     Example:
         >>> g = np.array([[1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 1, 1]], np.float32)   # 2 layers + total
@@ -60,16 +61,16 @@ def layer_groups(sum_groups: np.ndarray | None, n_features: int) -> np.ndarray:
                [0., 0., 1., 1.]], dtype=float32)
     """
     if sum_groups is None:
-        raise ValueError("refiner config key 'critic_layers': expected layer groups (sum_groups) from the adapter "
+        raise ValueError(f"refiner config key {key!r}: expected layer groups (sum_groups) from the adapter "
                          "of this kind (showers), found none")
     g = np.asarray(sum_groups, np.float32)
     if g.ndim != 2 or g.shape[1] != n_features or not np.isin(g, (0.0, 1.0)).all():
-        raise ValueError(f"refiner config key 'critic_layers': expected a (G, {n_features}) 0/1 group matrix, "
+        raise ValueError(f"refiner config key {key!r}: expected a (G, {n_features}) 0/1 group matrix, "
                          f"found shape {g.shape}")
     part = g[~(g == 1).all(axis=1)]
     part = part[part.any(axis=1)]
     if len(part) < 2 or not (part.sum(axis=0) == 1).all():
-        raise ValueError("refiner config key 'critic_layers': expected at least 2 layers that cover every feature "
+        raise ValueError(f"refiner config key {key!r}: expected at least 2 layers that cover every feature "
                          f"once, found {len(part)} groups covering {int((part.sum(axis=0) == 1).sum())} of "
                          f"{n_features} features once")
     return part

@@ -156,6 +156,8 @@ SHOWER_FLAGS: tuple[OptionFlag, ...] = (
     OptionFlag("response", "a shape refiner that keeps the energy, then a per-event response factor on the "
                "total or per layer (hepgen.refine.response; docs/refine.md; default off)",
                choices=("off", "total", "layers"), default="off"),
+    OptionFlag("response_depth", "the response factor also depends on the event's depth (energy-weighted mean "
+               "layer), so late showers may lose energy out of the back (needs --response; docs/refine.md)"),
     OptionFlag("match_response", "weight of a term asking for data's mean response E_tot/E_inc and its spread as "
                "functions of the incident energy (hepgen.refine.moments; docs/refine.md; default 0 = off)", "W",
                default=0.0),

@@ -129,6 +129,10 @@ class RefinerConfig:
             the start; ``"total"``: one group, the whole event (the shape part may move energy
             between layers); ``"layers"``: the adapter's ``sum_groups`` without the total (one
             factor per layer).  Needs a kind with ``sum_groups`` (showers).
+        response_depth: the response factor also depends on the input event's depth, its
+            energy-weighted mean layer (:class:`hepgen.refine.response.LayerResponse`,
+            ``depth_groups``), so that late showers may lose energy out of the back as Geant4's do.
+            Needs ``response`` and layers in the adapter's ``sum_groups`` (showers).
         match_response: weight of :class:`hepgen.refine.moments.ResponseMoments` on the whole
             event (0 = off): the refiner is asked for data's mean log response ln(E_tot/E_inc) and
             its variance as functions of the labels.  Needs ``sum_groups`` and a first label
@@ -169,6 +173,7 @@ class RefinerConfig:
     critic_sums: bool = False
     critic_layers: bool = False
     response: str = "off"
+    response_depth: bool = False
     match_response: float = 0.0
     match_occupancy: bool = False
     azimuthal_slices: bool = False
@@ -216,6 +221,8 @@ class ResidualRefiner(nn.Module):
         response_groups: ``(G, D)`` 0/1 groups of a :class:`hepgen.refine.response.LayerResponse`
             after the residual part (which then keeps each group's energy); an int G = that many
             groups to be loaded from a state dict; ``None`` = no response factor.
+        response_depth: ``(K, D)`` 0/1 layers of the response factor's depth term
+            (``LayerResponse(depth_groups=…)``), an int K to be loaded from a state dict, or ``None``.
         occupancy: keep a per-feature occupancy cut (:meth:`fit_occupancy`).
         azimuthal: ``(L, A, R)``: features are L layers × A angles × R radii (radial fastest);
             one network is shared by the A angular slices, each seeing its L·R features, the
@@ -229,7 +236,8 @@ class ResidualRefiner(nn.Module):
     def __init__(self, n_features: int, n_labels: int, hidden: int = 256, n_blocks: int = 2,
                  stochastic: bool = True, noise_init: float = 1e-3, clip_min: float | None = None,
                  group_size: int | None = None, response_groups: np.ndarray | int | None = None,
-                 occupancy: bool = False, azimuthal: tuple[int, int, int] | None = None) -> None:
+                 occupancy: bool = False, azimuthal: tuple[int, int, int] | None = None,
+                 response_depth: np.ndarray | int | None = None) -> None:
         super().__init__()
         self.n_features, self.n_labels, self.stochastic = int(n_features), int(n_labels), bool(stochastic)
         self.clip_min = None if clip_min is None else float(clip_min)
@@ -272,7 +280,13 @@ class ResidualRefiner(nn.Module):
         # (hepgen.refine.response); an int = that many groups, to be filled by load_state_dict
         if isinstance(response_groups, (int, np.integer)) and not isinstance(response_groups, bool):
             response_groups = np.zeros((int(response_groups), n_features), np.float32) if response_groups else None
-        self.response = None if response_groups is None else LayerResponse(response_groups, n_labels)
+        if isinstance(response_depth, (int, np.integer)) and not isinstance(response_depth, bool):
+            response_depth = np.zeros((int(response_depth), n_features), np.float32) if response_depth else None
+        if response_depth is not None and response_groups is None:
+            raise ValueError("refiner config key 'response_depth': expected a response factor (response 'total' or "
+                             "'layers'), found response 'off'")
+        self.response = None if response_groups is None else LayerResponse(response_groups, n_labels,
+                                                                             depth_groups=response_depth)
         # optional occupancy calibration (fit_occupancy): refined features below a cut are set to
         # clip_min at apply time; only then a buffer, so that older checkpoints load unchanged
         self.occupancy = bool(occupancy)
@@ -410,10 +424,10 @@ class Critic(nn.Module):
 
 
 def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size, architecture,
-                   response_groups=None, occupancy=False, azimuthal=None):
+                   response_groups=None, occupancy=False, azimuthal=None, response_depth=None):
     if architecture is None:
         return ResidualRefiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size,
-                               response_groups, occupancy, azimuthal)
+                               response_groups, occupancy, azimuthal, response_depth)
     if response_groups is not None and not (isinstance(response_groups, (int, np.integer)) and response_groups == 0):
         raise ValueError(f"refiner config key 'response': the {architecture.get('name')!r} refiner has no "
                          "response factor; expected response='off' or architecture='mlp'")
@@ -542,6 +556,11 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         raise ValueError(f"architecture: expected None or {{'name': 'stations', ...}}, found {architecture!r}")
     torch.manual_seed(config.seed)  # weight initialisation only; batches and noise use `gen`
     resp = response_groups(sum_groups, d, config.response) if config.response != "off" else None
+    if config.response_depth and (resp is None or architecture is not None):
+        raise ValueError("refiner config key 'response_depth': expected a response factor (response 'total' or "
+                         f"'layers') of the residual MLP refiner, found response {config.response!r} and "
+                         f"architecture {(architecture or {}).get('name', 'mlp')!r}")
+    depth = layer_groups(sum_groups, d, key="response_depth") if config.response_depth else None
     if config.match_occupancy and (architecture is not None or clip_min is None):
         raise ValueError("refiner config key 'match_occupancy': expected the residual MLP refiner and features with "
                          f"a floor (the adapter's clip_min, e.g. energies >= 0), found architecture "
@@ -552,7 +571,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                          f"{(architecture or {}).get('name', 'mlp')!r} and grid {azimuthal_grid!r}")
     azimuthal = tuple(int(v) for v in azimuthal_grid) if config.azimuthal_slices else None
     model = _build_refiner(d, n_lab, config.hidden, config.n_blocks, config.stochastic, config.noise_init, clip_min,
-                           group_size, architecture, resp, config.match_occupancy, azimuthal)
+                           group_size, architecture, resp, config.match_occupancy, azimuthal, depth)
     model.set_normalisation(np.concatenate([x_sim, x_data]), np.concatenate([y_sim, y_data]))
     # a station refiner with match_moments: data's total signal and station count as functions of the labels
     getattr(model, "fit_moments", lambda *a: None)(x_data, y_data)
@@ -604,6 +623,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     hparams = {**asdict(config), "n_features": d, "n_labels": n_lab, "clip_min": clip_min,
                "group_size": model.group_size, "refiner_architecture": architecture,
                "response_groups": 0 if resp is None else len(resp),
+               "response_depth_layers": 0 if depth is None else len(depth),
                "azimuthal": None if azimuthal is None else list(azimuthal)}
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).is_file():
@@ -611,7 +631,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         # checkpoints written before the response factor existed lack its keys: they had none
         old = {k: v for k, v in {"response": "off", "response_groups": 0, "closeness_mean": False,
                                  "match_response": 0.0, "match_occupancy": False, "azimuthal_slices": False,
-                                 "azimuthal": None, "critic_layers": False, **payload["hparams"]}.items()
+                                 "azimuthal": None, "critic_layers": False, "response_depth": False,
+                                 "response_depth_layers": 0, **payload["hparams"]}.items()
                if k != "epochs"}
         new = {k: v for k, v in hparams.items() if k != "epochs"}
         if payload.get("family") != FAMILY or old != new:
@@ -766,11 +787,18 @@ def save_refiner(path, model: ResidualRefiner, config: RefinerConfig | None = No
                "clip_min": model.clip_min, "group_size": model.group_size,
                "refiner_architecture": _architecture_of(model),
                "response_groups": model.response.n_groups if getattr(model, "response", None) is not None else 0,
+               "response_depth_layers": _depth_layers(model),
                "match_occupancy": bool(getattr(model, "occupancy", False)),
                "azimuthal": None if getattr(model, "azimuthal", None) is None else list(model.azimuthal)}
     save_checkpoint(path, {"family": FAMILY, "hparams": hparams, "model": model.state_dict(),
                            "preprocessing": preprocessing or {}, "kind": kind,
                            "meta": {"epoch": 0, **(meta or {})}, "trainer": {}})
+
+
+def _depth_layers(model) -> int:
+    """K, the layers of the response factor's depth term (0 without one)."""
+    response = getattr(model, "response", None)
+    return 0 if response is None or response.depth is None else int(response.depth_groups.shape[0])
 
 
 def load_refiner(path: str | os.PathLike) -> tuple[ResidualRefiner, dict]:
@@ -782,7 +810,7 @@ def load_refiner(path: str | os.PathLike) -> tuple[ResidualRefiner, dict]:
     model = _build_refiner(hp["n_features"], hp["n_labels"], hp["hidden"], hp["n_blocks"], hp["stochastic"],
                            hp["noise_init"], hp.get("clip_min"), hp.get("group_size"), hp.get("refiner_architecture"),
                            hp.get("response_groups", 0), bool(hp.get("match_occupancy", False)),
-                           hp.get("azimuthal"))
+                           hp.get("azimuthal"), hp.get("response_depth_layers", 0))
     model.load_state_dict(payload["model"])
     model.eval()
     return model, payload

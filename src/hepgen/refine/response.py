@@ -88,13 +88,23 @@ class LayerResponse(nn.Module):
     by up to a factor ``1 − c_max`` but never grow or flip (a free per-event factor broadened it,
     docs/refine.md).
 
+    depth_groups: optional ``(K, D)`` 0/1 layers in their order along the shower (the adapter's
+        ``sum_groups`` without the total): then ``h`` also gets ``+ d(ŷ) · (t − t̄) / σ_t`` with
+        ``t = Σ_k k S_k / Σ_k S_k`` the input event's energy-weighted mean layer index (its depth;
+        0 for an empty event), ``t̄``, ``σ_t`` its pooled mean and spread and ``d`` linear in the
+        labels (zero at the start; any sign).  Why: above 30 GeV Geant4's response falls with the
+        shower's depth (late showers leak out of the back; correlation −0.555 against GFlash's
+        −0.224, docs/refine.md, twelfth round), a tail the factor above cannot make.  Unlike the
+        shrink term this one can broaden the response.
+
     ``forward(x: (N, D), y_norm: (N, L), y: (N, L), shaped: (N, D) | None) -> (N, D)``: ``y_norm``
     the standardised labels, ``y`` the raw ones (``y[:, 0]`` is subtracted from the log sums);
     ``shaped`` the event after a shape correction, whose group sums are set back to ``x``'s
     before the factor is applied.  :meth:`set_normalisation` sets ``ū`` (pooled sim + data).
     """
 
-    def __init__(self, groups, n_labels: int, hidden: int = 64, a_max: float = 0.5, c_max: float = 0.9) -> None:
+    def __init__(self, groups, n_labels: int, hidden: int = 64, a_max: float = 0.5, c_max: float = 0.9,
+                 depth_groups=None) -> None:
         super().__init__()
         g = torch.as_tensor(np.asarray(groups, np.float32))
         if g.ndim != 2 or g.shape[0] < 1:
@@ -109,25 +119,50 @@ class LayerResponse(nn.Module):
         self.head = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
                                   nn.Linear(hidden, self.n_groups))
         self.shrink = nn.Linear(n_in, self.n_groups)
-        for layer in (self.head[-1], self.shrink):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        self.depth = None
+        if depth_groups is not None:
+            dg = torch.as_tensor(np.asarray(depth_groups, np.float32))
+            if dg.ndim != 2 or dg.shape[0] < 2 or dg.shape[1] != g.shape[1]:
+                raise ValueError(f"depth_groups: expected a (K, {g.shape[1]}) matrix with K >= 2 layers, found shape "
+                                 f"{tuple(dg.shape)}")
+            self.register_buffer("depth_groups", dg)
+            self.register_buffer("t_mean", torch.zeros(()))
+            self.register_buffer("t_std", torch.ones(()))
+            self.depth = nn.Linear(n_in, self.n_groups)
+        for layer in (self.head[-1], self.shrink, self.depth):
+            if layer is not None:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def log_response(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(N, G)``: ``log(1 + Σ_l E) − y_0`` per group."""
         u = torch.log1p(torch.expm1(x.clamp(min=0.0)) @ self.groups.T)
         return u - y[:, :1] if self.n_labels else u
 
+    def shower_depth(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N,)``: the energy-weighted mean index of the ``depth_groups`` (0 … K − 1; 0 if empty)."""
+        s = torch.expm1(x.clamp(min=0.0)) @ self.depth_groups.T                       # (N, K)
+        k = torch.arange(s.shape[1], dtype=s.dtype, device=s.device)
+        total = s.sum(dim=1)
+        return torch.where(total > 0, (s @ k) / torch.where(total > 0, total, 1.0), 0.0)
+
     def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
         with torch.no_grad():
-            u = self.log_response(torch.as_tensor(np.asarray(x, np.float32)), torch.as_tensor(np.asarray(y, np.float32)))
+            xt = torch.as_tensor(np.asarray(x, np.float32))
+            u = self.log_response(xt, torch.as_tensor(np.asarray(y, np.float32)))
             self.u_mean.copy_(u.mean(0))
+            if self.depth is not None:
+                t = self.shower_depth(xt)
+                self.t_mean.copy_(t.mean())
+                self.t_std.copy_(t.std().clamp(min=1e-3))
 
     def log_factor(self, x: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(N, G)``: ``a``, the log of each group's factor."""
         z = y_norm if self.n_labels else torch.ones(len(x), 1)
         c = torch.clamp(self.shrink(z), 0.0, self.c_max)
         h = self.head(z) - c * (self.log_response(x, y) - self.u_mean)
+        if self.depth is not None:
+            h = h + self.depth(z) * ((self.shower_depth(x) - self.t_mean) / self.t_std)[:, None]
         return self.a_max * torch.tanh(h / self.a_max)
 
     def forward(self, x: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor,
