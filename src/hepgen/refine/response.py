@@ -18,7 +18,9 @@ ln E_inc), ``ū_l`` its pooled sim + data mean, ``b`` an MLP of the standardised
 zero) and ``c ∈ [0, c_max]`` (linear in the labels, zero at the start).  At fixed labels the
 group energy goes as ``S_l^(1−c) · e^b``: the response can move (``b``) and its spread can shrink
 (``c``), never grow or flip — a free per-event factor broadened it (the runs of docs/refine.md).
-All heads start at zero: **the identity at the start**.  ``a_max`` (default 0.5) bounds the
+With ``depth_groups`` (``RefinerConfig.response_depth``) ``h_l`` also gets a term in the input
+event's depth, which can broaden the response (:class:`LayerResponse`).  All heads start at zero:
+**the identity at the start**.  ``a_max`` (default 0.5) bounds the
 factor to ×0.61 … ×1.65.  ``E' ≥ 0`` since every factor is positive.
 
 Features must be ``log(1 + E/scale)`` of non-negative energies (the shower adapter's; the same
