@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from hepgen.refine.critic_sums import layer_rows
+
 __all__ = ["LayerCritic", "layer_groups"]
 
 
@@ -67,8 +69,7 @@ def layer_groups(sum_groups: np.ndarray | None, n_features: int, key: str = "cri
     if g.ndim != 2 or g.shape[1] != n_features or not np.isin(g, (0.0, 1.0)).all():
         raise ValueError(f"refiner config key {key!r}: expected a (G, {n_features}) 0/1 group matrix, "
                          f"found shape {g.shape}")
-    part = g[~(g == 1).all(axis=1)]
-    part = part[part.any(axis=1)]
+    part = layer_rows(g)
     if len(part) < 2 or not (part.sum(axis=0) == 1).all():
         raise ValueError(f"refiner config key {key!r}: expected at least 2 layers that cover every feature "
                          f"once, found {len(part)} groups covering {int((part.sum(axis=0) == 1).sum())} of "

@@ -33,12 +33,26 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["SumsCritic", "log_sums", "sum_groups"]
+__all__ = ["SumsCritic", "layer_rows", "log_sums", "sum_groups"]
 
 
 def log_sums(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """``(N, D)`` features ``log(1 + E)`` and ``(G, D)`` 0/1 group matrix → ``(N, G)`` ``log(1 + Σ_g E)``."""
     return torch.log1p(torch.expm1(x.clamp(min=0.0)) @ groups.T)
+
+
+def layer_rows(groups: np.ndarray) -> np.ndarray:
+    """The rows of a ``(G, D)`` 0/1 ``sum_groups`` matrix that are layers: not the total (a row of
+    all ones) and not empty, in their order.  The one rule the response factor's and the
+    per-layer critics' groups share.
+
+    Example:
+        >>> layer_rows(np.array([[1, 1, 0], [0, 0, 1], [1, 1, 1]], np.float32))
+        array([[1., 1., 0.],
+               [0., 0., 1.]], dtype=float32)
+    """
+    part = groups[~(groups == 1).all(axis=1)]
+    return part[part.any(axis=1)]
 
 
 def sum_groups(adapter, data) -> np.ndarray | None:

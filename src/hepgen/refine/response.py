@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from hepgen.refine.critic_sums import layer_rows
+
 __all__ = ["LayerResponse", "response_groups"]
 
 
@@ -65,8 +67,7 @@ def response_groups(sum_groups: np.ndarray | None, n_features: int, mode: str = 
     g = np.asarray(sum_groups, np.float32)
     if g.ndim != 2 or g.shape[1] != n_features or not np.isin(g, (0.0, 1.0)).all():
         raise ValueError(f"sum_groups: expected a (G, {n_features}) matrix of 0/1, found shape {g.shape}")
-    part = g[~(g == 1).all(axis=1)]
-    part = part[part.any(axis=1)]
+    part = layer_rows(g)
     if mode == "total" or len(part) == 0:
         return np.ones((1, n_features), np.float32)
     if (part.sum(axis=0) > 1).any():
