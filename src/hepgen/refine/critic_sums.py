@@ -19,6 +19,14 @@ which a critic held to a unit gradient norm can hardly reward; as a response it 
 Everything is differentiable, so the refiner receives gradients through the sums and the
 gradient penalty covers them.  Only the critic changes; the refiner and refined files do not.
 
+Optionally (``head_hidden > 0``) the score also adds a small network ``ψ`` on the log sums and
+the labels alone, ``C = base([x̂, ŷ, ŝ]) + ψ([ŝ, ŷ])`` (a sum of critics is a critic; the gradient
+penalty applies to ``C``).  Why: on the Geant4 demonstration a classifier on the ten numbers
+ln(E_layer/E_inc), ln(E_tot/E_inc), ln E_inc alone told refined GFlash from Geant4 as well as one
+on every voxel (docs/refine.md, twelfth round), while the whole-event critic, which sees the sums
+beside hundreds of voxels, memorises the finite samples; a network on a dozen inputs has little
+to memorise and all of its gradient goes to the joint distribution of the layer responses.
+
 Example:
     >>> import torch
     >>> groups = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])   # two groups of 3 features
@@ -80,14 +88,20 @@ class SumsCritic(nn.Module):
         x_pool: ``(N, D)`` pooled sim + data features, for the sums' mean and spread.
         y_mean, y_std: ``(L,)`` the label standardisation; y_pool: ``(N, L)`` pooled labels
             (the first label is subtracted from the log sums when ``n_labels > 0``).
+        head_hidden: width of the two hidden layers of ``ψ`` on ``[ŝ, ŷ]`` (LeakyReLU 0.2, like
+            the base critic); 0 = no head (module docstring).
 
-    ``forward(inp: (N, D + L)) -> (N,)`` (the base critic's output).
+    ``forward(inp: (N, D + L)) -> (N,)`` (the base critic's output, plus ``ψ`` with a head).
     """
 
     def __init__(self, base: nn.Module, groups: np.ndarray, x_mean, x_std, n_labels: int, x_pool: np.ndarray,
-                 y_mean=None, y_std=None, y_pool: np.ndarray | None = None) -> None:
+                 y_mean=None, y_std=None, y_pool: np.ndarray | None = None, head_hidden: int = 0) -> None:
         super().__init__()
         self.base, self.n_labels = base, int(n_labels)
+        n_in = len(groups) + self.n_labels
+        self.head = None if head_hidden <= 0 else nn.Sequential(
+            nn.Linear(n_in, head_hidden), nn.LeakyReLU(0.2), nn.Linear(head_hidden, head_hidden),
+            nn.LeakyReLU(0.2), nn.Linear(head_hidden, 1))
         self.register_buffer("groups", torch.as_tensor(np.asarray(groups, np.float32)))
         self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float32).clone())
         self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float32).clone())
@@ -108,4 +122,7 @@ class SumsCritic(nn.Module):
         if self.n_labels:
             s = s - (inp[:, d:d + 1] * self.y0_std + self.y0_mean)
         s = (s - self.s_mean) / self.s_std
-        return self.base(torch.cat([inp, s], dim=1))
+        out = self.base(torch.cat([inp, s], dim=1))
+        if self.head is not None:
+            out = out + self.head(torch.cat([s, inp[:, d:d + self.n_labels]], dim=1)).squeeze(1)
+        return out

@@ -151,6 +151,8 @@ TRACE_FLAGS: tuple[OptionFlag, ...] = (
 SHOWER_FLAGS: tuple[OptionFlag, ...] = (
     OptionFlag("critic_sums", "the critic also sees the log energy per layer and in total "
                "(hepgen.refine.critic_sums; docs/refine.md)"),
+    OptionFlag("critic_sums_head", "the critic's score also adds a small network on the log energy sums and the "
+               "labels alone (needs --critic-sums; hepgen.refine.critic_sums; docs/refine.md)"),
     OptionFlag("critic_layers", "the critic's score also sums one small network per layer, each on that layer's "
                "voxels and the labels (hepgen.refine.critic_layers; docs/refine.md)"),
     OptionFlag("response", "a shape refiner that keeps the energy, then a per-event response factor on the "

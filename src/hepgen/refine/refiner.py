@@ -119,6 +119,10 @@ class RefinerConfig:
             the residual MLP), ``"mlp"`` = the residual MLP (:class:`ResidualRefiner`) always.
         critic_sums: the critic also sees the log energy sums of the adapter's ``sum_groups``
             (showers: each layer and the total; :mod:`hepgen.refine.critic_sums`), MLP critic only.
+        critic_sums_head: the critic's score also adds a small network (width ``critic_hidden // 2``)
+            on those log sums and the labels alone (``SumsCritic(head_hidden=…)``).  Needs
+            ``critic_sums``.  Why: a classifier on the layer responses alone separated refined
+            from Geant4 showers as well as one on every voxel (docs/refine.md).
         critic_layers: the critic's score also sums one small network per layer of the adapter's
             ``sum_groups`` (width ``critic_hidden // 2``, each on its layer's features and the
             labels; :class:`hepgen.refine.critic_layers.LayerCritic`), MLP critic only.  Why: a
@@ -171,6 +175,7 @@ class RefinerConfig:
     seed: int = 0
     architecture: str = "auto"
     critic_sums: bool = False
+    critic_sums_head: bool = False
     critic_layers: bool = False
     response: str = "off"
     response_depth: bool = False
@@ -192,6 +197,9 @@ class RefinerConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"refiner config key {name!r}: expected a number > 0, found {v!r}")
+        if self.critic_sums_head and not self.critic_sums:
+            raise ValueError("refiner config key 'critic_sums_head': expected critic_sums=True (the head reads "
+                             "the critic's log sums), found critic_sums=False")
         for name in ("closeness_mean", "azimuthal_slices"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"refiner config key {name!r}: expected true or false, found {getattr(self, name)!r}")
@@ -600,7 +608,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                              f"adapter, found {None if sum_groups is None else np.shape(sum_groups)}")
         critic = SumsCritic(Critic(d + n_lab_c + len(sum_groups), config.critic_hidden), sum_groups,
                             model.x_mean, model.x_std, n_lab_c, np.concatenate([x_sim, x_data]),
-                            model.y_mean, model.y_std, np.concatenate([y_sim, y_data]))
+                            model.y_mean, model.y_std, np.concatenate([y_sim, y_data]),
+                            head_hidden=max(config.critic_hidden // 2, 1) if config.critic_sums_head else 0)
     else:
         critic = Critic(d + n_lab_c, config.critic_hidden)
     if config.critic_layers:
@@ -632,6 +641,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         old = {k: v for k, v in {"response": "off", "response_groups": 0, "closeness_mean": False,
                                  "match_response": 0.0, "match_occupancy": False, "azimuthal_slices": False,
                                  "azimuthal": None, "critic_layers": False, "response_depth": False,
+                                 "critic_sums_head": False,
                                  "response_depth_layers": 0, **payload["hparams"]}.items()
                if k != "epochs"}
         new = {k: v for k, v in hparams.items() if k != "epochs"}
