@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from _refine_resume import assert_resume_is_exact
 from hepgen.cli import main
 from hepgen.data.formats import write_showers
 from hepgen.data.geometry import CylindricalBinning
@@ -83,16 +84,7 @@ def test_train_refiner_with_layer_critics_resumes_and_refuses_without_layers(tmp
     x, y = rng.random((64, 4)).astype(np.float32), rng.random((64, 1)).astype(np.float32)
     groups = np.array([[1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 1, 1]], np.float32)
     small = dict(hidden=8, critic_hidden=8, batch_size=16, critic_warmup=1, critic_layers=True)
-    full, _ = train_refiner(x, y, x + 0.3, y, RefinerConfig(**small, epochs=2), checkpoint=tmp_path / "a.pt",
-                            progress=False, sum_groups=groups)
-    train_refiner(x, y, x + 0.3, y, RefinerConfig(**small, epochs=1), checkpoint=tmp_path / "b.pt",
-                  progress=False, sum_groups=groups)
-    resumed, hist = train_refiner(x, y, x + 0.3, y, RefinerConfig(**small, epochs=2), checkpoint=tmp_path / "b.pt",
-                                  progress=False, sum_groups=groups)
-    assert hist["epoch"] == [1, 2]
-    for k, v in full.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
-    critic = torch.load(tmp_path / "a.pt", weights_only=False)["trainer"]["critic"]
+    critic = assert_resume_is_exact(tmp_path, x, y, x + 0.3, y, small, sum_groups=groups)["trainer"]["critic"]
     assert critic["w2"].shape == (2, 4, 4) and critic["mask"].shape == (4 + 1, 2 * 4)  # 2 layers, width 8 // 2
     with pytest.raises(ValueError, match=r"^refiner config key 'critic_layers': expected layer groups"):
         train_refiner(x, y, x, y, RefinerConfig(**small, epochs=1), progress=False)

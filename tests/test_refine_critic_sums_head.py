@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from _refine_resume import assert_resume_is_exact
 from hepgen.cli import main
 from hepgen.data.formats import write_showers
 from hepgen.data.geometry import CylindricalBinning
@@ -80,16 +81,7 @@ def test_train_refiner_with_the_head_resumes_exactly_and_old_checkpoints_resume(
     x, y = rng.random((64, 4)).astype(np.float32), rng.random((64, 1)).astype(np.float32)
     groups = np.array([[1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 1, 1]], np.float32)
     small = dict(hidden=8, critic_hidden=8, batch_size=16, critic_warmup=1, critic_sums=True, critic_sums_head=True)
-    full, _ = train_refiner(x, y, x + 0.3, y, RefinerConfig(**small, epochs=2), checkpoint=tmp_path / "a.pt",
-                            progress=False, sum_groups=groups)
-    train_refiner(x, y, x + 0.3, y, RefinerConfig(**small, epochs=1), checkpoint=tmp_path / "b.pt",
-                  progress=False, sum_groups=groups)
-    resumed, hist = train_refiner(x, y, x + 0.3, y, RefinerConfig(**small, epochs=2), checkpoint=tmp_path / "b.pt",
-                                  progress=False, sum_groups=groups)
-    assert hist["epoch"] == [1, 2]
-    for k, v in full.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
-    payload = torch.load(tmp_path / "a.pt", weights_only=False)
+    payload = assert_resume_is_exact(tmp_path, x, y, x + 0.3, y, small, sum_groups=groups)
     assert payload["hparams"]["critic_sums_head"] is True
     assert payload["trainer"]["critic"]["head.0.weight"].shape == (4, 3 + 1)   # width 8 // 2; 3 sums + 1 label
     # a checkpoint written before the option existed (no key) resumes as one without the head
