@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=6000, help="events per sample when generating (default 6000)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--closeness", type=float, default=0.1)
+    p.add_argument("--closeness-mean", action="store_true",
+                   help="the closeness term sees the refiner's output without noise (RefinerConfig.closeness_mean)")
     p.add_argument("--lr", type=float, default=RefinerConfig.lr, help="refiner learning rate")
     p.add_argument("--critic-lr", type=float, default=RefinerConfig.critic_lr, help="critic learning rate")
     p.add_argument("--n-critic", type=int, default=RefinerConfig.n_critic, help="critic steps per refiner step")
@@ -161,7 +163,7 @@ def main() -> None:
     cfg = RefinerConfig(epochs=a.epochs, closeness=a.closeness, seed=a.refiner_seed, lr=a.lr, critic_lr=a.critic_lr,
                         n_critic=a.n_critic, hidden=a.hidden, critic_hidden=a.critic_hidden or a.hidden, batch_size=a.batch_size,
                         noise_lr_factor=a.noise_lr_factor, stochastic=not a.deterministic,
-                        ema=a.ema, **options_from_flags(a, SHOWER_FLAGS))
+                        closeness_mean=a.closeness_mean, ema=a.ema, **options_from_flags(a, SHOWER_FLAGS))
     scan = [float(v) for v in a.scan.split(",") if v.strip()]
     reg_seeds = tuple(int(s) for s in a.seeds.split(","))
     clf_seeds = classifier_seeds(a)

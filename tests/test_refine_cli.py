@@ -82,7 +82,7 @@ def test_refine_train_and_the_shower_benchmark_share_one_table_of_shower_options
     bench = load_benchmark("bench_refine_showers").build_parser()
     cli_help, bench_help = _helps(_sub_parser()), _helps(bench)
     flags = {"--" + f.key.replace("_", "-"): f for f in SHOWER_FLAGS}
-    assert set(flags) == {"--critic-sums", "--critic-sums-head", "--critic-layers", "--response", "--match-response", "--match-occupancy",
+    assert set(flags) == {"--critic-sums", "--critic-sums-head", "--critic-layers", "--layer-noise", "--response", "--match-response", "--match-occupancy",
                           "--azimuthal-slices", "--response-depth"}
     assert {k: cli_help[k] for k in flags} == {k: "showers: " + f.help for k, f in flags.items()}
     assert {k: bench_help[k] for k in flags} == {k: f.help for k, f in flags.items()}

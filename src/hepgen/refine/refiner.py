@@ -137,6 +137,13 @@ class RefinerConfig:
             energy-weighted mean layer (:class:`hepgen.refine.response.LayerResponse`,
             ``depth_groups``), so that late showers may lose energy out of the back as Geant4's do.
             Needs ``response`` and layers in the adapter's ``sum_groups`` (showers).
+        layer_noise: the refiner also multiplies each layer's energy by a learned random factor
+            ``exp(σ_l(ŷ) ε_l)`` per event (``ResidualRefiner(layer_noise=…)``), a coherent move of
+            energy between layers that independent voxel noise cannot make (with ``response`` the
+            total is then set back and rescaled as before).  Needs ``stochastic`` and layers in the
+            adapter's ``sum_groups`` (showers); use with ``closeness_mean``, or the closeness term
+            penalises the amplitude.  Why: GFlash's layer energies move together (its profile has
+            two parameters) far more than Geant4's (docs/refine.md, thirteenth round).
         match_response: weight of :class:`hepgen.refine.moments.ResponseMoments` on the whole
             event (0 = off): the refiner is asked for data's mean log response ln(E_tot/E_inc) and
             its variance as functions of the labels.  Needs ``sum_groups`` and a first label
@@ -179,6 +186,7 @@ class RefinerConfig:
     critic_layers: bool = False
     response: str = "off"
     response_depth: bool = False
+    layer_noise: bool = False
     match_response: float = 0.0
     match_occupancy: bool = False
     azimuthal_slices: bool = False
@@ -197,6 +205,9 @@ class RefinerConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"refiner config key {name!r}: expected a number > 0, found {v!r}")
+        if self.layer_noise and not self.stochastic:
+            raise ValueError("refiner config key 'layer_noise': expected a stochastic refiner (stochastic=True), "
+                             "found stochastic=False")
         if self.critic_sums_head and not self.critic_sums:
             raise ValueError("refiner config key 'critic_sums_head': expected critic_sums=True (the head reads "
                              "the critic's log sums), found critic_sums=False")
@@ -231,6 +242,12 @@ class ResidualRefiner(nn.Module):
             groups to be loaded from a state dict; ``None`` = no response factor.
         response_depth: ``(K, D)`` 0/1 layers of the response factor's depth term
             (``LayerResponse(depth_groups=…)``), an int K to be loaded from a state dict, or ``None``.
+        layer_noise: ``(K, D)`` 0/1 non-overlapping layers (an int K to be loaded from a state
+            dict, or ``None``): with noise, each layer's energies are multiplied by
+            ``exp(σ_l(ŷ) ε_l)``, ``ε_l = Σ_{v∈l} ε_v / √n_l`` (standard normal, independent between
+            layers, drawn from the same noise as the voxels'), ``σ_l = exp(·) ≤ 1`` linear in the
+            standardised labels in the exponent, starting at ``noise_init``; applied before the
+            range clamp and the response factor.  Needs ``stochastic``.
         occupancy: keep a per-feature occupancy cut (:meth:`fit_occupancy`).
         azimuthal: ``(L, A, R)``: features are L layers × A angles × R radii (radial fastest);
             one network is shared by the A angular slices, each seeing its L·R features, the
@@ -245,7 +262,8 @@ class ResidualRefiner(nn.Module):
                  stochastic: bool = True, noise_init: float = 1e-3, clip_min: float | None = None,
                  group_size: int | None = None, response_groups: np.ndarray | int | None = None,
                  occupancy: bool = False, azimuthal: tuple[int, int, int] | None = None,
-                 response_depth: np.ndarray | int | None = None) -> None:
+                 response_depth: np.ndarray | int | None = None,
+                 layer_noise: np.ndarray | int | None = None) -> None:
         super().__init__()
         self.n_features, self.n_labels, self.stochastic = int(n_features), int(n_labels), bool(stochastic)
         self.clip_min = None if clip_min is None else float(clip_min)
@@ -295,6 +313,20 @@ class ResidualRefiner(nn.Module):
                              "'layers'), found response 'off'")
         self.response = None if response_groups is None else LayerResponse(response_groups, n_labels,
                                                                              depth_groups=response_depth)
+        # optional coherent noise per layer: a random factor on each layer's energy
+        if isinstance(layer_noise, (int, np.integer)) and not isinstance(layer_noise, bool):
+            layer_noise = np.zeros((int(layer_noise), n_features), np.float32) if layer_noise else None
+        self.layer_sigma = None
+        if layer_noise is not None:
+            ln = torch.as_tensor(np.asarray(layer_noise, np.float32))
+            if not self.stochastic or ln.ndim != 2 or ln.shape[1] != n_features or (ln.sum(dim=0) > 1).any():
+                raise ValueError("refiner config key 'layer_noise': expected a stochastic refiner and a (K, "
+                                 f"{n_features}) matrix of non-overlapping layers, found stochastic={self.stochastic} "
+                                 f"and shape {tuple(ln.shape)}")
+            self.register_buffer("noise_layers", ln)
+            self.layer_sigma = nn.Linear(max(int(n_labels), 1), ln.shape[0])
+            nn.init.zeros_(self.layer_sigma.weight)
+            nn.init.constant_(self.layer_sigma.bias, math.log(noise_init))
         # optional occupancy calibration (fit_occupancy): refined features below a cut are set to
         # clip_min at apply time; only then a buffer, so that older checkpoints load unchanged
         self.occupancy = bool(occupancy)
@@ -347,6 +379,8 @@ class ResidualRefiner(nn.Module):
             # σ ≤ 1 spread: a bounded amplitude keeps the adversarial game from diverging
             corr = corr + torch.exp(torch.clamp(self._to_features(self.log_sigma(h)), max=0.0)) * noise.view(n, -1)
         out = x + self.x_std * corr
+        if noise is not None and self.layer_sigma is not None:
+            out = self._layer_noise(out, yn, noise.view(n, -1))
         out = torch.minimum(torch.maximum(out, torch.minimum(self.x_lo, x)), torch.maximum(self.x_hi, x))
         # the physical range of the features (e.g. energies >= 0), inside training too: the
         # critic must never see values data cannot have
@@ -360,6 +394,19 @@ class ResidualRefiner(nn.Module):
             below = (self.occupancy_cut > floor) & (out < self.occupancy_cut)
             out = torch.where(below, torch.full_like(out, floor), out)
         return out
+
+    def _layer_noise(self, out: torch.Tensor, yn: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Each layer's energies × ``exp(σ_l ε_l)`` (``layer_noise`` in the class docstring)."""
+        eps = (noise @ self.noise_layers.T) / self.noise_layers.sum(dim=1).clamp(min=1.0).sqrt()   # (N, K)
+        z = yn if self.n_labels else torch.ones(len(out), 1)
+        sigma = torch.exp(torch.clamp(self.layer_sigma(z), max=0.0))
+        fm1 = torch.expm1(sigma * eps) @ self.noise_layers                                          # (N, D)
+        # log(1 + f (e^x - 1)) written as in hepgen.refine.response: exact, no overflow
+        return out + torch.log1p(fm1 * -torch.expm1(-out.clamp(min=0.0)))
+
+    def fast_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained at the noise learning rate besides ``log_sigma``'s: the layer noise's."""
+        return [] if self.layer_sigma is None else list(self.layer_sigma.parameters())
 
     def _to_features(self, t: torch.Tensor) -> torch.Tensor:
         """The network's output (per group or azimuthal slice) as ``(N, D)`` in feature order."""
@@ -432,10 +479,13 @@ class Critic(nn.Module):
 
 
 def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size, architecture,
-                   response_groups=None, occupancy=False, azimuthal=None, response_depth=None):
+                   response_groups=None, occupancy=False, azimuthal=None, response_depth=None, layer_noise=None):
     if architecture is None:
         return ResidualRefiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size,
-                               response_groups, occupancy, azimuthal, response_depth)
+                               response_groups, occupancy, azimuthal, response_depth, layer_noise)
+    if layer_noise is not None and not (isinstance(layer_noise, (int, np.integer)) and layer_noise == 0):
+        raise ValueError(f"refiner config key 'layer_noise': the {architecture.get('name')!r} refiner has no layers; "
+                         "expected layer_noise=False or architecture='mlp'")
     if response_groups is not None and not (isinstance(response_groups, (int, np.integer)) and response_groups == 0):
         raise ValueError(f"refiner config key 'response': the {architecture.get('name')!r} refiner has no "
                          "response factor; expected response='off' or architecture='mlp'")
@@ -569,6 +619,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                          f"'layers') of the residual MLP refiner, found response {config.response!r} and "
                          f"architecture {(architecture or {}).get('name', 'mlp')!r}")
     depth = layer_groups(sum_groups, d, key="response_depth") if config.response_depth else None
+    noise_layers = layer_groups(sum_groups, d, key="layer_noise") if config.layer_noise else None
     if config.match_occupancy and (architecture is not None or clip_min is None):
         raise ValueError("refiner config key 'match_occupancy': expected the residual MLP refiner and features with "
                          f"a floor (the adapter's clip_min, e.g. energies >= 0), found architecture "
@@ -579,7 +630,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                          f"{(architecture or {}).get('name', 'mlp')!r} and grid {azimuthal_grid!r}")
     azimuthal = tuple(int(v) for v in azimuthal_grid) if config.azimuthal_slices else None
     model = _build_refiner(d, n_lab, config.hidden, config.n_blocks, config.stochastic, config.noise_init, clip_min,
-                           group_size, architecture, resp, config.match_occupancy, azimuthal, depth)
+                           group_size, architecture, resp, config.match_occupancy, azimuthal, depth, noise_layers)
     model.set_normalisation(np.concatenate([x_sim, x_data]), np.concatenate([y_sim, y_data]))
     # a station refiner with match_moments: data's total signal and station count as functions of the labels
     getattr(model, "fit_moments", lambda *a: None)(x_data, y_data)
@@ -633,6 +684,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                "group_size": model.group_size, "refiner_architecture": architecture,
                "response_groups": 0 if resp is None else len(resp),
                "response_depth_layers": 0 if depth is None else len(depth),
+               "layer_noise_layers": 0 if noise_layers is None else len(noise_layers),
                "azimuthal": None if azimuthal is None else list(azimuthal)}
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).is_file():
@@ -641,7 +693,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         old = {k: v for k, v in {"response": "off", "response_groups": 0, "closeness_mean": False,
                                  "match_response": 0.0, "match_occupancy": False, "azimuthal_slices": False,
                                  "azimuthal": None, "critic_layers": False, "response_depth": False,
-                                 "critic_sums_head": False,
+                                 "critic_sums_head": False, "layer_noise": False, "layer_noise_layers": 0,
                                  "response_depth_layers": 0, **payload["hparams"]}.items()
                if k != "epochs"}
         new = {k: v for k, v in hparams.items() if k != "epochs"}
@@ -798,6 +850,7 @@ def save_refiner(path, model: ResidualRefiner, config: RefinerConfig | None = No
                "refiner_architecture": _architecture_of(model),
                "response_groups": model.response.n_groups if getattr(model, "response", None) is not None else 0,
                "response_depth_layers": _depth_layers(model),
+               "layer_noise_layers": _noise_layers(model),
                "match_occupancy": bool(getattr(model, "occupancy", False)),
                "azimuthal": None if getattr(model, "azimuthal", None) is None else list(model.azimuthal)}
     save_checkpoint(path, {"family": FAMILY, "hparams": hparams, "model": model.state_dict(),
@@ -811,6 +864,11 @@ def _depth_layers(model) -> int:
     return 0 if response is None or response.depth is None else int(response.depth_groups.shape[0])
 
 
+def _noise_layers(model) -> int:
+    """K, the layers of the refiner's layer noise (0 without)."""
+    return 0 if getattr(model, "layer_sigma", None) is None else int(model.noise_layers.shape[0])
+
+
 def load_refiner(path: str | os.PathLike) -> tuple[ResidualRefiner, dict]:
     """A trained refiner and its checkpoint payload (``kind``, ``preprocessing``, ``meta``)."""
     payload = load_checkpoint(path)
@@ -820,7 +878,7 @@ def load_refiner(path: str | os.PathLike) -> tuple[ResidualRefiner, dict]:
     model = _build_refiner(hp["n_features"], hp["n_labels"], hp["hidden"], hp["n_blocks"], hp["stochastic"],
                            hp["noise_init"], hp.get("clip_min"), hp.get("group_size"), hp.get("refiner_architecture"),
                            hp.get("response_groups", 0), bool(hp.get("match_occupancy", False)),
-                           hp.get("azimuthal"), hp.get("response_depth_layers", 0))
+                           hp.get("azimuthal"), hp.get("response_depth_layers", 0), hp.get("layer_noise_layers", 0))
     model.load_state_dict(payload["model"])
     model.eval()
     return model, payload
