@@ -78,12 +78,15 @@ def test_refine_train_and_the_auger_benchmark_share_one_table_of_adapter_options
 def test_refine_train_and_the_shower_benchmark_share_one_table_of_shower_options():
     """`hepgen refine train` and benchmarks/bench_refine_showers.py take --critic-sums, --response,
     --match-response and --match-occupancy from SHOWER_FLAGS: same help (the command's prefixed
-    "showers: "), same RefinerConfig keys from the same arguments, --response only one of its words."""
+    "showers: "), same RefinerConfig keys from the same arguments, --response only one of its words;
+    docs/refine.md lists every flag."""
     bench = load_benchmark("bench_refine_showers").build_parser()
     cli_help, bench_help = _helps(_sub_parser()), _helps(bench)
     flags = {"--" + f.key.replace("_", "-"): f for f in SHOWER_FLAGS}
-    assert set(flags) == {"--critic-sums", "--critic-sums-head", "--critic-layers", "--layer-noise", "--response", "--match-response", "--match-occupancy",
-                          "--azimuthal-slices", "--response-depth"}
+    assert set(flags) == {"--critic-sums", "--critic-sums-head", "--critic-layers", "--layer-noise", "--response",
+                          "--match-response", "--match-occupancy", "--azimuthal-slices", "--response-depth"}
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "refine.md").read_text()
+    assert [k for k in flags if not re.search(rf"^\| `{k}[ `]", docs, re.M)] == []      # docs/refine.md lists each
     assert {k: cli_help[k] for k in flags} == {k: "showers: " + f.help for k, f in flags.items()}
     assert {k: bench_help[k] for k in flags} == {k: f.help for k, f in flags.items()}
     args = ["--critic-sums", "--response", "layers", "--match-occupancy", "--match-response", "2"]
