@@ -24,6 +24,15 @@ zero when refined events give the same least-squares fits of the mean and of the
 ``φ`` as data (the fits' normal equations): data's mean response and its spread *as functions
 of the labels*, not event by event.  Everything is differentiable in ``x``.
 
+With ``cross=True`` (``RefinerConfig.match_profile``: every layer and the total) the products of
+two groups' standardised residuals are fitted too, ``r_g r_h ≈ φ·c_gh`` (their correlation as a
+function of the labels), and ``L`` gains ``Σ_{g<h} Σ_k (mean (r_g r_h − φ·c_gh) φ_k)²``.  Why: on
+the Geant4 demonstration the refined layer responses had data's means and spreads but not how
+they move together (GFlash's layers are far more correlated than Geant4's, and Geant4's total
+response rises with the energy in the first layers: longitudinal leakage), and a critic that
+saw exactly these numbers did not make the refiner reproduce them (docs/refine.md, thirteenth
+round).
+
 Example (data with response ≈ 1 at every energy; an event at response e^0.1 costs more than one at 1):
     >>> import numpy as np, torch
     >>> rng = np.random.default_rng(0)
@@ -68,9 +77,11 @@ class ResponseMoments(nn.Module):
     Arguments:
         groups: ``(G, D)`` 0/1 feature groups (the adapter's ``sum_groups`` rows to match).
         y_mean, y_std: ``(L,)`` the labels' standardisation (the refiner's).
+        cross: also match the products of every pair of groups' standardised residuals
+            (their correlations as functions of the labels; module docstring).
     """
 
-    def __init__(self, groups: np.ndarray, y_mean, y_std) -> None:
+    def __init__(self, groups: np.ndarray, y_mean, y_std, cross: bool = False) -> None:
         super().__init__()
         groups = np.asarray(groups, np.float32)
         if groups.ndim != 2 or groups.shape[0] < 1:
@@ -83,6 +94,9 @@ class ResponseMoments(nn.Module):
         self.register_buffer("coef_mean", torch.zeros(len(groups), k))
         self.register_buffer("coef_sq", torch.zeros(len(groups), k))
         self.register_buffer("std", torch.ones(len(groups)))
+        pairs = torch.triu_indices(len(groups), len(groups), offset=1) if cross else torch.zeros(2, 0, dtype=torch.long)
+        self.register_buffer("pairs", pairs)                                   # (2, P) group pairs g < h
+        self.register_buffer("coef_cross", torch.zeros(pairs.shape[1], k))
 
     def basis(self, y: torch.Tensor) -> torch.Tensor:
         """``(N, 1 + 2L)``: :func:`moment_basis` with the refiner's label standardisation."""
@@ -107,9 +121,16 @@ class ResponseMoments(nn.Module):
             self.coef_mean.copy_(c.T.float())
             self.std.copy_(std.float())
             self.coef_sq.copy_(b.T.float())
+            if self.pairs.shape[1]:
+                r = res / std
+                cc = torch.linalg.lstsq(a, r[:, self.pairs[0]] * r[:, self.pairs[1]]).solution   # (K, P)
+                self.coef_cross.copy_(cc.T.float())
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The moment term ``L`` of a batch (module docstring); a scalar, differentiable in ``x``."""
         phi = self.basis(y)
         r = (self.quantities(x, y) - phi @ self.coef_mean.T) / self.std  # (N, G)
-        return normal_equation_loss(r, phi) + normal_equation_loss(r ** 2 - phi @ self.coef_sq.T, phi)
+        loss = normal_equation_loss(r, phi) + normal_equation_loss(r ** 2 - phi @ self.coef_sq.T, phi)
+        if self.pairs.shape[1]:
+            loss = loss + normal_equation_loss(r[:, self.pairs[0]] * r[:, self.pairs[1]] - phi @ self.coef_cross.T, phi)
+        return loss

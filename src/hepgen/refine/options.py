@@ -165,6 +165,9 @@ SHOWER_FLAGS: tuple[OptionFlag, ...] = (
     OptionFlag("match_response", "weight of a term asking for data's mean response E_tot/E_inc and its spread as "
                "functions of the incident energy (hepgen.refine.moments; docs/refine.md; default 0 = off)", "W",
                default=0.0),
+    OptionFlag("match_profile", "weight of a term asking for data's mean log response of each layer and of the "
+               "total, their spreads and every pair's correlation, as functions of the incident energy "
+               "(hepgen.refine.moments; docs/refine.md; default 0 = off)", "W", default=0.0),
     OptionFlag("match_occupancy", "after training, cut small refined deposits voxel by voxel so that each voxel "
                "is occupied as often as in data (ResidualRefiner.fit_occupancy; docs/refine.md)"),
     OptionFlag("azimuthal_slices", "one refiner network shared by the azimuthal slices of a cylindrical binning, "

@@ -149,6 +149,12 @@ class RefinerConfig:
             its variance as functions of the labels.  Needs ``sum_groups`` and a first label
             ln(E_inc) (showers).  The critic, which memorises the finite shower samples, asked for
             neither (docs/refine.md, seventh round).
+        match_profile: weight of :class:`hepgen.refine.moments.ResponseMoments` with ``cross=True`` on
+            every row of the adapter's ``sum_groups`` (showers: each layer and the total; 0 = off):
+            data's mean log response of each, its spread and every pair's correlation, as functions
+            of the labels.  Needs ``sum_groups`` with at least 2 rows and a first label ln(E_inc).
+            Why: the refined layer responses moved together like GFlash's, not like Geant4's, and
+            neither a critic head on them nor a depth term fixed it (docs/refine.md, thirteenth round).
         match_occupancy: after training, fit :meth:`ResidualRefiner.fit_occupancy` (per feature,
             a cut below which refined values are set to ``clip_min``, so that each voxel is
             occupied as often as in data; stored in the refiner and applied at apply time, not in
@@ -188,6 +194,7 @@ class RefinerConfig:
     response_depth: bool = False
     layer_noise: bool = False
     match_response: float = 0.0
+    match_profile: float = 0.0
     match_occupancy: bool = False
     azimuthal_slices: bool = False
 
@@ -216,7 +223,7 @@ class RefinerConfig:
                 raise ValueError(f"refiner config key {name!r}: expected true or false, found {getattr(self, name)!r}")
         if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
             raise ValueError(f"refiner config key 'ema': expected a number in [0, 1), found {self.ema!r}")
-        for name in ("gp_weight", "closeness", "match_response"):
+        for name in ("gp_weight", "closeness", "match_response", "match_profile"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"refiner config key {name!r}: expected a number >= 0, found {v!r}")
@@ -642,6 +649,16 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                              f"label (the incident energy), found groups {found} and {n_lab} labels")
         moments = ResponseMoments(np.ones((1, d), np.float32), model.y_mean, model.y_std)
         moments.fit(x_data, y_data)
+    profile = None
+    if config.match_profile > 0:
+        rows = None if sum_groups is None else np.asarray(sum_groups, np.float32)
+        rows = None if rows is None or rows.ndim != 2 or rows.shape[1] != d else rows[rows.any(axis=1)]
+        if rows is None or len(rows) < 2 or n_lab < 1:
+            raise ValueError("refiner config key 'match_profile': expected at least 2 sum groups (layers) from the "
+                             f"adapter and a label (the incident energy), found "
+                             f"{None if sum_groups is None else np.shape(sum_groups)} groups and {n_lab} labels")
+        profile = ResponseMoments(rows, model.y_mean, model.y_std, cross=True)
+        profile.fit(x_data, y_data)
     use_labels = config.condition_critic and n_lab > 0
     n_lab_c = n_lab if use_labels else 0
     if architecture is not None:
@@ -694,6 +711,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                                  "match_response": 0.0, "match_occupancy": False, "azimuthal_slices": False,
                                  "azimuthal": None, "critic_layers": False, "response_depth": False,
                                  "critic_sums_head": False, "layer_noise": False, "layer_noise_layers": 0,
+                                 "match_profile": 0.0,
                                  "response_depth_layers": 0, **payload["hparams"]}.items()
                if k != "epochs"}
         new = {k: v for k, v in hparams.items() if k != "epochs"}
@@ -787,6 +805,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                     loss_r = loss_r + model.match_moments * model.moment_loss(fake, yb)
                 if moments is not None:
                     loss_r = loss_r + config.match_response * moments.loss(fake, yb)
+                if profile is not None:
+                    loss_r = loss_r + config.match_profile * profile.loss(fake, yb)
                 w_val = w.item()
                 if not (torch.isfinite(loss_r) and math.isfinite(w_val)):
                     # stop before the step: the checkpoint keeps the last finished epoch
