@@ -46,6 +46,8 @@ def test_identity_refiners_give_the_raw_aucs_and_the_null_sits_at_one_half(pair,
             assert r["refined vs data"][c][lev]["auc"] == pytest.approx(r["sim vs data"][lev]["auc"], abs=0.02)
             assert len(r["refined vs data"][c][lev]["auc_seeds"]) == 2
     assert r["over_checkpoints"]["auc_high_level"][1] == pytest.approx(0.0, abs=1e-12)  # two equal refiners
+    assert list(r["rocs"]) == ["sim vs data", "refined #0 (a.pt) vs data", "refined #1 (b.pt) vs data",
+                               "data B vs data A (null)"]
     # data is twice sim: the summaries show it; data B vs data A (the same distribution) do not
     assert r["sim vs data"]["auc_high_level"]["auc"] > 0.75, r["sim vs data"]
     assert abs(r["null"]["auc_high_level"]["auc"] - 0.5) < 0.12, r["null"]

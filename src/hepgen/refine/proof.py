@@ -268,6 +268,27 @@ def refinement_aucs(low: dict, high: dict, seeds=(0,)) -> tuple[dict, dict]:
     return aucs, rocs
 
 
+def run_labels(checkpoints) -> list[str]:
+    """Short names of checkpoint paths for plot legends: each path after the folder all share, without the
+    file name when all files have the same name (one checkpoint: its folder's name).
+
+    Example:
+        >>> run_labels(["out/g33a/refiner_seed_0/refiner_main.pt", "out/g33b/refiner_seed_0/refiner_main.pt"])
+        ['g33a/refiner_seed_0', 'g33b/refiner_seed_0']
+        >>> run_labels(["runs/a.pt", "runs/b.pt"]), run_labels(["runs/x/refiner.pt"])
+        (['a.pt', 'b.pt'], ['x'])
+    """
+    paths = [Path(c) for c in checkpoints]
+    if len(paths) < 2:
+        return [p.parent.name for p in paths]
+    same_file = len({p.name for p in paths}) == 1
+    paths = [p.parent if same_file else p for p in paths]
+    n = 0  # number of leading path parts all share
+    while all(len(p.parts) > n + 1 for p in paths) and len({p.parts[n] for p in paths}) == 1:
+        n += 1
+    return ["/".join(p.parts[n:]) for p in paths]
+
+
 def _summary_matrix(summ: dict, names: list[str]) -> np.ndarray:
     """``(N, len(names))``: an adapter's summaries ``{name: (N,)}`` as columns in ``names`` order."""
     return np.stack([summ[n] for n in names], axis=1)
@@ -334,6 +355,7 @@ def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_
     def low_level(d, state):
         return np.hstack(adapter.to_arrays(d, state))
 
+    labels = run_labels(checkpoints)
     for i, (c, (model, payload)) in enumerate(zip(checkpoints, loaded)):
         state = payload["preprocessing"]
         refined = refine_data(model, state, sim, seed=refine_seed)
@@ -347,8 +369,8 @@ def holdout_aucs(checkpoints, sim, data, seeds=(0,), null: bool = False, refine_
             out["sim vs data"] = {lev: aucs[lev]["sim vs data"] for lev in aucs}
             out["rocs"]["sim vs data"] = rocs["sim vs data"]
         out["refined vs data"][c] = {lev: aucs[lev]["refined vs data"] for lev in aucs}
-        # numbered: two runs' folders may share a name (refiner_seed_0)
-        out["rocs"][f"refined #{i} ({Path(c).parent.name}) vs data"] = rocs["refined vs data"]
+        # numbered and named by what tells the paths apart (two runs' folders may share a name, refiner_seed_0)
+        out["rocs"][f"refined #{i} ({labels[i]}) vs data"] = rocs["refined vs data"]
     out["null"] = None
     if data_b is not None:
         aucs, rocs = refinement_aucs({"data": data_low_first, "sim": low_level(data_b, loaded[0][1]["preprocessing"])},
