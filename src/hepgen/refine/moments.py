@@ -31,7 +31,8 @@ the Geant4 demonstration the refined layer responses had data's means and spread
 they move together (GFlash's layers are far more correlated than Geant4's, and Geant4's total
 response rises with the energy in the first layers: longitudinal leakage), and a critic that
 saw exactly these numbers did not make the refiner reproduce them (docs/refine.md, thirteenth
-round).
+round).  Measured there at weight 1 (G35a) it made every figure worse: 36 products estimated on
+a batch of 128 give a noisy gradient.
 
 Example (data with response ≈ 1 at every energy; an event at response e^0.1 costs more than one at 1):
     >>> import numpy as np, torch

@@ -154,7 +154,8 @@ class RefinerConfig:
             data's mean log response of each, its spread and every pair's correlation, as functions
             of the labels.  Needs ``sum_groups`` with at least 2 rows and a first label ln(E_inc).
             Why: the refined layer responses moved together like GFlash's, not like Geant4's, and
-            neither a critic head on them nor a depth term fixed it (docs/refine.md, thirteenth round).
+            neither a critic head on them nor a depth term fixed it; at weight 1 it made the Geant4
+            demonstration worse on every figure (docs/refine.md, thirteenth round).
         match_occupancy: after training, fit :meth:`ResidualRefiner.fit_occupancy` (per feature,
             a cut below which refined values are set to ``clip_min``, so that each voxel is
             occupied as often as in data; stored in the refiner and applied at apply time, not in
