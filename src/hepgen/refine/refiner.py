@@ -122,7 +122,8 @@ class RefinerConfig:
         critic_sums_head: the critic's score also adds a small network (width ``critic_hidden // 2``)
             on those log sums and the labels alone (``SumsCritic(head_hidden=…)``).  Needs
             ``critic_sums``.  Why: a classifier on the layer responses alone separated refined
-            from Geant4 showers as well as one on every voxel (docs/refine.md).
+            from Geant4 showers as well as one on every voxel; measured, it did not move the
+            whole-shower hold-out AUC (docs/refine.md, thirteenth round).
         critic_layers: the critic's score also sums one small network per layer of the adapter's
             ``sum_groups`` (width ``critic_hidden // 2``, each on its layer's features and the
             labels; :class:`hepgen.refine.critic_layers.LayerCritic`), MLP critic only.  Why: a
@@ -143,7 +144,8 @@ class RefinerConfig:
             total is then set back and rescaled as before).  Needs ``stochastic`` and layers in the
             adapter's ``sum_groups`` (showers); use with ``closeness_mean``, or the closeness term
             penalises the amplitude.  Why: GFlash's layer energies move together (its profile has
-            two parameters) far more than Geant4's (docs/refine.md, thirteenth round).
+            two parameters) far more than Geant4's; measured on Geant4 it lowered the hold-out AUC
+            0.665 → 0.641 (one refiner seed; docs/refine.md, thirteenth round).
         match_response: weight of :class:`hepgen.refine.moments.ResponseMoments` on the whole
             event (0 = off): the refiner is asked for data's mean log response ln(E_tot/E_inc) and
             its variance as functions of the labels.  Needs ``sum_groups`` and a first label
