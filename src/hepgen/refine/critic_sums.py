@@ -19,7 +19,7 @@ which a critic held to a unit gradient norm can hardly reward; as a response it 
 Everything is differentiable, so the refiner receives gradients through the sums and the
 gradient penalty covers them.  Only the critic changes; the refiner and refined files do not.
 
-Optionally (``head_hidden > 0``) the score also adds a small network ``ψ`` on the log sums and
+Optionally (``head``) the score also adds a small network ``ψ`` on the log sums and
 the labels alone, ``C = base([x̂, ŷ, ŝ]) + ψ([ŝ, ŷ])`` (a sum of critics is a critic; the gradient
 penalty applies to ``C``).  Why: on the Geant4 demonstration a classifier on the ten numbers
 ln(E_layer/E_inc), ln(E_tot/E_inc), ln E_inc alone told refined GFlash from Geant4 as well as one
@@ -88,20 +88,17 @@ class SumsCritic(nn.Module):
         x_pool: ``(N, D)`` pooled sim + data features, for the sums' mean and spread.
         y_mean, y_std: ``(L,)`` the label standardisation; y_pool: ``(N, L)`` pooled labels
             (the first label is subtracted from the log sums when ``n_labels > 0``).
-        head_hidden: width of the two hidden layers of ``ψ`` on ``[ŝ, ŷ]`` (LeakyReLU 0.2, like
-            the base critic); 0 = no head (module docstring).
+        head: optional network ``ψ``, ``(N, G + L) -> (N,)`` on ``[ŝ, ŷ]`` (the refiner passes a
+            :class:`hepgen.refine.refiner.Critic` of width ``critic_hidden // 2``); ``None`` = no
+            head (module docstring).
 
     ``forward(inp: (N, D + L)) -> (N,)`` (the base critic's output, plus ``ψ`` with a head).
     """
 
     def __init__(self, base: nn.Module, groups: np.ndarray, x_mean, x_std, n_labels: int, x_pool: np.ndarray,
-                 y_mean=None, y_std=None, y_pool: np.ndarray | None = None, head_hidden: int = 0) -> None:
+                 y_mean=None, y_std=None, y_pool: np.ndarray | None = None, head: nn.Module | None = None) -> None:
         super().__init__()
-        self.base, self.n_labels = base, int(n_labels)
-        n_in = len(groups) + self.n_labels
-        self.head = None if head_hidden <= 0 else nn.Sequential(
-            nn.Linear(n_in, head_hidden), nn.LeakyReLU(0.2), nn.Linear(head_hidden, head_hidden),
-            nn.LeakyReLU(0.2), nn.Linear(head_hidden, 1))
+        self.base, self.n_labels, self.head = base, int(n_labels), head
         self.register_buffer("groups", torch.as_tensor(np.asarray(groups, np.float32)))
         self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float32).clone())
         self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float32).clone())
@@ -124,5 +121,5 @@ class SumsCritic(nn.Module):
         s = (s - self.s_mean) / self.s_std
         out = self.base(torch.cat([inp, s], dim=1))
         if self.head is not None:
-            out = out + self.head(torch.cat([s, inp[:, d:d + self.n_labels]], dim=1)).squeeze(1)
+            out = out + self.head(torch.cat([s, inp[:, d:d + self.n_labels]], dim=1))
         return out

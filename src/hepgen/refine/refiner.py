@@ -60,7 +60,7 @@ from hepgen.refine.critic_layers import LayerCritic, layer_groups
 from hepgen.refine.critic_sums import SumsCritic, sum_groups
 from hepgen.refine.moments import ResponseMoments
 from hepgen.refine.options import set_adapter_options
-from hepgen.refine.response import LayerResponse, response_groups
+from hepgen.refine.response import LayerResponse, response_groups, scale_log1p
 from hepgen.refine.stations import StationCritic, StationRefiner
 
 __all__ = [
@@ -120,7 +120,7 @@ class RefinerConfig:
         critic_sums: the critic also sees the log energy sums of the adapter's ``sum_groups``
             (showers: each layer and the total; :mod:`hepgen.refine.critic_sums`), MLP critic only.
         critic_sums_head: the critic's score also adds a small network (width ``critic_hidden // 2``)
-            on those log sums and the labels alone (``SumsCritic(head_hidden=…)``).  Needs
+            on those log sums and the labels alone (``SumsCritic(head=Critic(…))``).  Needs
             ``critic_sums``.  Why: a classifier on the layer responses alone separated refined
             from Geant4 showers as well as one on every voxel; measured, it did not move the
             whole-shower hold-out AUC (docs/refine.md, thirteenth round).
@@ -314,18 +314,15 @@ class ResidualRefiner(nn.Module):
             nn.init.constant_(self.log_sigma.bias, math.log(noise_init))
         # optional response factor per group after the residual (shape) correction
         # (hepgen.refine.response); an int = that many groups, to be filled by load_state_dict
-        if isinstance(response_groups, (int, np.integer)) and not isinstance(response_groups, bool):
-            response_groups = np.zeros((int(response_groups), n_features), np.float32) if response_groups else None
-        if isinstance(response_depth, (int, np.integer)) and not isinstance(response_depth, bool):
-            response_depth = np.zeros((int(response_depth), n_features), np.float32) if response_depth else None
+        response_groups = _group_matrix(response_groups, n_features)
+        response_depth = _group_matrix(response_depth, n_features)
         if response_depth is not None and response_groups is None:
             raise ValueError("refiner config key 'response_depth': expected a response factor (response 'total' or "
                              "'layers'), found response 'off'")
         self.response = None if response_groups is None else LayerResponse(response_groups, n_labels,
                                                                              depth_groups=response_depth)
         # optional coherent noise per layer: a random factor on each layer's energy
-        if isinstance(layer_noise, (int, np.integer)) and not isinstance(layer_noise, bool):
-            layer_noise = np.zeros((int(layer_noise), n_features), np.float32) if layer_noise else None
+        layer_noise = _group_matrix(layer_noise, n_features)
         self.layer_sigma = None
         if layer_noise is not None:
             ln = torch.as_tensor(np.asarray(layer_noise, np.float32))
@@ -410,9 +407,7 @@ class ResidualRefiner(nn.Module):
         eps = (noise @ self.noise_layers.T) / self.noise_layers.sum(dim=1).clamp(min=1.0).sqrt()   # (N, K)
         z = yn if self.n_labels else torch.ones(len(out), 1)
         sigma = torch.exp(torch.clamp(self.layer_sigma(z), max=0.0))
-        fm1 = torch.expm1(sigma * eps) @ self.noise_layers                                          # (N, D)
-        # log(1 + f (e^x - 1)) written as in hepgen.refine.response: exact, no overflow
-        return out + torch.log1p(fm1 * -torch.expm1(-out.clamp(min=0.0)))
+        return scale_log1p(out, torch.expm1(sigma * eps) @ self.noise_layers)
 
     def fast_parameters(self) -> list[nn.Parameter]:
         """Parameters trained at the noise learning rate besides ``log_sigma``'s: the layer noise's."""
@@ -488,15 +483,23 @@ class Critic(nn.Module):
         return self.net(z).squeeze(1)
 
 
+def _group_matrix(groups, n_features: int):
+    """A refiner's ``(K, D)`` 0/1 group argument as given, or ``None``; an int K (a checkpoint's
+    hparams) becomes K zero rows that ``load_state_dict`` fills, 0 becomes ``None``."""
+    if isinstance(groups, (int, np.integer)) and not isinstance(groups, bool):
+        return np.zeros((int(groups), n_features), np.float32) if groups else None
+    return groups
+
+
 def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size, architecture,
                    response_groups=None, occupancy=False, azimuthal=None, response_depth=None, layer_noise=None):
     if architecture is None:
         return ResidualRefiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size,
                                response_groups, occupancy, azimuthal, response_depth, layer_noise)
-    if layer_noise is not None and not (isinstance(layer_noise, (int, np.integer)) and layer_noise == 0):
+    if _group_matrix(layer_noise, d) is not None:
         raise ValueError(f"refiner config key 'layer_noise': the {architecture.get('name')!r} refiner has no layers; "
                          "expected layer_noise=False or architecture='mlp'")
-    if response_groups is not None and not (isinstance(response_groups, (int, np.integer)) and response_groups == 0):
+    if _group_matrix(response_groups, d) is not None:
         raise ValueError(f"refiner config key 'response': the {architecture.get('name')!r} refiner has no "
                          "response factor; expected response='off' or architecture='mlp'")
     model = StationRefiner(n_lab, architecture["grid"], architecture["n_t"], architecture["scale"], hidden,
@@ -680,7 +683,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         critic = SumsCritic(Critic(d + n_lab_c + len(sum_groups), config.critic_hidden), sum_groups,
                             model.x_mean, model.x_std, n_lab_c, np.concatenate([x_sim, x_data]),
                             model.y_mean, model.y_std, np.concatenate([y_sim, y_data]),
-                            head_hidden=max(config.critic_hidden // 2, 1) if config.critic_sums_head else 0)
+                            head=Critic(len(sum_groups) + n_lab_c, max(config.critic_hidden // 2, 1))
+                            if config.critic_sums_head else None)
     else:
         critic = Critic(d + n_lab_c, config.critic_hidden)
     if config.critic_layers:

@@ -48,7 +48,21 @@ from torch import nn
 
 from hepgen.refine.critic_sums import layer_rows
 
-__all__ = ["LayerResponse", "response_groups"]
+__all__ = ["LayerResponse", "response_groups", "scale_log1p"]
+
+
+def scale_log1p(x: torch.Tensor, f_minus_1: torch.Tensor) -> torch.Tensor:
+    """Features ``x = log(1 + E)`` ``(N, D)`` of energies scaled by ``f`` per feature, given
+    ``f − 1`` ``(N, D)``: ``log(1 + f (e^x − 1))``, written as ``x + log1p((f − 1)(1 − e^−x))`` —
+    exact identity at ``f = 1``, no overflow of ``e^x``, and > −1 inside the log for ``x ≥ 0`` and
+    ``f > 0``.  Shared by the response factor and the refiner's noise per layer.
+
+    Example:
+        >>> x = torch.log1p(torch.tensor([[0.0, 1.0, 3.0]]))
+        >>> torch.expm1(scale_log1p(x, torch.tensor([[1.0, 1.0, -0.5]])))   # × 2, × 2, × 0.5
+        tensor([[0.0000, 2.0000, 1.5000]])
+    """
+    return x + torch.log1p(f_minus_1 * -torch.expm1(-x.clamp(min=0.0)))
 
 
 def response_groups(sum_groups: np.ndarray | None, n_features: int, mode: str = "total") -> np.ndarray:
@@ -177,7 +191,4 @@ class LayerResponse(nn.Module):
             s0 = torch.expm1(x.clamp(min=0.0)) @ self.groups.T
             s1 = torch.expm1(shaped.clamp(min=0.0)) @ self.groups.T
             f = f * torch.where(s1 > 0, s0 / torch.where(s1 > 0, s1, 1.0), 1.0)
-        fm1 = (f - 1.0) @ self.groups                                   # (N, D); 0 outside every group
-        # log(1 + f (e^x - 1)) = x + log1p((f - 1)(1 - e^-x)): exact identity at f = 1, no
-        # overflow of e^x, and > -1 inside the log for x >= 0 and f > 0
-        return shaped + torch.log1p(fm1 * -torch.expm1(-shaped.clamp(min=0.0)))
+        return scale_log1p(shaped, (f - 1.0) @ self.groups)             # f − 1 is 0 outside every group
