@@ -85,7 +85,7 @@ def test_refine_train_and_the_shower_benchmark_share_one_table_of_shower_options
     flags = {"--" + f.key.replace("_", "-"): f for f in SHOWER_FLAGS}
     assert set(flags) == {"--critic-sums", "--critic-sums-head", "--critic-layers", "--layer-noise", "--response",
                           "--match-response", "--match-profile", "--match-occupancy", "--azimuthal-slices",
-                          "--response-depth"}
+                          "--response-depth", "--response-fractions"}
     docs = (Path(__file__).resolve().parents[1] / "docs" / "refine.md").read_text()
     assert [k for k in flags if not re.search(rf"^\| `{k}[ `]", docs, re.M)] == []      # docs/refine.md lists each
     assert {k: cli_help[k] for k in flags} == {k: "showers: " + f.help for k, f in flags.items()}

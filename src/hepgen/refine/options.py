@@ -160,6 +160,8 @@ SHOWER_FLAGS: tuple[OptionFlag, ...] = (
                choices=("off", "total", "layers"), default="off"),
     OptionFlag("response_depth", "the response factor also depends on the event's depth (energy-weighted mean "
                "layer), so late showers may lose energy out of the back (needs --response; docs/refine.md)"),
+    OptionFlag("response_fractions", "the response factor also depends, through a small network, on the layer "
+               "fractions after the shape correction and the noise per layer (needs --response; docs/refine.md)"),
     OptionFlag("layer_noise", "the refiner also multiplies each layer's energy by a learned random factor per "
                "event, moving energy between layers coherently (use with --closeness-mean; docs/refine.md)"),
     OptionFlag("match_response", "weight of a term asking for data's mean response E_tot/E_inc and its spread as "

@@ -138,6 +138,11 @@ class RefinerConfig:
             energy-weighted mean layer (:class:`hepgen.refine.response.LayerResponse`,
             ``depth_groups``), so that late showers may lose energy out of the back as Geant4's do.
             Needs ``response`` and layers in the adapter's ``sum_groups`` (showers).
+        response_fractions: the response factor also depends, through a small network, on the
+            layer fractions of the event after the shape correction and the noise per layer
+            (:class:`hepgen.refine.response.LayerResponse`, ``fraction_groups``), so that energy
+            moved into the early layers can raise the response as in Geant4.  Needs ``response``
+            and layers in the adapter's ``sum_groups`` (showers).
         layer_noise: the refiner also multiplies each layer's energy by a learned random factor
             ``exp(σ_l(ŷ) ε_l)`` per event (``ResidualRefiner(layer_noise=…)``), a coherent move of
             energy between layers that independent voxel noise cannot make (with ``response`` the
@@ -195,6 +200,7 @@ class RefinerConfig:
     critic_layers: bool = False
     response: str = "off"
     response_depth: bool = False
+    response_fractions: bool = False
     layer_noise: bool = False
     match_response: float = 0.0
     match_profile: float = 0.0
@@ -252,6 +258,8 @@ class ResidualRefiner(nn.Module):
             groups to be loaded from a state dict; ``None`` = no response factor.
         response_depth: ``(K, D)`` 0/1 layers of the response factor's depth term
             (``LayerResponse(depth_groups=…)``), an int K to be loaded from a state dict, or ``None``.
+        response_fractions: ``(K, D)`` 0/1 layers of the response factor's fraction term
+            (``LayerResponse(fraction_groups=…)``), an int K to be loaded from a state dict, or ``None``.
         layer_noise: ``(K, D)`` 0/1 non-overlapping layers (an int K to be loaded from a state
             dict, or ``None``): with noise, each layer's energies are multiplied by
             ``exp(σ_l(ŷ) ε_l)``, ``ε_l = Σ_{v∈l} ε_v / √n_l`` (standard normal, independent between
@@ -273,7 +281,8 @@ class ResidualRefiner(nn.Module):
                  group_size: int | None = None, response_groups: np.ndarray | int | None = None,
                  occupancy: bool = False, azimuthal: tuple[int, int, int] | None = None,
                  response_depth: np.ndarray | int | None = None,
-                 layer_noise: np.ndarray | int | None = None) -> None:
+                 layer_noise: np.ndarray | int | None = None,
+                 response_fractions: np.ndarray | int | None = None) -> None:
         super().__init__()
         self.n_features, self.n_labels, self.stochastic = int(n_features), int(n_labels), bool(stochastic)
         self.clip_min = None if clip_min is None else float(clip_min)
@@ -316,11 +325,13 @@ class ResidualRefiner(nn.Module):
         # (hepgen.refine.response); an int = that many groups, to be filled by load_state_dict
         response_groups = _group_matrix(response_groups, n_features)
         response_depth = _group_matrix(response_depth, n_features)
-        if response_depth is not None and response_groups is None:
-            raise ValueError("refiner config key 'response_depth': expected a response factor (response 'total' or "
-                             "'layers'), found response 'off'")
-        self.response = None if response_groups is None else LayerResponse(response_groups, n_labels,
-                                                                             depth_groups=response_depth)
+        response_fractions = _group_matrix(response_fractions, n_features)
+        for key, part in (("response_depth", response_depth), ("response_fractions", response_fractions)):
+            if part is not None and response_groups is None:
+                raise ValueError(f"refiner config key {key!r}: expected a response factor (response 'total' or "
+                                 "'layers'), found response 'off'")
+        self.response = None if response_groups is None else LayerResponse(
+            response_groups, n_labels, depth_groups=response_depth, fraction_groups=response_fractions)
         # optional coherent noise per layer: a random factor on each layer's energy
         layer_noise = _group_matrix(layer_noise, n_features)
         self.layer_sigma = None
@@ -492,10 +503,11 @@ def _group_matrix(groups, n_features: int):
 
 
 def _build_refiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size, architecture,
-                   response_groups=None, occupancy=False, azimuthal=None, response_depth=None, layer_noise=None):
+                   response_groups=None, occupancy=False, azimuthal=None, response_depth=None, layer_noise=None,
+                   response_fractions=None):
     if architecture is None:
         return ResidualRefiner(d, n_lab, hidden, n_blocks, stochastic, noise_init, clip_min, group_size,
-                               response_groups, occupancy, azimuthal, response_depth, layer_noise)
+                               response_groups, occupancy, azimuthal, response_depth, layer_noise, response_fractions)
     if _group_matrix(layer_noise, d) is not None:
         raise ValueError(f"refiner config key 'layer_noise': the {architecture.get('name')!r} refiner has no layers; "
                          "expected layer_noise=False or architecture='mlp'")
@@ -627,11 +639,13 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         raise ValueError(f"architecture: expected None or {{'name': 'stations', ...}}, found {architecture!r}")
     torch.manual_seed(config.seed)  # weight initialisation only; batches and noise use `gen`
     resp = response_groups(sum_groups, d, config.response) if config.response != "off" else None
-    if config.response_depth and (resp is None or architecture is not None):
-        raise ValueError("refiner config key 'response_depth': expected a response factor (response 'total' or "
-                         f"'layers') of the residual MLP refiner, found response {config.response!r} and "
-                         f"architecture {(architecture or {}).get('name', 'mlp')!r}")
+    for key in ("response_depth", "response_fractions"):
+        if getattr(config, key) and (resp is None or architecture is not None):
+            raise ValueError(f"refiner config key {key!r}: expected a response factor (response 'total' or "
+                             f"'layers') of the residual MLP refiner, found response {config.response!r} and "
+                             f"architecture {(architecture or {}).get('name', 'mlp')!r}")
     depth = layer_groups(sum_groups, d, key="response_depth") if config.response_depth else None
+    fractions = layer_groups(sum_groups, d, key="response_fractions") if config.response_fractions else None
     noise_layers = layer_groups(sum_groups, d, key="layer_noise") if config.layer_noise else None
     if config.match_occupancy and (architecture is not None or clip_min is None):
         raise ValueError("refiner config key 'match_occupancy': expected the residual MLP refiner and features with "
@@ -643,7 +657,8 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                          f"{(architecture or {}).get('name', 'mlp')!r} and grid {azimuthal_grid!r}")
     azimuthal = tuple(int(v) for v in azimuthal_grid) if config.azimuthal_slices else None
     model = _build_refiner(d, n_lab, config.hidden, config.n_blocks, config.stochastic, config.noise_init, clip_min,
-                           group_size, architecture, resp, config.match_occupancy, azimuthal, depth, noise_layers)
+                           group_size, architecture, resp, config.match_occupancy, azimuthal, depth, noise_layers,
+                           fractions)
     model.set_normalisation(np.concatenate([x_sim, x_data]), np.concatenate([y_sim, y_data]))
     # a station refiner with match_moments: data's total signal and station count as functions of the labels
     getattr(model, "fit_moments", lambda *a: None)(x_data, y_data)
@@ -709,6 +724,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                "response_groups": 0 if resp is None else len(resp),
                "response_depth_layers": 0 if depth is None else len(depth),
                "layer_noise_layers": 0 if noise_layers is None else len(noise_layers),
+               "response_fraction_layers": 0 if fractions is None else len(fractions),
                "azimuthal": None if azimuthal is None else list(azimuthal)}
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).is_file():
@@ -718,7 +734,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
                                  "match_response": 0.0, "match_occupancy": False, "azimuthal_slices": False,
                                  "azimuthal": None, "critic_layers": False, "response_depth": False,
                                  "critic_sums_head": False, "layer_noise": False, "layer_noise_layers": 0,
-                                 "match_profile": 0.0,
+                                 "match_profile": 0.0, "response_fractions": False, "response_fraction_layers": 0,
                                  "response_depth_layers": 0, **payload["hparams"]}.items()
                if k != "epochs"}
         new = {k: v for k, v in hparams.items() if k != "epochs"}
@@ -878,6 +894,7 @@ def save_refiner(path, model: ResidualRefiner, config: RefinerConfig | None = No
                "response_groups": model.response.n_groups if getattr(model, "response", None) is not None else 0,
                "response_depth_layers": _depth_layers(model),
                "layer_noise_layers": _noise_layers(model),
+               "response_fraction_layers": _fraction_layers(model),
                "match_occupancy": bool(getattr(model, "occupancy", False)),
                "azimuthal": None if getattr(model, "azimuthal", None) is None else list(model.azimuthal)}
     save_checkpoint(path, {"family": FAMILY, "hparams": hparams, "model": model.state_dict(),
@@ -889,6 +906,12 @@ def _depth_layers(model) -> int:
     """K, the layers of the response factor's depth term (0 without one)."""
     response = getattr(model, "response", None)
     return 0 if response is None or response.depth is None else int(response.depth_groups.shape[0])
+
+
+def _fraction_layers(model) -> int:
+    """K, the layers of the response factor's fraction term (0 without one)."""
+    response = getattr(model, "response", None)
+    return 0 if response is None or response.fractions is None else int(response.fraction_groups.shape[0])
 
 
 def _noise_layers(model) -> int:
@@ -905,7 +928,8 @@ def load_refiner(path: str | os.PathLike) -> tuple[ResidualRefiner, dict]:
     model = _build_refiner(hp["n_features"], hp["n_labels"], hp["hidden"], hp["n_blocks"], hp["stochastic"],
                            hp["noise_init"], hp.get("clip_min"), hp.get("group_size"), hp.get("refiner_architecture"),
                            hp.get("response_groups", 0), bool(hp.get("match_occupancy", False)),
-                           hp.get("azimuthal"), hp.get("response_depth_layers", 0), hp.get("layer_noise_layers", 0))
+                           hp.get("azimuthal"), hp.get("response_depth_layers", 0), hp.get("layer_noise_layers", 0),
+                           hp.get("response_fraction_layers", 0))
     model.load_state_dict(payload["model"])
     model.eval()
     return model, payload

@@ -19,7 +19,10 @@ zero) and ``c ∈ [0, c_max]`` (linear in the labels, zero at the start).  At fi
 group energy goes as ``S_l^(1−c) · e^b``: the response can move (``b``) and its spread can shrink
 (``c``), never grow or flip — a free per-event factor broadened it (the runs of docs/refine.md).
 With ``depth_groups`` (``RefinerConfig.response_depth``) ``h_l`` also gets a term in the input
-event's depth, which can broaden the response (:class:`LayerResponse`).  All heads start at zero:
+event's depth, which can broaden the response (:class:`LayerResponse`); with ``fraction_groups``
+(``RefinerConfig.response_fractions``) a small network of the labels and the *shaped* event's
+layer fractions, so that energy the shape part (or the refiner's noise per layer) moves into the
+early layers can raise the response.  All heads start at zero:
 **the identity at the start**.  ``a_max`` (default 0.5) bounds the
 factor to ×0.61 … ×1.65.  ``E' ≥ 0`` since every factor is positive.
 
@@ -113,6 +116,16 @@ class LayerResponse(nn.Module):
         shower's depth (late showers leak out of the back; correlation −0.555 against GFlash's
         −0.224, docs/refine.md, twelfth round), a tail the factor above cannot make.  Unlike the
         shrink term this one can broaden the response.
+    fraction_groups: optional ``(K, D)`` 0/1 layers: then ``h`` also gets ``+ F(ŷ, φ̂)``, ``F`` a
+        small MLP (width ``fraction_hidden``, last layer zero) of the standardised labels and the
+        standardised layer fractions ``φ̂_k = (φ_k − φ̄_k) / σ_k``, ``φ_k = S_k / Σ_j S_j`` of the
+        event *after* the shape correction (``shaped``; 0 for an empty event; ``φ̄``, ``σ`` pooled
+        over the input events).  Why: with the refiner's noise per layer the shape part moves
+        energy between layers at random, but the factor above saw only the input event, so the
+        refined response did not follow the energy in the early layers as Geant4's does (layer 1
+        with the total above 10 GeV: +0.187 refined, +0.387 Geant4; docs/refine.md, thirteenth
+        round).  With ``response="layers"`` the fractions are those before each layer's energy
+        is set back.
 
     ``forward(x: (N, D), y_norm: (N, L), y: (N, L), shaped: (N, D) | None) -> (N, D)``: ``y_norm``
     the standardised labels, ``y`` the raw ones (``y[:, 0]`` is subtracted from the log sums);
@@ -121,7 +134,7 @@ class LayerResponse(nn.Module):
     """
 
     def __init__(self, groups, n_labels: int, hidden: int = 64, a_max: float = 0.5, c_max: float = 0.9,
-                 depth_groups=None) -> None:
+                 depth_groups=None, fraction_groups=None, fraction_hidden: int = 32) -> None:
         super().__init__()
         g = torch.as_tensor(np.asarray(groups, np.float32))
         if g.ndim != 2 or g.shape[0] < 1:
@@ -146,7 +159,18 @@ class LayerResponse(nn.Module):
             self.register_buffer("t_mean", torch.zeros(()))
             self.register_buffer("t_std", torch.ones(()))
             self.depth = nn.Linear(n_in, self.n_groups)
-        for layer in (self.head[-1], self.shrink, self.depth):
+        self.fractions = None
+        if fraction_groups is not None:
+            fg = torch.as_tensor(np.asarray(fraction_groups, np.float32))
+            if fg.ndim != 2 or fg.shape[0] < 2 or fg.shape[1] != g.shape[1]:
+                raise ValueError(f"fraction_groups: expected a (K, {g.shape[1]}) matrix with K >= 2 layers, found "
+                                 f"shape {tuple(fg.shape)}")
+            self.register_buffer("fraction_groups", fg)
+            self.register_buffer("f_mean", torch.zeros(fg.shape[0]))
+            self.register_buffer("f_std", torch.ones(fg.shape[0]))
+            self.fractions = nn.Sequential(nn.Linear(n_in + fg.shape[0], fraction_hidden), nn.SiLU(),
+                                           nn.Linear(fraction_hidden, self.n_groups))
+        for layer in (self.head[-1], self.shrink, self.depth, None if self.fractions is None else self.fractions[-1]):
             if layer is not None:
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
@@ -163,6 +187,12 @@ class LayerResponse(nn.Module):
         total = s.sum(dim=1)
         return torch.where(total > 0, (s @ k) / torch.where(total > 0, total, 1.0), 0.0)
 
+    def layer_fractions(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, K)``: each of the ``fraction_groups``' share of their summed energy (0 if empty)."""
+        s = torch.expm1(x.clamp(min=0.0)) @ self.fraction_groups.T
+        total = s.sum(dim=1, keepdim=True)
+        return torch.where(total > 0, s / torch.where(total > 0, total, 1.0), 0.0)
+
     def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
         with torch.no_grad():
             xt = torch.as_tensor(np.asarray(x, np.float32))
@@ -172,19 +202,28 @@ class LayerResponse(nn.Module):
                 t = self.shower_depth(xt)
                 self.t_mean.copy_(t.mean())
                 self.t_std.copy_(t.std().clamp(min=1e-3))
+            if self.fractions is not None:
+                f = self.layer_fractions(xt)
+                self.f_mean.copy_(f.mean(0))
+                self.f_std.copy_(f.std(0).clamp(min=1e-3))
 
-    def log_factor(self, x: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``(N, G)``: ``a``, the log of each group's factor."""
+    def log_factor(self, x: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor,
+                   shaped: torch.Tensor | None = None) -> torch.Tensor:
+        """``(N, G)``: ``a``, the log of each group's factor (``shaped``: the event whose layer
+        fractions the fraction term reads; ``x`` if ``None``)."""
         z = y_norm if self.n_labels else torch.ones(len(x), 1)
         c = torch.clamp(self.shrink(z), 0.0, self.c_max)
         h = self.head(z) - c * (self.log_response(x, y) - self.u_mean)
         if self.depth is not None:
             h = h + self.depth(z) * ((self.shower_depth(x) - self.t_mean) / self.t_std)[:, None]
+        if self.fractions is not None:
+            phi = (self.layer_fractions(x if shaped is None else shaped) - self.f_mean) / self.f_std
+            h = h + self.fractions(torch.cat([z, phi], dim=1))
         return self.a_max * torch.tanh(h / self.a_max)
 
     def forward(self, x: torch.Tensor, y_norm: torch.Tensor, y: torch.Tensor,
                 shaped: torch.Tensor | None = None) -> torch.Tensor:
-        f = torch.exp(self.log_factor(x, y_norm, y))                     # (N, G)
+        f = torch.exp(self.log_factor(x, y_norm, y, shaped))             # (N, G)
         if shaped is None:
             shaped = x
         else:  # the shape correction may redistribute energy within a group, not change its sum
