@@ -151,20 +151,13 @@ class LayerResponse(nn.Module):
         self.shrink = nn.Linear(n_in, self.n_groups)
         self.depth = None
         if depth_groups is not None:
-            dg = torch.as_tensor(np.asarray(depth_groups, np.float32))
-            if dg.ndim != 2 or dg.shape[0] < 2 or dg.shape[1] != g.shape[1]:
-                raise ValueError(f"depth_groups: expected a (K, {g.shape[1]}) matrix with K >= 2 layers, found shape "
-                                 f"{tuple(dg.shape)}")
-            self.register_buffer("depth_groups", dg)
+            self.register_buffer("depth_groups", _layer_matrix(depth_groups, g.shape[1], "depth_groups"))
             self.register_buffer("t_mean", torch.zeros(()))
             self.register_buffer("t_std", torch.ones(()))
             self.depth = nn.Linear(n_in, self.n_groups)
         self.fractions = None
         if fraction_groups is not None:
-            fg = torch.as_tensor(np.asarray(fraction_groups, np.float32))
-            if fg.ndim != 2 or fg.shape[0] < 2 or fg.shape[1] != g.shape[1]:
-                raise ValueError(f"fraction_groups: expected a (K, {g.shape[1]}) matrix with K >= 2 layers, found "
-                                 f"shape {tuple(fg.shape)}")
+            fg = _layer_matrix(fraction_groups, g.shape[1], "fraction_groups")
             self.register_buffer("fraction_groups", fg)
             self.register_buffer("f_mean", torch.zeros(fg.shape[0]))
             self.register_buffer("f_std", torch.ones(fg.shape[0]))
@@ -177,21 +170,17 @@ class LayerResponse(nn.Module):
 
     def log_response(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(N, G)``: ``log(1 + Σ_l E) − y_0`` per group."""
-        u = torch.log1p(torch.expm1(x.clamp(min=0.0)) @ self.groups.T)
+        u = torch.log1p(_sums(x, self.groups))
         return u - y[:, :1] if self.n_labels else u
 
     def shower_depth(self, x: torch.Tensor) -> torch.Tensor:
         """``(N,)``: the energy-weighted mean index of the ``depth_groups`` (0 … K − 1; 0 if empty)."""
-        s = torch.expm1(x.clamp(min=0.0)) @ self.depth_groups.T                       # (N, K)
-        k = torch.arange(s.shape[1], dtype=s.dtype, device=s.device)
-        total = s.sum(dim=1)
-        return torch.where(total > 0, (s @ k) / torch.where(total > 0, total, 1.0), 0.0)
+        f = _fractions(x, self.depth_groups)                                           # (N, K)
+        return f @ torch.arange(f.shape[1], dtype=f.dtype, device=f.device)
 
     def layer_fractions(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, K)``: each of the ``fraction_groups``' share of their summed energy (0 if empty)."""
-        s = torch.expm1(x.clamp(min=0.0)) @ self.fraction_groups.T
-        total = s.sum(dim=1, keepdim=True)
-        return torch.where(total > 0, s / torch.where(total > 0, total, 1.0), 0.0)
+        return _fractions(x, self.fraction_groups)
 
     def set_normalisation(self, x: np.ndarray, y: np.ndarray) -> None:
         with torch.no_grad():
@@ -227,7 +216,27 @@ class LayerResponse(nn.Module):
         if shaped is None:
             shaped = x
         else:  # the shape correction may redistribute energy within a group, not change its sum
-            s0 = torch.expm1(x.clamp(min=0.0)) @ self.groups.T
-            s1 = torch.expm1(shaped.clamp(min=0.0)) @ self.groups.T
+            s0, s1 = _sums(x, self.groups), _sums(shaped, self.groups)
             f = f * torch.where(s1 > 0, s0 / torch.where(s1 > 0, s1, 1.0), 1.0)
         return scale_log1p(shaped, (f - 1.0) @ self.groups)             # f − 1 is 0 outside every group
+
+
+def _layer_matrix(groups, n_features: int, name: str) -> torch.Tensor:
+    """``groups`` as a ``(K, n_features)`` float tensor with K ≥ 2, or a ``ValueError`` naming ``name``."""
+    t = torch.as_tensor(np.asarray(groups, np.float32))
+    if t.ndim != 2 or t.shape[0] < 2 or t.shape[1] != n_features:
+        raise ValueError(f"{name}: expected a (K, {n_features}) matrix with K >= 2 layers, found shape "
+                         f"{tuple(t.shape)}")
+    return t
+
+
+def _sums(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """``(N, G)``: the energy ``Σ_{v∈g} E_v`` of each group, from features ``x = log(1 + E)``."""
+    return torch.expm1(x.clamp(min=0.0)) @ groups.T
+
+
+def _fractions(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """``(N, K)``: each group's share of the groups' summed energy (0 for an empty event)."""
+    s = _sums(x, groups)
+    total = s.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, s / torch.where(total > 0, total, 1.0), 0.0)
