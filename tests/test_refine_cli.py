@@ -85,17 +85,17 @@ def test_refine_train_and_the_shower_benchmark_share_one_table_of_shower_options
     flags = {"--" + f.key.replace("_", "-"): f for f in SHOWER_FLAGS}
     assert set(flags) == {"--critic-sums", "--critic-sums-head", "--critic-layers", "--layer-noise", "--response",
                           "--match-response", "--match-profile", "--match-occupancy", "--azimuthal-slices",
-                          "--response-depth", "--response-fractions"}
+                          "--response-depth", "--response-fractions", "--critic-counts"}
     docs = (Path(__file__).resolve().parents[1] / "docs" / "refine.md").read_text()
     assert [k for k in flags if not re.search(rf"^\| `{k}[ `]", docs, re.M)] == []      # docs/refine.md lists each
     assert {k: cli_help[k] for k in flags} == {k: "showers: " + f.help for k, f in flags.items()}
     assert {k: bench_help[k] for k in flags} == {k: f.help for k, f in flags.items()}
     args = ["--critic-sums", "--response", "layers", "--match-occupancy", "--match-response", "2"]
     expected = {"critic_sums": True, "response": "layers", "match_response": 2.0, "match_occupancy": True,
-                "match_profile": 0.0}
+                "match_profile": 0.0, "critic_counts": 0.0}
     assert options_from_flags(_refine_train(*args), SHOWER_FLAGS) == expected
     assert options_from_flags(bench.parse_args(args), SHOWER_FLAGS) == expected
-    defaults = {"response": "off", "match_response": 0.0, "match_profile": 0.0}
+    defaults = {"response": "off", "match_response": 0.0, "match_profile": 0.0, "critic_counts": 0.0}
     assert options_from_flags(_refine_train(), SHOWER_FLAGS) == defaults
     assert options_from_flags(bench.parse_args([]), SHOWER_FLAGS) == defaults
     c = RefinerConfig(**options_from_flags(_refine_train(*args), SHOWER_FLAGS))

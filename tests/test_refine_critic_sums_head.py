@@ -47,7 +47,8 @@ def test_the_head_sees_the_standardised_log_responses_and_labels_by_hand():
     with torch.no_grad():
         expect = c.head(head_in)
         got = c(z)
-    torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-6)   # the base (zero) adds nothing
+    # float32 standardisation against numpy float64: head outputs agree to ~1e-6 absolute
+    torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-5)   # the base (zero) adds nothing
     assert c.head.net[0].weight.shape == (5, 3 + 1)                  # 3 groups + 1 label in
 
 

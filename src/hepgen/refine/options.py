@@ -153,6 +153,9 @@ SHOWER_FLAGS: tuple[OptionFlag, ...] = (
                "(hepgen.refine.critic_sums; docs/refine.md)"),
     OptionFlag("critic_sums_head", "the critic's score also adds a small network on the log energy sums and the "
                "labels alone (needs --critic-sums; hepgen.refine.critic_sums; docs/refine.md)"),
+    OptionFlag("critic_counts", "the sums critic also sees, per layer, a soft count of the voxels above this energy "
+               "(MeV; needs --critic-sums; hepgen.refine.critic_sums; docs/refine.md; default 0 = off)", "MEV",
+               default=0.0),
     OptionFlag("critic_layers", "the critic's score also sums one small network per layer, each on that layer's "
                "voxels and the labels (hepgen.refine.critic_layers; docs/refine.md)"),
     OptionFlag("response", "a shape refiner that keeps the energy, then a per-event response factor on the "

@@ -124,6 +124,11 @@ class RefinerConfig:
             ``critic_sums``.  Why: a classifier on the layer responses alone separated refined
             from Geant4 showers as well as one on every voxel; measured, it did not move the
             whole-shower hold-out AUC (docs/refine.md, thirteenth round).
+        critic_counts: ``E_c`` > 0 (the features' energy unit, MeV for showers; 0 = off): the sums
+            critic also sees, per layer, a soft count of the voxels above ``E_c``
+            (:func:`hepgen.refine.critic_sums.soft_counts`, standardised).  Needs ``critic_sums``.
+            Why: on Geant4 a classifier on the per-layer counts of voxels above 0.1 MeV separated
+            refined showers more than one on every voxel (docs/refine.md, fourteenth round).
         critic_layers: the critic's score also sums one small network per layer of the adapter's
             ``sum_groups`` (width ``critic_hidden // 2``, each on its layer's features and the
             labels; :class:`hepgen.refine.critic_layers.LayerCritic`), MLP critic only.  Why: a
@@ -197,6 +202,7 @@ class RefinerConfig:
     architecture: str = "auto"
     critic_sums: bool = False
     critic_sums_head: bool = False
+    critic_counts: float = 0.0
     critic_layers: bool = False
     response: str = "off"
     response_depth: bool = False
@@ -224,6 +230,9 @@ class RefinerConfig:
         if self.layer_noise and not self.stochastic:
             raise ValueError("refiner config key 'layer_noise': expected a stochastic refiner (stochastic=True), "
                              "found stochastic=False")
+        if self.critic_counts and not self.critic_sums:
+            raise ValueError("refiner config key 'critic_counts': expected critic_sums=True (the counts are "
+                             "inputs of the sums critic), found critic_sums=False")
         if self.critic_sums_head and not self.critic_sums:
             raise ValueError("refiner config key 'critic_sums_head': expected critic_sums=True (the head reads "
                              "the critic's log sums), found critic_sums=False")
@@ -232,7 +241,7 @@ class RefinerConfig:
                 raise ValueError(f"refiner config key {name!r}: expected true or false, found {getattr(self, name)!r}")
         if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
             raise ValueError(f"refiner config key 'ema': expected a number in [0, 1), found {self.ema!r}")
-        for name in ("gp_weight", "closeness", "match_response", "match_profile"):
+        for name in ("gp_weight", "closeness", "match_response", "match_profile", "critic_counts"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"refiner config key {name!r}: expected a number >= 0, found {v!r}")
@@ -695,11 +704,13 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         if sum_groups is None or np.shape(sum_groups)[1:] != (d,):
             raise ValueError(f"refiner config key 'critic_sums': expected sum groups of shape (G, {d}) from the "
                              f"adapter, found {None if sum_groups is None else np.shape(sum_groups)}")
-        critic = SumsCritic(Critic(d + n_lab_c + len(sum_groups), config.critic_hidden), sum_groups,
+        n_sums = len(sum_groups) + (SumsCritic.n_counts(sum_groups) if config.critic_counts else 0)
+        critic = SumsCritic(Critic(d + n_lab_c + n_sums, config.critic_hidden), sum_groups,
                             model.x_mean, model.x_std, n_lab_c, np.concatenate([x_sim, x_data]),
                             model.y_mean, model.y_std, np.concatenate([y_sim, y_data]),
-                            head=Critic(len(sum_groups) + n_lab_c, max(config.critic_hidden // 2, 1))
-                            if config.critic_sums_head else None)
+                            head=Critic(n_sums + n_lab_c, max(config.critic_hidden // 2, 1))
+                            if config.critic_sums_head else None,
+                            count_threshold=config.critic_counts or None)
     else:
         critic = Critic(d + n_lab_c, config.critic_hidden)
     if config.critic_layers:
@@ -733,7 +744,7 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
         old = {k: v for k, v in {"response": "off", "response_groups": 0, "closeness_mean": False,
                                  "match_response": 0.0, "match_occupancy": False, "azimuthal_slices": False,
                                  "azimuthal": None, "critic_layers": False, "response_depth": False,
-                                 "critic_sums_head": False, "layer_noise": False, "layer_noise_layers": 0,
+                                 "critic_sums_head": False, "critic_counts": 0.0, "layer_noise": False, "layer_noise_layers": 0,
                                  "match_profile": 0.0, "response_fractions": False, "response_fraction_layers": 0,
                                  "response_depth_layers": 0, **payload["hparams"]}.items()
                if k != "epochs"}
