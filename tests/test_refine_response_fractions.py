@@ -94,3 +94,10 @@ def test_train_resume_save_load_and_refusals(tmp_path):
     with pytest.raises(ValueError, match=r"^refiner config key 'response_fractions': expected a response factor "
                                          r"\(response 'total' or 'layers'\), found response 'off'$"):
         ResidualRefiner(4, 1, response_fractions=LAYERS)
+
+
+@pytest.mark.parametrize("key", ["response_fractions", "layer_noise", "critic_sums", "stochastic", "match_occupancy"])
+def test_every_switch_of_the_config_refuses_a_word(key):
+    """A switch given as the word "false" (e.g. from a hand-written config) is refused, not taken as true."""
+    with pytest.raises(ValueError, match=rf"^refiner config key '{key}': expected true or false, found 'false'$"):
+        RefinerConfig(**{key: "false"})

@@ -240,7 +240,7 @@ class RefinerConfig:
         if self.critic_sums_head and not self.critic_sums:
             raise ValueError("refiner config key 'critic_sums_head': expected critic_sums=True (the head reads "
                              "the critic's log sums), found critic_sums=False")
-        for name in ("closeness_mean", "azimuthal_slices"):
+        for name in (f.name for f in fields(self) if f.type in ("bool", bool)):   # every switch
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"refiner config key {name!r}: expected true or false, found {getattr(self, name)!r}")
         if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
