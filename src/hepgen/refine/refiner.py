@@ -129,8 +129,8 @@ class RefinerConfig:
             (:func:`hepgen.refine.critic_sums.soft_counts`, standardised).  Needs ``critic_sums``.
             Why: on Geant4 a classifier on the per-layer counts of voxels above 0.1 MeV separated
             refined showers more than one on every voxel; measured with ``E_c`` = 0.1 MeV it brought
-            the summaries' hold-out AUC 0.698–0.729 → 0.660 and left the low-level one (0.643; one
-            refiner seed; docs/refine.md, fourteenth round).
+            the summaries' hold-out AUC 0.698–0.729 → 0.650–0.660 and left the low-level one
+            (0.643–0.651; two refiner seeds; docs/refine.md, fourteenth round).
         critic_layers: the critic's score also sums one small network per layer of the adapter's
             ``sum_groups`` (width ``critic_hidden // 2``, each on its layer's features and the
             labels; :class:`hepgen.refine.critic_layers.LayerCritic`), MLP critic only.  Why: a
