@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["SumsCritic", "layer_rows", "log_sums", "soft_counts", "sum_groups"]
+__all__ = ["SumsCritic", "group_sums", "layer_rows", "log_sums", "soft_counts", "sum_groups"]
 
 
 def soft_counts(x: torch.Tensor, groups: torch.Tensor, threshold: float, width: float = 0.5) -> torch.Tensor:
@@ -73,9 +73,15 @@ def soft_counts(x: torch.Tensor, groups: torch.Tensor, threshold: float, width: 
     return torch.where(e > 0, torch.sigmoid(z), 0.0) @ groups.T
 
 
+def group_sums(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """``(N, D)`` features ``log(1 + E)`` and ``(G, D)`` 0/1 group matrix → ``(N, G)`` ``Σ_g E``
+    (negative features count as empty)."""
+    return torch.expm1(x.clamp(min=0.0)) @ groups.T
+
+
 def log_sums(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """``(N, D)`` features ``log(1 + E)`` and ``(G, D)`` 0/1 group matrix → ``(N, G)`` ``log(1 + Σ_g E)``."""
-    return torch.log1p(torch.expm1(x.clamp(min=0.0)) @ groups.T)
+    return torch.log1p(group_sums(x, groups))
 
 
 def layer_rows(groups: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hepgen.refine.critic_sums import layer_rows
+from hepgen.refine.critic_sums import group_sums, layer_rows, log_sums
 
 __all__ = ["LayerResponse", "response_groups", "scale_log1p"]
 
@@ -170,7 +170,7 @@ class LayerResponse(nn.Module):
 
     def log_response(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(N, G)``: ``log(1 + Σ_l E) − y_0`` per group."""
-        u = torch.log1p(_sums(x, self.groups))
+        u = log_sums(x, self.groups)
         return u - y[:, :1] if self.n_labels else u
 
     def shower_depth(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,7 +216,7 @@ class LayerResponse(nn.Module):
         if shaped is None:
             shaped = x
         else:  # the shape correction may redistribute energy within a group, not change its sum
-            s0, s1 = _sums(x, self.groups), _sums(shaped, self.groups)
+            s0, s1 = group_sums(x, self.groups), group_sums(shaped, self.groups)
             f = f * torch.where(s1 > 0, s0 / torch.where(s1 > 0, s1, 1.0), 1.0)
         return scale_log1p(shaped, (f - 1.0) @ self.groups)             # f − 1 is 0 outside every group
 
@@ -230,13 +230,8 @@ def _layer_matrix(groups, n_features: int, name: str) -> torch.Tensor:
     return t
 
 
-def _sums(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """``(N, G)``: the energy ``Σ_{v∈g} E_v`` of each group, from features ``x = log(1 + E)``."""
-    return torch.expm1(x.clamp(min=0.0)) @ groups.T
-
-
 def _fractions(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """``(N, K)``: each group's share of the groups' summed energy (0 for an empty event)."""
-    s = _sums(x, groups)
+    s = group_sums(x, groups)
     total = s.sum(dim=1, keepdim=True)
     return torch.where(total > 0, s / torch.where(total > 0, total, 1.0), 0.0)
