@@ -52,10 +52,4 @@ def test_train_save_load_and_refusals(tmp_path):
     loaded, payload = load_refiner(tmp_path / "r.pt")
     assert payload["hparams"]["response_depth_layers"] == 2 and payload["hparams"]["response_depth"] is True
     np.testing.assert_array_equal(refine_arrays(loaded, x, y, seed=1), refine_arrays(model, x, y, seed=1))
-    small = dict(hidden=8, critic_hidden=8, epochs=1, response_depth=True)
-    with pytest.raises(ValueError, match=r"^refiner config key 'response_depth': expected a response factor "
-                                         r"\(response 'total' or 'layers'\) of the residual MLP refiner, found "
-                                         r"response 'off' and architecture 'mlp'$"):
-        train_refiner(x, y, x, y, RefinerConfig(**small), progress=False, sum_groups=groups)
-    with pytest.raises(ValueError, match=r"^refiner config key 'response_depth': expected at least 2 layers"):
-        train_refiner(x, y, x, y, RefinerConfig(**small, response="total"), progress=False, sum_groups=TOTAL)
+    # its refusals: tests/test_refine_response_fractions.py, test_the_response_terms_refuse_without_a_factor

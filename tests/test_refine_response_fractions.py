@@ -84,16 +84,23 @@ def test_train_resume_save_load_and_refusals(tmp_path):
                             response_fractions=LAYERS)
     again.load_state_dict(payload["model"])
     np.testing.assert_array_equal(refine_arrays(loaded, x, y, seed=1), refine_arrays(again.eval(), x, y, seed=1))
-    one = dict(hidden=8, critic_hidden=8, epochs=1, response_fractions=True)
-    with pytest.raises(ValueError, match=r"^refiner config key 'response_fractions': expected a response factor "
+
+
+@pytest.mark.parametrize("key", ["response_depth", "response_fractions"])
+def test_the_response_terms_refuse_without_a_factor(key):
+    """The depth and fraction terms share one check: no response factor, or a single layer, is refused."""
+    x = np.log1p(np.random.default_rng(0).exponential(5.0, (64, 4))).astype(np.float32)
+    y = np.zeros((64, 1), np.float32)
+    one = dict(hidden=8, critic_hidden=8, epochs=1, **{key: True})
+    with pytest.raises(ValueError, match=rf"^refiner config key '{key}': expected a response factor "
                                          r"\(response 'total' or 'layers'\) of the residual MLP refiner, found "
                                          r"response 'off' and architecture 'mlp'$"):
-        train_refiner(x, y, x, y, RefinerConfig(**one), progress=False, sum_groups=groups)
-    with pytest.raises(ValueError, match=r"^refiner config key 'response_fractions': expected at least 2 layers"):
+        train_refiner(x, y, x, y, RefinerConfig(**one), progress=False, sum_groups=np.concatenate([LAYERS, TOTAL]))
+    with pytest.raises(ValueError, match=rf"^refiner config key '{key}': expected at least 2 layers"):
         train_refiner(x, y, x, y, RefinerConfig(**one, response="total"), progress=False, sum_groups=TOTAL)
-    with pytest.raises(ValueError, match=r"^refiner config key 'response_fractions': expected a response factor "
+    with pytest.raises(ValueError, match=rf"^refiner config key '{key}': expected a response factor "
                                          r"\(response 'total' or 'layers'\), found response 'off'$"):
-        ResidualRefiner(4, 1, response_fractions=LAYERS)
+        ResidualRefiner(4, 1, **{key: LAYERS})
 
 
 @pytest.mark.parametrize("key", ["response_fractions", "layer_noise", "critic_sums", "stochastic", "match_occupancy"])
