@@ -415,6 +415,44 @@ def test_critic_roughness_input_is_the_total_variation(tmp_path):
     assert payload["trainer"]["critic"]["phi.0.weight"].shape[1] == 2 * 80 + 1 + 1 + 2
 
 
+def test_critic_dense_adds_an_mlp_on_the_standardised_event(tmp_path):
+    """``critic_dense``: the score is the grid critic's plus an MLP on every feature standardised
+    with the fitted pooled mean and spread (checked against numpy's mean and std, spread floored at
+    10⁻³ for a bin that never changes) and the labels; rebuilt by hand from the branch's weights
+    with the grid head zeroed.  Without the option the state-dict keys are those of before; the
+    option reaches `hepgen refine train --critic-dense`, whose critic carries the fitted buffers."""
+    from hepgen.refine.stations import StationCritic
+
+    torch.manual_seed(0)
+    c = StationCritic(n_labels=2, grid=(3, 3), n_t=N_T, hidden=8, dense=True)
+    rng = np.random.default_rng(3)
+    s = rng.gamma(2.0, 1.0, (6, 9, N_T)).astype(np.float32)
+    s[:, 0] = 0.0                                           # a silent station: spread 0 → floor
+    x = torch.from_numpy(np.arcsinh(s / 0.1).reshape(6, -1))
+    y = torch.from_numpy(rng.normal(size=(6, 2)).astype(np.float32))
+    c.fit_residuals(x, y)
+    xn = x.numpy().astype(np.float64)
+    np.testing.assert_allclose(c.dense_mean.numpy(), xn.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c.dense_std.numpy(), np.maximum(xn.std(0), 1e-3), rtol=1e-5)
+    assert float(c.dense_std[0]) == pytest.approx(1e-3)
+    with torch.no_grad():
+        c.head[-1].weight.zero_()
+        c.head[-1].bias.zero_()
+    w = [p.detach().numpy().astype(np.float64) for p in c.dense_net.parameters()]
+    h = np.concatenate([(xn - xn.mean(0)) / np.maximum(xn.std(0), 1e-3), y.numpy()], 1)
+    for i in (0, 2):
+        h = h @ w[i].T + w[i + 1]
+        h = np.where(h > 0, h, 0.2 * h)
+    expected = (h @ w[4].T + w[5])[:, 0]
+    np.testing.assert_allclose(c(torch.cat([x, y], 1)).detach().numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert not any(k.startswith("dense") for k in StationCritic(2, (3, 3), N_T, hidden=8).state_dict())
+    _, payload = _train_cli(tmp_path, "--critic-dense")
+    assert payload["preprocessing"]["critic_dense"] is True
+    critic = payload["trainer"]["critic"]
+    assert critic["dense_net.0.weight"].shape[1] == 81 * 80 + 2
+    assert float(critic["dense_std"].max()) > 1.0 and float(critic["dense_mean"].abs().max()) > 0
+
+
 def test_closeness_mean_does_not_penalise_the_added_noise(tmp_path):
     """``closeness_mean``: with the refiner held at the identity (learning rate 1e-12) and a fixed
     added noise of 0.3 VEM per bin, the closeness of the first epoch is > 0.01 on the noisy output

@@ -42,6 +42,8 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
   event's excess roughness of the pulses (:func:`hepgen.refine.stations.excess_roughness`; default off);
 * ``critic_roughness`` (bool): the grid critic's station network also sees the station's total
   variation Σ|ΔS| / max(I, 1) (default off);
+* ``critic_dense`` (bool): the grid critic's score also adds an MLP on the whole event, every
+  station and time bin standardised, and the labels (default off);
 * ``shape_envelope`` (bool): the station refiner's time-shape correction is bounded by the
   pulse's envelope (:meth:`hepgen.refine.stations.StationRefiner.envelope`; default off).
 
@@ -76,15 +78,15 @@ ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {
     "traces": ("critic_min_vem", "noise_vem", "trigger_vem", "fill_silent", "fill_random", "trigger_curriculum",
                "critic_dropout", "critic_core_distance", "shot_noise", "critic_total",
                "shape_envelope", "critic_response", "critic_count", "match_moments",
-               "critic_roughness", "match_roughness", "shot_pulses"), "showers": ()}
+               "critic_roughness", "match_roughness", "shot_pulses", "critic_dense"), "showers": ()}
 #: the options that are true or false
 FLAG_OPTIONS = ("fill_silent", "fill_random", "critic_core_distance", "shot_noise", "critic_total", "shape_envelope",
-                "critic_response", "critic_count", "critic_roughness", "match_roughness", "shot_pulses")
+                "critic_response", "critic_count", "critic_roughness", "match_roughness", "shot_pulses", "critic_dense")
 #: the traces options that shape the refiner or critic networks, copied into the adapter's
 #: architecture only when set (so that checkpoints of before keep their hparams)
 NETWORK_OPTIONS = ("fill_random", "trigger_curriculum", "critic_dropout", "critic_core_distance", "shot_noise",
                    "critic_total", "shape_envelope", "critic_response", "critic_count", "match_moments",
-                   "critic_roughness", "match_roughness", "shot_pulses")
+                   "critic_roughness", "match_roughness", "shot_pulses", "critic_dense")
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,8 @@ TRACE_FLAGS: tuple[OptionFlag, ...] = (
                "residual from a linear fit on the labels (needs --trigger-vem)"),
     OptionFlag("critic_roughness", "the grid critic's station network also sees the station's total variation "
                "Σ|ΔS| / max(I, 1)"),
+    OptionFlag("critic_dense", "the grid critic's score also adds an MLP on the whole event (every station and "
+               "time bin, standardised) and the labels"),
     OptionFlag("match_moments", "the refiner's loss also asks for data's total signal and number of stations as "
                "functions of the labels, with this weight (needs --trigger-vem; unset = 0 = off)", "WEIGHT"),
     OptionFlag("match_roughness", "the matched moments also include the event's excess roughness, its pulses' "

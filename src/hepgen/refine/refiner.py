@@ -697,8 +697,9 @@ def train_refiner(x_sim, y_sim, x_data, y_data, config: RefinerConfig | None = N
     n_lab_c = n_lab if use_labels else 0
     if architecture is not None:
         critic = StationCritic.from_architecture(architecture, n_lab_c, config.critic_hidden)
-        if critic.total_response or critic.count_vem is not None:
-            # the total signal's (station count's) linear dependence on the labels, fitted on both samples
+        if critic.total_response or critic.count_vem is not None or critic.dense:
+            # the total signal's (station count's) linear dependence on the labels, fitted on both
+            # samples; the dense branch's standardisation
             xn, yn = model.normalise(torch.from_numpy(np.concatenate([x_sim, x_data])),
                                      torch.from_numpy(np.concatenate([y_sim, y_data])))
             critic.fit_residuals(xn, yn[:, :n_lab_c])

@@ -646,8 +646,14 @@ class StationCritic(nn.Module):
     def __init__(self, n_labels: int, grid=(9, 9), n_t: int = 80, scale: float = 0.1, hidden: int = 64,
                  min_signal: float = 0.0, all_stations: bool = False, dropout: float = 0.0,
                  core_distance: bool = False, total_signal: bool = False, total_response: bool = False,
-                 count_vem: float | None = None, roughness: bool = False) -> None:
+                 count_vem: float | None = None, roughness: bool = False, dense: bool = False) -> None:
         super().__init__()
+        # dense: the score also adds an MLP on the whole event, every station and time bin at once
+        # (each feature standardised with the pooled training samples' mean and spread, as the
+        # classifier two-sample test's StandardScaler does, then the labels): the grid critic sees
+        # the stations through one shared network, pooled, and the classifier that judges the
+        # refiner (an MLP on the standardised bins) found what it did not (docs/refine.md, twelfth round)
+        self.dense = bool(dense)
         # roughness: each station's network also sees its total variation Σ_t |S(t+1) − S(t)| / I⁺,
         # which grows at *first order* with zero-mean fluctuations (spiky muon pulses); through the
         # asinh trace alone a piecewise-linear critic rewards added noise only at second order, and
@@ -704,6 +710,11 @@ class StationCritic(nn.Module):
                                   nn.Conv2d(k, k, 3, padding=1), nn.LeakyReLU(0.2))
         self.head = nn.Sequential(nn.Linear(2 * k + n_labels + int(self.total_signal) + int(self.total_response)
                                             + int(self.count_vem is not None), hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
+        if self.dense:  # only then: without the option the state-dict keys are those of before
+            self.register_buffer("dense_mean", torch.zeros(self.d))
+            self.register_buffer("dense_std", torch.ones(self.d))
+            self.dense_net = nn.Sequential(nn.Linear(self.d + n_labels, hidden), nn.LeakyReLU(0.2), *drop,
+                                           nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
 
     @classmethod
     def from_architecture(cls, architecture: dict, n_labels: int, hidden: int) -> StationCritic:
@@ -717,17 +728,24 @@ class StationCritic(nn.Module):
                    total_signal=bool(architecture.get("critic_total", False)),
                    total_response=bool(architecture.get("critic_response", False)),
                    count_vem=architecture.get("trigger_vem") if architecture.get("critic_count") else None,
-                   roughness=bool(architecture.get("critic_roughness", False)))
+                   roughness=bool(architecture.get("critic_roughness", False)),
+                   dense=bool(architecture.get("critic_dense", False)))
 
     def fit_residuals(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> None:
         """Least-squares fits of the event quantities the head sees as residuals: with
         ``total_response`` ``log(1 + Σ S) ≈ c₀ + Σ_l c_l y_l``, with ``count_vem`` the soft station
         count likewise, on the pooled training events (``x`` ``(N, D)`` flat ``asinh`` features,
         ``y`` ``(N, L)`` the critic's standardised labels); stored as buffers with the residuals'
-        standard deviation.  The head then sees ``(q − c·[1, y]) / σ``.  Without the options: nothing."""
+        standard deviation.  The head then sees ``(q − c·[1, y]) / σ``.  With ``dense`` also each
+        feature's mean and spread over ``x`` (spread at least 10⁻³), which standardise the dense
+        branch's input.  Without the options: nothing."""
         fits = ([("response", lambda b: log_total(b, self.scale))] if self.total_response else []) + \
             ([("count", lambda b: soft_count(b, self.n_t, self.scale, self.count_vem))] if self.count_vem is not None else [])
         with torch.no_grad():
+            if self.dense:
+                xd = x.to(torch.float64)
+                self.dense_mean.copy_(xd.mean(0).to(torch.float32))
+                self.dense_std.copy_(xd.std(0, unbiased=False).clamp(min=1e-3).to(torch.float32))
             a = torch.cat([torch.ones(len(x), 1, dtype=torch.float64), y.to(torch.float64)], 1)
             for name, fn in fits:
                 q = torch.cat([fn(x[s:s + batch_size]) for s in range(0, len(x), batch_size)]).to(torch.float64)
@@ -780,4 +798,7 @@ class StationCritic(nn.Module):
         if self.count_vem is not None:
             fit = self.count_coef[0] + y @ self.count_coef[1:]
             pooled.append(((soft_count(z[:, :self.d], self.n_t, self.scale, self.count_vem) - fit) / self.count_std)[:, None])
-        return self.head(torch.cat(pooled, dim=1)).squeeze(1)
+        score = self.head(torch.cat(pooled, dim=1)).squeeze(1)
+        if self.dense:
+            score = score + self.dense_net(torch.cat([(z[:, :self.d] - self.dense_mean) / self.dense_std, y], 1)).squeeze(1)
+        return score
