@@ -43,7 +43,9 @@ Some settings of the refinement belong to the *adapter* of a kind of data rather
 * ``critic_roughness`` (bool): the grid critic's station network also sees the station's total
   variation Σ|ΔS| / max(I, 1) (default off);
 * ``critic_dense`` (bool): the grid critic's score also adds an MLP on the whole event, every
-  station and time bin standardised, and the labels (default off);
+  station and time bin standardised, and the labels (default off; on the Auger-like toy it
+  memorises fixed samples, and with new events every epoch lowers the hold-out AUC by ≈ 0.03:
+  docs/refine.md, twelfth round on the toy);
 * ``shape_envelope`` (bool): the station refiner's time-shape correction is bounded by the
   pulse's envelope (:meth:`hepgen.refine.stations.StationRefiner.envelope`; default off).
 

@@ -652,7 +652,7 @@ class StationCritic(nn.Module):
         # (each feature standardised with the pooled training samples' mean and spread, as the
         # classifier two-sample test's StandardScaler does, then the labels): the grid critic sees
         # the stations through one shared network, pooled, and the classifier that judges the
-        # refiner (an MLP on the standardised bins) found what it did not (docs/refine.md, twelfth round)
+        # refiner (an MLP on the standardised bins) found what it did not (docs/refine.md, twelfth round on the toy)
         self.dense = bool(dense)
         # roughness: each station's network also sees its total variation Σ_t |S(t+1) − S(t)| / I⁺,
         # which grows at *first order* with zero-mean fluctuations (spiky muon pulses); through the
