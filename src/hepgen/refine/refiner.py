@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 from hepgen.checkpoint import load_checkpoint, save_checkpoint
 from hepgen.refine.adapters import get_adapter, read_kind, read_pair
 from hepgen.refine.critic_layers import LayerCritic, layer_groups
+from hepgen.refine.critic_mlp import critic_mlp
 from hepgen.refine.critic_sums import SumsCritic, sum_groups
 from hepgen.refine.moments import ResponseMoments
 from hepgen.refine.options import set_adapter_options
@@ -483,9 +484,8 @@ class GroupCritic(nn.Module):
         super().__init__()
         self.d, self.f, self.g = int(n_features), int(group_size), int(n_features) // int(group_size)
         self.group_embedding = nn.Parameter(0.1 * torch.randn(self.g, _GROUP_EMBEDDING))
-        self.phi = nn.Sequential(nn.Linear(self.f + n_labels + _GROUP_EMBEDDING, hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2))
-        self.head = nn.Sequential(nn.Linear(hidden + n_labels, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+        self.phi = critic_mlp([self.f + n_labels + _GROUP_EMBEDDING, hidden, hidden], activate_last=True)
+        self.head = critic_mlp([hidden + n_labels, hidden, 1])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
@@ -500,8 +500,7 @@ class Critic(nn.Module):
 
     def __init__(self, n_inputs: int, hidden: int = 256) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_inputs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
-                                 nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+        self.net = critic_mlp([n_inputs, hidden, hidden, 1])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).squeeze(1)

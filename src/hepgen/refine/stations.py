@@ -115,6 +115,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hepgen.refine.critic_mlp import critic_mlp
 from hepgen.refine.moments import moment_basis, normal_equation_loss
 
 __all__ = ["StationCritic", "StationRefiner", "core_distance", "excess_roughness", "log_total", "near_live",
@@ -700,21 +701,17 @@ class StationCritic(nn.Module):
             raise ValueError(f"min_signal: expected >= 0 (VEM), found {min_signal!r}")
         self.min_signal = float(min_signal)
         self.d = self.grid[0] * self.grid[1] * self.n_t
-        drop = [nn.Dropout(self.dropout)] if self.dropout > 0 else []
-        self.phi = nn.Sequential(nn.Linear(2 * self.n_t + 1 + int(self.core_distance) + int(self.roughness) + n_labels,
-                                           hidden),
-                                 nn.LeakyReLU(0.2), *drop,
-                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), *drop)
+        self.phi = critic_mlp([2 * self.n_t + 1 + int(self.core_distance) + int(self.roughness) + n_labels,
+                               hidden, hidden], self.dropout, activate_last=True)
         k = min(hidden, _CRITIC_CONV)
         self.conv = nn.Sequential(nn.Conv2d(hidden, k, 3, padding=1), nn.LeakyReLU(0.2),
                                   nn.Conv2d(k, k, 3, padding=1), nn.LeakyReLU(0.2))
-        self.head = nn.Sequential(nn.Linear(2 * k + n_labels + int(self.total_signal) + int(self.total_response)
-                                            + int(self.count_vem is not None), hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
+        self.head = critic_mlp([2 * k + n_labels + int(self.total_signal) + int(self.total_response)
+                                + int(self.count_vem is not None), hidden, 1], self.dropout)
         if self.dense:  # only then: without the option the state-dict keys are those of before
             self.register_buffer("dense_mean", torch.zeros(self.d))
             self.register_buffer("dense_std", torch.ones(self.d))
-            self.dense_net = nn.Sequential(nn.Linear(self.d + n_labels, hidden), nn.LeakyReLU(0.2), *drop,
-                                           nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), *drop, nn.Linear(hidden, 1))
+            self.dense_net = critic_mlp([self.d + n_labels, hidden, hidden, 1], self.dropout)
 
     @classmethod
     def from_architecture(cls, architecture: dict, n_labels: int, hidden: int) -> StationCritic:
