@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hepgen.refine.critic_mlp import NEGATIVE_SLOPE
 from hepgen.refine.critic_sums import layer_rows
 
 __all__ = ["LayerCritic", "layer_groups"]
@@ -122,8 +123,9 @@ class LayerCritic(nn.Module):
         zp = torch.cat([z, z.new_zeros(len(z), 1)], dim=1)
         w1 = torch.cat([self.w1, self.w1.new_zeros(1, self.w1.shape[1])]).view(-1, self.n_groups, self.hidden)
         w1 = w1[self.index, torch.arange(self.n_groups, device=z.device)[:, None]]     # (G, F, h)
-        h = act(torch.einsum("ngf,gfh->ngh", zp[:, self.index], w1) + self.b1.view(self.n_groups, self.hidden), 0.2)
-        h = act(torch.einsum("ngh,ghk->ngk", h, self.w2) + self.b2, 0.2)
+        h = act(torch.einsum("ngf,gfh->ngh", zp[:, self.index], w1) + self.b1.view(self.n_groups, self.hidden),
+                NEGATIVE_SLOPE)
+        h = act(torch.einsum("ngh,ghk->ngk", h, self.w2) + self.b2, NEGATIVE_SLOPE)
         return (h * self.w3).sum(dim=2) + self.b3
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -4,10 +4,13 @@ The event critic (:class:`hepgen.refine.refiner.Critic`), the grouped critic's p
 and head (:class:`~hepgen.refine.refiner.GroupCritic`) and the station critic's networks
 (:class:`hepgen.refine.stations.StationCritic`: per-station network, head, dense branch) are the
 same stack: ``Linear`` layers with ``LeakyReLU(0.2)`` between them (the slope of the DCGAN
-discriminator, Radford et al., arXiv:1511.06434, common in GAN critics since) and, optionally, ``Dropout`` after each activation.
-They were written out five times; this module is the one place, below both
+discriminator, Radford et al., arXiv:1511.06434, common in GAN critics since) and, optionally,
+``Dropout`` after each activation.  They were written out five times; this module is the one
+place, below both
 :mod:`hepgen.refine.refiner` and :mod:`hepgen.refine.stations` so that both can use it without
-an import cycle.  The layout (module order, hence the state-dict keys ``0.weight``, ``2.weight``,
+an import cycle.  The station critic's convolutions and the per-layer critic's batched
+networks (:class:`hepgen.refine.critic_layers.LayerCritic`) are not such stacks, but take their
+slope from :data:`NEGATIVE_SLOPE` too.  The layout (module order, hence the state-dict keys ``0.weight``, ``2.weight``,
 …) is exactly that of the written-out stacks, so checkpoints saved before load unchanged.
 
 Example:

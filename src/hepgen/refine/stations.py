@@ -115,7 +115,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hepgen.refine.critic_mlp import critic_mlp
+from hepgen.refine.critic_mlp import NEGATIVE_SLOPE, critic_mlp
 from hepgen.refine.moments import moment_basis, normal_equation_loss
 
 __all__ = ["StationCritic", "StationRefiner", "core_distance", "excess_roughness", "log_total", "near_live",
@@ -704,8 +704,8 @@ class StationCritic(nn.Module):
         self.phi = critic_mlp([2 * self.n_t + 1 + int(self.core_distance) + int(self.roughness) + n_labels,
                                hidden, hidden], self.dropout, activate_last=True)
         k = min(hidden, _CRITIC_CONV)
-        self.conv = nn.Sequential(nn.Conv2d(hidden, k, 3, padding=1), nn.LeakyReLU(0.2),
-                                  nn.Conv2d(k, k, 3, padding=1), nn.LeakyReLU(0.2))
+        self.conv = nn.Sequential(nn.Conv2d(hidden, k, 3, padding=1), nn.LeakyReLU(NEGATIVE_SLOPE),
+                                  nn.Conv2d(k, k, 3, padding=1), nn.LeakyReLU(NEGATIVE_SLOPE))
         self.head = critic_mlp([2 * k + n_labels + int(self.total_signal) + int(self.total_response)
                                 + int(self.count_vem is not None), hidden, 1], self.dropout)
         if self.dense:  # only then: without the option the state-dict keys are those of before
