@@ -87,6 +87,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calls", type=int, default=10, help="calls timed, and calls profiled")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--top", type=int, default=0,
+                    help="also list the TOP operators / compiled kernels by self time (ms per call)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if compiles(args.path):
@@ -134,9 +136,14 @@ def main(argv=None) -> dict:
     print(f"matmul efficiency (their FLOP/s in the profile / dense) {eff:.2f}; "
           f"share of the profiled time {sums.get('matmul', 0.0) / total:.2f}")
     print(f"roofline (timed rate) {flops * rate / peak:.2f}; ceiling with nothing but the products {eff:.2f}")
+    # the single operators and compiled kernels behind the categories, largest first
+    top = sorted(((ev.self_cpu_time_total / 1e3 / args.calls, ev.key) for ev in prof.key_averages()),
+                 reverse=True)[: args.top]
+    for ms, name in top:
+        print(f"  {ms:8.2f} ms/call  {category(name):16s} {name}")
     return {"showers_per_s": rate, "ms_per_call": sums, "profiled_ms_per_call": total,
             "flops_per_shower": flops, "matmul_flops": peak, "matmul_efficiency": eff,
-            "roofline_ratio": flops * rate / peak}
+            "roofline_ratio": flops * rate / peak, "top_events": top}
 
 
 if __name__ == "__main__":

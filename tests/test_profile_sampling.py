@@ -38,7 +38,7 @@ def test_profile_of_a_tiny_flow(tmp_path, capsys):
     torch_threads = torch.get_num_threads()
     try:
         res = prof.main([str(tmp_path / "run" / "best.pt"), "--path", "fp32", "--batch", "64",
-                         "--threads", "1", "--calls", "3"])
+                         "--threads", "1", "--calls", "3", "--top", "3"])
     finally:
         torch.set_num_threads(torch_threads)
     ms = res["ms_per_call"]
@@ -49,5 +49,9 @@ def test_profile_of_a_tiny_flow(tmp_path, capsys):
         res["flops_per_shower"] * 64 / (ms["matmul"] / 1e3) / res["matmul_flops"])
     assert res["roofline_ratio"] == pytest.approx(res["flops_per_shower"] * res["showers_per_s"]
                                                   / res["matmul_flops"])
+    # --top: the three largest single events, largest first, each within its category's sum
+    top = res["top_events"]
+    assert len(top) == 3 and [t[0] for t in top] == sorted((t[0] for t in top), reverse=True)
+    assert all(0 < t_ms <= ms[prof.category(name)] * (1 + 1e-9) for t_ms, name in top)
     out = capsys.readouterr().out
     assert "matmul efficiency" in out and f"{res['showers_per_s']:,.0f} showers/s" in out
