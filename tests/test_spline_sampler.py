@@ -110,6 +110,24 @@ def test_spline_coupling_sampler_is_the_flows_inverse(features, bins, mix):
     assert float(diff.max()) > 0 and float(diff.mean()) < 0.2
 
 
+def test_features_travel_in_working_orders_and_a_mix_writes_the_next_couplings():
+    # mix 2 on 3 couplings: forward mix, c0, c1, mix, c2; inverted: c2, mix, c1, c0, mix
+    flow = _perturbed_flow(7, 2, 4, mix=2)
+    fast = SplineCouplingSampler(flow.flow, 7)
+    assert [type(m).__name__ for m in fast.layers] == ["_Layer", "_Mix", "_Layer", "_Layer", "_Mix"]
+    c2, c1, c0 = fast.layers[0], fast.layers[2], fast.layers[3]
+    # c1 reads the mix's output as two slices; c2 (on the noise) and c0 (after c1) gather
+    assert c1.sliced and not c2.sliced and not c0.sliced
+    # the mix's matrix is W⁻¹ with its rows in c1's order and its columns in c2's
+    w_inv = torch.linalg.inv(flow.flow.transform.transforms[3].weight().double()).float()
+    torch.testing.assert_close(fast.layers[1].inverse, w_inv[c1.order_out][:, c2.order_out])
+    # the last step is a mix into the natural order: nothing left to put back
+    assert fast.unpermute is None
+    # without mixes every coupling leaves its own order, and the sampler puts it back once
+    plain = SplineCouplingSampler(_perturbed_flow(7, 2, 4).flow, 7)
+    assert torch.equal(plain.unpermute, torch.argsort(plain.layers[-1].order_out))
+
+
 def test_build_sampler_picks_it_and_refuses_others():
     torch.manual_seed(0)
     model = CaloFlow(n_features=10, n_conditions=1, n_layers=2,

@@ -27,7 +27,15 @@ per feature from broadcast copies.  The inverse needs much less (:func:`rqs_inve
   first and bounded / exponentiated afterwards (2 instead of ``K − 1`` per feature);
 * the soft bound, the exponential and the cumulative sums of widths and heights run in place
   on one ``(N, 2K, F)`` buffer, and ``y`` outside ``[−B, B]`` (the identity tails) is handled by
-  one ``where``.
+  one ``where``;
+* the features are not put back into their natural order after each coupling layer: they travel
+  in *working orders* (each coupling leaves ``[kept half, transformed half]``), and an inverted
+  :class:`~hepgen.models.flow.LinearMix` writes its output directly in the order the next
+  coupling reads, by permuting the rows and columns of its matrix once.  After a mix the two
+  halves are slices, not gathers; one gather at the end restores the natural order if needed.
+  Under ``torch.compile`` the gathers were fused into the spline loops as per-lane loads: on
+  the demo's model (``mix: 4``) this took the compiled sampling time from 71 to 47 ms per 1000
+  showers (docs/models.md, "Which kernels").
 
 Under ``torch.compile`` (the ``compile`` sampling path) the same function is computed as a chain
 of ``(N, F)`` element-wise operations with no gather (``hepgen.models.spline_inverse._rqs_inverse_fusable``), which
@@ -80,26 +88,46 @@ def _plain_mlp(mlp: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _coupling_order(layer) -> torch.Tensor:
+    """The order ``[a, b]`` a coupling layer reads its features in: its kept half ``a``, then the
+    half ``b`` it transforms (each in increasing index)."""
+    mask = layer.mask
+    return torch.cat([mask.nonzero().squeeze(-1), (~mask).nonzero().squeeze(-1)])
+
+
 class _Layer(nn.Module):
     """One coupling layer's inverse: ``y_a`` passes, ``y_b`` is inverted given ``[y_a, c]``.
+
+    The sampler carries the features in a *working order* (:class:`SplineCouplingSampler`):
+    column ``j`` of the input holds feature ``order_in[j]`` (``None``: the natural order), and
+    the output is in this layer's order ``[a, b]`` (:func:`_coupling_order`), not put back.
+    Where the input already arrives in that order (after a :class:`_Mix`, which can write any
+    order for free), ``y_a`` and ``y_b`` are slices; otherwise they are gathered.
 
     The rows of the conditioner's last layer are reordered once so that it writes the spline
     parameters parameter-major, ``(N, 3K - 1, F_b)`` (zuko's order is feature-major), the
     layout of :func:`rqs_inverse_planes`; the matrix product costs the same.
     """
 
-    def __init__(self, layer, bound: float, slope: float) -> None:
+    def __init__(self, layer, bound: float, slope: float, order_in: torch.Tensor | None = None) -> None:
         super().__init__()
         self.net = _plain_mlp(layer.hyper)
-        mask = layer.mask
-        self.register_buffer("idx_a", mask.nonzero().squeeze(-1))
-        self.register_buffer("idx_b", (~mask).nonzero().squeeze(-1))
-        order = torch.cat([self.idx_a, self.idx_b])
-        self.register_buffer("unpermute", torch.argsort(order))
+        self.order_out = _coupling_order(layer)
+        n_a = int(layer.mask.sum())
+        n = self.order_out.numel()
+        # position of each feature in the input
+        pos = torch.arange(n) if order_in is None else torch.argsort(order_in)
+        pos_a, pos_b = pos[self.order_out[:n_a]], pos[self.order_out[n_a:]]
+        self.n_a = n_a
+        # under torch.compile a gather fused into the spline loop costs about as much as the
+        # spline itself (issue 14, docs/models.md "Which kernels"): slices where the order allows
+        self.sliced = bool(torch.equal(pos_a, torch.arange(n_a)) and torch.equal(pos_b, torch.arange(n_a, n)))
+        self.register_buffer("pos_a", pos_a)
+        self.register_buffer("pos_b", pos_b)
         self.bins, self.total = int(layer.bins), int(layer.total)
         self.bound, self.slope = float(bound), float(slope)
         last = self.net[-1]
-        n_b = int(self.idx_b.numel())
+        n_b = n - n_a
         if not isinstance(last, nn.Linear) or last.out_features != n_b * self.total:
             raise TypeError("SplineCouplingSampler: the conditioner must end in a linear layer with "
                             "3 bins - 1 outputs per transformed feature")
@@ -111,23 +139,34 @@ class _Layer(nn.Module):
                 last.bias.copy_(last.bias[rows])
 
     def forward(self, c: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        y_a = y.index_select(1, self.idx_a)
-        y_b = y.index_select(1, self.idx_b)
+        if self.sliced:
+            y_a, y_b = y[:, : self.n_a], y[:, self.n_a :]
+        else:
+            y_a, y_b = y.index_select(1, self.pos_a), y.index_select(1, self.pos_b)
         # under autocast (bf16 path) the matrix products run in low precision, the spline in y's
         phi = self.net(torch.cat([y_a, c], dim=1)).unflatten(-1, (self.total, -1))
         x_b = rqs_inverse_planes(phi.to(y_b.dtype), y_b, self.bins, self.bound, self.slope)
-        return torch.cat([y_a, x_b], dim=1).index_select(1, self.unpermute)
+        return torch.cat([y_a, x_b], dim=1)  # in self.order_out
 
 
 class _Mix(nn.Module):
     """A :class:`~hepgen.models.flow.LinearMix` inverted once: ``x = W⁻¹ y`` with ``W⁻¹`` computed in
     float64 and kept as a buffer (not an ``nn.Linear``: the int8 path leaves it in full precision,
-    since it mixes every feature at once).  Compiled and ONNX paths see one more matrix product."""
+    since it mixes every feature at once).  Compiled and ONNX paths see one more matrix product.
 
-    def __init__(self, mix: LinearMix) -> None:
+    Working orders (:class:`_Layer`): input column ``j`` holds feature ``order_in[j]``, output
+    column ``k`` feature ``order_out[k]`` (``None``: natural), so the stored matrix is
+    ``W⁻¹[order_out][:, order_in]``: reordering costs nothing here."""
+
+    def __init__(self, mix: LinearMix, order_in: torch.Tensor | None = None,
+                 order_out: torch.Tensor | None = None) -> None:
         super().__init__()
         with torch.no_grad():
             inverse = torch.linalg.inv(mix.weight().double())
+        if order_out is not None:
+            inverse = inverse[order_out]
+        if order_in is not None:
+            inverse = inverse[:, order_in]
         self.register_buffer("inverse", inverse.to(mix.log_diag.dtype))
 
     def forward(self, c: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -163,13 +202,27 @@ class SplineCouplingSampler(nn.Module):
             raise TypeError("SplineCouplingSampler: unexpected univariate transform")
         require_standard_normal_base(flow, "SplineCouplingSampler")
         # the layers use FastRQSTransform.from_block's defaults; zuko's ComposedTransform
-        # inverts the last transform first
-        self.layers = nn.ModuleList(_Mix(t) if isinstance(t, LinearMix) else _Layer(t, SPLINE_BOUND, SPLINE_MIN_SLOPE)
-                                    for t in transforms[::-1])
+        # inverts the last transform first.  The features travel in working orders (_Layer): each
+        # coupling leaves its output in its own order, a mix writes the next coupling's order.
+        inverse = transforms[::-1]
+        layers: list[nn.Module] = []
+        order = None  # the working order of the features between the layers (None: natural)
+        for i, t in enumerate(inverse):
+            if isinstance(t, LinearMix):
+                after = inverse[i + 1] if i + 1 < len(inverse) else None
+                out = _coupling_order(after) if isinstance(after, SplineCoupling) else None
+                layers.append(_Mix(t, order, out))
+                order = out
+            else:
+                layers.append(_Layer(t, SPLINE_BOUND, SPLINE_MIN_SLOPE, order))
+                order = layers[-1].order_out
+        self.layers = nn.ModuleList(layers)
+        # one gather back to the natural order at the end, if the last layer is a coupling
+        self.register_buffer("unpermute", None if order is None else torch.argsort(order))
         self.noise_dim = int(n_features)
 
     def forward(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         y = z
         for layer in self.layers:
             y = layer(c, y)
-        return y
+        return y if self.unpermute is None else y.index_select(1, self.unpermute)
