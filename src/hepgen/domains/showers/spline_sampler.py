@@ -34,8 +34,8 @@ per feature from broadcast copies.  The inverse needs much less (:func:`rqs_inve
   coupling reads, by permuting the rows and columns of its matrix once.  After a mix the two
   halves are slices, not gathers; one gather at the end restores the natural order if needed.
   Under ``torch.compile`` the gathers were fused into the spline loops as per-lane loads: on
-  the demo's model (``mix: 4``) this took the compiled sampling time from 71 to 47 ms per 1000
-  showers (docs/models.md, "Which kernels").
+  the demo's model (``mix: 4``, 2 threads, batch 1000) this took the compiled sampling time
+  from 25.9 to 21.3 ms (docs/inference.md, "Third pass: working orders").
 
 Under ``torch.compile`` (the ``compile`` sampling path) the same function is computed as a chain
 of ``(N, F)`` element-wise operations with no gather (``hepgen.models.spline_inverse._rqs_inverse_fusable``), which
@@ -119,8 +119,8 @@ class _Layer(nn.Module):
         pos = torch.arange(n) if order_in is None else torch.argsort(order_in)
         pos_a, pos_b = pos[self.order_out[:n_a]], pos[self.order_out[n_a:]]
         self.n_a = n_a
-        # under torch.compile a gather fused into the spline loop costs about as much as the
-        # spline itself (issue 14, docs/models.md "Which kernels"): slices where the order allows
+        # under torch.compile a gather fused into the spline loop about doubles its cost per
+        # element (docs/inference.md, "Third pass: working orders"): slices where the order allows
         self.sliced = bool(torch.equal(pos_a, torch.arange(n_a)) and torch.equal(pos_b, torch.arange(n_a, n)))
         self.register_buffer("pos_a", pos_a)
         self.register_buffer("pos_b", pos_b)
