@@ -10,7 +10,9 @@ import torch
 
 from _toy_jets import toy_jets
 from hepgen.cli import main
+from hepgen.data.jets import JetData
 from hepgen.domains.jets import JetGenerator, JetPreprocessor
+from hepgen.domains.jets.preprocessing import close_momentum, momentum_along_axis
 from hepgen.export_jets import (
     JET_ONNX_ATOL,
     JET_ONNX_RTOL,
@@ -31,9 +33,12 @@ def jets():
     return toy_jets(300, n_particles=P, seed=4)
 
 
-def _generator(jets, family, **hp) -> JetGenerator:
+def _generator(jets, family, closed=False, **hp) -> JetGenerator:
     torch.manual_seed(0)
+    if closed:  # constituents that carry the jet's momentum: the preprocessor learns the closure
+        jets = JetData(close_momentum(jets.particle_features), jets.jet_features, jets.jet_type)
     pre = JetPreprocessor(P, ["type", "pt", "eta"]).fit(jets)
+    assert pre.momentum_closure == closed
     hparams = {**MODEL_FAMILIES[family].tiny_hparams(), **hp}
     model = build_model(family, n_features=3 * P, n_conditions=pre.n_conditions, **hparams).eval()
     with torch.no_grad():  # untrained but not trivial: output scale of order one
@@ -43,10 +48,11 @@ def _generator(jets, family, **hp) -> JetGenerator:
     return JetGenerator(model, pre, meta)
 
 
-@pytest.mark.parametrize("family", ["epic_gan", "epic_fm"])
-def test_jet_sampler_equals_generator_sample_on_the_same_noise(jets, family):
-    """The torch pre/post-processing of the graph repeats JetPreprocessor's numpy code."""
-    gen = _generator(jets, family)
+@pytest.mark.parametrize("family,closed", [("epic_gan", False), ("epic_fm", False), ("epic_fm", True)])
+def test_jet_sampler_equals_generator_sample_on_the_same_noise(jets, family, closed):
+    """The torch pre/post-processing of the graph repeats JetPreprocessor's numpy code (with the
+    momentum closure where the preprocessor learnt it)."""
+    gen = _generator(jets, family, closed=closed)
     sampler = JetSampler(gen).eval()
     rng = np.random.default_rng(2)
     inputs = random_jet_conditions(gen, 200, rng)
@@ -58,6 +64,8 @@ def test_jet_sampler_equals_generator_sample_on_the_same_noise(jets, family):
     np.testing.assert_allclose(got.numpy(), ref.particle_features, rtol=1e-4, atol=1e-5)
     assert np.array_equal(mask.numpy(), ref.mask)
     assert np.array_equal(mask.numpy().sum(axis=1), inputs["n"])
+    along = momentum_along_axis(got.numpy())[inputs["n"] < P]
+    assert np.allclose(along, 1.0, atol=1e-5) == closed
     # the padding noise is ignored: other numbers there change nothing
     z2 = z.clone().reshape(200, -1)
     z2[:, -2:] += 5.0  # the last slot's noise (epic_fm) / the jet's global noise (epic_gan)

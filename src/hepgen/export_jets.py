@@ -6,7 +6,8 @@ does, the network maps noise to a particle cloud (for flow-matching families the
 is unrolled with a fixed number of steps, recorded in the metadata; for ``epic_gan`` it is
 one generator pass), and the inverse preprocessing of
 :meth:`~hepgen.domains.jets.preprocessing.JetPreprocessor.inverse` (de-standardisation,
-``pt_rel = exp(·)``, sorting by ``pt_rel``, zero padding) is part of the graph, so a C++
+``pt_rel = exp(·)``, the momentum closure of jets with ``n < P`` where the preprocessor learnt
+it, sorting by ``pt_rel``, zero padding) is part of the graph, so a C++
 caller needs no Python and no hepgen state (docs/jets.md, "Export and speed"):
 
 * inputs (``B`` dynamic):
@@ -132,6 +133,7 @@ class JetSampler(nn.Module):
         self.register_buffer("cond_mean", torch.tensor([pre.cond_mean[k] for k in self.kinematics] or [0.0]))
         self.register_buffer("cond_std", torch.tensor([pre.cond_std[k] for k in self.kinematics] or [1.0]))
         self.register_buffer("slots", torch.arange(self.n_particles, dtype=torch.int64))
+        self.closes_momentum = bool(getattr(pre, "momentum_closure", False))
 
     @property
     def input_names(self) -> list[str]:
@@ -162,6 +164,10 @@ class JetSampler(nn.Module):
         f = x.reshape(b, self.n_particles, 3) * self.feature_std + self.feature_mean
         pt = torch.exp(f[..., 2].clamp_max(LOG_PT_REL_MAX))
         mask = self.slots[None, :] < n.reshape(-1, 1).to(torch.int64)
+        if self.closes_momentum:  # JetPreprocessor.inverse's close_momentum, for jets with n < P
+            along = (pt * torch.cos(f[..., 1]) * mask).sum(dim=1, keepdim=True)
+            complete = n.reshape(-1, 1).to(torch.int64) < self.n_particles
+            pt = pt * torch.where(complete & (along > 0), 1.0 / torch.where(along > 0, along, 1.0), 1.0)
         key = torch.where(mask, -pt, torch.full_like(pt, float("inf")))
         # not stable=True (no ONNX kernel for the stable sort): only exact pt_rel ties may come out
         # in another order than JetPreprocessor.inverse's stable numpy sort

@@ -17,6 +17,14 @@ The inverse (:meth:`JetPreprocessor.inverse`) undoes the standardisation, sorts 
 particles by ``pt_rel`` (the generators are permutation equivariant, so their output order
 means nothing; JetNet files are pT-ordered), and writes the mask column.
 
+Momentum closure.  A jet whose every constituent is stored (``n < P``) carries the jet's own
+momentum: along the jet axis its constituents sum to it, ``Σ pt_rel · cos(phi_rel) = 1`` (Pythia 8
++ FastJet at 150 slots: 1.0000 to four digits for every such jet).  A generator does not know
+this, and its sums spread by ±15 % (issue 21, docs/jets.md "150 constituents").  :meth:`fit`
+checks the training jets (:func:`closure_holds`) and, where the relation holds, :meth:`inverse`
+rescales each generated jet with ``n < P`` onto it (:func:`close_momentum`); jets that fill every
+slot may have lost constituents and are left as generated.
+
 For sampling without a given multiplicity, :meth:`JetPreprocessor.sample_multiplicity`
 draws ``n`` from the training sample's distribution of ``n`` for the jet's type (pT
 dependence neglected; pass the multiplicities explicitly to condition on them).
@@ -31,7 +39,8 @@ import torch
 
 from hepgen.data.jets import JET_TYPES, JetData
 
-__all__ = ["JET_CONDITIONS", "LOG_CONDITIONS", "LOG_PT_REL_MAX", "JetPreprocessor"]
+__all__ = ["CLOSURE_TOLERANCE", "JET_CONDITIONS", "LOG_CONDITIONS", "LOG_PT_REL_MAX", "JetPreprocessor",
+           "close_momentum", "closure_holds"]
 
 #: the jet-level conditions a jet model may use (besides the multiplicity, always present)
 JET_CONDITIONS = ("type", "pt", "eta", "mass")
@@ -41,6 +50,55 @@ LOG_CONDITIONS = {"pt": True, "eta": False, "mass": True}
 #: cap of the generated log pt_rel in :meth:`JetPreprocessor.inverse` (pt_rel <= e^5: guards exp against a wild sample)
 LOG_PT_REL_MAX = 5.0
 _PT_FLOOR = 1e-8  # pt_rel of a real particle is > 0; guard log() against a stored 0
+#: |Σ pt_rel cos(phi_rel) − 1| below which a stored jet counts as closed (:func:`closure_holds`)
+CLOSURE_TOLERANCE = 1e-3
+
+
+def momentum_along_axis(particles: np.ndarray) -> np.ndarray:
+    """``Σ_i pt_rel_i · cos(phi_rel_i)`` over the real particles: ``(N, P, 4)`` JetNet features →
+    ``(N,)``, the constituents' transverse momentum along the jet axis in units of the jet's pT.
+
+    >>> momentum_along_axis(np.array([[[0.0, 0.0, 0.6, 1], [0.1, np.pi / 3, 0.8, 1], [0, 0, 9.0, 0]]]))
+    array([1.])
+    """
+    p = np.asarray(particles, dtype=np.float64)
+    return (p[..., 2] * np.cos(p[..., 1]) * (p[..., 3] > 0.5)).sum(axis=1)
+
+
+def closure_holds(particles: np.ndarray, min_fraction: float = 0.99) -> bool:
+    """Whether the jets that kept every constituent (fewer real particles than slots) close:
+    ``|Σ pt_rel cos(phi_rel) − 1| < CLOSURE_TOLERANCE`` for at least ``min_fraction`` of them
+    (False when fewer than 10 such jets).
+
+    >>> p = np.zeros((10, 3, 4)); p[:, :2, 3] = 1; p[:, :2, 2] = [0.7, 0.3]
+    >>> closure_holds(p), closure_holds(p * [1, 1, 0.9, 1])
+    (True, False)
+    """
+    p = np.asarray(particles)
+    complete = (p[..., 3] > 0.5).sum(axis=1) < p.shape[1]
+    if complete.sum() < 10:
+        return False
+    closed = np.abs(momentum_along_axis(p[complete]) - 1.0) < CLOSURE_TOLERANCE
+    return bool(closed.mean() >= min_fraction)
+
+
+def close_momentum(particles: np.ndarray) -> np.ndarray:
+    """Rescale the ``pt_rel`` of every jet with fewer real particles than slots so that
+    ``Σ pt_rel cos(phi_rel) = 1`` (a new array; angles, mask, order and jets filling every slot
+    unchanged; a jet whose sum is not positive is left as it is).
+
+    Shapes: ``(N, P, 4)`` JetNet features → ``(N, P, 4)``.
+
+    >>> p = np.array([[[0.0, 0.0, 0.5, 1], [0.0, 0.0, 0.3, 1], [0, 0, 0, 0]]])
+    >>> close_momentum(p)[0, :, 2].tolist()
+    [0.625, 0.375, 0.0]
+    """
+    p = np.array(particles, copy=True)
+    along = momentum_along_axis(p)
+    complete = (p[..., 3] > 0.5).sum(axis=1) < p.shape[1]
+    scale = np.where(complete & (along > 0), 1.0 / np.where(along > 0, along, 1.0), 1.0)
+    p[..., 2] = p[..., 2] * scale[:, None].astype(p.dtype)
+    return p
 
 
 class JetPreprocessor:
@@ -65,6 +123,8 @@ class JetPreprocessor:
         self.cond_mean: dict[str, float] = {}
         self.cond_std: dict[str, float] = {}
         self.multiplicity: dict[int, list[float]] = {}  # type index → P(n = 1 … P)
+        #: rescale generated jets with n < P onto Σ pt_rel cos(phi_rel) = 1 (set by fit: closure_holds)
+        self.momentum_closure = False
         self.fitted = False
 
     # --- sizes -----------------------------------------------------------------------
@@ -116,6 +176,7 @@ class JetPreprocessor:
         for t in np.unique(data.jet_type):
             counts = np.bincount(n[data.jet_type == t], minlength=self.n_particles + 1)[1:]
             self.multiplicity[int(t)] = (counts / counts.sum()).tolist()
+        self.momentum_closure = closure_holds(data.particle_features)
         self.fitted = True
         return self
 
@@ -173,7 +234,9 @@ class JetPreprocessor:
     def inverse(self, x: np.ndarray, n: np.ndarray) -> np.ndarray:
         """Model-space ``(N, P·3)`` + multiplicities → ``(N, P, 4)`` JetNet particle features.
 
-        Real particles are sorted by decreasing ``pt_rel``; padding is all zero.
+        Real particles are sorted by decreasing ``pt_rel``; padding is all zero.  With
+        ``momentum_closure`` (learnt by :meth:`fit`) the jets with ``n < P`` are put onto
+        ``Σ pt_rel cos(phi_rel) = 1`` (:func:`close_momentum`).
         """
         n = np.asarray(n).reshape(-1).astype(np.int64)
         z = np.asarray(x, dtype=np.float64).reshape(len(n), self.n_particles, 3)
@@ -185,7 +248,7 @@ class JetPreprocessor:
         f = np.take_along_axis(f, order[..., None], axis=1)
         out = np.concatenate([f, mask[..., None].astype(np.float64)], axis=2)
         out[~mask] = 0.0
-        return out.astype(np.float32)
+        return (close_momentum(out) if self.momentum_closure else out).astype(np.float32)
 
     def particles_torch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Model-space ``(B, P·3)`` → ``eta_rel, phi_rel, pt_rel``, ``(B, P)`` each, differentiable:
@@ -227,6 +290,7 @@ class JetPreprocessor:
             "cond_mean": dict(self.cond_mean),
             "cond_std": dict(self.cond_std),
             "multiplicity": {str(k): list(v) for k, v in self.multiplicity.items()},
+            "momentum_closure": bool(self.momentum_closure),
         }
 
     @classmethod
@@ -238,5 +302,7 @@ class JetPreprocessor:
         pre.cond_mean = {k: float(v) for k, v in state["cond_mean"].items()}
         pre.cond_std = {k: float(v) for k, v in state["cond_std"].items()}
         pre.multiplicity = {int(k): [float(p) for p in v] for k, v in state["multiplicity"].items()}
+        # checkpoints written before the closure existed sample as they did
+        pre.momentum_closure = bool(state.get("momentum_closure", False))
         pre.fitted = True
         return pre
