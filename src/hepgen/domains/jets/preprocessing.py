@@ -40,7 +40,7 @@ import torch
 from hepgen.data.jets import JET_TYPES, JetData
 
 __all__ = ["CLOSURE_TOLERANCE", "JET_CONDITIONS", "LOG_CONDITIONS", "LOG_PT_REL_MAX", "JetPreprocessor",
-           "close_momentum", "closure_holds"]
+           "close_momentum", "closure_holds", "momentum_along_axis"]
 
 #: the jet-level conditions a jet model may use (besides the multiplicity, always present)
 JET_CONDITIONS = ("type", "pt", "eta", "mass")
