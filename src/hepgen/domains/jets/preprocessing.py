@@ -54,6 +54,11 @@ _PT_FLOOR = 1e-8  # pt_rel of a real particle is > 0; guard log() against a stor
 CLOSURE_TOLERANCE = 1e-3
 
 
+def _kept_every_constituent(p: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: the jet has fewer real particles than slots, so none was dropped."""
+    return (p[..., 3] > 0.5).sum(axis=1) < p.shape[1]
+
+
 def momentum_along_axis(particles: np.ndarray) -> np.ndarray:
     """``Σ_i pt_rel_i · cos(phi_rel_i)`` over the real particles: ``(N, P, 4)`` JetNet features →
     ``(N,)``, the constituents' transverse momentum along the jet axis in units of the jet's pT.
@@ -75,7 +80,7 @@ def closure_holds(particles: np.ndarray, min_fraction: float = 0.99) -> bool:
     (True, False)
     """
     p = np.asarray(particles)
-    complete = (p[..., 3] > 0.5).sum(axis=1) < p.shape[1]
+    complete = _kept_every_constituent(p)
     if complete.sum() < 10:
         return False
     closed = np.abs(momentum_along_axis(p[complete]) - 1.0) < CLOSURE_TOLERANCE
@@ -95,7 +100,7 @@ def close_momentum(particles: np.ndarray) -> np.ndarray:
     """
     p = np.array(particles, copy=True)
     along = momentum_along_axis(p)
-    complete = (p[..., 3] > 0.5).sum(axis=1) < p.shape[1]
+    complete = _kept_every_constituent(p)
     scale = np.where(complete & (along > 0), 1.0 / np.where(along > 0, along, 1.0), 1.0)
     p[..., 2] = p[..., 2] * scale[:, None].astype(p.dtype)
     return p
