@@ -226,7 +226,7 @@ def test_the_caloflow_preset_and_the_demo_count_lit_cells_the_demo_with_a_smalle
     demo = DemoConfig().train
     assert demo.occupancy is True and demo.family == "caloflow" and demo.deposit_bound == 4.5
     shape = demo.model["shape_flow"]
-    assert (shape["hidden_features"], shape["spline_bins"], shape["mix"]) == (128, 4, 4)
+    assert (shape["hidden_features"], shape["spline_bins"], shape["mix"]) == (128, 6, 4)
     assert "mix" not in preset("caloflow").model["shape_flow"]                      # measured on the demo only
     assert demo.compile is True and demo.epochs == 40 and demo.fit_epochs_to_time is True
     assert demo.symmetry == "dihedral" and demo.augment_symmetry is True and preset("caloflow").symmetry == "none"

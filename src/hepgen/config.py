@@ -252,10 +252,13 @@ def _demo_train() -> "TrainConfig":
     # 2026-12-03 (50k test showers per side): 12 fixed epochs AUC 0.519 / 0.557 against 0.535 / 0.622
     # without; the demo fitted 27 epochs (18 s each, against 14 s: 36 without) and gave 0.513 / 0.548
     # against 0.538 / 0.566, val loss 0.355 against 0.368, 11.4x the simulator (docs/models.md,
-    # "Mixing all features between coupling layers").
+    # "Mixing all features between coupling layers").  spline_bins 6 (was 4): in three pairs of demo
+    # runs 6 bins gave the lower AUCs (high-level -0.009, -0.006, -0.014), but cost 15 % of the fp32
+    # sampling rate, which took a CPU without bf16 below 10x; since the spline sampler keeps its
+    # features in working orders (2026-12-07) the fp32 rate has room (docs/models.md, "Six spline bins").
     base = preset("caloflow")
     model = copy.deepcopy(base.model)
-    model["shape_flow"].update(hidden_features=128, spline_bins=4, mix=4)
+    model["shape_flow"].update(hidden_features=128, spline_bins=6, mix=4)
     return dataclasses.replace(base, model=model, epochs=40, max_minutes=9.5, fit_epochs_to_time=True,
                                occupancy=True, compile=True, symmetry="dihedral", augment_symmetry=True)
 
