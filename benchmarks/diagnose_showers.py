@@ -9,6 +9,12 @@ showers' incident energies) in bins of the incident energy E_inc (log-spaced, ``
   1 where the model is right, below 1 where its showers scatter too little;
 * the **lumpiness**: the share of a layer's energy in its brightest cell
   (:func:`largest_share`), its 90th percentile per layer and bin, both samples;
+* the **correlations given the energy**: per bin, the Fisher-z test of the normal-score
+  correlation matrices of log10 E_layer, EC_r and width_r (:func:`binned_correlations`), its
+  χ²/ndof beside that of two random halves of the reference (the floor), and the pairs with the
+  largest |z|;
+* with ``--classifier-seeds K`` (K > 0): hepgen's high-level classifier per bin
+  (:func:`binned_auc`), mean and standard deviation over seeds 1..K — where the showers are told apart;
 * with ``--checkpoint`` (a flow checkpoint of the ``caloflow`` family, the one that made GEN):
   the reference showers **encoded** through the flow (preprocessing, then ``model.transform``),
   which gives standard normal latents where the flow fits.  Per bin: the rate of shape latents
@@ -18,6 +24,10 @@ Writes ``OUT/summary.json`` (every number printed) and ``OUT/spread_ratios.png``
 layer against E_inc), and prints the tables.  Usage:
 
     python benchmarks/diagnose_showers.py test.h5 generated.h5 --checkpoint run/best.pt -o diag/
+
+On the 6-bin demo model (docs/models.md, "Six spline bins"): given the energy the correlations
+are off below 2.5 GeV (χ²/ndof 8.2 against the floor's 1.29), and the classifier tells that bin
+apart at 0.561 (10k per side) against 0.519-0.526 in the others.
 
 What it showed on the demo's model (docs/models.md, "Where the radial centres go wrong"): below
 2.5 GeV the radial centres of layers 2-5 scatter 9-13 % too little, the lumpy showers (one cell
@@ -38,9 +48,13 @@ from scipy import stats
 
 from hepgen.data.formats import read_showers
 from hepgen.domains.showers import ShowerGenerator, layer_sizes
+from hepgen.domains.showers.evaluate import normal_scores
+from hepgen.metrics.classifier import MIN_PER_CLASS, classifier_two_sample_test, high_level_inputs
+from hepgen.metrics.correlation import fisher_z_test
 from hepgen.metrics.observables import high_level_features
 
-__all__ = ["encode", "largest_share", "spread_ratios", "tail_rate"]
+__all__ = ["binned_auc", "binned_correlations", "correlation_inputs", "encode", "largest_share", "spread_ratios",
+           "tail_rate"]
 
 
 def spread_ratios(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_gen: np.ndarray,
@@ -66,6 +80,82 @@ def spread_ratios(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_gen: np
         r, g = ref[(e_ref >= lo) & (e_ref < hi)], gen[(e_gen >= lo) & (e_gen < hi)]
         if len(r) > 1 and len(g) > 1 and r.std() > 0:
             out[i] = g.std() / r.std()
+    return out
+
+
+def correlation_inputs(features: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """``(names, (N, 3 L))``: log10(E_layer / MeV + 1e-3), EC_r and width_r of every layer, the
+    features whose correlations the binned Fisher-z test compares.
+
+    Example:
+        >>> names, x = correlation_inputs({"E_layer_0": np.array([999.999]), "EC_r_0": np.array([2.0]),
+        ...                                "width_r_0": np.array([1.5]), "EC_eta_0": np.array([0.0])})
+        >>> names, x.round(6).tolist()
+        (['E_layer_0', 'EC_r_0', 'width_r_0'], [[3.0, 2.0, 1.5]])
+    """
+    layers = sorted(int(k.rsplit("_", 1)[1]) for k in features if k.startswith("E_layer_"))
+    names = [f"{key}_{l}" for key in ("E_layer", "EC_r", "width_r") for l in layers]
+    cols = [np.log10(features[n] + 1e-3) if n.startswith("E_layer") else features[n] for n in names]
+    return names, np.stack([np.asarray(c, dtype=np.float64).reshape(-1) for c in cols], axis=1)
+
+
+def binned_correlations(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_gen: np.ndarray, edges: np.ndarray,
+                        names: list[str], top: int = 3, seed: int = 0) -> list[dict | None]:
+    """Per bin of E_inc: the Fisher-z test of the two samples' normal-score correlation matrices.
+
+    Arguments:
+        ref, gen: ``(N_r, k)``, ``(N_g, k)`` features (:func:`correlation_inputs`); e_ref, e_gen:
+            incident energies (MeV); edges: ``(B + 1,)`` bin edges (MeV); names: the k column names;
+            top: pairs with the largest |z| listed per bin; seed: the random halves of the floor.
+
+    Returns:
+        per bin ``{"n_ref", "n_gen", "chi2_per_ndof", "floor_chi2_per_ndof", "top": [[name_i, name_j,
+        r_ref, r_gen, z], ...]}`` (:func:`hepgen.metrics.correlation.fisher_z_test` on
+        :func:`hepgen.domains.showers.evaluate.normal_scores` of the bin's rows; the floor is the
+        same test between two random halves of the bin's reference rows; z > 0: the generated
+        correlation lies below the reference's), or None where a sample has fewer than 8 rows.
+    """
+    rng = np.random.default_rng(seed)
+    out: list[dict | None] = []
+    iu = np.triu_indices(len(names), 1)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        r, g = ref[(e_ref >= lo) & (e_ref < hi)], gen[(e_gen >= lo) & (e_gen < hi)]
+        if min(len(r), len(g)) < 8:
+            out.append(None)
+            continue
+        res = fisher_z_test(*normal_scores(r, g))
+        perm = rng.permutation(len(r))
+        half = fisher_z_test(*normal_scores(r[perm[: len(r) // 2]], r[perm[len(r) // 2:]]))
+        z = np.nan_to_num(res["z"][iu])
+        pairs = [[names[iu[0][o]], names[iu[1][o]], float(res["corr_a"][iu[0][o], iu[1][o]]),
+                  float(res["corr_b"][iu[0][o], iu[1][o]]), float(z[o])] for o in np.argsort(-np.abs(z))[:top]]
+        out.append({"n_ref": int(len(r)), "n_gen": int(len(g)), "chi2_per_ndof": res["chi2"] / max(res["ndof"], 1),
+                    "floor_chi2_per_ndof": half["chi2"] / max(half["ndof"], 1), "top": pairs})
+    return out
+
+
+def binned_auc(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_gen: np.ndarray, edges: np.ndarray,
+               seeds, threads: int | None = 1) -> list[dict | None]:
+    """Per bin of E_inc: hepgen's classifier two-sample AUC, mean and standard deviation over ``seeds``.
+
+    Arguments:
+        ref, gen: ``(N_r, d)``, ``(N_g, d)`` classifier inputs (e.g. :func:`high_level_inputs`);
+            e_ref, e_gen: incident energies (MeV); edges: ``(B + 1,)`` bin edges (MeV); seeds: the
+            classifier seeds (:func:`hepgen.metrics.classifier.classifier_two_sample_test`).
+
+    Returns:
+        per bin ``{"n": showers per side, "aucs": [...], "mean", "sd"}`` (sd with ddof 1, 0 for
+        one seed), or None where a sample has fewer than the classifier's minimum rows.
+    """
+    out: list[dict | None] = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        r, g = ref[(e_ref >= lo) & (e_ref < hi)], gen[(e_gen >= lo) & (e_gen < hi)]
+        if min(len(r), len(g)) < MIN_PER_CLASS:
+            out.append(None)
+            continue
+        aucs = [float(classifier_two_sample_test(r, g, seed=s, n_threads=threads)["auc"]) for s in seeds]
+        out.append({"n": int(min(len(r), len(g))), "aucs": aucs, "mean": float(np.mean(aucs)),
+                    "sd": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0})
     return out
 
 
@@ -125,6 +215,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--checkpoint", help="the caloflow checkpoint, to encode the reference showers")
     ap.add_argument("--bins", type=int, default=5, help="log-spaced bins of E_inc over the test showers' range")
     ap.add_argument("--encode-per-bin", type=int, default=4000, help="reference showers encoded per bin")
+    ap.add_argument("--classifier-seeds", type=int, default=0,
+                    help="K > 0: the high-level classifier per bin, seeds 1..K (0: skip)")
+    ap.add_argument("--threads", type=int, default=1, help="threads of the classifier")
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args(argv)
     out = Path(args.output)
@@ -156,6 +249,22 @@ def main(argv=None) -> dict:
         pr, pg = summary["largest_share_p90"]["reference"][l], summary["largest_share_p90"]["generated"][l]
         print(f"  layer {l}: " + "  ".join(f"{a:.3f}/{b:.3f}" if a is not None and b is not None else "-"
                                          for a, b in zip(pr, pg)))
+    names, xr = correlation_inputs(fr)
+    summary["correlations"] = binned_correlations(xr, correlation_inputs(fg)[1], e_r, e_g, edges, names)
+    print("Fisher-z of the normal-score correlations (log10 E_layer, EC_r, width_r) per bin: chi2/ndof "
+          "(floor: two halves of the reference); the largest |z|")
+    for b, row in zip(bins, summary["correlations"]):
+        if row is not None:
+            worst = ", ".join(f"{i} x {j} {ra:+.2f}/{rg:+.2f}" for i, j, ra, rg, _ in row["top"])
+            print(f"  {b} GeV: {row['chi2_per_ndof']:.2f} (floor {row['floor_chi2_per_ndof']:.2f}); {worst}")
+    if args.classifier_seeds > 0:
+        seeds = range(1, args.classifier_seeds + 1)
+        summary["high_level_auc"] = binned_auc(high_level_inputs(fr, e_r), high_level_inputs(fg, e_g), e_r, e_g,
+                                               edges, seeds, threads=args.threads)
+        print(f"high-level classifier AUC per bin (seeds 1-{args.classifier_seeds}): mean ± sd")
+        for b, row in zip(bins, summary["high_level_auc"]):
+            if row is not None:
+                print(f"  {b} GeV ({row['n']} per side): {row['mean']:.4f} ± {row['sd']:.4f}")
     if args.checkpoint:
         generator = ShowerGenerator.load(args.checkpoint)
         summary["latents"] = []

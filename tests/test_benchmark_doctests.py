@@ -11,7 +11,7 @@ from _benchmarks import load_benchmark
 
 # script: examples it holds today (`grep -c ">>> "` counts example lines, testmod counts examples)
 SCRIPTS = {"bench_anomaly": 5, "bench_jet_models": 3, "diag_refine_auger_stations": 2, "diagnose_jets": 11,
-           "diagnose_showers": 5, "study_3dgan": 7,
+           "diagnose_showers": 7, "study_3dgan": 7,
            "study_hgcal": 9, "study_transfer": 1}
 
 

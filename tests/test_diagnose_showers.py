@@ -49,6 +49,49 @@ def test_tail_rate_of_a_normal_sample_is_near_one():
     assert diag.tail_rate(z, cut=2.0)[1] == pytest.approx(1.0, abs=0.02)   # 2 Φ(−2) = 4.55 %, 9.1e4 entries
 
 
+def _bins_of_pairs(rng, n, rho):
+    """(2 n, 3) rows: columns 0 and 1 correlated by rho[0] in the first n rows (bin 0) and rho[1]
+    in the next n (bin 1), column 2 independent; their energies 1-10 and 10-100 (MeV)."""
+    rows = []
+    for r in rho:
+        a, b = rng.standard_normal((2, n))
+        rows.append(np.stack([a, r * a + np.sqrt(1 - r * r) * b, rng.standard_normal(n)], axis=1))
+    return np.concatenate(rows), np.concatenate([rng.uniform(1, 10, n), rng.uniform(10, 100, n)])
+
+
+def test_binned_correlations_are_the_fisher_z_test_of_each_bin_and_find_the_changed_pair():
+    rng = np.random.default_rng(5)
+    ref, e_ref = _bins_of_pairs(rng, 3000, (0.5, 0.5))
+    gen, e_gen = _bins_of_pairs(rng, 3000, (0.5, 0.0))       # bin 1 loses the pair's correlation
+    edges, names = np.array([1.0, 10.0, 100.0]), ["a", "b", "c"]
+    rows = diag.binned_correlations(ref, gen, e_ref, e_gen, edges, names, top=1)
+    # recomputed independently for bin 1: normal scores of the bin's rows, then the Fisher-z test
+    m_r, m_g = e_ref >= 10, e_gen >= 10
+    pooled = stats.norm.ppf((stats.rankdata(np.concatenate([ref[m_r], gen[m_g]]), axis=0) - 0.5) / (m_r.sum() + m_g.sum()))
+    ca, cb = np.corrcoef(pooled[: m_r.sum()].T), np.corrcoef(pooled[m_r.sum():].T)
+    iu = np.triu_indices(3, 1)
+    z = (np.arctanh(ca[iu]) - np.arctanh(cb[iu])) / np.sqrt(2 / (3000 - 3))
+    assert rows[1]["chi2_per_ndof"] == pytest.approx(float((z ** 2).mean()), rel=1e-9)
+    name_i, name_j, r_ref, r_gen, z_top = rows[1]["top"][0]
+    assert (name_i, name_j) == ("a", "b") and z_top > 10                     # z > 0: generated below
+    assert r_ref == pytest.approx(0.48, abs=0.04) and abs(r_gen) < 0.04       # normal scores of rho 0.5, 0
+    # bin 0 draws both samples from one law: chi2/ndof of order 1, as its floor
+    assert rows[0]["chi2_per_ndof"] < 4 and rows[0]["floor_chi2_per_ndof"] < 4 and rows[1]["chi2_per_ndof"] > 50
+    assert diag.binned_correlations(ref[:5], gen, e_ref[:5], e_gen, edges, names) == [None, None]   # < 8 rows
+
+
+def test_binned_auc_sees_the_shifted_bin_only():
+    rng = np.random.default_rng(6)
+    ref, e_ref = _bins_of_pairs(rng, 800, (0.0, 0.0))
+    gen, e_gen = _bins_of_pairs(rng, 800, (0.0, 0.0))
+    gen[e_gen >= 10, 2] += 1.0                              # one standard deviation in bin 1: AUC Φ(1/√2) = 0.76
+    rows = diag.binned_auc(ref, gen, e_ref, e_gen, np.array([1.0, 10.0, 100.0]), seeds=(1, 2))
+    assert abs(rows[0]["mean"] - 0.5) < 0.07 and rows[1]["mean"] == pytest.approx(0.76, abs=0.06)
+    assert rows[1]["n"] == 800 and rows[1]["mean"] == pytest.approx(np.mean(rows[1]["aucs"]), rel=1e-12)
+    assert rows[1]["sd"] == pytest.approx(np.std(rows[1]["aucs"], ddof=1), rel=1e-12)
+    assert diag.binned_auc(ref[:10], gen, e_ref[:10], e_gen, np.array([1.0, 10.0, 100.0]), seeds=(1,)) == [None, None]
+
+
 def _files(tmp_path):
     geometry = default_binning()
     data = simulate_dataset(400, geometry=geometry, energy_range=(1e3, 1e5), seed=3)
@@ -66,7 +109,7 @@ def _files(tmp_path):
 def test_main_on_the_reference_against_itself_and_its_latents(tmp_path):
     data, generator = _files(tmp_path)
     summary = diag.main([str(tmp_path / "ref.h5"), str(tmp_path / "ref.h5"), "--checkpoint", str(tmp_path / "model.pt"),
-                         "--bins", "2", "--encode-per-bin", "150", "-o", str(tmp_path / "out")])
+                         "--bins", "2", "--encode-per-bin", "150", "--classifier-seeds", "2", "-o", str(tmp_path / "out")])
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert saved["latents"] == summary["latents"] and saved["edges_MeV"] == summary["edges_MeV"]
     # the same showers on both sides: every spread ratio is 1, the brightest-cell percentiles agree
@@ -74,6 +117,9 @@ def test_main_on_the_reference_against_itself_and_its_latents(tmp_path):
         ratios = np.array(list(saved["spread_ratio"][key].values()), dtype=float)
         assert ratios.shape == (8, 2) and np.allclose(ratios, 1.0, rtol=1e-12)
     assert saved["largest_share_p90"]["reference"] == saved["largest_share_p90"]["generated"]
+    # identical samples: identical correlations in every bin, and a classifier that cannot tell
+    assert [row["chi2_per_ndof"] for row in saved["correlations"]] == [0.0, 0.0]
+    assert all(abs(row["mean"] - 0.5) < 0.1 for row in saved["high_level_auc"])
     # the latents of the first bin, recomputed: preprocessing with seed 0, then the model's transform
     e = data.incident_energies.reshape(-1)
     edges = np.geomspace(e.min(), e.max() * (1 + 1e-9), 3)
