@@ -57,6 +57,12 @@ __all__ = ["binned_auc", "binned_correlations", "correlation_inputs", "encode", 
            "tail_rate"]
 
 
+def _binned(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_gen: np.ndarray, edges: np.ndarray):
+    """Per bin ``[edges[i], edges[i+1])`` of E_inc: the rows of ``ref`` and of ``gen`` in it, as ``(r, g)``."""
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        yield ref[(e_ref >= lo) & (e_ref < hi)], gen[(e_gen >= lo) & (e_gen < hi)]
+
+
 def spread_ratios(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_gen: np.ndarray,
                   edges: np.ndarray) -> np.ndarray:
     """Standard deviation of ``gen`` over that of ``ref`` in bins of the incident energy.
@@ -76,8 +82,7 @@ def spread_ratios(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_gen: np
         array([2., 0.])
     """
     out = np.full(len(edges) - 1, np.nan)
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        r, g = ref[(e_ref >= lo) & (e_ref < hi)], gen[(e_gen >= lo) & (e_gen < hi)]
+    for i, (r, g) in enumerate(_binned(ref, gen, e_ref, e_gen, edges)):
         if len(r) > 1 and len(g) > 1 and r.std() > 0:
             out[i] = g.std() / r.std()
     return out
@@ -118,8 +123,7 @@ def binned_correlations(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_g
     rng = np.random.default_rng(seed)
     out: list[dict | None] = []
     iu = np.triu_indices(len(names), 1)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        r, g = ref[(e_ref >= lo) & (e_ref < hi)], gen[(e_gen >= lo) & (e_gen < hi)]
+    for r, g in _binned(ref, gen, e_ref, e_gen, edges):
         if min(len(r), len(g)) < 8:
             out.append(None)
             continue
@@ -148,8 +152,7 @@ def binned_auc(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_gen: np.nd
         one seed), or None where a sample has fewer than the classifier's minimum rows.
     """
     out: list[dict | None] = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        r, g = ref[(e_ref >= lo) & (e_ref < hi)], gen[(e_gen >= lo) & (e_gen < hi)]
+    for r, g in _binned(ref, gen, e_ref, e_gen, edges):
         if min(len(r), len(g)) < MIN_PER_CLASS:
             out.append(None)
             continue

@@ -133,7 +133,7 @@ class JetSampler(nn.Module):
         self.register_buffer("cond_mean", torch.tensor([pre.cond_mean[k] for k in self.kinematics] or [0.0]))
         self.register_buffer("cond_std", torch.tensor([pre.cond_std[k] for k in self.kinematics] or [1.0]))
         self.register_buffer("slots", torch.arange(self.n_particles, dtype=torch.int64))
-        self.closes_momentum = bool(getattr(pre, "momentum_closure", False))
+        self.closes_momentum = bool(pre.momentum_closure)
 
     @property
     def input_names(self) -> list[str]:
