@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from hepgen.domains.showers.preprocessing import LIFT_STEP, ShowerPreprocessor, incident_energy_array
+from hepgen.domains.showers.preprocessing import LIFT_STEP, LONE_CELL_SCRAMBLE, ShowerPreprocessor, incident_energy_array
 from hepgen.domains.showers.spline_sampler import SplineCouplingSampler
 from hepgen.models import GenerativeModel
 from hepgen.models.flow import require_standard_normal_base
@@ -200,6 +200,15 @@ class FeatureDecoder(nn.Module):
         self.lift = self.occupancy and pre.lift_quantiles is not None
         if self.lift:
             self.register_buffer("lift_quantiles", torch.as_tensor(pre.lift_quantiles, dtype=torch.float32))
+        # occupancy: the lone-cell law (a layer with one lit cell takes its place from it)
+        self.lone = self.occupancy and pre.lone_cells is not None
+        if self.lone:
+            self.register_buffer("lone_edges", torch.as_tensor(pre.lone_edges, dtype=torch.float32))
+            bounds = np.cumsum([0, *self.layer_sizes])
+            cdf = np.concatenate([np.cumsum(pre.lone_cells[:, a:b], axis=1) for a, b in zip(bounds[:-1], bounds[1:])], axis=1)
+            self.register_buffer("lone_cdf", torch.as_tensor(cdf, dtype=torch.float32))
+            self.lone_layers = [bool(pre.lone_cells[0, a:b].sum() > 0) for a, b in zip(bounds[:-1], bounds[1:])]
+            self.register_buffer("lone_drawn", torch.as_tensor(self.lone_layers).reshape(1, -1, 1))
         layer_of_voxel = np.repeat(np.arange(self.n_layers), self.layer_sizes)
         self.register_buffer("layer_of_voxel", torch.as_tensor(layer_of_voxel, dtype=torch.long))
         one_hot = np.zeros((pre.n_voxels, self.n_layers), dtype=np.float32)
@@ -219,7 +228,7 @@ class FeatureDecoder(nn.Module):
         else:
             e_layer = total
         if self.occupancy:
-            return self._lit_showers(shapes, x[:, self.n_layers : self.n_energy], e_layer)
+            return self._lit_showers(shapes, x[:, self.n_layers : self.n_energy], e_layer, incident_energy)
         if self.equal_layers:
             s = shapes.reshape(shapes.shape[0], self.n_layers, self.layer_sizes[0])
             norm = s.sum(dim=2, keepdim=True)
@@ -232,33 +241,48 @@ class FeatureDecoder(nn.Module):
         return torch.where(showers < self.threshold, torch.zeros_like(showers), showers)
 
 
-    def _lit_showers(self, shapes: torch.Tensor, occupancy: torch.Tensor, e_layer: torch.Tensor) -> torch.Tensor:
+    def _lit_showers(self, shapes: torch.Tensor, occupancy: torch.Tensor, e_layer: torch.Tensor,
+                     incident_energy: torch.Tensor) -> torch.Tensor:
         """With occupancy: per layer the k largest shares, k = floor(o (n_cells + 1)) clipped to
-        [0, n_cells] and to floor(E_layer / threshold), scaled to the layer energy, and the kept cells
+        [0, n_cells] and to floor(E_layer / threshold) (k = 1: the cell drawn from the lone-cell law
+        when the preprocessor has one), scaled to the layer energy, and the kept cells
         below the threshold raised from the larger ones, to energies from the faintest-lit-cell
         spectrum when the preprocessor has one (``ShowerPreprocessor.inverse``: :func:`keep_largest`,
         :func:`fill_to_threshold`).  Layers of equal size are done at once as ``(B, L, n_cells)``."""
         n_q = self.lift_quantiles.shape[1] if self.lift else 0
+        cdf = None
+        if self.lone:  # (B, n_voxels): the cumulative lone-cell law of each shower's bin of E_inc
+            cdf = self.lone_cdf[torch.bucketize(torch.log(incident_energy.reshape(-1)), self.lone_edges)]
         if self.equal_layers:
-            size = self.layer_sizes[0]
+            size, b = self.layer_sizes[0], shapes.shape[0]
             offset = torch.arange(self.n_layers, device=shapes.device).reshape(1, -1, 1) * n_q
-            cells = self._lit_cells(shapes.reshape(shapes.shape[0], self.n_layers, size),
-                                    (occupancy * (size + 1)).unsqueeze(2), e_layer.unsqueeze(2), offset)
-            return cells.reshape(shapes.shape[0], -1)
+            cells = self._lit_cells(shapes.reshape(b, self.n_layers, size), (occupancy * (size + 1)).unsqueeze(2),
+                                    e_layer.unsqueeze(2), offset,
+                                    None if cdf is None else (cdf.reshape(b, self.n_layers, size), self.lone_drawn))
+            return cells.reshape(b, -1)
         out, start = [], 0
         for layer, size in enumerate(self.layer_sizes):
+            lone = cdf is not None and self.lone_layers[layer]
             out.append(self._lit_cells(shapes[:, start : start + size], occupancy[:, layer : layer + 1] * (size + 1),
-                                       e_layer[:, layer : layer + 1], layer * n_q))
+                                       e_layer[:, layer : layer + 1], layer * n_q,
+                                       (cdf[:, start : start + size], True) if lone else None))
             start += size
         return torch.cat(out, dim=1)
 
-    def _lit_cells(self, s: torch.Tensor, count: torch.Tensor, e: torch.Tensor, offset) -> torch.Tensor:
+    def _lit_cells(self, s: torch.Tensor, count: torch.Tensor, e: torch.Tensor, offset, lone=None) -> torch.Tensor:
         """One layer (``s (B, n)``) or equal layers at once (``s (B, L, n)``): shares, dequantised counts
         ``(..., 1)`` (times n_cells + 1), layer energies ``(..., 1)`` MeV → cells ``(..., n)`` MeV; ``offset``:
-        the layer's first row in the flattened ``lift_quantiles``."""
+        the layer's first row in the flattened ``lift_quantiles``; ``lone``: None or (the cumulative
+        lone-cell law ``(..., n)``, where to use it: a bool or a ``(1, L, 1)`` mask)."""
         size, thr = s.shape[-1], self.threshold
         k = torch.clamp(torch.floor(count), 0, size)
         k = torch.minimum(k, torch.floor(e / thr + 1e-9)).long()
+        if lone is not None:  # one lit cell: its place by the inverse CDF at the count's fractional part
+            cdf, drawn = lone
+            v = torch.remainder((count - torch.floor(count)) * LONE_CELL_SCRAMBLE, 1.0)
+            cell = torch.clamp((cdf <= v).sum(dim=-1, keepdim=True), max=size - 1)
+            one_hot = (torch.arange(size, device=s.device) == cell).to(s.dtype)
+            s = torch.where((k == 1) & drawn, one_hot, s)
         s = torch.where(kept_largest(s, k), s, torch.zeros_like(s))
         norm = s.sum(dim=-1, keepdim=True)
         cells = s / torch.where(norm > 0, norm, torch.ones_like(norm)) * e

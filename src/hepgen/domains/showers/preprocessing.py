@@ -40,6 +40,13 @@ which density models train well, and back.  It follows the CaloFlow recipe:
    the training showers' spectrum of a layer's faintest lit cell (``lift_quantiles``, fitted with
    ``occupancy``), at a quantile level taken from the fractional part of the dequantised count,
    capped at the layer's faintest cell above the threshold.
+   A layer given exactly one lit cell does not take it from the shape flow (whose shares for
+   such a layer are diffuse: a coupling flow with a few spline bins does not represent "one cell
+   of 48, anywhere", and the largest share follows the smooth, central mean profile): the cell is
+   drawn from the training showers' histogram of that layer's lone lit cell in the shower's bin of
+   E_inc (``lone_cells``, fitted with ``occupancy`` when there are no extra conditions), by the
+   inverse CDF at (a multiple of) the same fractional part of the count, which a count of one leaves
+   unused by the lift.  The shape features of such a layer are then ignored (docs/models.md, "Lone cells").
 
 7. Optionally (``orientations``, issue 14), a symmetry of the showers' distribution: the voxel
    permutations of a group (:meth:`hepgen.data.geometry.CylindricalBinning.orientations`: the
@@ -73,8 +80,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["ENERGY_BOUND_QUANTILE", "LIFT_QUANTILES", "LIFT_STEP", "ShowerPreprocessor", "features_rows", "fill_to_threshold",
-           "incident_energy_array", "keep_largest"]
+__all__ = ["ENERGY_BOUND_QUANTILE", "LIFT_QUANTILES", "LIFT_STEP", "LONE_CELL_BINS", "LONE_CELL_MIN", "LONE_CELL_PRIOR", "LONE_CELL_SCRAMBLE",
+           "ShowerPreprocessor", "features_rows", "fill_to_threshold", "incident_energy_array", "keep_largest",
+           "lone_cell_index"]
 
 
 LIFT_STEP = 0.5 * (np.sqrt(5.0) - 1.0)  # golden-ratio step of the raised cells' quantile levels
@@ -82,6 +90,18 @@ LIFT_QUANTILES = 33  # levels of the faintest-lit-cell spectrum kept by fit (occ
 #: energy_bound: the tail quantile (each side) of an energy feature placed at B_e standard units;
 #: not the extremes, so that one odd training shower does not squeeze a feature's bulk
 ENERGY_BOUND_QUANTILE = 1e-4
+#: occupancy: bins of log E_inc (equal numbers of training showers) of the lone-lit-cell histograms
+LONE_CELL_BINS = 8
+#: ... each bin's histogram is pulled towards the layer's histogram over all energies with this many
+#: pseudo-counts (a bin with few lone cells keeps the overall shape)
+LONE_CELL_PRIOR = 10.0
+#: ... and a layer with fewer lone-lit training layers than this keeps the shape flow's largest share
+LONE_CELL_MIN = 20
+#: ... the cell is drawn at the fractional part of this multiple of the count's fractional part: uniform in
+#: training, the generated one is not quite (demo, layers 6-7: 1.3× the mean density in its first tenth,
+#: 0.8× in its last), and the drawn lone cells sat 2-3 mm inside the law's mean radius; the fractional
+#: part of 64 × a smooth density is uniform to ~1/64 of its slope (docs/models.md, "Lone cells")
+LONE_CELL_SCRAMBLE = 64
 
 
 def _logit(x: np.ndarray, alpha: float) -> np.ndarray:
@@ -119,6 +139,20 @@ def keep_largest(shares: np.ndarray, k: np.ndarray) -> np.ndarray:
     ordered = -np.sort(-shares, axis=1)
     kth = np.take_along_axis(ordered, np.clip(k - 1, 0, shares.shape[1] - 1), axis=1)
     return np.where((shares >= kth) & (k > 0), shares, 0.0)
+
+
+def lone_cell_index(cdf: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draw of one cell per row: the number of entries of ``cdf[i]`` at or below
+    ``v = (LONE_CELL_SCRAMBLE · phase[i]) mod 1``, at most ``n - 1``.  ``cdf (N, n)`` non-decreasing rows
+    ending at 1, ``phase (N,)`` in [0, 1) → ``(N,)`` int.
+
+    >>> cdf = np.array([[0.25, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 1.0]])
+    >>> lone_cell_index(cdf, (np.array([0.6, 0.1]) + [3, 60]) / LONE_CELL_SCRAMBLE)   # v = 0.6, 0.1
+    array([2, 2])
+    """
+    cdf = np.asarray(cdf)
+    v = np.mod(np.asarray(phase, dtype=np.float64).reshape(-1, 1) * LONE_CELL_SCRAMBLE, 1.0)
+    return np.minimum((cdf <= v).sum(axis=1), cdf.shape[1] - 1)
 
 
 def fill_to_threshold(cells: np.ndarray, threshold: float, quantiles: np.ndarray | None = None,
@@ -228,6 +262,15 @@ class ShowerPreprocessor:
             faintest lit cell's energy in units of ``threshold``, over training layers with at least
             two lit cells; :func:`fill_to_threshold` reads them as levels 0 to 1.  None (checkpoints
             written before it existed) raises kept cells to the threshold itself.
+        lone_cells: fitted with ``occupancy`` and no extra conditions: ``(LONE_CELL_BINS, n_voxels)``,
+            row b, the slice of layer l: where layer l's only lit cell sits in training showers whose
+            log(E_inc / MeV) falls in bin b of ``lone_edges`` (a probability per cell, summing to one
+            over the layer; averaged over ``orientations``; ``LONE_CELL_PRIOR`` pseudo-counts of the
+            layer's histogram over all bins; zeros for a layer with fewer than ``LONE_CELL_MIN`` such
+            training layers).  The inverse draws a layer's cell from it when its count is one (step 6).
+            None (checkpoints written before it existed; models with extra conditions, where the place
+            depends on them) keeps the shape flow's largest share.
+        lone_edges: the ``LONE_CELL_BINS - 1`` inner edges of those bins in log(E_inc / MeV).
         orientations: None (the default) or ``(G, n_voxels)`` integer voxel permutations of a
             symmetry group of the showers' distribution, row 0 the identity (step 7; e.g.
             :func:`hepgen.data.geometry.orientation_permutations`); generated showers are turned
@@ -265,6 +308,8 @@ class ShowerPreprocessor:
     cond_mean: np.ndarray | None = field(default=None, repr=False)
     cond_std: np.ndarray | None = field(default=None, repr=False)
     lift_quantiles: np.ndarray | None = field(default=None, repr=False)
+    lone_cells: np.ndarray | None = field(default=None, repr=False)
+    lone_edges: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.layer_sizes = [int(s) for s in self.layer_sizes]
@@ -406,16 +451,21 @@ class ShowerPreprocessor:
         """
         top, cond, step = 0.0, _Moments(), features_rows(self.n_voxels)
         faintest: list[list[np.ndarray]] = [[] for _ in self.layer_sizes]  # occupancy: per layer, per slice
+        # occupancy: log E_inc of every row; per layer (voxel of the lone lit cell, its row's log E_inc)
+        log_e, lone = [], [[] for _ in self.layer_sizes]
         for showers, energies, conditions in chunks():
             e_inc = np.asarray(energies, dtype=np.float64).reshape(-1)
             for i in range(0, e_inc.size, step):
                 rows = np.asarray(showers[i:i + step], dtype=np.float64)
                 top = max(top, float((rows.sum(axis=1) / e_inc[i:i + step]).max()))
                 if self.occupancy:
+                    log_e.append(np.log(e_inc[i:i + step]))
                     for l, cells in enumerate(self._split(rows)):
                         lit = cells >= self.threshold
                         two = lit.sum(axis=1) >= 2
                         faintest[l].append(np.where(lit, cells, np.inf)[two].min(axis=1) / self.threshold)
+                        one = lit.sum(axis=1) == 1
+                        lone[l].append(np.stack([np.argmax(lit[one], axis=1), log_e[-1][one]], axis=1))
             if e_inc.size:
                 cond.add(self.raw_conditions(energies, conditions))
         if cond.n == 0:
@@ -430,6 +480,8 @@ class ShowerPreprocessor:
                     table[l] = np.maximum.accumulate(np.quantile(values, levels))
             table[:, 0] = 1.0
             self.lift_quantiles = table
+            if not self.condition_names:  # with extra conditions the place depends on them: no table
+                self._fit_lone_cells(np.concatenate(log_e), [np.concatenate(parts) for parts in lone])
         rng, feat, top_feat = np.random.default_rng(seed), _Moments(), None
         energy_rows = []  # energy_bound: the energy features of every training row (n_energy_features floats each)
         for showers, energies, _ in chunks():
@@ -456,6 +508,33 @@ class ShowerPreprocessor:
             self.feat_std = np.concatenate([np.maximum(self.feat_std[:k], reach), self.feat_std[k:]])
         self.cond_mean, self.cond_std = cond.mean, np.maximum(cond.std, 1e-6)
         return self
+
+    def _fit_lone_cells(self, log_e: np.ndarray, lone: list[np.ndarray]) -> None:
+        """``lone_cells`` and ``lone_edges`` from every training row's log E_inc ``(N,)`` and, per layer,
+        ``(M_l, 2)`` rows (the lone lit cell's index in the layer, its shower's log E_inc)."""
+        edges = np.quantile(log_e, np.linspace(0.0, 1.0, LONE_CELL_BINS + 1)[1:-1])
+        table = np.zeros((LONE_CELL_BINS, self.n_voxels))
+        start = 0
+        for size, rows in zip(self.layer_sizes, lone):
+            if len(rows) >= LONE_CELL_MIN:
+                cell, where = rows[:, 0].astype(np.int64), np.searchsorted(edges, rows[:, 1])
+                counts = np.zeros((LONE_CELL_BINS, size))
+                np.add.at(counts, (where, cell), 1.0)
+                overall = counts.sum(axis=0) / counts.sum()
+                table[:, start:start + size] = ((counts + LONE_CELL_PRIOR * overall)
+                                                / (counts.sum(axis=1, keepdims=True) + LONE_CELL_PRIOR))
+            start += size
+        if self.orientations is not None:  # the law is invariant under the group: average over it
+            table = table[:, self.orientations].mean(axis=1)
+        self.lone_cells, self.lone_edges = table, edges
+
+    def lone_cell_cdf(self, incident_energies: np.ndarray) -> np.ndarray | None:
+        """``(N, n_voxels)`` per shower and layer the cumulative ``lone_cells`` row of its E_inc bin
+        (rows of a layer without a table are zero); None without ``lone_cells``.  ``(N,)`` MeV."""
+        if self.lone_cells is None:
+            return None
+        where = np.searchsorted(self.lone_edges, np.log(np.asarray(incident_energies, dtype=np.float64).reshape(-1)))
+        return np.concatenate([np.cumsum(part, axis=1) for part in self._split(self.lone_cells[where])], axis=1)
 
     def transform(self, showers, incident_energies, rng: np.random.Generator) -> np.ndarray:
         """(N, n_voxels) MeV → (N, n_layers + n_voxels) float32 standardised features."""
@@ -488,11 +567,20 @@ class ShowerPreprocessor:
         lit = self.lit_cells_of(x[:, L : 2 * L]) if self.occupancy else None
         if lit is not None:  # the fractional part of the dequantised count: U(0, 1) in training
             phase = np.mod(x[:, L : 2 * L] * (np.asarray(self.layer_sizes) + 1.0), 1.0)
+            cdf = self.lone_cell_cdf(e_inc)
+            cdf = None if cdf is None else self._split(cdf)
+            drawn = [] if cdf is None else [part.sum() > 0 for part in self._split(self.lone_cells)]
         out = []
         for l, s in enumerate(self._split(shapes)):
             e = e_layer[:, l : l + 1]
             if lit is not None:  # no more lit cells than the layer's energy can fill at the threshold
-                s = keep_largest(s, np.minimum(lit[:, l], np.floor(e[:, 0] / self.threshold + 1e-9)))
+                k = np.minimum(lit[:, l], np.floor(e[:, 0] / self.threshold + 1e-9))
+                if cdf is not None and drawn[l]:  # one lit cell: drawn from the lone-cell law
+                    one = np.flatnonzero(k == 1)
+                    s = s.copy()
+                    s[one] = 0.0
+                    s[one, lone_cell_index(cdf[l][one], phase[one, l])] = 1.0
+                s = keep_largest(s, k)
             norm = s.sum(axis=1, keepdims=True)
             cells = np.divide(s, norm, out=np.zeros_like(s), where=norm > 0) * e
             if lit is not None:
@@ -531,6 +619,8 @@ class ShowerPreprocessor:
             "energy_bound": self.energy_bound,
             "occupancy": self.occupancy,
             "lift_quantiles": None if self.lift_quantiles is None else np.asarray(self.lift_quantiles).tolist(),
+            "lone_cells": None if self.lone_cells is None else np.asarray(self.lone_cells).tolist(),
+            "lone_edges": None if self.lone_edges is None else np.asarray(self.lone_edges).tolist(),
             "orientations": None if self.orientations is None else self.orientations.tolist(),
             "augment_orientations": self.augment_orientations,
             "scale": self.scale,
@@ -547,9 +637,13 @@ class ShowerPreprocessor:
         # checkpoints written before deposit_bound (energy_bound) existed were standardised without it
         # ... and without occupancy (and its lift_quantiles)
         # ... and without orientations
+        # ... and without the lone-cell law
         lift, perms = state.get("lift_quantiles"), state.get("orientations")
+        lone, lone_edges = state.get("lone_cells"), state.get("lone_edges")
         return cls(**scalars, **arrays, deposit_bound=state.get("deposit_bound"), energy_bound=state.get("energy_bound"),
                    occupancy=bool(state.get("occupancy", False)),
                    orientations=None if perms is None else np.asarray(perms, dtype=np.int64),
                    augment_orientations=bool(state.get("augment_orientations", False)),
-                   lift_quantiles=None if lift is None else np.asarray(lift, dtype=np.float64))
+                   lift_quantiles=None if lift is None else np.asarray(lift, dtype=np.float64),
+                   lone_cells=None if lone is None else np.asarray(lone, dtype=np.float64),
+                   lone_edges=None if lone_edges is None else np.asarray(lone_edges, dtype=np.float64))
