@@ -204,10 +204,8 @@ class FeatureDecoder(nn.Module):
         self.lone = self.occupancy and pre.lone_cells is not None
         if self.lone:
             self.register_buffer("lone_edges", torch.as_tensor(pre.lone_edges, dtype=torch.float32))
-            bounds = np.cumsum([0, *self.layer_sizes])
-            cdf = np.concatenate([np.cumsum(pre.lone_cells[:, a:b], axis=1) for a, b in zip(bounds[:-1], bounds[1:])], axis=1)
-            self.register_buffer("lone_cdf", torch.as_tensor(cdf, dtype=torch.float32))
-            self.lone_layers = [bool(pre.lone_cells[0, a:b].sum() > 0) for a, b in zip(bounds[:-1], bounds[1:])]
+            self.register_buffer("lone_cdf", torch.as_tensor(pre.lone_cdf, dtype=torch.float32))
+            self.lone_layers = pre.lone_layers
             self.register_buffer("lone_drawn", torch.as_tensor(self.lone_layers).reshape(1, -1, 1))
         layer_of_voxel = np.repeat(np.arange(self.n_layers), self.layer_sizes)
         self.register_buffer("layer_of_voxel", torch.as_tensor(layer_of_voxel, dtype=torch.long))

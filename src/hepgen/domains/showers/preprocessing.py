@@ -528,13 +528,20 @@ class ShowerPreprocessor:
             table = table[:, self.orientations].mean(axis=1)
         self.lone_cells, self.lone_edges = table, edges
 
-    def lone_cell_cdf(self, incident_energies: np.ndarray) -> np.ndarray | None:
-        """``(N, n_voxels)`` per shower and layer the cumulative ``lone_cells`` row of its E_inc bin
-        (rows of a layer without a table are zero); None without ``lone_cells``.  ``(N,)`` MeV."""
+    @property
+    def lone_cdf(self) -> np.ndarray | None:
+        """``(LONE_CELL_BINS, n_voxels)``: ``lone_cells`` summed cumulatively within each layer (a layer
+        without a law stays zero); None without ``lone_cells``."""
         if self.lone_cells is None:
             return None
-        where = np.searchsorted(self.lone_edges, np.log(np.asarray(incident_energies, dtype=np.float64).reshape(-1)))
-        return np.concatenate([np.cumsum(part, axis=1) for part in self._split(self.lone_cells[where])], axis=1)
+        return np.concatenate([np.cumsum(part, axis=1) for part in self._split(self.lone_cells)], axis=1)
+
+    @property
+    def lone_layers(self) -> list[bool]:
+        """Per layer, whether a count of one draws the cell from ``lone_cells`` (all False without it)."""
+        if self.lone_cells is None:
+            return [False] * self.n_layers
+        return [bool(part[0].sum() > 0) for part in self._split(self.lone_cells)]
 
     def transform(self, showers, incident_energies, rng: np.random.Generator) -> np.ndarray:
         """(N, n_voxels) MeV → (N, n_layers + n_voxels) float32 standardised features."""
@@ -567,9 +574,10 @@ class ShowerPreprocessor:
         lit = self.lit_cells_of(x[:, L : 2 * L]) if self.occupancy else None
         if lit is not None:  # the fractional part of the dequantised count: U(0, 1) in training
             phase = np.mod(x[:, L : 2 * L] * (np.asarray(self.layer_sizes) + 1.0), 1.0)
-            cdf = self.lone_cell_cdf(e_inc)
-            cdf = None if cdf is None else self._split(cdf)
-            drawn = [] if cdf is None else [part.sum() > 0 for part in self._split(self.lone_cells)]
+            # per layer (N, n_cells): the cumulative lone-cell law of each shower's bin of E_inc
+            cdf = None if self.lone_cells is None else self._split(
+                self.lone_cdf[np.searchsorted(self.lone_edges, np.log(e_inc))])
+            drawn = self.lone_layers
         out = []
         for l, s in enumerate(self._split(shapes)):
             e = e_layer[:, l : l + 1]
