@@ -92,6 +92,25 @@ def test_binned_auc_sees_the_shifted_bin_only():
     assert diag.binned_auc(ref[:10], gen, e_ref[:10], e_gen, np.array([1.0, 10.0, 100.0]), seeds=(1,)) == [None, None]
 
 
+def test_layer_auc_sees_the_changed_layer_only():
+    # two layers of independent unit normals, E_inc log-uniform; the generated layer 1 has its radial
+    # centre shifted by one standard deviation: AUC Φ(1/√2) = 0.76 there, 0.5 in layer 0
+    rng = np.random.default_rng(8)
+
+    def sample(n, shift):
+        f = {f"{name}_{l}": rng.normal(size=n) for name in ("EC_r", "width_r", "sparsity") for l in (0, 1)}
+        f.update({f"E_layer_{l}": np.exp(rng.normal(size=n)) for l in (0, 1)})
+        f["EC_r_1"] = f["EC_r_1"] + shift
+        f["E_tot_over_E_inc"] = rng.normal(size=n) + 5.0 * shift     # not a layer's: left out of both
+        return f, np.exp(rng.uniform(0.0, 3.0, n))
+
+    (ref, e_ref), (gen, e_gen) = sample(1500, 0.0), sample(1500, 1.0)
+    rows = diag.layer_auc(ref, gen, e_ref, e_gen, seeds=(1, 2))
+    assert sorted(rows) == [0, 1]
+    assert abs(rows[0]["mean"] - 0.5) < 0.05 and rows[1]["mean"] == pytest.approx(0.76, abs=0.05)
+    assert rows[1]["sd"] == pytest.approx(np.std(rows[1]["aucs"], ddof=1), rel=1e-12)
+
+
 def _files(tmp_path):
     geometry = default_binning()
     data = simulate_dataset(400, geometry=geometry, energy_range=(1e3, 1e5), seed=3)
@@ -109,7 +128,8 @@ def _files(tmp_path):
 def test_main_on_the_reference_against_itself_and_its_latents(tmp_path):
     data, generator = _files(tmp_path)
     summary = diag.main([str(tmp_path / "ref.h5"), str(tmp_path / "ref.h5"), "--checkpoint", str(tmp_path / "model.pt"),
-                         "--bins", "2", "--encode-per-bin", "150", "--classifier-seeds", "2", "-o", str(tmp_path / "out")])
+                         "--bins", "2", "--encode-per-bin", "150", "--classifier-seeds", "2", "--layer-seeds", "1",
+                         "-o", str(tmp_path / "out")])
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert saved["latents"] == summary["latents"] and saved["edges_MeV"] == summary["edges_MeV"]
     # the same showers on both sides: every spread ratio is 1, the brightest-cell percentiles agree
@@ -120,6 +140,8 @@ def test_main_on_the_reference_against_itself_and_its_latents(tmp_path):
     # identical samples: identical correlations in every bin, and a classifier that cannot tell
     assert [row["chi2_per_ndof"] for row in saved["correlations"]] == [0.0, 0.0]
     assert all(abs(row["mean"] - 0.5) < 0.1 for row in saved["high_level_auc"])
+    assert sorted(saved["layer_auc"]) == [str(l) for l in range(8)]
+    assert all(abs(row["mean"] - 0.5) < 0.1 for row in saved["layer_auc"].values())
     # the latents of the first bin, recomputed: preprocessing with seed 0, then the model's transform
     e = data.incident_energies.reshape(-1)
     edges = np.geomspace(e.min(), e.max() * (1 + 1e-9), 3)
