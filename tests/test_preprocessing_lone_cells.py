@@ -47,6 +47,11 @@ def test_the_fitted_law_by_hand():
     hi, lo = (50 + 0.5 * LONE_CELL_PRIOR) / (50 + LONE_CELL_PRIOR), 0.5 * LONE_CELL_PRIOR / (50 + LONE_CELL_PRIOR)
     np.testing.assert_allclose(pre.lone_cells[:4, 4:], np.tile([hi, 0, 0, lo], (4, 1)), rtol=1e-12)
     np.testing.assert_allclose(pre.lone_cells[4:, 4:], np.tile([lo, 0, 0, hi], (4, 1)), rtol=1e-12)
+    # read in chunks (the large-data fit): the same law
+    chunked = ShowerPreprocessor([4, 4], occupancy=True).fit_chunks(
+        lambda: ((showers[i:i + 70], e[i:i + 70], {}) for i in range(0, 400, 70)))
+    np.testing.assert_array_equal(chunked.lone_cells, pre.lone_cells)
+    np.testing.assert_array_equal(chunked.lone_edges, pre.lone_edges)
     state = pre.state_dict()
     back = ShowerPreprocessor.from_state(state)
     np.testing.assert_array_equal(back.lone_cells, pre.lone_cells)
