@@ -62,6 +62,17 @@ __all__ = ["binned_auc", "binned_correlations", "correlation_inputs", "encode", 
            "spread_ratios", "tail_rate"]
 
 
+def _layers(features: dict[str, np.ndarray]) -> list[int]:
+    """The layer indices of :func:`high_level_features` keys (``E_layer_<l>``), sorted."""
+    return sorted(int(k.rsplit("_", 1)[1]) for k in features if k.startswith("E_layer_"))
+
+
+def _seed_aucs(ref: np.ndarray, gen: np.ndarray, seeds, threads: int | None) -> dict:
+    """``{"aucs", "mean", "sd"}``: the classifier's AUC for each seed, their mean and sd (ddof 1; 0 for one seed)."""
+    aucs = [float(classifier_two_sample_test(ref, gen, seed=s, n_threads=threads)["auc"]) for s in seeds]
+    return {"aucs": aucs, "mean": float(np.mean(aucs)), "sd": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0}
+
+
 def _binned(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_gen: np.ndarray, edges: np.ndarray):
     """Per bin ``[edges[i], edges[i+1])`` of E_inc: the rows of ``ref`` and of ``gen`` in it, as ``(r, g)``."""
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -103,8 +114,7 @@ def correlation_inputs(features: dict[str, np.ndarray]) -> tuple[list[str], np.n
         >>> names, x.round(6).tolist()
         (['E_layer_0', 'EC_r_0', 'width_r_0'], [[3.0, 2.0, 1.5]])
     """
-    layers = sorted(int(k.rsplit("_", 1)[1]) for k in features if k.startswith("E_layer_"))
-    names = [f"{key}_{l}" for key in ("E_layer", "EC_r", "width_r") for l in layers]
+    names = [f"{key}_{l}" for key in ("E_layer", "EC_r", "width_r") for l in _layers(features)]
     cols = [np.log10(features[n] + 1e-3) if n.startswith("E_layer") else features[n] for n in names]
     return names, np.stack([np.asarray(c, dtype=np.float64).reshape(-1) for c in cols], axis=1)
 
@@ -161,9 +171,7 @@ def binned_auc(ref: np.ndarray, gen: np.ndarray, e_ref: np.ndarray, e_gen: np.nd
         if min(len(r), len(g)) < MIN_PER_CLASS:
             out.append(None)
             continue
-        aucs = [float(classifier_two_sample_test(r, g, seed=s, n_threads=threads)["auc"]) for s in seeds]
-        out.append({"n": int(min(len(r), len(g))), "aucs": aucs, "mean": float(np.mean(aucs)),
-                    "sd": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0})
+        out.append({"n": int(min(len(r), len(g))), **_seed_aucs(r, g, seeds, threads)})
     return out
 
 
@@ -180,14 +188,11 @@ def layer_auc(ref: dict[str, np.ndarray], gen: dict[str, np.ndarray], e_ref: np.
         ``{layer: {"aucs": [...], "mean", "sd"}}`` over the layers in the keys (sd with ddof 1, 0 for
         one seed); the inputs are :func:`high_level_inputs` of the layer's keys and E_inc.
     """
-    layers = sorted({int(k.rsplit("_", 1)[1]) for k in ref if k.startswith("E_layer_")})
     out = {}
-    for l in layers:
+    for l in _layers(ref):
         keys = [k for k in ref if k.endswith(f"_{l}") and k != "E_tot_over_E_inc"]
-        r = high_level_inputs({k: ref[k] for k in keys}, e_ref)
-        g = high_level_inputs({k: gen[k] for k in keys}, e_gen)
-        aucs = [float(classifier_two_sample_test(r, g, seed=s, n_threads=threads)["auc"]) for s in seeds]
-        out[l] = {"aucs": aucs, "mean": float(np.mean(aucs)), "sd": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0}
+        out[l] = _seed_aucs(high_level_inputs({k: ref[k] for k in keys}, e_ref),
+                            high_level_inputs({k: gen[k] for k in keys}, e_gen), seeds, threads)
     return out
 
 
@@ -261,7 +266,7 @@ def main(argv=None) -> dict:
     edges = np.geomspace(e_r.min(), e_r.max() * (1 + 1e-9), args.bins + 1)
     fr = high_level_features(ref.showers, e_r, ref.geometry)
     fg = high_level_features(gen.showers, e_g, ref.geometry)
-    layers = sorted({int(k.rsplit("_", 1)[1]) for k in fr if k.startswith("EC_r_")})
+    layers = _layers(fr)
     summary = {"edges_MeV": edges.tolist(), "layers": layers, "spread_ratio": {}, "largest_share_p90": {}}
     for key in ("EC_r", "width_r"):
         summary["spread_ratio"][key] = {l: spread_ratios(fr[f"{key}_{l}"], fg[f"{key}_{l}"], e_r, e_g, edges).tolist()

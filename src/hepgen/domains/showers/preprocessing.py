@@ -462,9 +462,9 @@ class ShowerPreprocessor:
                     log_e.append(np.log(e_inc[i:i + step]))
                     for l, cells in enumerate(self._split(rows)):
                         lit = cells >= self.threshold
-                        two = lit.sum(axis=1) >= 2
-                        faintest[l].append(np.where(lit, cells, np.inf)[two].min(axis=1) / self.threshold)
-                        one = lit.sum(axis=1) == 1
+                        n_lit = lit.sum(axis=1)
+                        faintest[l].append(np.where(lit, cells, np.inf)[n_lit >= 2].min(axis=1) / self.threshold)
+                        one = n_lit == 1
                         lone[l].append(np.stack([np.argmax(lit[one], axis=1), log_e[-1][one]], axis=1))
             if e_inc.size:
                 cond.add(self.raw_conditions(energies, conditions))
