@@ -23,7 +23,14 @@ showers' incident energies) in bins of the incident energy E_inc (log-spaced, ``
 * with ``--checkpoint`` (a flow checkpoint of the ``caloflow`` family, the one that made GEN):
   the reference showers **encoded** through the flow (preprocessing, then ``model.transform``),
   which gives standard normal latents where the flow fits.  Per bin: the rate of shape latents
-  beyond ``|z| = 4`` over a normal's (:func:`tail_rate`), and the variance of the energy latents.
+  beyond ``|z| = 4`` over a normal's (:func:`tail_rate`), and the variance of the energy latents;
+  with a preprocessor that keeps lit-cell counts, whether the **shape flow agrees with the energy
+  flow's count** (:func:`layer_count_agreement`: how often its shares put another number of cells
+  above the threshold than the k the inverse keeps);
+* with ``--true-energies TRAIN.h5`` (and ``--checkpoint``): the shape flow sampled on the **true**
+  layer energies and counts of those showers (:func:`true_energy_showers`), against the test
+  showers, all features and layer by layer, beside those showers themselves (the floor): how much of
+  the AUC the shape flow makes alone.
 
 Writes ``OUT/summary.json`` (every number printed) and ``OUT/spread_ratios.png`` (the ratios per
 layer against E_inc), and prints the tables.  Usage:
@@ -33,6 +40,11 @@ layer against E_inc), and prints the tables.  Usage:
 On the 6-bin demo model (docs/models.md, "Six spline bins"): given the energy the correlations
 are off below 2.5 GeV (χ²/ndof 8.2 against the floor's 1.29), and the classifier tells that bin
 apart at 0.561 (10k per side) against 0.519-0.526 in the others.
+
+On the lone-cell demo model (docs/models.md, "Where the rest sits"): the shape flow on the true
+energies and counts scores 0.528 on all features against 0.533 for the model's own showers and 0.500
+for the training showers themselves (the first layer alone 0.538), and its shares put another number
+of cells above the threshold than the count in 72-83 % of the layers with two or more lit cells.
 
 What it showed on the demo's model (docs/models.md, "Where the radial centres go wrong"): below
 2.5 GeV the radial centres of layers 2-5 scatter 9-13 % too little, the lumpy showers (one cell
@@ -54,12 +66,13 @@ from scipy import stats
 from hepgen.data.formats import read_showers
 from hepgen.domains.showers import ShowerGenerator, layer_sizes
 from hepgen.domains.showers.evaluate import normal_scores
+from hepgen.domains.showers.preprocessing import keep_largest
 from hepgen.metrics.classifier import MIN_PER_CLASS, classifier_two_sample_test, high_level_inputs
 from hepgen.metrics.correlation import fisher_z_test
 from hepgen.metrics.observables import high_level_features
 
-__all__ = ["binned_auc", "binned_correlations", "correlation_inputs", "encode", "largest_share", "layer_auc",
-           "spread_ratios", "tail_rate"]
+__all__ = ["binned_auc", "binned_correlations", "correlation_inputs", "count_agreement", "encode", "largest_share",
+           "layer_auc", "layer_count_agreement", "spread_ratios", "tail_rate", "true_energy_showers"]
 
 
 def _layers(features: dict[str, np.ndarray]) -> list[int]:
@@ -227,6 +240,82 @@ def tail_rate(z: np.ndarray, cut: float = 4.0) -> tuple[float, float]:
     return rate, rate / float(2.0 * stats.norm.sf(cut))
 
 
+def count_agreement(shares: np.ndarray, e_layer: np.ndarray, k: np.ndarray, threshold: float):
+    """Does a layer's shape agree with its lit-cell count?  Per row: how many cells the shares put at or
+    above ``threshold`` once scaled to the layer energy, minus the count ``k`` the inverse keeps; and
+    the share of the layer's mass that keeping the ``k`` largest cuts off (which the inverse then
+    gives back to the kept cells).  ``shares (N, n)``, ``e_layer (N,)`` MeV, ``k (N,)`` →
+    ``(excess (N,) int, cut (N,) in [0, 1])``.
+
+    Example (worked by hand: 0.1 MeV over shares 0.5, 0.3, 0.15, 0.05 is 0.05, 0.03, 0.015, 0.005 MeV,
+    three cells at or above 0.01 MeV; k = 2 keeps 0.5 + 0.3 and cuts 0.2 off):
+        >>> excess, cut = count_agreement(np.array([[0.5, 0.3, 0.15, 0.05]]), np.array([0.1]), np.array([2]), 0.01)
+        >>> int(excess[0]), round(float(cut[0]), 6)
+        (1, 0.2)
+    """
+    shares = np.asarray(shares, dtype=np.float64)
+    total = shares.sum(axis=1)
+    safe = np.where(total > 0, total, 1.0)
+    above = (shares / safe[:, None] * np.asarray(e_layer, dtype=np.float64).reshape(-1, 1) >= threshold).sum(axis=1)
+    cut = np.where(total > 0, 1.0 - keep_largest(shares, k).sum(axis=1) / safe, 0.0)
+    return above - np.asarray(k, dtype=np.int64), cut
+
+
+@torch.no_grad()
+def layer_count_agreement(generator: ShowerGenerator, energies: np.ndarray, seed: int = 0,
+                          batch_size: int = 1000) -> dict[int, dict]:
+    """Per layer, over showers the model samples at ``energies`` (MeV): :func:`count_agreement` of the
+    shape flow's shares with the energy flow's count, over the layers with two or more kept cells (a lone
+    cell is placed by its own law): the share of them where the two disagree, where by three or more,
+    the mean excess, and the mean and 99th percentile of the mass cut off.  Needs a preprocessor with
+    ``occupancy``."""
+    pre = generator.preprocessor
+    if not pre.occupancy:
+        raise ValueError("key 'occupancy': expected a checkpoint whose preprocessor keeps lit-cell counts, found none")
+    energies = np.asarray(energies, dtype=np.float64).reshape(-1)
+    c = torch.as_tensor(pre.transform_conditions(energies))
+    gen = torch.Generator().manual_seed(int(seed))
+    model = generator.model.eval()
+    x = np.concatenate([model.sample(c[i : i + batch_size], generator=gen).double().numpy()
+                        for i in range(0, len(c), batch_size)])
+    parts = pre.decode_parts(x, energies)
+    out = {}
+    for l, shares in enumerate(pre._split(parts["shapes"])):
+        k = parts["lit"][:, l]
+        excess, cut = count_agreement(shares, parts["e_layer"][:, l], k, pre.threshold)
+        m = k >= 2
+        if m.sum() == 0:
+            continue
+        out[l] = {"n": int(m.sum()), "differ": float(np.mean(excess[m] != 0)), "far": float(np.mean(np.abs(excess[m]) >= 3)),
+                  "mean_excess": float(excess[m].mean()), "cut_mean": float(cut[m].mean()),
+                  "cut_p99": float(np.quantile(cut[m], 0.99))}
+    return out
+
+
+@torch.no_grad()
+def true_energy_showers(generator: ShowerGenerator, showers: np.ndarray, energies: np.ndarray, seed: int = 0,
+                        batch_size: int = 1000) -> np.ndarray:
+    """Showers whose layer energies and lit-cell counts are those of the given (e.g. training) showers and
+    whose shapes the model's shape flow draws given them: the preprocessing's forward transform (its noise
+    from ``seed``), the shape flow sampled on ``[conditions, true energy features]``, the usual inverse,
+    and a random orientation where the preprocessor has them.  Against reference showers, the classifier
+    then sees the shape flow's errors alone.  ``(N, n_voxels)`` MeV, ``(N,)`` MeV → ``(N, n_voxels)``
+    float32 MeV.  Needs a ``caloflow`` model and no extra conditions."""
+    model, pre = generator.model, generator.preprocessor
+    if model.family != "caloflow":
+        raise ValueError(f"key 'family': expected a caloflow checkpoint (a shape flow to sample), found {model.family!r}")
+    energies = np.asarray(energies, dtype=np.float64).reshape(-1)
+    x = pre.transform(showers, energies, np.random.default_rng(seed))
+    n_e = pre.n_energy_features
+    c = torch.as_tensor(pre.transform_conditions(energies))
+    e = torch.as_tensor(x[:, :n_e])
+    gen = torch.Generator().manual_seed(int(seed))
+    s = torch.cat([model.shape_flow.eval().sample(torch.cat([c[i : i + batch_size], e[i : i + batch_size]], dim=1),
+                                                  generator=gen) for i in range(0, len(c), batch_size)])
+    out = pre.inverse(np.concatenate([x[:, :n_e], s.numpy()], axis=1), energies)
+    return pre.orient(out, torch.rand(len(out), generator=gen, dtype=torch.float64).numpy())
+
+
 @torch.no_grad()
 def encode(generator: ShowerGenerator, showers: np.ndarray, energies: np.ndarray, conditions=None,
            seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -256,9 +345,15 @@ def main(argv=None) -> dict:
                     help="K > 0: the high-level classifier per bin, seeds 1..K (0: skip)")
     ap.add_argument("--layer-seeds", type=int, default=0,
                     help="K > 0: the classifier on each layer's features alone (with E_inc), seeds 1..K (0: skip)")
+    ap.add_argument("--true-energies", metavar="TRAIN.h5",
+                    help="with --checkpoint: the shape flow sampled on the true layer energies and counts of these "
+                         "showers (as many as TEST has), scored against TEST, all features and layer by layer")
+    ap.add_argument("--true-energies-seeds", type=int, default=3, help="classifier seeds 1..K of --true-energies")
     ap.add_argument("--threads", type=int, default=1, help="threads of the classifier")
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args(argv)
+    if args.true_energies and not args.checkpoint:
+        ap.error("--true-energies needs --checkpoint (the model whose shape flow is sampled)")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     ref, gen = read_showers(args.test), read_showers(args.generated)
@@ -328,6 +423,34 @@ def main(argv=None) -> dict:
             summary["latents"].append(row)
             print(f"  {b} GeV: tail ratio {ratio:.2f}, energy latent variance {row['energy_latent_var']:.3f}, "
                   f"shape latent variance {row['shape_latent_var']:.3f}")
+        if generator.preprocessor.occupancy:
+            summary["count_agreement"] = layer_count_agreement(generator, e_r, seed=1)
+            print("the shape flow's cells above the threshold against the energy flow's count k (layers with k ≥ 2, "
+                  "sampled at the test energies): share that differ, by ≥ 3, mean excess; mass cut by keeping k, mean / p99")
+            for l, row in summary["count_agreement"].items():
+                print(f"  layer {l}: {row['differ']:.3f}, {row['far']:.3f}, {row['mean_excess']:+.2f}; "
+                      f"{row['cut_mean']:.4f} / {row['cut_p99']:.4f}")
+        if args.true_energies:
+            train = read_showers(args.true_energies)
+            n = min(len(train.showers), len(ref.showers))
+            e_t = train.incident_energies.reshape(-1)[:n]
+            try:
+                oracle = true_energy_showers(generator, train.showers[:n], e_t, seed=1)
+            except ValueError as err:
+                ap.error(f"{args.checkpoint}: {err}")
+            seeds = range(1, args.true_energies_seeds + 1)
+            fo, ft = high_level_features(oracle, e_t, ref.geometry), high_level_features(train.showers[:n], e_t, ref.geometry)
+            summary["true_energies"] = {
+                "n": n, "floor": _seed_aucs(high_level_inputs(fr, e_r), high_level_inputs(ft, e_t), seeds, args.threads),
+                "all": _seed_aucs(high_level_inputs(fr, e_r), high_level_inputs(fo, e_t), seeds, args.threads),
+                "layers": layer_auc(fr, fo, e_r, e_t, seeds, threads=args.threads)}
+            te = summary["true_energies"]
+            print(f"shape flow on the true layer energies and counts of {n} showers of {args.true_energies} against "
+                  f"the test showers, high-level classifier (seeds 1-{args.true_energies_seeds}): all features "
+                  f"{te['all']['mean']:.4f} ± {te['all']['sd']:.4f} (those showers themselves: {te['floor']['mean']:.4f} "
+                  f"± {te['floor']['sd']:.4f}); one layer with E_inc:")
+            for l, row in te["layers"].items():
+                print(f"  layer {l}: {row['mean']:.4f} ± {row['sd']:.4f}")
     centres = np.sqrt(edges[:-1] * edges[1:]) / 1e3
     fig = Figure(figsize=(10, 4))
     for ax, key in zip(fig.subplots(1, 2), ("EC_r", "width_r")):

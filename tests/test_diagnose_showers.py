@@ -111,11 +111,11 @@ def test_layer_auc_sees_the_changed_layer_only():
     assert rows[1]["sd"] == pytest.approx(np.std(rows[1]["aucs"], ddof=1), rel=1e-12)
 
 
-def _files(tmp_path):
+def _files(tmp_path, occupancy=False):
     geometry = default_binning()
     data = simulate_dataset(400, geometry=geometry, energy_range=(1e3, 1e5), seed=3)
     write_showers(tmp_path / "ref.h5", data)
-    pre = ShowerPreprocessor(layer_sizes(geometry)).fit(data.showers, data.incident_energies)
+    pre = ShowerPreprocessor(layer_sizes(geometry), occupancy=occupancy).fit(data.showers, data.incident_energies)
     torch.manual_seed(0)
     stage = {"transforms": 2, "hidden_features": 16, "n_hidden": 1, "spline_bins": 4, "coupling": True}
     model = build_model("caloflow", n_features=pre.n_features, n_conditions=1, n_layers=pre.n_energy_features,
@@ -184,3 +184,75 @@ def test_main_refuses_a_checkpoint_of_another_family(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.endswith(f"{tmp_path / 'flow.pt'}: key 'family': expected a caloflow checkpoint (two flows to encode "
                         "with), found 'flow'")
+
+
+def test_count_agreement_counts_cells_above_the_threshold_against_k():
+    shares = np.array([[0.5, 0.3, 0.15, 0.05],     # 0.1 MeV: 0.05, 0.03, 0.015, 0.005 → 3 above 0.01
+                       [0.7, 0.1, 0.1, 0.1],       # 0.05 MeV: 0.035, then three at 0.005 → 1 above
+                       [0.0, 0.0, 0.0, 0.0]])      # an empty row: nothing above, nothing cut
+    excess, cut = diag.count_agreement(shares, np.array([0.1, 0.05, 1.0]), np.array([2, 3, 0]), 0.01)
+    assert excess.tolist() == [1, -2, 0]
+    # k = 2 keeps 0.8 of row 0; k = 3 keeps 0.7 + 0.1 + 0.1 of row 1 (ties at the k-th value all kept: 1.0)
+    np.testing.assert_allclose(cut, [0.2, 0.0, 0.0], atol=1e-12)
+
+
+def test_true_energy_showers_keep_each_showers_layer_energies_and_lit_cells(tmp_path):
+    data, generator = _files(tmp_path, occupancy=True)
+    e = data.incident_energies.reshape(-1)
+    out = diag.true_energy_showers(generator, data.showers, e, seed=2)
+    assert out.shape == data.showers.shape and out.dtype == np.float32 and (out >= 0).all()
+    pre = generator.preprocessor
+    short = []
+    for l, (a, b) in enumerate(zip(np.cumsum([0, *pre.layer_sizes])[:-1], np.cumsum(pre.layer_sizes))):
+        true, got = data.showers[:, a:b].astype(np.float64), out[:, a:b].astype(np.float64)
+        # the true number of lit cells (the model's shapes only choose which) — fewer only where the
+        # untrained flow gives a kept cell a share of exactly 0 (its logit below the regulariser α = 1e-6),
+        # which the inverse leaves empty (3.1 % of these 3,200 layers; ≤ 0.16 % of the demo model's) —
+        # and the true layer energy plus at most the dequantisation noise's mass (n_cells × noise_level)
+        n_got, n_true = (got > 0).sum(axis=1), (true > 0).sum(axis=1)
+        assert np.all(n_got <= n_true)
+        short.append(n_got < n_true)
+        excess = got.sum(axis=1) - true.sum(axis=1)
+        lit = (true > 0).any(axis=1)
+        assert np.all(excess[lit] >= -1e-5 * true.sum(axis=1)[lit])
+        assert np.all(excess[lit] <= (b - a) * pre.noise_level + 1e-5 * true.sum(axis=1)[lit])
+        assert np.all(got[~lit] == 0)
+    assert np.mean(short) < 0.05
+    # the same seed, the same showers
+    np.testing.assert_array_equal(diag.true_energy_showers(generator, data.showers, e, seed=2), out)
+    flow = build_model("flow", n_features=pre.n_features, n_conditions=1, transforms=2, hidden_features=8, coupling=True)
+    with pytest.raises(ValueError, match="expected a caloflow checkpoint \\(a shape flow to sample\\), found 'flow'"):
+        diag.true_energy_showers(ShowerGenerator(flow, pre, data.geometry), data.showers, e)
+
+
+def test_main_reports_count_agreement_and_the_shape_flow_on_true_energies(tmp_path, capsys):
+    data, generator = _files(tmp_path, occupancy=True)
+    ref = str(tmp_path / "ref.h5")
+    summary = diag.main([ref, ref, "--checkpoint", str(tmp_path / "model.pt"), "--bins", "2", "--encode-per-bin", "50",
+                         "--true-energies", ref, "--true-energies-seeds", "2", "-o", str(tmp_path / "out")])
+    # count agreement recomputed row by row: the model's features at the test energies (seed 1, one batch)
+    pre = generator.preprocessor
+    e = data.incident_energies.reshape(-1)
+    with torch.no_grad():
+        x = generator.model.sample(torch.as_tensor(pre.transform_conditions(e)),
+                                   generator=torch.Generator().manual_seed(1)).double().numpy()
+    parts = pre.decode_parts(x, e)
+    for l in (0, 7):
+        shares, k = parts["shapes"][:, 48 * l : 48 * (l + 1)], parts["lit"][:, l]
+        excess = []
+        for row, e_l, k_i in zip(shares, parts["e_layer"][:, l], k):
+            if k_i >= 2:
+                excess.append(sum(v / row.sum() * e_l >= pre.threshold for v in row) - k_i)
+        row = summary["count_agreement"][l]
+        assert row["n"] == len(excess)
+        assert row["differ"] == pytest.approx(np.mean(np.array(excess) != 0), abs=1e-12)
+        assert row["mean_excess"] == pytest.approx(np.mean(excess), abs=1e-12)
+    # the floor is the test file against itself (0.39 ± 0.07 at 400 showers: a classifier that cannot
+    # tell); the untrained shape flow is told apart on all features (0.96)
+    te = summary["true_energies"]
+    assert te["n"] == 400 and len(te["all"]["aucs"]) == 2 and sorted(te["layers"]) == list(range(8))
+    assert te["floor"]["mean"] < 0.6 and te["all"]["mean"] > 0.8
+    assert "shape flow on the true layer energies and counts of 400 showers" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        diag.main([ref, ref, "--true-energies", ref, "-o", str(tmp_path / "o")])
+    assert capsys.readouterr().err.strip().endswith("--true-energies needs --checkpoint (the model whose shape flow is sampled)")

@@ -557,23 +557,48 @@ class ShowerPreprocessor:
             out[i:i + step] = (z - self.feat_mean) / self.feat_std
         return out
 
-    def inverse(self, features: np.ndarray, incident_energies: np.ndarray) -> np.ndarray:
-        """(N, n_features) features → (N, n_voxels) float32 showers in MeV (≥ 0)."""
+    def decode_parts(self, features: np.ndarray, incident_energies: np.ndarray) -> dict[str, np.ndarray]:
+        """The parts of :meth:`inverse` before any cell is kept or dropped.
+
+        ``(N, n_features)`` features, ``(N,)`` or ``(N, 1)`` MeV → ``{"e_layer": (N, n_layers) MeV,
+        "shapes": (N, n_voxels) shares in [0, 1] (each layer's sum to ~1), "occupancy": (N, n_layers)
+        dequantised counts in [0, 1], "lit": (N, n_layers) the lit cells the inverse keeps}`` (the
+        last two None without occupancy).  ``e_layer`` includes the dequantisation noise's mass, as
+        the training features did; ``lit`` is :meth:`lit_cells_of` capped at what the layer's
+        energy can fill at the threshold, ``floor(E_layer / threshold)``.
+
+        Example (a layer's energy comes back up to the noise's mass, at most 4 cells × 1e-3 MeV here):
+            >>> rng = np.random.default_rng(0)
+            >>> energies = rng.uniform(1e3, 1e4, (20, 1))                        # MeV
+            >>> showers = rng.exponential(1.0, (20, 8)) * energies / 16          # every cell lit
+            >>> pre = ShowerPreprocessor([4, 4], occupancy=True).fit(showers, energies)
+            >>> parts = pre.decode_parts(pre.transform(showers, energies, rng), energies)
+            >>> sums = np.stack([showers[:, :4].sum(axis=1), showers[:, 4:].sum(axis=1)], axis=1)
+            >>> bool(np.all(np.abs(parts["e_layer"] - sums) <= 4e-3 + 1e-6 * sums)), parts["lit"][:2].tolist()
+            (True, [[4, 4], [4, 4]])
+        """
         self._check_fitted()
-        z = np.asarray(features, dtype=np.float64) * self.feat_std + self.feat_mean
-        x = _expit(z, self.alpha)
+        x = _expit(np.asarray(features, dtype=np.float64) * self.feat_std + self.feat_mean, self.alpha)
         L = self.n_layers
-        u, shapes = x[:, :L], x[:, self.n_energy_features :]
-        e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
-        remaining = u[:, 0] * self.scale * e_inc
+        u = x[:, :L]
+        remaining = u[:, 0] * self.scale * np.asarray(incident_energies, dtype=np.float64).reshape(-1)
         e_layer = np.empty_like(u)
         for l in range(L - 1):
             e_layer[:, l] = u[:, l + 1] * remaining
             remaining = remaining - e_layer[:, l]
         e_layer[:, -1] = remaining
-        lit = self.lit_cells_of(x[:, L : 2 * L]) if self.occupancy else None
+        occupancy = x[:, L : 2 * L] if self.occupancy else None
+        lit = None if occupancy is None else np.minimum(self.lit_cells_of(occupancy),
+                                                        np.floor(e_layer / self.threshold + 1e-9)).astype(np.int64)
+        return {"e_layer": e_layer, "shapes": x[:, self.n_energy_features :], "occupancy": occupancy, "lit": lit}
+
+    def inverse(self, features: np.ndarray, incident_energies: np.ndarray) -> np.ndarray:
+        """(N, n_features) features → (N, n_voxels) float32 showers in MeV (≥ 0)."""
+        parts = self.decode_parts(features, incident_energies)
+        e_layer, shapes, occupancy, lit = parts["e_layer"], parts["shapes"], parts["occupancy"], parts["lit"]
+        e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
         if lit is not None:  # the fractional part of the dequantised count: U(0, 1) in training
-            phase = np.mod(x[:, L : 2 * L] * (np.asarray(self.layer_sizes) + 1.0), 1.0)
+            phase = np.mod(occupancy * (np.asarray(self.layer_sizes) + 1.0), 1.0)
             # per layer (N, n_cells): the cumulative lone-cell law of each shower's bin of E_inc
             cdf = None if self.lone_cells is None else self._split(
                 self.lone_cdf[np.searchsorted(self.lone_edges, np.log(e_inc))])
@@ -581,8 +606,8 @@ class ShowerPreprocessor:
         out = []
         for l, s in enumerate(self._split(shapes)):
             e = e_layer[:, l : l + 1]
-            if lit is not None:  # no more lit cells than the layer's energy can fill at the threshold
-                k = np.minimum(lit[:, l], np.floor(e[:, 0] / self.threshold + 1e-9))
+            if lit is not None:
+                k = lit[:, l]
                 if cdf is not None and drawn[l]:  # one lit cell: drawn from the lone-cell law
                     one = np.flatnonzero(k == 1)
                     s = s.copy()
