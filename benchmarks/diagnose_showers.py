@@ -280,7 +280,7 @@ def layer_count_agreement(generator: ShowerGenerator, energies: np.ndarray, seed
                         for i in range(0, len(c), batch_size)])
     parts = pre.decode_parts(x, energies)
     out = {}
-    for l, shares in enumerate(pre._split(parts["shapes"])):
+    for l, shares in enumerate(np.split(parts["shapes"], np.cumsum(pre.layer_sizes)[:-1], axis=1)):
         k = parts["lit"][:, l]
         excess, cut = count_agreement(shares, parts["e_layer"][:, l], k, pre.threshold)
         m = k >= 2

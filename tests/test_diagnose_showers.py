@@ -157,6 +157,10 @@ def test_main_on_the_reference_against_itself_and_its_latents(tmp_path):
     assert first["shape_tail_ratio"] == pytest.approx(first["shape_tail_rate"] / (2 * stats.norm.sf(4.0)), rel=1e-12)
     assert first["energy_latent_var"] == pytest.approx(float(z[:, :n_e].var(axis=0).mean()), rel=1e-5)
     assert (tmp_path / "out" / "spread_ratios.png").stat().st_size > 0
+    # without lit-cell counts there is no count to agree with: not measured, and refused if asked
+    assert "count_agreement" not in saved
+    with pytest.raises(ValueError, match="key 'occupancy': expected a checkpoint whose preprocessor keeps lit-cell counts"):
+        diag.layer_count_agreement(generator, e[:10])
 
 
 def test_main_sees_a_narrower_generated_layer(tmp_path):
