@@ -361,6 +361,7 @@ def main(argv=None) -> dict:
     edges = np.geomspace(e_r.min(), e_r.max() * (1 + 1e-9), args.bins + 1)
     fr = high_level_features(ref.showers, e_r, ref.geometry)
     fg = high_level_features(gen.showers, e_g, ref.geometry)
+    x_ref = high_level_inputs(fr, e_r)  # the reference's classifier inputs, for every comparison below
     layers = _layers(fr)
     summary = {"edges_MeV": edges.tolist(), "layers": layers, "spread_ratio": {}, "largest_share_p90": {}}
     for key in ("EC_r", "width_r"):
@@ -393,7 +394,7 @@ def main(argv=None) -> dict:
             print(f"  {b} GeV: {row['chi2_per_ndof']:.2f} (floor {row['floor_chi2_per_ndof']:.2f}); {worst}")
     if args.classifier_seeds > 0:
         seeds = range(1, args.classifier_seeds + 1)
-        summary["high_level_auc"] = binned_auc(high_level_inputs(fr, e_r), high_level_inputs(fg, e_g), e_r, e_g,
+        summary["high_level_auc"] = binned_auc(x_ref, high_level_inputs(fg, e_g), e_r, e_g,
                                                edges, seeds, threads=args.threads)
         print(f"high-level classifier AUC per bin (seeds 1-{args.classifier_seeds}): mean ± sd")
         for b, row in zip(bins, summary["high_level_auc"]):
@@ -441,8 +442,8 @@ def main(argv=None) -> dict:
             seeds = range(1, args.true_energies_seeds + 1)
             fo, ft = high_level_features(oracle, e_t, ref.geometry), high_level_features(train.showers[:n], e_t, ref.geometry)
             summary["true_energies"] = {
-                "n": n, "floor": _seed_aucs(high_level_inputs(fr, e_r), high_level_inputs(ft, e_t), seeds, args.threads),
-                "all": _seed_aucs(high_level_inputs(fr, e_r), high_level_inputs(fo, e_t), seeds, args.threads),
+                "n": n, "floor": _seed_aucs(x_ref, high_level_inputs(ft, e_t), seeds, args.threads),
+                "all": _seed_aucs(x_ref, high_level_inputs(fo, e_t), seeds, args.threads),
                 "layers": layer_auc(fr, fo, e_r, e_t, seeds, threads=args.threads)}
             te = summary["true_energies"]
             print(f"shape flow on the true layer energies and counts of {n} showers of {args.true_energies} against "
