@@ -57,19 +57,22 @@ def test_bench_flow_matching_steps_and_int8(jets):
     assert res["pythia"] == {"available": False, "reason": "Pythia timing disabled (--n-pythia 0; at least 2 jets)"}
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch._dynamo's import
 @pytest.mark.skipif(not have("onnxruntime") or not have("onnxscript"), reason="needs hepgen[onnx]")
 def test_bench_gan_all_paths_with_fidelity(jets, tmp_path):
     gen = _generator(jets, "epic_gan")
     real = toy_jets(120, n_particles=P, seed=6)
-    res = run_jet_bench(gen, batch_sizes=[1, 16], threads=[1], paths=list(JET_BENCH_PATHS), steps=[4], pythia_n=0,
+    paths = [p for p in JET_BENCH_PATHS if p != "compile"]  # compiling is slow: the test below covers it
+    res = run_jet_bench(gen, batch_sizes=[1, 16], threads=[1], paths=paths, steps=[4], pythia_n=0,
                         min_time=0.01, fidelity_n=100, real=real)
     assert [r["steps"] for r in res["runs"]] == [None] * 8 and res["notes"][0].startswith("--steps ignored")
-    assert {r["path"] for r in res["runs"]} == set(JET_BENCH_PATHS)
+    assert {r["path"] for r in res["runs"]} == set(paths)
     assert all(r["jets_per_cpu_s"] > 0 for r in res["runs"]) and res["onnx_export_s"]["None"] > 0
     fid = res["fidelity"]
-    assert fid["n"] == 100 and set(fid["paths"]) == set(JET_BENCH_PATHS)
+    assert fid["n"] == 100 and set(fid["paths"]) == set(paths)
     assert fid["paths"]["fp32"]["max_abs_diff_vs_fp32"] == 0.0
     assert fid["paths"]["ort"]["max_abs_diff_vs_fp32"] < 1e-3  # the same graph, float rounding
+    assert all(r["warmup_s"] > 0 for r in res["runs"])
     # the quantised path changes the jets (slots may also swap places in the pT sorting)
     assert 0 < fid["paths"]["int8"]["max_abs_diff_vs_fp32"] < np.inf
     for row in fid["paths"].values():
@@ -78,7 +81,23 @@ def test_bench_gan_all_paths_with_fidelity(jets, tmp_path):
     js, png = write_jet_bench(res, tmp_path)
     assert json.loads(js.read_text())["schema"] == "hepgen.bench_jets/1" and png.stat().st_size > 1000
     text = format_jet_table(res)
-    assert "fidelity ort-int8" in text and "ort-int8" in text.splitlines()[-len(JET_BENCH_PATHS) - 3]
+    assert "fidelity ort-int8" in text and "ort-int8" in text.splitlines()[-len(paths) - 3]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch._dynamo's import
+def test_bench_compile_path_solves_the_same_ode(jets):
+    # the whole sampler compiled, the ODE loop unrolled: the same jets as fp32 up to float rounding;
+    # one batch shape (timing and fidelity both 20 jets), so one compilation
+    gen = _generator(jets, "epic_fm")
+    real = toy_jets(20, n_particles=P, seed=7)
+    res = run_jet_bench(gen, batch_sizes=[20], threads=[1], paths=["fp32", "compile"], steps=[1], pythia_n=0,
+                        min_time=0.01, fidelity_n=20, real=real)
+    assert [(r["path"], r["steps"]) for r in res["runs"]] == [("fp32", 1), ("compile", 1)]
+    assert all(r["jets_per_cpu_s"] > 0 for r in res["runs"])
+    diff = res["fidelity"]["paths"]["compile"]["max_abs_diff_vs_fp32"]
+    assert diff < 1e-3
+    assert res["fidelity"]["paths"]["compile"]["w1m"] == pytest.approx(res["fidelity"]["paths"]["fp32"]["w1m"],
+                                                                       abs=1e-4)
 
 
 @pytest.mark.skipif(not have("pythia8mc") or not have("fastjet"), reason="needs hepgen[jets]")

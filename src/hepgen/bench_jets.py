@@ -17,7 +17,9 @@ the inverse preprocessing with the pT sorting and the padding mask, i.e. JetNet-
 
 Paths (:data:`JET_BENCH_PATHS`): ``fp32`` (the module as it is), ``int8``
 (``torch.ao.quantization.quantize_dynamic`` of every ``nn.Linear`` through
-:func:`hepgen.models.quantize.quantize_int8`), ``ort`` (the graph of
+:func:`hepgen.models.quantize.quantize_int8`), ``compile`` (the whole sampler under
+``torch.compile`` with inductor, static shapes: the untimed warm-up call of each batch size
+compiles, and each timing row's ``warmup_s`` records how long that call took; exact up to float rounding), ``ort`` (the graph of
 :func:`hepgen.export_jets.export_jets_onnx` in onnxruntime) and ``ort-int8`` (that graph after
 ``onnxruntime.quantization.quantize_dynamic``; :class:`hepgen.bench.OrtModels`).  For families
 that solve an ODE (``epic_fm``, ``jet_transformer_fm``) every point is measured at each of
@@ -76,7 +78,7 @@ log = logging.getLogger(__name__)
 
 JET_BENCH_SCHEMA = "hepgen.bench_jets/1"
 DEFAULT_JET_BATCH_SIZES = (1, 100, 1_000)
-JET_BENCH_PATHS = ("fp32", "int8", "ort", "ort-int8")
+JET_BENCH_PATHS = ("fp32", "int8", "compile", "ort", "ort-int8")
 
 
 def pythia_rate(types: Sequence[str], n: int, n_particles: int, seed: int = 0) -> dict:
@@ -126,6 +128,17 @@ class _OrtJetSampler:
         return torch.from_numpy(out[0]), torch.from_numpy(out[1])
 
 
+class _CompiledJetSampler:
+    """A :class:`JetSampler` under ``torch.compile`` (inductor, ``dynamic=False``: one graph per
+    batch size, compiled by its first call), called like :meth:`JetSampler.call`."""
+
+    def __init__(self, sampler: JetSampler) -> None:
+        self.fn = torch.compile(sampler, dynamic=False)
+
+    def call(self, inputs: dict[str, torch.Tensor]):
+        return self.fn(inputs["n"], inputs["noise"], inputs.get("jet_type"), inputs.get("jet_kinematics"))
+
+
 class _Inputs:
     """Pre-built conditions of one batch; :meth:`call` draws the noise and runs one sampling call."""
 
@@ -147,20 +160,24 @@ def _module(path: str, sampler: JetSampler, ort_models: OrtModels | None, thread
         quantized = copy.deepcopy(sampler)
         quantized.model = quantize_int8(sampler.model)
         return quantized
+    if path == "compile":
+        return _CompiledJetSampler(sampler)
     return _OrtJetSampler(ort_models.path(path), threads, sampler.input_names)
 
 
 def _time_point(module, inputs: _Inputs, min_time: float) -> dict:
     """Wall and CPU time of repeated calls after one warm-up call; peak RSS."""
     with torch.no_grad(), peak_rss() as mem:
-        inputs.call(module)  # warm-up (first call allocations, onnxruntime's arena)
+        w0 = time.perf_counter()
+        inputs.call(module)  # warm-up (first call allocations, onnxruntime's arena, compilation)
+        warmup_s = time.perf_counter() - w0
         c0 = time.process_time()
         times = time_calls(lambda: inputs.call(module), min_time=min_time, warmup=0)
         cpu = time.process_time() - c0
     med = float(np.median(times))
     return {"calls": len(times), "latency_ms_median": 1e3 * med, "latency_ms_min": 1e3 * float(times.min()),
             "jets_per_s": inputs.n / med, "jets_per_cpu_s": inputs.n * len(times) / max(cpu, 1e-9),
-            "cpu_per_wall": cpu / float(times.sum()), **mem}
+            "cpu_per_wall": cpu / float(times.sum()), "warmup_s": warmup_s, **mem}
 
 
 def run_jet_bench(

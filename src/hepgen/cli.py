@@ -1059,8 +1059,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--threads", type=_ints, help="CPU thread counts (default: 1 and all cores)")
     bn.add_argument("--device", type=_names, help="cpu,cuda (default: cpu, plus cuda when available)")
     bn.add_argument("--paths", type=_names, default=None,
-                    help="sampling paths: fp32,bf16,fp16,int8,compile,compile-bf16,ort,ort-int8 (jets: fp32,int8,ort,"
-                         "ort-int8; default fp32,int8; events: fp32,channels_last,bf16,compile,bf16-compile, "
+                    help="sampling paths: fp32,bf16,fp16,int8,compile,compile-bf16,ort,ort-int8 (jets: fp32,int8,compile,"
+                         "ort,ort-int8; default fp32,int8; events: fp32,channels_last,bf16,compile,bf16-compile, "
                          "default fp32,bf16)")
     bn.add_argument("--fidelity", type=int, default=0, metavar="N",
                     help="also compare each path's samples with reference samples (N per path; 0: skip)")
