@@ -57,7 +57,6 @@ def test_bench_flow_matching_steps_and_int8(jets):
     assert res["pythia"] == {"available": False, "reason": "Pythia timing disabled (--n-pythia 0; at least 2 jets)"}
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch._dynamo's import
 @pytest.mark.skipif(not have("onnxruntime") or not have("onnxscript"), reason="needs hepgen[onnx]")
 def test_bench_gan_all_paths_with_fidelity(jets, tmp_path):
     gen = _generator(jets, "epic_gan")

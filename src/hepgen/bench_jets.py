@@ -19,8 +19,9 @@ Paths (:data:`JET_BENCH_PATHS`): ``fp32`` (the module as it is), ``int8``
 (``torch.ao.quantization.quantize_dynamic`` of every ``nn.Linear`` through
 :func:`hepgen.models.quantize.quantize_int8`), ``compile`` (the whole sampler under
 ``torch.compile`` with inductor, static shapes: the untimed warm-up call of each batch size
-compiles, and each timing row's ``warmup_s`` records how long that call took; exact up to float rounding), ``ort`` (the graph of
-:func:`hepgen.export_jets.export_jets_onnx` in onnxruntime) and ``ort-int8`` (that graph after
+compiles, and each timing row's ``warmup_s`` records how long that call took; exact up to
+float rounding), ``ort`` (the graph of :func:`hepgen.export_jets.export_jets_onnx` in
+onnxruntime) and ``ort-int8`` (that graph after
 ``onnxruntime.quantization.quantize_dynamic``; :class:`hepgen.bench.OrtModels`).  For families
 that solve an ODE (``epic_fm``, ``jet_transformer_fm``) every point is measured at each of
 ``steps`` (default: the model's own step count); the ONNX graphs are exported once per step count.
