@@ -19,14 +19,19 @@ install: $(STAMP)
 demo: $(STAMP)            ## simulate → train → sample → evaluate → report (≈ 10 min on 2 cores)
 	$(BIN)/hepgen demo -o hepgen-demo
 
+# Tests run in one worker per core (pytest-xdist; at most 4), a test module's tests in one worker
+# (--dist loadscope: module fixtures are built once).  The suite runs its torch on one thread per
+# worker (tests/test_refine_*.py set it at import), so workers do not oversubscribe the cores.
+XDIST  := -n auto --maxprocesses 4 --dist loadscope
+
 test: $(STAMP)            ## the CI test suite (slow tests excluded; fast tests cover their code paths) + docstring examples
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" $(XDIST)
 
 lint-imports: $(STAMP)    ## the layer contracts of pyproject.toml ([tool.importlinter])
 	$(BIN)/lint-imports
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulator.py

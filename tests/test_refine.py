@@ -28,7 +28,6 @@ from hepgen.refine.reweight import dctr_weights, effective_sample_size
 from hepgen.simulate.auger_toy import AugerToyConfig, simulate_auger
 from hepgen.simulate.calorimeter import simulate_dataset
 
-torch.set_num_threads(1)
 SMALL = {"hidden": 16, "critic_hidden": 16, "epochs": 1, "batch_size": 32, "n_critic": 1, "critic_warmup": 2}
 
 

@@ -22,8 +22,6 @@ from hepgen.refine.refiner import (
 )
 from hepgen.simulate.calorimeter import simulate_dataset
 
-torch.set_num_threads(1)
-
 
 def _rotate(t: torch.Tensor, grid=(2, 3, 4)) -> torch.Tensor:
     """Turn every shower by one angular bin: voxel (l, a, r) → (l, a + 1 mod A, r)."""

@@ -29,7 +29,6 @@ from hepgen.refine.refiner import RefinerConfig, load_refiner
 from hepgen.simulate.auger_toy import simulate_auger
 from hepgen.simulate.calorimeter import simulate_dataset
 
-torch.set_num_threads(1)
 TINY = ["--epochs", "1", "--hidden", "8", "--critic-hidden", "8", "--batch-size", "8", "-q"]
 
 

@@ -13,7 +13,6 @@ from hepgen.refine import stations
 from hepgen.refine.stations import StationCritic, StationRefiner, near_live
 from hepgen.simulate.auger_toy import simulate_auger
 
-torch.set_num_threads(1)
 N_T = 16
 SHAPE = np.exp(-np.arange(N_T) / 3.0) / np.exp(-np.arange(N_T) / 3.0).sum()
 

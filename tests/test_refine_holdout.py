@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from hepgen.data.formats import write_showers
 from hepgen.data.geometry import CylindricalBinning
@@ -15,8 +14,6 @@ from hepgen.refine.proof import holdout_aucs, refinement_aucs
 from hepgen.refine.refiner import ResidualRefiner, save_refiner
 from hepgen.simulate.auger_toy import simulate_auger
 from hepgen.simulate.calorimeter import simulate_dataset
-
-torch.set_num_threads(1)
 
 
 def _identity(path, sim, kind="showers"):

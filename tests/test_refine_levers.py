@@ -25,7 +25,6 @@ from hepgen.refine.refiner import (
 from hepgen.refine.stations import StationCritic, StationRefiner, core_distance
 from hepgen.simulate.auger_toy import simulate_auger
 
-torch.set_num_threads(1)
 N_T = 16
 SHAPE = np.exp(-np.arange(N_T) / 3.0) / np.exp(-np.arange(N_T) / 3.0).sum()
 SMALL = {"hidden": 16, "critic_hidden": 16, "epochs": 3, "batch_size": 32, "n_critic": 2, "critic_warmup": 5, "seed": 0}

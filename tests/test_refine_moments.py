@@ -21,7 +21,6 @@ from hepgen.refine.refiner import (
 )
 from hepgen.simulate.calorimeter import simulate_dataset
 
-torch.set_num_threads(1)
 # two layers of four "voxels" each, then the total (the shape of the shower adapter's sum_groups)
 GROUPS = np.array([[1] * 4 + [0] * 4, [0] * 4 + [1] * 4, [1] * 8], np.float32)
 

@@ -18,7 +18,6 @@ from hepgen.refine.refiner import load_refiner, refine_arrays, save_refiner
 from hepgen.refine.stations import StationRefiner
 from hepgen.simulate.auger_toy import simulate_auger
 
-torch.set_num_threads(1)
 N_T = 16
 
 

@@ -20,7 +20,6 @@ from hepgen.refine.refiner import (
 from hepgen.refine.stations import StationCritic, StationRefiner
 from hepgen.simulate.auger_toy import simulate_auger
 
-torch.set_num_threads(1)
 SMALL = {"hidden": 16, "critic_hidden": 16, "epochs": 1, "batch_size": 16, "n_critic": 1, "critic_warmup": 2}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from hepgen.cli import build_parser, main
 from hepgen.data.traces import write_traces
@@ -13,7 +12,6 @@ from hepgen.refine.options import set_adapter_options
 from hepgen.refine.refiner import load_refiner
 from hepgen.simulate.auger_toy import simulate_auger
 
-torch.set_num_threads(1)
 TINY = ["--epochs", "1", "--hidden", "8", "--critic-hidden", "8", "--batch-size", "8", "-q", "--critic-warmup", "1"]
 
 
