@@ -20,8 +20,8 @@ demo: $(STAMP)            ## simulate → train → sample → evaluate → repo
 	$(BIN)/hepgen demo -o hepgen-demo
 
 # Tests run in one worker per core (pytest-xdist; at most 4), a test module's tests in one worker
-# (--dist loadscope: module fixtures are built once).  The suite runs its torch on one thread per
-# worker (tests/test_refine_*.py set it at import), so workers do not oversubscribe the cores.
+# (--dist loadscope: module fixtures are built once).  Each worker runs torch on one thread
+# (tests/conftest.py), so the workers do not oversubscribe the cores.
 XDIST  := -n auto --maxprocesses 4 --dist loadscope
 
 test: $(STAMP)            ## the CI test suite (slow tests excluded; fast tests cover their code paths) + docstring examples
